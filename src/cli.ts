@@ -1,0 +1,40 @@
+/**
+ * fibrpc: RPC over RabbitMQ, as one executable. This file only wires the commands; each lives
+ * in src/commands/ and is loaded lazily, so `fibrpc call` does not load the server's code.
+ */
+import { defineCommand, runCommand, runMain, showUsage } from "citty";
+import { ExitCode } from "./errors.ts";
+import { version } from "./version.ts";
+
+const main = defineCommand({
+  meta: {
+    name: "fibrpc",
+    version,
+    description: "Fibonacci RPC over RabbitMQ: `fibrpc serve` answers requests on a queue, `fibrpc call N` asks for fib(N)",
+  },
+  subCommands: {
+    serve: () => import("./commands/serve.ts").then((m) => m.default),
+    call: () => import("./commands/call.ts").then((m) => m.default),
+  },
+});
+
+const rawArgs = process.argv.slice(2);
+const wantsHelpOrVersion = rawArgs.some((a) => a === "--help" || a === "-h") || (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
+
+if (wantsHelpOrVersion || rawArgs.length === 0) {
+  // citty prints usage (for the right subcommand) or the version, and exits 0.
+  if (rawArgs.length === 0) {
+    await showUsage(main);
+  } else {
+    await runMain(main, { rawArgs });
+  }
+} else {
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (err) {
+    // citty's own errors: unknown command, missing argument. One line, exit 64 (EX_USAGE).
+    const message = err instanceof Error ? err.message.replace(/\u001b\[[0-9;]*m/g, "") : String(err);
+    process.stderr.write(`fibrpc: ${message}; see fibrpc --help\n`);
+    process.exit(ExitCode.USAGE);
+  }
+}

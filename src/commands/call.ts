@@ -1,0 +1,114 @@
+import { defineCommand } from "citty";
+import { DEFAULT_TIMEOUT_MS, displayUrl, fromEnv, parseDuration } from "../config.ts";
+import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
+import { RpcClient, type CallOutcome, type ReplyQueueMode } from "../rpc/client.ts";
+import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
+import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import { writeStdout } from "../output.ts";
+import { runAction } from "./_run.ts";
+
+const args = {
+  n: {
+    type: "positional",
+    valueHint: "N [N ...]",
+    description: `One or more n (0 to ${DEFAULT_MAX_N}); all are sent at once and printed in this order, one fib(n) per line`,
+    // Checked in run(): citty would report a lone negative n as a missing argument.
+    required: false,
+  },
+  timeout: {
+    type: "string",
+    valueHint: "duration",
+    description: "Give up on a call after this long, e.g. 500ms, 5s, 2m [env FIBRPC_TIMEOUT] (default: 30s)",
+  },
+  json: {
+    type: "boolean",
+    description: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}',
+  },
+  "reply-queue": {
+    type: "string",
+    valueHint: "direct|exclusive",
+    description: "direct: RabbitMQ Direct Reply-to (no queue declared); exclusive: the tutorial's exclusive callback queue (default: direct)",
+  },
+  "wait-for-server": {
+    type: "boolean",
+    description: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once",
+  },
+  ...brokerArgs,
+  ...logArgs,
+} as const;
+
+const REPLY_QUEUE_MODES: readonly ReplyQueueMode[] = ["direct", "exclusive"];
+
+function invalidN(token: string, why: string): FibrpcError {
+  return usageError(`invalid n ${JSON.stringify(token)}: ${why}`);
+}
+
+export default defineCommand({
+  meta: { name: "call", description: "Ask the servers for fib(N) and print each result on its own line" },
+  args,
+  run: ({ args: parsed, rawArgs }) =>
+    runAction(async () => {
+      rejectUnknownFlags(rawArgs, args, (token) => {
+        throw invalidN(token, "n must not be negative");
+      });
+      const tokens = parsed._.map(String);
+      if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
+      // Same rule and same maximum as the server's default, checked before connecting.
+      const ns = tokens.map((token) => {
+        const parsedN = parseN(token, DEFAULT_MAX_N);
+        if (!parsedN.ok) throw invalidN(token, parsedN.message);
+        return parsedN.n;
+      });
+      const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
+      const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
+      const replyQueue = (parsed["reply-queue"] ?? "direct") as ReplyQueueMode;
+      if (!REPLY_QUEUE_MODES.includes(replyQueue)) throw usageError(`--reply-queue must be direct or exclusive, got ${JSON.stringify(replyQueue)}`);
+      const { url, queue } = resolveBroker(parsed);
+      const log = resolveLogger(parsed);
+
+      const deadline = Date.now() + timeoutMs;
+      const client = await RpcClient.connect({ url, queue, replyQueue, format: "text", timeoutMs, log });
+      try {
+        await waitForConsumer(client, { queue, url, deadline, wait: parsed["wait-for-server"] === true });
+        const calls = ns.map((n) => client.call(n));
+        const codes: ExitCode[] = [];
+        for (const call of calls) codes.push(await print(await call, parsed.json === true));
+        return mostSevere(codes);
+      } finally {
+        await client.close();
+      }
+    }),
+});
+
+const POLL_MS = 50;
+
+async function waitForConsumer(client: RpcClient, o: { queue: string; url: string; deadline: number; wait: boolean }): Promise<void> {
+  for (;;) {
+    let count: number;
+    try {
+      count = await client.consumerCount();
+    } catch (err) {
+      if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
+      count = 0;
+    }
+    if (count > 0) return;
+    if (!o.wait) {
+      throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} has no consumer: no server is running; start one with \`fibrpc serve\`, or pass --wait-for-server`);
+    }
+    if (Date.now() + POLL_MS > o.deadline) {
+      throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} within --timeout; start one with \`fibrpc serve\``);
+    }
+    await Bun.sleep(POLL_MS);
+  }
+}
+
+async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
+  const ms = Math.round(outcome.ms * 1000) / 1000;
+  if (outcome.ok) {
+    await writeStdout(json ? `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}}\n` : `${outcome.result}\n`);
+    return ExitCode.OK;
+  }
+  process.stderr.write(`fib(${outcome.n}): ${outcome.code}: ${outcome.message}\n`);
+  if (json) await writeStdout(`${JSON.stringify({ n: outcome.n, error: { code: outcome.code, message: outcome.message }, ms })}\n`);
+  return outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR;
+}

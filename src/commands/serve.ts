@@ -1,0 +1,60 @@
+import { defineCommand } from "citty";
+import { DEFAULT_PREFETCH, defaultWorkers, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
+import { usageError } from "../errors.ts";
+import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
+import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
+import { supervise } from "../serve/supervisor.ts";
+import { version } from "../version.ts";
+import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger, resolveLogLevel } from "./_args.ts";
+import { runAction } from "./_run.ts";
+
+const args = {
+  workers: {
+    type: "string",
+    valueHint: "count",
+    description: "Bun Workers in this process, each with its own connection and consumer [env FIBRPC_WORKERS] (default: number of CPUs)",
+  },
+  prefetch: {
+    type: "string",
+    valueHint: "count",
+    description: `Unacknowledged requests the broker may push to each worker [env FIBRPC_PREFETCH] (default: ${DEFAULT_PREFETCH}, fair dispatch of heavy requests)`,
+  },
+  "max-n": {
+    type: "string",
+    valueHint: "n",
+    description: `Largest n this server computes; larger requests get an N_TOO_LARGE error reply [env FIBRPC_MAX_N] (default: ${DEFAULT_MAX_N})`,
+  },
+  "queue-type": {
+    type: "string",
+    valueHint: QUEUE_TYPES.join("|"),
+    description: "classic: declared like the tutorial's server (not durable); quorum: durable and replicated, for clusters [env FIBRPC_QUEUE_TYPE] (default: classic)",
+  },
+  "drain-timeout": {
+    type: "string",
+    valueHint: "duration",
+    description: "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway [env FIBRPC_DRAIN_TIMEOUT] (default: 10s)",
+  },
+  ...brokerArgs,
+  ...logArgs,
+} as const;
+
+export default defineCommand({
+  meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
+  args,
+  run: ({ args: parsed, rawArgs }) =>
+    runAction(async () => {
+      rejectUnknownFlags(rawArgs, args);
+      const { url, queue } = resolveBroker(parsed);
+      const workers = parseIntOption("workers", fromEnv(parsed.workers, "FIBRPC_WORKERS"), defaultWorkers(), 1, 256);
+      const prefetch = parseIntOption("prefetch", fromEnv(parsed.prefetch, "FIBRPC_PREFETCH"), DEFAULT_PREFETCH, 1, 65_535);
+      const maxN = parseIntOption("max-n", fromEnv(parsed["max-n"], "FIBRPC_MAX_N"), DEFAULT_MAX_N, 0, 100_000_000);
+      const queueType = (fromEnv(parsed["queue-type"], "FIBRPC_QUEUE_TYPE") ?? "classic") as QueueType;
+      if (!QUEUE_TYPES.includes(queueType)) throw usageError(`--queue-type must be one of ${QUEUE_TYPES.join(", ")}, got ${JSON.stringify(queueType)}`);
+      const drainTimeout = fromEnv(parsed["drain-timeout"], "FIBRPC_DRAIN_TIMEOUT");
+      const drainTimeoutMs = drainTimeout === undefined ? 10_000 : parseDuration("drain-timeout", drainTimeout);
+      const logLevel = resolveLogLevel(parsed["log-level"]);
+      const log = resolveLogger(parsed);
+      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${displayUrl(url)} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
+      return supervise({ workers, drainTimeoutMs, log, worker: { url, queue, queueType, prefetch, maxN, logLevel } });
+    }),
+});

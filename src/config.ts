@@ -1,0 +1,68 @@
+/**
+ * Defaults, environment variables and the parsing of option values. Precedence everywhere:
+ * command-line flag > FIBRPC_* environment variable > default.
+ */
+import { availableParallelism } from "node:os";
+import { usageError } from "./errors.ts";
+
+/** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
+export const DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672";
+export const DEFAULT_QUEUE = "rpc_queue";
+export const DEFAULT_PREFETCH = 1;
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export function defaultWorkers(): number {
+  return availableParallelism();
+}
+
+/** The value of a flag if given, else of its environment variable, else undefined. */
+export function fromEnv(flag: string | undefined, envName: string): string | undefined {
+  if (flag !== undefined && flag !== "") return flag;
+  const env = process.env[envName];
+  return env === undefined || env === "" ? undefined : env;
+}
+
+/** Replaces the password of every amqp(s):// URL in `text` with "***". Safe on any text. */
+export function maskSecrets(text: string): string {
+  return text.replace(/(amqps?:\/\/[^:/?#@\s]*:)[^@/?#\s]*@/gi, "$1***@");
+}
+
+/** A broker URL as it may be shown: password masked, default port and vhost kept as given. */
+export function displayUrl(url: string): string {
+  return maskSecrets(url);
+}
+
+/** Checks a broker URL early, so a typo is a usage error and not a connection failure. */
+export function parseBrokerUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw usageError(`--url ${JSON.stringify(maskSecrets(url))} is not a URL; expected amqp://user:password@host:5672/vhost`);
+  }
+  if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
+    throw usageError(`--url must start with amqp:// or amqps://, got ${JSON.stringify(maskSecrets(url))}`);
+  }
+  if (parsed.hostname === "") throw usageError(`--url ${JSON.stringify(maskSecrets(url))} names no host`);
+  return url;
+}
+
+/** Parses a whole number option such as --workers, within [min, max]. */
+export function parseIntOption(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined || value === "") return fallback;
+  if (!/^\d+$/.test(value.trim())) throw usageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  const n = Number(value.trim());
+  if (n < min || n > max) throw usageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses a duration such as 500ms, 5s, 1.5s, 2m or 1h (a bare number means seconds). */
+export function parseDuration(name: string, value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
+  if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${JSON.stringify(value)}`);
+  const ms = Number(match[1]) * UNITS_MS[match[2] ?? "s"]!;
+  if (ms <= 0 || !Number.isFinite(ms)) throw usageError(`--${name} must be greater than zero, got ${JSON.stringify(value)}`);
+  return Math.round(ms);
+}

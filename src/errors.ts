@@ -1,0 +1,106 @@
+/**
+ * Every failure a user can meet, as a value with a code. One table maps each code to the
+ * process exit code and to whether retrying can help.
+ *
+ * Exit codes follow BSD sysexits(3) (also used by Postfix, sendmail and many CLIs), so scripts
+ * can tell "you called me wrong" (64) from "the service is not there" (69) from "try again" (75).
+ */
+export const ExitCode = {
+  /** Every call answered. */
+  OK: 0,
+  /** EX_USAGE: bad command line (unknown flag, invalid n, bad duration). */
+  USAGE: 64,
+  /** EX_NOHOST: broker host name could not be resolved or connection refused. */
+  BROKER_UNREACHABLE: 68,
+  /** EX_UNAVAILABLE: the request queue does not exist or has no consumer. */
+  NO_SERVER: 69,
+  /** EX_SOFTWARE: a bug in fibrpc (please report it). */
+  INTERNAL: 70,
+  /** EX_TEMPFAIL: the call timed out or the connection dropped; retrying may succeed. */
+  TEMPORARY: 75,
+  /** EX_PROTOCOL: the server answered with an error reply. */
+  REMOTE_ERROR: 76,
+  /** EX_NOPERM: the broker refused the credentials or the vhost. */
+  ACCESS_REFUSED: 77,
+  /** EX_CONFIG: the broker's setup conflicts with ours (queue declared with other arguments). */
+  CONFIG: 78,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/**
+ * When several calls of one `fibrpc call` end differently, the most severe exit code wins.
+ * Order (most severe first): usage, access refused, broker unreachable, config, no server,
+ * temporary (timeout / connection lost), remote error, internal, ok.
+ * Internal sits low on purpose: it is only chosen when nothing more telling happened.
+ */
+const SEVERITY: readonly ExitCode[] = [
+  ExitCode.USAGE,
+  ExitCode.ACCESS_REFUSED,
+  ExitCode.BROKER_UNREACHABLE,
+  ExitCode.CONFIG,
+  ExitCode.NO_SERVER,
+  ExitCode.TEMPORARY,
+  ExitCode.REMOTE_ERROR,
+  ExitCode.INTERNAL,
+  ExitCode.OK,
+];
+
+export function mostSevere(codes: Iterable<ExitCode>): ExitCode {
+  let best: ExitCode = ExitCode.OK;
+  for (const code of codes) {
+    if (SEVERITY.indexOf(code) < SEVERITY.indexOf(best)) best = code;
+  }
+  return best;
+}
+
+/** Codes of errors raised on the client side (the server's error codes live in rpc/protocol.ts). */
+export const ClientErrorCode = {
+  USAGE: "USAGE",
+  BROKER_UNREACHABLE: "BROKER_UNREACHABLE",
+  ACCESS_REFUSED: "ACCESS_REFUSED",
+  QUEUE_NOT_FOUND: "QUEUE_NOT_FOUND",
+  NO_CONSUMER: "NO_CONSUMER",
+  TIMEOUT: "TIMEOUT",
+  CONNECTION_LOST: "CONNECTION_LOST",
+  QUEUE_MISMATCH: "QUEUE_MISMATCH",
+  REMOTE_ERROR: "REMOTE_ERROR",
+  INTERNAL: "INTERNAL",
+} as const;
+export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
+
+const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
+  USAGE: ExitCode.USAGE,
+  BROKER_UNREACHABLE: ExitCode.BROKER_UNREACHABLE,
+  ACCESS_REFUSED: ExitCode.ACCESS_REFUSED,
+  QUEUE_NOT_FOUND: ExitCode.NO_SERVER,
+  NO_CONSUMER: ExitCode.NO_SERVER,
+  TIMEOUT: ExitCode.TEMPORARY,
+  CONNECTION_LOST: ExitCode.TEMPORARY,
+  QUEUE_MISMATCH: ExitCode.CONFIG,
+  REMOTE_ERROR: ExitCode.REMOTE_ERROR,
+  INTERNAL: ExitCode.INTERNAL,
+};
+
+/** Whether sending the same request again may succeed. */
+const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["TIMEOUT", "CONNECTION_LOST"]);
+
+/** An error meant for the user: `message` is one line saying what happened, why, and what to do. */
+export class FibrpcError extends Error {
+  override readonly name = "FibrpcError";
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+  get exitCode(): ExitCode {
+    return EXIT_FOR[this.code];
+  }
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+export function usageError(message: string): FibrpcError {
+  return new FibrpcError("USAGE", message);
+}

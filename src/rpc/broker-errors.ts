@@ -1,0 +1,74 @@
+/**
+ * Turns what amqplib and the socket layer throw into one clear line for the user: what happened,
+ * why, and what to do. Used by both `call` and `serve`.
+ */
+import { FibrpcError } from "../errors.ts";
+import { displayUrl } from "../config.ts";
+
+interface ErrorLike {
+  code?: unknown;
+  message?: unknown;
+}
+
+function describe(err: unknown): { code: string; message: string } {
+  const e = (err ?? {}) as ErrorLike;
+  return { code: typeof e.code === "string" || typeof e.code === "number" ? String(e.code) : "", message: typeof e.message === "string" ? e.message : String(err) };
+}
+
+/** A failure to open a connection (TCP, TLS or the AMQP handshake). */
+export function connectError(err: unknown, url: string): FibrpcError {
+  const { code, message } = describe(err);
+  const broker = displayUrl(url);
+  const host = safeHost(url);
+  switch (code) {
+    case "ECONNREFUSED":
+      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: connection refused; start RabbitMQ there or point --url / FIBRPC_URL at a running broker`);
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: host name ${JSON.stringify(host)} does not resolve; check the host in --url / FIBRPC_URL`);
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: ${code === "ETIMEDOUT" ? "connection timed out" : "no route to host"}; check the network and --url / FIBRPC_URL`);
+    case "ECONNRESET":
+    case "EPIPE":
+      return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?`);
+  }
+  if (/ACCESS.REFUSED|403/.test(message)) {
+    return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused the login: wrong user name or password in --url / FIBRPC_URL`);
+  }
+  if (/NOT.ALLOWED|530/.test(message)) {
+    return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
+  }
+  if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
+    return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} closed the connection during the handshake (${message}); is it an AMQP 0-9-1 port?`);
+  }
+  return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`);
+}
+
+function safeHost(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return "?";
+  }
+}
+
+/** amqplib reports a channel closed by the broker as "... 406 (PRECONDITION-FAILED) with message ...". */
+export function isPreconditionFailed(err: unknown): boolean {
+  const { code, message } = describe(err);
+  return code === "406" || /PRECONDITION.FAILED/.test(message);
+}
+
+export function isNotFound(err: unknown): boolean {
+  const { code, message } = describe(err);
+  return code === "404" || /NOT.FOUND/.test(message);
+}
+
+/** The broker's own words from a channel error, e.g. "inequivalent arg 'durable' for queue ...". */
+export function brokerReason(err: unknown): string {
+  const { message } = describe(err);
+  const match = /with message "([^"]*)"/.exec(message);
+  return match?.[1] ?? message;
+}

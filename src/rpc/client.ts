@@ -1,0 +1,161 @@
+/**
+ * The calling side: one connection, one channel, one reply consumer, and the calls in flight
+ * keyed by correlation id. Calls are pipelined: `call()` publishes at once and returns a promise;
+ * replies are matched as they come, in any order.
+ */
+import { connect, type Channel, type ChannelModel, type ConsumeMessage, type Message } from "amqplib";
+import { displayUrl } from "../config.ts";
+import { FibrpcError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { connectError, isNotFound } from "./broker-errors.ts";
+import { decodeReply, encodeRequest, type Format } from "./protocol.ts";
+
+/** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
+export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
+
+export type ReplyQueueMode = "direct" | "exclusive";
+
+export interface ClientOptions {
+  url: string;
+  queue: string;
+  replyQueue: ReplyQueueMode;
+  format: Format;
+  timeoutMs: number;
+  log: Logger;
+}
+
+export type CallOutcome =
+  | { n: number; ok: true; result: string; ms: number }
+  | { n: number; ok: false; code: string; message: string; remote: boolean; error?: FibrpcError; ms: number };
+
+interface PendingCall {
+  n: number;
+  startedAt: number;
+  timer: ReturnType<typeof setTimeout>;
+  settle: (outcome: CallOutcome) => void;
+}
+
+export class RpcClient {
+  private readonly pending = new Map<string, PendingCall>();
+  private readonly idPrefix = `${crypto.randomUUID()}.`;
+  private nextId = 0;
+  private closing = false;
+  private replyTo = DIRECT_REPLY_TO;
+
+  private constructor(
+    private readonly options: ClientOptions,
+    private readonly connection: ChannelModel,
+    private readonly channel: Channel,
+  ) {}
+
+  /** Connects and starts the reply consumer; throws a FibrpcError the user can act on. */
+  static async connect(options: ClientOptions): Promise<RpcClient> {
+    let connection: ChannelModel;
+    try {
+      connection = await connect(options.url, { noDelay: true, timeout: Math.min(options.timeoutMs, 10_000), clientProperties: { connection_name: "fibrpc call" } });
+    } catch (err) {
+      throw connectError(err, options.url);
+    }
+    const channel = await connection.createChannel();
+    const client = new RpcClient(options, connection, channel);
+    await client.start();
+    return client;
+  }
+
+  private async start(): Promise<void> {
+    const { channel, options } = this;
+    // Errors arrive as 'close' events too; the handlers below fail the pending calls.
+    channel.on("error", (err) => this.options.log.debug(`channel error: ${err.message}`));
+    this.connection.on("error", (err) => this.options.log.debug(`connection error: ${err.message}`));
+    channel.on("close", () => this.failAll("CONNECTION_LOST", `the channel to the broker at ${displayUrl(options.url)} closed while the call was in flight; it is safe to retry`));
+    this.connection.on("close", () => this.failAll("CONNECTION_LOST", `the connection to the broker at ${displayUrl(options.url)} was lost while the call was in flight; it is safe to retry`));
+    // A mandatory request that no queue could take comes back here.
+    channel.on("return", (msg: Message) => this.onReturned(msg));
+    if (options.replyQueue === "exclusive") {
+      // The tutorial's way: a server-named, exclusive callback queue for this client.
+      const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
+      this.replyTo = queue;
+    }
+    await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
+  }
+
+  /** Sends one request; the promise settles with its outcome and never rejects. */
+  call(n: number): Promise<CallOutcome> {
+    const correlationId = this.idPrefix + (this.nextId++).toString(36);
+    const { body, contentType } = encodeRequest(n, this.options.format);
+    return new Promise<CallOutcome>((settle) => {
+      const startedAt = performance.now();
+      const timer = setTimeout(() => {
+        this.settleError(correlationId, "TIMEOUT", `no reply within ${this.options.timeoutMs} ms from a server on queue ${JSON.stringify(this.options.queue)}; raise --timeout, or check that the servers keep up`);
+      }, this.options.timeoutMs);
+      this.pending.set(correlationId, { n, startedAt, timer, settle });
+      this.channel.publish("", this.options.queue, body, { replyTo: this.replyTo, correlationId, contentType, mandatory: true });
+    });
+  }
+
+  /** How many server consumers the request queue has; throws QUEUE_NOT_FOUND if it does not exist. */
+  async consumerCount(): Promise<number> {
+    // A passive declare of a missing queue closes the channel it ran on, so use a throwaway one.
+    const probe = await this.connection.createChannel();
+    probe.on("error", () => {});
+    try {
+      const { consumerCount } = await probe.checkQueue(this.options.queue);
+      await probe.close();
+      return consumerCount;
+    } catch (err) {
+      if (isNotFound(err)) throw this.queueNotFound();
+      throw err;
+    }
+  }
+
+  private queueNotFound(): FibrpcError {
+    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(this.options.queue)} does not exist on the broker at ${displayUrl(this.options.url)}: no server has declared it; start one with \`fibrpc serve\` (or check --queue)`);
+  }
+
+  private onReply(msg: ConsumeMessage): void {
+    const correlationId = msg.properties.correlationId as string | undefined;
+    const call = correlationId === undefined ? undefined : this.pending.get(correlationId);
+    if (!call || correlationId === undefined) {
+      // A duplicate (the server died after replying and before acking, and the request was
+      // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
+      this.options.log.debug(`ignored a reply with unknown or already answered correlation id ${JSON.stringify(correlationId)}`);
+      return;
+    }
+    this.pending.delete(correlationId);
+    clearTimeout(call.timer);
+    const ms = performance.now() - call.startedAt;
+    const reply = decodeReply(msg.content, msg.properties);
+    if (reply.ok) call.settle({ n: call.n, ok: true, result: reply.result, ms });
+    else call.settle({ n: call.n, ok: false, code: reply.code, message: reply.message, remote: true, ms });
+  }
+
+  private onReturned(msg: Message): void {
+    const correlationId = msg.properties.correlationId as string | undefined;
+    if (correlationId === undefined) return;
+    const error = this.queueNotFound();
+    this.settleError(correlationId, error.code, error.message, error);
+  }
+
+  private settleError(correlationId: string, code: FibrpcError["code"], message: string, error = new FibrpcError(code, message)): void {
+    const call = this.pending.get(correlationId);
+    if (!call) return;
+    this.pending.delete(correlationId);
+    clearTimeout(call.timer);
+    call.settle({ n: call.n, ok: false, code, message, remote: false, error, ms: performance.now() - call.startedAt });
+  }
+
+  private failAll(code: FibrpcError["code"], message: string): void {
+    if (this.closing) return;
+    for (const id of [...this.pending.keys()]) this.settleError(id, code, message);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const call of this.pending.values()) clearTimeout(call.timer);
+    try {
+      await this.connection.close();
+    } catch {
+      // already closed: nothing to release
+    }
+  }
+}

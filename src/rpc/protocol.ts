@@ -1,0 +1,208 @@
+/**
+ * The wire format, and the only module that knows it (see docs/protocol.md).
+ *
+ * Requests: body is n as decimal text (the RabbitMQ tutorial's format, any language), or, with
+ * content_type "application/json", an object {"n": <integer>}.
+ * Replies mirror the request's format. An error reply is marked by the AMQP `type` property
+ * "error", so telling it from a result needs no guessing at the body.
+ */
+
+/** Largest n served unless the server says otherwise (`serve --max-n`); also the client's limit. */
+export const DEFAULT_MAX_N = 1_000_000;
+/** Longest request body read. A valid request is a few bytes; anything bigger is refused unread. */
+export const MAX_REQUEST_BYTES = 4096;
+
+export const JSON_CONTENT_TYPE = "application/json";
+/** AMQP `type` property of an error reply. */
+export const ERROR_REPLY_TYPE = "error";
+
+/** Stable, machine-readable error codes a server puts in an error reply. */
+export const ErrorCode = {
+  EMPTY_REQUEST: "EMPTY_REQUEST",
+  REQUEST_TOO_LARGE: "REQUEST_TOO_LARGE",
+  INVALID_UTF8: "INVALID_UTF8",
+  UNSUPPORTED_CONTENT_TYPE: "UNSUPPORTED_CONTENT_TYPE",
+  INVALID_JSON: "INVALID_JSON",
+  INVALID_JSON_SHAPE: "INVALID_JSON_SHAPE",
+  NOT_AN_INTEGER: "NOT_AN_INTEGER",
+  NEGATIVE_N: "NEGATIVE_N",
+  N_TOO_LARGE: "N_TOO_LARGE",
+  INTERNAL: "INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export type Format = "text" | "json";
+
+export interface Failure {
+  ok: false;
+  code: ErrorCode;
+  message: string;
+}
+export type ParsedN = { ok: true; n: number } | Failure;
+export type DecodedRequest = ({ ok: true; n: number } | (Failure & { n?: number })) & { format: Format };
+
+/** Message properties a reply is published with (a subset of amqplib's Options.Publish). */
+export interface ReplyProperties {
+  correlationId?: string;
+  contentType?: string;
+  type?: string;
+}
+
+export interface EncodedMessage {
+  body: Buffer;
+  contentType?: string;
+  type?: string;
+}
+
+export type DecodedReply = { ok: true; result: string } | { ok: false; code: string; message: string };
+
+function failure(code: ErrorCode, message: string): Failure {
+  return { ok: false, code, message };
+}
+
+/** The one rule for n, used by `fibrpc call` before publishing and by the server on receipt. */
+export function checkN(n: number, maxN: number): ParsedN {
+  if (!Number.isInteger(n)) return failure("NOT_AN_INTEGER", `n must be an integer, got ${n}`);
+  if (n < 0) return failure("NEGATIVE_N", `n must not be negative, got ${n}`);
+  if (n > maxN) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${n}`);
+  return { ok: true, n };
+}
+
+const DECIMAL = /^\s*(-?)(\d+)\s*$/;
+
+/**
+ * Parses n written as decimal text. Surrounding whitespace and leading zeros are accepted, as
+ * Python's int() (the tutorial's server) accepts them; signs other than "-", fractions and
+ * exponents are not.
+ */
+export function parseN(text: string, maxN: number): ParsedN {
+  if (text.trim() === "") return failure("EMPTY_REQUEST", "n is empty");
+  const match = DECIMAL.exec(text);
+  if (!match) return failure("NOT_AN_INTEGER", `n must be a decimal integer, got ${preview(text)}`);
+  const [, sign, digits = ""] = match;
+  if (sign) return failure("NEGATIVE_N", `n must not be negative, got ${preview(text.trim())}`);
+  // More than 16 digits cannot be a safe integer, and is far above any max-n.
+  if (digits.replace(/^0+(?=\d)/, "").length > 16) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
+  return checkN(Number(digits), maxN);
+}
+
+/** Shortens untrusted text for an error message. */
+function preview(text: string): string {
+  const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  return JSON.stringify(shown);
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function isDigit(byte: number): boolean {
+  return byte >= 0x30 && byte <= 0x39;
+}
+
+/** Decodes a request body. Never throws: a bad request becomes a Failure with its error code. */
+export function decodeRequest(body: Uint8Array, contentType: string | undefined, maxN: number): DecodedRequest {
+  const format: Format = contentType !== undefined && mediaType(contentType) === JSON_CONTENT_TYPE ? "json" : "text";
+  if (contentType !== undefined && format === "text" && !isTextType(contentType)) {
+    return { ...failure("UNSUPPORTED_CONTENT_TYPE", `content type ${preview(contentType)} is not supported; send decimal text with no content type, or ${JSON_CONTENT_TYPE}`), format };
+  }
+  if (body.length === 0) return { ...failure("EMPTY_REQUEST", "the request body is empty; send n as decimal text"), format };
+  if (body.length > MAX_REQUEST_BYTES) {
+    return { ...failure("REQUEST_TOO_LARGE", `the request body is ${body.length} bytes; at most ${MAX_REQUEST_BYTES} are accepted`), format };
+  }
+  // Hot path: a plain decimal body, read straight from the bytes without decoding a string.
+  if (format === "text" && body.length <= 15) {
+    let n = 0;
+    let i = 0;
+    for (; i < body.length; i++) {
+      const byte = body[i] as number;
+      if (!isDigit(byte)) break;
+      n = n * 10 + (byte - 0x30);
+    }
+    if (i === body.length) return { ...checkN(n, maxN), format };
+  }
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    return { ...failure("INVALID_UTF8", "the request body is not valid UTF-8"), format };
+  }
+  if (format === "text") return { ...parseN(text, maxN), format };
+  return { ...decodeJsonRequest(text, maxN), format };
+}
+
+function decodeJsonRequest(text: string, maxN: number): ParsedN {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return failure("INVALID_JSON", "the request body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value) || !("n" in value)) {
+    return failure("INVALID_JSON_SHAPE", 'a JSON request must be an object like {"n": 30}');
+  }
+  const n = (value as { n: unknown }).n;
+  if (typeof n !== "number") return failure("INVALID_JSON_SHAPE", `"n" must be a JSON number, got ${typeof n === "string" ? "a string" : JSON.stringify(n)}`);
+  return checkN(n, maxN);
+}
+
+function mediaType(contentType: string): string {
+  return contentType.split(";", 1)[0]!.trim().toLowerCase();
+}
+
+function isTextType(contentType: string): boolean {
+  const type = mediaType(contentType);
+  return type === "" || type === "text/plain";
+}
+
+/** Encodes a request as `fibrpc call` sends it: the tutorial's decimal text, or JSON. */
+export function encodeRequest(n: number, format: Format): EncodedMessage {
+  if (format === "json") return { body: Buffer.from(JSON.stringify({ n })), contentType: JSON_CONTENT_TYPE };
+  return { body: Buffer.from(String(n), "latin1") };
+}
+
+/** A result reply. Text replies carry no content type, exactly like the tutorial's server. */
+export function encodeResult(format: Format, n: number, decimal: string): EncodedMessage {
+  if (format === "json") return { body: Buffer.from(`{"n":${n},"result":"${decimal}"}`, "latin1"), contentType: JSON_CONTENT_TYPE };
+  return { body: Buffer.from(decimal, "latin1") };
+}
+
+/** An error reply: `type` "error"; text body "CODE: message", or JSON {"error": {code, message}}. */
+export function encodeError(format: Format, code: ErrorCode, message: string, n?: number): EncodedMessage {
+  if (format === "json") {
+    return { body: Buffer.from(JSON.stringify({ ...(n === undefined ? {} : { n }), error: { code, message } })), contentType: JSON_CONTENT_TYPE, type: ERROR_REPLY_TYPE };
+  }
+  return { body: Buffer.from(`${code}: ${message}`), type: ERROR_REPLY_TYPE };
+}
+
+/**
+ * Decodes a reply, from fibrpc or from any server speaking the tutorial's protocol (which replies
+ * with bare decimal text).
+ */
+export function decodeReply(body: Uint8Array, properties: { contentType?: string; type?: string }): DecodedReply {
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8");
+  const isJson = properties.contentType !== undefined && mediaType(properties.contentType) === JSON_CONTENT_TYPE;
+  if (properties.type === ERROR_REPLY_TYPE) {
+    if (isJson) {
+      try {
+        const { error } = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+        if (error && typeof error.code === "string") return { ok: false, code: error.code, message: String(error.message ?? "") };
+      } catch {
+        // fall through: report the body as it came
+      }
+      return { ok: false, code: "INVALID_REPLY", message: `unreadable error reply: ${preview(text)}` };
+    }
+    const colon = text.indexOf(": ");
+    return colon > 0 ? { ok: false, code: text.slice(0, colon), message: text.slice(colon + 2) } : { ok: false, code: "REMOTE_ERROR", message: text };
+  }
+  if (isJson) {
+    try {
+      const { result } = JSON.parse(text) as { result?: unknown };
+      if (typeof result === "string" && /^\d+$/.test(result)) return { ok: true, result };
+    } catch {
+      // fall through
+    }
+    return { ok: false, code: "INVALID_REPLY", message: `the server sent a JSON reply without a decimal "result": ${preview(text)}` };
+  }
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return { ok: true, result: trimmed };
+  return { ok: false, code: "INVALID_REPLY", message: `the server sent a reply that is not a decimal number: ${preview(text)}` };
+}

@@ -1,0 +1,187 @@
+/**
+ * The serving side, as one worker runs it: one connection, one channel, one consumer on the
+ * request queue. Per delivery: decode → compute → publish the reply → ack. The ack comes after
+ * the reply is published, so a worker that dies in between leaves the request to be redelivered
+ * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"); callers ignore the
+ * duplicate reply that may follow.
+ */
+import { connect, type Channel, type ChannelModel, type ConsumeMessage, type RecoveringChannelModel } from "amqplib";
+import { displayUrl } from "../config.ts";
+import { FibrpcError } from "../errors.ts";
+import { fibDecimal } from "../fib.ts";
+import type { Logger } from "../log.ts";
+import { brokerReason, connectError, isPreconditionFailed } from "./broker-errors.ts";
+import { decodeRequest, encodeError, encodeResult, type EncodedMessage } from "./protocol.ts";
+import { declareRequestQueue, type QueueType } from "./queue.ts";
+
+export interface ServerOptions {
+  url: string;
+  queue: string;
+  queueType: QueueType;
+  prefetch: number;
+  maxN: number;
+  log: Logger;
+}
+
+export interface ServerEvents {
+  /** Consuming (again): after the first connection and after every recovery. */
+  onServing(): void;
+  /** Not consuming any more: the connection or channel was lost; recovery is under way. */
+  onInterrupted(reason: string): void;
+  /** A problem that waiting will not fix (queue declared with other arguments, login refused). */
+  onFatal(error: FibrpcError): void;
+}
+
+export class RpcServer {
+  private connection: RecoveringChannelModel | undefined;
+  private channel: Channel | undefined;
+  private consumerTag: string | undefined;
+  private draining = false;
+  private served = 0;
+
+  constructor(
+    private readonly options: ServerOptions,
+    private readonly events: ServerEvents,
+  ) {}
+
+  /** Starts connecting; returns at once. Connection loss is recovered with backoff and jitter. */
+  async start(): Promise<void> {
+    const { options } = this;
+    this.connection = await connect(options.url, {
+      noDelay: true,
+      clientProperties: { connection_name: "fibrpc serve" },
+      recovery: {
+        waitForConnect: false,
+        initialDelay: 250,
+        maxDelay: 5_000,
+        jitter: 0.5,
+        setup: (model: ChannelModel) => this.setup(model),
+      },
+    });
+    const conn = this.connection;
+    conn.on("connect", () => this.events.onServing());
+    conn.on("disconnect", (err: Error) => {
+      if (!this.draining) this.events.onInterrupted(`connection to ${displayUrl(options.url)} lost (${err.message})`);
+    });
+    conn.on("connect-failed", (err: Error) => this.onConnectFailed(err));
+    conn.on("reconnect-scheduled", ({ attempt, delay }: { attempt: number; delay: number }) => {
+      options.log.info(`reconnecting to ${displayUrl(options.url)} in ${delay} ms (attempt ${attempt})`);
+    });
+    conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
+  }
+
+  /** Runs on every (re)connection: channel, prefetch, queue, consumer. */
+  private async setup(model: ChannelModel): Promise<void> {
+    const { options } = this;
+    const channel = await model.createChannel();
+    channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
+    channel.on("close", () => {
+      // A channel closed by the broker while the connection lives on (e.g. an ack the broker
+      // did not expect): close the connection too, so recovery rebuilds everything in one path.
+      if (this.channel === channel && !this.draining) model.close().catch(() => {});
+    });
+    await channel.prefetch(options.prefetch);
+    await declareRequestQueue(channel, options.queue, options.queueType);
+    const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg));
+    this.channel = channel;
+    this.consumerTag = consumerTag;
+  }
+
+  private onConnectFailed(err: Error): void {
+    const { options } = this;
+    if (isPreconditionFailed(err)) {
+      this.fatal(
+        new FibrpcError(
+          "QUEUE_MISMATCH",
+          `queue ${JSON.stringify(options.queue)} already exists with other settings (${brokerReason(err)}); serve it with the matching --queue-type, or delete it (rabbitmqctl delete_queue ${options.queue}) and start again`,
+        ),
+      );
+      return;
+    }
+    const error = connectError(err, options.url);
+    if (error.code === "ACCESS_REFUSED") {
+      this.fatal(error);
+      return;
+    }
+    // The broker is down or restarting: serve waits for it, it never gives up on an outage.
+    options.log.warn(error.message);
+  }
+
+  private fatal(error: FibrpcError): void {
+    this.draining = true;
+    this.connection?.close().catch(() => {});
+    this.events.onFatal(error);
+  }
+
+  private onDelivery(channel: Channel, model: ChannelModel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled our consumer (queue deleted, or a node of the cluster went away):
+      // reconnect, which declares the queue and consumes again.
+      if (!this.draining) {
+        this.options.log.warn(`the broker cancelled the consumer on queue ${JSON.stringify(this.options.queue)}; re-subscribing`);
+        model.close().catch(() => {});
+      }
+      return;
+    }
+    try {
+      this.handle(channel, msg);
+    } catch (err) {
+      // Nothing thrown in here may end the worker: answer with INTERNAL and move on.
+      this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
+      this.reply(channel, msg, encodeError("text", "INTERNAL", "the server failed while handling the request"));
+    }
+  }
+
+  private handle(channel: Channel, msg: ConsumeMessage): void {
+    const { options } = this;
+    const { replyTo, correlationId, contentType } = msg.properties;
+    if (!replyTo) {
+      // Nobody to answer: requeueing would loop forever, so ack and say so.
+      options.log.warn(`dropped a request without reply_to (correlation id ${JSON.stringify(correlationId ?? null)}): a caller must say where to reply`);
+      channel.ack(msg);
+      return;
+    }
+    const request = decodeRequest(msg.content, contentType, options.maxN);
+    let reply: EncodedMessage;
+    if (request.ok) {
+      try {
+        reply = encodeResult(request.format, request.n, fibDecimal(request.n));
+      } catch (err) {
+        options.log.error(`computing fib(${request.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
+        reply = encodeError(request.format, "INTERNAL", `computing fib(${request.n}) failed on the server`, request.n);
+      }
+      options.log.debug(`fib(${request.n}) → ${reply.body.length} bytes to ${replyTo}`);
+    } else {
+      options.log.debug(`refused a request: ${request.code}: ${request.message}`);
+      reply = encodeError(request.format, request.code, request.message, request.n);
+    }
+    this.reply(channel, msg, reply);
+  }
+
+  private reply(channel: Channel, msg: ConsumeMessage, reply: EncodedMessage): void {
+    const { replyTo, correlationId } = msg.properties;
+    if (replyTo) channel.publish("", replyTo, reply.body, { correlationId, contentType: reply.contentType, type: reply.type });
+    channel.ack(msg);
+    this.served++;
+  }
+
+  get requestsServed(): number {
+    return this.served;
+  }
+
+  /**
+   * Graceful stop: cancel the consumer (no new deliveries), let the requests already delivered
+   * be answered, then close. Deliveries not yet started are requeued by the broker when the
+   * channel closes, for other servers to take.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    const { channel, consumerTag } = this;
+    try {
+      if (channel && consumerTag) await channel.cancel(consumerTag);
+    } catch {
+      // channel already gone: its unacked deliveries are back in the queue
+    }
+    await this.connection?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,22 @@
+/** Messages between the supervisor (main thread) and its workers. */
+import type { ExitCode } from "../errors.ts";
+import type { LogLevelName } from "../log.ts";
+import type { QueueType } from "../rpc/queue.ts";
+
+export interface WorkerConfig {
+  id: number;
+  url: string;
+  queue: string;
+  queueType: QueueType;
+  prefetch: number;
+  maxN: number;
+  logLevel: LogLevelName;
+}
+
+export type ToWorker = { type: "start"; config: WorkerConfig } | { type: "drain" };
+
+export type FromWorker =
+  | { type: "serving" }
+  | { type: "interrupted"; reason: string }
+  | { type: "fatal"; message: string; exitCode: ExitCode }
+  | { type: "drained"; served: number };

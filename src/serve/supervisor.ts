@@ -1,0 +1,148 @@
+/**
+ * Main thread of `fibrpc serve`: starts N workers, restarts those that die (with backoff, giving
+ * up on a crash loop), owns SIGTERM/SIGINT (Bun Workers get no signals) and drains on them.
+ * Knows nothing of Fibonacci or of AMQP.
+ */
+import { ExitCode } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { WORKER_URL } from "../paths.ts";
+import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
+
+export interface SupervisorOptions {
+  workers: number;
+  drainTimeoutMs: number;
+  worker: Omit<WorkerConfig, "id">;
+  log: Logger;
+}
+
+/** A worker that crashes this many times within CRASH_WINDOW_MS makes serve give up. */
+const CRASH_LIMIT = 5;
+const CRASH_WINDOW_MS = 60_000;
+const RESTART_BASE_DELAY_MS = 200;
+const RESTART_MAX_DELAY_MS = 5_000;
+
+interface Slot {
+  id: number;
+  worker?: Worker;
+  serving: boolean;
+  crashes: number[];
+}
+
+export function supervise(options: SupervisorOptions): Promise<ExitCode> {
+  const { log } = options;
+  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({ id: i + 1, serving: false, crashes: [] }));
+  let stopping = false;
+  let lastReported = -1;
+  let everAllUp = false;
+  let finish: (code: ExitCode) => void = () => {};
+  const done = new Promise<ExitCode>((resolve) => {
+    finish = resolve;
+  });
+
+  const reportServing = () => {
+    const up = slots.filter((s) => s.serving).length;
+    if (up === lastReported || stopping) return;
+    lastReported = up;
+    const message = `${up}/${slots.length} workers serving`;
+    if (up === slots.length) {
+      everAllUp = true;
+      log.info(message);
+    } else if (everAllUp) log.warn(message);
+    else log.debug(message); // still starting up: not worth a warning
+  };
+
+  const post = (slot: Slot, message: ToWorker) => slot.worker?.postMessage(message);
+
+  const start = (slot: Slot) => {
+    const worker = new Worker(WORKER_URL);
+    slot.worker = worker;
+    slot.serving = false;
+    worker.onmessage = (event: MessageEvent<FromWorker>) => onWorkerMessage(slot, event.data);
+    worker.onerror = (event) => {
+      log.error(`worker ${slot.id} failed: ${event.message}`);
+    };
+    worker.addEventListener("close", () => onWorkerClosed(slot, worker));
+    post(slot, { type: "start", config: { ...options.worker, id: slot.id } });
+  };
+
+  const onWorkerMessage = (slot: Slot, message: FromWorker) => {
+    switch (message.type) {
+      case "serving":
+        slot.serving = true;
+        reportServing();
+        break;
+      case "interrupted":
+        slot.serving = false;
+        log.warn(`worker ${slot.id}: ${message.reason}; reconnecting`);
+        reportServing();
+        break;
+      case "fatal":
+        log.error(message.message);
+        shutdown(message.exitCode);
+        break;
+      case "drained":
+        log.debug(`worker ${slot.id} drained after serving ${message.served} requests`);
+        break;
+    }
+  };
+
+  const onWorkerClosed = (slot: Slot, worker: Worker) => {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    slot.serving = false;
+    if (stopping) {
+      if (slots.every((s) => !s.worker)) finish(exitCode);
+      return;
+    }
+    const now = Date.now();
+    slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
+    if (slot.crashes.length >= CRASH_LIMIT) {
+      log.error(`worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; giving up (see the errors above)`);
+      shutdown(ExitCode.INTERNAL);
+      return;
+    }
+    const delay = Math.min(RESTART_MAX_DELAY_MS, RESTART_BASE_DELAY_MS * 2 ** (slot.crashes.length - 1));
+    log.warn(`worker ${slot.id} died unexpectedly; restarting it in ${delay} ms`);
+    reportServing();
+    setTimeout(() => {
+      if (!stopping) start(slot);
+    }, delay);
+  };
+
+  let exitCode: ExitCode = ExitCode.OK;
+  let drainTimer: ReturnType<typeof setTimeout> | undefined;
+  const shutdown = (code: ExitCode) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    const live = slots.filter((s) => s.worker);
+    if (live.length === 0) {
+      finish(code);
+      return;
+    }
+    for (const slot of live) post(slot, { type: "drain" });
+    drainTimer = setTimeout(() => {
+      log.warn(`drain took longer than ${options.drainTimeoutMs} ms; stopping the remaining workers (their unacked requests go back to the queue)`);
+      for (const slot of slots) slot.worker?.terminate();
+      finish(code);
+    }, options.drainTimeoutMs);
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now`);
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    log.info(`${signal}: draining (no new requests; finishing those in progress; up to ${options.drainTimeoutMs} ms)`);
+    shutdown(ExitCode.OK);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  for (const slot of slots) start(slot);
+  return done.finally(() => {
+    if (drainTimer) clearTimeout(drainTimer);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+  });
+}

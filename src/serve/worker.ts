@@ -1,0 +1,36 @@
+/**
+ * Worker entry: one RpcServer per Bun Worker. Workers get no signals; the supervisor asks them
+ * to drain with a message.
+ */
+import { createLogger } from "../log.ts";
+import { RpcServer } from "../rpc/server.ts";
+import type { FromWorker, ToWorker } from "./messages.ts";
+
+declare const self: Worker;
+
+function send(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+let server: RpcServer | undefined;
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  if (message.type === "start") {
+    const { config } = message;
+    const log = createLogger(config.logLevel, `worker-${config.id}`);
+    server = new RpcServer(
+      { ...config, log },
+      {
+        onServing: () => send({ type: "serving" }),
+        onInterrupted: (reason) => send({ type: "interrupted", reason }),
+        onFatal: (error) => send({ type: "fatal", message: error.message, exitCode: error.exitCode }),
+      },
+    );
+    await server.start();
+  } else if (message.type === "drain") {
+    await server?.drain();
+    send({ type: "drained", served: server?.requestsServed ?? 0 });
+    process.exit(0);
+  }
+};
