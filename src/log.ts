@@ -26,12 +26,27 @@ function maskingReporter(inner: ConsolaReporter): ConsolaReporter {
   return { log: (logObj, ctx) => inner.log({ ...logObj, args: logObj.args.map(masked) }, ctx) };
 }
 
+/**
+ * When stderr is not a terminal (a log file, journald, a container runtime), one plain line per
+ * entry: "<ISO time> <LEVEL> [tag] message". consola's own reporters draw badges and blank
+ * lines around warnings, which log pipelines split into several records.
+ */
+const lineReporter: ConsolaReporter = {
+  log: (logObj) => {
+    const level = (logObj.type === "log" ? "info" : logObj.type).toUpperCase().padEnd(5);
+    const tag = logObj.tag ? ` [${logObj.tag}]` : "";
+    const text = logObj.args.map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : JSON.stringify(a))).join(" ");
+    process.stderr.write(`${logObj.date.toISOString()} ${level}${tag} ${text}\n`);
+  },
+};
+
 export function createLogger(level: LogLevelName, tag?: string): Logger {
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
     stdout: process.stderr,
     stderr: process.stderr,
   });
-  logger.setReporters(logger.options.reporters.map(maskingReporter));
+  const reporters = process.stderr.isTTY ? logger.options.reporters : [lineReporter];
+  logger.setReporters(reporters.map(maskingReporter));
   return tag ? logger.withTag(tag) : logger;
 }

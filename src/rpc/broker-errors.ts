@@ -70,5 +70,5 @@ export function isNotFound(err: unknown): boolean {
 export function brokerReason(err: unknown): string {
   const { message } = describe(err);
   const match = /with message "([^"]*)"/.exec(message);
-  return match?.[1] ?? message;
+  return (match?.[1] ?? message).replace(/^[A-Z_]+ - /, "");
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install, make sure a broker and Debian's python3-pika
+# (to run the tutorial's own Python code) are there, build ./fibrpc, run `bun test`.
+# Extra arguments go to `bun test` (e.g. a file filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+npm ci --no-audit --no-fund --loglevel=error
+bash scripts/ensure-broker.sh
+
+if ! /usr/bin/python3 -c "import pika" 2>/dev/null; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "test: installing python3-pika (the tutorial's client library) from the distribution's packages" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pika >/dev/null
+fi
+
+node_modules/.bin/bun run build >/dev/null
+mkdir -p .test-results
+# bun ignores [test] timeout in bunfig.toml, so it is given here.
+exec node_modules/.bin/bun test --timeout 120000 --reporter=junit --reporter-outfile=.test-results/junit.xml "$@"

@@ -1,0 +1,152 @@
+/**
+ * Test helpers: the compiled binary started as a user would (from `/`), a raw amqplib connection
+ * to the real broker, and cleanup of every process and queue a test made, even when it fails.
+ */
+import { afterAll } from "bun:test";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { connect, type Channel, type ChannelModel } from "amqplib";
+import type { Subprocess } from "bun";
+
+export const ROOT = resolve(import.meta.dir, "..");
+export const BIN = resolve(ROOT, "fibrpc");
+export const URL = process.env.FIBRPC_TEST_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`bun run build\` (scripts/test.sh does) before the tests`);
+
+const processes = new Set<Subprocess>();
+const queues = new Set<string>();
+const connections = new Set<ChannelModel>();
+
+afterAll(async () => {
+  for (const proc of processes) proc.kill("SIGKILL");
+  processes.clear();
+  if (queues.size > 0) {
+    const conn = await connect(URL);
+    const ch = await conn.createChannel();
+    for (const q of queues) await ch.deleteQueue(q);
+    await conn.close();
+    queues.clear();
+  }
+  for (const conn of connections) await conn.close().catch(() => {});
+  connections.clear();
+});
+
+/** A fresh queue name, deleted after the test file. */
+export function uniqueQueue(prefix = "fibrpc_test"): string {
+  const name = `${prefix}_${crypto.randomUUID().slice(0, 8)}`;
+  queues.add(name);
+  return name;
+}
+
+/** Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. */
+function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
+  return { ...env, NO_COLOR: "1", ...extra };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs `fibrpc ARGS` from `/` to completion. */
+export async function run(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const started = performance.now();
+  const proc = Bun.spawn([BIN, ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  processes.add(proc);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  processes.delete(proc);
+  return { code, stdout, stderr, ms: performance.now() - started };
+}
+
+export interface Server {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the server has written to stderr so far. */
+  readonly log: string;
+  /** Resolves when the log matches, rejects after `ms`. */
+  waitForLog(pattern: RegExp, ms?: number): Promise<void>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number>;
+}
+
+/** Starts `fibrpc serve ARGS` from `/` and waits until all its workers are serving. */
+export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/): Promise<Server> {
+  const proc = Bun.spawn([BIN, "serve", ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  processes.add(proc);
+  let log = "";
+  const listeners = new Set<() => void>();
+  (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) {
+      log += decoder.decode(chunk, { stream: true });
+      for (const l of listeners) l();
+    }
+  })();
+  const server: Server = {
+    proc,
+    get log() {
+      return log;
+    },
+    waitForLog(pattern, ms = 15_000) {
+      return new Promise((resolvePromise, reject) => {
+        const check = () => {
+          if (pattern.test(log)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolvePromise();
+          }
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`serve did not log ${pattern} within ${ms} ms; its log:\n${log}`));
+        }, ms);
+        listeners.add(check);
+        proc.exited.then(() => setTimeout(check, 50));
+        check();
+      });
+    },
+    async stop() {
+      proc.kill("SIGTERM");
+      const code = await proc.exited;
+      processes.delete(proc);
+      return code;
+    },
+  };
+  if (ready) await server.waitForLog(ready);
+  return server;
+}
+
+/** A raw amqplib connection and channel, as any other client of the broker would have. */
+export async function rawChannel(): Promise<{ conn: ChannelModel; ch: Channel }> {
+  const conn = await connect(URL, { noDelay: true });
+  connections.add(conn);
+  const ch = await conn.createChannel();
+  return { conn, ch };
+}
+
+/** Resolves with the value of `probe` once it satisfies `done`, polling; rejects after `ms`. */
+export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms = 10_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms (last value: ${JSON.stringify(value)})`);
+    await Bun.sleep(25);
+  }
+}
+
+/** Message and consumer counts of a queue (passive declare on a throwaway channel). */
+export async function queueStats(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
+  const conn = await connect(URL);
+  try {
+    const ch = await conn.createChannel();
+    const { messageCount, consumerCount } = await ch.checkQueue(queue);
+    return { messageCount, consumerCount };
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}

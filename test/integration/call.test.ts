@@ -1,0 +1,129 @@
+/**
+ * `fibrpc call` on its own: argument checks, pipelining, duplicate replies, and the failures a
+ * caller can meet before any server answers.
+ */
+import { describe, expect, test } from "bun:test";
+import { rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
+
+/** One clear line on stderr: no stack trace, no source excerpt from the binary. */
+function expectOneLine(stderr: string) {
+  const lines = stderr.trim().split("\n");
+  expect(lines, stderr).toHaveLength(1);
+  expect(stderr).not.toMatch(/\n\s+at |\bat <anonymous>|\^$/m);
+}
+
+describe("arguments are checked before connecting", () => {
+  const cases: { args: string[]; message: RegExp }[] = [
+    { args: ["call"], message: /give at least one n/ },
+    { args: ["call", "abc"], message: /invalid n "abc": n must be a decimal integer/ },
+    { args: ["call", "-5"], message: /invalid n "-5": n must not be negative/ },
+    { args: ["call", "3.5"], message: /invalid n "3.5"/ },
+    { args: ["call", "1000001"], message: /n must be at most 1000000/ },
+    { args: ["call", "5", "--worker", "3"], message: /unknown option --worker/ },
+    { args: ["call", "5", "--timeout", "soon"], message: /--timeout must be a duration/ },
+    { args: ["call", "5", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
+    { args: ["call", "5", "--url", "http://x"], message: /--url must start with amqp:\/\// },
+    { args: ["serve", "--workers", "many"], message: /--workers must be a whole number/ },
+    { args: ["serve", "--queue-type", "stream"], message: /--queue-type must be one of classic, quorum/ },
+    { args: ["nosuch"], message: /Unknown command nosuch/ },
+  ];
+  for (const c of cases) {
+    test(c.args.join(" "), async () => {
+      // A broker URL nobody listens on: if the check ran after connecting, the error would differ.
+      const { code, stdout, stderr } = await run(c.args, { FIBRPC_URL: "amqp://guest:guest@127.0.0.1:1" });
+      expect(code).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr).toMatch(c.message);
+      expectOneLine(stderr);
+    });
+  }
+});
+
+describe("failures before any server answers", () => {
+  test("broker unreachable: one line naming the broker, password masked, exit 68", async () => {
+    const { code, stderr } = await run(["call", "5", "--url", "amqp://guest:s3cret@127.0.0.1:1"]);
+    expect(code).toBe(68);
+    expect(stderr).toContain("amqp://guest:***@127.0.0.1:1");
+    expect(stderr).toContain("connection refused");
+    expect(stderr).not.toContain("s3cret");
+    expectOneLine(stderr);
+  });
+
+  test("wrong password: access refused, exit 77", async () => {
+    const { code, stderr } = await run(["call", "5", "--url", "amqp://guest:wrong@127.0.0.1:5672"]);
+    expect(code).toBe(77);
+    expect(stderr).toMatch(/refused the login/);
+    expect(stderr).not.toContain("wrong@");
+    expectOneLine(stderr);
+  });
+
+  test("queue does not exist: exit 69", async () => {
+    const queue = uniqueQueue();
+    const { code, stderr } = await run(["call", "5", "--queue", queue]);
+    expect(code).toBe(69);
+    expect(stderr).toContain(`queue "${queue}" does not exist`);
+    expectOneLine(stderr);
+  });
+
+  test("queue without consumer: exit 69", async () => {
+    const queue = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: false });
+    const { code, stderr } = await run(["call", "5", "--queue", queue]);
+    expect(code).toBe(69);
+    expect(stderr).toMatch(/has no consumer/);
+    expectOneLine(stderr);
+  });
+});
+
+describe("a hand-made responder on the real broker", () => {
+  test("calls are pipelined, matched by correlation id, printed in argument order; duplicates ignored", async () => {
+    const queue = uniqueQueue();
+    const ns = [5, 10, 20, 30];
+    const expected = ["5", "55", "6765", "832040"];
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: false });
+    const received: { n: number; replyTo: string; correlationId: string }[] = [];
+    await ch.consume(
+      queue,
+      (msg) => {
+        if (!msg) return;
+        received.push({ n: Number(msg.content.toString()), replyTo: msg.properties.replyTo, correlationId: msg.properties.correlationId });
+        ch.ack(msg);
+        // Reply only once every request is in: this only completes if call sent them all at once.
+        if (received.length < ns.length) return;
+        ch.sendToQueue(received[0]!.replyTo, Buffer.from("999"), { correlationId: "not-one-of-ours" });
+        for (const r of [...received].reverse()) {
+          const value = expected[ns.indexOf(r.n)]!;
+          ch.sendToQueue(r.replyTo, Buffer.from(value), { correlationId: r.correlationId });
+          ch.sendToQueue(r.replyTo, Buffer.from("0"), { correlationId: r.correlationId }); // a duplicate, wrong on purpose
+        }
+      },
+      { noAck: false },
+    );
+    const { code, stdout, stderr } = await run(["call", "--queue", queue, "--log-level", "debug", "--timeout", "10s", ...ns.map(String)]);
+    expect(code).toBe(0);
+    expect(stdout).toBe(`${expected.join("\n")}\n`);
+    expect(stderr).toContain('ignored a reply with unknown or already answered correlation id "not-one-of-ours"');
+  });
+});
+
+describe("serve refuses what it cannot fix by waiting", () => {
+  test("queue exists with other arguments: one line, exit 78", async () => {
+    const queue = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    const server = await startServe(["--workers", "2", "--queue", queue], {}, null);
+    const code = await server.proc.exited;
+    expect(code).toBe(78);
+    expect(server.log).toMatch(new RegExp(`queue "${queue}" already exists with other settings \\(inequivalent arg 'durable'`));
+    expect(server.log.match(/already exists/g)).toHaveLength(1);
+  });
+
+  test("wrong password: serve exits 77 instead of retrying forever", async () => {
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--url", "amqp://guest:nope@127.0.0.1:5672"], {}, null);
+    expect(await server.proc.exited).toBe(77);
+    expect(server.log).toMatch(/refused the login/);
+    expect(server.log).not.toContain("nope@");
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * The tutorial's own Python code (Debian's python3-pika), run as-is against fibrpc: its client
+ * calls `fibrpc serve`, and `fibrpc call` calls its server. Both use the tutorial's queue name,
+ * rpc_queue, and host 'localhost'.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { eventually, queueStats, run, startServe } from "../helpers.ts";
+
+const TUTORIAL = resolve(import.meta.dir, "../interop/tutorial");
+const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is installed
+
+function pythonProcess(script: string) {
+  return Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
+    cwd: TUTORIAL,
+    // Unbuffered output only, so the test sees the lines as they are printed; the code is untouched.
+    env: { ...process.env, PYTHONUNBUFFERED: "1" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+}
+
+/** Consumers on rpc_queue, or 0 if it does not exist. */
+async function rpcQueueConsumers(): Promise<number> {
+  return queueStats("rpc_queue").then(
+    (s) => s.consumerCount,
+    () => 0,
+  );
+}
+
+test("the tutorial code here is the seed's, byte for byte", () => {
+  const md = readFileSync(resolve(TUTORIAL, "rabbitmq-rpc-tutorial.zh.md"), "utf8");
+  const blocks = [...md.matchAll(/```python\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => b!.includes("import pika"));
+  expect(blocks).toEqual([readFileSync(resolve(TUTORIAL, "rpc_server.py"), "utf8"), readFileSync(resolve(TUTORIAL, "rpc_client.py"), "utf8")]);
+  const seed = resolve(import.meta.dir, "../../../shared/seed/rabbitmq-rpc-tutorial.zh.md");
+  if (Bun.file(seed).size > 0) expect(readFileSync(seed, "utf8")).toBe(md);
+});
+
+describe("interop on rpc_queue", () => {
+  test("nothing else consumes rpc_queue (the tests below need it to themselves)", async () => {
+    expect(await rpcQueueConsumers()).toBe(0);
+  });
+
+  test("the tutorial's Python client calls fibrpc serve", async () => {
+    const server = await startServe(["--workers", "2"]);
+    try {
+      const client = pythonProcess("rpc_client.py");
+      const [stdout, stderr, code] = await Promise.all([new Response(client.stdout).text(), new Response(client.stderr).text(), client.exited]);
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      expect(stdout).toBe(" [x] Requesting fib(30)\n [.] Got 832040\n");
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  test("fibrpc call calls the tutorial's Python server", async () => {
+    const pyServer = pythonProcess("rpc_server.py");
+    try {
+      await eventually(rpcQueueConsumers, (n) => n === 1, 15_000, "the Python server consuming rpc_queue");
+      const direct = await run(["call", "30", "0", "1", "10"]);
+      expect(direct.stderr).toBe("");
+      expect(direct.code).toBe(0);
+      expect(direct.stdout).toBe("832040\n0\n1\n55\n");
+      const exclusive = await run(["call", "--reply-queue", "exclusive", "20"]);
+      expect(exclusive.stdout).toBe("6765\n");
+    } finally {
+      pyServer.kill("SIGTERM");
+      await pyServer.exited;
+    }
+    const log = await new Response(pyServer.stdout).text();
+    expect(log).toContain(" [.] fib(30)");
+  });
+});

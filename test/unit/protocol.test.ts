@@ -1,0 +1,98 @@
+import { describe, expect, test } from "bun:test";
+import { checkN, decodeReply, decodeRequest, encodeError, encodeRequest, encodeResult, ERROR_REPLY_TYPE, MAX_REQUEST_BYTES, parseN } from "../../src/rpc/protocol.ts";
+
+const MAX = 1_000_000;
+const bytes = (s: string) => Buffer.from(s);
+
+describe("decodeRequest", () => {
+  const cases: { name: string; body: Buffer; contentType?: string; n?: number; code?: string; format?: string }[] = [
+    { name: "tutorial text", body: bytes("30"), n: 30, format: "text" },
+    { name: "zero", body: bytes("0"), n: 0 },
+    { name: "max", body: bytes("1000000"), n: MAX },
+    { name: "whitespace around (Python int() accepts it)", body: bytes(" 30\n"), n: 30 },
+    { name: "leading zeros", body: bytes("007"), n: 7 },
+    { name: "text/plain", body: bytes("12"), contentType: "text/plain; charset=utf-8", n: 12 },
+    { name: "json", body: bytes('{"n": 30}'), contentType: "application/json", n: 30, format: "json" },
+    { name: "json with charset", body: bytes('{"n":5}'), contentType: "application/json; charset=utf-8", n: 5, format: "json" },
+    { name: "empty", body: bytes(""), code: "EMPTY_REQUEST" },
+    { name: "blank", body: bytes("  \n"), code: "EMPTY_REQUEST" },
+    { name: "word", body: bytes("abc"), code: "NOT_AN_INTEGER" },
+    { name: "fraction", body: bytes("3.5"), code: "NOT_AN_INTEGER" },
+    { name: "exponent", body: bytes("1e3"), code: "NOT_AN_INTEGER" },
+    { name: "plus sign", body: bytes("+5"), code: "NOT_AN_INTEGER" },
+    { name: "negative", body: bytes("-5"), code: "NEGATIVE_N" },
+    { name: "above max", body: bytes("1000001"), code: "N_TOO_LARGE" },
+    { name: "huge", body: bytes("9".repeat(40)), code: "N_TOO_LARGE" },
+    { name: "oversized", body: Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x31), code: "REQUEST_TOO_LARGE" },
+    { name: "non-UTF-8", body: Buffer.from([0xff, 0xfe, 0x33]), code: "INVALID_UTF8" },
+    { name: "json not json", body: bytes("{n:1"), contentType: "application/json", code: "INVALID_JSON", format: "json" },
+    { name: "json array", body: bytes("[30]"), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
+    { name: "json without n", body: bytes('{"x":1}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
+    { name: "json n as string", body: bytes('{"n":"30"}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
+    { name: "json n fraction", body: bytes('{"n":2.5}'), contentType: "application/json", code: "NOT_AN_INTEGER" },
+    { name: "json n negative", body: bytes('{"n":-1}'), contentType: "application/json", code: "NEGATIVE_N" },
+    { name: "json n too large", body: bytes('{"n":1e9}'), contentType: "application/json", code: "N_TOO_LARGE" },
+    { name: "other content type", body: bytes("30"), contentType: "application/xml", code: "UNSUPPORTED_CONTENT_TYPE" },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const decoded = decodeRequest(c.body, c.contentType, MAX);
+      if (c.code) {
+        expect(decoded.ok).toBe(false);
+        if (!decoded.ok) {
+          expect(decoded.code).toBe(c.code as never);
+          expect(decoded.message.length).toBeGreaterThan(5);
+        }
+      } else {
+        expect(decoded).toMatchObject({ ok: true, n: c.n });
+      }
+      if (c.format) expect(decoded.format).toBe(c.format as never);
+    });
+  }
+
+  test("the server's own --max-n is enforced", () => {
+    expect(decodeRequest(bytes("100"), undefined, 99)).toMatchObject({ ok: false, code: "N_TOO_LARGE" });
+    expect(decodeRequest(bytes("99"), undefined, 99)).toMatchObject({ ok: true, n: 99 });
+  });
+});
+
+describe("parseN / checkN (the client's rule is the server's)", () => {
+  test("same verdicts", () => {
+    for (const text of ["30", "-1", "x", "", "1000001", "1.5"]) {
+      const fromClient = parseN(text, MAX);
+      const fromServer = decodeRequest(bytes(text), undefined, MAX);
+      expect(fromClient.ok).toBe(fromServer.ok);
+      if (!fromClient.ok && !fromServer.ok) expect(fromClient.code).toBe(fromServer.code);
+    }
+    expect(checkN(MAX, MAX).ok).toBe(true);
+  });
+});
+
+describe("replies", () => {
+  test("text result is bare decimal, like the tutorial's server", () => {
+    const reply = encodeResult("text", 30, "832040");
+    expect(reply.body.toString()).toBe("832040");
+    expect(reply.contentType).toBeUndefined();
+    expect(reply.type).toBeUndefined();
+    expect(decodeReply(reply.body, reply)).toEqual({ ok: true, result: "832040" });
+  });
+  test("json result", () => {
+    const reply = encodeResult("json", 30, "832040");
+    expect(JSON.parse(reply.body.toString())).toEqual({ n: 30, result: "832040" });
+    expect(decodeReply(reply.body, reply)).toEqual({ ok: true, result: "832040" });
+  });
+  test("errors are marked by type and carry code and message", () => {
+    for (const format of ["text", "json"] as const) {
+      const reply = encodeError(format, "N_TOO_LARGE", "n must be at most 10, got 11", 11);
+      expect(reply.type).toBe(ERROR_REPLY_TYPE);
+      expect(decodeReply(reply.body, reply)).toEqual({ ok: false, code: "N_TOO_LARGE", message: "n must be at most 10, got 11" });
+    }
+  });
+  test("a reply that is not a number is reported, not printed", () => {
+    expect(decodeReply(bytes("oops"), {})).toMatchObject({ ok: false, code: "INVALID_REPLY" });
+  });
+  test("requests: text as the tutorial sends, or JSON", () => {
+    expect(encodeRequest(30, "text").body.toString()).toBe("30");
+    expect(encodeRequest(30, "json")).toMatchObject({ contentType: "application/json" });
+  });
+});
