@@ -15,6 +15,7 @@ if ! /usr/bin/python3 -c "import pika" 2>/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pika >/dev/null
 fi
 
+node_modules/.bin/bun run typecheck
 node_modules/.bin/bun run build >/dev/null
 mkdir -p .test-results
 # bun ignores [test] timeout in bunfig.toml, so it is given here.

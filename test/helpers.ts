@@ -38,6 +38,10 @@ export function uniqueQueue(prefix = "fibrpc_test"): string {
   queues.add(name);
   return name;
 }
+/** Deletes this queue too after the test file (one the code under test declares itself). */
+export function alsoDelete(queue: string): void {
+  queues.add(queue);
+}
 
 /** Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -67,8 +71,8 @@ export interface Server {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   /** Everything the server has written to stderr so far. */
   readonly log: string;
-  /** Resolves when the log matches, rejects after `ms`. */
-  waitForLog(pattern: RegExp, ms?: number): Promise<void>;
+  /** Resolves when the log (from offset `from` on) matches, rejects after `ms`. */
+  waitForLog(pattern: RegExp, ms?: number, from?: number): Promise<void>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number>;
 }
@@ -91,10 +95,10 @@ export async function startServe(args: string[], env: Record<string, string> = {
     get log() {
       return log;
     },
-    waitForLog(pattern, ms = 15_000) {
+    waitForLog(pattern, ms = 15_000, from = 0) {
       return new Promise((resolvePromise, reject) => {
         const check = () => {
-          if (pattern.test(log)) {
+          if (pattern.test(log.slice(from))) {
             listeners.delete(check);
             clearTimeout(timer);
             resolvePromise();

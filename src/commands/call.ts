@@ -4,6 +4,7 @@ import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { RpcClient, type CallOutcome, type ReplyQueueMode } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
 import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import type { Logger } from "../log.ts";
 import { writeStdout } from "../output.ts";
 import { runAction } from "./_run.ts";
 
@@ -67,10 +68,11 @@ export default defineCommand({
       const log = resolveLogger(parsed);
 
       const deadline = Date.now() + timeoutMs;
-      const client = await RpcClient.connect({ url, queue, replyQueue, format: "text", timeoutMs, log });
+      const client = await RpcClient.connect({ url, queue, replyQueue, format: "text", timeoutMs, log }, deadline);
       try {
-        await waitForConsumer(client, { queue, url, deadline, wait: parsed["wait-for-server"] === true });
-        const calls = ns.map((n) => client.call(n));
+        await waitForConsumer(client, { queue, url, deadline, wait: parsed["wait-for-server"] === true, log });
+        // One deadline for the whole command: --timeout bounds it end to end.
+        const calls = ns.map((n) => client.call(n, deadline));
         const codes: ExitCode[] = [];
         for (const call of calls) codes.push(await print(await call, parsed.json === true));
         return mostSevere(codes);
@@ -82,8 +84,8 @@ export default defineCommand({
 
 const POLL_MS = 50;
 
-async function waitForConsumer(client: RpcClient, o: { queue: string; url: string; deadline: number; wait: boolean }): Promise<void> {
-  for (;;) {
+async function waitForConsumer(client: RpcClient, o: { queue: string; url: string; deadline: number; wait: boolean; log: Logger }): Promise<void> {
+  for (let polls = 0; ; polls++) {
     let count: number;
     try {
       count = await client.consumerCount();
@@ -95,6 +97,7 @@ async function waitForConsumer(client: RpcClient, o: { queue: string; url: strin
     if (!o.wait) {
       throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} has no consumer: no server is running; start one with \`fibrpc serve\`, or pass --wait-for-server`);
     }
+    if (polls === 0) o.log.info(`no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`);
     if (Date.now() + POLL_MS > o.deadline) {
       throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} within --timeout; start one with \`fibrpc serve\``);
     }

@@ -55,6 +55,6 @@ export default defineCommand({
       const logLevel = resolveLogLevel(parsed["log-level"]);
       const log = resolveLogger(parsed);
       log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${displayUrl(url)} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
-      return supervise({ workers, drainTimeoutMs, log, worker: { url, queue, queueType, prefetch, maxN, logLevel } });
+      return supervise({ workers, drainTimeoutMs, log, worker: { url, queue, queueType, prefetch, maxN, logLevel, faults: process.env.FIBRPC_TEST_FAULTS } });
     }),
 });

@@ -8,7 +8,7 @@ import { displayUrl } from "../config.ts";
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { connectError, isNotFound } from "./broker-errors.ts";
-import { decodeReply, encodeRequest, type Format } from "./protocol.ts";
+import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -20,6 +20,7 @@ export interface ClientOptions {
   queue: string;
   replyQueue: ReplyQueueMode;
   format: Format;
+  /** Each call's budget, end to end, unless call() is given its own deadline. */
   timeoutMs: number;
   log: Logger;
 }
@@ -48,11 +49,14 @@ export class RpcClient {
     private readonly channel: Channel,
   ) {}
 
-  /** Connects and starts the reply consumer; throws a FibrpcError the user can act on. */
-  static async connect(options: ClientOptions): Promise<RpcClient> {
+  /**
+   * Connects and starts the reply consumer; throws a FibrpcError the user can act on. The
+   * connection attempt ends by `deadline` (ms since the epoch) at the latest.
+   */
+  static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
     let connection: ChannelModel;
     try {
-      connection = await connect(options.url, { noDelay: true, timeout: Math.min(options.timeoutMs, 10_000), clientProperties: { connection_name: "fibrpc call" } });
+      connection = await connect(options.url, { noDelay: true, timeout: Math.max(1, deadline - Date.now()), clientProperties: { connection_name: "fibrpc call" } });
     } catch (err) {
       throw connectError(err, options.url);
     }
@@ -79,17 +83,30 @@ export class RpcClient {
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
   }
 
-  /** Sends one request; the promise settles with its outcome and never rejects. */
-  call(n: number): Promise<CallOutcome> {
+  /**
+   * Sends one request; the promise settles with its outcome by `deadline` (ms since the epoch)
+   * and never rejects. The request carries its deadline: as AMQP `expiration`, so the broker
+   * drops it if no server picked it up in time, and as a header, so a server skips work whose
+   * caller has given up.
+   */
+  call(n: number, deadline = Date.now() + this.options.timeoutMs): Promise<CallOutcome> {
     const correlationId = this.idPrefix + (this.nextId++).toString(36);
     const { body, contentType } = encodeRequest(n, this.options.format);
+    const budget = Math.max(1, deadline - Date.now());
     return new Promise<CallOutcome>((settle) => {
       const startedAt = performance.now();
       const timer = setTimeout(() => {
-        this.settleError(correlationId, "TIMEOUT", `no reply within ${this.options.timeoutMs} ms from a server on queue ${JSON.stringify(this.options.queue)}; raise --timeout, or check that the servers keep up`);
-      }, this.options.timeoutMs);
+        this.settleError(correlationId, "TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(this.options.queue)}; raise --timeout, or check that the servers keep up`);
+      }, budget);
       this.pending.set(correlationId, { n, startedAt, timer, settle });
-      this.channel.publish("", this.options.queue, body, { replyTo: this.replyTo, correlationId, contentType, mandatory: true });
+      this.channel.publish("", this.options.queue, body, {
+        replyTo: this.replyTo,
+        correlationId,
+        contentType,
+        mandatory: true,
+        expiration: String(budget),
+        headers: { [DEADLINE_HEADER]: deadline },
+      });
     });
   }
 

@@ -15,6 +15,17 @@ export const MAX_REQUEST_BYTES = 4096;
 export const JSON_CONTENT_TYPE = "application/json";
 /** AMQP `type` property of an error reply. */
 export const ERROR_REPLY_TYPE = "error";
+/** Request header: when the caller gives up, in milliseconds since the Unix epoch. */
+export const DEADLINE_HEADER = "x-fibrpc-deadline";
+/** Request header: how many times this request was redelivered before (classic queues). */
+export const ATTEMPTS_HEADER = "x-fibrpc-attempts";
+/** Header quorum queues set on a redelivery: deliveries that ended without an ack. */
+export const QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count";
+/**
+ * A request redelivered this many times after failed deliveries is answered with
+ * POISON_REQUEST instead of being computed again.
+ */
+export const POISON_AFTER_FAILED_DELIVERIES = 2;
 
 /** Stable, machine-readable error codes a server puts in an error reply. */
 export const ErrorCode = {
@@ -27,6 +38,8 @@ export const ErrorCode = {
   NOT_AN_INTEGER: "NOT_AN_INTEGER",
   NEGATIVE_N: "NEGATIVE_N",
   N_TOO_LARGE: "N_TOO_LARGE",
+  DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+  POISON_REQUEST: "POISON_REQUEST",
   INTERNAL: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -11,7 +11,17 @@ import { FibrpcError } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { brokerReason, connectError, isPreconditionFailed } from "./broker-errors.ts";
-import { decodeRequest, encodeError, encodeResult, type EncodedMessage } from "./protocol.ts";
+import { injectFault, InjectedCrash, type Faults } from "./faults.ts";
+import {
+  ATTEMPTS_HEADER,
+  DEADLINE_HEADER,
+  decodeRequest,
+  encodeError,
+  encodeResult,
+  POISON_AFTER_FAILED_DELIVERIES,
+  QUORUM_DELIVERY_COUNT_HEADER,
+  type EncodedMessage,
+} from "./protocol.ts";
 import { declareRequestQueue, type QueueType } from "./queue.ts";
 
 export interface ServerOptions {
@@ -21,6 +31,8 @@ export interface ServerOptions {
   prefetch: number;
   maxN: number;
   log: Logger;
+  /** Test-only fault injection (see faults.ts). */
+  faults?: Faults;
 }
 
 export interface ServerEvents {
@@ -126,6 +138,7 @@ export class RpcServer {
     try {
       this.handle(channel, msg);
     } catch (err) {
+      if (err instanceof InjectedCrash) return;
       // Nothing thrown in here may end the worker: answer with INTERNAL and move on.
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
       this.reply(channel, msg, encodeError("text", "INTERNAL", "the server failed while handling the request"));
@@ -142,11 +155,23 @@ export class RpcServer {
       return;
     }
     const request = decodeRequest(msg.content, contentType, options.maxN);
+    const headers = msg.properties.headers;
+    const deadline = headers?.[DEADLINE_HEADER];
+    if (typeof deadline === "number" && Date.now() > deadline) {
+      // The caller has given up: do not compute. The reply costs nothing and explains itself if
+      // anyone still listens.
+      options.log.debug(`skipped a request whose caller gave up ${Date.now() - deadline} ms ago`);
+      this.reply(channel, msg, encodeError(request.format, "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked the request up", request.ok ? request.n : undefined));
+      return;
+    }
+    if (msg.fields.redelivered && this.isPoison(channel, msg)) return;
     let reply: EncodedMessage;
     if (request.ok) {
       try {
+        if (options.faults) injectFault(options.faults, request.n);
         reply = encodeResult(request.format, request.n, fibDecimal(request.n));
       } catch (err) {
+        if (err instanceof InjectedCrash) throw err;
         options.log.error(`computing fib(${request.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
         reply = encodeError(request.format, "INTERNAL", `computing fib(${request.n}) failed on the server`, request.n);
       }
@@ -156,6 +181,39 @@ export class RpcServer {
       reply = encodeError(request.format, request.code, request.message, request.n);
     }
     this.reply(channel, msg, reply);
+  }
+
+  /**
+   * A redelivered request may be one that crashed a worker: stop it before it crashes the next.
+   * Quorum queues count failed deliveries themselves (x-delivery-count); for classic queues the
+   * request is republished once with a count of its own (x-fibrpc-attempts) and acked. Either
+   * way, after POISON_AFTER_FAILED_DELIVERIES failed deliveries the caller gets a POISON_REQUEST
+   * error reply. A request redelivered for another reason (a server draining, a connection
+   * lost) is served normally: fib is idempotent. Returns true when the delivery was dealt with.
+   */
+  private isPoison(channel: Channel, msg: ConsumeMessage): boolean {
+    const headers = msg.properties.headers ?? {};
+    const quorumCount = headers[QUORUM_DELIVERY_COUNT_HEADER];
+    const failedDeliveries = typeof quorumCount === "number" ? quorumCount : (Number(headers[ATTEMPTS_HEADER]) || 0) + 1;
+    if (failedDeliveries >= POISON_AFTER_FAILED_DELIVERIES) {
+      this.options.log.warn(`refused a request delivered ${failedDeliveries + 1} times (correlation id ${JSON.stringify(msg.properties.correlationId ?? null)}): it failed every time`);
+      const format = msg.properties.contentType?.startsWith("application/json") ? "json" : "text";
+      this.reply(channel, msg, encodeError(format, "POISON_REQUEST", `the request was delivered ${failedDeliveries + 1} times and never completed; it is not tried again`));
+      return true;
+    }
+    if (typeof quorumCount === "number") return false;
+    // Classic queue: carry the count on a copy, since the broker keeps none.
+    const { properties } = msg;
+    const remaining = typeof headers[DEADLINE_HEADER] === "number" ? (headers[DEADLINE_HEADER] as number) - Date.now() : undefined;
+    channel.sendToQueue(this.options.queue, msg.content, {
+      replyTo: properties.replyTo,
+      correlationId: properties.correlationId,
+      contentType: properties.contentType,
+      ...(remaining === undefined ? {} : { expiration: String(Math.max(1, remaining)) }),
+      headers: { ...headers, [ATTEMPTS_HEADER]: failedDeliveries },
+    });
+    channel.ack(msg);
+    return true;
   }
 
   private reply(channel: Channel, msg: ConsumeMessage, reply: EncodedMessage): void {

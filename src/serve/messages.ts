@@ -11,6 +11,8 @@ export interface WorkerConfig {
   prefetch: number;
   maxN: number;
   logLevel: LogLevelName;
+  /** FIBRPC_TEST_FAULTS, for the test suite only. */
+  faults?: string;
 }
 
 export type ToWorker = { type: "start"; config: WorkerConfig } | { type: "drain" };

@@ -77,7 +77,8 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
         reportServing();
         break;
       case "fatal":
-        log.error(message.message);
+        // Every worker meets the same problem; say it once.
+        if (!stopping) log.error(message.message);
         shutdown(message.exitCode);
         break;
       case "drained":

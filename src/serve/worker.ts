@@ -3,6 +3,7 @@
  * to drain with a message.
  */
 import { createLogger } from "../log.ts";
+import { parseFaults } from "../rpc/faults.ts";
 import { RpcServer } from "../rpc/server.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 
@@ -20,7 +21,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     const { config } = message;
     const log = createLogger(config.logLevel, `worker-${config.id}`);
     server = new RpcServer(
-      { ...config, log },
+      { ...config, log, faults: parseFaults(config.faults) },
       {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),

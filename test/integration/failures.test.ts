@@ -1,0 +1,168 @@
+/**
+ * The tutorial's open questions, answered against the real broker: no server, timeouts and
+ * deadlines, remote errors, poison requests, and the input contract on both sides.
+ */
+import { describe, expect, test } from "bun:test";
+import { createConsola } from "consola";
+import { RpcClient } from "../../src/rpc/client.ts";
+import { deadLetterQueueName } from "../../src/rpc/queue.ts";
+import { alsoDelete, BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL } from "../helpers.ts";
+
+describe("no server", () => {
+  test("--wait-for-server succeeds when a server starts during the wait", async () => {
+    const queue = uniqueQueue();
+    const call = Bun.spawn([BIN, "call", "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+    // Wait until call says it is waiting, then start the server.
+    let stderr = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of call.stderr) {
+      stderr += decoder.decode(chunk);
+      if (stderr.includes("waiting for one")) break;
+    }
+    expect(stderr).toContain(`no server on queue "${queue}" yet`);
+    const server = await startServe(["--workers", "1", "--queue", queue]);
+    expect(await call.exited).toBe(0);
+    expect(await new Response(call.stdout).text()).toBe("832040\n");
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("--wait-for-server gives up at --timeout with exit 75", async () => {
+    const queue = uniqueQueue();
+    const { code, stderr, ms } = await run(["call", "--wait-for-server", "--timeout", "400ms", "--queue", queue, "5"]);
+    expect(code).toBe(75);
+    expect(stderr).toContain(`no server started consuming queue "${queue}"`);
+    expect(ms).toBeLessThan(3000);
+  });
+});
+
+describe("timeouts and deadlines", () => {
+  test("a server that never replies: exit 75 after --timeout, one line per n", async () => {
+    const queue = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: false });
+    await ch.consume(queue, (msg) => msg && ch.ack(msg)); // takes requests, never answers
+    const { code, stdout, stderr, ms } = await run(["call", "--timeout", "300ms", "--queue", queue, "5", "6"]);
+    expect(code).toBe(75);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/^fib\(5\): TIMEOUT: no reply within the timeout.*\nfib\(6\): TIMEOUT: /);
+    expect(ms).toBeGreaterThanOrEqual(300);
+    expect(ms).toBeLessThan(3000);
+  });
+
+  test("a request nobody picked up in time is dropped by the broker, never computed", async () => {
+    const queue = uniqueQueue();
+    // A consumer that holds the first request and takes no more (prefetch 1, never acks), so
+    // the second request waits in the queue until its expiration.
+    const stalled = await rawChannel();
+    await stalled.ch.assertQueue(queue, { durable: false });
+    await stalled.ch.prefetch(1);
+    let held = 0;
+    await stalled.ch.consume(queue, () => held++);
+    const { code } = await run(["call", "--timeout", "300ms", "--queue", queue, "101", "102"]);
+    expect(code).toBe(75);
+    expect(held).toBe(1);
+    // The waiting request expires in the queue...
+    await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "expired request dropped");
+    // ...and the held one, requeued when its consumer goes, is expired too.
+    await stalled.conn.close();
+    const server = await startServe(["--workers", "2", "--queue", queue, "--log-level", "debug"]);
+    const after = await run(["call", "--queue", queue, "103"]);
+    expect(after.stdout.length).toBeGreaterThan(0);
+    await server.waitForLog(/fib\(103\)/, 5000);
+    expect(server.log).not.toMatch(/fib\(10[12]\)|skipped/);
+    expect(await queueStats(queue)).toMatchObject({ messageCount: 0 });
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("the server skips work whose caller has given up", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"]);
+    const { ch } = await rawChannel();
+    const { queue: callback } = await ch.assertQueue("", { exclusive: true });
+    const reply = new Promise<{ type?: string; body: string }>((resolve) => {
+      ch.consume(callback, (msg) => msg && resolve({ type: msg.properties.type, body: msg.content.toString() }), { noAck: true });
+    });
+    // No expiration, so the broker delivers it; only the deadline header says it is too late.
+    ch.sendToQueue(queue, Buffer.from("104"), { replyTo: callback, correlationId: "late", headers: { "x-fibrpc-deadline": Date.now() - 1000 } });
+    expect(await reply).toMatchObject({ type: "error", body: expect.stringMatching(/^DEADLINE_EXCEEDED: /) });
+    await server.waitForLog(/skipped a request whose caller gave up \d+ ms ago/, 5000);
+    expect(server.log).not.toContain("fib(104)");
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("a late reply, after its call timed out, is ignored", async () => {
+    const queue = uniqueQueue();
+    const responder = await rawChannel();
+    await responder.ch.assertQueue(queue, { durable: false });
+    let lateReplySent: () => void = () => {};
+    const sent = new Promise<void>((resolve) => {
+      lateReplySent = resolve;
+    });
+    await responder.ch.consume(queue, (msg) => {
+      if (!msg) return;
+      responder.ch.ack(msg);
+      setTimeout(() => {
+        responder.ch.sendToQueue(msg.properties.replyTo, Buffer.from("8"), { correlationId: msg.properties.correlationId });
+        lateReplySent();
+      }, 400);
+    });
+    const lines: string[] = [];
+    const log = createConsola({ level: 4, reporters: [{ log: (o) => lines.push(o.args.join(" ")) }] });
+    const client = await RpcClient.connect({ url: URL, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
+    try {
+      const outcome = await client.call(6);
+      expect(outcome).toMatchObject({ ok: false, code: "TIMEOUT" });
+      await sent;
+      // The reply is on its way back; wait until the client has seen and ignored it.
+      await eventually(async () => lines.join("\n"), (text) => text.includes("ignored a reply"), 5000, "late reply ignored");
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("remote errors", () => {
+  test("a server-side exception comes back as INTERNAL for that n; the others print; the worker keeps serving", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: "throw=13" });
+    const { code, stdout, stderr } = await run(["call", "--queue", queue, "12", "13", "14"]);
+    expect(code).toBe(76);
+    expect(stdout).toBe("144\n377\n");
+    expect(stderr).toBe("fib(13): INTERNAL: computing fib(13) failed on the server\n");
+    const again = await run(["call", "--queue", queue, "15"]);
+    expect(again).toMatchObject({ code: 0, stdout: "610\n" });
+    expect(server.log).not.toMatch(/died|restarting/);
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("the server enforces its own --max-n whatever the client did", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue, "--max-n", "10"]);
+    const { code, stdout, stderr } = await run(["call", "--queue", queue, "10", "11"]);
+    expect(code).toBe(76);
+    expect(stdout).toBe("55\n");
+    expect(stderr).toBe("fib(11): N_TOO_LARGE: n must be at most 10, got 11\n");
+    expect(await server.stop()).toBe(0);
+  });
+});
+
+describe("poison requests are not redelivered forever", () => {
+  for (const queueType of ["classic", "quorum"] as const) {
+    test(`${queueType}: a request that crashes the worker gets POISON_REQUEST; serving goes on`, async () => {
+      const queue = uniqueQueue();
+      if (queueType === "quorum") alsoDelete(deadLetterQueueName(queue));
+      const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType], { FIBRPC_TEST_FAULTS: "crash=14" });
+      const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "14"]);
+      expect(stdout).toBe("");
+      expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request was delivered 3 times and never completed/);
+      expect(code).toBe(76);
+      await server.waitForLog(/worker 1 died unexpectedly[\s\S]*worker 1 died unexpectedly/, 5000);
+      expect(server.log.match(/worker 1 died unexpectedly/g)).toHaveLength(2);
+      // Redelivered requests that did not fail are served normally, and serving goes on.
+      const next = await run(["call", "--queue", queue, "15"]);
+      expect(next).toMatchObject({ code: 0, stdout: "610\n" });
+      expect(await queueStats(queue)).toMatchObject({ messageCount: 0 });
+      expect(await server.stop()).toBe(0);
+    });
+  }
+});
