@@ -1,8 +1,9 @@
 import { defineCommand } from "citty";
-import { DEFAULT_TIMEOUT_MS, displayUrl, fromEnv, parseDuration } from "../config.ts";
+import { DEFAULT_TIMEOUT_MS, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { RpcClient, type CallOutcome, type ReplyQueueMode } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
+import { RetryingCaller } from "../rpc/retry.ts";
 import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
 import type { Logger } from "../log.ts";
 import { writeStdout } from "../output.ts";
@@ -29,6 +30,11 @@ const args = {
     type: "string",
     valueHint: "direct|exclusive",
     description: "direct: RabbitMQ Direct Reply-to (no queue declared); exclusive: the tutorial's exclusive callback queue (default: direct)",
+  },
+  retry: {
+    type: "string",
+    valueHint: "count",
+    description: "Send a call again, up to this many times, when it timed out or its connection dropped (same correlation id; each attempt gets the full --timeout) [env FIBRPC_RETRY] (default: 0)",
   },
   "wait-for-server": {
     type: "boolean",
@@ -62,22 +68,25 @@ export default defineCommand({
       });
       const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
       const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
+      const retries = parseIntOption("retry", fromEnv(parsed.retry, "FIBRPC_RETRY"), 0, 0, 100);
       const replyQueue = (parsed["reply-queue"] ?? "direct") as ReplyQueueMode;
       if (!REPLY_QUEUE_MODES.includes(replyQueue)) throw usageError(`--reply-queue must be direct or exclusive, got ${JSON.stringify(replyQueue)}`);
       const { url, queue } = resolveBroker(parsed);
       const log = resolveLogger(parsed);
 
       const deadline = Date.now() + timeoutMs;
-      const client = await RpcClient.connect({ url, queue, replyQueue, format: "text", timeoutMs, log }, deadline);
+      const clientOptions = { url, queue, replyQueue, format: "text", timeoutMs, log } as const;
+      const client = await RpcClient.connect(clientOptions, deadline);
+      const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), retries, timeoutMs, log);
       try {
         await waitForConsumer(client, { queue, url, deadline, wait: parsed["wait-for-server"] === true, log });
-        // One deadline for the whole command: --timeout bounds it end to end.
-        const calls = ns.map((n) => client.call(n, deadline));
+        // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
+        const calls = ns.map((n) => caller.call(n, deadline));
         const codes: ExitCode[] = [];
         for (const call of calls) codes.push(await print(await call, parsed.json === true));
         return mostSevere(codes);
       } finally {
-        await client.close();
+        await caller.close();
       }
     }),
 });

@@ -41,6 +41,7 @@ export class RpcClient {
   private readonly idPrefix = `${crypto.randomUUID()}.`;
   private nextId = 0;
   private closing = false;
+  private lost = false;
   private replyTo = DIRECT_REPLY_TO;
 
   private constructor(
@@ -71,8 +72,14 @@ export class RpcClient {
     // Errors arrive as 'close' events too; the handlers below fail the pending calls.
     channel.on("error", (err) => this.options.log.debug(`channel error: ${err.message}`));
     this.connection.on("error", (err) => this.options.log.debug(`connection error: ${err.message}`));
-    channel.on("close", () => this.failAll("CONNECTION_LOST", `the channel to the broker at ${displayUrl(options.url)} closed while the call was in flight; it is safe to retry`));
-    this.connection.on("close", () => this.failAll("CONNECTION_LOST", `the connection to the broker at ${displayUrl(options.url)} was lost while the call was in flight; it is safe to retry`));
+    // Calls in flight fail at once, not at their timeout: their replies cannot arrive any more
+    // (Direct Reply-to and exclusive reply queues die with the channel).
+    const onLost = () => {
+      this.lost = true;
+      this.failAll("CONNECTION_LOST", this.lostMessage());
+    };
+    channel.on("close", onLost);
+    this.connection.on("close", onLost);
     // A mandatory request that no queue could take comes back here.
     channel.on("return", (msg: Message) => this.onReturned(msg));
     if (options.replyQueue === "exclusive") {
@@ -89,8 +96,10 @@ export class RpcClient {
    * drops it if no server picked it up in time, and as a header, so a server skips work whose
    * caller has given up.
    */
-  call(n: number, deadline = Date.now() + this.options.timeoutMs): Promise<CallOutcome> {
-    const correlationId = this.idPrefix + (this.nextId++).toString(36);
+  call(n: number, deadline = Date.now() + this.options.timeoutMs, correlationId = this.newCorrelationId()): Promise<CallOutcome> {
+    if (this.lost) {
+      return Promise.resolve({ n, ok: false, code: "CONNECTION_LOST", message: this.lostMessage(), remote: false, error: new FibrpcError("CONNECTION_LOST", this.lostMessage()), ms: 0 });
+    }
     const { body, contentType } = encodeRequest(n, this.options.format);
     const budget = Math.max(1, deadline - Date.now());
     return new Promise<CallOutcome>((settle) => {
@@ -108,6 +117,20 @@ export class RpcClient {
         headers: { [DEADLINE_HEADER]: deadline },
       });
     });
+  }
+
+  /** A new id, unique to this client; a retry reuses the id of the call it repeats. */
+  newCorrelationId(): string {
+    return this.idPrefix + (this.nextId++).toString(36);
+  }
+
+  /** False once the connection or channel is gone: make a new client. */
+  get usable(): boolean {
+    return !this.lost && !this.closing;
+  }
+
+  private lostMessage(): string {
+    return `the connection to the broker at ${displayUrl(this.options.url)} was lost while the call was in flight; it is safe to retry (--retry)`;
   }
 
   /** How many server consumers the request queue has; throws QUEUE_NOT_FOUND if it does not exist. */

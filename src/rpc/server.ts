@@ -11,7 +11,7 @@ import { FibrpcError } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { brokerReason, connectError, isPreconditionFailed } from "./broker-errors.ts";
-import { injectFault, InjectedCrash, type Faults } from "./faults.ts";
+import { injectFault, InjectedCrash, killAfterReply, type Faults } from "./faults.ts";
 import {
   ATTEMPTS_HEADER,
   DEADLINE_HEADER,
@@ -168,7 +168,7 @@ export class RpcServer {
     let reply: EncodedMessage;
     if (request.ok) {
       try {
-        if (options.faults) injectFault(options.faults, request.n);
+        if (options.faults) injectFault(options.faults, request.n, !msg.fields.redelivered && headers?.[ATTEMPTS_HEADER] === undefined);
         reply = encodeResult(request.format, request.n, fibDecimal(request.n));
       } catch (err) {
         if (err instanceof InjectedCrash) throw err;
@@ -179,6 +179,10 @@ export class RpcServer {
     } else {
       options.log.debug(`refused a request: ${request.code}: ${request.message}`);
       reply = encodeError(request.format, request.code, request.message, request.n);
+    }
+    if (request.ok && options.faults && killAfterReply(options.faults, request.n)) {
+      channel.publish("", replyTo, reply.body, { correlationId, contentType: reply.contentType, type: reply.type });
+      throw new InjectedCrash();
     }
     this.reply(channel, msg, reply);
   }

@@ -1,0 +1,279 @@
+/**
+ * Fault injection under load, against real brokers: connections cut, the broker application
+ * restarted (on a private node, the machine's broker is untouched), a worker crashing, SIGTERM
+ * and SIGKILL. Each scenario accounts for every request: answered, failed with a clear error,
+ * or left in the queue; nothing lost, nothing answered twice.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { startProxy } from "../proxy.ts";
+import { longestGap, record, runLoad } from "../load.ts";
+import { eventually, queueStats, ROOT, startServe, uniqueQueue, URL } from "../helpers.ts";
+
+const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
+
+describe("connections dropped under load", () => {
+  test("serve recovers within seconds and keeps serving; every request answered once", async () => {
+    const queue = uniqueQueue();
+    const proxy = await startProxy(5672);
+    try {
+      const server = await startServe(["--workers", "2", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+      let cutAt = 0;
+      let firstAnswerAfterCut = 0;
+      const report = await runLoad({
+        url: URL,
+        queue,
+        requests: 3000,
+        concurrency: 20,
+        n: (i) => i % 500,
+        timeoutMs: 30_000,
+        onAnswer: (answered) => {
+          if (answered === 500) {
+            cutAt = performance.now();
+            expect(proxy.cut()).toBe(2);
+          } else if (cutAt && !firstAnswerAfterCut) firstAnswerAfterCut = performance.now();
+        },
+      });
+      await server.waitForLog(/2\/2 workers serving[\s\S]*lost[\s\S]*2\/2 workers serving/);
+      const stats = await queueStats(queue);
+      const recoveryMs = Math.round(firstAnswerAfterCut - cutAt);
+      record("connections cut (TCP proxy)", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies, recoveryMs, longestGapMs: longestGap(report.answerTimes) });
+      expect(report.wrong).toBe(0);
+      expect(report.failed).toEqual({});
+      expect(report.answered).toBe(report.sent);
+      expect(stats.messageCount).toBe(0);
+      expect(recoveryMs).toBeLessThan(5000);
+      expect(await server.stop()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe("the broker application restarted under load (private node)", () => {
+  const node = `fibrpc-test-${crypto.randomUUID().slice(0, 6)}`;
+  const port = 5690 + Math.floor(Math.random() * 100);
+  const nodeUrl = `amqp://guest:guest@127.0.0.1:${port}`;
+  afterAll(() => {
+    Bun.spawnSync(["bash", BROKER_NODE, "stop", node]);
+  });
+
+  test("serve reconnects and keeps serving; with --retry every call is answered", async () => {
+    const started = Bun.spawnSync(["bash", BROKER_NODE, "start", node, String(port)], { stderr: "pipe" });
+    expect(started.exitCode, started.stderr.toString()).toBe(0);
+    const queue = "rpc_queue";
+    const server = await startServe(["--workers", "2", "--queue", queue, "--url", nodeUrl]);
+    let downAt = 0;
+    let restartedAt = 0;
+    let answeredSoFar = 0;
+    let answeredAtRestart = 0;
+    let restart: Promise<void> | undefined;
+    const report = await runLoad({
+      url: nodeUrl,
+      queue,
+      // Keeps going through the restart, until 1000 more answers came after it.
+      requests: 1_000_000,
+      stopWhen: () => restartedAt > 0 && answeredSoFar > answeredAtRestart + 1000,
+      concurrency: 20,
+      n: (i) => i % 300,
+      timeoutMs: 10_000,
+      retries: 10,
+      onAnswer: (answered) => {
+        answeredSoFar = answered;
+        if (answered === 500 && !restart) {
+          restart = (async () => {
+            const ctl = (cmd: string) => Bun.spawn(["bash", BROKER_NODE, "ctl", node, cmd], { stdout: "ignore", stderr: "ignore" }).exited;
+            downAt = performance.now();
+            expect(await ctl("stop_app")).toBe(0);
+            expect(await ctl("start_app")).toBe(0);
+            answeredAtRestart = answeredSoFar;
+            restartedAt = performance.now();
+          })();
+        }
+      },
+    });
+    await restart;
+    await server.waitForLog(/lost[\s\S]*2\/2 workers serving/);
+    // queueStats talks to the machine's broker; ask the private node instead.
+    const left = await leftOnNode(nodeUrl, queue);
+    record("broker application restarted (stop_app/start_app)", {
+      sent: report.sent,
+      answered: report.answered,
+      failed: report.failed,
+      retried: report.retried,
+      left,
+      duplicatesIgnored: report.ignoredReplies,
+      brokerDownMs: Math.round(restartedAt - downAt),
+      longestGapMs: longestGap(report.answerTimes),
+    });
+    expect(report.wrong).toBe(0);
+    expect(report.failed).toEqual({});
+    expect(report.answered).toBe(report.sent);
+    expect(report.retried).toBeGreaterThan(0);
+    expect(left).toBe(0);
+    expect(server.log).not.toMatch(/died/);
+    expect(await server.stop()).toBe(0);
+  });
+});
+
+async function leftOnNode(url: string, queue: string): Promise<number> {
+  const { connect } = await import("amqplib");
+  const conn = await connect(url);
+  try {
+    const ch = await conn.createChannel();
+    return (await ch.checkQueue(queue)).messageCount;
+  } finally {
+    await conn.close();
+  }
+}
+
+describe("a worker forced to crash", () => {
+  test("it is restarted, its request is redelivered and answered; serving continues", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "2", "--queue", queue], { FIBRPC_TEST_FAULTS: "crash-first=14" });
+    const report = await runLoad({ url: URL, queue, requests: 1000, concurrency: 10, n: (i) => (i === 300 ? 14 : 100 + (i % 50)), timeoutMs: 30_000 });
+    await server.waitForLog(/worker \d died unexpectedly; restarting[\s\S]*2\/2 workers serving/);
+    const stats = await queueStats(queue);
+    record("worker crash", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, restarts: server.log.match(/restarting/g)?.length ?? 0 });
+    expect(report.wrong).toBe(0);
+    expect(report.failed).toEqual({});
+    expect(report.answered).toBe(report.sent);
+    expect(stats.messageCount).toBe(0);
+    expect(await server.stop()).toBe(0);
+  });
+});
+
+describe("SIGTERM under load", () => {
+  test("every request is answered or still in the queue; serve exits 0; another server finishes the rest", async () => {
+    const queue = uniqueQueue();
+    const first = await startServe(["--workers", "2", "--queue", queue]);
+    let stopped: Promise<number> | undefined;
+    let answeredSoFar = 0;
+    let accountedAtStop: { answered: number; left: number } | undefined;
+    let second: Awaited<ReturnType<typeof startServe>> | undefined;
+    const report = await runLoad({
+      url: URL,
+      queue,
+      requests: 120,
+      concurrency: 120, // all in flight at once: most are still queued when SIGTERM comes
+      n: () => 300_000,
+      timeoutMs: 60_000,
+      onAnswer: (answered) => {
+        answeredSoFar = answered;
+        if (answered === 10 && !stopped) {
+          stopped = (async () => {
+            const code = await first.stop();
+            // No consumer now: what is not answered must be in the queue. Replies published
+            // just before the exit may still be on their way to us, hence "eventually".
+            const left = (await queueStats(queue)).messageCount;
+            await eventually(async () => answeredSoFar + left, (total) => total === 120, 3000, "answered + left in queue = sent");
+            accountedAtStop = { answered: answeredSoFar, left };
+            second = await startServe(["--workers", "2", "--queue", queue]);
+            return code;
+          })();
+        }
+      },
+    });
+    const code = await stopped;
+    expect(code).toBe(0);
+    expect(first.log).toContain("SIGTERM: draining");
+    record("SIGTERM under load", { sent: report.sent, answeredBeforeExit: accountedAtStop?.answered, leftInQueueAtExit: accountedAtStop?.left, answeredInTheEnd: report.answered, failed: report.failed, duplicatesIgnored: report.ignoredReplies });
+    expect(report.failed).toEqual({});
+    expect(report.answered).toBe(report.sent);
+    expect(accountedAtStop!.left).toBeGreaterThan(0);
+    expect(report.ignoredReplies).toBe(0); // drained cleanly: nothing answered twice
+    expect(await second!.stop()).toBe(0);
+  });
+});
+
+describe("SIGKILL of a server under load, a second server running", () => {
+  test("killed between reply and ack: the redelivered request is answered again, the caller keeps one answer", async () => {
+    const queue = uniqueQueue();
+    const victim = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: "kill-after-reply=17" });
+    const survivor = await startServe(["--workers", "1", "--queue", queue]);
+    const report = await runLoad({ url: URL, queue, requests: 2000, concurrency: 10, n: (i) => (i % 10 === 0 ? 17 : i % 200), timeoutMs: 30_000 });
+    await victim.proc.exited;
+    const stats = await queueStats(queue);
+    record("SIGKILL between reply and ack", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies });
+    expect(victim.proc.signalCode).toBe("SIGKILL");
+    expect(report.outcomes).toHaveLength(report.sent); // exactly one outcome per call
+    expect(report.wrong).toBe(0);
+    expect(report.failed).toEqual({});
+    expect(report.answered).toBe(report.sent);
+    expect(report.ignoredReplies).toBeGreaterThanOrEqual(1); // the duplicate came, and was ignored
+    expect(stats.messageCount).toBe(0);
+    expect(await survivor.stop()).toBe(0);
+  });
+
+  test("plain SIGKILL mid-load: every call answered exactly once", async () => {
+    const queue = uniqueQueue();
+    const victim = await startServe(["--workers", "2", "--queue", queue]);
+    const survivor = await startServe(["--workers", "1", "--queue", queue]);
+    let killed = false;
+    const report = await runLoad({
+      url: URL,
+      queue,
+      requests: 2000,
+      concurrency: 20,
+      n: (i) => i % 1000,
+      timeoutMs: 30_000,
+      onAnswer: (answered) => {
+        if (answered === 400 && !killed) {
+          killed = true;
+          victim.proc.kill("SIGKILL");
+        }
+      },
+    });
+    const stats = await queueStats(queue);
+    record("plain SIGKILL under load", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies });
+    expect(report.outcomes).toHaveLength(report.sent);
+    expect(report.wrong).toBe(0);
+    expect(report.failed).toEqual({});
+    expect(report.answered).toBe(report.sent);
+    expect(stats.messageCount).toBe(0);
+    expect(await survivor.stop()).toBe(0);
+  });
+});
+
+describe("client under faults", () => {
+  test("calls in flight when the client's connection drops fail at once (exit 75); --retry completes them", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue]);
+    const proxy = await startProxy(5672);
+    try {
+      const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
+      const ns = Array.from({ length: 40 }, () => "1000000"); // ~1 s of work for one worker
+      const run = (extra: string[]) =>
+        Bun.spawn([resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+      const plain = run([]);
+      // Cut once the first answer is out, i.e. with calls surely in flight.
+      const reader = plain.stdout.getReader();
+      await reader.read();
+      const cutAt = performance.now();
+      proxy.cut();
+      const code = await plain.exited;
+      const failFastMs = Math.round(performance.now() - cutAt);
+      const stderr = await new Response(plain.stderr).text();
+      expect(code).toBe(75);
+      expect(stderr).toMatch(/fib\(1000000\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/);
+      expect(failFastMs).toBeLessThan(2000);
+
+      const retrying = run(["--retry", "3"]);
+      const reader2 = retrying.stdout.getReader();
+      const first = await reader2.read();
+      proxy.cut();
+      let out = new TextDecoder().decode(first.value);
+      for (;;) {
+        const chunk = await reader2.read();
+        if (chunk.done) break;
+        out += new TextDecoder().decode(chunk.value);
+      }
+      expect(await retrying.exited).toBe(0);
+      expect(out.trim().split("\n")).toHaveLength(40);
+      record("client connection cut", { failFastMs, withRetry: "40/40 answered" });
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
