@@ -15,6 +15,7 @@ const main = defineCommand({
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),
     call: () => import("./commands/call.ts").then((m) => m.default),
+    bench: () => import("./commands/bench.ts").then((m) => m.default),
   },
 });
 

@@ -8,7 +8,13 @@ import { usageError } from "./errors.ts";
 /** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
 export const DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672";
 export const DEFAULT_QUEUE = "rpc_queue";
-export const DEFAULT_PREFETCH = 1;
+/**
+ * Unacked requests per worker. 1 (the tutorial's fair dispatch) caps a worker at one broker
+ * round trip per request (~10k calls/s for two workers here); 50 lets light requests stream
+ * (~25k calls/s) while heavy ones are still dispatched one at a time (rpc/server.ts,
+ * answerHeavy). See the README's "Defaults and trade-offs".
+ */
+export const DEFAULT_PREFETCH = 50;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 export function defaultWorkers(): number {

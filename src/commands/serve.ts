@@ -17,7 +17,7 @@ const args = {
   prefetch: {
     type: "string",
     valueHint: "count",
-    description: `Unacknowledged requests the broker may push to each worker [env FIBRPC_PREFETCH] (default: ${DEFAULT_PREFETCH}, fair dispatch of heavy requests)`,
+    description: `Unacknowledged requests the broker may push to each worker; heavy requests (n ≥ 100000) are still taken one at a time; 1 is the tutorial's strict fair dispatch [env FIBRPC_PREFETCH] (default: ${DEFAULT_PREFETCH})`,
   },
   "max-n": {
     type: "string",

@@ -9,6 +9,7 @@ import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { connectError, isNotFound } from "./broker-errors.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
+import { openWire, type Wire } from "./wire.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -43,6 +44,8 @@ export class RpcClient {
   private closing = false;
   private lost = false;
   private replyTo = DIRECT_REPLY_TO;
+  /** Fast path for publishing requests (see wire.ts); undefined means amqplib's own. */
+  private wire: Wire | undefined;
 
   private constructor(
     private readonly options: ClientOptions,
@@ -88,6 +91,7 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
+    this.wire = openWire(this.connection, channel);
   }
 
   /**
@@ -108,14 +112,10 @@ export class RpcClient {
         this.settleError(correlationId, "TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(this.options.queue)}; raise --timeout, or check that the servers keep up`);
       }, budget);
       this.pending.set(correlationId, { n, startedAt, timer, settle });
-      this.channel.publish("", this.options.queue, body, {
-        replyTo: this.replyTo,
-        correlationId,
-        contentType,
-        mandatory: true,
-        expiration: String(budget),
-        headers: { [DEADLINE_HEADER]: deadline },
-      });
+      const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
+      // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
+      if (this.wire) this.wire.publish(this.options.queue, body, properties, true);
+      else this.channel.publish("", this.options.queue, body, { ...properties, mandatory: true });
     });
   }
 

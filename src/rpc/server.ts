@@ -20,9 +20,14 @@ import {
   encodeResult,
   POISON_AFTER_FAILED_DELIVERIES,
   QUORUM_DELIVERY_COUNT_HEADER,
+  type DecodedRequest,
   type EncodedMessage,
 } from "./protocol.ts";
 import { declareRequestQueue, type QueueType } from "./queue.ts";
+import { openWire, type Wire } from "./wire.ts";
+
+/** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
+export const HEAVY_N = 100_000;
 
 export interface ServerOptions {
   url: string;
@@ -47,9 +52,14 @@ export interface ServerEvents {
 export class RpcServer {
   private connection: RecoveringChannelModel | undefined;
   private channel: Channel | undefined;
+  /** Fast path for replies and acks (see wire.ts); undefined means amqplib's own. */
+  private wire: Wire | undefined;
   private consumerTag: string | undefined;
   private draining = false;
   private served = 0;
+  /** Heavy requests waiting for their turn (see answerHeavy), and who waits for them to finish. */
+  private heavyInProgress = 0;
+  private heavyDone: (() => void) | undefined;
 
   constructor(
     private readonly options: ServerOptions,
@@ -94,6 +104,7 @@ export class RpcServer {
     });
     await channel.prefetch(options.prefetch);
     await declareRequestQueue(channel, options.queue, options.queueType);
+    this.wire = openWire(model, channel);
     const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg));
     this.channel = channel;
     this.consumerTag = consumerTag;
@@ -165,10 +176,21 @@ export class RpcServer {
       return;
     }
     if (msg.fields.redelivered && this.isPoison(channel, msg)) return;
+    if (request.ok && request.n >= HEAVY_N && options.prefetch > 1) {
+      this.answerHeavy(channel, msg, request.n, request.format);
+      return;
+    }
+    this.answer(channel, msg, request);
+  }
+
+  /** Computes (or refuses) and replies; the one place a result is produced. */
+  private answer(channel: Channel, msg: ConsumeMessage, request: DecodedRequest): void {
+    const { options } = this;
+    const { replyTo, correlationId } = msg.properties;
     let reply: EncodedMessage;
     if (request.ok) {
       try {
-        if (options.faults) injectFault(options.faults, request.n, !msg.fields.redelivered && headers?.[ATTEMPTS_HEADER] === undefined);
+        if (options.faults) injectFault(options.faults, request.n, !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined);
         reply = encodeResult(request.format, request.n, fibDecimal(request.n));
       } catch (err) {
         if (err instanceof InjectedCrash) throw err;
@@ -181,10 +203,58 @@ export class RpcServer {
       reply = encodeError(request.format, request.code, request.message, request.n);
     }
     if (request.ok && options.faults && killAfterReply(options.faults, request.n)) {
-      channel.publish("", replyTo, reply.body, { correlationId, contentType: reply.contentType, type: reply.type });
+      this.publishReply(channel, replyTo as string, correlationId, reply);
       throw new InjectedCrash();
     }
     this.reply(channel, msg, reply);
+  }
+
+  /**
+   * Fair dispatch with prefetch > 1. A heavy request (milliseconds of CPU) would hold the
+   * requests prefetched behind it, and draw more, while other workers idle. So before computing
+   * one, the worker lowers its prefetch to 1 (basic.qos, which the broker applies to its next
+   * deliveries), lets that frame leave (the computation waits for the next event-loop turn),
+   * computes, and restores the prefetch once no heavy request is left. Light requests keep the
+   * throughput of a deep prefetch; heavy ones are spread like the tutorial's prefetch 1.
+   */
+  private answerHeavy(channel: Channel, msg: ConsumeMessage, n: number, format: DecodedRequest["format"]): void {
+    if (this.heavyInProgress++ === 0) channel.prefetch(1).catch(() => {});
+    setImmediate(() => {
+      try {
+        // Draining: not started yet, so it goes back to the queue for another server.
+        if (this.draining) this.returnToQueue(channel, msg);
+        else this.answer(channel, msg, { ok: true, n, format });
+      } catch (err) {
+        if (!(err instanceof InjectedCrash)) {
+          this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
+          this.reply(channel, msg, encodeError(format, "INTERNAL", "the server failed while handling the request"));
+        }
+      } finally {
+        if (--this.heavyInProgress === 0) {
+          if (!this.draining) channel.prefetch(this.options.prefetch).catch(() => {});
+          this.heavyDone?.();
+        }
+      }
+    });
+  }
+
+  /**
+   * Puts a delivered request back in the queue as a new message (same properties, remaining
+   * deadline), then acks the delivery: unlike a nack, this does not count as a failed delivery
+   * (see isPoison). Both frames go through amqplib, in this order.
+   */
+  private returnToQueue(channel: Channel, msg: ConsumeMessage): void {
+    const { properties } = msg;
+    const { [QUORUM_DELIVERY_COUNT_HEADER]: _count, ...headers } = properties.headers ?? {};
+    const deadline = headers[DEADLINE_HEADER];
+    channel.sendToQueue(this.options.queue, msg.content, {
+      replyTo: properties.replyTo,
+      correlationId: properties.correlationId,
+      contentType: properties.contentType,
+      ...(typeof deadline === "number" ? { expiration: String(Math.max(1, deadline - Date.now())) } : {}),
+      headers,
+    });
+    channel.ack(msg);
   }
 
   /**
@@ -220,11 +290,19 @@ export class RpcServer {
     return true;
   }
 
+  /** Publishes the reply, then acks: in this order, in one socket write with the fast path. */
   private reply(channel: Channel, msg: ConsumeMessage, reply: EncodedMessage): void {
     const { replyTo, correlationId } = msg.properties;
-    if (replyTo) channel.publish("", replyTo, reply.body, { correlationId, contentType: reply.contentType, type: reply.type });
-    channel.ack(msg);
+    if (replyTo) this.publishReply(channel, replyTo, correlationId, reply);
+    if (this.wire) this.wire.ack(msg);
+    else channel.ack(msg);
     this.served++;
+  }
+
+  private publishReply(channel: Channel, replyTo: string, correlationId: string | undefined, reply: EncodedMessage): void {
+    const properties = { correlationId, contentType: reply.contentType, type: reply.type };
+    if (this.wire) this.wire.publish(replyTo, reply.body, properties);
+    else channel.publish("", replyTo, reply.body, properties);
   }
 
   get requestsServed(): number {
@@ -244,6 +322,9 @@ export class RpcServer {
     } catch {
       // channel already gone: its unacked deliveries are back in the queue
     }
+    // Requests already delivered are answered synchronously as they arrive, except heavy ones,
+    // which wait one event-loop turn: let those finish too.
+    if (this.heavyInProgress > 0) await new Promise<void>((resolve) => (this.heavyDone = resolve));
     await this.connection?.close().catch(() => {});
   }
 }

@@ -1,0 +1,48 @@
+/**
+ * The ceiling's client: a minimal pipelined amqplib caller — Direct Reply-to, TCP_NODELAY,
+ * trivial body, CONCURRENCY calls kept in flight. Prints {"callsPerSecond", "p50Ms", "p99Ms"}.
+ * Arguments: URL QUEUE CONCURRENCY REQUESTS.
+ */
+import { connect } from "amqplib";
+
+const [url = "amqp://guest:guest@127.0.0.1:5672", queue = "ceiling", concurrencyArg = "100", requestsArg = "20000"] = process.argv.slice(2);
+const concurrency = Number(concurrencyArg);
+const requests = Number(requestsArg);
+const conn = await connect(url, { noDelay: true });
+const ch = await conn.createChannel();
+const pending = new Map<string, () => void>();
+await ch.consume(
+  "amq.rabbitmq.reply-to",
+  (msg) => {
+    const done = msg && pending.get(msg.properties.correlationId);
+    if (done) {
+      pending.delete(msg!.properties.correlationId);
+      done();
+    }
+  },
+  { noAck: true },
+);
+let id = 0;
+const call = () =>
+  new Promise<void>((resolve) => {
+    const correlationId = String(id++);
+    pending.set(correlationId, resolve);
+    ch.publish("", queue, Buffer.from("1"), { replyTo: "amq.rabbitmq.reply-to", correlationId });
+  });
+const latencies: number[] = [];
+let sent = 0;
+const started = performance.now();
+await Promise.all(
+  Array.from({ length: concurrency }, async () => {
+    while (sent < requests) {
+      sent++;
+      const t = performance.now();
+      await call();
+      latencies.push(performance.now() - t);
+    }
+  }),
+);
+const seconds = (performance.now() - started) / 1000;
+latencies.sort((a, b) => a - b);
+console.log(JSON.stringify({ callsPerSecond: requests / seconds, p50Ms: latencies[Math.floor(latencies.length / 2)], p99Ms: latencies[Math.floor(latencies.length * 0.99)] }));
+await conn.close();

@@ -1,0 +1,217 @@
+/**
+ * The hot path's writes, encoded here and written straight to the connection's socket.
+ *
+ * Why: amqplib queues every outgoing frame in a per-channel stream, and a muxer writes them to
+ * the socket one chunk per message, a setImmediate later. On loopback that costs an event-loop
+ * turn and a TCP segment (and a broker-side read) per publish and per ack. Here a server's reply
+ * and its ack, and all the publishes of one event-loop turn, leave in one write, at the end of
+ * the turn (a microtask).
+ *
+ * Only basic.publish and basic.ack are encoded (AMQP 0-9-1 §4.2.3 frames, §4.2.6 content,
+ * field tables as RabbitMQ reads them). Everything else — connection, channel and consumer
+ * set-up, heartbeats, closing — stays with amqplib. This is safe because amqplib has no frame of
+ * its own waiting when these are written: the set-up RPCs have all completed (they are awaited)
+ * before the first publish or ack, and frames written here are never behind one of amqplib's.
+ *
+ * If amqplib's internals are not what this expects (another version), `openWire` returns
+ * undefined and callers use amqplib's own publish and ack.
+ */
+import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+
+const FRAME_METHOD = 1;
+const FRAME_HEADER = 2;
+const FRAME_BODY = 3;
+const FRAME_END = 0xce;
+const BASIC = 60;
+const BASIC_PUBLISH = 40;
+const BASIC_ACK = 80;
+
+export interface PublishProperties {
+  contentType?: string;
+  headers?: Record<string, string | number>;
+  correlationId?: string;
+  replyTo?: string;
+  expiration?: string;
+  type?: string;
+}
+
+interface SocketLike {
+  write(chunk: Uint8Array): boolean;
+  writable?: boolean;
+}
+
+export interface Wire {
+  publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory?: boolean): void;
+  ack(msg: ConsumeMessage): void;
+}
+
+/** The socket and channel number under an amqplib channel, or undefined if they cannot be found. */
+export function openWire(model: ChannelModel, channel: Channel): Wire | undefined {
+  const connection = (model as unknown as { connection?: { stream?: SocketLike; frameMax?: number } }).connection;
+  const stream = connection?.stream;
+  const channelNumber = (channel as unknown as { ch?: unknown }).ch;
+  const frameMax = connection?.frameMax;
+  if (!stream || typeof stream.write !== "function" || typeof channelNumber !== "number" || typeof frameMax !== "number" || frameMax < 4096) return undefined;
+  const writer = new FrameWriter(stream, channelNumber, frameMax);
+  // Frames for a channel the broker has closed would close the whole connection: stop writing.
+  channel.once("close", () => writer.close());
+  return writer;
+}
+
+class FrameWriter implements Wire {
+  /** Bytes of this event-loop turn, written in one go by a microtask. */
+  private chunks: Uint8Array[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly flush = () => {
+    this.scheduled = false;
+    const chunks = this.chunks;
+    this.chunks = [];
+    // Closed: amqplib reports it, and the broker redelivers what was not acked.
+    if (this.closed || this.stream.writable === false) return;
+    this.stream.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+  };
+
+  constructor(
+    private readonly stream: SocketLike,
+    private readonly channel: number,
+    private readonly frameMax: number,
+  ) {}
+
+  close(): void {
+    this.closed = true;
+    this.chunks = [];
+  }
+
+  private push(chunk: Uint8Array): void {
+    this.chunks.push(chunk);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory = false): void {
+    const key = Buffer.from(routingKey, "utf8");
+    const props = encodeProperties(properties);
+    const maxBody = this.frameMax - 8;
+    const bodyFrames = body.length === 0 ? 0 : Math.ceil(body.length / maxBody);
+    // method: class, method, reserved short, exchange "" (shortstr), routing key, bits
+    const methodSize = 4 + 2 + 1 + 1 + key.length + 1;
+    const headerSize = 2 + 2 + 8 + props.length;
+    const total = 8 + methodSize + 8 + headerSize + bodyFrames * 8 + body.length;
+    const out = Buffer.allocUnsafe(total);
+    let o = this.frameHead(out, 0, FRAME_METHOD, methodSize);
+    o = out.writeUInt16BE(BASIC, o);
+    o = out.writeUInt16BE(BASIC_PUBLISH, o);
+    o = out.writeUInt16BE(0, o);
+    o = out.writeUInt8(0, o); // exchange: the default exchange
+    o = out.writeUInt8(key.length, o);
+    o += key.copy(out, o);
+    o = out.writeUInt8(mandatory ? 1 : 0, o);
+    o = out.writeUInt8(FRAME_END, o);
+    o = this.frameHead(out, o, FRAME_HEADER, headerSize);
+    o = out.writeUInt16BE(BASIC, o);
+    o = out.writeUInt16BE(0, o);
+    o = out.writeBigUInt64BE(BigInt(body.length), o);
+    o += props.copy(out, o);
+    o = out.writeUInt8(FRAME_END, o);
+    for (let start = 0; start < body.length; start += maxBody) {
+      const slice = body.subarray(start, Math.min(body.length, start + maxBody));
+      o = this.frameHead(out, o, FRAME_BODY, slice.length);
+      out.set(slice, o);
+      o += slice.length;
+      o = out.writeUInt8(FRAME_END, o);
+    }
+    this.push(out);
+  }
+
+  ack(msg: ConsumeMessage): void {
+    const out = Buffer.allocUnsafe(8 + 13); // 7 bytes of frame header, 13 of payload, 1 frame-end
+    let o = this.frameHead(out, 0, FRAME_METHOD, 13);
+    o = out.writeUInt16BE(BASIC, o);
+    o = out.writeUInt16BE(BASIC_ACK, o);
+    o = out.writeBigUInt64BE(BigInt(msg.fields.deliveryTag), o);
+    o = out.writeUInt8(0, o); // multiple: false
+    out.writeUInt8(FRAME_END, o);
+    this.push(out);
+  }
+
+  private frameHead(out: Buffer, offset: number, type: number, size: number): number {
+    let o = out.writeUInt8(type, offset);
+    o = out.writeUInt16BE(this.channel, o);
+    return out.writeUInt32BE(size, o);
+  }
+}
+
+// Property flags, most significant bit first (AMQP 0-9-1 basic class).
+const FLAG_CONTENT_TYPE = 1 << 15;
+const FLAG_HEADERS = 1 << 13;
+const FLAG_CORRELATION_ID = 1 << 10;
+const FLAG_REPLY_TO = 1 << 9;
+const FLAG_EXPIRATION = 1 << 8;
+const FLAG_TYPE = 1 << 5;
+
+function shortString(value: string): Buffer {
+  const bytes = Buffer.from(value, "utf8");
+  if (bytes.length > 255) throw new RangeError(`AMQP short string longer than 255 bytes: ${value.slice(0, 40)}…`);
+  return Buffer.concat([Buffer.of(bytes.length), bytes]);
+}
+
+/** Property flags and list, in the protocol's order; only the properties fibrpc sends. */
+export function encodeProperties(p: PublishProperties): Buffer {
+  let flags = 0;
+  const parts: Buffer[] = [];
+  if (p.contentType !== undefined) {
+    flags |= FLAG_CONTENT_TYPE;
+    parts.push(shortString(p.contentType));
+  }
+  if (p.headers !== undefined) {
+    flags |= FLAG_HEADERS;
+    parts.push(encodeTable(p.headers));
+  }
+  if (p.correlationId !== undefined) {
+    flags |= FLAG_CORRELATION_ID;
+    parts.push(shortString(p.correlationId));
+  }
+  if (p.replyTo !== undefined) {
+    flags |= FLAG_REPLY_TO;
+    parts.push(shortString(p.replyTo));
+  }
+  if (p.expiration !== undefined) {
+    flags |= FLAG_EXPIRATION;
+    parts.push(shortString(p.expiration));
+  }
+  if (p.type !== undefined) {
+    flags |= FLAG_TYPE;
+    parts.push(shortString(p.type));
+  }
+  const head = Buffer.allocUnsafe(2);
+  head.writeUInt16BE(flags, 0);
+  return Buffer.concat([head, ...parts]);
+}
+
+/** A field table of integers ('l', signed 64-bit) and strings ('S', long string). */
+export function encodeTable(table: Record<string, string | number>): Buffer {
+  const entries: Buffer[] = [];
+  for (const [name, value] of Object.entries(table)) {
+    const key = shortString(name);
+    if (typeof value === "number") {
+      if (!Number.isSafeInteger(value)) throw new RangeError(`header ${name}: only integers are encoded, got ${value}`);
+      const v = Buffer.allocUnsafe(9);
+      v.writeUInt8(0x6c, 0); // 'l'
+      v.writeBigInt64BE(BigInt(value), 1);
+      entries.push(key, v);
+    } else {
+      const bytes = Buffer.from(value, "utf8");
+      const v = Buffer.allocUnsafe(5);
+      v.writeUInt8(0x53, 0); // 'S'
+      v.writeUInt32BE(bytes.length, 1);
+      entries.push(key, v, bytes);
+    }
+  }
+  const body = Buffer.concat(entries);
+  const size = Buffer.allocUnsafe(4);
+  size.writeUInt32BE(body.length, 0);
+  return Buffer.concat([size, body]);
+}
