@@ -1,0 +1,232 @@
+/**
+ * The benchmark suite (`bun run bench`): in ONE run, on the same broker, fibrpc next to plain
+ * amqplib, with the ratios the speed issue sets as targets. Prints the table and writes it into
+ * docs/benchmarks.md (section "suite") with the machine's details.
+ *
+ * Needs ./fibrpc (built first if missing) and a broker on 127.0.0.1:5672 (FIBRPC_URL to change).
+ * Uses queues of its own and deletes them; the machine's rpc_queue is not touched.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { connect } from "amqplib";
+import type { Subprocess } from "bun";
+import { fibDecimal } from "../src/fib.ts";
+import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BIN = join(ROOT, "fibrpc");
+const BUN = process.execPath;
+const URL = process.env.FIBRPC_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const id = crypto.randomUUID().slice(0, 6);
+const queues = { ceiling: `bench_ceiling_${id}`, fibrpc: `bench_fibrpc_${id}`, heavy: `bench_heavy_${id}`, memory: `bench_memory_${id}` };
+const children = new Set<Subprocess>();
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+if (!existsSync(BIN)) {
+  log("building ./fibrpc");
+  Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "ignore", stderr: "inherit" });
+}
+
+/** Starts a long-running process and waits until its stderr says `ready`. */
+async function startProcess(cmd: string[], ready: RegExp): Promise<Subprocess<"ignore", "ignore", "pipe">> {
+  const proc = Bun.spawn(cmd, { cwd: "/", stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  children.add(proc);
+  let text = "";
+  const decoder = new TextDecoder();
+  const reader = proc.stderr.getReader();
+  const deadline = Date.now() + 20_000;
+  while (!ready.test(text)) {
+    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => null)]);
+    if (!chunk || chunk.done) throw new Error(`${cmd.join(" ")} did not get ready:\n${text}`);
+    text += decoder.decode(chunk.value);
+  }
+  // Keep draining stderr so the process never blocks on a full pipe.
+  (async () => {
+    for (;;) if ((await reader.read()).done) break;
+  })();
+  return proc;
+}
+
+async function stop(proc: Subprocess): Promise<void> {
+  proc.kill("SIGTERM");
+  await proc.exited;
+  children.delete(proc);
+}
+
+function run(cmd: string[]): { stdout: string; ms: number; code: number | null } {
+  const t = performance.now();
+  const r = Bun.spawnSync(cmd, { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  const ms = performance.now() - t;
+  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
+  return { stdout: r.stdout.toString(), ms, code: r.exitCode };
+}
+
+function tcpOutSegments(): number {
+  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n").filter((l) => l.startsWith("Tcp:"));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf("OutSegs")]);
+}
+
+function brokerCpuSeconds(): number {
+  const pid = Bun.spawnSync(["pgrep", "-o", "beam.smp"]).stdout.toString().trim();
+  if (!pid) return Number.NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssMb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+interface Throughput {
+  callsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  segmentsPerCall: number;
+  brokerCpuUsPerCall: number;
+}
+
+/** Runs a load generator that prints JSON, with machine-wide TCP segments and broker CPU per call. */
+function measure(cmd: string[], calls: number, pick: (json: any) => { callsPerSecond: number; p50Ms: number; p99Ms: number }): Throughput {
+  const segments = tcpOutSegments();
+  const cpu = brokerCpuSeconds();
+  const out = JSON.parse(run(cmd).stdout);
+  return { ...pick(out), segmentsPerCall: (tcpOutSegments() - segments) / calls, brokerCpuUsPerCall: ((brokerCpuSeconds() - cpu) * 1e6) / calls };
+}
+
+const fibrpcBench = (queue: string, concurrency: number, requests: number, n = "1") =>
+  measure([BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--n", n, "--json"], requests, (j) => ({
+    callsPerSecond: j.callsPerSecond,
+    p50Ms: j.latencyMs.p50,
+    p99Ms: j.latencyMs.p99,
+  }));
+const ceilingCaller = (concurrency: number, requests: number) =>
+  measure([BUN, join(ROOT, "scripts/bench/ceiling-caller.ts"), URL, queues.ceiling, String(concurrency), String(requests)], requests, (j) => j);
+
+const started = performance.now();
+const conn = await connect(URL);
+const admin = await conn.createChannel();
+
+// a. the ceiling: minimal amqplib responder (prefetch 100) and pipelined caller
+log("a. ceiling (plain amqplib)");
+const responder = await startProcess([BUN, join(ROOT, "scripts/bench/ceiling-responder.ts"), URL, queues.ceiling, "100"], /ready/);
+ceilingCaller(10, 2000); // warm-up
+const ceiling1 = ceilingCaller(1, 5000);
+const ceiling100 = ceilingCaller(100, 60000);
+await stop(responder);
+
+// b. fibrpc serve with default settings + fibrpc bench, n=1
+log("b. fibrpc serve (defaults) + fibrpc bench");
+const serve = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.fibrpc], /(\d+)\/\1 workers serving/);
+fibrpcBench(queues.fibrpc, 10, 2000); // warm-up
+const fibrpc1 = fibrpcBench(queues.fibrpc, 1, 5000);
+const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
+
+// c. cold call, process start to exit, next to a minimal compiled program
+log("c. cold call");
+const minimalBin = `/tmp/fibrpc-bench-minimal-call-${id}`;
+Bun.spawnSync([BUN, "build", "--compile", "--minify", "--bytecode", "--format=esm", join(ROOT, "scripts/bench/minimal-call.ts"), "--outfile", minimalBin, "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig"], { cwd: ROOT, stdout: "ignore" });
+const coldRuns = 25;
+const coldFibrpc: number[] = [];
+const coldMinimal: number[] = [];
+for (let i = 0; i < coldRuns + 2; i++) {
+  const a = run([BIN, "call", "--url", URL, "--queue", queues.fibrpc, "30"]);
+  const b = run([minimalBin, URL, queues.fibrpc, "30"]);
+  if (a.stdout !== "832040\n" || b.stdout !== "832040\n") throw new Error(`cold call answered ${a.stdout} / ${b.stdout}`);
+  if (i >= 2) {
+    coldFibrpc.push(a.ms);
+    coldMinimal.push(b.ms);
+  }
+}
+Bun.spawnSync(["rm", "-f", minimalBin]);
+
+// d. fib(1000000) end to end, next to computing it in-process
+log("d. call 1000000");
+const inProcess: number[] = [];
+for (let i = 0; i < 10; i++) {
+  const t = performance.now();
+  fibDecimal(1_000_000);
+  inProcess.push(performance.now() - t);
+}
+const endToEnd: number[] = [];
+for (let i = 0; i < 10; i++) {
+  const r = run([BIN, "call", "--url", URL, "--queue", queues.fibrpc, "1000000"]);
+  if (r.stdout.trim().length !== 208_988) throw new Error("fib(1000000) came back with the wrong length");
+  endToEnd.push(r.ms);
+}
+await stop(serve);
+
+// e. CPU-heavy n: --workers 1 vs --workers 2
+log("e. heavy n, 1 vs 2 workers");
+const heavy: Record<number, Throughput> = {};
+for (const workers of [1, 2]) {
+  const s = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.heavy, "--workers", String(workers)], /(\d+)\/\1 workers serving/);
+  heavy[workers] = fibrpcBench(queues.heavy, 8, 1200, "300000-500000");
+  await stop(s);
+}
+
+// f. resident memory of serve --workers 3, idle and after a load run
+log("f. memory");
+const memServe = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.memory, "--workers", "3"], /3\/3 workers serving/);
+await Bun.sleep(2000); // settle: the figure is "idle", not "starting"
+const idleMb = rssMb(memServe.pid);
+fibrpcBench(queues.memory, 100, 30000, "0-1000");
+fibrpcBench(queues.memory, 8, 200, "900000-1000000");
+const loadedMb = rssMb(memServe.pid);
+await stop(memServe);
+
+for (const q of Object.values(queues)) await admin.deleteQueue(q);
+await conn.close();
+
+// The table
+const r = (x: number) => x.toFixed(2);
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+const pass = (ok: boolean) => (ok ? "met" : "**missed**");
+const cold = { fibrpc: median(coldFibrpc), minimal: median(coldMinimal) };
+const e2e = { call: median(endToEnd), compute: median(inProcess) };
+const rows = [
+  ["a/b. 1 in flight, calls/s", `${Math.round(ceiling1.callsPerSecond)}`, `${Math.round(fibrpc1.callsPerSecond)}`, `${r(fibrpc1.callsPerSecond / ceiling1.callsPerSecond)}×`, "≥ 1.5×", pass(fibrpc1.callsPerSecond >= 1.5 * ceiling1.callsPerSecond)],
+  ["a/b. 100 in flight, calls/s", `${Math.round(ceiling100.callsPerSecond)}`, `${Math.round(fibrpc100.callsPerSecond)}`, `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`, "≥ 1.0×", pass(fibrpc100.callsPerSecond >= ceiling100.callsPerSecond)],
+  ["c. cold `call 30`, median of 25 (process start to exit)", ms(cold.minimal), ms(cold.fibrpc), `${r(cold.fibrpc / cold.minimal)}×`, "≤ 1.15×", pass(cold.fibrpc <= 1.15 * cold.minimal)],
+  ["d. `call 1000000` end to end vs fib(1000000) in-process, median of 10", ms(e2e.compute), ms(e2e.call), `+${(e2e.call - e2e.compute).toFixed(1)} ms`, "≤ +30 ms", pass(e2e.call <= e2e.compute + 30)],
+  ["e. n 300000–500000, calls/s, --workers 1 → 2", `${Math.round(heavy[1]!.callsPerSecond)}`, `${Math.round(heavy[2]!.callsPerSecond)}`, `${r(heavy[2]!.callsPerSecond / heavy[1]!.callsPerSecond)}×`, "≥ 1.7×", pass(heavy[2]!.callsPerSecond >= 1.7 * heavy[1]!.callsPerSecond)],
+  ["f. RSS of `serve --workers 3`, idle → after load", `${idleMb.toFixed(1)} MB`, `${loadedMb.toFixed(1)} MB`, "", "idle ≤ 70 MB", pass(idleMb <= 70)],
+];
+const detail = [
+  ["ceiling, 1 in flight", ceiling1],
+  ["fibrpc, 1 in flight", fibrpc1],
+  ["ceiling, 100 in flight", ceiling100],
+  ["fibrpc, 100 in flight", fibrpc100],
+] as const;
+const table = [
+  "| measure | plain amqplib / baseline | fibrpc | ratio | target | |",
+  "| --- | --- | --- | --- | --- | --- |",
+  ...rows.map((row) => `| ${row.join(" | ")} |`),
+].join("\n");
+const where = [
+  "| run | calls/s | p50 | p99 | TCP segments per call (machine-wide) | broker CPU per call |",
+  "| --- | --- | --- | --- | --- | --- |",
+  ...detail.map(([name, t]) => `| ${name} | ${Math.round(t.callsPerSecond)} | ${ms(t.p50Ms)} | ${ms(t.p99Ms)} | ${t.segmentsPerCall.toFixed(2)} | ${Math.round(t.brokerCpuUsPerCall)} µs |`),
+].join("\n");
+const minutes = ((performance.now() - started) / 60_000).toFixed(1);
+const section = `## Suite (\`bun run bench\`)
+
+Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC in one run of ${minutes} min on one broker (RabbitMQ at
+${URL.replace(/:[^:@/]*@/, ":***@")}). Machine: ${await machineLine()}.
+Plain amqplib is \`scripts/bench/ceiling-*.ts\` (responder with prefetch 100, pipelined caller,
+Direct Reply-to, TCP_NODELAY); fibrpc is \`serve\` with its defaults and \`fibrpc bench\`, n = 1.
+
+${table}
+
+Where the time goes (the same runs):
+
+${where}`;
+console.log(`\n${section}\n`);
+writeSection(join(ROOT, "docs/benchmarks.md"), "suite", section);
+log(`written to docs/benchmarks.md (${minutes} min)`);
+process.exit(0);
