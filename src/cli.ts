@@ -19,6 +19,7 @@ const main = defineCommand({
     serve: () => import("./commands/serve.ts").then((m) => m.default),
     call: callCommand,
     bench: () => import("./commands/bench.ts").then((m) => m.default),
+    health: () => import("./commands/health.ts").then((m) => m.default),
   },
 });
 

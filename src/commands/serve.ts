@@ -3,6 +3,7 @@ import { DEFAULT_PREFETCH, defaultWorkers, displayUrl, fromEnv, parseDuration, p
 import { usageError } from "../errors.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
 import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
+import { removeStatus, STATUS_HEARTBEAT_MS, writeStatus } from "../serve/status.ts";
 import { supervise } from "../serve/supervisor.ts";
 import { version } from "../version.ts";
 import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger, resolveLogLevel } from "./_args.ts";
@@ -34,6 +35,11 @@ const args = {
     valueHint: "duration",
     description: "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway [env FIBRPC_DRAIN_TIMEOUT] (default: 10s)",
   },
+  "status-file": {
+    type: "string",
+    valueHint: "path",
+    description: "Keep this file up to date with the workers' state, for `fibrpc health` [env FIBRPC_STATUS_FILE] (default: none)",
+  },
   ...brokerArgs,
   ...logArgs,
 } as const;
@@ -55,6 +61,12 @@ export default defineCommand({
       const logLevel = resolveLogLevel(parsed["log-level"]);
       const log = resolveLogger(parsed);
       log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${displayUrl(url)} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
-      return supervise({ workers, drainTimeoutMs, log, worker: { url, queue, queueType, prefetch, maxN, logLevel, faults: process.env.FIBRPC_TEST_FAULTS } });
+      const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
+      const onStatus = statusFile ? (serving: number, total: number) => writeStatus(statusFile, { pid: process.pid, queue, workers: total, serving, updatedAt: Date.now() }) : undefined;
+      try {
+        return await supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { url, queue, queueType, prefetch, maxN, logLevel, faults: process.env.FIBRPC_TEST_FAULTS } });
+      } finally {
+        if (statusFile) removeStatus(statusFile);
+      }
     }),
 });

@@ -13,6 +13,9 @@ export interface SupervisorOptions {
   drainTimeoutMs: number;
   worker: Omit<WorkerConfig, "id">;
   log: Logger;
+  /** Told how many workers are serving: on every change, and every few seconds as a heartbeat. */
+  onStatus?: (serving: number, workers: number) => void;
+  statusEveryMs?: number;
 }
 
 /** A worker that crashes this many times within CRASH_WINDOW_MS makes serve give up. */
@@ -39,8 +42,10 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
     finish = resolve;
   });
 
+  const servingCount = () => slots.filter((s) => s.serving).length;
   const reportServing = () => {
-    const up = slots.filter((s) => s.serving).length;
+    const up = servingCount();
+    options.onStatus?.(stopping ? 0 : up, slots.length);
     if (up === lastReported || stopping) return;
     lastReported = up;
     const message = `${up}/${slots.length} workers serving`;
@@ -116,6 +121,7 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
     if (stopping) return;
     stopping = true;
     exitCode = code;
+    options.onStatus?.(0, slots.length); // draining: not ready for new work
     const live = slots.filter((s) => s.worker);
     if (live.length === 0) {
       finish(code);
@@ -141,7 +147,10 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
   process.on("SIGINT", onSignal);
 
   for (const slot of slots) start(slot);
+  options.onStatus?.(0, slots.length);
+  const heartbeat = options.onStatus ? setInterval(() => options.onStatus?.(stopping ? 0 : servingCount(), slots.length), options.statusEveryMs ?? 5000) : undefined;
   return done.finally(() => {
+    if (heartbeat) clearInterval(heartbeat);
     if (drainTimer) clearTimeout(drainTimer);
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
