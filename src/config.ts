@@ -21,11 +21,35 @@ export function defaultWorkers(): number {
   return availableParallelism();
 }
 
-/** The value of a flag if given, else of its environment variable, else undefined. */
+/** Values from the --config / FIBRPC_CONFIG file: below the environment, above the defaults. */
+let fileValues: Record<string, string> = {};
+
+export function setConfigFileValues(values: Record<string, string>): void {
+  fileValues = values;
+}
+
+/** The environment variable of a flag: --max-n → FIBRPC_MAX_N. */
+export function envNameOf(flag: string): string {
+  return `FIBRPC_${flag.toUpperCase().replace(/-/g, "_")}`;
+}
+
+/** The value of a flag if given, else of its environment variable, else of the config file. */
 export function fromEnv(flag: string | undefined, envName: string): string | undefined {
   if (flag !== undefined && flag !== "") return flag;
   const env = process.env[envName];
-  return env === undefined || env === "" ? undefined : env;
+  if (env !== undefined && env !== "") return env;
+  const file = fileValues[envName];
+  return file === undefined || file === "" ? undefined : file;
+}
+
+/** A boolean flag, or its environment variable / config file value (1, true, yes / 0, false, no). */
+export function boolFromEnv(flag: boolean | undefined, envName: string): boolean {
+  if (flag !== undefined) return flag;
+  const value = fromEnv(undefined, envName);
+  if (value === undefined) return false;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw usageError(`${envName} must be true or false, got ${JSON.stringify(value)}`);
 }
 
 /** Replaces the password of every amqp(s):// URL in `text` with "***". Safe on any text. */

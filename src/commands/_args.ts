@@ -1,19 +1,40 @@
-/** Argument fragments shared by several commands, declared once, and checks citty leaves to us. */
+/**
+ * Argument fragments shared by several commands, declared once, and the checks citty leaves to
+ * us. Every option has an environment variable named after it (--max-n → FIBRPC_MAX_N), shown in
+ * --help; precedence is flag > environment > config file (--config) > default.
+ */
+import { readFileSync } from "node:fs";
 import type { ArgsDef } from "citty";
-import { DEFAULT_QUEUE, DEFAULT_URL, fromEnv, parseBrokerUrl } from "../config.ts";
+import { parse as parseDotenv } from "dotenv";
+import { DEFAULT_QUEUE, DEFAULT_URL, envNameOf, fromEnv, parseBrokerUrl, setConfigFileValues } from "../config.ts";
 import { usageError } from "../errors.ts";
-import { createLogger, isLogLevel, LOG_LEVELS, type Logger, type LogLevelName } from "../log.ts";
+import { createLogger, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
 
 export const brokerArgs = {
   url: {
     type: "string",
-    valueHint: "amqp-url",
-    description: `Broker URL [env FIBRPC_URL] (default: ${DEFAULT_URL.replace(/:[^:@/]*@/, ":***@")})`,
+    valueHint: "amqp-url[,amqp-url...]",
+    description: `Broker URL; several (comma-separated or repeated) are tried in order, with failover [env FIBRPC_URL] (default: ${DEFAULT_URL.replace(/:[^:@/]*@/, ":***@")})`,
   },
   queue: {
     type: "string",
     valueHint: "name",
     description: `Request queue [env FIBRPC_QUEUE] (default: ${DEFAULT_QUEUE})`,
+  },
+  "tls-ca": {
+    type: "string",
+    valueHint: "file",
+    description: "PEM CA certificate(s) to verify an amqps:// broker with, instead of the system's [env FIBRPC_TLS_CA]",
+  },
+  "tls-cert": {
+    type: "string",
+    valueHint: "file",
+    description: "PEM client certificate, for brokers that require one [env FIBRPC_TLS_CERT]",
+  },
+  "tls-key": {
+    type: "string",
+    valueHint: "file",
+    description: "PEM private key of --tls-cert [env FIBRPC_TLS_KEY]",
   },
 } as const satisfies ArgsDef;
 
@@ -23,18 +44,71 @@ export const logArgs = {
     valueHint: LOG_LEVELS.join("|"),
     description: "Log level on stderr [env FIBRPC_LOG_LEVEL] (default: info)",
   },
+  "log-format": {
+    type: "string",
+    valueHint: LOG_FORMATS.join("|"),
+    description: "pretty: one line of text per entry; json: one JSON object per line [env FIBRPC_LOG_FORMAT] (default: pretty)",
+  },
+  config: {
+    type: "string",
+    valueHint: "file",
+    description: "File of FIBRPC_*=value lines (dotenv format), below flags and environment [env FIBRPC_CONFIG]",
+  },
 } as const satisfies ArgsDef;
 
 export interface BrokerArgs {
-  url: string;
+  /** One or more broker URLs, in the order they are tried. */
+  urls: string[];
   queue: string;
+  tls: TlsFiles;
 }
 
-export function resolveBroker(args: { url?: string; queue?: string }): BrokerArgs {
-  const url = parseBrokerUrl(fromEnv(args.url, "FIBRPC_URL") ?? DEFAULT_URL);
+export interface TlsFiles {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** Loads --config first: every other option may come from it. */
+export function loadConfigFile(value: string | undefined): void {
+  const path = fromEnv(value, "FIBRPC_CONFIG");
+  if (!path) return;
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw usageError(`cannot read --config ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+  const values = parseDotenv(text);
+  const unknown = Object.keys(values).filter((k) => !k.startsWith("FIBRPC_"));
+  if (unknown.length > 0) throw usageError(`--config ${JSON.stringify(path)}: only FIBRPC_* settings belong there, found ${unknown.join(", ")}`);
+  setConfigFileValues(values);
+}
+
+function readPem(flag: string, value: string | undefined): Buffer | undefined {
+  const path = fromEnv(value, envNameOf(flag));
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw usageError(`cannot read --${flag} ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+}
+
+export function resolveBroker(args: { url?: string | string[]; queue?: string; "tls-ca"?: string; "tls-cert"?: string; "tls-key"?: string }): BrokerArgs {
+  // citty gives a repeated flag as an array.
+  const given = Array.isArray(args.url) ? args.url.join(",") : args.url;
+  const urls = (fromEnv(given, "FIBRPC_URL") ?? DEFAULT_URL)
+    .split(",")
+    .map((u) => u.trim())
+    .filter(Boolean)
+    .map(parseBrokerUrl);
+  if (urls.length === 0) throw usageError("--url is empty");
   const queue = fromEnv(args.queue, "FIBRPC_QUEUE") ?? DEFAULT_QUEUE;
   if (queue.length > 255) throw usageError("--queue must be at most 255 bytes long");
-  return { url, queue };
+  const tls = { ca: readPem("tls-ca", args["tls-ca"]), cert: readPem("tls-cert", args["tls-cert"]), key: readPem("tls-key", args["tls-key"]) };
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw usageError("--tls-cert and --tls-key go together");
+  return { urls, queue, tls };
 }
 
 export function resolveLogLevel(value: string | undefined): LogLevelName {
@@ -43,8 +117,14 @@ export function resolveLogLevel(value: string | undefined): LogLevelName {
   return level;
 }
 
-export function resolveLogger(args: { "log-level"?: string }, tag?: string): Logger {
-  return createLogger(resolveLogLevel(args["log-level"]), tag);
+export function resolveLogFormat(value: string | undefined): LogFormat {
+  const format = fromEnv(value, "FIBRPC_LOG_FORMAT") ?? "pretty";
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) throw usageError(`--log-format must be one of ${LOG_FORMATS.join(", ")}, got ${JSON.stringify(format)}`);
+  return format as LogFormat;
+}
+
+export function resolveLogger(args: { "log-level"?: string; "log-format"?: string }, tag?: string): Logger {
+  return createLogger(resolveLogLevel(args["log-level"]), tag, resolveLogFormat(args["log-format"]));
 }
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

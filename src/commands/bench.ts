@@ -1,21 +1,21 @@
 import { defineCommand } from "citty";
-import { DEFAULT_TIMEOUT_MS, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
-import { ExitCode, usageError } from "../errors.ts";
+import { boolFromEnv, DEFAULT_TIMEOUT_MS, fromEnv, parseDuration, parseIntOption } from "../config.ts";
+import { ExitCode, FibrpcError, usageError } from "../errors.ts";
 import { runBench, type BenchProgress, type BenchResult } from "../bench/run.ts";
 import { parseNSpec } from "../bench/stats.ts";
 import { writeStdout } from "../output.ts";
 import { RpcClient } from "../rpc/client.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
-import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
-  concurrency: { type: "string", valueHint: "count", description: "Calls kept in flight (default: 100)" },
-  requests: { type: "string", valueHint: "count", description: "Stop after this many calls (default: 10000, unless --duration)" },
-  duration: { type: "string", valueHint: "duration", description: "Stop after this long instead, e.g. 10s" },
-  n: { type: "string", valueHint: "n|min-max", description: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000 (default: 1)" },
+  concurrency: { type: "string", valueHint: "count", description: "Calls kept in flight [env FIBRPC_CONCURRENCY] (default: 100)" },
+  requests: { type: "string", valueHint: "count", description: "Stop after this many calls [env FIBRPC_REQUESTS] (default: 10000, unless --duration)" },
+  duration: { type: "string", valueHint: "duration", description: "Stop after this long instead, e.g. 10s [env FIBRPC_DURATION]" },
+  n: { type: "string", valueHint: "n|min-max", description: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000 [env FIBRPC_N] (default: 1)" },
   timeout: { type: "string", valueHint: "duration", description: "Per-call timeout [env FIBRPC_TIMEOUT] (default: 30s)" },
-  json: { type: "boolean", description: "Print the summary as one JSON object" },
+  json: { type: "boolean", description: "Print the summary as one JSON object [env FIBRPC_JSON]" },
   ...brokerArgs,
   ...logArgs,
 } as const;
@@ -26,22 +26,27 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
-      const concurrency = parseIntOption("concurrency", parsed.concurrency, 100, 1, 100_000);
-      const durationMs = parsed.duration === undefined ? undefined : parseDuration("duration", parsed.duration);
-      if (durationMs !== undefined && parsed.requests !== undefined) throw usageError("give --requests or --duration, not both");
-      const requests = durationMs === undefined ? parseIntOption("requests", parsed.requests, 10_000, 1) : undefined;
-      const n = parseNSpec(parsed.n ?? "1");
-      if (!n) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(parsed.n)}`);
+      loadConfigFile(parsed.config);
+      const concurrency = parseIntOption("concurrency", fromEnv(parsed.concurrency, "FIBRPC_CONCURRENCY"), 100, 1, 100_000);
+      const duration = fromEnv(parsed.duration, "FIBRPC_DURATION");
+      const requestsValue = fromEnv(parsed.requests, "FIBRPC_REQUESTS");
+      const durationMs = duration === undefined ? undefined : parseDuration("duration", duration);
+      if (durationMs !== undefined && requestsValue !== undefined) throw usageError("give --requests or --duration, not both");
+      const requests = durationMs === undefined ? parseIntOption("requests", requestsValue, 10_000, 1) : undefined;
+      const nSpec = fromEnv(parsed.n, "FIBRPC_N") ?? "1";
+      const n = parseNSpec(nSpec);
+      if (!n) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(nSpec)}`);
       if (n.max > DEFAULT_MAX_N) throw usageError(`--n must be at most ${DEFAULT_MAX_N}, got ${n.max}`);
       const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
       const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
-      const { url, queue } = resolveBroker(parsed);
+      const { urls, queue, tls } = resolveBroker(parsed);
       const log = resolveLogger(parsed);
+      const json = boolFromEnv(parsed.json, "FIBRPC_JSON");
 
-      const client = await RpcClient.connect({ url, queue, replyQueue: "direct", format: "text", timeoutMs, log });
+      const client = await RpcClient.connect({ broker: { urls, tls }, queue, replyQueue: "direct", format: "text", timeoutMs, log });
       try {
         if ((await client.consumerCount()) === 0) {
-          throw new (await import("../errors.ts")).FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(queue)} on ${displayUrl(url)} has no consumer: start \`fibrpc serve\` first`);
+          throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(queue)} on ${client.broker} has no consumer: start \`fibrpc serve\` first`);
         }
         const tty = process.stderr.isTTY === true;
         const result = await runBench(client, {
@@ -54,7 +59,7 @@ export default defineCommand({
           progressEveryMs: tty ? 100 : 1000,
         });
         if (tty) process.stderr.write("\r\u001b[K");
-        await writeStdout(parsed.json ? `${JSON.stringify(result)}\n` : formatSummary(result, { concurrency, n: parsed.n ?? "1", queue }));
+        await writeStdout(json ? `${JSON.stringify(result)}\n` : formatSummary(result, { concurrency, n: nSpec, queue }));
         const failed = Object.values(result.errors).reduce((a, b) => a + b, 0);
         return failed === 0 ? ExitCode.OK : result.errors.TIMEOUT || result.errors.CONNECTION_LOST ? ExitCode.TEMPORARY : ExitCode.REMOTE_ERROR;
       } finally {

@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
-import { DEFAULT_TIMEOUT_MS, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
+import { boolFromEnv, DEFAULT_TIMEOUT_MS, fromEnv, parseDuration, parseIntOption } from "../config.ts";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { RpcClient, type CallOutcome, type ReplyQueueMode } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
-import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
 import type { Logger } from "../log.ts";
 import { writeStdout } from "../output.ts";
 import { runAction } from "./_run.ts";
@@ -24,12 +24,12 @@ const args = {
   },
   json: {
     type: "boolean",
-    description: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}',
+    description: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"} [env FIBRPC_JSON]',
   },
   "reply-queue": {
     type: "string",
     valueHint: "direct|exclusive",
-    description: "direct: RabbitMQ Direct Reply-to (no queue declared); exclusive: the tutorial's exclusive callback queue (default: direct)",
+    description: "direct: RabbitMQ Direct Reply-to (no queue declared); exclusive: the tutorial's exclusive callback queue [env FIBRPC_REPLY_QUEUE] (default: direct)",
   },
   retry: {
     type: "string",
@@ -38,7 +38,7 @@ const args = {
   },
   "wait-for-server": {
     type: "boolean",
-    description: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once",
+    description: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once [env FIBRPC_WAIT_FOR_SERVER]",
   },
   ...brokerArgs,
   ...logArgs,
@@ -58,6 +58,7 @@ export default defineCommand({
       rejectUnknownFlags(rawArgs, args, (token) => {
         throw invalidN(token, "n must not be negative");
       });
+      loadConfigFile(parsed.config);
       const tokens = parsed._.map(String);
       if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
       // Same rule and same maximum as the server's default, checked before connecting.
@@ -69,21 +70,23 @@ export default defineCommand({
       const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
       const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
       const retries = parseIntOption("retry", fromEnv(parsed.retry, "FIBRPC_RETRY"), 0, 0, 100);
-      const replyQueue = (parsed["reply-queue"] ?? "direct") as ReplyQueueMode;
+      const replyQueue = (fromEnv(parsed["reply-queue"], "FIBRPC_REPLY_QUEUE") ?? "direct") as ReplyQueueMode;
       if (!REPLY_QUEUE_MODES.includes(replyQueue)) throw usageError(`--reply-queue must be direct or exclusive, got ${JSON.stringify(replyQueue)}`);
-      const { url, queue } = resolveBroker(parsed);
+      const { urls, queue, tls } = resolveBroker(parsed);
       const log = resolveLogger(parsed);
+      const json = boolFromEnv(parsed.json, "FIBRPC_JSON");
+      const waitForServer = boolFromEnv(parsed["wait-for-server"], "FIBRPC_WAIT_FOR_SERVER");
 
       const deadline = Date.now() + timeoutMs;
-      const clientOptions = { url, queue, replyQueue, format: "text", timeoutMs, log } as const;
+      const clientOptions = { broker: { urls, tls }, queue, replyQueue, format: "text", timeoutMs, log } as const;
       const client = await RpcClient.connect(clientOptions, deadline);
       const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), retries, timeoutMs, log);
       try {
-        await waitForConsumer(client, { queue, url, deadline, wait: parsed["wait-for-server"] === true, log });
+        await waitForConsumer(client, { queue, deadline, wait: waitForServer, log });
         // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
         const calls = ns.map((n) => caller.call(n, deadline));
         const codes: ExitCode[] = [];
-        for (const call of calls) codes.push(await print(await call, parsed.json === true));
+        for (const call of calls) codes.push(await print(await call, json));
         return mostSevere(codes);
       } finally {
         await caller.close();
@@ -93,7 +96,7 @@ export default defineCommand({
 
 const POLL_MS = 50;
 
-async function waitForConsumer(client: RpcClient, o: { queue: string; url: string; deadline: number; wait: boolean; log: Logger }): Promise<void> {
+async function waitForConsumer(client: RpcClient, o: { queue: string; deadline: number; wait: boolean; log: Logger }): Promise<void> {
   for (let polls = 0; ; polls++) {
     let count: number;
     try {
@@ -104,11 +107,11 @@ async function waitForConsumer(client: RpcClient, o: { queue: string; url: strin
     }
     if (count > 0) return;
     if (!o.wait) {
-      throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} has no consumer: no server is running; start one with \`fibrpc serve\`, or pass --wait-for-server`);
+      throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(o.queue)} on ${client.broker} has no consumer: no server is running; start one with \`fibrpc serve\`, or pass --wait-for-server`);
     }
     if (polls === 0) o.log.info(`no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`);
     if (Date.now() + POLL_MS > o.deadline) {
-      throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(o.queue)} on ${displayUrl(o.url)} within --timeout; start one with \`fibrpc serve\``);
+      throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(o.queue)} on ${client.broker} within --timeout; start one with \`fibrpc serve\``);
     }
     await Bun.sleep(POLL_MS);
   }

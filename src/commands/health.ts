@@ -15,7 +15,7 @@ const args = {
   "max-age": {
     type: "string",
     valueHint: "duration",
-    description: `How old the status may be before serve counts as stuck (default: ${(3 * STATUS_HEARTBEAT_MS) / 1000}s)`,
+    description: `How old the status may be before serve counts as stuck [env FIBRPC_MAX_AGE] (default: ${(3 * STATUS_HEARTBEAT_MS) / 1000}s)`,
   },
 } as const;
 
@@ -30,7 +30,8 @@ export default defineCommand({
       rejectUnknownFlags(rawArgs, args);
       const path = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       if (!path) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
-      const maxAgeMs = parsed["max-age"] === undefined ? 3 * STATUS_HEARTBEAT_MS : parseDuration("max-age", parsed["max-age"]);
+      const maxAge = fromEnv(parsed["max-age"], "FIBRPC_MAX_AGE");
+      const maxAgeMs = maxAge === undefined ? 3 * STATUS_HEARTBEAT_MS : parseDuration("max-age", maxAge);
       const health = checkHealth(path, maxAgeMs);
       if (health.healthy) {
         await writeStdout(`healthy: ${health.status.serving}/${health.status.workers} workers consuming queue ${JSON.stringify(health.status.queue)}\n`);

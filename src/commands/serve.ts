@@ -6,7 +6,7 @@ import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
 import { removeStatus, STATUS_HEARTBEAT_MS, writeStatus } from "../serve/status.ts";
 import { supervise } from "../serve/supervisor.ts";
 import { version } from "../version.ts";
-import { brokerArgs, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger, resolveLogLevel } from "./_args.ts";
+import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogFormat, resolveLogger, resolveLogLevel } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
@@ -50,7 +50,8 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
-      const { url, queue } = resolveBroker(parsed);
+      loadConfigFile(parsed.config);
+      const { urls, queue, tls } = resolveBroker(parsed);
       const workers = parseIntOption("workers", fromEnv(parsed.workers, "FIBRPC_WORKERS"), defaultWorkers(), 1, 256);
       const prefetch = parseIntOption("prefetch", fromEnv(parsed.prefetch, "FIBRPC_PREFETCH"), DEFAULT_PREFETCH, 1, 65_535);
       const maxN = parseIntOption("max-n", fromEnv(parsed["max-n"], "FIBRPC_MAX_N"), DEFAULT_MAX_N, 0, 100_000_000);
@@ -59,12 +60,13 @@ export default defineCommand({
       const drainTimeout = fromEnv(parsed["drain-timeout"], "FIBRPC_DRAIN_TIMEOUT");
       const drainTimeoutMs = drainTimeout === undefined ? 10_000 : parseDuration("drain-timeout", drainTimeout);
       const logLevel = resolveLogLevel(parsed["log-level"]);
+      const logFormat = resolveLogFormat(parsed["log-format"]);
       const log = resolveLogger(parsed);
-      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${displayUrl(url)} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
+      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
       const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       const onStatus = statusFile ? (serving: number, total: number) => writeStatus(statusFile, { pid: process.pid, queue, workers: total, serving, updatedAt: Date.now() }) : undefined;
       try {
-        return await supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { url, queue, queueType, prefetch, maxN, logLevel, faults: process.env.FIBRPC_TEST_FAULTS } });
+        return await supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
       } finally {
         if (statusFile) removeStatus(statusFile);
       }

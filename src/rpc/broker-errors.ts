@@ -20,6 +20,12 @@ export function connectError(err: unknown, url: string): FibrpcError {
   const { code, message } = describe(err);
   const broker = displayUrl(url);
   const host = safeHost(url);
+  if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
+    return new FibrpcError(
+      "TLS_REFUSED",
+      `the TLS certificate of the broker at ${broker} could not be verified (${code || message}): pass --tls-ca with the CA that signed it, or check the host name in the URL`,
+    );
+  }
   switch (code) {
     case "ECONNREFUSED":
       return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: connection refused; start RabbitMQ there or point --url / FIBRPC_URL at a running broker`);
@@ -46,6 +52,17 @@ export function connectError(err: unknown, url: string): FibrpcError {
   }
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`);
 }
+
+const TLS_VERIFY_CODES = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_UNTRUSTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 function safeHost(url: string): string {
   try {

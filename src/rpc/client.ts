@@ -3,11 +3,12 @@
  * keyed by correlation id. Calls are pipelined: `call()` publishes at once and returns a promise;
  * replies are matched as they come, in any order.
  */
-import { connect, type Channel, type ChannelModel, type ConsumeMessage, type Message } from "amqplib";
+import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl } from "../config.ts";
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { connectError, isNotFound } from "./broker-errors.ts";
+import { isNotFound } from "./broker-errors.ts";
+import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
 import { openWire, type Wire } from "./wire.ts";
 
@@ -17,7 +18,7 @@ export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
 export type ReplyQueueMode = "direct" | "exclusive";
 
 export interface ClientOptions {
-  url: string;
+  broker: BrokerTarget;
   queue: string;
   replyQueue: ReplyQueueMode;
   format: Format;
@@ -51,6 +52,8 @@ export class RpcClient {
     private readonly options: ClientOptions,
     private readonly connection: ChannelModel,
     private readonly channel: Channel,
+    /** The broker this client is connected to (one of options.broker.urls). */
+    private readonly url: string,
   ) {}
 
   /**
@@ -58,14 +61,9 @@ export class RpcClient {
    * connection attempt ends by `deadline` (ms since the epoch) at the latest.
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
-    let connection: ChannelModel;
-    try {
-      connection = await connect(options.url, { noDelay: true, timeout: Math.max(1, deadline - Date.now()), clientProperties: { connection_name: "fibrpc call" } });
-    } catch (err) {
-      throw connectError(err, options.url);
-    }
+    const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) => options.log.debug(error.message));
     const channel = await connection.createChannel();
-    const client = new RpcClient(options, connection, channel);
+    const client = new RpcClient(options, connection, channel, url);
     // The first look at the request queue runs alongside the reply consumer's set-up: a cold
     // `fibrpc call` pays one round trip for both, not two.
     client.firstCount = client.probeConsumerCount();
@@ -125,6 +123,11 @@ export class RpcClient {
     });
   }
 
+  /** The broker this client talks to, password masked. */
+  get broker(): string {
+    return displayUrl(this.url);
+  }
+
   /** A new id, unique to this client; a retry reuses the id of the call it repeats. */
   newCorrelationId(): string {
     return this.idPrefix + (this.nextId++).toString(36);
@@ -136,7 +139,7 @@ export class RpcClient {
   }
 
   private lostMessage(): string {
-    return `the connection to the broker at ${displayUrl(this.options.url)} was lost while the call was in flight; it is safe to retry (--retry)`;
+    return `the connection to the broker at ${displayUrl(this.url)} was lost while the call was in flight; it is safe to retry (--retry)`;
   }
 
   /** How many server consumers the request queue has; throws QUEUE_NOT_FOUND if it does not exist. */
@@ -162,7 +165,7 @@ export class RpcClient {
   }
 
   private queueNotFound(): FibrpcError {
-    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(this.options.queue)} does not exist on the broker at ${displayUrl(this.options.url)}: no server has declared it; start one with \`fibrpc serve\` (or check --queue)`);
+    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(this.options.queue)} does not exist on the broker at ${displayUrl(this.url)}: no server has declared it; start one with \`fibrpc serve\` (or check --queue)`);
   }
 
   private onReply(msg: ConsumeMessage): void {

@@ -6,11 +6,11 @@
  * duplicate reply that may follow.
  */
 import { connect, type Channel, type ChannelModel, type ConsumeMessage, type RecoveringChannelModel } from "amqplib";
-import { displayUrl } from "../config.ts";
 import { FibrpcError } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { brokerReason, connectError, isPreconditionFailed } from "./broker-errors.ts";
+import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { injectFault, InjectedCrash, killAfterReply, type Faults } from "./faults.ts";
 import {
   ATTEMPTS_HEADER,
@@ -30,7 +30,7 @@ import { openWire, type Wire } from "./wire.ts";
 export const HEAVY_N = 100_000;
 
 export interface ServerOptions {
-  url: string;
+  broker: BrokerTarget;
   queue: string;
   queueType: QueueType;
   prefetch: number;
@@ -51,6 +51,7 @@ export interface ServerEvents {
 
 export class RpcServer {
   private connection: RecoveringChannelModel | undefined;
+  private readonly target: FailoverUrl;
   private channel: Channel | undefined;
   /** Fast path for replies and acks (see wire.ts); undefined means amqplib's own. */
   private wire: Wire | undefined;
@@ -64,13 +65,15 @@ export class RpcServer {
   constructor(
     private readonly options: ServerOptions,
     private readonly events: ServerEvents,
-  ) {}
+  ) {
+    this.target = new FailoverUrl(options.broker.urls);
+  }
 
   /** Starts connecting; returns at once. Connection loss is recovered with backoff and jitter. */
   async start(): Promise<void> {
-    const { options } = this;
-    this.connection = await connect(options.url, {
-      noDelay: true,
+    const { options, target } = this;
+    this.connection = await connect(target.target(), {
+      ...socketOptions(options.broker.tls),
       clientProperties: { connection_name: "fibrpc serve" },
       recovery: {
         waitForConnect: false,
@@ -81,13 +84,19 @@ export class RpcServer {
       },
     });
     const conn = this.connection;
-    conn.on("connect", () => this.events.onServing());
+    conn.on("connect", () => {
+      options.log.debug(`connected to ${target.current}`);
+      this.events.onServing();
+    });
     conn.on("disconnect", (err: Error) => {
-      if (!this.draining) this.events.onInterrupted(`connection to ${displayUrl(options.url)} lost (${err.message})`);
+      const lost = target.current;
+      // With several brokers, the next attempt goes to the next one (failover).
+      target.advance();
+      if (!this.draining) this.events.onInterrupted(`connection to ${lost} lost (${err.message})`);
     });
     conn.on("connect-failed", (err: Error) => this.onConnectFailed(err));
     conn.on("reconnect-scheduled", ({ attempt, delay }: { attempt: number; delay: number }) => {
-      options.log.info(`reconnecting to ${displayUrl(options.url)} in ${delay} ms (attempt ${attempt})`);
+      options.log.info(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
     });
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
   }
@@ -121,8 +130,10 @@ export class RpcServer {
       );
       return;
     }
-    const error = connectError(err, options.url);
-    if (error.code === "ACCESS_REFUSED") {
+    const error = connectError(err, this.target.currentUrl);
+    this.target.advance();
+    // Waiting will not fix a refused login or an unverifiable certificate: say so and stop.
+    if (error.code === "ACCESS_REFUSED" || error.code === "TLS_REFUSED") {
       this.fatal(error);
       return;
     }

@@ -1,16 +1,18 @@
 /** Messages between the supervisor (main thread) and its workers. */
 import type { ExitCode } from "../errors.ts";
-import type { LogLevelName } from "../log.ts";
+import type { LogFormat, LogLevelName } from "../log.ts";
+import type { BrokerTarget } from "../rpc/broker.ts";
 import type { QueueType } from "../rpc/queue.ts";
 
 export interface WorkerConfig {
   id: number;
-  url: string;
+  broker: BrokerTarget;
   queue: string;
   queueType: QueueType;
   prefetch: number;
   maxN: number;
   logLevel: LogLevelName;
+  logFormat: LogFormat;
   /** FIBRPC_TEST_FAULTS, for the test suite only. */
   faults?: string;
 }

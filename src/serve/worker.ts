@@ -19,7 +19,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "start") {
     const { config } = message;
-    const log = createLogger(config.logLevel, `worker-${config.id}`);
+    const log = createLogger(config.logLevel, `worker-${config.id}`, config.logFormat);
     server = new RpcServer(
       { ...config, log, faults: parseFaults(config.faults) },
       {

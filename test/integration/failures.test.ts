@@ -108,7 +108,7 @@ describe("timeouts and deadlines", () => {
     });
     const lines: string[] = [];
     const log = createConsola({ level: 4, reporters: [{ log: (o) => lines.push(o.args.join(" ")) }] });
-    const client = await RpcClient.connect({ url: URL, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
+    const client = await RpcClient.connect({ broker: { urls: [URL], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
     try {
       const outcome = await client.call(6);
       expect(outcome).toMatchObject({ ok: false, code: "TIMEOUT" });
