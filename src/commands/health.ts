@@ -3,7 +3,7 @@ import { fromEnv, parseDuration } from "../config.ts";
 import { ExitCode, usageError } from "../errors.ts";
 import { checkHealth, STATUS_HEARTBEAT_MS } from "../serve/status.ts";
 import { writeStdout } from "../output.ts";
-import { rejectUnknownFlags } from "./_args.ts";
+import { loadConfigFile, logArgs, rejectUnknownFlags } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
@@ -17,6 +17,7 @@ const args = {
     valueHint: "duration",
     description: `How old the status may be before serve counts as stuck [env FIBRPC_MAX_AGE] (default: ${(3 * STATUS_HEARTBEAT_MS) / 1000}s)`,
   },
+  config: logArgs.config,
 } as const;
 
 export default defineCommand({
@@ -28,6 +29,7 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
+      loadConfigFile(parsed.config);
       const path = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       if (!path) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
       const maxAge = fromEnv(parsed["max-age"], "FIBRPC_MAX_AGE");

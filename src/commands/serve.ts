@@ -4,6 +4,7 @@ import { usageError } from "../errors.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
 import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
 import { removeStatus, STATUS_HEARTBEAT_MS, writeStatus } from "../serve/status.ts";
+import { startHttp } from "../serve/http.ts";
 import { supervise } from "../serve/supervisor.ts";
 import { version } from "../version.ts";
 import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogFormat, resolveLogger, resolveLogLevel } from "./_args.ts";
@@ -35,6 +36,11 @@ const args = {
     valueHint: "duration",
     description: "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway [env FIBRPC_DRAIN_TIMEOUT] (default: 10s)",
   },
+  "http-port": {
+    type: "string",
+    valueHint: "port",
+    description: "Serve /metrics (Prometheus), /healthz and /readyz on this port [env FIBRPC_HTTP_PORT] (default: off)",
+  },
   "status-file": {
     type: "string",
     valueHint: "path",
@@ -65,9 +71,18 @@ export default defineCommand({
       log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
       const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       const onStatus = statusFile ? (serving: number, total: number) => writeStatus(statusFile, { pid: process.pid, queue, workers: total, serving, updatedAt: Date.now() }) : undefined;
+      const httpPortValue = fromEnv(parsed["http-port"], "FIBRPC_HTTP_PORT");
+      const httpPort = httpPortValue === undefined ? undefined : parseIntOption("http-port", httpPortValue, 0, 1, 65_535);
+      const supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
+      let http: { stop(): void } | undefined;
       try {
-        return await supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
+        if (httpPort !== undefined) http = startHttp(httpPort, supervisor, log);
+        return await supervisor.done;
+      } catch (err) {
+        if ((err as { code?: string }).code === "EADDRINUSE") throw usageError(`--http-port ${httpPort} is already in use; pick another port`);
+        throw err;
       } finally {
+        http?.stop();
         if (statusFile) removeStatus(statusFile);
       }
     }),

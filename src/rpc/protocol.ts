@@ -65,6 +65,8 @@ export interface EncodedMessage {
   body: Buffer;
   contentType?: string;
   type?: string;
+  /** For error replies: the error code (not sent as such; it is in the body). */
+  code?: ErrorCode;
 }
 
 export type DecodedReply = { ok: true; result: string } | { ok: false; code: string; message: string };
@@ -181,9 +183,9 @@ export function encodeResult(format: Format, n: number, decimal: string): Encode
 /** An error reply: `type` "error"; text body "CODE: message", or JSON {"error": {code, message}}. */
 export function encodeError(format: Format, code: ErrorCode, message: string, n?: number): EncodedMessage {
   if (format === "json") {
-    return { body: Buffer.from(JSON.stringify({ ...(n === undefined ? {} : { n }), error: { code, message } })), contentType: JSON_CONTENT_TYPE, type: ERROR_REPLY_TYPE };
+    return { body: Buffer.from(JSON.stringify({ ...(n === undefined ? {} : { n }), error: { code, message } })), contentType: JSON_CONTENT_TYPE, type: ERROR_REPLY_TYPE, code };
   }
-  return { body: Buffer.from(`${code}: ${message}`), type: ERROR_REPLY_TYPE };
+  return { body: Buffer.from(`${code}: ${message}`), type: ERROR_REPLY_TYPE, code };
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   type EncodedMessage,
 } from "./protocol.ts";
 import { declareRequestQueue, type QueueType } from "./queue.ts";
+import { StatsRecorder, type WorkerStats } from "../serve/stats.ts";
 import { openWire, type Wire } from "./wire.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
@@ -61,6 +62,10 @@ export class RpcServer {
   /** Heavy requests waiting for their turn (see answerHeavy), and who waits for them to finish. */
   private heavyInProgress = 0;
   private heavyDone: (() => void) | undefined;
+  private readonly stats = new StatsRecorder();
+  /** When the delivery being handled arrived (performance.now()), for the latency histogram. */
+  private deliveredAt = 0;
+  private connectedOnce = false;
 
   constructor(
     private readonly options: ServerOptions,
@@ -86,6 +91,8 @@ export class RpcServer {
     const conn = this.connection;
     conn.on("connect", () => {
       options.log.debug(`connected to ${target.current}`);
+      if (this.connectedOnce) this.stats.reconnected();
+      this.connectedOnce = true;
       this.events.onServing();
     });
     conn.on("disconnect", (err: Error) => {
@@ -157,6 +164,8 @@ export class RpcServer {
       }
       return;
     }
+    this.deliveredAt = performance.now();
+    if (msg.fields.redelivered) this.stats.redelivered();
     try {
       this.handle(channel, msg);
     } catch (err) {
@@ -230,7 +239,9 @@ export class RpcServer {
    */
   private answerHeavy(channel: Channel, msg: ConsumeMessage, n: number, format: DecodedRequest["format"]): void {
     if (this.heavyInProgress++ === 0) channel.prefetch(1).catch(() => {});
+    const deliveredAt = this.deliveredAt;
     setImmediate(() => {
+      this.deliveredAt = deliveredAt;
       try {
         // Draining: not started yet, so it goes back to the queue for another server.
         if (this.draining) this.returnToQueue(channel, msg);
@@ -308,6 +319,12 @@ export class RpcServer {
     if (this.wire) this.wire.ack(msg);
     else channel.ack(msg);
     this.served++;
+    this.stats.answered(reply.code ?? "ok", (performance.now() - this.deliveredAt) / 1000);
+  }
+
+  /** Counters for /metrics (see serve/stats.ts). */
+  statsSnapshot(): WorkerStats {
+    return this.stats.snapshot(this.heavyInProgress);
   }
 
   private publishReply(channel: Channel, replyTo: string, correlationId: string | undefined, reply: EncodedMessage): void {

@@ -7,6 +7,7 @@ import { ExitCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { WORKER_URL } from "../paths.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
+import { addStats, emptyStats, type WorkerStats } from "./stats.ts";
 
 export interface SupervisorOptions {
   workers: number;
@@ -29,11 +30,40 @@ interface Slot {
   worker?: Worker;
   serving: boolean;
   crashes: number[];
+  /** The worker's counters as of the last scrape (folded into `retired` if it dies). */
+  lastStats: WorkerStats;
 }
 
-export function supervise(options: SupervisorOptions): Promise<ExitCode> {
+/** Everything /metrics and /readyz report, for the whole process. */
+export interface ServeSnapshot {
+  stats: WorkerStats;
+  workers: number;
+  serving: number;
+  restarts: number;
+  draining: boolean;
+}
+
+export interface Supervisor {
+  /** Resolves with serve's exit code once it has stopped. */
+  done: Promise<ExitCode>;
+  /** Serving state, at once. */
+  state(): Omit<ServeSnapshot, "stats">;
+  /** Asks every worker for its counters and sums them (bounded wait). */
+  collect(): Promise<ServeSnapshot>;
+}
+
+/** A worker that does not answer a stats request within this is counted with its last figures. */
+const STATS_TIMEOUT_MS = 1_000;
+
+export function supervise(options: SupervisorOptions): Supervisor {
   const { log } = options;
-  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({ id: i + 1, serving: false, crashes: [] }));
+  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({ id: i + 1, serving: false, crashes: [], lastStats: emptyStats() }));
+  // Counters of workers that died, so the process's counters never go down (Prometheus counters
+  // are monotonic). What a worker counted after the last scrape before it died is lost.
+  let retired = emptyStats();
+  let restarts = 0;
+  let statsRequest = 0;
+  const statsWaiters = new Map<number, Map<number, (stats: WorkerStats) => void>>();
   let stopping = false;
   let lastReported = -1;
   let everAllUp = false;
@@ -89,6 +119,10 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
       case "drained":
         log.debug(`worker ${slot.id} drained after serving ${message.served} requests`);
         break;
+      case "stats":
+        slot.lastStats = message.stats;
+        statsWaiters.get(message.id)?.get(slot.id)?.(message.stats);
+        break;
     }
   };
 
@@ -96,6 +130,8 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
     slot.serving = false;
+    retired = addStats(retired, { ...slot.lastStats, inFlight: 0 });
+    slot.lastStats = emptyStats();
     if (stopping) {
       if (slots.every((s) => !s.worker)) finish(exitCode);
       return;
@@ -109,6 +145,7 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
     }
     const delay = Math.min(RESTART_MAX_DELAY_MS, RESTART_BASE_DELAY_MS * 2 ** (slot.crashes.length - 1));
     log.warn(`worker ${slot.id} died unexpectedly; restarting it in ${delay} ms`);
+    restarts++;
     reportServing();
     setTimeout(() => {
       if (!stopping) start(slot);
@@ -146,13 +183,40 @@ export function supervise(options: SupervisorOptions): Promise<ExitCode> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
+  const state = () => ({ workers: slots.length, serving: stopping ? 0 : servingCount(), restarts, draining: stopping });
+  const collect = async (): Promise<ServeSnapshot> => {
+    const id = ++statsRequest;
+    const waiters = new Map<number, (stats: WorkerStats) => void>();
+    statsWaiters.set(id, waiters);
+    const answers = slots
+      .filter((slot) => slot.worker)
+      .map(
+        (slot) =>
+          new Promise<WorkerStats>((resolve) => {
+            const timer = setTimeout(() => resolve(slot.lastStats), STATS_TIMEOUT_MS);
+            waiters.set(slot.id, (stats) => {
+              clearTimeout(timer);
+              resolve(stats);
+            });
+            post(slot, { type: "stats", id });
+          }),
+      );
+    const all = await Promise.all(answers);
+    statsWaiters.delete(id);
+    return { ...state(), stats: all.reduce(addStats, retired) };
+  };
+
   for (const slot of slots) start(slot);
   options.onStatus?.(0, slots.length);
   const heartbeat = options.onStatus ? setInterval(() => options.onStatus?.(stopping ? 0 : servingCount(), slots.length), options.statusEveryMs ?? 5000) : undefined;
-  return done.finally(() => {
-    if (heartbeat) clearInterval(heartbeat);
-    if (drainTimer) clearTimeout(drainTimer);
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
-  });
+  return {
+    done: done.finally(() => {
+      if (heartbeat) clearInterval(heartbeat);
+      if (drainTimer) clearTimeout(drainTimer);
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+    }),
+    state,
+    collect,
+  };
 }

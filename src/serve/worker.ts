@@ -29,6 +29,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       },
     );
     await server.start();
+  } else if (message.type === "stats") {
+    if (server) send({ type: "stats", id: message.id, stats: server.statsSnapshot() });
   } else if (message.type === "drain") {
     await server?.drain();
     send({ type: "drained", served: server?.requestsServed ?? 0 });

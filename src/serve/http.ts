@@ -1,0 +1,72 @@
+/**
+ * serve's HTTP endpoints (`--http-port`): /metrics in the Prometheus text format (prom-client's
+ * registry and formatter), /healthz (the process answers) and /readyz (every worker connected and
+ * consuming). Counters come from the workers, summed on each scrape (supervisor.collect).
+ */
+import { Registry } from "prom-client";
+import type { Logger } from "../log.ts";
+import { LATENCY_BUCKETS } from "./stats.ts";
+import type { ServeSnapshot, Supervisor } from "./supervisor.ts";
+
+type Value = { value: number; labels?: Record<string, string | number>; metricName?: string };
+
+/** A metric whose values are read from the snapshot of the current scrape. */
+function metric(name: string, help: string, type: "counter" | "gauge" | "histogram", values: (s: ServeSnapshot) => Value[], current: () => ServeSnapshot) {
+  return { name, help, type, get: async () => ({ name, help, type, aggregator: "sum", values: values(current()) }) };
+}
+
+export function metricsRegistry(current: () => ServeSnapshot): Registry {
+  const registry = new Registry();
+  const add = (...args: Parameters<typeof metric>) => registry.registerMetric(metric(...args) as never);
+  add(
+    "fibrpc_requests_total",
+    "Requests answered, by outcome (ok, or error) and error code",
+    "counter",
+    (s) => Object.entries(s.stats.requests).map(([code, value]) => ({ value, labels: code === "ok" ? { outcome: "ok", code: "" } : { outcome: "error", code } })),
+    current,
+  );
+  add(
+    "fibrpc_request_duration_seconds",
+    "Time from a request's delivery to its reply, in the server",
+    "histogram",
+    (s) => [
+      ...LATENCY_BUCKETS.map((le, i) => ({ value: s.stats.latencyBuckets[i]!, labels: { le }, metricName: "fibrpc_request_duration_seconds_bucket" })),
+      { value: s.stats.latencyBuckets[LATENCY_BUCKETS.length]!, labels: { le: "+Inf" }, metricName: "fibrpc_request_duration_seconds_bucket" },
+      { value: s.stats.latencySum, metricName: "fibrpc_request_duration_seconds_sum" },
+      { value: s.stats.latencyCount, metricName: "fibrpc_request_duration_seconds_count" },
+    ],
+    current,
+  );
+  add("fibrpc_requests_in_flight", "Requests delivered and not answered yet (heavy requests waiting their turn)", "gauge", (s) => [{ value: s.stats.inFlight }], current);
+  add("fibrpc_workers", "Workers configured", "gauge", (s) => [{ value: s.workers }], current);
+  add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }], current);
+  add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }], current);
+  add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }], current);
+  add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }], current);
+  return registry;
+}
+
+export function startHttp(port: number, supervisor: Supervisor, log: Logger): { stop(): void } {
+  let snapshot: ServeSnapshot | undefined;
+  const registry = metricsRegistry(() => snapshot!);
+  const server = Bun.serve({
+    port,
+    hostname: "0.0.0.0",
+    async fetch(request) {
+      const { pathname } = new URL(request.url);
+      if (pathname === "/metrics") {
+        snapshot = await supervisor.collect();
+        return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+      }
+      if (pathname === "/healthz") return new Response("ok\n");
+      if (pathname === "/readyz") {
+        const { serving, workers, draining } = supervisor.state();
+        const ready = !draining && serving === workers;
+        return new Response(`${ready ? "ready" : "not ready"}: ${serving}/${workers} workers consuming${draining ? " (draining)" : ""}\n`, { status: ready ? 200 : 503 });
+      }
+      return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
+    },
+  });
+  log.info(`HTTP on port ${server.port}: /metrics, /healthz, /readyz`);
+  return { stop: () => server.stop(true) };
+}

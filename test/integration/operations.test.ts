@@ -1,0 +1,142 @@
+/**
+ * Operability: /metrics moving by exactly the calls made, /readyz following the broker
+ * connection, every option documented with its environment variable, configuration precedence,
+ * JSON logs.
+ */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { envNameOf } from "../../src/config.ts";
+import { startProxy } from "../proxy.ts";
+import { eventually, rawChannel, ROOT, run, startServe, uniqueQueue } from "../helpers.ts";
+
+async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const { port } = listener;
+  listener.stop(true);
+  return port;
+}
+
+/** fibrpc_requests_total by "outcome/code", and other series by name. */
+async function scrape(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const values: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const [series, value] = line.split(" ");
+    values[series!] = Number(value);
+  }
+  return values;
+}
+
+describe("metrics", () => {
+  test("counters move by exactly the calls made, by outcome and code", async () => {
+    const queue = uniqueQueue();
+    const port = await freePort();
+    const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--max-n", "100"]);
+    const ok = 'fibrpc_requests_total{outcome="ok",code=""}';
+    const tooLarge = 'fibrpc_requests_total{outcome="error",code="N_TOO_LARGE"}';
+    const notInt = 'fibrpc_requests_total{outcome="error",code="NOT_AN_INTEGER"}';
+    const before = await scrape(port);
+    expect(before.fibrpc_workers_up).toBe(2);
+
+    const { code } = await run(["call", "--queue", queue, ...Array.from({ length: 25 }, (_, i) => String(i)), "101", "102"]);
+    expect(code).toBe(76); // two N_TOO_LARGE error replies
+    const { ch } = await rawChannel();
+    const { queue: callback } = await ch.assertQueue("", { exclusive: true });
+    let replies = 0;
+    const three = new Promise<void>((resolve) => ch.consume(callback, () => ++replies === 3 && resolve(), { noAck: true }));
+    for (const body of ["x", "1.5", "?"]) ch.sendToQueue(queue, Buffer.from(body), { replyTo: callback });
+    await three;
+
+    const after = await scrape(port);
+    const delta = (series: string) => (after[series] ?? 0) - (before[series] ?? 0);
+    expect(delta(ok)).toBe(25);
+    expect(delta(tooLarge)).toBe(2);
+    expect(delta(notInt)).toBe(3);
+    expect(delta("fibrpc_request_duration_seconds_count")).toBe(30);
+    expect(delta('fibrpc_request_duration_seconds_bucket{le="+Inf"}')).toBe(30);
+    expect(after.fibrpc_worker_restarts_total).toBe(0);
+    expect(after.fibrpc_requests_in_flight).toBe(0);
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("/readyz turns not ready while the broker is unreachable, ready again after recovery", async () => {
+    const queue = uniqueQueue();
+    const port = await freePort();
+    const proxy = await startProxy(5672);
+    try {
+      const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+      const readyz = async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+        return { status: response.status, text: await response.text() };
+      };
+      expect(await readyz()).toEqual({ status: 200, text: "ready: 2/2 workers consuming\n" });
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      proxy.refuse(true);
+      proxy.cut();
+      const down = await eventually(readyz, (r) => r.status === 503, 10_000, "/readyz 503");
+      expect(down.text).toMatch(/^not ready: [01]\/2 workers consuming\n$/);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200); // alive all along
+      proxy.refuse(false);
+      await eventually(readyz, (r) => r.status === 200, 15_000, "/readyz 200 after recovery");
+      const metrics = await scrape(port);
+      expect(metrics.fibrpc_reconnects_total).toBeGreaterThanOrEqual(2);
+      expect(await server.stop()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe("configuration", () => {
+  const commands = ["serve", "call", "bench", "health"];
+  const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
+
+  for (const command of commands) {
+    test(`every flag of ${command} has an environment variable, in --help and in the README's table`, async () => {
+      const { stdout, code } = await run([command, "--help"]);
+      expect(code).toBe(0);
+      const flags = [...stdout.matchAll(/^\s+(--[a-z-]+)(?:=<[^>]*>)?\s{2,}(.*)$/gm)].map((m) => ({ flag: m[1]!.slice(2), description: m[2]! }));
+      expect(flags.length).toBeGreaterThan(0);
+      for (const { flag, description } of flags) {
+        const env = envNameOf(flag);
+        expect(description, `${command} --${flag}`).toContain(`[env ${env}]`);
+        const row = readme.split("\n").find((line) => line.startsWith(`| \`--${flag}\` |`));
+        expect(row, `README row for --${flag}`).toBeDefined();
+        expect(row).toContain(`\`${env}\``);
+        expect(row).toContain(command);
+      }
+    });
+  }
+
+  test("flag > environment > config file > default", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fibrpc-config-"));
+    const file = join(dir, "fibrpc.env");
+    writeFileSync(file, "# fibrpc settings\nFIBRPC_QUEUE=from_file_q\nFIBRPC_TIMEOUT=2s\n");
+    const missing = (stderr: string) => /queue "([^"]+)" does not exist/.exec(stderr)?.[1];
+    expect(missing((await run(["call", "1", "--config", file])).stderr)).toBe("from_file_q");
+    expect(missing((await run(["call", "1"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" })).stderr)).toBe("from_env_q");
+    expect(missing((await run(["call", "1", "--queue", "from_flag_q"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" })).stderr)).toBe("from_flag_q");
+    writeFileSync(file, "PATH=/nowhere\n");
+    const bad = await run(["call", "1", "--config", file]);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain("only FIBRPC_* settings belong there");
+  });
+
+  test("--log-format json: one object per line with time, level, worker, message", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "2", "--queue", queue, "--log-format", "json", "--log-level", "debug"]);
+    await run(["call", "--queue", queue, "1", "2", "3", "4"]);
+    await server.waitForLog(/"worker":"worker-\d".*"message":"fib\(/);
+    expect(await server.stop()).toBe(0);
+    const entries = server.log.trim().split("\n").map((line) => JSON.parse(line));
+    for (const entry of entries) {
+      expect(typeof entry.time).toBe("string");
+      expect(["error", "warn", "info", "debug", "trace"]).toContain(entry.level);
+      expect(typeof entry.message).toBe("string");
+    }
+    expect(entries.some((e) => e.worker === "worker-1" || e.worker === "worker-2")).toBe(true);
+  });
+});
