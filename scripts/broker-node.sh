@@ -7,6 +7,7 @@
 #   scripts/broker-node.sh stop NAME           # stops it and deletes its data
 #   scripts/broker-node.sh ctl NAME ARGS...    # rabbitmqctl against it (e.g. stop_app, start_app)
 #
+# FIBRPC_BROKER_EXTRA_CONF: more rabbitmq.conf lines for `start` (e.g. a TLS listener).
 # Data lives in ${FIBRPC_BROKER_BASE:-/tmp/fibrpc-brokers}/NAME.
 set -euo pipefail
 base=${FIBRPC_BROKER_BASE:-/tmp/fibrpc-brokers}
@@ -41,7 +42,7 @@ case "$cmd" in
     port=${3:?port required}
     mkdir -p "$dir/mnesia" "$dir/log"
     # Localhost only, like the machine's broker; no plugins, so no port of the machine's is taken.
-    printf 'listeners.tcp.local = 127.0.0.1:%s\nloopback_users = none\n' "$port" >"$dir/rabbitmq.conf"
+    printf 'listeners.tcp.local = 127.0.0.1:%s\nloopback_users = none\n%s\n' "$port" "${FIBRPC_BROKER_EXTRA_CONF:-}" >"$dir/rabbitmq.conf"
     printf 'ERL_EPMD_ADDRESS=127.0.0.1\nNODE_PORT=%s\nDIST_PORT=%s\nSERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"\n' "$port" "$((port + 20000))" >"$dir/rabbitmq-env.conf"
     echo "[]." >"$dir/enabled_plugins"
     if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq:rabbitmq "$dir"; fi

@@ -15,12 +15,20 @@ export const URL = process.env.FIBRPC_TEST_URL ?? "amqp://guest:guest@127.0.0.1:
 if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`bun run build\` (scripts/test.sh does) before the tests`);
 
 const processes = new Set<Subprocess>();
+/** Everything fibrpc printed in this test file, checked for leaked passwords at the end. */
+const outputs: (string | (() => string))[] = [];
+/** A URL with a password that is not masked: amqp://user:secret@… */
+export const UNMASKED_PASSWORD = /amqps?:\/\/[^:/\s@]+:(?!\*\*\*@)[^@\s/]+@/;
 const queues = new Set<string>();
 const connections = new Set<ChannelModel>();
 
 afterAll(async () => {
   for (const proc of processes) proc.kill("SIGKILL");
   processes.clear();
+  // No log line or error message of fibrpc shows a password given in a URL.
+  const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
+  outputs.length = 0;
+  if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
   if (queues.size > 0) {
     const conn = await connect(URL);
     const ch = await conn.createChannel();
@@ -64,6 +72,7 @@ export async function run(args: string[], env: Record<string, string> = {}): Pro
   processes.add(proc);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   processes.delete(proc);
+  outputs.push(stdout, stderr);
   return { code, stdout, stderr, ms: performance.now() - started };
 }
 
@@ -90,6 +99,7 @@ export async function startServe(args: string[], env: Record<string, string> = {
       for (const l of listeners) l();
     }
   })();
+  outputs.push(() => log);
   const server: Server = {
     proc,
     get log() {
