@@ -140,3 +140,26 @@ describe("configuration", () => {
     expect(entries.some((e) => e.worker === "worker-1" || e.worker === "worker-2")).toBe(true);
   });
 });
+
+describe("several broker URLs", () => {
+  test("call tries them in order; serve fails over to the next when its broker goes away", async () => {
+    const queue = uniqueQueue();
+    const proxy = await startProxy(5672);
+    try {
+      const viaProxy = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
+      const direct = "amqp://guest:guest@127.0.0.1:5672";
+      const server = await startServe(["--workers", "2", "--queue", queue, "--url", `${viaProxy},${direct}`, "--log-level", "debug"]);
+      await server.waitForLog(new RegExp(`connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${proxy.port}`));
+      // The first broker "goes away": connections cut, new ones refused.
+      proxy.refuse(true);
+      proxy.cut();
+      await server.waitForLog(/connected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672[\s\S]*connected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672/, 10_000);
+      const { code, stdout } = await run(["call", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:1,${viaProxy},${direct}`, "30"]);
+      expect(code).toBe(0);
+      expect(stdout).toBe("832040\n");
+      expect(await server.stop()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
