@@ -5,6 +5,7 @@
 #
 #   scripts/broker-node.sh start NAME PORT     # AMQP on 127.0.0.1:PORT, distribution on PORT+20000
 #   scripts/broker-node.sh stop NAME           # stops it and deletes its data
+#   scripts/broker-node.sh halt NAME           # stops it, keeps its data (start it again with start)
 #   scripts/broker-node.sh ctl NAME ARGS...    # rabbitmqctl against it (e.g. stop_app, start_app)
 #
 # FIBRPC_BROKER_EXTRA_CONF: more rabbitmq.conf lines for `start` (e.g. a TLS listener).
@@ -63,12 +64,15 @@ case "$cmd" in
       rm -rf "$dir"
     fi
     ;;
+  halt)
+    ctl stop >/dev/null 2>&1 || true
+    ;;
   ctl)
     shift 2
     ctl "$@"
     ;;
   *)
-    echo "broker-node: unknown command $cmd (start, stop, ctl)" >&2
+    echo "broker-node: unknown command $cmd (start, stop, halt, ctl)" >&2
     exit 64
     ;;
 esac

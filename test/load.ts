@@ -10,6 +10,7 @@ import { RetryingCaller } from "../src/rpc/retry.ts";
 import { fibDecimal } from "../src/fib.ts";
 
 export interface LoadOptions {
+  /** One broker URL, or several (comma-separated) tried in order. */
   url: string;
   queue: string;
   requests: number;
@@ -41,7 +42,7 @@ export interface LoadReport {
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const lines: string[] = [];
   const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(entry.args.join(" ")) }] });
-  const clientOptions = { broker: { urls: [o.url], tls: {} }, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
+  const clientOptions = { broker: { urls: o.url.split(","), tls: {} }, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
   const client = await RpcClient.connect(clientOptions);
   const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retries ?? 0, o.timeoutMs, log);
   const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [] };
