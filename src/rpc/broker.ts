@@ -51,6 +51,8 @@ export function socketOptions(tls: TlsFiles, extra: Record<string, unknown> = {}
   };
 }
 
+const CONNECT_FIELDS = ["protocol", "hostname", "port", "username", "password", "vhost", "heartbeat", "frameMax", "channelMax", "locale"] as const;
+
 /** A URL object for amqplib whose fields follow the current broker of a list. */
 export class FailoverUrl {
   private index = 0;
@@ -74,42 +76,13 @@ export class FailoverUrl {
     this.index = (this.index + 1) % this.urls.length;
   }
 
-  /** The object given to amqplib's connect: read afresh on every attempt. */
+  /** The object given to amqplib's connect: its fields are read afresh on every attempt. */
   target(): Options.Connect {
-    const self = this;
-    const field = <K extends keyof Options.Connect>(key: K) => self.fields[self.index]![key];
-    return {
-      get protocol() {
-        return field("protocol");
-      },
-      get hostname() {
-        return field("hostname");
-      },
-      get port() {
-        return field("port");
-      },
-      get username() {
-        return field("username");
-      },
-      get password() {
-        return field("password");
-      },
-      get vhost() {
-        return field("vhost");
-      },
-      get heartbeat() {
-        return field("heartbeat");
-      },
-      get frameMax() {
-        return field("frameMax");
-      },
-      get channelMax() {
-        return field("channelMax");
-      },
-      get locale() {
-        return field("locale");
-      },
-    } as Options.Connect;
+    const target = {} as Options.Connect;
+    for (const key of CONNECT_FIELDS) {
+      Object.defineProperty(target, key, { enumerable: true, get: () => this.fields[this.index]![key] });
+    }
+    return target;
   }
 }
 

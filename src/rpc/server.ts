@@ -244,7 +244,7 @@ export class RpcServer {
       this.deliveredAt = deliveredAt;
       try {
         // Draining: not started yet, so it goes back to the queue for another server.
-        if (this.draining) this.returnToQueue(channel, msg);
+        if (this.draining) this.republish(channel, msg);
         else this.answer(channel, msg, { ok: true, n, format });
       } catch (err) {
         if (!(err instanceof InjectedCrash)) {
@@ -261,11 +261,12 @@ export class RpcServer {
   }
 
   /**
-   * Puts a delivered request back in the queue as a new message (same properties, remaining
-   * deadline), then acks the delivery: unlike a nack, this does not count as a failed delivery
-   * (see isPoison). Both frames go through amqplib, in this order.
+   * Puts a delivered request back in the queue as a new message: same properties, the remaining
+   * deadline, `headers` (the broker's delivery count dropped); then acks the delivery. Unlike a
+   * nack, this does not count as a failed delivery. Both frames go through amqplib, in this
+   * order, so the copy is in the queue before the original is gone.
    */
-  private returnToQueue(channel: Channel, msg: ConsumeMessage): void {
+  private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, unknown> = {}): void {
     const { properties } = msg;
     const { [QUORUM_DELIVERY_COUNT_HEADER]: _count, ...headers } = properties.headers ?? {};
     const deadline = headers[DEADLINE_HEADER];
@@ -274,7 +275,7 @@ export class RpcServer {
       correlationId: properties.correlationId,
       contentType: properties.contentType,
       ...(typeof deadline === "number" ? { expiration: String(Math.max(1, deadline - Date.now())) } : {}),
-      headers,
+      headers: { ...headers, ...extraHeaders },
     });
     channel.ack(msg);
   }
@@ -299,16 +300,7 @@ export class RpcServer {
     }
     if (typeof quorumCount === "number") return false;
     // Classic queue: carry the count on a copy, since the broker keeps none.
-    const { properties } = msg;
-    const remaining = typeof headers[DEADLINE_HEADER] === "number" ? (headers[DEADLINE_HEADER] as number) - Date.now() : undefined;
-    channel.sendToQueue(this.options.queue, msg.content, {
-      replyTo: properties.replyTo,
-      correlationId: properties.correlationId,
-      contentType: properties.contentType,
-      ...(remaining === undefined ? {} : { expiration: String(Math.max(1, remaining)) }),
-      headers: { ...headers, [ATTEMPTS_HEADER]: failedDeliveries },
-    });
-    channel.ack(msg);
+    this.republish(channel, msg, { [ATTEMPTS_HEADER]: failedDeliveries });
     return true;
   }
 

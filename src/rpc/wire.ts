@@ -144,13 +144,18 @@ class FrameWriter implements Wire {
   }
 }
 
-// Property flags, most significant bit first (AMQP 0-9-1 basic class).
-const FLAG_CONTENT_TYPE = 1 << 15;
-const FLAG_HEADERS = 1 << 13;
-const FLAG_CORRELATION_ID = 1 << 10;
-const FLAG_REPLY_TO = 1 << 9;
-const FLAG_EXPIRATION = 1 << 8;
-const FLAG_TYPE = 1 << 5;
+/**
+ * The properties fibrpc sends, in the protocol's order, with their flag bits (AMQP 0-9-1 basic
+ * class: content-type is bit 15, headers 13, correlation-id 10, reply-to 9, expiration 8, type 5).
+ */
+const PROPERTY_ORDER = [
+  ["contentType", 1 << 15],
+  ["headers", 1 << 13],
+  ["correlationId", 1 << 10],
+  ["replyTo", 1 << 9],
+  ["expiration", 1 << 8],
+  ["type", 1 << 5],
+] as const;
 
 function shortString(value: string): Buffer {
   const bytes = Buffer.from(value, "utf8");
@@ -162,29 +167,11 @@ function shortString(value: string): Buffer {
 export function encodeProperties(p: PublishProperties): Buffer {
   let flags = 0;
   const parts: Buffer[] = [];
-  if (p.contentType !== undefined) {
-    flags |= FLAG_CONTENT_TYPE;
-    parts.push(shortString(p.contentType));
-  }
-  if (p.headers !== undefined) {
-    flags |= FLAG_HEADERS;
-    parts.push(encodeTable(p.headers));
-  }
-  if (p.correlationId !== undefined) {
-    flags |= FLAG_CORRELATION_ID;
-    parts.push(shortString(p.correlationId));
-  }
-  if (p.replyTo !== undefined) {
-    flags |= FLAG_REPLY_TO;
-    parts.push(shortString(p.replyTo));
-  }
-  if (p.expiration !== undefined) {
-    flags |= FLAG_EXPIRATION;
-    parts.push(shortString(p.expiration));
-  }
-  if (p.type !== undefined) {
-    flags |= FLAG_TYPE;
-    parts.push(shortString(p.type));
+  for (const [key, flag] of PROPERTY_ORDER) {
+    const value = p[key];
+    if (value === undefined) continue;
+    flags |= flag;
+    parts.push(typeof value === "string" ? shortString(value) : encodeTable(value));
   }
   const head = Buffer.allocUnsafe(2);
   head.writeUInt16BE(flags, 0);
