@@ -21,6 +21,8 @@ export interface LoadOptions {
   retries?: number;
   /** Called after each answer, with the number answered so far (to inject a fault mid-run). */
   onAnswer?: (answered: number) => void;
+  /** Reply queue of the client (default: Direct Reply-to). */
+  replyQueue?: "direct" | "exclusive";
   /** Stop sending before `requests` when this says so (e.g. enough answers after a fault). */
   stopWhen?: () => boolean;
 }
@@ -42,7 +44,7 @@ export interface LoadReport {
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const lines: string[] = [];
   const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(entry.args.join(" ")) }] });
-  const clientOptions = { broker: { urls: o.url.split(","), tls: {} }, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
+  const clientOptions = { broker: { urls: o.url.split(","), tls: {} }, queue: o.queue, replyQueue: o.replyQueue ?? "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
   const client = await RpcClient.connect(clientOptions);
   const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retries ?? 0, o.timeoutMs, log);
   const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [] };

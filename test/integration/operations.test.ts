@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, ROOT, run, startServe, uniqueQueue } from "../helpers.ts";
+import { eventually, rawChannel, ROOT, run, startServe, uniqueQueue, UNMASKED_PASSWORD } from "../helpers.ts";
 
 async function freePort(): Promise<number> {
   const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -161,5 +161,14 @@ describe("several broker URLs", () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe("the suite's password-leak detector", () => {
+  test("sees an unmasked password and accepts a masked one", () => {
+    expect(UNMASKED_PASSWORD.test("at amqp://guest:guest@127.0.0.1:5672")).toBe(true);
+    expect(UNMASKED_PASSWORD.test("at amqps://u:s3cret@h/vh")).toBe(true);
+    expect(UNMASKED_PASSWORD.test("at amqp://guest:***@127.0.0.1:5672")).toBe(false);
+    expect(UNMASKED_PASSWORD.test("at amqp://127.0.0.1:5672")).toBe(false);
   });
 });
