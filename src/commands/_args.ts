@@ -5,7 +5,6 @@
  */
 import { readFileSync } from "node:fs";
 import type { ArgsDef } from "citty";
-import { parse as parseDotenv } from "dotenv";
 import { DEFAULT_QUEUE, DEFAULT_URL, envNameOf, fromEnv, parseBrokerUrl, setConfigFileValues } from "../config.ts";
 import { usageError } from "../errors.ts";
 import { createLogger, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
@@ -69,8 +68,11 @@ export interface TlsFiles {
   key?: Buffer;
 }
 
-/** Loads --config first: every other option may come from it. */
-export function loadConfigFile(value: string | undefined): void {
+/**
+ * Loads --config first: every other option may come from it. dotenv is loaded only when a
+ * config file is given, to keep it off a cold `fibrpc call`.
+ */
+export async function loadConfigFile(value: string | undefined): Promise<void> {
   const path = fromEnv(value, "FIBRPC_CONFIG");
   if (!path) return;
   let text: string;
@@ -79,6 +81,7 @@ export function loadConfigFile(value: string | undefined): void {
   } catch (err) {
     throw usageError(`cannot read --config ${JSON.stringify(path)}: ${(err as Error).message}`);
   }
+  const { parse: parseDotenv } = await import("dotenv");
   const values = parseDotenv(text);
   const unknown = Object.keys(values).filter((k) => !k.startsWith("FIBRPC_"));
   if (unknown.length > 0) throw usageError(`--config ${JSON.stringify(path)}: only FIBRPC_* settings belong there, found ${unknown.join(", ")}`);

@@ -26,7 +26,7 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
-      loadConfigFile(parsed.config);
+      await loadConfigFile(parsed.config);
       const concurrency = parseIntOption("concurrency", fromEnv(parsed.concurrency, "FIBRPC_CONCURRENCY"), 100, 1, 100_000);
       const duration = fromEnv(parsed.duration, "FIBRPC_DURATION");
       const requestsValue = fromEnv(parsed.requests, "FIBRPC_REQUESTS");

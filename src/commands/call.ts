@@ -58,7 +58,7 @@ export default defineCommand({
       rejectUnknownFlags(rawArgs, args, (token) => {
         throw invalidN(token, "n must not be negative");
       });
-      loadConfigFile(parsed.config);
+      await loadConfigFile(parsed.config);
       const tokens = parsed._.map(String);
       if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
       // Same rule and same maximum as the server's default, checked before connecting.
@@ -82,14 +82,19 @@ export default defineCommand({
       const client = await RpcClient.connect(clientOptions, deadline);
       const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), retries, timeoutMs, log);
       try {
-        await waitForConsumer(client, { queue, deadline, wait: waitForServer, log });
+        // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
+        // check runs alongside the calls, off the path of a cold call: if it finds no server,
+        // call fails at once (the requests already sent expire with their deadline).
+        const serverThere = waitForConsumer(client, { queue, deadline, wait: waitForServer, log });
+        if (waitForServer) await serverThere;
+        const noServer = serverThere.then(() => new Promise<never>(() => {}));
         // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
         const calls = ns.map((n) => caller.call(n, deadline));
         const codes: ExitCode[] = [];
-        for (const call of calls) codes.push(await print(await call, json));
+        for (const call of calls) codes.push(await print(await Promise.race([call, noServer]), json));
         return mostSevere(codes);
       } finally {
-        await caller.close();
+        await caller.close({ waitForBroker: false });
       }
     }),
 });

@@ -29,7 +29,7 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
-      loadConfigFile(parsed.config);
+      await loadConfigFile(parsed.config);
       const path = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       if (!path) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
       const maxAge = fromEnv(parsed["max-age"], "FIBRPC_MAX_AGE");

@@ -56,7 +56,7 @@ export default defineCommand({
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
       rejectUnknownFlags(rawArgs, args);
-      loadConfigFile(parsed.config);
+      await loadConfigFile(parsed.config);
       const { urls, queue, tls } = resolveBroker(parsed);
       const workers = parseIntOption("workers", fromEnv(parsed.workers, "FIBRPC_WORKERS"), defaultWorkers(), 1, 256);
       const prefetch = parseIntOption("prefetch", fromEnv(parsed.prefetch, "FIBRPC_PREFETCH"), DEFAULT_PREFETCH, 1, 65_535);

@@ -205,13 +205,21 @@ export class RpcClient {
     for (const id of [...this.pending.keys()]) this.settleError(id, code, message);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes the connection. `waitForBroker: false` (a CLI about to exit) sends connection.close
+   * and returns once it is written, without waiting a round trip for close-ok: the broker still
+   * sees a clean AMQP close, and a cold `fibrpc call` saves ~1 ms.
+   */
+  async close({ waitForBroker = true }: { waitForBroker?: boolean } = {}): Promise<void> {
     this.closing = true;
     for (const call of this.pending.values()) clearTimeout(call.timer);
-    try {
-      await this.connection.close();
-    } catch {
+    const closed = this.connection.close().catch(() => {
       // already closed: nothing to release
-    }
+    });
+    if (waitForBroker) return closed;
+    // amqplib writes the close frame on its next setImmediate; let that turn pass.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
   }
+
 }

@@ -69,7 +69,7 @@ export class RetryingCaller {
     return this.reconnecting;
   }
 
-  close(): Promise<void> {
-    return this.client.close();
+  close(options?: { waitForBroker?: boolean }): Promise<void> {
+    return this.client.close(options);
   }
 }
