@@ -5,6 +5,7 @@
  * dynamic import costs ~2 ms of a ~15 ms cold call.
  */
 import { defineCommand, runCommand, runMain, showUsage } from "citty";
+import { maskSecrets } from "./config.ts";
 import { ExitCode } from "./errors.ts";
 import callCommand from "./commands/call.ts";
 import { version } from "./version.ts";
@@ -39,7 +40,7 @@ if (wantsHelpOrVersion || rawArgs.length === 0) {
   } catch (err) {
     // citty's own errors: unknown command, missing argument. One line, exit 64 (EX_USAGE).
     const message = err instanceof Error ? err.message.replace(/\u001b\[[0-9;]*m/g, "") : String(err);
-    process.stderr.write(`fibrpc: ${message}; see fibrpc --help\n`);
+    process.stderr.write(`fibrpc: ${maskSecrets(message)}; see fibrpc --help\n`);
     process.exit(ExitCode.USAGE);
   }
 }

@@ -11,7 +11,7 @@ export const DEFAULT_QUEUE = "rpc_queue";
 /**
  * Unacked requests per worker. 1 (the tutorial's fair dispatch) caps a worker at one broker
  * round trip per request (~10k calls/s for two workers here); 50 lets light requests stream
- * (~25k calls/s) while heavy ones are still dispatched one at a time (rpc/server.ts,
+ * (~25k calls/s); while a worker computes a heavy request it takes no new ones (rpc/server.ts,
  * answerHeavy). See the README's "Defaults and trade-offs".
  */
 export const DEFAULT_PREFETCH = 50;
@@ -54,7 +54,8 @@ export function boolFromEnv(flag: boolean | undefined, envName: string): boolean
 
 /** Replaces the password of every amqp(s):// URL in `text` with "***". Safe on any text. */
 export function maskSecrets(text: string): string {
-  return text.replace(/(amqps?:\/\/[^:/?#@\s]*:)[^@/?#\s]*@/gi, "$1***@");
+  // The password runs to the "@" that ends the user info; it may hold "/", "?" or "#" unescaped.
+  return text.replace(/(amqps?:\/\/[^:/?#@\s]*:)[^\s@]*@/gi, "$1***@");
 }
 
 /** A broker URL as it may be shown: password masked, default port and vhost kept as given. */

@@ -48,7 +48,8 @@ export async function runBench(client: RpcClient, o: BenchOptions): Promise<Benc
   let failed = 0;
   const t0 = performance.now();
   const endAt = o.durationMs === undefined ? Infinity : t0 + o.durationMs;
-  const more = () => (o.requests === undefined || started < o.requests) && performance.now() < endAt;
+  // A lost connection ends the run (its calls fail at once; going on would only spin).
+  const more = () => client.usable && (o.requests === undefined || started < o.requests) && performance.now() < endAt;
 
   const progressTimer = o.onProgress
     ? setInterval(() => {

@@ -108,7 +108,7 @@ export function resolveBroker(args: { url?: string | string[]; queue?: string; "
     .map(parseBrokerUrl);
   if (urls.length === 0) throw usageError("--url is empty");
   const queue = fromEnv(args.queue, "FIBRPC_QUEUE") ?? DEFAULT_QUEUE;
-  if (queue.length > 255) throw usageError("--queue must be at most 255 bytes long");
+  if (Buffer.byteLength(queue, "utf8") > 255) throw usageError("--queue must be at most 255 bytes long (UTF-8)");
   const tls = { ca: readPem("tls-ca", args["tls-ca"]), cert: readPem("tls-cert", args["tls-cert"]), key: readPem("tls-key", args["tls-key"]) };
   if ((tls.cert === undefined) !== (tls.key === undefined)) throw usageError("--tls-cert and --tls-key go together");
   return { urls, queue, tls };

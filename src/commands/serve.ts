@@ -2,6 +2,12 @@ import { defineCommand } from "citty";
 import { DEFAULT_PREFETCH, defaultWorkers, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
 import { usageError } from "../errors.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
+
+/**
+ * The largest --max-n: fib(10,000,000) (2.1 M digits) takes ~0.4 s here, already long for a worker
+ * to block; much beyond it a request could stall a worker past its heartbeats.
+ */
+const MAX_MAX_N = 10_000_000;
 import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
 import { removeStatus, STATUS_HEARTBEAT_MS, writeStatus } from "../serve/status.ts";
 import { startHttp } from "../serve/http.ts";
@@ -19,7 +25,7 @@ const args = {
   prefetch: {
     type: "string",
     valueHint: "count",
-    description: `Unacknowledged requests the broker may push to each worker; heavy requests (n ≥ 100000) are still taken one at a time; 1 is the tutorial's strict fair dispatch [env FIBRPC_PREFETCH] (default: ${DEFAULT_PREFETCH})`,
+    description: `Unacknowledged requests the broker may push to each worker; while computing a heavy request (n ≥ 100000) a worker takes no new ones (classic queues); 1 is the tutorial's strict fair dispatch [env FIBRPC_PREFETCH] (default: ${DEFAULT_PREFETCH})`,
   },
   "max-n": {
     type: "string",
@@ -60,7 +66,7 @@ export default defineCommand({
       const { urls, queue, tls } = resolveBroker(parsed);
       const workers = parseIntOption("workers", fromEnv(parsed.workers, "FIBRPC_WORKERS"), defaultWorkers(), 1, 256);
       const prefetch = parseIntOption("prefetch", fromEnv(parsed.prefetch, "FIBRPC_PREFETCH"), DEFAULT_PREFETCH, 1, 65_535);
-      const maxN = parseIntOption("max-n", fromEnv(parsed["max-n"], "FIBRPC_MAX_N"), DEFAULT_MAX_N, 0, 100_000_000);
+      const maxN = parseIntOption("max-n", fromEnv(parsed["max-n"], "FIBRPC_MAX_N"), DEFAULT_MAX_N, 0, MAX_MAX_N);
       const queueType = (fromEnv(parsed["queue-type"], "FIBRPC_QUEUE_TYPE") ?? "classic") as QueueType;
       if (!QUEUE_TYPES.includes(queueType)) throw usageError(`--queue-type must be one of ${QUEUE_TYPES.join(", ")}, got ${JSON.stringify(queueType)}`);
       const drainTimeout = fromEnv(parsed["drain-timeout"], "FIBRPC_DRAIN_TIMEOUT");
@@ -70,7 +76,19 @@ export default defineCommand({
       const log = resolveLogger(parsed);
       log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
       const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
-      const onStatus = statusFile ? (serving: number, total: number) => writeStatus(statusFile, { pid: process.pid, queue, workers: total, serving, updatedAt: Date.now() }) : undefined;
+      let statusWarned = false;
+      const onStatus = statusFile
+        ? (serving: number, total: number) => {
+            try {
+              writeStatus(statusFile, { pid: process.pid, queue, workers: total, serving, updatedAt: Date.now() });
+              statusWarned = false;
+            } catch (err) {
+              // A status file that cannot be written makes `fibrpc health` fail; serving goes on.
+              if (!statusWarned) log.warn(`cannot write the status file ${statusFile}: ${(err as Error).message}`);
+              statusWarned = true;
+            }
+          }
+        : undefined;
       const httpPortValue = fromEnv(parsed["http-port"], "FIBRPC_HTTP_PORT");
       const httpPort = httpPortValue === undefined ? undefined : parseIntOption("http-port", httpPortValue, 0, 1, 65_535);
       const supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });

@@ -41,10 +41,10 @@ export function connectError(err: unknown, url: string): FibrpcError {
     case "EPIPE":
       return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?`);
   }
-  if (/ACCESS.REFUSED|403/.test(message)) {
+  if (/ACCESS.REFUSED|\b403 \(/.test(message)) {
     return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused the login: wrong user name or password in --url / FIBRPC_URL`);
   }
-  if (/NOT.ALLOWED|530/.test(message)) {
+  if (/NOT.ALLOWED|\b530 \(/.test(message)) {
     return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
   }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {

@@ -105,7 +105,7 @@ export class RpcClient {
    * caller has given up.
    */
   call(n: number, deadline = Date.now() + this.options.timeoutMs, correlationId = this.newCorrelationId()): Promise<CallOutcome> {
-    if (this.lost) {
+    if (this.lost || this.closing) {
       return Promise.resolve({ n, ok: false, code: "CONNECTION_LOST", message: this.lostMessage(), remote: false, error: new FibrpcError("CONNECTION_LOST", this.lostMessage()), ms: 0 });
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
@@ -118,8 +118,12 @@ export class RpcClient {
       this.pending.set(correlationId, { n, startedAt, timer, settle });
       const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
-      if (this.wire) this.wire.publish(this.options.queue, body, properties, true);
-      else this.channel.publish("", this.options.queue, body, { ...properties, mandatory: true });
+      try {
+        if (this.wire) this.wire.publish(this.options.queue, body, properties, true);
+        else this.channel.publish("", this.options.queue, body, { ...properties, mandatory: true });
+      } catch (err) {
+        this.settleError(correlationId, "CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`);
+      }
     });
   }
 
@@ -160,7 +164,8 @@ export class RpcClient {
       return consumerCount;
     } catch (err) {
       if (isNotFound(err)) throw this.queueNotFound();
-      throw err;
+      // Anything else here means the connection went away while looking.
+      throw new FibrpcError("CONNECTION_LOST", `${this.lostMessage()} (${err instanceof Error ? err.message : String(err)})`);
     }
   }
 
@@ -211,8 +216,9 @@ export class RpcClient {
    * sees a clean AMQP close, and a cold `fibrpc call` saves ~1 ms.
    */
   async close({ waitForBroker = true }: { waitForBroker?: boolean } = {}): Promise<void> {
+    // Calls still in flight end now, with an error, rather than never.
+    for (const id of [...this.pending.keys()]) this.settleError(id, "CONNECTION_LOST", "the client was closed before the reply came");
     this.closing = true;
-    for (const call of this.pending.values()) clearTimeout(call.timer);
     const closed = this.connection.close().catch(() => {
       // already closed: nothing to release
     });

@@ -17,15 +17,21 @@ export const JSON_CONTENT_TYPE = "application/json";
 export const ERROR_REPLY_TYPE = "error";
 /** Request header: when the caller gives up, in milliseconds since the Unix epoch. */
 export const DEADLINE_HEADER = "x-fibrpc-deadline";
+/**
+ * How far a server's clock may be ahead of a caller's before it wrongly skips requests as
+ * expired. The broker's `expiration` needs no clock, and drops what nobody picked up in time.
+ */
+export const CLOCK_SKEW_ALLOWANCE_MS = 1_000;
 /** Request header: how many times this request was redelivered before (classic queues). */
 export const ATTEMPTS_HEADER = "x-fibrpc-attempts";
 /** Header quorum queues set on a redelivery: deliveries that ended without an ack. */
 export const QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count";
 /**
  * A request redelivered this many times after failed deliveries is answered with
- * POISON_REQUEST instead of being computed again.
+ * POISON_REQUEST instead of being computed again. The broker cannot tell a crash from a lost
+ * connection or a drain, so every redelivery counts: 3 leaves room for two such faults.
  */
-export const POISON_AFTER_FAILED_DELIVERIES = 2;
+export const POISON_AFTER_FAILED_DELIVERIES = 3;
 
 /** Stable, machine-readable error codes a server puts in an error reply. */
 export const ErrorCode = {

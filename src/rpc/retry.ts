@@ -57,6 +57,8 @@ export class RetryingCaller {
     if (this.client.usable) return Promise.resolve(this.client);
     this.reconnecting ??= this.connectAgain().then(
       (client) => {
+        // The old connection may still be open (only its channel died): let it go.
+        void this.client.close({ waitForBroker: false });
         this.client = client;
         this.reconnecting = undefined;
         return client;

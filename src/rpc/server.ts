@@ -14,6 +14,7 @@ import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { injectFault, InjectedCrash, killAfterReply, type Faults } from "./faults.ts";
 import {
   ATTEMPTS_HEADER,
+  CLOCK_SKEW_ALLOWANCE_MS,
   DEADLINE_HEADER,
   decodeRequest,
   encodeError,
@@ -62,6 +63,8 @@ export class RpcServer {
   /** Heavy requests waiting for their turn (see answerHeavy), and who waits for them to finish. */
   private heavyInProgress = 0;
   private heavyDone: (() => void) | undefined;
+  /** The channel-wide limit of 1 in force while heavy requests are computed (classic queues). */
+  private heavyGate: Promise<void> | undefined;
   private readonly stats = new StatsRecorder();
   /** When the delivery being handled arrived (performance.now()), for the latency histogram. */
   private deliveredAt = 0;
@@ -139,8 +142,9 @@ export class RpcServer {
     }
     const error = connectError(err, this.target.currentUrl);
     this.target.advance();
-    // Waiting will not fix a refused login or an unverifiable certificate: say so and stop.
-    if (error.code === "ACCESS_REFUSED" || error.code === "TLS_REFUSED") {
+    // Waiting will not fix a refused login or an unverifiable certificate at start-up: say so and
+    // stop. Once serving, the same errors may be passing (a broker restarting): keep trying.
+    if (!this.connectedOnce && (error.code === "ACCESS_REFUSED" || error.code === "TLS_REFUSED")) {
       this.fatal(error);
       return;
     }
@@ -188,16 +192,17 @@ export class RpcServer {
     const request = decodeRequest(msg.content, contentType, options.maxN);
     const headers = msg.properties.headers;
     const deadline = headers?.[DEADLINE_HEADER];
-    if (typeof deadline === "number" && Date.now() > deadline) {
+    if (typeof deadline === "number" && Date.now() > deadline + CLOCK_SKEW_ALLOWANCE_MS) {
       // The caller has given up: do not compute. The reply costs nothing and explains itself if
       // anyone still listens.
-      options.log.debug(`skipped a request whose caller gave up ${Date.now() - deadline} ms ago`);
+      options.log.debug(`skipped a request whose caller gave up ${Date.now() - deadline} ms ago (by this server's clock)`);
       this.reply(channel, msg, encodeError(request.format, "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked the request up", request.ok ? request.n : undefined));
       return;
     }
-    if (msg.fields.redelivered && this.isPoison(channel, msg)) return;
+    // Only a valid request can crash a worker; an invalid one is simply refused again below.
+    if (request.ok && msg.fields.redelivered && this.isPoison(channel, msg)) return;
     if (request.ok && request.n >= HEAVY_N && options.prefetch > 1) {
-      this.answerHeavy(channel, msg, request.n, request.format);
+      void this.answerHeavy(channel, msg, request.n, request.format);
       return;
     }
     this.answer(channel, msg, request);
@@ -230,55 +235,79 @@ export class RpcServer {
   }
 
   /**
-   * Fair dispatch with prefetch > 1. A heavy request (milliseconds of CPU) would hold the
-   * requests prefetched behind it, and draw more, while other workers idle. So before computing
-   * one, the worker lowers its prefetch to 1 (basic.qos, which the broker applies to its next
-   * deliveries), lets that frame leave (the computation waits for the next event-loop turn),
-   * computes, and restores the prefetch once no heavy request is left. Light requests keep the
-   * throughput of a deep prefetch; heavy ones are spread like the tutorial's prefetch 1.
+   * Fair dispatch with prefetch > 1. A heavy request (milliseconds of CPU) would keep drawing
+   * requests to this worker while it computes, though other workers are idle. So, on a classic
+   * queue, before computing one the worker sets a channel-wide limit of 1 unacked request
+   * (basic.qos global=true, which RabbitMQ applies at once to the existing consumer, unlike the
+   * per-consumer prefetch) and waits for the broker to confirm it; after the last heavy request
+   * it lifts the limit again (0 = none). Requests the broker had already sent before the limit
+   * wait for at most that one computation. Quorum queues do not support a channel-wide limit:
+   * there, heavy requests are computed in turn like light ones.
    */
-  private answerHeavy(channel: Channel, msg: ConsumeMessage, n: number, format: DecodedRequest["format"]): void {
-    if (this.heavyInProgress++ === 0) channel.prefetch(1).catch(() => {});
+  private async answerHeavy(channel: Channel, msg: ConsumeMessage, n: number, format: DecodedRequest["format"]): Promise<void> {
     const deliveredAt = this.deliveredAt;
-    setImmediate(() => {
-      this.deliveredAt = deliveredAt;
-      try {
-        // Draining: not started yet, so it goes back to the queue for another server.
-        if (this.draining) this.republish(channel, msg);
-        else this.answer(channel, msg, { ok: true, n, format });
-      } catch (err) {
-        if (!(err instanceof InjectedCrash)) {
-          this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-          this.reply(channel, msg, encodeError(format, "INTERNAL", "the server failed while handling the request"));
-        }
-      } finally {
-        if (--this.heavyInProgress === 0) {
-          if (!this.draining) channel.prefetch(this.options.prefetch).catch(() => {});
-          this.heavyDone?.();
-        }
+    this.heavyInProgress++;
+    try {
+      if (this.options.queueType === "classic") {
+        this.heavyGate ??= channel.prefetch(1, true).then(
+          () => {},
+          () => {},
+        );
+        await this.heavyGate;
       }
-    });
+      // One heavy computation per event-loop turn, so that a drain request, acks and other
+      // deliveries are seen between them.
+      await new Promise((resolve) => setImmediate(resolve));
+      this.deliveredAt = deliveredAt;
+      // Draining: not started yet, so it goes back to the queue for another server.
+      if (this.draining) this.republish(channel, msg);
+      else this.answer(channel, msg, { ok: true, n, format });
+    } catch (err) {
+      if (!(err instanceof InjectedCrash)) {
+        this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
+        this.reply(channel, msg, encodeError(format, "INTERNAL", "the server failed while handling the request"));
+      }
+    } finally {
+      if (--this.heavyInProgress === 0) {
+        if (this.heavyGate && !this.draining) channel.prefetch(0, true).catch(() => {});
+        this.heavyGate = undefined;
+        this.heavyDone?.();
+      }
+    }
   }
 
   /**
    * Puts a delivered request back in the queue as a new message: same properties, the remaining
-   * deadline, `headers` (the broker's delivery count dropped); then acks the delivery. Unlike a
-   * nack, this does not count as a failed delivery. Both frames go through amqplib, in this
-   * order, so the copy is in the queue before the original is gone.
+   * deadline, its headers (the broker's delivery count dropped) plus `extraHeaders`; then acks the
+   * delivery. Unlike a nack, this does not count as a failed delivery.
    */
-  private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, unknown> = {}): void {
+  private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, number> = {}): void {
     const { properties } = msg;
-    const { [QUORUM_DELIVERY_COUNT_HEADER]: _count, ...headers } = properties.headers ?? {};
+    // Only string and integer headers are carried over (fibrpc's own are integers).
+    const headers: Record<string, string | number> = {};
+    for (const [key, value] of Object.entries(properties.headers ?? {})) {
+      if (key !== QUORUM_DELIVERY_COUNT_HEADER && (typeof value === "string" || Number.isSafeInteger(value))) headers[key] = value as string | number;
+    }
+    Object.assign(headers, extraHeaders);
     const deadline = headers[DEADLINE_HEADER];
-    channel.sendToQueue(this.options.queue, msg.content, {
-      replyTo: properties.replyTo,
-      correlationId: properties.correlationId,
-      contentType: properties.contentType,
+    const copy = {
+      replyTo: properties.replyTo as string | undefined,
+      correlationId: properties.correlationId as string | undefined,
+      contentType: properties.contentType as string | undefined,
       ...(typeof deadline === "number" ? { expiration: String(Math.max(1, deadline - Date.now())) } : {}),
-      headers: { ...headers, ...extraHeaders },
-    });
-    channel.ack(msg);
+      headers,
+    };
+    // Through the same path as replies and acks, so the copy is written before the ack and
+    // never between the frames of another message.
+    if (this.wire) {
+      this.wire.publish(this.options.queue, msg.content, copy);
+      this.wire.ack(msg);
+    } else {
+      channel.sendToQueue(this.options.queue, msg.content, copy);
+      channel.ack(msg);
+    }
   }
+
 
   /**
    * A redelivered request may be one that crashed a worker: stop it before it crashes the next.
@@ -345,6 +374,9 @@ export class RpcServer {
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
     // which wait one event-loop turn: let those finish too.
     if (this.heavyInProgress > 0) await new Promise<void>((resolve) => (this.heavyDone = resolve));
+    // channel.close goes through amqplib's muxer, after any frame still queued there; the
+    // connection's close frame does not, so close the channel first.
+    await channel?.close().catch(() => {});
     await this.connection?.close().catch(() => {});
   }
 }

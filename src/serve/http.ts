@@ -47,15 +47,15 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
 }
 
 export function startHttp(port: number, supervisor: Supervisor, log: Logger): { stop(): void } {
-  let snapshot: ServeSnapshot | undefined;
-  const registry = metricsRegistry(() => snapshot!);
   const server = Bun.serve({
     port,
     hostname: "0.0.0.0",
     async fetch(request) {
       const { pathname } = new URL(request.url);
       if (pathname === "/metrics") {
-        snapshot = await supervisor.collect();
+        // One registry per scrape: overlapping scrapes never mix their figures.
+        const snapshot = await supervisor.collect();
+        const registry = metricsRegistry(() => snapshot);
         return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
       }
       if (pathname === "/healthz") return new Response("ok\n");

@@ -8,6 +8,7 @@ describe("maskSecrets", () => {
     ["amqps://u:p%40ss@host/vh", "amqps://u:***@host/vh"],
     ["connect amqp://a:b@h:1 failed; amqp://c:d@h:2", "connect amqp://a:***@h:1 failed; amqp://c:***@h:2"],
     ["amqp://h:5672", "amqp://h:5672"],
+    ["amqp://u:pa/ss?w#rd@h:5672/", "amqp://u:***@h:5672/"],
     ["no url here", "no url here"],
   ];
   for (const [input, output] of cases) test(input, () => expect(maskSecrets(input)).toBe(output));
