@@ -22,13 +22,18 @@ export const UNMASKED_PASSWORD = /amqps?:\/\/[^:/\s@]+:(?!\*\*\*@)[^@\s/]+@/;
 const queues = new Set<string>();
 const connections = new Set<ChannelModel>();
 
-afterAll(async () => {
+/**
+ * Kills the processes, deletes the queues and checks the outputs of the calling test file.
+ * Each test file calls it at its top: bun shares this module between files, so a hook
+ * registered here at import would run for the first file only.
+ */
+export function cleanupAfterFile(): void {
+  afterAll(cleanup);
+}
+
+async function cleanup(): Promise<void> {
   for (const proc of processes) proc.kill("SIGKILL");
   processes.clear();
-  // No log line or error message of fibrpc shows a password given in a URL.
-  const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
-  outputs.length = 0;
-  if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
   if (queues.size > 0) {
     const conn = await connect(URL);
     const ch = await conn.createChannel();
@@ -38,7 +43,11 @@ afterAll(async () => {
   }
   for (const conn of connections) await conn.close().catch(() => {});
   connections.clear();
-});
+  // No log line or error message of fibrpc shows a password given in a URL.
+  const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
+  outputs.length = 0;
+  if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
+}
 
 /** A fresh queue name, deleted after the test file. */
 export function uniqueQueue(prefix = "fibrpc_test"): string {
@@ -158,6 +167,7 @@ export async function queueStats(queue: string): Promise<{ messageCount: number;
   const conn = await connect(URL);
   try {
     const ch = await conn.createChannel();
+    ch.on("error", () => {}); // a missing queue closes the channel: the rejection below says it
     const { messageCount, consumerCount } = await ch.checkQueue(queue);
     return { messageCount, consumerCount };
   } finally {

@@ -7,7 +7,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { longestGap, record, runLoad } from "../load.ts";
-import { ROOT, startServe, type Server } from "../helpers.ts";
+import { ROOT, startServe, type Server, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 const CLUSTER = resolve(ROOT, "scripts/cluster.sh");
 const NODE = resolve(ROOT, "scripts/broker-node.sh");

@@ -1,6 +1,8 @@
 /** `fibrpc bench` against a real serve, and against a responder that answers wrongly. */
 import { expect, test } from "bun:test";
-import { rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
+import { rawChannel, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 test("bench reports calls/s, percentiles and no errors; every answer checked", async () => {
   const queue = uniqueQueue();

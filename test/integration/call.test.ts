@@ -3,7 +3,9 @@
  * caller can meet before any server answers.
  */
 import { describe, expect, test } from "bun:test";
-import { rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
+import { rawChannel, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 /** One clear line on stderr: no stack trace, no source excerpt from the binary. */
 function expectOneLine(stderr: string) {

@@ -2,7 +2,9 @@
  * The compiled binary, started from `/` as a user would, against the real broker.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server } from "../helpers.ts";
+import { BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 const queue = uniqueQueue();
 let server: Server;

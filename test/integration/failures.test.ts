@@ -6,7 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
 import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
-import { alsoDelete, BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL } from "../helpers.ts";
+import { alsoDelete, BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 describe("no server", () => {
   test("--wait-for-server succeeds when a server starts during the wait", async () => {

@@ -4,7 +4,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startProxy } from "../proxy.ts";
-import { eventually, run, startServe, uniqueQueue } from "../helpers.ts";
+import { eventually, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 test("health follows the workers: serving, broker cut off, recovered, stopped", async () => {
   const statusFile = join(mkdtempSync(join(tmpdir(), "fibrpc-health-")), "status.json");

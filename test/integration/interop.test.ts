@@ -3,10 +3,27 @@
  * calls `fibrpc serve`, and `fibrpc call` calls its server. Both use the tutorial's queue name,
  * rpc_queue, and host 'localhost'.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { eventually, queueStats, run, startServe } from "../helpers.ts";
+import { eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
+
+// rpc_queue is the tutorial's (and fibrpc's default) queue: leave the broker as found.
+let rpcQueueExisted = true;
+beforeAll(async () => {
+  rpcQueueExisted = await queueStats("rpc_queue").then(
+    () => true,
+    () => false,
+  );
+});
+afterAll(async () => {
+  if (rpcQueueExisted) return;
+  const { conn, ch } = await rawChannel();
+  await ch.deleteQueue("rpc_queue");
+  await conn.close();
+});
 
 const TUTORIAL = resolve(import.meta.dir, "../interop/tutorial");
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is installed

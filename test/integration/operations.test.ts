@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, ROOT, run, startServe, uniqueQueue, UNMASKED_PASSWORD } from "../helpers.ts";
+import { eventually, rawChannel, ROOT, run, startServe, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 async function freePort(): Promise<number> {
   const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

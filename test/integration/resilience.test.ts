@@ -8,7 +8,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { startProxy } from "../proxy.ts";
 import { longestGap, record, runLoad } from "../load.ts";
-import { eventually, queueStats, ROOT, startServe, uniqueQueue, URL } from "../helpers.ts";
+import { eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
 

@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ROOT, run, startServe } from "../helpers.ts";
+import { ROOT, run, startServe, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
 
 const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
 const node = `fibrpc-tls-${crypto.randomUUID().slice(0, 6)}`;
