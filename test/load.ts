@@ -39,16 +39,19 @@ export interface LoadReport {
   outcomes: (CallOutcome & { attempts: number })[];
   /** Times (ms since start) of each answer, to find the longest gap in service. */
   answerTimes: number[];
+  /** The client's own log lines (retries, reconnections), for a failing test to show. */
+  clientLog: string[];
 }
 
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const lines: string[] = [];
-  const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(entry.args.join(" ")) }] });
+  const t0 = performance.now();
+  const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(`${(performance.now() - t0).toFixed(0)}ms ${entry.args.join(" ")}`) }] });
   const clientOptions = { broker: { urls: o.url.split(","), tls: {} }, queue: o.queue, replyQueue: o.replyQueue ?? "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
   const client = await RpcClient.connect(clientOptions);
   const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retries ?? 0, o.timeoutMs, log);
-  const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [] };
-  const started = performance.now();
+  const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [], clientLog: lines };
+  const started = t0;
   let next = 0;
   const worker = async () => {
     while (next < o.requests && !o.stopWhen?.()) {

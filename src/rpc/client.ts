@@ -137,7 +137,15 @@ export class RpcClient {
     return this.idPrefix + (this.nextId++).toString(36);
   }
 
-  /** False once the connection or channel is gone: make a new client. */
+  /**
+   * Stops using this client for new calls (it may be stuck: a call on it timed out); calls in
+   * flight on it still get their replies until it is closed.
+   */
+  retire(): void {
+    this.lost = true;
+  }
+
+  /** False once the connection or channel is gone (or retired): make a new client. */
   get usable(): boolean {
     return !this.lost && !this.closing;
   }

@@ -37,8 +37,10 @@ export class RetryingCaller {
     let deadline = firstDeadline;
     for (let attempt = 1; ; attempt++) {
       let outcome: CallOutcome;
+      let client: RpcClient | undefined;
       try {
-        outcome = await (await this.currentClient()).call(n, deadline, correlationId);
+        client = await this.currentClient();
+        outcome = await client.call(n, deadline, correlationId);
       } catch (err) {
         const error = err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err));
         outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
@@ -46,6 +48,9 @@ export class RetryingCaller {
       if (outcome.ok || outcome.remote || attempt > this.retries) return { ...outcome, attempts: attempt };
       const retryable = RETRYABLE.has(outcome.code) || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
       if (!retryable) return { ...outcome, attempts: attempt };
+      // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
+      // quorum queue's leader died): send the retry over a new connection.
+      if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
       const delay = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** (attempt - 1)) * (0.5 + Math.random());
       this.log.info(`fib(${n}): ${outcome.code}; retrying in ${Math.round(delay)} ms (retry ${attempt}/${this.retries})`);
       await Bun.sleep(delay);
