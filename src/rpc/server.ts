@@ -261,7 +261,10 @@ export class RpcServer {
       this.deliveredAt = deliveredAt;
       // Draining: not started yet, so it goes back to the queue for another server.
       if (this.draining) this.republish(channel, msg);
-      else this.answer(channel, msg, { ok: true, n, format });
+      else {
+        this.options.log.debug(`computing heavy fib(${n}), taking no new requests meanwhile`);
+        this.answer(channel, msg, { ok: true, n, format });
+      }
     } catch (err) {
       if (!(err instanceof InjectedCrash)) {
         this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
