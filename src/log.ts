@@ -21,8 +21,18 @@ export function isLogLevel(value: string): value is LogLevelName {
   return (LOG_LEVELS as readonly string[]).includes(value);
 }
 
+/** A plain object passed to a log call carries structured fields (shown by the JSON format). */
+function isFields(arg: unknown): arg is Record<string, unknown> {
+  return typeof arg === "object" && arg !== null && !(arg instanceof Error) && Object.getPrototypeOf(arg) === Object.prototype;
+}
+
 function text(logObj: LogObject): string {
-  return maskSecrets(logObj.args.map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : JSON.stringify(a))).join(" "));
+  return maskSecrets(
+    logObj.args
+      .filter((a) => !isFields(a))
+      .map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : JSON.stringify(a)))
+      .join(" "),
+  );
 }
 
 function levelName(logObj: LogObject): string {
@@ -44,12 +54,14 @@ function prettyReporter(color: boolean): ConsolaReporter {
   };
 }
 
-/** One JSON object per line: time, level, worker (the tag), message. */
+/** One JSON object per line: time, level, worker (the tag), message, and fields if any. */
 const jsonReporter: ConsolaReporter = {
   log: (logObj) => {
     const entry: Record<string, unknown> = { time: logObj.date.toISOString(), level: levelName(logObj) };
     if (logObj.tag) entry.worker = logObj.tag;
     entry.message = text(logObj);
+    const fields = Object.assign({}, ...logObj.args.filter(isFields));
+    if (Object.keys(fields).length > 0) entry.fields = JSON.parse(maskSecrets(JSON.stringify(fields)));
     process.stderr.write(`${JSON.stringify(entry)}\n`);
   },
 };

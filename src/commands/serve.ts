@@ -74,7 +74,15 @@ export default defineCommand({
       const logLevel = resolveLogLevel(parsed["log-level"]);
       const logFormat = resolveLogFormat(parsed["log-format"]);
       const log = resolveLogger(parsed);
-      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`);
+      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`, {
+        version,
+        queue,
+        queueType,
+        brokers: urls.map(displayUrl),
+        workers,
+        prefetch,
+        maxN,
+      });
       const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       let statusWarned = false;
       const onStatus = statusFile

@@ -140,6 +140,7 @@ describe("configuration", () => {
       expect(typeof entry.message).toBe("string");
     }
     expect(entries.some((e) => e.worker === "worker-1" || e.worker === "worker-2")).toBe(true);
+    expect(entries[0]).toMatchObject({ level: "info", fields: { queue, workers: 2, queueType: "classic", brokers: ["amqp://guest:***@127.0.0.1:5672"] } });
   });
 });
 
