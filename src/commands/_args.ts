@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import type { ArgsDef } from "citty";
 import { DEFAULT_QUEUE, DEFAULT_URL, envNameOf, fromEnv, parseBrokerUrl, setConfigFileValues } from "../config.ts";
 import { usageError } from "../errors.ts";
+import type { TlsFiles } from "../rpc/broker.ts";
 import { createLogger, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
 
 export const brokerArgs = {
@@ -60,12 +61,6 @@ export interface BrokerArgs {
   urls: string[];
   queue: string;
   tls: TlsFiles;
-}
-
-export interface TlsFiles {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
 }
 
 /**

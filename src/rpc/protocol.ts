@@ -60,13 +60,6 @@ export interface Failure {
 export type ParsedN = { ok: true; n: number } | Failure;
 export type DecodedRequest = ({ ok: true; n: number } | (Failure & { n?: number })) & { format: Format };
 
-/** Message properties a reply is published with (a subset of amqplib's Options.Publish). */
-export interface ReplyProperties {
-  correlationId?: string;
-  contentType?: string;
-  type?: string;
-}
-
 export interface EncodedMessage {
   body: Buffer;
   contentType?: string;
