@@ -22,7 +22,7 @@ export const ExitCode = {
   REMOTE_ERROR: 76,
   /** EX_NOPERM: the broker refused the credentials or the vhost. */
   ACCESS_REFUSED: 77,
-  /** EX_CONFIG: the broker's setup conflicts with ours (queue declared with other arguments), or its TLS certificate cannot be verified. */
+  /** EX_CONFIG: the broker refuses what serve needs (a deprecated feature, a queue it cannot use), or its TLS certificate cannot be verified. */
   CONFIG: 78,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -63,6 +63,7 @@ export const ClientErrorCode = {
   TIMEOUT: "TIMEOUT",
   CONNECTION_LOST: "CONNECTION_LOST",
   QUEUE_MISMATCH: "QUEUE_MISMATCH",
+  BROKER_REFUSED: "BROKER_REFUSED",
   TLS_REFUSED: "TLS_REFUSED",
   REMOTE_ERROR: "REMOTE_ERROR",
   INTERNAL: "INTERNAL",
@@ -78,6 +79,7 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
   TIMEOUT: ExitCode.TEMPORARY,
   CONNECTION_LOST: ExitCode.TEMPORARY,
   QUEUE_MISMATCH: ExitCode.CONFIG,
+  BROKER_REFUSED: ExitCode.CONFIG,
   TLS_REFUSED: ExitCode.CONFIG,
   REMOTE_ERROR: ExitCode.REMOTE_ERROR,
   INTERNAL: ExitCode.INTERNAL,

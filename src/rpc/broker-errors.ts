@@ -78,6 +78,37 @@ export function isPreconditionFailed(err: unknown): boolean {
   return code === "406" || /PRECONDITION.FAILED/.test(message);
 }
 
+/** A 406 whose reason is a declaration that differs from an existing queue's ("inequivalent arg ..."). */
+export function isInequivalent(err: unknown): boolean {
+  return isPreconditionFailed(err) && /inequivalent/i.test(describe(err).message);
+}
+
+/**
+ * RabbitMQ 4.x denying a deprecated feature (e.g. 4.3: transient non-exclusive queues, global
+ * QoS): a connection or channel close, 541 INTERNAL_ERROR or 406, "Feature `...` is deprecated".
+ */
+export function deprecatedFeature(err: unknown): string | undefined {
+  return /Feature `?([\w-]+)`? is deprecated/i.exec(describe(err).message)?.[1];
+}
+
+/**
+ * What serve does when the broker refuses its set-up in a way waiting will not fix: one line
+ * naming the refusal and what to do. Undefined for other errors.
+ */
+export function brokerRefusal(err: unknown, queue: string): FibrpcError | undefined {
+  const feature = deprecatedFeature(err);
+  if (feature !== undefined) {
+    return new FibrpcError(
+      "BROKER_REFUSED",
+      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)}); fibrpc does not use it itself, so check the queue's policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.${feature} = true)`,
+    );
+  }
+  if (isPreconditionFailed(err)) {
+    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)}); see docs/operations.md, "Broker versions"`);
+  }
+  return undefined;
+}
+
 export function isNotFound(err: unknown): boolean {
   const { code, message } = describe(err);
   return code === "404" || /NOT.FOUND/.test(message);

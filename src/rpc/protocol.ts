@@ -22,16 +22,21 @@ export const DEADLINE_HEADER = "x-fibrpc-deadline";
  * expired. The broker's `expiration` needs no clock, and drops what nobody picked up in time.
  */
 export const CLOCK_SKEW_ALLOWANCE_MS = 1_000;
-/** Request header: how many times this request was redelivered before (classic queues). */
+/** Request header: how many times this request was redelivered before (classic queues; set by fibrpc on the copy it puts back). */
 export const ATTEMPTS_HEADER = "x-fibrpc-attempts";
-/** Header quorum queues set on a redelivery: deliveries that ended without an ack. */
+/** Header quorum queues set on a redelivery: how often the request came back. */
 export const QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count";
 /**
- * A request redelivered this many times after failed deliveries is answered with
- * POISON_REQUEST instead of being computed again. The broker cannot tell a crash from a lost
- * connection or a drain, so every redelivery counts: 3 leaves room for two such faults.
+ * A request that crashed a worker this many times is answered with POISON_REQUEST instead of
+ * being computed again (the serve process's crash ledger counts only crashes while computing it).
  */
-export const POISON_AFTER_FAILED_DELIVERIES = 3;
+export const POISON_AFTER_CRASHES = 3;
+/**
+ * Backstop for crashes no ledger survives (the whole process dying): a request redelivered this
+ * many times, for any reason, is answered with POISON_REQUEST. RabbitMQ 4's default delivery
+ * limit for quorum queues is the same 20.
+ */
+export const REDELIVERY_LIMIT = 20;
 
 /** Stable, machine-readable error codes a server puts in an error reply. */
 export const ErrorCode = {
@@ -46,6 +51,7 @@ export const ErrorCode = {
   N_TOO_LARGE: "N_TOO_LARGE",
   DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
   POISON_REQUEST: "POISON_REQUEST",
+  INVALID_PROPERTY: "INVALID_PROPERTY",
   INTERNAL: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,19 +1,28 @@
 /**
- * How the request queue is declared. Classic: exactly as the tutorial's server declares it
- * (`queue_declare(queue='rpc_queue')`: not durable, not exclusive, not auto-delete, no
- * arguments), so fibrpc and tutorial servers can share one queue. Quorum: durable and
- * replicated, for clusters.
+ * How the request queue is declared, so that it works on every RabbitMQ users run today.
+ *
+ * Classic: durable, not exclusive, not auto-delete, no arguments. RabbitMQ 4.3 refuses
+ * non-durable non-exclusive queues by default (deprecated feature `transient_nonexcl_queues`),
+ * so fibrpc never declares one. Requests stay transient messages (clients publish them so), and
+ * a queue that already exists with other settings — the tutorial's server declares
+ * `queue_declare(queue='rpc_queue')`, not durable, on older brokers; an operator may add
+ * arguments — is joined as it is. Quorum: durable and replicated, for clusters, with a
+ * dead-letter queue for requests past the broker's delivery limit.
  */
-import type { Channel, Options } from "amqplib";
+import type { ChannelModel, Options } from "amqplib";
+import { brokerReason, isInequivalent } from "./broker-errors.ts";
+import { FibrpcError } from "../errors.ts";
+import { REDELIVERY_LIMIT } from "./protocol.ts";
 
 export const QUEUE_TYPES = ["classic", "quorum"] as const;
 export type QueueType = (typeof QUEUE_TYPES)[number];
 
 /**
- * Quorum queues count deliveries: past this many, the broker dead-letters a request instead of
- * delivering it again (a safety net; the server answers POISON_REQUEST well before).
+ * Quorum queues count deliveries: past this many the broker dead-letters a request instead of
+ * delivering it again. A safety net above fibrpc's own REDELIVERY_LIMIT, so that the caller of a
+ * request that keeps coming back gets a POISON_REQUEST reply from a server first.
  */
-export const QUORUM_DELIVERY_LIMIT = 5;
+export const QUORUM_DELIVERY_LIMIT = REDELIVERY_LIMIT + 5;
 
 /** Where a quorum request queue dead-letters requests that hit the delivery limit. */
 export function deadLetterQueueName(queue: string): string {
@@ -34,10 +43,47 @@ export function requestQueueOptions(queue: string, type: QueueType): Options.Ass
       },
     };
   }
-  return { durable: false, exclusive: false, autoDelete: false };
+  return { durable: true, exclusive: false, autoDelete: false };
 }
 
-export async function declareRequestQueue(channel: Channel, queue: string, type: QueueType): Promise<void> {
-  if (type === "quorum") await channel.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } });
-  await channel.assertQueue(queue, requestQueueOptions(queue, type));
+export type QueueSetup = { declared: true } | { declared: false; differences: string };
+
+/**
+ * Declares the request queue, or joins it as it is if it already exists with other settings.
+ * Runs on a channel of its own: a refused declaration closes the channel it ran on. Throws a
+ * FibrpcError (code BROKER_REFUSED) when the broker refuses what fibrpc needs.
+ */
+export async function declareOrJoinRequestQueue(model: ChannelModel, queue: string, type: QueueType): Promise<QueueSetup> {
+  const declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type)));
+  if (!declared.ok) {
+    // The broker said which argument differs ("inequivalent arg 'durable' ..."): the queue is
+    // someone else's, and consuming from it works whatever its settings.
+    if (isInequivalent(declared.error)) return { declared: false, differences: brokerReason(declared.error) };
+    throw declared.error;
+  }
+  if (type === "quorum") {
+    const dlq = await onThrowawayChannel(model, (ch) => ch.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } }));
+    if (!dlq.ok) {
+      if (isInequivalent(dlq.error)) {
+        throw new FibrpcError(
+          "BROKER_REFUSED",
+          `the dead-letter queue ${JSON.stringify(deadLetterQueueName(queue))} exists with other settings (${brokerReason(dlq.error)}); delete it (rabbitmqctl delete_queue ${deadLetterQueueName(queue)}) so that serve can declare it as a quorum queue`,
+        );
+      }
+      throw dlq.error;
+    }
+  }
+  return { declared: true };
+}
+
+async function onThrowawayChannel<T>(model: ChannelModel, work: (ch: Awaited<ReturnType<ChannelModel["createChannel"]>>) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  const ch = await model.createChannel();
+  ch.on("error", () => {}); // a refusal closes the channel: the rejection below carries it
+  try {
+    const value = await work(ch);
+    await ch.close();
+    return { ok: true, value };
+  } catch (error) {
+    return { ok: false, error };
+  }
 }

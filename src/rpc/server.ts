@@ -1,6 +1,7 @@
 /**
  * The serving side, as one worker runs it: one connection, one channel, one consumer on the
- * request queue. Per delivery: decode → compute → publish the reply → ack. The ack comes after
+ * request queue. Per delivery: `decide` (delivery.ts) says what becomes of it, and one small
+ * executor here carries that out: at most one publish, then exactly one ack. The ack comes after
  * the reply is published, so a worker that dies in between leaves the request to be redelivered
  * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"); callers ignore the
  * duplicate reply that may follow.
@@ -9,27 +10,17 @@ import { connect, type Channel, type ChannelModel, type ConsumeMessage, type Rec
 import { FibrpcError } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
-import { brokerReason, connectError, isPreconditionFailed } from "./broker-errors.ts";
+import { brokerRefusal, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
+import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
+import { decide, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
 import { injectFault, InjectedCrash, killAfterReply, type Faults } from "./faults.ts";
-import {
-  ATTEMPTS_HEADER,
-  CLOCK_SKEW_ALLOWANCE_MS,
-  DEADLINE_HEADER,
-  decodeRequest,
-  encodeError,
-  encodeResult,
-  POISON_AFTER_FAILED_DELIVERIES,
-  QUORUM_DELIVERY_COUNT_HEADER,
-  type DecodedRequest,
-  type EncodedMessage,
-} from "./protocol.ts";
-import { declareRequestQueue, type QueueType } from "./queue.ts";
+import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
+import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
 import { StatsRecorder, type WorkerStats } from "../serve/stats.ts";
-import { openWire, type Wire } from "./wire.ts";
+import { openWire, type PublishProperties, type Wire } from "./wire.ts";
 
-/** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
-export const HEAVY_N = 100_000;
+export { HEAVY_N } from "./delivery.ts";
 
 export interface ServerOptions {
   broker: BrokerTarget;
@@ -38,6 +29,8 @@ export interface ServerOptions {
   prefetch: number;
   maxN: number;
   log: Logger;
+  /** Which requests crashed workers of this process (see crash-ledger.ts). */
+  ledger?: CrashLedger;
   /** Test-only fault injection (see faults.ts). */
   faults?: Faults;
 }
@@ -47,8 +40,16 @@ export interface ServerEvents {
   onServing(): void;
   /** Not consuming any more: the connection or channel was lost; recovery is under way. */
   onInterrupted(reason: string): void;
-  /** A problem that waiting will not fix (queue declared with other arguments, login refused). */
+  /** A problem that waiting will not fix (the broker refuses the set-up, login refused). */
   onFatal(error: FibrpcError): void;
+}
+
+/** A heavy request waiting for its turn (see runHeavy). */
+interface HeavyJob {
+  channel: Channel;
+  msg: ConsumeMessage;
+  job: Extract<Fate, { kind: "compute" }>;
+  receivedAt: number;
 }
 
 export class RpcServer {
@@ -60,14 +61,16 @@ export class RpcServer {
   private consumerTag: string | undefined;
   private draining = false;
   private served = 0;
-  /** Heavy requests waiting for their turn (see answerHeavy), and who waits for them to finish. */
-  private heavyInProgress = 0;
-  private heavyDone: (() => void) | undefined;
-  /** The channel-wide limit of 1 in force while heavy requests are computed (classic queues). */
-  private heavyGate: Promise<void> | undefined;
+  private model: ChannelModel | undefined;
+  /** Heavy requests waiting for their turn, and the loop computing them (see runHeavy). */
+  private readonly heavyBacklog: HeavyJob[] = [];
+  private heavyRun: Promise<void> | undefined;
+  /** Deliveries acked already: each is acked exactly once. */
+  private readonly acked = new WeakSet<ConsumeMessage>();
+  private readonly ledger: CrashLedger;
   private readonly stats = new StatsRecorder();
-  /** When the delivery being handled arrived (performance.now()), for the latency histogram. */
-  private deliveredAt = 0;
+  /** Warned once that the queue exists with other settings. */
+  private joinedAsItIs = false;
   private connectedOnce = false;
 
   constructor(
@@ -75,6 +78,7 @@ export class RpcServer {
     private readonly events: ServerEvents,
   ) {
     this.target = new FailoverUrl(options.broker.urls);
+    this.ledger = options.ledger ?? NO_LEDGER;
   }
 
   /** Starts connecting; returns at once. Connection loss is recovered with backoff and jitter. */
@@ -111,33 +115,36 @@ export class RpcServer {
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
   }
 
-  /** Runs on every (re)connection: channel, prefetch, queue, consumer. */
+  /** Runs on every (re)connection: queue, channel, prefetch, consumer. */
   private async setup(model: ChannelModel): Promise<void> {
     const { options } = this;
+    const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
+    if (!queue.declared && !this.joinedAsItIs) {
+      this.joinedAsItIs = true;
+      options.log.warn(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
+    }
     const channel = await model.createChannel();
     channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
     channel.on("close", () => {
-      // A channel closed by the broker while the connection lives on (e.g. an ack the broker
-      // did not expect): close the connection too, so recovery rebuilds everything in one path.
+      // A channel closed by the broker while the connection lives on: close the connection too,
+      // so recovery rebuilds everything in one path.
       if (this.channel === channel && !this.draining) model.close().catch(() => {});
     });
+    // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
-    await declareRequestQueue(channel, options.queue, options.queueType);
     this.wire = openWire(model, channel);
-    const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg));
     this.channel = channel;
-    this.consumerTag = consumerTag;
+    this.model = model;
+    this.consumerTag = (await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag;
   }
 
   private onConnectFailed(err: Error): void {
     const { options } = this;
-    if (isPreconditionFailed(err)) {
-      this.fatal(
-        new FibrpcError(
-          "QUEUE_MISMATCH",
-          `queue ${JSON.stringify(options.queue)} already exists with other settings (${brokerReason(err)}); serve it with the matching --queue-type, or delete it (rabbitmqctl delete_queue ${options.queue}) and start again`,
-        ),
-      );
+    // The broker refuses the set-up (a deprecated feature, a queue it will not let us use):
+    // waiting will not change that.
+    const refusal = err instanceof FibrpcError ? err : brokerRefusal(err, options.queue);
+    if (refusal) {
+      this.fatal(refusal);
       return;
     }
     const error = connectError(err, this.target.currentUrl);
@@ -168,114 +175,137 @@ export class RpcServer {
       }
       return;
     }
-    this.deliveredAt = performance.now();
+    const receivedAt = performance.now();
     if (msg.fields.redelivered) this.stats.redelivered();
+    let fate: Fate | undefined;
     try {
-      this.handle(channel, msg);
+      const { options } = this;
+      fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: options.queueType, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg) });
+      this.carryOut(channel, msg, fate, receivedAt);
     } catch (err) {
       if (err instanceof InjectedCrash) return;
-      // Nothing thrown in here may end the worker: answer with INTERNAL and move on.
+      // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can
+      // be answered) and ack, once.
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-      this.reply(channel, msg, encodeError("text", "INTERNAL", "the server failed while handling the request"));
+      const to = fate && "to" in fate ? fate.to : undefined;
+      this.finish(channel, msg, to, encodeError("text", "INTERNAL", "the server failed while handling the request"), receivedAt);
     }
   }
 
-  private handle(channel: Channel, msg: ConsumeMessage): void {
-    const { options } = this;
-    const { replyTo, correlationId, contentType } = msg.properties;
-    if (!replyTo) {
-      // Nobody to answer: requeueing would loop forever, so ack and say so.
-      options.log.warn(`dropped a request without reply_to (correlation id ${JSON.stringify(correlationId ?? null)}): a caller must say where to reply`);
-      channel.ack(msg);
-      return;
-    }
-    const request = decodeRequest(msg.content, contentType, options.maxN);
-    const headers = msg.properties.headers;
-    const deadline = headers?.[DEADLINE_HEADER];
-    if (typeof deadline === "number" && Date.now() > deadline + CLOCK_SKEW_ALLOWANCE_MS) {
-      // The caller has given up: do not compute. The reply costs nothing and explains itself if
-      // anyone still listens.
-      options.log.debug(`skipped a request whose caller gave up ${Date.now() - deadline} ms ago (by this server's clock)`);
-      this.reply(channel, msg, encodeError(request.format, "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked the request up", request.ok ? request.n : undefined));
-      return;
-    }
-    // Only a valid request can crash a worker; an invalid one is simply refused again below.
-    if (request.ok && msg.fields.redelivered && this.isPoison(channel, msg)) return;
-    if (request.ok && request.n >= HEAVY_N && options.prefetch > 1) {
-      void this.answerHeavy(channel, msg, request.n, request.format);
-      return;
-    }
-    this.answer(channel, msg, request);
+  /** Crashes pinned on this request, looked up only where one is possible: a request seen before. */
+  private crashesOf(msg: ConsumeMessage): number {
+    const { replyTo, correlationId, headers } = msg.properties;
+    if (!msg.fields.redelivered && headers?.[ATTEMPTS_HEADER] === undefined) return 0;
+    if (typeof replyTo !== "string" || (correlationId !== undefined && typeof correlationId !== "string")) return 0;
+    return this.ledger.crashes(requestKey(replyTo, correlationId, msg.content));
   }
 
-  /** Computes (or refuses) and replies; the one place a result is produced. */
-  private answer(channel: Channel, msg: ConsumeMessage, request: DecodedRequest): void {
+  /** The executor: turns a fate into at most one publish and exactly one ack. */
+  private carryOut(channel: Channel, msg: ConsumeMessage, fate: Fate, receivedAt: number): void {
+    const { log } = this.options;
+    switch (fate.kind) {
+      case "drop":
+        log.warn(`dropped a request: ${fate.reason}`);
+        this.ack(channel, msg);
+        this.stats.answered("DROPPED", (performance.now() - receivedAt) / 1000);
+        return;
+      case "refuse":
+        log.debug(`refused a request: ${fate.reply.body.toString("utf8", 0, 200)}`);
+        return this.finish(channel, msg, fate.to, fate.reply, receivedAt);
+      case "expired":
+        // The caller has given up: do not compute. The reply costs nothing and explains itself.
+        log.debug(`skipped a request whose caller gave up ${fate.lateMs} ms ago (by this server's clock)`);
+        return this.finish(channel, msg, fate.to, fate.reply, receivedAt);
+      case "poison":
+        log.warn(`refused a request (correlation id ${preview(fate.to.correlationId ?? null)}): ${fate.why}; it is not tried again`);
+        return this.finish(channel, msg, fate.to, fate.reply, receivedAt);
+      case "republish":
+        return this.republish(channel, msg, { [ATTEMPTS_HEADER]: fate.redeliveries }, receivedAt);
+      case "compute":
+        if (fate.heavy) return this.enqueueHeavy({ channel, msg, job: fate, receivedAt });
+        return this.compute(channel, msg, fate, receivedAt);
+    }
+  }
+
+  /** Computes fib(n) and replies; the one place a result is produced. */
+  private compute(channel: Channel, msg: ConsumeMessage, job: Extract<Fate, { kind: "compute" }>, receivedAt: number): void {
     const { options } = this;
-    const { replyTo, correlationId } = msg.properties;
+    this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
     let reply: EncodedMessage;
-    if (request.ok) {
-      try {
-        if (options.faults) injectFault(options.faults, request.n, !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined);
-        reply = encodeResult(request.format, request.n, fibDecimal(request.n));
-      } catch (err) {
-        if (err instanceof InjectedCrash) throw err;
-        options.log.error(`computing fib(${request.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
-        reply = encodeError(request.format, "INTERNAL", `computing fib(${request.n}) failed on the server`, request.n);
-      }
-      options.log.debug(`fib(${request.n}) → ${reply.body.length} bytes to ${replyTo}`);
-    } else {
-      options.log.debug(`refused a request: ${request.code}: ${request.message}`);
-      reply = encodeError(request.format, request.code, request.message, request.n);
+    try {
+      if (options.faults) injectFault(options.faults, job.n, !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined);
+      reply = encodeResult(job.format, job.n, fibDecimal(job.n));
+    } catch (err) {
+      if (err instanceof InjectedCrash) throw err;
+      options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
+      reply = encodeError(job.format, "INTERNAL", `computing fib(${job.n}) failed on the server`, job.n);
     }
-    if (request.ok && options.faults && killAfterReply(options.faults, request.n)) {
-      this.publishReply(channel, replyTo as string, correlationId, reply);
+    options.log.debug(`fib(${job.n}) → ${reply.body.length} bytes to ${job.to.replyTo}`);
+    if (options.faults && killAfterReply(options.faults, job.n)) {
+      this.publish(job.to, reply);
       throw new InjectedCrash();
     }
-    this.reply(channel, msg, reply);
+    this.finish(channel, msg, job.to, reply, receivedAt);
+    this.ledger.end();
   }
 
   /**
    * Fair dispatch with prefetch > 1. A heavy request (milliseconds of CPU) would keep drawing
-   * requests to this worker while it computes, though other workers are idle. So, on a classic
-   * queue, before computing one the worker sets a channel-wide limit of 1 unacked request
-   * (basic.qos global=true, which RabbitMQ applies at once to the existing consumer, unlike the
-   * per-consumer prefetch) and waits for the broker to confirm it; after the last heavy request
-   * it lifts the limit again (0 = none). Requests the broker had already sent before the limit
-   * wait for at most that one computation. Quorum queues do not support a channel-wide limit:
-   * there, heavy requests are computed in turn like light ones.
+   * requests to this worker while it computes, though other workers are idle. So before computing
+   * one, the worker cancels its consumer (the broker delivers nothing more to it from cancel-ok
+   * on) and consumes again once its heavy requests are done. Requests the broker had already sent
+   * wait for at most that computation; light ones among them are answered at once. A per-consumer
+   * prefetch cannot be lowered on a live consumer, and RabbitMQ 4.3 refuses the channel-wide
+   * (global) limit fibrpc used before.
    */
-  private async answerHeavy(channel: Channel, msg: ConsumeMessage, n: number, format: DecodedRequest["format"]): Promise<void> {
-    const deliveredAt = this.deliveredAt;
-    this.heavyInProgress++;
-    try {
-      if (this.options.queueType === "classic") {
-        this.heavyGate ??= channel.prefetch(1, true).then(
-          () => {},
-          () => {},
-        );
-        await this.heavyGate;
-      }
-      // One heavy computation per event-loop turn, so that a drain request, acks and other
-      // deliveries are seen between them.
+  private enqueueHeavy(item: HeavyJob): void {
+    this.heavyBacklog.push(item);
+    this.heavyRun ??= this.runHeavy(item.channel).finally(() => {
+      this.heavyRun = undefined;
+    });
+  }
+
+  private async runHeavy(channel: Channel): Promise<void> {
+    await this.pauseConsuming(channel);
+    while (this.heavyBacklog.length > 0) {
+      // One computation per event-loop turn: between two, the socket is read and written (acks
+      // and replies go out, a drain request or other deliveries come in).
       await new Promise((resolve) => setImmediate(resolve));
-      this.deliveredAt = deliveredAt;
-      // Draining: not started yet, so it goes back to the queue for another server.
-      if (this.draining) this.republish(channel, msg);
-      else {
-        this.options.log.debug(`computing heavy fib(${n}), taking no new requests meanwhile`);
-        this.answer(channel, msg, { ok: true, n, format });
-      }
-    } catch (err) {
-      if (!(err instanceof InjectedCrash)) {
+      const item = this.heavyBacklog.shift()!;
+      // Its channel is gone (connection lost): the broker has put the request back already.
+      if (item.channel !== this.channel) continue;
+      try {
+        // Draining: not started yet, so it goes back to the queue for another server.
+        if (this.draining) this.republish(item.channel, item.msg, {}, item.receivedAt);
+        else {
+          this.options.log.debug(`computing heavy fib(${item.job.n}), taking no new requests meanwhile`);
+          this.compute(item.channel, item.msg, item.job, item.receivedAt);
+        }
+      } catch (err) {
+        if (err instanceof InjectedCrash) return;
         this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-        this.reply(channel, msg, encodeError(format, "INTERNAL", "the server failed while handling the request"));
+        this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
       }
-    } finally {
-      if (--this.heavyInProgress === 0) {
-        if (this.heavyGate && !this.draining) channel.prefetch(0, true).catch(() => {});
-        this.heavyGate = undefined;
-        this.heavyDone?.();
-      }
+    }
+    if (!this.draining && this.channel === channel) await this.resumeConsuming(channel);
+  }
+
+  private async pauseConsuming(channel: Channel): Promise<void> {
+    const tag = this.consumerTag;
+    this.consumerTag = undefined;
+    if (tag) await channel.cancel(tag).catch(() => {});
+  }
+
+  private async resumeConsuming(channel: Channel): Promise<void> {
+    const model = this.model;
+    if (!model) return;
+    try {
+      const { consumerTag } = await channel.consume(this.options.queue, (msg) => this.onDelivery(channel, model, msg));
+      // A drain that began meanwhile found no consumer to cancel: cancel this one.
+      if (this.draining || this.channel !== channel) await channel.cancel(consumerTag).catch(() => {});
+      else this.consumerTag = consumerTag;
+    } catch {
+      // The channel is gone: recovery consumes again on the new one.
     }
   }
 
@@ -284,77 +314,71 @@ export class RpcServer {
    * deadline, its headers (the broker's delivery count dropped) plus `extraHeaders`; then acks the
    * delivery. Unlike a nack, this does not count as a failed delivery.
    */
-  private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, number> = {}): void {
+  private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, number>, receivedAt: number): void {
     const { properties } = msg;
-    // Only string and integer headers are carried over (fibrpc's own are integers).
+    // Only what fibrpc can write back exactly: string and integer headers under UTF-8 names
+    // (fibrpc's own are integers).
     const headers: Record<string, string | number> = {};
-    for (const [key, value] of Object.entries(properties.headers ?? {})) {
-      if (key !== QUORUM_DELIVERY_COUNT_HEADER && (typeof value === "string" || Number.isSafeInteger(value))) headers[key] = value as string | number;
+    for (const [key, value] of Object.entries((properties.headers ?? {}) as Record<string, unknown>)) {
+      if (key === QUORUM_DELIVERY_COUNT_HEADER || !isFaithfulShortString(key)) continue;
+      if (typeof value === "string" || (typeof value === "number" && Number.isSafeInteger(value))) headers[key] = value;
     }
     Object.assign(headers, extraHeaders);
-    const deadline = headers[DEADLINE_HEADER];
-    const copy = {
-      replyTo: properties.replyTo as string | undefined,
+    const deadline = readDeadline(properties.headers);
+    const copy: PublishProperties = {
+      replyTo: properties.replyTo as string,
       correlationId: properties.correlationId as string | undefined,
       contentType: properties.contentType as string | undefined,
-      ...(typeof deadline === "number" ? { expiration: String(Math.max(1, deadline - Date.now())) } : {}),
       headers,
     };
-    // Through the same path as replies and acks, so the copy is written before the ack and
-    // never between the frames of another message.
-    if (this.wire) {
-      this.wire.publish(this.options.queue, msg.content, copy);
-      this.wire.ack(msg);
-    } else {
-      channel.sendToQueue(this.options.queue, msg.content, copy);
-      channel.ack(msg);
+    if (deadline.ok && deadline.at !== undefined) copy.expiration = String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline.at - Date.now()))));
+    try {
+      this.publishTo(this.options.queue, msg.content, copy);
+    } catch (err) {
+      // Cannot happen with what decide() lets through; if it does, answer rather than lose it.
+      this.options.log.error(`could not put a request back in the queue: ${err instanceof Error ? err.message : String(err)}`);
+      const to: Address = { replyTo: copy.replyTo!, correlationId: copy.correlationId };
+      return this.finish(channel, msg, to, encodeError("text", "INTERNAL", "the server could not requeue the request"), receivedAt);
+    }
+    this.ack(channel, msg);
+  }
+
+  /** Publishes the reply (if anyone can be answered), then acks: in this order, in one socket write with the fast path. */
+  private finish(channel: Channel, msg: ConsumeMessage, to: Address | undefined, reply: EncodedMessage, receivedAt: number): void {
+    if (to) this.publish(to, reply);
+    this.ack(channel, msg);
+    this.served++;
+    this.stats.answered(reply.code ?? "ok", (performance.now() - receivedAt) / 1000);
+  }
+
+  /** Publishes one reply. A reply that cannot be sent is logged, never thrown: it must not cost the channel. */
+  private publish(to: Address, reply: EncodedMessage): void {
+    try {
+      this.publishTo(to.replyTo, reply.body, { correlationId: to.correlationId, contentType: reply.contentType, type: reply.type });
+    } catch (err) {
+      this.options.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
+  private publishTo(routingKey: string, body: Uint8Array, properties: PublishProperties): void {
+    if (this.wire) this.wire.publish(routingKey, body, properties);
+    else this.channel?.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), properties);
+  }
 
   /**
-   * A redelivered request may be one that crashed a worker: stop it before it crashes the next.
-   * Quorum queues count failed deliveries themselves (x-delivery-count); for classic queues the
-   * request is republished once with a count of its own (x-fibrpc-attempts) and acked. Either
-   * way, after POISON_AFTER_FAILED_DELIVERIES failed deliveries the caller gets a POISON_REQUEST
-   * error reply. A request redelivered for another reason (a server draining, a connection
-   * lost) is served normally: fib is idempotent. Returns true when the delivery was dealt with.
+   * Acks a delivery exactly once, and only on the channel it came from: an unknown or repeated
+   * delivery tag would make the broker close the channel (406 PRECONDITION_FAILED).
    */
-  private isPoison(channel: Channel, msg: ConsumeMessage): boolean {
-    const headers = msg.properties.headers ?? {};
-    const quorumCount = headers[QUORUM_DELIVERY_COUNT_HEADER];
-    const failedDeliveries = typeof quorumCount === "number" ? quorumCount : (Number(headers[ATTEMPTS_HEADER]) || 0) + 1;
-    if (failedDeliveries >= POISON_AFTER_FAILED_DELIVERIES) {
-      this.options.log.warn(`refused a request delivered ${failedDeliveries + 1} times (correlation id ${JSON.stringify(msg.properties.correlationId ?? null)}): it failed every time`);
-      const format = msg.properties.contentType?.startsWith("application/json") ? "json" : "text";
-      this.reply(channel, msg, encodeError(format, "POISON_REQUEST", `the request was delivered ${failedDeliveries + 1} times and never completed; it is not tried again`));
-      return true;
-    }
-    if (typeof quorumCount === "number") return false;
-    // Classic queue: carry the count on a copy, since the broker keeps none.
-    this.republish(channel, msg, { [ATTEMPTS_HEADER]: failedDeliveries });
-    return true;
-  }
-
-  /** Publishes the reply, then acks: in this order, in one socket write with the fast path. */
-  private reply(channel: Channel, msg: ConsumeMessage, reply: EncodedMessage): void {
-    const { replyTo, correlationId } = msg.properties;
-    if (replyTo) this.publishReply(channel, replyTo, correlationId, reply);
+  private ack(channel: Channel, msg: ConsumeMessage): void {
+    if (channel !== this.channel || this.acked.has(msg)) return;
+    this.acked.add(msg);
     if (this.wire) this.wire.ack(msg);
     else channel.ack(msg);
-    this.served++;
-    this.stats.answered(reply.code ?? "ok", (performance.now() - this.deliveredAt) / 1000);
   }
 
   /** Counters for /metrics (see serve/stats.ts). */
   statsSnapshot(): WorkerStats {
-    return this.stats.snapshot(this.heavyInProgress);
-  }
-
-  private publishReply(channel: Channel, replyTo: string, correlationId: string | undefined, reply: EncodedMessage): void {
-    const properties = { correlationId, contentType: reply.contentType, type: reply.type };
-    if (this.wire) this.wire.publish(replyTo, reply.body, properties);
-    else channel.publish("", replyTo, reply.body, properties);
+    return this.stats.snapshot(this.heavyBacklog.length);
   }
 
   get requestsServed(): number {
@@ -369,14 +393,15 @@ export class RpcServer {
   async drain(): Promise<void> {
     this.draining = true;
     const { channel, consumerTag } = this;
+    this.consumerTag = undefined;
     try {
       if (channel && consumerTag) await channel.cancel(consumerTag);
     } catch {
       // channel already gone: its unacked deliveries are back in the queue
     }
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
-    // which wait one event-loop turn: let those finish too.
-    if (this.heavyInProgress > 0) await new Promise<void>((resolve) => (this.heavyDone = resolve));
+    // which wait their turn: the one being computed finishes, the others go back to the queue.
+    await this.heavyRun;
     // channel.close goes through amqplib's muxer, after any frame still queued there; the
     // connection's close frame does not, so close the channel first.
     await channel?.close().catch(() => {});

@@ -3,6 +3,7 @@ import type { ExitCode } from "../errors.ts";
 import type { LogFormat, LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { QueueType } from "../rpc/queue.ts";
+import type { LedgerConfig } from "./crash-ledger.ts";
 import type { WorkerStats } from "./stats.ts";
 
 export interface WorkerConfig {
@@ -14,11 +15,18 @@ export interface WorkerConfig {
   maxN: number;
   logLevel: LogLevelName;
   logFormat: LogFormat;
+  /** This worker's slot of the process's crash ledger. */
+  ledger: LedgerConfig;
   /** FIBRPC_TEST_FAULTS, for the test suite only. */
   faults?: string;
 }
 
-export type ToWorker = { type: "start"; config: WorkerConfig } | { type: "drain" } | { type: "stats"; id: number };
+export type ToWorker =
+  | { type: "start"; config: WorkerConfig }
+  | { type: "drain" }
+  | { type: "stats"; id: number }
+  /** A worker died computing the request with this key: its crash count so far. */
+  | { type: "crashed"; key: string; count: number };
 
 export type FromWorker =
   | { type: "serving" }

@@ -7,12 +7,13 @@ import { ExitCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { WORKER_URL } from "../paths.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
+import { CrashBook } from "./crash-ledger.ts";
 import { addStats, emptyStats, type WorkerStats } from "./stats.ts";
 
 export interface SupervisorOptions {
   workers: number;
   drainTimeoutMs: number;
-  worker: Omit<WorkerConfig, "id">;
+  worker: Omit<WorkerConfig, "id" | "ledger">;
   log: Logger;
   /** Told how many workers are serving: on every change, and every few seconds as a heartbeat. */
   onStatus?: (serving: number, workers: number) => void;
@@ -65,6 +66,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
   let statsRequest = 0;
   const statsWaiters = new Map<number, Map<number, (stats: WorkerStats) => void>>();
   let stopping = false;
+  const crashBook = new CrashBook(slots.length);
   let lastReported = -1;
   let everAllUp = false;
   let finish: (code: ExitCode) => void = () => {};
@@ -97,7 +99,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       log.error(`worker ${slot.id} failed: ${event.message}`);
     };
     worker.addEventListener("close", () => onWorkerClosed(slot, worker));
-    post(slot, { type: "start", config: { ...options.worker, id: slot.id } });
+    post(slot, { type: "start", config: { ...options.worker, id: slot.id, ledger: crashBook.configFor(slot.id - 1) } });
   };
 
   const onWorkerMessage = (slot: Slot, message: FromWorker) => {
@@ -133,8 +135,16 @@ export function supervise(options: SupervisorOptions): Supervisor {
     retired = addStats(retired, { ...slot.lastStats, inFlight: 0 });
     slot.lastStats = emptyStats();
     if (stopping) {
+      crashBook.clear(slot.id - 1);
       if (slots.every((s) => !s.worker)) finish(exitCode);
       return;
+    }
+    // Which request it was computing, if any, is the one that killed it: every worker learns it,
+    // so the request is refused as poison once it has crashed workers often enough.
+    const pinned = crashBook.pinCrash(slot.id - 1);
+    if (pinned) {
+      log.warn(`worker ${slot.id} died while computing a request (crash ${pinned.count} pinned on it)`);
+      for (const other of slots) post(other, { type: "crashed", ...pinned });
     }
     const now = Date.now();
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];

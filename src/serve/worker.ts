@@ -5,6 +5,7 @@
 import { createLogger } from "../log.ts";
 import { parseFaults } from "../rpc/faults.ts";
 import { RpcServer } from "../rpc/server.ts";
+import { WorkerLedger } from "./crash-ledger.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 
 declare const self: Worker;
@@ -14,14 +15,16 @@ function send(message: FromWorker): void {
 }
 
 let server: RpcServer | undefined;
+let ledger: WorkerLedger | undefined;
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "start") {
     const { config } = message;
     const log = createLogger(config.logLevel, `worker-${config.id}`, config.logFormat);
+    ledger = new WorkerLedger(config.ledger);
     server = new RpcServer(
-      { ...config, log, faults: parseFaults(config.faults) },
+      { ...config, log, ledger, faults: parseFaults(config.faults) },
       {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),
@@ -31,6 +34,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     await server.start();
   } else if (message.type === "stats") {
     if (server) send({ type: "stats", id: message.id, stats: server.statsSnapshot() });
+  } else if (message.type === "crashed") {
+    ledger?.record(message.key, message.count);
   } else if (message.type === "drain") {
     await server?.drain();
     send({ type: "drained", served: server?.requestsServed ?? 0 });

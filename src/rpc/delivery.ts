@@ -1,0 +1,178 @@
+/**
+ * What becomes of one delivered request, decided by one pure function from what the client sent,
+ * the clock and the crash ledger. Every field of a delivery is untrusted input: whatever a client
+ * puts in it, `decide` returns exactly one fate, and the server's executor (server.ts) turns that
+ * fate into at most one publish and exactly one ack.
+ *
+ * The request contract is in docs/protocol.md ("What a server reads"); the checks here are it.
+ */
+import {
+  ATTEMPTS_HEADER,
+  CLOCK_SKEW_ALLOWANCE_MS,
+  DEADLINE_HEADER,
+  decodeRequest,
+  encodeError,
+  POISON_AFTER_CRASHES,
+  QUORUM_DELIVERY_COUNT_HEADER,
+  REDELIVERY_LIMIT,
+  type EncodedMessage,
+  type Format,
+} from "./protocol.ts";
+import type { QueueType } from "./queue.ts";
+
+/** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
+export const HEAVY_N = 100_000;
+
+/** AMQP 0-9-1 short strings (reply_to, correlation_id, ...) hold at most 255 bytes. */
+const SHORT_STRING_MAX_BYTES = 255;
+/**
+ * RabbitMQ refuses a per-message `expiration` above 2^32-1 ms (rabbit_misc:check_expiry), and it
+ * closes the publishing channel when it does.
+ */
+export const MAX_EXPIRATION_MS = 4_294_967_295;
+
+/** The parts of an amqplib delivery that decide its fate, all as untrusted as they come. */
+export interface Delivery {
+  content: Uint8Array;
+  fields: { redelivered: boolean };
+  properties: { replyTo?: unknown; correlationId?: unknown; contentType?: unknown; headers?: unknown };
+}
+
+export interface Circumstances {
+  /** Date.now() when the delivery is handled. */
+  now: number;
+  maxN: number;
+  queueType: QueueType;
+  /** Whether heavy requests are computed one at a time with the consumer paused (prefetch > 1). */
+  pauseForHeavy: boolean;
+  /** How many times a worker of this process died computing this request (the crash ledger). */
+  crashes: number;
+}
+
+/** Where the reply goes: `correlationId` undefined means the reply carries none. */
+export interface Address {
+  replyTo: string;
+  correlationId: string | undefined;
+}
+
+export type Fate =
+  /** Nobody can be answered: ack, and say why in one log line. */
+  | { kind: "drop"; reason: string }
+  /** An invalid request or property: error reply, ack. */
+  | { kind: "refuse"; to: Address; reply: EncodedMessage }
+  /** The caller has given up: error reply (it costs nothing), ack, no computing. */
+  | { kind: "expired"; to: Address; reply: EncodedMessage; lateMs: number }
+  /** It crashed workers (or came back too often): error reply instead of another try. */
+  | { kind: "poison"; to: Address; reply: EncodedMessage; why: string }
+  /** Classic queue, redelivered: put back a copy that carries the count, ack this one. */
+  | { kind: "republish"; redeliveries: number }
+  | { kind: "compute"; to: Address; n: number; format: Format; heavy: boolean };
+
+/**
+ * A short string as amqplib decoded it (UTF-8, invalid bytes as U+FFFD) can be sent back only if
+ * it was valid UTF-8 and still fits: otherwise what goes out is not what came in, or cannot be
+ * encoded at all.
+ */
+export function isFaithfulShortString(value: string): boolean {
+  return !value.includes("\uFFFD") && Buffer.byteLength(value, "utf8") <= SHORT_STRING_MAX_BYTES;
+}
+
+/** Untrusted text for a log line or error message: escaped and short. */
+export function preview(value: unknown): string {
+  const text = typeof value === "string" ? value : String(value);
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+}
+
+type Deadline = { ok: true; at: number | undefined } | { ok: false; message: string };
+
+/** The caller's deadline header: absent, or a finite number of ms since the Unix epoch. */
+export function readDeadline(headers: Record<string, unknown> | undefined): Deadline {
+  const value = headers?.[DEADLINE_HEADER];
+  if (value === undefined) return { ok: true, at: undefined };
+  if (typeof value === "number" && Number.isFinite(value)) return { ok: true, at: value };
+  return { ok: false, message: `header ${DEADLINE_HEADER} must be a number (ms since the Unix epoch), got ${describeValue(value)}` };
+}
+
+/** A count fibrpc itself wrote (x-fibrpc-attempts), or 0 if a client forged something else. */
+function readCount(value: unknown): number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return "void";
+  if (typeof value === "object") return Buffer.isBuffer(value) ? "a byte array" : Array.isArray(value) ? "an array" : "a table";
+  return `${typeof value} ${preview(value)}`;
+}
+
+function tableOf(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+/** Decides what becomes of one delivery. Pure: never throws, touches nothing. */
+export function decide(delivery: Delivery, c: Circumstances): Fate {
+  const { replyTo, correlationId, contentType } = delivery.properties;
+  if (typeof replyTo !== "string" || replyTo === "") {
+    return { kind: "drop", reason: `it has no reply_to (correlation id ${preview(correlationId ?? null)}): a caller must say where to reply` };
+  }
+  if (!isFaithfulShortString(replyTo)) {
+    return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), so no reply can be addressed to it` };
+  }
+  const headers = tableOf(delivery.properties.headers);
+  const request = decodeRequest(delivery.content, typeof contentType === "string" ? contentType : undefined, c.maxN);
+  const n = request.n;
+
+  if (correlationId !== undefined && (typeof correlationId !== "string" || !isFaithfulShortString(correlationId))) {
+    return {
+      kind: "refuse",
+      to: { replyTo, correlationId: undefined },
+      reply: encodeError(request.format, "INVALID_PROPERTY", `correlation_id ${preview(correlationId)} is not valid UTF-8 (or longer than 255 bytes once decoded), so it cannot be echoed; send a UTF-8 correlation_id`, n),
+    };
+  }
+  const to: Address = { replyTo, correlationId };
+
+  const deadline = readDeadline(headers);
+  if (!deadline.ok) return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
+  if (deadline.at !== undefined && c.now > deadline.at + CLOCK_SKEW_ALLOWANCE_MS) {
+    return {
+      kind: "expired",
+      to,
+      lateMs: c.now - deadline.at,
+      reply: encodeError(request.format, "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked the request up", n),
+    };
+  }
+  if (!request.ok) return { kind: "refuse", to, reply: encodeError(request.format, request.code, request.message, request.n) };
+
+  // Poison: a request that crashed workers of this process POISON_AFTER_CRASHES times is not
+  // tried again. Redeliveries for other reasons (a connection lost, a broker restarted, another
+  // request's crash) do not count: fib is idempotent, so they are simply answered.
+  if (c.crashes >= POISON_AFTER_CRASHES) {
+    return { kind: "poison", to, why: `it crashed a worker ${c.crashes} times`, reply: poisonReply(request.format, `the request crashed a server ${c.crashes} times; it is not tried again`, request.n) };
+  }
+  // The ledger dies with the process. As a backstop against requests that take the whole process
+  // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
+  if (delivery.fields.redelivered || (headers !== undefined && ATTEMPTS_HEADER in headers)) {
+    const redeliveries = countRedeliveries(delivery, headers, c.queueType);
+    if (redeliveries >= REDELIVERY_LIMIT) {
+      return { kind: "poison", to, why: `it was redelivered ${redeliveries} times`, reply: poisonReply(request.format, `the request was redelivered ${redeliveries} times without being answered; it is not tried again`, request.n) };
+    }
+    // A classic queue keeps no count: carry it on a copy.
+    if (c.queueType === "classic" && delivery.fields.redelivered) return { kind: "republish", redeliveries };
+  }
+  return { kind: "compute", to, n: request.n, format: request.format, heavy: c.pauseForHeavy && request.n >= HEAVY_N };
+}
+
+/**
+ * How often this request was delivered again. Quorum queues: RabbitMQ's x-delivery-count, set on
+ * redelivery (before 4.3 it counts every return, from 4.3 on only failed ones). Classic queues:
+ * fibrpc's own x-fibrpc-attempts on the copy it put back, plus this redelivery. A header the
+ * broker did not set (a first delivery's) can only be the client's own: ignored.
+ */
+function countRedeliveries(delivery: Delivery, headers: Record<string, unknown> | undefined, queueType: QueueType): number {
+  const { redelivered } = delivery.fields;
+  if (queueType === "quorum") return redelivered ? readCount(headers?.[QUORUM_DELIVERY_COUNT_HEADER]) : 0;
+  return readCount(headers?.[ATTEMPTS_HEADER]) + (redelivered ? 1 : 0);
+}
+
+function poisonReply(format: Format, message: string, n: number): EncodedMessage {
+  return encodeError(format, "POISON_REQUEST", message, n);
+}
