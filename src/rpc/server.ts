@@ -42,6 +42,8 @@ export interface ServerEvents {
   onInterrupted(reason: string): void;
   /** A problem that waiting will not fix (the broker refuses the set-up, login refused). */
   onFatal(error: FibrpcError): void;
+  /** Something the operator should know, the same for every worker (say it once). */
+  onNotice(message: string): void;
 }
 
 /** A heavy request waiting for its turn (see runHeavy). */
@@ -69,8 +71,6 @@ export class RpcServer {
   private readonly acked = new WeakSet<ConsumeMessage>();
   private readonly ledger: CrashLedger;
   private readonly stats = new StatsRecorder();
-  /** Warned once that the queue exists with other settings. */
-  private joinedAsItIs = false;
   private connectedOnce = false;
 
   constructor(
@@ -85,7 +85,7 @@ export class RpcServer {
   async start(): Promise<void> {
     const { options, target } = this;
     this.connection = await connect(target.target(), {
-      ...socketOptions(options.broker.tls),
+      ...socketOptions(options.broker.tls, target.socketTimeout),
       clientProperties: { connection_name: "fibrpc serve" },
       recovery: {
         waitForConnect: false,
@@ -119,10 +119,7 @@ export class RpcServer {
   private async setup(model: ChannelModel): Promise<void> {
     const { options } = this;
     const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
-    if (!queue.declared && !this.joinedAsItIs) {
-      this.joinedAsItIs = true;
-      options.log.warn(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
-    }
+    if (!queue.declared) this.events.onNotice(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
     const channel = await model.createChannel();
     channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
     channel.on("close", () => {

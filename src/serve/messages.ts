@@ -32,5 +32,6 @@ export type FromWorker =
   | { type: "serving" }
   | { type: "interrupted"; reason: string }
   | { type: "fatal"; message: string; exitCode: ExitCode }
+  | { type: "notice"; message: string }
   | { type: "drained"; served: number }
   | { type: "stats"; id: number; stats: WorkerStats };

@@ -67,6 +67,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
   const statsWaiters = new Map<number, Map<number, (stats: WorkerStats) => void>>();
   let stopping = false;
   const crashBook = new CrashBook(slots.length);
+  const notices = new Set<string>();
   let lastReported = -1;
   let everAllUp = false;
   let finish: (code: ExitCode) => void = () => {};
@@ -117,6 +118,11 @@ export function supervise(options: SupervisorOptions): Supervisor {
         // Every worker meets the same problem; say it once.
         if (!stopping) log.error(message.message);
         shutdown(message.exitCode);
+        break;
+      case "notice":
+        // Every worker meets the same situation; say it once per process.
+        if (!notices.has(message.message)) log.warn(message.message);
+        notices.add(message.message);
         break;
       case "drained":
         log.debug(`worker ${slot.id} drained after serving ${message.served} requests`);

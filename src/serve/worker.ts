@@ -29,6 +29,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),
         onFatal: (error) => send({ type: "fatal", message: error.message, exitCode: error.exitCode }),
+        onNotice: (notice) => send({ type: "notice", message: notice }),
       },
     );
     await server.start();

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
 import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
+import { startProxy } from "../proxy.ts";
 import { alsoDelete, BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -156,15 +157,52 @@ describe("poison requests are not redelivered forever", () => {
       const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType], { FIBRPC_TEST_FAULTS: "crash=14" });
       const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "14"]);
       expect(stdout).toBe("");
-      expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request was delivered 4 times and never completed/);
+      expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times; it is not tried again/);
       expect(code).toBe(76);
       await server.waitForLog(/(worker 1 died unexpectedly[\s\S]*){3}/, 5000);
       expect(server.log.match(/worker 1 died unexpectedly/g)).toHaveLength(3);
+      expect(server.log.match(/worker 1 died while computing a request \(crash \d pinned on it\)/g)).toHaveLength(3);
       // Redelivered requests that did not fail are served normally, and serving goes on.
       const next = await run(["call", "--queue", queue, "15"]);
       expect(next).toMatchObject({ code: 0, stdout: "610\n" });
       expect(await queueStats(queue)).toMatchObject({ messageCount: 0 });
       expect(await server.stop()).toBe(0);
+    });
+  }
+});
+
+describe("poison accounting is fair", () => {
+  for (const queueType of ["classic", "quorum"] as const) {
+    test(`${queueType}: a request redelivered 4 times because its connection dropped is answered, not refused as poison`, async () => {
+      const queue = uniqueQueue();
+      if (queueType === "quorum") alsoDelete(deadLetterQueueName(queue));
+      const proxy = await startProxy(5672);
+      try {
+        // fib(10,000,000) takes ~0.4 s: long enough to cut the connection while it is computed,
+        // so the reply and ack are lost and the broker redelivers the request.
+        const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType, "--max-n", "10000000", "--log-level", "debug", "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+        const { ch } = await rawChannel();
+        const { queue: callback } = await ch.assertQueue("", { exclusive: true });
+        const reply = new Promise<{ type?: string; length: number }>((resolve) => {
+          void ch.consume(callback, (msg) => msg && resolve({ type: msg.properties.type, length: msg.content.length }), { noAck: true });
+        });
+        ch.sendToQueue(queue, Buffer.from("10000000"), { replyTo: callback, correlationId: "fair" });
+        for (let cut = 1; cut <= 4; cut++) {
+          const from = server.log.length;
+          await server.waitForLog(/computing fib\(10000000\)|computing heavy fib\(10000000\)|fib\(10000000\) →/, 20_000, from);
+          expect(proxy.cut()).toBeGreaterThan(0);
+          await server.waitForLog(/1\/1 workers serving/, 20_000, from);
+        }
+        // The fifth delivery is let through: answered with the result, not POISON_REQUEST.
+        const answer = await reply;
+        expect(answer.type).toBeUndefined();
+        expect(answer.length).toBe(2_089_877);
+        expect(server.log).not.toMatch(/POISON|not tried again/);
+        expect(await queueStats(queue)).toMatchObject({ messageCount: 0 });
+        expect(await server.stop()).toBe(0);
+      } finally {
+        await proxy.close();
+      }
     });
   }
 });
