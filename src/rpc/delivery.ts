@@ -12,9 +12,11 @@ import {
   DEADLINE_HEADER,
   decodeRequest,
   encodeError,
+  JSON_CONTENT_TYPE,
   POISON_AFTER_CRASHES,
   QUORUM_DELIVERY_COUNT_HEADER,
   REDELIVERY_LIMIT,
+  type DecodedRequest,
   type EncodedMessage,
   type Format,
 } from "./protocol.ts";
@@ -118,7 +120,11 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), so no reply can be addressed to it` };
   }
   const headers = tableOf(delivery.properties.headers);
-  const request = decodeRequest(delivery.content, typeof contentType === "string" ? contentType : undefined, c.maxN);
+  // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
+  const readableType = typeof contentType !== "string" || isFaithfulShortString(contentType);
+  const request: DecodedRequest = readableType
+    ? decodeRequest(delivery.content, typeof contentType === "string" ? contentType : undefined, c.maxN)
+    : { ok: false, code: "UNSUPPORTED_CONTENT_TYPE", message: `content type ${preview(contentType)} is not valid UTF-8; send decimal text with no content type, or ${JSON_CONTENT_TYPE}`, format: "text" };
   const n = request.n;
 
   if (correlationId !== undefined && (typeof correlationId !== "string" || !isFaithfulShortString(correlationId))) {

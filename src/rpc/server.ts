@@ -60,7 +60,8 @@ export class RpcServer {
   private channel: Channel | undefined;
   /** Fast path for replies and acks (see wire.ts); undefined means amqplib's own. */
   private wire: Wire | undefined;
-  private consumerTag: string | undefined;
+  /** The consumer tags on the current channel (two for a moment while switching, see switchConsumer). */
+  private readonly consumers = new Set<string>();
   private draining = false;
   private served = 0;
   private model: ChannelModel | undefined;
@@ -132,7 +133,8 @@ export class RpcServer {
     this.wire = openWire(model, channel);
     this.channel = channel;
     this.model = model;
-    this.consumerTag = (await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag;
+    this.consumers.clear();
+    this.consumers.add((await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag);
   }
 
   private onConnectFailed(err: Error): void {
@@ -249,11 +251,13 @@ export class RpcServer {
   /**
    * Fair dispatch with prefetch > 1. A heavy request (milliseconds of CPU) would keep drawing
    * requests to this worker while it computes, though other workers are idle. So before computing
-   * one, the worker cancels its consumer (the broker delivers nothing more to it from cancel-ok
-   * on) and consumes again once its heavy requests are done. Requests the broker had already sent
-   * wait for at most that computation; light ones among them are answered at once. A per-consumer
-   * prefetch cannot be lowered on a live consumer, and RabbitMQ 4.3 refuses the channel-wide
-   * (global) limit fibrpc used before.
+   * one, the worker swaps its consumer for a standby one: prefetch 1 and consumer priority -1
+   * (RabbitMQ delivers to a lower-priority consumer only while every higher one is at its
+   * prefetch limit), and swaps back once its heavy requests are done. New requests go to idle
+   * workers, the queue never shows zero consumers (callers check that a server is there), and
+   * requests the broker had already sent wait for at most that computation; light ones among
+   * them are answered at once. A per-consumer prefetch cannot be lowered on a live consumer, and
+   * RabbitMQ 4.3 refuses the channel-wide (global) limit fibrpc used before.
    */
   private enqueueHeavy(item: HeavyJob): void {
     this.heavyBacklog.push(item);
@@ -263,7 +267,7 @@ export class RpcServer {
   }
 
   private async runHeavy(channel: Channel): Promise<void> {
-    await this.pauseConsuming(channel);
+    await this.switchConsumer(channel, "standby");
     while (this.heavyBacklog.length > 0) {
       // One computation per event-loop turn: between two, the socket is read and written (acks
       // and replies go out, a drain request or other deliveries come in).
@@ -284,26 +288,36 @@ export class RpcServer {
         this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
       }
     }
-    if (!this.draining && this.channel === channel) await this.resumeConsuming(channel);
+    if (!this.draining && this.channel === channel) await this.switchConsumer(channel, "normal");
   }
 
-  private async pauseConsuming(channel: Channel): Promise<void> {
-    const tag = this.consumerTag;
-    this.consumerTag = undefined;
-    if (tag) await channel.cancel(tag).catch(() => {});
-  }
-
-  private async resumeConsuming(channel: Channel): Promise<void> {
+  /**
+   * Starts the new consumer before cancelling the old one, so the queue always has one. The
+   * channel's prefetch setting applies to consumers started after it (basic.qos global=false).
+   */
+  private async switchConsumer(channel: Channel, mode: "standby" | "normal"): Promise<void> {
+    const { options } = this;
     const model = this.model;
-    if (!model) return;
+    if (!model || this.channel !== channel) return;
     try {
-      const { consumerTag } = await channel.consume(this.options.queue, (msg) => this.onDelivery(channel, model, msg));
-      // A drain that began meanwhile found no consumer to cancel: cancel this one.
-      if (this.draining || this.channel !== channel) await channel.cancel(consumerTag).catch(() => {});
-      else this.consumerTag = consumerTag;
+      await channel.prefetch(mode === "standby" ? 1 : options.prefetch);
+      const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg), mode === "standby" ? { priority: -1 } : {});
+      if (this.channel !== channel) return;
+      const previous = [...this.consumers];
+      this.consumers.clear();
+      this.consumers.add(consumerTag);
+      for (const tag of previous) await channel.cancel(tag);
+      // A drain that began meanwhile did not know this consumer: cancel it too.
+      if (this.draining) await this.cancelConsumers(channel);
     } catch {
       // The channel is gone: recovery consumes again on the new one.
     }
+  }
+
+  private async cancelConsumers(channel: Channel): Promise<void> {
+    const tags = [...this.consumers];
+    this.consumers.clear();
+    for (const tag of tags) await channel.cancel(tag).catch(() => {});
   }
 
   /**
@@ -389,13 +403,9 @@ export class RpcServer {
    */
   async drain(): Promise<void> {
     this.draining = true;
-    const { channel, consumerTag } = this;
-    this.consumerTag = undefined;
-    try {
-      if (channel && consumerTag) await channel.cancel(consumerTag);
-    } catch {
-      // channel already gone: its unacked deliveries are back in the queue
-    }
+    const { channel } = this;
+    // If the channel is already gone, its unacked deliveries are back in the queue.
+    if (channel) await this.cancelConsumers(channel);
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
     // which wait their turn: the one being computed finishes, the others go back to the queue.
     await this.heavyRun;

@@ -1,0 +1,90 @@
+/**
+ * decide(): every delivery gets exactly one fate, whatever its properties hold. A table of
+ * { delivery, circumstances } → fate, giget-style.
+ */
+import { describe, expect, test } from "bun:test";
+import { decide, HEAVY_N, isFaithfulShortString, type Circumstances, type Delivery, type Fate } from "../../src/rpc/delivery.ts";
+
+const NOW = 1_800_000_000_000;
+const base: Circumstances = { now: NOW, maxN: 1_000_000, queueType: "classic", pauseForHeavy: true, crashes: 0 };
+/** What amqplib makes of 100 bytes of 0xff in a short string. */
+const LOSSY = Buffer.alloc(100, 0xff).toString("utf8");
+
+function delivery(body: string | Uint8Array, properties: Delivery["properties"] = {}, redelivered = false): Delivery {
+  return { content: typeof body === "string" ? Buffer.from(body) : body, fields: { redelivered }, properties: { replyTo: "amq.rabbitmq.reply-to.abc", correlationId: "c1", ...properties } };
+}
+
+/** The fate, with the reply body as text, for compact expectations. */
+function summary(fate: Fate): Record<string, unknown> {
+  const { kind } = fate;
+  if (kind === "drop") return { kind, reason: fate.reason };
+  if (kind === "republish") return { kind, redeliveries: fate.redeliveries };
+  if (kind === "compute") return { kind, n: fate.n, format: fate.format, heavy: fate.heavy, correlationId: fate.to.correlationId };
+  return { kind, correlationId: fate.to.correlationId, type: fate.reply.type, body: fate.reply.body.toString() };
+}
+
+const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; expect: Record<string, unknown> }[] = [
+  { name: "a plain request", delivery: delivery("30"), expect: { kind: "compute", n: 30, format: "text", heavy: false, correlationId: "c1" } },
+  { name: "no correlation id: answered without one", delivery: delivery("30", { correlationId: undefined }), expect: { kind: "compute", correlationId: undefined } },
+  { name: "JSON with parameters", delivery: delivery('{"n":7}', { contentType: "Application/JSON; charset=utf-8" }), expect: { kind: "compute", n: 7, format: "json" } },
+  { name: "heavy, pausing", delivery: delivery(String(HEAVY_N)), expect: { kind: "compute", heavy: true } },
+  { name: "heavy, prefetch 1", delivery: delivery(String(HEAVY_N)), c: { pauseForHeavy: false }, expect: { kind: "compute", heavy: false } },
+  { name: "no reply_to", delivery: delivery("30", { replyTo: undefined }), expect: { kind: "drop", reason: 'it has no reply_to (correlation id "c1"): a caller must say where to reply' } },
+  { name: "empty reply_to", delivery: delivery("30", { replyTo: "" }), expect: { kind: "drop" } },
+  { name: "reply_to not UTF-8", delivery: delivery("30", { replyTo: LOSSY }), expect: { kind: "drop" } },
+  { name: "reply_to 10 bytes of 0xff (fits, but not what was sent)", delivery: delivery("30", { replyTo: Buffer.alloc(10, 0xff).toString() }), expect: { kind: "drop" } },
+  { name: "reply_to of another type", delivery: delivery("30", { replyTo: 42 }), expect: { kind: "drop" } },
+  {
+    name: "correlation id of 100 bytes of 0xff",
+    delivery: delivery("30", { correlationId: LOSSY }),
+    expect: { kind: "refuse", correlationId: undefined, type: "error", body: expect.stringMatching(/^INVALID_PROPERTY: correlation_id "\uFFFD+…" is not valid UTF-8/) },
+  },
+  { name: "correlation id of 255 bytes of valid UTF-8", delivery: delivery("30", { correlationId: "é".repeat(127) }), expect: { kind: "compute", correlationId: "é".repeat(127) } },
+  { name: "content type not UTF-8", delivery: delivery("30", { contentType: LOSSY }), expect: { kind: "refuse", body: expect.stringMatching(/^UNSUPPORTED_CONTENT_TYPE: /) } },
+  { name: "content type text/plain with parameters not UTF-8", delivery: delivery("30", { contentType: `text/plain; x=${LOSSY}` }), expect: { kind: "refuse", body: expect.stringMatching(/^UNSUPPORTED_CONTENT_TYPE: /) } },
+  { name: "body not UTF-8", delivery: delivery(Buffer.from([0xff, 0xfe])), expect: { kind: "refuse", body: "INVALID_UTF8: the request body is not valid UTF-8" } },
+  { name: "body too large", delivery: delivery("1".repeat(5000)), expect: { kind: "refuse", body: expect.stringMatching(/^REQUEST_TOO_LARGE: /) } },
+  { name: "deadline passed", delivery: delivery("30", { headers: { "x-fibrpc-deadline": NOW - 5000 } }), expect: { kind: "expired", body: "DEADLINE_EXCEEDED: the caller's deadline passed before a server picked the request up" } },
+  { name: "deadline negative", delivery: delivery("30", { headers: { "x-fibrpc-deadline": -1 } }), expect: { kind: "expired" } },
+  { name: "deadline within the skew allowance", delivery: delivery("30", { headers: { "x-fibrpc-deadline": NOW - 500 } }), expect: { kind: "compute" } },
+  { name: "deadline huge", delivery: delivery("30", { headers: { "x-fibrpc-deadline": 1e300 } }), expect: { kind: "compute" } },
+  { name: "deadline a string", delivery: delivery("30", { headers: { "x-fibrpc-deadline": "soon" } }), expect: { kind: "refuse", body: 'INVALID_PROPERTY: header x-fibrpc-deadline must be a number (ms since the Unix epoch), got string "soon"' } },
+  { name: "deadline NaN", delivery: delivery("30", { headers: { "x-fibrpc-deadline": Number.NaN } }), expect: { kind: "refuse", body: expect.stringMatching(/^INVALID_PROPERTY: /) } },
+  { name: "deadline a decimal", delivery: delivery("30", { headers: { "x-fibrpc-deadline": { "!": "decimal", value: { places: 1, digits: 5 } } } }), expect: { kind: "refuse", body: expect.stringMatching(/got a table$/) } },
+  { name: "headers not a table", delivery: delivery("30", { headers: "nope" }), expect: { kind: "compute" } },
+  { name: "forged x-delivery-count on a first delivery (classic)", delivery: delivery("30", { headers: { "x-delivery-count": 99 } }), expect: { kind: "compute" } },
+  { name: "forged x-delivery-count on a first delivery (quorum)", delivery: delivery("30", { headers: { "x-delivery-count": 99 } }), c: { queueType: "quorum" }, expect: { kind: "compute" } },
+  { name: "forged x-death", delivery: delivery("30", { headers: { "x-death": [{ count: 1e9 }] } }), expect: { kind: "compute" } },
+  { name: "forged attempts, negative", delivery: delivery("30", { headers: { "x-fibrpc-attempts": -1e15 } }), expect: { kind: "compute" } },
+  { name: "forged attempts, huge", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 1e15 } }), expect: { kind: "poison", body: expect.stringMatching(/^POISON_REQUEST: the request was redelivered 1000000000000000 times/) } },
+  { name: "classic, redelivered: put back with a count", delivery: delivery("30", {}, true), expect: { kind: "republish", redeliveries: 1 } },
+  { name: "classic, redelivered copy", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 2 } }, true), expect: { kind: "republish", redeliveries: 3 } },
+  { name: "classic, copy with a count below the limit", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 19 } }), expect: { kind: "compute" } },
+  { name: "classic, redelivered 20 times: backstop", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 19 } }, true), expect: { kind: "poison" } },
+  { name: "quorum, redelivered 3 times by lost connections: answered", delivery: delivery("30", { headers: { "x-delivery-count": 3 } }, true), c: { queueType: "quorum" }, expect: { kind: "compute" } },
+  { name: "quorum, redelivered 20 times: backstop", delivery: delivery("30", { headers: { "x-delivery-count": 20 } }, true), c: { queueType: "quorum" }, expect: { kind: "poison" } },
+  { name: "crashed workers twice: tried again", delivery: delivery("30", {}, true), c: { crashes: 2, queueType: "quorum" }, expect: { kind: "compute" } },
+  { name: "crashed workers 3 times: poison", delivery: delivery("30", {}, true), c: { crashes: 3 }, expect: { kind: "poison", body: "POISON_REQUEST: the request crashed a server 3 times; it is not tried again" } },
+  { name: "invalid and redelivered: refused, not counted", delivery: delivery("abc", {}, true), c: { crashes: 5 }, expect: { kind: "refuse", body: expect.stringMatching(/^NOT_AN_INTEGER/) } },
+];
+
+describe("decide", () => {
+  for (const { name, delivery: d, c, expect: expected } of cases) {
+    test(name, () => {
+      expect(summary(decide(d, { ...base, ...c }))).toMatchObject(expected);
+    });
+  }
+});
+
+describe("isFaithfulShortString", () => {
+  test.each([
+    ["", true],
+    ["rpc_queue", true],
+    ["é".repeat(127), true],
+    ["é".repeat(128), false],
+    ["\uFFFD", false],
+    [LOSSY, false],
+  ])("%p → %p", (value, faithful) => {
+    expect(isFaithfulShortString(value)).toBe(faithful);
+  });
+});
