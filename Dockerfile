@@ -30,7 +30,9 @@ LABEL org.opencontainers.image.title="fibrpc" \
 COPY --from=build /fibrpc /fibrpc
 # Configuration comes from the environment (FIBRPC_URL, FIBRPC_QUEUE, FIBRPC_WORKERS, ...).
 # The status file is what `fibrpc health` reads: written by serve, in a folder the user can write.
+# --http-port (off unless set) listens on every interface of the container, not only loopback.
 ENV FIBRPC_STATUS_FILE=/tmp/fibrpc-status.json \
+    FIBRPC_HTTP_HOST=0.0.0.0 \
     HOME=/tmp
 # A numeric non-root user: no passwd entry or shell needed.
 USER 65532:65532

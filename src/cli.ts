@@ -5,10 +5,14 @@
  * dynamic import costs ~2 ms of a ~15 ms cold call.
  */
 import { defineCommand, runCommand, runMain, showUsage } from "citty";
-import { maskSecrets } from "./config.ts";
 import { ExitCode } from "./errors.ts";
+import { maskSecrets } from "./mask.ts";
 import callCommand from "./commands/call.ts";
+import { installCrashHandlers, reportError } from "./commands/_run.ts";
 import { version } from "./version.ts";
+
+// Nothing ever prints a stack trace or the binary's minified source unasked.
+installCrashHandlers();
 
 const main = defineCommand({
   meta: {
@@ -38,8 +42,10 @@ if (wantsHelpOrVersion || rawArgs.length === 0) {
   try {
     await runCommand(main, { rawArgs });
   } catch (err) {
-    // citty's own errors: unknown command, missing argument. One line, exit 64 (EX_USAGE).
-    const message = err instanceof Error ? err.message.replace(/\u001b\[[0-9;]*m/g, "") : String(err);
+    // citty's own errors (unknown command, missing argument): one line, exit 64 (EX_USAGE).
+    // Anything else is unexpected: one line too, exit 70.
+    if (!(err instanceof Error && err.name === "CLIError")) process.exit(reportError(err));
+    const message = err.message.replace(/\u001b\[[0-9;]*m/g, "");
     process.stderr.write(`fibrpc: ${maskSecrets(message)}; see fibrpc --help\n`);
     process.exit(ExitCode.USAGE);
   }

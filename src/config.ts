@@ -1,8 +1,11 @@
 /**
  * Defaults, environment variables and the parsing of option values. Precedence everywhere:
- * command-line flag > FIBRPC_* environment variable > default.
+ * command-line flag > FIBRPC_* environment variable > config file > default. Broker URLs are
+ * read in broker-url.ts, and masked in mask.ts.
  */
 import { availableParallelism } from "node:os";
+import { isIP } from "node:net";
+import { MAX_TIMER_MS } from "./broker-url.ts";
 import { usageError } from "./errors.ts";
 
 /** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
@@ -52,32 +55,6 @@ export function boolFromEnv(flag: boolean | undefined, envName: string): boolean
   throw usageError(`${envName} must be true or false, got ${JSON.stringify(value)}`);
 }
 
-/** Replaces the password of every amqp(s):// URL in `text` with "***". Safe on any text. */
-export function maskSecrets(text: string): string {
-  // The password runs to the "@" that ends the user info; it may hold "/", "?" or "#" unescaped.
-  return text.replace(/(amqps?:\/\/[^:/?#@\s]*:)[^\s@]*@/gi, "$1***@");
-}
-
-/** A broker URL as it may be shown: password masked, default port and vhost kept as given. */
-export function displayUrl(url: string): string {
-  return maskSecrets(url);
-}
-
-/** Checks a broker URL early, so a typo is a usage error and not a connection failure. */
-export function parseBrokerUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw usageError(`--url ${JSON.stringify(maskSecrets(url))} is not a URL; expected amqp://user:password@host:5672/vhost`);
-  }
-  if (parsed.protocol !== "amqp:" && parsed.protocol !== "amqps:") {
-    throw usageError(`--url must start with amqp:// or amqps://, got ${JSON.stringify(maskSecrets(url))}`);
-  }
-  if (parsed.hostname === "") throw usageError(`--url ${JSON.stringify(maskSecrets(url))} names no host`);
-  return url;
-}
-
 /** Parses a whole number option such as --workers, within [min, max]. */
 export function parseIntOption(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined || value === "") return fallback;
@@ -89,11 +66,24 @@ export function parseIntOption(name: string, value: string | undefined, fallback
 
 const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Parses a duration such as 500ms, 5s, 1.5s, 2m or 1h (a bare number means seconds). */
+/**
+ * Parses a duration such as 500ms, 5s, 1.5s, 2m or 1h (a bare number means seconds), from 1 ms
+ * to the longest timer the runtime holds (2^31 - 1 ms, about 24.8 days): beyond it, a timer
+ * would fire at once. "0", "-1s", "1e3" and "Infinity" are refused.
+ */
 export function parseDuration(name: string, value: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
   if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${JSON.stringify(value)}`);
-  const ms = Number(match[1]) * UNITS_MS[match[2] ?? "s"]!;
-  if (ms <= 0 || !Number.isFinite(ms)) throw usageError(`--${name} must be greater than zero, got ${JSON.stringify(value)}`);
-  return Math.round(ms);
+  const ms = Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
+  if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, got ${JSON.stringify(value)}`);
+  if (ms > MAX_TIMER_MS) throw usageError(`--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/** A host name or IP address to listen on (brackets around an IPv6 address are dropped). */
+export function parseHost(name: string, value: string): string {
+  const host = value.trim().replace(/^\[(.*)\]$/, "$1");
+  const label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+  if (isIP(host) !== 0 || (host.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`).test(host))) return host;
+  throw usageError(`--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${JSON.stringify(value)}`);
 }

@@ -1,13 +1,13 @@
 /**
  * Logging: consola, always on stderr, so stdout carries only results (`fibrpc call 30 | xargs`).
- * Every line goes through maskSecrets, so a password given in a URL never reaches a log line,
- * even inside an error message from the AMQP library.
+ * Every line goes through maskSecrets (mask.ts), so a password given in a URL never reaches a log
+ * line, even inside an error message from the AMQP library.
  *
  * consola/core with reporters of our own: consola's default entry (fancy and basic reporters)
  * costs ~7 ms of start-up on every `fibrpc call`, a quarter of a cold call.
  */
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola/core";
-import { maskSecrets } from "./config.ts";
+import { maskSecrets } from "./mask.ts";
 
 export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -16,6 +16,18 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export type Logger = ConsolaInstance;
 
 const LEVEL_NUMBER: Record<LogLevelName, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
+
+/** The level of the last logger made in this thread (the command's), for the error reporter. */
+let activeLevel: LogLevelName | undefined;
+
+export function activeLogLevel(): LogLevelName | undefined {
+  return activeLevel;
+}
+
+/** Whether `level` shows debug entries (debug or trace). */
+export function showsDebug(level: string | undefined): boolean {
+  return level === "debug" || level === "trace";
+}
 
 export function isLogLevel(value: string): value is LogLevelName {
   return (LOG_LEVELS as readonly string[]).includes(value);
@@ -67,6 +79,7 @@ const jsonReporter: ConsolaReporter = {
 };
 
 export function createLogger(level: LogLevelName, tag?: string, format: LogFormat = "pretty"): Logger {
+  activeLevel = level;
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
     reporters: [format === "json" ? jsonReporter : prettyReporter(process.stderr.isTTY === true && !process.env.NO_COLOR)],

@@ -5,6 +5,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { createConsola } from "consola";
+import { parseBrokerUrls } from "../src/broker-url.ts";
 import { RpcClient, type CallOutcome } from "../src/rpc/client.ts";
 import { RetryingCaller } from "../src/rpc/retry.ts";
 import { fibDecimal } from "../src/fib.ts";
@@ -47,7 +48,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const lines: string[] = [];
   const t0 = performance.now();
   const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(`${(performance.now() - t0).toFixed(0)}ms ${entry.args.join(" ")}`) }] });
-  const clientOptions = { broker: { urls: o.url.split(","), tls: {} }, queue: o.queue, replyQueue: o.replyQueue ?? "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
+  const clientOptions = { broker: { urls: parseBrokerUrls([{ text: o.url, source: "test" }]), tls: {} }, queue: o.queue, replyQueue: o.replyQueue ?? "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
   const client = await RpcClient.connect(clientOptions);
   const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retries ?? 0, o.timeoutMs, log);
   const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [], clientLog: lines };

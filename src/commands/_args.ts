@@ -5,8 +5,10 @@
  */
 import { readFileSync } from "node:fs";
 import type { ArgsDef } from "citty";
-import { DEFAULT_QUEUE, DEFAULT_URL, envNameOf, fromEnv, parseBrokerUrl, setConfigFileValues } from "../config.ts";
+import { parseBrokerUrls, type BrokerUrl } from "../broker-url.ts";
+import { DEFAULT_QUEUE, DEFAULT_URL, envNameOf, fromEnv, setConfigFileValues } from "../config.ts";
 import { usageError } from "../errors.ts";
+import { registerBrokerUrl } from "../mask.ts";
 import type { TlsFiles } from "../rpc/broker.ts";
 import { createLogger, isLogLevel, LOG_FORMATS, LOG_LEVELS, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
 
@@ -14,7 +16,7 @@ export const brokerArgs = {
   url: {
     type: "string",
     valueHint: "amqp-url[,amqp-url...]",
-    description: `Broker URL; several (comma-separated or repeated) are tried in order, with failover [env FIBRPC_URL] (default: ${DEFAULT_URL.replace(/:[^:@/]*@/, ":***@")})`,
+    description: `Broker URL amqp[s]://user:password@host:port/vhost (percent-encode @ : / , # % and space in the password); several (repeated, or comma-separated) are tried in order, with failover [env FIBRPC_URL] (default: ${DEFAULT_URL.replace(/:[^:@/]*@/, ":***@")})`,
   },
   queue: {
     type: "string",
@@ -58,7 +60,7 @@ export const logArgs = {
 
 export interface BrokerArgs {
   /** One or more broker URLs, in the order they are tried. */
-  urls: string[];
+  urls: BrokerUrl[];
   queue: string;
   tls: TlsFiles;
 }
@@ -93,15 +95,26 @@ function readPem(flag: string, value: string | undefined): Buffer | undefined {
   }
 }
 
-export function resolveBroker(args: { url?: string | string[]; queue?: string; "tls-ca"?: string; "tls-cert"?: string; "tls-key"?: string }): BrokerArgs {
-  // citty gives a repeated flag as an array.
-  const given = Array.isArray(args.url) ? args.url.join(",") : args.url;
-  const urls = (fromEnv(given, "FIBRPC_URL") ?? DEFAULT_URL)
-    .split(",")
-    .map((u) => u.trim())
-    .filter(Boolean)
-    .map(parseBrokerUrl);
-  if (urls.length === 0) throw usageError("--url is empty");
+/**
+ * The broker options. `urlFlags` are the values of every --url, in order (see checkFlags); without
+ * any, FIBRPC_URL from the environment, then from the config file, then the default. Every URL is
+ * parsed here, in the main thread, so a bad one is a usage error before anything starts, and
+ * registered with the masking.
+ */
+export function resolveBroker(urlFlags: readonly string[], args: { queue?: string; "tls-ca"?: string; "tls-cert"?: string; "tls-key"?: string }): BrokerArgs {
+  const fromFlags = urlFlags.map((text) => ({ text, source: "--url" }));
+  const env = process.env.FIBRPC_URL;
+  const fromFile = fromEnv(undefined, "FIBRPC_URL");
+  const values =
+    fromFlags.length > 0
+      ? fromFlags
+      : env !== undefined && env !== ""
+        ? [{ text: env, source: "FIBRPC_URL" }]
+        : fromFile !== undefined
+          ? [{ text: fromFile, source: "FIBRPC_URL in the --config file" }]
+          : [{ text: DEFAULT_URL, source: "default" }];
+  const urls = parseBrokerUrls(values);
+  for (const url of urls) registerBrokerUrl(url);
   const queue = fromEnv(args.queue, "FIBRPC_QUEUE") ?? DEFAULT_QUEUE;
   if (Buffer.byteLength(queue, "utf8") > 255) throw usageError("--queue must be at most 255 bytes long (UTF-8)");
   const tls = { ca: readPem("tls-ca", args["tls-ca"]), cert: readPem("tls-cert", args["tls-cert"]), key: readPem("tls-key", args["tls-key"]) };
@@ -127,23 +140,75 @@ export function resolveLogger(args: { "log-level"?: string; "log-format"?: strin
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
+/** Flags every command takes, handled before the command runs. */
+const ALWAYS = new Set(["help", "h", "version", "v"]);
+
+export interface CheckedFlags {
+  /** The values of every --url, in the order given (citty keeps only the last). */
+  urls: string[];
+}
+
 /**
- * citty accepts any flag silently; a typo such as `--worker 3` must not be ignored. Throws a
- * usage error naming the first flag the command does not define.
+ * What citty lets through silently, checked in one scan of the command line against the
+ * command's definitions. Each is a usage error with one line:
+ * - an unknown flag (a typo such as `--worker 3` must not be ignored);
+ * - a flag that needs a value without one: last on the line, followed by another flag
+ *   (`--timeout --json`), or empty (`--timeout=`);
+ * - a flag given twice (`--timeout 1s --timeout 2s`: citty would keep the last); only --url may
+ *   repeat, its values are collected here in order;
+ * - a value for a boolean flag (`--json=yes`).
+ * A token such as "-5" is handed to `onNegativeNumber` if given (call reports it as an invalid n),
+ * else is an unknown flag. Nothing after "--" is looked at.
  */
-export function rejectUnknownFlags(rawArgs: readonly string[], argsDef: ArgsDef, onNegativeNumber?: (token: string) => never): void {
-  const known = new Set<string>(["help", "h", "version", "v"]);
+export function checkFlags(rawArgs: readonly string[], argsDef: ArgsDef, onNegativeNumber?: (token: string) => never): CheckedFlags {
+  const defs = new Map<string, { name: string; type: string; valueHint?: string }>();
   for (const [name, def] of Object.entries(argsDef)) {
     if (def.type === "positional") continue;
-    known.add(name);
-    known.add(camel(name));
-    if (def.type === "boolean") known.add(`no-${name}`);
+    const entry = { name, type: def.type ?? "string", valueHint: "valueHint" in def ? def.valueHint : undefined };
+    defs.set(name, entry);
+    defs.set(camel(name), entry);
+    if (def.type === "boolean") defs.set(`no-${name}`, entry);
   }
-  for (const token of rawArgs) {
+  const seen = new Map<string, string>();
+  const urls: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const token = rawArgs[i]!;
     if (token === "--") break;
     if (!token.startsWith("-") || token === "-") continue;
     if (/^-\d/.test(token) && onNegativeNumber) onNegativeNumber(token);
-    const name = token.replace(/^--?/, "").split("=", 1)[0]!;
-    if (!known.has(name)) throw usageError(`unknown option ${token.split("=", 1)[0]}; see --help for the options`);
+    const eq = token.indexOf("=");
+    const flag = eq === -1 ? token : token.slice(0, eq);
+    const name = flag.replace(/^--?/, "");
+    if (ALWAYS.has(name) && (flag.startsWith("--") || name.length === 1)) continue;
+    const def = flag.startsWith("--") ? defs.get(name) : undefined;
+    if (!def) throw usageError(`unknown option ${flag}; see --help for the options`);
+    const display = `--${def.name}`;
+    if (def.type === "boolean") {
+      if (eq !== -1) throw usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`);
+      if (seen.has(def.name)) throw usageError(`${display} given twice; give it once`);
+      seen.set(def.name, "");
+      continue;
+    }
+    let value: string | undefined;
+    if (eq !== -1) value = token.slice(eq + 1);
+    else {
+      const next = rawArgs[i + 1];
+      // The next token is this flag's value unless it is another flag ("-5" is a value).
+      if (next !== undefined && !(next.startsWith("-") && next !== "-" && !/^-\d/.test(next))) {
+        value = next;
+        i++;
+      } else if (next !== undefined) {
+        throw usageError(`${display} needs a value${def.valueHint ? ` (${def.valueHint})` : ""} before ${next.split("=", 1)[0]}`);
+      }
+    }
+    if (value === undefined || value === "") throw usageError(`${display} needs a value${def.valueHint ? ` (${def.valueHint})` : ""}${value === "" ? `, got an empty one` : ""}`);
+    if (def.name === "url") {
+      urls.push(value);
+      continue;
+    }
+    const before = seen.get(def.name);
+    if (before !== undefined) throw usageError(`${display} given twice (${before}, ${value}); give it once`);
+    seen.set(def.name, value);
   }
+  return { urls };
 }

@@ -6,7 +6,7 @@ import { parseNSpec } from "../bench/stats.ts";
 import { writeStdout } from "../output.ts";
 import { RpcClient } from "../rpc/client.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
-import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import { brokerArgs, checkFlags, loadConfigFile, logArgs, resolveBroker, resolveLogger } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
@@ -25,7 +25,7 @@ export default defineCommand({
   args,
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
-      rejectUnknownFlags(rawArgs, args);
+      const flags = checkFlags(rawArgs, args);
       await loadConfigFile(parsed.config);
       const concurrency = parseIntOption("concurrency", fromEnv(parsed.concurrency, "FIBRPC_CONCURRENCY"), 100, 1, 100_000);
       const duration = fromEnv(parsed.duration, "FIBRPC_DURATION");
@@ -39,7 +39,7 @@ export default defineCommand({
       if (n.max > DEFAULT_MAX_N) throw usageError(`--n must be at most ${DEFAULT_MAX_N}, got ${n.max}`);
       const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
       const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
-      const { urls, queue, tls } = resolveBroker(parsed);
+      const { urls, queue, tls } = resolveBroker(flags.urls, parsed);
       const log = resolveLogger(parsed);
       const json = boolFromEnv(parsed.json, "FIBRPC_JSON");
 

@@ -4,7 +4,7 @@ import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { RpcClient, type CallOutcome, type ReplyQueueMode } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
-import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogger } from "./_args.ts";
+import { brokerArgs, checkFlags, loadConfigFile, logArgs, resolveBroker, resolveLogger } from "./_args.ts";
 import type { Logger } from "../log.ts";
 import { writeStdout } from "../output.ts";
 import { runAction } from "./_run.ts";
@@ -55,7 +55,7 @@ export default defineCommand({
   args,
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
-      rejectUnknownFlags(rawArgs, args, (token) => {
+      const flags = checkFlags(rawArgs, args, (token) => {
         throw invalidN(token, "n must not be negative");
       });
       await loadConfigFile(parsed.config);
@@ -72,7 +72,7 @@ export default defineCommand({
       const retries = parseIntOption("retry", fromEnv(parsed.retry, "FIBRPC_RETRY"), 0, 0, 100);
       const replyQueue = (fromEnv(parsed["reply-queue"], "FIBRPC_REPLY_QUEUE") ?? "direct") as ReplyQueueMode;
       if (!REPLY_QUEUE_MODES.includes(replyQueue)) throw usageError(`--reply-queue must be direct or exclusive, got ${JSON.stringify(replyQueue)}`);
-      const { urls, queue, tls } = resolveBroker(parsed);
+      const { urls, queue, tls } = resolveBroker(flags.urls, parsed);
       const log = resolveLogger(parsed);
       const json = boolFromEnv(parsed.json, "FIBRPC_JSON");
       const waitForServer = boolFromEnv(parsed["wait-for-server"], "FIBRPC_WAIT_FOR_SERVER");

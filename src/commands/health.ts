@@ -3,7 +3,7 @@ import { fromEnv, parseDuration } from "../config.ts";
 import { ExitCode, usageError } from "../errors.ts";
 import { checkHealth, STATUS_HEARTBEAT_MS } from "../serve/status.ts";
 import { writeStdout } from "../output.ts";
-import { loadConfigFile, logArgs, rejectUnknownFlags } from "./_args.ts";
+import { checkFlags, loadConfigFile, logArgs } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
@@ -28,7 +28,7 @@ export default defineCommand({
   args,
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
-      rejectUnknownFlags(rawArgs, args);
+      checkFlags(rawArgs, args);
       await loadConfigFile(parsed.config);
       const path = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       if (!path) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");

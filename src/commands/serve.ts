@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
-import { DEFAULT_PREFETCH, defaultWorkers, displayUrl, fromEnv, parseDuration, parseIntOption } from "../config.ts";
+import { displayUrl, ordinal } from "../broker-url.ts";
+import { DEFAULT_PREFETCH, defaultWorkers, fromEnv, parseDuration, parseHost, parseIntOption } from "../config.ts";
 import { usageError } from "../errors.ts";
 import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
 
@@ -11,9 +12,9 @@ const MAX_MAX_N = 10_000_000;
 import { QUEUE_TYPES, type QueueType } from "../rpc/queue.ts";
 import { removeStatus, STATUS_HEARTBEAT_MS, writeStatus } from "../serve/status.ts";
 import { startHttp } from "../serve/http.ts";
-import { supervise } from "../serve/supervisor.ts";
+import { supervise, type Supervisor } from "../serve/supervisor.ts";
 import { version } from "../version.ts";
-import { brokerArgs, loadConfigFile, logArgs, rejectUnknownFlags, resolveBroker, resolveLogFormat, resolveLogger, resolveLogLevel } from "./_args.ts";
+import { brokerArgs, checkFlags, loadConfigFile, logArgs, resolveBroker, resolveLogFormat, resolveLogger, resolveLogLevel } from "./_args.ts";
 import { runAction } from "./_run.ts";
 
 const args = {
@@ -47,6 +48,11 @@ const args = {
     valueHint: "port",
     description: "Serve /metrics (Prometheus), /healthz and /readyz on this port [env FIBRPC_HTTP_PORT] (default: off)",
   },
+  "http-host": {
+    type: "string",
+    valueHint: "address",
+    description: "Address --http-port listens on; 0.0.0.0 for every interface (the container image sets it) [env FIBRPC_HTTP_HOST] (default: 127.0.0.1)",
+  },
   "status-file": {
     type: "string",
     valueHint: "path",
@@ -61,9 +67,16 @@ export default defineCommand({
   args,
   run: ({ args: parsed, rawArgs }) =>
     runAction(async () => {
-      rejectUnknownFlags(rawArgs, args);
+      const flags = checkFlags(rawArgs, args);
       await loadConfigFile(parsed.config);
-      const { urls, queue, tls } = resolveBroker(parsed);
+      const { urls, queue, tls } = resolveBroker(flags.urls, parsed);
+      // amqplib's recovering connection takes its socket options once, for every URL.
+      const timeouts = urls.map((u) => u.connectionTimeoutMs);
+      const differs = timeouts.findIndex((t) => t !== timeouts[0]);
+      if (differs !== -1) {
+        const shown = (t: number | undefined) => (t === undefined ? "none" : `${t}`);
+        throw usageError(`serve uses one connection_timeout for all its broker URLs; the 1st gives ${shown(timeouts[0])}, the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`);
+      }
       const workers = parseIntOption("workers", fromEnv(parsed.workers, "FIBRPC_WORKERS"), defaultWorkers(), 1, 256);
       const prefetch = parseIntOption("prefetch", fromEnv(parsed.prefetch, "FIBRPC_PREFETCH"), DEFAULT_PREFETCH, 1, 65_535);
       const maxN = parseIntOption("max-n", fromEnv(parsed["max-n"], "FIBRPC_MAX_N"), DEFAULT_MAX_N, 0, MAX_MAX_N);
@@ -99,14 +112,27 @@ export default defineCommand({
         : undefined;
       const httpPortValue = fromEnv(parsed["http-port"], "FIBRPC_HTTP_PORT");
       const httpPort = httpPortValue === undefined ? undefined : parseIntOption("http-port", httpPortValue, 0, 1, 65_535);
-      const supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
+      const httpHostValue = fromEnv(parsed["http-host"], "FIBRPC_HTTP_HOST");
+      const httpHost = httpHostValue === undefined ? "127.0.0.1" : parseHost("http-host", httpHostValue);
+      // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
+      if (parsed["http-host"] !== undefined && httpPort === undefined) throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
+      // HTTP first: a port in use or an address not of this machine is a usage error before any
+      // worker starts. Requests reach the supervisor only once it exists (later turns).
+      let supervisor: Supervisor | undefined;
       let http: { stop(): void } | undefined;
+      if (httpPort !== undefined) {
+        try {
+          http = startHttp(httpHost, httpPort, { collect: () => supervisor!.collect(), state: () => supervisor!.state() }, log);
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === "EADDRINUSE") throw usageError(`--http-port ${httpPort} is already in use on ${httpHost}; pick another port`);
+          if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_NONAME") throw usageError(`--http-host ${httpHost} is not an address of this machine`);
+          throw err;
+        }
+      }
       try {
-        if (httpPort !== undefined) http = startHttp(httpPort, supervisor, log);
+        supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
         return await supervisor.done;
-      } catch (err) {
-        if ((err as { code?: string }).code === "EADDRINUSE") throw usageError(`--http-port ${httpPort} is already in use; pick another port`);
-        throw err;
       } finally {
         http?.stop();
         if (statusFile) removeStatus(statusFile);

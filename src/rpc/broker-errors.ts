@@ -2,8 +2,8 @@
  * Turns what amqplib and the socket layer throw into one clear line for the user: what happened,
  * why, and what to do. Used by both `call` and `serve`.
  */
+import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { FibrpcError } from "../errors.ts";
-import { displayUrl } from "../config.ts";
 
 interface ErrorLike {
   code?: unknown;
@@ -16,10 +16,10 @@ function describe(err: unknown): { code: string; message: string } {
 }
 
 /** A failure to open a connection (TCP, TLS or the AMQP handshake). */
-export function connectError(err: unknown, url: string): FibrpcError {
+export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   const { code, message } = describe(err);
   const broker = displayUrl(url);
-  const host = safeHost(url);
+  const host = url.hostname;
   if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
     return new FibrpcError(
       "TLS_REFUSED",
@@ -63,14 +63,6 @@ const TLS_VERIFY_CODES = new Set([
   "CERT_UNTRUSTED",
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
-
-function safeHost(url: string): string {
-  try {
-    return new URL(url).hostname;
-  } catch {
-    return "?";
-  }
-}
 
 /** amqplib reports a channel closed by the broker as "... 406 (PRECONDITION-FAILED) with message ...". */
 export function isPreconditionFailed(err: unknown): boolean {

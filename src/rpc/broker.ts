@@ -1,12 +1,15 @@
 /**
  * Where and how to connect: one or more broker URLs (tried in order, with failover) and TLS
- * material. amqplib takes one URL; for serve, whose reconnects are amqplib's built-in recovery,
- * FailoverUrl is the connection target it is given: a URL object whose fields are those of the
- * current broker, moved on to the next one after each failed attempt or lost connection.
+ * material. Every connection, serve's and call's alike, is given amqplib's connect *object*
+ * built from the parsed URL (broker-url.ts), never a URL string: amqplib would read the string
+ * its own way (and throw from inside a worker on a bad escape). For serve, whose reconnects are
+ * amqplib's built-in recovery, FailoverUrl is that object: its fields are those of the current
+ * broker, moved on to the next one after each failed attempt or lost connection.
  */
 import { connect, type ChannelModel, type Options } from "amqplib";
-import { displayUrl } from "../config.ts";
+import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import type { FibrpcError } from "../errors.ts";
+import { registerBrokerUrl } from "../mask.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {
@@ -16,28 +19,33 @@ export interface TlsFiles {
 }
 
 export interface BrokerTarget {
-  urls: readonly string[];
+  /** Parsed in the main thread; plain objects, so they cross to the workers as they are. */
+  urls: readonly BrokerUrl[];
   tls: TlsFiles;
 }
 
-/** amqplib's connection fields for one URL, as amqplib itself reads a URL string. */
-export function connectFields(url: string): Options.Connect {
-  const u = new URL(url);
-  const protocol = u.protocol.replace(/:$/, "");
-  const q = u.searchParams;
-  const num = (name: string) => (q.has(name) ? Number(q.get(name)) : undefined);
+/** The frame size every connection asks for (amqplib's default, stated once for all commands). */
+export const DEFAULT_FRAME_MAX = 131_072;
+
+/**
+ * amqplib's connect object for one URL (node_modules/amqplib/lib/connect.js reads protocol,
+ * hostname, port, username, password, vhost, locale, frameMax, channelMax, heartbeat). amqplib
+ * percent-decodes the vhost of the object form again (querystring.unescape), so it is handed
+ * over encoded; user name and password are used as they are.
+ */
+export function connectFields(url: BrokerUrl): Options.Connect {
   return {
-    protocol,
-    hostname: u.hostname.replace(/^\[|\]$/g, ""),
-    port: u.port ? Number(u.port) : protocol === "amqps" ? 5671 : 5672,
-    username: u.username ? decodeURIComponent(u.username) : "guest",
-    password: u.password ? decodeURIComponent(u.password) : u.username ? "" : "guest",
-    vhost: u.pathname.length > 1 ? decodeURIComponent(u.pathname.slice(1)) : "/",
-    heartbeat: num("heartbeat"),
-    frameMax: num("frameMax") ?? 131072,
-    channelMax: num("channelMax"),
-    locale: q.get("locale") ?? undefined,
-  } as Options.Connect;
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port,
+    username: url.username,
+    password: url.password,
+    vhost: encodeURIComponent(url.vhost),
+    heartbeat: url.heartbeat,
+    frameMax: url.frameMax ?? DEFAULT_FRAME_MAX,
+    channelMax: url.channelMax,
+    locale: url.locale,
+  };
 }
 
 /** Socket options for every connection: TCP_NODELAY always; TLS material when given. */
@@ -58,7 +66,9 @@ export class FailoverUrl {
   private index = 0;
   private readonly fields: Options.Connect[];
 
-  constructor(private readonly urls: readonly string[]) {
+  constructor(private readonly urls: readonly BrokerUrl[]) {
+    // In a worker thread, this is where its masking learns the URLs it was sent.
+    for (const url of urls) registerBrokerUrl(url);
     this.fields = urls.map(connectFields);
   }
 
@@ -67,8 +77,17 @@ export class FailoverUrl {
     return displayUrl(this.urls[this.index]!);
   }
 
-  get currentUrl(): string {
+  get currentUrl(): BrokerUrl {
     return this.urls[this.index]!;
+  }
+
+  /**
+   * Socket options of serve's recovering connection: amqplib takes them once for every attempt,
+   * so a connection_timeout is one for all the URLs (commands/serve.ts checks they agree).
+   */
+  get socketTimeout(): { timeout?: number } {
+    const ms = this.urls[0]?.connectionTimeoutMs;
+    return ms === undefined ? {} : { timeout: ms };
   }
 
   /** Moves on to the next broker (after a failed attempt or a lost connection). */
@@ -90,11 +109,14 @@ export class FailoverUrl {
  * For `call` and `bench`: connects to the first broker of the list that answers, by `deadline`.
  * Throws the FibrpcError of the last failure (each failure is logged at debug by the caller).
  */
-export async function connectToFirst(target: BrokerTarget, deadline: number, connectionName: string, onFailure?: (error: FibrpcError) => void): Promise<{ model: ChannelModel; url: string }> {
+export async function connectToFirst(target: BrokerTarget, deadline: number, connectionName: string, onFailure?: (error: FibrpcError) => void): Promise<{ model: ChannelModel; url: BrokerUrl }> {
   let last: FibrpcError | undefined;
   for (const url of target.urls) {
+    registerBrokerUrl(url);
     try {
-      const model = await connect(url, socketOptions(target.tls, { timeout: Math.max(1, deadline - Date.now()), clientProperties: { connection_name: connectionName } }));
+      // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
+      const timeout = Math.max(1, Math.min(deadline - Date.now(), url.connectionTimeoutMs ?? Number.POSITIVE_INFINITY));
+      const model = await connect(connectFields(url), socketOptions(target.tls, { timeout, clientProperties: { connection_name: connectionName } }));
       return { model, url };
     } catch (err) {
       last = connectError(err, url);

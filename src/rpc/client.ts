@@ -4,7 +4,7 @@
  * replies are matched as they come, in any order.
  */
 import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
-import { displayUrl } from "../config.ts";
+import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
@@ -53,7 +53,7 @@ export class RpcClient {
     private readonly connection: ChannelModel,
     private readonly channel: Channel,
     /** The broker this client is connected to (one of options.broker.urls). */
-    private readonly url: string,
+    private readonly url: BrokerUrl,
   ) {}
 
   /**

@@ -46,10 +46,11 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   return registry;
 }
 
-export function startHttp(port: number, supervisor: Supervisor, log: Logger): { stop(): void } {
+/** Listens on `hostname` (serve's --http-host: loopback unless told otherwise). */
+export function startHttp(hostname: string, port: number, supervisor: Pick<Supervisor, "collect" | "state">, log: Logger): { stop(): void } {
   const server = Bun.serve({
     port,
-    hostname: "0.0.0.0",
+    hostname,
     async fetch(request) {
       const { pathname } = new URL(request.url);
       if (pathname === "/metrics") {
@@ -67,6 +68,7 @@ export function startHttp(port: number, supervisor: Supervisor, log: Logger): { 
       return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
     },
   });
-  log.info(`HTTP on port ${server.port}: /metrics, /healthz, /readyz`);
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  log.info(`HTTP on http://${host}:${server.port}: /metrics, /healthz, /readyz`);
   return { stop: () => server.stop(true) };
 }

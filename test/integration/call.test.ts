@@ -24,7 +24,7 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "5", "--worker", "3"], message: /unknown option --worker/ },
     { args: ["call", "5", "--timeout", "soon"], message: /--timeout must be a duration/ },
     { args: ["call", "5", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
-    { args: ["call", "5", "--url", "http://x"], message: /--url must start with amqp:\/\// },
+    { args: ["call", "5", "--url", "http://x"], message: /the 1st broker URL \(--url\) must start with amqp:\/\// },
     { args: ["serve", "--workers", "many"], message: /--workers must be a whole number/ },
     { args: ["serve", "--queue-type", "stream"], message: /--queue-type must be one of classic, quorum/ },
     { args: ["nosuch"], message: /Unknown command nosuch/ },

@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola";
+import { parseBrokerUrl } from "../../src/broker-url.ts";
 import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
 import { startProxy } from "../proxy.ts";
@@ -111,7 +112,7 @@ describe("timeouts and deadlines", () => {
     });
     const lines: string[] = [];
     const log = createConsola({ level: 4, reporters: [{ log: (o) => lines.push(o.args.join(" ")) }] });
-    const client = await RpcClient.connect({ broker: { urls: [URL], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
+    const client = await RpcClient.connect({ broker: { urls: [parseBrokerUrl(URL)], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
     try {
       const outcome = await client.call(6);
       expect(outcome).toMatchObject({ ok: false, code: "TIMEOUT" });
