@@ -84,18 +84,15 @@ export default defineCommand({
       if (!QUEUE_TYPES.includes(queueType)) throw usageError(`--queue-type must be one of ${QUEUE_TYPES.join(", ")}, got ${JSON.stringify(queueType)}`);
       const drainTimeout = fromEnv(parsed["drain-timeout"], "FIBRPC_DRAIN_TIMEOUT");
       const drainTimeoutMs = drainTimeout === undefined ? 10_000 : parseDuration("drain-timeout", drainTimeout);
+      const httpPortValue = fromEnv(parsed["http-port"], "FIBRPC_HTTP_PORT");
+      const httpPort = httpPortValue === undefined ? undefined : parseIntOption("http-port", httpPortValue, 0, 1, 65_535);
+      const httpHostValue = fromEnv(parsed["http-host"], "FIBRPC_HTTP_HOST");
+      const httpHost = httpHostValue === undefined ? "127.0.0.1" : parseHost("http-host", httpHostValue);
+      // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
+      if (parsed["http-host"] !== undefined && httpPort === undefined) throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
       const logLevel = resolveLogLevel(parsed["log-level"]);
       const logFormat = resolveLogFormat(parsed["log-format"]);
       const log = resolveLogger(parsed);
-      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`, {
-        version,
-        queue,
-        queueType,
-        brokers: urls.map(displayUrl),
-        workers,
-        prefetch,
-        maxN,
-      });
       const statusFile = fromEnv(parsed["status-file"], "FIBRPC_STATUS_FILE");
       let statusWarned = false;
       const onStatus = statusFile
@@ -110,19 +107,13 @@ export default defineCommand({
             }
           }
         : undefined;
-      const httpPortValue = fromEnv(parsed["http-port"], "FIBRPC_HTTP_PORT");
-      const httpPort = httpPortValue === undefined ? undefined : parseIntOption("http-port", httpPortValue, 0, 1, 65_535);
-      const httpHostValue = fromEnv(parsed["http-host"], "FIBRPC_HTTP_HOST");
-      const httpHost = httpHostValue === undefined ? "127.0.0.1" : parseHost("http-host", httpHostValue);
-      // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
-      if (parsed["http-host"] !== undefined && httpPort === undefined) throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
       // HTTP first: a port in use or an address not of this machine is a usage error before any
       // worker starts. Requests reach the supervisor only once it exists (later turns).
       let supervisor: Supervisor | undefined;
-      let http: { stop(): void } | undefined;
+      let http: { url: string; stop(): void } | undefined;
       if (httpPort !== undefined) {
         try {
-          http = startHttp(httpHost, httpPort, { collect: () => supervisor!.collect(), state: () => supervisor!.state() }, log);
+          http = startHttp(httpHost, httpPort, { collect: () => supervisor!.collect(), state: () => supervisor!.state() });
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code === "EADDRINUSE") throw usageError(`--http-port ${httpPort} is already in use on ${httpHost}; pick another port`);
@@ -130,6 +121,16 @@ export default defineCommand({
           throw err;
         }
       }
+      log.info(`fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`, {
+        version,
+        queue,
+        queueType,
+        brokers: urls.map(displayUrl),
+        workers,
+        prefetch,
+        maxN,
+      });
+      if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
       try {
         supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
         return await supervisor.done;

@@ -4,7 +4,6 @@
  * consuming). Counters come from the workers, summed on each scrape (supervisor.collect).
  */
 import { Registry } from "prom-client";
-import type { Logger } from "../log.ts";
 import { LATENCY_BUCKETS } from "./stats.ts";
 import type { ServeSnapshot, Supervisor } from "./supervisor.ts";
 
@@ -46,8 +45,8 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   return registry;
 }
 
-/** Listens on `hostname` (serve's --http-host: loopback unless told otherwise). */
-export function startHttp(hostname: string, port: number, supervisor: Pick<Supervisor, "collect" | "state">, log: Logger): { stop(): void } {
+/** Listens on `hostname` (serve's --http-host: loopback unless told otherwise); throws if it cannot. */
+export function startHttp(hostname: string, port: number, supervisor: Pick<Supervisor, "collect" | "state">): { url: string; stop(): void } {
   const server = Bun.serve({
     port,
     hostname,
@@ -69,6 +68,5 @@ export function startHttp(hostname: string, port: number, supervisor: Pick<Super
     },
   });
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  log.info(`HTTP on http://${host}:${server.port}: /metrics, /healthz, /readyz`);
-  return { stop: () => server.stop(true) };
+  return { url: `http://${host}:${server.port}`, stop: () => server.stop(true) };
 }

@@ -1,0 +1,186 @@
+/**
+ * Flags are never silently misread: a missing value, an unknown value, a repeated flag, a value
+ * for a boolean flag and a duration beyond the runtime's timers are usage errors (64, one line,
+ * nothing on stdout) from every command, whether given as a flag, in the environment or in a
+ * config file. --url may repeat (or hold a comma-separated list): tried in order. --http-host
+ * decides where the metrics listen.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+
+cleanupAfterFile();
+
+const dir = mkdtempSync(join(tmpdir(), "fibrpc-flags-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function configFile(text: string): string {
+  const file = join(dir, `${crypto.randomUUID()}.env`);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** A broker nobody listens on: a check that ran after connecting would give another error. */
+const NOWHERE = { FIBRPC_URL: "amqp://guest:guest@127.0.0.1:1" };
+
+const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[] = [
+  // A flag missing its value: last, before another flag, or empty.
+  { args: ["call", "30", "--timeout"], message: /^fibrpc: --timeout needs a value \(duration\)$/ },
+  { args: ["call", "30", "--timeout", "--json"], message: /^fibrpc: --timeout needs a value \(duration\) before --json$/ },
+  { args: ["call", "--timeout=", "30"], message: /^fibrpc: --timeout needs a value \(duration\), got an empty one$/ },
+  { args: ["call", "30", "--url"], message: /--url needs a value/ },
+  { args: ["serve", "--workers"], message: /--workers needs a value \(count\)/ },
+  { args: ["bench", "--n", "--json"], message: /--n needs a value \(n\|min-max\) before --json/ },
+  { args: ["health", "--status-file"], message: /--status-file needs a value/ },
+  // A single-value flag given twice: citty would keep the last one.
+  { args: ["call", "30", "--timeout", "1s", "--timeout", "2s"], message: /^fibrpc: --timeout given twice \(1s, 2s\); give it once$/ },
+  { args: ["serve", "--workers", "1", "--workers=2"], message: /--workers given twice \(1, 2\)/ },
+  { args: ["bench", "--json", "--json"], message: /--json given twice/ },
+  { args: ["call", "30", "--json", "--no-json"], message: /--json given twice/ },
+  // A value for a boolean flag.
+  { args: ["call", "--json=yes", "30"], message: /^fibrpc: --json takes no value \(got --json=yes\)/ },
+  { args: ["call", "--wait-for-server=false", "30"], message: /--wait-for-server takes no value/ },
+  // Unknown flags and values, from flags, environment and config file alike.
+  { args: ["call", "30", "--timout", "1s"], message: /unknown option --timout/ },
+  { args: ["call", "30", "-t", "1s"], message: /unknown option -t/ },
+  { args: ["call", "30", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
+  { args: ["call", "30"], env: { FIBRPC_REPLY_QUEUE: "shared" }, message: /--reply-queue must be direct or exclusive, got "shared"/ },
+  { args: ["call", "30"], env: { FIBRPC_LOG_LEVEL: "loud" }, message: /--log-level must be one of/ },
+  { args: ["serve"], env: { FIBRPC_QUEUE_TYPE: "stream" }, message: /--queue-type must be one of classic, quorum/ },
+  { args: ["serve", "--log-format", "xml"], message: /--log-format must be one of pretty, json/ },
+  { args: ["call", "30"], env: { FIBRPC_JSON: "maybe" }, message: /FIBRPC_JSON must be true or false/ },
+  // Durations: beyond 2^31 - 1 ms a timer fires at once (or never drains).
+  { args: ["call", "30", "--timeout", "600h"], message: /^fibrpc: --timeout must be at most 2147483647ms \(about 24\.8 days, the longest timer the runtime holds\), got "600h"$/ },
+  { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "25d" }, message: /--timeout must be a duration/ },
+  { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "596h1" }, message: /--timeout must be a duration/ },
+  { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "597h" }, message: /--timeout must be at most 2147483647ms/ },
+  { args: ["serve", "--drain-timeout", "600h"], message: /--drain-timeout must be at most 2147483647ms/ },
+  { args: ["bench", "--duration", "600h"], message: /--duration must be at most 2147483647ms/ },
+  { args: ["health", "--status-file", "/nonexistent", "--max-age", "600h"], message: /--max-age must be at most 2147483647ms/ },
+  { args: ["call", "30", "--timeout", "0"], message: /--timeout must be at least 1ms/ },
+  { args: ["call", "30", "--timeout", "1e3"], message: /--timeout must be a duration like 500ms, 5s or 2m, got "1e3"/ },
+  { args: ["call", "30", "--timeout", "Infinity"], message: /--timeout must be a duration/ },
+  { args: ["call", "30", "--timeout", "-1s"], message: /--timeout must be a duration/ },
+  // A negative n is an invalid n, wherever it stands.
+  { args: ["call", "-5"], message: /^fibrpc: invalid n "-5": n must not be negative$/ },
+  { args: ["call", "--timeout", "1s", "-5"], message: /invalid n "-5": n must not be negative/ },
+  { args: ["call", "--json", "-5"], message: /invalid n "-5"/ },
+  // serve's HTTP address.
+  { args: ["serve", "--http-port", "9", "--http-host", "not a host"], message: /--http-host must be an IP address or a host name/ },
+  { args: ["serve", "--http-host", "0.0.0.0"], message: /--http-host has no effect without --http-port/ },
+  { args: ["serve", "--http-port", "19999", "--http-host", "203.0.113.7"], message: /--http-host 203\.0\.113\.7 is not an address of this machine/ },
+  // connection_timeout is one socket option for all of serve's URLs.
+  { args: ["serve", "--url", "amqp://h1?connection_timeout=100,amqp://h2"], message: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none/ },
+];
+
+describe("misread flags are usage errors: exit 64, one line, nothing on stdout", () => {
+  for (const c of cases) {
+    test(`${c.args.join(" ")}${c.env ? ` with ${JSON.stringify(c.env)}` : ""}`, async () => {
+      const started = performance.now();
+      const { code, stdout, stderr } = await run(c.args, { ...NOWHERE, ...c.env });
+      expect(code, stderr).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr.trim().split("\n"), stderr).toHaveLength(1);
+      expect(stderr.trim()).toMatch(c.message);
+      expect(stderr).not.toMatch(/\[worker-|workers serving/); // serve started none
+      expect(performance.now() - started).toBeLessThan(5_000);
+    });
+  }
+
+  test("config-file values get the same checks", async () => {
+    for (const [line, message] of [
+      ["FIBRPC_TIMEOUT=600h", /--timeout must be at most 2147483647ms/],
+      ["FIBRPC_REPLY_QUEUE=shared", /--reply-queue must be direct or exclusive/],
+      ["FIBRPC_LOG_FORMAT=xml", /--log-format must be one of/],
+      ["FIBRPC_URL=amqp://u:s3cret%@h", /the 1st broker URL \(FIBRPC_URL in the --config file\) has a "%"/],
+    ] as const) {
+      const { code, stdout, stderr } = await run(["call", "30", "--config", configFile(`${line}\n`)]);
+      expect(code, stderr).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr.trim().split("\n")).toHaveLength(1);
+      expect(stderr).toMatch(message);
+    }
+  });
+
+  test("values that look like flags after --, and values starting with a digit after a dash, are not flags", async () => {
+    // "--timeout -1s" takes "-1s" as the value (and refuses it as a duration, not as a missing value).
+    const r = await run(["call", "30", "--timeout", "-1s"], NOWHERE);
+    expect(r.stderr).toMatch(/--timeout must be a duration/);
+  });
+});
+
+describe("several --url: tried in order", () => {
+  for (const [name, urls] of [
+    ["repeated", ["--url", "amqp://guest:guest@127.0.0.1:1", "--url", "amqp://guest:guest@127.0.0.1:5672"]],
+    ["comma-separated", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:5672"]],
+    ["both", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:2", "--url", "amqp://guest:guest@127.0.0.1:5672"]],
+  ] as const) {
+    test(`${name}: the first is refused, the call is answered via the next`, async () => {
+      const queue = uniqueQueue();
+      const server = await startServe(["--workers", "1", "--queue", queue]);
+      const { code, stdout, stderr } = await run(["call", "--queue", queue, "--log-level", "debug", ...urls, "30"]);
+      expect(code, stderr).toBe(0);
+      expect(stdout).toBe("832040\n");
+      expect(stderr).toContain("cannot reach the broker at amqp://guest:***@127.0.0.1:1: connection refused");
+      expect(await server.stop()).toBe(0);
+    });
+  }
+
+  test("serve takes them in order too", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug", "--url", "amqp://guest:guest@127.0.0.1:1", "--url", "amqp://guest:guest@127.0.0.1:5672"]);
+    expect(server.log).toContain("on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:5672 with 1 workers");
+    expect(server.log).toContain("connected to amqp://guest:***@127.0.0.1:5672");
+    expect(await server.stop()).toBe(0);
+  });
+});
+
+async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const { port } = listener;
+  listener.stop(true);
+  return port;
+}
+
+/** The status of GET url, or the error's code if nothing answers (bounded). */
+async function probe(url: string): Promise<number | string> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(3_000) })).status;
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err);
+  }
+}
+
+/** An IPv4 address of this machine other than loopback, if it has one. */
+const otherAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+
+describe("--http-host", () => {
+  test("default: metrics on loopback only", async () => {
+    const port = await freePort();
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)]);
+    expect(server.log).toContain(`HTTP on http://127.0.0.1:${port}: /metrics, /healthz, /readyz`);
+    expect(await probe(`http://127.0.0.1:${port}/healthz`)).toBe(200);
+    if (otherAddress) expect(await probe(`http://${otherAddress}:${port}/healthz`)).not.toBe(200);
+    expect(await server.stop()).toBe(0);
+  });
+
+  test.if(otherAddress !== undefined)("0.0.0.0 (the image's setting, here from FIBRPC_HTTP_HOST): every interface", async () => {
+    const port = await freePort();
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)], { FIBRPC_HTTP_HOST: "0.0.0.0" });
+    expect(await probe(`http://${otherAddress}:${port}/healthz`)).toBe(200);
+    expect(await probe(`http://127.0.0.1:${port}/healthz`)).toBe(200);
+    expect(await server.stop()).toBe(0);
+  });
+
+  test.if(otherAddress !== undefined)("one address: that one only", async () => {
+    const port = await freePort();
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port), "--http-host", otherAddress!]);
+    expect(await probe(`http://${otherAddress}:${port}/metrics`)).toBe(200);
+    expect(await probe(`http://127.0.0.1:${port}/metrics`)).not.toBe(200);
+    expect(await server.stop()).toBe(0);
+  });
+});
