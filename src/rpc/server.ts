@@ -267,28 +267,45 @@ export class RpcServer {
   }
 
   private async runHeavy(channel: Channel): Promise<void> {
-    await this.switchConsumer(channel, "standby");
-    while (this.heavyBacklog.length > 0) {
-      // One computation per event-loop turn: between two, the socket is read and written (acks
-      // and replies go out, a drain request or other deliveries come in).
-      await new Promise((resolve) => setImmediate(resolve));
-      const item = this.heavyBacklog.shift()!;
-      // Its channel is gone (connection lost): the broker has put the request back already.
-      if (item.channel !== this.channel) continue;
-      try {
-        // Draining: not started yet, so it goes back to the queue for another server.
-        if (this.draining) this.republish(item.channel, item.msg, {}, item.receivedAt);
-        else {
-          this.options.log.debug(`computing heavy fib(${item.job.n}), taking no new requests meanwhile`);
-          this.compute(item.channel, item.msg, item.job, item.receivedAt);
+    for (;;) {
+      await this.switchConsumer(channel, "standby");
+      while (this.heavyBacklog.length > 0) {
+        // One computation per event-loop turn: between two, the socket is read and written (acks
+        // and replies go out, a drain request or other deliveries come in).
+        await new Promise((resolve) => setImmediate(resolve));
+        try {
+          this.computeNextHeavy();
+        } catch (err) {
+          // An injected crash (tests): this worker is about to die; compute nothing more, so the
+          // crash is pinned on the right request.
+          if (err instanceof InjectedCrash) return;
+          throw err;
         }
-      } catch (err) {
-        if (err instanceof InjectedCrash) return;
-        this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-        this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
       }
+      if (this.draining || this.channel !== channel) return;
+      await this.switchConsumer(channel, "normal");
+      // Heavy requests that arrived while switching back: another round. Otherwise done; no
+      // delivery can come in between this check and the end of the run (both are microtasks).
+      if (this.heavyBacklog.length === 0) return;
     }
-    if (!this.draining && this.channel === channel) await this.switchConsumer(channel, "normal");
+  }
+
+  private computeNextHeavy(): void {
+    const item = this.heavyBacklog.shift()!;
+    // Its channel is gone (connection lost): the broker has put the request back already.
+    if (item.channel !== this.channel) return;
+    try {
+      // Draining: not started yet, so it goes back to the queue for another server.
+      if (this.draining) this.republish(item.channel, item.msg, {}, item.receivedAt);
+      else {
+        this.options.log.debug(`computing heavy fib(${item.job.n}), taking no new requests meanwhile`);
+        this.compute(item.channel, item.msg, item.job, item.receivedAt);
+      }
+    } catch (err) {
+      if (err instanceof InjectedCrash) throw err;
+      this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
+      this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
+    }
   }
 
   /**

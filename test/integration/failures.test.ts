@@ -173,6 +173,20 @@ describe("poison requests are not redelivered forever", () => {
 });
 
 describe("poison accounting is fair", () => {
+  test("requests delivered alongside a crashing one are answered, however often its crashes send them back", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], { FIBRPC_TEST_FAULTS: "crash=14" });
+    // The heavy ones wait their turn (unacked) when 14 crashes the worker: redelivered each time.
+    const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "100000", "100001", "14"]);
+    expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times/);
+    expect(stderr.split("\n").filter(Boolean)).toHaveLength(1);
+    expect(stdout.split("\n").map((line) => line.length)).toEqual([20899, 20899, 0]);
+    expect(code).toBe(76);
+    const redelivered = server.log.match(/computing heavy fib\(100000\)/g)?.length ?? 0;
+    console.log(`alongside a poison request: fib(100000) was started ${redelivered} time(s), answered once, never refused`);
+    expect(await server.stop()).toBe(0);
+  });
+
   for (const queueType of ["classic", "quorum"] as const) {
     test(`${queueType}: a request redelivered 4 times because its connection dropped is answered, not refused as poison`, async () => {
       const queue = uniqueQueue();
