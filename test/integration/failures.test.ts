@@ -173,10 +173,11 @@ describe("poison requests are not redelivered forever", () => {
 });
 
 describe("poison accounting is fair", () => {
-  test("requests delivered alongside a crashing one are answered, however often its crashes send them back", async () => {
+  test("requests delivered alongside a crashing one are answered, never refused with it", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], { FIBRPC_TEST_FAULTS: "crash=14" });
-    // The heavy ones wait their turn (unacked) when 14 crashes the worker: redelivered each time.
+    // The heavy ones wait their turn (unacked) while 14 crashes the worker: whether they are
+    // redelivered depends on timing; either way they are answered, and only 14 is refused.
     const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "100000", "100001", "14"]);
     expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times/);
     expect(stderr.split("\n").filter(Boolean)).toHaveLength(1);
