@@ -111,15 +111,15 @@ describe("a hand-made responder on the real broker", () => {
 });
 
 describe("serve refuses what it cannot fix by waiting", () => {
-  test("queue exists with other arguments: one line, exit 78", async () => {
+  test("a queue an operator declared with other arguments is joined as it is: one warning, and it serves", async () => {
     const queue = uniqueQueue();
     const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: true });
-    const server = await startServe(["--workers", "2", "--queue", queue], {}, null);
-    const code = await server.proc.exited;
-    expect(code).toBe(78);
-    expect(server.log).toMatch(new RegExp(`queue "${queue}" already exists with other settings \\(inequivalent arg 'durable'`));
+    await ch.assertQueue(queue, { durable: true, arguments: { "x-max-length": 1000 } });
+    const server = await startServe(["--workers", "2", "--queue", queue]);
+    expect(server.log).toMatch(new RegExp(`queue "${queue}" already exists with other settings \\(inequivalent arg 'x-max-length'.*\\); serving it as it is`));
     expect(server.log.match(/already exists/g)).toHaveLength(1);
+    expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
+    expect(await server.stop()).toBe(0);
   });
 
   test("wrong password: serve exits 77 instead of retrying forever", async () => {
