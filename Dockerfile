@@ -16,6 +16,7 @@ RUN bun test --timeout 60000 test/unit
 RUN bun build --compile --minify --bytecode --format=esm --target=bun-linux-x64-baseline \
       src/cli.ts src/serve/worker.ts --outfile /fibrpc \
       --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
+      --define 'process.env.FIBRPC_TEST_BUILD="0"' \
  && /fibrpc --version
 
 # Runtime stage: Debian slim, the binary, a non-root user; nothing else is added.

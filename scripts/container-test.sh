@@ -40,9 +40,13 @@ id=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 image="localhost/fibrpc:test-$id"
 queue="fibrpc_container_$id"
 names=()
+# Build stages left behind as dangling images (~0.5 GB each, also when a build fails): those that
+# appear during this run are removed with it; others on the machine are not ours to touch.
+dangling_before=$(podman images -q -f dangling=true 2>/dev/null | sort)
 cleanup() {
   for name in "${names[@]}"; do podman rm -f "$name" >/dev/null 2>&1 || true; done
   podman rmi -f "$image" >/dev/null 2>&1 || true
+  comm -13 <(echo "$dangling_before") <(podman images -q -f dangling=true 2>/dev/null | sort) | xargs -r podman rmi -f >/dev/null 2>&1 || true
   node -e "
     const amqp = require('amqplib');
     amqp.connect('amqp://guest:guest@127.0.0.1:5672').then(async (c) => { const ch = await c.createChannel(); await ch.deleteQueue('$queue'); await c.close(); }).catch(() => {});
@@ -90,7 +94,7 @@ podman run --rm "docker.io/oven/bun:$bun_version" /bin/sh -c 'ln -sf /usr/local/
 
 # 2. Build the Dockerfile, unchanged.
 step "podman build --pull=never (Dockerfile unchanged)"
-podman build --pull=never --format docker --network=host --build-arg "VERSION=$version" --build-arg "SOURCE=file://$root" -t "$image" -f Dockerfile . >"$work/build.log" 2>&1 \
+podman build --pull=never --force-rm --format docker --network=host --build-arg "VERSION=$version" --build-arg "SOURCE=file://$root" -t "$image" -f Dockerfile . >"$work/build.log" 2>&1 \
   || fail "podman build failed:\n$(tail -20 "$work/build.log")"
 
 # 3. The runtime image holds the binary and nothing it does not need.

@@ -17,6 +17,8 @@ fi
 
 node_modules/.bin/bun run typecheck
 node_modules/.bin/bun run build >/dev/null
+# The same code with fault injection compiled in, for the tests that inject faults (src/serve/faults.ts).
+node_modules/.bin/bun run build:test >/dev/null
 mkdir -p .test-results
 # bun ignores [test] timeout in bunfig.toml, so it is given here.
 exec node_modules/.bin/bun test --timeout 120000 --reporter=junit --reporter-outfile=.test-results/junit.xml "$@"

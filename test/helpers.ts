@@ -10,9 +10,13 @@ import type { Subprocess } from "bun";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BIN = resolve(ROOT, "fibrpc");
+/** The test build (`bun run build:test`): the same code plus fault injection (src/serve/faults.ts). */
+export const TEST_BIN = resolve(ROOT, "fibrpc-test");
 export const URL = process.env.FIBRPC_TEST_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 
-if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`bun run build\` (scripts/test.sh does) before the tests`);
+for (const bin of [BIN, TEST_BIN]) {
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`bun run build\` and \`bun run build:test\` (scripts/test.sh does) before the tests`);
+}
 
 const processes = new Set<Subprocess>();
 /** Everything fibrpc printed in this test file, checked for leaked passwords at the end. */
@@ -47,6 +51,16 @@ async function cleanup(): Promise<void> {
   const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
   outputs.length = 0;
   if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
+}
+
+/**
+ * A process a test started itself (not through run/startServe): killed at the end of the test
+ * file if it is still running, even when the test failed half-way.
+ */
+export function tracked<T extends Subprocess>(proc: T): T {
+  processes.add(proc);
+  void proc.exited.then(() => processes.delete(proc));
+  return proc;
 }
 
 /** A fresh queue name, deleted after the test file. */
@@ -95,9 +109,13 @@ export interface Server {
   stop(): Promise<number>;
 }
 
-/** Starts `fibrpc serve ARGS` from `/` and waits until all its workers are serving. */
+/**
+ * Starts `fibrpc serve ARGS` from `/` and waits until all its workers are serving. With
+ * FIBRPC_TEST_FAULTS in `env`, the test build runs (the release binary ignores that variable).
+ */
 export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/): Promise<Server> {
-  const proc = Bun.spawn([BIN, "serve", ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN;
+  const proc = Bun.spawn([bin, "serve", ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   processes.add(proc);
   let log = "";
   const listeners = new Set<() => void>();

@@ -132,7 +132,7 @@ export default defineCommand({
       });
       if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
       try {
-        supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat, faults: process.env.FIBRPC_TEST_FAULTS } });
+        supervisor = supervise({ workers, drainTimeoutMs, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker: { urls, tls }, queue, queueType, prefetch, maxN, logLevel, logFormat } });
         return await supervisor.done;
       } finally {
         http?.stop();

@@ -10,7 +10,8 @@ import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
-import { openWire, type Wire } from "./wire.ts";
+import { channelOutlet, type Outlet } from "./outlet.ts";
+import { openWire } from "./wire.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -45,8 +46,8 @@ export class RpcClient {
   private closing = false;
   private lost = false;
   private replyTo = DIRECT_REPLY_TO;
-  /** Fast path for publishing requests (see wire.ts); undefined means amqplib's own. */
-  private wire: Wire | undefined;
+  /** Where requests are published, chosen once (see outlet.ts). */
+  private outlet: Outlet | undefined;
 
   private constructor(
     private readonly options: ClientOptions,
@@ -95,7 +96,7 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
-    this.wire = openWire(this.connection, channel);
+    this.outlet = openWire(this.connection, channel) ?? channelOutlet(channel);
   }
 
   /**
@@ -119,8 +120,7 @@ export class RpcClient {
       const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
-        if (this.wire) this.wire.publish(this.options.queue, body, properties, true);
-        else this.channel.publish("", this.options.queue, body, { ...properties, mandatory: true });
+        this.outlet!.publish(this.options.queue, body, properties, true);
       } catch (err) {
         this.settleError(correlationId, "CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`);
       }

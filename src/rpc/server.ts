@@ -14,11 +14,10 @@ import { brokerRefusal, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
-import { injectFault, InjectedCrash, killAfterReply, type Faults } from "./faults.ts";
 import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
-import { StatsRecorder, type WorkerStats } from "../serve/stats.ts";
-import { openWire, type PublishProperties, type Wire } from "./wire.ts";
+import { channelOutlet, type Outlet, type PublishProperties } from "./outlet.ts";
+import { openWire } from "./wire.ts";
 
 export { HEAVY_N } from "./delivery.ts";
 
@@ -31,9 +30,26 @@ export interface ServerOptions {
   log: Logger;
   /** Which requests crashed workers of this process (see crash-ledger.ts). */
   ledger?: CrashLedger;
-  /** Test-only fault injection (see faults.ts). */
-  faults?: Faults;
+  /** Counts what happens, for /metrics; called on the hot path, so keep it cheap. */
+  metrics?: ServerMetrics;
+  /**
+   * Computes fib(n) as decimal (default: fib.ts). `firstDelivery` is false for a request seen
+   * before. A seam for the test build's fault injection (serve/faults.ts), as is `wrapOutlet`.
+   */
+  compute?: (n: number, request: { firstDelivery: boolean }) => string;
+  /** Wraps the channel's outlet (publish and ack), once per channel. */
+  wrapOutlet?: (outlet: Outlet) => Outlet;
 }
+
+/** What a server reports as it goes (serve/stats.ts keeps the counters). */
+export interface ServerMetrics {
+  /** A request settled: "ok", an error code, or "DROPPED"; `seconds` from delivery to reply. */
+  answered(outcome: string, seconds: number): void;
+  redelivered(): void;
+  reconnected(): void;
+}
+
+const NO_METRICS: ServerMetrics = { answered: () => {}, redelivered: () => {}, reconnected: () => {} };
 
 export interface ServerEvents {
   /** Consuming (again): after the first connection and after every recovery. */
@@ -58,8 +74,8 @@ export class RpcServer {
   private connection: RecoveringChannelModel | undefined;
   private readonly target: FailoverUrl;
   private channel: Channel | undefined;
-  /** Fast path for replies and acks (see wire.ts); undefined means amqplib's own. */
-  private wire: Wire | undefined;
+  /** Where the current channel's publishes and acks go, chosen once per channel (see outlet.ts). */
+  private outlet: Outlet | undefined;
   /** The consumer tags on the current channel (two for a moment while switching, see switchConsumer). */
   private readonly consumers = new Set<string>();
   private draining = false;
@@ -71,7 +87,8 @@ export class RpcServer {
   /** Deliveries acked already: each is acked exactly once. */
   private readonly acked = new WeakSet<ConsumeMessage>();
   private readonly ledger: CrashLedger;
-  private readonly stats = new StatsRecorder();
+  private readonly metrics: ServerMetrics;
+  private readonly computeFib: NonNullable<ServerOptions["compute"]>;
   private connectedOnce = false;
 
   constructor(
@@ -80,6 +97,8 @@ export class RpcServer {
   ) {
     this.target = new FailoverUrl(options.broker.urls);
     this.ledger = options.ledger ?? NO_LEDGER;
+    this.metrics = options.metrics ?? NO_METRICS;
+    this.computeFib = options.compute ?? fibDecimal;
   }
 
   /** Starts connecting; returns at once. Connection loss is recovered with backoff and jitter. */
@@ -99,7 +118,7 @@ export class RpcServer {
     const conn = this.connection;
     conn.on("connect", () => {
       options.log.debug(`connected to ${target.current}`);
-      if (this.connectedOnce) this.stats.reconnected();
+      if (this.connectedOnce) this.metrics.reconnected();
       this.connectedOnce = true;
       this.events.onServing();
     });
@@ -130,7 +149,8 @@ export class RpcServer {
     });
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
-    this.wire = openWire(model, channel);
+    const outlet = openWire(model, channel) ?? channelOutlet(channel);
+    this.outlet = options.wrapOutlet ? options.wrapOutlet(outlet) : outlet;
     this.channel = channel;
     this.model = model;
     this.consumers.clear();
@@ -175,14 +195,13 @@ export class RpcServer {
       return;
     }
     const receivedAt = performance.now();
-    if (msg.fields.redelivered) this.stats.redelivered();
+    if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
     try {
       const { options } = this;
       fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: options.queueType, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg) });
       this.carryOut(channel, msg, fate, receivedAt);
     } catch (err) {
-      if (err instanceof InjectedCrash) return;
       // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can
       // be answered) and ack, once.
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
@@ -206,7 +225,7 @@ export class RpcServer {
       case "drop":
         log.warn(`dropped a request: ${fate.reason}`);
         this.ack(channel, msg);
-        this.stats.answered("DROPPED", (performance.now() - receivedAt) / 1000);
+        this.metrics.answered("DROPPED", (performance.now() - receivedAt) / 1000);
         return;
       case "refuse":
         log.debug(`refused a request: ${fate.reply.body.toString("utf8", 0, 200)}`);
@@ -232,18 +251,13 @@ export class RpcServer {
     this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
     let reply: EncodedMessage;
     try {
-      if (options.faults) injectFault(options.faults, job.n, !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined);
-      reply = encodeResult(job.format, job.n, fibDecimal(job.n));
+      const firstDelivery = !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined;
+      reply = encodeResult(job.format, job.n, this.computeFib(job.n, { firstDelivery }));
     } catch (err) {
-      if (err instanceof InjectedCrash) throw err;
       options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
       reply = encodeError(job.format, "INTERNAL", `computing fib(${job.n}) failed on the server`, job.n);
     }
     options.log.debug(`fib(${job.n}) → ${reply.body.length} bytes to ${job.to.replyTo}`);
-    if (options.faults && killAfterReply(options.faults, job.n)) {
-      this.publish(job.to, reply);
-      throw new InjectedCrash();
-    }
     this.finish(channel, msg, job.to, reply, receivedAt);
     this.ledger.end();
   }
@@ -273,14 +287,7 @@ export class RpcServer {
         // One computation per event-loop turn: between two, the socket is read and written (acks
         // and replies go out, a drain request or other deliveries come in).
         await new Promise((resolve) => setImmediate(resolve));
-        try {
-          this.computeNextHeavy();
-        } catch (err) {
-          // An injected crash (tests): this worker is about to die; compute nothing more, so the
-          // crash is pinned on the right request.
-          if (err instanceof InjectedCrash) return;
-          throw err;
-        }
+        this.computeNextHeavy();
       }
       if (this.draining || this.channel !== channel) return;
       await this.switchConsumer(channel, "normal");
@@ -302,7 +309,6 @@ export class RpcServer {
         this.compute(item.channel, item.msg, item.job, item.receivedAt);
       }
     } catch (err) {
-      if (err instanceof InjectedCrash) throw err;
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
       this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
     }
@@ -376,7 +382,7 @@ export class RpcServer {
     if (to) this.publish(to, reply);
     this.ack(channel, msg);
     this.served++;
-    this.stats.answered(reply.code ?? "ok", (performance.now() - receivedAt) / 1000);
+    this.metrics.answered(reply.code ?? "ok", (performance.now() - receivedAt) / 1000);
   }
 
   /** Publishes one reply. A reply that cannot be sent is logged, never thrown: it must not cost the channel. */
@@ -389,8 +395,7 @@ export class RpcServer {
   }
 
   private publishTo(routingKey: string, body: Uint8Array, properties: PublishProperties): void {
-    if (this.wire) this.wire.publish(routingKey, body, properties);
-    else this.channel?.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), properties);
+    this.outlet?.publish(routingKey, body, properties);
   }
 
   /**
@@ -400,13 +405,12 @@ export class RpcServer {
   private ack(channel: Channel, msg: ConsumeMessage): void {
     if (channel !== this.channel || this.acked.has(msg)) return;
     this.acked.add(msg);
-    if (this.wire) this.wire.ack(msg);
-    else channel.ack(msg);
+    this.outlet?.ack(msg);
   }
 
-  /** Counters for /metrics (see serve/stats.ts). */
-  statsSnapshot(): WorkerStats {
-    return this.stats.snapshot(this.heavyBacklog.length);
+  /** Requests delivered and not answered yet (heavy ones waiting their turn). */
+  get inFlight(): number {
+    return this.heavyBacklog.length;
   }
 
   get requestsServed(): number {

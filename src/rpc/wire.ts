@@ -17,6 +17,7 @@
  * undefined and callers use amqplib's own publish and ack.
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import type { Outlet, PublishProperties } from "./outlet.ts";
 
 const FRAME_METHOD = 1;
 const FRAME_HEADER = 2;
@@ -26,27 +27,13 @@ const BASIC = 60;
 const BASIC_PUBLISH = 40;
 const BASIC_ACK = 80;
 
-export interface PublishProperties {
-  contentType?: string;
-  headers?: Record<string, string | number>;
-  correlationId?: string;
-  replyTo?: string;
-  expiration?: string;
-  type?: string;
-}
-
 interface SocketLike {
   write(chunk: Uint8Array): boolean;
   writable?: boolean;
 }
 
-export interface Wire {
-  publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory?: boolean): void;
-  ack(msg: ConsumeMessage): void;
-}
-
 /** The socket and channel number under an amqplib channel, or undefined if they cannot be found. */
-export function openWire(model: ChannelModel, channel: Channel): Wire | undefined {
+export function openWire(model: ChannelModel, channel: Channel): Outlet | undefined {
   const connection = (model as unknown as { connection?: { stream?: SocketLike; frameMax?: number } }).connection;
   const stream = connection?.stream;
   const channelNumber = (channel as unknown as { ch?: unknown }).ch;
@@ -58,7 +45,8 @@ export function openWire(model: ChannelModel, channel: Channel): Wire | undefine
   return writer;
 }
 
-class FrameWriter implements Wire {
+class FrameWriter implements Outlet {
+  readonly kind = "wire";
   /** Bytes of this event-loop turn, written in one go by a microtask. */
   private chunks: Uint8Array[] = [];
   private scheduled = false;

@@ -17,8 +17,6 @@ export interface WorkerConfig {
   logFormat: LogFormat;
   /** This worker's slot of the process's crash ledger. */
   ledger: LedgerConfig;
-  /** FIBRPC_TEST_FAULTS, for the test suite only. */
-  faults?: string;
 }
 
 export type ToWorker =

@@ -2,11 +2,12 @@
  * Worker entry: one RpcServer per Bun Worker. Workers get no signals; the supervisor asks them
  * to drain with a message.
  */
+import { fibDecimal } from "../fib.ts";
 import { createLogger } from "../log.ts";
-import { parseFaults } from "../rpc/faults.ts";
-import { RpcServer } from "../rpc/server.ts";
+import { RpcServer, type ServerOptions } from "../rpc/server.ts";
 import { WorkerLedger } from "./crash-ledger.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
+import { StatsRecorder } from "./stats.ts";
 
 declare const self: Worker;
 
@@ -14,8 +15,22 @@ function send(message: FromWorker): void {
   self.postMessage(message);
 }
 
+/**
+ * The test build's fault injection (serve/faults.ts). The release build defines
+ * process.env.FIBRPC_TEST_BUILD as "0" (package.json, "build"), so the bundler drops this branch
+ * and the module: the shipped binary cannot inject faults, whatever its environment says.
+ */
+async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet">> {
+  if (process.env.FIBRPC_TEST_BUILD === "1" && process.env.FIBRPC_TEST_FAULTS) {
+    const { parseFaults, withFaults } = await import("./faults.ts");
+    return withFaults(parseFaults(process.env.FIBRPC_TEST_FAULTS)!, fibDecimal);
+  }
+  return {};
+}
+
 let server: RpcServer | undefined;
 let ledger: WorkerLedger | undefined;
+const stats = new StatsRecorder();
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -24,7 +39,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     const log = createLogger(config.logLevel, `worker-${config.id}`, config.logFormat);
     ledger = new WorkerLedger(config.ledger);
     server = new RpcServer(
-      { ...config, log, ledger, faults: parseFaults(config.faults) },
+      { ...config, log, ledger, metrics: stats, ...(await testFaults()) },
       {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),
@@ -34,7 +49,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     );
     await server.start();
   } else if (message.type === "stats") {
-    if (server) send({ type: "stats", id: message.id, stats: server.statsSnapshot() });
+    if (server) send({ type: "stats", id: message.id, stats: stats.snapshot(server.inFlight) });
   } else if (message.type === "crashed") {
     ledger?.record(message.key, message.count);
   } else if (message.type === "drain") {

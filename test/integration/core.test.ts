@@ -2,7 +2,10 @@
  * The compiled binary, started from `/` as a user would, against the real broker.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { tracked, BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -28,9 +31,27 @@ describe("binary", () => {
       expect(stdout).toContain(args.length > 1 ? "--url" : "call");
     });
   }
-  test("the binary embeds its worker (runs from / with no source around)", () => {
-    expect(BIN.startsWith("/")).toBe(true);
-    expect(server.log).toContain("3/3 workers serving");
+  test("the binary embeds its worker: a copy alone in an empty folder serves, run from /", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "fibrpc-alone-"));
+    try {
+      const alone = join(folder, "fibrpc");
+      copyFileSync(BIN, alone);
+      chmodSync(alone, 0o755);
+      const proc = tracked(Bun.spawn([alone, "serve", "--workers", "2", "--queue", queue], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+      let log = "";
+      const decoder = new TextDecoder();
+      const deadline = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+      for await (const chunk of proc.stderr) {
+        log += decoder.decode(chunk);
+        if (/2\/2 workers serving|died|failed/.test(log)) break;
+      }
+      clearTimeout(deadline);
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      expect(log).toContain("2/2 workers serving");
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 });
 

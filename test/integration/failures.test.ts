@@ -8,14 +8,14 @@ import { parseBrokerUrl } from "../../src/broker-url.ts";
 import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
 import { startProxy } from "../proxy.ts";
-import { alsoDelete, BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+import { tracked, alsoDelete, BIN, TEST_BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
 describe("no server", () => {
   test("--wait-for-server succeeds when a server starts during the wait", async () => {
     const queue = uniqueQueue();
-    const call = Bun.spawn([BIN, "call", "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+    const call = tracked(Bun.spawn([BIN, "call", "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
     // Wait until call says it is waiting, then start the server.
     let stderr = "";
     const decoder = new TextDecoder();
@@ -169,6 +169,23 @@ describe("poison requests are not redelivered forever", () => {
       expect(await queueStats(queue)).toMatchObject({ messageCount: 0 });
       expect(await server.stop()).toBe(0);
     });
+  }
+});
+
+test("the release binary cannot inject faults: it ignores FIBRPC_TEST_FAULTS and holds no fault code", async () => {
+  const binary = await Bun.file(BIN).bytes();
+  const holds = (text: string) => Buffer.from(binary.buffer, binary.byteOffset, binary.byteLength).includes(text);
+  expect(holds("injected exception for n=")).toBe(false);
+  expect(holds("FIBRPC_TEST_FAULTS")).toBe(false);
+  expect(Buffer.from(await Bun.file(TEST_BIN).bytes()).includes("injected exception for n=")).toBe(true);
+  const queue = uniqueQueue();
+  const server = tracked(Bun.spawn([BIN, "serve", "--workers", "1", "--queue", queue], { cwd: "/", env: { ...process.env, FIBRPC_TEST_FAULTS: "crash=14,throw=13" }, stdout: "ignore", stderr: "ignore" }));
+  try {
+    const answered = await run(["call", "--wait-for-server", "--queue", queue, "--timeout", "15s", "13", "14"]);
+    expect(answered).toMatchObject({ code: 0, stdout: "233\n377\n" });
+  } finally {
+    server.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
   }
 });
 

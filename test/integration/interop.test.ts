@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
+import { tracked, eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -32,13 +32,13 @@ const TUTORIAL = resolve(import.meta.dir, "../interop/tutorial");
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is installed
 
 function pythonProcess(script: string) {
-  return Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
+  return tracked(Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
     cwd: TUTORIAL,
     // Unbuffered output only, so the test sees the lines as they are printed; the code is untouched.
     env: { ...process.env, PYTHONUNBUFFERED: "1" },
     stdout: "pipe",
     stderr: "pipe",
-  });
+  }));
 }
 
 /**

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { startProxy } from "../proxy.ts";
 import { longestGap, record, runLoad } from "../load.ts";
-import { eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+import { tracked, eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -247,7 +247,7 @@ describe("client under faults", () => {
       const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
       const ns = Array.from({ length: 40 }, () => "1000000"); // ~1 s of work for one worker
       const run = (extra: string[]) =>
-        Bun.spawn([resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+        tracked(Bun.spawn([resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
       const plain = run([]);
       // Cut once the first answer is out, i.e. with calls surely in flight.
       const reader = plain.stdout.getReader();
