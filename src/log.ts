@@ -15,6 +15,11 @@ export const LOG_FORMATS = ["pretty", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 export type Logger = ConsolaInstance;
 
+// A log reader that goes away (`fibrpc serve 2>&1 | head`, a collector restarting) must not take
+// serve down with it: without a listener, the EPIPE of the next log line is an uncaught error.
+// Lines written meanwhile are lost; serving goes on.
+process.stderr.on("error", () => {});
+
 const LEVEL_NUMBER: Record<LogLevelName, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 
 /** The level of the last logger made in this thread (the command's), for the error reporter. */

@@ -40,10 +40,12 @@ describe("binary", () => {
       const proc = tracked(Bun.spawn([alone, "serve", "--workers", "2", "--queue", queue], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
       let log = "";
       const decoder = new TextDecoder();
+      const reader = proc.stderr.getReader(); // kept open: serve logs again when it drains
       const deadline = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-      for await (const chunk of proc.stderr) {
-        log += decoder.decode(chunk);
-        if (/2\/2 workers serving|died|failed/.test(log)) break;
+      while (!/2\/2 workers serving|died|failed/.test(log)) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        log += decoder.decode(chunk.value);
       }
       clearTimeout(deadline);
       proc.kill("SIGTERM");
@@ -53,6 +55,19 @@ describe("binary", () => {
       rmSync(folder, { recursive: true, force: true });
     }
   });
+});
+
+test("serve keeps serving when the reader of its log goes away (`serve 2>&1 | head -1`)", async () => {
+  const own = uniqueQueue(); // answered by this serve alone, so it has logged after the pipe closed
+  const proc = tracked(Bun.spawn([BIN, "serve", "--workers", "1", "--queue", own, "--log-level", "debug"], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+  const reader = proc.stderr.getReader();
+  await reader.read(); // the first line, as head -1 would
+  await reader.cancel(); // ...and the pipe closes: every later log line meets EPIPE
+  const answered = await run(["call", "--wait-for-server", "--queue", own, "--timeout", "10s", "1", "2", "3"]);
+  expect(answered).toMatchObject({ code: 0, stdout: "1\n1\n2\n" });
+  expect(proc.exitCode).toBeNull();
+  proc.kill("SIGTERM");
+  expect(await proc.exited).toBe(0);
 });
 
 describe("serve + call", () => {
