@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
-import { channelOutlet, type Outlet } from "./outlet.ts";
+import { chooseOutlet, type Outlet } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
@@ -58,7 +58,7 @@ export class RpcClient {
   ) {}
 
   /**
-   * Connects and starts the reply consumer; throws a FibrpcError the user can act on. The
+   * Connects and starts the reply consumer; throws a FibrpcError (code and details) on failure. The
    * connection attempt ends by `deadline` (ms since the epoch) at the latest.
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
@@ -84,7 +84,7 @@ export class RpcClient {
     // (Direct Reply-to and exclusive reply queues die with the channel).
     const onLost = () => {
       this.lost = true;
-      this.failAll("CONNECTION_LOST", this.lostMessage());
+      this.failAll(this.lostError());
     };
     channel.on("close", onLost);
     this.connection.on("close", onLost);
@@ -96,7 +96,7 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
-    this.outlet = openWire(this.connection, channel) ?? channelOutlet(channel);
+    this.outlet = chooseOutlet(channel, () => openWire(this.connection, channel));
   }
 
   /**
@@ -107,14 +107,16 @@ export class RpcClient {
    */
   call(n: number, deadline = Date.now() + this.options.timeoutMs, correlationId = this.newCorrelationId()): Promise<CallOutcome> {
     if (this.lost || this.closing) {
-      return Promise.resolve({ n, ok: false, code: "CONNECTION_LOST", message: this.lostMessage(), remote: false, error: new FibrpcError("CONNECTION_LOST", this.lostMessage()), ms: 0 });
+      const error = this.lostError();
+      return Promise.resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
     const budget = Math.max(1, deadline - Date.now());
     return new Promise<CallOutcome>((settle) => {
       const startedAt = performance.now();
       const timer = setTimeout(() => {
-        this.settleError(correlationId, "TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(this.options.queue)}; raise --timeout, or check that the servers keep up`);
+        const { queue } = this.options;
+        this.settleError(correlationId, new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, { reason: "reply-timed-out", queue, broker: this.broker, timeoutMs: budget }));
       }, budget);
       this.pending.set(correlationId, { n, startedAt, timer, settle });
       const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
@@ -122,7 +124,7 @@ export class RpcClient {
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
       } catch (err) {
-        this.settleError(correlationId, "CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`);
+        this.settleError(correlationId, new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`, { reason: "not-sent", broker: this.broker }));
       }
     });
   }
@@ -130,6 +132,11 @@ export class RpcClient {
   /** The broker this client talks to, password masked. */
   get broker(): string {
     return displayUrl(this.url);
+  }
+
+  /** The request queue this client sends to. */
+  get queue(): string {
+    return this.options.queue;
   }
 
   /** A new id, unique to this client; a retry reuses the id of the call it repeats. */
@@ -150,8 +157,9 @@ export class RpcClient {
     return !this.lost && !this.closing;
   }
 
-  private lostMessage(): string {
-    return `the connection to the broker at ${displayUrl(this.url)} was lost while the call was in flight; it is safe to retry (--retry)`;
+  private lostError(cause?: unknown): FibrpcError {
+    const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
+    return new FibrpcError("CONNECTION_LOST", `the connection to the broker at ${this.broker} was lost while the call was in flight${why}`, { reason: "connection-lost", broker: this.broker });
   }
 
   /** How many server consumers the request queue has; throws QUEUE_NOT_FOUND if it does not exist. */
@@ -173,12 +181,13 @@ export class RpcClient {
     } catch (err) {
       if (isNotFound(err)) throw this.queueNotFound();
       // Anything else here means the connection went away while looking.
-      throw new FibrpcError("CONNECTION_LOST", `${this.lostMessage()} (${err instanceof Error ? err.message : String(err)})`);
+      throw this.lostError(err);
     }
   }
 
   private queueNotFound(): FibrpcError {
-    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(this.options.queue)} does not exist on the broker at ${displayUrl(this.url)}: no server has declared it; start one with \`fibrpc serve\` (or check --queue)`);
+    const { queue } = this.options;
+    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`, { reason: "no-server", queue, broker: this.broker });
   }
 
   private onReply(msg: ConsumeMessage): void {
@@ -201,21 +210,20 @@ export class RpcClient {
   private onReturned(msg: Message): void {
     const correlationId = msg.properties.correlationId as string | undefined;
     if (correlationId === undefined) return;
-    const error = this.queueNotFound();
-    this.settleError(correlationId, error.code, error.message, error);
+    this.settleError(correlationId, this.queueNotFound());
   }
 
-  private settleError(correlationId: string, code: FibrpcError["code"], message: string, error = new FibrpcError(code, message)): void {
+  private settleError(correlationId: string, error: FibrpcError): void {
     const call = this.pending.get(correlationId);
     if (!call) return;
     this.pending.delete(correlationId);
     clearTimeout(call.timer);
-    call.settle({ n: call.n, ok: false, code, message, remote: false, error, ms: performance.now() - call.startedAt });
+    call.settle({ n: call.n, ok: false, code: error.code, message: error.message, remote: false, error, ms: performance.now() - call.startedAt });
   }
 
-  private failAll(code: FibrpcError["code"], message: string): void {
+  private failAll(error: FibrpcError): void {
     if (this.closing) return;
-    for (const id of [...this.pending.keys()]) this.settleError(id, code, message);
+    for (const id of [...this.pending.keys()]) this.settleError(id, error);
   }
 
   /**
@@ -225,7 +233,8 @@ export class RpcClient {
    */
   async close({ waitForBroker = true }: { waitForBroker?: boolean } = {}): Promise<void> {
     // Calls still in flight end now, with an error, rather than never.
-    for (const id of [...this.pending.keys()]) this.settleError(id, "CONNECTION_LOST", "the client was closed before the reply came");
+    const ended = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
+    for (const id of [...this.pending.keys()]) this.settleError(id, ended);
     this.closing = true;
     const closed = this.connection.close().catch(() => {
       // already closed: nothing to release

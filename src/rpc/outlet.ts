@@ -34,3 +34,13 @@ export function channelOutlet(channel: Channel): Outlet {
     ack: (msg) => channel.ack(msg),
   };
 }
+
+/**
+ * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own.
+ * FIBRPC_OUTLET=amqplib forces amqplib's own: an escape hatch, and how `bun run bench:outlet`
+ * measures what the frame writer is worth.
+ */
+export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | undefined): Outlet {
+  if (process.env.FIBRPC_OUTLET === "amqplib") return channelOutlet(channel);
+  return openFrameWriter() ?? channelOutlet(channel);
+}

@@ -16,7 +16,7 @@ import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
 import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
-import { channelOutlet, type Outlet, type PublishProperties } from "./outlet.ts";
+import { chooseOutlet, type Outlet, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 export { HEAVY_N } from "./delivery.ts";
@@ -149,7 +149,7 @@ export class RpcServer {
     });
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
-    const outlet = openWire(model, channel) ?? channelOutlet(channel);
+    const outlet = chooseOutlet(channel, () => openWire(model, channel));
     this.outlet = options.wrapOutlet ? options.wrapOutlet(outlet) : outlet;
     this.channel = channel;
     this.model = model;

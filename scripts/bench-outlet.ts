@@ -1,0 +1,63 @@
+/**
+ * What the frame writer (src/rpc/wire.ts) is worth: `fibrpc bench` against `fibrpc serve`, with
+ * the frame writer and with amqplib's own publish/ack (FIBRPC_OUTLET=amqplib, for serve and the
+ * caller alike), alternating, in one run. Prints calls/s at 1 and 100 in flight and the gain.
+ *
+ *   bun run bench:outlet            (needs ./fibrpc and a broker on 127.0.0.1:5672)
+ */
+import { join, resolve } from "node:path";
+import { connect } from "amqplib";
+import type { Subprocess } from "bun";
+import { median } from "./lib/markdown-section.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BIN = join(ROOT, "fibrpc");
+const URL = process.env.FIBRPC_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const queue = `bench_outlet_${crypto.randomUUID().slice(0, 6)}`;
+
+async function startServe(outlet: string): Promise<Subprocess> {
+  const proc = Bun.spawn([BIN, "serve", "--workers", "2", "--queue", queue, "--url", URL], { cwd: "/", env: { ...process.env, FIBRPC_OUTLET: outlet }, stdout: "ignore", stderr: "pipe" });
+  const reader = proc.stderr.getReader();
+  let text = "";
+  while (!/2\/2 workers serving/.test(text)) {
+    const chunk = await reader.read();
+    if (chunk.done) throw new Error(`serve did not start:\n${text}`);
+    text += new TextDecoder().decode(chunk.value);
+  }
+  void (async () => {
+    while (!(await reader.read()).done);
+  })();
+  return proc;
+}
+
+function bench(outlet: string, concurrency: number, requests: number): number {
+  const out = Bun.spawnSync([BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--json"], { cwd: "/", env: { ...process.env, FIBRPC_OUTLET: outlet } });
+  if (out.exitCode !== 0) throw new Error(`bench failed: ${out.stderr.toString()}`);
+  return JSON.parse(out.stdout.toString()).callsPerSecond as number;
+}
+
+const results: Record<string, { c1: number[]; c100: number[] }> = { wire: { c1: [], c100: [] }, amqplib: { c1: [], c100: [] } };
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const outlet of ["wire", "amqplib"] as const) {
+      const serve = await startServe(outlet);
+      bench(outlet, 10, 2000); // warm-up
+      results[outlet]!.c1.push(bench(outlet, 1, 4000));
+      results[outlet]!.c100.push(bench(outlet, 100, 40000));
+      serve.kill("SIGTERM");
+      await serve.exited;
+    }
+  }
+} finally {
+  const conn = await connect(URL);
+  const ch = await conn.createChannel();
+  await ch.deleteQueue(queue);
+  await conn.close();
+}
+const line = (label: string, key: "c1" | "c100") => {
+  const wire = median(results.wire![key]);
+  const amqplib = median(results.amqplib![key]);
+  return `| ${label} | ${Math.round(amqplib)} | ${Math.round(wire)} | ${((wire / amqplib - 1) * 100).toFixed(1)}% |`;
+};
+console.log([`median of ${ROUNDS} alternating rounds, calls/s`, "| in flight | amqplib publish/ack | frame writer | gain |", "| --- | --- | --- | --- |", line("1", "c1"), line("100", "c100")].join("\n"));
