@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
-import { chooseOutlet, type Outlet } from "./outlet.ts";
+import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
@@ -96,7 +96,9 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
-    this.outlet = chooseOutlet(channel, () => openWire(this.connection, channel));
+    const { outlet, fallback } = chooseOutlet(channel, () => openWire(this.connection, channel));
+    if (fallback) this.options.log.warn(OUTLET_FALLBACK_MESSAGE);
+    this.outlet = outlet;
   }
 
   /**

@@ -36,11 +36,17 @@ export function channelOutlet(channel: Channel): Outlet {
 }
 
 /**
- * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own.
- * FIBRPC_OUTLET=amqplib forces amqplib's own: an escape hatch, and how `bun run bench:outlet`
- * measures what the frame writer is worth.
+ * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own,
+ * with `fallback` true so that the caller says so (a log line, and /metrics for serve).
+ * FIBRPC_OUTLET=amqplib forces amqplib's own (not a fallback): an escape hatch, and how
+ * `bun run bench:outlet` measures what the frame writer is worth.
  */
-export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | undefined): Outlet {
-  if (process.env.FIBRPC_OUTLET === "amqplib") return channelOutlet(channel);
-  return openFrameWriter() ?? channelOutlet(channel);
+export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
+  if (process.env.FIBRPC_OUTLET === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
+  const writer = openFrameWriter();
+  return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };
 }
+
+/** The log line for a fallback: what happened and what it costs. */
+export const OUTLET_FALLBACK_MESSAGE =
+  "the frame writer could not attach to this amqplib version's connection internals; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, \"Outlet\")";

@@ -16,7 +16,7 @@ import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
 import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
-import { chooseOutlet, type Outlet, type PublishProperties } from "./outlet.ts";
+import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 export { HEAVY_N } from "./delivery.ts";
@@ -39,6 +39,8 @@ export interface ServerOptions {
   compute?: (n: number, request: { firstDelivery: boolean }) => string;
   /** Wraps the channel's outlet (publish and ack), once per channel. */
   wrapOutlet?: (outlet: Outlet) => Outlet;
+  /** Attaches the frame writer (default wire.ts openWire); undefined means it cannot. */
+  openFrameWriter?: (model: ChannelModel, channel: Channel) => Outlet | undefined;
 }
 
 /** What a server reports as it goes (serve/stats.ts keeps the counters). */
@@ -47,9 +49,11 @@ export interface ServerMetrics {
   answered(outcome: string, seconds: number): void;
   redelivered(): void;
   reconnected(): void;
+  /** A channel publishes and acks through amqplib's own methods: the frame writer could not attach. */
+  outletFallback(): void;
 }
 
-const NO_METRICS: ServerMetrics = { answered: () => {}, redelivered: () => {}, reconnected: () => {} };
+const NO_METRICS: ServerMetrics = { answered: () => {}, redelivered: () => {}, reconnected: () => {}, outletFallback: () => {} };
 
 export interface ServerEvents {
   /** Consuming (again): after the first connection and after every recovery. */
@@ -149,7 +153,11 @@ export class RpcServer {
     });
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
-    const outlet = chooseOutlet(channel, () => openWire(model, channel));
+    const { outlet, fallback } = chooseOutlet(channel, () => (options.openFrameWriter ?? openWire)(model, channel));
+    if (fallback) {
+      options.log.warn(OUTLET_FALLBACK_MESSAGE);
+      this.metrics.outletFallback();
+    }
     this.outlet = options.wrapOutlet ? options.wrapOutlet(outlet) : outlet;
     this.channel = channel;
     this.model = model;

@@ -14,7 +14,10 @@
  * before the first publish or ack, and frames written here are never behind one of amqplib's.
  *
  * If amqplib's internals are not what this expects (another version), `openWire` returns
- * undefined and callers use amqplib's own publish and ack.
+ * undefined and callers use amqplib's own publish and ack (outlet.ts), which serve logs and
+ * counts (fibrpc_outlet_fallbacks_total). test/unit/wire.test.ts checks the bytes against
+ * amqplib's own encoder; test/integration/outlet.test.ts that the writer attaches to the pinned
+ * amqplib. A full socket buffer is respected: frames wait for 'drain'.
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Outlet, PublishProperties } from "./outlet.ts";
@@ -29,6 +32,7 @@ const BASIC_ACK = 80;
 
 interface SocketLike {
   write(chunk: Uint8Array): boolean;
+  once(event: "drain", listener: () => void): unknown;
   writable?: boolean;
 }
 
@@ -38,7 +42,7 @@ export function openWire(model: ChannelModel, channel: Channel): Outlet | undefi
   const stream = connection?.stream;
   const channelNumber = (channel as unknown as { ch?: unknown }).ch;
   const frameMax = connection?.frameMax;
-  if (!stream || typeof stream.write !== "function" || typeof channelNumber !== "number" || typeof frameMax !== "number" || frameMax < 4096) return undefined;
+  if (!stream || typeof stream.write !== "function" || typeof stream.once !== "function" || typeof channelNumber !== "number" || typeof frameMax !== "number" || frameMax < 4096) return undefined;
   const writer = new FrameWriter(stream, channelNumber, frameMax);
   // Frames for a channel the broker has closed would close the whole connection: stop writing.
   channel.once("close", () => writer.close());
@@ -51,13 +55,30 @@ class FrameWriter implements Outlet {
   private chunks: Uint8Array[] = [];
   private scheduled = false;
   private closed = false;
+  /**
+   * The socket said its buffer is full (write returned false): hold what comes until it drains,
+   * as amqplib's own muxer does. What can pile up meanwhile is bounded by the prefetch (a server's
+   * replies and acks) or the calls in flight (a caller's requests).
+   */
+  private blocked = false;
   private readonly flush = () => {
     this.scheduled = false;
+    // Closed: amqplib reports it, and the broker redelivers what was not acked.
+    if (this.closed || this.stream.writable === false) {
+      this.chunks = [];
+      return;
+    }
+    if (this.blocked || this.chunks.length === 0) return;
     const chunks = this.chunks;
     this.chunks = [];
-    // Closed: amqplib reports it, and the broker redelivers what was not acked.
-    if (this.closed || this.stream.writable === false) return;
-    this.stream.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    if (!this.stream.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))) {
+      this.blocked = true;
+      this.stream.once("drain", this.resume);
+    }
+  };
+  private readonly resume = () => {
+    this.blocked = false;
+    this.flush();
   };
 
   constructor(
@@ -73,7 +94,7 @@ class FrameWriter implements Outlet {
 
   private push(chunk: Uint8Array): void {
     this.chunks.push(chunk);
-    if (!this.scheduled) {
+    if (!this.scheduled && !this.blocked) {
       this.scheduled = true;
       queueMicrotask(this.flush);
     }
@@ -166,17 +187,18 @@ export function encodeProperties(p: PublishProperties): Buffer {
   return Buffer.concat([head, ...parts]);
 }
 
-/** A field table of integers ('l', signed 64-bit) and strings ('S', long string). */
+/**
+ * A field table of integers and strings, encoded as amqplib encodes them (codec.js, so the bytes
+ * are the same either way, a test checks): an integer as the smallest signed type that holds it
+ * ('b' 8, 's' 16, 'I' 32, 'l' 64 bits), a string as 'S' (long string).
+ */
 export function encodeTable(table: Record<string, string | number>): Buffer {
   const entries: Buffer[] = [];
   for (const [name, value] of Object.entries(table)) {
     const key = shortString(name);
     if (typeof value === "number") {
       if (!Number.isSafeInteger(value)) throw new RangeError(`header ${name}: only integers are encoded, got ${value}`);
-      const v = Buffer.allocUnsafe(9);
-      v.writeUInt8(0x6c, 0); // 'l'
-      v.writeBigInt64BE(BigInt(value), 1);
-      entries.push(key, v);
+      entries.push(key, encodeInteger(value));
     } else {
       const bytes = Buffer.from(value, "utf8");
       const v = Buffer.allocUnsafe(5);
@@ -189,4 +211,29 @@ export function encodeTable(table: Record<string, string | number>): Buffer {
   const size = Buffer.allocUnsafe(4);
   size.writeUInt32BE(body.length, 0);
   return Buffer.concat([size, body]);
+}
+
+function encodeInteger(value: number): Buffer {
+  if (value >= -0x80 && value < 0x80) {
+    const v = Buffer.allocUnsafe(2);
+    v.writeUInt8(0x62, 0); // 'b'
+    v.writeInt8(value, 1);
+    return v;
+  }
+  if (value >= -0x8000 && value < 0x8000) {
+    const v = Buffer.allocUnsafe(3);
+    v.writeUInt8(0x73, 0); // 's'
+    v.writeInt16BE(value, 1);
+    return v;
+  }
+  if (value >= -0x80000000 && value < 0x80000000) {
+    const v = Buffer.allocUnsafe(5);
+    v.writeUInt8(0x49, 0); // 'I'
+    v.writeInt32BE(value, 1);
+    return v;
+  }
+  const v = Buffer.allocUnsafe(9);
+  v.writeUInt8(0x6c, 0); // 'l'
+  v.writeBigInt64BE(BigInt(value), 1);
+  return v;
 }

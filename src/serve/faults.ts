@@ -7,7 +7,9 @@
  *   crash-first=N       the same, on the first delivery only (the redelivery succeeds);
  *   kill-after-reply=N  the reply to fib(N) is published, then the whole process is SIGKILLed
  *                       before the ack: the window in which the broker redelivers an answered
- *                       request.
+ *                       request;
+ *   no-frame-writer=1   the frame writer cannot attach (as with an amqplib whose internals
+ *                       changed): serve falls back to amqplib's own publish and ack.
  * It wraps the server's seams (the compute function and the outlet) from outside rpc/, so the
  * server's code is the same in both builds. Lets tests prove that workers keep serving, crashed
  * workers are restarted, poison requests stop, and callers get exactly one answer.
@@ -20,6 +22,7 @@ export interface Faults {
   crashOn?: number;
   crashFirstOn?: number;
   killAfterReplyOn?: number;
+  noFrameWriter?: boolean;
 }
 
 export function parseFaults(spec: string | undefined): Faults | undefined {
@@ -32,14 +35,16 @@ export function parseFaults(spec: string | undefined): Faults | undefined {
     else if (kind === "crash") faults.crashOn = n;
     else if (kind === "crash-first") faults.crashFirstOn = n;
     else if (kind === "kill-after-reply") faults.killAfterReplyOn = n;
+    else if (kind === "no-frame-writer") faults.noFrameWriter = value === "1";
   }
   return faults;
 }
 
 /** The server options that inject `faults` around `compute`. */
-export function withFaults(faults: Faults, compute: (n: number) => string): Pick<ServerOptions, "compute" | "wrapOutlet"> {
+export function withFaults(faults: Faults, compute: (n: number) => string): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
   let computing: number | undefined;
   return {
+    ...(faults.noFrameWriter ? { openFrameWriter: () => undefined } : {}),
     compute: (n, { firstDelivery }) => {
       if (n === faults.throwOn) throw new Error(`injected exception for n=${n}`);
       // A crash mid-computation: the worker ends here, with no reply and no ack.

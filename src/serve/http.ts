@@ -41,6 +41,7 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }], current);
   add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }], current);
   add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }], current);
+  add("fibrpc_outlet_fallbacks_total", "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)", "counter", (s) => [{ value: s.stats.outletFallbacks }], current);
   add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }], current);
   return registry;
 }

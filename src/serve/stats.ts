@@ -16,10 +16,12 @@ export interface WorkerStats {
   inFlight: number;
   reconnects: number;
   redelivered: number;
+  /** Channels that publish and ack through amqplib's own methods (the frame writer could not attach). */
+  outletFallbacks: number;
 }
 
 export function emptyStats(): WorkerStats {
-  return { requests: {}, latencyBuckets: new Array(LATENCY_BUCKETS.length + 1).fill(0), latencySum: 0, latencyCount: 0, inFlight: 0, reconnects: 0, redelivered: 0 };
+  return { requests: {}, latencyBuckets: new Array(LATENCY_BUCKETS.length + 1).fill(0), latencySum: 0, latencyCount: 0, inFlight: 0, reconnects: 0, redelivered: 0, outletFallbacks: 0 };
 }
 
 /** a + b, as a new object. */
@@ -34,6 +36,7 @@ export function addStats(a: WorkerStats, b: WorkerStats): WorkerStats {
     inFlight: a.inFlight + b.inFlight,
     reconnects: a.reconnects + b.reconnects,
     redelivered: a.redelivered + b.redelivered,
+    outletFallbacks: a.outletFallbacks + b.outletFallbacks,
   };
 }
 
@@ -57,6 +60,10 @@ export class StatsRecorder {
 
   reconnected(): void {
     this.stats.reconnects++;
+  }
+
+  outletFallback(): void {
+    this.stats.outletFallbacks++;
   }
 
   snapshot(inFlight: number): WorkerStats {

@@ -20,7 +20,7 @@ function send(message: FromWorker): void {
  * process.env.FIBRPC_TEST_BUILD as "0" (package.json, "build"), so the bundler drops this branch
  * and the module: the shipped binary cannot inject faults, whatever its environment says.
  */
-async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet">> {
+async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter">> {
   if (process.env.FIBRPC_TEST_BUILD === "1" && process.env.FIBRPC_TEST_FAULTS) {
     const { parseFaults, withFaults } = await import("./faults.ts");
     return withFaults(parseFaults(process.env.FIBRPC_TEST_FAULTS)!, fibDecimal);

@@ -1,5 +1,23 @@
 import { describe, expect, test } from "bun:test";
+import { createRequire } from "node:module";
+import { resolve } from "node:path";
+import type { PublishProperties } from "../../src/rpc/outlet.ts";
 import { encodeProperties, encodeTable, openWire } from "../../src/rpc/wire.ts";
+
+// amqplib's own encoder, as its channel.publish uses it: Connection#sendMessage, with a stand-in
+// for the per-channel buffer it writes to.
+// (amqplib's package exports hide lib/, so by path.)
+const require = createRequire(import.meta.url);
+const AMQPLIB = resolve(import.meta.dir, "../../node_modules/amqplib/lib");
+const { Connection } = require(`${AMQPLIB}/connection.js`) as { Connection: { prototype: Record<string, (...args: unknown[]) => unknown> } };
+const defs = require(`${AMQPLIB}/defs.js`) as { BasicPublish: number; BasicProperties: number };
+
+function amqplibBytes(channel: number, frameMax: number, routingKey: string, body: Buffer, properties: PublishProperties, mandatory: boolean): Buffer {
+  const written: Buffer[] = [];
+  const connection = { channels: { [channel]: { buffer: { write: (b: Buffer) => written.push(Buffer.from(b)) > 0 } } }, frameMax, sendContent: Connection.prototype.sendContent };
+  Connection.prototype.sendMessage!.call(connection, channel, defs.BasicPublish, { ticket: 0, exchange: "", routingKey, mandatory, immediate: false }, defs.BasicProperties, properties, body);
+  return Buffer.concat(written);
+}
 
 /** Splits a byte stream into AMQP frames, checking every frame's size and frame-end octet. */
 function frames(bytes: Uint8Array): { type: number; channel: number; payload: Buffer }[] {
@@ -18,13 +36,24 @@ function frames(bytes: Uint8Array): { type: number; channel: number; payload: Bu
   return out;
 }
 
-function fakeWire(frameMax = 4096) {
+function fakeWire(frameMax = 4096, full = false) {
   const written: Uint8Array[] = [];
   const listeners: (() => void)[] = [];
-  const model = { connection: { stream: { write: (b: Uint8Array) => written.push(b) > 0 }, frameMax } };
+  const drains: (() => void)[] = [];
+  const socket = {
+    /** Whether the socket's buffer is full: write() returns false, and 'drain' comes later. */
+    full,
+    write: (b: Uint8Array) => written.push(b) > 0 && !socket.full,
+    once: (_: "drain", fn: () => void) => drains.push(fn),
+    drain: () => {
+      socket.full = false;
+      drains.splice(0).forEach((fn) => fn());
+    },
+  };
+  const model = { connection: { stream: socket, frameMax } };
   const channel = { ch: 7, once: (_: string, fn: () => void) => listeners.push(fn) };
   const wire = openWire(model as never, channel as never)!;
-  return { wire, written, close: () => listeners.forEach((l) => l()) };
+  return { wire, written, socket, close: () => listeners.forEach((l) => l()) };
 }
 
 describe("wire", () => {
@@ -70,8 +99,51 @@ describe("wire", () => {
     expect(props.readUInt16BE(0)).toBe((1 << 15) | (1 << 13) | (1 << 10) | (1 << 9) | (1 << 8));
     const table = encodeTable({ a: 1, b: "x" });
     expect(table.readUInt32BE(0)).toBe(table.length - 4);
-    expect(table.subarray(4).toString("latin1")).toContain("\u0001al");
+    expect(table.subarray(4).toString("latin1")).toContain("\u0001ab\u0001"); // 1 as a signed byte, as amqplib encodes it
     expect(() => encodeTable({ bad: 1.5 })).toThrow(RangeError);
+  });
+
+  describe("writes the same bytes as amqplib's own encoder", () => {
+    const cases: { name: string; properties: PublishProperties; body: Buffer; mandatory?: boolean }[] = [
+      { name: "no properties", properties: {}, body: Buffer.from("30") },
+      { name: "content type", properties: { contentType: "application/json" }, body: Buffer.from('{"n":30}') },
+      { name: "correlation id", properties: { correlationId: "9d3c.1a" }, body: Buffer.from("832040") },
+      { name: "reply to", properties: { replyTo: "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAxMjM0NTY3OAAAc6wAAAAAZgd7ow==" }, body: Buffer.from("30") },
+      { name: "expiration", properties: { expiration: "29999" }, body: Buffer.from("30") },
+      { name: "type", properties: { type: "error" }, body: Buffer.from("N_TOO_LARGE: n must be at most 1000000") },
+      { name: "headers: every integer size and a string", properties: { headers: { b: 1, s: -300, i: 70_000, l: 1_800_000_000_000, neg: -5_000_000_000, str: "wörd" } }, body: Buffer.from("1") },
+      { name: "every property at once, mandatory", properties: { contentType: "text/plain", headers: { "x-fibrpc-deadline": 1_800_000_000_000, "x-fibrpc-attempts": 2 }, correlationId: "c", replyTo: "r", expiration: "1", type: "error" }, body: Buffer.from("7"), mandatory: true },
+      { name: "UTF-8 in short strings", properties: { correlationId: "é".repeat(127), replyTo: "файл" }, body: Buffer.from("1") },
+      { name: "empty body", properties: { type: "error" }, body: Buffer.alloc(0) },
+      { name: "a body of several frames", properties: { correlationId: "big" }, body: Buffer.alloc(20_000, 0x37) },
+      { name: "a body of exactly one frame", properties: {}, body: Buffer.alloc(4096 - 8, 0x31) },
+    ];
+    for (const { name, properties, body, mandatory = false } of cases) {
+      test(name, async () => {
+        const { wire, written } = fakeWire(4096);
+        wire.publish("some-queue", body, properties, mandatory);
+        await Promise.resolve();
+        expect(Buffer.from(written[0]!).equals(amqplibBytes(7, 4096, "some-queue", body, properties, mandatory))).toBe(true);
+      });
+    }
+  });
+
+  test("a full socket is respected: nothing more is written until it drains, then all of it, in order", async () => {
+    const { wire, written, socket } = fakeWire(4096, true);
+    wire.ack({ fields: { deliveryTag: 1 } } as never);
+    await Promise.resolve();
+    expect(written).toHaveLength(1); // written, and the socket says it is full
+    wire.ack({ fields: { deliveryTag: 2 } } as never);
+    wire.publish("q", Buffer.from("5"), {});
+    wire.ack({ fields: { deliveryTag: 3 } } as never);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(written).toHaveLength(1); // held
+    socket.drain();
+    expect(written).toHaveLength(2);
+    const held = frames(written[1]!);
+    expect(held.map((f) => f.type)).toEqual([1, 1, 2, 3, 1]);
+    expect([held[0]!.payload.readBigUInt64BE(4), held[4]!.payload.readBigUInt64BE(4)]).toEqual([2n, 3n]);
   });
 
   test("falls back (undefined) when amqplib's internals are not there", () => {
