@@ -1,9 +1,10 @@
 /**
- * Defaults, environment variables and the parsing of option values. Precedence everywhere:
- * command-line flag > FIBRPC_* environment variable > config file > default. Broker URLs are
- * read in broker-url.ts, and masked in mask.ts.
+ * Defaults and the parsers of option values (whole numbers, durations, on/off, listen
+ * addresses), and the reading of a --config file. Which option uses which, and the precedence
+ * flag > FIBRPC_* environment variable > config file > default, are in options.ts. Broker URLs
+ * are read in broker-url.ts, and masked in mask.ts. Nothing here keeps state.
  */
-import { availableParallelism } from "node:os";
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { MAX_TIMER_MS } from "./broker-url.ts";
 import { usageError } from "./errors.ts";
@@ -19,45 +20,45 @@ export const DEFAULT_QUEUE = "rpc_queue";
  */
 export const DEFAULT_PREFETCH = 50;
 export const DEFAULT_TIMEOUT_MS = 30_000;
-
-export function defaultWorkers(): number {
-  return availableParallelism();
-}
-
-/** Values from the --config / FIBRPC_CONFIG file: below the environment, above the defaults. */
-let fileValues: Record<string, string> = {};
-
-export function setConfigFileValues(values: Record<string, string>): void {
-  fileValues = values;
-}
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+/**
+ * The largest --max-n: fib(10,000,000) (2.1 M digits) takes ~0.4 s here, already long for a worker
+ * to block; much beyond it a request could stall a worker past its heartbeats.
+ */
+export const MAX_MAX_N = 10_000_000;
 
 /** The environment variable of a flag: --max-n → FIBRPC_MAX_N. */
 export function envNameOf(flag: string): string {
   return `FIBRPC_${flag.toUpperCase().replace(/-/g, "_")}`;
 }
 
-/** The value of a flag if given, else of its environment variable, else of the config file. */
-export function fromEnv(flag: string | undefined, envName: string): string | undefined {
-  if (flag !== undefined && flag !== "") return flag;
-  const env = process.env[envName];
-  if (env !== undefined && env !== "") return env;
-  const file = fileValues[envName];
-  return file === undefined || file === "" ? undefined : file;
+/**
+ * The FIBRPC_* settings of a --config file (dotenv format), read once and handed on as a value.
+ * dotenv is loaded only when a config file is given, to keep it off a cold `fibrpc call`.
+ */
+export async function readConfigFile(path: string): Promise<Readonly<Record<string, string>>> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw usageError(`cannot read --config ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+  const { parse: parseDotenv } = await import("dotenv");
+  const values = parseDotenv(text);
+  const unknown = Object.keys(values).filter((k) => !k.startsWith("FIBRPC_"));
+  if (unknown.length > 0) throw usageError(`--config ${JSON.stringify(path)}: only FIBRPC_* settings belong there, found ${unknown.join(", ")}`);
+  return Object.freeze(values);
 }
 
-/** A boolean flag, or its environment variable / config file value (1, true, yes / 0, false, no). */
-export function boolFromEnv(flag: boolean | undefined, envName: string): boolean {
-  if (flag !== undefined) return flag;
-  const value = fromEnv(undefined, envName);
-  if (value === undefined) return false;
+/** An on/off value from the environment or a config file: 1, true, yes, on / 0, false, no, off. */
+export function parseSwitch(envName: string, value: string): boolean {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
   throw usageError(`${envName} must be true or false, got ${JSON.stringify(value)}`);
 }
 
 /** Parses a whole number option such as --workers, within [min, max]. */
-export function parseIntOption(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined || value === "") return fallback;
+export function parseWholeNumber(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(value.trim())) throw usageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
   const n = Number(value.trim());
   if (n < min || n > max) throw usageError(`--${name} must be between ${min} and ${max}, got ${n}`);
@@ -78,6 +79,12 @@ export function parseDuration(name: string, value: string): number {
   if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, got ${JSON.stringify(value)}`);
   if (ms > MAX_TIMER_MS) throw usageError(`--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), got ${JSON.stringify(value)}`);
   return ms;
+}
+
+/** A duration as parseDuration reads it back: 30000 → "30s", 1500 → "1500ms", 120000 → "2m". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
 }
 
 /** A host name or IP address to listen on (brackets around an IPv6 address are dropped). */

@@ -1,6 +1,7 @@
 /**
  * Every failure a user can meet, as a value with a code. One table maps each code to the
- * process exit code and to whether retrying can help.
+ * process exit code and to whether retrying can help; the hint a user sees with it is added by
+ * the command that reports it (commands/_hints.ts).
  *
  * Exit codes follow BSD sysexits(3) (also used by Postfix, sendmail and many CLIs), so scripts
  * can tell "you called me wrong" (64) from "the service is not there" (69) from "try again" (75).
@@ -88,12 +89,52 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
 /** Whether sending the same request again may succeed. */
 const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["TIMEOUT", "CONNECTION_LOST"]);
 
-/** An error meant for the user: `message` is one line saying what happened, why, and what to do. */
+/**
+ * Which case of a code an error is, where one code covers several that call for different
+ * remedies (commands/_hints.ts picks the hint by it).
+ */
+export type ErrorReason =
+  | "connection-refused"
+  | "host-not-found"
+  | "network"
+  | "handshake"
+  | "login"
+  | "vhost"
+  | "certificate"
+  | "reply-timed-out"
+  | "wait-timed-out"
+  | "connection-lost"
+  | "client-closed"
+  | "not-sent"
+  | "no-server"
+  | "deprecated-feature"
+  | "set-up-refused"
+  | "dead-letter-queue-differs";
+
+/** What an error is about, as data: for a caller to act on, and for the hint a command adds. */
+export interface ErrorDetails {
+  reason?: ErrorReason;
+  /** The request queue (or, for dead-letter-queue-differs, the dead-letter queue). */
+  queue?: string;
+  /** The broker, as a display URL (password masked). */
+  broker?: string;
+  /** The time budget that ran out, in milliseconds. */
+  timeoutMs?: number;
+  /** The deprecated broker feature the broker denies. */
+  feature?: string;
+}
+
+/**
+ * An error with a code. `message` is one line saying what happened and why, and nothing about
+ * the command line: the code and `details` say the rest, and commands/ add what to do
+ * (commands/_hints.ts), so that the core (rpc/) stays usable as a library.
+ */
 export class FibrpcError extends Error {
   override readonly name = "FibrpcError";
   constructor(
     readonly code: ClientErrorCode,
     message: string,
+    readonly details: Readonly<ErrorDetails> = {},
   ) {
     super(message);
   }

@@ -22,13 +22,6 @@ process.stderr.on("error", () => {});
 
 const LEVEL_NUMBER: Record<LogLevelName, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 
-/** The level of the last logger made in this thread (the command's), for the error reporter. */
-let activeLevel: LogLevelName | undefined;
-
-export function activeLogLevel(): LogLevelName | undefined {
-  return activeLevel;
-}
-
 /** Whether `level` shows debug entries (debug or trace). */
 export function showsDebug(level: string | undefined): boolean {
   return level === "debug" || level === "trace";
@@ -84,7 +77,6 @@ const jsonReporter: ConsolaReporter = {
 };
 
 export function createLogger(level: LogLevelName, tag?: string, format: LogFormat = "pretty"): Logger {
-  activeLevel = level;
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
     reporters: [format === "json" ? jsonReporter : prettyReporter(process.stderr.isTTY === true && !process.env.NO_COLOR)],

@@ -1,20 +1,40 @@
 /**
- * Runs a command's action and turns its outcome into an exit code. An error a user can cause
- * is one line on stderr, never a stack trace; an unexpected one is one line too, with the stack
- * only at --log-level debug (Bun would otherwise print an excerpt of the minified source of the
- * compiled binary). Every line is masked (mask.ts).
+ * Runs a command: resolves its options (options.ts), runs its body, and turns the outcome into an
+ * exit code. An error a user can cause is one line on stderr — what happened and why, and the
+ * hint of what to do (_hints.ts) — never a stack trace; an unexpected one is one line too, with
+ * the stack only at --log-level debug (Bun would otherwise print an excerpt of the minified
+ * source of the compiled binary). Every line is masked (mask.ts).
  */
-import { fromEnv } from "../config.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
-import { activeLogLevel, showsDebug } from "../log.ts";
+import { showsDebug } from "../log.ts";
 import { maskSecrets } from "../mask.ts";
+import { loadOptions, OPTIONS, type CommandName, type Options } from "../options.ts";
+import { withHint } from "./_hints.ts";
 
-export async function runAction(action: () => Promise<ExitCode>): Promise<never> {
+export interface RunExtras {
+  /** How a token like "-5" is reported (see scanFlags). */
+  onNegativeNumber?: (token: string) => never;
+}
+
+/**
+ * Resolves `command`'s options from `rawArgs`, the environment and the config file, runs `body`
+ * with them, and exits with its code, or with the code of the error it threw.
+ */
+export async function runAction<C extends CommandName>(command: C, rawArgs: readonly string[], body: (options: Options<C>) => Promise<ExitCode>, extras: RunExtras = {}): Promise<never> {
+  let debug = debugAsked;
   let code: ExitCode;
   try {
-    code = await action();
+    const options = await loadOptions(command, { rawArgs, env: process.env, onNegativeNumber: extras.onNegativeNumber });
+    const level = (options as { logLevel?: string }).logLevel;
+    if (level !== undefined) {
+      const wanted = showsDebug(level);
+      debug = () => wanted;
+      // Crashes from here on follow the level resolved (it may come from the config file).
+      installCrashHandlers(debug);
+    }
+    code = await body(options);
   } catch (err) {
-    code = reportError(err);
+    code = reportError(err, { command, debug: debug() });
   }
   process.exit(code);
 }
@@ -24,30 +44,28 @@ function line(text: string): string {
   return maskSecrets(text.replace(/\s*[\r\n]+\s*/g, " "));
 }
 
-/** The log level asked for, even when the error came before the logger was made. */
-function debugWanted(): boolean {
-  const active = activeLogLevel();
-  if (active !== undefined) return showsDebug(active);
+/** The log level asked for on the command line or in the environment, before options are resolved. */
+function debugAsked(): boolean {
   const argv = process.argv;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--log-level") return showsDebug(argv[i + 1]);
     if (arg.startsWith("--log-level=")) return showsDebug(arg.slice("--log-level=".length));
   }
-  try {
-    return showsDebug(fromEnv(undefined, "FIBRPC_LOG_LEVEL"));
-  } catch {
-    return false;
-  }
+  return showsDebug(process.env[OPTIONS["log-level"].env]);
 }
 
-export function reportError(err: unknown): ExitCode {
+/**
+ * Writes the line for an error and returns its exit code. A FibrpcError is its message and the
+ * hint for `command`; anything else is an internal error (the stack only if `debug`).
+ */
+export function reportError(err: unknown, o: { command?: CommandName; debug?: boolean } = {}): ExitCode {
   if (err instanceof FibrpcError) {
-    process.stderr.write(`fibrpc: ${line(err.message)}\n`);
+    process.stderr.write(`fibrpc: ${line(withHint(err, o.command))}\n`);
     return err.exitCode;
   }
   const message = err instanceof Error ? `${err.name === "Error" ? "" : `${err.name}: `}${err.message}` : String(err);
-  if (debugWanted()) {
+  if (o.debug ?? debugAsked()) {
     const stack = err instanceof Error && err.stack ? err.stack : message;
     process.stderr.write(`fibrpc: internal error: ${line(message)} (a bug; please report it with this stack trace)\n${maskSecrets(stack)}\n`);
   } else {
@@ -56,13 +74,20 @@ export function reportError(err: unknown): ExitCode {
   return ExitCode.INTERNAL;
 }
 
+const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
+
 /**
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the
- * main thread: reported like any internal error, then exit 70. Worker threads have their own
- * (serve/worker.ts).
+ * main thread: reported like any internal error, then exit 70. Installing again replaces the
+ * handlers installed before (runAction does, once the log level is known). Worker threads have
+ * their own (serve/worker.ts).
  */
-export function installCrashHandlers(): void {
-  const crash = (err: unknown) => process.exit(reportError(err));
-  process.on("uncaughtException", crash);
-  process.on("unhandledRejection", crash);
+export function installCrashHandlers(debug: () => boolean = debugAsked): void {
+  for (const event of ["uncaughtException", "unhandledRejection"] as const) {
+    for (const listener of process.listeners(event)) {
+      if (CRASH_HANDLER in listener) process.off(event, listener as never);
+    }
+    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug() })), { [CRASH_HANDLER]: true });
+    process.on(event, crash);
+  }
 }

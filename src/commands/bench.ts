@@ -1,65 +1,37 @@
 import { defineCommand } from "citty";
-import { boolFromEnv, DEFAULT_TIMEOUT_MS, fromEnv, parseDuration, parseIntOption } from "../config.ts";
-import { ExitCode, FibrpcError, usageError } from "../errors.ts";
+import { ExitCode } from "../errors.ts";
 import { runBench, type BenchProgress, type BenchResult } from "../bench/run.ts";
-import { parseNSpec } from "../bench/stats.ts";
 import { writeStdout } from "../output.ts";
+import { argsOf } from "../options.ts";
+import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient } from "../rpc/client.ts";
-import { DEFAULT_MAX_N } from "../rpc/protocol.ts";
-import { brokerArgs, checkFlags, loadConfigFile, logArgs, resolveBroker, resolveLogger } from "./_args.ts";
 import { runAction } from "./_run.ts";
-
-const args = {
-  concurrency: { type: "string", valueHint: "count", description: "Calls kept in flight [env FIBRPC_CONCURRENCY] (default: 100)" },
-  requests: { type: "string", valueHint: "count", description: "Stop after this many calls [env FIBRPC_REQUESTS] (default: 10000, unless --duration)" },
-  duration: { type: "string", valueHint: "duration", description: "Stop after this long instead, e.g. 10s [env FIBRPC_DURATION]" },
-  n: { type: "string", valueHint: "n|min-max", description: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000 [env FIBRPC_N] (default: 1)" },
-  timeout: { type: "string", valueHint: "duration", description: "Per-call timeout [env FIBRPC_TIMEOUT] (default: 30s)" },
-  json: { type: "boolean", description: "Print the summary as one JSON object [env FIBRPC_JSON]" },
-  ...brokerArgs,
-  ...logArgs,
-} as const;
+import { brokerTarget, loggerOf } from "./_shared.ts";
 
 export default defineCommand({
   meta: { name: "bench", description: "Load a running `fibrpc serve` and report calls/s, latency percentiles and errors; every answer is checked" },
-  args,
-  run: ({ args: parsed, rawArgs }) =>
-    runAction(async () => {
-      const flags = checkFlags(rawArgs, args);
-      await loadConfigFile(parsed.config);
-      const concurrency = parseIntOption("concurrency", fromEnv(parsed.concurrency, "FIBRPC_CONCURRENCY"), 100, 1, 100_000);
-      const duration = fromEnv(parsed.duration, "FIBRPC_DURATION");
-      const requestsValue = fromEnv(parsed.requests, "FIBRPC_REQUESTS");
-      const durationMs = duration === undefined ? undefined : parseDuration("duration", duration);
-      if (durationMs !== undefined && requestsValue !== undefined) throw usageError("give --requests or --duration, not both");
-      const requests = durationMs === undefined ? parseIntOption("requests", requestsValue, 10_000, 1) : undefined;
-      const nSpec = fromEnv(parsed.n, "FIBRPC_N") ?? "1";
-      const n = parseNSpec(nSpec);
-      if (!n) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(nSpec)}`);
-      if (n.max > DEFAULT_MAX_N) throw usageError(`--n must be at most ${DEFAULT_MAX_N}, got ${n.max}`);
-      const timeout = fromEnv(parsed.timeout, "FIBRPC_TIMEOUT");
-      const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration("timeout", timeout);
-      const { urls, queue, tls } = resolveBroker(flags.urls, parsed);
-      const log = resolveLogger(parsed);
-      const json = boolFromEnv(parsed.json, "FIBRPC_JSON");
+  args: argsOf("bench"),
+  run: ({ rawArgs }) =>
+    runAction("bench", rawArgs, async (o) => {
+      const broker = brokerTarget(o);
+      const log = loggerOf(o);
 
-      const client = await RpcClient.connect({ broker: { urls, tls }, queue, replyQueue: "direct", format: "text", timeoutMs, log });
+      const client = await RpcClient.connect({ broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log });
       try {
-        if ((await client.consumerCount()) === 0) {
-          throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(queue)} on ${client.broker} has no consumer: start \`fibrpc serve\` first`);
-        }
+        await awaitServer(client, { deadline: Date.now() + o.timeout, wait: false });
         const tty = process.stderr.isTTY === true;
+        const rate = rateMeter();
         const result = await runBench(client, {
-          concurrency,
-          requests,
-          durationMs,
-          n,
-          timeoutMs,
-          onProgress: tty ? drawBar : printLine,
+          concurrency: o.concurrency,
+          requests: o.duration === undefined ? o.requests : undefined,
+          durationMs: o.duration,
+          n: o.n,
+          timeoutMs: o.timeout,
+          onProgress: tty ? (p) => drawBar(p, rate(p)) : (p) => printLine(p, rate(p)),
           progressEveryMs: tty ? 100 : 1000,
         });
         if (tty) process.stderr.write("\r\u001b[K");
-        await writeStdout(json ? `${JSON.stringify(result)}\n` : formatSummary(result, { concurrency, n: nSpec, queue }));
+        await writeStdout(o.json ? `${JSON.stringify(result)}\n` : formatSummary(result, { concurrency: o.concurrency, n: o.n.text, queue: o.queue }));
         const failed = Object.values(result.errors).reduce((a, b) => a + b, 0);
         return failed === 0 ? ExitCode.OK : result.errors.TIMEOUT || result.errors.CONNECTION_LOST ? ExitCode.TEMPORARY : ExitCode.REMOTE_ERROR;
       } finally {
@@ -68,24 +40,27 @@ export default defineCommand({
     }),
 });
 
-let lastDone = 0;
-let lastAt = 0;
-function rate(p: BenchProgress): number {
-  const now = p.elapsedMs;
-  const r = now > lastAt ? ((p.done - lastDone) * 1000) / (now - lastAt) : 0;
-  lastDone = p.done;
-  lastAt = now;
-  return r;
+/** Calls per second since the last progress report. */
+function rateMeter(): (p: BenchProgress) => number {
+  let lastDone = 0;
+  let lastAt = 0;
+  return (p) => {
+    const now = p.elapsedMs;
+    const r = now > lastAt ? ((p.done - lastDone) * 1000) / (now - lastAt) : 0;
+    lastDone = p.done;
+    lastAt = now;
+    return r;
+  };
 }
 
-function drawBar(p: BenchProgress): void {
+function drawBar(p: BenchProgress, rate: number): void {
   const width = 30;
   const filled = Math.round(p.fraction * width);
-  process.stderr.write(`\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${p.done} calls  ${Math.round(rate(p))} calls/s  ${p.errors} errors`);
+  process.stderr.write(`\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${p.done} calls  ${Math.round(rate)} calls/s  ${p.errors} errors`);
 }
 
-function printLine(p: BenchProgress): void {
-  process.stderr.write(`${(p.elapsedMs / 1000).toFixed(1)}s: ${p.done} calls, ${Math.round(rate(p))} calls/s, ${p.errors} errors\n`);
+function printLine(p: BenchProgress, rate: number): void {
+  process.stderr.write(`${(p.elapsedMs / 1000).toFixed(1)}s: ${p.done} calls, ${Math.round(rate)} calls/s, ${p.errors} errors\n`);
 }
 
 function formatSummary(r: BenchResult, o: { concurrency: number; n: string; queue: string }): string {

@@ -1,9 +1,10 @@
 /**
- * Turns what amqplib and the socket layer throw into one clear line for the user: what happened,
- * why, and what to do. Used by both `call` and `serve`.
+ * Turns what amqplib and the socket layer throw into one FibrpcError: a code, one line saying
+ * what happened and why, and the details (reason, broker) the commands pick their hint by. Used
+ * by both `call` and `serve`.
  */
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
-import { FibrpcError } from "../errors.ts";
+import { FibrpcError, type ErrorReason } from "../errors.ts";
 
 interface ErrorLike {
   code?: unknown;
@@ -20,37 +21,35 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   const { code, message } = describe(err);
   const broker = displayUrl(url);
   const host = url.hostname;
+  const error = (errorCode: FibrpcError["code"], reason: ErrorReason, text: string) => new FibrpcError(errorCode, text, { reason, broker });
   if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
-    return new FibrpcError(
-      "TLS_REFUSED",
-      `the TLS certificate of the broker at ${broker} could not be verified (${code || message}): pass --tls-ca with the CA that signed it, or check the host name in the URL`,
-    );
+    return error("TLS_REFUSED", "certificate", `the TLS certificate of the broker at ${broker} could not be verified (${code || message})`);
   }
   switch (code) {
     case "ECONNREFUSED":
-      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: connection refused; start RabbitMQ there or point --url / FIBRPC_URL at a running broker`);
+      return error("BROKER_UNREACHABLE", "connection-refused", `cannot reach the broker at ${broker}: connection refused`);
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EAI_NONAME":
-      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: host name ${JSON.stringify(host)} does not resolve; check the host in --url / FIBRPC_URL`);
+      return error("BROKER_UNREACHABLE", "host-not-found", `cannot reach the broker at ${broker}: host name ${JSON.stringify(host)} does not resolve`);
     case "ETIMEDOUT":
     case "EHOSTUNREACH":
     case "ENETUNREACH":
-      return new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${broker}: ${code === "ETIMEDOUT" ? "connection timed out" : "no route to host"}; check the network and --url / FIBRPC_URL`);
+      return error("BROKER_UNREACHABLE", "network", `cannot reach the broker at ${broker}: ${code === "ETIMEDOUT" ? "connection timed out" : "no route to host"}`);
     case "ECONNRESET":
     case "EPIPE":
-      return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?`);
+      return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake`);
   }
   if (/ACCESS.REFUSED|\b403 \(/.test(message)) {
-    return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused the login: wrong user name or password in --url / FIBRPC_URL`);
+    return error("ACCESS_REFUSED", "login", `the broker at ${broker} refused the login: wrong user name or password`);
   }
   if (/NOT.ALLOWED|\b530 \(/.test(message)) {
-    return new FibrpcError("ACCESS_REFUSED", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
+    return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
   }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
-    return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} closed the connection during the handshake (${message}); is it an AMQP 0-9-1 port?`);
+    return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake (${message})`);
   }
-  return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`);
+  return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
 }
 
 const TLS_VERIFY_CODES = new Set([
@@ -85,18 +84,19 @@ export function deprecatedFeature(err: unknown): string | undefined {
 
 /**
  * What serve does when the broker refuses its set-up in a way waiting will not fix: one line
- * naming the refusal and what to do. Undefined for other errors.
+ * naming the refusal (the remedy is the command's hint). Undefined for other errors.
  */
 export function brokerRefusal(err: unknown, queue: string): FibrpcError | undefined {
   const feature = deprecatedFeature(err);
   if (feature !== undefined) {
-    return new FibrpcError(
-      "BROKER_REFUSED",
-      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)}); fibrpc does not use it itself, so check the queue's policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.${feature} = true)`,
-    );
+    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`, {
+      reason: "deprecated-feature",
+      queue,
+      feature,
+    });
   }
   if (isPreconditionFailed(err)) {
-    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)}); see docs/operations.md, "Broker versions"`);
+    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)})`, { reason: "set-up-refused", queue });
   }
   return undefined;
 }

@@ -65,10 +65,8 @@ export async function declareOrJoinRequestQueue(model: ChannelModel, queue: stri
     const dlq = await onThrowawayChannel(model, (ch) => ch.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } }));
     if (!dlq.ok) {
       if (isInequivalent(dlq.error)) {
-        throw new FibrpcError(
-          "BROKER_REFUSED",
-          `the dead-letter queue ${JSON.stringify(deadLetterQueueName(queue))} exists with other settings (${brokerReason(dlq.error)}); delete it (rabbitmqctl delete_queue ${deadLetterQueueName(queue)}) so that serve can declare it as a quorum queue`,
-        );
+        const dead = deadLetterQueueName(queue);
+        throw new FibrpcError("BROKER_REFUSED", `the dead-letter queue ${JSON.stringify(dead)} exists with other settings (${brokerReason(dlq.error)})`, { reason: "dead-letter-queue-differs", queue: dead });
       }
       throw dlq.error;
     }

@@ -2,6 +2,7 @@
  * Worker entry: one RpcServer per Bun Worker. Workers get no signals; the supervisor asks them
  * to drain with a message.
  */
+import { withHint } from "../commands/_hints.ts";
 import { fibDecimal } from "../fib.ts";
 import { createLogger } from "../log.ts";
 import { RpcServer, type ServerOptions } from "../rpc/server.ts";
@@ -43,7 +44,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),
-        onFatal: (error) => send({ type: "fatal", message: error.message, exitCode: error.exitCode }),
+        onFatal: (error) => send({ type: "fatal", message: withHint(error, "serve"), exitCode: error.exitCode }),
         onNotice: (notice) => send({ type: "notice", message: notice }),
       },
     );

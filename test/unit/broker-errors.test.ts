@@ -1,8 +1,9 @@
 /**
  * A broker's refusal of serve's set-up is recognised from the broker's own words, including
- * RabbitMQ 4.3's (which cannot run here): one FibrpcError, exit 78.
+ * RabbitMQ 4.3's (which cannot run here): one FibrpcError, exit 78; the remedy is serve's hint.
  */
 import { expect, test } from "bun:test";
+import { withHint } from "../../src/commands/_hints.ts";
 import { brokerRefusal, isInequivalent } from "../../src/rpc/broker-errors.ts";
 
 // amqplib's wording of a connection / channel closed by the broker.
@@ -19,8 +20,9 @@ test.each([
   const refusal = brokerRefusal(new Error(message), "rpc_queue");
   expect(refusal?.code).toBe("BROKER_REFUSED");
   expect(refusal?.exitCode).toBe(78);
-  expect(refusal?.message).toMatch(line);
-  expect(refusal?.message).not.toContain("\n");
+  expect(withHint(refusal!, "serve")).toMatch(line);
+  expect(withHint(refusal!, "serve")).not.toContain("\n");
+  expect(refusal?.message).not.toContain("rabbitmq.conf"); // what to do is the command's to say
 });
 
 test("other errors are not refusals: serve keeps trying", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseDuration, parseHost, parseIntOption } from "../../src/config.ts";
+import { formatDuration, parseDuration, parseHost, parseSwitch, parseWholeNumber } from "../../src/config.ts";
 import { ExitCode, FibrpcError, mostSevere } from "../../src/errors.ts";
 
 describe("parseDuration", () => {
@@ -38,9 +38,19 @@ describe("parseDuration", () => {
 
 describe("options", () => {
   test("whole numbers within bounds", () => {
-    expect(parseIntOption("workers", "3", 1, 1, 10)).toBe(3);
-    expect(parseIntOption("workers", undefined, 7, 1, 10)).toBe(7);
-    for (const bad of ["0", "11", "2.5", "x", "-1"]) expect(() => parseIntOption("workers", bad, 1, 1, 10)).toThrow(FibrpcError);
+    expect(parseWholeNumber("workers", "3", 1, 10)).toBe(3);
+    expect(parseWholeNumber("workers", " 10 ", 1, 10)).toBe(10);
+    for (const bad of ["0", "11", "2.5", "x", "-1", ""]) expect(() => parseWholeNumber("workers", bad, 1, 10)).toThrow(FibrpcError);
+  });
+  test("on/off values", () => {
+    for (const on of ["1", "true", "YES", "on"]) expect(parseSwitch("FIBRPC_JSON", on)).toBe(true);
+    for (const off of ["0", "false", "No", "off"]) expect(parseSwitch("FIBRPC_JSON", off)).toBe(false);
+    expect(() => parseSwitch("FIBRPC_JSON", "maybe")).toThrow('FIBRPC_JSON must be true or false, got "maybe"');
+  });
+  test("durations shown as they are read back", () => {
+    for (const ms of [1, 500, 1500, 10_000, 15_000, 30_000, 120_000, 3_600_000, 2 ** 31 - 1]) expect(parseDuration("timeout", formatDuration(ms))).toBe(ms);
+    expect(formatDuration(30_000)).toBe("30s");
+    expect(formatDuration(120_000)).toBe("2m");
   });
   test("listen addresses", () => {
     for (const [input, host] of [["127.0.0.1", "127.0.0.1"], ["0.0.0.0", "0.0.0.0"], ["::", "::"], ["[::1]", "::1"], ["metrics.local", "metrics.local"]]) expect(parseHost("http-host", input!)).toBe(host!);

@@ -22,7 +22,7 @@ registerBrokerUrl(parseBrokerUrl("amqp://u:pa%20ss-w0rd@h"));
 const kind = process.argv[2];
 if (kind === "throw") setTimeout(() => { throw new TypeError("boom with pa ss-w0rd\\nand a second line"); }, 1);
 if (kind === "reject") Promise.reject(new Error("rejected at amqp://x:y0ur-s3cret@h"));
-if (kind === "action") runAction(async () => { throw new RangeError("out of range"); });
+if (kind === "action") runAction("call", process.argv.slice(3), async () => { throw new RangeError("out of range"); });
 `;
 const file = join(dir, "crash.ts");
 writeFileSync(file, script);

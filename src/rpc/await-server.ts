@@ -1,0 +1,44 @@
+/**
+ * "Is a server there?", decided in one place for every caller: a server is there when the
+ * request queue has at least one consumer. Without `wait`, one look: no queue is QUEUE_NOT_FOUND,
+ * no consumer is NO_CONSUMER. With `wait`, the queue is polled until a consumer shows up (the
+ * queue may not exist yet either: the server declares it), or TIMEOUT at `deadline`.
+ */
+import { FibrpcError } from "../errors.ts";
+import type { RpcClient } from "./client.ts";
+
+export const AWAIT_SERVER_POLL_MS = 50;
+
+export interface AwaitServerOptions {
+  /** ms since the epoch: with `wait`, give up (TIMEOUT) by then. */
+  deadline: number;
+  /** Wait for a server to start instead of failing at once. */
+  wait: boolean;
+  /** Called once, when the first look finds no server and waiting begins. */
+  onWaiting?: () => void;
+  pollMs?: number;
+}
+
+/** Resolves once the client's request queue has a consumer; otherwise throws a FibrpcError. */
+export async function awaitServer(client: Pick<RpcClient, "consumerCount" | "queue" | "broker">, o: AwaitServerOptions): Promise<void> {
+  const pollMs = o.pollMs ?? AWAIT_SERVER_POLL_MS;
+  const { queue, broker } = client;
+  for (let polls = 0; ; polls++) {
+    let count: number;
+    try {
+      count = await client.consumerCount();
+    } catch (err) {
+      if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
+      count = 0;
+    }
+    if (count > 0) return;
+    if (!o.wait) {
+      throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(queue)} on ${broker} has no consumer: no server is running`, { reason: "no-server", queue, broker });
+    }
+    if (polls === 0) o.onWaiting?.();
+    if (Date.now() + pollMs > o.deadline) {
+      throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`, { reason: "wait-timed-out", queue, broker });
+    }
+    await Bun.sleep(pollMs);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * commands/_hints.ts: rpc/ errors say what happened, with a code and details; the line a user
+ * reads adds what to do, naming only options the command takes. A table of error → line.
+ */
+import { describe, expect, test } from "bun:test";
+import { parseBrokerUrl } from "../../src/broker-url.ts";
+import { hintFor, withHint } from "../../src/commands/_hints.ts";
+import { FibrpcError } from "../../src/errors.ts";
+import type { CommandName } from "../../src/options.ts";
+import { brokerRefusal, connectError } from "../../src/rpc/broker-errors.ts";
+
+const url = parseBrokerUrl("amqp://u:s3cret@h:5672/v");
+const socketError = (code: string) => Object.assign(new Error(`connect ${code} 10.0.0.1:5672`), { code });
+const lost = new FibrpcError("CONNECTION_LOST", "the connection to the broker at amqp://u:***@h:5672/v was lost while the call was in flight", { reason: "connection-lost" });
+
+const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode: number }[] = [
+  {
+    error: connectError(socketError("ECONNREFUSED"), url),
+    line: "cannot reach the broker at amqp://u:***@h:5672/v: connection refused; start RabbitMQ there or point --url / FIBRPC_URL at a running broker",
+    exitCode: 68,
+  },
+  { error: connectError(socketError("ENOTFOUND"), url), line: 'cannot reach the broker at amqp://u:***@h:5672/v: host name "h" does not resolve; check the host in --url / FIBRPC_URL', exitCode: 68 },
+  { error: connectError(socketError("ETIMEDOUT"), url), line: "cannot reach the broker at amqp://u:***@h:5672/v: connection timed out; check the network and --url / FIBRPC_URL", exitCode: 68 },
+  { error: connectError(socketError("ECONNRESET"), url), line: "the broker at amqp://u:***@h:5672/v closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?", exitCode: 68 },
+  {
+    error: connectError(new Error('Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused"'), url),
+    line: "the broker at amqp://u:***@h:5672/v refused the login: wrong user name or password; check them in --url / FIBRPC_URL",
+    exitCode: 77,
+  },
+  {
+    error: connectError(Object.assign(new Error("self-signed certificate in certificate chain"), { code: "SELF_SIGNED_CERT_IN_CHAIN" }), url),
+    line: "the TLS certificate of the broker at amqp://u:***@h:5672/v could not be verified (SELF_SIGNED_CERT_IN_CHAIN); pass --tls-ca with the CA that signed it, or check the host name in the URL",
+    exitCode: 78,
+  },
+  // An error nothing is known to help with is its message alone.
+  { error: connectError(new Error("something odd"), url), line: "cannot connect to the broker at amqp://u:***@h:5672/v: something odd", exitCode: 68 },
+  {
+    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', { reason: "no-server", queue: "q" }),
+    command: "call",
+    line: 'queue "q" on amqp://h:5672 has no consumer: no server is running; start one with `fibrpc serve`, or pass --wait-for-server',
+    exitCode: 69,
+  },
+  {
+    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', { reason: "no-server", queue: "q" }),
+    command: "bench", // bench has no --wait-for-server
+    line: 'queue "q" on amqp://h:5672 has no consumer: no server is running; start one with `fibrpc serve`',
+    exitCode: 69,
+  },
+  {
+    error: new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "q"', { reason: "reply-timed-out", queue: "q", timeoutMs: 5 }),
+    command: "call",
+    line: 'no reply within the timeout from a server on queue "q"; raise --timeout, or check that the servers keep up',
+    exitCode: 75,
+  },
+  { error: lost, command: "call", line: `${lost.message}; it is safe to retry (--retry)`, exitCode: 75 },
+  { error: lost, command: "bench", line: lost.message, exitCode: 75 }, // bench has no --retry
+  {
+    error: new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" }),
+    command: "call",
+    line: "the client was closed before the reply came",
+    exitCode: 75,
+  },
+  {
+    error: brokerRefusal(new Error('Channel closed by server: 540 (NOT-IMPLEMENTED) with message "NOT_IMPLEMENTED - Feature `global_qos` is deprecated."'), "q")!,
+    command: "serve",
+    line: 'the broker refused serve\'s set-up on queue "q": it denies the deprecated feature "global_qos" (Feature `global_qos` is deprecated.); fibrpc does not use it itself, so check the queue\'s policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.global_qos = true)',
+    exitCode: 78,
+  },
+  { error: new FibrpcError("USAGE", "--timeout must be a duration"), command: "call", line: "--timeout must be a duration", exitCode: 64 },
+];
+
+describe("the line a user reads: what, why, what to do", () => {
+  for (const c of cases) {
+    test(`${c.error.code} ${c.error.details.reason ?? ""} (${c.command ?? "any command"})`, () => {
+      expect(withHint(c.error, c.command)).toBe(c.line);
+      expect(c.error.exitCode as number).toBe(c.exitCode);
+    });
+  }
+});
+
+test("rpc/ messages name no option or command line (the hints do)", () => {
+  for (const c of cases) {
+    if (c.error.code === "USAGE") continue;
+    expect(c.error.message).not.toMatch(/--[a-z]|FIBRPC_|fibrpc serve|rabbitmq\.conf/);
+    if (hintFor(c.error, c.command) !== undefined) expect(c.line.startsWith(`${c.error.message}; `)).toBe(true);
+  }
+});
+
+test("details carry the structured facts", () => {
+  const error = connectError(socketError("ECONNREFUSED"), url);
+  expect(error.details).toEqual({ reason: "connection-refused", broker: "amqp://u:***@h:5672/v" });
+  expect(JSON.stringify(error.details)).not.toContain("s3cret");
+});

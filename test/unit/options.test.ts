@@ -1,0 +1,198 @@
+/**
+ * options.ts: one record per option. The README's options table agrees with it row by row
+ * (flag, env, commands, default), as do the container image's defaults and --help; and a
+ * command's options resolve flag > environment > config file > default, strictly, as a table of
+ * { command, argv, env, file } → options | error.
+ */
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { DEFAULT_PREFETCH, envNameOf } from "../../src/config.ts";
+import { FibrpcError } from "../../src/errors.ts";
+import { argsOf, COMMAND_OPTIONS, COMMANDS, defaultShown, helpOf, OPTIONS, resolveOptions, type CommandName, type OptionName, type Options } from "../../src/options.ts";
+import { HEAVY_N } from "../../src/rpc/delivery.ts";
+import { DEFAULT_MAX_N } from "../../src/rpc/protocol.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const NAMES = Object.keys(OPTIONS) as OptionName[];
+const commandsOf = (name: OptionName) => COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name));
+
+describe("the README's options table is the table", () => {
+  const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("### Options"), readme.indexOf("### Broker URLs"));
+  const rows = section
+    .split("\n")
+    .filter((line) => /^\| `--/.test(line))
+    .map((line) => line.split(" | ").map((cell) => cell.replace(/^\| /, "").trim()));
+
+  test("one row per option, in no other order than the table's", () => {
+    expect(rows.map((r) => r[0])).toEqual(NAMES.map((name) => `\`--${name}\``));
+  });
+
+  for (const name of NAMES) {
+    test(`--${name}: env, commands, default`, () => {
+      const row = rows.find((r) => r[0] === `\`--${name}\``);
+      expect(row, `README row for --${name}`).toBeDefined();
+      const option = OPTIONS[name];
+      expect(row![1]).toBe(`\`${option.env}\``);
+      expect(row![2]).toBe(commandsOf(name).join(", "));
+      const shown = defaultShown(name)!;
+      const literal = "defaultText" in option ? shown : `\`${shown}\``;
+      const image = "imageDefault" in option ? ` (\`${option.imageDefault}\` in the image)` : "";
+      expect(row![3]).toBe(`${literal}${image}`);
+    });
+  }
+});
+
+describe("every option", () => {
+  test("is taken by some command, and named --flag ↔ FIBRPC_FLAG", () => {
+    for (const name of NAMES) {
+      expect(commandsOf(name).length, name).toBeGreaterThan(0);
+      expect(OPTIONS[name].env).toBe(envNameOf(name));
+    }
+  });
+
+  test("the container image's defaults are the Dockerfile's", () => {
+    const dockerfile = readFileSync(resolve(ROOT, "Dockerfile"), "utf8");
+    // ENV instructions, with their continuation lines (comments elsewhere may show examples).
+    const instructions = [...dockerfile.matchAll(/^ENV\s((?:.*\\\n)*.*)$/gm)].map((m) => m[1]!).join(" ");
+    const env = Object.fromEntries([...instructions.matchAll(/\b(FIBRPC_[A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
+    expect(Object.keys(env).length).toBeGreaterThan(0);
+    for (const name of NAMES) {
+      const option = OPTIONS[name];
+      expect(env[option.env], option.env).toBe("imageDefault" in option ? option.imageDefault : undefined);
+    }
+  });
+
+  test("--help shows its variable and its default, from the record", () => {
+    for (const command of COMMANDS) {
+      const args = argsOf(command);
+      expect(Object.keys(args)).toEqual([...COMMAND_OPTIONS[command]]);
+      for (const name of COMMAND_OPTIONS[command]) {
+        const description = args[name]!.description!;
+        expect(description).toBe(helpOf(name, command));
+        expect(description).toContain(`[env ${OPTIONS[name].env}] (default: `);
+        expect(description).not.toMatch(/guest:guest@/); // help never prints a password
+      }
+    }
+    expect(helpOf("prefetch", "serve")).toContain(`n ≥ ${HEAVY_N}`);
+    expect(helpOf("prefetch", "serve")).toContain(`(default: ${DEFAULT_PREFETCH})`);
+    expect(helpOf("max-n", "serve")).toContain(`(default: ${DEFAULT_MAX_N})`);
+    expect(helpOf("timeout", "call")).toContain("(default: 30s)");
+    expect(helpOf("http-host", "serve")).toContain("(default: 127.0.0.1; 0.0.0.0 in the container image)");
+    expect(helpOf("url", "call")).toContain("(default: amqp://guest:***@127.0.0.1:5672)");
+  });
+
+  test("the default is what the code gets when nothing is given", () => {
+    const o = resolveOptions("serve", { rawArgs: [], env: {} });
+    expect(o.prefetch).toBe(DEFAULT_PREFETCH);
+    expect(o.maxN).toBe(DEFAULT_MAX_N);
+    expect(o.drainTimeout).toBe(10_000);
+    expect(o.workers).toBe(availableParallelism());
+    expect(Object.values(o.from).every((source) => source === "default")).toBe(true);
+  });
+});
+
+type Case = {
+  name: string;
+  command: CommandName;
+  argv?: string[];
+  env?: Record<string, string>;
+  file?: Record<string, string>;
+} & ({ options: Record<string, unknown> } | { error: RegExp });
+
+const cases: Case[] = [
+  // Precedence: flag > environment > config file > default.
+  { name: "defaults", command: "call", options: { timeout: 30_000, json: false, replyQueue: "direct", retry: 0, waitForServer: false, queue: "rpc_queue", logLevel: "info", logFormat: "pretty", tlsCa: undefined, config: undefined } },
+  { name: "file over default", command: "call", file: { FIBRPC_QUEUE: "from_file", FIBRPC_TIMEOUT: "2s" }, options: { queue: "from_file", timeout: 2000, from: expect.objectContaining({ queue: "file", timeout: "file", retry: "default" }) } },
+  { name: "env over file", command: "call", env: { FIBRPC_QUEUE: "from_env" }, file: { FIBRPC_QUEUE: "from_file" }, options: { queue: "from_env", from: expect.objectContaining({ queue: "env" }) } },
+  { name: "flag over env", command: "call", argv: ["--queue", "from_flag"], env: { FIBRPC_QUEUE: "from_env" }, options: { queue: "from_flag", from: expect.objectContaining({ queue: "flag" }) } },
+  { name: "an empty variable counts as unset", command: "call", env: { FIBRPC_QUEUE: "" }, file: { FIBRPC_QUEUE: "from_file" }, options: { queue: "from_file" } },
+  { name: "--config is not read from a config file", command: "call", file: { FIBRPC_CONFIG: "/elsewhere" }, options: { config: undefined } },
+  { name: "camelCase and --name=value", command: "serve", argv: ["--maxN=5", "--queue-type", "quorum"], options: { maxN: 5, queueType: "quorum" } },
+  // On/off options.
+  { name: "--json", command: "call", argv: ["--json"], options: { json: true, from: expect.objectContaining({ json: "flag" }) } },
+  { name: "--no-json over the environment", command: "call", argv: ["--no-json"], env: { FIBRPC_JSON: "yes" }, options: { json: false } },
+  { name: "on/off from the environment", command: "call", env: { FIBRPC_JSON: "on", FIBRPC_WAIT_FOR_SERVER: "1" }, options: { json: true, waitForServer: true } },
+  { name: "on/off from the file", command: "bench", file: { FIBRPC_JSON: "false" }, options: { json: false } },
+  { name: "an on/off value that is neither", command: "call", env: { FIBRPC_JSON: "maybe" }, error: /^FIBRPC_JSON must be true or false, got "maybe"$/ },
+  // Broker URLs: every --url, in order; else one source.
+  { name: "--url repeated and comma-separated", command: "call", argv: ["--url", "amqp://a,amqp://b", "--url", "amqp://c"], options: { url: [expect.objectContaining({ hostname: "a" }), expect.objectContaining({ hostname: "b" }), expect.objectContaining({ hostname: "c" })] } },
+  { name: "the default URL", command: "bench", options: { url: [expect.objectContaining({ hostname: "127.0.0.1", port: 5672, username: "guest" })] } },
+  { name: "a bad URL from the file names its source", command: "call", file: { FIBRPC_URL: "amqp://u:s3cret%@h" }, error: /^the 1st broker URL \(FIBRPC_URL in the --config file\) has a "%"/ },
+  { name: "a bad 2nd URL given as a flag", command: "serve", argv: ["--url", "amqp://h1", "--url", "http://h2"], error: /^the 2nd broker URL \(--url\) must start with amqp:\/\// },
+  { name: "one connection_timeout for serve", command: "serve", argv: ["--url", "amqp://h1?connection_timeout=100,amqp://h2"], error: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none/ },
+  // Values.
+  { name: "durations", command: "call", argv: ["--timeout", "1.5s"], options: { timeout: 1500 } },
+  { name: "a duration beyond the timers", command: "call", env: { FIBRPC_TIMEOUT: "597h" }, error: /^--timeout must be at most 2147483647ms/ },
+  { name: "a whole number out of range", command: "serve", argv: ["--workers", "0"], error: /^--workers must be between 1 and 256, got 0$/ },
+  { name: "not a whole number", command: "call", file: { FIBRPC_RETRY: "2.5" }, error: /^--retry must be a whole number, got "2.5"$/ },
+  { name: "an unknown value", command: "call", env: { FIBRPC_REPLY_QUEUE: "shared" }, error: /^--reply-queue must be direct or exclusive, got "shared"$/ },
+  { name: "an unknown log level", command: "call", env: { FIBRPC_LOG_LEVEL: "loud" }, error: /^--log-level must be one of silent, error, warn, info, debug, trace, got "loud"$/ },
+  { name: "variables of options the command does not take are ignored", command: "health", argv: ["--status-file", "/x"], env: { FIBRPC_LOG_LEVEL: "loud" }, options: { statusFile: "/x" } },
+  { name: "a queue name too long", command: "call", argv: ["--queue", "q".repeat(256)], error: /^--queue must be at most 255 bytes long/ },
+  { name: "bench --n range", command: "bench", argv: ["--n", "10-20"], options: { n: { min: 10, max: 20, text: "10-20" } } },
+  { name: "bench --n too large", command: "bench", argv: ["--n", "1-1000001"], error: /^--n must be at most 1000000, got 1000001$/ },
+  // Rules between options.
+  { name: "--requests and --duration", command: "bench", argv: ["--duration", "1s"], env: { FIBRPC_REQUESTS: "5" }, error: /^give --requests or --duration, not both$/ },
+  { name: "--duration alone", command: "bench", argv: ["--duration", "1s"], options: { duration: 1000, from: expect.objectContaining({ requests: "default" }) } },
+  { name: "--tls-cert without --tls-key", command: "call", argv: ["--tls-cert", "/c.pem"], error: /^--tls-cert and --tls-key go together$/ },
+  { name: "--http-host without --http-port", command: "serve", argv: ["--http-host", "0.0.0.0"], error: /^--http-host has no effect without --http-port/ },
+  { name: "FIBRPC_HTTP_HOST without a port (the image's)", command: "serve", env: { FIBRPC_HTTP_HOST: "0.0.0.0" }, options: { httpHost: "0.0.0.0", httpPort: undefined } },
+  { name: "health needs a status file", command: "health", error: /^give --status-file \(or FIBRPC_STATUS_FILE\)/ },
+  { name: "health's status file from the environment", command: "health", env: { FIBRPC_STATUS_FILE: "/s.json" }, options: { statusFile: "/s.json", maxAge: 15_000 } },
+  // The strict scan of the command line.
+  { name: "an unknown option", command: "call", argv: ["--timout", "1s"], error: /^unknown option --timout; see --help for the options$/ },
+  { name: "an option of another command", command: "call", argv: ["--workers", "2"], error: /^unknown option --workers/ },
+  { name: "a value missing at the end", command: "call", argv: ["30", "--timeout"], error: /^--timeout needs a value \(duration\)$/ },
+  { name: "a value missing before a flag", command: "bench", argv: ["--n", "--json"], error: /^--n needs a value \(n\|min-max\) before --json$/ },
+  { name: "an empty value", command: "call", argv: ["--timeout="], error: /^--timeout needs a value \(duration\), got an empty one$/ },
+  { name: "a flag given twice", command: "call", argv: ["--timeout", "1s", "--timeout", "2s"], error: /^--timeout given twice \(1s, 2s\); give it once$/ },
+  { name: "--json and --no-json", command: "call", argv: ["--json", "--no-json"], error: /^--json given twice; give it once$/ },
+  { name: "a value for an on/off flag", command: "call", argv: ["--json=yes"], error: /^--json takes no value \(got --json=yes\); give --json, or leave it out$/ },
+  { name: "a value that starts with a dash and a digit", command: "call", argv: ["--timeout", "-1s"], error: /^--timeout must be a duration/ },
+  { name: "nothing after --", command: "call", argv: ["--", "--bogus"], options: { timeout: 30_000 } },
+  { name: "help and version pass", command: "serve", argv: ["--help", "-h"], options: { queue: "rpc_queue" } },
+];
+
+describe("resolveOptions: { command, argv, env, file } → options | error", () => {
+  for (const c of cases) {
+    test(c.name, () => {
+      const input = { rawArgs: c.argv ?? [], env: c.env ?? {}, file: c.file ?? {} };
+      if ("error" in c) {
+        let error: unknown;
+        try {
+          resolveOptions(c.command, input);
+        } catch (err) {
+          error = err;
+        }
+        expect(error).toBeInstanceOf(FibrpcError);
+        expect((error as FibrpcError).code).toBe("USAGE");
+        expect((error as FibrpcError).message).toMatch(c.error);
+      } else {
+        const options = resolveOptions(c.command, input);
+        expect(Object.isFrozen(options)).toBe(true);
+        expect(Object.isFrozen(options.from)).toBe(true);
+        expect(options).toMatchObject(c.options);
+      }
+    });
+  }
+
+  test("a token like -5 goes to the command (call: an invalid n)", () => {
+    const onNegativeNumber = (token: string): never => {
+      throw new FibrpcError("USAGE", `invalid n ${JSON.stringify(token)}`);
+    };
+    expect(() => resolveOptions("call", { rawArgs: ["--json", "-5"], env: {}, onNegativeNumber })).toThrow('invalid n "-5"');
+    expect(() => resolveOptions("call", { rawArgs: ["-5"], env: {} })).toThrow("unknown option -5");
+  });
+
+  test("typed: each option's value has its own type", () => {
+    const o: Options<"call"> = resolveOptions("call", { rawArgs: [], env: {} });
+    const timeout: number = o.timeout;
+    const json: boolean = o.json;
+    const mode: "direct" | "exclusive" = o.replyQueue;
+    const tlsCa: string | undefined = o.tlsCa;
+    expect([timeout, json, mode, tlsCa]).toEqual([30_000, false, "direct", undefined]);
+  });
+});
