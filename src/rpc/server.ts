@@ -62,6 +62,8 @@ export interface ServerEvents {
   onInterrupted(reason: string): void;
   /** A problem that waiting will not fix (the broker refuses the set-up, login refused). */
   onFatal(error: FibrpcError): void;
+  /** A connection attempt failed in a way that waiting may fix (the broker down or restarting): trying again. */
+  onRetrying(error: FibrpcError): void;
   /** Something the operator should know, the same for every worker (say it once). */
   onNotice(message: string): void;
 }
@@ -183,7 +185,7 @@ export class RpcServer {
       return;
     }
     // The broker is down or restarting: serve waits for it, it never gives up on an outage.
-    options.log.warn(error.message);
+    this.events.onRetrying(error);
   }
 
   private fatal(error: FibrpcError): void {

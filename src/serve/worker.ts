@@ -45,6 +45,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         onServing: () => send({ type: "serving" }),
         onInterrupted: (reason) => send({ type: "interrupted", reason }),
         onFatal: (error) => send({ type: "fatal", message: withHint(error, "serve"), exitCode: error.exitCode }),
+        onRetrying: (error) => log.warn(withHint(error, "serve")),
         onNotice: (notice) => send({ type: "notice", message: notice }),
       },
     );
