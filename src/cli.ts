@@ -4,6 +4,8 @@
  * server's code; `call` itself is imported statically, because in the compiled binary a
  * dynamic import costs ~2 ms of a ~15 ms cold call.
  */
+// First: amqplib must load with its field-table decoder guarded (see the module).
+import "./rpc/amqplib-guard.ts";
 import { defineCommand, runCommand, runMain, showUsage } from "citty";
 import { ExitCode } from "./errors.ts";
 import { maskSecrets } from "./mask.ts";

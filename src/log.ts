@@ -79,6 +79,9 @@ const jsonReporter: ConsolaReporter = {
 export function createLogger(level: LogLevelName, tag?: string, format: LogFormat = "pretty"): Logger {
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
+    // No folding of repeated lines into "(repeated N times)": each event is its own line (a
+    // dropped request is one line, and counting them must work).
+    throttle: 0,
     reporters: [format === "json" ? jsonReporter : prettyReporter(process.stderr.isTTY === true && !process.env.NO_COLOR)],
   });
   return tag ? logger.withTag(tag) : logger;

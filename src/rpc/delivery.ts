@@ -20,6 +20,8 @@ import {
   type EncodedMessage,
   type Format,
 } from "./protocol.ts";
+import { UNREADABLE_TABLE } from "./amqplib-guard.ts";
+import { isDirectReplyTo, isWellFormedDirectReplyTo } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
@@ -85,11 +87,20 @@ export function preview(value: unknown): string {
   return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
+/**
+ * A header's value, own properties only: amqplib decodes a table into a plain object, so a key
+ * "__proto__" sent by a client sets that object's prototype, and a plain lookup would read what
+ * it put there.
+ */
+export function header(headers: unknown, name: string): unknown {
+  return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name) ? (headers as Record<string, unknown>)[name] : undefined;
+}
+
 type Deadline = { ok: true; at: number | undefined } | { ok: false; message: string };
 
 /** The caller's deadline header: absent, or a finite number of ms since the Unix epoch. */
 export function readDeadline(headers: Record<string, unknown> | undefined): Deadline {
-  const value = headers?.[DEADLINE_HEADER];
+  const value = header(headers, DEADLINE_HEADER);
   if (value === undefined) return { ok: true, at: undefined };
   if (typeof value === "number" && Number.isFinite(value)) return { ok: true, at: value };
   return { ok: false, message: `header ${DEADLINE_HEADER} must be a number (ms since the Unix epoch), got ${describeValue(value)}` };
@@ -106,7 +117,7 @@ function describeValue(value: unknown): string {
   return `${typeof value} ${preview(value)}`;
 }
 
-function tableOf(value: unknown): Record<string, unknown> | undefined {
+function tableOf(value: unknown): (Record<string, unknown> & { [UNREADABLE_TABLE]?: true }) | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? (value as Record<string, unknown>) : undefined;
 }
 
@@ -118,6 +129,9 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   if (!isFaithfulShortString(replyTo)) {
     return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), so no reply can be addressed to it` };
+  }
+  if (isDirectReplyTo(replyTo) && !isWellFormedDirectReplyTo(replyTo)) {
+    return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not a Direct Reply-to address the broker issued; replying to it would make RabbitMQ close this server's connection` };
   }
   const headers = tableOf(delivery.properties.headers);
   // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
@@ -136,6 +150,9 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   const to: Address = { replyTo, correlationId };
 
+  if (headers?.[UNREADABLE_TABLE]) {
+    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", "the headers table is nested too deeply to read", n) };
+  }
   const deadline = readDeadline(headers);
   if (!deadline.ok) return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
   if (deadline.at !== undefined && c.now > deadline.at + CLOCK_SKEW_ALLOWANCE_MS) {
@@ -156,7 +173,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
-  if (delivery.fields.redelivered || (headers !== undefined && ATTEMPTS_HEADER in headers)) {
+  if (delivery.fields.redelivered || header(headers, ATTEMPTS_HEADER) !== undefined) {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
       return { kind: "poison", to, why: `it was redelivered ${redeliveries} times`, reply: poisonReply(request.format, `the request was redelivered ${redeliveries} times without being answered; it is not tried again`, request.n) };
@@ -175,8 +192,8 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
  */
 function countRedeliveries(delivery: Delivery, headers: Record<string, unknown> | undefined, queueType: QueueType): number {
   const { redelivered } = delivery.fields;
-  if (queueType === "quorum") return redelivered ? readCount(headers?.[QUORUM_DELIVERY_COUNT_HEADER]) : 0;
-  return readCount(headers?.[ATTEMPTS_HEADER]) + (redelivered ? 1 : 0);
+  if (queueType === "quorum") return redelivered ? readCount(header(headers, QUORUM_DELIVERY_COUNT_HEADER)) : 0;
+  return readCount(header(headers, ATTEMPTS_HEADER)) + (redelivered ? 1 : 0);
 }
 
 function poisonReply(format: Format, message: string, n: number): EncodedMessage {

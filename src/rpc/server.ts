@@ -13,7 +13,8 @@ import type { Logger } from "../log.ts";
 import { brokerRefusal, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
-import { decide, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
+import { decide, header, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
+import { isDirectReplyTo } from "./direct-reply-to.ts";
 import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
@@ -223,7 +224,7 @@ export class RpcServer {
   /** Crashes pinned on this request, looked up only where one is possible: a request seen before. */
   private crashesOf(msg: ConsumeMessage): number {
     const { replyTo, correlationId, headers } = msg.properties;
-    if (!msg.fields.redelivered && headers?.[ATTEMPTS_HEADER] === undefined) return 0;
+    if (!msg.fields.redelivered && header(headers, ATTEMPTS_HEADER) === undefined) return 0;
     if (typeof replyTo !== "string" || (correlationId !== undefined && typeof correlationId !== "string")) return 0;
     return this.ledger.crashes(requestKey(replyTo, correlationId, msg.content));
   }
@@ -261,7 +262,7 @@ export class RpcServer {
     this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
     let reply: EncodedMessage;
     try {
-      const firstDelivery = !msg.fields.redelivered && msg.properties.headers?.[ATTEMPTS_HEADER] === undefined;
+      const firstDelivery = !msg.fields.redelivered && header(msg.properties.headers, ATTEMPTS_HEADER) === undefined;
       reply = encodeResult(job.format, job.n, this.computeFib(job.n, { firstDelivery }));
     } catch (err) {
       options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -387,10 +388,22 @@ export class RpcServer {
     this.ack(channel, msg);
   }
 
-  /** Publishes the reply (if anyone can be answered), then acks: in this order, in one socket write with the fast path. */
+  /**
+   * Publishes the reply (if anyone can be answered) and acks, in one socket write with the fast
+   * path. Publish first, so a server dying in between leaves the request to be redelivered — except
+   * for a Direct Reply-to address: RabbitMQ 3.x closes the publishing connection when the caller's
+   * node has left the cluster, and an ack written after that publish would be lost with it, so the
+   * request would come back and close the next server's connection too. The broker handles the
+   * ack before the publish that follows it in the same write.
+   */
   private finish(channel: Channel, msg: ConsumeMessage, to: Address | undefined, reply: EncodedMessage, receivedAt: number): void {
-    if (to) this.publish(to, reply);
-    this.ack(channel, msg);
+    if (to && isDirectReplyTo(to.replyTo)) {
+      this.ack(channel, msg);
+      this.publish(to, reply);
+    } else {
+      if (to) this.publish(to, reply);
+      this.ack(channel, msg);
+    }
     this.served++;
     this.metrics.answered(reply.code ?? "ok", (performance.now() - receivedAt) / 1000);
   }

@@ -3,15 +3,22 @@
  * { delivery, circumstances } → fate, giget-style.
  */
 import { describe, expect, test } from "bun:test";
+import { UNREADABLE_TABLE } from "../../src/rpc/amqplib-guard.ts";
 import { decide, HEAVY_N, isFaithfulShortString, type Circumstances, type Delivery, type Fate } from "../../src/rpc/delivery.ts";
 
 const NOW = 1_800_000_000_000;
+/** A headers table as amqplib-guard returns it for one nested too deeply. */
+function unreadable(): Record<string, unknown> {
+  const table = {};
+  Object.defineProperty(table, UNREADABLE_TABLE, { value: true });
+  return table;
+}
 const base: Circumstances = { now: NOW, maxN: 1_000_000, queueType: "classic", pauseForHeavy: true, crashes: 0 };
 /** What amqplib makes of 100 bytes of 0xff in a short string. */
 const LOSSY = Buffer.alloc(100, 0xff).toString("utf8");
 
 function delivery(body: string | Uint8Array, properties: Delivery["properties"] = {}, redelivered = false): Delivery {
-  return { content: typeof body === "string" ? Buffer.from(body) : body, fields: { redelivered }, properties: { replyTo: "amq.rabbitmq.reply-to.abc", correlationId: "c1", ...properties } };
+  return { content: typeof body === "string" ? Buffer.from(body) : body, fields: { redelivered }, properties: { replyTo: "amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjQ4ODg0AABmGQAAAAVrBt0Q.6nwfprQr5FoXK7Ed45FASw==", correlationId: "c1", ...properties } };
 }
 
 /** The fate, with the reply body as text, for compact expectations. */
@@ -65,6 +72,13 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
   { name: "quorum, redelivered 20 times: backstop", delivery: delivery("30", { headers: { "x-delivery-count": 20 } }, true), c: { queueType: "quorum" }, expect: { kind: "poison" } },
   { name: "crashed workers twice: tried again", delivery: delivery("30", {}, true), c: { crashes: 2, queueType: "quorum" }, expect: { kind: "compute" } },
   { name: "crashed workers 3 times: poison", delivery: delivery("30", {}, true), c: { crashes: 3 }, expect: { kind: "poison", body: "POISON_REQUEST: the request crashed a server 3 times; it is not tried again" } },
+  {
+    name: "a __proto__ header key cannot plant a deadline",
+    delivery: delivery("30", { headers: JSON.parse('{"__proto__": {"x-fibrpc-deadline": 1}}') }),
+    expect: { kind: "compute" },
+  },
+  { name: "headers too deep to decode (amqplib-guard)", delivery: delivery("30", { headers: unreadable() }), expect: { kind: "refuse", body: "INVALID_PROPERTY: the headers table is nested too deeply to read" } },
+  { name: "a malformed Direct Reply-to address", delivery: delivery("30", { replyTo: "amq.rabbitmq.reply-to.g1hkAA==.AAAA" }), expect: { kind: "drop", reason: expect.stringContaining("not a Direct Reply-to address the broker issued") } },
   { name: "invalid and redelivered: refused, not counted", delivery: delivery("abc", {}, true), c: { crashes: 5 }, expect: { kind: "refuse", body: expect.stringMatching(/^NOT_AN_INTEGER/) } },
 ];
 

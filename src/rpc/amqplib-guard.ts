@@ -1,0 +1,36 @@
+/**
+ * amqplib decodes AMQP field tables recursively, while RabbitMQ accepts tables (and arrays)
+ * nested far deeper than a JS stack holds: 20,000 levels fit in one frame, and amqplib's decoder
+ * overflows near 10,000 in a Bun Worker. A delivery whose headers overflow it would close the
+ * consumer's connection, and the broker would redeliver it forever, to every worker.
+ *
+ * So the decoder amqplib's frame parser uses is wrapped: a table too deep to decode comes back
+ * empty, marked UNREADABLE_TABLE, the rest of the frame decodes as usual (the table's length is
+ * read by the caller), and `decide` (delivery.ts) refuses the request like any other bad input.
+ *
+ * amqplib's defs.js copies `codec.decodeFields` once, when it loads: this module must be
+ * evaluated before amqplib is, which is why the entry points (cli.ts, serve/worker.ts) import it
+ * first. test/integration/hostile-requests.test.ts sends such tables to the compiled binary.
+ */
+// @ts-expect-error -- amqplib's package exports hide lib/; this is the very file amqplib loads.
+import codec from "../../node_modules/amqplib/lib/codec.js";
+
+/** Marks a field table amqplib could not decode because it is nested too deeply. */
+export const UNREADABLE_TABLE = Symbol.for("fibrpc.unreadable-table");
+
+const amqplibCodec = codec as { decodeFields: (slice: Buffer) => Record<string, unknown>; guarded?: true };
+if (!amqplibCodec.guarded) {
+  const decodeFields = amqplibCodec.decodeFields;
+  amqplibCodec.decodeFields = (slice) => {
+    try {
+      return decodeFields(slice);
+    } catch (err) {
+      // The stack overflowed deep inside; here, at the top, there is room again.
+      if (!(err instanceof RangeError)) throw err;
+      const unreadable: Record<string, unknown> = {};
+      Object.defineProperty(unreadable, UNREADABLE_TABLE, { value: true });
+      return unreadable;
+    }
+  };
+  amqplibCodec.guarded = true;
+}
