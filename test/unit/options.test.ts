@@ -1,67 +1,26 @@
 /**
- * options.ts: one record per option. The README's options table agrees with it row by row
- * (flag, env, commands, default), as do the container image's defaults and --help; and a
- * command's options resolve flag > environment > config file > default, strictly, as a table of
- * { command, argv, env, file } → options | error.
+ * options.ts: one record per option. --help agrees with it; and a command's options resolve
+ * flag > environment > config file > default, strictly, as a table of
+ * { command, argv, env, file } → options | error. (The README's table and the image's defaults
+ * are checked against it in test/repo/options-docs.test.ts: the image's build runs these unit
+ * tests without the README or the Dockerfile.)
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { resolve } from "node:path";
 import { DEFAULT_PREFETCH, envNameOf } from "../../src/config.ts";
 import { FibrpcError } from "../../src/errors.ts";
-import { argsOf, COMMAND_OPTIONS, COMMANDS, defaultShown, helpOf, OPTIONS, resolveOptions, type CommandName, type OptionName, type Options } from "../../src/options.ts";
+import { argsOf, COMMAND_OPTIONS, COMMANDS, helpOf, OPTIONS, resolveOptions, type CommandName, type OptionName, type Options } from "../../src/options.ts";
 import { HEAVY_N } from "../../src/rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "../../src/rpc/protocol.ts";
 
-const ROOT = resolve(import.meta.dir, "../..");
 const NAMES = Object.keys(OPTIONS) as OptionName[];
 const commandsOf = (name: OptionName) => COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name));
-
-describe("the README's options table is the table", () => {
-  const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf("### Options"), readme.indexOf("### Broker URLs"));
-  const rows = section
-    .split("\n")
-    .filter((line) => /^\| `--/.test(line))
-    .map((line) => line.split(" | ").map((cell) => cell.replace(/^\| /, "").trim()));
-
-  test("one row per option, in no other order than the table's", () => {
-    expect(rows.map((r) => r[0])).toEqual(NAMES.map((name) => `\`--${name}\``));
-  });
-
-  for (const name of NAMES) {
-    test(`--${name}: env, commands, default`, () => {
-      const row = rows.find((r) => r[0] === `\`--${name}\``);
-      expect(row, `README row for --${name}`).toBeDefined();
-      const option = OPTIONS[name];
-      expect(row![1]).toBe(`\`${option.env}\``);
-      expect(row![2]).toBe(commandsOf(name).join(", "));
-      const shown = defaultShown(name)!;
-      const literal = "defaultText" in option ? shown : `\`${shown}\``;
-      const image = "imageDefault" in option ? ` (\`${option.imageDefault}\` in the image)` : "";
-      expect(row![3]).toBe(`${literal}${image}`);
-    });
-  }
-});
 
 describe("every option", () => {
   test("is taken by some command, and named --flag ↔ FIBRPC_FLAG", () => {
     for (const name of NAMES) {
       expect(commandsOf(name).length, name).toBeGreaterThan(0);
       expect(OPTIONS[name].env).toBe(envNameOf(name));
-    }
-  });
-
-  test("the container image's defaults are the Dockerfile's", () => {
-    const dockerfile = readFileSync(resolve(ROOT, "Dockerfile"), "utf8");
-    // ENV instructions, with their continuation lines (comments elsewhere may show examples).
-    const instructions = [...dockerfile.matchAll(/^ENV\s((?:.*\\\n)*.*)$/gm)].map((m) => m[1]!).join(" ");
-    const env = Object.fromEntries([...instructions.matchAll(/\b(FIBRPC_[A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
-    expect(Object.keys(env).length).toBeGreaterThan(0);
-    for (const name of NAMES) {
-      const option = OPTIONS[name];
-      expect(env[option.env], option.env).toBe("imageDefault" in option ? option.imageDefault : undefined);
     }
   });
 
