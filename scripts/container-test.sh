@@ -43,9 +43,15 @@ names=()
 # Build stages left behind as dangling images (~0.5 GB each, also when a build fails): those that
 # appear during this run are removed with it; others on the machine are not ours to touch.
 dangling_before=$(podman images -q -f dangling=true 2>/dev/null | sort)
+# The base images are made here under the names the Dockerfile uses; those that were not on the
+# machine before this run are removed with it.
+base_images=("docker.io/library/debian:bookworm-slim" "docker.io/oven/bun:$bun_version")
+new_base_images=()
+for base in "${base_images[@]}"; do podman image exists "$base" 2>/dev/null || new_base_images+=("$base"); done
 cleanup() {
   for name in "${names[@]}"; do podman rm -f "$name" >/dev/null 2>&1 || true; done
   podman rmi -f "$image" >/dev/null 2>&1 || true
+  for base in "${new_base_images[@]}"; do podman rmi -f "$base" >/dev/null 2>&1 || true; done
   comm -13 <(echo "$dangling_before") <(podman images -q -f dangling=true 2>/dev/null | sort) | xargs -r podman rmi -f >/dev/null 2>&1 || true
   node -e "
     const amqp = require('amqplib');
