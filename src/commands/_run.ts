@@ -79,8 +79,8 @@ const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
 /**
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the
  * main thread: reported like any internal error, then exit 70. Installing again replaces the
- * handlers installed before (runAction does, once the log level is known). Worker threads have
- * their own (serve/worker.ts).
+ * handlers installed before (runAction does, once the log level is known). In serve's worker
+ * threads an uncaught error ends the worker; the supervisor logs it in one line and restarts it.
  */
 export function installCrashHandlers(debug: () => boolean = debugAsked): void {
   for (const event of ["uncaughtException", "unhandledRejection"] as const) {

@@ -5,6 +5,7 @@ import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
+import { maskSecrets } from "../mask.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "./_hints.ts";
 import { runAction } from "./_run.ts";
@@ -82,9 +83,17 @@ async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
     await writeStdout(json ? `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}}\n` : `${outcome.result}\n`);
     return ExitCode.OK;
   }
-  // An error of ours carries a hint of what to do; an error reply says it all itself.
-  const message = outcome.error ? withHint(outcome.error, "call") : outcome.message;
-  process.stderr.write(`fib(${outcome.n}): ${outcome.code}: ${message}\n`);
-  if (json) await writeStdout(`${JSON.stringify({ n: outcome.n, error: { code: outcome.code, message }, ms })}\n`);
+  // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
+  // quote text from elsewhere (a server's reply, a socket error): masked, and one line whatever
+  // it holds (control characters shown escaped, not obeyed by the terminal).
+  const message = printable(maskSecrets(outcome.error ? withHint(outcome.error, "call") : outcome.message));
+  const code = printable(outcome.code);
+  process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
+  if (json) await writeStdout(`${JSON.stringify({ n: outcome.n, error: { code, message }, ms })}\n`);
   return outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR;
+}
+
+/** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }

@@ -4,7 +4,9 @@
  * overflows near 10,000 in a Bun Worker. A delivery whose headers overflow it would close the
  * consumer's connection, and the broker would redeliver it forever, to every worker.
  *
- * So the decoder amqplib's frame parser uses is wrapped: a table too deep to decode comes back
+ * The same holds for a field type RabbitMQ accepts and amqplib's decoder does not ('L').
+ *
+ * So the decoder amqplib's frame parser uses is wrapped: a table it cannot decode comes back
  * empty, marked UNREADABLE_TABLE, the rest of the frame decodes as usual (the table's length is
  * read by the caller), and `decide` (delivery.ts) refuses the request like any other bad input.
  *
@@ -15,7 +17,7 @@
 // @ts-expect-error -- amqplib's package exports hide lib/; this is the very file amqplib loads.
 import codec from "../../node_modules/amqplib/lib/codec.js";
 
-/** Marks a field table amqplib could not decode because it is nested too deeply. */
+/** Marks a field table amqplib could not decode (nested too deeply, or of an unknown field type). */
 export const UNREADABLE_TABLE = Symbol.for("fibrpc.unreadable-table");
 
 const amqplibCodec = codec as { decodeFields: (slice: Buffer) => Record<string, unknown>; guarded?: true };
@@ -24,9 +26,10 @@ if (!amqplibCodec.guarded) {
   amqplibCodec.decodeFields = (slice) => {
     try {
       return decodeFields(slice);
-    } catch (err) {
-      // The stack overflowed deep inside; here, at the top, there is room again.
-      if (!(err instanceof RangeError)) throw err;
+    } catch {
+      // The stack overflowed deep inside (here, at the top, there is room again), or a field type
+      // the broker passes on and amqplib does not know ('L', an unsigned 64-bit integer RabbitMQ
+      // accepts): either way the table cannot be read, and the delivery must still get through.
       const unreadable: Record<string, unknown> = {};
       Object.defineProperty(unreadable, UNREADABLE_TABLE, { value: true });
       return unreadable;

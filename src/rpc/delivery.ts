@@ -14,6 +14,7 @@ import {
   encodeError,
   JSON_CONTENT_TYPE,
   POISON_AFTER_CRASHES,
+  preview,
   QUORUM_DELIVERY_COUNT_HEADER,
   REDELIVERY_LIMIT,
   type DecodedRequest,
@@ -81,11 +82,6 @@ export function isFaithfulShortString(value: string): boolean {
   return !value.includes("\uFFFD") && Buffer.byteLength(value, "utf8") <= SHORT_STRING_MAX_BYTES;
 }
 
-/** Untrusted text for a log line or error message: escaped and short. */
-export function preview(value: unknown): string {
-  const text = typeof value === "string" ? value : String(value);
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
-}
 
 /**
  * A header's value, own properties only: amqplib decodes a table into a plain object, so a key
@@ -94,6 +90,11 @@ export function preview(value: unknown): string {
  */
 export function header(headers: unknown, name: string): unknown {
   return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name) ? (headers as Record<string, unknown>)[name] : undefined;
+}
+
+/** A request not seen before: not redelivered, and not a copy fibrpc put back (those carry a count). */
+export function isFirstDelivery(delivery: Pick<Delivery, "fields" | "properties">): boolean {
+  return !delivery.fields.redelivered && header(delivery.properties.headers, ATTEMPTS_HEADER) === undefined;
 }
 
 type Deadline = { ok: true; at: number | undefined } | { ok: false; message: string };
@@ -151,7 +152,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   const to: Address = { replyTo, correlationId };
 
   if (headers?.[UNREADABLE_TABLE]) {
-    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", "the headers table is nested too deeply to read", n) };
+    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", "the headers table cannot be read (nested too deeply, or a field type this server does not know)", n) };
   }
   const deadline = readDeadline(headers);
   if (!deadline.ok) return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
@@ -173,7 +174,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
-  if (delivery.fields.redelivered || header(headers, ATTEMPTS_HEADER) !== undefined) {
+  if (!isFirstDelivery(delivery)) {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
       return { kind: "poison", to, why: `it was redelivered ${redeliveries} times`, reply: poisonReply(request.format, `the request was redelivered ${redeliveries} times without being answered; it is not tried again`, request.n) };

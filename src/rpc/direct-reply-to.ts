@@ -29,6 +29,21 @@ const PID_EXT = 103; // node atom, then ID, Serial (4 bytes each), Creation (1 b
  * cannot loop).
  */
 export function isWellFormedDirectReplyTo(replyTo: string): boolean {
+  // A caller sends all its requests with one address: check each address once.
+  if (recentlyChecked.has(replyTo)) return true;
+  const wellFormed = checkShape(replyTo);
+  if (wellFormed) {
+    if (recentlyChecked.size >= RECENT_MAX) recentlyChecked.delete(recentlyChecked.values().next().value!);
+    recentlyChecked.add(replyTo);
+  }
+  return wellFormed;
+}
+
+/** Addresses found well-formed lately (callers in flight), oldest first. */
+const recentlyChecked = new Set<string>();
+const RECENT_MAX = 256;
+
+function checkShape(replyTo: string): boolean {
   const parts = replyTo.slice(PREFIX.length).split(".").filter((part) => part !== "");
   if (parts.length !== 2) return false;
   const pid = parts[0]!;

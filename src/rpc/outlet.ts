@@ -16,12 +16,14 @@ export interface PublishProperties {
 }
 
 export interface Outlet {
-  /** Which implementation this is, for logs and /metrics: "wire" or "amqplib". */
+  /** Which implementation this is (tests check that the frame writer is the one in use). */
   readonly kind: "wire" | "amqplib";
   /** basic.publish to the default exchange. Throws (writing nothing) if the properties cannot be encoded. */
   publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory?: boolean): void;
   /** basic.ack of one delivery of this channel. */
   ack(msg: ConsumeMessage): void;
+  /** Resolves once everything published and acked so far has been handed to the socket. */
+  flushed(): Promise<void>;
 }
 
 /** amqplib's own publish and ack. */
@@ -32,6 +34,8 @@ export function channelOutlet(channel: Channel): Outlet {
       channel.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), { ...properties, mandatory });
     },
     ack: (msg) => channel.ack(msg),
+    // amqplib's channel.close is queued behind its own frames: nothing to wait for.
+    flushed: () => Promise.resolve(),
   };
 }
 

@@ -107,9 +107,9 @@ export function parseN(text: string, maxN: number): ParsedN {
 }
 
 /** Shortens untrusted text for an error message. */
-function preview(text: string): string {
-  const shown = text.length > 40 ? `${text.slice(0, 40)}…` : text;
-  return JSON.stringify(shown);
+export function preview(value: unknown): string {
+  const text = typeof value === "string" ? value : String(value);
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

@@ -1,6 +1,6 @@
 /**
  * The serving side, as one worker runs it: one connection, one channel, one consumer on the
- * request queue. Per delivery: `decide` (delivery.ts) says what becomes of it, and one small
+ * request queue (a standby one while heavy requests are computed, see runHeavy). Per delivery: `decide` (delivery.ts) says what becomes of it, and one small
  * executor here carries that out: at most one publish, then exactly one ack. The ack comes after
  * the reply is published, so a worker that dies in between leaves the request to be redelivered
  * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"); callers ignore the
@@ -13,14 +13,13 @@ import type { Logger } from "../log.ts";
 import { brokerRefusal, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
-import { decide, header, MAX_EXPIRATION_MS, preview, readDeadline, isFaithfulShortString, type Address, type Fate } from "./delivery.ts";
+import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
-import { ATTEMPTS_HEADER, encodeError, encodeResult, QUORUM_DELIVERY_COUNT_HEADER, type EncodedMessage } from "./protocol.ts";
+import { ATTEMPTS_HEADER, DEADLINE_HEADER, encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
-export { HEAVY_N } from "./delivery.ts";
 
 export interface ServerOptions {
   broker: BrokerTarget;
@@ -95,6 +94,8 @@ export class RpcServer {
   private readonly acked = new WeakSet<ConsumeMessage>();
   private readonly ledger: CrashLedger;
   private readonly metrics: ServerMetrics;
+  /** How redeliveries are counted (see setup). */
+  private countAs: QueueType = "classic";
   private readonly computeFib: NonNullable<ServerOptions["compute"]>;
   private connectedOnce = false;
 
@@ -146,13 +147,22 @@ export class RpcServer {
   private async setup(model: ChannelModel): Promise<void> {
     const { options } = this;
     const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
+    // Redeliveries are counted the classic way (a copy with fibrpc's own count) unless fibrpc
+    // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
+    // sets x-delivery-count.
+    this.countAs = queue.declared ? options.queueType : "classic";
     if (!queue.declared) this.events.onNotice(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
     const channel = await model.createChannel();
     channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
     channel.on("close", () => {
+      if (this.channel !== channel) return;
+      // Deliveries of a closed channel are back in the queue: nothing more is written or acked
+      // for them (see finish), and heavy ones waiting their turn are skipped.
+      this.channel = undefined;
+      this.outlet = undefined;
       // A channel closed by the broker while the connection lives on: close the connection too,
       // so recovery rebuilds everything in one path.
-      if (this.channel === channel && !this.draining) model.close().catch(() => {});
+      if (!this.draining) model.close().catch(() => {});
     });
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
@@ -165,6 +175,8 @@ export class RpcServer {
     this.channel = channel;
     this.model = model;
     this.consumers.clear();
+    // A reconnection while draining: stay connected for the acks still to come, take nothing new.
+    if (this.draining) return;
     this.consumers.add((await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag);
   }
 
@@ -210,21 +222,27 @@ export class RpcServer {
     let fate: Fate | undefined;
     try {
       const { options } = this;
-      fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: options.queueType, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg) });
+      fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: this.countAs, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg) });
       this.carryOut(channel, msg, fate, receivedAt);
     } catch (err) {
       // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can
       // be answered) and ack, once.
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-      const to = fate && "to" in fate ? fate.to : undefined;
-      this.finish(channel, msg, to, encodeError("text", "INTERNAL", "the server failed while handling the request"), receivedAt);
+      this.answerInternal(channel, msg, fate, receivedAt);
     }
+  }
+
+  /** An INTERNAL error reply (in the request's format, if known), to whoever can be answered. */
+  private answerInternal(channel: Channel, msg: ConsumeMessage, fate: Fate | undefined, receivedAt: number): void {
+    const to = fate && "to" in fate ? fate.to : undefined;
+    const format = fate?.kind === "compute" ? fate.format : "text";
+    this.finish(channel, msg, to, encodeError(format, "INTERNAL", "the server failed while handling the request"), receivedAt);
   }
 
   /** Crashes pinned on this request, looked up only where one is possible: a request seen before. */
   private crashesOf(msg: ConsumeMessage): number {
-    const { replyTo, correlationId, headers } = msg.properties;
-    if (!msg.fields.redelivered && header(headers, ATTEMPTS_HEADER) === undefined) return 0;
+    const { replyTo, correlationId } = msg.properties;
+    if (isFirstDelivery(msg)) return 0;
     if (typeof replyTo !== "string" || (correlationId !== undefined && typeof correlationId !== "string")) return 0;
     return this.ledger.crashes(requestKey(replyTo, correlationId, msg.content));
   }
@@ -259,18 +277,22 @@ export class RpcServer {
   /** Computes fib(n) and replies; the one place a result is produced. */
   private compute(channel: Channel, msg: ConsumeMessage, job: Extract<Fate, { kind: "compute" }>, receivedAt: number): void {
     const { options } = this;
-    this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
-    let reply: EncodedMessage;
+    if (this.ledger !== NO_LEDGER) this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
     try {
-      const firstDelivery = !msg.fields.redelivered && header(msg.properties.headers, ATTEMPTS_HEADER) === undefined;
-      reply = encodeResult(job.format, job.n, this.computeFib(job.n, { firstDelivery }));
-    } catch (err) {
-      options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
-      reply = encodeError(job.format, "INTERNAL", `computing fib(${job.n}) failed on the server`, job.n);
+      let reply: EncodedMessage;
+      try {
+        // (Whether it was seen before is only read by the test build's fault injection.)
+        reply = encodeResult(job.format, job.n, this.computeFib(job.n, { get firstDelivery() { return isFirstDelivery(msg); } }));
+      } catch (err) {
+        options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
+        reply = encodeError(job.format, "INTERNAL", `computing fib(${job.n}) failed on the server`, job.n);
+      }
+      options.log.debug(`fib(${job.n}) → ${reply.body.length} bytes to ${preview(job.to.replyTo)}`);
+      this.finish(channel, msg, job.to, reply, receivedAt);
+    } finally {
+      // Only a worker that dies in between leaves the key behind: the crash is pinned on it.
+      this.ledger.end();
     }
-    options.log.debug(`fib(${job.n}) → ${reply.body.length} bytes to ${job.to.replyTo}`);
-    this.finish(channel, msg, job.to, reply, receivedAt);
-    this.ledger.end();
   }
 
   /**
@@ -321,7 +343,7 @@ export class RpcServer {
       }
     } catch (err) {
       this.options.log.error(`unexpected error serving a request: ${err instanceof Error ? err.message : String(err)}`);
-      this.finish(item.channel, item.msg, item.job.to, encodeError(item.job.format, "INTERNAL", "the server failed while handling the request"), item.receivedAt);
+      this.answerInternal(item.channel, item.msg, item.job, item.receivedAt);
     }
   }
 
@@ -332,7 +354,7 @@ export class RpcServer {
   private async switchConsumer(channel: Channel, mode: "standby" | "normal"): Promise<void> {
     const { options } = this;
     const model = this.model;
-    if (!model || this.channel !== channel) return;
+    if (!model || this.channel !== channel || this.draining) return;
     try {
       await channel.prefetch(mode === "standby" ? 1 : options.prefetch);
       const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg), mode === "standby" ? { priority: -1 } : {});
@@ -360,16 +382,17 @@ export class RpcServer {
    * delivery. Unlike a nack, this does not count as a failed delivery.
    */
   private republish(channel: Channel, msg: ConsumeMessage, extraHeaders: Record<string, number>, receivedAt: number): void {
+    if (channel !== this.channel) return; // gone: the broker has put it back already
     const { properties } = msg;
-    // Only what fibrpc can write back exactly: string and integer headers under UTF-8 names
-    // (fibrpc's own are integers).
-    const headers: Record<string, string | number> = {};
-    for (const [key, value] of Object.entries((properties.headers ?? {}) as Record<string, unknown>)) {
-      if (key === QUORUM_DELIVERY_COUNT_HEADER || !isFaithfulShortString(key)) continue;
-      if (typeof value === "string" || (typeof value === "number" && Number.isSafeInteger(value))) headers[key] = value;
-    }
-    Object.assign(headers, extraHeaders);
+    // The copy carries fibrpc's own headers only: nothing else in the request is read by a
+    // server, and a client's headers could come back larger than they went in (bytes that were
+    // not UTF-8 re-encode as U+FFFD) and no longer fit one frame.
+    const headers: Record<string, number> = {};
     const deadline = readDeadline(properties.headers);
+    if (deadline.ok && deadline.at !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline.at);
+    const attempts = header(properties.headers, ATTEMPTS_HEADER);
+    if (typeof attempts === "number" && Number.isSafeInteger(attempts) && attempts >= 0) headers[ATTEMPTS_HEADER] = attempts;
+    Object.assign(headers, extraHeaders);
     const copy: PublishProperties = {
       replyTo: properties.replyTo as string,
       correlationId: properties.correlationId as string | undefined,
@@ -397,6 +420,8 @@ export class RpcServer {
    * ack before the publish that follows it in the same write.
    */
   private finish(channel: Channel, msg: ConsumeMessage, to: Address | undefined, reply: EncodedMessage, receivedAt: number): void {
+    // The delivery's channel is gone: the broker has put the request back for another try.
+    if (channel !== this.channel) return;
     if (to && isDirectReplyTo(to.replyTo)) {
       this.ack(channel, msg);
       this.publish(to, reply);
@@ -441,9 +466,9 @@ export class RpcServer {
   }
 
   /**
-   * Graceful stop: cancel the consumer (no new deliveries), let the requests already delivered
-   * be answered, then close. Deliveries not yet started are requeued by the broker when the
-   * channel closes, for other servers to take.
+   * Graceful stop: cancel the consumers (no new deliveries), let the requests already delivered
+   * be answered (light ones at once, the heavy one being computed to its end), put the heavy ones
+   * not started back in the queue as copies (republish: not counted as redeliveries), then close.
    */
   async drain(): Promise<void> {
     this.draining = true;
@@ -453,9 +478,17 @@ export class RpcServer {
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
     // which wait their turn: the one being computed finishes, the others go back to the queue.
     await this.heavyRun;
+    // Replies and acks held while the socket was full go out before the channel closes (else
+    // the broker would requeue requests already answered).
+    await this.outlet?.flushed();
     // channel.close goes through amqplib's muxer, after any frame still queued there; the
     // connection's close frame does not, so close the channel first.
     await channel?.close().catch(() => {});
     await this.connection?.close().catch(() => {});
   }
+}
+
+/** A deadline as an integer header value (a client may have sent 1e300 or a fraction). */
+function clampToSafeInteger(value: number): number {
+  return Math.max(Number.MIN_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math.round(value)));
 }

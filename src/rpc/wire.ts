@@ -9,9 +9,11 @@
  *
  * Only basic.publish and basic.ack are encoded (AMQP 0-9-1 §4.2.3 frames, §4.2.6 content,
  * field tables as RabbitMQ reads them). Everything else — connection, channel and consumer
- * set-up, heartbeats, closing — stays with amqplib. This is safe because amqplib has no frame of
- * its own waiting when these are written: the set-up RPCs have all completed (they are awaited)
- * before the first publish or ack, and frames written here are never behind one of amqplib's.
+ * set-up, qos and consumer switches, heartbeats, closing — stays with amqplib, whose frames are
+ * whole frames too: the two never interleave inside a frame, and frames of one channel keep their
+ * order except while the socket is full (see `blocked`), when amqplib's frames may overtake the
+ * held ones. That is harmless for acks and replies, except before channel.close: drain() waits
+ * for `flushed()` first.
  *
  * If amqplib's internals are not what this expects (another version), `openWire` returns
  * undefined and callers use amqplib's own publish and ack (outlet.ts), which serve logs and
@@ -79,7 +81,10 @@ class FrameWriter implements Outlet {
   private readonly resume = () => {
     this.blocked = false;
     this.flush();
+    if (!this.blocked) for (const waiter of this.waiters.splice(0)) waiter();
   };
+  /** Who waits for the held frames to be written (flushed()). */
+  private readonly waiters: (() => void)[] = [];
 
   constructor(
     private readonly stream: SocketLike,
@@ -90,6 +95,12 @@ class FrameWriter implements Outlet {
   close(): void {
     this.closed = true;
     this.chunks = [];
+    for (const waiter of this.waiters.splice(0)) waiter();
+  }
+
+  flushed(): Promise<void> {
+    // Frames of this turn go out in a microtask; after that, only a full socket holds any.
+    return Promise.resolve().then(() => (this.blocked && !this.closed ? new Promise<void>((resolve) => this.waiters.push(resolve)) : undefined));
   }
 
   private push(chunk: Uint8Array): void {
@@ -103,6 +114,9 @@ class FrameWriter implements Outlet {
   publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory = false): void {
     const key = Buffer.from(routingKey, "utf8");
     const props = encodeProperties(properties);
+    // A content header must fit in one frame (AMQP 0-9-1 §4.2.6.1); a bigger one makes the broker
+    // close the connection. amqplib's own encoder throws too: nothing is written.
+    if (2 + 2 + 8 + props.length > this.frameMax - 8) throw new RangeError(`message properties of ${props.length} bytes do not fit in one frame of ${this.frameMax} bytes`);
     const maxBody = this.frameMax - 8;
     const bodyFrames = body.length === 0 ? 0 : Math.ceil(body.length / maxBody);
     // method: class, method, reserved short, exchange "" (shortstr), routing key, bits

@@ -468,6 +468,15 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
     // headers
     { name: "headers: every field type (t b B s u I i l f d D S x A T F V)", properties: { replyTo: r, correlationId: "c-h-types", headers: everyFieldType() }, expect: result("c-h-types") },
     {
+      // RabbitMQ accepts 'L' (unsigned 64-bit) and passes it on; amqplib's decoder knows no 'L'
+      // and threw, which closed the worker's connection (src/rpc/amqplib-guard.ts).
+      name: "headers: a field of type L (unsigned 64-bit), which amqplib cannot decode",
+      properties: { replyTo: r, correlationId: "c-h-L", headers: [["big", F.raw(Buffer.concat([Buffer.from("L"), Buffer.alloc(8, 0xff)]))]] },
+      expect: refused("c-h-L", "INVALID_PROPERTY"),
+      beyondPredict: true,
+      runsLast: true,
+    },
+    {
       name: "headers: keys of 0xff bytes (255 of them), a 255-byte key, an empty key, a repeated key",
       properties: { replyTo: r, correlationId: "c-h-keys", headers: [[ff(255), F.i8(1)], ["k".repeat(255), F.str("v")], ["", F.void()], ["twice", F.i8(1)], ["twice", F.table([])]] },
       expect: result("c-h-keys"),

@@ -146,6 +146,13 @@ describe("wire", () => {
     expect([held[0]!.payload.readBigUInt64BE(4), held[4]!.payload.readBigUInt64BE(4)]).toEqual([2n, 3n]);
   });
 
+  test("properties that do not fit in one frame are refused, with nothing written", async () => {
+    const { wire, written } = fakeWire(4096);
+    expect(() => wire.publish("q", Buffer.from("1"), { headers: { big: "x".repeat(5000) } })).toThrow(RangeError);
+    await Promise.resolve();
+    expect(written).toHaveLength(0);
+  });
+
   test("falls back (undefined) when amqplib's internals are not there", () => {
     expect(openWire({} as never, {} as never)).toBeUndefined();
   });
