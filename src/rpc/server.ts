@@ -413,16 +413,19 @@ export class RpcServer {
 
   /**
    * Publishes the reply (if anyone can be answered) and acks, in one socket write with the fast
-   * path. Publish first, so a server dying in between leaves the request to be redelivered — except
-   * for a Direct Reply-to address: RabbitMQ 3.x closes the publishing connection when the caller's
-   * node has left the cluster, and an ack written after that publish would be lost with it, so the
-   * request would come back and close the next server's connection too. The broker handles the
-   * ack before the publish that follows it in the same write.
+   * path. Publish first, so a server dying in between leaves the request to be redelivered. One
+   * exception: a request seen before whose reply goes to a Direct Reply-to address is acked
+   * first. RabbitMQ 3.x closes the replying connection when that caller's node has left the
+   * cluster, which loses an ack written after the reply: the request would come back and close
+   * the next server's connection too, forever. Acked first (the broker handles the ack before the
+   * publish that follows it in the same write), it comes back once at most. Only requests seen
+   * before pay for it: acking first delays the reply by the broker's handling of the ack (a few
+   * % of calls/s at one call in flight, docs/benchmarks.md).
    */
   private finish(channel: Channel, msg: ConsumeMessage, to: Address | undefined, reply: EncodedMessage, receivedAt: number): void {
     // The delivery's channel is gone: the broker has put the request back for another try.
     if (channel !== this.channel) return;
-    if (to && isDirectReplyTo(to.replyTo)) {
+    if (to && isDirectReplyTo(to.replyTo) && !isFirstDelivery(msg)) {
       this.ack(channel, msg);
       this.publish(to, reply);
     } else {

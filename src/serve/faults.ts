@@ -7,8 +7,7 @@
  *   crash-first=N       the same, on the first delivery only (the redelivery succeeds);
  *   kill-after-reply=N  once the reply to fib(N) is published, nothing more is acked and the whole
  *                       process is SIGKILLed 100 ms later: requests answered in that window are
- *                       redelivered although answered (a reply to a Direct Reply-to address is
- *                       written after its ack, so with those it is the requests that follow fib(N));
+ *                       redelivered although answered;
  *   no-frame-writer=1   the frame writer cannot attach (as with an amqplib whose internals
  *                       changed): serve falls back to amqplib's own publish and ack.
  * It wraps the server's seams (the compute function and the outlet) from outside rpc/, so the
