@@ -24,10 +24,13 @@ async function queueRow(queue: string): Promise<Record<string, unknown> | undefi
 }
 
 describe("what serve declares", () => {
-  test("classic: a durable, non-exclusive queue without arguments (allowed by RabbitMQ 4.3)", async () => {
+  test("classic: a durable, non-exclusive queue, storage version 2 (allowed by RabbitMQ 4.3)", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["--workers", "1", "--queue", queue]);
-    expect(await queueRow(queue)).toEqual({ name: queue, durable: true, exclusive: false, auto_delete: false, arguments: [] });
+    const row = await queueRow(queue);
+    expect(row).toMatchObject({ name: queue, durable: true, exclusive: false, auto_delete: false });
+    // The only argument: no x-queue-mode, x-queue-master-locator or x-queue-version 1 (all denied by 4.3).
+    expect((row?.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual([["x-queue-version", 2]]);
     expect(await server.stop()).toBe(0);
   });
 
