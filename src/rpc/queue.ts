@@ -1,7 +1,8 @@
 /**
  * How the request queue is declared, so that it works on every RabbitMQ users run today.
  *
- * Classic: durable, not exclusive, not auto-delete, storage version 2. RabbitMQ 4.3 refuses
+ * Classic: durable, not exclusive, not auto-delete, no arguments (storage version 2 asked of
+ * brokers before 3.12, see wantsClassicStorageV2). RabbitMQ 4.3 refuses
  * non-durable non-exclusive queues by default (deprecated feature `transient_nonexcl_queues`),
  * so fibrpc never declares one. Requests stay transient messages (clients publish them so), and
  * a queue that already exists with other settings — the tutorial's server declares
@@ -29,7 +30,7 @@ export function deadLetterQueueName(queue: string): string {
   return `${queue}.dead-letter`;
 }
 
-export function requestQueueOptions(queue: string, type: QueueType): Options.AssertQueue {
+export function requestQueueOptions(queue: string, type: QueueType, classicStorageV2 = false): Options.AssertQueue {
   if (type === "quorum") {
     return {
       durable: true,
@@ -43,11 +44,21 @@ export function requestQueueOptions(queue: string, type: QueueType): Options.Ass
       },
     };
   }
-  // Version 2 of the classic queue's storage: the only one in RabbitMQ 4.x (which refuses version
-  // 1 by default) and the default from 3.12 on. On older brokers (3.10 here) version 1 makes a
-  // durable queue measurably slower per request than a transient one, even for transient
-  // messages (docs/benchmarks.md, "Durable request queue").
-  return { durable: true, exclusive: false, autoDelete: false, arguments: { "x-queue-version": 2 } };
+  return { durable: true, exclusive: false, autoDelete: false, ...(classicStorageV2 ? { arguments: { "x-queue-version": 2 } } : {}) };
+}
+
+/**
+ * Whether to ask for version 2 of the classic queue's storage: only from brokers older than 3.12,
+ * where version 1 is the default and makes a durable queue measurably slower per request than a
+ * transient one, even for transient messages (docs/benchmarks.md, "Before and after"). From 3.12
+ * on version 2 is the default (and in 4.3 the only one): the argument would only make the
+ * declaration differ from one without it.
+ */
+export function wantsClassicStorageV2(serverVersion: unknown): boolean {
+  const match = typeof serverVersion === "string" ? /^(\d+)\.(\d+)\./.exec(serverVersion) : null;
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major === 3 && minor < 12;
 }
 
 export type QueueSetup = { declared: true } | { declared: false; differences: string };
@@ -58,7 +69,13 @@ export type QueueSetup = { declared: true } | { declared: false; differences: st
  * FibrpcError (code BROKER_REFUSED) when the broker refuses what fibrpc needs.
  */
 export async function declareOrJoinRequestQueue(model: ChannelModel, queue: string, type: QueueType): Promise<QueueSetup> {
-  const declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type)));
+  const serverVersion = (model as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties?.version;
+  let declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type, wantsClassicStorageV2(serverVersion))));
+  // A vhost whose default queue type is quorum (3.11+) makes a declaration without x-queue-type
+  // a quorum queue, which refuses x-queue-version ("invalid arg"): declare it without.
+  if (!declared.ok && !isInequivalent(declared.error) && /x-queue-version/.test(brokerReason(declared.error))) {
+    declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type)));
+  }
   if (!declared.ok) {
     // The broker said which argument differs ("inequivalent arg 'durable' ..."): the queue is
     // someone else's, and consuming from it works whatever its settings.

@@ -1,8 +1,9 @@
 /**
  * The serving side, as one worker runs it: one connection, one channel, one consumer on the
- * request queue (a standby one while heavy requests are computed, see runHeavy). Per delivery: `decide` (delivery.ts) says what becomes of it, and one small
- * executor here carries that out: at most one publish, then exactly one ack. The ack comes after
- * the reply is published, so a worker that dies in between leaves the request to be redelivered
+ * request queue (a standby one while heavy requests are computed, see runHeavy). Per delivery:
+ * `decide` (delivery.ts) says what becomes of it, and one small executor here carries that out:
+ * at most one publish and exactly one ack. The ack comes after the reply is published (except
+ * in one case, see finish), so a worker that dies in between leaves the request to be redelivered
  * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"); callers ignore the
  * duplicate reply that may follow.
  */
@@ -178,6 +179,8 @@ export class RpcServer {
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.draining) return;
     this.consumers.add((await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag);
+    // A drain that began while consume was on its way did not see this consumer.
+    if (this.draining) await this.cancelConsumers(channel);
   }
 
   private onConnectFailed(err: Error): void {
@@ -308,9 +311,11 @@ export class RpcServer {
    */
   private enqueueHeavy(item: HeavyJob): void {
     this.heavyBacklog.push(item);
-    this.heavyRun ??= this.runHeavy(item.channel).finally(() => {
-      this.heavyRun = undefined;
-    });
+    this.heavyRun ??= this.runHeavy(item.channel)
+      .catch((err) => this.options.log.error(`unexpected error computing heavy requests: ${err instanceof Error ? err.message : String(err)}`))
+      .finally(() => {
+        this.heavyRun = undefined;
+      });
   }
 
   private async runHeavy(channel: Channel): Promise<void> {
@@ -357,6 +362,7 @@ export class RpcServer {
     if (!model || this.channel !== channel || this.draining) return;
     try {
       await channel.prefetch(mode === "standby" ? 1 : options.prefetch);
+      if (this.draining) return;
       const { consumerTag } = await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg), mode === "standby" ? { priority: -1 } : {});
       if (this.channel !== channel) return;
       const previous = [...this.consumers];
