@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: install, make sure a broker and Debian's python3-pika
-# (to run the tutorial's own Python code) are there, build ./fibrpc, run `bun test`.
+# The whole test suite, from a fresh clone: install, make sure a broker, Debian's python3-pika
+# (to run the tutorial's own Python code), zsh and fish (for shell completion) are there, build
+# ./fibrpc, run `bun test`.
 # Extra arguments go to `bun test` (e.g. a file filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,16 @@ if ! /usr/bin/python3 -c "import pika" 2>/dev/null; then
   echo "test: installing python3-pika (the tutorial's client library) from the distribution's packages" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pika >/dev/null
+fi
+
+# zsh and fish, to load the scripts of `fibrpc completion` in the shells themselves (bash is here).
+missing=""
+for shell in zsh fish; do command -v "$shell" >/dev/null || missing="$missing $shell"; done
+if [ -n "$missing" ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "test: installing$missing (for the shell completion tests) from the distribution's packages" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
 fi
 
 node_modules/.bin/bun run typecheck

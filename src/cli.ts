@@ -27,6 +27,7 @@ const main = defineCommand({
     call: callCommand,
     bench: () => import("./commands/bench.ts").then((m) => m.default),
     health: () => import("./commands/health.ts").then((m) => m.default),
+    completion: () => import("./commands/completion.ts").then((m) => m.default),
   },
 });
 

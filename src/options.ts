@@ -36,7 +36,7 @@ import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
 import { QUEUE_TYPES } from "./rpc/queue.ts";
 import { STATUS_HEARTBEAT_MS } from "./serve/status.ts";
 
-export const COMMANDS = ["serve", "call", "bench", "health"] as const;
+export const COMMANDS = ["serve", "call", "bench", "health", "completion"] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 /** Where a value came from: a flag, the environment, the --config file, or the default. */
@@ -58,6 +58,8 @@ export interface OptionDef<T> {
   kind: "value" | "switch";
   /** What the value looks like, in --help and in "needs a value" errors. */
   valueHint?: string;
+  /** The only values it takes, when they are a fixed set (shell completion offers them). */
+  choices?: readonly string[];
   /** Help text, or one per command where the option means something different to each. */
   help: string | { readonly [C in CommandName]?: string };
   /** The default as text, read by `parse` like any other value; a function if computed at run time. */
@@ -98,6 +100,10 @@ function oneOf<const V extends string>(values: readonly V[], say = `one of ${val
     if ((values as readonly string[]).includes(value)) return value as V;
     throw usageError(`--${at.flag} must be ${say}, got ${JSON.stringify(value)}`);
   };
+}
+/** A value from a fixed set: its hint, its parser and the set (for shell completion), from one list. */
+function choiceOf<const V extends string>(values: readonly V[], say?: string) {
+  return { valueHint: values.join("|"), choices: values, parse: oneOf(values, say) };
 }
 function brokerUrls(values: readonly { text: string; where: string }[]): readonly BrokerUrl[] {
   const urls = parseBrokerUrls(values.map((v) => ({ text: v.text, source: v.where })));
@@ -142,14 +148,13 @@ export const OPTIONS = {
   "tls-cert": optional({ env: "FIBRPC_TLS_CERT", kind: "value", valueHint: "file", help: "PEM client certificate, for brokers that require one", defaultText: "none", parse: text }),
   "tls-key": optional({ env: "FIBRPC_TLS_KEY", kind: "value", valueHint: "file", help: "PEM private key of --tls-cert", defaultText: "none", parse: text }),
   // Logs and the config file, for every command.
-  "log-level": withDefault({ env: "FIBRPC_LOG_LEVEL", kind: "value", valueHint: LOG_LEVELS.join("|"), help: "Log level on stderr", default: "info", parse: oneOf(LOG_LEVELS) }),
+  "log-level": withDefault({ env: "FIBRPC_LOG_LEVEL", kind: "value", ...choiceOf(LOG_LEVELS), help: "Log level on stderr", default: "info" }),
   "log-format": withDefault({
     env: "FIBRPC_LOG_FORMAT",
     kind: "value",
-    valueHint: LOG_FORMATS.join("|"),
+    ...choiceOf(LOG_FORMATS),
     help: "pretty: one line of text per entry; json: one JSON object per line",
     default: "pretty",
-    parse: oneOf(LOG_FORMATS),
   }),
   config: optional({
     env: "FIBRPC_CONFIG",
@@ -189,10 +194,9 @@ export const OPTIONS = {
   "queue-type": withDefault({
     env: "FIBRPC_QUEUE_TYPE",
     kind: "value",
-    valueHint: QUEUE_TYPES.join("|"),
+    ...choiceOf(QUEUE_TYPES),
     help: "classic: durable (an existing queue, e.g. the tutorial's, is joined as it is); quorum: durable and replicated, for clusters",
     default: "classic",
-    parse: oneOf(QUEUE_TYPES),
   }),
   "drain-timeout": withDefault({
     env: "FIBRPC_DRAIN_TIMEOUT",
@@ -238,10 +242,9 @@ export const OPTIONS = {
   "reply-queue": withDefault({
     env: "FIBRPC_REPLY_QUEUE",
     kind: "value",
-    valueHint: REPLY_QUEUE_MODES.join("|"),
+    ...choiceOf(REPLY_QUEUE_MODES, "direct or exclusive"),
     help: "direct: RabbitMQ Direct Reply-to (no queue declared); exclusive: the tutorial's exclusive callback queue",
     default: "direct",
-    parse: oneOf(REPLY_QUEUE_MODES, "direct or exclusive"),
   }),
   retry: withDefault({
     env: "FIBRPC_RETRY",
@@ -291,6 +294,7 @@ export const COMMAND_OPTIONS = {
   call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
   bench: ["concurrency", "requests", "duration", "n", "timeout", "json", ...BROKER, ...LOGS],
   health: ["status-file", "max-age", "config"],
+  completion: [],
 } as const satisfies Record<CommandName, readonly OptionName[]>;
 
 type Camel<S extends string> = S extends `${infer A}-${infer B}` ? `${A}${Capitalize<Camel<B>>}` : S;
@@ -464,6 +468,7 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
   health: (o) => {
     if (o.statusFile === undefined) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
   },
+  completion: () => {},
 };
 
 function tlsPair(o: { tlsCert: string | undefined; tlsKey: string | undefined }): void {

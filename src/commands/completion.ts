@@ -1,0 +1,53 @@
+import { defineCommand } from "citty";
+import { bashScript } from "../completion/bash.ts";
+import { fishScript } from "../completion/fish.ts";
+import { completionModel, SHELLS, type Shell } from "../completion/model.ts";
+import { zshScript } from "../completion/zsh.ts";
+import { ExitCode, usageError } from "../errors.ts";
+import { scanFlags } from "../options.ts";
+import { writeStdout } from "../output.ts";
+import { version } from "../version.ts";
+import { reportError } from "./_run.ts";
+
+const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshScript, fish: fishScript };
+
+const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
+
+/** How to install each script, for --help. */
+export const INSTALL = {
+  bash: "source <(fibrpc completion bash)   # in ~/.bashrc",
+  zsh: 'fibrpc completion zsh > "${fpath[1]}/_fibrpc"   # then start a new shell',
+  fish: "fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish",
+} as const satisfies Record<Shell, string>;
+
+/** The script for the one shell named on the command line (no options besides --help). */
+function scriptFor(rawArgs: readonly string[]): string {
+  scanFlags("completion", rawArgs);
+  const words = rawArgs.filter((a) => a !== "--" && !a.startsWith("-"));
+  if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
+  if (words.length > 1) throw usageError(`name one shell (${shellList}), got ${words.length}: ${words.join(" ")}`);
+  const shell = words[0]!;
+  if (!(SHELLS as readonly string[]).includes(shell)) throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shellList}`);
+  return SCRIPTS[shell as Shell](completionModel(), version);
+}
+
+export default defineCommand({
+  meta: { name: "completion", description: `Print a shell completion script (${shellList}) for fibrpc's commands and options` },
+  args: {
+    shell: {
+      type: "positional",
+      valueHint: SHELLS.join("|"),
+      description: `The shell to complete in. Install the script: ${Object.values(INSTALL).join("; ")}`,
+      required: false,
+    },
+  },
+  run: async ({ rawArgs }) => {
+    let code: ExitCode = ExitCode.OK;
+    try {
+      await writeStdout(scriptFor(rawArgs));
+    } catch (err) {
+      code = reportError(err, { command: "completion" });
+    }
+    process.exit(code);
+  },
+});
