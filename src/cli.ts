@@ -6,11 +6,13 @@
  */
 // First: amqplib must load with its field-table decoder guarded (see the module).
 import "./rpc/amqplib-guard.ts";
-import { defineCommand, runCommand, runMain, showUsage } from "citty";
+import { defineCommand, runCommand, runMain } from "citty";
 import { ExitCode } from "./errors.ts";
 import { maskSecrets } from "./mask.ts";
 import callCommand from "./commands/call.ts";
+import { commandLineProblem, helpStyle, helpText } from "./commands/_help.ts";
 import { installCrashHandlers, reportError } from "./commands/_run.ts";
+import { writeStdout } from "./output.ts";
 import { version } from "./version.ts";
 
 // Nothing ever prints a stack trace or the binary's minified source unasked.
@@ -34,10 +36,18 @@ const main = defineCommand({
 const rawArgs = process.argv.slice(2);
 const wantsHelpOrVersion = rawArgs.some((a) => a === "--help" || a === "-h") || (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
 
+// An unknown command (or a flag before any command): one line with the closest match, exit 64.
+const problem = await commandLineProblem(main, rawArgs);
+if (problem !== undefined) {
+  process.stderr.write(`fibrpc: ${maskSecrets(problem)}\n`);
+  process.exit(ExitCode.USAGE);
+}
+
 if (wantsHelpOrVersion || rawArgs.length === 0) {
-  // citty prints usage (for the right subcommand) or the version, and exits 0.
-  if (rawArgs.length === 0) {
-    await showUsage(main);
+  // Help is ours (commands/_help.ts: plain off a terminal, wrapped, with examples); citty prints
+  // the version. Both exit 0.
+  if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
+    await writeStdout(await helpText(main, rawArgs, helpStyle(process.stdout, process.env)));
   } else {
     await runMain(main, { rawArgs });
   }

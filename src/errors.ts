@@ -5,27 +5,25 @@
  *
  * Exit codes follow BSD sysexits(3) (also used by Postfix, sendmail and many CLIs), so scripts
  * can tell "you called me wrong" (64) from "the service is not there" (69) from "try again" (75).
+ * EXIT_CODES is that table: each code with its sysexits name and what it means, which the root
+ * --help prints as it is (commands/_help.ts).
  */
-export const ExitCode = {
-  /** Every call answered. */
-  OK: 0,
-  /** EX_USAGE: bad command line (unknown flag, invalid n, bad duration). */
-  USAGE: 64,
-  /** EX_NOHOST: broker host name could not be resolved or connection refused. */
-  BROKER_UNREACHABLE: 68,
-  /** EX_UNAVAILABLE: the request queue does not exist or has no consumer. */
-  NO_SERVER: 69,
-  /** EX_SOFTWARE: a bug in fibrpc (please report it). */
-  INTERNAL: 70,
-  /** EX_TEMPFAIL: the call timed out or the connection dropped; retrying may succeed. */
-  TEMPORARY: 75,
-  /** EX_PROTOCOL: the server answered with an error reply. */
-  REMOTE_ERROR: 76,
-  /** EX_NOPERM: the broker refused the credentials or the vhost. */
-  ACCESS_REFUSED: 77,
-  /** EX_CONFIG: the broker refuses what serve needs (a deprecated feature, a queue it cannot use), or its TLS certificate cannot be verified. */
-  CONFIG: 78,
+export const EXIT_CODES = {
+  OK: { code: 0, name: "OK", meaning: "every call answered (serve: drained cleanly after SIGTERM/SIGINT)" },
+  USAGE: { code: 64, name: "EX_USAGE", meaning: "bad command line or configuration (unknown flag, invalid n, bad duration, malformed URL)" },
+  BROKER_UNREACHABLE: { code: 68, name: "EX_NOHOST", meaning: "broker unreachable: connection refused, host not found, timed out" },
+  NO_SERVER: { code: 69, name: "EX_UNAVAILABLE", meaning: "no server: the request queue does not exist or has no consumer" },
+  INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
+  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed" },
+  REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
+  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
+  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },
 } as const;
+
+/** The exit codes by name (ExitCode.USAGE is 64), from EXIT_CODES. */
+export const ExitCode = Object.fromEntries(Object.entries(EXIT_CODES).map(([key, entry]) => [key, entry.code])) as {
+  readonly [K in keyof typeof EXIT_CODES]: (typeof EXIT_CODES)[K]["code"];
+};
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /**

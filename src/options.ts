@@ -4,7 +4,7 @@
  * - citty's argument definitions of each command (argsOf), which list the options it takes;
  * - the text of --help, with the variable and the default taken from the same record the code
  *   resolves, so that help and code cannot disagree (helpOf);
- * - the strict reading of the command line (scanFlags);
+ * - the strict reading of the command line (scanFlags), short flags (-w) included;
  * - a command's options, resolved flag > environment > config file > default into one typed,
  *   frozen object (resolveOptions), the config file read once and passed in as a value.
  * The README's options table is checked against it row by row (test/unit/options.test.ts).
@@ -27,7 +27,7 @@ import {
   parseWholeNumber,
   readConfigFile,
 } from "./config.ts";
-import { usageError } from "./errors.ts";
+import { usageError, type FibrpcError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
 import { maskSecrets, registerBrokerUrl } from "./mask.ts";
 import type { ReplyQueueMode } from "./rpc/client.ts";
@@ -35,6 +35,7 @@ import { HEAVY_N } from "./rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
 import { QUEUE_TYPES } from "./rpc/queue.ts";
 import { STATUS_HEARTBEAT_MS } from "./serve/status.ts";
+import { closest } from "./suggest.ts";
 
 export const COMMANDS = ["serve", "call", "bench", "health", "completion"] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -56,6 +57,8 @@ export interface OptionDef<T> {
   env: string;
   /** "switch": on/off, given without a value (--json, --no-json); "value": takes one. */
   kind: "value" | "switch";
+  /** A one-letter form for the common options (-w for --workers), read by the same scan. */
+  short?: string;
   /** What the value looks like, in --help and in "needs a value" errors. */
   valueHint?: string;
   /** The only values it takes, when they are a fixed set (shell completion offers them). */
@@ -84,7 +87,7 @@ function withDefault<T>(def: OptionDef<T> & { default: string | (() => string) }
 function optional<T>(def: OptionDef<T> & { defaultText: string }): OptionDef<T | undefined> {
   return def;
 }
-function onOff(def: { env: string; help: OptionDef<boolean>["help"] }): OptionDef<boolean> {
+function onOff(def: { env: string; short?: string; help: OptionDef<boolean>["help"] }): OptionDef<boolean> {
   return { ...def, kind: "switch", default: "false", defaultText: "off", parse: (text, at) => parseSwitch(at.env, text) };
 }
 
@@ -169,6 +172,7 @@ export const OPTIONS = {
   workers: withDefault({
     env: "FIBRPC_WORKERS",
     kind: "value",
+    short: "w",
     valueHint: "count",
     help: "Bun Workers in this process, each with its own connection and consumer",
     default: () => String(availableParallelism()),
@@ -229,6 +233,7 @@ export const OPTIONS = {
   timeout: withDefault({
     env: "FIBRPC_TIMEOUT",
     kind: "value",
+    short: "t",
     valueHint: "duration",
     help: { call: "Give up on a call after this long, e.g. 500ms, 5s, 2m", bench: "Per-call timeout" },
     default: formatDuration(DEFAULT_TIMEOUT_MS),
@@ -236,6 +241,7 @@ export const OPTIONS = {
   }),
   json: onOff({
     env: "FIBRPC_JSON",
+    short: "j",
     help: { call: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}', bench: "Print the summary as one JSON object" },
   }),
   // call
@@ -256,14 +262,15 @@ export const OPTIONS = {
   }),
   "wait-for-server": onOff({ env: "FIBRPC_WAIT_FOR_SERVER", help: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once" }),
   // bench
-  concurrency: withDefault({ env: "FIBRPC_CONCURRENCY", kind: "value", valueHint: "count", help: "Calls kept in flight", default: "100", parse: whole(1, 100_000) }),
-  requests: withDefault({ env: "FIBRPC_REQUESTS", kind: "value", valueHint: "count", help: "Stop after this many calls, unless --duration is given", default: "10000", parse: whole(1) }),
+  concurrency: withDefault({ env: "FIBRPC_CONCURRENCY", kind: "value", short: "c", valueHint: "count", help: "Calls kept in flight", default: "100", parse: whole(1, 100_000) }),
+  // -n is the number of requests, as in ab and hey (`-n 10000 -c 100`); the n of fib is --n.
+  requests: withDefault({ env: "FIBRPC_REQUESTS", kind: "value", short: "n", valueHint: "count", help: "Stop after this many calls, unless --duration is given", default: "10000", parse: whole(1) }),
   duration: optional({ env: "FIBRPC_DURATION", kind: "value", valueHint: "duration", help: "Stop after this long instead, e.g. 10s", defaultText: "none", parse: duration }),
   n: withDefault({
     env: "FIBRPC_N",
     kind: "value",
     valueHint: "n|min-max",
-    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000",
+    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000 (-n is --requests, as in ab)",
     default: "1",
     parse: (value) => {
       const range = parseNSpec(value);
@@ -343,13 +350,49 @@ export function argsOf(command: CommandName): ArgsDef {
   for (const name of COMMAND_OPTIONS[command]) {
     const option = optionOf(name);
     const description = helpOf(name, command);
-    args[name] = option.kind === "switch" ? { type: "boolean", description } : { type: "string", valueHint: option.valueHint, description };
+    // citty needs the short form too, to tell `call -t 2s 10` from the positional n "2s".
+    const alias = option.short === undefined ? {} : { alias: [option.short] };
+    args[name] = option.kind === "switch" ? { type: "boolean", description, ...alias } : { type: "string", valueHint: option.valueHint, description, ...alias };
   }
   return args;
 }
 
-/** Flags every command takes, handled before the command runs. */
+/** Flags every command takes, handled before the command runs; no option's short form may be h or v. */
 const ALWAYS = new Set(["help", "h", "version", "v"]);
+
+/** The short form of `name` in `command`'s --help and the README: "-w", or undefined. */
+export function shortOf(name: OptionName): string | undefined {
+  const short = optionOf(name).short;
+  return short === undefined ? undefined : `-${short}`;
+}
+
+/**
+ * The usage error for a flag `command` does not take, with the closest one it does
+ * ("--jsn": did you mean --json?), or the command that takes it ("call --workers").
+ */
+function unknownFlag(command: CommandName, flag: string): FibrpcError {
+  const see = `see fibrpc ${command} --help`;
+  const names = COMMAND_OPTIONS[command] as readonly OptionName[];
+  const long = flag.startsWith("--");
+  const bare = flag.replace(/^--?/, "");
+  if (long || bare.length > 1) {
+    const longs = names.flatMap((n) => (optionOf(n).kind === "switch" ? [n, `no-${n}`] : [n]));
+    const guess = closest(bare, [...longs, "help", "version"]);
+    if (guess !== undefined) return usageError(`unknown option ${flag}; did you mean --${guess}? ${see}`);
+    const others = COMMANDS.filter((c) => c !== command && (COMMAND_OPTIONS[c] as readonly string[]).includes(bare));
+    if (others.length > 0) return usageError(`unknown option ${flag}: it is an option of ${others.join(", ")}, not of ${command}; ${see}`);
+  }
+  if (!long) {
+    const shorts = names.map(shortOf).filter((s) => s !== undefined);
+    if (bare.length > 1 && shorts.includes(`-${bare[0]}`)) {
+      // Short flags are never bundled (-jt) nor glued to their value (-t2s): say how to write them.
+      const split = [...bare].every((c) => shorts.includes(`-${c}`)) ? [...bare].map((c) => `-${c}`).join(" ") : `-${bare[0]} ${bare.slice(1)}`;
+      return usageError(`unknown option ${flag}; did you mean ${split}? short flags go one at a time, a value after a space; ${see}`);
+    }
+    if (bare.length === 1 && shorts.length > 0) return usageError(`unknown option ${flag}; the short flags of ${command} are ${shorts.join(", ")}; ${see}`);
+  }
+  return usageError(`unknown option ${flag}; ${see}`);
+}
 
 /** The values given on the command line: text, on/off, or every --url in order. */
 export type GivenFlags = Partial<Record<OptionName, string | boolean | readonly string[]>>;
@@ -368,10 +411,13 @@ export type GivenFlags = Partial<Record<OptionName, string | boolean | readonly 
  */
 export function scanFlags(command: CommandName, rawArgs: readonly string[], onNegativeNumber?: (token: string) => never): GivenFlags {
   const known = new Map<string, OptionName>();
+  const shorts = new Map<string, OptionName>();
   for (const name of COMMAND_OPTIONS[command]) {
     known.set(name, name);
     known.set(camelName(name), name);
     if (optionOf(name).kind === "switch") known.set(`no-${name}`, name);
+    const short = optionOf(name).short;
+    if (short !== undefined) shorts.set(short, name);
   }
   const given: Record<string, string | boolean | string[]> = {};
   const seen = new Map<OptionName, string>();
@@ -384,8 +430,9 @@ export function scanFlags(command: CommandName, rawArgs: readonly string[], onNe
     const flag = eq === -1 ? token : token.slice(0, eq);
     const bare = flag.replace(/^--?/, "");
     if (ALWAYS.has(bare) && (flag.startsWith("--") || bare.length === 1)) continue;
-    const name = flag.startsWith("--") ? known.get(bare) : undefined;
-    if (!name) throw usageError(`unknown option ${flag}; see --help for the options`);
+    // -w is --workers: one letter after one dash, its value next or after "=" (never -w3, -jt).
+    const name = flag.startsWith("--") ? known.get(bare) : flag.length === 2 ? shorts.get(bare) : undefined;
+    if (!name) throw unknownFlag(command, flag);
     const option = optionOf(name);
     const display = `--${name}`;
     if (option.kind === "switch") {

@@ -11,6 +11,7 @@ import { envNameOf } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, type OptionName } from "../../src/options.ts";
 import { startProxy } from "../proxy.ts";
 import { eventually, rawChannel, run, startServe, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile } from "../helpers.ts";
+import { optionsOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
 
@@ -98,9 +99,10 @@ describe("configuration", () => {
   // the binary's --help against the same table.
   for (const command of COMMANDS) {
     test(`${command} --help lists its options from the table, each with its environment variable and default`, async () => {
-      const { stdout, code } = await run([command, "--help"]);
+      // Wide enough that no word is cut: each description, its lines joined, is the table's.
+      const { stdout, code } = await run([command, "--help"], { COLUMNS: "200" });
       expect(code).toBe(0);
-      const flags = [...stdout.matchAll(/^\s+(--[a-z-]+)(?:=<[^>]*>)?\s{2,}(.*?)\s*$/gm)].map((m) => ({ flag: m[1]!.slice(2), description: m[2]! }));
+      const flags = optionsOf(stdout).filter((o) => o.flag !== "help");
       expect(flags.map((f) => f.flag)).toEqual([...COMMAND_OPTIONS[command]]);
       for (const { flag, description } of flags) {
         expect(description, `${command} --${flag}`).toBe(helpOf(flag as OptionName, command));

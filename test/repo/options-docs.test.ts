@@ -5,7 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS, type OptionName } from "../../src/options.ts";
+import { EXIT_CODES } from "../../src/errors.ts";
+import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS, shortOf, type OptionName } from "../../src/options.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const NAMES = Object.keys(OPTIONS) as OptionName[];
@@ -16,16 +17,20 @@ describe("the README's options table is the table", () => {
   const section = readme.slice(readme.indexOf("### Options"), readme.indexOf("### Broker URLs"));
   const rows = section
     .split("\n")
-    .filter((line) => /^\| `--/.test(line))
+    .filter((line) => /^\| `-/.test(line))
     .map((line) => line.split(" | ").map((cell) => cell.replace(/^\| /, "").trim()));
 
-  test("one row per option, in no other order than the table's", () => {
-    expect(rows.map((r) => r[0])).toEqual(NAMES.map((name) => `\`--${name}\``));
+  // The first cell: the short flag if there is one, then the flag ("`-w`, `--workers`").
+  const cell = (name: OptionName) => `${shortOf(name) === undefined ? "" : `\`${shortOf(name)}\`, `}\`--${name}\``;
+
+  test("one row per option, in no other order than the table's, short flags included", () => {
+    expect(rows.map((r) => r[0])).toEqual(NAMES.map(cell));
+    expect(rows.filter((r) => r[0]!.startsWith("`-") && !r[0]!.startsWith("`--")).length).toBeGreaterThanOrEqual(5);
   });
 
   for (const name of NAMES) {
     test(`--${name}: env, commands, default`, () => {
-      const row = rows.find((r) => r[0] === `\`--${name}\``);
+      const row = rows.find((r) => r[0] === cell(name));
       expect(row, `README row for --${name}`).toBeDefined();
       const option = OPTIONS[name];
       expect(row![1]).toBe(`\`${option.env}\``);
@@ -36,6 +41,15 @@ describe("the README's options table is the table", () => {
       expect(row![3]).toBe(`${literal}${image}`);
     });
   }
+});
+
+describe("the README's exit codes are the table's (src/errors.ts EXIT_CODES, which --help prints)", () => {
+  test("same codes, same names, same order", () => {
+    const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("## Defaults and trade-offs"));
+    const rows = [...section.matchAll(/^\| (\d+) \| (\S+) \|/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(rows).toEqual(Object.values(EXIT_CODES).map((e) => `${e.code} ${e.name}`));
+  });
 });
 
 describe("the image", () => {

@@ -43,6 +43,17 @@ describe("every option", () => {
     expect(helpOf("url", "call")).toContain("(default: amqp://guest:***@127.0.0.1:5672)");
   });
 
+  test("short flags: one letter, never -h or -v, unique within each command, on the common options", () => {
+    for (const command of COMMANDS) {
+      const shorts = COMMAND_OPTIONS[command].map((name) => OPTIONS[name as OptionName]).flatMap((o) => ("short" in o && o.short ? [o.short] : []));
+      expect(new Set(shorts).size, command).toBe(shorts.length);
+      for (const short of shorts) expect(short).toMatch(/^[a-gi-uw-z]$/i);
+    }
+    const withShort = Object.fromEntries(NAMES.filter((n) => "short" in OPTIONS[n]).map((n) => [n, (OPTIONS[n] as { short: string }).short]));
+    expect(withShort).toEqual({ workers: "w", timeout: "t", json: "j", concurrency: "c", requests: "n" });
+    expect(argsOf("serve").workers).toMatchObject({ alias: ["w"] });
+  });
+
   test("the default is what the code gets when nothing is given", () => {
     const o = resolveOptions("serve", { rawArgs: [], env: {} });
     expect(o.prefetch).toBe(DEFAULT_PREFETCH);
@@ -102,8 +113,25 @@ const cases: Case[] = [
   { name: "health needs a status file", command: "health", error: /^give --status-file \(or FIBRPC_STATUS_FILE\)/ },
   { name: "health's status file from the environment", command: "health", env: { FIBRPC_STATUS_FILE: "/s.json" }, options: { statusFile: "/s.json", maxAge: 15_000 } },
   // The strict scan of the command line.
-  { name: "an unknown option", command: "call", argv: ["--timout", "1s"], error: /^unknown option --timout; see --help for the options$/ },
-  { name: "an option of another command", command: "call", argv: ["--workers", "2"], error: /^unknown option --workers/ },
+  { name: "an unknown option: the closest one", command: "call", argv: ["--timout", "1s"], error: /^unknown option --timout; did you mean --timeout\? see fibrpc call --help$/ },
+  { name: "an unknown switch: the closest one", command: "call", argv: ["--jsn", "5"], error: /^unknown option --jsn; did you mean --json\? see fibrpc call --help$/ },
+  { name: "--no- of a switch, mistyped", command: "bench", argv: ["--no-jsn"], error: /^unknown option --no-jsn; did you mean --no-json\? see fibrpc bench --help$/ },
+  { name: "a long flag with one dash", command: "serve", argv: ["-workers", "2"], error: /^unknown option -workers; did you mean --workers\? see fibrpc serve --help$/ },
+  { name: "nothing close", command: "call", argv: ["--frobnicate"], error: /^unknown option --frobnicate; see fibrpc call --help$/ },
+  { name: "an option of another command", command: "call", argv: ["--workers", "2"], error: /^unknown option --workers: it is an option of serve, not of call; see fibrpc call --help$/ },
+  // Short flags: the same scan as the long ones.
+  { name: "short flags", command: "call", argv: ["-t", "2s", "-j", "10"], options: { timeout: 2000, json: true, from: expect.objectContaining({ timeout: "flag", json: "flag" }) } },
+  { name: "short flags of bench: -n is --requests", command: "bench", argv: ["-n", "500", "-c", "7"], options: { requests: 500, concurrency: 7, n: expect.objectContaining({ text: "1" }) } },
+  { name: "-w", command: "serve", argv: ["-w", "3"], options: { workers: 3 } },
+  { name: "-t=value", command: "call", argv: ["-t=2s"], options: { timeout: 2000 } },
+  { name: "a short flag without its value", command: "call", argv: ["30", "-t"], error: /^--timeout needs a value \(duration\)$/ },
+  { name: "a short flag before another flag", command: "bench", argv: ["-n", "-j"], error: /^--requests needs a value \(count\) before -j$/ },
+  { name: "short and long given both", command: "call", argv: ["-t", "1s", "--timeout", "2s"], error: /^--timeout given twice \(1s, 2s\); give it once$/ },
+  { name: "a short switch twice", command: "bench", argv: ["-j", "--no-json"], error: /^--json given twice; give it once$/ },
+  { name: "a value for a short switch", command: "call", argv: ["-j=yes"], error: /^--json takes no value \(got -j=yes\)/ },
+  { name: "short flags bundled", command: "bench", argv: ["-jt", "1s"], error: /^unknown option -jt; did you mean -j -t\? short flags go one at a time, a value after a space; see fibrpc bench --help$/ },
+  { name: "a short flag glued to its value", command: "call", argv: ["-t2s"], error: /^unknown option -t2s; did you mean -t 2s\? short flags go one at a time/ },
+  { name: "a short flag of another command", command: "call", argv: ["-w", "2"], error: /^unknown option -w; the short flags of call are -t, -j; see fibrpc call --help$/ },
   { name: "a value missing at the end", command: "call", argv: ["30", "--timeout"], error: /^--timeout needs a value \(duration\)$/ },
   { name: "a value missing before a flag", command: "bench", argv: ["--n", "--json"], error: /^--n needs a value \(n\|min-max\) before --json$/ },
   { name: "an empty value", command: "call", argv: ["--timeout="], error: /^--timeout needs a value \(duration\), got an empty one$/ },

@@ -1,0 +1,295 @@
+/**
+ * --help, rendered here rather than by citty: citty colours whenever a few variables are unset
+ * (so `fibrpc call --help | less` showed escape codes) and never wraps (lines of ~250 columns).
+ *
+ * - Plain text unless stdout is a terminal; NO_COLOR (set to anything, even empty) always wins;
+ *   FORCE_COLOR forces colour off a terminal (helpStyle).
+ * - Wrapped to the terminal's width (COLUMNS if set, else the terminal's, else 80 off a
+ *   terminal), option descriptions with a hanging indent; a word longer than a line is cut, so
+ *   no line is ever wider than the width.
+ * - What it prints comes from the tables: each command's options from citty's args (argsOf, i.e.
+ *   src/options.ts), the exit codes from EXIT_CODES (src/errors.ts), the environment from
+ *   OPTIONS; only the examples are written here.
+ */
+import type { ArgDef, CommandDef } from "citty";
+import { EXIT_CODES } from "../errors.ts";
+import { COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionName } from "../options.ts";
+import { closest } from "../suggest.ts";
+import { version } from "../version.ts";
+
+export interface HelpStyle {
+  color: boolean;
+  width: number;
+}
+
+/** Below this, help wraps at this width anyway: narrower, a description would get a word a line. */
+export const MIN_WIDTH = 40;
+
+/** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */
+const HELP_ENV = [
+  { name: "NO_COLOR", help: "Set (to anything, even empty): help is plain text even on a terminal" },
+  { name: "FORCE_COLOR", help: "Set (not 0 or false): help is coloured even off a terminal (NO_COLOR still wins)" },
+  { name: "COLUMNS", help: "Width help wraps to (default: the terminal's, 80 off a terminal)" },
+] as const;
+
+/**
+ * Colour and width for help written to `out` (process.stdout) with environment `env`: colour
+ * only on a terminal (not TERM=dumb) or with FORCE_COLOR, never with NO_COLOR; the width from
+ * COLUMNS, else the terminal, else 80.
+ */
+export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: Readonly<Record<string, string | undefined>>): HelpStyle {
+  const tty = out.isTTY === true;
+  const force = env.FORCE_COLOR !== undefined && !["", "0", "false"].includes(env.FORCE_COLOR);
+  const color = env.NO_COLOR === undefined && (force || (tty && env.TERM !== "dumb"));
+  const columns = /^[1-9]\d*$/.test(env.COLUMNS ?? "") ? Number(env.COLUMNS) : tty && out.columns ? out.columns : 80;
+  return { color, width: Math.max(MIN_WIDTH, columns) };
+}
+
+export interface Example {
+  /** What it does, printed as a comment above the commands. */
+  what: string;
+  run: readonly string[];
+}
+
+/** Each command's EXAMPLES ("fibrpc" is the root); a command added to cli.ts gets its own here. */
+export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
+  fibrpc: [
+    { what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)", run: ["fibrpc serve -w 3 &", "fibrpc call 30"] },
+    { what: "Load it for 10 s with 200 calls in flight", run: ["fibrpc bench -c 200 --duration 10s"] },
+    { what: "Any option from the environment instead", run: ["FIBRPC_URL=amqps://rabbit.example.com fibrpc call 30"] },
+    { what: "Every option of a command", run: ["fibrpc call --help"] },
+  ],
+  serve: [
+    { what: "One worker per CPU, on the broker at 127.0.0.1:5672", run: ["fibrpc serve"] },
+    { what: "4 workers; /metrics, /healthz and /readyz on port 9464", run: ["fibrpc serve -w 4 --http-port 9464"] },
+    { what: "A quorum queue on a cluster, failing over between nodes", run: ["fibrpc serve --queue-type quorum --url amqp://rabbit1,amqp://rabbit2"] },
+    { what: "Keep a status file for `fibrpc health`", run: ["fibrpc serve --status-file /tmp/fibrpc-status.json"] },
+  ],
+  call: [
+    { what: "fib(30): prints 832040", run: ["fibrpc call 30"] },
+    { what: "Four at once, printed in argument order", run: ["fibrpc call 0 1 2 100"] },
+    { what: "JSON lines, giving up after 2 s", run: ["fibrpc call -j -t 2s 10"] },
+    { what: "Wait for a server to come up, and retry twice after a timeout", run: ["fibrpc call --wait-for-server --retry 2 30"] },
+  ],
+  bench: [
+    { what: "10000 calls of fib(1), 100 in flight (the defaults)", run: ["fibrpc bench"] },
+    { what: "50000 calls (-n is --requests, as in ab), 200 in flight, n drawn from 1000-2000", run: ["fibrpc bench -n 50000 -c 200 --n 1000-2000"] },
+    { what: "Run for 30 s; the summary as JSON", run: ["fibrpc bench --duration 30s -j"] },
+  ],
+  health: [
+    { what: "Is the local serve (started with this --status-file) healthy?", run: ["fibrpc health --status-file /tmp/fibrpc-status.json && echo ok"] },
+    { what: "In the container image, which sets FIBRPC_STATUS_FILE", run: ["fibrpc health"] },
+  ],
+};
+
+// ---- text layout -------------------------------------------------------------------------
+
+/** `text` in lines of at most `width` columns: the first indented `first`, the others `rest`. */
+export function wrap(text: string, width: number, first: number, rest = first): string[] {
+  const lines: string[] = [];
+  let line = "";
+  let indent = first;
+  const push = () => {
+    lines.push(" ".repeat(indent) + line);
+    line = "";
+    indent = rest;
+  };
+  for (let word of text.split(/\s+/).filter(Boolean)) {
+    for (;;) {
+      const room = Math.max(1, width - indent);
+      const joined = line === "" ? word : `${line} ${word}`;
+      if (joined.length <= room) {
+        line = joined;
+        break;
+      }
+      if (line !== "") {
+        push();
+        continue;
+      }
+      // A word wider than a whole line (a long URL): cut after the last / @ : , | it has within
+      // the line (else anywhere), so that no line exceeds the width.
+      const at = Math.max(...[..."/@:,|"].map((c) => word.lastIndexOf(c, room - 1)));
+      const cut = at > 0 ? at + 1 : room;
+      line = word.slice(0, cut);
+      word = word.slice(cut);
+      push();
+      if (word === "") break;
+    }
+  }
+  if (line !== "" || lines.length === 0) push();
+  return lines;
+}
+
+type Paint = (text: string) => string;
+interface Painter {
+  title: Paint;
+  label: Paint;
+  dim: Paint;
+}
+
+function painter(color: boolean): Painter {
+  const sgr = (open: number, close: number): Paint => (color ? (t) => `\u001b[${open}m${t}\u001b[${close}m` : (t) => t);
+  return { title: sgr(1, 22), label: sgr(36, 39), dim: sgr(2, 22) };
+}
+
+interface Row {
+  label: string;
+  text: string;
+}
+
+/**
+ * Two columns: labels, then their text with a hanging indent. A label too wide for the column
+ * has its line to itself, its text starting below; on a narrow width every text does.
+ */
+function table(rows: readonly Row[], style: HelpStyle, paint: Painter): string[] {
+  const limit = Math.min(30, Math.floor(style.width * 0.4));
+  const fitting = rows.map((r) => r.label.length).filter((n) => n <= limit);
+  let column = 2 + Math.max(0, ...fitting) + 2;
+  const stacked = style.width - column < 28;
+  if (stacked) column = 8;
+  const out: string[] = [];
+  for (const { label, text } of rows) {
+    const lines = wrap(text, style.width, column);
+    const lead = label.length - label.trimStart().length;
+    const head = `  ${" ".repeat(lead)}${paint.label(label.trimStart())}`;
+    if (stacked || label.length > column - 4) {
+      // The label alone (cut if it is wider than the line itself), the text below it.
+      out.push(...wrap(label, style.width, 2 + lead, 4 + lead).map((l) => l.replace(/\S.*/, (t) => paint.label(t))));
+      if (text !== "") out.push(...lines);
+    } else {
+      out.push((head + " ".repeat(column - 2 - label.length) + lines[0]!.slice(column)).trimEnd(), ...lines.slice(1));
+    }
+  }
+  return out;
+}
+
+function section(title: string, body: readonly string[], paint: Painter): string[] {
+  return ["", paint.title(title), ...body];
+}
+
+function examples(name: string, style: HelpStyle, paint: Painter): string[] {
+  const list = EXAMPLES[name];
+  if (list === undefined || list.length === 0) return [];
+  const body: string[] = [];
+  list.forEach((example, i) => {
+    if (i > 0) body.push("");
+    body.push(...wrap(example.what, style.width - 4, 0).map((l) => paint.dim(`  # ${l}`)));
+    for (const command of example.run) body.push(...wrap(command, style.width, 2, 6).map(paint.label));
+  });
+  return section("EXAMPLES", body, paint);
+}
+
+// ---- the pages ---------------------------------------------------------------------------
+
+export interface CommandInfo {
+  name: string;
+  description: string;
+  args: Readonly<Record<string, ArgDef>>;
+}
+
+const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };
+
+/** One option's label: "-w, --workers <count>", or "    --url <...>" for one without a short form. */
+function optionLabel(name: string, arg: ArgDef): string {
+  const aliases = "alias" in arg ? [arg.alias ?? []].flat().filter((a) => a.length === 1) : [];
+  const short = aliases.length === 0 ? "    " : `${aliases.map((a) => `-${a}`).join(", ")}, `;
+  const hint = arg.type === "string" || arg.type === "enum" ? ` <${arg.valueHint ?? "value"}>` : "";
+  return `${short}--${name}${hint}`;
+}
+
+/** `fibrpc <command> --help`. */
+export function renderCommandHelp(command: CommandInfo, style: HelpStyle): string {
+  const paint = painter(style.color);
+  const entries = Object.entries(command.args);
+  const positionals = entries.filter(([, a]) => a.type === "positional");
+  const options = entries.filter(([, a]) => a.type !== "positional");
+  const operand = (name: string, a: ArgDef) => ("valueHint" in a && a.valueHint ? a.valueHint : `<${name}>`);
+  const usage = ["fibrpc", command.name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...positionals.map(([n, a]) => operand(n, a))].join(" ");
+  const lines = [
+    ...wrap(`fibrpc ${command.name}: ${command.description}`, style.width, 0, 2),
+    ...section("USAGE", wrap(usage, style.width, 2, 6), paint),
+    ...(positionals.length === 0 ? [] : section("ARGUMENTS", table(positionals.map(([n, a]) => ({ label: operand(n, a), text: a.description ?? "" })), style, paint), paint)),
+    ...section("OPTIONS", table([...options.map(([n, a]) => ({ label: optionLabel(n, a), text: a.description ?? "" })), HELP_ROW], style, paint), paint),
+    ...examples(command.name, style, paint),
+    "",
+    ...wrap("Exit codes and environment variables: fibrpc --help", style.width, 0),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/** `fibrpc --help` (and `fibrpc` alone): the commands, examples, environment and exit codes. */
+export function renderRootHelp(description: string, commands: readonly { name: string; description: string }[], style: HelpStyle): string {
+  const paint = painter(style.color);
+  const names = Object.keys(OPTIONS) as OptionName[];
+  const takenBy = (name: OptionName) => COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name)).join(", ");
+  const environment = [
+    ...wrap("Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; a flag wins over the variable, the variable over the file.", style.width, 2),
+    ...table(
+      [...names.map((name) => ({ label: OPTIONS[name].env, text: `--${name} (${takenBy(name)})` })), ...HELP_ENV.map((v) => ({ label: v.name, text: v.help }))],
+      style,
+      paint,
+    ),
+  ];
+  const exitCodes = table(
+    Object.values(EXIT_CODES).map((e) => ({ label: `${String(e.code).padEnd(3)}${e.name}`, text: e.meaning })),
+    style,
+    paint,
+  );
+  const lines = [
+    ...wrap(`fibrpc ${version}: ${description}`, style.width, 0, 2),
+    ...section("USAGE", wrap("fibrpc <command> [OPTIONS]", style.width, 2, 6), paint),
+    ...section("COMMANDS", table(commands.map((c) => ({ label: c.name, text: c.description })), style, paint), paint),
+    ...section("OPTIONS", table([HELP_ROW, { label: "-v, --version", text: "Print the version" }], style, paint), paint),
+    ...examples("fibrpc", style, paint),
+    ...section("ENVIRONMENT", environment, paint),
+    ...section("EXIT CODES", exitCodes, paint),
+    "",
+    ...wrap("fibrpc <command> --help lists the options of a command.", style.width, 0),
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+// ---- the command line --------------------------------------------------------------------
+
+type AnyCommand = CommandDef<any>;
+
+async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promise<T> {
+  return typeof value === "function" ? await (value as () => T | Promise<T>)() : await value;
+}
+
+async function infoOf(name: string, command: AnyCommand): Promise<CommandInfo> {
+  const meta = await resolve(command.meta);
+  return { name, description: meta?.description ?? "", args: (await resolve(command.args)) ?? {} };
+}
+
+/**
+ * What is wrong with the start of the command line, if anything: an unknown command (with the
+ * closest one), or a flag before any command. One line, for exit 64.
+ */
+export async function commandLineProblem(main: AnyCommand, rawArgs: readonly string[]): Promise<string | undefined> {
+  const names = Object.keys((await resolve(main.subCommands)) ?? {});
+  const first = rawArgs[0];
+  if (first === undefined) return undefined;
+  const wantsHelp = rawArgs.includes("--help") || rawArgs.includes("-h");
+  if (first.startsWith("-")) {
+    if (["--help", "-h", "--version", "-v"].includes(first) || wantsHelp) return undefined;
+    const flag = first.split("=", 1)[0]!;
+    const guess = closest(flag.replace(/^--?/, ""), ["help", "version"]);
+    if (guess !== undefined) return `unknown option ${flag}; did you mean --${guess}? see fibrpc --help`;
+    const command = rawArgs.find((a) => names.includes(a));
+    return `unknown option ${flag} before the command: options go after it (${command ? `fibrpc ${command} ${flag}` : `fibrpc <command> ${flag}`}); see fibrpc --help`;
+  }
+  if (names.includes(first)) return undefined;
+  const guess = closest(first, names);
+  return `unknown command ${JSON.stringify(first)}; ${guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`} see fibrpc --help`;
+}
+
+/** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */
+export async function helpText(main: AnyCommand, rawArgs: readonly string[], style: HelpStyle): Promise<string> {
+  const subCommands = ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
+  const name = rawArgs.find((a) => !a.startsWith("-") && a in subCommands);
+  if (name !== undefined) return renderCommandHelp(await infoOf(name, await resolve(subCommands[name]!)), style);
+  const commands = await Promise.all(Object.entries(subCommands).map(async ([n, c]) => infoOf(n, await resolve(c))));
+  const root = await infoOf("fibrpc", main);
+  return renderRootHelp(root.description, commands, style);
+}

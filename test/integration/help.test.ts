@@ -1,0 +1,149 @@
+/**
+ * --help of the compiled binary, run from `/` as a user would: plain text on a pipe and with
+ * NO_COLOR (set, even empty) on a terminal (a pty from script(1)), coloured on a terminal
+ * otherwise; wrapped to the width; EXAMPLES on every command's page; the exit codes and
+ * FIBRPC_* variables on the root's. And short flags end to end against a running serve.
+ */
+import { describe, expect, test } from "bun:test";
+import { EXIT_CODES } from "../../src/errors.ts";
+import { OPTIONS } from "../../src/options.ts";
+import { BIN, cleanupAfterFile, run, startServe, tracked, uniqueQueue } from "../helpers.ts";
+import { sectionOf } from "../unit/help-page.ts";
+
+cleanupAfterFile();
+
+const ESC = "\u001b";
+
+/** The environment of a user's shell: no FIBRPC_*, and none of the variables help reads unless given. */
+function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith("FIBRPC_") && !["NO_COLOR", "FORCE_COLOR", "COLUMNS", "TERM", "CI", "TEST"].includes(k)) env[k] = v;
+  }
+  return { ...env, TERM: "xterm-256color", ...extra };
+}
+
+/** `sh -c script` from `/`, to completion (bounded), its stdout. */
+async function shell(script: string, env: Record<string, string>): Promise<{ code: number; stdout: string }> {
+  const proc = tracked(Bun.spawn(["sh", "-c", script], { cwd: "/", env, stdout: "pipe", stderr: "pipe", stdin: "ignore" }));
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, stdout };
+}
+
+/** `fibrpc ARGS` on a terminal: a pty made by script(1), sized `columns` wide if given. */
+function onTerminal(args: string, env: Record<string, string>, columns?: number) {
+  const size = columns === undefined ? "" : `stty cols ${columns} rows 50; `;
+  return shell(`script -qec '${size}${BIN} ${args}' /dev/null`, env);
+}
+
+const lines = (text: string) => text.replace(/\r/g, "").replace(/\u001b\[[0-9;]*m/g, "").split("\n");
+
+describe("plain text unless on a terminal without NO_COLOR", () => {
+  test("fibrpc call --help | cat: no escape byte, 80 columns", async () => {
+    const { code, stdout } = await shell(`${BIN} call --help | cat`, userEnv());
+    expect(code).toBe(0);
+    expect(stdout).toContain("USAGE");
+    expect(stdout).not.toContain(ESC);
+    expect(Math.max(...lines(stdout).map((l) => l.length))).toBeLessThanOrEqual(80);
+    expect(Math.max(...lines(stdout).map((l) => l.length))).toBeGreaterThan(70);
+  });
+
+  test("on a terminal: coloured (the check above can see colour when there is some)", async () => {
+    const { code, stdout } = await onTerminal("call --help", userEnv());
+    expect(code).toBe(0);
+    expect(stdout).toContain(`${ESC}[1mUSAGE`);
+  });
+
+  for (const value of ["", "1", "0"]) {
+    test(`on a terminal with NO_COLOR=${JSON.stringify(value)}: plain`, async () => {
+      const { code, stdout } = await onTerminal("call --help", userEnv({ NO_COLOR: value }));
+      expect(code).toBe(0);
+      expect(stdout).toContain("USAGE");
+      expect(stdout).not.toContain(ESC);
+    });
+  }
+
+  test("FORCE_COLOR colours on a pipe; NO_COLOR still wins", async () => {
+    expect((await shell(`${BIN} --help | cat`, userEnv({ FORCE_COLOR: "1" }))).stdout).toContain(ESC);
+    expect((await shell(`${BIN} --help | cat`, userEnv({ FORCE_COLOR: "1", NO_COLOR: "" }))).stdout).not.toContain(ESC);
+  });
+});
+
+describe("wrapped to the width", () => {
+  for (const columns of [60, 120]) {
+    test(`a terminal ${columns} columns wide`, async () => {
+      const { stdout } = await onTerminal("bench --help", userEnv({ NO_COLOR: "1" }), columns);
+      const widths = lines(stdout).map((l) => l.length);
+      expect(Math.max(...widths)).toBeLessThanOrEqual(columns);
+      expect(Math.max(...widths)).toBeGreaterThan(columns - 15);
+    });
+  }
+
+  for (const command of ["", "serve", "call", "bench", "health"]) {
+    test(`fibrpc ${command} --help with COLUMNS=60, and 80 on a pipe`, async () => {
+      for (const [env, width] of [[{ COLUMNS: "60" }, 60], [{}, 80]] as const) {
+        const { code, stdout } = await run([...(command ? [command] : []), "--help"], env);
+        expect(code).toBe(0);
+        for (const line of stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(width);
+      }
+    });
+  }
+});
+
+describe("what help says", () => {
+  test("every command the root lists has EXAMPLES; the root lists the FIBRPC_* variables and the exit codes", async () => {
+    const root = await run(["--help"]);
+    expect(root.code).toBe(0);
+    const commands = sectionOf(root.stdout, "COMMANDS")
+      .filter((l) => /^ {2}\S/.test(l))
+      .map((l) => l.trim().split(/\s+/)[0]!);
+    expect(commands).toEqual(expect.arrayContaining(["serve", "call", "bench", "health"]));
+    expect(sectionOf(root.stdout, "EXAMPLES").length).toBeGreaterThan(0);
+    for (const command of commands) {
+      const { code, stdout } = await run([command, "--help"]);
+      expect(code).toBe(0);
+      expect(sectionOf(stdout, "EXAMPLES").filter((l) => l.includes(`fibrpc ${command}`)).length, command).toBeGreaterThan(0);
+    }
+    const environment = sectionOf(root.stdout, "ENVIRONMENT").join("\n");
+    for (const option of Object.values(OPTIONS)) expect(environment).toContain(`  ${option.env} `);
+    expect(environment).toContain("NO_COLOR");
+    const exitCodes = sectionOf(root.stdout, "EXIT CODES").join("\n");
+    for (const e of Object.values(EXIT_CODES)) expect(exitCodes).toMatch(new RegExp(`^  ${e.code} +${e.name} `, "m"));
+  });
+
+  test("fibrpc alone prints the root help, exit 0", async () => {
+    const { code, stdout } = await run([]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("EXIT CODES");
+  });
+
+  test("short flags are in --help", async () => {
+    expect((await run(["serve", "--help"])).stdout).toContain("  -w, --workers <count>");
+    const bench = (await run(["bench", "--help"])).stdout;
+    for (const label of ["-c, --concurrency <count>", "-n, --requests <count>", "-t, --timeout <duration>", "-j, --json"]) expect(bench).toContain(`  ${label}`);
+  });
+});
+
+describe("short flags end to end", () => {
+  test("serve -w 1; call -t 2s -j 10; bench -n 200 -c 4 -j", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["-w", "1", "--queue", queue]);
+    expect(server.log).toContain("with 1 workers");
+    const call = await run(["call", "--queue", queue, "-t", "2s", "-j", "10"]);
+    expect(call.code, call.stderr).toBe(0);
+    expect(JSON.parse(call.stdout)).toMatchObject({ n: 10, result: "55" });
+    const bench = await run(["bench", "--queue", queue, "-n", "200", "-c", "4", "-j"]);
+    expect(bench.code, bench.stderr).toBe(0);
+    expect(JSON.parse(bench.stdout)).toMatchObject({ calls: 200, ok: 200, errors: {} });
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("call -t bounds the call: 300ms against a queue nobody serves, with --wait-for-server", async () => {
+    const started = performance.now();
+    const { code, stderr } = await run(["call", "--queue", uniqueQueue(), "--wait-for-server", "-t", "300ms", "5"]);
+    expect(code, stderr).toBe(75);
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+});
