@@ -80,6 +80,11 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
     { what: "Is the local serve (started with this --status-file) healthy?", run: ["fibrpc health --status-file /tmp/fibrpc-status.json && echo ok"] },
     { what: "In the container image, which sets FIBRPC_STATUS_FILE", run: ["fibrpc health"] },
   ],
+  completion: [
+    { what: "bash: complete fibrpc in every new shell", run: ["echo 'source <(fibrpc completion bash)' >> ~/.bashrc"] },
+    { what: "zsh: into the first folder of $fpath, then start a new shell", run: ['fibrpc completion zsh > "${fpath[1]}/_fibrpc"'] },
+    { what: "fish", run: ["fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish"] },
+  ],
 };
 
 // ---- text layout -------------------------------------------------------------------------

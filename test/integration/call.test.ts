@@ -27,7 +27,7 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "5", "--url", "http://x"], message: /the 1st broker URL \(--url\) must start with amqp:\/\// },
     { args: ["serve", "--workers", "many"], message: /--workers must be a whole number/ },
     { args: ["serve", "--queue-type", "stream"], message: /--queue-type must be one of classic, quorum/ },
-    { args: ["nosuch"], message: /^fibrpc: unknown command "nosuch"; the commands are serve, call, bench, health; see fibrpc --help\n$/ },
+    { args: ["nosuch"], message: /^fibrpc: unknown command "nosuch"; the commands are serve, call, bench, health, completion; see fibrpc --help\n$/ },
   ];
   for (const c of cases) {
     test(c.args.join(" "), async () => {

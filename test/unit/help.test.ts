@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { defineCommand } from "citty";
 import bench from "../../src/commands/bench.ts";
 import call from "../../src/commands/call.ts";
+import completion from "../../src/commands/completion.ts";
 import health from "../../src/commands/health.ts";
 import serve from "../../src/commands/serve.ts";
 import { commandLineProblem, EXAMPLES, helpStyle, helpText, MIN_WIDTH, wrap, type HelpStyle } from "../../src/commands/_help.ts";
@@ -14,7 +15,7 @@ import { COMMAND_OPTIONS, COMMANDS, helpOf, OPTIONS, shortOf, type OptionName } 
 import { closest, editDistance } from "../../src/suggest.ts";
 import { optionsOf, sectionOf, stripAnsi } from "./help-page.ts";
 
-const main = defineCommand({ meta: { name: "fibrpc", description: "Fibonacci RPC over RabbitMQ" }, subCommands: { serve, call, bench, health } });
+const main = defineCommand({ meta: { name: "fibrpc", description: "Fibonacci RPC over RabbitMQ" }, subCommands: { serve, call, bench, health, completion } });
 const PAGES = ["fibrpc", ...COMMANDS] as const;
 const page = (name: (typeof PAGES)[number], style: HelpStyle) => helpText(main, name === "fibrpc" ? [] : [name, "--help"], style);
 
@@ -137,7 +138,7 @@ describe("the start of the command line", () => {
     [["servee"], 'unknown command "servee"; did you mean "serve"? see fibrpc --help'],
     [["cal", "30"], 'unknown command "cal"; did you mean "call"? see fibrpc --help'],
     [["hlth"], 'unknown command "hlth"; did you mean "health"? see fibrpc --help'],
-    [["frobnicate"], 'unknown command "frobnicate"; the commands are serve, call, bench, health; see fibrpc --help'],
+    [["frobnicate"], 'unknown command "frobnicate"; the commands are serve, call, bench, health, completion; see fibrpc --help'],
     [["servee", "--help"], 'unknown command "servee"; did you mean "serve"? see fibrpc --help'],
     [["--verison"], "unknown option --verison; did you mean --version? see fibrpc --help"],
     [["--json", "call", "30"], "unknown option --json before the command: options go after it (fibrpc call --json); see fibrpc --help"],
