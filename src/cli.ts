@@ -10,9 +10,8 @@ import { defineCommand, runCommand, runMain } from "citty";
 import { ExitCode } from "./errors.ts";
 import { maskSecrets } from "./mask.ts";
 import callCommand from "./commands/call.ts";
-import { commandLineProblem, helpStyle, helpText } from "./commands/_help.ts";
+import { commandLineProblem, printHelp } from "./commands/_help.ts";
 import { installCrashHandlers, reportError } from "./commands/_run.ts";
-import { writeStdout } from "./output.ts";
 import { version } from "./version.ts";
 
 // Nothing ever prints a stack trace or the binary's minified source unasked.
@@ -47,7 +46,7 @@ if (wantsHelpOrVersion || rawArgs.length === 0) {
   // Help is ours (commands/_help.ts: plain off a terminal, wrapped, with examples); citty prints
   // the version. Both exit 0.
   if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    await writeStdout(await helpText(main, rawArgs, helpStyle(process.stdout, process.env)));
+    await printHelp(main, rawArgs);
   } else {
     await runMain(main, { rawArgs });
   }

@@ -14,6 +14,7 @@
 import type { ArgDef, CommandDef } from "citty";
 import { EXIT_CODES } from "../errors.ts";
 import { COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionName } from "../options.ts";
+import { writeStdout } from "../output.ts";
 import { closest } from "../suggest.ts";
 import { version } from "../version.ts";
 
@@ -287,6 +288,24 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
   if (names.includes(first)) return undefined;
   const guess = closest(first, names);
   return `unknown command ${JSON.stringify(first)}; ${guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`} see fibrpc --help`;
+}
+
+/**
+ * Writes the help `rawArgs` ask for to stdout. A reader that left early (`fibrpc --help | head
+ * -3`) is not an error: help is done either way.
+ */
+export async function printHelp(main: AnyCommand, rawArgs: readonly string[]): Promise<void> {
+  const text = await helpText(main, rawArgs, helpStyle(process.stdout, process.env));
+  const gone = (err: unknown) => (err as { code?: string }).code === "EPIPE";
+  // Bun reports a closed pipe both to the write's callback and as the stream's "error" event.
+  process.stdout.on("error", (err) => {
+    if (!gone(err)) throw err;
+  });
+  try {
+    await writeStdout(text);
+  } catch (err) {
+    if (!gone(err)) throw err;
+  }
 }
 
 /** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */

@@ -119,6 +119,13 @@ describe("what help says", () => {
     expect(stdout).toContain("EXIT CODES");
   });
 
+  test("a reader that left early is no error: exit 0, nothing on stderr", async () => {
+    // stdout is a pipe whose reading end is already closed, so that the write surely fails (EPIPE).
+    const script = `import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\np = subprocess.run([sys.argv[1], "bench", "--help"], stdout=w, stderr=subprocess.PIPE, timeout=15)\nprint(p.returncode, repr(p.stderr.decode()))`;
+    const { stdout } = await shell(`python3 -c '${script}' ${BIN}`, userEnv());
+    expect(stdout.trim()).toBe("0 ''");
+  });
+
   test("short flags are in --help", async () => {
     expect((await run(["serve", "--help"])).stdout).toContain("  -w, --workers <count>");
     const bench = (await run(["bench", "--help"])).stdout;
