@@ -9,7 +9,8 @@
 # - readiness (/readyz on the manifest's port) answers 200 once serve consumes, liveness (/healthz)
 #   answers 200; `./fibrpc call 30` from the host gets 832040; /metrics answers on the Service's
 #   target port;
-# - podman applied the manifest's user, read-only root filesystem and memory/CPU limits;
+# - podman applied the manifest's user, read-only root filesystem and memory/CPU limits, and
+#   `fibrpc health` (the image's HEALTHCHECK) passes in the pod, its status file on the emptyDir;
 # - stopping the pod drains (SIGTERM, exit 0, no consumer left), and `podman kube down` removes it.
 #
 # What podman 4.3 (Debian 12) does not do, and what the test does instead:
@@ -154,6 +155,12 @@ esac
 pid=$(podman inspect "$container_name" --format '{{.State.Pid}}')
 rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 step "applied: user $user, read-only root $readonly, memory limit $memory_limit, CPU $((nanocpus / 1000000))m; serve resident $((rss_idle / 1024)) MiB idle"
+
+# The status file lives on the emptyDir (the root filesystem is read-only): `fibrpc health`, the
+# image's HEALTHCHECK, reads it in the pod.
+entrypoint=$(podman image inspect "$image" --format '{{index .Config.Entrypoint 0}}')
+health=$(podman exec "$container_name" "$entrypoint" health 2>&1) || fail "fibrpc health in the pod failed: $health"
+step "fibrpc health in the pod (status file on the emptyDir): $health"
 
 # 6. A call from the host, through the broker, to the pod.
 result=$("$root/fibrpc" call --queue "$queue" --timeout 10s 30) || fail "fibrpc call --queue $queue 30 failed"
