@@ -1,9 +1,12 @@
 /**
  * serve's HTTP endpoints (`--http-port`): /metrics in the Prometheus text format (prom-client's
  * registry and formatter), /healthz (the process answers) and /readyz (every worker connected and
- * consuming). Counters come from the workers, summed on each scrape (supervisor.collect).
+ * consuming). fibrpc's counters come from the workers, summed on each scrape (supervisor.collect);
+ * the process metrics (process-metrics.ts) are read on the main thread, for the whole process.
  */
 import { Registry } from "prom-client";
+import { bunVersion, commit, version } from "../version.ts";
+import { processRegistry } from "./process-metrics.ts";
 import { LATENCY_BUCKETS } from "./stats.ts";
 import type { ServeSnapshot, Supervisor } from "./supervisor.ts";
 
@@ -42,12 +45,14 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }], current);
   add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }], current);
   add("fibrpc_outlet_fallbacks_total", "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)", "counter", (s) => [{ value: s.stats.outletFallbacks }], current);
+  add("fibrpc_build_info", "Always 1: the version, commit and Bun runtime of this fibrpc", "gauge", () => [{ value: 1, labels: { version, commit, bun: bunVersion } }], current);
   add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }], current);
   return registry;
 }
 
 /** Listens on `hostname` (serve's --http-host: loopback unless told otherwise); throws if it cannot. */
 export function startHttp(hostname: string, port: number, supervisor: Pick<Supervisor, "collect" | "state">): { url: string; stop(): void } {
+  const processMetrics = processRegistry();
   const server = Bun.serve({
     port,
     hostname,
@@ -56,7 +61,7 @@ export function startHttp(hostname: string, port: number, supervisor: Pick<Super
       if (pathname === "/metrics") {
         // One registry per scrape: overlapping scrapes never mix their figures.
         const snapshot = await supervisor.collect();
-        const registry = metricsRegistry(() => snapshot);
+        const registry = Registry.merge([metricsRegistry(() => snapshot), processMetrics]);
         return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
       }
       if (pathname === "/healthz") return new Response("ok\n");
