@@ -1,0 +1,160 @@
+/**
+ * /metrics of a running serve (the compiled binary, started from `/`): every metric the alert
+ * rules and the dashboard name is exported; the process metrics describe the whole process (its
+ * worker threads included) and agree with what the kernel says in /proc/<pid>; fibrpc_build_info
+ * says what `fibrpc --version` says; promtool finds nothing to lint in the exposition.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
+import { cleanupAfterFile, run, startServe, uniqueQueue, type Server } from "../helpers.ts";
+
+async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const { port } = listener;
+  listener.stop(true);
+  return port;
+}
+
+/** Samples of an exposition by series ("name" or "name{labels}"). */
+function samples(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    values.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return values;
+}
+
+/** Fields of a /proc stat file, numbered as in proc(5) (14 = utime, 15 = stime, 22 = starttime). */
+function procStat(path: string): (i: number) => number {
+  const text = readFileSync(path, "utf8");
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+  return (i) => Number(fields[i - 3]);
+}
+/** Clock ticks per second of /proc's times: USER_HZ, 100 on Linux whatever the kernel's HZ. */
+const TICKS = 100;
+/** CPU seconds of a process (all its threads, exited ones included), or of one of its threads. */
+function cpuSeconds(pid: number, tid?: number): number {
+  const f = procStat(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`);
+  return (f(14) + f(15)) / TICKS;
+}
+
+let server: Server;
+let port: number;
+let queue: string;
+let spawnedAt: number;
+const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+
+beforeAll(async () => {
+  queue = uniqueQueue();
+  port = await freePort();
+  spawnedAt = Date.now() / 1000;
+  server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--max-n", "999999"]);
+  // One ok and one error reply, so the labelled series exist.
+  expect((await run(["call", "--queue", queue, "10"])).code).toBe(0);
+  expect((await run(["call", "--queue", queue, "1000000"])).code).toBe(76); // N_TOO_LARGE (serve --max-n 999999)
+});
+// Before the file's cleanup (hooks run in the order they are registered), which kills what is left.
+afterAll(async () => {
+  expect(await server.stop()).toBe(0);
+});
+cleanupAfterFile();
+
+describe("every metric deploy/ names is exported", () => {
+  test("alerts.yaml and fibrpc.json against a live /metrics", async () => {
+    const expressions = expressionsOf();
+    expect(expressions.length).toBeGreaterThan(20);
+    expect(missingNames(expressions, exportedNames(await scrape()))).toEqual([]);
+  });
+
+  test("promtool check metrics: no lint problem in the exposition", async () => {
+    const proc = Bun.spawn([await promtool(), "check", "metrics"], { stdin: Buffer.from(await scrape()), stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(out + err).toBe("");
+    expect(code).toBe(0);
+  });
+});
+
+describe("process metrics describe the whole process", () => {
+  test("resident memory within 10% of VmRSS, open fds as /proc/<pid>/fd, max fds as the limit", async () => {
+    const pid = server.proc.pid;
+    const m = samples(await scrape());
+    const vmRss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+    const fds = readdirSync(`/proc/${pid}/fd`).length;
+    const maxFds = Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, "utf8"))![1]);
+    console.log(`rss ${m.get("process_resident_memory_bytes")} vs VmRSS ${vmRss}; fds ${m.get("process_open_fds")} vs ${fds}; max fds ${m.get("process_max_fds")} vs ${maxFds}`);
+    expect(Math.abs(m.get("process_resident_memory_bytes")! - vmRss) / vmRss).toBeLessThan(0.1);
+    expect(Math.abs(m.get("process_open_fds")! - fds)).toBeLessThanOrEqual(3);
+    expect(m.get("process_max_fds")).toBe(maxFds);
+    // The JS heap is the main thread's: some, and less than the process's memory.
+    expect(m.get("nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
+    expect(m.get("nodejs_heap_size_used_bytes")).toBeLessThan(m.get("process_resident_memory_bytes")!);
+  });
+
+  test("start time: when the test spawned serve", async () => {
+    const pid = server.proc.pid;
+    const m = samples(await scrape());
+    const start = m.get("process_start_time_seconds")!;
+    // What ps says: boot time (whole seconds: /proc/stat's btime is truncated) plus the start tick.
+    const btime = Number(/^btime (\d+)/m.exec(readFileSync("/proc/stat", "utf8"))![1]);
+    const procStart = btime + procStat(`/proc/${pid}/stat`)(22) / TICKS;
+    console.log(`start ${start}; spawned at ${spawnedAt}; /proc says ${procStart}`);
+    expect(start).toBeGreaterThanOrEqual(spawnedAt - 0.05);
+    expect(start).toBeLessThan(spawnedAt + 1);
+    expect(Math.abs(start - procStart)).toBeLessThan(1.05);
+  });
+
+  test("CPU: the kernel's count for the process, worker threads included", async () => {
+    const pid = server.proc.pid;
+    // Work for the workers only: fib(999,999) 20 times (~0.1 s of CPU each here).
+    const { code } = await run(["call", "--queue", queue, ...Array.from({ length: 20 }, () => "999999")]);
+    expect(code).toBe(0);
+    const before = cpuSeconds(pid);
+    const m = samples(await scrape());
+    const after = cpuSeconds(pid);
+    const cpu = m.get("process_cpu_seconds_total")!;
+    const mainThread = cpuSeconds(pid, pid);
+    const others = readdirSync(`/proc/${pid}/task`)
+      .map(Number)
+      .filter((tid) => tid !== pid)
+      .reduce((sum, tid) => sum + cpuSeconds(pid, tid), 0);
+    console.log(`cpu ${cpu} (user ${m.get("process_cpu_user_seconds_total")}, system ${m.get("process_cpu_system_seconds_total")}); /proc ${before}..${after}; main thread ${mainThread}, other threads ${others}`);
+    // /proc counts in 10 ms ticks.
+    expect(cpu).toBeGreaterThanOrEqual(before - 0.02);
+    expect(cpu).toBeLessThanOrEqual(after + 0.02);
+    expect(m.get("process_cpu_user_seconds_total")! + m.get("process_cpu_system_seconds_total")!).toBeCloseTo(cpu, 2);
+    // The fib work ran on worker threads, and it is in the count.
+    expect(others).toBeGreaterThan(0.5);
+    expect(cpu - mainThread).toBeGreaterThan(0.5);
+  });
+
+  test("event-loop lag of the main thread: small and finite", async () => {
+    await scrape(); // the setImmediate probe reports at the next scrape
+    const m = samples(await scrape());
+    for (const name of ["nodejs_eventloop_lag_seconds", "nodejs_eventloop_lag_p50_seconds", "nodejs_eventloop_lag_p99_seconds", "nodejs_eventloop_lag_max_seconds"]) {
+      expect(m.get(name), name).toBeGreaterThanOrEqual(0);
+      expect(m.get(name), name).toBeLessThan(1);
+    }
+    expect(m.get("nodejs_eventloop_lag_p99_seconds")).toBeGreaterThan(0);
+  });
+
+  test("no collector Bun cannot fill", async () => {
+    const names = exportedNames(await scrape());
+    for (const dropped of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total", "nodejs_heap_space_size_used_bytes", "nodejs_version_info", "nodejs_gc_duration_seconds_count"]) {
+      expect(names.has(dropped), dropped).toBeFalse();
+    }
+  });
+});
+
+test("fibrpc_build_info says what fibrpc --version says", async () => {
+  const { stdout, code } = await run(["--version"]);
+  expect(code).toBe(0);
+  const printed = /^fibrpc (\S+) \(commit (\S+), bun (\S+), \S+\)$/.exec(stdout.trim());
+  expect(printed, stdout).not.toBeNull();
+  const [, version, commit, bun] = printed!;
+  const info = [...samples(await scrape())].filter(([series]) => series.startsWith("fibrpc_build_info"));
+  expect(info).toEqual([[`fibrpc_build_info{version="${version}",commit="${commit}",bun="${bun}"}`, 1]]);
+  expect(version).toBe((await Bun.file(`${import.meta.dir}/../../package.json`).json()).version);
+});

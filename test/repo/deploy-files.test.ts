@@ -1,0 +1,125 @@
+/**
+ * deploy/prometheus/alerts.yaml and deploy/grafana/fibrpc.json as files: the rules have the shape
+ * Prometheus loads (and promtool accepts them), the dashboard parses, reads the $datasource
+ * variable and every panel queries something; the metric names are pulled out of their PromQL as
+ * test/promql.ts does it (checked here on a table). That serve exports those names is checked
+ * against a running serve in test/integration/metrics.test.ts.
+ */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { ALERTS_FILE, allPanels, DASHBOARD_FILE, expressionsOf, exportedNames, metricNames, missingNames, promtool, readAlerts, readDashboard } from "../promql.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+
+describe("metric names in PromQL", () => {
+  const cases: { expr: string; names: string[] }[] = [
+    { expr: 'sum by (outcome) (rate(fibrpc_requests_total{outcome="error",job=~"$job"}[$__rate_interval]))', names: ["fibrpc_requests_total"] },
+    { expr: "histogram_quantile(0.99, sum by (job, le) (rate(fibrpc_request_duration_seconds_bucket[5m]))) > 1", names: ["fibrpc_request_duration_seconds_bucket"] },
+    { expr: 'sum(fibrpc_workers_up{job="fibrpc"}) == 0 or absent(fibrpc_workers_up{job="fibrpc"})', names: ["fibrpc_workers_up"] },
+    { expr: "fibrpc_workers_up < fibrpc_workers", names: ["fibrpc_workers", "fibrpc_workers_up"] },
+    { expr: "time() - max by (instance) (process_start_time_seconds)", names: ["process_start_time_seconds"] },
+    { expr: "rate(a_total[5m] offset 1h) / on(instance) group_left(version) b_info * 1e3 unless c", names: ["a_total", "b_info", "c"] },
+    { expr: "sum(rate(x_sum[5m:1m])) by (le) / ignoring (code) sum without (code) (rate(x_count[1h]))", names: ["x_count", "x_sum"] },
+    { expr: 'label_values(fibrpc_build_info{job=~"$job"}, instance)', names: ["fibrpc_build_info"] },
+    { expr: "label_values(job)", names: [] },
+    { expr: '{__name__="named_by_matcher", code=~"a|b"} > bool 0', names: ["named_by_matcher"] },
+    { expr: 'count by (version) (fibrpc_build_info{bun!="by"}) and on() vector(1)', names: ["fibrpc_build_info"] },
+  ];
+  for (const { expr, names } of cases) test(expr, () => expect(metricNames(expr)).toEqual(names));
+
+  test("a name serve does not export is reported, with where it is used", () => {
+    const exported = exportedNames('# TYPE fibrpc_x_total counter\nfibrpc_x_total{a="b"} 1\nh_bucket{le="+Inf"} 2\n');
+    expect([...exported].sort()).toEqual(["fibrpc_x_total", "h_bucket"]);
+    const expressions = [{ where: "rule A", expr: "rate(fibrpc_x_total[5m]) / rate(fibrpc_typo_total[5m])" }, { where: "panel B", expr: "histogram_quantile(0.5, rate(h_bucket[1m]))" }];
+    expect(missingNames(expressions, exported)).toEqual(["fibrpc_typo_total (rule A)"]);
+  });
+});
+
+describe("deploy/prometheus/alerts.yaml", () => {
+  const { groups } = readAlerts();
+  const rules = groups.flatMap((g) => g.rules);
+
+  test("groups of named rules, each with expr, for, a severity and a summary and description", () => {
+    expect(groups.length).toBeGreaterThan(0);
+    for (const group of groups) {
+      expect(group.name).toBeString();
+      expect(group.rules.length).toBeGreaterThan(0);
+    }
+    for (const rule of rules) {
+      const where = `rule ${rule.alert}`;
+      expect(rule.alert, where).toMatch(/^Fibrpc[A-Z]\w+$/);
+      expect(rule.expr, where).toBeString();
+      expect(metricNames(rule.expr).length, `${where} names a metric`).toBeGreaterThan(0);
+      expect(rule.for, where).toMatch(/^\d+[smh]$/);
+      expect(["critical", "warning", "info"], where).toContain(rule.labels?.severity ?? "(none)");
+      expect(rule.annotations?.summary, where).toBeString();
+      expect(rule.annotations?.description, where).toBeString();
+      expect(Object.keys(rule).sort(), where).toEqual(["alert", "annotations", "expr", "for", "labels"]);
+    }
+    expect(new Set(rules.map((r) => r.alert)).size).toBe(rules.length);
+  });
+
+  test("covers no server consuming, error ratio, p99 latency, redeliveries and worker restarts", () => {
+    const uses = (name: string) => rules.filter((r) => metricNames(r.expr).includes(name)).map((r) => r.alert);
+    expect(rules.find((r) => r.alert === "FibrpcNoServerConsuming")?.expr).toMatch(/absent\(fibrpc_workers_up/);
+    expect(uses("fibrpc_requests_total")).toEqual(["FibrpcErrorRatioHigh", "FibrpcServerErrors"]);
+    expect(rules.find((r) => r.alert === "FibrpcLatencyP99High")?.expr).toMatch(/histogram_quantile\(0\.99, .*fibrpc_request_duration_seconds_bucket/);
+    expect(uses("fibrpc_deliveries_redelivered_total")).toEqual(["FibrpcRedeliveries"]);
+    expect(uses("fibrpc_worker_restarts_total")).toEqual(["FibrpcWorkerRestarts"]);
+  });
+
+  test("promtool check rules accepts it", async () => {
+    const proc = Bun.spawn([await promtool(), "check", "rules", ALERTS_FILE], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code, out + err).toBe(0);
+    expect(out).toContain(`SUCCESS: ${rules.length} rules found`);
+  });
+});
+
+describe("deploy/grafana/fibrpc.json", () => {
+  const dashboard = readDashboard();
+  const panels = allPanels(dashboard).filter((p) => p.type !== "row");
+
+  test("parses, has a datasource variable, and every panel queries through it", () => {
+    const variable = dashboard.templating.list.find((v) => v.type === "datasource");
+    expect(variable).toMatchObject({ name: "datasource", query: "prometheus" });
+    expect(panels.length).toBeGreaterThanOrEqual(12);
+    for (const panel of panels) {
+      expect(panel.targets?.length, `panel "${panel.title}" has targets`).toBeGreaterThan(0);
+      expect(panel.datasource?.uid, panel.title).toBe("${datasource}");
+      for (const t of panel.targets!) expect(metricNames(t.expr ?? "").length, `panel "${panel.title}" ${t.refId} names a metric`).toBeGreaterThan(0);
+    }
+    expect(new Set(allPanels(dashboard).map((p) => p.id)).size).toBe(allPanels(dashboard).length);
+  });
+
+  test("shows what issue #14 asks for", () => {
+    const names = new Set(expressionsOf().flatMap((e) => metricNames(e.expr)));
+    for (const name of [
+      "fibrpc_requests_total",
+      "fibrpc_request_duration_seconds_bucket",
+      "fibrpc_requests_in_flight",
+      "fibrpc_workers_up",
+      "fibrpc_deliveries_redelivered_total",
+      "fibrpc_worker_restarts_total",
+      "fibrpc_reconnects_total",
+      "process_cpu_user_seconds_total",
+      "process_resident_memory_bytes",
+      "nodejs_eventloop_lag_p99_seconds",
+    ])
+      expect(names.has(name), name).toBeTrue();
+  });
+
+  test("is what scripts/grafana-dashboard.ts writes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fibrpc-dashboard-"));
+    try {
+      const out = join(dir, "fibrpc.json");
+      const proc = Bun.spawn([process.execPath, resolve(ROOT, "scripts/grafana-dashboard.ts"), out], { stdout: "pipe", stderr: "pipe" });
+      expect(await proc.exited).toBe(0);
+      expect(readFileSync(out, "utf8")).toBe(readFileSync(DASHBOARD_FILE, "utf8"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
