@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
-import { cleanupAfterFile, run, startServe, uniqueQueue, type Server } from "../helpers.ts";
+import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server } from "../helpers.ts";
 
 async function freePort(): Promise<number> {
   const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -131,8 +131,9 @@ describe("process metrics describe the whole process", () => {
   });
 
   test("event-loop lag of the main thread: small and finite", async () => {
-    await scrape(); // the setImmediate probe reports at the next scrape
-    const m = samples(await scrape());
+    // Each scrape reports the delays sampled (every 10 ms) since the previous one, and the
+    // setImmediate probe's value shows at the next scrape: scrape until a sample is in.
+    const m = await eventually(async () => samples(await scrape()), (s) => s.get("nodejs_eventloop_lag_p99_seconds")! > 0, 5_000, "an event-loop delay sampled");
     for (const name of ["nodejs_eventloop_lag_seconds", "nodejs_eventloop_lag_p50_seconds", "nodejs_eventloop_lag_p99_seconds", "nodejs_eventloop_lag_max_seconds"]) {
       expect(m.get(name), name).toBeGreaterThanOrEqual(0);
       expect(m.get(name), name).toBeLessThan(1);
