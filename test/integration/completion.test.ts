@@ -155,26 +155,36 @@ describe("zsh", () => {
   });
 
   /**
-   * An interactive zsh on a pseudo-terminal (zpty), with compinit and the script sourced; for
-   * each line, types it, presses Tab, and prints the matches offered (compadd is wrapped to show
-   * them). Prints "== line" before each line's matches.
+   * An interactive zsh on a pseudo-terminal (zpty), with compinit and the script sourced or
+   * autoloaded from $fpath; for each line, types it, presses Tab, and prints the matches offered
+   * (compadd is wrapped to show them). Prints "== line" before each line's matches. Each step
+   * waits for the shell's answer, bounded by the process's timeout.
    */
   const CAPTURE = `
     zmodload zsh/zpty || exit 3
     zpty z zsh -f -i
     zpty -w z "PROMPT='' RPROMPT='' PS2=''"
-    zpty -w z "autoload -U compinit; compinit -u -D"
-    zpty -w z "source <(fibrpc completion zsh)"
+    # $1: "source", or a directory to autoload _fibrpc from (the script saved in $fpath).
+    load=$1; shift
+    if [[ $load == source ]]; then
+      zpty -w z "autoload -U compinit; compinit -u -D; source <(fibrpc completion zsh)"
+    else
+      zpty -w z "fpath=(\${(q)load} \\$fpath); autoload -U compinit; compinit -u -D"
+    fi
     zpty -w z "zstyle ':completion:*' list-prompt ''; zstyle ':completion:*' menu no"
     zpty -w z 'compadd () { if [[ $* == *-[OAD]* ]]; then builtin compadd "$@"; return; fi; local -a hits; builtin compadd -O hits "$@"; local h; for h in $hits; do print -rn -- "<hit>$h</hit>"; done; builtin compadd "$@" }'
+    # Ctrl-X: complete, then say so; nothing more is typed before that (zsh skips completing
+    # while keys are waiting).
+    zpty -w z 'tab-then-mark() { zle complete-word; print -rn -- "<tabbed>" }; zle -N tab-then-mark; bindkey "^X" tab-then-mark'
     zpty -w z "print '<ready''>'"
     zpty -r z out '*<ready>*' || exit 4
     for input in "$@"; do
       print -r -- "== $input"
-      zpty -w -n z "$input"$'\\t'
+      zpty -w -n z "$input"$'\\C-x'
+      zpty -r z out '*<tabbed>*' || exit 5
       zpty -w -n z $'\\C-e\\C-u'
       zpty -w z "print '<done''>'"
-      zpty -r z out '*<done>*' || exit 5
+      zpty -r z done '*<done>*' || exit 6
       while [[ $out == *'<hit>'*'</hit>'* ]]; do
         out=\${out#*<hit>}
         print -r -- \${out%%</hit>*}
@@ -183,16 +193,27 @@ describe("zsh", () => {
     done
     zpty -d z`;
 
-  test("completes a command, a flag and a flag's value when Tab is pressed", async () => {
-    const lines = ["fibrpc se", "fibrpc serve --wo", "fibrpc serve --log-level ", "fibrpc completion "];
-    const { code, stdout, stderr } = await shell(["zsh", "-f", "-c", CAPTURE, "zsh", ...lines]);
+  async function complete(load: string, lines: string[]): Promise<string[][]> {
+    const { code, stdout, stderr } = await shell(["zsh", "-f", "-c", CAPTURE, "zsh", load, ...lines]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    const matches = stdout
+    return stdout
       .split(/^== .*\n/m)
       .slice(1)
       .map((block) => block.split("\n").filter(Boolean));
+  }
+
+  test("sourced: completes a command, a flag and a flag's value when Tab is pressed", async () => {
+    const matches = await complete("source", ["fibrpc se", "fibrpc serve --wo", "fibrpc serve --log-level ", "fibrpc completion "]);
     expect(matches).toEqual([["serve"], ["--workers"], [...option("log-level").choices!], ["bash", "zsh", "fish"]]);
+  });
+
+  test('saved as "${fpath[1]}/_fibrpc" and autoloaded: the same', async () => {
+    const dir = join(binDir, "zsh-functions");
+    const { stdout } = await run(["completion", "zsh"]);
+    await Bun.write(join(dir, "_fibrpc"), stdout);
+    const matches = await complete(dir, ["fibrpc se", "fibrpc call --re", "fibrpc call --reply-queue "]);
+    expect(matches).toEqual([["serve"], ["--reply-queue", "--retry"], [...option("reply-queue").choices!]]);
   });
 });
 
