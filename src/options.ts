@@ -266,6 +266,18 @@ export const OPTIONS = {
   // -n is the number of requests, as in ab and hey (`-n 10000 -c 100`); the n of fib is --n.
   requests: withDefault({ env: "FIBRPC_REQUESTS", kind: "value", short: "n", valueHint: "count", help: "Stop after this many calls, unless --duration is given", default: "10000", parse: whole(1) }),
   duration: optional({ env: "FIBRPC_DURATION", kind: "value", valueHint: "duration", help: "Stop after this long instead, e.g. 10s", defaultText: "none", parse: duration }),
+  rate: optional({
+    env: "FIBRPC_RATE",
+    kind: "value",
+    valueHint: "calls/s",
+    help: "Open loop: start calls at this fixed rate whatever the server does, latency measured from each call's intended start (a stall shows); at most --concurrency in flight if given, else 10000, a call due beyond that is counted as missed",
+    defaultText: "off",
+    parse: (value, at) => {
+      const rate = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
+      if (!(rate > 0 && rate <= 1_000_000)) throw usageError(`--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`);
+      return rate;
+    },
+  }),
   n: withDefault({
     env: "FIBRPC_N",
     kind: "value",
@@ -299,7 +311,7 @@ const LOGS = ["log-level", "log-format", "config"] as const;
 export const COMMAND_OPTIONS = {
   serve: ["workers", "prefetch", "max-n", "queue-type", "drain-timeout", "http-port", "http-host", "status-file", ...BROKER, ...LOGS],
   call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
-  bench: ["concurrency", "requests", "duration", "n", "timeout", "json", ...BROKER, ...LOGS],
+  bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, ...LOGS],
   health: ["status-file", "max-age", "config"],
   completion: [],
 } as const satisfies Record<CommandName, readonly OptionName[]>;

@@ -1,21 +1,56 @@
 /**
- * `fibrpc bench`: keeps `concurrency` calls in flight through fibrpc's own client until
- * `requests` calls are done or `durationMs` has passed, checks every answer against the exact
- * value, and reports calls/s, latency percentiles and errors by code.
+ * `fibrpc bench`: loads a queue through fibrpc's own client until `requests` calls are done or
+ * `durationMs` has passed, checks every answer against the exact value, and reports calls/s,
+ * latency percentiles and errors by code. Two ways to load it:
+ *
+ * - closed loop (no `rate`): `concurrency` calls always in flight, each sent when one returns.
+ *   The load follows the server: a stall holds back the calls that would have been sent during
+ *   it, so their waiting is never measured (coordinated omission).
+ * - open loop (`rate` calls/s): call i is due at t0 + i/rate whatever happened before, and its
+ *   latency runs from that intended start, not from when it was sent. A stalled server, or a
+ *   late load generator, shows up in the percentiles as it would to users arriving at that rate.
+ *   At most `maxOutstanding` calls are in flight; a call due while that many are is not sent
+ *   and is counted as missed (a failure, but not an answer, so not in the latencies).
+ *
+ * The clock is a parameter so that the scheduler can be tested with a fake one.
  */
 import { fibDecimal } from "../fib.ts";
-import type { RpcClient } from "../rpc/client.ts";
-import { LatencyRecorder, type LatencySummary } from "./stats.ts";
+import type { CallOutcome } from "../rpc/client.ts";
+import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 
 export interface BenchOptions {
+  /** Closed loop: calls kept in flight. */
   concurrency: number;
+  /** Open loop: calls per second, scheduled at fixed intended starts. */
+  rate?: number;
+  /** Open loop: most calls in flight at once; a call due beyond it is missed. */
+  maxOutstanding?: number;
   requests?: number;
   durationMs?: number;
   n: { min: number; max: number };
   timeoutMs: number;
   onProgress?: (progress: BenchProgress) => void;
   progressEveryMs?: number;
+  clock?: Clock;
 }
+
+/** What the bench needs of a client (RpcClient has it). */
+export interface Caller {
+  readonly usable: boolean;
+  call(n: number, deadline: number): Promise<CallOutcome>;
+}
+
+export interface Clock {
+  /** Milliseconds, monotonic. */
+  now(): number;
+  /** Resolves once `ms` have passed (at once, after other events, for ms ≤ 0). */
+  sleep(ms: number): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => (ms <= 0 ? setImmediate(resolve) : setTimeout(resolve, ms))),
+};
 
 export interface BenchProgress {
   done: number;
@@ -25,63 +60,153 @@ export interface BenchProgress {
   fraction: number;
 }
 
-export interface BenchResult {
+export type BenchMode = { mode: "closed-loop"; concurrency: number } | { mode: "open-loop"; rate: number; achievedRate: number; maxOutstanding: number; missed: number };
+
+export type BenchResult = BenchMode & {
+  /** Where each latency is measured from: the send (closed loop) or the intended start (open loop). */
+  latencyFrom: "send" | "intended-start";
+  /** Calls sent and settled (answered, failed or timed out); missed calls are not among them. */
   calls: number;
   ok: number;
   seconds: number;
   callsPerSecond: number;
   latencyMs: LatencySummary;
+  /** Open loop: how late the load generator sent calls after their intended start. */
+  sendLagMs?: LatencySummary;
   errors: Record<string, number>;
-}
+};
 
-export async function runBench(client: RpcClient, o: BenchOptions): Promise<BenchResult> {
+/** Open loop without --concurrency: enough for 10,000 calls/s at a second each. */
+export const DEFAULT_MAX_OUTSTANDING = 10_000;
+/** Open loop: calls sent back to back before replies get a turn, when the schedule is behind. */
+const BURST = 200;
+
+export async function runBench(client: Caller, o: BenchOptions): Promise<BenchResult> {
+  const clock = o.clock ?? realClock;
   // Every answer is compared with the exact value. Those are computed before the clock starts,
   // for at most POOL values of n spread over the range, so that checking costs the load
   // generator nothing while it measures (for heavy n it would cost as much as serving).
   const pool = nPool(o.n.min, o.n.max);
   const expected = pool.map((n) => fibDecimal(n));
   const drawIndex = pool.length === 1 ? () => 0 : () => Math.floor(Math.random() * pool.length);
-  const latencies = new LatencyRecorder(o.requests ?? 65_536);
+  const latencies = new LatencyHistogram();
   const errors: Record<string, number> = {};
-  let started = 0;
   let done = 0;
   let failed = 0;
-  const t0 = performance.now();
+  const t0 = clock.now();
   const endAt = o.durationMs === undefined ? Infinity : t0 + o.durationMs;
-  // A lost connection ends the run (its calls fail at once; going on would only spin).
-  const more = () => client.usable && (o.requests === undefined || started < o.requests) && performance.now() < endAt;
+
+  /** One call, its latency measured from `from` (the send, or the intended start). */
+  const callOnce = async (from: number): Promise<void> => {
+    const index = drawIndex();
+    const outcome = await client.call(pool[index]!, Date.now() + o.timeoutMs);
+    const ms = clock.now() - from;
+    done++;
+    if (!outcome.ok) {
+      failed++;
+      errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
+    } else if (outcome.result !== expected[index]) {
+      // A wrong answer is an error, never a fast result.
+      failed++;
+      errors.WRONG_ANSWER = (errors.WRONG_ANSWER ?? 0) + 1;
+    } else {
+      latencies.add(ms);
+    }
+  };
 
   const progressTimer = o.onProgress
     ? setInterval(() => {
-        const elapsedMs = performance.now() - t0;
+        const elapsedMs = clock.now() - t0;
         const fraction = o.requests !== undefined ? done / o.requests : o.durationMs ? Math.min(1, elapsedMs / o.durationMs) : 0;
         o.onProgress!({ done, errors: failed, elapsedMs, fraction });
       }, o.progressEveryMs ?? 200)
     : undefined;
 
-  const loop = async () => {
-    while (more()) {
-      started++;
-      const index = drawIndex();
-      const n = pool[index]!;
-      const outcome = await client.call(n, Date.now() + o.timeoutMs);
-      done++;
-      if (!outcome.ok) {
-        failed++;
-        errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
-      } else if (outcome.result !== expected[index]) {
-        // A wrong answer is an error, never a fast result.
-        failed++;
-        errors.WRONG_ANSWER = (errors.WRONG_ANSWER ?? 0) + 1;
-      } else {
-        latencies.add(outcome.ms);
-      }
+  let mode: BenchMode;
+  let sendLag: LatencyHistogram | undefined;
+  try {
+    if (o.rate === undefined) {
+      let started = 0;
+      // A lost connection ends the run (its calls fail at once; going on would only spin).
+      const more = () => client.usable && (o.requests === undefined || started < o.requests) && clock.now() < endAt;
+      const loop = async () => {
+        while (more()) {
+          started++;
+          await callOnce(clock.now());
+        }
+      };
+      await Promise.all(Array.from({ length: o.concurrency }, loop));
+      mode = { mode: "closed-loop", concurrency: o.concurrency };
+    } else {
+      sendLag = new LatencyHistogram();
+      const open = await openLoop(client, { rate: o.rate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, requests: o.requests, t0, endAt, clock, sendLag, callOnce });
+      mode = { mode: "open-loop", rate: o.rate, achievedRate: open.achievedRate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, missed: open.missed };
     }
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+  }
+  const seconds = (clock.now() - t0) / 1000;
+  return {
+    ...mode,
+    latencyFrom: mode.mode === "closed-loop" ? "send" : "intended-start",
+    calls: done,
+    ok: done - failed,
+    seconds,
+    callsPerSecond: seconds > 0 ? done / seconds : 0,
+    latencyMs: latencies.summary(),
+    ...(sendLag ? { sendLagMs: sendLag.summary() } : {}),
+    errors,
   };
-  await Promise.all(Array.from({ length: o.concurrency }, loop));
-  if (progressTimer) clearInterval(progressTimer);
-  const seconds = (performance.now() - t0) / 1000;
-  return { calls: done, ok: done - failed, seconds, callsPerSecond: done / seconds, latencyMs: latencies.summary(), errors };
+}
+
+/**
+ * The open-loop schedule: call i is due at t0 + i·1000/rate ms. Each due call is sent as soon as
+ * the scheduler gets to it, however late, and however many are in flight (up to the cap); it is
+ * never made to wait for an earlier call. Returns once every sent call has settled.
+ */
+async function openLoop(
+  client: Caller,
+  s: { rate: number; maxOutstanding: number; requests?: number; t0: number; endAt: number; clock: Clock; sendLag: LatencyHistogram; callOnce: (from: number) => Promise<void> },
+): Promise<{ achievedRate: number; missed: number }> {
+  const interval = 1000 / s.rate;
+  let scheduled = 0;
+  let sent = 0;
+  let missed = 0;
+  let outstanding = 0;
+  let drained: (() => void) | undefined;
+  let burst = 0;
+  for (;;) {
+    if (s.requests !== undefined && scheduled >= s.requests) break;
+    const due = s.t0 + scheduled * interval;
+    if (due >= s.endAt || !client.usable) break;
+    const now = s.clock.now();
+    if (due > now) {
+      burst = 0;
+      await s.clock.sleep(due - now);
+      continue;
+    }
+    scheduled++;
+    if (outstanding >= s.maxOutstanding) {
+      missed++;
+      continue;
+    }
+    sent++;
+    outstanding++;
+    s.sendLag.add(now - due);
+    s.callOnce(due).finally(() => {
+      if (--outstanding === 0) drained?.();
+    });
+    // Behind schedule, calls go out back to back; now and then let replies in.
+    if (++burst >= BURST) {
+      burst = 0;
+      await s.clock.sleep(0);
+    }
+  }
+  const scheduleEnd = s.clock.now();
+  if (outstanding > 0) await new Promise<void>((resolve) => (drained = resolve));
+  // Over the time the schedule took, at least the time it was meant to take.
+  const seconds = Math.max(scheduleEnd - s.t0, scheduled * interval) / 1000;
+  return { achievedRate: seconds > 0 ? sent / seconds : 0, missed };
 }
 
 /** How many distinct n a range is sampled with. */

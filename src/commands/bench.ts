@@ -21,19 +21,28 @@ export default defineCommand({
         await awaitServer(client, { deadline: Date.now() + o.timeout, wait: false });
         const tty = process.stderr.isTTY === true;
         const rate = rateMeter();
+        // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
+        // machine-readable, so none.
+        const quiet = o.json || o.logFormat === "json";
         const result = await runBench(client, {
           concurrency: o.concurrency,
+          rate: o.rate,
+          // Open loop: --concurrency only caps the calls in flight, and only when asked for.
+          maxOutstanding: o.rate !== undefined && o.from.concurrency !== "default" ? o.concurrency : undefined,
           requests: o.duration === undefined ? o.requests : undefined,
           durationMs: o.duration,
           n: o.n,
           timeoutMs: o.timeout,
-          onProgress: tty ? (p) => drawBar(p, rate(p)) : (p) => printLine(p, rate(p)),
+          onProgress: quiet ? undefined : tty ? (p) => drawBar(p, rate(p)) : (p) => printLine(p, rate(p)),
           progressEveryMs: tty ? 100 : 1000,
         });
-        if (tty) process.stderr.write("\r\u001b[K");
-        await writeStdout(o.json ? `${JSON.stringify(result)}\n` : formatSummary(result, { concurrency: o.concurrency, n: o.n.text, queue: o.queue }));
+        if (tty && !quiet) process.stderr.write("\r\u001b[K");
+        await writeStdout(o.json ? `${JSON.stringify(result)}\n` : formatSummary(result, { n: o.n.text, queue: o.queue }));
         const failed = Object.values(result.errors).reduce((a, b) => a + b, 0);
-        return failed === 0 ? ExitCode.OK : result.errors.TIMEOUT || result.errors.CONNECTION_LOST ? ExitCode.TEMPORARY : ExitCode.REMOTE_ERROR;
+        const missed = result.mode === "open-loop" ? result.missed : 0;
+        if (failed === 0 && missed === 0) return ExitCode.OK;
+        // Missed calls, like timeouts, say the server did not keep up: try again later.
+        return result.errors.TIMEOUT || result.errors.CONNECTION_LOST || failed === 0 ? ExitCode.TEMPORARY : ExitCode.REMOTE_ERROR;
       } finally {
         await client.close();
       }
@@ -63,14 +72,24 @@ function printLine(p: BenchProgress, rate: number): void {
   process.stderr.write(`${(p.elapsedMs / 1000).toFixed(1)}s: ${p.done} calls, ${Math.round(rate)} calls/s, ${p.errors} errors\n`);
 }
 
-function formatSummary(r: BenchResult, o: { concurrency: number; n: string; queue: string }): string {
+/** "closed-loop, 100 in flight" or "open-loop at 2000 calls/s (achieved 1998 calls/s)". */
+export function modeText(r: BenchResult): string {
+  if (r.mode === "closed-loop") return `closed-loop, ${r.concurrency} in flight`;
+  return `open-loop at ${r.rate} calls/s (achieved ${Math.round(r.achievedRate)} calls/s)`;
+}
+
+function formatSummary(r: BenchResult, o: { n: string; queue: string }): string {
   const ms = (v: number) => `${v.toFixed(3)} ms`;
   const errors = Object.entries(r.errors);
-  return [
-    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ${o.concurrency} in flight, in ${r.seconds.toFixed(2)} s`,
+  const lines = [
+    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
     `  calls/s   ${Math.round(r.callsPerSecond)}`,
-    `  latency   p50 ${ms(r.latencyMs.p50)}  p90 ${ms(r.latencyMs.p90)}  p99 ${ms(r.latencyMs.p99)}  p99.9 ${ms(r.latencyMs.p999)}  max ${ms(r.latencyMs.max)}`,
-    `  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`,
-    "",
-  ].join("\n");
+    `  latency   p50 ${ms(r.latencyMs.p50)}  p90 ${ms(r.latencyMs.p90)}  p99 ${ms(r.latencyMs.p99)}  p99.9 ${ms(r.latencyMs.p999)}  max ${ms(r.latencyMs.max)}  (from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
+  ];
+  if (r.mode === "open-loop") {
+    lines.push(`  send lag  p50 ${ms(r.sendLagMs!.p50)}  p99 ${ms(r.sendLagMs!.p99)}  max ${ms(r.sendLagMs!.max)}  (the load generator's own delay, included above)`);
+    if (r.missed > 0) lines.push(`  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight (failures, not in the latencies)`);
+  }
+  lines.push(`  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`, "");
+  return lines.join("\n");
 }

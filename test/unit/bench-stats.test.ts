@@ -1,15 +1,72 @@
-/** The bench's latency summary, against a distribution whose percentiles are known. */
+/** The bench's latency histogram against exact percentiles of the same samples. */
 import { expect, test } from "bun:test";
-import { LatencyRecorder } from "../../src/bench/stats.ts";
+import { LatencyHistogram } from "../../src/bench/histogram.ts";
 
-test("percentiles of 1..1000 ms, added in shuffled order", () => {
-  const recorder = new LatencyRecorder(16); // grows past its first size
+/** mulberry32: a seeded generator, so that a failure can be replayed from the printed seed. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The ⌈q·n⌉-th smallest value (nearest rank), q in 0..1. */
+const exactAt = (sorted: Float64Array, q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+
+test("p50, p90, p99, p99.9 and max within 1% of the exact values, over random samples of several shapes", () => {
+  const seed = Number(process.env.BENCH_STATS_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const random = prng(seed);
+  const shapes: Record<string, () => number> = {
+    // Latencies spread over six decades, 10 µs to 10 s (log-uniform).
+    "log-uniform 0.01 ms..10 s": () => 10 ** (random() * 6 - 2),
+    // A typical latency curve: a body around 1 ms and a long tail (log-normal).
+    "log-normal around 1 ms": () => Math.exp(Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()) * 0.8),
+    "uniform 0..1000 ms": () => random() * 1000,
+  };
+  let worst = 0;
+  for (const [shape, draw] of Object.entries(shapes)) {
+    const histogram = new LatencyHistogram();
+    const samples = new Float64Array(200_000);
+    for (let i = 0; i < samples.length; i++) {
+      samples[i] = draw();
+      histogram.add(samples[i]!);
+    }
+    samples.sort();
+    const summary = histogram.summary();
+    const exact = { p50: exactAt(samples, 0.5), p90: exactAt(samples, 0.9), p99: exactAt(samples, 0.99), p999: exactAt(samples, 0.999), max: samples[samples.length - 1]! };
+    for (const key of ["p50", "p90", "p99", "p999", "max"] as const) {
+      const error = Math.abs(summary[key] - exact[key]) / exact[key];
+      worst = Math.max(worst, error);
+      expect(error, `${shape} ${key}: ${summary[key]} against ${exact[key]} (seed ${seed})`).toBeLessThanOrEqual(0.01);
+    }
+    expect(histogram.size).toBe(samples.length);
+  }
+  console.log(`bench-stats: worst relative error ${(worst * 100).toFixed(3)}% over 3 × 200,000 samples (seed ${seed})`);
+});
+
+test("memory is fixed: the histogram holds the same counts after a million values as when made", () => {
+  const histogram = new LatencyHistogram();
+  const before = histogram.footprintBytes;
+  expect(before).toBeLessThan(512 * 1024);
+  for (let i = 0; i < 1_000_000; i++) histogram.add((i % 5000) / 3 + 0.05);
+  expect(histogram.footprintBytes).toBe(before);
+  // Values beyond the range are kept as its top, not refused.
+  histogram.add(10 * 3_600_000);
+  expect(histogram.summary().max).toBe(10 * 3_600_000);
+});
+
+test("1..1000 ms added in shuffled order: the nearest-rank percentiles, to 0.1%", () => {
+  const histogram = new LatencyHistogram();
   const values = Array.from({ length: 1000 }, (_, i) => i + 1).sort(() => Math.random() - 0.5);
-  for (const v of values) recorder.add(v);
-  expect(recorder.size).toBe(1000);
-  expect(recorder.summary()).toEqual({ p50: 500, p90: 900, p99: 990, p999: 999, max: 1000 });
+  for (const v of values) histogram.add(v);
+  const s = histogram.summary();
+  const want = { p50: 500, p90: 900, p99: 990, p999: 999, max: 1000 };
+  for (const key of Object.keys(want) as (keyof typeof want)[]) expect(Math.abs(s[key] - want[key]) / want[key]).toBeLessThanOrEqual(0.001);
+  expect(s.max).toBe(1000);
 });
 
 test("no samples: zeros, not NaN", () => {
-  expect(new LatencyRecorder().summary()).toEqual({ p50: 0, p90: 0, p99: 0, p999: 0, max: 0 });
+  expect(new LatencyHistogram().summary()).toEqual({ p50: 0, p90: 0, p99: 0, p999: 0, max: 0 });
 });

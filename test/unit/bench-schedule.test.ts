@@ -1,0 +1,139 @@
+/**
+ * The bench's two loads against a simulated server on a fake clock: open loop measures each call
+ * from its intended start, so a stall or a late load generator shows in the percentiles; closed
+ * loop, at the same server, hides the stall (coordinated omission).
+ */
+import { expect, test } from "bun:test";
+import { runBench, type Caller, type Clock } from "../../src/bench/run.ts";
+import type { CallOutcome } from "../../src/rpc/client.ts";
+
+/** Virtual time: timers fire in order of due time; between two, every pending promise settles. */
+class FakeClock implements Clock {
+  t = 0;
+  private timers: { at: number; seq: number; fire: () => void }[] = [];
+  private seq = 0;
+  /** How late every sleep of the load generator wakes up (a busy or slow load generator). */
+  constructor(private readonly oversleepMs = 0) {}
+  now(): number {
+    return this.t;
+  }
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.at(this.t + Math.max(0, ms) + this.oversleepMs, resolve));
+  }
+  at(time: number, fire: () => void): void {
+    this.timers.push({ at: time, seq: this.seq++, fire });
+  }
+  /** Runs the simulation until `work` settles. */
+  async run<T>(work: Promise<T>): Promise<T> {
+    let settled = false;
+    work.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    for (;;) {
+      // Let every promise chain run to its next wait (a macrotask turn is after all microtasks).
+      await new Promise((resolve) => setImmediate(resolve));
+      if (settled) return work;
+      if (this.timers.length === 0) throw new Error(`deadlock at t=${this.t}: nothing scheduled and the bench not done`);
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this.timers.shift()!;
+      this.t = Math.max(this.t, next.at);
+      next.fire();
+    }
+  }
+}
+
+/** One server taking requests in order, `serviceMs` each, serving nothing from stall.from to stall.to. */
+function fakeServer(clock: FakeClock, serviceMs: number, stall = { from: 0, to: 0 }): Caller & { sent: number; maxInFlight: number } {
+  let freeAt = 0;
+  let inFlight = 0;
+  const server = {
+    sent: 0,
+    maxInFlight: 0,
+    usable: true,
+    call(n: number): Promise<CallOutcome> {
+      server.sent++;
+      server.maxInFlight = Math.max(server.maxInFlight, ++inFlight);
+      let start = Math.max(clock.now(), freeAt);
+      if (start >= stall.from && start < stall.to) start = stall.to;
+      freeAt = start + serviceMs;
+      const sentAt = clock.now();
+      return new Promise((resolve) =>
+        clock.at(freeAt, () => {
+          inFlight--;
+          resolve({ n, ok: true, result: "1", ms: clock.now() - sentAt });
+        }),
+      );
+    },
+  };
+  return server;
+}
+
+const base = { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 30_000 };
+
+test("open loop, server keeping up: calls at their intended starts, latency = service time, the rate achieved", async () => {
+  const clock = new FakeClock();
+  const server = fakeServer(clock, 0.5);
+  const r = await clock.run(runBench(server, { ...base, rate: 1000, requests: 1000, clock }));
+  expect(r).toMatchObject({ mode: "open-loop", rate: 1000, missed: 0, latencyFrom: "intended-start", calls: 1000, ok: 1000, errors: {} });
+  expect(r.latencyMs.p50).toBeCloseTo(0.5, 2);
+  expect(r.latencyMs.max).toBeCloseTo(0.5, 2);
+  expect(r.sendLagMs!.max).toBe(0);
+  expect(r.mode === "open-loop" && r.achievedRate).toBeCloseTo(1000, 0);
+  // The last call is due at 999 ms and takes 0.5 ms.
+  expect(r.seconds).toBeCloseTo(0.9995, 4);
+});
+
+test("a 200 ms stall: open loop puts it in p90 and p99, closed loop only in its max", async () => {
+  const stall = { from: 100, to: 300 };
+  const openClock = new FakeClock();
+  const open = await openClock.run(runBench(fakeServer(openClock, 0.5, stall), { ...base, rate: 1000, requests: 1000, clock: openClock }));
+  const closedClock = new FakeClock();
+  const closed = await closedClock.run(runBench(fakeServer(closedClock, 0.5, stall), { ...base, concurrency: 1, requests: 1000, clock: closedClock }));
+  console.log(`stall of 200 ms in 1 s: open loop p50 ${open.latencyMs.p50} p90 ${open.latencyMs.p90} p99 ${open.latencyMs.p99} max ${open.latencyMs.max}; closed loop p50 ${closed.latencyMs.p50} p90 ${closed.latencyMs.p90} p99 ${closed.latencyMs.p99} max ${closed.latencyMs.max}`);
+  expect(closed).toMatchObject({ mode: "closed-loop", concurrency: 1, latencyFrom: "send", calls: 1000, ok: 1000 });
+  expect(open).toMatchObject({ mode: "open-loop", calls: 1000, ok: 1000, missed: 0 });
+  // Closed loop: one call waited out the stall; the 200 calls due during it were never sent then.
+  expect(closed.latencyMs.max).toBeGreaterThanOrEqual(200);
+  expect(closed.latencyMs.p99).toBeLessThan(1);
+  // Open loop: the calls due during the stall waited for it, up to 200 ms; and the backlog after.
+  expect(open.latencyMs.max).toBeGreaterThanOrEqual(200);
+  expect(open.latencyMs.p99).toBeGreaterThan(150);
+  expect(open.latencyMs.p90).toBeGreaterThan(50);
+});
+
+test("latency runs from the intended start: a late load generator's delay is in it", async () => {
+  // Every sleep of the scheduler wakes 5 ms late; it then sends what is due, back to back.
+  const clock = new FakeClock(5);
+  const r = await clock.run(runBench(fakeServer(clock, 0.1), { ...base, rate: 1000, requests: 500, clock }));
+  expect(r).toMatchObject({ calls: 500, ok: 500, missed: 0 });
+  expect(r.sendLagMs!.max).toBeGreaterThanOrEqual(5);
+  expect(r.sendLagMs!.p50).toBeGreaterThan(1);
+  // Measured from the send, every call would take 0.1 ms to 0.6 ms (queued behind its batch).
+  expect(r.latencyMs.p90).toBeGreaterThan(4);
+  expect(r.latencyMs.max).toBeGreaterThanOrEqual(5.1);
+});
+
+test("open loop is not throttled by calls in flight, up to the cap; calls due beyond it are missed", async () => {
+  const clock = new FakeClock();
+  // The server stalls for the whole schedule: nothing returns before 1 s.
+  const server = fakeServer(clock, 0.5, { from: 0, to: 1000 });
+  const r = await clock.run(runBench(server, { ...base, concurrency: 100, rate: 1000, requests: 200, maxOutstanding: 50, clock }));
+  expect(r).toMatchObject({ mode: "open-loop", calls: 50, ok: 50, missed: 150, maxOutstanding: 50 });
+  expect(server.sent).toBe(50);
+  expect(server.maxInFlight).toBe(50);
+  expect(r.mode === "open-loop" && r.achievedRate).toBeCloseTo(250, 0); // 50 sent over the 200 ms the schedule took
+
+  // Without a cap below the load, the calls pile up in flight: the schedule goes on.
+  const clock2 = new FakeClock();
+  const server2 = fakeServer(clock2, 0.5, { from: 0, to: 1000 });
+  const r2 = await clock2.run(runBench(server2, { ...base, concurrency: 1, rate: 1000, requests: 200, clock: clock2 }));
+  expect(r2).toMatchObject({ calls: 200, ok: 200, missed: 0 });
+  expect(server2.maxInFlight).toBe(200);
+});
+
+test("open loop with a duration: the calls due before its end", async () => {
+  const clock = new FakeClock();
+  const r = await clock.run(runBench(fakeServer(clock, 0.2), { ...base, rate: 400, durationMs: 500, clock }));
+  expect(r).toMatchObject({ mode: "open-loop", calls: 200, ok: 200, missed: 0 });
+});
