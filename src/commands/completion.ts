@@ -1,3 +1,7 @@
+/**
+ * `fibrpc completion bash|zsh|fish`: the completion script for one shell on stdout, generated
+ * from the option table (completion/model.ts); a shell it does not know is a usage error.
+ */
 import { defineCommand } from "citty";
 import { bashScript } from "../completion/bash.ts";
 import { fishScript } from "../completion/fish.ts";
@@ -12,13 +16,6 @@ import { reportError } from "./_run.ts";
 const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshScript, fish: fishScript };
 
 const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
-
-/** How to install each script, for --help. */
-export const INSTALL = {
-  bash: "source <(fibrpc completion bash)   # in ~/.bashrc",
-  zsh: 'fibrpc completion zsh > "${fpath[1]}/_fibrpc"   # then start a new shell',
-  fish: "fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish",
-} as const satisfies Record<Shell, string>;
 
 /** The script for the one shell named on the command line (no options besides --help). */
 function scriptFor(rawArgs: readonly string[]): string {
@@ -37,7 +34,8 @@ export default defineCommand({
     shell: {
       type: "positional",
       valueHint: SHELLS.join("|"),
-      description: `The shell to complete in. Install the script: ${Object.values(INSTALL).join("; ")}`,
+      // How to install each script: the EXAMPLES of this command's help (commands/_help.ts).
+      description: `The shell to print the script for: ${shellList}. The script completes commands, flags and the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading`,
       required: false,
     },
   },
