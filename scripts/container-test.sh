@@ -104,7 +104,7 @@ podman build --pull=never --force-rm --format docker --network=host --build-arg 
   || fail "podman build failed:\n$(tail -20 "$work/build.log")"
 
 # 3. The runtime image holds the binary and nothing it does not need.
-added=$(podman run --rm --entrypoint /fibrpc "$image" --version)
+added=$(podman run --rm --entrypoint /fibrpc "$image" --version | cut -d" " -f2)
 [ "$added" = "$version" ] || fail "fibrpc --version in the image printed '$added', expected $version"
 user=$(podman image inspect "$image" --format '{{.Config.User}}')
 [ "$user" = "65532:65532" ] || fail "image runs as '$user', not the non-root 65532"

@@ -6,13 +6,13 @@
  */
 // First: amqplib must load with its field-table decoder guarded (see the module).
 import "./rpc/amqplib-guard.ts";
-import { defineCommand, runCommand, runMain } from "citty";
+import { defineCommand, runCommand } from "citty";
 import { ExitCode } from "./errors.ts";
 import { maskSecrets } from "./mask.ts";
 import callCommand from "./commands/call.ts";
 import { commandLineProblem, printHelp } from "./commands/_help.ts";
 import { installCrashHandlers, reportError } from "./commands/_run.ts";
-import { version } from "./version.ts";
+import { version, versionLine } from "./version.ts";
 
 // Nothing ever prints a stack trace or the binary's minified source unasked.
 installCrashHandlers();
@@ -43,12 +43,13 @@ if (problem !== undefined) {
 }
 
 if (wantsHelpOrVersion || rawArgs.length === 0) {
-  // Help is ours (commands/_help.ts: plain off a terminal, wrapped, with examples); citty prints
-  // the version. Both exit 0.
+  // Help is ours (commands/_help.ts: plain off a terminal, wrapped, with examples); so is the
+  // version: the version line (version, commit, bun, platform), not citty's bare meta.version.
+  // Both exit 0.
   if (rawArgs.length === 0 || rawArgs.includes("--help") || rawArgs.includes("-h")) {
     await printHelp(main, rawArgs);
   } else {
-    await runMain(main, { rawArgs });
+    process.stdout.write(`${versionLine}\n`);
   }
 } else {
   try {

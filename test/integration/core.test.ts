@@ -17,11 +17,18 @@ beforeAll(async () => {
 });
 
 describe("binary", () => {
-  test("--version prints the package version", async () => {
-    const { code, stdout } = await run(["--version"]);
+  test("--version and -v print the version, the commit, the Bun version and the platform", async () => {
     const pkg = await Bun.file(`${import.meta.dir}/../../package.json`).json();
-    expect(code).toBe(0);
-    expect(stdout.trim()).toBe(pkg.version);
+    for (const flag of ["--version", "-v"]) {
+      const { code, stdout } = await run([flag]);
+      expect(code).toBe(0);
+      // The build defines the commit from git (this is a checkout), so not "unknown".
+      expect(stdout).toMatch(/^fibrpc \S+ \(commit [0-9a-f]{12}(-dirty)?, bun \S+, \S+-\S+\)\n$/);
+      const [, ver, , , , bun, platform] = stdout.trim().split(" ");
+      expect(ver).toBe(pkg.version);
+      expect(bun).toBe(`${pkg.devDependencies.bun},`);
+      expect(platform).toBe(`${process.platform}-${process.arch})`);
+    }
   });
   for (const args of [["--help"], ["serve", "--help"], ["call", "--help"]]) {
     test(`${args.join(" ")} explains`, async () => {
