@@ -17,7 +17,7 @@ function row(title: string) {
   y += 1;
   x = 0;
 }
-function panel(title: string, description: string, unit: string, targets: [string, string][], opts: { w?: number; type?: string; stack?: boolean; bars?: boolean; min?: number } = {}) {
+function panel(title: string, description: string, unit: string, targets: [string, string][], opts: { w?: number; type?: string; stack?: boolean; bars?: boolean; min?: number; textMode?: string } = {}) {
   const w = opts.w ?? 8;
   if (x + w > 24) { x = 0; y += 8; }
   const type = opts.type ?? "timeseries";
@@ -36,7 +36,7 @@ function panel(title: string, description: string, unit: string, targets: [strin
       },
       overrides: [],
     },
-    options: type === "timeseries" ? { legend: { displayMode: "list", placement: "bottom", showLegend: true }, tooltip: { mode: "multi", sort: "desc" } } : { reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false }, textMode: "name", colorMode: "none", graphMode: "none" },
+    options: type === "timeseries" ? { legend: { displayMode: "list", placement: "bottom", showLegend: true }, tooltip: { mode: "multi", sort: "desc" } } : { reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false }, textMode: opts.textMode ?? "value_and_name", colorMode: "none", graphMode: "none" },
     targets: targets.map(([expr, legendFormat], i) => ({ refId: String.fromCharCode(65 + i), datasource: ds, expr, legendFormat, range: true, ...(type === "stat" ? { instant: true, range: false } : {}) })),
   };
   panels.push(p);
@@ -88,7 +88,7 @@ panel("Open file descriptors", "Open descriptors against the limit.", "short", [
   [`min by (instance) (process_max_fds{${sel}})`, "{{instance}} limit"],
 ], { min: 0 });
 panel("Uptime", "Time since each serve process started.", "s", [[`time() - max by (instance) (process_start_time_seconds{${sel}})`, "{{instance}}"]], { type: "stat" });
-panel("Versions", "fibrpc_build_info of the running processes.", "short", [[`count by (version, commit, bun) (fibrpc_build_info{${sel}})`, "{{version}} ({{commit}}, bun {{bun}})"]], { type: "stat" });
+panel("Versions", "fibrpc_build_info of the running processes.", "short", [[`count by (version, commit, bun) (fibrpc_build_info{${sel}})`, "{{version}} ({{commit}}, bun {{bun}})"]], { type: "stat", textMode: "name" });
 endRow();
 
 const dashboard = {
@@ -108,8 +108,8 @@ const dashboard = {
   templating: {
     list: [
       { name: "datasource", label: "Data source", type: "datasource", query: "prometheus", current: {}, hide: 0, refresh: 1, regex: "", options: [] },
-      { name: "job", label: "Job", type: "query", datasource: ds, query: { query: "label_values(fibrpc_build_info, job)", refId: "job" }, definition: "label_values(fibrpc_build_info, job)", refresh: 2, includeAll: true, multi: true, allValue: ".*", current: {}, options: [], sort: 1, hide: 0 },
-      { name: "instance", label: "Instance", type: "query", datasource: ds, query: { query: 'label_values(fibrpc_build_info{job=~"$job"}, instance)', refId: "instance" }, definition: 'label_values(fibrpc_build_info{job=~"$job"}, instance)', refresh: 2, includeAll: true, multi: true, allValue: ".*", current: {}, options: [], sort: 1, hide: 0 },
+      { name: "job", label: "Job", type: "query", datasource: ds, query: "label_values(fibrpc_build_info, job)", definition: "label_values(fibrpc_build_info, job)", refresh: 2, includeAll: true, multi: true, allValue: ".*", current: {}, options: [], sort: 1, hide: 0 },
+      { name: "instance", label: "Instance", type: "query", datasource: ds, query: 'label_values(fibrpc_build_info{job=~"$job"}, instance)', definition: 'label_values(fibrpc_build_info{job=~"$job"}, instance)', refresh: 2, includeAll: true, multi: true, allValue: ".*", current: {}, options: [], sort: 1, hide: 0 },
     ],
   },
   panels,
