@@ -1,12 +1,13 @@
 /**
  * deploy/prometheus/alerts.yaml and deploy/grafana/fibrpc.json as files: the rules have the shape
- * Prometheus loads (and promtool accepts them), the dashboard parses, reads the $datasource
+ * Prometheus loads (and promtool accepts them), each fires on made-up series of what it is about
+ * and none on a healthy service (promtool test rules), the dashboard parses, reads the $datasource
  * variable and every panel queries something; the metric names are pulled out of their PromQL as
  * test/promql.ts does it (checked here on a table). That serve exports those names is checked
  * against a running serve in test/integration/metrics.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ALERTS_FILE, allPanels, DASHBOARD_FILE, expressionsOf, exportedNames, metricNames, missingNames, promtool, readAlerts, readDashboard } from "../promql.ts";
@@ -76,7 +77,104 @@ describe("deploy/prometheus/alerts.yaml", () => {
     expect(code, out + err).toBe(0);
     expect(out).toContain(`SUCCESS: ${rules.length} rules found`);
   });
+
+  test("promtool test rules: each alert fires on what it is about, and not on a healthy service", async () => {
+    // promtool compares annotations word for word, so the cases run on a copy of the rules
+    // without them: what is tested is each rule's expr, for and labels, as they are in the file.
+    const dir = mkdtempSync(join(tmpdir(), "fibrpc-alerts-"));
+    try {
+      const rulesFile = join(dir, "rules.yaml");
+      const bare = { groups: groups.map((g) => ({ ...g, rules: g.rules.map(({ annotations: _, ...rule }) => rule) })) };
+      writeFileSync(rulesFile, JSON.stringify(bare)); // JSON is YAML
+      const casesFile = join(dir, "cases.yaml");
+      writeFileSync(casesFile, JSON.stringify({ rule_files: [rulesFile], evaluation_interval: "1m", tests: ALERT_CASES }));
+      const proc = Bun.spawn([await promtool(), "test", "rules", casesFile], { stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      expect(code, out + err).toBe(0);
+      expect(out).toContain("SUCCESS");
+      // Every alert of the file is tested firing at least once.
+      const tested = new Set(ALERT_CASES.flatMap((c) => c.alert_rule_test.filter((t) => t.exp_alerts.length > 0).map((t) => t.alertname)));
+      expect([...tested].sort()).toEqual(rules.map((r) => r.alert!).sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** Cases for promtool test rules: series sampled every minute, alerts expected at eval_time. */
+const A = { job: "fibrpc", instance: "a:9464" };
+const series = (name: string, labels: Record<string, string>, values: string) => ({ series: `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",")}}`, values });
+type Case = { interval: string; input_series: { series: string; values: string }[]; alert_rule_test: { eval_time: string; alertname: string; exp_alerts: { exp_labels: Record<string, string> }[] }[] };
+const ALERT_CASES: Case[] = [
+  {
+    // Healthy: all workers consuming, 9 ok calls/s, fast, nothing redelivered or restarted.
+    interval: "1m",
+    input_series: [
+      series("fibrpc_workers_up", A, "2x30"),
+      series("fibrpc_workers", A, "2x30"),
+      series("fibrpc_requests_total", { ...A, outcome: "ok", code: "" }, "0+540x30"),
+      series("fibrpc_requests_total", { ...A, outcome: "error", code: "N_TOO_LARGE" }, "0+6x30"),
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "0.01" }, "0+540x30"),
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "1" }, "0+546x30"),
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "+Inf" }, "0+546x30"),
+      series("fibrpc_deliveries_redelivered_total", A, "0x30"),
+      series("fibrpc_worker_restarts_total", A, "0x30"),
+    ],
+    alert_rule_test: ["FibrpcNoServerConsuming", "FibrpcWorkersDown", "FibrpcErrorRatioHigh", "FibrpcServerErrors", "FibrpcLatencyP99High", "FibrpcRedeliveries", "FibrpcWorkerRestarts"].map((alertname) => ({ eval_time: "30m", alertname, exp_alerts: [] })),
+  },
+  {
+    // Every worker stops consuming at 2m: nobody serves after 2 minutes, the process is short of workers after 5.
+    interval: "1m",
+    input_series: [series("fibrpc_workers_up", A, "2 2 0x10"), series("fibrpc_workers", A, "2x12")],
+    alert_rule_test: [
+      { eval_time: "3m", alertname: "FibrpcNoServerConsuming", exp_alerts: [] },
+      { eval_time: "4m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { severity: "critical" } }] },
+      { eval_time: "6m", alertname: "FibrpcWorkersDown", exp_alerts: [] },
+      { eval_time: "8m", alertname: "FibrpcWorkersDown", exp_alerts: [{ exp_labels: { ...A, severity: "warning" } }] },
+    ],
+  },
+  {
+    // No fibrpc serve scraped at all (another job's series only): absent() says it.
+    interval: "1m",
+    input_series: [series("fibrpc_workers_up", { job: "other", instance: "b:9464" }, "2x10")],
+    alert_rule_test: [{ eval_time: "3m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" } }] }],
+  },
+  {
+    // 10% of the requests refused as too large (the callers' doing): the ratio alert, not the server-side one.
+    interval: "1m",
+    input_series: [series("fibrpc_requests_total", { ...A, outcome: "ok", code: "" }, "0+540x30"), series("fibrpc_requests_total", { ...A, outcome: "error", code: "N_TOO_LARGE" }, "0+60x30")],
+    alert_rule_test: [
+      { eval_time: "20m", alertname: "FibrpcErrorRatioHigh", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "warning" } }] },
+      { eval_time: "20m", alertname: "FibrpcServerErrors", exp_alerts: [] },
+    ],
+  },
+  {
+    // 2% INTERNAL: the server-side alert, under the 5% of the ratio alert.
+    interval: "1m",
+    input_series: [series("fibrpc_requests_total", { ...A, outcome: "ok", code: "" }, "0+540x30"), series("fibrpc_requests_total", { ...A, outcome: "error", code: "INTERNAL" }, "0+12x30")],
+    alert_rule_test: [
+      { eval_time: "20m", alertname: "FibrpcServerErrors", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" } }] },
+      { eval_time: "20m", alertname: "FibrpcErrorRatioHigh", exp_alerts: [] },
+    ],
+  },
+  {
+    // Half the requests take between 1 and 2.5 s; 0.2 redeliveries/s; a worker restarted at 2m.
+    interval: "1m",
+    input_series: [
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "1" }, "0+60x30"),
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "2.5" }, "0+120x30"),
+      series("fibrpc_request_duration_seconds_bucket", { ...A, le: "+Inf" }, "0+120x30"),
+      series("fibrpc_deliveries_redelivered_total", A, "0+12x30"),
+      series("fibrpc_worker_restarts_total", A, "0 0 1x20"),
+    ],
+    alert_rule_test: [
+      { eval_time: "20m", alertname: "FibrpcLatencyP99High", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "warning" } }] },
+      { eval_time: "20m", alertname: "FibrpcRedeliveries", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "warning" } }] },
+      { eval_time: "4m", alertname: "FibrpcWorkerRestarts", exp_alerts: [{ exp_labels: { ...A, severity: "warning" } }] },
+      { eval_time: "20m", alertname: "FibrpcWorkerRestarts", exp_alerts: [] },
+    ],
+  },
+];
 
 describe("deploy/grafana/fibrpc.json", () => {
   const dashboard = readDashboard();
