@@ -11,14 +11,19 @@ export interface Proxy {
   cut(): number;
   /** Refuse (true) or accept (false) new connections, to hold an outage open. */
   refuse(on: boolean): void;
+  /** How many connections were refused so far (each is one connection attempt of a client). */
+  readonly refused: number;
   close(): Promise<void>;
 }
 
-export async function startProxy(targetPort: number, targetHost = "127.0.0.1"): Promise<Proxy> {
+/** `listenPort`: the port to listen on (default: any free one). */
+export async function startProxy(targetPort: number, targetHost = "127.0.0.1", listenPort = 0): Promise<Proxy> {
   const pairs = new Set<[Socket, Socket]>();
   let refusing = false;
+  let refused = 0;
   const server = createServer((client) => {
     if (refusing) {
+      refused++;
       client.destroy();
       return;
     }
@@ -39,7 +44,7 @@ export async function startProxy(targetPort: number, targetHost = "127.0.0.1"): 
       socket.on("close", teardown);
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(listenPort, "127.0.0.1", resolve));
   const address = server.address();
   if (address === null || typeof address === "string") throw new Error("proxy has no port");
   return {
@@ -55,6 +60,9 @@ export async function startProxy(targetPort: number, targetHost = "127.0.0.1"): 
     },
     refuse(on) {
       refusing = on;
+    },
+    get refused() {
+      return refused;
     },
     close() {
       for (const [client, upstream] of pairs) {

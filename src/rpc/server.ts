@@ -57,14 +57,18 @@ export interface ServerMetrics {
 const NO_METRICS: ServerMetrics = { answered: () => {}, redelivered: () => {}, reconnected: () => {}, outletFallback: () => {} };
 
 export interface ServerEvents {
-  /** Consuming (again): after the first connection and after every recovery. */
-  onServing(): void;
-  /** Not consuming any more: the connection or channel was lost; recovery is under way. */
-  onInterrupted(reason: string): void;
+  /** Consuming (again), on `broker` (password masked): after the first connection and after every recovery. */
+  onServing(broker: string): void;
+  /** Not consuming any more: the connection to `broker` was lost (or its channel); recovery is under way. */
+  onInterrupted(broker: string, reason: string): void;
   /** A problem that waiting will not fix (the broker refuses the set-up, login refused). */
   onFatal(error: FibrpcError): void;
-  /** A connection attempt failed in a way that waiting may fix (the broker down or restarting): trying again. */
-  onRetrying(error: FibrpcError): void;
+  /**
+   * The next connection attempt is scheduled in `delayMs` (amqplib's recovery, the only retry
+   * path of serve): after an attempt failed in a way that waiting may fix (`error`: the broker
+   * down or restarting), or right after the connection was lost (no error: onInterrupted said it).
+   */
+  onRetrying(retry: { error?: FibrpcError; attempt: number; delayMs: number }): void;
   /** Something the operator should know, the same for every worker (say it once). */
   onNotice(message: string): void;
 }
@@ -99,6 +103,8 @@ export class RpcServer {
   private countAs: QueueType = "classic";
   private readonly computeFib: NonNullable<ServerOptions["compute"]>;
   private connectedOnce = false;
+  /** The failure of the attempt that just failed, reported with the retry amqplib schedules next. */
+  private lastFailure: FibrpcError | undefined;
 
   constructor(
     private readonly options: ServerOptions,
@@ -129,17 +135,22 @@ export class RpcServer {
       options.log.debug(`connected to ${target.current}`);
       if (this.connectedOnce) this.metrics.reconnected();
       this.connectedOnce = true;
-      this.events.onServing();
+      this.events.onServing(target.current);
     });
     conn.on("disconnect", (err: Error) => {
       const lost = target.current;
       // With several brokers, the next attempt goes to the next one (failover).
       target.advance();
-      if (!this.draining) this.events.onInterrupted(`connection to ${lost} lost (${err.message})`);
+      if (!this.draining) this.events.onInterrupted(lost, err.message);
     });
     conn.on("connect-failed", (err: Error) => this.onConnectFailed(err));
+    // amqplib emits this right after "disconnect" or "connect-failed" (node_modules/amqplib/lib/
+    // recovery.js, _scheduleReconnect), for every attempt it schedules: one report per attempt.
     conn.on("reconnect-scheduled", ({ attempt, delay }: { attempt: number; delay: number }) => {
-      options.log.info(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
+      options.log.debug(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
+      const error = this.lastFailure;
+      this.lastFailure = undefined;
+      if (!this.draining) this.events.onRetrying({ error, attempt, delayMs: delay });
     });
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
   }
@@ -201,7 +212,8 @@ export class RpcServer {
       return;
     }
     // The broker is down or restarting: serve waits for it, it never gives up on an outage.
-    this.events.onRetrying(error);
+    // (Reported with the retry amqplib schedules next, which says when.)
+    this.lastFailure = error;
   }
 
   private fatal(error: FibrpcError): void {

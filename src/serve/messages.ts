@@ -4,6 +4,7 @@ import type { LogFormat, LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { QueueType } from "../rpc/queue.ts";
 import type { LedgerConfig } from "./crash-ledger.ts";
+import type { AttemptFailure } from "./outage.ts";
 import type { WorkerStats } from "./stats.ts";
 
 export interface WorkerConfig {
@@ -27,8 +28,15 @@ export type ToWorker =
   | { type: "crashed"; key: string; count: number };
 
 export type FromWorker =
-  | { type: "serving" }
-  | { type: "interrupted"; reason: string }
+  /** Consuming (again) on `broker` (password masked, as every broker named here). */
+  | { type: "serving"; broker: string }
+  /** The connection to `broker` was lost; a retry follows. */
+  | { type: "interrupted"; broker: string; reason: string }
+  /**
+   * The next connection attempt is in `delayMs`: after a failed one (`failure`) or a lost
+   * connection. The supervisor summarises these for the process (outage.ts).
+   */
+  | { type: "retrying"; attempt: number; delayMs: number; failure?: AttemptFailure }
   | { type: "fatal"; message: string; exitCode: ExitCode }
   | { type: "notice"; message: string }
   | { type: "drained"; served: number }

@@ -9,6 +9,7 @@ import { WORKER_URL } from "../paths.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
 import { CrashBook } from "./crash-ledger.ts";
 import { addStats, emptyStats, type WorkerStats } from "./stats.ts";
+import { OutageLog, SUMMARY_EVERY_MS, type OutageLine } from "./outage.ts";
 
 export interface SupervisorOptions {
   workers: number;
@@ -53,6 +54,19 @@ export interface Supervisor {
   collect(): Promise<ServeSnapshot>;
 }
 
+/**
+ * The interval of the outage summary: 30 s; the test build lets a test shorten it
+ * (FIBRPC_TEST_OUTAGE_SUMMARY_MS). The release build defines FIBRPC_TEST_BUILD as "0", so the
+ * bundler drops the lookup.
+ */
+function summaryEveryMs(): number {
+  if (process.env.FIBRPC_TEST_BUILD === "1") {
+    const ms = Number(process.env.FIBRPC_TEST_OUTAGE_SUMMARY_MS);
+    if (Number.isFinite(ms) && ms > 0) return ms;
+  }
+  return SUMMARY_EVERY_MS;
+}
+
 /** A worker that does not answer a stats request within this is counted with its last figures. */
 const STATS_TIMEOUT_MS = 1_000;
 
@@ -70,22 +84,29 @@ export function supervise(options: SupervisorOptions): Supervisor {
   const notices = new Set<string>();
   let lastReported = -1;
   let everAllUp = false;
+  // While the broker is away, the outage log speaks for the process (one warning, a summary at
+  // most every 30 s, one line when all are back) instead of a line per worker and attempt.
+  const outage = new OutageLog(slots.length, summaryEveryMs());
+  const say = (lines: OutageLine[]) => {
+    for (const line of lines) log[line.level](line.message, line.fields);
+  };
   let finish: (code: ExitCode) => void = () => {};
   const done = new Promise<ExitCode>((resolve) => {
     finish = resolve;
   });
 
   const servingCount = () => slots.filter((s) => s.serving).length;
-  const reportServing = () => {
+  /** `announce`: false while the outage log speaks for the serving count. */
+  const reportServing = (announce = !outage.active) => {
     const up = servingCount();
     options.onStatus?.(stopping ? 0 : up, slots.length);
     if (up === lastReported || stopping) return;
     lastReported = up;
+    if (up === slots.length) everAllUp = true;
+    if (!announce) return;
     const message = `${up}/${slots.length} workers serving`;
-    if (up === slots.length) {
-      everAllUp = true;
-      log.info(message);
-    } else if (everAllUp) log.warn(message);
+    if (up === slots.length) log.info(message);
+    else if (everAllUp) log.warn(message);
     else log.debug(message); // still starting up: not worth a warning
   };
 
@@ -105,14 +126,21 @@ export function supervise(options: SupervisorOptions): Supervisor {
 
   const onWorkerMessage = (slot: Slot, message: FromWorker) => {
     switch (message.type) {
-      case "serving":
+      case "serving": {
         slot.serving = true;
-        reportServing();
+        const lines = stopping ? [] : outage.serving(slot.id, message.broker, Date.now());
+        say(lines);
+        // The line ending an outage says how many serve.
+        reportServing(lines.length === 0 && !outage.active);
         break;
+      }
       case "interrupted":
         slot.serving = false;
-        log.warn(`worker ${slot.id}: ${message.reason}; reconnecting`);
+        if (!stopping) say(outage.lost(slot.id, message.broker, message.reason, Date.now()));
         reportServing();
+        break;
+      case "retrying":
+        if (!stopping) say(outage.retrying(slot.id, message.failure, message.delayMs, Date.now()));
         break;
       case "fatal":
         // Every worker meets the same problem; say it once.
@@ -138,6 +166,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
     slot.serving = false;
+    outage.gone(slot.id);
     retired = addStats(retired, { ...slot.lastStats, inFlight: 0 });
     slot.lastStats = emptyStats();
     if (stopping) {

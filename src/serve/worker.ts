@@ -10,6 +10,7 @@ import { createLogger } from "../log.ts";
 import { RpcServer, type ServerOptions } from "../rpc/server.ts";
 import { WorkerLedger } from "./crash-ledger.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
+import { reasonOf } from "./outage.ts";
 import { StatsRecorder } from "./stats.ts";
 
 declare const self: Worker;
@@ -44,10 +45,16 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     server = new RpcServer(
       { ...config, log, ledger, metrics: stats, ...(await testFaults()) },
       {
-        onServing: () => send({ type: "serving" }),
-        onInterrupted: (reason) => send({ type: "interrupted", reason }),
+        onServing: (broker) => send({ type: "serving", broker }),
+        onInterrupted: (broker, reason) => send({ type: "interrupted", broker, reason }),
         onFatal: (error) => send({ type: "fatal", message: withHint(error, "serve"), exitCode: error.exitCode }),
-        onRetrying: (error) => log.warn(withHint(error, "serve")),
+        // Each attempt's detail at debug, here; the supervisor says what the process goes
+        // through, once for all workers (outage.ts).
+        onRetrying: ({ error, attempt, delayMs }) => {
+          const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), line: withHint(error, "serve") };
+          if (failure) log.debug(failure.line);
+          send({ type: "retrying", attempt, delayMs, failure });
+        },
         onNotice: (notice) => send({ type: "notice", message: notice }),
       },
     );
