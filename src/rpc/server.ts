@@ -147,10 +147,10 @@ export class RpcServer {
     // amqplib emits this right after "disconnect" or "connect-failed" (node_modules/amqplib/lib/
     // recovery.js, _scheduleReconnect), for every attempt it schedules: one report per attempt.
     conn.on("reconnect-scheduled", ({ attempt, delay }: { attempt: number; delay: number }) => {
-      options.log.debug(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
       const error = this.lastFailure;
       this.lastFailure = undefined;
       if (!this.draining) this.events.onRetrying({ error, attempt, delayMs: delay });
+      options.log.debug(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
     });
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
   }
