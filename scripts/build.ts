@@ -36,7 +36,7 @@ export function commitOf(dir: string = ROOT): string {
     }
   };
   const hash = git("rev-parse", "--short=12", "HEAD");
-  if (!hash || !/^[0-9a-f]{12}$/.test(hash)) return "unknown";
+  if (!hash || !/^[0-9a-f]{12,40}$/.test(hash)) return "unknown";
   // Untracked files count too (a new file under src/ is in the build); ignored ones (./fibrpc,
   // dist/, node_modules) do not.
   const status = git("status", "--porcelain");
@@ -59,8 +59,11 @@ export function buildArgs(options: BuildOptions): string[] {
     "--compile",
     ...(options.target ? [`--target=${options.target}`] : []),
     "--minify",
-    // Bytecode works for every release target (checked with bun 1.4.5: linux x64-baseline/arm64,
-    // darwin x64/arm64, windows x64 all compile with it); it is made for the target's JSC.
+    // Bytecode (faster start) for every release target too. Checked with bun 1.4.5: all five
+    // targets compile with it; the linux-x64 (baseline) file runs here and the linux-arm64 one
+    // ran under qemu-user (--version, serve, call 30). The darwin and windows files could not be
+    // run on this Linux machine; older bun releases had cross-compiled bytecode crash at start
+    // (oven-sh/bun#18416, #14992, both closed), so try a new bun's macOS/Windows files there.
     "--bytecode",
     "--format=esm",
     // Two entrypoints: the worker must be in the binary as its own module (new Worker(url)).
