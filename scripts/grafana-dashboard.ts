@@ -74,13 +74,15 @@ panel("CPU", "CPU time per second of each serve process (all its worker threads)
   [`sum by (instance) (rate(process_cpu_user_seconds_total{${sel}}[$__rate_interval]))`, "{{instance}} user"],
   [`sum by (instance) (rate(process_cpu_system_seconds_total{${sel}}[$__rate_interval]))`, "{{instance}} system"],
 ], { stack: true, min: 0 });
-panel("Memory", "Resident memory of each process, and the main thread's JavaScript heap.", "bytes", [
+panel("Memory", "Resident memory of each process; the JavaScript heaps of its workers (summed) and of its main thread.", "bytes", [
   [`sum by (instance) (process_resident_memory_bytes{${sel}})`, "{{instance}} resident"],
+  [`sum by (instance) (fibrpc_worker_heap_used_bytes{${sel}})`, "{{instance}} workers' heap used"],
   [`sum by (instance) (nodejs_heap_size_used_bytes{${sel}})`, "{{instance}} main-thread heap used"],
 ], { min: 0 });
-panel("Event-loop lag (main thread)", "Delay of the main thread's event loop (supervisor, HTTP) between scrapes: p99 and max.", "s", [
-  [`max by (instance) (nodejs_eventloop_lag_p99_seconds{${sel}})`, "{{instance}} p99"],
-  [`max by (instance) (nodejs_eventloop_lag_max_seconds{${sel}})`, "{{instance}} max"],
+panel("Event-loop lag", "Longest delay of any worker's event loop between scrapes (a heavy request holds its worker's loop while it computes), and the main thread's (supervisor, HTTP) p99 and max.", "s", [
+  [`max by (instance) (fibrpc_worker_eventloop_lag_max_seconds{${sel}})`, "{{instance}} workers max"],
+  [`max by (instance) (nodejs_eventloop_lag_p99_seconds{${sel}})`, "{{instance}} main p99"],
+  [`max by (instance) (nodejs_eventloop_lag_max_seconds{${sel}})`, "{{instance}} main max"],
 ], { min: 0 });
 endRow();
 panel("Open file descriptors", "Open descriptors against the limit.", "short", [

@@ -8,7 +8,7 @@ import type { Logger } from "../log.ts";
 import { WORKER_URL } from "../paths.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
 import { CrashBook } from "./crash-ledger.ts";
-import { addStats, emptyStats, type WorkerStats } from "./stats.ts";
+import { addStats, countersOf, emptyStats, type WorkerStats } from "./stats.ts";
 import { OutageLog, SUMMARY_EVERY_MS, type OutageLine } from "./outage.ts";
 
 export interface SupervisorOptions {
@@ -167,7 +167,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
     slot.worker = undefined;
     slot.serving = false;
     outage.gone(slot.id);
-    retired = addStats(retired, { ...slot.lastStats, inFlight: 0 });
+    retired = addStats(retired, countersOf(slot.lastStats));
     slot.lastStats = emptyStats();
     if (stopping) {
       crashBook.clear(slot.id - 1);

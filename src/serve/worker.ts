@@ -11,7 +11,7 @@ import { RpcServer, type ServerOptions } from "../rpc/server.ts";
 import { WorkerLedger } from "./crash-ledger.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import { reasonOf } from "./outage.ts";
-import { StatsRecorder } from "./stats.ts";
+import { StatsRecorder, ThreadProbe } from "./stats.ts";
 
 declare const self: Worker;
 
@@ -35,6 +35,7 @@ async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet
 let server: RpcServer | undefined;
 let ledger: WorkerLedger | undefined;
 const stats = new StatsRecorder();
+const thread = new ThreadProbe();
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -60,7 +61,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     );
     await server.start();
   } else if (message.type === "stats") {
-    if (server) send({ type: "stats", id: message.id, stats: stats.snapshot(server.inFlight) });
+    if (server) send({ type: "stats", id: message.id, stats: stats.snapshot(server.inFlight, thread.read()) });
   } else if (message.type === "crashed") {
     ledger?.record(message.key, message.count);
   } else if (message.type === "drain") {

@@ -91,6 +91,9 @@ describe("process metrics describe the whole process", () => {
     // The JS heap is the main thread's: some, and less than the process's memory.
     expect(m.get("nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
     expect(m.get("nodejs_heap_size_used_bytes")).toBeLessThan(m.get("process_resident_memory_bytes")!);
+    // The workers' heaps are their own (one per Bun Worker): some each, less than the process's memory.
+    expect(m.get("fibrpc_worker_heap_used_bytes")).toBeGreaterThan(2 * 100_000);
+    expect(m.get("fibrpc_worker_heap_used_bytes")).toBeLessThan(m.get("process_resident_memory_bytes")!);
   });
 
   test("start time: when the test spawned serve", async () => {
@@ -128,6 +131,9 @@ describe("process metrics describe the whole process", () => {
     // The fib work ran on worker threads, and it is in the count.
     expect(others).toBeGreaterThan(0.5);
     expect(cpu - mainThread).toBeGreaterThan(0.5);
+    // Each fib(999,999) held a worker's event loop (~0.1 s here); the main thread's stayed free.
+    console.log(`worker event-loop lag max ${m.get("fibrpc_worker_eventloop_lag_max_seconds")}; main thread's max ${m.get("nodejs_eventloop_lag_max_seconds")}`);
+    expect(m.get("fibrpc_worker_eventloop_lag_max_seconds")).toBeGreaterThan(0.03);
   });
 
   test("event-loop lag of the main thread: small and finite", async () => {
