@@ -21,8 +21,9 @@ function send(message: FromWorker): void {
 
 /**
  * The test build's fault injection (serve/faults.ts). The release build defines
- * process.env.FIBRPC_TEST_BUILD as "0" (scripts/build.ts: bun run build and bun run release), so the bundler drops this branch
- * and the module: the shipped binary cannot inject faults, whatever its environment says.
+ * process.env.FIBRPC_TEST_BUILD as "0" (scripts/build.ts, for bun run build and release), so the
+ * bundler drops this branch and the module: the shipped binary cannot inject faults, whatever its
+ * environment says.
  */
 async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter">> {
   if (process.env.FIBRPC_TEST_BUILD === "1" && process.env.FIBRPC_TEST_FAULTS) {
