@@ -1,7 +1,8 @@
 /**
  * The benchmark suite (`bun run bench`): in ONE run, on the same broker, fibrpc next to plain
- * amqplib, with the ratios the speed issue sets as targets. Prints the table and writes it into
- * docs/benchmarks.md (section "suite") with the machine's details.
+ * amqplib, with the ratios the speed issue sets as targets, and fibrpc's open-loop load next to its
+ * closed-loop one. Prints the tables and writes them into docs/benchmarks.md (sections "suite" and
+ * "open-loop") with the machine's details.
  *
  * Needs ./fibrpc (built first if missing) and a broker on 127.0.0.1:5672 (FIBRPC_URL to change).
  * Uses queues of its own and deletes them; the machine's rpc_queue is not touched.
@@ -127,6 +128,21 @@ fibrpcBench(queues.fibrpc, 10, 2000); // warm-up
 const fibrpc1 = fibrpcBench(queues.fibrpc, 1, 5000);
 const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
 
+// b2. the same serve, open loop next to closed loop: 10 s at 100 in flight, then --rate at 50%
+// and 90% of the rate that gave, 10 s each. Open-loop latencies run from each intended start.
+log("b2. open loop next to closed loop");
+// Exit 75 is a result here (an open loop the server could not keep up with: timeouts, missed calls).
+const fullBench = (args: string[]) => {
+  const cmd = [BIN, "bench", "--url", URL, "--queue", queues.fibrpc, "--duration", "10s", "--n", "1", "--json", ...args];
+  const r = Bun.spawnSync(cmd, { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0 && r.exitCode !== 75) throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
+  return JSON.parse(r.stdout.toString());
+};
+const loadBefore = (await import("node:os")).loadavg()[0]!;
+const closedLoop = fullBench(["--concurrency", "100"]);
+const openLoops = [0.5, 0.9].map((share) => ({ share, result: fullBench(["--rate", String(Math.round(share * closedLoop.callsPerSecond))]) }));
+const loadAfter = (await import("node:os")).loadavg()[0]!;
+
 // c. cold call, process start to exit, next to a minimal compiled program
 log("c. cold call");
 const minimalBin = `/tmp/fibrpc-bench-minimal-call-${id}`;
@@ -226,7 +242,33 @@ ${table}
 Where the time goes (the same runs):
 
 ${where}`;
-console.log(`\n${section}\n`);
+const latencyCells = (j: any) => [j.latencyMs.p50, j.latencyMs.p90, j.latencyMs.p99, j.latencyMs.p999, j.latencyMs.max].map(ms);
+const failures = (j: any) => Object.entries(j.errors).map(([code, count]) => `${count} ${code}`).join(", ") || "0";
+const openRows = [
+  `| closed loop, 100 in flight | ${Math.round(closedLoop.callsPerSecond)} | ${latencyCells(closedLoop).join(" | ")} | — | — | ${failures(closedLoop)} |`,
+  ...openLoops.map(
+    ({ share, result: j }) =>
+      `| open loop at ${j.rate} calls/s (${Math.round(share * 100)}% of closed loop) | ${Math.round(j.achievedRate)} | ${latencyCells(j).join(" | ")} | ${ms(j.sendLagMs.p99)} | ${j.missed} | ${failures(j)} |`,
+  ),
+];
+const p99Ratio = (share: number) => openLoops.find((o) => o.share === share)!.result.latencyMs.p99 / closedLoop.latencyMs.p99;
+const openSection = `## Open loop next to closed loop (\`bun run bench\`, part b2)
+
+Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC by \`bun run bench\` (its part b2, right after part b, against the same
+\`serve\` with its defaults), fib(1), 10 s each, back to back: first closed loop (\`fibrpc bench -c 100 --duration 10s\`), then open
+loop at 50% and 90% of the rate that run achieved (\`fibrpc bench --rate R --duration 10s\`).
+Closed-loop latency runs from each send; open-loop latency from each call's intended start
+(call i is due at i/R), so time a call spent waiting to be sent counts. Send lag is how late the
+load generator itself sent calls (in the open-loop latencies). Machine load average (1 min) ${loadBefore.toFixed(1)} before
+these three runs and ${loadAfter.toFixed(1)} after, on ${(await import("node:os")).availableParallelism()} cores: the broker, \`serve\` and the load generator share them.
+
+| load | calls/s (open loop: achieved) | p50 | p90 | p99 | p99.9 | max | send lag p99 | missed | errors |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${openRows.join("\n")}
+
+p99 of open loop against closed loop at 100 in flight: ${r(p99Ratio(0.5))}× at 50% of its rate, ${r(p99Ratio(0.9))}× at 90%.`;
+console.log(`\n${section}\n\n${openSection}\n`);
 writeSection(join(ROOT, "docs/benchmarks.md"), "suite", section);
+writeSection(join(ROOT, "docs/benchmarks.md"), "open-loop", openSection);
 log(`written to docs/benchmarks.md (${minutes} min)`);
 process.exit(0);
