@@ -1,9 +1,27 @@
-# fibrpc as a container image: the one compiled binary on a minimal glibc base.
-#   docker build -t fibrpc .        (or podman build; see README "Container")
+# fibrpc as a container image: the compiled binary, the five glibc files it loads and /tmp; no
+# shell, no package manager, no other files. linux/amd64 and linux/arm64 (see README "Container"):
+#   docker build -t fibrpc .                                              (this machine's platform)
+#   docker buildx build --platform linux/amd64,linux/arm64 -t fibrpc .    (both, no emulation)
 #   docker run --network host -e FIBRPC_URL=amqp://user:pass@broker:5672 fibrpc serve --workers 3
+# --build-arg COMMIT=$(git rev-parse HEAD) puts the commit in `fibrpc --version` and a label.
 
-# Build stage: the official Bun image at the version package.json pins (devDependencies.bun).
-FROM docker.io/oven/bun:1.4.5 AS build
+# The platform being built for (amd64, arm64), set by docker buildx / podman build --platform;
+# declared before the first FROM so that `FROM glibc-${TARGETARCH}` below can use it.
+ARG TARGETARCH
+
+# The target platform's Debian, only as the source of the glibc files the binary loads (ldd: the
+# loader, libc, libm, libpthread, libdl). Nothing runs in it, so it needs no emulation either.
+# It comes first: podman 4.3 (buildah 1.28) lets a stage's FROM --platform stick to the
+# stages after it (fixed in later buildah), and this one must be the target's.
+FROM docker.io/library/debian:bookworm-slim AS glibc
+# An instruction that changes nothing: `podman build --layers=false` (4.3) removes each stage's
+# image when done, which for a stage of a bare FROM is the base image itself.
+ARG TARGETARCH
+
+# Build stage, on the build machine's own platform: the official Bun image at the version
+# package.json pins (devDependencies.bun). It cross-compiles for the target platform (Bun fetches
+# the target's runtime from the npm registry), so nothing ever runs under emulation.
+FROM --platform=$BUILDPLATFORM docker.io/oven/bun:1.4.5 AS build
 WORKDIR /src
 COPY package.json bun.lock ./
 # Runtime dependencies only, exactly as locked; the compiler is this image's own bun.
@@ -12,23 +30,54 @@ COPY tsconfig.json bunfig.toml ./
 COPY src ./src
 COPY test/unit ./test/unit
 RUN bun test --timeout 60000 test/unit
-# Baseline x64: runs on any x86-64 CPU, not only those with AVX2 like the build machine.
-RUN bun build --compile --minify --bytecode --format=esm --target=bun-linux-x64-baseline \
-      src/cli.ts src/serve/worker.ts --outfile /fibrpc \
-      --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
-      --define 'process.env.FIBRPC_TEST_BUILD="0"' \
- && /fibrpc --version
+# Everything above is the same for every target platform (one run serves both in a multi-platform
+# build); the target and the commit come in here.
+ARG TARGETARCH
+ARG COMMIT=unknown
+# The compile command of `bun run build` and `bun run release` (scripts/build.ts), for the target:
+# amd64 is baseline x64, which runs on any x86-64 CPU, not only those with AVX2 like the build
+# machine. The ELF header's machine field (byte 18) must be the target's; the binary is run
+# (--version, the version second) only where this machine can run it. /out holds the final
+# image's own files: the binary and an empty /tmp that anyone may write (1777, as /tmp is).
+COPY scripts/build.ts ./scripts/
+RUN case "$TARGETARCH" in \
+      amd64) target=bun-linux-x64-baseline machine=3e uname=x86_64 ;; \
+      arm64) target=bun-linux-arm64 machine=b7 uname=aarch64 ;; \
+      *) echo "fibrpc builds for linux/amd64 and linux/arm64, not TARGETARCH=$TARGETARCH" >&2; exit 1 ;; \
+    esac \
+ && mkdir -p /out/tmp && chmod 1777 /out/tmp \
+ && FIBRPC_COMMIT="$COMMIT" TARGET="$target" bun -e \
+      'const { buildBinary } = await import("./scripts/build.ts"); await buildBinary({ outfile: "/out/fibrpc", target: process.env.TARGET });' \
+ && [ "$(od -An -tx1 -j18 -N1 /out/fibrpc | tr -d ' ')" = "$machine" ] \
+ && if [ "$(uname -m)" = "$uname" ]; then \
+      /out/fibrpc --version \
+      && [ "$(/out/fibrpc --version | cut -d' ' -f2)" = "$(bun -e 'console.log(require("./package.json").version)')" ]; \
+    fi
 
-# Runtime stage: Debian slim, the binary, a non-root user; nothing else is added.
-FROM docker.io/library/debian:bookworm-slim
+# The files at the paths the binary asks for: its ELF interpreter, and the libraries in the
+# multiarch folder the loader searches when there is no /etc/ld.so.cache.
+FROM scratch AS glibc-amd64
+COPY --from=glibc /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 /lib64/
+COPY --from=glibc /usr/lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libm.so.6 \
+     /usr/lib/x86_64-linux-gnu/libpthread.so.0 /usr/lib/x86_64-linux-gnu/libdl.so.2 /lib/x86_64-linux-gnu/
+
+FROM scratch AS glibc-arm64
+COPY --from=glibc /usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1 /lib/
+COPY --from=glibc /usr/lib/aarch64-linux-gnu/libc.so.6 /usr/lib/aarch64-linux-gnu/libm.so.6 \
+     /usr/lib/aarch64-linux-gnu/libpthread.so.0 /usr/lib/aarch64-linux-gnu/libdl.so.2 /lib/aarch64-linux-gnu/
+
+# The image: glibc, then the binary and a writable /tmp (1777) in one layer.
+FROM glibc-${TARGETARCH}
 ARG VERSION=unknown
 ARG SOURCE=unknown
+ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="fibrpc" \
       org.opencontainers.image.description="Fibonacci RPC over RabbitMQ, one executable" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT"
-COPY --from=build /fibrpc /fibrpc
+COPY --from=build /out/ /
 # Configuration comes from the environment (FIBRPC_URL, FIBRPC_QUEUE, FIBRPC_WORKERS, ...).
 # The status file is what `fibrpc health` reads: written by serve, in a folder the user can write.
 # --http-port (off unless set) listens on every interface of the container, not only loopback.
