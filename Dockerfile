@@ -3,11 +3,8 @@
 #   docker build -t fibrpc .                                              (this machine's platform)
 #   docker buildx build --platform linux/amd64,linux/arm64 -t fibrpc .    (both, no emulation)
 #   docker run --network host -e FIBRPC_URL=amqp://user:pass@broker:5672 fibrpc serve --workers 3
-# --build-arg COMMIT=$(git rev-parse HEAD) puts the commit in `fibrpc --version` and a label.
-
-# The platform being built for (amd64, arm64), set by docker buildx / podman build --platform;
-# declared before the first FROM so that `FROM glibc-${TARGETARCH}` below can use it.
-ARG TARGETARCH
+# --build-arg COMMIT=$(git rev-parse --short=12 HEAD) puts the commit in `fibrpc --version` and a
+# label. Every RUN is on the build machine's own platform: nothing needs emulation.
 
 # The target platform's Debian, only as the source of the glibc files the binary loads (ldd: the
 # loader, libc, libm, libpthread, libdl). Nothing runs in it, so it needs no emulation either.
@@ -37,15 +34,14 @@ ARG COMMIT=unknown
 # The compile command of `bun run build` and `bun run release` (scripts/build.ts), for the target:
 # amd64 is baseline x64, which runs on any x86-64 CPU, not only those with AVX2 like the build
 # machine. The ELF header's machine field (byte 18) must be the target's; the binary is run
-# (--version, the version second) only where this machine can run it. /out holds the final
-# image's own files: the binary and an empty /tmp that anyone may write (1777, as /tmp is).
+# (--version, the version second) only where this machine can run it.
 COPY scripts/build.ts ./scripts/
 RUN case "$TARGETARCH" in \
       amd64) target=bun-linux-x64-baseline machine=3e uname=x86_64 ;; \
       arm64) target=bun-linux-arm64 machine=b7 uname=aarch64 ;; \
       *) echo "fibrpc builds for linux/amd64 and linux/arm64, not TARGETARCH=$TARGETARCH" >&2; exit 1 ;; \
     esac \
- && mkdir -p /out/tmp && chmod 1777 /out/tmp \
+ && mkdir -p /out \
  && FIBRPC_COMMIT="$COMMIT" TARGET="$target" bun -e \
       'const { buildBinary } = await import("./scripts/build.ts"); await buildBinary({ outfile: "/out/fibrpc", target: process.env.TARGET });' \
  && [ "$(od -An -tx1 -j18 -N1 /out/fibrpc | tr -d ' ')" = "$machine" ] \
@@ -54,20 +50,25 @@ RUN case "$TARGETARCH" in \
       && [ "$(/out/fibrpc --version | cut -d' ' -f2)" = "$(bun -e 'console.log(require("./package.json").version)')" ]; \
     fi
 
-# The files at the paths the binary asks for: its ELF interpreter, and the libraries in the
-# multiarch folder the loader searches when there is no /etc/ld.so.cache.
-FROM scratch AS glibc-amd64
-COPY --from=glibc /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 /lib64/
-COPY --from=glibc /usr/lib/x86_64-linux-gnu/libc.so.6 /usr/lib/x86_64-linux-gnu/libm.so.6 \
-     /usr/lib/x86_64-linux-gnu/libpthread.so.0 /usr/lib/x86_64-linux-gnu/libdl.so.2 /lib/x86_64-linux-gnu/
+# The final image's files but the binary, laid out for the target: the loader at the path the
+# binary names as its ELF interpreter, the libraries in the multiarch folder the loader searches
+# when there is no /etc/ld.so.cache, and an empty /tmp that anyone may write (1777, as /tmp is).
+FROM --platform=$BUILDPLATFORM docker.io/oven/bun:1.4.5 AS rootfs
+ARG TARGETARCH
+COPY --from=glibc /usr/lib/*-linux-gnu/ld-linux-*.so.* /usr/lib/*-linux-gnu/libc.so.6 \
+     /usr/lib/*-linux-gnu/libm.so.6 /usr/lib/*-linux-gnu/libpthread.so.0 /usr/lib/*-linux-gnu/libdl.so.2 /glibc/
+RUN case "$TARGETARCH" in \
+      amd64) loader=/lib64/ld-linux-x86-64.so.2 libdir=/lib/x86_64-linux-gnu ;; \
+      arm64) loader=/lib/ld-linux-aarch64.so.1 libdir=/lib/aarch64-linux-gnu ;; \
+      *) echo "fibrpc builds for linux/amd64 and linux/arm64, not TARGETARCH=$TARGETARCH" >&2; exit 1 ;; \
+    esac \
+ && [ "$(ls /glibc | wc -l)" = 5 ] && [ -f "/glibc/${loader##*/}" ] \
+ && mkdir -p "/rootfs${loader%/*}" "/rootfs$libdir" /rootfs/tmp && chmod 1777 /rootfs/tmp \
+ && cp -p "/glibc/${loader##*/}" "/rootfs$loader" \
+ && cp -p /glibc/libc.so.6 /glibc/libm.so.6 /glibc/libpthread.so.0 /glibc/libdl.so.2 "/rootfs$libdir/"
 
-FROM scratch AS glibc-arm64
-COPY --from=glibc /usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1 /lib/
-COPY --from=glibc /usr/lib/aarch64-linux-gnu/libc.so.6 /usr/lib/aarch64-linux-gnu/libm.so.6 \
-     /usr/lib/aarch64-linux-gnu/libpthread.so.0 /usr/lib/aarch64-linux-gnu/libdl.so.2 /lib/aarch64-linux-gnu/
-
-# The image: glibc, then the binary and a writable /tmp (1777) in one layer.
-FROM glibc-${TARGETARCH}
+# The image: only copies, in two layers (glibc and /tmp, then the binary).
+FROM scratch
 ARG VERSION=unknown
 ARG SOURCE=unknown
 ARG COMMIT=unknown
@@ -77,7 +78,8 @@ LABEL org.opencontainers.image.title="fibrpc" \
       org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT"
-COPY --from=build /out/ /
+COPY --from=rootfs /rootfs/ /
+COPY --from=build /out/fibrpc /fibrpc
 # Configuration comes from the environment (FIBRPC_URL, FIBRPC_QUEUE, FIBRPC_WORKERS, ...).
 # The status file is what `fibrpc health` reads: written by serve, in a folder the user can write.
 # --http-port (off unless set) listens on every interface of the container, not only loopback.

@@ -150,6 +150,10 @@ build() { # platform tag
 step "podman build --platform linux/amd64 and linux/arm64 (Dockerfile unchanged, --pull=never)"
 build linux/amd64 "$image"
 build linux/arm64 "$image_arm64"
+# The stand-in manifest list has done its job. It goes now: podman 4.3 cannot read back the
+# instance manifests of a list made with `manifest add containers-storage:...`, and then fails
+# `podman images --filter` (kube-test.sh uses it) for the whole storage, now and then.
+podman manifest rm docker.io/library/debian:bookworm-slim >/dev/null
 
 # 4. Each image holds exactly the binary, the glibc files and /tmp, for its architecture.
 # ELF e_machine (bytes 18-19): 3e00 x86-64, b700 aarch64.
@@ -178,8 +182,8 @@ check_contents() { # image arch machine loader libdir
   layers=$(podman history --format '{{.Size}}|{{.CreatedBy}}' "$img")
   [ -z "$(grep -v '#(nop)' <<<"$layers" || true)" ] || fail "$arch image: its history has more than COPY and metadata:\n$layers"
   [ -z "$(grep -E '^[1-9]' <<<"$layers" | grep -v ' COPY ' || true)" ] || fail "$arch image: a layer with files that is not a COPY:\n$layers"
-  # Three: the loader, the libraries, the binary with /tmp.
-  [ "$(podman image inspect "$img" --format '{{len .RootFS.Layers}}')" = 3 ] || fail "$arch image: not 3 layers:\n$layers"
+  # Two: glibc with /tmp, then the binary.
+  [ "$(podman image inspect "$img" --format '{{len .RootFS.Layers}}')" = 2 ] || fail "$arch image: not 2 layers:\n$layers"
   local size
   size=$(podman image inspect "$img" --format '{{.Size}}')
   sizes+=("$arch $((size / 1000 / 1000)) MB ($((size / 1024 / 1024)) MiB; the binary $(($(stat -c %s "$dir/fibrpc") / 1024 / 1024)) MiB)")
@@ -252,7 +256,11 @@ step "podman stop: drained, exit code $code"
 # 9. The Kubernetes manifest, run with this image (scripts/kube-test.sh, where it exists).
 if [ -f scripts/kube-test.sh ]; then
   step "bash scripts/kube-test.sh $image"
-  bash scripts/kube-test.sh "$image" || fail "scripts/kube-test.sh $image failed"
+  # Traced into a file: on a failure, the last commands it ran are shown.
+  if ! bash -x scripts/kube-test.sh "$image" >"$work/kube-test.log" 2>&1; then
+    fail "scripts/kube-test.sh $image failed; its last lines (traced):\n$(tail -25 "$work/kube-test.log")"
+  fi
+  grep '^kube-test:' "$work/kube-test.log" >&2 || true
 fi
 
 for s in "${sizes[@]}"; do echo "container-test: image $s"; done
