@@ -18,7 +18,7 @@ describe("metric names in PromQL", () => {
   const cases: { expr: string; names: string[] }[] = [
     { expr: 'sum by (outcome) (rate(fibrpc_requests_total{outcome="error",job=~"$job"}[$__rate_interval]))', names: ["fibrpc_requests_total"] },
     { expr: "histogram_quantile(0.99, sum by (job, le) (rate(fibrpc_request_duration_seconds_bucket[5m]))) > 1", names: ["fibrpc_request_duration_seconds_bucket"] },
-    { expr: 'sum(fibrpc_workers_up{job="fibrpc"}) == 0 or absent(fibrpc_workers_up{job="fibrpc"})', names: ["fibrpc_workers_up"] },
+    { expr: 'sum by (job) (fibrpc_workers_up{job="fibrpc"}) == 0 or absent(fibrpc_workers_up{job="fibrpc"})', names: ["fibrpc_workers_up"] },
     { expr: "fibrpc_workers_up < fibrpc_workers", names: ["fibrpc_workers", "fibrpc_workers_up"] },
     { expr: "time() - max by (instance) (process_start_time_seconds)", names: ["process_start_time_seconds"] },
     { expr: "rate(a_total[5m] offset 1h) / on(instance) group_left(version) b_info * 1e3 unless c", names: ["a_total", "b_info", "c"] },
@@ -81,10 +81,11 @@ describe("deploy/prometheus/alerts.yaml", () => {
   test("promtool test rules: each alert fires on what it is about, and not on a healthy service", async () => {
     // promtool compares annotations word for word, so the cases run on a copy of the rules
     // without them: what is tested is each rule's expr, for and labels, as they are in the file.
+    // The rules in WITH_ANNOTATIONS keep theirs, and their firing cases give the rendered text.
     const dir = mkdtempSync(join(tmpdir(), "fibrpc-alerts-"));
     try {
       const rulesFile = join(dir, "rules.yaml");
-      const bare = { groups: groups.map((g) => ({ ...g, rules: g.rules.map(({ annotations: _, ...rule }) => rule) })) };
+      const bare = { groups: groups.map((g) => ({ ...g, rules: g.rules.map(({ annotations, ...rule }) => (WITH_ANNOTATIONS.includes(rule.alert!) ? { ...rule, annotations } : rule)) })) };
       writeFileSync(rulesFile, JSON.stringify(bare)); // JSON is YAML
       const casesFile = join(dir, "cases.yaml");
       writeFileSync(casesFile, JSON.stringify({ rule_files: [rulesFile], evaluation_interval: "1m", tests: ALERT_CASES }));
@@ -95,6 +96,10 @@ describe("deploy/prometheus/alerts.yaml", () => {
       // Every alert of the file is tested firing at least once.
       const tested = new Set(ALERT_CASES.flatMap((c) => c.alert_rule_test.filter((t) => t.exp_alerts.length > 0).map((t) => t.alertname)));
       expect([...tested].sort()).toEqual(rules.map((r) => r.alert!).sort());
+      // … and those that keep their annotations are checked rendered wherever they fire.
+      for (const c of ALERT_CASES)
+        for (const t of c.alert_rule_test)
+          if (WITH_ANNOTATIONS.includes(t.alertname)) for (const a of t.exp_alerts) expect(a.exp_annotations, `${t.alertname} at ${t.eval_time}`).toBeDefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -104,7 +109,21 @@ describe("deploy/prometheus/alerts.yaml", () => {
 /** Cases for promtool test rules: series sampled every minute, alerts expected at eval_time. */
 const A = { job: "fibrpc", instance: "a:9464" };
 const series = (name: string, labels: Record<string, string>, values: string) => ({ series: `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",")}}`, values });
-type Case = { interval: string; input_series: { series: string; values: string }[]; alert_rule_test: { eval_time: string; alertname: string; exp_alerts: { exp_labels: Record<string, string> }[] }[] };
+type Case = { interval: string; input_series: { series: string; values: string }[]; alert_rule_test: { eval_time: string; alertname: string; exp_alerts: { exp_labels: Record<string, string>; exp_annotations?: Record<string, string> }[] }[] };
+/** Rules whose annotations stay in the copy promtool tests, so their text is checked as rendered. */
+const WITH_ANNOTATIONS = ["FibrpcNoServerConsuming"];
+/**
+ * FibrpcNoServerConsuming's annotations as Prometheus renders them for a job: the description
+ * names the job, so the alert's series must carry it in both branches of its expr (the sum and
+ * absent()); without it the text reads "of job  has been".
+ */
+function noServerConsumingAnnotations(job: string): Record<string, string> {
+  const rule = readAlerts().groups.flatMap((g) => g.rules).find((r) => r.alert === "FibrpcNoServerConsuming")!;
+  const rendered = Object.fromEntries(Object.entries(rule.annotations!).map(([k, v]) => [k, v.replaceAll("{{ $labels.job }}", job)]));
+  for (const v of Object.values(rendered)) expect(v, "only {{ $labels.job }} is templated").not.toContain("{{");
+  expect(rendered.description).toContain(`of job ${job} has been`);
+  return rendered;
+}
 const ALERT_CASES: Case[] = [
   {
     // Healthy: all workers consuming, 9 ok calls/s, fast, nothing redelivered or restarted.
@@ -128,7 +147,7 @@ const ALERT_CASES: Case[] = [
     input_series: [series("fibrpc_workers_up", A, "2 2 0x10"), series("fibrpc_workers", A, "2x12")],
     alert_rule_test: [
       { eval_time: "3m", alertname: "FibrpcNoServerConsuming", exp_alerts: [] },
-      { eval_time: "4m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { severity: "critical" } }] },
+      { eval_time: "4m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" }, exp_annotations: noServerConsumingAnnotations("fibrpc") }] },
       { eval_time: "6m", alertname: "FibrpcWorkersDown", exp_alerts: [] },
       { eval_time: "8m", alertname: "FibrpcWorkersDown", exp_alerts: [{ exp_labels: { ...A, severity: "warning" } }] },
     ],
@@ -137,7 +156,7 @@ const ALERT_CASES: Case[] = [
     // No fibrpc serve scraped at all (another job's series only): absent() says it.
     interval: "1m",
     input_series: [series("fibrpc_workers_up", { job: "other", instance: "b:9464" }, "2x10")],
-    alert_rule_test: [{ eval_time: "3m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" } }] }],
+    alert_rule_test: [{ eval_time: "3m", alertname: "FibrpcNoServerConsuming", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" }, exp_annotations: noServerConsumingAnnotations("fibrpc") }] }],
   },
   {
     // 10% of the requests refused as too large (the callers' doing): the ratio alert, not the server-side one.
@@ -190,6 +209,14 @@ describe("deploy/grafana/fibrpc.json", () => {
       for (const t of panel.targets!) expect(metricNames(t.expr ?? "").length, `panel "${panel.title}" ${t.refId} names a metric`).toBeGreaterThan(0);
     }
     expect(new Set(allPanels(dashboard).map((p) => p.id)).size).toBe(allPanels(dashboard).length);
+  });
+
+  test("every label a legend names is kept by its query's aggregation (else the legend shows it empty)", () => {
+    for (const panel of panels)
+      for (const t of panel.targets! as { refId?: string; expr?: string; legendFormat?: string }[]) {
+        const kept = [...(t.expr ?? "").matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) => m[1]!.split(",").map((l) => l.trim()));
+        for (const [, label] of (t.legendFormat ?? "").matchAll(/\{\{\s*(\w+)\s*\}\}/g)) expect(kept, `panel "${panel.title}" ${t.refId}: {{${label}}}`).toContain(label!);
+      }
   });
 
   test("shows what issue #14 asks for", () => {
