@@ -5,8 +5,10 @@
  * - Plain text unless stdout is a terminal; NO_COLOR (set to anything, even empty) always wins;
  *   FORCE_COLOR forces colour off a terminal (helpStyle).
  * - Wrapped to the terminal's width (COLUMNS if set, else the terminal's, else 80 off a
- *   terminal), option descriptions with a hanging indent; a word longer than a line is cut, so
- *   no line is ever wider than the width.
+ *   terminal), at most MAX_WIDTH, option descriptions with a hanging indent; a word longer than
+ *   a line is cut, so no line is ever wider than the width. Example commands are the exception
+ *   to cutting: they are broken only between shell words, each line but the last ending in
+ *   " \" (a line continuation), so that pasted into a shell they run as written (wrapCommand).
  * - What it prints comes from the tables: each command's options from citty's args (argsOf, i.e.
  *   src/options.ts), the exit codes from EXIT_CODES (src/errors.ts), the environment from
  *   OPTIONS; only the examples are written here.
@@ -25,25 +27,27 @@ export interface HelpStyle {
 
 /** Below this, help wraps at this width anyway: narrower, a description would get a word a line. */
 export const MIN_WIDTH = 40;
+/** Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too): longer lines are hard to read. */
+export const MAX_WIDTH = 100;
 
 /** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */
 const HELP_ENV = [
   { name: "NO_COLOR", help: "Set (to anything, even empty): help is plain text even on a terminal" },
   { name: "FORCE_COLOR", help: "Set (not 0 or false): help is coloured even off a terminal (NO_COLOR still wins)" },
-  { name: "COLUMNS", help: "Width help wraps to (default: the terminal's, 80 off a terminal)" },
+  { name: "COLUMNS", help: `Width help wraps to, at most ${MAX_WIDTH} (default: the terminal's, 80 off a terminal)` },
 ] as const;
 
 /**
  * Colour and width for help written to `out` (process.stdout) with environment `env`: colour
  * only on a terminal (not TERM=dumb) or with FORCE_COLOR, never with NO_COLOR; the width from
- * COLUMNS, else the terminal, else 80.
+ * COLUMNS, else the terminal, else 80, kept within MIN_WIDTH..MAX_WIDTH.
  */
 export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: Readonly<Record<string, string | undefined>>): HelpStyle {
   const tty = out.isTTY === true;
   const force = env.FORCE_COLOR !== undefined && !["", "0", "false"].includes(env.FORCE_COLOR);
   const color = env.NO_COLOR === undefined && (force || (tty && env.TERM !== "dumb"));
   const columns = /^[1-9]\d*$/.test(env.COLUMNS ?? "") ? Number(env.COLUMNS) : tty && out.columns ? out.columns : 80;
-  return { color, width: Math.max(MIN_WIDTH, columns) };
+  return { color, width: Math.min(MAX_WIDTH, Math.max(MIN_WIDTH, columns)) };
 }
 
 export interface Example {
@@ -57,7 +61,7 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
   fibrpc: [
     { what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)", run: ["fibrpc serve -w 3 &", "fibrpc call 30"] },
     { what: "Load it for 10 s with 200 calls in flight", run: ["fibrpc bench -c 200 --duration 10s"] },
-    { what: "Any option from the environment instead", run: ["FIBRPC_URL=amqps://rabbit.example.com fibrpc call 30"] },
+    { what: "Any option from the environment instead", run: ["FIBRPC_URL=amqps://mq.example.com fibrpc call 30"] },
     { what: "Every option of a command", run: ["fibrpc call --help"] },
   ],
   serve: [
@@ -127,6 +131,57 @@ export function wrap(text: string, width: number, first: number, rest = first): 
   return lines;
 }
 
+/**
+ * The words of a shell command line, split at spaces outside quotes: `echo 'a b' > f` is
+ * ["echo", "'a b'", ">", "f"]. Enough for the examples here (no escapes inside words).
+ */
+function shellWords(command: string): string[] {
+  const words: string[] = [];
+  let word = "";
+  let quote: string | undefined;
+  for (const c of command) {
+    if (quote !== undefined) {
+      if (c === quote) quote = undefined;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+    } else if (c === " ") {
+      if (word !== "") words.push(word);
+      word = "";
+      continue;
+    }
+    word += c;
+  }
+  if (word !== "") words.push(word);
+  return words;
+}
+
+/**
+ * A shell command in lines of at most `width` columns, to be pasted as it is: broken only
+ * between words (never inside a word or a quoted string), every line but the last ending in
+ * " \" and the next one indented `rest`, so the shell joins them back into the same command.
+ * A word too wide for a line at `rest` starts nearer the margin (down to `first`); one too wide
+ * even there is left whole, wider than the width: cut, it would no longer run.
+ */
+export function wrapCommand(command: string, width: number, first: number, rest = first): string[] {
+  const words = shellWords(command);
+  const lines: string[] = [];
+  let line = " ".repeat(first);
+  let empty = true;
+  words.forEach((word, i) => {
+    const tail = i === words.length - 1 ? 0 : 2; // room for " \" unless it is the last word
+    if (!empty && line.length + 1 + word.length + tail > width) {
+      lines.push(`${line} \\`);
+      const indent = Math.max(first, Math.min(rest, width - word.length - tail));
+      line = " ".repeat(indent);
+      empty = true;
+    }
+    line = empty ? line + word : `${line} ${word}`;
+    empty = false;
+  });
+  lines.push(line);
+  return lines;
+}
+
 type Paint = (text: string) => string;
 interface Painter {
   title: Paint;
@@ -181,7 +236,7 @@ function examples(name: string, style: HelpStyle, paint: Painter): string[] {
   list.forEach((example, i) => {
     if (i > 0) body.push("");
     body.push(...wrap(example.what, style.width - 4, 0).map((l) => paint.dim(`  # ${l}`)));
-    for (const command of example.run) body.push(...wrap(command, style.width, 2, 6).map(paint.label));
+    for (const command of example.run) body.push(...wrapCommand(command, style.width, 2, 6).map(paint.label));
   });
   return section("EXAMPLES", body, paint);
 }

@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { EXIT_CODES } from "../../src/errors.ts";
 import { OPTIONS } from "../../src/options.ts";
 import { BIN, cleanupAfterFile, run, startServe, tracked, uniqueQueue } from "../helpers.ts";
+import { EXAMPLES } from "../../src/commands/_help.ts";
 import { sectionOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
@@ -37,6 +38,9 @@ function onTerminal(args: string, env: Record<string, string>, columns?: number)
   const size = columns === undefined ? "" : `stty cols ${columns} rows 50; `;
   return shell(`script -qec '${size}${BIN} ${args}' /dev/null`, env);
 }
+
+/** `text` as one shell word, single-quoted. */
+const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 const lines = (text: string) => text.replace(/\r/g, "").replace(/\u001b\[[0-9;]*m/g, "").split("\n");
 
@@ -72,12 +76,52 @@ describe("plain text unless on a terminal without NO_COLOR", () => {
 });
 
 describe("wrapped to the width", () => {
-  for (const columns of [60, 120]) {
-    test(`a terminal ${columns} columns wide`, async () => {
+  for (const [columns, width] of [[60, 60], [90, 90], [150, 100]] as const) {
+    test(`a terminal ${columns} columns wide: wrapped at ${width}`, async () => {
       const { stdout } = await onTerminal("bench --help", userEnv({ NO_COLOR: "1" }), columns);
       const widths = lines(stdout).map((l) => l.length);
-      expect(Math.max(...widths)).toBeLessThanOrEqual(columns);
-      expect(Math.max(...widths)).toBeGreaterThan(columns - 15);
+      expect(Math.max(...widths)).toBeLessThanOrEqual(width);
+      expect(Math.max(...widths)).toBeGreaterThan(width - 15);
+    });
+  }
+
+  test("COLUMNS=100000: no line wider than 100, on every page", async () => {
+    for (const command of ["", "serve", "call", "bench", "health", "completion"]) {
+      const { code, stdout } = await run([...(command ? [command] : []), "--help"], { COLUMNS: "100000" });
+      expect(code).toBe(0);
+      const widths = stdout.split("\n").map((l) => l.length);
+      expect(Math.max(...widths), command).toBeLessThanOrEqual(100);
+      expect(Math.max(...widths), command).toBeGreaterThan(85);
+    }
+  });
+
+  for (const columns of [40, 60, 80]) {
+    test(`COLUMNS=${columns}: every example, pasted into bash, is the example as written`, async () => {
+      for (const page of ["fibrpc", "serve", "call", "bench", "health", "completion"] as const) {
+        const { code, stdout } = await run([...(page === "fibrpc" ? [] : [page]), "--help"], { COLUMNS: String(columns) });
+        expect(code).toBe(0);
+        // The command lines of EXAMPLES, each with its continuation lines.
+        const commands: string[][] = [];
+        let open = false;
+        for (const line of sectionOf(stdout, "EXAMPLES")) {
+          if (line === "" || line.startsWith("  # ")) continue;
+          if (open) commands.at(-1)!.push(line);
+          else commands.push([line]);
+          open = line.endsWith(" \\");
+        }
+        expect(open, page).toBe(false);
+        expect(commands.map((c) => c.map((l) => l.trimStart().replace(/ \\$/, "")).join(" ")), page).toEqual(EXAMPLES[page]!.flatMap((e) => e.run));
+        for (const command of commands) {
+          for (const line of command) expect(line.length, line).toBeLessThanOrEqual(columns);
+          // bash accepts the lines as pasted, and parses them into the same command as the
+          // example on one line (bash prints a function's body the same for the same parse).
+          const pasted = command.join("\n");
+          const unwrapped = command.map((l) => l.trimStart().replace(/ \\$/, "")).join(" ");
+          expect((await shell(`bash -n -c ${quote(pasted)}`, userEnv())).code, pasted).toBe(0);
+          const parsed = async (text: string) => (await shell(`bash -c ${quote(`f() {\n${text}\n}; declare -f f`)}`, userEnv())).stdout;
+          expect(await parsed(pasted), pasted).toBe(await parsed(unwrapped));
+        }
+      }
     });
   }
 

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { MAX_WIDTH } from "../../src/commands/_help.ts";
 import { EXIT_CODES } from "../../src/errors.ts";
 import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS, shortOf, type OptionName } from "../../src/options.ts";
 
@@ -49,6 +50,14 @@ describe("the README's exit codes are the table's (src/errors.ts EXIT_CODES, whi
     const section = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("## Defaults and trade-offs"));
     const rows = [...section.matchAll(/^\| (\d+) \| (\S+) \|/gm)].map((m) => `${m[1]} ${m[2]}`);
     expect(rows).toEqual(Object.values(EXIT_CODES).map((e) => `${e.code} ${e.name}`));
+  });
+});
+
+describe("the README's Help paragraph", () => {
+  test("says how wide help gets at most (MAX_WIDTH)", () => {
+    const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
+    const paragraph = readme.slice(readme.indexOf("**Help.**"), readme.indexOf("### Options")).replace(/\s+/g, " ");
+    expect(paragraph).toContain(`at most ${MAX_WIDTH} columns`);
   });
 });
 

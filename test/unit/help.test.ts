@@ -9,7 +9,7 @@ import call from "../../src/commands/call.ts";
 import completion from "../../src/commands/completion.ts";
 import health from "../../src/commands/health.ts";
 import serve from "../../src/commands/serve.ts";
-import { commandLineProblem, EXAMPLES, helpStyle, helpText, MIN_WIDTH, wrap, type HelpStyle } from "../../src/commands/_help.ts";
+import { commandLineProblem, EXAMPLES, helpStyle, helpText, MAX_WIDTH, MIN_WIDTH, wrap, wrapCommand, type HelpStyle } from "../../src/commands/_help.ts";
 import { EXIT_CODES } from "../../src/errors.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, OPTIONS, shortOf, type OptionName } from "../../src/options.ts";
 import { closest, editDistance } from "../../src/suggest.ts";
@@ -22,7 +22,8 @@ const page = (name: (typeof PAGES)[number], style: HelpStyle) => helpText(main, 
 describe("helpStyle: colour and width", () => {
   const cases: { name: string; out: { isTTY?: boolean; columns?: number }; env: Record<string, string>; color: boolean; width: number }[] = [
     { name: "a pipe", out: {}, env: {}, color: false, width: 80 },
-    { name: "a terminal", out: { isTTY: true, columns: 132 }, env: {}, color: true, width: 132 },
+    { name: "a terminal", out: { isTTY: true, columns: 90 }, env: {}, color: true, width: 90 },
+    { name: "a wide terminal: at most MAX_WIDTH", out: { isTTY: true, columns: 132 }, env: {}, color: true, width: MAX_WIDTH },
     { name: "a terminal, NO_COLOR=1", out: { isTTY: true, columns: 100 }, env: { NO_COLOR: "1" }, color: false, width: 100 },
     { name: "a terminal, NO_COLOR empty", out: { isTTY: true, columns: 100 }, env: { NO_COLOR: "" }, color: false, width: 100 },
     { name: "a terminal, TERM=dumb", out: { isTTY: true, columns: 100 }, env: { TERM: "dumb" }, color: false, width: 100 },
@@ -31,7 +32,9 @@ describe("helpStyle: colour and width", () => {
     { name: "NO_COLOR wins over FORCE_COLOR", out: {}, env: { FORCE_COLOR: "1", NO_COLOR: "" }, color: false, width: 80 },
     { name: "a terminal without a size (a pty nobody sized)", out: { isTTY: true, columns: 0 }, env: {}, color: true, width: 80 },
     { name: "COLUMNS on a pipe", out: {}, env: { COLUMNS: "60" }, color: false, width: 60 },
-    { name: "COLUMNS over the terminal's", out: { isTTY: true, columns: 200 }, env: { COLUMNS: "120" }, color: true, width: 120 },
+    { name: "COLUMNS over the terminal's", out: { isTTY: true, columns: 200 }, env: { COLUMNS: "90" }, color: true, width: 90 },
+    { name: "COLUMNS=100000: at most MAX_WIDTH", out: {}, env: { COLUMNS: "100000" }, color: false, width: MAX_WIDTH },
+    { name: "COLUMNS narrower than a wide terminal", out: { isTTY: true, columns: 300 }, env: { COLUMNS: "60" }, color: true, width: 60 },
     { name: "COLUMNS not a number", out: {}, env: { COLUMNS: "wide" }, color: false, width: 80 },
     { name: "COLUMNS below the minimum", out: {}, env: { COLUMNS: "12" }, color: false, width: MIN_WIDTH },
   ];
@@ -47,6 +50,24 @@ describe("wrap", () => {
   test("cuts a word wider than the line, after a / : @ if it has one", () => {
     expect(wrap("amqp://user:password@host:port/vhost", 20, 2)).toEqual(["  amqp://user:", "  password@host:", "  port/vhost"]);
     expect(wrap("x".repeat(25), 10, 0)).toEqual(["x".repeat(10), "x".repeat(10), "x".repeat(5)]);
+  });
+});
+
+describe("wrapCommand: example commands that still run when pasted", () => {
+  test("breaks between words, each line but the last ending in a line continuation", () => {
+    expect(wrapCommand("fibrpc serve --queue-type quorum --url amqp://rabbit1,amqp://rabbit2", 40, 2, 6)).toEqual([
+      "  fibrpc serve --queue-type quorum \\",
+      "      --url \\",
+      "      amqp://rabbit1,amqp://rabbit2",
+    ]);
+    expect(wrapCommand("fibrpc call 30", 40, 2, 6)).toEqual(["  fibrpc call 30"]);
+  });
+  test("never breaks inside quotes", () => {
+    expect(wrapCommand("echo 'source <(fibrpc completion bash)' >> ~/.bashrc", 40, 2, 6)).toEqual(["  echo \\", "    'source <(fibrpc completion bash)' \\", "      >> ~/.bashrc"]);
+  });
+  test("a word too wide for the hanging indent starts nearer the margin; one too wide for any line stays whole", () => {
+    expect(wrapCommand("fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish", 40, 2, 6)).toEqual(["  fibrpc completion fish > \\", "  ~/.config/fish/completions/fibrpc.fish"]);
+    expect(wrapCommand(`cat ${"x".repeat(50)}`, 40, 2, 6)).toEqual(["  cat \\", `  ${"x".repeat(50)}`]);
   });
 });
 
