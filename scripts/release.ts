@@ -16,6 +16,10 @@
  * `--version` prints this version and commit, and `serve` on a fresh queue answers `call 30`
  * with 832040 (the broker: FIBRPC_URL, else amqp://guest:guest@127.0.0.1:5672).
  *
+ * The files say which commit they were built from (`--version`), so a release is refused unless
+ * that commit is known and clean: a tree with uncommitted changes ("<hash>-dirty") or no git
+ * ("unknown") stops it before anything is built; `--allow-dirty` builds anyway (a local build).
+ *
  * Any failure: one line on stderr ("release: ...") and exit 1. The summary (file, size, format)
  * goes to stdout.
  */
@@ -53,6 +57,28 @@ export function artifactName(version: string, target: ReleaseTarget): string {
 }
 
 class ReleaseError extends Error {}
+
+export interface ReleaseOptions {
+  /** Build from a tree with uncommitted changes or an unknown commit (a local build, not one to publish). */
+  allowDirty?: boolean;
+}
+
+/** Why a release from `commit` (scripts/build.ts commitOf or FIBRPC_COMMIT) is refused without --allow-dirty, if it is. */
+export function refusal(commit: string): string | undefined {
+  if (commit.endsWith("-dirty")) return `the working tree has uncommitted changes (commit ${commit}); commit them, or pass --allow-dirty for a local build`;
+  if (commit === "unknown") return "the commit is unknown (not a git checkout, or git missing); release from a git clone, or pass --allow-dirty for a local build";
+  return undefined;
+}
+
+/** The command line: `--allow-dirty` or nothing. */
+export function parseArgs(args: string[]): ReleaseOptions {
+  const options: ReleaseOptions = {};
+  for (const arg of args) {
+    if (arg === "--allow-dirty") options.allowDirty = true;
+    else throw new ReleaseError(`unknown argument "${arg}"; the only option is --allow-dirty (build from uncommitted changes)`);
+  }
+  return options;
+}
 
 async function sha256(path: string): Promise<string> {
   const hasher = new Bun.CryptoHasher("sha256");
@@ -128,10 +154,13 @@ async function deleteQueue(url: string, queue: string): Promise<void> {
   }
 }
 
-export async function release(): Promise<void> {
+export async function release(options: ReleaseOptions = {}): Promise<void> {
   const started = performance.now();
   const version = pkg.version;
   const commit = buildCommit();
+  const refused = refusal(commit);
+  if (refused && !options.allowDirty) throw new ReleaseError(refused);
+  if (refused) process.stderr.write(`release: warning: building commit ${commit} (--allow-dirty): a local build, not one to publish\n`);
   rmSync(DIST, { recursive: true, force: true });
   mkdirSync(DIST, { recursive: true });
 
@@ -171,7 +200,7 @@ export async function release(): Promise<void> {
 
 if (import.meta.main) {
   try {
-    await release();
+    await release(parseArgs(process.argv.slice(2)));
   } catch (err) {
     process.stderr.write(`release: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
