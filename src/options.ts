@@ -263,8 +263,9 @@ export const OPTIONS = {
   "wait-for-server": onOff({ env: "FIBRPC_WAIT_FOR_SERVER", help: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once" }),
   // bench
   concurrency: withDefault({ env: "FIBRPC_CONCURRENCY", kind: "value", short: "c", valueHint: "count", help: "Calls kept in flight", default: "100", parse: whole(1, 100_000) }),
-  // -n is the number of requests, as in ab and hey (`-n 10000 -c 100`); the n of fib is --n.
-  requests: withDefault({ env: "FIBRPC_REQUESTS", kind: "value", short: "n", valueHint: "count", help: "Stop after this many calls, unless --duration is given", default: "10000", parse: whole(1) }),
+  // -r, not ab's -n: -n is --n (the n of fib), since a short flag whose letter names another
+  // long option is a trap (`bench -n 30` would mean 30 calls, `bench --n 30` fib(30)).
+  requests: withDefault({ env: "FIBRPC_REQUESTS", kind: "value", short: "r", valueHint: "count", help: "Stop after this many calls, unless --duration is given", default: "10000", parse: whole(1) }),
   duration: optional({ env: "FIBRPC_DURATION", kind: "value", valueHint: "duration", help: "Stop after this long instead, e.g. 10s", defaultText: "none", parse: duration }),
   rate: optional({
     env: "FIBRPC_RATE",
@@ -281,8 +282,9 @@ export const OPTIONS = {
   n: withDefault({
     env: "FIBRPC_N",
     kind: "value",
+    short: "n",
     valueHint: "n|min-max",
-    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000 (-n is --requests, as in ab)",
+    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000",
     default: "1",
     parse: (value) => {
       const range = parseNSpec(value);

@@ -78,7 +78,7 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
   ],
   bench: [
     { what: "10000 calls of fib(1), 100 in flight (the defaults)", run: ["fibrpc bench"] },
-    { what: "50000 calls (-n is --requests, as in ab), 200 in flight, n drawn from 1000-2000", run: ["fibrpc bench -n 50000 -c 200 --n 1000-2000"] },
+    { what: "50000 calls, 200 in flight, n drawn from 1000-2000", run: ["fibrpc bench -r 50000 -c 200 -n 1000-2000"] },
     { what: "Run for 30 s; the summary as JSON", run: ["fibrpc bench --duration 30s -j"] },
     { what: "Open loop: 2000 calls/s for 30 s whatever the server does, latency from each call's intended start", run: ["fibrpc bench --rate 2000 --duration 30s"] },
   ],

@@ -173,19 +173,19 @@ describe("what help says", () => {
   test("short flags are in --help", async () => {
     expect((await run(["serve", "--help"])).stdout).toContain("  -w, --workers <count>");
     const bench = (await run(["bench", "--help"])).stdout;
-    for (const label of ["-c, --concurrency <count>", "-n, --requests <count>", "-t, --timeout <duration>", "-j, --json"]) expect(bench).toContain(`  ${label}`);
+    for (const label of ["-c, --concurrency <count>", "-r, --requests <count>", "-n, --n <n|min-max>", "-t, --timeout <duration>", "-j, --json"]) expect(bench).toContain(`  ${label}`);
   });
 });
 
 describe("short flags end to end", () => {
-  test("serve -w 1; call -t 2s -j 10; bench -n 200 -c 4 -j", async () => {
+  test("serve -w 1; call -t 2s -j 10; bench -r 200 -n 10 -c 4 -j", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["-w", "1", "--queue", queue]);
     expect(server.log).toContain("with 1 workers");
     const call = await run(["call", "--queue", queue, "-t", "2s", "-j", "10"]);
     expect(call.code, call.stderr).toBe(0);
     expect(JSON.parse(call.stdout)).toMatchObject({ n: 10, result: "55" });
-    const bench = await run(["bench", "--queue", queue, "-n", "200", "-c", "4", "-j"]);
+    const bench = await run(["bench", "--queue", queue, "-r", "200", "-n", "10", "-c", "4", "-j"]);
     expect(bench.code, bench.stderr).toBe(0);
     expect(JSON.parse(bench.stdout)).toMatchObject({ calls: 200, ok: 200, errors: {} });
     expect(await server.stop()).toBe(0);

@@ -50,8 +50,17 @@ describe("every option", () => {
       for (const short of shorts) expect(short).toMatch(/^[a-gi-uw-z]$/i);
     }
     const withShort = Object.fromEntries(NAMES.filter((n) => "short" in OPTIONS[n]).map((n) => [n, (OPTIONS[n] as { short: string }).short]));
-    expect(withShort).toMatchObject({ workers: "w", timeout: "t", json: "j", concurrency: "c", requests: "n" });
+    expect(withShort).toMatchObject({ workers: "w", timeout: "t", json: "j", concurrency: "c", requests: "r", n: "n" });
     expect(argsOf("serve").workers).toMatchObject({ alias: ["w"] });
+  });
+
+  test("no short flag's letter is the name of another option (bench -n was --requests while --n was fib's n)", () => {
+    for (const command of COMMANDS) {
+      for (const name of COMMAND_OPTIONS[command] as readonly OptionName[]) {
+        const short = (OPTIONS[name] as { short?: string }).short;
+        if (short !== undefined) expect((COMMAND_OPTIONS[command] as readonly string[]).filter((other) => other === short && other !== name), `${command} -${short}`).toEqual([]);
+      }
+    }
   });
 
   test("the default is what the code gets when nothing is given", () => {
@@ -121,11 +130,13 @@ const cases: Case[] = [
   { name: "an option of another command", command: "call", argv: ["--workers", "2"], error: /^unknown option --workers: it is an option of serve, not of call; see fibrpc call --help$/ },
   // Short flags: the same scan as the long ones.
   { name: "short flags", command: "call", argv: ["-t", "2s", "-j", "10"], options: { timeout: 2000, json: true, from: expect.objectContaining({ timeout: "flag", json: "flag" }) } },
-  { name: "short flags of bench: -n is --requests", command: "bench", argv: ["-n", "500", "-c", "7"], options: { requests: 500, concurrency: 7, n: expect.objectContaining({ text: "1" }) } },
+  { name: "short flags of bench: -r is --requests, -n is --n", command: "bench", argv: ["-r", "500", "-c", "7", "-n", "30"], options: { requests: 500, concurrency: 7, n: expect.objectContaining({ min: 30, max: 30, text: "30" }) } },
+  { name: "bench -n is --n (fib's n), never the number of calls", command: "bench", argv: ["-n", "1000-2000"], options: { requests: 10_000, n: { min: 1000, max: 2000, text: "1000-2000" } } },
+  { name: "-n and --n are the same option", command: "bench", argv: ["-n", "3", "--n", "4"], error: /^--n given twice \(3, 4\); give it once$/ },
   { name: "-w", command: "serve", argv: ["-w", "3"], options: { workers: 3 } },
   { name: "-t=value", command: "call", argv: ["-t=2s"], options: { timeout: 2000 } },
   { name: "a short flag without its value", command: "call", argv: ["30", "-t"], error: /^--timeout needs a value \(duration\)$/ },
-  { name: "a short flag before another flag", command: "bench", argv: ["-n", "-j"], error: /^--requests needs a value \(count\) before -j$/ },
+  { name: "a short flag before another flag", command: "bench", argv: ["-r", "-j"], error: /^--requests needs a value \(count\) before -j$/ },
   { name: "short and long given both", command: "call", argv: ["-t", "1s", "--timeout", "2s"], error: /^--timeout given twice \(1s, 2s\); give it once$/ },
   { name: "a short switch twice", command: "bench", argv: ["-j", "--no-json"], error: /^--json given twice; give it once$/ },
   { name: "a value for a short switch", command: "call", argv: ["-j=yes"], error: /^--json takes no value \(got -j=yes\)/ },
