@@ -41,7 +41,7 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   );
   add("fibrpc_requests_in_flight", "Requests delivered and not answered yet (heavy requests waiting their turn)", "gauge", (s) => [{ value: s.stats.inFlight }], current);
   add("fibrpc_worker_heap_used_bytes", "JavaScript heap in use by the workers, summed (each Bun Worker has its own heap; the main thread's is nodejs_heap_size_used_bytes)", "gauge", (s) => [{ value: s.stats.heapUsedBytes }], current);
-  add("fibrpc_worker_eventloop_lag_max_seconds", "Longest event-loop delay of any worker since the previous scrape (a worker computing a heavy request holds its loop that long)", "gauge", (s) => [{ value: s.stats.eventLoopLagMaxSeconds }], current);
+  add("fibrpc_worker_eventloop_lag_max_seconds", "Longest event-loop delay of any worker since the previous scrape of /metrics (by any scraper; reset at each): a worker computing a heavy request holds its loop that long", "gauge", (s) => [{ value: s.stats.eventLoopLagMaxSeconds }], current);
   add("fibrpc_workers", "Workers configured", "gauge", (s) => [{ value: s.workers }], current);
   add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }], current);
   add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }], current);

@@ -34,6 +34,23 @@ const DROPPED = [
   "nodejs_gc_duration_seconds",
   "nodejs_version_info",
 ];
+/**
+ * HELP for the main thread's event-loop series. prom-client's own ("The maximum recorded event
+ * loop delay.") does not say that its collector resets the histogram at every scrape: each value
+ * covers only the time since the previous scrape, by whichever scraper, so two Prometheus servers
+ * scraping one process each see part of it. Said where an operator reads /metrics.
+ */
+const SINCE = "since the previous scrape of /metrics (by any scraper; reset at each)";
+const EVENTLOOP_HELP: Record<string, string> = {
+  nodejs_eventloop_lag_seconds: "Lag of the main thread's event loop in seconds: a setImmediate probe started at the previous scrape of /metrics (by any scraper)",
+  nodejs_eventloop_lag_min_seconds: `Shortest event-loop delay of the main thread ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_max_seconds: `Longest event-loop delay of the main thread ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_mean_seconds: `Mean event-loop delay of the main thread ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_stddev_seconds: `Standard deviation of the main thread's event-loop delays ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_p50_seconds: `50th percentile of the main thread's event-loop delays ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_p90_seconds: `90th percentile of the main thread's event-loop delays ${SINCE}, in seconds`,
+  nodejs_eventloop_lag_p99_seconds: `99th percentile of the main thread's event-loop delays ${SINCE}, in seconds`,
+};
 const REPLACED = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total", "process_cpu_seconds_total", "process_start_time_seconds"];
 
 /**
@@ -58,6 +75,11 @@ export function processRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   for (const name of [...DROPPED, ...REPLACED]) registry.removeSingleMetric(name);
+  // A metric's HELP is its `help` field, read at each scrape (prom-client 15 Gauge.get()).
+  for (const [name, help] of Object.entries(EVENTLOOP_HELP)) {
+    const gauge = registry.getSingleMetric(name) as { help: string } | undefined;
+    if (gauge) gauge.help = help;
+  }
   const add = (...args: Parameters<typeof metric>) => registry.registerMetric(metric(...args) as never);
   // process.cpuUsage() is getrusage(RUSAGE_SELF): every thread, the workers' included, since start.
   add("process_cpu_user_seconds_total", "Total user CPU time spent in seconds (all threads)", "counter", () => [{ value: process.cpuUsage().user / 1e6 }]);

@@ -147,6 +147,14 @@ describe("process metrics describe the whole process", () => {
     expect(m.get("nodejs_eventloop_lag_p99_seconds")).toBeGreaterThan(0);
   });
 
+  test("the event-loop series say in their HELP that they cover the time since the previous scrape", async () => {
+    // Each scrape resets them, whoever scrapes: with two scrapers each sees part, and /metrics says so.
+    const help = new Map([...(await scrape()).matchAll(/^# HELP (\w+) (.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+    const names = [...help.keys()].filter((name) => /^(nodejs|fibrpc_worker)_eventloop_lag/.test(name)).sort();
+    expect(names).toEqual(["fibrpc_worker_eventloop_lag_max_seconds", ...["", "_max", "_mean", "_min", "_p50", "_p90", "_p99", "_stddev"].map((s) => `nodejs_eventloop_lag${s}_seconds`)].sort());
+    for (const name of names) expect(help.get(name), name).toMatch(name === "nodejs_eventloop_lag_seconds" ? /at the previous scrape of \/metrics \(by any scraper\)/ : /since the previous scrape of \/metrics \(by any scraper; reset at each\)/);
+  });
+
   test("no collector Bun cannot fill", async () => {
     const names = exportedNames(await scrape());
     for (const dropped of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total", "nodejs_heap_space_size_used_bytes", "nodejs_version_info", "nodejs_gc_duration_seconds_count"]) {
