@@ -10,7 +10,7 @@ import { defineCommand, runCommand } from "citty";
 import { ExitCode } from "./errors.ts";
 import { maskSecrets } from "./mask.ts";
 import callCommand from "./commands/call.ts";
-import { commandLineProblem, printHelp } from "./commands/_help.ts";
+import { commandLineProblem, isHelpCommand, printHelp } from "./commands/_help.ts";
 import { installCrashHandlers, reportError } from "./commands/_run.ts";
 import { version, versionLine } from "./version.ts";
 
@@ -42,7 +42,10 @@ if (problem !== undefined) {
   process.exit(ExitCode.USAGE);
 }
 
-if (wantsHelpOrVersion || rawArgs.length === 0) {
+if (isHelpCommand(rawArgs)) {
+  // `fibrpc help [command]`: that command's help (the root's without one), exit 0.
+  await printHelp(main, rawArgs.slice(1));
+} else if (wantsHelpOrVersion || rawArgs.length === 0) {
   // Help is ours (commands/_help.ts: plain off a terminal, wrapped, with examples); so is the
   // version: the version line (version, commit, bun, platform), not citty's bare meta.version.
   // Both exit 0.

@@ -306,7 +306,7 @@ export function renderRootHelp(description: string, commands: readonly { name: s
     ...section("ENVIRONMENT", environment, paint),
     ...section("EXIT CODES", exitCodes, paint),
     "",
-    ...wrap("fibrpc <command> --help lists the options of a command.", style.width, 0),
+    ...wrap("fibrpc <command> --help (or fibrpc help <command>) lists the options of a command.", style.width, 0),
   ];
   return `${lines.join("\n")}\n`;
 }
@@ -322,6 +322,11 @@ async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promi
 async function infoOf(name: string, command: AnyCommand): Promise<CommandInfo> {
   const meta = await resolve(command.meta);
   return { name, description: meta?.description ?? "", args: (await resolve(command.args)) ?? {} };
+}
+
+/** `fibrpc help [command]`, as git and cargo have it: the same as `fibrpc [command] --help`. */
+export function isHelpCommand(rawArgs: readonly string[]): boolean {
+  return rawArgs[0] === "help";
 }
 
 /**
@@ -342,7 +347,12 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
     return `unknown option ${flag} before the command: options go after it (${command ? `fibrpc ${command} ${flag}` : `fibrpc <command> ${flag}`}); see fibrpc --help`;
   }
   if (names.includes(first)) return undefined;
-  const guess = closest(first, names);
+  if (isHelpCommand(rawArgs)) {
+    // `fibrpc help` and `fibrpc help call`; `fibrpc help cal` is a mistyped command like any other.
+    const topic = rawArgs.slice(1).find((a) => !a.startsWith("-"));
+    return topic === undefined ? undefined : commandLineProblem(main, [topic]);
+  }
+  const guess = closest(first, [...names, "help"]);
   return `unknown command ${JSON.stringify(first)}; ${guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`} see fibrpc --help`;
 }
 

@@ -157,6 +157,19 @@ describe("what help says", () => {
     for (const e of Object.values(EXIT_CODES)) expect(exitCodes).toMatch(new RegExp(`^  ${e.code} +${e.name} `, "m"));
   });
 
+  test("fibrpc help is fibrpc --help; fibrpc help <command> is fibrpc <command> --help; exit 0", async () => {
+    const root = await run(["--help"]);
+    expect(await run(["help"])).toMatchObject({ code: 0, stdout: root.stdout, stderr: "" });
+    expect(root.stdout).toContain("fibrpc help <command>");
+    for (const command of ["serve", "call", "bench", "health", "completion"]) {
+      const page = await run([command, "--help"]);
+      expect(await run(["help", command]), command).toMatchObject({ code: 0, stdout: page.stdout, stderr: "" });
+    }
+    const typo = await run(["help", "cal"]);
+    expect(typo.code).toBe(64);
+    expect(typo.stderr.trim()).toBe('fibrpc: unknown command "cal"; did you mean "call"? see fibrpc --help');
+  });
+
   test("fibrpc alone prints the root help, exit 0", async () => {
     const { code, stdout } = await run([]);
     expect(code).toBe(0);

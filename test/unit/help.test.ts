@@ -164,6 +164,11 @@ describe("the start of the command line", () => {
     [["--verison"], "unknown option --verison; did you mean --version? see fibrpc --help"],
     [["--json", "call", "30"], "unknown option --json before the command: options go after it (fibrpc call --json); see fibrpc --help"],
     [["--json", "--help"], undefined],
+    [["help"], undefined],
+    [["help", "call"], undefined],
+    [["help", "cal"], 'unknown command "cal"; did you mean "call"? see fibrpc --help'],
+    [["help", "frobnicate"], 'unknown command "frobnicate"; the commands are serve, call, bench, health, completion; see fibrpc --help'],
+    [["hlep"], 'unknown command "hlep"; did you mean "help"? see fibrpc --help'],
   ];
   for (const [argv, problem] of cases) {
     test(argv.join(" ") || "(nothing)", async () => expect(await commandLineProblem(main, argv)).toBe(problem));
