@@ -108,7 +108,7 @@ if [ ! -f "$rootfs_arm64/usr/lib/aarch64-linux-gnu/libc.so.6" ]; then
   rm -f "$rootfs_arm64.partial"/var/cache/apt/archives/*.deb
   mv "$rootfs_arm64.partial" "$rootfs_arm64"
 fi
-flock -u 9
+flock -u 9; exec 9>&-
 
 # 2. Base images, under the names the Dockerfile uses.
 step "importing docker.io/library/debian:bookworm-slim: a manifest list of the amd64 and arm64 rootfs"
