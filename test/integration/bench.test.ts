@@ -52,7 +52,11 @@ test("--rate: open loop at a fixed rate, latency from each intended start, the a
   // Text summary, with --duration, progress in JSON logs off too.
   const human = await run(["bench", "--queue", queue, "--rate", "300.5", "--duration", "2500ms", "--log-format", "json", "--concurrency", "50"]);
   expect(human.code).toBe(0);
-  expect(human.stdout).toMatch(/^fibrpc bench: \d+ calls of fib\(1\) on queue "[^"]+", open-loop at 300\.5 calls\/s \(achieved \d+ calls\/s\), in [\d.]+ s$/m);
+  expect(human.stdout).toMatch(/^fibrpc bench: \d+ calls of fib\(1\) on queue "[^"]+", open-loop at 300\.5 calls\/s \(achieved: \d+ sent\/s\), in [\d.]+ s$/m);
+  // The answers per second over the whole run (drain included) are labelled apart from the rate sent.
+  const seconds = /, in ([\d.]+) s$/m.exec(human.stdout)![1];
+  expect(human.stdout).toMatch(new RegExp(`^ {2}answered/s \\d+ {2}\\(over all ${seconds!.replace(".", "\\.")} s, incl\\. the drain of the calls in flight at the end\\)$`, "m"));
+  expect(human.stdout).not.toMatch(/^ {2}calls\/s/m);
   expect(human.stdout).toMatch(/\(from each intended start\)/);
   expect(human.stdout).toMatch(/^ {2}send lag {2}p50 [\d.]+ ms/m);
   expect(human.stderr).not.toMatch(PROGRESS);
