@@ -54,14 +54,8 @@ queue="fibrpc_container_$id"
 max_bytes=$((130 * 1000 * 1000))
 
 work=$(mktemp -d /tmp/fibrpc-container.XXXXXX)
-export CONTAINERS_CONF="$work/containers.conf"
-cat >"$CONTAINERS_CONF" <<'CONF'
-[containers]
-default_ulimits = []
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-CONF
+source scripts/lib/podman-env.sh
+podman_runtime_conf "$work"
 # The machine's podman runtime state is set up first (after a boot, the first podman run resets
 # it), so that this run's storage below only ever adds to it.
 podman info >/dev/null 2>&1 || { rm -rf "$work"; fail "podman cannot run here: $(podman info 2>&1 | tail -1)"; }
@@ -83,6 +77,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Stopped from outside (the test's own time limit, Ctrl-C): still clean up, through the EXIT trap.
+trap 'exit 143' TERM INT
 [ "$(podman info --format '{{.Store.GraphRoot}}' 2>&1)" = "$work/storage" ] \
   || fail "podman does not use this run's storage $work/storage: $(podman info --format '{{.Store.GraphRoot}}' 2>&1 | tail -1)"
 

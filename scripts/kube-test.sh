@@ -52,24 +52,36 @@ fi
 bun=$root/node_modules/.bin/bun
 [ -x "$bun" ] || bun=$(command -v bun) || fail "bun is missing: run \`npm ci\` first"
 
+# Everything this run makes is removed on exit, from the moment its work folder exists.
+cleanup() {
+  set +e
+  [ -n "${manifest:-}" ] && [ -f "$manifest" ] && podman kube down "$manifest" >/dev/null 2>&1
+  [ -n "${pod_name:-}" ] && podman pod rm -f "$pod_name" >/dev/null 2>&1
+  for volume in ${volumes:-}; do podman volume rm -f "$volume" >/dev/null 2>&1; done
+  [ -n "${secret_name:-}" ] && podman secret rm "$secret_name" >/dev/null 2>&1
+  [ -n "${pause_images_before+set}" ] && comm -13 <(echo "$pause_images_before") <(podman images -q --filter reference=localhost/podman-pause 2>/dev/null | sort) | xargs -r podman rmi >/dev/null 2>&1
+  [ -n "${queue:-}" ] && queue_js delete >/dev/null 2>&1
+  rm -rf "$work"
+}
 work=$(mktemp -d /tmp/fibrpc-kube.XXXXXX)
+trap cleanup EXIT
+# Stopped from outside (the test's own time limit, Ctrl-C): still clean up, through the EXIT trap.
+trap 'exit 143' TERM INT
 # No systemd here: cgroupfs and runc, as scripts/container-test.sh.
-export CONTAINERS_CONF="$work/containers.conf"
-cat >"$CONTAINERS_CONF" <<'CONF'
-[containers]
-default_ulimits = []
-[engine]
-cgroup_manager = "cgroupfs"
-runtime = "runc"
-CONF
+source scripts/lib/podman-env.sh
+podman_runtime_conf "$work"
 podman info >/dev/null 2>&1 || fail "podman cannot run here: $(podman info 2>&1 | tail -1)"
 podman image exists "$image" || fail "image $image is not in podman's local storage; build it first (scripts/container-test.sh does)"
 
 broker=amqp://guest:guest@127.0.0.1:5672
 id=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 queue="fibrpc_kube_$id"
+manifest="$work/deployment.yaml"
 # The image podman makes for each pod's infra container; removed with this run if it is new.
-pause_images_before=$(podman images -q --filter reference=localhost/podman-pause 2>/dev/null | sort)
+# (Assigned only once listed: a failed listing must not make every pause image look new.)
+listed=$(podman images -q --filter reference=localhost/podman-pause 2>"$work/images.err" | sort) \
+  || fail "podman images failed: $(tail -1 "$work/images.err")"
+pause_images_before=$listed
 
 # A queue's consumer count, or "gone"; with `delete`, deletes it. Through amqplib, as any client.
 queue_js() {
@@ -86,18 +98,6 @@ queue_js() {
   " "$1"
 }
 
-manifest="$work/deployment.yaml"
-cleanup() {
-  set +e
-  [ -f "$manifest" ] && podman kube down "$manifest" >/dev/null 2>&1
-  [ -n "${pod_name:-}" ] && podman pod rm -f "$pod_name" >/dev/null 2>&1
-  for volume in ${volumes:-}; do podman volume rm -f "$volume" >/dev/null 2>&1; done
-  [ -n "${secret_name:-}" ] && podman secret rm "$secret_name" >/dev/null 2>&1
-  comm -13 <(echo "$pause_images_before") <(podman images -q --filter reference=localhost/podman-pause 2>/dev/null | sort) | xargs -r podman rmi >/dev/null 2>&1
-  queue_js delete >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 # 1. The test copy, and what to check, from the manifests (see scripts/lib/kube-test-manifest.ts).
 assignments=$("$bun" scripts/lib/kube-test-manifest.ts "$image" "$queue" "kubetest-$id" "$broker" "$work") \
@@ -113,7 +113,9 @@ if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$http_port/"; then
 fi
 
 # 2. Play it.
-podman kube play "$manifest" >"$work/play.log" 2>&1 || fail "podman kube play failed:\n$(cat "$work/play.log")"
+# --build=false: podman 4.3 otherwise looks for ./<image name>/Containerfile to build, and in the
+# repository ./fibrpc is the binary.
+podman kube play --build=false "$manifest" >"$work/play.log" 2>&1 || fail "podman kube play failed:\n$(cat "$work/play.log")"
 step "podman kube play: pod $pod_name started"
 
 # status PORT PATH: the HTTP status code, or 000 if nothing answers.
