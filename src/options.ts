@@ -144,8 +144,12 @@ export const OPTIONS = {
     env: "FIBRPC_TLS_CA",
     kind: "value",
     valueHint: "file",
-    help: "PEM CA certificate(s) to verify an amqps:// broker with, instead of the system's",
-    defaultText: "system CAs",
+    // Measured with Bun 1.4.5 (test/integration/tls-default-ca.test.ts): without `ca`, Bun trusts
+    // its built-in Mozilla roots plus OpenSSL's default locations (SSL_CERT_FILE, SSL_CERT_DIR,
+    // else /etc/ssl/certs), and NODE_EXTRA_CA_CERTS; with `ca`, that CA alone. The image, FROM
+    // scratch, has no /etc/ssl: there the built-in roots are all.
+    help: "PEM CA certificate(s) to verify an amqps:// broker with, then the only ones trusted. The system's CAs are those of SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs (none in the container image); NODE_EXTRA_CA_CERTS adds to the default",
+    defaultText: "Bun's built-in Mozilla roots + system CAs",
     parse: text,
   }),
   "tls-cert": optional({ env: "FIBRPC_TLS_CERT", kind: "value", valueHint: "file", help: "PEM client certificate, for brokers that require one", defaultText: "none", parse: text }),
