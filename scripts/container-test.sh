@@ -31,13 +31,8 @@ step() { echo "container-test: $*" >&2; }
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (podman builds and runs images as root here)"
 [ "$(uname -m)" = "x86_64" ] || fail "runs on linux/amd64 (it runs the amd64 image and a Bun for x64), not $(uname -m)"
-missing=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  step "installing ${missing[*]} from the distribution's packages"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null \
-    || fail "could not install ${missing[*]}"
-fi
+source scripts/lib/podman-env.sh
+ensure_tools podman runc debootstrap
 [ -x "$root/fibrpc" ] || fail "$root/fibrpc is missing: run \`bun run build\` first"
 
 bun_version=$(node -p "require('./package.json').devDependencies.bun")
@@ -54,7 +49,6 @@ queue="fibrpc_container_$id"
 max_bytes=$((130 * 1000 * 1000))
 
 work=$(mktemp -d /tmp/fibrpc-container.XXXXXX)
-source scripts/lib/podman-env.sh
 podman_runtime_conf "$work"
 # The machine's podman runtime state is set up first (after a boot, the first podman run resets
 # it), so that this run's storage below only ever adds to it.

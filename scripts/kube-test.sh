@@ -41,13 +41,8 @@ step() { echo "kube-test: $*" >&2; }
 image=${1:-}
 [ -n "$image" ] || fail "usage: bash scripts/kube-test.sh IMAGE (an image built from the Dockerfile)"
 [ "$(id -u)" -eq 0 ] || fail "needs root (podman runs pods as root here)"
-missing=()
-for tool in podman runc curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  step "installing ${missing[*]} from the distribution's packages"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc curl >/dev/null \
-    || fail "could not install ${missing[*]}"
-fi
+source scripts/lib/podman-env.sh
+ensure_tools podman runc curl
 [ -x "$root/fibrpc" ] || fail "$root/fibrpc is missing: run \`bun run build\` first"
 bun=$root/node_modules/.bin/bun
 [ -x "$bun" ] || bun=$(command -v bun) || fail "bun is missing: run \`npm ci\` first"
@@ -68,7 +63,6 @@ trap cleanup EXIT
 # Stopped from outside (the test's own time limit, Ctrl-C): still clean up, through the EXIT trap.
 trap 'exit 143' TERM INT
 # No systemd here: cgroupfs and runc, as scripts/container-test.sh.
-source scripts/lib/podman-env.sh
 podman_runtime_conf "$work"
 podman info >/dev/null 2>&1 || fail "podman cannot run here: $(podman info 2>&1 | tail -1)"
 podman image exists "$image" || fail "image $image is not in podman's local storage; build it first (scripts/container-test.sh does)"
