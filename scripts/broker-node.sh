@@ -63,6 +63,8 @@ case "$cmd" in
       ctl stop >/dev/null 2>&1 || true
       rm -rf "$dir"
     fi
+    # The base folder goes with its last node (another node still running keeps it).
+    rmdir "$base" 2>/dev/null || true
     ;;
   halt)
     ctl stop >/dev/null 2>&1 || true

@@ -3,8 +3,9 @@
  * to the real broker, and cleanup of every process and queue a test made, even when it fails.
  */
 import { afterAll } from "bun:test";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { connect, type Channel, type ChannelModel } from "amqplib";
 import type { Subprocess } from "bun";
 
@@ -25,6 +26,7 @@ const outputs: (string | (() => string))[] = [];
 export const UNMASKED_PASSWORD = /amqps?:\/\/[^:/\s@]+:(?!\*\*\*@)[^@\s/]+@/;
 const queues = new Set<string>();
 const connections = new Set<ChannelModel>();
+const folders = new Set<string>();
 
 /**
  * Kills the processes, deletes the queues and checks the outputs of the calling test file.
@@ -47,10 +49,19 @@ async function cleanup(): Promise<void> {
   }
   for (const conn of connections) await conn.close().catch(() => {});
   connections.clear();
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+  folders.clear();
   // No log line or error message of fibrpc shows a password given in a URL.
   const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
   outputs.length = 0;
   if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
+}
+
+/** A new empty folder under the system's temporary folder, removed at the end of the test file. */
+export function tempFolder(prefix: string): string {
+  const folder = mkdtempSync(join(tmpdir(), prefix));
+  folders.add(folder);
+  return folder;
 }
 
 /**

@@ -1,15 +1,13 @@
 /** `fibrpc health`: healthy while serving, unhealthy while the broker is unreachable, and after. */
 import { expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startProxy } from "../proxy.ts";
-import { eventually, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { eventually, run, startServe, tempFolder, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
 test("health follows the workers: serving, broker cut off, recovered, stopped", async () => {
-  const statusFile = join(mkdtempSync(join(tmpdir(), "fibrpc-health-")), "status.json");
+  const statusFile = join(tempFolder("fibrpc-health-"), "status.json");
   const queue = uniqueQueue();
   const proxy = await startProxy(5672);
   try {

@@ -4,13 +4,12 @@
  * table), configuration precedence, JSON logs.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, type OptionName } from "../../src/options.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, run, startServe, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile } from "../helpers.ts";
+import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile } from "../helpers.ts";
 import { optionsOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
@@ -112,7 +111,7 @@ describe("configuration", () => {
   }
 
   test("flag > environment > config file > default", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "fibrpc-config-"));
+    const dir = tempFolder("fibrpc-config-");
     const file = join(dir, "fibrpc.env");
     writeFileSync(file, "# fibrpc settings\nFIBRPC_QUEUE=from_file_q\nFIBRPC_TIMEOUT=2s\n");
     const missing = (stderr: string) => /queue "([^"]+)" does not exist/.exec(stderr)?.[1];
