@@ -15,7 +15,8 @@
  * The clock is a parameter so that the scheduler can be tested with a fake one.
  */
 import { fibDecimal } from "../fib.ts";
-import type { CallOutcome } from "../rpc/client.ts";
+import { ExitCode, mostSevere } from "../errors.ts";
+import { exitCodeOf, type CallOutcome } from "../rpc/client.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 
 export interface BenchOptions {
@@ -74,6 +75,8 @@ export type BenchResult = BenchMode & {
   /** Open loop: how late the load generator sent calls after their intended start. */
   sendLagMs?: LatencySummary;
   errors: Record<string, number>;
+  /** The most severe exit code among the calls' outcomes, as `fibrpc call` would exit (a wrong answer: REMOTE_ERROR). */
+  worstExitCode: ExitCode;
 };
 
 /** Open loop without --concurrency: enough for 10,000 calls/s at a second each. */
@@ -93,6 +96,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   const errors: Record<string, number> = {};
   let done = 0;
   let failed = 0;
+  let worstExitCode: ExitCode = ExitCode.OK;
   const t0 = clock.now();
   const endAt = o.durationMs === undefined ? Infinity : t0 + o.durationMs;
 
@@ -105,10 +109,12 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     if (!outcome.ok) {
       failed++;
       errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
+      worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
     } else if (outcome.result !== expected[index]) {
       // A wrong answer is an error, never a fast result.
       failed++;
       errors.WRONG_ANSWER = (errors.WRONG_ANSWER ?? 0) + 1;
+      worstExitCode = mostSevere([worstExitCode, ExitCode.REMOTE_ERROR]);
     } else {
       latencies.add(ms);
     }
@@ -156,6 +162,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     latencyMs: latencies.summary(),
     ...(sendLag ? { sendLagMs: sendLag.summary() } : {}),
     errors,
+    worstExitCode,
   };
 }
 

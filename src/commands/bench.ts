@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { ExitCode } from "../errors.ts";
+import { ExitCode, mostSevere } from "../errors.ts";
 import { runBench, type BenchProgress, type BenchResult } from "../bench/run.ts";
 import { writeStdout } from "../output.ts";
 import { argsOf } from "../options.ts";
@@ -37,12 +37,12 @@ export default defineCommand({
           progressEveryMs: tty ? 100 : 1000,
         });
         if (tty && !quiet) process.stderr.write("\r\u001b[K");
-        await writeStdout(o.json ? `${JSON.stringify(result)}\n` : formatSummary(result, { n: o.n.text, queue: o.queue }));
-        const failed = Object.values(result.errors).reduce((a, b) => a + b, 0);
-        const missed = result.mode === "open-loop" ? result.missed : 0;
-        if (failed === 0 && missed === 0) return ExitCode.OK;
-        // Missed calls, like timeouts, say the server did not keep up: try again later.
-        return result.errors.TIMEOUT || result.errors.CONNECTION_LOST || failed === 0 ? ExitCode.TEMPORARY : ExitCode.REMOTE_ERROR;
+        const { worstExitCode, ...shown } = result;
+        await writeStdout(o.json ? `${JSON.stringify(shown)}\n` : formatSummary(result, { n: o.n.text, queue: o.queue }));
+        // As `fibrpc call` exits for the same outcomes (one table, src/errors.ts); missed calls,
+        // like timeouts, say the server did not keep up: try again later.
+        const missed = result.mode === "open-loop" && result.missed > 0;
+        return mostSevere([worstExitCode, missed ? ExitCode.TEMPORARY : ExitCode.OK]);
       } finally {
         await client.close();
       }

@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { RpcClient, type CallOutcome } from "../rpc/client.ts";
+import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
 import { maskSecrets } from "../mask.ts";
@@ -90,7 +90,7 @@ async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
   if (json) await writeStdout(`${JSON.stringify({ n: outcome.n, error: { code, message }, ms })}\n`);
-  return outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR;
+  return exitCodeOf(outcome);
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

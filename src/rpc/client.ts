@@ -5,7 +5,7 @@
  */
 import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
-import { FibrpcError } from "../errors.ts";
+import { ExitCode, FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
@@ -31,6 +31,11 @@ export interface ClientOptions {
 export type CallOutcome =
   | { n: number; ok: true; result: string; ms: number }
   | { n: number; ok: false; code: string; message: string; remote: boolean; error?: FibrpcError; ms: number };
+
+/** The exit code a call's outcome stands for: an error of ours carries one; an error reply is REMOTE_ERROR. */
+export function exitCodeOf(outcome: CallOutcome): ExitCode {
+  return outcome.ok ? ExitCode.OK : (outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR);
+}
 
 interface PendingCall {
   n: number;

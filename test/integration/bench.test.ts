@@ -90,7 +90,7 @@ test("a wrong answer is an error, never a fast result", async () => {
     ch.ack(msg);
   });
   const { code, stdout } = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30", "--json"]);
-  expect(code).not.toBe(0);
+  expect(code).toBe(76); // REMOTE_ERROR, the exit code of a wrong reply
   expect(JSON.parse(stdout)).toMatchObject({ calls: 100, ok: 0, errors: { WRONG_ANSWER: 100 } });
 });
 

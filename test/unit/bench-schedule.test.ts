@@ -137,3 +137,27 @@ test("open loop with a duration: the calls due before its end", async () => {
   const r = await clock.run(runBench(fakeServer(clock, 0.2), { ...base, rate: 400, durationMs: 500, clock }));
   expect(r).toMatchObject({ mode: "open-loop", calls: 200, ok: 200, missed: 0 });
 });
+
+test("the run's exit code is the one `fibrpc call` gives the same outcomes, the most severe winning", async () => {
+  const { ExitCode, FibrpcError } = await import("../../src/errors.ts");
+  // Outcomes in turn: an error reply (no FibrpcError: REMOTE_ERROR), a wrong answer (REMOTE_ERROR),
+  // then a queue that has gone (a client error carrying NO_SERVER), then fine.
+  const notFound = new FibrpcError("QUEUE_NOT_FOUND", `queue "q" does not exist`);
+  const outcomes = (i: number): CallOutcome =>
+    i === 0
+      ? { n: 1, ok: false, code: "N_TOO_LARGE", message: "too large", remote: true, ms: 1 }
+      : i === 1
+        ? { n: 1, ok: true, result: "2", ms: 1 }
+        : i === 2
+          ? { n: 1, ok: false, code: "QUEUE_NOT_FOUND", message: notFound.message, remote: false, error: notFound, ms: 1 }
+          : { n: 1, ok: true, result: "1", ms: 1 };
+  const caller = (upTo: number): Caller => {
+    let i = 0;
+    return { usable: true, call: async () => (i < upTo ? outcomes(i++) : outcomes(3)) };
+  };
+  expect((await runBench(caller(0), { ...base, requests: 5 })).worstExitCode).toBe(ExitCode.OK);
+  expect((await runBench(caller(1), { ...base, requests: 5 })).worstExitCode).toBe(ExitCode.REMOTE_ERROR);
+  expect((await runBench(caller(2), { ...base, requests: 5 })).worstExitCode).toBe(ExitCode.REMOTE_ERROR);
+  // QUEUE_NOT_FOUND: 69, as `fibrpc call` exits for it (it was 76 here, bench's own rule).
+  expect((await runBench(caller(3), { ...base, requests: 5 })).worstExitCode).toBe(ExitCode.NO_SERVER);
+});
