@@ -27,10 +27,6 @@ export function showsDebug(level: string | undefined): boolean {
   return level === "debug" || level === "trace";
 }
 
-export function isLogLevel(value: string): value is LogLevelName {
-  return (LOG_LEVELS as readonly string[]).includes(value);
-}
-
 /** A plain object passed to a log call carries structured fields (shown by the JSON format). */
 function isFields(arg: unknown): arg is Record<string, unknown> {
   return typeof arg === "object" && arg !== null && !(arg instanceof Error) && Object.getPrototypeOf(arg) === Object.prototype;

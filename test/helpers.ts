@@ -57,6 +57,14 @@ async function cleanup(): Promise<void> {
   if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
 }
 
+/** A TCP port free on 127.0.0.1 at the time of asking (for --http-port and proxies). */
+export async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const { port } = listener;
+  listener.stop(true);
+  return port;
+}
+
 /** A new empty folder under the system's temporary folder, removed at the end of the test file. */
 export function tempFolder(prefix: string): string {
   const folder = mkdtempSync(join(tmpdir(), prefix));

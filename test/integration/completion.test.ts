@@ -6,19 +6,17 @@
  * a command or an option added there is checked here too. zsh and fish come from Debian's
  * packages (scripts/test.sh installs them); without them these tests fail, they do not skip.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { argsOf, COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionDef, type OptionName } from "../../src/options.ts";
-import { BIN, cleanupAfterFile, run, tracked } from "../helpers.ts";
+import { BIN, cleanupAfterFile, run, tracked, tempFolder } from "../helpers.ts";
 
 cleanupAfterFile();
 
 // A directory with just `fibrpc` in it, put first on PATH, as an installed binary would be.
-const binDir = mkdtempSync(join(tmpdir(), "fibrpc-completion-"));
+const binDir = tempFolder("fibrpc-completion-");
 symlinkSync(BIN, join(binDir, "fibrpc"));
-afterAll(() => rmSync(binDir, { recursive: true, force: true }));
 
 /** Runs a shell (argv) with the binary on PATH, from `/`, bounded in time. */
 async function shell(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

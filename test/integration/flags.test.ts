@@ -5,16 +5,15 @@
  * config file. --url may repeat (or hold a comma-separated list): tried in order. --http-host
  * decides where the metrics listen.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { networkInterfaces, tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
-import { run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { run, startServe, uniqueQueue, cleanupAfterFile, freePort, tempFolder } from "../helpers.ts";
 
 cleanupAfterFile();
 
-const dir = mkdtempSync(join(tmpdir(), "fibrpc-flags-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = tempFolder("fibrpc-flags-");
 
 function configFile(text: string): string {
   const file = join(dir, `${crypto.randomUUID()}.env`);
@@ -159,12 +158,6 @@ describe("several --url: tried in order", () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 /** The status of GET url, or the error's code if nothing answers (bounded). */
 async function probe(url: string): Promise<number | string> {

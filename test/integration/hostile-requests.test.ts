@@ -45,7 +45,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConsumeMessage } from "amqplib";
 import { F, nestedArray, nestedTable, RawAmqp, type FieldTable, type FieldValue, type Properties, type ShortStr } from "../raw-amqp.ts";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, startServe, tracked, uniqueQueue, type Server } from "../helpers.ts";
+import { cleanupAfterFile, eventually, queueStats, rawChannel, startServe, tracked, uniqueQueue, type Server, freePort } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -251,12 +251,6 @@ interface World {
 }
 let world: World;
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 /** serve's counters that must stay 0. */
 async function counters(): Promise<{ reconnects: number; restarts: number }> {

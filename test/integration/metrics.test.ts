@@ -7,14 +7,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
-import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server } from "../helpers.ts";
+import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort } from "../helpers.ts";
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 /** Samples of an exposition by series ("name" or "name{labels}"). */
 function samples(text: string): Map<string, number> {

@@ -9,17 +9,11 @@ import { join } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, type OptionName } from "../../src/options.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile } from "../helpers.ts";
+import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile, freePort } from "../helpers.ts";
 import { optionsOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 /** fibrpc_requests_total by "outcome/code", and other series by name. */
 async function scrape(port: number): Promise<Record<string, number>> {

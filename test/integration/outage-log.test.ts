@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { startProxy } from "../proxy.ts";
-import { BIN, cleanupAfterFile, eventually, run, startServe, TEST_BIN, tracked, uniqueQueue } from "../helpers.ts";
+import { BIN, cleanupAfterFile, eventually, run, startServe, TEST_BIN, tracked, uniqueQueue, freePort } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -15,12 +15,6 @@ const MASKED = String.raw`amqp://guest:\*\*\*@127\.0\.0\.1:\d+`;
 const DURATION = String.raw`(\d+\.\d s|\d+ s|\d+m\d\ds)`;
 const lines = (log: string) => log.split("\n").filter((l) => l.length > 0);
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 test("unreachable at start-up (connection refused): one warning for 3 workers, none per attempt; one line when it is reachable", async () => {
   const queue = uniqueQueue();

@@ -11,11 +11,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { parseDuration } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS } from "../../src/options.ts";
-import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, URL } from "../helpers.ts";
+import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, URL, freePort, ROOT } from "../helpers.ts";
 
 cleanupAfterFile();
 
-const ROOT = resolve(import.meta.dir, "../..");
 /** A parsed YAML node: the checks below say what they expect of it. */
 type Doc = any;
 
@@ -193,12 +192,6 @@ async function serveWith(env: Record<string, string | undefined>, url = URL) {
   return { server, get };
 }
 
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
-}
 
 describe("the paths serve answers, started with each file's settings", () => {
   const files = [
