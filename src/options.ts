@@ -546,7 +546,11 @@ function tlsPair(o: { tlsCert: string | undefined; tlsKey: string | undefined })
  * frozen object; usage errors (exit 64) for anything wrong.
  */
 export function resolveOptions<C extends CommandName>(command: C, input: OptionInput): Options<C> {
-  const given = scanFlags(command, input.rawArgs, input.onNegativeNumber);
+  return resolveScanned(command, scanFlags(command, input.rawArgs, input.onNegativeNumber), input);
+}
+
+/** resolveOptions after the scan (loadOptions has scanned already, to find --config). */
+function resolveScanned<C extends CommandName>(command: C, given: ReturnType<typeof scanFlags>, input: OptionInput): Options<C> {
   const file = input.file ?? {};
   const values: Record<string, unknown> = {};
   const from: Record<string, Source> = {};
@@ -568,5 +572,5 @@ export async function loadOptions<C extends CommandName>(command: C, input: Omit
   const given = scanFlags(command, input.rawArgs, input.onNegativeNumber);
   const path = resolveOne("config", given.config, input.env, {}).value as string | undefined;
   const file = path === undefined ? {} : await readConfigFile(path);
-  return resolveOptions(command, { ...input, file });
+  return resolveScanned(command, given, { ...input, file });
 }
