@@ -16,9 +16,6 @@ export interface CrashLedger {
   end(): void;
 }
 
-/** A ledger that remembers nothing (an RpcServer used on its own, outside `fibrpc serve`). */
-export const NO_LEDGER: CrashLedger = { crashes: () => 0, begin: () => {}, end: () => {} };
-
 /**
  * A request's identity across redeliveries: its reply address, correlation id and body (the
  * broker redelivers them unchanged; fibrpc's own copies keep them too). Never 0 (0 means "none").

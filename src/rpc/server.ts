@@ -13,7 +13,7 @@ import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { brokerRefusal, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
-import { NO_LEDGER, requestKey, type CrashLedger } from "./crash-ledger.ts";
+import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
@@ -97,11 +97,11 @@ export class RpcServer {
   private heavyRun: Promise<void> | undefined;
   /** Deliveries acked already: each is acked exactly once. */
   private readonly acked = new WeakSet<ConsumeMessage>();
-  private readonly ledger: CrashLedger;
+  /** Absent for an RpcServer used on its own, outside `fibrpc serve`: no crash is pinned, no key hashed. */
+  private readonly ledger: CrashLedger | undefined;
   private readonly metrics: ServerMetrics;
   /** How redeliveries are counted (see setup). */
   private countAs: QueueType = "classic";
-  private readonly computeFib: NonNullable<ServerOptions["compute"]>;
   private connectedOnce = false;
   /** The failure of the attempt that just failed, reported with the retry amqplib schedules next. */
   private lastFailure: FibrpcError | undefined;
@@ -111,9 +111,8 @@ export class RpcServer {
     private readonly events: ServerEvents,
   ) {
     this.target = new FailoverUrl(options.broker.urls);
-    this.ledger = options.ledger ?? NO_LEDGER;
+    this.ledger = options.ledger;
     this.metrics = options.metrics ?? NO_METRICS;
-    this.computeFib = options.compute ?? fibDecimal;
   }
 
   /** Starts connecting; returns at once. Connection loss is recovered with backoff and jitter. */
@@ -257,7 +256,7 @@ export class RpcServer {
   /** Crashes pinned on this request, looked up only where one is possible: a request seen before. */
   private crashesOf(msg: ConsumeMessage): number {
     const { replyTo, correlationId } = msg.properties;
-    if (isFirstDelivery(msg)) return 0;
+    if (!this.ledger || isFirstDelivery(msg)) return 0;
     if (typeof replyTo !== "string" || (correlationId !== undefined && typeof correlationId !== "string")) return 0;
     return this.ledger.crashes(requestKey(replyTo, correlationId, msg.content));
   }
@@ -292,12 +291,13 @@ export class RpcServer {
   /** Computes fib(n) and replies; the one place a result is produced. */
   private compute(channel: Channel, msg: ConsumeMessage, job: Extract<Fate, { kind: "compute" }>, receivedAt: number): void {
     const { options } = this;
-    if (this.ledger !== NO_LEDGER) this.ledger.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
+    this.ledger?.begin(requestKey(job.to.replyTo, job.to.correlationId, msg.content));
     try {
       let reply: EncodedMessage;
       try {
-        // (Whether it was seen before is only read by the test build's fault injection.)
-        reply = encodeResult(job.format, job.n, this.computeFib(job.n, { get firstDelivery() { return isFirstDelivery(msg); } }));
+        // A compute seam is only given by the test build's fault injection (serve/faults.ts).
+        const { compute } = options;
+        reply = encodeResult(job.format, job.n, compute ? compute(job.n, { firstDelivery: isFirstDelivery(msg) }) : fibDecimal(job.n));
       } catch (err) {
         options.log.error(`computing fib(${job.n}) failed: ${err instanceof Error ? err.message : String(err)}`);
         reply = encodeError(job.format, "INTERNAL", `computing fib(${job.n}) failed on the server`, job.n);
@@ -306,7 +306,7 @@ export class RpcServer {
       this.finish(channel, msg, job.to, reply, receivedAt);
     } finally {
       // Only a worker that dies in between leaves the key behind: the crash is pinned on it.
-      this.ledger.end();
+      this.ledger?.end();
     }
   }
 
