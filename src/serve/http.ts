@@ -6,26 +6,21 @@
  */
 import { Registry } from "prom-client";
 import { bunVersion, commit, version } from "../version.ts";
-import { processRegistry } from "./process-metrics.ts";
+import { collected, processRegistry, type Sample } from "./process-metrics.ts";
 import { LATENCY_BUCKETS } from "./stats.ts";
 import type { ServeSnapshot, Supervisor } from "./supervisor.ts";
 
-type Value = { value: number; labels?: Record<string, string | number>; metricName?: string };
-
-/** A metric whose values are read from the snapshot of the current scrape. */
-function metric(name: string, help: string, type: "counter" | "gauge" | "histogram", values: (s: ServeSnapshot) => Value[], current: () => ServeSnapshot) {
-  return { name, help, type, get: async () => ({ name, help, type, aggregator: "sum", values: values(current()) }) };
-}
 
 export function metricsRegistry(current: () => ServeSnapshot): Registry {
   const registry = new Registry();
-  const add = (...args: Parameters<typeof metric>) => registry.registerMetric(metric(...args) as never);
+  // Each metric's values are read from the snapshot of the current scrape.
+  const add = (name: string, help: string, type: "counter" | "gauge" | "histogram", values: (s: ServeSnapshot) => Sample[]) =>
+    registry.registerMetric(collected(name, help, type, () => values(current())) as never);
   add(
     "fibrpc_requests_total",
     "Requests answered, by outcome (ok, or error) and error code",
     "counter",
     (s) => Object.entries(s.stats.requests).map(([code, value]) => ({ value, labels: code === "ok" ? { outcome: "ok", code: "" } : { outcome: "error", code } })),
-    current,
   );
   add(
     "fibrpc_request_duration_seconds",
@@ -37,18 +32,17 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
       { value: s.stats.latencySum, metricName: "fibrpc_request_duration_seconds_sum" },
       { value: s.stats.latencyCount, metricName: "fibrpc_request_duration_seconds_count" },
     ],
-    current,
   );
-  add("fibrpc_requests_in_flight", "Requests delivered and not answered yet (heavy requests waiting their turn)", "gauge", (s) => [{ value: s.stats.inFlight }], current);
-  add("fibrpc_worker_heap_used_bytes", "JavaScript heap in use by the workers, summed (each Bun Worker has its own heap; the main thread's is nodejs_heap_size_used_bytes)", "gauge", (s) => [{ value: s.stats.heapUsedBytes }], current);
-  add("fibrpc_worker_eventloop_lag_max_seconds", "Longest event-loop delay of any worker since the previous scrape of /metrics (by any scraper; reset at each): a worker computing a heavy request holds its loop that long", "gauge", (s) => [{ value: s.stats.eventLoopLagMaxSeconds }], current);
-  add("fibrpc_workers", "Workers configured", "gauge", (s) => [{ value: s.workers }], current);
-  add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }], current);
-  add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }], current);
-  add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }], current);
-  add("fibrpc_outlet_fallbacks_total", "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)", "counter", (s) => [{ value: s.stats.outletFallbacks }], current);
-  add("fibrpc_build_info", "Always 1: the version, commit and Bun runtime of this fibrpc", "gauge", () => [{ value: 1, labels: { version, commit, bun: bunVersion } }], current);
-  add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }], current);
+  add("fibrpc_requests_in_flight", "Requests delivered and not answered yet (heavy requests waiting their turn)", "gauge", (s) => [{ value: s.stats.inFlight }]);
+  add("fibrpc_worker_heap_used_bytes", "JavaScript heap in use by the workers, summed (each Bun Worker has its own heap; the main thread's is nodejs_heap_size_used_bytes)", "gauge", (s) => [{ value: s.stats.heapUsedBytes }]);
+  add("fibrpc_worker_eventloop_lag_max_seconds", "Longest event-loop delay of any worker since the previous scrape of /metrics (by any scraper; reset at each): a worker computing a heavy request holds its loop that long", "gauge", (s) => [{ value: s.stats.eventLoopLagMaxSeconds }]);
+  add("fibrpc_workers", "Workers configured", "gauge", (s) => [{ value: s.workers }]);
+  add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }]);
+  add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }]);
+  add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }]);
+  add("fibrpc_outlet_fallbacks_total", "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)", "counter", (s) => [{ value: s.stats.outletFallbacks }]);
+  add("fibrpc_build_info", "Always 1: the version, commit and Bun runtime of this fibrpc", "gauge", () => [{ value: 1, labels: { version, commit, bun: bunVersion } }]);
+  add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }]);
   return registry;
 }
 

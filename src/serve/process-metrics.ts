@@ -61,9 +61,10 @@ const REPLACED = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_
  */
 const START_TIME_SECONDS = Date.now() / 1000 - process.uptime();
 
-type Sample = { value: number; labels?: Record<string, string> };
+export type Sample = { value: number; labels?: Record<string, string | number>; metricName?: string };
 
-function metric(name: string, help: string, type: "counter" | "gauge", values: () => Sample[]) {
+/** A metric prom-client reads by calling `values` at each scrape (no state of its own). */
+export function collected(name: string, help: string, type: "counter" | "gauge" | "histogram", values: () => Sample[]) {
   return { name, help, type, get: async () => ({ name, help, type, aggregator: "sum", values: values() }) };
 }
 
@@ -80,7 +81,7 @@ export function processRegistry(): Registry {
     const gauge = registry.getSingleMetric(name) as { help: string } | undefined;
     if (gauge) gauge.help = help;
   }
-  const add = (...args: Parameters<typeof metric>) => registry.registerMetric(metric(...args) as never);
+  const add = (...args: Parameters<typeof collected>) => registry.registerMetric(collected(...args) as never);
   // process.cpuUsage() is getrusage(RUSAGE_SELF): every thread, the workers' included, since start.
   add("process_cpu_user_seconds_total", "Total user CPU time spent in seconds (all threads)", "counter", () => [{ value: process.cpuUsage().user / 1e6 }]);
   add("process_cpu_system_seconds_total", "Total system CPU time spent in seconds (all threads)", "counter", () => [{ value: process.cpuUsage().system / 1e6 }]);
