@@ -7,8 +7,8 @@
  */
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
-import type { Subprocess } from "bun";
 import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
+import { startProcess, stop } from "./lib/processes.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "fibrpc");
@@ -16,19 +16,8 @@ const URL = process.env.FIBRPC_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const queue = `bench_outlet_${crypto.randomUUID().slice(0, 6)}`;
 
-async function startServe(outlet: string): Promise<Subprocess> {
-  const proc = Bun.spawn([BIN, "serve", "--workers", "2", "--queue", queue, "--url", URL], { cwd: "/", env: { ...process.env, FIBRPC_OUTLET: outlet }, stdout: "ignore", stderr: "pipe" });
-  const reader = proc.stderr.getReader();
-  let text = "";
-  while (!/2\/2 workers serving/.test(text)) {
-    const chunk = await reader.read();
-    if (chunk.done) throw new Error(`serve did not start:\n${text}`);
-    text += new TextDecoder().decode(chunk.value);
-  }
-  void (async () => {
-    while (!(await reader.read()).done);
-  })();
-  return proc;
+function startServe(outlet: string) {
+  return startProcess([BIN, "serve", "--workers", "2", "--queue", queue, "--url", URL], /2\/2 workers serving/, { ...process.env, FIBRPC_OUTLET: outlet });
 }
 
 function bench(outlet: string, concurrency: number, requests: number): number {
@@ -45,8 +34,7 @@ try {
       bench(outlet, 10, 2000); // warm-up
       results[outlet]!.c1.push(bench(outlet, 1, 4000));
       results[outlet]!.c100.push(bench(outlet, 100, 40000));
-      serve.kill("SIGTERM");
-      await serve.exited;
+      await stop(serve);
     }
   }
 } finally {

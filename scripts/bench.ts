@@ -10,9 +10,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
-import type { Subprocess } from "bun";
 import { fibDecimal } from "../src/fib.ts";
 import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
+import { startProcess, stop } from "./lib/processes.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BIN = join(ROOT, "fibrpc");
@@ -20,42 +20,11 @@ const BUN = process.execPath;
 const URL = process.env.FIBRPC_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const id = crypto.randomUUID().slice(0, 6);
 const queues = { ceiling: `bench_ceiling_${id}`, fibrpc: `bench_fibrpc_${id}`, heavy: `bench_heavy_${id}`, memory: `bench_memory_${id}` };
-const children = new Set<Subprocess>();
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
 
 if (!existsSync(BIN)) {
   log("building ./fibrpc");
   Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "ignore", stderr: "inherit" });
-}
-
-/** Starts a long-running process and waits until its stderr says `ready`. */
-async function startProcess(cmd: string[], ready: RegExp): Promise<Subprocess<"ignore", "ignore", "pipe">> {
-  const proc = Bun.spawn(cmd, { cwd: "/", stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-  children.add(proc);
-  let text = "";
-  const decoder = new TextDecoder();
-  const reader = proc.stderr.getReader();
-  const deadline = Date.now() + 20_000;
-  while (!ready.test(text)) {
-    const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => null)]);
-    if (!chunk || chunk.done) throw new Error(`${cmd.join(" ")} did not get ready:\n${text}`);
-    text += decoder.decode(chunk.value);
-  }
-  // Keep draining stderr so the process never blocks on a full pipe.
-  (async () => {
-    for (;;) if ((await reader.read()).done) break;
-  })();
-  return proc;
-}
-
-async function stop(proc: Subprocess): Promise<void> {
-  proc.kill("SIGTERM");
-  await proc.exited;
-  children.delete(proc);
 }
 
 function run(cmd: string[]): { stdout: string; ms: number; code: number | null } {
