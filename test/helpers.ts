@@ -130,10 +130,10 @@ export interface Server {
 
 /**
  * Starts `fibrpc serve ARGS` from `/` and waits until all its workers are serving. With
- * FIBRPC_TEST_FAULTS in `env`, the test build runs (the release binary ignores that variable).
+ * FIBRPC_TEST_FAULTS in `env`, the test build runs by default (the release binary ignores that
+ * variable; a test of that gives `bin` BIN).
  */
-export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/): Promise<Server> {
-  const bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN;
+export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/, bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN): Promise<Server> {
   const proc = Bun.spawn([bin, "serve", ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   processes.add(proc);
   let log = "";

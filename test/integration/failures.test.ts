@@ -179,14 +179,10 @@ test("the release binary cannot inject faults: it ignores FIBRPC_TEST_FAULTS and
   expect(holds("FIBRPC_TEST_FAULTS")).toBe(false);
   expect(Buffer.from(await Bun.file(TEST_BIN).bytes()).includes("injected exception for n=")).toBe(true);
   const queue = uniqueQueue();
-  const server = tracked(Bun.spawn([BIN, "serve", "--workers", "1", "--queue", queue], { cwd: "/", env: { ...process.env, FIBRPC_TEST_FAULTS: "crash=14,throw=13" }, stdout: "ignore", stderr: "ignore" }));
-  try {
-    const answered = await run(["call", "--wait-for-server", "--queue", queue, "--timeout", "15s", "13", "14"]);
-    expect(answered).toMatchObject({ code: 0, stdout: "233\n377\n" });
-  } finally {
-    server.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
-  }
+  const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: "crash=14,throw=13" }, undefined, BIN);
+  const answered = await run(["call", "--queue", queue, "--timeout", "15s", "13", "14"]);
+  expect(answered).toMatchObject({ code: 0, stdout: "233\n377\n" });
+  expect(await server.stop()).toBe(0);
 });
 
 describe("poison accounting is fair", () => {
