@@ -25,8 +25,9 @@
  * test creates that podman secret itself, from secret.yaml's key, with the local broker's URL as
  * its value; the Deployment still reads FIBRPC_URL through its secretKeyRef.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { containerPort, kubeDocs, type Doc } from "./kube-docs.ts";
 
 const [image, queue, suffix, brokerUrl, outDir] = process.argv.slice(2);
 if (!image || !queue || !suffix || !brokerUrl || !outDir) {
@@ -34,14 +35,8 @@ if (!image || !queue || !suffix || !brokerUrl || !outDir) {
   process.exit(64);
 }
 
-const dir = resolve(import.meta.dir, "../../deploy/kubernetes");
-type Doc = any;
-const docsOf = (file: string): Doc[] => {
-  const parsed = Bun.YAML.parse(readFileSync(resolve(dir, file), "utf8")) as Doc;
-  return (Array.isArray(parsed) ? parsed : [parsed]).filter(Boolean);
-};
 const one = (file: string, kind: string): Doc => {
-  const found = docsOf(file).filter((d) => d.kind === kind);
+  const found = kubeDocs(file).filter((d) => d.kind === kind);
   if (found.length !== 1) throw new Error(`${file}: expected one ${kind}, found ${found.length}`);
   return found[0];
 };
@@ -57,10 +52,9 @@ const env = (name: string): Doc => container.env.find((e: Doc) => e.name === nam
 
 // The port every check uses: a probe's or Service's port is a name of the container's ports or a number.
 const portOf = (port: string | number): number => {
-  if (typeof port === "number") return port;
-  const named = container.ports?.find((p: Doc) => p.name === port);
-  if (!named) throw new Error(`deployment.yaml: no container port named ${port}`);
-  return named.containerPort;
+  const number = containerPort(container, port);
+  if (number === undefined) throw new Error(`deployment.yaml: no container port named ${port}`);
+  return number;
 };
 const httpPort = Number(env("FIBRPC_HTTP_PORT")?.value);
 const urlRef = env("FIBRPC_URL")?.valueFrom?.secretKeyRef;

@@ -11,22 +11,14 @@ import { readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { parseDuration } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS } from "../../src/options.ts";
+import { containerPort, KUBE_DIR, kubeDocs, type Doc } from "../../scripts/lib/kube-docs.ts";
 import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, URL, freePort, ROOT } from "../helpers.ts";
 
 cleanupAfterFile();
 
-/** A parsed YAML node: the checks below say what they expect of it. */
-type Doc = any;
-
 const compose: Doc = Bun.YAML.parse(readFileSync(resolve(ROOT, "deploy/compose.yaml"), "utf8"));
-const kubeDir = resolve(ROOT, "deploy/kubernetes");
-const kubeDocs: Doc[] = readdirSync(kubeDir)
-  .filter((file) => /\.ya?ml$/.test(file))
-  .flatMap((file) => {
-    const parsed = Bun.YAML.parse(readFileSync(resolve(kubeDir, file), "utf8")) as Doc;
-    return (Array.isArray(parsed) ? parsed : [parsed]).filter(Boolean);
-  });
-const kinds = (kind: string) => kubeDocs.filter((d) => d.kind === kind);
+const allKubeDocs = kubeDocs();
+const kinds = (kind: string) => allKubeDocs.filter((d) => d.kind === kind);
 
 const deployment = kinds("Deployment")[0];
 const podSpec = deployment?.spec?.template?.spec;
@@ -51,9 +43,7 @@ async function envOfHelp(command: string): Promise<Set<string>> {
 
 /** A container port named in a probe or Service: a number, or the name of one of the container's ports. */
 function kubePort(port: string | number): number | undefined {
-  if (typeof port === "number") return port;
-  if (/^\d+$/.test(port)) return Number(port);
-  return container?.ports?.find((p: Doc) => p.name === port)?.containerPort;
+  return containerPort(container, port);
 }
 
 /** Kubernetes CPU quantity ("2", "1500m") in cores. */
@@ -120,8 +110,8 @@ describe("deploy/kubernetes", () => {
     expect(url.valueFrom.secretKeyRef.name).toBe(secret.metadata.name);
     const value = secret.stringData?.[url.valueFrom.secretKeyRef.key];
     expect(value).toMatch(/^amqps?:\/\/[^:@]+:CHANGE-ME@/);
-    for (const file of readdirSync(kubeDir)) {
-      const text = readFileSync(resolve(kubeDir, file), "utf8");
+    for (const file of readdirSync(KUBE_DIR)) {
+      const text = readFileSync(resolve(KUBE_DIR, file), "utf8");
       const passwords = [...text.matchAll(/amqps?:\/\/[^:/\s@]+:([^@\s/]+)@/g)].map((m) => m[1]);
       expect(passwords.filter((p) => p !== "CHANGE-ME" && !p!.startsWith("<")), file).toEqual([]);
     }
