@@ -34,13 +34,16 @@ export type Health = { healthy: true; status: ServeStatus } | { healthy: false; 
 
 /** The verdict of `fibrpc health`, from the status file alone. */
 export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): Health {
-  let status: ServeStatus;
+  let status: unknown;
   try {
-    status = JSON.parse(readFileSync(path, "utf8")) as ServeStatus;
+    status = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
     const missing = (err as { code?: string }).code === "ENOENT";
     return { healthy: false, reason: missing ? `no status file at ${path}: serve is not running, or runs without --status-file` : `unreadable status file ${path}` };
   }
+  // Valid JSON that is not what writeStatus writes (null, a pid of 0 or -1, which signal 0
+  // reaches as a process group, a missing count or time) is unreadable too, never healthy.
+  if (!isServeStatus(status)) return { healthy: false, reason: `unreadable status file ${path}` };
   if (!isAlive(status.pid)) return { healthy: false, reason: `serve (pid ${status.pid}) is not running any more` };
   const age = now - status.updatedAt;
   if (age > maxAgeMs) return { healthy: false, reason: `serve's status is ${Math.round(age / 1000)} s old: the process is stuck` };
@@ -48,6 +51,13 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
     return { healthy: false, reason: `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: the broker is unreachable or a worker is restarting` };
   }
   return { healthy: true, status };
+}
+
+function isServeStatus(value: unknown): value is ServeStatus {
+  if (typeof value !== "object" || value === null) return false;
+  const s = value as Record<string, unknown>;
+  const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  return Number.isSafeInteger(s.pid) && (s.pid as number) > 0 && typeof s.queue === "string" && count(s.workers) && count(s.serving) && Number.isFinite(s.updatedAt);
 }
 
 function isAlive(pid: number): boolean {

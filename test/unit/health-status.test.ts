@@ -1,0 +1,109 @@
+/**
+ * serve/status.ts checkHealth, the verdict of `fibrpc health`, from the status file alone: a
+ * table of files (written by writeStatus, or by hand for the malformed ones) and clocks (`now` is
+ * injected) → healthy, or unhealthy with the documented reason.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkHealth, removeStatus, writeStatus, type ServeStatus } from "../../src/serve/status.ts";
+
+const folder = mkdtempSync(join(tmpdir(), "fibrpc-health-unit-"));
+afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+let files = 0;
+const newPath = () => join(folder, `status-${++files}.json`);
+
+const NOW = 1_800_000_000_000;
+const MAX_AGE = 15_000;
+/** A status written by this process (alive), fresh, every worker consuming. */
+const fresh = (over: Partial<ServeStatus> = {}): ServeStatus => ({ pid: process.pid, queue: "rpc_queue", workers: 2, serving: 2, updatedAt: NOW, ...over });
+
+/** The pid of a process that has exited (and was reaped): nothing runs under it now. */
+async function deadPid(): Promise<number> {
+  const proc = Bun.spawn(["true"], { stdout: "ignore", stderr: "ignore" });
+  await proc.exited;
+  // The precondition the test relies on: signal 0 to it fails with ESRCH.
+  expect(() => process.kill(proc.pid, 0)).toThrow();
+  return proc.pid;
+}
+
+describe("checkHealth: a status file serve wrote", () => {
+  test("fresh, alive, every worker consuming: healthy, with the status", () => {
+    const path = newPath();
+    writeStatus(path, fresh());
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: true, status: fresh() });
+  });
+
+  test("exactly --max-age old is still fresh; one millisecond more is stale", () => {
+    const path = newPath();
+    writeStatus(path, fresh({ updatedAt: NOW - MAX_AGE }));
+    expect(checkHealth(path, MAX_AGE, NOW).healthy).toBe(true);
+    expect(checkHealth(path, MAX_AGE, NOW + 1)).toEqual({ healthy: false, reason: "serve's status is 15 s old: the process is stuck" });
+  });
+
+  test("stale (not rewritten for longer than --max-age, its process alive): the process is stuck", () => {
+    const path = newPath();
+    writeStatus(path, fresh({ updatedAt: NOW - 42_400 }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: "serve's status is 42 s old: the process is stuck" });
+    // The same file read with a longer --max-age is fresh.
+    expect(checkHealth(path, 60_000, NOW).healthy).toBe(true);
+  });
+
+  test("its pid is dead: serve is not running any more, whatever the age and counts say", async () => {
+    const pid = await deadPid();
+    const path = newPath();
+    writeStatus(path, fresh({ pid }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `serve (pid ${pid}) is not running any more` });
+    // A dead process's file is old too: "not running" is the reason given, not "stuck".
+    writeStatus(path, fresh({ pid, updatedAt: NOW - 600_000 }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `serve (pid ${pid}) is not running any more` });
+  });
+
+  test("fewer workers consuming than configured: the count and the queue", () => {
+    const path = newPath();
+    writeStatus(path, fresh({ serving: 1, queue: 'q "x"' }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: '1/2 workers consuming queue "q \\"x\\"": the broker is unreachable or a worker is restarting' });
+  });
+
+  test("removed (serve stopped cleanly): no status file", () => {
+    const path = newPath();
+    writeStatus(path, fresh());
+    removeStatus(path);
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `no status file at ${path}: serve is not running, or runs without --status-file` });
+  });
+});
+
+describe("checkHealth: a file that is not a status of serve is unreadable (unhealthy, never healthy, never a crash)", () => {
+  const alive = process.pid;
+  const cases: { name: string; content: string }[] = [
+    { name: "empty", content: "" },
+    { name: "not JSON", content: "garbage\n" },
+    { name: "cut short", content: JSON.stringify(fresh()).slice(0, 30) },
+    { name: "JSON null", content: "null" },
+    { name: "a JSON number", content: "42" },
+    { name: "a JSON array", content: "[]" },
+    { name: "an empty object", content: "{}" },
+    { name: "pid missing", content: JSON.stringify({ ...fresh(), pid: undefined }) },
+    { name: "pid as a string", content: JSON.stringify({ ...fresh(), pid: String(alive) }) },
+    // kill(0, 0) signals the caller's process group and kill(-1, 0) every process: both "alive".
+    { name: "pid 0", content: JSON.stringify(fresh({ pid: 0 })) },
+    { name: "pid -1", content: JSON.stringify(fresh({ pid: -1 })) },
+    { name: "updatedAt missing", content: JSON.stringify({ ...fresh(), updatedAt: undefined }) },
+    { name: "serving missing", content: JSON.stringify({ ...fresh(), serving: undefined }) },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const path = newPath();
+      writeFileSync(path, c.content);
+      expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `unreadable status file ${path}` });
+    });
+  }
+
+  test("a folder where the file should be", () => {
+    const path = newPath();
+    mkdirSync(path);
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `unreadable status file ${path}` });
+  });
+});
