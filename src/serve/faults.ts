@@ -9,11 +9,20 @@
  *                       process is SIGKILLed 100 ms later: requests answered in that window are
  *                       redelivered although answered;
  *   no-frame-writer=1   the frame writer cannot attach (as with an amqplib whose internals
- *                       changed): serve falls back to amqplib's own publish and ack.
+ *                       changed): serve falls back to amqplib's own publish and ack;
+ *   hold=N              computing fib(N) first holds the worker's thread (blocked, as by a long
+ *                       computation) until the test lets it go, so that a test can act while a
+ *                       computation is surely under way, however fast the machine. Each hold
+ *                       creates the file held-<pid>-<thread>-<k> in the folder given by
+ *                       hold-dir=PATH (k counts the holds of that thread from 1) and ends once
+ *                       release-<pid>-<thread>-<k> or release-all exists there (test/hold.ts).
  * It wraps the server's seams (the compute function and the outlet) from outside rpc/, so the
  * server's code is the same in both builds. Lets tests prove that workers keep serving, crashed
  * workers are restarted, poison requests stop, and callers get exactly one answer.
  */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { threadId } from "node:worker_threads";
 import type { Outlet } from "../rpc/outlet.ts";
 import type { ServerOptions } from "../rpc/server.ts";
 
@@ -23,32 +32,43 @@ export interface Faults {
   crashFirstOn?: number;
   killAfterReplyOn?: number;
   noFrameWriter?: boolean;
+  holdOn?: number;
+  holdDir?: string;
 }
 
 export function parseFaults(spec: string | undefined): Faults | undefined {
   if (!spec) return undefined;
   const faults: Faults = {};
   for (const part of spec.split(",")) {
-    const [kind, value] = part.split("=");
+    // The value is everything after the first "=" (a folder's path may hold one).
+    const at = part.indexOf("=");
+    const kind = at < 0 ? part : part.slice(0, at);
+    const value = at < 0 ? "" : part.slice(at + 1);
     const n = Number(value);
     if (kind === "throw") faults.throwOn = n;
     else if (kind === "crash") faults.crashOn = n;
     else if (kind === "crash-first") faults.crashFirstOn = n;
     else if (kind === "kill-after-reply") faults.killAfterReplyOn = n;
     else if (kind === "no-frame-writer") faults.noFrameWriter = value === "1";
+    else if (kind === "hold") faults.holdOn = n;
+    else if (kind === "hold-dir") faults.holdDir = value;
+    else throw new Error(`FIBRPC_TEST_FAULTS: unknown fault ${JSON.stringify(kind)}`);
   }
+  if (faults.holdOn !== undefined && !faults.holdDir) throw new Error("FIBRPC_TEST_FAULTS: hold=N needs hold-dir=PATH");
   return faults;
 }
 
 /** The server options that inject `faults` around `compute`. */
 export function withFaults(faults: Faults, compute: (n: number) => string): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
   let computing: number | undefined;
+  let holds = 0;
   return {
     ...(faults.noFrameWriter ? { openFrameWriter: () => undefined } : {}),
     compute: (n, { firstDelivery }) => {
       if (n === faults.throwOn) throw new Error(`injected exception for n=${n}`);
       // A crash mid-computation: the worker ends here, with no reply and no ack.
       if (n === faults.crashOn || (n === faults.crashFirstOn && firstDelivery)) process.exit(1);
+      if (n === faults.holdOn) hold(faults.holdDir!, ++holds);
       computing = n;
       return compute(n);
     },
@@ -72,4 +92,14 @@ export function withFaults(faults: Faults, compute: (n: number) => string): Pick
       };
     },
   };
+}
+
+/** A pause on the spot: nothing else runs on this thread meanwhile (its event loop included). */
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** Holds this thread until the test releases hold `k` (or all holds); see hold= above. */
+function hold(dir: string, k: number): void {
+  const name = `${process.pid}-${threadId}-${k}`;
+  writeFileSync(join(dir, `held-${name}`), "");
+  while (!existsSync(join(dir, `release-${name}`)) && !existsSync(join(dir, "release-all"))) pause(2);
 }

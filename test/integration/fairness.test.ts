@@ -1,30 +1,58 @@
 /**
  * Fair dispatch with the default prefetch (50): while a worker computes a heavy request it takes
- * no new requests (a channel-wide basic.qos limit), so they go to the idle worker.
+ * no new requests (its consumer swapped for a standby one, src/rpc/server.ts), so they go to the
+ * idle worker. The heavy computation is held (the test build's hold fault, test/hold.ts) until
+ * the light requests are all answered: they are surely sent while it is under way, however fast
+ * this machine computes fib(1000000).
  */
 import { expect, test } from "bun:test";
+import { Hold } from "../hold.ts";
 import { rawChannel, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
 test("requests sent while one worker computes a heavy request all go to the other worker", async () => {
   const queue = uniqueQueue();
-  const a = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"]);
-  const b = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"]);
+  const hold = new Hold(1_000_000);
+  const env = { FIBRPC_TEST_FAULTS: hold.faults() };
+  const a = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], env);
+  const b = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], env);
   const { ch } = await rawChannel();
   const { queue: callback } = await ch.assertQueue("", { exclusive: true });
   const replies = new Set<string>();
-  let allIn: () => void = () => {};
-  const done = new Promise<void>((resolve) => (allIn = resolve));
-  await ch.consume(callback, (msg) => msg && replies.add(msg.properties.correlationId) && replies.size === 41 && allIn(), { noAck: true });
+  let light = 0;
+  let onReply = () => {};
+  await ch.consume(
+    callback,
+    (msg) => {
+      if (!msg) return;
+      replies.add(msg.properties.correlationId);
+      if (msg.properties.correlationId.startsWith("light-")) light++;
+      onReply();
+    },
+    { noAck: true },
+  );
+  /** Resolves once `done()` holds; rejects after `ms` saying what came. */
+  const repliesUntil = (done: () => boolean, ms: number, what: string) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms; replies so far: ${[...replies].join(", ")}`)), ms);
+      onReply = () => done() && (clearTimeout(timer), resolve());
+      onReply();
+    });
 
   ch.sendToQueue(queue, Buffer.from("1000000"), { replyTo: callback, correlationId: "heavy" });
-  // Wait until one of the two servers has started computing it (~25 ms of CPU).
-  const busy = await Promise.race([a.waitForLog(/computing heavy fib\(1000000\)/).then(() => a), b.waitForLog(/computing heavy fib\(1000000\)/).then(() => b)]);
+  // One of the two servers has started computing it, and is held there until released below.
+  const held = await hold.next();
+  const busy = held.pid === a.proc.pid ? a : b;
   const idle = busy === a ? b : a;
+  expect([a.proc.pid, b.proc.pid]).toContain(held.pid);
   const busyBefore = busy.log.length;
   for (let i = 0; i < 40; i++) ch.sendToQueue(queue, Buffer.from(String(200 + i)), { replyTo: callback, correlationId: `light-${i}` });
-  await done;
+  // All 40 answered while the heavy one is still held: none can have gone to the busy worker.
+  await repliesUntil(() => light === 40, 15_000, "40 light replies while the heavy request is held");
+  expect(replies.has("heavy")).toBe(false);
+  hold.release(held);
+  await repliesUntil(() => replies.has("heavy"), 15_000, "the heavy reply once released");
   await idle.waitForLog(/fib\(239\)/, 5000);
   const servedByBusy = busy.log.slice(busyBefore).match(/fib\(2[0-3]\d\) →/g) ?? [];
   const servedByIdle = idle.log.match(/fib\(2[0-3]\d\) →/g) ?? [];
