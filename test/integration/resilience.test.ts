@@ -6,6 +6,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
+import { Hold } from "../hold.ts";
 import { startProxy } from "../proxy.ts";
 import { longestGap, record, runLoad } from "../load.ts";
 import { tracked, eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
@@ -15,7 +16,7 @@ cleanupAfterFile();
 const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
 
 describe("connections dropped under load", () => {
-  test("serve recovers within seconds and keeps serving; every request answered once", async () => {
+  test("serve reconnects at its first attempt and keeps serving; every request answered once", async () => {
     const queue = uniqueQueue();
     const proxy = await startProxy(5672);
     try {
@@ -38,14 +39,17 @@ describe("connections dropped under load", () => {
       await server.waitForLog(/2\/2 workers serving[\s\S]*lost[\s\S]*2\/2 workers serving/);
       const stats = await queueStats(queue);
       // Both workers lose their connection at once: the longest gap between two answers is how
-      // long serving stopped.
+      // long serving stopped (recorded, not judged: it is this machine's speed).
       const gapMs = longestGap(report.answerTimes);
       record("connections cut (TCP proxy)", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies, longestGapMs: gapMs });
       expect(report.wrong).toBe(0);
       expect(report.failed).toEqual({});
       expect(report.answered).toBe(report.sent);
       expect(stats.messageCount).toBe(0);
-      expect(gapMs).toBeLessThan(5000);
+      // The broker stayed reachable through the proxy: each worker's first attempt to reconnect
+      // succeeded, and serve said so in one line.
+      expect(server.log.match(/reconnected to \S+ after .* \(\d+ failed attempts?\); 2\/2 workers serving/g) ?? [], server.log).toHaveLength(1);
+      expect(server.log).toMatch(/reconnected to \S+ after .* \(0 failed attempts\); 2\/2 workers serving/);
       expect(await server.stop()).toBe(0);
     } finally {
       await proxy.close();
@@ -149,7 +153,13 @@ describe("a worker forced to crash", () => {
 describe("SIGTERM under load", () => {
   test("every request is answered or still in the queue; serve exits 0; another server finishes the rest", async () => {
     const queue = uniqueQueue();
-    const first = await startServe(["--workers", "2", "--queue", queue]);
+    // Every computation is held until the test lets it go: 10 are, then SIGTERM comes while each
+    // worker is in the middle of one and the others wait, however fast this machine computes.
+    const hold = new Hold(300_000);
+    const first = await startServe(["--workers", "2", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const releasing = (async () => {
+      for (let i = 0; i < 10; i++) hold.release(await hold.next(30_000));
+    })();
     let stopped: Promise<number> | undefined;
     let answeredSoFar = 0;
     let accountedAtStop: { answered: number; left: number } | undefined;
@@ -165,11 +175,14 @@ describe("SIGTERM under load", () => {
         answeredSoFar = answered;
         if (answered === 10 && !stopped) {
           stopped = (async () => {
-            const code = await first.stop();
+            first.proc.kill("SIGTERM");
+            // The computations under way finish (the drain waits for them); the rest go back.
+            hold.releaseAll();
+            const code = await first.proc.exited;
             // No consumer now: what is not answered must be in the queue. Replies published
             // just before the exit may still be on their way to us, hence "eventually".
             const left = (await queueStats(queue)).messageCount;
-            await eventually(async () => answeredSoFar + left, (total) => total === 120, 3000, "answered + left in queue = sent");
+            await eventually(async () => answeredSoFar + left, (total) => total === 120, 10_000, "answered + left in queue = sent");
             accountedAtStop = { answered: answeredSoFar, left };
             second = await startServe(["--workers", "2", "--queue", queue]);
             return code;
@@ -177,6 +190,7 @@ describe("SIGTERM under load", () => {
         }
       },
     });
+    await releasing;
     const code = await stopped;
     expect(code).toBe(0);
     expect(first.log).toContain("SIGTERM: draining");
@@ -241,30 +255,42 @@ describe("SIGKILL of a server under load, a second server running", () => {
 describe("client under faults", () => {
   test("calls in flight when the client's connection drops fail at once (exit 75); --retry completes them", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "1", "--queue", queue]);
+    // fib(30) is answered at once; each fib(999,999) is held in the server until the test lets it
+    // go, so the calls after the first are surely in flight when the connection is cut.
+    const hold = new Hold(999_999);
+    const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
     const proxy = await startProxy(5672);
     try {
       const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
-      const ns = Array.from({ length: 40 }, () => "1000000"); // ~1 s of work for one worker
+      const ns = ["30", "999999", "999999", "999999"];
       const run = (extra: string[]) =>
         tracked(Bun.spawn([resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
       const plain = run([]);
-      // Cut once the first answer is out, i.e. with calls surely in flight.
+      // Cut once the first answer is out (results print in argument order) and a call is held.
       const reader = plain.stdout.getReader();
-      await reader.read();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe("832040\n");
+      const firstHeld = await hold.next();
       const cutAt = performance.now();
       proxy.cut();
       const code = await plain.exited;
       const failFastMs = Math.round(performance.now() - cutAt);
       const stderr = await new Response(plain.stderr).text();
       expect(code).toBe(75);
-      expect(stderr).toMatch(/fib\(1000000\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/);
-      expect(failFastMs).toBeLessThan(2000);
+      // Each call in flight failed on the lost connection itself, none by running out its 30 s
+      // --timeout (that would be TIMEOUT).
+      const failures = stderr.trim().split("\n");
+      expect(failures).toHaveLength(3);
+      for (const line of failures) expect(line).toMatch(/^fib\(999999\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/);
+      // The server still holds those three requests: let them through (their replies go nowhere).
+      hold.release(firstHeld);
+      for (let i = 0; i < 2; i++) hold.release(await hold.next());
 
       const retrying = run(["--retry", "3"]);
       const reader2 = retrying.stdout.getReader();
       const first = await reader2.read();
+      await hold.next();
       proxy.cut();
+      hold.releaseAll();
       let out = new TextDecoder().decode(first.value);
       for (;;) {
         const chunk = await reader2.read();
@@ -272,8 +298,8 @@ describe("client under faults", () => {
         out += new TextDecoder().decode(chunk.value);
       }
       expect(await retrying.exited).toBe(0);
-      expect(out.trim().split("\n")).toHaveLength(40);
-      record("client connection cut", { failFastMs, withRetry: "40/40 answered" });
+      expect(out.trim().split("\n").map((line) => line.length)).toEqual([6, 208988, 208988, 208988]);
+      record("client connection cut", { failFastMs, withRetry: "4/4 answered" });
     } finally {
       await proxy.close();
       await server.stop();
