@@ -94,6 +94,7 @@ export type ErrorReason =
   | "host-not-found"
   | "network"
   | "handshake"
+  | "no-majority"
   | "login"
   | "vhost"
   | "certificate"

@@ -46,6 +46,11 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (/NOT.ALLOWED|\b530 \(/.test(message)) {
     return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
   }
+  // RabbitMQ 4.x on Khepri: a node cut off from the majority of its cluster cannot change the
+  // cluster's metadata (declare a queue) and closes the connection, 541, after its timeout.
+  if (/metadata store operation timed out/i.test(message)) {
+    return error("BROKER_UNREACHABLE", "no-majority", `the broker at ${broker} could not declare the queue: ${brokerReason(err)} (a node cut off from the majority of its cluster cannot change the cluster's metadata)`);
+  }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
     return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake (${message})`);
   }

@@ -157,6 +157,12 @@ export class RpcServer {
   /** Runs on every (re)connection: queue, channel, prefetch, consumer. */
   private async setup(model: ChannelModel): Promise<void> {
     const { options } = this;
+    // amqplib's recovery listens for this connection's errors only once set-up is done. A broker
+    // that closes the connection during set-up (RabbitMQ 4.x with Khepri, a cluster that lost its
+    // majority: 541 "metadata store operation timed out") would otherwise throw from an event
+    // with no listener and end the worker; the declaration below rejects with it instead, and
+    // the attempt counts as failed (onConnectFailed).
+    model.on("error", (err: Error) => options.log.debug(`connection error during set-up: ${err.message}`));
     const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
     // Redeliveries are counted the classic way (a copy with fibrpc's own count) unless fibrpc
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
