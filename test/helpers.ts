@@ -8,12 +8,16 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type Channel, type ChannelModel } from "amqplib";
 import type { Subprocess } from "bun";
+import { stopPrivateBrokers } from "./broker.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BIN = resolve(ROOT, "fibrpc");
 /** The test build (`bun run build:test`): the same code plus fault injection (src/serve/faults.ts). */
 export const TEST_BIN = resolve(ROOT, "fibrpc-test");
+/** The suite's broker: the machine's, or a private node of another release (test/broker.ts). */
 export const URL = process.env.FIBRPC_TEST_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+/** Its AMQP port on 127.0.0.1 (for proxies in front of it and URLs of other users). */
+export const BROKER_PORT = Number(new globalThis.URL(URL).port || 5672);
 
 for (const bin of [BIN, TEST_BIN]) {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`bun run build\` and \`bun run build:test\` (scripts/test.sh does) before the tests`);
@@ -49,6 +53,7 @@ async function cleanup(): Promise<void> {
   }
   for (const conn of connections) await conn.close().catch(() => {});
   connections.clear();
+  await stopPrivateBrokers();
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   folders.clear();
   // No log line or error message of fibrpc shows a password given in a URL.
@@ -93,11 +98,16 @@ export function alsoDelete(queue: string): void {
   queues.add(queue);
 }
 
-/** Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. */
+/**
+ * Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. When the
+ * suite runs against another broker than the default one, FIBRPC_URL points the binary at it
+ * (a test's own --url or FIBRPC_URL still wins).
+ */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
-  return { ...env, NO_COLOR: "1", ...extra };
+  const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL ? { FIBRPC_URL: URL } : {};
+  return { ...env, NO_COLOR: "1", ...suiteBroker, ...extra };
 }
 
 export interface RunResult {
