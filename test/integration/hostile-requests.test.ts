@@ -259,14 +259,19 @@ async function counters(): Promise<{ reconnects: number; restarts: number }> {
   return { reconnects: value("fibrpc_reconnects_total"), restarts: value("fibrpc_worker_restarts_total") };
 }
 
-/** Ready and unacknowledged messages of the request queue (rabbitmqctl; ready only without it). */
+/**
+ * Ready and unacknowledged messages of the request queue, as the broker's rabbitmqctl lists them.
+ * Without rabbitmqctl the unacknowledged ones cannot be seen (an AMQP client sees ready messages
+ * only), and a request never acked would pass unnoticed: so it is required, and its absence fails
+ * the test, never a weaker check in its place.
+ */
 async function queueCounts(queue: string): Promise<{ ready: number; unacked: number }> {
-  if (!Bun.which("rabbitmqctl")) return { ready: (await queueStats(queue)).messageCount, unacked: 0 };
-  const proc = tracked(Bun.spawn(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"], { stdout: "pipe", stderr: "ignore" }));
+  if (!Bun.which("rabbitmqctl")) throw new Error("rabbitmqctl is not on PATH: this file counts the request queue's unacknowledged messages with it (Debian's rabbitmq-server package has it; scripts/ensure-broker.sh installs that package when no broker answers)");
+  const proc = tracked(Bun.spawn(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"], { stdout: "pipe", stderr: "pipe" }));
   const timer = setTimeout(() => proc.kill(), 15_000);
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
+  if (code !== 0) throw new Error(`rabbitmqctl list_queues exited ${code}: ${err.trim()}`);
   const line = out.split("\n").find((l) => l.split(/\s+/)[0] === queue);
   if (!line) throw new Error(`rabbitmqctl does not list queue ${queue}`);
   const [, ready, unacked] = line.trim().split(/\s+/);
