@@ -7,7 +7,6 @@
  */
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { run, startServe, uniqueQueue, cleanupAfterFile, freePort, tempFolder } from "../helpers.ts";
 
@@ -99,14 +98,14 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
 describe("misread flags are usage errors: exit 64, one line, nothing on stdout", () => {
   for (const c of cases) {
     test(`${c.args.join(" ")}${c.env ? ` with ${JSON.stringify(c.env)}` : ""}`, async () => {
-      const started = performance.now();
+      // Refused before any connection: NOWHERE would have given another error (call), or had
+      // serve retry forever (and this test never finish).
       const { code, stdout, stderr } = await run(c.args, { ...NOWHERE, ...c.env });
       expect(code, stderr).toBe(64);
       expect(stdout).toBe("");
       expect(stderr.trim().split("\n"), stderr).toHaveLength(1);
       expect(stderr.trim()).toMatch(c.message);
       expect(stderr).not.toMatch(/\[worker-|workers serving/); // serve started none
-      expect(performance.now() - started).toBeLessThan(5_000);
     });
   }
 
@@ -168,10 +167,13 @@ async function probe(url: string): Promise<number | string> {
   }
 }
 
-/** An IPv4 address of this machine other than loopback, if it has one. */
-const otherAddress = Object.values(networkInterfaces())
-  .flat()
-  .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+/**
+ * An address of this machine other than 127.0.0.1, always there: Linux routes all of 127.0.0.0/8
+ * to the loopback interface, so 127.0.0.2 answers a socket bound to it or to 0.0.0.0, and not one
+ * bound to 127.0.0.1 (a machine without a network interface of its own has it too). The tests
+ * below run everywhere rather than skip where no other interface is up.
+ */
+const otherAddress = "127.0.0.2";
 
 describe("--http-host", () => {
   test("default: metrics on loopback only", async () => {
@@ -179,11 +181,11 @@ describe("--http-host", () => {
     const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)]);
     expect(server.log).toContain(`HTTP on http://127.0.0.1:${port}: /metrics, /healthz, /readyz`);
     expect(await probe(`http://127.0.0.1:${port}/healthz`)).toBe(200);
-    if (otherAddress) expect(await probe(`http://${otherAddress}:${port}/healthz`)).not.toBe(200);
+    expect(await probe(`http://${otherAddress}:${port}/healthz`)).not.toBe(200);
     expect(await server.stop()).toBe(0);
   });
 
-  test.if(otherAddress !== undefined)("0.0.0.0 (the image's setting, here from FIBRPC_HTTP_HOST): every interface", async () => {
+  test("0.0.0.0 (the image's setting, here from FIBRPC_HTTP_HOST): every interface", async () => {
     const port = await freePort();
     const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)], { FIBRPC_HTTP_HOST: "0.0.0.0" });
     expect(await probe(`http://${otherAddress}:${port}/healthz`)).toBe(200);
@@ -191,9 +193,9 @@ describe("--http-host", () => {
     expect(await server.stop()).toBe(0);
   });
 
-  test.if(otherAddress !== undefined)("one address: that one only", async () => {
+  test("one address: that one only", async () => {
     const port = await freePort();
-    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port), "--http-host", otherAddress!]);
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port), "--http-host", otherAddress]);
     expect(await probe(`http://${otherAddress}:${port}/metrics`)).toBe(200);
     expect(await probe(`http://127.0.0.1:${port}/metrics`)).not.toBe(200);
     expect(await server.stop()).toBe(0);
