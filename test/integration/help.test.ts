@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { EXIT_CODES } from "../../src/errors.ts";
 import { OPTIONS } from "../../src/options.ts";
-import { BIN, cleanupAfterFile, run, startServe, tracked, uniqueQueue } from "../helpers.ts";
+import { BIN, cleanupAfterFile, run, startServe, tracked, uniqueQueue, URL } from "../helpers.ts";
 import { EXAMPLES } from "../../src/commands/_help.ts";
 import { sectionOf } from "../unit/help-page.ts";
 
@@ -205,9 +205,16 @@ describe("short flags end to end", () => {
   });
 
   test("call -t bounds the call: 300ms against a queue nobody serves, with --wait-for-server", async () => {
-    const started = performance.now();
-    const { code, stderr } = await run(["call", "--queue", uniqueQueue(), "--wait-for-server", "-t", "300ms", "5"]);
+    const queue = uniqueQueue();
+    // A twin started first with --timeout 20s (less than the default 30s) must still be waiting
+    // when this call exits: -t was applied, whatever this machine's speed.
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
+    const twin = tracked(Bun.spawn([BIN, "call", "--url", URL, "--queue", queue, "--wait-for-server", "--timeout", "20s", "5"], { cwd: "/", env, stdout: "ignore", stderr: "ignore", stdin: "ignore" }));
+    const { code, stderr } = await run(["call", "--queue", queue, "--wait-for-server", "-t", "300ms", "5"]);
     expect(code, stderr).toBe(75);
-    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(stderr).toContain(`no server started consuming queue "${queue}"`);
+    expect(twin.exitCode).toBeNull();
+    twin.kill();
   });
 });
