@@ -174,3 +174,11 @@ export async function stopPrivateBrokers(): Promise<void> {
   clusters.clear();
   await Promise.all(stopping);
 }
+
+/**
+ * Whether the suite's broker refuses non-durable, non-exclusive queues (the tutorial's
+ * `queue_declare(queue='rpc_queue')`): 4.3 nodes of scripts/broker-node.sh deny the deprecated
+ * feature transient_nonexcl_queues, as RabbitMQ 4.3's release notes announce for a later release;
+ * 3.10 and 4.0 permit it. The broker then closes the declaring *connection* (541), not a channel.
+ */
+export const TRANSIENT_QUEUES_DENIED = releaseAtLeast(4, 3);

@@ -1,36 +1,46 @@
 /**
- * RabbitMQ 4.3 refuses by default what older brokers allowed: non-durable non-exclusive queues and
- * basic.qos with global=true. Only RabbitMQ 3.10 runs here, so these tests check what serve
- * declares and does, as the broker reports it (rabbitmqctl), and that a broker's refusal is one
- * line and exit 78. Also: heavy requests never starve a worker's event loop (drain under a flood).
+ * What serve declares and does, as the broker reports it (rabbitmqctl), on the release the suite
+ * runs against (FIBRPC_TEST_BROKER: 3.10, 4.0, 4.3); expectations that differ by release are
+ * stated per release. RabbitMQ 4.3 refuses by default what older brokers allowed (non-durable
+ * non-exclusive queues — denied on this suite's 4.3 nodes —, basic.qos with global=true); a
+ * broker's refusal is one line and exit 78. Also: heavy requests never starve a worker's event
+ * loop (drain under a flood).
  */
 import { describe, expect, test } from "bun:test";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
-import { alsoDelete, eventually, queueStats, rawChannel, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { BROKER_RELEASE, rabbitmqctlJson, releaseAtLeast, TRANSIENT_QUEUES_DENIED } from "../broker.ts";
+import { URL, alsoDelete, eventually, queueStats, rawChannel, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { connect } from "amqplib";
 
 cleanupAfterFile();
 
 /** rabbitmqctl's JSON output (one object per row). */
-async function rabbitmqctl(...args: string[]): Promise<Record<string, unknown>[]> {
-  const proc = Bun.spawn(["rabbitmqctl", "-q", ...args, "--formatter", "json"], { stdout: "pipe", stderr: "pipe" });
-  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
-  if (code !== 0) throw new Error(`rabbitmqctl ${args.join(" ")} exited ${code}: ${await new Response(proc.stderr).text()}`);
-  return JSON.parse(out) as Record<string, unknown>[];
-}
+const rabbitmqctl = (...args: string[]) => rabbitmqctlJson(args);
 
 async function queueRow(queue: string): Promise<Record<string, unknown> | undefined> {
   const rows = await rabbitmqctl("list_queues", "name", "durable", "exclusive", "auto_delete", "arguments");
   return rows.find((row) => row.name === queue);
 }
 
+/**
+ * The arguments a classic request queue has, as rabbitmqctl lists them, per release: serve asks
+ * for storage version 2 only before 3.12 (wantsClassicStorageV2); from 4.0 on the broker records
+ * the queue type itself. Never x-queue-mode, x-queue-master-locator or x-queue-version 1 (denied
+ * by 4.3).
+ */
+const CLASSIC_ARGUMENTS: Record<typeof BROKER_RELEASE, unknown[][]> = {
+  "3.10": [["x-queue-version", 2]],
+  "4.0": [["x-queue-type", "classic"]],
+  "4.3": [["x-queue-type", "classic"]],
+};
+
 describe("what serve declares", () => {
-  test("classic: a durable, non-exclusive queue, storage version 2 (allowed by RabbitMQ 4.3)", async () => {
+  test(`classic: a durable, non-exclusive queue with RabbitMQ ${BROKER_RELEASE}'s arguments ${JSON.stringify(CLASSIC_ARGUMENTS[BROKER_RELEASE])}`, async () => {
     const queue = uniqueQueue();
     const server = await startServe(["--workers", "1", "--queue", queue]);
     const row = await queueRow(queue);
     expect(row).toMatchObject({ name: queue, durable: true, exclusive: false, auto_delete: false });
-    // The only argument: no x-queue-mode, x-queue-master-locator or x-queue-version 1 (all denied by 4.3).
-    expect((row?.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual([["x-queue-version", 2]]);
+    expect((row?.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual(CLASSIC_ARGUMENTS[BROKER_RELEASE]);
     expect(await server.stop()).toBe(0);
   });
 
@@ -48,22 +58,15 @@ describe("what serve declares", () => {
     expect(await server.stop()).toBe(0);
   });
 
-  test("a queue that exists with other settings (the tutorial's: not durable) is joined as it is", async () => {
-    const queue = uniqueQueue();
-    const { ch } = await rawChannel();
-    // Exactly what the tutorial's server does: queue_declare(queue='rpc_queue').
-    await ch.assertQueue(queue, { durable: false });
-    const server = await startServe(["--workers", "2", "--queue", queue]);
-    expect(server.log).toMatch(/queue "fibrpc_test_\w+" already exists with other settings \(inequivalent arg 'durable'.*\); serving it as it is/);
-    expect(server.log.match(/already exists with other settings/g)).toHaveLength(1); // said once, not per worker
-    expect(await queueRow(queue)).toMatchObject({ durable: false });
-    const { queue: callback } = await ch.assertQueue("", { exclusive: true });
-    const reply = new Promise<string>((resolve) => void ch.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
-    ch.sendToQueue(queue, Buffer.from("30"), { replyTo: callback, correlationId: "1" });
-    expect(await reply).toBe("832040");
-    expect(await server.stop()).toBe(0);
-  });
-
+  test(
+    TRANSIENT_QUEUES_DENIED
+      ? `the tutorial's queue (not durable) cannot exist on RabbitMQ ${BROKER_RELEASE}: its declaration closes the connection (541, transient_nonexcl_queues); serve declares it durable`
+      : `a queue that exists with other settings (the tutorial's: not durable, permitted by RabbitMQ ${BROKER_RELEASE}) is joined as it is`,
+    async () => {
+      if (TRANSIENT_QUEUES_DENIED) return transientQueueRefused();
+      await joinedAsItIs();
+    },
+  );
   test("the broker refusing the set-up is one line and exit 78", async () => {
     const queue = uniqueQueue();
     const dlq = deadLetterQueueName(queue);
@@ -93,19 +96,29 @@ describe("heavy requests", () => {
     for (let i = 0; i < 12; i++) ch.sendToQueue(queue, Buffer.from("5000000"), { replyTo: callback, correlationId: `h${i}` });
     await server.waitForLog(/computing heavy fib\(5000000\)/);
     const samples: Record<string, unknown>[][] = [];
-    while (answered < 12 && samples.length < 3) samples.push(await rabbitmqctl("list_channels", "name", "global_prefetch_count", "prefetch_count"));
+    // RabbitMQ 4.3 denies global QoS by default, and rabbitmqctl no longer lists the column:
+    // there a channel-wide limit would close the channel (serve would exit 78), so the 12
+    // answers and a serve still running are the check; before 4.3 the column must read 0.
+    const globalQosListed = !releaseAtLeast(4, 3);
+    const columns = ["list_channels", "name", "prefetch_count", ...(globalQosListed ? ["global_prefetch_count"] : [])];
+    while (answered < 12 && samples.length < 3) samples.push(await rabbitmqctl(...columns));
     await done;
     expect(samples.length).toBeGreaterThan(0);
     const channels = samples.flat();
     expect(channels.length).toBeGreaterThan(0);
-    expect(channels.filter((c) => c.global_prefetch_count !== 0)).toEqual([]);
+    if (globalQosListed) expect(channels.filter((c) => c.global_prefetch_count !== 0)).toEqual([]);
+    expect(channels.filter((c) => typeof c.prefetch_count !== "number")).toEqual([]);
+    expect(server.proc.exitCode).toBeNull();
+    expect(server.log).not.toMatch(/global_qos|refused/);
     expect(await server.stop()).toBe(0);
   });
 
-  test("between heavy computations the worker does its I/O: replies go out one by one, and SIGTERM drains within --drain-timeout", async () => {
+  test("between heavy computations the worker does its I/O: replies go out one by one, and SIGTERM drains after the computation in progress, not the backlog", async () => {
     const queue = uniqueQueue();
-    // One worker, 20 requests of ~0.4 s each: 8 s of work, against a 3 s drain timeout.
-    const server = await startServe(["--workers", "1", "--queue", queue, "--max-n", "10000000", "--drain-timeout", "3s", "--log-level", "debug"]);
+    // One worker, 20 heavy requests. The drain timeout is far above one computation on any
+    // machine: the test checks that the drain ends after the computation in progress, with the
+    // other requests back in the queue, not how fast that is.
+    const server = await startServe(["--workers", "1", "--queue", queue, "--max-n", "10000000", "--drain-timeout", "100s", "--log-level", "debug"]);
     const { ch } = await rawChannel();
     const { queue: callback } = await ch.assertQueue("", { exclusive: true });
     const arrivals: number[] = [];
@@ -125,11 +138,56 @@ describe("heavy requests", () => {
     const code = await server.stop();
     const drainMs = performance.now() - signalledAt;
     expect(code).toBe(0);
-    expect(drainMs).toBeLessThan(3_000);
     expect(server.log).not.toContain("drain took longer");
     // Nothing lost: answered + back in the queue = sent.
     const { messageCount } = await eventually(() => queueStats(queue), (s) => arrivals.length + s.messageCount === sent, 5_000, "answered + left in the queue = sent");
     expect(arrivals.length + messageCount).toBe(sent);
+    // The drain waited for the computation in progress only: at most the replies already on
+    // their way when the signal went plus that one came after it; the backlog went back.
+    expect(messageCount).toBeGreaterThan(0);
     console.log(`heavy flood: ${beforeDrain} replies before SIGTERM, drained in ${Math.round(drainMs)} ms, ${arrivals.length} answered + ${messageCount} back in the queue = ${sent}`);
   });
 });
+
+/** Where transient non-exclusive queues are permitted: the tutorial's queue is served as it is. */
+async function joinedAsItIs(): Promise<void> {
+  const queue = uniqueQueue();
+  const { ch } = await rawChannel();
+  // Exactly what the tutorial's server does: queue_declare(queue='rpc_queue').
+  await ch.assertQueue(queue, { durable: false });
+  const server = await startServe(["--workers", "2", "--queue", queue]);
+  expect(server.log).toMatch(/queue "fibrpc_test_\w+" already exists with other settings \(inequivalent arg 'durable'.*\); serving it as it is/);
+  expect(server.log.match(/already exists with other settings/g)).toHaveLength(1); // said once, not per worker
+  expect(await queueRow(queue)).toMatchObject({ durable: false });
+  const { queue: callback } = await ch.assertQueue("", { exclusive: true });
+  const reply = new Promise<string>((resolve) => void ch.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
+  ch.sendToQueue(queue, Buffer.from("30"), { replyTo: callback, correlationId: "1" });
+  expect(await reply).toBe("832040");
+  expect(await server.stop()).toBe(0);
+}
+
+/**
+ * Where they are denied: the broker closes the declaring connection (not just the channel) with
+ * 541 naming the feature, no queue is made, and serve then declares the name durable and serves.
+ */
+async function transientQueueRefused(): Promise<void> {
+  const queue = uniqueQueue();
+  const conn = await connect(URL);
+  const closed = new Promise<Error>((resolve) => conn.on("error", resolve));
+  const ch = await conn.createChannel();
+  ch.on("error", () => {}); // the connection's error below says it
+  await expect(ch.assertQueue(queue, { durable: false })).rejects.toThrow();
+  const error = await closed;
+  expect(error.message).toContain("541");
+  expect(error.message).toContain("transient_nonexcl_queues");
+  expect(await queueRow(queue)).toBeUndefined();
+  const server = await startServe(["--workers", "1", "--queue", queue]);
+  expect(server.log).not.toContain("already exists with other settings");
+  expect(await queueRow(queue)).toMatchObject({ durable: true, exclusive: false });
+  const { ch: caller } = await rawChannel();
+  const { queue: callback } = await caller.assertQueue("", { exclusive: true });
+  const reply = new Promise<string>((resolve) => void caller.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
+  caller.sendToQueue(queue, Buffer.from("30"), { replyTo: callback, correlationId: "1" });
+  expect(await reply).toBe("832040");
+  expect(await server.stop()).toBe(0);
+}

@@ -1,12 +1,16 @@
 /**
  * The tutorial's own Python code (Debian's python3-pika), run as-is against fibrpc: its client
  * calls `fibrpc serve`, and `fibrpc call` calls its server. Both use the tutorial's queue name,
- * rpc_queue, and host 'localhost'.
+ * rpc_queue, and host 'localhost' (on a private node of another release, its port comes from
+ * test/interop/redirect/sitecustomize.py; the tutorial's files are unchanged). Where the broker
+ * denies transient non-exclusive queues (4.3 here), the tutorial's server is refused: the test
+ * says what it and `fibrpc call` print then.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { tracked, eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
+import { BROKER_RELEASE, rabbitmqctlJson, TRANSIENT_QUEUES_DENIED } from "../broker.ts";
+import { BROKER_PORT, tracked, eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -35,7 +39,7 @@ function pythonProcess(script: string) {
   return tracked(Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
     cwd: TUTORIAL,
     // Unbuffered output only, so the test sees the lines as they are printed; the code is untouched.
-    env: { ...process.env, PYTHONUNBUFFERED: "1" },
+    env: { ...process.env, PYTHONUNBUFFERED: "1", PYTHONPATH: resolve(import.meta.dir, "../interop/redirect"), FIBRPC_TEST_AMQP_PORT: String(BROKER_PORT) },
     stdout: "pipe",
     stderr: "pipe",
   }));
@@ -50,15 +54,13 @@ function pythonProcess(script: string) {
  */
 let restoreDurableRpcQueue = false;
 async function makeRoomForTheTutorialServer(): Promise<void> {
-  const { conn, ch } = await rawChannel();
-  const probe = await conn.createChannel();
-  probe.on("error", () => {});
-  const durable = await probe.assertQueue("rpc_queue", { durable: false }).then(
-    () => false,
-    () => true, // 406: it exists, durable
-  );
+  // rabbitmqctl tells whether it is durable without declaring anything (a probing declaration of
+  // a transient queue would close the connection on a broker that denies those).
+  const rows = await rabbitmqctlJson(["list_queues", "name", "durable"]);
+  const durable = rows.some((row) => row.name === "rpc_queue" && row.durable === true);
   if (!durable) return;
   expect(await queueStats("rpc_queue")).toEqual({ messageCount: 0, consumerCount: 0 });
+  const { ch } = await rawChannel();
   await ch.deleteQueue("rpc_queue");
   restoreDurableRpcQueue = rpcQueueExisted;
 }
@@ -97,8 +99,12 @@ describe("interop on rpc_queue", () => {
     }
   });
 
-  test("fibrpc call calls the tutorial's Python server", async () => {
+  const tutorialServerCase = TRANSIENT_QUEUES_DENIED
+    ? `RabbitMQ ${BROKER_RELEASE} (transient queues denied) refuses the tutorial's Python server; fibrpc call says no server declared rpc_queue`
+    : `fibrpc call calls the tutorial's Python server (RabbitMQ ${BROKER_RELEASE} permits its transient rpc_queue)`;
+  test(tutorialServerCase, async () => {
     await makeRoomForTheTutorialServer();
+    if (TRANSIENT_QUEUES_DENIED) return tutorialServerRefused();
     const pyServer = pythonProcess("rpc_server.py");
     try {
       await eventually(rpcQueueConsumers, (n) => n === 1, 15_000, "the Python server consuming rpc_queue");
@@ -116,3 +122,20 @@ describe("interop on rpc_queue", () => {
     expect(log).toContain(" [.] fib(30)");
   });
 });
+
+/** Where transient queues are denied: what the tutorial's server and then `fibrpc call` say. */
+
+async function tutorialServerRefused(): Promise<void> {
+  const pyServer = pythonProcess("rpc_server.py");
+  const [stderr, code] = await Promise.all([new Response(pyServer.stderr).text(), pyServer.exited]);
+  // pika's own words: the connection closed by the broker, 541, naming the denied feature.
+  expect(code).not.toBe(0);
+  expect(stderr).toContain("541");
+  expect(stderr).toContain("transient_nonexcl_queues");
+  const call = await run(["call", "30"]);
+  expect(call.code).toBe(69);
+  expect(call.stdout).toBe("");
+  expect(call.stderr.trim().split("\n")).toHaveLength(1);
+  expect(call.stderr).toContain('queue "rpc_queue" does not exist on the broker');
+  expect(call.stderr).toContain("start one with `fibrpc serve`");
+}
