@@ -100,13 +100,15 @@ export function alsoDelete(queue: string): void {
 
 /**
  * Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. When the
- * suite runs against another broker than the default one, FIBRPC_URL points the binary at it
- * (a test's own --url or FIBRPC_URL still wins).
+ * suite runs against another broker than the default one, FIBRPC_URL points the binary at it,
+ * unless the test names a broker itself (--url, FIBRPC_URL) or a --config file (which ranks
+ * below the environment, so FIBRPC_URL would hide its URL).
  */
-function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+function cleanEnv(extra: Record<string, string> = {}, args: readonly string[] = []): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
-  const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL ? { FIBRPC_URL: URL } : {};
+  const namesBroker = args.some((a) => /^--(url|config)(=|$)/.test(a)) || "FIBRPC_URL" in extra || "FIBRPC_CONFIG" in extra;
+  const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL && !namesBroker ? { FIBRPC_URL: URL } : {};
   return { ...env, NO_COLOR: "1", ...suiteBroker, ...extra };
 }
 
@@ -120,7 +122,7 @@ export interface RunResult {
 /** Runs `fibrpc ARGS` from `/` to completion. */
 export async function run(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
   const started = performance.now();
-  const proc = Bun.spawn([BIN, ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([BIN, ...args], { cwd: "/", env: cleanEnv(env, args), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   processes.add(proc);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   processes.delete(proc);
@@ -144,7 +146,7 @@ export interface Server {
  * variable; a test of that gives `bin` BIN).
  */
 export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/, bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN): Promise<Server> {
-  const proc = Bun.spawn([bin, "serve", ...args], { cwd: "/", env: cleanEnv(env), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([bin, "serve", ...args], { cwd: "/", env: cleanEnv(env, args), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   processes.add(proc);
   let log = "";
   const listeners = new Set<() => void>();

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run, startServe, uniqueQueue, cleanupAfterFile, type RunResult } from "../helpers.ts";
+import { rabbitmqctl } from "../broker.ts";
+import { BROKER_PORT, run, startServe, uniqueQueue, cleanupAfterFile, type RunResult } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -18,15 +19,6 @@ const tag = crypto.randomUUID().slice(0, 6);
 const PASSWORDS = ["pä ss@,#%:wörd", "pa ss-word", "pa@ss-word", "pa,ss-word", "pa#ss-word", "pa%ss-word", "pa:ss-word", "päss-wörd€"];
 const users = PASSWORDS.map((password, i) => ({ name: `fibrpc_secret_${i}_${tag}`, password }));
 const dir = mkdtempSync(join(tmpdir(), "fibrpc-secrets-"));
-
-function rabbitmqctl(args: string[]): Promise<{ code: number; stderr: string }> {
-  const proc = Bun.spawn(["rabbitmqctl", ...args], { stdout: "ignore", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
-  return Promise.all([proc.exited, new Response(proc.stderr).text()]).then(([code, stderr]) => {
-    clearTimeout(timer);
-    return { code, stderr };
-  });
-}
 
 // Registered before the users exist: they go even if creating one of them fails half-way.
 afterAll(async () => {
@@ -45,7 +37,7 @@ beforeAll(async () => {
   );
 }, 120_000);
 
-const urlOf = (user: string, password: string) => `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:5672`;
+const urlOf = (user: string, password: string) => `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${BROKER_PORT}`;
 
 /** Every form the password may take in a line: as decoded, percent-encoded (either case), JSON. */
 function forms(password: string): string[] {
@@ -88,14 +80,14 @@ describe("the right password works, and never shows", () => {
         expect(bench.stdout).toMatch(/fibrpc bench: 10 calls/);
         expect(await server.stop()).toBe(0);
         // serve names its broker, masked, built from the parsed URL.
-        expect(server.log).toContain(`on amqp://${name}:***@127.0.0.1:5672 with 1 workers`);
+        expect(server.log).toContain(`on amqp://${name}:***@127.0.0.1:${BROKER_PORT} with 1 workers`);
         for (const output of [call.stdout + call.stderr, bench.stdout + bench.stderr, server.log]) expectNoPassword(output, password);
       });
     }
     if (i === 0) {
       test("characters that cannot be mistaken for a delimiter may be written as they are", async () => {
         // Space, ",", ":" and non-ASCII letters as they are; "@", "#" and "%" must be escaped.
-        const raw = `amqp://${name}:pä ss%40,%23%25:wörd@127.0.0.1:5672`;
+        const raw = `amqp://${name}:pä ss%40,%23%25:wörd@127.0.0.1:${BROKER_PORT}`;
         const { code, stderr } = await run(["call", "--url", raw, "--queue", uniqueQueue(), "--log-level", "debug", "30"]);
         expect(code, stderr).toBe(69); // logged in; the queue does not exist
         expectNoPassword(stderr, password);
@@ -113,7 +105,7 @@ describe("a wrong password is refused, and never shows", () => {
       const { args, env } = given(source, urlOf(name, wrong));
       const call = await run(["call", "--log-level", "debug", ...args, "30"], env);
       expect(call.code).toBe(77);
-      expect(call.stderr).toContain(`the broker at amqp://${name}:***@127.0.0.1:5672 refused the login`);
+      expect(call.stderr).toContain(`the broker at amqp://${name}:***@127.0.0.1:${BROKER_PORT} refused the login`);
       const bench = await run(["bench", "--requests", "10", "--log-level", "debug", ...args], env);
       expect(bench.code).toBe(77);
       const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--log-level", "debug", ...args], env, null);
@@ -126,10 +118,10 @@ describe("a wrong password is refused, and never shows", () => {
 describe("a malformed URL is one line and exit 64 from every command", () => {
   // An unescaped "%", an unescaped "@", an unescaped "#", a bad query parameter.
   const cases = [
-    { what: 'a "%" not followed by two hex digits', password: "pa%ss-word", url: (u: string) => `amqp://${u}:pa%ss-word@127.0.0.1:5672`, error: /"%" in the password that is not followed by two hex digits/ },
-    { what: 'a second "@"', password: "pa@ss-word", url: (u: string) => `amqp://${u}:pa@ss-word@127.0.0.1:5672`, error: /more than one "@"/ },
-    { what: 'a "#"', password: "pa#ss-word", url: (u: string) => `amqp://${u}:pa#ss-word@127.0.0.1:5672`, error: /contains "#"/ },
-    { what: "an escape that is not UTF-8", password: "pass%FFword", url: (u: string) => `amqp://${u}:pass%FFword@127.0.0.1:5672`, error: /not UTF-8/ },
+    { what: 'a "%" not followed by two hex digits', password: "pa%ss-word", url: (u: string) => `amqp://${u}:pa%ss-word@127.0.0.1:${BROKER_PORT}`, error: /"%" in the password that is not followed by two hex digits/ },
+    { what: 'a second "@"', password: "pa@ss-word", url: (u: string) => `amqp://${u}:pa@ss-word@127.0.0.1:${BROKER_PORT}`, error: /more than one "@"/ },
+    { what: 'a "#"', password: "pa#ss-word", url: (u: string) => `amqp://${u}:pa#ss-word@127.0.0.1:${BROKER_PORT}`, error: /contains "#"/ },
+    { what: "an escape that is not UTF-8", password: "pass%FFword", url: (u: string) => `amqp://${u}:pass%FFword@127.0.0.1:${BROKER_PORT}`, error: /not UTF-8/ },
     { what: "an unknown query parameter", password: "pa ss-word", url: (u: string) => `${urlOf(u, "pa ss-word")}/?heartbeats=5`, error: /unknown query parameter "heartbeats"/ },
   ];
   for (const c of cases) {

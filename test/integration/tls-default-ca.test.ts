@@ -8,32 +8,23 @@
  * fixed port; a private CA made here with openssl, which no trust store holds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import tls from "node:tls";
 import { helpOf } from "../../src/options.ts";
+import { makeCertificates, rehash, type Certificates } from "../certificates.ts";
 import { BIN, tracked } from "../helpers.ts";
 
-const dir = mkdtempSync("/tmp/fibrpc-tls-default-");
-const pem = (name: string) => join(dir, name);
+let certificates: Certificates;
+const pem = (name: string) => certificates.pem(name);
 let server: tls.Server;
 let port = 0;
 
-function openssl(args: string[]): void {
-  const r = Bun.spawnSync(["openssl", ...args], { cwd: dir, stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr.toString()}`);
-}
-
 beforeAll(async () => {
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fibrpc default-CA test", "-keyout", "ca.key", "-out", "ca.pem"]);
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
-  await Bun.write(pem("san.ext"), "subjectAltName=IP:127.0.0.1\n");
-  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA", "-keyout", "other.key", "-out", "other-ca.pem"]);
+  certificates = makeCertificates("fibrpc-tls-default-", "127.0.0.1");
   // SSL_CERT_DIR is a directory of certificates by subject hash, as /etc/ssl/certs is.
   mkdirSync(pem("certs"));
   await Bun.write(pem("certs/ca.pem"), readFileSync(pem("ca.pem")));
-  openssl(["rehash", pem("certs")]);
+  rehash(pem("certs"));
   server = tls.createServer({ key: readFileSync(pem("server.key")), cert: readFileSync(pem("server.pem")) }, (socket) => socket.end());
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   port = (server.address() as { port: number }).port;
@@ -42,7 +33,7 @@ beforeAll(async () => {
 afterAll(() => {
   // Not awaited: Bun calls close's callback only once every socket is gone, which need not be soon.
   server?.close();
-  rmSync(dir, { recursive: true, force: true });
+  if (certificates) rmSync(certificates.dir, { recursive: true, force: true });
 });
 
 /** `fibrpc call` against the listener, with none of the CA variables but those given. */

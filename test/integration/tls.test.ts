@@ -1,39 +1,26 @@
 /**
- * TLS end to end: a broker node of the test's own with a TLS listener, and a CA and certificates
- * made here with openssl. serve and call work over amqps:// with --tls-ca; a wrong CA is refused
- * with one clear line.
+ * TLS end to end: a broker node of the test's own (of the suite's RabbitMQ release) with a TLS
+ * listener, and a CA and certificates made here with openssl. serve and call work over amqps://
+ * with --tls-ca; a wrong CA is refused with one clear line.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { ROOT, run, startServe, cleanupAfterFile } from "../helpers.ts";
+import { rmSync } from "node:fs";
+import { startPrivateNode } from "../broker.ts";
+import { makeCertificates, type Certificates } from "../certificates.ts";
+import { freePort, run, startServe, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
-const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
-const node = `fibrpc-tls-${crypto.randomUUID().slice(0, 6)}`;
-const port = 5790 + Math.floor(Math.random() * 50);
-const tlsPort = port + 100;
-const dir = mkdtempSync("/tmp/fibrpc-tls-");
-const pem = (name: string) => join(dir, name);
+let certificates: Certificates;
+const pem = (name: string) => certificates.pem(name);
+let tlsPort = 0;
 
-function openssl(args: string[]): void {
-  const r = Bun.spawnSync(["openssl", ...args], { cwd: dir, stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr.toString()}`);
-}
-
-beforeAll(() => {
+beforeAll(async () => {
   // A CA, a server certificate it signs (valid for 127.0.0.1 and localhost), and a second,
   // unrelated CA for the "wrong CA" case.
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fibrpc test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-  Bun.write(pem("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA", "-keyout", "other.key", "-out", "other-ca.pem"]);
-  // The broker runs as the rabbitmq user: let it read them.
-  chmodSync(dir, 0o755);
-  for (const f of ["ca.pem", "server.pem", "server.key"]) chmodSync(pem(f), 0o644);
-  const extra = [
+  certificates = makeCertificates("fibrpc-tls-");
+  tlsPort = await freePort();
+  const extraConf = [
     `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
     `ssl_options.cacertfile = ${pem("ca.pem")}`,
     `ssl_options.certfile = ${pem("server.pem")}`,
@@ -41,13 +28,11 @@ beforeAll(() => {
     "ssl_options.verify = verify_none",
     "ssl_options.fail_if_no_peer_cert = false",
   ].join("\n");
-  const started = Bun.spawnSync(["bash", BROKER_NODE, "start", node, String(port)], { env: { ...process.env, FIBRPC_BROKER_EXTRA_CONF: extra }, stderr: "pipe" });
-  if (started.exitCode !== 0) throw new Error(`broker node did not start: ${started.stderr.toString()}`);
-});
+  await startPrivateNode("fibrpc-tls", { extraConf }); // stopped by the file's cleanup
+}, 300_000);
 
 afterAll(() => {
-  Bun.spawnSync(["bash", BROKER_NODE, "stop", node]);
-  Bun.spawnSync(["rm", "-rf", dir]);
+  if (certificates) rmSync(certificates.dir, { recursive: true, force: true });
 });
 
 const url = () => `amqps://guest:tls-s3cret@127.0.0.1:${tlsPort}`;

@@ -1,0 +1,37 @@
+/**
+ * Certificates for the TLS tests, made with openssl in a folder of the test's own: a CA, a server
+ * certificate it signs for 127.0.0.1 (and localhost), and an unrelated second CA, as a broker's
+ * operator would have them. Readable by all (a broker node runs as the rabbitmq user).
+ */
+import { chmodSync, mkdtempSync } from "node:fs";
+import { join } from "node:path";
+
+export interface Certificates {
+  dir: string;
+  /** The path of a file in the folder: ca.pem, ca.key, server.pem, server.key, other-ca.pem. */
+  pem(name: string): string;
+}
+
+function openssl(dir: string, args: string[]): void {
+  const r = Bun.spawnSync(["openssl", ...args], { cwd: dir, stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr.toString()}`);
+}
+
+/** Makes them under /tmp (remove `dir` when done). `commonName`: the server certificate's subject CN. */
+export function makeCertificates(prefix: string, commonName = "localhost"): Certificates {
+  const dir = mkdtempSync(`/tmp/${prefix}`);
+  const pem = (name: string) => join(dir, name);
+  openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fibrpc test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+  openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${commonName}`, "-keyout", "server.key", "-out", "server.csr"]);
+  Bun.spawnSync(["sh", "-c", `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ${JSON.stringify(pem("san.ext"))}`]);
+  openssl(dir, ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+  openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA", "-keyout", "other.key", "-out", "other-ca.pem"]);
+  chmodSync(dir, 0o755);
+  for (const f of ["ca.pem", "server.pem", "server.key", "other-ca.pem"]) chmodSync(pem(f), 0o644);
+  return { dir, pem };
+}
+
+/** `openssl rehash` of a folder: a directory of certificates by subject hash, as /etc/ssl/certs is. */
+export function rehash(dir: string): void {
+  openssl(dir, ["rehash", dir]);
+}
