@@ -95,6 +95,7 @@ export type ErrorReason =
   | "network"
   | "handshake"
   | "no-majority"
+  | "queue-unresponsive"
   | "login"
   | "vhost"
   | "certificate"

@@ -143,6 +143,12 @@ export interface PrivateCluster {
   names: string[];
   ports: number[];
   urls: string[];
+  /** Stops node i (0-based), keeping its data and membership. */
+  halt(i: number): Promise<void>;
+  /** Starts node i (0-based) again; it rejoins the cluster. */
+  start(i: number): Promise<void>;
+  /** rabbitmqctl against node i (0-based). */
+  ctl(i: number, args: string[], ms?: number): Promise<Ctl>;
   stop(): Promise<void>;
 }
 
@@ -156,6 +162,9 @@ export async function startPrivateCluster(prefix: string): Promise<PrivateCluste
     names: [1, 2, 3].map((i) => `${clusterPrefix}${i}`),
     ports,
     urls: ports.map((p) => `amqp://guest:guest@127.0.0.1:${p}`),
+    halt: (i) => script([BROKER_NODE, "halt", `${clusterPrefix}${i + 1}`], env),
+    start: (i) => script([BROKER_NODE, "start", `${clusterPrefix}${i + 1}`, String(ports[i])], env),
+    ctl: (i, args, ms) => rabbitmqctl(args, { node: `${clusterPrefix}${i + 1}`, ms }),
     stop: () => script([CLUSTER, "stop", String(base)], env),
   };
   clusters.add(cluster);

@@ -223,3 +223,21 @@ export async function queueStats(queue: string): Promise<{ messageCount: number;
     await conn.close().catch(() => {});
   }
 }
+
+/** The text of a running serve's /metrics on 127.0.0.1:`port` (the request bounded at 5 s). */
+export async function scrapeMetrics(port: number): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
+  if (!response.ok) throw new Error(`GET /metrics on port ${port}: HTTP ${response.status}`);
+  return response.text();
+}
+
+/** Every sample of a /metrics text by series, labels included (`name{a="b"}`), to its value. */
+export function metricValues(text: string): Record<string, number> {
+  const values: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    values[line.slice(0, space)] = Number(line.slice(space + 1));
+  }
+  return values;
+}

@@ -21,6 +21,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "host-not-found": () => `check the host in ${both("url")}`,
     network: () => `check the network and ${both("url")}`,
     handshake: () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
+    "queue-unresponsive": (e) => `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
     "no-majority": () => `bring the cluster's other nodes back (rabbitmqctl cluster_status), or point ${both("url")} at a node that is part of the majority`,
   },
   ACCESS_REFUSED: {

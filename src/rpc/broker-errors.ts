@@ -51,6 +51,13 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (/metadata store operation timed out/i.test(message)) {
     return error("BROKER_UNREACHABLE", "no-majority", `the broker at ${broker} could not declare the queue: ${brokerReason(err)} (a node cut off from the majority of its cluster cannot change the cluster's metadata)`);
   }
+  // A queue whose record the broker has but whose process does not answer: seen on RabbitMQ 4.3
+  // after a declaration that timed out while the node lacked its cluster's majority was committed
+  // once the majority came back (404 "failed to perform operation on queue … due to timeout").
+  const unresponsive = /failed to perform operation on queue '([^']*)'.*due to timeout/i.exec(message);
+  if (unresponsive) {
+    return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: it has a record of the queue, but the queue does not answer (${brokerReason(err)})`, { reason: "queue-unresponsive", broker, queue: unresponsive[1] });
+  }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
     return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake (${message})`);
   }

@@ -154,15 +154,36 @@ export class RpcServer {
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
   }
 
-  /** Runs on every (re)connection: queue, channel, prefetch, consumer. */
+  /**
+   * Runs on every (re)connection: queue, channel, prefetch, consumer. amqplib's recovery listens
+   * for this connection's errors only once set-up is done. A broker that closes the connection
+   * during set-up (RabbitMQ 4.x with Khepri, a node cut off from its cluster's majority: 541
+   * "metadata store operation timed out") would otherwise throw from an event with no listener
+   * and end the worker. Here the attempt fails (onConnectFailed) with the broker's reason from
+   * the connection's close, not the "Channel ended" the pending declaration is rejected with.
+   */
   private async setup(model: ChannelModel): Promise<void> {
+    const closed = new Promise<Error | undefined>((resolve) => model.once("close", (err?: Error) => resolve(err)));
+    model.on("error", (err: Error) => this.options.log.debug(`connection error during set-up: ${err.message}`));
+    try {
+      await this.declareAndConsume(model);
+    } catch (err) {
+      if (!/Channel ended|Channel closed/i.test((err as Error)?.message ?? "")) throw err;
+      // The connection's close follows at once when the broker closed it; a channel closed on
+      // its own leaves the connection open, and the channel's error stands.
+      const reason = await new Promise<Error | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), 2_000);
+        void closed.then((error) => {
+          clearTimeout(timer);
+          resolve(error);
+        });
+      });
+      throw reason ?? err;
+    }
+  }
+
+  private async declareAndConsume(model: ChannelModel): Promise<void> {
     const { options } = this;
-    // amqplib's recovery listens for this connection's errors only once set-up is done. A broker
-    // that closes the connection during set-up (RabbitMQ 4.x with Khepri, a cluster that lost its
-    // majority: 541 "metadata store operation timed out") would otherwise throw from an event
-    // with no listener and end the worker; the declaration below rejects with it instead, and
-    // the attempt counts as failed (onConnectFailed).
-    model.on("error", (err: Error) => options.log.debug(`connection error during set-up: ${err.message}`));
     const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
     // Redeliveries are counted the classic way (a copy with fibrpc's own count) unless fibrpc
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue

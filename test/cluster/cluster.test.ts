@@ -1,33 +1,29 @@
 /**
- * Scale out on a RabbitMQ cluster: a 3-node cluster of the test's own (scripts/cluster.sh), a
- * quorum request queue, three serve processes spread over the nodes, a caller with --retry
- * running many calls, and one node stopped and started again during the run. Every call is
- * answered exactly once or fails with a retryable error that the retry completes; nothing lost.
+ * Scale out on a RabbitMQ cluster: a 3-node cluster of the test's own (scripts/cluster.sh), of the
+ * release the suite runs against (FIBRPC_TEST_BROKER), a quorum request queue, three serve
+ * processes spread over the nodes, a caller with --retry running many calls, and one node
+ * stopped and started again during the run. Every call is answered exactly once or fails with a
+ * retryable error that the retry completes; nothing lost. Then the cluster loses its majority:
+ * on Khepri (RabbitMQ 4.3) the remaining node cannot declare queues, on Mnesia (3.10, 4.0) it can.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { resolve } from "node:path";
+import { beforeAll, expect, test } from "bun:test";
 import { longestGap, record, runLoad } from "../load.ts";
-import { ROOT, startServe, type Server, cleanupAfterFile } from "../helpers.ts";
+import { BROKER_RELEASE, releaseAtLeast, startPrivateCluster, type PrivateCluster } from "../broker.ts";
+import { run, startServe, type Server, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
-const CLUSTER = resolve(ROOT, "scripts/cluster.sh");
-const NODE = resolve(ROOT, "scripts/broker-node.sh");
-const base = 5710 + 10 * Math.floor(Math.random() * 5);
-const prefix = `fibrpc-t${crypto.randomUUID().slice(0, 4)}-`;
-const env = { ...process.env, FIBRPC_CLUSTER_PREFIX: prefix };
-const urls = [1, 2, 3].map((i) => `amqp://guest:guest@127.0.0.1:${base + i}`);
+let cluster: PrivateCluster;
+let urls: string[];
 /** Node i's URL first, then the others: each server starts on its own node, fails over to the rest. */
 const rotated = (i: number) => [...urls.slice(i), ...urls.slice(0, i)].join(",");
 
-beforeAll(() => {
-  const started = Bun.spawnSync(["bash", CLUSTER, "start", String(base)], { env, stderr: "pipe" });
-  if (started.exitCode !== 0) throw new Error(`cluster did not start: ${started.stderr.toString()}`);
-});
+beforeAll(async () => {
+  cluster = await startPrivateCluster("fibrpc-t");
+  urls = cluster.urls;
+}, 300_000);
 
-afterAll(() => {
-  Bun.spawnSync(["bash", CLUSTER, "stop", String(base)], { env });
-});
+// The cluster is stopped (and its data deleted) by the file's cleanup (test/broker.ts).
 
 test("a node stopped and started under load: with --retry, zero calls lost", async () => {
   const queue = "rpc_queue";
@@ -38,7 +34,7 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
   let outage: Promise<void> | undefined;
   let back = false;
   let answeredWhenBack = 0;
-  const victim = `${prefix}1`; // the node the queue was declared on, and the callers' first choice
+  // Node 1: the node the queue was declared on, and the callers' first choice.
   const timings: Record<string, number> = {};
   const t0 = performance.now();
   const report = await runLoad({
@@ -57,14 +53,12 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
       if (count === 1000 && !outage) {
         outage = (async () => {
           timings.stopAt = performance.now() - t0;
-          const halted = Bun.spawn(["bash", NODE, "halt", victim], { env, stdout: "ignore", stderr: "ignore" });
-          expect(await halted.exited).toBe(0);
+          await cluster.halt(0);
           timings.stoppedAt = performance.now() - t0;
           // Serve on two nodes for a while before the node comes back.
           const until = answered + 1500;
           while (answered < until && performance.now() - t0 < timings.stoppedAt + 20_000) await Bun.sleep(50);
-          const restarted = Bun.spawn(["bash", NODE, "start", victim, String(base + 1)], { env, stdout: "ignore", stderr: "pipe" });
-          expect(await restarted.exited).toBe(0);
+          await cluster.start(0);
           timings.restartedAt = performance.now() - t0;
           answeredWhenBack = answered;
           back = true;
@@ -93,10 +87,78 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
   expect(report.answered).toBe(report.sent);
   expect(report.outcomes).toHaveLength(report.sent); // one answer per call
   expect(report.retried).toBeGreaterThan(0); // the outage was felt, and retried
-  // Reported, not a target: typically 0.1–0.3 s; a stall of ~22 s was seen twice (docs/benchmarks.md).
-  expect(gap).toBeLessThan(60_000);
+  // The longest gap is reported (record above, docs/benchmarks.md), not a target: it measures
+  // the machine and the broker's failover, not fibrpc's behaviour.
   for (const server of servers) {
     expect(server.log).not.toMatch(/died/);
     expect(await server.stop()).toBe(0);
   }
 }, 180_000);
+
+/**
+ * Whether the cluster's metadata store is Khepri (a Raft store: changes need a majority of the
+ * nodes) or Mnesia (no majority needed). Per release, as the nodes of scripts/broker-node.sh run
+ * them: RabbitMQ 4.3 enables khepri_db by default, 3.10 and 4.0 run Mnesia.
+ */
+const KHEPRI = releaseAtLeast(4, 3);
+
+test(
+  KHEPRI
+    ? `RabbitMQ ${BROKER_RELEASE} (Khepri) cut to 1 of 3 nodes: serve says in one line that the node cannot declare the queue, waits, and serves once the majority is back`
+    : `RabbitMQ ${BROKER_RELEASE} (Mnesia) cut to 1 of 3 nodes: the remaining node still declares queues, and serve serves on it`,
+  async () => {
+    const flags = await cluster.ctl(0, ["list_feature_flags", "name", "state", "--formatter", "json", "-q"]);
+    expect(flags.code).toBe(0);
+    const khepri = (JSON.parse(flags.stdout) as { name: string; state: string }[]).find((f) => f.name === "khepri_db");
+    expect(khepri?.state ?? "absent").toBe(KHEPRI ? "enabled" : releaseAtLeast(4, 0) ? "disabled" : "absent");
+
+    await cluster.halt(1);
+    await cluster.halt(2);
+    const queue = `fibrpc_majority_${crypto.randomUUID().slice(0, 8)}`; // on the cluster, which goes with the test
+    const server = await startServe(["--workers", "1", "--queue", queue, "--url", urls[0]!], {}, null);
+    try {
+      if (!KHEPRI) {
+        await server.waitForLog(/1\/1 workers serving/, 60_000);
+        const call = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
+        expect(call.stdout).toBe("832040\n");
+        expect(call.code).toBe(0);
+      } else {
+        // The broker's own timeout (about 30 s) passes before it closes the connection.
+        await server.waitForLog(/could not declare the queue: .*metadata store operation timed out.*; bring the cluster's other nodes back/, 120_000);
+        const line = server.log.split("\n").find((l) => l.includes("metadata store operation timed out"))!;
+        expect(line).toContain(`the broker at amqp://guest:***@127.0.0.1:${cluster.ports[0]} could not declare the queue`);
+        expect(server.proc.exitCode).toBeNull(); // waiting, not dead
+        expect(server.log).not.toMatch(/died|\n\s+at |\.js:\d+/); // no crash, no stack, no source
+        const call = await run(["call", "--queue", queue, "--url", urls[0]!, "--timeout", "5s", "30"]);
+        expect(call.stdout).toBe("");
+        expect(call.code).toBe(69);
+        expect(call.stderr).toContain(`queue "${queue}" does not exist`);
+      }
+      const before = server.log.length;
+      await cluster.start(1);
+      await cluster.start(2);
+      if (KHEPRI) {
+        // The declaration in flight when the majority came back may be committed while its
+        // queue never starts: RabbitMQ 4.3.6 then answers every declaration of that name with
+        // 404 "… due to timeout" until the queue is deleted. serve says so, with the remedy,
+        // and keeps trying; the operator's delete_queue lets it declare the queue afresh.
+        await server.waitForLog(/1\/1 workers serving|does not answer/, 180_000, before);
+        if (!/1\/1 workers serving/.test(server.log.slice(before))) {
+          expect(server.log.slice(before)).toContain(`could not declare queue "${queue}": it has a record of the queue, but the queue does not answer`);
+          expect(server.log.slice(before)).toContain(`if it lasts, delete it (rabbitmqctl delete_queue ${queue})`);
+          expect((await cluster.ctl(0, ["delete_queue", queue])).code).toBe(0);
+        }
+      }
+      await server.waitForLog(/1\/1 workers serving/, 180_000, before);
+      const after = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
+      expect(after.stdout).toBe("832040\n");
+      expect(after.code).toBe(0);
+      expect(server.log).not.toMatch(/died/);
+      expect(await server.stop()).toBe(0);
+    } finally {
+      // The next file's cluster is its own; this one must be whole again for afterAll's stop.
+      for (const i of [1, 2]) await cluster.start(i).catch(() => {});
+    }
+  },
+  400_000,
+);

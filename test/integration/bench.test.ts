@@ -107,7 +107,7 @@ test("off a terminal, progress is a plain line every second while calls are in f
   // or slow this machine is, until each bench has printed what the test waits for.
   const queue = uniqueQueue();
   const { ch } = await rawChannel();
-  await ch.assertQueue(queue, { durable: false });
+  await ch.assertQueue(queue, { durable: true });
   const held: ConsumeMessage[] = [];
   let released = false;
   const answer = (msg: ConsumeMessage) => {
@@ -162,7 +162,7 @@ test("--rate must be a positive number: one line, exit 64", async () => {
 test("a wrong answer is an error, never a fast result", async () => {
   const queue = uniqueQueue();
   const { ch } = await rawChannel();
-  await ch.assertQueue(queue, { durable: false });
+  await ch.assertQueue(queue, { durable: true });
   await ch.consume(queue, (msg) => {
     if (!msg) return;
     ch.sendToQueue(msg.properties.replyTo, Buffer.from("42"), { correlationId: msg.properties.correlationId });

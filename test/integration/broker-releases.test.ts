@@ -21,10 +21,8 @@ import { URL, alsoDelete, eventually, queueStats, rawChannel, run, startServe, u
 
 cleanupAfterFile();
 
-/** Whether a requeueing nack counts as a failed delivery (before 4.3: every return counts). */
+/** Whether a requeueing nack counts as a failed delivery (before 4.3 every return counts; from 4.3 on x-acquired-count counts every delivery). */
 const NACK_COUNTS = !releaseAtLeast(4, 3);
-/** Whether the broker sets x-acquired-count (4.3 on). */
-const ACQUIRED_COUNT = releaseAtLeast(4, 3);
 /** Whether a mandatory publish to a Direct Reply-to address whose caller has gone comes back (before 4.2). */
 const DEAD_REPLY_ADDRESS_RETURNED = !releaseAtLeast(4, 2);
 

@@ -70,7 +70,7 @@ describe("failures before any server answers", () => {
   test("queue without consumer: exit 69", async () => {
     const queue = uniqueQueue();
     const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: false });
+    await ch.assertQueue(queue, { durable: true });
     const { code, stderr } = await run(["call", "5", "--queue", queue]);
     expect(code).toBe(69);
     expect(stderr).toMatch(/has no consumer/);
@@ -84,7 +84,7 @@ describe("a hand-made responder on the real broker", () => {
     const ns = [5, 10, 20, 30];
     const expected = ["5", "55", "6765", "832040"];
     const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: false });
+    await ch.assertQueue(queue, { durable: true });
     const received: { n: number; replyTo: string; correlationId: string }[] = [];
     await ch.consume(
       queue,

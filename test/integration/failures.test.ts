@@ -10,7 +10,7 @@ import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
 import { Hold } from "../hold.ts";
 import { startProxy } from "../proxy.ts";
-import { tracked, alsoDelete, BIN, TEST_BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+import { tracked, alsoDelete, BIN, TEST_BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -59,7 +59,7 @@ describe("timeouts and deadlines", () => {
   test("a server that never replies: exit 75 after --timeout, one line per n", async () => {
     const queue = uniqueQueue();
     const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: false });
+    await ch.assertQueue(queue, { durable: true });
     await ch.consume(queue, (msg) => msg && ch.ack(msg)); // takes requests, never answers
     const twin = twinCall(["--queue", queue, "7"]);
     const { code, stdout, stderr, ms } = await run(["call", "--timeout", "300ms", "--queue", queue, "5", "6"]);
@@ -78,7 +78,7 @@ describe("timeouts and deadlines", () => {
     // A consumer that holds the first request and takes no more (prefetch 1, never acks), so
     // the second request waits in the queue until its expiration.
     const stalled = await rawChannel();
-    await stalled.ch.assertQueue(queue, { durable: false });
+    await stalled.ch.assertQueue(queue, { durable: true });
     await stalled.ch.prefetch(1);
     let held = 0;
     await stalled.ch.consume(queue, () => held++);
@@ -117,7 +117,7 @@ describe("timeouts and deadlines", () => {
   test("a late reply, after its call timed out, is ignored", async () => {
     const queue = uniqueQueue();
     const responder = await rawChannel();
-    await responder.ch.assertQueue(queue, { durable: false });
+    await responder.ch.assertQueue(queue, { durable: true });
     // The request is taken and held; the reply is sent only once the call has timed out.
     let request: (msg: ConsumeMessage) => void = () => {};
     const received = new Promise<ConsumeMessage>((resolve) => (request = resolve));
@@ -222,7 +222,7 @@ describe("poison accounting is fair", () => {
     test(`${queueType}: a request redelivered 4 times because its connection dropped is answered, not refused as poison`, async () => {
       const queue = uniqueQueue();
       if (queueType === "quorum") alsoDelete(deadLetterQueueName(queue));
-      const proxy = await startProxy(5672);
+      const proxy = await startProxy(BROKER_PORT);
       // Each computation of fib(100,000) is held until the test has cut the connection under it,
       // so the reply and ack are lost and the broker redelivers the request.
       const hold = new Hold(100_000);

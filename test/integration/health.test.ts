@@ -2,14 +2,14 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { startProxy } from "../proxy.ts";
-import { eventually, run, startServe, tempFolder, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { eventually, run, startServe, tempFolder, uniqueQueue, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
 test("health follows the workers: serving, broker cut off, recovered, stopped", async () => {
   const statusFile = join(tempFolder("fibrpc-health-"), "status.json");
   const queue = uniqueQueue();
-  const proxy = await startProxy(5672);
+  const proxy = await startProxy(BROKER_PORT);
   try {
     const server = await startServe(["--workers", "2", "--queue", queue, "--status-file", statusFile, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
     const healthy = await run(["health", "--status-file", statusFile]);

@@ -45,7 +45,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConsumeMessage } from "amqplib";
 import { F, nestedArray, nestedTable, RawAmqp, type FieldTable, type FieldValue, type Properties, type ShortStr } from "../raw-amqp.ts";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, startServe, tracked, uniqueQueue, type Server, freePort } from "../helpers.ts";
+import { rabbitmqctlOk } from "../broker.ts";
+import { cleanupAfterFile, eventually, queueStats, rawChannel, startServe, uniqueQueue, type Server, freePort, metricValues, scrapeMetrics } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -254,9 +255,8 @@ let world: World;
 
 /** serve's counters that must stay 0. */
 async function counters(): Promise<{ reconnects: number; restarts: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${world.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-  return { reconnects: value("fibrpc_reconnects_total"), restarts: value("fibrpc_worker_restarts_total") };
+  const values = metricValues(await scrapeMetrics(world.httpPort));
+  return { reconnects: values.fibrpc_reconnects_total ?? NaN, restarts: values.fibrpc_worker_restarts_total ?? NaN };
 }
 
 /**
@@ -266,12 +266,7 @@ async function counters(): Promise<{ reconnects: number; restarts: number }> {
  * the test, never a weaker check in its place.
  */
 async function queueCounts(queue: string): Promise<{ ready: number; unacked: number }> {
-  if (!Bun.which("rabbitmqctl")) throw new Error("rabbitmqctl is not on PATH: this file counts the request queue's unacknowledged messages with it (Debian's rabbitmq-server package has it; scripts/ensure-broker.sh installs that package when no broker answers)");
-  const proc = tracked(Bun.spawn(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"], { stdout: "pipe", stderr: "pipe" }));
-  const timer = setTimeout(() => proc.kill(), 15_000);
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  if (code !== 0) throw new Error(`rabbitmqctl list_queues exited ${code}: ${err.trim()}`);
+  const out = await rabbitmqctlOk(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"]);
   const line = out.split("\n").find((l) => l.split(/\s+/)[0] === queue);
   if (!line) throw new Error(`rabbitmqctl does not list queue ${queue}`);
   const [, ready, unacked] = line.trim().split(/\s+/);

@@ -269,7 +269,7 @@ describe("call --retry, seen from the request queue", () => {
   async function fakeServer(answer: (attempt: number) => boolean) {
     const queue = uniqueQueue();
     const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: false });
+    await ch.assertQueue(queue, { durable: true });
     const seen: { correlationId: unknown; replyTo: unknown; body: string; deadline: unknown }[] = [];
     await ch.consume(queue, (msg) => {
       if (!msg) return;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { Hold } from "../hold.ts";
 import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
-import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort } from "../helpers.ts";
+import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort, scrapeMetrics } from "../helpers.ts";
 
 
 /** Samples of an exposition by series ("name" or "name{labels}"). */
@@ -48,7 +48,7 @@ let server: Server;
 let port: number;
 let queue: string;
 let spawnedAt: number;
-const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+const scrape = () => scrapeMetrics(port);
 
 beforeAll(async () => {
   queue = uniqueQueue();

@@ -9,23 +9,14 @@ import { join } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, type OptionName } from "../../src/options.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile, freePort } from "../helpers.ts";
+import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile, freePort, BROKER_PORT, metricValues, scrapeMetrics } from "../helpers.ts";
 import { optionsOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
 
 
-/** fibrpc_requests_total by "outcome/code", and other series by name. */
-async function scrape(port: number): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const values: Record<string, number> = {};
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const [series, value] = line.split(" ");
-    values[series!] = Number(value);
-  }
-  return values;
-}
+/** Every series of serve's /metrics by name and labels. */
+const scrape = async (port: number) => metricValues(await scrapeMetrics(port));
 
 describe("metrics", () => {
   test("counters move by exactly the calls made, by outcome and code", async () => {
@@ -62,7 +53,7 @@ describe("metrics", () => {
   test("/readyz turns not ready while the broker is unreachable, ready again after recovery", async () => {
     const queue = uniqueQueue();
     const port = await freePort();
-    const proxy = await startProxy(5672);
+    const proxy = await startProxy(BROKER_PORT);
     try {
       const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
       const readyz = async () => {
@@ -138,7 +129,7 @@ describe("configuration", () => {
 describe("several broker URLs", () => {
   test("call tries them in order; serve fails over to the next when its broker goes away", async () => {
     const queue = uniqueQueue();
-    const proxy = await startProxy(5672);
+    const proxy = await startProxy(BROKER_PORT);
     try {
       const viaProxy = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
       const direct = "amqp://guest:guest@127.0.0.1:5672";

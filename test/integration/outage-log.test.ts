@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { startProxy } from "../proxy.ts";
-import { BIN, cleanupAfterFile, eventually, run, startServe, TEST_BIN, tracked, uniqueQueue, freePort } from "../helpers.ts";
+import { BIN, cleanupAfterFile, eventually, run, startServe, TEST_BIN, tracked, uniqueQueue, freePort, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -58,7 +58,7 @@ test("unreachable at start-up (connection refused): one warning for 3 workers, n
   expect(during[1]).toMatch(/WARN  cannot reach the broker/);
 
   // The broker becomes reachable at that address.
-  const proxy = await startProxy(5672, "127.0.0.1", port);
+  const proxy = await startProxy(BROKER_PORT, "127.0.0.1", port);
   try {
     await server.waitForLog(new RegExp(`INFO  connected to ${MASKED} after ${DURATION} \\(\\d+ failed attempts\\); 3/3 workers serving\n`), 15_000);
     const { code, stdout } = await run(["call", "--queue", queue, "30"]);
@@ -83,7 +83,7 @@ test("unreachable at start-up (connection refused): one warning for 3 workers, n
 
 test("an established connection cut and refused: one warning, none per attempt or worker; one line when all 3 are back", async () => {
   const queue = uniqueQueue();
-  const proxy = await startProxy(5672);
+  const proxy = await startProxy(BROKER_PORT);
   try {
     const server = await startServe(["--workers", "3", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
     const from = server.log.length;
@@ -116,7 +116,7 @@ test("an established connection cut and refused: one warning, none per attempt o
 
 test("test build, summary every 1.5 s, JSON at debug: summaries paced and carrying their fields; each attempt only at debug", async () => {
   const queue = uniqueQueue();
-  const proxy = await startProxy(5672);
+  const proxy = await startProxy(BROKER_PORT);
   proxy.refuse(true);
   try {
     const env: Record<string, string> = { NO_COLOR: "1", FIBRPC_TEST_OUTAGE_SUMMARY_MS: "1500" };

@@ -6,14 +6,14 @@
  */
 import { expect, test } from "bun:test";
 import { openWire } from "../../src/rpc/wire.ts";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
+import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, metricValues, scrapeMetrics, freePort } from "../helpers.ts";
 
 cleanupAfterFile();
 
 test("with the pinned amqplib the frame writer attaches, and what it publishes and acks reaches the broker", async () => {
   const queue = uniqueQueue();
   const { conn, ch } = await rawChannel();
-  await ch.assertQueue(queue, { durable: false });
+  await ch.assertQueue(queue, { durable: true });
   const writer = openWire(conn, ch);
   expect(writer?.kind).toBe("wire");
   const received = new Promise<{ body: string; correlationId: string; headers: unknown }>((resolve) => {
@@ -30,15 +30,11 @@ test("with the pinned amqplib the frame writer attaches, and what it publishes a
   expect(await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 5_000, "queue empty")).toMatchObject({ messageCount: 0 });
 });
 
-async function metric(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(" ")[1] ?? Number.NaN);
-}
+const metric = async (port: number, name: string) => metricValues(await scrapeMetrics(port))[name] ?? Number.NaN;
 
 test("serve uses the frame writer: no fallback counted", async () => {
   const queue = uniqueQueue();
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port)]);
   expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
   expect(await metric(port, "fibrpc_outlet_fallbacks_total")).toBe(0);
@@ -48,7 +44,7 @@ test("serve uses the frame writer: no fallback counted", async () => {
 
 test("a fallback to amqplib's own publish and ack is logged and counted, and serving goes on", async () => {
   const queue = uniqueQueue();
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port)], { FIBRPC_TEST_FAULTS: "no-frame-writer=1" });
   expect(await run(["call", "--queue", queue, "0", "30", "100"])).toMatchObject({ code: 0, stdout: "0\n832040\n354224848179261915075\n" });
   expect(await metric(port, "fibrpc_outlet_fallbacks_total")).toBe(2); // one channel per worker

@@ -4,21 +4,21 @@
  * and SIGKILL. Each scenario accounts for every request: answered, failed with a clear error,
  * or left in the queue; nothing lost, nothing answered twice.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { Hold } from "../hold.ts";
 import { startProxy } from "../proxy.ts";
 import { longestGap, record, runLoad } from "../load.ts";
-import { tracked, eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+import { startPrivateNode } from "../broker.ts";
+import { tracked, eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
-const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
 
 describe("connections dropped under load", () => {
   test("serve reconnects at its first attempt and keeps serving; every request answered once", async () => {
     const queue = uniqueQueue();
-    const proxy = await startProxy(5672);
+    const proxy = await startProxy(BROKER_PORT);
     try {
       const server = await startServe(["--workers", "2", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
       let cut = false;
@@ -58,16 +58,11 @@ describe("connections dropped under load", () => {
 });
 
 describe("the broker application restarted under load (private node)", () => {
-  const node = `fibrpc-test-${crypto.randomUUID().slice(0, 6)}`;
-  const port = 5690 + Math.floor(Math.random() * 100);
-  const nodeUrl = `amqp://guest:guest@127.0.0.1:${port}`;
-  afterAll(() => {
-    Bun.spawnSync(["bash", BROKER_NODE, "stop", node]);
-  });
 
   test("serve reconnects and keeps serving; with --retry every call is answered", async () => {
-    const started = Bun.spawnSync(["bash", BROKER_NODE, "start", node, String(port)], { stderr: "pipe" });
-    expect(started.exitCode, started.stderr.toString()).toBe(0);
+    // A node of the suite's release, stopped by the file's cleanup.
+    const node = await startPrivateNode("fibrpc-restart");
+    const nodeUrl = node.url;
     const queue = "rpc_queue";
     const server = await startServe(["--workers", "2", "--queue", queue, "--url", nodeUrl]);
     let downAt = 0;
@@ -89,7 +84,7 @@ describe("the broker application restarted under load (private node)", () => {
         answeredSoFar = answered;
         if (answered === 500 && !restart) {
           restart = (async () => {
-            const ctl = (cmd: string) => Bun.spawn(["bash", BROKER_NODE, "ctl", node, cmd], { stdout: "ignore", stderr: "ignore" }).exited;
+            const ctl = async (cmd: string) => (await node.ctl([cmd])).code;
             downAt = performance.now();
             expect(await ctl("stop_app")).toBe(0);
             expect(await ctl("start_app")).toBe(0);
@@ -259,7 +254,7 @@ describe("client under faults", () => {
     // go, so the calls after the first are surely in flight when the connection is cut.
     const hold = new Hold(999_999);
     const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
-    const proxy = await startProxy(5672);
+    const proxy = await startProxy(BROKER_PORT);
     try {
       const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
       const ns = ["30", "999999", "999999", "999999"];

@@ -130,7 +130,6 @@ describe("a malformed URL is one line and exit 64 from every command", () => {
         const { args, env } = given(source, c.url(users[0]!.name));
         const where = source === "flag" ? "--url" : source === "env" ? "FIBRPC_URL" : "FIBRPC_URL in the --config file";
         for (const command of [["call", "30"], ["bench", "--requests", "10"], ["serve", "--workers", "2", "--queue", uniqueQueue()]]) {
-          const started = performance.now();
           const r = await run([...command, "--log-level", "debug", ...args], env);
           expect(r.code, `${command[0]}: ${r.stderr}`).toBe(64);
           expectOneLine(r);
@@ -138,7 +137,6 @@ describe("a malformed URL is one line and exit 64 from every command", () => {
           expect(r.stderr).toMatch(c.error);
           expect(r.stderr).not.toMatch(/\[worker-|workers serving/); // serve started none
           expectNoPassword(r.stderr, c.password);
-          expect(performance.now() - started).toBeLessThan(5_000);
         }
       });
     }

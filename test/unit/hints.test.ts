@@ -32,6 +32,17 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     line: "the TLS certificate of the broker at amqp://u:***@h:5672/v could not be verified (SELF_SIGNED_CERT_IN_CHAIN); pass --tls-ca with the CA that signed it, or check the host name in the URL",
     exitCode: 78,
   },
+  // RabbitMQ 4.3 (Khepri), words as the broker sent them (test/cluster/cluster.test.ts meets them live).
+  {
+    error: connectError(new Error(`Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR - Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out"`), url),
+    line: "the broker at amqp://u:***@h:5672/v could not declare the queue: Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out (a node cut off from the majority of its cluster cannot change the cluster's metadata); bring the cluster's other nodes back (rabbitmqctl cluster_status), or point --url / FIBRPC_URL at a node that is part of the majority",
+    exitCode: 68,
+  },
+  {
+    error: connectError(new Error(`Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'q' in vhost '/' due to timeout"`), url),
+    line: `the broker at amqp://u:***@h:5672/v could not declare queue "q": it has a record of the queue, but the queue does not answer (failed to perform operation on queue 'q' in vhost '/' due to timeout); if it lasts, delete it (rabbitmqctl delete_queue q) so that serve declares it afresh`,
+    exitCode: 68,
+  },
   // An error nothing is known to help with is its message alone.
   { error: connectError(new Error("something odd"), url), line: "cannot connect to the broker at amqp://u:***@h:5672/v: something odd", exitCode: 68 },
   {
