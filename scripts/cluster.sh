@@ -8,6 +8,7 @@
 #   scripts/cluster.sh urls [BASE_PORT]    # the comma-separated --url list for fibrpc
 #
 # FIBRPC_CLUSTER_PREFIX changes the node names (default fibrpc-c), e.g. for two clusters at once.
+# FIBRPC_BROKER_VERSION picks the RabbitMQ release of the nodes (3.10, 4.0, 4.3; see broker-node.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 prefix=${FIBRPC_CLUSTER_PREFIX:-fibrpc-c}
