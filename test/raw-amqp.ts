@@ -12,6 +12,7 @@
  * heartbeats (tuned to 0), no flow control beyond the socket's.
  */
 import { connect as tcpConnect, type Socket } from "node:net";
+import { BROKER_PORT } from "./helpers.ts";
 
 // §4.2.3 frame types, and the frame-end octet.
 const FRAME_METHOD = 1;
@@ -382,7 +383,7 @@ export class RawAmqp {
 
   /** Opens a connection (§2.2.4 negotiation) and channel 1 in confirm mode. */
   static async connect(options: ConnectOptions = {}): Promise<RawAmqp> {
-    const { host = "127.0.0.1", port = 5672, user = "guest", password = "guest", vhost = "/", timeoutMs = 5000, frameMax } = options;
+    const { host = "127.0.0.1", port = BROKER_PORT, user = "guest", password = "guest", vhost = "/", timeoutMs = 5000, frameMax } = options;
     const socket = tcpConnect(port, host);
     const client = new RawAmqp(socket);
     const timer = setTimeout(() => socket.destroy(new Error("handshake timed out")), timeoutMs);

@@ -3,7 +3,7 @@
  * caller can meet before any server answers.
  */
 import { describe, expect, test } from "bun:test";
-import { rawChannel, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import { rawChannel, run, startServe, uniqueQueue, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -52,7 +52,7 @@ describe("failures before any server answers", () => {
   });
 
   test("wrong password: access refused, exit 77", async () => {
-    const { code, stderr } = await run(["call", "5", "--url", "amqp://guest:wrong@127.0.0.1:5672"]);
+    const { code, stderr } = await run(["call", "5", "--url", `amqp://guest:wrong@127.0.0.1:${BROKER_PORT}`]);
     expect(code).toBe(77);
     expect(stderr).toMatch(/refused the login/);
     expect(stderr).not.toContain("wrong@");
@@ -123,7 +123,7 @@ describe("serve refuses what it cannot fix by waiting", () => {
   });
 
   test("wrong password: serve exits 77 instead of retrying forever", async () => {
-    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--url", "amqp://guest:nope@127.0.0.1:5672"], {}, null);
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--url", `amqp://guest:nope@127.0.0.1:${BROKER_PORT}`], {}, null);
     expect(await server.proc.exited).toBe(77);
     expect(server.log).toMatch(/refused the login/);
     expect(server.log).not.toContain("nope@");

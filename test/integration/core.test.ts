@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { tracked, BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
+import { URL, tracked, BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -66,7 +66,7 @@ describe("binary", () => {
 
 test("serve keeps serving when the reader of its log goes away (`serve 2>&1 | head -1`)", async () => {
   const own = uniqueQueue(); // answered by this serve alone, so it has logged after the pipe closed
-  const proc = tracked(Bun.spawn([BIN, "serve", "--workers", "1", "--queue", own, "--log-level", "debug"], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+  const proc = tracked(Bun.spawn([BIN, "serve", "--url", URL, "--workers", "1", "--queue", own, "--log-level", "debug"], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
   const reader = proc.stderr.getReader();
   await reader.read(); // the first line, as head -1 would
   await reader.cancel(); // ...and the pipe closes: every later log line meets EPIPE

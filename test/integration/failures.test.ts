@@ -28,7 +28,7 @@ function twinCall(args: string[]) {
 describe("no server", () => {
   test("--wait-for-server succeeds when a server starts during the wait", async () => {
     const queue = uniqueQueue();
-    const call = tracked(Bun.spawn([BIN, "call", "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
+    const call = tracked(Bun.spawn([BIN, "call", "--url", URL, "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
     // Wait until call says it is waiting, then start the server.
     let stderr = "";
     const decoder = new TextDecoder();

@@ -8,7 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { run, startServe, uniqueQueue, cleanupAfterFile, freePort, tempFolder } from "../helpers.ts";
+import { run, startServe, uniqueQueue, cleanupAfterFile, freePort, tempFolder, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -133,9 +133,9 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
 
 describe("several --url: tried in order", () => {
   for (const [name, urls] of [
-    ["repeated", ["--url", "amqp://guest:guest@127.0.0.1:1", "--url", "amqp://guest:guest@127.0.0.1:5672"]],
-    ["comma-separated", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:5672"]],
-    ["both", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:2", "--url", "amqp://guest:guest@127.0.0.1:5672"]],
+    ["repeated", ["--url", "amqp://guest:guest@127.0.0.1:1", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
+    ["comma-separated", ["--url", `amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
+    ["both", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:2", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
   ] as const) {
     test(`${name}: the first is refused, the call is answered via the next`, async () => {
       const queue = uniqueQueue();
@@ -150,9 +150,9 @@ describe("several --url: tried in order", () => {
 
   test("serve takes them in order too", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug", "--url", "amqp://guest:guest@127.0.0.1:1", "--url", "amqp://guest:guest@127.0.0.1:5672"]);
-    expect(server.log).toContain("on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:5672 with 1 workers");
-    expect(server.log).toContain("connected to amqp://guest:***@127.0.0.1:5672");
+    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug", "--url", "amqp://guest:guest@127.0.0.1:1", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]);
+    expect(server.log).toContain(`on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:${BROKER_PORT} with 1 workers`);
+    expect(server.log).toContain(`connected to amqp://guest:***@127.0.0.1:${BROKER_PORT}`);
     expect(await server.stop()).toBe(0);
   });
 });

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, tempFolder, uniqueQueue, type Server } from "../helpers.ts";
+import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, tempFolder, uniqueQueue, type Server, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -20,7 +20,7 @@ cleanupAfterFile();
  * exits), the broker's side is closed too, as a dead client's connection would be, and the
  * broker requeues what serve had not acked.
  */
-async function startFreezableProxy(targetPort = 5672) {
+async function startFreezableProxy(targetPort = BROKER_PORT) {
   const sockets = new Set<Socket>();
   let frozen = false;
   let held = 0;

@@ -122,7 +122,7 @@ describe("configuration", () => {
       expect(typeof entry.message).toBe("string");
     }
     expect(entries.some((e) => e.worker === "worker-1" || e.worker === "worker-2")).toBe(true);
-    expect(entries[0]).toMatchObject({ level: "info", fields: { queue, workers: 2, queueType: "classic", brokers: ["amqp://guest:***@127.0.0.1:5672"] } });
+    expect(entries[0]).toMatchObject({ level: "info", fields: { queue, workers: 2, queueType: "classic", brokers: [`amqp://guest:***@127.0.0.1:${BROKER_PORT}`] } });
   });
 });
 
@@ -132,13 +132,13 @@ describe("several broker URLs", () => {
     const proxy = await startProxy(BROKER_PORT);
     try {
       const viaProxy = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
-      const direct = "amqp://guest:guest@127.0.0.1:5672";
+      const direct = `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`;
       const server = await startServe(["--workers", "2", "--queue", queue, "--url", `${viaProxy},${direct}`, "--log-level", "debug"]);
       await server.waitForLog(new RegExp(`connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${proxy.port}`));
       // The first broker "goes away": connections cut, new ones refused.
       proxy.refuse(true);
       proxy.cut();
-      await server.waitForLog(/connected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672[\s\S]*connected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672/, 10_000);
+      await server.waitForLog(new RegExp(`connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}[\\s\\S]*connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}`), 10_000);
       const { code, stdout } = await run(["call", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:1,${viaProxy},${direct}`, "30"]);
       expect(code).toBe(0);
       expect(stdout).toBe("832040\n");
@@ -151,9 +151,9 @@ describe("several broker URLs", () => {
 
 describe("the suite's password-leak detector", () => {
   test("sees an unmasked password and accepts a masked one", () => {
-    expect(UNMASKED_PASSWORD.test("at amqp://guest:guest@127.0.0.1:5672")).toBe(true);
+    expect(UNMASKED_PASSWORD.test(`at amqp://guest:guest@127.0.0.1:${BROKER_PORT}`)).toBe(true);
     expect(UNMASKED_PASSWORD.test("at amqps://u:s3cret@h/vh")).toBe(true);
-    expect(UNMASKED_PASSWORD.test("at amqp://guest:***@127.0.0.1:5672")).toBe(false);
-    expect(UNMASKED_PASSWORD.test("at amqp://127.0.0.1:5672")).toBe(false);
+    expect(UNMASKED_PASSWORD.test(`at amqp://guest:***@127.0.0.1:${BROKER_PORT}`)).toBe(false);
+    expect(UNMASKED_PASSWORD.test(`at amqp://127.0.0.1:${BROKER_PORT}`)).toBe(false);
   });
 });
