@@ -118,6 +118,34 @@ stop_epmd_if_unused() {
   in_runtime epmd -port "$epmd_port" -kill >/dev/null 2>&1 || true
 }
 
+# The node's Erlang VM, found by the node name in its environment (the pid file is not always
+# there: RabbitMQ writes it late in boot and removes it when a second start of the same node fails).
+node_pid() {
+  local pid
+  for pid in $(pgrep -x beam.smp || true); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$node"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Stops the node and waits until its VM has gone: asked politely (rabbitmqctl stop, bounded), then
+# SIGTERM, then SIGKILL; never waits forever on a node that does not answer.
+stop_node() {
+  local pid
+  pid=$(node_pid) || return 0
+  timeout 60 bash "$here/broker-node.sh" ctl "$name" stop >/dev/null 2>&1 || true
+  for signal in TERM KILL; do
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || return 0
+      sleep 0.2
+    done
+    kill "-$signal" "$pid" 2>/dev/null || true
+  done
+}
+
 rabbitmq_owner() {
   local passwd=${rootfs:-}/etc/passwd
   awk -F: '$1 == "rabbitmq" { print $3 ":" $4 }' "$passwd"
@@ -138,6 +166,9 @@ case "$cmd" in
       exit 1
     fi
     ensure_runtime
+    # Already running (a cluster node started again by a test's clean-up): nothing to do; a second
+    # start of the same node would fail and take its pid file with it.
+    if node_pid >/dev/null; then exit 0; fi
     mkdir -p "$dir/mnesia" "$dir/log"
     echo "$version" >"$dir/version"
     denied=""
@@ -158,17 +189,14 @@ case "$cmd" in
     exit 1
     ;;
   stop)
-    if [ -d "$dir" ]; then
-      # With the pid file, stop returns once the node's process has ended.
-      ctl stop "$dir/pid" >/dev/null 2>&1 || true
-      rm -rf "$dir"
-    fi
+    stop_node
+    rm -rf "$dir"
     stop_epmd_if_unused
     # The base folder goes with its last node (another node still running keeps it).
     rmdir "$base" 2>/dev/null || true
     ;;
   halt)
-    ctl stop "$dir/pid" >/dev/null 2>&1 || true
+    stop_node
     stop_epmd_if_unused
     ;;
   ctl)

@@ -79,6 +79,7 @@ fi
 export FIBRPC_TEST_BROKER=$release
 
 mkdir -p .test-results
-report=".test-results/junit$([ "$release" != 3.10 ] && echo "-$release").xml"
+report=.test-results/junit.xml
+if [ "$release" != 3.10 ]; then report=".test-results/junit-$release.xml"; fi
 # bun ignores [test] timeout in bunfig.toml, so it is given here.
 node_modules/.bin/bun test --timeout 120000 --reporter=junit --reporter-outfile="$report" "${paths[@]}" "$@"
