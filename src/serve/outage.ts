@@ -1,6 +1,7 @@
 /**
  * What serve's log says while the broker is away, for the whole process: one warning when the
- * first worker loses the broker (or cannot reach it), then at most one summary line every 30 s
+ * first worker loses the broker (or cannot reach it), one more for each new kind of failure (its
+ * own remedy), then at most one summary line every 30 s
  * while workers keep trying (attempts, workers waiting, since when, why), and one line once every
  * worker consumes again. Never a line per attempt or per worker: those go to debug, in the
  * workers. Pure: the supervisor feeds it the workers' reports with the time and logs the lines
@@ -41,6 +42,8 @@ interface Outage {
   /** Brokers that failed since the last line, and the latest reason. */
   brokers: Set<string>;
   reason: string;
+  /** Reasons whose full line (with what to do) this outage has said: a new one is said at once. */
+  said: Set<string>;
 }
 
 export class OutageLog {
@@ -66,6 +69,7 @@ export class OutageLog {
     this.states.set(worker, "waiting");
     if (this.outage) return [];
     this.begin(now, broker, reason);
+    this.outage!.said.clear();
     return [{ level: "warn", message: `connection to ${broker} lost (${reason}); reconnecting`, fields: { broker, reason, since: iso(now), workers: this.workers } }];
   }
 
@@ -87,6 +91,14 @@ export class OutageLog {
     outage.attemptsSinceLine++;
     outage.brokers.add(failure.broker);
     outage.reason = failure.reason;
+    // A failure of another kind than those said (the broker back, but refusing in a new way)
+    // needs its own remedy: its full line, once, without waiting for the next summary.
+    // (After a lost connection, the first reason is what the lost line already announced.)
+    if (outage.said.size === 0) outage.said.add(failure.reason);
+    else if (!outage.said.has(failure.reason)) {
+      outage.said.add(failure.reason);
+      return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(outage.since), workers: this.workers } }];
+    }
     if (now - outage.lastLineAt < this.everyMs) return [];
     return [this.summary(outage, now)];
   }
@@ -118,7 +130,7 @@ export class OutageLog {
   }
 
   private begin(now: number, broker: string, reason: string): void {
-    this.outage = { since: now, wasServing: this.everServed, attempts: 0, attemptsSinceLine: 0, lastLineAt: now, brokers: new Set([broker]), reason };
+    this.outage = { since: now, wasServing: this.everServed, attempts: 0, attemptsSinceLine: 0, lastLineAt: now, brokers: new Set([broker]), reason, said: new Set([reason]) };
   }
 
   private summary(outage: Outage, now: number): OutageLine {

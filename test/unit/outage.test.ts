@@ -45,6 +45,21 @@ describe("an unreachable broker at start-up", () => {
     expect(counted).toBe(summaries.at(-1)!.fields.totalAttempts as number);
   });
 
+  test("a new kind of failure during the outage is said at once with its own remedy, once; the summaries go on", () => {
+    const log = new OutageLog(1);
+    const noMajority: AttemptFailure = { broker: BROKER, reason: "could not declare the queue: metadata store timed out", line: "… could not declare the queue …; bring the cluster's other nodes back" };
+    const unresponsive: AttemptFailure = { broker: BROKER, reason: 'could not declare queue "q": the queue does not answer', line: "… the queue does not answer …; if it lasts, delete it (rabbitmqctl delete_queue q)" };
+    const said = [
+      ...log.retrying(1, noMajority, 300, T0),
+      ...log.retrying(1, noMajority, 300, T0 + 31_000),
+      ...log.retrying(1, unresponsive, 300, T0 + 40_000),
+      ...log.retrying(1, unresponsive, 300, T0 + 45_000),
+      ...log.retrying(1, noMajority, 300, T0 + 50_000),
+      ...log.retrying(1, unresponsive, 300, T0 + 75_000),
+    ].map((l) => l.message);
+    expect(said).toEqual([noMajority.line, expect.stringMatching(/^still cannot reach .*metadata store timed out/), unresponsive.line, expect.stringMatching(/^still cannot reach .*does not answer\) after 1m15s/)]);
+  });
+
   test("a custom interval (the test build's knob) paces the summaries the same way", () => {
     const log = new OutageLog(2, 1000);
     expect(log.retrying(1, refused, 250, T0)).toHaveLength(1);
