@@ -25,6 +25,8 @@ export interface AttemptFailure {
   broker: string;
   /** Why, in a few words: "connection refused". */
   reason: string;
+  /** The kind of failure (the error's reason, else its code): a new kind is said at once. */
+  kind: string;
   /** The full line for an operator: what, why, what to do (the error with its hint). */
   line: string;
 }
@@ -42,7 +44,7 @@ interface Outage {
   /** Brokers that failed since the last line, and the latest reason. */
   brokers: Set<string>;
   reason: string;
-  /** Reasons whose full line (with what to do) this outage has said: a new one is said at once. */
+  /** Kinds of failure whose full line (with what to do) this outage has said: a new one is said at once. */
   said: Set<string>;
 }
 
@@ -69,7 +71,6 @@ export class OutageLog {
     this.states.set(worker, "waiting");
     if (this.outage) return [];
     this.begin(now, broker, reason);
-    this.outage!.said.clear();
     return [{ level: "warn", message: `connection to ${broker} lost (${reason}); reconnecting`, fields: { broker, reason, since: iso(now), workers: this.workers } }];
   }
 
@@ -84,6 +85,7 @@ export class OutageLog {
     const outage = this.outage;
     if (!outage) {
       this.begin(now, failure.broker, failure.reason);
+      this.outage!.said.add(failure.kind);
       this.outage!.attempts = 1;
       return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(now), workers: this.workers } }];
     }
@@ -94,9 +96,9 @@ export class OutageLog {
     // A failure of another kind than those said (the broker back, but refusing in a new way)
     // needs its own remedy: its full line, once, without waiting for the next summary.
     // (After a lost connection, the first reason is what the lost line already announced.)
-    if (outage.said.size === 0) outage.said.add(failure.reason);
-    else if (!outage.said.has(failure.reason)) {
-      outage.said.add(failure.reason);
+    if (outage.said.size === 0) outage.said.add(failure.kind);
+    else if (!outage.said.has(failure.kind)) {
+      outage.said.add(failure.kind);
       return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(outage.since), workers: this.workers } }];
     }
     if (now - outage.lastLineAt < this.everyMs) return [];
@@ -130,7 +132,7 @@ export class OutageLog {
   }
 
   private begin(now: number, broker: string, reason: string): void {
-    this.outage = { since: now, wasServing: this.everServed, attempts: 0, attemptsSinceLine: 0, lastLineAt: now, brokers: new Set([broker]), reason, said: new Set([reason]) };
+    this.outage = { since: now, wasServing: this.everServed, attempts: 0, attemptsSinceLine: 0, lastLineAt: now, brokers: new Set([broker]), reason, said: new Set() };
   }
 
   private summary(outage: Outage, now: number): OutageLine {

@@ -53,7 +53,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         // Each attempt's detail at debug, here; the supervisor says what the process goes
         // through, once for all workers (outage.ts).
         onRetrying: ({ error, attempt, delayMs }) => {
-          const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), line: withHint(error, "serve") };
+          const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), kind: error.details.reason ?? error.code, line: withHint(error, "serve") };
           if (failure) log.debug(failure.line);
           send({ type: "retrying", attempt, delayMs, failure });
         },

@@ -4,7 +4,7 @@ import { FibrpcError } from "../../src/errors.ts";
 import { duration, OutageLog, reasonOf, SUMMARY_EVERY_MS, type AttemptFailure } from "../../src/serve/outage.ts";
 
 const BROKER = "amqp://guest:***@127.0.0.1:1";
-const refused: AttemptFailure = { broker: BROKER, reason: "connection refused", line: `cannot reach the broker at ${BROKER}: connection refused; start RabbitMQ there` };
+const refused: AttemptFailure = { broker: BROKER, reason: "connection refused", kind: "connection-refused", line: `cannot reach the broker at ${BROKER}: connection refused; start RabbitMQ there` };
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 
 /** Three workers retrying with amqplib's back-off (250 ms doubling to 5 s), staggered, for `ms`. */
@@ -47,8 +47,8 @@ describe("an unreachable broker at start-up", () => {
 
   test("a new kind of failure during the outage is said at once with its own remedy, once; the summaries go on", () => {
     const log = new OutageLog(1);
-    const noMajority: AttemptFailure = { broker: BROKER, reason: "could not declare the queue: metadata store timed out", line: "… could not declare the queue …; bring the cluster's other nodes back" };
-    const unresponsive: AttemptFailure = { broker: BROKER, reason: 'could not declare queue "q": the queue does not answer', line: "… the queue does not answer …; if it lasts, delete it (rabbitmqctl delete_queue q)" };
+    const noMajority: AttemptFailure = { broker: BROKER, reason: "could not declare the queue: metadata store timed out", kind: "no-majority", line: "… could not declare the queue …; bring the cluster's other nodes back" };
+    const unresponsive: AttemptFailure = { broker: BROKER, reason: 'could not declare queue "q": the queue does not answer', kind: "queue-unresponsive", line: "… the queue does not answer …; if it lasts, delete it (rabbitmqctl delete_queue q)" };
     const said = [
       ...log.retrying(1, noMajority, 300, T0),
       ...log.retrying(1, noMajority, 300, T0 + 31_000),
