@@ -76,6 +76,13 @@ ensure_runtime() {
   source "$here/lib/debian-rootfs.sh"
   make_debian_rootfs "$suite" "$rootfs" rabbitmq-server \
     || { echo "broker-node: could not make a RabbitMQ $version rootfs (Debian $suite)" >&2; exit 1; }
+  # Debian testing moves on: a rootfs made later may hold another release than the one asked for.
+  local packaged
+  packaged=$(chroot "$rootfs" dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || true)
+  [[ "$packaged" == "$version".* ]] || {
+    echo "broker-node: $rootfs holds rabbitmq-server ${packaged:-(none)}, not $version.x (Debian $suite moved on?); remove it to make it again, or set FIBRPC_BROKER_ROOTFS" >&2
+    exit 1
+  }
 }
 
 # Runs a command of the release with the node's environment: on the machine, or chrooted into
@@ -123,7 +130,7 @@ stop_epmd_if_unused() {
 node_pid() {
   local pid
   for pid in $(pgrep -x beam.smp || true); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$node"; then
+    if { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$node"; then
       echo "$pid"
       return 0
     fi
@@ -132,18 +139,25 @@ node_pid() {
 }
 
 # Stops the node and waits until its VM has gone: asked politely (rabbitmqctl stop, bounded), then
-# SIGTERM, then SIGKILL; never waits forever on a node that does not answer.
+# SIGTERM, then SIGKILL; never waits forever on a node that does not answer. Gone means node_pid
+# no longer finds it (a zombie waiting for its parent to reap it has no environment left).
 stop_node() {
   local pid
   pid=$(node_pid) || return 0
-  timeout 60 bash "$here/broker-node.sh" ctl "$name" stop >/dev/null 2>&1 || true
+  timeout -k 5 30 bash "$here/broker-node.sh" ctl "$name" stop >/dev/null 2>&1 || true
   for signal in TERM KILL; do
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+      node_pid >/dev/null || return 0
       sleep 0.2
     done
     kill "-$signal" "$pid" 2>/dev/null || true
   done
+  for _ in $(seq 1 50); do
+    node_pid >/dev/null || return 0
+    sleep 0.2
+  done
+  echo "broker-node: $node (pid $pid) did not end even after SIGKILL" >&2
+  return 1
 }
 
 rabbitmq_owner() {
@@ -180,12 +194,18 @@ case "$cmd" in
     owner=$(rabbitmq_owner)
     if [ -n "$owner" ]; then chown -R "$owner" "$dir"; fi
     in_runtime rabbitmq-server -detached >"$dir/log/start.out" 2>&1 || true
-    # await_startup fails at once while the node is not reachable yet, so ask until it answers.
-    for _ in $(seq 1 120); do
+    # await_startup fails at once while the node is not reachable yet, so ask until it answers,
+    # for 90 s at most, and not once its VM has gone.
+    deadline=$((SECONDS + 90))
+    while [ "$SECONDS" -lt "$deadline" ]; do
       if ctl await_startup --timeout 5 >/dev/null 2>&1; then exit 0; fi
+      if ! node_pid >/dev/null; then
+        sleep 1 # the VM may still be starting up after the -detached launcher returned
+        node_pid >/dev/null || { echo "broker-node: $node (RabbitMQ $version) stopped while starting: $(tail -3 "$dir"/log/*.log "$dir/log/start.out" 2>/dev/null | tail -3)" >&2; exit 1; }
+      fi
       sleep 0.5
     done
-    echo "broker-node: $node (RabbitMQ $version) did not start within 60 s; see $dir/log" >&2
+    echo "broker-node: $node (RabbitMQ $version) did not start within 90 s; see $dir/log" >&2
     exit 1
     ;;
   stop)

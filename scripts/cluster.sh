@@ -36,7 +36,11 @@ case "$cmd" in
     echo "cluster: 3 nodes running; fibrpc --url $(urls)" >&2
     ;;
   stop)
-    for i in 1 2 3; do bash "$here/broker-node.sh" stop "$prefix$i"; done
+    # All three at once: each stop is bounded (broker-node.sh), and none waits for another.
+    for i in 1 2 3; do bash "$here/broker-node.sh" stop "$prefix$i" & done
+    failed=0
+    for job in $(jobs -p); do wait "$job" || failed=1; done
+    exit "$failed"
     ;;
   urls)
     urls

@@ -25,6 +25,11 @@ function release(): BrokerRelease {
 export const BROKER_RELEASE = release();
 /** The suite's broker is a private node of scripts/broker-node.sh (its name), or the machine's own. */
 export const SUITE_NODE = process.env.FIBRPC_TEST_NODE;
+// Another release's expectations against the machine's 3.10 would test nothing: scripts/test.sh
+// starts the release's node and says where it is.
+if (BROKER_RELEASE !== "3.10" && (!process.env.FIBRPC_TEST_URL || !SUITE_NODE)) {
+  throw new Error(`FIBRPC_TEST_BROKER=${BROKER_RELEASE} needs its broker: run the tests through scripts/test.sh (which starts a ${BROKER_RELEASE} node and sets FIBRPC_TEST_URL and FIBRPC_TEST_NODE)`);
+}
 /** Whether the release is at least major.minor, for expectations that differ by release. */
 export function releaseAtLeast(major: number, minor: number): boolean {
   const [a, b] = BROKER_RELEASE.split(".").map(Number) as [number, number];
@@ -37,10 +42,20 @@ export interface Ctl {
   stderr: string;
 }
 
-/** Runs a command with a bound: killed (and reported) after `ms`. */
+/**
+ * Runs a command with a bound: after `ms` its whole process group is killed (and reported). It
+ * runs in a session of its own (setsid), so that rabbitmqctl's children, which hold its output
+ * pipes, go with it.
+ */
 async function spawnBounded(cmd: string[], env: Record<string, string | undefined>, ms: number): Promise<Ctl> {
-  const proc = Bun.spawn(cmd, { env: env as Record<string, string>, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), ms);
+  const proc = Bun.spawn(["setsid", ...cmd], { env: env as Record<string, string>, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-proc.pid, "SIGKILL");
+    } catch {
+      proc.kill("SIGKILL");
+    }
+  }, ms);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
   return { code, stdout, stderr: code === 137 ? `${stderr}\n(killed after ${ms} ms)` : stderr };
@@ -165,7 +180,8 @@ export async function startPrivateCluster(prefix: string): Promise<PrivateCluste
     halt: (i) => script([BROKER_NODE, "halt", `${clusterPrefix}${i + 1}`], env),
     start: (i) => script([BROKER_NODE, "start", `${clusterPrefix}${i + 1}`, String(ports[i])], env),
     ctl: (i, args, ms) => rabbitmqctl(args, { node: `${clusterPrefix}${i + 1}`, ms }),
-    stop: () => script([CLUSTER, "stop", String(base)], env),
+    // The three nodes stop at once, each bounded by broker-node.sh (under 2 minutes).
+    stop: () => script([CLUSTER, "stop", String(base)], env, 240_000),
   };
   clusters.add(cluster);
   await script([CLUSTER, "start", String(base)], env, 300_000);

@@ -42,24 +42,44 @@ export function cleanupAfterFile(): void {
 }
 
 async function cleanup(): Promise<void> {
+  // Every step runs even when one before it failed (a queue that cannot be deleted must not keep
+  // a private broker running); the first failure is reported at the end.
+  const failures: unknown[] = [];
+  const step = async (what: () => unknown) => {
+    try {
+      await what();
+    } catch (err) {
+      failures.push(err);
+    }
+  };
   for (const proc of processes) proc.kill("SIGKILL");
   processes.clear();
   if (queues.size > 0) {
-    const conn = await connect(URL);
-    const ch = await conn.createChannel();
-    for (const q of queues) await ch.deleteQueue(q);
-    await conn.close();
+    await step(async () => {
+      const conn = await connect(URL);
+      try {
+        for (const q of queues) {
+          const ch = await conn.createChannel();
+          ch.on("error", () => {}); // one queue's failure closes its own channel only
+          await ch.deleteQueue(q).catch((err: unknown) => failures.push(err));
+          await ch.close().catch(() => {});
+        }
+      } finally {
+        await conn.close().catch(() => {});
+      }
+    });
     queues.clear();
   }
   for (const conn of connections) await conn.close().catch(() => {});
   connections.clear();
-  await stopPrivateBrokers();
+  await step(stopPrivateBrokers);
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   folders.clear();
   // No log line or error message of fibrpc shows a password given in a URL.
   const leak = outputs.map((o) => (typeof o === "string" ? o : o())).find((text) => UNMASKED_PASSWORD.test(text));
   outputs.length = 0;
   if (leak) throw new Error(`fibrpc printed a password: ${UNMASKED_PASSWORD.exec(leak)?.[0]}`);
+  if (failures.length > 0) throw failures[0];
 }
 
 /** A TCP port free on 127.0.0.1 at the time of asking (for --http-port and proxies). */

@@ -164,9 +164,12 @@ export class RpcServer {
    */
   private async setup(model: ChannelModel): Promise<void> {
     const closed = new Promise<Error | undefined>((resolve) => model.once("close", (err?: Error) => resolve(err)));
-    model.on("error", (err: Error) => this.options.log.debug(`connection error during set-up: ${err.message}`));
+    const duringSetup = (err: Error) => this.options.log.debug(`connection error during set-up: ${err.message}`);
+    model.on("error", duringSetup);
     try {
       await this.declareAndConsume(model);
+      // From here on amqplib's recovery listens (and start() logs what it reports).
+      model.removeListener("error", duringSetup);
     } catch (err) {
       if (!/Channel ended|Channel closed/i.test((err as Error)?.message ?? "")) throw err;
       // The connection's close follows at once when the broker closed it; a channel closed on

@@ -58,10 +58,10 @@ test("--rate: open loop at a fixed rate, latency from each intended start, the a
   // The schedule: call i is due i/400 s after the start and none is sent before it is due, so the
   // run lasts at least until the last one is due, however fast this machine is.
   expect(result.seconds).toBeGreaterThanOrEqual(399 / 400);
-  // Sends over (at least) the schedule's length: never above the rate asked for, and, as the
-  // schedule ends before the run does, at least the answers per second over the whole run
-  // (to the one call interval by which the schedule's length may exceed the last call's due time).
-  expect(result.achievedRate).toBeLessThanOrEqual(400);
+  // As the schedule ends before the run does, the achieved rate is at least the answers per
+  // second over the whole run (to the one call interval by which the schedule's length may
+  // exceed the last call's due time). (Its upper bound, the rate asked for, holds by the
+  // definition of the divisor and could not fail: not asserted.)
   expect(result.achievedRate).toBeGreaterThanOrEqual((result.callsPerSecond * 399) / 400 - 1e-9);
   // Latency runs from each intended start, send lag from it to the send: each call's latency
   // includes its send lag, so every percentile of one is at least the other's.
@@ -310,4 +310,6 @@ test("memory is flat over a fixed number of calls, closed and open loop: latenci
     await client.close();
   }
   expect(await server.stop()).toBe(0);
-});
+  // A bound on waiting for ~160,000 calls, far above what this takes here (about a minute): the
+  // test counts calls, it does not time them.
+}, 600_000);

@@ -130,8 +130,8 @@ describe("heavy requests", () => {
     // between computations, not all at the end.
     const started = performance.now();
     while (arrivals.length < 2) {
-      if (performance.now() - started > 10_000) throw new Error("no two replies within 10 s");
-      await server.waitForLog(/fib\(10000000\) → /, 10_000, server.log.length);
+      if (performance.now() - started > 60_000) throw new Error("no two replies within 60 s");
+      await server.waitForLog(/fib\(10000000\) → /, 60_000, server.log.length);
     }
     // (That they came one by one, not all at the end, shows below: requests are left over.)
     const beforeDrain = arrivals.length;

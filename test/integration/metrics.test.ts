@@ -8,19 +8,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { Hold } from "../hold.ts";
 import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
-import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort, scrapeMetrics } from "../helpers.ts";
+import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort, metricValues, scrapeMetrics } from "../helpers.ts";
 
 
 /** Samples of an exposition by series ("name" or "name{labels}"). */
-function samples(text: string): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const space = line.lastIndexOf(" ");
-    values.set(line.slice(0, space), Number(line.slice(space + 1)));
-  }
-  return values;
-}
+const samples = (text: string) => new Map(Object.entries(metricValues(text)));
 
 /** Fields of a /proc stat file, numbered as in proc(5) (14 = utime, 15 = stime, 22 = starttime). */
 function procStat(path: string): (i: number) => number {
@@ -159,7 +151,7 @@ describe("process metrics describe the whole process", () => {
     const heldQueue = uniqueQueue();
     const heldPort = await freePort();
     const held = await startServe(["--workers", "1", "--queue", heldQueue, "--http-port", String(heldPort)], { FIBRPC_TEST_FAULTS: hold.faults() });
-    const heldScrape = async () => samples(await (await fetch(`http://127.0.0.1:${heldPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text());
+    const heldScrape = async () => samples(await scrapeMetrics(heldPort));
     try {
       // The first read starts the worker's sampler; each read resets it.
       await heldScrape();
