@@ -70,7 +70,7 @@ if [ "$release" != 3.10 ] && [ "${tiers[*]}" != unit ]; then
   FIBRPC_BROKER_VERSION=$release bash scripts/broker-node.sh prepare
   node="fibrpc-suite-${release/./}-$$"
   # Free, and so is its distribution port (PORT+20000).
-  port=$(node_modules/.bin/bun -e 'const { freeNodePorts } = await import("./test/broker.ts"); console.log((await freeNodePorts(1)) + 1)')
+  port=$(node_modules/.bin/bun -e 'const { freeNodePorts } = await import("./test/ports.ts"); console.log((await freeNodePorts(1)) + 1)')
   trap 'bash scripts/broker-node.sh stop "$node"' EXIT
   FIBRPC_BROKER_VERSION=$release bash scripts/broker-node.sh start "$node" "$port"
   echo "test: RabbitMQ $(FIBRPC_BROKER_VERSION=$release bash scripts/broker-node.sh version) on 127.0.0.1:$port (node $node)" >&2

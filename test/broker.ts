@@ -8,6 +8,7 @@
  *   its URL (FIBRPC_TEST_URL) and node name (FIBRPC_TEST_NODE).
  */
 import { resolve } from "node:path";
+import { freeNodePorts } from "./ports.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BROKER_NODE = resolve(ROOT, "scripts/broker-node.sh");
@@ -82,31 +83,6 @@ export async function rabbitmqctlOk(args: string[], options?: { node?: string; m
 /** rabbitmqctl's JSON output (`--formatter json`): one object per row. */
 export async function rabbitmqctlJson(args: string[], options?: { node?: string; ms?: number }): Promise<Record<string, unknown>[]> {
   return JSON.parse(await rabbitmqctlOk(["-q", ...args, "--formatter", "json"], options)) as Record<string, unknown>[];
-}
-
-/** Whether `port` can be listened on at 127.0.0.1 right now. */
-async function isFree(port: number): Promise<boolean> {
-  try {
-    const listener = Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    listener.stop(true);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A base port for `count` consecutive node ports (base+1 … base+count) that are free, with their
- * distribution ports (+20000): chosen, not guessed at random, so two files never collide.
- */
-export async function freeNodePorts(count = 1): Promise<number> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 5600 + Math.floor(Math.random() * 400);
-    let free = true;
-    for (let i = 1; i <= count && free; i++) free = (await isFree(base + i)) && (await isFree(base + i + 20_000));
-    if (free) return base;
-  }
-  throw new Error(`no ${count} free node ports (and their +20000 distribution ports) between 5601 and 6000`);
 }
 
 export interface PrivateNode {
