@@ -44,7 +44,7 @@ describe("binary", () => {
       const alone = join(folder, "fibrpc");
       copyFileSync(BIN, alone);
       chmodSync(alone, 0o755);
-      const proc = tracked(Bun.spawn([alone, "serve", "--workers", "2", "--queue", queue], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+      const proc = tracked(Bun.spawn([alone, "serve", "--url", URL, "--workers", "2", "--queue", queue], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
       let log = "";
       const decoder = new TextDecoder();
       const reader = proc.stderr.getReader(); // kept open: serve logs again when it drains
