@@ -3,7 +3,7 @@
  * certificate it signs for 127.0.0.1 (and localhost), and an unrelated second CA, as a broker's
  * operator would have them. Readable by all (a broker node runs as the rabbitmq user).
  */
-import { chmodSync, mkdtempSync } from "node:fs";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Certificates {
@@ -23,7 +23,7 @@ export function makeCertificates(prefix: string, commonName = "localhost"): Cert
   const pem = (name: string) => join(dir, name);
   openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fibrpc test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
   openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${commonName}`, "-keyout", "server.key", "-out", "server.csr"]);
-  Bun.spawnSync(["sh", "-c", `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ${JSON.stringify(pem("san.ext"))}`]);
+  writeFileSync(pem("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
   openssl(dir, ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
   openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA", "-keyout", "other.key", "-out", "other-ca.pem"]);
   chmodSync(dir, 0o755);
