@@ -14,7 +14,7 @@ export const EXIT_CODES = {
   BROKER_UNREACHABLE: { code: 68, name: "EX_NOHOST", meaning: "broker unreachable: connection refused, host not found, timed out" },
   NO_SERVER: { code: 69, name: "EX_UNAVAILABLE", meaning: "no server: the request queue does not exist or has no consumer" },
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
-  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed (bench --rate: calls were missed, too many in flight)" },
+  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "timed out, connection dropped, broker blocking publishers or queue full; retrying later may succeed (bench --rate: calls missed)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
   ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
   CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },
@@ -60,6 +60,8 @@ export const ClientErrorCode = {
   QUEUE_NOT_FOUND: "QUEUE_NOT_FOUND",
   NO_CONSUMER: "NO_CONSUMER",
   TIMEOUT: "TIMEOUT",
+  BROKER_BLOCKED: "BROKER_BLOCKED",
+  REJECTED: "REJECTED",
   CONNECTION_LOST: "CONNECTION_LOST",
   BROKER_REFUSED: "BROKER_REFUSED",
   TLS_REFUSED: "TLS_REFUSED",
@@ -75,6 +77,8 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
   QUEUE_NOT_FOUND: ExitCode.NO_SERVER,
   NO_CONSUMER: ExitCode.NO_SERVER,
   TIMEOUT: ExitCode.TEMPORARY,
+  BROKER_BLOCKED: ExitCode.TEMPORARY,
+  REJECTED: ExitCode.TEMPORARY,
   CONNECTION_LOST: ExitCode.TEMPORARY,
   BROKER_REFUSED: ExitCode.CONFIG,
   TLS_REFUSED: ExitCode.CONFIG,
@@ -83,7 +87,7 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
 };
 
 /** Whether sending the same request again may succeed. */
-const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["TIMEOUT", "CONNECTION_LOST"]);
+const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["TIMEOUT", "CONNECTION_LOST", "BROKER_BLOCKED", "REJECTED"]);
 
 /**
  * Which case of a code an error is, where one code covers several that call for different
@@ -100,6 +104,9 @@ export type ErrorReason =
   | "vhost"
   | "certificate"
   | "reply-timed-out"
+  | "not-confirmed"
+  | "blocked"
+  | "queue-full"
   | "wait-timed-out"
   | "connection-lost"
   | "client-closed"
@@ -120,6 +127,8 @@ export interface ErrorDetails {
   timeoutMs?: number;
   /** The deprecated broker feature the broker denies. */
   feature?: string;
+  /** Why the broker blocks publishers, in its own words (connection.blocked: "low on memory"). */
+  blockedBecause?: string;
 }
 
 /**

@@ -34,7 +34,10 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   TIMEOUT: {
     "reply-timed-out": () => "raise --timeout, or check that the servers keep up",
     "wait-timed-out": () => "start one with `fibrpc serve`, or raise --timeout",
+    "not-confirmed": () => "check the queue's state on the broker (rabbitmqctl list_queues name type state; a quorum queue needs a majority of its nodes), or raise --timeout",
   },
+  BROKER_BLOCKED: (_, has) => `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; retry once it lifts${has("retry") ? " (--retry)" : ""}`,
+  REJECTED: (_, has) => `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); retry later${has("retry") ? " (--retry)" : ""}`,
   CONNECTION_LOST: { "connection-lost": retry, "not-sent": retry },
   BROKER_REFUSED: {
     "deprecated-feature": (e) =>

@@ -26,6 +26,16 @@ export interface ClientOptions {
   /** Each call's budget, end to end, unless call() is given its own deadline. */
   timeoutMs: number;
   log: Logger;
+  /**
+   * Publish with publisher confirms (default: on, unless FIBRPC_PUBLISHER_CONFIRMS=off, the seam
+   * `bun run bench` measures their cost with, as FIBRPC_OUTLET=amqplib is the frame writer's).
+   */
+  publisherConfirms?: boolean;
+}
+
+/** Whether requests are published with confirms when the options do not say (see ClientOptions). */
+export function confirmsByDefault(env: Record<string, string | undefined> = process.env): boolean {
+  return env.FIBRPC_PUBLISHER_CONFIRMS !== "off";
 }
 
 export type CallOutcome =
@@ -37,11 +47,23 @@ export function exitCodeOf(outcome: CallOutcome): ExitCode {
   return outcome.ok ? ExitCode.OK : (outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR);
 }
 
+/** basic.ack / basic.nack from the broker, as amqplib emits them on the channel. */
+interface ConfirmFields {
+  deliveryTag: number;
+  multiple: boolean;
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
 interface PendingCall {
   n: number;
   startedAt: number;
   timer: ReturnType<typeof setTimeout>;
   settle: (outcome: CallOutcome) => void;
+  /** The broker confirmed it took the request (publisher confirms): an answer is up to the servers now. */
+  confirmed: boolean;
 }
 
 export class RpcClient {
@@ -53,6 +75,17 @@ export class RpcClient {
   private replyTo = DIRECT_REPLY_TO;
   /** Where requests are published, chosen once (see outlet.ts). */
   private outlet: Outlet | undefined;
+  /**
+   * Publisher confirms: the channel's delivery tag of each request not confirmed yet, with its
+   * correlation id. Tags count this channel's publishes from 1 (AMQP 0-9-1 confirm.select;
+   * RabbitMQ docs, "Publisher Confirms"), whichever outlet wrote them.
+   */
+  private readonly unconfirmed = new Map<number, string>();
+  private lastTag = 0;
+  /** The lowest tag that may still be unconfirmed: a multiple ack or nack settles everything from here up. */
+  private lowestUnconfirmed = 1;
+  /** Why the broker blocks this connection's publishes (connection.blocked), and since when; undefined when not blocked. */
+  private blocked: { reason: string; since: number } | undefined;
 
   private constructor(
     private readonly options: ClientOptions,
@@ -60,6 +93,8 @@ export class RpcClient {
     private readonly channel: Channel,
     /** The broker this client is connected to (one of options.broker.urls). */
     private readonly url: BrokerUrl,
+    /** The channel is in confirm mode: each request is tracked until the broker acks or nacks it. */
+    private readonly confirms: boolean,
   ) {}
 
   /**
@@ -68,8 +103,11 @@ export class RpcClient {
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
     const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) => options.log.debug(error.message));
-    const channel = await connection.createChannel();
-    const client = new RpcClient(options, connection, channel, url);
+    // A confirm channel: the broker acks each request once it has taken it, and nacks one it
+    // refuses (a queue at its length limit with overflow reject-publish), which then fails at once.
+    const confirms = options.publisherConfirms ?? confirmsByDefault();
+    const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
+    const client = new RpcClient(options, connection, channel, url, confirms);
     // The first look at the request queue runs alongside the reply consumer's set-up: a cold
     // `fibrpc call` pays one round trip for both, not two.
     client.firstCount = client.probeConsumerCount();
@@ -93,8 +131,15 @@ export class RpcClient {
     };
     channel.on("close", onLost);
     this.connection.on("close", onLost);
-    // A mandatory request that no queue could take comes back here.
+    // A mandatory request that no queue could take comes back here (before its confirm).
     channel.on("return", (msg: Message) => this.onReturned(msg));
+    channel.on("ack", (fields: ConfirmFields) => this.onConfirm(fields, true));
+    channel.on("nack", (fields: ConfirmFields) => this.onConfirm(fields, false));
+    // A resource alarm (memory, disk): the broker stops reading from publishing connections
+    // until it clears, and says so (connection.blocked, RabbitMQ docs "Blocked Connection
+    // Notifications"). Calls keep their deadlines; one that runs out while blocked says why.
+    this.connection.on("blocked", (reason: unknown) => this.onBlocked(typeof reason === "string" && reason !== "" ? reason : "no reason given"));
+    this.connection.on("unblocked", () => this.onUnblocked());
     if (options.replyQueue === "exclusive") {
       // The tutorial's way: a server-named, exclusive callback queue for this client.
       const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
@@ -121,19 +166,78 @@ export class RpcClient {
     const budget = Math.max(1, deadline - Date.now());
     return new Promise<CallOutcome>((settle) => {
       const startedAt = performance.now();
-      const timer = setTimeout(() => {
-        const { queue } = this.options;
-        this.settleError(correlationId, new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, { reason: "reply-timed-out", queue, broker: this.broker, timeoutMs: budget }));
-      }, budget);
-      this.pending.set(correlationId, { n, startedAt, timer, settle });
+      const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
+      this.pending.set(correlationId, { n, startedAt, timer, settle, confirmed: false });
       const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
+        // Written (publish throws before writing anything): this is the channel's next delivery tag.
+        if (this.confirms) this.unconfirmed.set(++this.lastTag, correlationId);
       } catch (err) {
         this.settleError(correlationId, new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`, { reason: "not-sent", broker: this.broker }));
       }
     });
+  }
+
+  /**
+   * Why a call got no reply in time, as precisely as the client knows: the broker was blocking
+   * publishers, or never confirmed the request (it did not take it: e.g. a quorum queue without
+   * its majority), or took it and no server answered.
+   */
+  private timedOut(correlationId: string, budget: number): FibrpcError {
+    const { queue } = this.options;
+    const details = { queue, broker: this.broker, timeoutMs: budget };
+    if (this.blocked) {
+      const { reason, since } = this.blocked;
+      return new FibrpcError("BROKER_BLOCKED", `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} (${reason}), so the request to queue ${JSON.stringify(queue)} was not taken within the timeout`, { ...details, reason: "blocked", blockedBecause: reason });
+    }
+    if (this.confirms && this.pending.get(correlationId)?.confirmed === false) {
+      return new FibrpcError("TIMEOUT", `no reply within the timeout: the broker at ${this.broker} did not confirm that queue ${JSON.stringify(queue)} took the request`, { ...details, reason: "not-confirmed" });
+    }
+    return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, { ...details, reason: "reply-timed-out" });
+  }
+
+  private onConfirm({ deliveryTag, multiple }: ConfirmFields, accepted: boolean): void {
+    const from = multiple ? this.lowestUnconfirmed : deliveryTag;
+    for (let tag = from; tag <= deliveryTag; tag++) {
+      const correlationId = this.unconfirmed.get(tag);
+      if (correlationId === undefined) continue;
+      this.unconfirmed.delete(tag);
+      if (accepted) {
+        const call = this.pending.get(correlationId);
+        if (call) call.confirmed = true;
+      } else {
+        this.settleError(correlationId, this.rejected());
+      }
+    }
+    if (multiple || deliveryTag === this.lowestUnconfirmed) {
+      this.lowestUnconfirmed = Math.max(this.lowestUnconfirmed, deliveryTag + 1);
+      while (this.lowestUnconfirmed <= this.lastTag && !this.unconfirmed.has(this.lowestUnconfirmed)) this.lowestUnconfirmed++;
+    }
+  }
+
+  /**
+   * basic.nack carries no reason. RabbitMQ nacks a request it will not store: a queue at its
+   * length limit with `overflow: reject-publish` (RabbitMQ docs, "Queue Length Limit"), or an
+   * internal error of the queue.
+   */
+  private rejected(): FibrpcError {
+    const { queue } = this.options;
+    return new FibrpcError("REJECTED", `the broker at ${this.broker} rejected the request: queue ${JSON.stringify(queue)} is full (at its length limit, with overflow reject-publish)`, { reason: "queue-full", queue, broker: this.broker });
+  }
+
+  private onBlocked(reason: string): void {
+    if (this.blocked) return;
+    this.blocked = { reason, since: Date.now() };
+    // Said once per block, not per call: calls in flight wait (until unblocked, or their deadline).
+    this.options.log.warn(`broker is blocking publishers: ${reason} (the broker at ${this.broker}); calls wait until it lifts or their timeout`);
+  }
+
+  private onUnblocked(): void {
+    if (!this.blocked) return;
+    this.options.log.info(`broker unblocked publishers after ${formatSeconds(Date.now() - this.blocked.since)}`);
+    this.blocked = undefined;
   }
 
   /** The broker this client talks to, password masked. */
@@ -218,6 +322,11 @@ export class RpcClient {
     const correlationId = msg.properties.correlationId as string | undefined;
     if (correlationId === undefined) return;
     this.settleError(correlationId, this.queueNotFound());
+  }
+
+  /** Why the broker blocks this client's publishes, if it does (connection.blocked). */
+  get blockedReason(): string | undefined {
+    return this.blocked?.reason;
   }
 
   private settleError(correlationId: string, error: FibrpcError): void {
