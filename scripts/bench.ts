@@ -27,9 +27,9 @@ if (!existsSync(BIN)) {
   Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "ignore", stderr: "inherit" });
 }
 
-function run(cmd: string[]): { stdout: string; ms: number; code: number | null } {
+function run(cmd: string[], env: Record<string, string> = {}): { stdout: string; ms: number; code: number | null } {
   const t = performance.now();
-  const r = Bun.spawnSync(cmd, { cwd: "/", stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync(cmd, { cwd: "/", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const ms = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
   return { stdout: r.stdout.toString(), ms, code: r.exitCode };
@@ -62,19 +62,24 @@ interface Throughput {
 }
 
 /** Runs a load generator that prints JSON, with machine-wide TCP segments and broker CPU per call. */
-function measure(cmd: string[], calls: number, pick: (json: any) => { callsPerSecond: number; p50Ms: number; p99Ms: number }): Throughput {
+function measure(cmd: string[], calls: number, pick: (json: any) => { callsPerSecond: number; p50Ms: number; p99Ms: number }, env: Record<string, string> = {}): Throughput {
   const segments = tcpOutSegments();
   const cpu = brokerCpuSeconds();
-  const out = JSON.parse(run(cmd).stdout);
+  const out = JSON.parse(run(cmd, env).stdout);
   return { ...pick(out), segmentsPerCall: (tcpOutSegments() - segments) / calls, brokerCpuUsPerCall: ((brokerCpuSeconds() - cpu) * 1e6) / calls };
 }
 
-const fibrpcBench = (queue: string, concurrency: number, requests: number, n = "1") =>
-  measure([BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--n", n, "--json"], requests, (j) => ({
-    callsPerSecond: j.callsPerSecond,
-    p50Ms: j.latencyMs.p50,
-    p99Ms: j.latencyMs.p99,
-  }));
+const fibrpcBench = (queue: string, concurrency: number, requests: number, n = "1", env: Record<string, string> = {}) =>
+  measure(
+    [BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--n", n, "--json"],
+    requests,
+    (j) => ({
+      callsPerSecond: j.callsPerSecond,
+      p50Ms: j.latencyMs.p50,
+      p99Ms: j.latencyMs.p99,
+    }),
+    env,
+  );
 const ceilingCaller = (concurrency: number, requests: number) =>
   measure([BUN, join(ROOT, "scripts/bench/ceiling-caller.ts"), URL, queues.ceiling, String(concurrency), String(requests)], requests, (j) => j);
 
@@ -96,6 +101,16 @@ const serve = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.
 fibrpcBench(queues.fibrpc, 10, 2000); // warm-up
 const fibrpc1 = fibrpcBench(queues.fibrpc, 1, 5000);
 const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
+
+// b3. the same serve: the cost of publisher confirms at 100 in flight, with them (the default)
+// and without (FIBRPC_PUBLISHER_CONFIRMS=off, fibrpc's publishing before it confirmed requests),
+// interleaved so that a drift of the machine's load falls on both alike.
+log("b3. publisher confirms on and off");
+const confirmRuns: { on: number[]; off: number[] } = { on: [], off: [] };
+for (let i = 0; i < 3; i++) {
+  confirmRuns.off.push(fibrpcBench(queues.fibrpc, 100, 30000, "1", { FIBRPC_PUBLISHER_CONFIRMS: "off" }).callsPerSecond);
+  confirmRuns.on.push(fibrpcBench(queues.fibrpc, 100, 30000).callsPerSecond);
+}
 
 // b2. the same serve, open loop next to closed loop: 10 s at 100 in flight, then --rate at 50%
 // and 90% of the rate that gave, 10 s each. Open-loop latencies run from each intended start.
@@ -174,9 +189,11 @@ const ms = (x: number) => `${x.toFixed(1)} ms`;
 const pass = (ok: boolean) => (ok ? "met" : "**missed**");
 const cold = { fibrpc: median(coldFibrpc), minimal: median(coldMinimal) };
 const e2e = { call: median(endToEnd), compute: median(inProcess) };
+const confirms = { on: median(confirmRuns.on), off: median(confirmRuns.off) };
 const rows = [
   ["a/b. 1 in flight, calls/s", `${Math.round(ceiling1.callsPerSecond)}`, `${Math.round(fibrpc1.callsPerSecond)}`, `${r(fibrpc1.callsPerSecond / ceiling1.callsPerSecond)}×`, "≥ 1.5×", pass(fibrpc1.callsPerSecond >= 1.5 * ceiling1.callsPerSecond)],
   ["a/b. 100 in flight, calls/s", `${Math.round(ceiling100.callsPerSecond)}`, `${Math.round(fibrpc100.callsPerSecond)}`, `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`, "≥ 1.0×", pass(fibrpc100.callsPerSecond >= ceiling100.callsPerSecond)],
+  ["b3. 100 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)", `${Math.round(confirms.off)}`, `${Math.round(confirms.on)}`, `${r(confirms.on / confirms.off)}×`, "≥ 0.95×", pass(confirms.on >= 0.95 * confirms.off)],
   ["c. cold `call 30`, median of 25 (process start to exit)", ms(cold.minimal), ms(cold.fibrpc), `${r(cold.fibrpc / cold.minimal)}×`, "≤ 1.15×", pass(cold.fibrpc <= 1.15 * cold.minimal)],
   ["d. `call 1000000` end to end vs fib(1000000) in-process, median of 10", ms(e2e.compute), ms(e2e.call), `+${(e2e.call - e2e.compute).toFixed(1)} ms`, "≤ +30 ms", pass(e2e.call <= e2e.compute + 30)],
   ["e. n 300000–500000, calls/s, --workers 1 → 2", `${Math.round(heavy[1]!.callsPerSecond)}`, `${Math.round(heavy[2]!.callsPerSecond)}`, `${r(heavy[2]!.callsPerSecond / heavy[1]!.callsPerSecond)}×`, "≥ 1.7×", pass(heavy[2]!.callsPerSecond >= 1.7 * heavy[1]!.callsPerSecond)],
