@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import { isNotFound } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
+import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
@@ -75,15 +76,8 @@ export class RpcClient {
   private replyTo = DIRECT_REPLY_TO;
   /** Where requests are published, chosen once (see outlet.ts). */
   private outlet: Outlet | undefined;
-  /**
-   * Publisher confirms: the channel's delivery tag of each request not confirmed yet, with its
-   * correlation id. Tags count this channel's publishes from 1 (AMQP 0-9-1 confirm.select;
-   * RabbitMQ docs, "Publisher Confirms"), whichever outlet wrote them.
-   */
-  private readonly unconfirmed = new Map<number, string>();
-  private lastTag = 0;
-  /** The lowest tag that may still be unconfirmed: a multiple ack or nack settles everything from here up. */
-  private lowestUnconfirmed = 1;
+  /** Publisher confirms: the correlation id of each request the broker has not confirmed yet. */
+  private readonly unconfirmed = new ConfirmTracker<string>();
   /** Why the broker blocks this connection's publishes (connection.blocked), and since when; undefined when not blocked. */
   private blocked: { reason: string; since: number } | undefined;
 
@@ -173,7 +167,7 @@ export class RpcClient {
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
         // Written (publish throws before writing anything): this is the channel's next delivery tag.
-        if (this.confirms) this.unconfirmed.set(++this.lastTag, correlationId);
+        if (this.confirms) this.unconfirmed.published(correlationId);
       } catch (err) {
         this.settleError(correlationId, new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`, { reason: "not-sent", broker: this.broker }));
       }
@@ -199,21 +193,12 @@ export class RpcClient {
   }
 
   private onConfirm({ deliveryTag, multiple }: ConfirmFields, accepted: boolean): void {
-    const from = multiple ? this.lowestUnconfirmed : deliveryTag;
-    for (let tag = from; tag <= deliveryTag; tag++) {
-      const correlationId = this.unconfirmed.get(tag);
-      if (correlationId === undefined) continue;
-      this.unconfirmed.delete(tag);
-      if (accepted) {
+    for (const correlationId of this.unconfirmed.confirm(deliveryTag, multiple)) {
+      if (!accepted) this.settleError(correlationId, this.rejected());
+      else {
         const call = this.pending.get(correlationId);
         if (call) call.confirmed = true;
-      } else {
-        this.settleError(correlationId, this.rejected());
       }
-    }
-    if (multiple || deliveryTag === this.lowestUnconfirmed) {
-      this.lowestUnconfirmed = Math.max(this.lowestUnconfirmed, deliveryTag + 1);
-      while (this.lowestUnconfirmed <= this.lastTag && !this.unconfirmed.has(this.lowestUnconfirmed)) this.lowestUnconfirmed++;
     }
   }
 
