@@ -288,12 +288,15 @@ export const OPTIONS = {
     kind: "value",
     short: "n",
     valueHint: "n|min-max",
-    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000",
+    help: `n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000; at most ${MAX_MAX_N}, and a server answers n above its --max-n with N_TOO_LARGE`,
     default: "1",
     parse: (value) => {
       const range = parseNSpec(value);
       if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(value)}`);
-      if (range.max > DEFAULT_MAX_N) throw usageError(`--n must be at most ${DEFAULT_MAX_N}, got ${range.max}`);
+      // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
+      // bench computes every expected answer itself before the run: up to the largest --max-n
+      // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
+      if (range.max > MAX_MAX_N) throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
       return { ...range, text: value };
     },
   }),

@@ -3,7 +3,7 @@ import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
-import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
+import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
 import { maskSecrets } from "../mask.ts";
 import { writeStdout } from "../output.ts";
@@ -15,7 +15,7 @@ const args = {
   n: {
     type: "positional",
     valueHint: "N [N ...]",
-    description: `One or more n (0 to ${DEFAULT_MAX_N}); all are sent at once and printed in this order, one fib(n) per line`,
+    description: `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line`,
     // Checked in run(): citty would report a lone negative n as a missing argument.
     required: false,
   },
@@ -36,9 +36,10 @@ export default defineCommand({
       async (o) => {
         const tokens = parsed._.map(String);
         if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
-        // Same rule and same maximum as the server's default, checked before connecting.
+        // Checked before connecting, against what the protocol carries only: how large an n may
+        // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
         const ns = tokens.map((token) => {
-          const parsedN = parseN(token, DEFAULT_MAX_N);
+          const parsedN = parseN(token, MAX_PROTOCOL_N);
           if (!parsedN.ok) throw invalidN(token, parsedN.message);
           return parsedN.n;
         });

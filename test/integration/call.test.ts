@@ -20,7 +20,11 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "abc"], message: /invalid n "abc": n must be a decimal integer/ },
     { args: ["call", "-5"], message: /invalid n "-5": n must not be negative/ },
     { args: ["call", "3.5"], message: /invalid n "3.5"/ },
-    { args: ["call", "1000001"], message: /n must be at most 1000000/ },
+    // The protocol's bound; below it, how large an n may be is the server's to say (max-n.test.ts).
+    { args: ["call", "9007199254740992"], message: /^fibrpc: invalid n "9007199254740992": n must be at most 9007199254740991, got "9007199254740992"\n$/ },
+    // With --json too: a usage error prints nothing on stdout (checked below for every case).
+    { args: ["call", "--json", "5", "abc"], message: /^fibrpc: invalid n "abc"/ },
+    { args: ["call", "--json", "5", "--tls-ca", "/nonexistent/ca.pem"], message: /^fibrpc: cannot read --tls-ca "\/nonexistent\/ca.pem"/ },
     { args: ["call", "5", "--worker", "3"], message: /unknown option --worker/ },
     { args: ["call", "5", "--timeout", "soon"], message: /--timeout must be a duration/ },
     { args: ["call", "5", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },

@@ -63,7 +63,8 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["call", "-j=yes", "30"], message: /^fibrpc: --json takes no value \(got -j=yes\)/ },
   { args: ["bench", "-r", "0"], message: /--requests must be/ },
   // -n is --n (fib's n), as its letter says; not the number of calls (that is -r).
-  { args: ["bench", "-n", "1000001"], message: /^fibrpc: --n must be at most 1000000, got 1000001$/ },
+  // bench checks every answer against fib(n) it computes itself: n up to the largest --max-n.
+  { args: ["bench", "-n", "10000001"], message: /^fibrpc: --n must be at most 10000000 \(the largest serve --max-n\), got 10000001$/ },
   { args: ["call", "30", "-t", "600h"], message: /^fibrpc: --timeout must be at most 2147483647ms/ },
   { args: ["call", "30", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
   { args: ["call", "30"], env: { FIBRPC_REPLY_QUEUE: "shared" }, message: /--reply-queue must be direct or exclusive, got "shared"/ },
