@@ -246,7 +246,10 @@ export const OPTIONS = {
   json: onOff({
     env: "FIBRPC_JSON",
     short: "j",
-    help: { call: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}', bench: "Print the summary as one JSON object" },
+    help: {
+      call: 'Print one JSON object per n, in order, whatever the outcome: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
+      bench: "Print the summary as one JSON object",
+    },
   }),
   // call
   "reply-queue": withDefault({
