@@ -26,6 +26,7 @@ import {
   parseSwitch,
   parseWholeNumber,
   readConfigFile,
+  type ConfigKeys,
 } from "./config.ts";
 import { usageError, type FibrpcError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
@@ -167,7 +168,7 @@ export const OPTIONS = {
     env: "FIBRPC_CONFIG",
     kind: "value",
     valueHint: "file",
-    help: "File of FIBRPC_*=value lines (dotenv format), below flags and environment",
+    help: "File of FIBRPC_*=value lines (dotenv format), below flags and environment; any command's variables may be in it, any other key is an error",
     defaultText: "none",
     inFile: false,
     parse: text,
@@ -570,6 +571,12 @@ function resolveScanned<C extends CommandName>(command: C, given: ReturnType<typ
   return options;
 }
 
+/** The keys a --config file may hold: every option's variable, whichever command takes it. */
+const CONFIG_KEYS: ConfigKeys = {
+  known: Object.values(OPTIONS as Record<string, OptionDef<unknown>>).flatMap((o) => (o.inFile === false ? [] : [o.env])),
+  notInFile: Object.values(OPTIONS as Record<string, OptionDef<unknown>>).flatMap((o) => (o.inFile === false ? [o.env] : [])),
+};
+
 /**
  * resolveOptions with the config file read first (--config, else FIBRPC_CONFIG), once: every
  * other option may come from it. The command line is checked before the file is read.
@@ -577,6 +584,6 @@ function resolveScanned<C extends CommandName>(command: C, given: ReturnType<typ
 export async function loadOptions<C extends CommandName>(command: C, input: Omit<OptionInput, "file">): Promise<Options<C>> {
   const given = scanFlags(command, input.rawArgs, input.onNegativeNumber);
   const path = resolveOne("config", given.config, input.env, {}).value as string | undefined;
-  const file = path === undefined ? {} : await readConfigFile(path);
+  const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS);
   return resolveScanned(command, given, { ...input, file });
 }

@@ -125,6 +125,32 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
     }
   });
 
+  test("config-file keys are read as strictly as flags: an unknown one is named, with its line and the closest key", async () => {
+    for (const [command, text, message] of [
+      ["call", "FIBRPC_QUEUE=q\n# a comment\nFIBRPC_TIMOUT=5s\n", /^fibrpc: unknown key FIBRPC_TIMOUT in --config "[^"]+" \(line 3\); did you mean FIBRPC_TIMEOUT\?$/],
+      ["serve", "FIBRPC_WORKER=2\n", /^fibrpc: unknown key FIBRPC_WORKER in --config "[^"]+" \(line 1\); did you mean FIBRPC_WORKERS\?$/],
+      ["bench", "TIMEOUT=5s\n", /^fibrpc: unknown key TIMEOUT in --config "[^"]+" \(line 1\): only FIBRPC_\* settings belong there; did you mean FIBRPC_TIMEOUT\?$/],
+      ["health", "FIBRPC_STATUS_FILE=/s.json\nFIBRPC_CONFIG=/other.env\n", /^fibrpc: FIBRPC_CONFIG in --config "[^"]+" \(line 2\): a config file cannot name another one; remove the line$/],
+    ] as const) {
+      const { code, stdout, stderr } = await run([command, "--config", configFile(text)], NOWHERE);
+      expect(code, stderr).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr.trim()).toMatch(message);
+      expect(stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
+  test("one config file may serve every command: keys of another command's options are accepted", async () => {
+    const file = configFile("FIBRPC_WORKERS=2\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_TIMEOUT=1s\nFIBRPC_STATUS_FILE=/nonexistent/status.json\n");
+    // call reads its own (FIBRPC_TIMEOUT) and goes on to connect: refused by the broker nobody listens on, not by the file.
+    const call = await run(["call", "30", "--config", file], NOWHERE);
+    expect(call.code, call.stderr).toBe(68);
+    // health reads FIBRPC_STATUS_FILE from it and finds no status there.
+    const health = await run(["health", "--config", file]);
+    expect(health.stderr).toContain("/nonexistent/status.json");
+    expect(health.code, health.stderr).toBe(69);
+  });
+
   test("values that look like flags after --, and values starting with a digit after a dash, are not flags", async () => {
     // "--timeout -1s" takes "-1s" as the value (and refuses it as a duration, not as a missing value).
     const r = await run(["call", "30", "--timeout", "-1s"], NOWHERE);
