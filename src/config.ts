@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { MAX_TIMER_MS } from "./broker-url.ts";
 import { usageError } from "./errors.ts";
+import { closest } from "./suggest.ts";
 
 /** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
 export const DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672";
@@ -32,11 +33,22 @@ export function envNameOf(flag: string): string {
   return `FIBRPC_${flag.toUpperCase().replace(/-/g, "_")}`;
 }
 
+/** What a --config file may hold: the variables of every command's options (see readConfigFile). */
+export interface ConfigKeys {
+  /** Keys that set an option, of any command: a file may be shared between serve, call and bench. */
+  known: readonly string[];
+  /** Keys that are options but mean nothing in a file (FIBRPC_CONFIG: a file cannot name another). */
+  notInFile: readonly string[];
+}
+
 /**
  * The FIBRPC_* settings of a --config file (dotenv format), read once and handed on as a value.
  * dotenv is loaded only when a config file is given, to keep it off a cold `fibrpc call`.
+ * A key that sets no option is a usage error, as an unknown flag is: a mistyped key
+ * (FIBRPC_TIMOUT) would otherwise be ignored silently and its value never used. A key of another
+ * command's option (FIBRPC_WORKERS read by call) is fine: one file may serve every command.
  */
-export async function readConfigFile(path: string): Promise<Readonly<Record<string, string>>> {
+export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Readonly<Record<string, string>>> {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -45,9 +57,34 @@ export async function readConfigFile(path: string): Promise<Readonly<Record<stri
   }
   const { parse: parseDotenv } = await import("dotenv");
   const values = parseDotenv(text);
-  const unknown = Object.keys(values).filter((k) => !k.startsWith("FIBRPC_"));
-  if (unknown.length > 0) throw usageError(`--config ${JSON.stringify(path)}: only FIBRPC_* settings belong there, found ${unknown.join(", ")}`);
+  const wrong = Object.keys(values)
+    .filter((key) => !keys.known.includes(key))
+    .map((key) => ({ key, line: lineOf(text, key) }))
+    .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+  if (wrong.length > 0) throw unknownKey(path, wrong, keys);
   return Object.freeze(values);
+}
+
+/** The usage error for the first wrong key of a config file (by line), the others counted. */
+function unknownKey(path: string, wrong: readonly { key: string; line: number | undefined }[], keys: ConfigKeys) {
+  const at = ({ key, line }: { key: string; line: number | undefined }) => `${key} in --config ${JSON.stringify(path)}${line === undefined ? "" : ` (line ${line})`}`;
+  const first = wrong[0]!;
+  const more = wrong.length === 1 ? "" : ` (${wrong.length - 1} more: ${wrong.slice(1).map((w) => w.key).join(", ")})`;
+  if (keys.notInFile.includes(first.key)) return usageError(`${at(first)}: a config file cannot name another one; remove the line${more}`);
+  // Compared without the prefix, which every key shares (it would make any two keys look close),
+  // so that a key without it (TIMEOUT) or in lower case (fibrpc_timout) finds its option too.
+  const bare = (key: string) => key.replace(/^FIBRPC_/i, "");
+  const guess = closest(bare(first.key), keys.known.map(bare));
+  const why = first.key.startsWith("FIBRPC_") ? "" : ": only FIBRPC_* settings belong there";
+  const hint = guess === undefined ? "the keys are the variables listed in fibrpc --help" : `did you mean FIBRPC_${guess}?`;
+  return usageError(`unknown key ${at(first)}${why}; ${hint}${more}`);
+}
+
+/** The line (from 1) where `key` is set in a dotenv text, if it can be told. */
+function lineOf(text: string, key: string): number | undefined {
+  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const line = text.split(/\r?\n/).findIndex((l) => new RegExp(`^\\s*(?:export\\s+)?${escaped}\\s*[=:]`).test(l));
+  return line === -1 ? undefined : line + 1;
 }
 
 /** An on/off value from the environment or a config file: 1, true, yes, on / 0, false, no, off. */

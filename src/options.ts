@@ -26,6 +26,7 @@ import {
   parseSwitch,
   parseWholeNumber,
   readConfigFile,
+  type ConfigKeys,
 } from "./config.ts";
 import { usageError, type FibrpcError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
@@ -167,7 +168,7 @@ export const OPTIONS = {
     env: "FIBRPC_CONFIG",
     kind: "value",
     valueHint: "file",
-    help: "File of FIBRPC_*=value lines (dotenv format), below flags and environment",
+    help: "File of FIBRPC_*=value lines (dotenv format), below flags and environment; any command's variables may be in it, any other key is an error",
     defaultText: "none",
     inFile: false,
     parse: text,
@@ -246,7 +247,10 @@ export const OPTIONS = {
   json: onOff({
     env: "FIBRPC_JSON",
     short: "j",
-    help: { call: 'Print one JSON object per line: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}', bench: "Print the summary as one JSON object" },
+    help: {
+      call: 'Print one JSON object per n, in order, whatever the outcome: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
+      bench: "Print the summary as one JSON object",
+    },
   }),
   // call
   "reply-queue": withDefault({
@@ -288,12 +292,15 @@ export const OPTIONS = {
     kind: "value",
     short: "n",
     valueHint: "n|min-max",
-    help: "n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000",
+    help: `n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000; at most ${MAX_MAX_N}, and a server answers n above its --max-n with N_TOO_LARGE`,
     default: "1",
     parse: (value) => {
       const range = parseNSpec(value);
       if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(value)}`);
-      if (range.max > DEFAULT_MAX_N) throw usageError(`--n must be at most ${DEFAULT_MAX_N}, got ${range.max}`);
+      // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
+      // bench computes every expected answer itself before the run: up to the largest --max-n
+      // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
+      if (range.max > MAX_MAX_N) throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
       return { ...range, text: value };
     },
   }),
@@ -564,6 +571,12 @@ function resolveScanned<C extends CommandName>(command: C, given: ReturnType<typ
   return options;
 }
 
+/** The keys a --config file may hold: every option's variable, whichever command takes it. */
+const CONFIG_KEYS: ConfigKeys = {
+  known: Object.values(OPTIONS as Record<string, OptionDef<unknown>>).flatMap((o) => (o.inFile === false ? [] : [o.env])),
+  notInFile: Object.values(OPTIONS as Record<string, OptionDef<unknown>>).flatMap((o) => (o.inFile === false ? [o.env] : [])),
+};
+
 /**
  * resolveOptions with the config file read first (--config, else FIBRPC_CONFIG), once: every
  * other option may come from it. The command line is checked before the file is read.
@@ -571,6 +584,6 @@ function resolveScanned<C extends CommandName>(command: C, given: ReturnType<typ
 export async function loadOptions<C extends CommandName>(command: C, input: Omit<OptionInput, "file">): Promise<Options<C>> {
   const given = scanFlags(command, input.rawArgs, input.onNegativeNumber);
   const path = resolveOne("config", given.config, input.env, {}).value as string | undefined;
-  const file = path === undefined ? {} : await readConfigFile(path);
+  const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS);
   return resolveScanned(command, given, { ...input, file });
 }

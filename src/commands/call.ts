@@ -3,7 +3,7 @@ import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
-import { DEFAULT_MAX_N, parseN } from "../rpc/protocol.ts";
+import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { RetryingCaller } from "../rpc/retry.ts";
 import { maskSecrets } from "../mask.ts";
 import { writeStdout } from "../output.ts";
@@ -15,7 +15,7 @@ const args = {
   n: {
     type: "positional",
     valueHint: "N [N ...]",
-    description: `One or more n (0 to ${DEFAULT_MAX_N}); all are sent at once and printed in this order, one fib(n) per line`,
+    description: `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line`,
     // Checked in run(): citty would report a lone negative n as a missing argument.
     required: false,
   },
@@ -36,37 +36,57 @@ export default defineCommand({
       async (o) => {
         const tokens = parsed._.map(String);
         if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
-        // Same rule and same maximum as the server's default, checked before connecting.
+        // Checked before connecting, against what the protocol carries only: how large an n may
+        // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
         const ns = tokens.map((token) => {
-          const parsedN = parseN(token, DEFAULT_MAX_N);
+          const parsedN = parseN(token, MAX_PROTOCOL_N);
           if (!parsedN.ok) throw invalidN(token, parsedN.message);
           return parsedN.n;
         });
         const broker = brokerTarget(o);
         const log = loggerOf(o);
 
-        const deadline = Date.now() + o.timeout;
-        const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log } as const;
-        const client = await RpcClient.connect(clientOptions, deadline);
-        const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retry, o.timeout, log);
+        // From here on, with --json, every n gets its line on stdout whatever happens (the usage
+        // errors above, exit 64, print none: nothing was asked yet).
+        const startedAt = performance.now();
+        let printed = 0;
         try {
-          // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
-          // check runs alongside the calls, off the path of a cold call: if it finds no server,
-          // call fails at once (the requests already sent expire with their deadline).
-          const serverThere = awaitServer(client, {
-            deadline,
-            wait: o.waitForServer,
-            onWaiting: () => log.info(`no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`),
-          });
-          if (o.waitForServer) await serverThere;
-          const noServer = serverThere.then(() => new Promise<never>(() => {}));
-          // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
-          const calls = ns.map((n) => caller.call(n, deadline));
-          const codes: ExitCode[] = [];
-          for (const call of calls) codes.push(await print(await Promise.race([call, noServer]), o.json));
-          return mostSevere(codes);
-        } finally {
-          await caller.close({ waitForBroker: false });
+          const deadline = Date.now() + o.timeout;
+          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log } as const;
+          const client = await RpcClient.connect(clientOptions, deadline);
+          const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retry, o.timeout, log);
+          try {
+            // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
+            // check runs alongside the calls, off the path of a cold call: if it finds no server,
+            // call fails at once (the requests already sent expire with their deadline).
+            const serverThere = awaitServer(client, {
+              deadline,
+              wait: o.waitForServer,
+              onWaiting: () => log.info(`no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`),
+            });
+            if (o.waitForServer) await serverThere;
+            const noServer = serverThere.then(() => new Promise<never>(() => {}));
+            // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
+            const calls = ns.map((n) => caller.call(n, deadline));
+            const codes: ExitCode[] = [];
+            for (const call of calls) {
+              codes.push(await print(await Promise.race([call, noServer]), o.json));
+              printed++;
+            }
+            return mostSevere(codes);
+          } finally {
+            await caller.close({ waitForBroker: false });
+          }
+        } catch (err) {
+          // One error for all the calls not printed yet (the broker unreachable or refusing, no
+          // server): runAction writes its one line on stderr, and --json a line per n on stdout,
+          // in order, shaped as any failed call's.
+          if (o.json) {
+            const ms = performance.now() - startedAt;
+            const { code, message } = err instanceof FibrpcError ? { code: err.code, message: withHint(err, "call") } : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
+            for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms));
+          }
+          throw err;
         }
       },
       {
@@ -89,8 +109,13 @@ async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
   const message = printable(maskSecrets(outcome.error ? withHint(outcome.error, "call") : outcome.message));
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(`${JSON.stringify({ n: outcome.n, error: { code, message }, ms })}\n`);
+  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms));
   return exitCodeOf(outcome);
+}
+
+/** The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and printable (again: it does no harm). */
+function errorLine(n: number, code: string, message: string, ms: number): string {
+  return `${JSON.stringify({ n, error: { code: printable(code), message: printable(maskSecrets(message)) }, ms: Math.round(ms * 1000) / 1000 })}\n`;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

@@ -7,8 +7,15 @@
  * "error", so telling it from a result needs no guessing at the body.
  */
 
-/** Largest n served unless the server says otherwise (`serve --max-n`); also the client's limit. */
+/** Largest n served unless the server says otherwise (`serve --max-n`). */
 export const DEFAULT_MAX_N = 1_000_000;
+/**
+ * The largest n the protocol carries: a non-negative safe integer (2^53 - 1). Above it a JSON
+ * number is not exact for a reader in JavaScript, and a decimal would not survive the round trip
+ * through a number. A caller may send any n up to it: which n are computed is the server's to
+ * say (its --max-n; above it, an N_TOO_LARGE error reply), as servers may differ.
+ */
+export const MAX_PROTOCOL_N = Number.MAX_SAFE_INTEGER;
 /** Longest request body read. A valid request is a few bytes; anything bigger is refused unread. */
 export const MAX_REQUEST_BYTES = 4096;
 
@@ -80,7 +87,7 @@ function failure(code: ErrorCode, message: string): Failure {
   return { ok: false, code, message };
 }
 
-/** The one rule for n, used by `fibrpc call` before publishing and by the server on receipt. */
+/** The one rule for n: the server's, on receipt, with its --max-n; `fibrpc call`'s, with MAX_PROTOCOL_N. */
 export function checkN(n: number, maxN: number): ParsedN {
   if (!Number.isInteger(n)) return failure("NOT_AN_INTEGER", `n must be an integer, got ${n}`);
   if (n < 0) return failure("NEGATIVE_N", `n must not be negative, got ${n}`);
@@ -101,9 +108,11 @@ export function parseN(text: string, maxN: number): ParsedN {
   if (!match) return failure("NOT_AN_INTEGER", `n must be a decimal integer, got ${preview(text)}`);
   const [, sign, digits = ""] = match;
   if (sign) return failure("NEGATIVE_N", `n must not be negative, got ${preview(text.trim())}`);
-  // More than 16 digits cannot be a safe integer, and is far above any max-n.
-  if (digits.replace(/^0+(?=\d)/, "").length > 16) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
-  return checkN(Number(digits), maxN);
+  // More than 16 digits cannot be a safe integer; nor can some of 16. Above 2^53 - 1, Number()
+  // rounds: the message quotes the digits as given, not a neighbour of them.
+  const significant = digits.replace(/^0+(?=\d)/, "");
+  if (significant.length > 16 || !Number.isSafeInteger(Number(significant))) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
+  return checkN(Number(significant), maxN);
 }
 
 /** Shortens untrusted text for an error message. */

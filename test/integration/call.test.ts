@@ -20,7 +20,11 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "abc"], message: /invalid n "abc": n must be a decimal integer/ },
     { args: ["call", "-5"], message: /invalid n "-5": n must not be negative/ },
     { args: ["call", "3.5"], message: /invalid n "3.5"/ },
-    { args: ["call", "1000001"], message: /n must be at most 1000000/ },
+    // The protocol's bound; below it, how large an n may be is the server's to say (max-n.test.ts).
+    { args: ["call", "9007199254740992"], message: /^fibrpc: invalid n "9007199254740992": n must be at most 9007199254740991, got "9007199254740992"\n$/ },
+    // With --json too: a usage error prints nothing on stdout (checked below for every case).
+    { args: ["call", "--json", "5", "abc"], message: /^fibrpc: invalid n "abc"/ },
+    { args: ["call", "--json", "5", "--tls-ca", "/nonexistent/ca.pem"], message: /^fibrpc: cannot read --tls-ca "\/nonexistent\/ca.pem"/ },
     { args: ["call", "5", "--worker", "3"], message: /unknown option --worker/ },
     { args: ["call", "5", "--timeout", "soon"], message: /--timeout must be a duration/ },
     { args: ["call", "5", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
@@ -75,6 +79,65 @@ describe("failures before any server answers", () => {
     expect(code).toBe(69);
     expect(stderr).toMatch(/has no consumer/);
     expectOneLine(stderr);
+  });
+});
+
+describe("--json: one line per n on stdout, in order, whatever the outcome", () => {
+  /**
+   * The JSON lines of a failure that struck every call at once: one per n, in order, each the
+   * error the one line on stderr tells (its text without "fibrpc: ").
+   */
+  function expectOneErrorPerN(r: { stdout: string; stderr: string }, ns: number[], code: string) {
+    expectOneLine(r.stderr);
+    const message = r.stderr.trim().replace(/^fibrpc: /, "");
+    const lines = r.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(lines).toEqual(ns.map((n) => ({ n, error: { code, message }, ms: expect.any(Number) })));
+    for (const line of lines) expect(line.ms).toBeGreaterThanOrEqual(0);
+  }
+  const ns = [7, 3, 7, 0];
+  const args = ns.map(String);
+
+  test("broker unreachable: exit 68", async () => {
+    const r = await run(["call", "-j", ...args, "--url", "amqp://guest:s3cret@127.0.0.1:1"]);
+    expect(r.code).toBe(68);
+    expectOneErrorPerN(r, ns, "BROKER_UNREACHABLE");
+    expect(r.stdout).toContain("amqp://guest:***@127.0.0.1:1");
+    expect(r.stdout).not.toContain("s3cret");
+  });
+
+  test("login refused: exit 77", async () => {
+    const r = await run(["call", "-j", ...args, "--url", `amqp://guest:not-the-password@127.0.0.1:${BROKER_PORT}`]);
+    expect(r.code).toBe(77);
+    expectOneErrorPerN(r, ns, "ACCESS_REFUSED");
+    expect(r.stdout).not.toContain("not-the-password");
+  });
+
+  test("queue without consumer: exit 69", async () => {
+    const queue = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    const r = await run(["call", "-j", "--queue", queue, ...args]);
+    expect(r.code).toBe(69);
+    expectOneErrorPerN(r, ns, "NO_CONSUMER");
+  });
+
+  test("no server within the timeout (--wait-for-server): exit 75", async () => {
+    const queue = uniqueQueue();
+    const r = await run(["call", "-j", "--queue", queue, "--wait-for-server", "--timeout", "300ms", "--log-level", "warn", ...args]);
+    expect(r.code).toBe(75);
+    expectOneErrorPerN(r, ns, "TIMEOUT");
+    expect(r.stderr).toContain(`no server started consuming queue "${queue}"`);
+  });
+
+  test("queue does not exist: exit 69", async () => {
+    const queue = uniqueQueue();
+    const r = await run(["call", "-j", "--queue", queue, ...args]);
+    expect(r.code).toBe(69);
+    const lines = r.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(lines.map((l) => [l.n, l.error?.code])).toEqual(ns.map((n) => [n, "QUEUE_NOT_FOUND"]));
+    // Each call may be refused on its own (its request returned unroutable: a line per n on
+    // stderr), or all at once by the look at the queue, whichever the broker answers first.
+    for (const line of r.stderr.trim().split("\n")) expect(line).toContain(`queue "${queue}" does not exist`);
   });
 });
 

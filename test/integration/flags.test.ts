@@ -63,7 +63,8 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["call", "-j=yes", "30"], message: /^fibrpc: --json takes no value \(got -j=yes\)/ },
   { args: ["bench", "-r", "0"], message: /--requests must be/ },
   // -n is --n (fib's n), as its letter says; not the number of calls (that is -r).
-  { args: ["bench", "-n", "1000001"], message: /^fibrpc: --n must be at most 1000000, got 1000001$/ },
+  // bench checks every answer against fib(n) it computes itself: n up to the largest --max-n.
+  { args: ["bench", "-n", "10000001"], message: /^fibrpc: --n must be at most 10000000 \(the largest serve --max-n\), got 10000001$/ },
   { args: ["call", "30", "-t", "600h"], message: /^fibrpc: --timeout must be at most 2147483647ms/ },
   { args: ["call", "30", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
   { args: ["call", "30"], env: { FIBRPC_REPLY_QUEUE: "shared" }, message: /--reply-queue must be direct or exclusive, got "shared"/ },
@@ -122,6 +123,32 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
       expect(stderr.trim().split("\n")).toHaveLength(1);
       expect(stderr).toMatch(message);
     }
+  });
+
+  test("config-file keys are read as strictly as flags: an unknown one is named, with its line and the closest key", async () => {
+    for (const [command, text, message] of [
+      ["call", "FIBRPC_QUEUE=q\n# a comment\nFIBRPC_TIMOUT=5s\n", /^fibrpc: unknown key FIBRPC_TIMOUT in --config "[^"]+" \(line 3\); did you mean FIBRPC_TIMEOUT\?$/],
+      ["serve", "FIBRPC_WORKER=2\n", /^fibrpc: unknown key FIBRPC_WORKER in --config "[^"]+" \(line 1\); did you mean FIBRPC_WORKERS\?$/],
+      ["bench", "TIMEOUT=5s\n", /^fibrpc: unknown key TIMEOUT in --config "[^"]+" \(line 1\): only FIBRPC_\* settings belong there; did you mean FIBRPC_TIMEOUT\?$/],
+      ["health", "FIBRPC_STATUS_FILE=/s.json\nFIBRPC_CONFIG=/other.env\n", /^fibrpc: FIBRPC_CONFIG in --config "[^"]+" \(line 2\): a config file cannot name another one; remove the line$/],
+    ] as const) {
+      const { code, stdout, stderr } = await run([command, "--config", configFile(text)], NOWHERE);
+      expect(code, stderr).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr.trim()).toMatch(message);
+      expect(stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
+  test("one config file may serve every command: keys of another command's options are accepted", async () => {
+    const file = configFile("FIBRPC_WORKERS=2\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_TIMEOUT=1s\nFIBRPC_STATUS_FILE=/nonexistent/status.json\n");
+    // call reads its own (FIBRPC_TIMEOUT) and goes on to connect: refused by the broker nobody listens on, not by the file.
+    const call = await run(["call", "30", "--config", file], NOWHERE);
+    expect(call.code, call.stderr).toBe(68);
+    // health reads FIBRPC_STATUS_FILE from it and finds no status there.
+    const health = await run(["health", "--config", file]);
+    expect(health.stderr).toContain("/nonexistent/status.json");
+    expect(health.code, health.stderr).toBe(69);
   });
 
   test("values that look like flags after --, and values starting with a digit after a dash, are not flags", async () => {

@@ -1,6 +1,10 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { formatDuration, parseDuration, parseHost, parseSwitch, parseWholeNumber } from "../../src/config.ts";
 import { ExitCode, FibrpcError, mostSevere } from "../../src/errors.ts";
+import { loadOptions } from "../../src/options.ts";
 
 describe("parseDuration", () => {
   const cases: [string, number][] = [
@@ -72,4 +76,78 @@ describe("exit codes", () => {
     expect(new FibrpcError("TIMEOUT", "x").retryable).toBe(true);
     expect(new FibrpcError("QUEUE_NOT_FOUND", "x").retryable).toBe(false);
   });
+});
+
+describe("a --config file: any command's keys, and nothing else", () => {
+  const dir = mkdtempSync(join(tmpdir(), "fibrpc-config-unit-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  let files = 0;
+  const fileWith = (text: string) => {
+    const path = join(dir, `${++files}.env`);
+    writeFileSync(path, text);
+    return path;
+  };
+  const load = (command: "call" | "serve" | "bench" | "health", text: string) => {
+    const path = fileWith(text);
+    return { path, options: () => loadOptions(command, { rawArgs: ["--config", path], env: {} }) };
+  };
+
+  test("keys of another command's options are accepted (one file for serve, call and bench)", async () => {
+    const { options } = load("call", "FIBRPC_WORKERS=3\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_STATUS_FILE=/s.json\nFIBRPC_TIMEOUT=2s\n");
+    expect(await options()).toMatchObject({ timeout: 2000, from: expect.objectContaining({ timeout: "file" }) });
+    const serve = load("serve", "FIBRPC_TIMEOUT=2s\nFIBRPC_RETRY=3\nexport FIBRPC_WORKERS=2\n");
+    expect(await serve.options()).toMatchObject({ workers: 2 });
+  });
+
+  const refused: { name: string; text: string; error: (path: string) => string }[] = [
+    {
+      name: "a mistyped key: named with its line, and the closest known key",
+      text: "# settings\nFIBRPC_QUEUE=q\n\nFIBRPC_TIMOUT=5s\n",
+      error: (p) => `unknown key FIBRPC_TIMOUT in --config ${JSON.stringify(p)} (line 4); did you mean FIBRPC_TIMEOUT?`,
+    },
+    {
+      name: "an unknown key with nothing close",
+      text: "FIBRPC_FROBNICATE=1\n",
+      error: (p) => `unknown key FIBRPC_FROBNICATE in --config ${JSON.stringify(p)} (line 1); the keys are the variables listed in fibrpc --help`,
+    },
+    {
+      name: "a key without the prefix: only FIBRPC_* belong there, and the one it may stand for",
+      text: "FIBRPC_QUEUE=q\nTIMEOUT=5s\n",
+      error: (p) => `unknown key TIMEOUT in --config ${JSON.stringify(p)} (line 2): only FIBRPC_* settings belong there; did you mean FIBRPC_TIMEOUT?`,
+    },
+    {
+      name: "a key in lower case",
+      text: "fibrpc_workers=3\n",
+      error: (p) => `unknown key fibrpc_workers in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; did you mean FIBRPC_WORKERS?`,
+    },
+    {
+      name: "another program's variable",
+      text: "PATH=/nowhere\n",
+      error: (p) => `unknown key PATH in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; the keys are the variables listed in fibrpc --help`,
+    },
+    {
+      name: "several: the first by line, the others counted",
+      text: "FIBRPC_URL=amqp://h\nexport FIBRPC_RETRYS=2\nFOO=1\nFIBRPC_JSNO=1\n",
+      error: (p) => `unknown key FIBRPC_RETRYS in --config ${JSON.stringify(p)} (line 2); did you mean FIBRPC_RETRY? (2 more: FOO, FIBRPC_JSNO)`,
+    },
+    {
+      name: "FIBRPC_CONFIG: a file cannot name another one",
+      text: "FIBRPC_QUEUE=q\nFIBRPC_CONFIG=/elsewhere.env\n",
+      error: (p) => `FIBRPC_CONFIG in --config ${JSON.stringify(p)} (line 2): a config file cannot name another one; remove the line`,
+    },
+  ];
+  for (const c of refused) {
+    test(c.name, async () => {
+      for (const command of ["call", "serve", "health"] as const) {
+        const { path, options } = load(command, c.text);
+        const error = await options().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(error, command).toBeInstanceOf(FibrpcError);
+        expect((error as FibrpcError).code).toBe("USAGE");
+        expect((error as FibrpcError).message).toBe(c.error(path));
+      }
+    });
+  }
 });

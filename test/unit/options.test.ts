@@ -112,7 +112,10 @@ const cases: Case[] = [
   { name: "variables of options the command does not take are ignored", command: "health", argv: ["--status-file", "/x"], env: { FIBRPC_LOG_LEVEL: "loud" }, options: { statusFile: "/x" } },
   { name: "a queue name too long", command: "call", argv: ["--queue", "q".repeat(256)], error: /^--queue must be at most 255 bytes long/ },
   { name: "bench --n range", command: "bench", argv: ["--n", "10-20"], options: { n: { min: 10, max: 20, text: "10-20" } } },
-  { name: "bench --n too large", command: "bench", argv: ["--n", "1-1000001"], error: /^--n must be at most 1000000, got 1000001$/ },
+  // The server says which n it computes (N_TOO_LARGE above its --max-n); bench checks every
+  // answer against fib(n) it computes itself, so its bound is the largest --max-n serve takes.
+  { name: "bench --n above the default --max-n", command: "bench", argv: ["--n", "1000001-10000000"], options: { n: { min: 1_000_001, max: 10_000_000, text: "1000001-10000000" } } },
+  { name: "bench --n above the largest --max-n", command: "bench", argv: ["--n", "1-10000001"], error: /^--n must be at most 10000000 \(the largest serve --max-n\), got 10000001$/ },
   // Rules between options.
   { name: "--requests and --duration", command: "bench", argv: ["--duration", "1s"], env: { FIBRPC_REQUESTS: "5" }, error: /^give --requests or --duration, not both$/ },
   { name: "--duration alone", command: "bench", argv: ["--duration", "1s"], options: { duration: 1000, from: expect.objectContaining({ requests: "default" }) } },

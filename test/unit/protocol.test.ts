@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checkN, decodeReply, decodeRequest, encodeError, encodeRequest, encodeResult, ERROR_REPLY_TYPE, MAX_REQUEST_BYTES, parseN } from "../../src/rpc/protocol.ts";
+import { checkN, decodeReply, decodeRequest, encodeError, encodeRequest, encodeResult, ERROR_REPLY_TYPE, MAX_PROTOCOL_N, MAX_REQUEST_BYTES, parseN } from "../../src/rpc/protocol.ts";
 
 const MAX = 1_000_000;
 const bytes = (s: string) => Buffer.from(s);
@@ -65,6 +65,35 @@ describe("parseN / checkN (the client's rule is the server's)", () => {
       if (!fromClient.ok && !fromServer.ok) expect(fromClient.code).toBe(fromServer.code);
     }
     expect(checkN(MAX, MAX).ok).toBe(true);
+  });
+});
+
+describe("the protocol's bound on n (what `fibrpc call` lets through; the server's --max-n decides the rest)", () => {
+  test("is the largest safe integer, and every n up to it travels exactly, as text and as JSON", () => {
+    expect(MAX_PROTOCOL_N).toBe(2 ** 53 - 1);
+    for (const n of [0, 1_000_001, 10_000_001, MAX_PROTOCOL_N]) {
+      expect(parseN(String(n), MAX_PROTOCOL_N)).toEqual({ ok: true, n });
+      for (const format of ["text", "json"] as const) {
+        const { body, contentType } = encodeRequest(n, format);
+        expect(decodeRequest(body, contentType, MAX_PROTOCOL_N)).toMatchObject({ ok: true, n });
+      }
+    }
+  });
+  test("above it, N_TOO_LARGE quoting the digits as given (not the number they round to)", () => {
+    const cases: [string, string][] = [
+      ["9007199254740992", '"9007199254740992"'],
+      ["9007199254740993", '"9007199254740993"'],
+      ["9999999999999999", '"9999999999999999"'],
+      ["00009007199254740993", '"00009007199254740993"'],
+      ["1".repeat(30), `"${"1".repeat(30)}"`],
+    ];
+    for (const [text, quoted] of cases) {
+      expect(parseN(text, MAX_PROTOCOL_N)).toEqual({ ok: false, code: "N_TOO_LARGE", message: `n must be at most ${MAX_PROTOCOL_N}, got ${quoted}` });
+      // A server (max-n far lower) gives the same code and quotes it the same way.
+      expect(decodeRequest(bytes(text), undefined, MAX)).toMatchObject({ ok: false, code: "N_TOO_LARGE", message: `n must be at most ${MAX}, got ${quoted}` });
+    }
+    // Leading zeros do not count: a safe integer written with them is still that integer.
+    expect(parseN("0009007199254740991", MAX_PROTOCOL_N)).toEqual({ ok: true, n: MAX_PROTOCOL_N });
   });
 });
 
