@@ -17,7 +17,7 @@ import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
-import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
+import { declareOrJoinRequestQueue, joinedNotice, type QueueType } from "./queue.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
@@ -192,7 +192,7 @@ export class RpcServer {
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
     // sets x-delivery-count.
     this.countAs = queue.declared ? options.queueType : "classic";
-    if (!queue.declared) this.events.onNotice(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
+    if (!queue.declared) this.events.onNotice(joinedNotice(options.queue, options.queueType, queue));
     const channel = await model.createChannel();
     channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
     channel.on("close", () => {
