@@ -201,7 +201,9 @@ export function supervise(options: SupervisorOptions): Supervisor {
       // Once the drain timed out, its line was the last word.
       if (slots.every((s) => !s.worker) && !timedOut) {
         clearTimeout(drainTimer);
-        log.info(`drained: ${plural(draining, "worker")} stopped, ${plural(answered.total, "request")} answered`, { workers: draining, answered: answered.total, exitCode });
+        // The line closing what "SIGTERM: draining" opened; after a fatal error, that error stays
+        // the last word (and this goes to debug).
+        log[bySignal ? "info" : "debug"](`drained: ${plural(draining, "worker")} stopped, ${plural(answered.total, "request")} answered`, { workers: draining, answered: answered.total, exitCode });
         finish(exitCode);
       }
       return;
@@ -234,17 +236,19 @@ export function supervise(options: SupervisorOptions): Supervisor {
   /** Workers asked to drain. */
   let draining = 0;
   let timedOut = false;
+  let bySignal = false;
   /** `signalled`: a signal asked for the drain (its line said "draining"; this one closes it). */
   const shutdown = (code: ExitCode, signalled = false) => {
     if (stopping) return;
     stopping = true;
     exitCode = code;
+    bySignal = signalled;
     status(); // draining: not ready for new work
     const live = slots.filter((s) => s.worker);
     draining = live.length;
     if (live.length === 0) {
       // Nothing to drain: after a crash loop its error line is the last word.
-      if (signalled) log.info(`drained: no worker was running, ${plural(answered.total, "request")} answered`, { workers: 0, answered: answered.total, exitCode });
+      if (bySignal) log.info(`drained: no worker was running, ${plural(answered.total, "request")} answered`, { workers: 0, answered: answered.total, exitCode });
       finish(exitCode);
       return;
     }
