@@ -14,10 +14,14 @@ export const EXIT_CODES = {
   BROKER_UNREACHABLE: { code: 68, name: "EX_NOHOST", meaning: "broker unreachable: connection refused, host not found, timed out" },
   NO_SERVER: { code: 69, name: "EX_UNAVAILABLE", meaning: "no server: the request queue does not exist or has no consumer" },
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
-  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "timed out, connection dropped, broker blocking publishers or queue full; retrying later may succeed (bench --rate: calls missed)" },
+  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "timed out, connection dropped, broker blocking publishers or queue full; retrying later may succeed (bench --rate: calls missed; serve: drain timed out, requests requeued)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
   ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
   CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },
+  // A second signal during serve's drain: the shell's 128 + signal number, as if the signal had
+  // killed it (the first one drains, see serve/supervisor.ts).
+  SIGINT_AGAIN: { code: 130, name: "SIGINT", meaning: "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue" },
+  SIGTERM_AGAIN: { code: 143, name: "SIGTERM", meaning: "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue" },
 } as const;
 
 /** The exit codes by name (ExitCode.USAGE is 64), from EXIT_CODES. */

@@ -293,7 +293,7 @@ export function renderRootHelp(description: string, commands: readonly { name: s
     ),
   ];
   const exitCodes = table(
-    Object.values(EXIT_CODES).map((e) => ({ label: `${String(e.code).padEnd(3)}${e.name}`, text: e.meaning })),
+    Object.values(EXIT_CODES).map((e) => ({ label: `${String(e.code).padEnd(4)}${e.name}`, text: e.meaning })),
     style,
     paint,
   );

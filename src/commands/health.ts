@@ -8,7 +8,7 @@ import { runAction } from "./_run.ts";
 export default defineCommand({
   meta: {
     name: "health",
-    description: "Exit 0 if the serve process of this machine or container has every worker connected and consuming; else exit 69 with the reason (for HEALTHCHECK)",
+    description: "Exit 0 if the serve process of this machine or container has every worker connected, consuming and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
   },
   args: argsOf("health"),
   run: ({ rawArgs }) =>

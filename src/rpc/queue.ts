@@ -61,7 +61,11 @@ export function wantsClassicStorageV2(serverVersion: unknown): boolean {
   return major === 3 && minor < 12;
 }
 
-export type QueueSetup = { declared: true } | { declared: false; differences: string };
+/**
+ * Declared as asked, or joined as it is: `differences` is the broker's word on what differs, and
+ * `existingType` the existing queue's type where the broker's answers tell it (see existingTypeOf).
+ */
+export type QueueSetup = { declared: true } | { declared: false; differences: string; existingType?: string };
 
 /**
  * Declares the request queue, or joins it as it is if it already exists with other settings.
@@ -70,7 +74,8 @@ export type QueueSetup = { declared: true } | { declared: false; differences: st
  */
 export async function declareOrJoinRequestQueue(model: ChannelModel, queue: string, type: QueueType): Promise<QueueSetup> {
   const serverVersion = (model as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties?.version;
-  let declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type, wantsClassicStorageV2(serverVersion))));
+  const storageV2 = wantsClassicStorageV2(serverVersion);
+  let declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type, storageV2)));
   // A vhost whose default queue type is quorum (3.11+) makes a declaration without x-queue-type
   // a quorum queue, which refuses x-queue-version ("invalid arg"): declare it without.
   if (!declared.ok && !isInequivalent(declared.error) && /x-queue-version/.test(brokerReason(declared.error))) {
@@ -79,7 +84,10 @@ export async function declareOrJoinRequestQueue(model: ChannelModel, queue: stri
   if (!declared.ok) {
     // The broker said which argument differs ("inequivalent arg 'durable' ..."): the queue is
     // someone else's, and consuming from it works whatever its settings.
-    if (isInequivalent(declared.error)) return { declared: false, differences: brokerReason(declared.error) };
+    if (isInequivalent(declared.error)) {
+      const existing = await existingTypeOf(model, queue, type, storageV2, declared.error);
+      return { declared: false, differences: brokerReason(existing.said ?? declared.error), ...(existing.type === undefined ? {} : { existingType: existing.type }) };
+    }
     throw declared.error;
   }
   if (type === "quorum") {
@@ -93,6 +101,55 @@ export async function declareOrJoinRequestQueue(model: ChannelModel, queue: stri
     }
   }
   return { declared: true };
+}
+
+/** The line serve logs when it joins an existing queue as it is, saying its type when it is not the one asked for. */
+export function joinedNotice(queue: string, asked: QueueType, setup: Extract<QueueSetup, { declared: false }>): string {
+  const name = JSON.stringify(queue);
+  if (setup.existingType !== undefined && setup.existingType !== asked) {
+    return `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for (${setup.differences}); serving it as it is`;
+  }
+  return `queue ${name} already exists with other settings (${setup.differences}); serving it as it is`;
+}
+
+/**
+ * The type of an existing queue, from the broker's refusals: RabbitMQ names one differing
+ * argument per refusal ("inequivalent arg 'x-queue-type' … received the value 'quorum' … but
+ * current is none"), and checks x-queue-type after the others (3.10), so the refusal of fibrpc's
+ * own declaration often names another (a quorum declaration on a classic queue: its dead-letter
+ * argument). Two more declarations on throwaway channels ask more narrowly: durable with only the
+ * type asked for (a plain classic queue differs in the type alone; only a classic queue can be
+ * transient), then fibrpc's declaration of the other type (a queue a fibrpc of the other
+ * --queue-type declared). Both name an existing queue, so they change nothing. Undefined when no
+ * answer tells; `said` is the refusal that told.
+ */
+async function existingTypeOf(model: ChannelModel, queue: string, asked: QueueType, storageV2: boolean, refusal: unknown): Promise<{ type?: string; said?: unknown }> {
+  const told = typeTold(refusal);
+  if (told !== undefined) return { type: told, said: refusal };
+  const other: QueueType = asked === "quorum" ? "classic" : "quorum";
+  const probes: [Options.AssertQueue, QueueType][] = [
+    [{ durable: true, exclusive: false, autoDelete: false, arguments: { "x-queue-type": asked } }, asked],
+    [requestQueueOptions(queue, other, storageV2), other],
+  ];
+  for (const [options, type] of probes) {
+    const probe = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, options));
+    if (probe.ok) return { type };
+    const probeTold = typeTold(probe.error);
+    if (probeTold !== undefined) return { type: probeTold, said: probe.error };
+  }
+  return {};
+}
+
+/** The existing queue's type, if a refusal tells it. */
+export function typeTold(refusal: unknown): string | undefined {
+  if (!isInequivalent(refusal)) return undefined;
+  const reason = brokerReason(refusal);
+  const type = /inequivalent arg 'x-queue-type'.*but current is (?:none|the value '([^']*)')/.exec(reason);
+  // "none": declared without a type, so of the default type, classic.
+  if (type) return type[1] ?? "classic";
+  // Quorum queues and streams are always durable.
+  if (/inequivalent arg 'durable'.*but current is 'false'/.test(reason)) return "classic";
+  return undefined;
 }
 
 async function onThrowawayChannel<T>(model: ChannelModel, work: (ch: Awaited<ReturnType<ChannelModel["createChannel"]>>) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {

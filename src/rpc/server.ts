@@ -17,7 +17,7 @@ import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
-import { declareOrJoinRequestQueue, type QueueType } from "./queue.ts";
+import { declareOrJoinRequestQueue, joinedNotice, type QueueType } from "./queue.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
@@ -71,6 +71,13 @@ export interface ServerEvents {
   onRetrying(retry: { error?: FibrpcError; attempt: number; delayMs: number }): void;
   /** Something the operator should know, the same for every worker (say it once). */
   onNotice(message: string): void;
+  /**
+   * The broker blocks this connection's publishes (`reason`: its words, e.g. "low on memory"):
+   * flow control during a resource alarm. Replies wait in the connection, none is lost.
+   */
+  onBlocked?(reason: string): void;
+  /** The broker unblocked the connection, or the blocked connection is gone (`lost`). */
+  onUnblocked?(lost: boolean): void;
 }
 
 /** A heavy request waiting for its turn (see runHeavy). */
@@ -105,6 +112,8 @@ export class RpcServer {
   private connectedOnce = false;
   /** The failure of the attempt that just failed, reported with the retry amqplib schedules next. */
   private lastFailure: FibrpcError | undefined;
+  /** Whether the broker blocks the current connection (connection.blocked, see start). */
+  private blocked = false;
 
   constructor(
     private readonly options: ServerOptions,
@@ -137,6 +146,9 @@ export class RpcServer {
       this.events.onServing(target.current);
     });
     conn.on("disconnect", (err: Error) => {
+      // A new connection starts unblocked: the broker blocks it again if it publishes while the
+      // alarm lasts.
+      if (this.blocked) this.setBlocked(false, "", true);
       const lost = target.current;
       // With several brokers, the next attempt goes to the next one (failover).
       target.advance();
@@ -152,6 +164,20 @@ export class RpcServer {
       options.log.debug(`reconnecting to ${target.current} in ${delay} ms (attempt ${attempt})`);
     });
     conn.on("error", (err: Error) => options.log.debug(`connection error: ${err.message}`));
+    // RabbitMQ blocks a connection that publishes during a resource alarm (memory, disk) and says
+    // so with connection.blocked, then connection.unblocked once the alarm clears (RabbitMQ docs,
+    // "Blocked Connection Notifications"). amqplib's recovering model forwards both from every
+    // connection it opens (node_modules/amqplib/lib/recovery.js, _bindModel).
+    conn.on("blocked", (reason: unknown) => this.setBlocked(true, typeof reason === "string" && reason ? reason : "no reason given"));
+    conn.on("unblocked", () => this.setBlocked(false));
+  }
+
+  private setBlocked(blocked: boolean, reason = "", lost = false): void {
+    if (blocked === this.blocked) return;
+    this.blocked = blocked;
+    this.options.log.debug(blocked ? `the broker blocks this connection: ${reason}` : lost ? "the blocked connection is gone" : "the broker unblocked this connection");
+    if (blocked) this.events.onBlocked?.(reason);
+    else this.events.onUnblocked?.(lost);
   }
 
   /**
@@ -192,7 +218,7 @@ export class RpcServer {
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
     // sets x-delivery-count.
     this.countAs = queue.declared ? options.queueType : "classic";
-    if (!queue.declared) this.events.onNotice(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
+    if (!queue.declared) this.events.onNotice(joinedNotice(options.queue, options.queueType, queue));
     const channel = await model.createChannel();
     channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
     channel.on("close", () => {

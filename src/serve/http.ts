@@ -1,7 +1,7 @@
 /**
  * serve's HTTP endpoints (`--http-port`): /metrics in the Prometheus text format (prom-client's
  * registry and formatter), /healthz (the process answers) and /readyz (every worker connected and
- * consuming). fibrpc's counters come from the workers, summed on each scrape (supervisor.collect);
+ * consuming, and the broker not blocking their replies). fibrpc's counters come from the workers, summed on each scrape (supervisor.collect);
  * the process metrics (process-metrics.ts) are read on the main thread, for the whole process.
  */
 import { Registry } from "prom-client";
@@ -40,6 +40,8 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   add("fibrpc_workers_up", "Workers connected and consuming", "gauge", (s) => [{ value: s.serving }]);
   add("fibrpc_worker_restarts_total", "Workers restarted after dying", "counter", (s) => [{ value: s.restarts }]);
   add("fibrpc_reconnects_total", "Broker reconnections of the workers", "counter", (s) => [{ value: s.stats.reconnects }]);
+  add("fibrpc_connections_blocked", "Worker connections the broker blocks now (flow control during a memory or disk alarm: their replies wait)", "gauge", (s) => [{ value: s.blocked }]);
+  add("fibrpc_connection_blocks_total", "Times the broker blocked a worker's connection (connection.blocked: a resource alarm)", "counter", (s) => [{ value: s.blocks }]);
   add("fibrpc_outlet_fallbacks_total", "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)", "counter", (s) => [{ value: s.stats.outletFallbacks }]);
   add("fibrpc_build_info", "Always 1: the version, commit and Bun runtime of this fibrpc", "gauge", () => [{ value: 1, labels: { version, commit, bun: bunVersion } }]);
   add("fibrpc_deliveries_redelivered_total", "Requests the broker delivered again (after a server died or a connection dropped)", "counter", (s) => [{ value: s.stats.redelivered }]);
@@ -62,9 +64,11 @@ export function startHttp(hostname: string, port: number, supervisor: Pick<Super
       }
       if (pathname === "/healthz") return new Response("ok\n");
       if (pathname === "/readyz") {
-        const { serving, workers, draining } = supervisor.state();
-        const ready = !draining && serving === workers;
-        return new Response(`${ready ? "ready" : "not ready"}: ${serving}/${workers} workers consuming${draining ? " (draining)" : ""}\n`, { status: ready ? 200 : 503 });
+        const { serving, workers, draining, blocked, blockedReason } = supervisor.state();
+        // Blocked, serve takes requests but its replies wait for the broker: not ready.
+        const ready = !draining && serving === workers && blocked === 0;
+        const blocking = blocked === 0 ? "" : `; broker is blocking publishers: ${blockedReason} (${blocked} of ${workers} connections blocked)`;
+        return new Response(`${ready ? "ready" : "not ready"}: ${serving}/${workers} workers consuming${draining ? " (draining)" : ""}${blocking}\n`, { status: ready ? 200 : 503 });
       }
       return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
     },

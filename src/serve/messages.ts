@@ -5,7 +5,7 @@ import type { BrokerTarget } from "../rpc/broker.ts";
 import type { QueueType } from "../rpc/queue.ts";
 import type { LedgerConfig } from "./crash-ledger.ts";
 import type { AttemptFailure } from "./outage.ts";
-import type { WorkerStats } from "./stats.ts";
+import type { TallySlot, WorkerStats } from "./stats.ts";
 
 export interface WorkerConfig {
   id: number;
@@ -18,6 +18,8 @@ export interface WorkerConfig {
   logFormat: LogFormat;
   /** This worker's slot of the process's crash ledger. */
   ledger: LedgerConfig;
+  /** Where this worker counts the requests it answers (stats.ts AnsweredTally). */
+  answered: TallySlot;
 }
 
 export type ToWorker =
@@ -39,5 +41,9 @@ export type FromWorker =
   | { type: "retrying"; attempt: number; delayMs: number; failure?: AttemptFailure }
   | { type: "fatal"; message: string; exitCode: ExitCode }
   | { type: "notice"; message: string }
+  /** The broker blocks this worker's connection (flow control), for `reason`. */
+  | { type: "blocked"; reason: string }
+  /** The broker unblocked it, or (`lost`) the blocked connection is gone. */
+  | { type: "unblocked"; lost: boolean }
   | { type: "drained"; served: number }
   | { type: "stats"; id: number; stats: WorkerStats };

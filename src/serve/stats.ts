@@ -77,12 +77,52 @@ export class ThreadProbe {
   }
 }
 
+/** One worker's slot of the process's AnsweredTally. */
+export interface TallySlot {
+  memory: SharedArrayBuffer;
+  slot: number;
+}
+
+/**
+ * Requests answered by each worker slot since serve started, in memory the supervisor shares with
+ * its workers, so that the count of a worker that died or was stopped is not lost with it (its
+ * other counters are, since the last scrape): the line closing a drain says how many. One writer
+ * per slot, its worker; the supervisor reads once the workers have stopped. Plain reads and
+ * writes: a count read a moment late is no harm, and a Float64 counts exactly up to 2^53.
+ */
+export class AnsweredTally {
+  readonly memory: SharedArrayBuffer;
+  private readonly counts: Float64Array;
+
+  constructor(workers: number) {
+    this.memory = new SharedArrayBuffer(workers * Float64Array.BYTES_PER_ELEMENT);
+    this.counts = new Float64Array(this.memory);
+  }
+
+  slotOf(slot: number): TallySlot {
+    return { memory: this.memory, slot };
+  }
+
+  get total(): number {
+    return this.counts.reduce((sum, n) => sum + n, 0);
+  }
+}
+
 export class StatsRecorder {
   private readonly stats = emptyStats();
+  private readonly tally: Float64Array | undefined;
+  private readonly slot: number;
 
-  /** One request answered: `outcome` is "ok" or an error code; `seconds` from delivery to reply. */
+  /** `tally`: where this worker counts its answered requests for the supervisor (none outside serve). */
+  constructor(tally?: TallySlot) {
+    this.tally = tally && new Float64Array(tally.memory);
+    this.slot = tally?.slot ?? 0;
+  }
+
+  /** One request answered: `outcome` is "ok" or an error code (or DROPPED: no reply); `seconds` from delivery to reply. */
   answered(outcome: string, seconds: number): void {
     const { stats } = this;
+    if (this.tally && outcome !== "DROPPED") this.tally[this.slot]!++;
     stats.requests[outcome] = (stats.requests[outcome] ?? 0) + 1;
     stats.latencySum += seconds;
     stats.latencyCount++;

@@ -4,6 +4,10 @@
  * stuck process shows as stale). A file and not a port, so the check needs no network, no shell
  * and no curl — it works in a distroless container — and a second process on the machine cannot
  * answer for this one.
+ *
+ * The file belongs to the serve that wrote it (its pid is in it): a second serve given the same
+ * path refuses to start while the first one lives and keeps the file fresh (claimStatus), and a
+ * serve never rewrites or deletes a file another live serve holds.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 
@@ -12,12 +16,21 @@ export interface ServeStatus {
   queue: string;
   workers: number;
   serving: number;
+  /** The broker's reason, while it blocks the publishes of a worker (flow control). */
+  blocked?: string;
   /** ms since the epoch of the last write. */
   updatedAt: number;
 }
 
 /** serve rewrites the file at least this often. */
 export const STATUS_HEARTBEAT_MS = 5_000;
+
+/**
+ * A status older than this is not a live serve's, whatever its pid (--max-age's default too): a
+ * live serve rewrites it every STATUS_HEARTBEAT_MS. A process that reuses a dead serve's pid, a
+ * serve stopped (SIGSTOP) for that long, then do not keep the file from a new serve.
+ */
+export const STATUS_STALE_MS = 3 * STATUS_HEARTBEAT_MS;
 
 export function writeStatus(path: string, status: ServeStatus): void {
   // Write then rename: a reader never sees half a file.
@@ -26,7 +39,51 @@ export function writeStatus(path: string, status: ServeStatus): void {
   renameSync(tmp, path);
 }
 
+/** Who holds a status file: another serve that is alive and keeps it fresh, or nobody. */
+export function holderOf(path: string, now = Date.now()): number | undefined {
+  let status: unknown;
+  try {
+    status = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined; // missing or unreadable: nobody's
+  }
+  if (!isServeStatus(status) || status.pid === process.pid) return undefined;
+  return isAlive(status.pid) && now - status.updatedAt <= STATUS_STALE_MS ? status.pid : undefined;
+}
+
+export type Claim = { claimed: true } | { claimed: false; holder: number } | { claimed: false; error: Error };
+
+/**
+ * Makes the status file this process's, before serve starts: refused while another live serve
+ * holds it. A file left by a serve that is gone (killed, or its pid reused since) is taken over.
+ * The first write creates the file exclusively (O_EXCL), so of two serves starting at once on a
+ * free path, one gets it and the other sees it held.
+ */
+export function claimStatus(path: string, status: ServeStatus): Claim {
+  try {
+    writeFileSync(path, JSON.stringify(status), { flag: "wx" });
+    return { claimed: true };
+  } catch (err) {
+    if ((err as { code?: string }).code !== "EEXIST") return { claimed: false, error: err as Error };
+  }
+  const holder = holderOf(path);
+  if (holder !== undefined) return { claimed: false, holder };
+  try {
+    writeStatus(path, status);
+    return { claimed: true };
+  } catch (err) {
+    return { claimed: false, error: err as Error };
+  }
+}
+
+/** Removes the status file if it is still this process's (a file another serve wrote is left alone). */
 export function removeStatus(path: string): void {
+  try {
+    const status: unknown = JSON.parse(readFileSync(path, "utf8"));
+    if (!isServeStatus(status) || status.pid !== process.pid) return;
+  } catch {
+    return;
+  }
   rmSync(path, { force: true });
 }
 
@@ -50,6 +107,9 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
   if (status.serving < status.workers) {
     return { healthy: false, reason: `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: the broker is unreachable or a worker is restarting` };
   }
+  if (status.blocked !== undefined) {
+    return { healthy: false, reason: `broker is blocking publishers: ${status.blocked}; serve's replies wait until the broker's resource alarm clears` };
+  }
   return { healthy: true, status };
 }
 
@@ -57,7 +117,15 @@ function isServeStatus(value: unknown): value is ServeStatus {
   if (typeof value !== "object" || value === null) return false;
   const s = value as Record<string, unknown>;
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  return Number.isSafeInteger(s.pid) && (s.pid as number) > 0 && typeof s.queue === "string" && count(s.workers) && count(s.serving) && Number.isFinite(s.updatedAt);
+  return (
+    Number.isSafeInteger(s.pid) &&
+    (s.pid as number) > 0 &&
+    typeof s.queue === "string" &&
+    count(s.workers) &&
+    count(s.serving) &&
+    (s.blocked === undefined || typeof s.blocked === "string") &&
+    Number.isFinite(s.updatedAt)
+  );
 }
 
 function isAlive(pid: number): boolean {

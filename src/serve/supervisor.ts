@@ -8,17 +8,25 @@ import type { Logger } from "../log.ts";
 import { WORKER_URL } from "../paths.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./messages.ts";
 import { CrashBook } from "./crash-ledger.ts";
-import { addStats, countersOf, emptyStats, type WorkerStats } from "./stats.ts";
+import { addStats, AnsweredTally, countersOf, emptyStats, type WorkerStats } from "./stats.ts";
+import { BlockedLog } from "./flow-control.ts";
 import { OutageLog, SUMMARY_EVERY_MS, type OutageLine } from "./outage.ts";
 
 export interface SupervisorOptions {
   workers: number;
   drainTimeoutMs: number;
-  worker: Omit<WorkerConfig, "id" | "ledger">;
+  worker: Omit<WorkerConfig, "id" | "ledger" | "answered">;
   log: Logger;
-  /** Told how many workers are serving: on every change, and every few seconds as a heartbeat. */
-  onStatus?: (serving: number, workers: number) => void;
+  /** Told how many workers are serving (and why the broker blocks them, if it does): on every change, and every few seconds as a heartbeat. */
+  onStatus?: (status: ServeStatusUpdate) => void;
   statusEveryMs?: number;
+}
+
+export interface ServeStatusUpdate {
+  serving: number;
+  workers: number;
+  /** The broker's reason, while it blocks a worker's connection (flow control). */
+  blocked?: string;
 }
 
 /** A worker that crashes this many times within CRASH_WINDOW_MS makes serve give up. */
@@ -43,6 +51,11 @@ export interface ServeSnapshot {
   serving: number;
   restarts: number;
   draining: boolean;
+  /** Worker connections the broker blocks now (flow control), and its reason while it does. */
+  blocked: number;
+  blockedReason?: string;
+  /** Times the broker blocked a worker's connection, since the start. */
+  blocks: number;
 }
 
 export interface Supervisor {
@@ -81,6 +94,9 @@ export function supervise(options: SupervisorOptions): Supervisor {
   const statsWaiters = new Map<number, Map<number, (stats: WorkerStats) => void>>();
   let stopping = false;
   const crashBook = new CrashBook(slots.length);
+  const answered = new AnsweredTally(slots.length);
+  // The broker's flow control, said once for the process (not per worker's connection).
+  const flow = new BlockedLog();
   const notices = new Set<string>();
   let lastReported = -1;
   let everAllUp = false;
@@ -99,7 +115,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
   /** `announce`: false while the outage log speaks for the serving count. */
   const reportServing = (announce = !outage.active) => {
     const up = servingCount();
-    options.onStatus?.(stopping ? 0 : up, slots.length);
+    status();
     if (up === lastReported || stopping) return;
     lastReported = up;
     if (up === slots.length) everAllUp = true;
@@ -109,6 +125,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
     else if (everAllUp) log.warn(message);
     else log.debug(message); // still starting up: not worth a warning
   };
+
+  const status = () => options.onStatus?.({ serving: stopping ? 0 : servingCount(), workers: slots.length, ...(flow.reason === undefined ? {} : { blocked: flow.reason }) });
 
   const post = (slot: Slot, message: ToWorker) => slot.worker?.postMessage(message);
 
@@ -121,7 +139,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       log.error(`worker ${slot.id} failed: ${event.message}`);
     };
     worker.addEventListener("close", () => onWorkerClosed(slot, worker));
-    post(slot, { type: "start", config: { ...options.worker, id: slot.id, ledger: crashBook.configFor(slot.id - 1) } });
+    post(slot, { type: "start", config: { ...options.worker, id: slot.id, ledger: crashBook.configFor(slot.id - 1), answered: answered.slotOf(slot.id - 1) } });
   };
 
   const onWorkerMessage = (slot: Slot, message: FromWorker) => {
@@ -152,6 +170,14 @@ export function supervise(options: SupervisorOptions): Supervisor {
         if (!notices.has(message.message)) log.warn(message.message);
         notices.add(message.message);
         break;
+      case "blocked":
+        say(flow.blocked(slot.id, message.reason, Date.now()));
+        status();
+        break;
+      case "unblocked":
+        say(flow.unblocked(slot.id, message.lost, Date.now()));
+        status();
+        break;
       case "drained":
         log.debug(`worker ${slot.id} drained after serving ${message.served} requests`);
         break;
@@ -167,11 +193,19 @@ export function supervise(options: SupervisorOptions): Supervisor {
     slot.worker = undefined;
     slot.serving = false;
     outage.gone(slot.id);
+    say(flow.gone(slot.id, Date.now()));
     retired = addStats(retired, countersOf(slot.lastStats));
     slot.lastStats = emptyStats();
     if (stopping) {
       crashBook.clear(slot.id - 1);
-      if (slots.every((s) => !s.worker)) finish(exitCode);
+      // Once the drain timed out, its line was the last word.
+      if (slots.every((s) => !s.worker) && !timedOut) {
+        clearTimeout(drainTimer);
+        // The line closing what "SIGTERM: draining" opened; after a fatal error, that error stays
+        // the last word (and this goes to debug).
+        log[bySignal ? "info" : "debug"](`drained: ${plural(draining, "worker")} stopped, ${plural(answered.total, "request")} answered`, { workers: draining, answered: answered.total, exitCode });
+        finish(exitCode);
+      }
       return;
     }
     // Which request it was computing, if any, is the one that killed it: every worker learns it,
@@ -199,36 +233,63 @@ export function supervise(options: SupervisorOptions): Supervisor {
 
   let exitCode: ExitCode = ExitCode.OK;
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
-  const shutdown = (code: ExitCode) => {
+  /** Workers asked to drain. */
+  let draining = 0;
+  let timedOut = false;
+  let bySignal = false;
+  /** `signalled`: a signal asked for the drain (its line said "draining"; this one closes it). */
+  const shutdown = (code: ExitCode, signalled = false) => {
     if (stopping) return;
     stopping = true;
     exitCode = code;
-    options.onStatus?.(0, slots.length); // draining: not ready for new work
+    bySignal = signalled;
+    status(); // draining: not ready for new work
     const live = slots.filter((s) => s.worker);
+    draining = live.length;
     if (live.length === 0) {
-      finish(code);
+      // Nothing to drain: after a crash loop its error line is the last word.
+      if (bySignal) log.info(`drained: no worker was running, ${plural(answered.total, "request")} answered`, { workers: 0, answered: answered.total, exitCode });
+      finish(exitCode);
       return;
     }
     for (const slot of live) post(slot, { type: "drain" });
     drainTimer = setTimeout(() => {
-      log.warn(`drain took longer than ${options.drainTimeoutMs} ms; stopping the remaining workers (their unacked requests go back to the queue)`);
-      for (const slot of slots) slot.worker?.terminate();
-      finish(code);
+      timedOut = true;
+      const left = slots.filter((s) => s.worker);
+      // The requests those workers hold unacked go back to the queue when their connections
+      // close: not lost, but not answered by this serve either, so not a clean exit (75, the
+      // caller may retry; a more telling code, e.g. 78 after a refusal, stays).
+      if (exitCode === ExitCode.OK) exitCode = ExitCode.TEMPORARY;
+      log.warn(`drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; their unacked requests go back to the queue`, {
+        workers: left.length,
+        answered: answered.total,
+        exitCode,
+      });
+      for (const slot of left) slot.worker?.terminate();
+      finish(exitCode);
     }, options.drainTimeoutMs);
   };
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       log.warn(`${signal} again: exiting now`);
-      process.exit(signal === "SIGINT" ? 130 : 143);
+      process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
     }
     log.info(`${signal}: draining (no new requests; finishing those in progress; up to ${options.drainTimeoutMs} ms)`);
-    shutdown(ExitCode.OK);
+    shutdown(ExitCode.OK, true);
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
-  const state = () => ({ workers: slots.length, serving: stopping ? 0 : servingCount(), restarts, draining: stopping });
+  const state = () => ({
+    workers: slots.length,
+    serving: stopping ? 0 : servingCount(),
+    restarts,
+    draining: stopping,
+    blocked: flow.count,
+    ...(flow.reason === undefined ? {} : { blockedReason: flow.reason }),
+    blocks: flow.blocks,
+  });
   const collect = async (): Promise<ServeSnapshot> => {
     const id = ++statsRequest;
     const waiters = new Map<number, (stats: WorkerStats) => void>();
@@ -252,8 +313,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
   };
 
   for (const slot of slots) start(slot);
-  options.onStatus?.(0, slots.length);
-  const heartbeat = options.onStatus ? setInterval(() => options.onStatus?.(stopping ? 0 : servingCount(), slots.length), options.statusEveryMs ?? 5000) : undefined;
+  status();
+  const heartbeat = options.onStatus ? setInterval(status, options.statusEveryMs ?? 5000) : undefined;
   return {
     done: done.finally(() => {
       if (heartbeat) clearInterval(heartbeat);
@@ -264,4 +325,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
     state,
     collect,
   };
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }

@@ -35,7 +35,7 @@ async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet
 
 let server: RpcServer | undefined;
 let ledger: WorkerLedger | undefined;
-const stats = new StatsRecorder();
+let stats = new StatsRecorder();
 const thread = new ThreadProbe();
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
@@ -44,6 +44,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     const { config } = message;
     const log = createLogger(config.logLevel, `worker-${config.id}`, config.logFormat);
     ledger = new WorkerLedger(config.ledger);
+    stats = new StatsRecorder(config.answered);
     server = new RpcServer(
       { ...config, log, ledger, metrics: stats, ...(await testFaults()) },
       {
@@ -58,6 +59,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           send({ type: "retrying", attempt, delayMs, failure });
         },
         onNotice: (notice) => send({ type: "notice", message: notice }),
+        // The supervisor says it once for the process (flow-control.ts).
+        onBlocked: (reason) => send({ type: "blocked", reason }),
+        onUnblocked: (lost) => send({ type: "unblocked", lost }),
       },
     );
     await server.start();

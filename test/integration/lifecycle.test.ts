@@ -8,7 +8,10 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, tempFolder, uniqueQueue, type Server, BROKER_PORT } from "../helpers.ts";
+import type { Options } from "amqplib";
+import { requestQueueOptions, type QueueType } from "../../src/rpc/queue.ts";
+import { rabbitmqctlJson } from "../broker.ts";
+import { alsoDelete, cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, tempFolder, uniqueQueue, type Server, BROKER_PORT } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -188,7 +191,18 @@ describe("the supervisor gives up on a crash loop", () => {
 });
 
 describe("drain", () => {
-  test("--drain-timeout expires: one warning, exit 0, the status file removed; requests in flight go back to the queue and another server answers them", async () => {
+  test("a clean drain ends with one line: the workers stopped and the requests answered; exit 0", async () => {
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "2", "--queue", queue]);
+    expect(await run(["call", "--queue", queue, "1", "2", "3", "4", "5"])).toMatchObject({ code: 0, stdout: "1\n1\n2\n3\n5\n" });
+    expect(await server.stop()).toBe(0);
+    const lines = server.log.trimEnd().split("\n");
+    expect(linesOf(server, /drained/)).toEqual([expect.stringMatching(/ INFO  drained: 2 workers stopped, 5 requests answered$/)]);
+    // The last word.
+    expect(lines.at(-1)).toMatch(/drained: 2 workers stopped/);
+  });
+
+  test("--drain-timeout expires: one warning, exit 75, the status file removed; requests in flight go back to the queue and another server answers them", async () => {
     const proxy = await startFreezableProxy();
     try {
       const queue = uniqueQueue();
@@ -204,12 +218,12 @@ describe("drain", () => {
 
       const from = server.log.length;
       server.proc.kill("SIGTERM");
-      await server.waitForLog(/drain took longer/, 15_000, from);
-      expect(await server.proc.exited).toBe(0);
+      await server.waitForLog(/drain timed out/, 15_000, from);
+      expect(await server.proc.exited).toBe(75);
       expect(linesOf(server, /SIGTERM: draining/, from)).toEqual([expect.stringMatching(/ INFO  SIGTERM: draining \(no new requests; finishing those in progress; up to 500 ms\)$/)]);
-      expect(linesOf(server, /drain took longer/, from)).toEqual([
-        expect.stringMatching(/ WARN  drain took longer than 500 ms; stopping the remaining workers \(their unacked requests go back to the queue\)$/),
-      ]);
+      expect(linesOf(server, /drain timed out|drained/, from)).toEqual([expect.stringMatching(/ WARN  drain timed out after 500 ms: 1 worker stopped abruptly; their unacked requests go back to the queue$/)]);
+      // The last word: no "drained" line after it.
+      expect(server.log.trimEnd().split("\n").at(-1)).toMatch(/drain timed out/);
       expect(existsSync(statusFile)).toBe(false);
       // The premise held: serve did write (acks, replies, the cancel) and none of it got through.
       expect(proxy.held).toBeGreaterThan(0);
@@ -253,13 +267,38 @@ describe("drain", () => {
         expect(await server.proc.exited).toBe(code);
         expect(linesOf(server, /draining/)).toEqual([expect.stringMatching(new RegExp(` INFO  ${first}: draining \\(no new requests; finishing those in progress; up to 600000 ms\\)$`))]);
         expect(linesOf(server, /again: exiting now/)).toEqual([expect.stringMatching(new RegExp(` WARN  ${second} again: exiting now$`))]);
-        expect(server.log).not.toContain("drain took longer");
+        expect(server.log).not.toMatch(/drain timed out|drained/);
 
         expect(answered()).toBe(0);
         await eventually(() => queueStats(queue), (s) => s.consumerCount === 0 && s.messageCount === 3, 10_000, "the 3 requests back in the queue");
       } finally {
         await proxy.close();
       }
+    });
+  }
+});
+
+describe("an existing queue of another type than --queue-type", () => {
+  const cases: { existing: QueueType; asked: QueueType; declare: (queue: string) => Options.AssertQueue }[] = [
+    // What the issue met: a plain durable classic queue, serve asked for quorum.
+    { existing: "classic", asked: "quorum", declare: () => ({ durable: true }) },
+    // A quorum queue as `serve --queue-type quorum` declares it, then a serve without the flag.
+    { existing: "quorum", asked: "classic", declare: (queue) => requestQueueOptions(queue, "quorum") },
+  ];
+  for (const { existing, asked, declare } of cases) {
+    test(`${existing} queue, --queue-type ${asked}: one warning naming the existing queue's type; it is served as it is`, async () => {
+      const queue = uniqueQueue();
+      alsoDelete(`${queue}.dead-letter`);
+      const { ch } = await rawChannel();
+      await ch.assertQueue(queue, declare(queue));
+      const server = await startServe(["--workers", "2", "--queue", queue, "--queue-type", asked]);
+      const notices = linesOf(server, /already exists/);
+      expect(notices).toEqual([expect.stringMatching(new RegExp(` WARN  queue "${queue}" already exists as a ${existing} queue, not the ${asked} queue asked for \\(inequivalent arg '[\\w-]+' for queue '${queue}'.*\\); serving it as it is$`))]);
+      expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
+      expect(await server.stop()).toBe(0);
+      // Joined, not redeclared: still the operator's queue, and no dead-letter queue made for it.
+      const rows = await rabbitmqctlJson(["list_queues", "name", "type"]);
+      expect(rows.filter((r) => String(r.name).startsWith(queue))).toEqual([{ name: queue, type: existing }]);
     });
   }
 });

@@ -77,8 +77,8 @@ test("unreachable at start-up (connection refused): one warning for 3 workers, n
   const outage = outageLines(server.log);
   expect(outage.warning).toMatch(/WARN  cannot reach the broker/);
   expect(all.filter((l) => /connected to|workers serving/.test(l))).toEqual([outage.back]);
-  // The banner, the warning, (summaries, if it lasted 30 s), connected, SIGTERM: draining.
-  expect(all).toHaveLength(4 + outage.summaries.length);
+  // The banner, the warning, (summaries, if it lasted 30 s), connected, SIGTERM: draining, drained.
+  expect(all).toHaveLength(5 + outage.summaries.length);
 }, 60_000);
 
 test("an established connection cut and refused: one warning, none per attempt or worker; one line when all 3 are back", async () => {
@@ -107,8 +107,8 @@ test("an established connection cut and refused: one warning, none per attempt o
     const outage = outageLines(server.log.slice(from));
     expect(outage.warning).toMatch(/WARN  connection to .* lost/);
     expect(after.filter((l) => /connected to|workers serving/.test(l))).toEqual([outage.back]);
-    // Lost, (summaries, if it lasted 30 s), reconnected, SIGTERM: draining.
-    expect(after).toHaveLength(3 + outage.summaries.length);
+    // Lost, (summaries, if it lasted 30 s), reconnected, SIGTERM: draining, drained.
+    expect(after).toHaveLength(4 + outage.summaries.length);
   } finally {
     await proxy.close();
   }
@@ -168,8 +168,8 @@ test("test build, summary every 1.5 s, JSON at debug: summaries paced and carryi
     const failedAttempts = entries().filter((e) => e.worker && e.level === "debug" && e.message.includes("closed the connection during the handshake"));
     expect(back.fields!.attempts).toBe(failedAttempts.length);
     expect(back.fields!.attempts).toBe(proxy.refused);
-    // At info and above, the main thread said: the banner, the warning, the summaries, back, SIGTERM.
-    expect(main).toHaveLength(2 + said.length + 2);
+    // At info and above, the main thread said: the banner, the warning, the summaries, back, SIGTERM, drained.
+    expect(main).toHaveLength(2 + said.length + 3);
     expect(entries().filter((e) => e.worker && e.level !== "debug")).toEqual([]);
   } finally {
     await proxy.close();

@@ -7,7 +7,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkHealth, removeStatus, writeStatus, type ServeStatus } from "../../src/serve/status.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { checkHealth, claimStatus, holderOf, removeStatus, STATUS_STALE_MS, writeStatus, type ServeStatus } from "../../src/serve/status.ts";
 
 const folder = mkdtempSync(join(tmpdir(), "fibrpc-health-unit-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
@@ -67,6 +68,12 @@ describe("checkHealth: a status file serve wrote", () => {
     expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: '1/2 workers consuming queue "q \\"x\\"": the broker is unreachable or a worker is restarting' });
   });
 
+  test("the broker blocks serve's publishes (flow control): unhealthy, with the broker's reason", () => {
+    const path = newPath();
+    writeStatus(path, fresh({ blocked: "low on memory" }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: "broker is blocking publishers: low on memory; serve's replies wait until the broker's resource alarm clears" });
+  });
+
   test("removed (serve stopped cleanly): no status file", () => {
     const path = newPath();
     writeStatus(path, fresh());
@@ -92,6 +99,7 @@ describe("checkHealth: a file that is not a status of serve is unreadable (unhea
     { name: "pid -1", content: JSON.stringify(fresh({ pid: -1 })) },
     { name: "updatedAt missing", content: JSON.stringify({ ...fresh(), updatedAt: undefined }) },
     { name: "serving missing", content: JSON.stringify({ ...fresh(), serving: undefined }) },
+    { name: "blocked not a string", content: JSON.stringify({ ...fresh(), blocked: true }) },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -105,5 +113,58 @@ describe("checkHealth: a file that is not a status of serve is unreadable (unhea
     const path = newPath();
     mkdirSync(path);
     expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `unreadable status file ${path}` });
+  });
+});
+
+/** A live process that is not this one (a stand-in for another serve), ended after the tests. */
+const other = Bun.spawn(["sleep", "600"], { stdout: "ignore", stderr: "ignore" });
+afterAll(() => other.kill());
+
+describe("a status file belongs to the serve that wrote it", () => {
+  const now = Date.now;
+  const status = (over: Partial<ServeStatus> = {}): ServeStatus => ({ pid: process.pid, queue: "q", workers: 1, serving: 0, updatedAt: now(), ...over });
+
+  test("a free path: claimed, written", () => {
+    const path = newPath();
+    expect(claimStatus(path, status())).toEqual({ claimed: true });
+    expect(JSON.parse(readFileSync(path, "utf8"))).toMatchObject({ pid: process.pid });
+  });
+
+  test("held by another live serve that keeps it fresh: refused, naming its pid; the file is left as it was", () => {
+    const path = newPath();
+    const theirs = status({ pid: other.pid });
+    writeStatus(path, theirs);
+    expect(holderOf(path)).toBe(other.pid);
+    expect(claimStatus(path, status())).toEqual({ claimed: false, holder: other.pid });
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual(theirs);
+    // Nor does this process delete it.
+    removeStatus(path);
+    expect(existsSync(path)).toBe(true);
+  });
+
+  test("left by a serve that is gone, or one that has not written it for longer than it would alive: taken over", async () => {
+    for (const left of [status({ pid: await deadPid() }), status({ pid: other.pid, updatedAt: now() - STATUS_STALE_MS - 1_000 })]) {
+      const path = newPath();
+      writeStatus(path, left);
+      expect(holderOf(path)).toBeUndefined();
+      expect(claimStatus(path, status())).toEqual({ claimed: true });
+      expect(JSON.parse(readFileSync(path, "utf8"))).toMatchObject({ pid: process.pid });
+    }
+  });
+
+  test("unreadable: nobody's, taken over", () => {
+    const path = newPath();
+    writeFileSync(path, "garbage");
+    expect(claimStatus(path, status())).toEqual({ claimed: true });
+  });
+
+  test("its own file is removed on exit; a folder that does not exist is an error to report, not a refusal", () => {
+    const path = newPath();
+    claimStatus(path, status());
+    removeStatus(path);
+    expect(existsSync(path)).toBe(false);
+    const claim = claimStatus(join(folder, "missing", "status.json"), status());
+    expect(claim.claimed).toBe(false);
+    expect("error" in claim && claim.error.message).toContain("ENOENT");
   });
 });

@@ -5,7 +5,7 @@
  * a thread that no longer exists is not a reading).
  */
 import { expect, test } from "bun:test";
-import { addStats, countersOf, emptyStats, StatsRecorder, ThreadProbe, type WorkerStats } from "../../src/serve/stats.ts";
+import { addStats, AnsweredTally, countersOf, emptyStats, StatsRecorder, ThreadProbe, type WorkerStats } from "../../src/serve/stats.ts";
 
 function worker(served: number, heapUsedBytes: number, eventLoopLagMaxSeconds: number, inFlight: number): WorkerStats {
   const recorder = new StatsRecorder();
@@ -30,4 +30,18 @@ test("the thread probe reads this thread's heap, and a loop delay of 0 at the fi
   const { heapUsedBytes, eventLoopLagMaxSeconds } = probe.read();
   expect(heapUsedBytes).toBeGreaterThan(0);
   expect(eventLoopLagMaxSeconds).toBe(0);
+});
+
+test("the answered tally: each worker counts in its slot of memory the supervisor keeps (requests dropped without a reply are not answered)", () => {
+  const tally = new AnsweredTally(3);
+  const first = new StatsRecorder(tally.slotOf(0));
+  const third = new StatsRecorder(tally.slotOf(2));
+  for (let i = 0; i < 4; i++) first.answered("ok", 0.001);
+  first.answered("N_TOO_LARGE", 0.001);
+  third.answered("ok", 0.001);
+  third.answered("DROPPED", 0.001);
+  expect(tally.total).toBe(6);
+  // A new worker in a slot (after a crash) adds to what its predecessor counted.
+  new StatsRecorder(tally.slotOf(0)).answered("ok", 0.001);
+  expect(tally.total).toBe(7);
 });
