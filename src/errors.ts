@@ -16,8 +16,8 @@ export const EXIT_CODES = {
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
   TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed (bench --rate: calls were missed, too many in flight)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
-  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
-  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },
+  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused access: the login, the vhost (or there is no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)" },
+  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, a deprecated feature), or its TLS certificate is not trusted" },
 } as const;
 
 /** The exit codes by name (ExitCode.USAGE is 64), from EXIT_CODES. */
@@ -98,6 +98,12 @@ export type ErrorReason =
   | "queue-unresponsive"
   | "login"
   | "vhost"
+  | "vhost-not-found"
+  | "permission"
+  | "reserved-name"
+  | "limit"
+  | "locked"
+  | "precondition-failed"
   | "certificate"
   | "reply-timed-out"
   | "wait-timed-out"
@@ -120,6 +126,21 @@ export interface ErrorDetails {
   timeoutMs?: number;
   /** The deprecated broker feature the broker denies. */
   feature?: string;
+  /** The broker user and vhost a refusal is about (from the broker's words, else the URL). */
+  user?: string;
+  vhost?: string;
+  /** The permission the broker refused (permission) or the broker limit reached (limit). */
+  permission?: "configure" | "write" | "read";
+  /** The queue or exchange the refused permission is about. */
+  resource?: { kind: "queue" | "exchange" | "topic"; name: string };
+  limit?: BrokerLimit;
+}
+
+/** A limit the broker enforces: `rabbitmqctl set_vhost_limits` / `set_user_limits`, or the cluster's. */
+export interface BrokerLimit {
+  scope: "vhost" | "user" | "cluster" | "connection";
+  /** The limit's key, as rabbitmqctl names it (channel_max: the connection's negotiated channel maximum). */
+  key: "max-connections" | "max-channels" | "max-queues" | "channel_max";
 }
 
 /**
