@@ -200,12 +200,14 @@ export class RpcServer {
     this.countAs = queue.declared ? options.queueType : "classic";
     if (!queue.declared) this.events.onNotice(`queue ${JSON.stringify(options.queue)} already exists with other settings (${queue.differences}); serving it as it is`);
     const channel = await model.createChannel();
+    let consuming = false;
     channel.on("error", (err: Error) => {
       options.log.debug(`channel error: ${err.message}`);
       // A permission the broker refuses while serving (403 on publishing a reply: no write
       // permission) would close every channel after this one on the first reply, the request
-      // redelivered each time: stop with the broker's reason instead.
-      const refused = refusal(err, { url: this.target.currentUrl, queue: options.queue });
+      // redelivered each time: stop with the broker's reason instead. (During set-up, the
+      // failed operation says it: setup.)
+      const refused = consuming ? refusal(err, { url: this.target.currentUrl, queue: options.queue }) : undefined;
       if (refused?.code === "ACCESS_REFUSED" && !this.draining) this.fatal(refused);
     });
     channel.on("close", () => {
@@ -232,6 +234,7 @@ export class RpcServer {
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.draining) return;
     this.consumers.add((await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag);
+    consuming = true;
     // A drain that began while consume was on its way did not see this consumer.
     if (this.draining) await this.cancelConsumers(channel);
   }
