@@ -16,7 +16,7 @@ export const EXIT_CODES = {
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
   TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed (bench --rate: calls were missed, too many in flight)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
-  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused access: the login, the vhost (or there is no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)" },
+  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused access: the login, the vhost (no permission, or no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)" },
   CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, a deprecated feature), or its TLS certificate is not trusted" },
 } as const;
 

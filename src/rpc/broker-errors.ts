@@ -311,7 +311,8 @@ const PERMISSION_OF: Record<string, "configure" | "write" | "read"> = {
  * words for it: brokerRefusal). Exit 78.
  */
 export function preconditionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
-  if (close.code !== 406) return undefined;
+  // A deprecated feature the broker denies has its own words and remedy (brokerRefusal).
+  if (close.code !== 406 || /is deprecated/i.test(close.text)) return undefined;
   return refused("BROKER_REFUSED", "precondition-failed", close, context, attempted(close, context));
 }
 
