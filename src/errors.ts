@@ -16,8 +16,8 @@ export const EXIT_CODES = {
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
   TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "timed out, connection dropped, broker blocking publishers or queue full; retrying later may succeed (bench --rate: calls missed; serve: drain timed out, requests requeued)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
-  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
-  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },
+  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused access: the login, the vhost (no permission, or no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)" },
+  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, a deprecated feature), or its TLS certificate is not trusted" },
   // A second signal during serve's drain: the shell's 128 + signal number, as if the signal had
   // killed it (the first one drains, see serve/supervisor.ts).
   SIGINT_AGAIN: { code: 130, name: "SIGINT", meaning: "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue" },
@@ -106,6 +106,12 @@ export type ErrorReason =
   | "queue-unresponsive"
   | "login"
   | "vhost"
+  | "vhost-not-found"
+  | "permission"
+  | "reserved-name"
+  | "limit"
+  | "locked"
+  | "precondition-failed"
   | "certificate"
   | "reply-timed-out"
   | "not-confirmed"
@@ -133,6 +139,21 @@ export interface ErrorDetails {
   feature?: string;
   /** Why the broker blocks publishers, in its own words (connection.blocked: "low on memory"). */
   blockedBecause?: string;
+  /** The broker user and vhost a refusal is about (from the broker's words, else the URL). */
+  user?: string;
+  vhost?: string;
+  /** The permission the broker refused (permission) or the broker limit reached (limit). */
+  permission?: "configure" | "write" | "read";
+  /** The queue or exchange the refused permission is about. */
+  resource?: { kind: "queue" | "exchange" | "topic"; name: string };
+  limit?: BrokerLimit;
+}
+
+/** A limit the broker enforces: `rabbitmqctl set_vhost_limits` / `set_user_limits`, or the cluster's. */
+export interface BrokerLimit {
+  scope: "vhost" | "user" | "cluster" | "connection";
+  /** The limit's key, as rabbitmqctl names it (channel_max: the connection's negotiated channel maximum). */
+  key: "max-connections" | "max-channels" | "max-queues" | "channel_max";
 }
 
 /**

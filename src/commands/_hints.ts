@@ -12,6 +12,36 @@ type Hint = (error: FibrpcError, takes: (flag: string) => boolean) => string | u
 /** "--url / FIBRPC_URL": the flag and the variable of an option, from the table. */
 const both = (flag: keyof typeof OPTIONS) => `--${flag} / ${OPTIONS[flag].env}`;
 
+/** A name in a rabbitmqctl command line, quoted for a POSIX shell where it needs it. */
+const sh = (name: string | undefined) => (name === undefined ? "?" : /^[\w./:@%+=-]+$/.test(name) ? name : `'${name.replace(/'/g, "'\\''")}'`);
+
+/** What to do about a permission the broker refused: the user's patterns, and how to set them. */
+const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, has) => {
+  // `call --reply-queue exclusive` declares and consumes a server-named queue: a pattern
+  // covers them all, and Direct Reply-to (the default) needs no permission on any queue.
+  if (resource?.kind === "queue" && resource.name.startsWith("amq.gen-")) {
+    return `give user ${JSON.stringify(user)} the ${permission ?? "configure and read"} permission on the reply queues the broker names (a pattern matching ^amq\\.gen-, e.g. rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)${has("reply-queue") ? ", or use --reply-queue direct, which needs none" : ""}`;
+  }
+  const on = resource ? `${resource.kind} ${JSON.stringify(resource.name)}` : queue === undefined ? "the queue" : `queue ${JSON.stringify(queue)}`;
+  return `give user ${JSON.stringify(user)} ${permission ? `the ${permission} permission` : "the permission it lacks"} on ${on} in vhost ${JSON.stringify(vhost)} (its patterns: rabbitmqctl list_user_permissions ${sh(user)}; to set them: rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)`;
+};
+
+/** What to do about a broker limit reached: which setting, and the command that raises it. */
+const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
+  if (!limit) return undefined;
+  const value = `'{"${limit.key}": N}'`;
+  switch (limit.scope) {
+    case "vhost":
+      return `raise the vhost's limit (rabbitmqctl set_vhost_limits -p ${sh(vhost)} ${value}, -1 for none)${limit.key === "max-queues" ? " or delete queues it no longer needs" : " or close other connections to it (serve opens one per worker)"}`;
+    case "user":
+      return `raise the user's limit (rabbitmqctl set_user_limits ${sh(user)} ${value}, -1 for none)${limit.key === "max-connections" ? " or close other connections of the user (serve opens one per worker)" : ""}`;
+    case "cluster":
+      return "raise cluster_queue_limit in rabbitmq.conf, or delete queues no longer needed";
+    case "connection":
+      return "raise channel_max in the broker's rabbitmq.conf, or the URL's channel_max";
+  }
+};
+
 const startServer: Hint = (_, has) => `start one with \`fibrpc serve\`${has("wait-for-server") ? ", or pass --wait-for-server" : ""}`;
 const retry: Hint = (_, has) => (has("retry") ? "it is safe to retry (--retry)" : undefined);
 
@@ -25,8 +55,12 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "no-majority": () => `bring the cluster's other nodes back (rabbitmqctl cluster_status), or point ${both("url")} at a node that is part of the majority`,
   },
   ACCESS_REFUSED: {
-    login: () => `check them in ${both("url")}`,
-    vhost: () => `check the vhost in ${both("url")}`,
+    login: () => `check the user name and password in ${both("url")}`,
+    vhost: ({ details: { user, vhost } }) =>
+      `give user ${JSON.stringify(user)} permissions on vhost ${JSON.stringify(vhost)} (rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ), or check the vhost in ${both("url")}`,
+    "vhost-not-found": ({ details: { vhost } }) => `check the vhost in ${both("url")}, or create it (rabbitmqctl add_vhost ${sh(vhost)})`,
+    permission: grant,
+    "reserved-name": () => 'pick a --queue that does not begin with "amq." (for serve and call alike)',
   },
   TLS_REFUSED: () => "pass --tls-ca with the CA that signed it, or check the host name in the URL",
   QUEUE_NOT_FOUND: () => "start one with `fibrpc serve` (or check --queue)",
@@ -43,6 +77,9 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "deprecated-feature": (e) =>
       `fibrpc does not use it itself, so check the queue's policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.${e.details.feature} = true)`,
     "set-up-refused": () => 'see docs/operations.md, "Broker versions"',
+    limit: raiseLimit,
+    locked: ({ details: { queue } }) => `another connection holds queue ${JSON.stringify(queue)} for itself (an exclusive queue or consumer): stop that client, or pick another --queue`,
+    "precondition-failed": () => "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
     "dead-letter-queue-differs": (e) => `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
   },
 };

@@ -2,9 +2,17 @@
  * Turns what amqplib and the socket layer throw into one FibrpcError: a code, one line saying
  * what happened and why, and the details (reason, broker) the commands pick their hint by. Used
  * by both `call` and `serve`.
+ *
+ * A refusal by the broker (a connection or channel it closes with a reply code and its reason)
+ * is one kind of error per remedy, each with the broker's own words and code in its line: the
+ * login, the vhost, a permission, a reserved name (exit 77, ACCESS_REFUSED); a limit, a locked
+ * queue, a failed precondition (exit 78, BROKER_REFUSED). None of them is retried: waiting does
+ * not grant a permission or raise a limit. RabbitMQ words some reasons differently from release
+ * to release (3.10: "access to queue 'q' in vhost 'v' refused for user 'u'", 4.x: "configure
+ * access to queue ..."; "user limit of (0)" and "of 0"): the patterns below take both.
  */
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
-import { FibrpcError, type ErrorReason } from "../errors.ts";
+import { FibrpcError, type BrokerLimit, type ErrorDetails, type ErrorReason } from "../errors.ts";
 
 interface ErrorLike {
   code?: unknown;
@@ -40,12 +48,8 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
     case "EPIPE":
       return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake`);
   }
-  if (/ACCESS.REFUSED|\b403 \(/.test(message)) {
-    return error("ACCESS_REFUSED", "login", `the broker at ${broker} refused the login: wrong user name or password`);
-  }
-  if (/NOT.ALLOWED|\b530 \(/.test(message)) {
-    return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused access to the vhost: it does not exist or the user has no permission on it`);
-  }
+  const refused = refusal(err, { url });
+  if (refused) return refused;
   // RabbitMQ 4.x on Khepri: a node cut off from the majority of its cluster cannot change the
   // cluster's metadata (declare a queue) and closes the connection, 541, after its timeout.
   if (/metadata store operation timed out/i.test(message)) {
@@ -57,6 +61,11 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   const unresponsive = /failed to perform operation on queue '([^']*)'.*due to timeout/i.exec(message);
   if (unresponsive) {
     return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: it has a record of the queue, but the queue does not answer (${brokerReason(err)})`, { reason: "queue-unresponsive", broker, queue: unresponsive[1] });
+  }
+  // Without amqplib-handshake.ts (another amqplib), a close at connection.open comes without its
+  // reason: what it can be, and where the reason is.
+  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(message)) {
+    return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused the connection at connection.open (its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`);
   }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
     return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake (${message})`);
@@ -96,9 +105,13 @@ export function deprecatedFeature(err: unknown): string | undefined {
 
 /**
  * What serve does when the broker refuses its set-up in a way waiting will not fix: one line
- * naming the refusal (the remedy is the command's hint). Undefined for other errors.
+ * naming the refusal (the remedy is the command's hint). Undefined for other errors. With the
+ * broker's URL, every kind of refusal (refusal()); without it, deprecated features and 406s.
  */
-export function brokerRefusal(err: unknown, queue: string): FibrpcError | undefined {
+export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): FibrpcError | undefined {
+  const refused = url === undefined ? undefined : refusal(err, { url, queue });
+  // A 406 of no known kind is said as serve's set-up refused (below), with its own hint.
+  if (refused && refused.details.reason !== "precondition-failed") return refused;
   const feature = deprecatedFeature(err);
   if (feature !== undefined) {
     return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`, {
@@ -123,4 +136,196 @@ export function brokerReason(err: unknown): string {
   const { message } = describe(err);
   const match = /with message "([^"]*)"/.exec(message);
   return (match?.[1] ?? message).replace(/^[A-Z_]+ - /, "");
+}
+
+/** A close the broker sent, of the connection or of a channel, as amqplib reports it. */
+export interface BrokerClose {
+  /** The AMQP reply code: 403, 530, ... */
+  code: number;
+  /** Its name, as the broker spells it: ACCESS_REFUSED, NOT_ALLOWED, ... */
+  name: string;
+  /** The broker's reason, without the leading "NAME - ". */
+  text: string;
+  /** The method the broker refused, when it says (class and method ids of the close). */
+  method?: string;
+}
+
+/** The methods fibrpc sends that the broker may refuse, by AMQP class and method id. */
+const METHODS: Record<string, string> = {
+  "10.40": "connection.open",
+  "20.10": "channel.open",
+  "50.10": "queue.declare",
+  "60.10": "basic.qos",
+  "60.20": "basic.consume",
+  "60.40": "basic.publish",
+};
+
+/**
+ * The broker's close in an amqplib error: "Connection closed: 530 (NOT-ALLOWED) with message
+ * "NOT_ALLOWED - ..."", "Channel closed by server: 403 ...", "Operation failed: QueueDeclare; 403
+ * ...", "Handshake terminated by server: 403 ..." (amqplib-handshake.ts gives connection.open's
+ * the same form). Undefined for anything else (a socket error, a timeout).
+ */
+export function brokerClose(err: unknown): BrokerClose | undefined {
+  const { message } = describe(err);
+  const match = /\b(\d{3}) \(([A-Z-]+)\) with message "([\s\S]*)"$/.exec(message);
+  if (!match) return undefined;
+  const e = (err ?? {}) as { classId?: unknown; methodId?: unknown };
+  const method = typeof e.classId === "number" && typeof e.methodId === "number" ? METHODS[`${e.classId}.${e.methodId}`] : undefined;
+  return { code: Number(match[1]), name: match[2]!.replace(/-/g, "_"), text: match[3]!.replace(/^[A-Z_]+ - /, ""), method };
+}
+
+/** Where a refusal happened: the broker connected to, and the request queue in use. */
+export interface RefusalContext {
+  url: BrokerUrl;
+  queue?: string;
+}
+
+/**
+ * The FibrpcError for a refusal by the broker, or undefined if `err` is not one (a socket error, a
+ * connection forced closed, a close fibrpc knows nothing to say about).
+ */
+export function refusal(err: unknown, context: RefusalContext): FibrpcError | undefined {
+  const close = brokerClose(err);
+  if (!close) return undefined;
+  const known = loginRefusal(close, context) ?? vhostRefusal(close, context) ?? limitRefusal(close, context) ?? reservedNameRefusal(close, context) ?? lockRefusal(close, context) ?? permissionRefusal(close, context) ?? preconditionRefusal(close, context);
+  if (known) return known;
+  // Another 530 at connection.open: the vhost, in words this does not know.
+  if (close.code === 530) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection");
+  return undefined;
+}
+
+/** "... refused WHAT: the broker's reason (CODE NAME)", with the details for the hint. */
+function refused(code: FibrpcError["code"], reason: ErrorReason, close: BrokerClose, context: RefusalContext, what: string, details: ErrorDetails = {}): FibrpcError {
+  const broker = displayUrl(context.url);
+  return new FibrpcError(code, `the broker at ${broker} refused ${what}: ${close.text} (${close.code} ${close.name})`, {
+    reason,
+    broker,
+    user: context.url.username,
+    vhost: context.url.vhost,
+    ...(context.queue === undefined ? {} : { queue: context.queue }),
+    ...details,
+  });
+}
+
+/** What fibrpc asked for, in words, from the method the broker refused. */
+function attempted(close: BrokerClose, context: RefusalContext, queue = context.queue): string {
+  const named = queue === undefined ? "the queue" : `queue ${JSON.stringify(queue)}`;
+  switch (close.method) {
+    case "connection.open":
+      return "the connection";
+    case "channel.open":
+      return "to open a channel";
+    case "queue.declare":
+      return `to declare ${named}`;
+    case "basic.consume":
+      return `to consume from ${named}`;
+    case "basic.publish":
+      return `to publish${queue === undefined ? "" : ` to ${named}`}`;
+    default:
+      return close.code === 530 ? "the connection" : `an operation on ${named}`;
+  }
+}
+
+/** 403 at the login (after start-ok): user name, password or authentication mechanism. */
+export function loginRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  if (close.code !== 403 || !/\blogin\b|authenticat/i.test(close.text)) return undefined;
+  return refused("ACCESS_REFUSED", "login", close, context, "the login");
+}
+
+/**
+ * 530 at connection.open: the user has no permission on the vhost ("access to vhost 'v' refused
+ * for user 'u'"), or there is no such vhost ("vhost v not found"). Both are exit 77 (as RabbitMQ
+ * answers both with NOT_ALLOWED): the URL names a vhost this user cannot use.
+ */
+export function vhostRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  if (close.code !== 530) return undefined;
+  // The broker quotes names without escaping them: the user's name runs to the closing quote at the end.
+  const denied = /access to vhost '(.*?)' refused for user '(.*)'$/.exec(close.text);
+  if (denied) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection", { vhost: denied[1], user: denied[2] });
+  const missing = /^vhost '?(.*?)'? not found/.exec(close.text);
+  if (missing) return refused("ACCESS_REFUSED", "vhost-not-found", close, context, "the connection", { vhost: missing[1] });
+  return undefined;
+}
+
+/**
+ * A limit the broker enforces: the vhost's or the user's connections, the user's channels (530
+ * NOT_ALLOWED, the connection closed), the vhost's or the cluster's queues (406 on the
+ * declaration). Exit 78: a setting of the broker's, which the operator raises.
+ */
+export function limitRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  const { text } = close;
+  const limit = (scope: BrokerLimit["scope"], key: BrokerLimit["key"], extra: ErrorDetails = {}) =>
+    refused("BROKER_REFUSED", "limit", close, context, key === "max-queues" ? attempted(close, context) : key === "max-connections" ? "the connection" : "to open a channel", { limit: { scope, key }, ...extra });
+  let m: RegExpExecArray | null;
+  if ((m = /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text))) return limit("vhost", "max-connections", { vhost: m[1], user: m[2] });
+  if ((m = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text))) return limit("user", "max-connections", { user: m[1] });
+  if ((m = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(text))) return limit("user", "max-channels", { user: m[1] });
+  if (/number of channels opened \(\d+\) has reached the negotiated channel_max/.test(text)) return limit("connection", "channel_max");
+  if ((m = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text))) return limit("vhost", "max-queues", { vhost: m[1] });
+  if (/queue limit in cluster \(\d+\) is reached/.test(text)) return limit("cluster", "max-queues");
+  return undefined;
+}
+
+/** 403 on a queue name beginning with "amq.": the broker keeps those for itself. */
+export function reservedNameRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  if (close.code !== 403) return undefined;
+  const m = /name '([^']*)' contains reserved prefix/.exec(close.text);
+  if (!m) return undefined;
+  return refused("ACCESS_REFUSED", "reserved-name", close, context, attempted(close, context, m[1]), { queue: m[1] });
+}
+
+/**
+ * The queue is another connection's: its exclusive queue (405 RESOURCE_LOCKED), or it has an
+ * exclusive consumer (403 "in exclusive use", not a permission). Exit 78.
+ */
+export function lockRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  const m = close.code === 405 ? /queue '([^']*)'/.exec(close.text) : close.code === 403 ? /queue '([^']*)' in vhost '[^']*' in exclusive use/.exec(close.text) : null;
+  if (!m) return undefined;
+  return refused("BROKER_REFUSED", "locked", close, context, attempted(close, context, m[1]), { queue: m[1] });
+}
+
+/**
+ * 403 ACCESS_REFUSED on a queue or exchange: the user lacks a permission. RabbitMQ 4.x names it
+ * ("configure access to queue ..."); 3.x does not, and then it follows from the method refused:
+ * declaring needs configure, consuming read, publishing write.
+ */
+export function permissionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  if (close.code !== 403) return undefined;
+  const m = /(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'/.exec(close.text);
+  const permission = (m?.[1] ?? PERMISSION_OF[close.method ?? ""] ?? (m?.[2] === "exchange" ? "write" : undefined)) as ErrorDetails["permission"];
+  const details: ErrorDetails = m ? { vhost: m[4], user: m[5], resource: { kind: m[2] as "queue" | "exchange" | "topic", name: m[3]! } } : {};
+  const what = m?.[2] === "exchange" ? (close.method === undefined || close.method === "basic.publish" ? `to publish to exchange ${JSON.stringify(m[3])}` : `an operation on exchange ${JSON.stringify(m[3])}`) : attempted(close, context, m?.[3]);
+  return refused("ACCESS_REFUSED", "permission", close, context, what, { ...details, ...(permission ? { permission } : {}) });
+}
+
+const PERMISSION_OF: Record<string, "configure" | "write" | "read"> = {
+  "queue.declare": "configure",
+  "basic.consume": "read",
+  "basic.publish": "write",
+};
+
+/**
+ * 406 PRECONDITION_FAILED that is not a limit: the broker will not let fibrpc use the queue as it
+ * is (serve's own declaration, which joins a queue declared with other arguments, has its own
+ * words for it: brokerRefusal). Exit 78.
+ */
+export function preconditionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
+  // A deprecated feature the broker denies has its own words and remedy (brokerRefusal).
+  if (close.code !== 406 || /is deprecated/i.test(close.text)) return undefined;
+  return refused("BROKER_REFUSED", "precondition-failed", close, context, attempted(close, context));
+}
+
+/**
+ * `call` on a queue whose name begins with "amq." that does not exist: no server can ever declare
+ * it (the broker refuses those names, reservedNameRefusal), so it is not a missing server.
+ */
+export function reservedQueueName(queue: string, url: BrokerUrl): FibrpcError | undefined {
+  if (!queue.startsWith("amq.")) return undefined;
+  const broker = displayUrl(url);
+  return new FibrpcError("ACCESS_REFUSED", `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: the broker reserves names beginning with "amq." to itself`, {
+    reason: "reserved-name",
+    broker,
+    queue,
+  });
 }

@@ -10,6 +10,7 @@ import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import type { FibrpcError } from "../errors.ts";
 import { registerBrokerUrl } from "../mask.ts";
+import "./amqplib-handshake.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {

@@ -7,7 +7,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { isNotFound } from "./broker-errors.ts";
+import { isNotFound, refusal, reservedQueueName } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
 import { ConfirmTracker } from "./confirms.ts";
@@ -97,26 +97,45 @@ export class RpcClient {
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
     const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) => options.log.debug(error.message));
-    // A confirm channel: the broker acks each request once it has taken it, and nacks one it
-    // refuses (a queue at its length limit with overflow reject-publish), which then fails at once.
-    const confirms = options.publisherConfirms ?? confirmsByDefault();
-    const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
-    const client = new RpcClient(options, connection, channel, url, confirms);
-    // The first look at the request queue runs alongside the reply consumer's set-up: a cold
-    // `fibrpc call` pays one round trip for both, not two.
-    client.firstCount = client.probeConsumerCount();
-    client.firstCount.catch(() => {});
-    await client.start();
-    return client;
+    // The broker may refuse the set-up below and close the connection (a channel over the
+    // user's limit): its reason comes as this event, before the pending operation fails.
+    let closedBy: unknown;
+    connection.on("error", (err) => (closedBy ??= err));
+    try {
+      // A confirm channel: the broker acks each request once it has taken it, and nacks one it
+      // refuses (a queue at its length limit with overflow reject-publish), which then fails at once.
+      const confirms = options.publisherConfirms ?? confirmsByDefault();
+      const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
+      const client = new RpcClient(options, connection, channel, url, confirms);
+      // The first look at the request queue runs alongside the reply consumer's set-up: a cold
+      // `fibrpc call` pays one round trip for both, not two.
+      client.firstCount = client.probeConsumerCount();
+      client.firstCount.catch(() => {});
+      await client.start();
+      return client;
+    } catch (err) {
+      connection.close().catch(() => {});
+      // A refusal (the reply queue or its consumer without permission, a limit): the broker's reason.
+      throw refusal(closedBy ?? err, { url, queue: options.queue }) ?? err;
+    }
   }
+
+  /** The broker's close of the channel or the connection, if it closed one: why calls failed. */
+  private closedBy: unknown;
 
   private firstCount: Promise<number> | undefined;
 
   private async start(): Promise<void> {
     const { channel, options } = this;
     // Errors arrive as 'close' events too; the handlers below fail the pending calls.
-    channel.on("error", (err) => this.options.log.debug(`channel error: ${err.message}`));
-    this.connection.on("error", (err) => this.options.log.debug(`connection error: ${err.message}`));
+    channel.on("error", (err) => {
+      this.closedBy ??= err;
+      this.options.log.debug(`channel error: ${err.message}`);
+    });
+    this.connection.on("error", (err) => {
+      this.closedBy ??= err;
+      this.options.log.debug(`connection error: ${err.message}`);
+    });
     // Calls in flight fail at once, not at their timeout: their replies cannot arrive any more
     // (Direct Reply-to and exclusive reply queues die with the channel).
     const onLost = () => {
@@ -254,6 +273,10 @@ export class RpcClient {
   }
 
   private lostError(cause?: unknown): FibrpcError {
+    // The broker closed it to refuse something (403 on a publish: no write permission):
+    // retrying would meet the same refusal.
+    const refused = refusal(cause ?? this.closedBy, { url: this.url, queue: this.options.queue });
+    if (refused) return refused;
     const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
     return new FibrpcError("CONNECTION_LOST", `the connection to the broker at ${this.broker} was lost while the call was in flight${why}`, { reason: "connection-lost", broker: this.broker });
   }
@@ -283,7 +306,7 @@ export class RpcClient {
 
   private queueNotFound(): FibrpcError {
     const { queue } = this.options;
-    return new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`, { reason: "no-server", queue, broker: this.broker });
+    return reservedQueueName(queue, this.url) ?? new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`, { reason: "no-server", queue, broker: this.broker });
   }
 
   private onReply(msg: ConsumeMessage): void {

@@ -11,7 +11,7 @@ import { connect, type Channel, type ChannelModel, type ConsumeMessage, type Rec
 import { FibrpcError } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
-import { brokerRefusal, connectError } from "./broker-errors.ts";
+import { brokerRefusal, connectError, refusal } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
@@ -197,17 +197,23 @@ export class RpcServer {
       // From here on amqplib's recovery listens (and start() logs what it reports).
       model.removeListener("error", duringSetup);
     } catch (err) {
-      if (!/Channel ended|Channel closed/i.test((err as Error)?.message ?? "")) throw err;
-      // The connection's close follows at once when the broker closed it; a channel closed on
-      // its own leaves the connection open, and the channel's error stands.
-      const reason = await new Promise<Error | undefined>((resolve) => {
-        const timer = setTimeout(() => resolve(undefined), 2_000);
-        void closed.then((error) => {
-          clearTimeout(timer);
-          resolve(error);
+      if (err instanceof FibrpcError) throw err;
+      let cause = err;
+      if (/Channel ended|Channel closed/i.test((err as Error)?.message ?? "")) {
+        // The connection's close follows at once when the broker closed it; a channel closed on
+        // its own leaves the connection open, and the channel's error stands.
+        const reason = await new Promise<Error | undefined>((resolve) => {
+          const timer = setTimeout(() => resolve(undefined), 2_000);
+          void closed.then((error) => {
+            clearTimeout(timer);
+            resolve(error);
+          });
         });
-      });
-      throw reason ?? err;
+        cause = reason ?? err;
+      }
+      // The broker refuses the set-up (a permission, a reserved name, a limit, a locked queue):
+      // said with its reason, and onConnectFailed stops, since waiting will not change it.
+      throw brokerRefusal(cause, this.options.queue, this.target.currentUrl) ?? cause;
     }
   }
 
@@ -220,7 +226,16 @@ export class RpcServer {
     this.countAs = queue.declared ? options.queueType : "classic";
     if (!queue.declared) this.events.onNotice(joinedNotice(options.queue, options.queueType, queue));
     const channel = await model.createChannel();
-    channel.on("error", (err: Error) => options.log.debug(`channel error: ${err.message}`));
+    let consuming = false;
+    channel.on("error", (err: Error) => {
+      options.log.debug(`channel error: ${err.message}`);
+      // A permission the broker refuses while serving (403 on publishing a reply: no write
+      // permission) would close every channel after this one on the first reply, the request
+      // redelivered each time: stop with the broker's reason instead. (During set-up, the
+      // failed operation says it: setup.)
+      const refused = consuming ? refusal(err, { url: this.target.currentUrl, queue: options.queue }) : undefined;
+      if (refused?.code === "ACCESS_REFUSED" && !this.draining) this.fatal(refused);
+    });
     channel.on("close", () => {
       if (this.channel !== channel) return;
       // Deliveries of a closed channel are back in the queue: nothing more is written or acked
@@ -245,24 +260,27 @@ export class RpcServer {
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.draining) return;
     this.consumers.add((await channel.consume(options.queue, (msg) => this.onDelivery(channel, model, msg))).consumerTag);
+    consuming = true;
     // A drain that began while consume was on its way did not see this consumer.
     if (this.draining) await this.cancelConsumers(channel);
   }
 
   private onConnectFailed(err: Error): void {
     const { options } = this;
-    // The broker refuses the set-up (a deprecated feature, a queue it will not let us use):
-    // waiting will not change that.
+    // The broker refuses the set-up (setup() says how: a permission, a reserved name, a locked
+    // queue, a deprecated feature, a queue it will not let us use): waiting will not change that.
+    // A limit reached (the user's channels) may be passing once serve has served: it waits.
     const refusal = err instanceof FibrpcError ? err : brokerRefusal(err, options.queue);
-    if (refusal) {
+    if (refusal && !(this.connectedOnce && refusal.details.reason === "limit")) {
       this.fatal(refusal);
       return;
     }
-    const error = connectError(err, this.target.currentUrl);
+    const error = refusal ?? connectError(err, this.target.currentUrl);
     this.target.advance();
-    // Waiting will not fix a refused login or an unverifiable certificate at start-up: say so and
-    // stop. Once serving, the same errors may be passing (a broker restarting): keep trying.
-    if (!this.connectedOnce && (error.code === "ACCESS_REFUSED" || error.code === "TLS_REFUSED")) {
+    // Waiting will not fix a refused login, vhost or connection limit, or an unverifiable
+    // certificate at start-up: say so and stop. Once serving, the same errors may be passing (a
+    // broker restarting, its definitions not loaded yet): keep trying, with the broker's reason.
+    if (!this.connectedOnce && (error.code === "ACCESS_REFUSED" || error.code === "BROKER_REFUSED" || error.code === "TLS_REFUSED")) {
       this.fatal(error);
       return;
     }

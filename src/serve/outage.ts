@@ -29,6 +29,11 @@ export interface AttemptFailure {
   kind: string;
   /** The full line for an operator: what, why, what to do (the error with its hint). */
   line: string;
+  /**
+   * The broker refused the attempt (the login, the vhost, a limit; a certificate not trusted):
+   * not what the lost connection's line announced, so its line is said at once.
+   */
+  refused?: boolean;
 }
 
 type WorkerState = "starting" | "serving" | "waiting";
@@ -95,8 +100,9 @@ export class OutageLog {
     outage.reason = failure.reason;
     // A failure of another kind than those said (the broker back, but refusing in a new way)
     // needs its own remedy: its full line, once, without waiting for the next summary.
-    // (After a lost connection, the first reason is what the lost line already announced.)
-    if (outage.said.size === 0) outage.said.add(failure.kind);
+    // (After a lost connection, the first reason is what the lost line already announced, unless
+    // the broker refused the attempt: that is news.)
+    if (outage.said.size === 0 && !failure.refused) outage.said.add(failure.kind);
     else if (!outage.said.has(failure.kind)) {
       outage.said.add(failure.kind);
       return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(outage.since), workers: this.workers } }];

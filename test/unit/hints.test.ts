@@ -24,7 +24,7 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   { error: connectError(socketError("ECONNRESET"), url), line: "the broker at amqp://u:***@h:5672/v closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?", exitCode: 68 },
   {
     error: connectError(new Error('Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused"'), url),
-    line: "the broker at amqp://u:***@h:5672/v refused the login: wrong user name or password; check them in --url / FIBRPC_URL",
+    line: "the broker at amqp://u:***@h:5672/v refused the login: Login was refused (403 ACCESS_REFUSED); check the user name and password in --url / FIBRPC_URL",
     exitCode: 77,
   },
   {

@@ -117,6 +117,26 @@ describe("a lost connection", () => {
     expect(log.serving(2, "amqp://b", T0 + 1800)[0]!.message).toBe("reconnected to amqp://b after 1.8 s (1 failed attempt); 3/3 workers serving");
   });
 
+  test("the broker back but refusing (the vhost, a limit): said at once, with the broker's reason and what to do; not a line per attempt", () => {
+    const log = new OutageLog(1);
+    log.serving(1, "amqp://b", T0);
+    log.lost(1, "amqp://b", "CONNECTION_FORCED - Closed via management plugin", T0);
+    const vhost: AttemptFailure = {
+      broker: "amqp://b",
+      reason: "refused the connection: access to vhost 'v1' refused for user 'u' (530 NOT_ALLOWED)",
+      kind: "vhost",
+      line: "the broker at amqp://b refused the connection: access to vhost 'v1' refused for user 'u' (530 NOT_ALLOWED); give user \"u\" permissions on vhost \"v1\" (…)",
+      refused: true,
+    };
+    expect(log.retrying(1, vhost, 250, T0 + 10).map((l) => l.message)).toEqual([vhost.line]);
+    expect(log.retrying(1, vhost, 500, T0 + 300)).toEqual([]);
+    // A refusal-free failure after a lost connection stays what the lost line announced.
+    const other = new OutageLog(1);
+    other.serving(1, "amqp://b", T0);
+    other.lost(1, "amqp://b", "gone", T0);
+    expect(other.retrying(1, refused, 250, T0 + 10)).toEqual([]);
+  });
+
   test("a worker that died is not counted as serving until its replacement serves", () => {
     const log = new OutageLog(2);
     serving(log, T0);
