@@ -260,7 +260,9 @@ export const OPTIONS = {
     env: "FIBRPC_RETRY",
     kind: "value",
     valueHint: "count",
-    help: "Send a call again, up to this many times, when it timed out or its connection dropped (same correlation id; each attempt gets the full --timeout)",
+    // One budget, not one per attempt: a user's --timeout is how long the command may take
+    // (rpc/retry.ts spreads the attempts over it).
+    help: "Send a call again, up to this many times, when it timed out, its connection dropped or the broker was unreachable (same correlation id). --timeout bounds the whole call, retries included: the attempts are spread over it, each given twice the time of the one before (--retry 3: 1/15, 2/15, 4/15, 8/15 of it), and a lost connection is reopened within it. Refusals (permissions, usage) and error replies are not retried",
     default: "0",
     parse: whole(0, 100),
   }),
