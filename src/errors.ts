@@ -14,7 +14,7 @@ export const EXIT_CODES = {
   BROKER_UNREACHABLE: { code: 68, name: "EX_NOHOST", meaning: "broker unreachable: connection refused, host not found, timed out (bench: still so at the end of the run)" },
   NO_SERVER: { code: 69, name: "EX_UNAVAILABLE", meaning: "no server: the request queue does not exist or has no consumer" },
   INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
-  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed (bench: such failed calls, a run cut short, --rate's missed calls)" },
+  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "the call timed out or the connection dropped; retrying may succeed (bench: such failed calls, a lost connection, a run cut short, missed calls)" },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
   ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused the credentials or the vhost" },
   CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what serve needs, or its TLS certificate cannot be verified" },

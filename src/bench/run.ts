@@ -119,9 +119,10 @@ export type BenchResult = BenchMode & {
   /** The run ended before its planned end: when, and why. */
   cutShort?: { atSeconds: number; code: string; message: string };
   /**
-   * The run's exit code: 0 only if every call was answered and the run was not cut short; else the
-   * most severe of the calls' outcomes as `fibrpc call` would exit (a wrong answer: REMOTE_ERROR),
-   * missed calls (TEMPORARY), a cut-short run's reason, an outage that lasted to the end.
+   * The run's exit code: 0 only if every call was answered, the connection never lost and the run
+   * not cut short; else the most severe of the calls' outcomes as `fibrpc call` would exit (a
+   * wrong answer: REMOTE_ERROR), missed calls and outages (TEMPORARY), a cut-short run's reason,
+   * an outage that lasted to the end (its last error's).
    */
   exitCode: ExitCode;
 };
@@ -230,8 +231,10 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     cutShort = { atSeconds: since(stoppedAt), code: why.code, message: why.message };
     codes.push(why.exitCode);
   }
-  // An outage to the end: the broker never came back (as unreachable as its last error says).
-  for (const outage of client.outages ?? []) if (outage.to === undefined) codes.push(outage.lastError?.exitCode ?? ExitCode.TEMPORARY);
+  // A run with a gap in it is not a clean one even if no call failed (a closed loop may have had
+  // none in flight when the connection went): the connection dropped, 75. An outage to the end:
+  // the broker never came back (as unreachable as its last error says).
+  for (const outage of client.outages ?? []) codes.push(outage.to === undefined ? (outage.lastError?.exitCode ?? ExitCode.TEMPORARY) : ExitCode.TEMPORARY);
   return {
     ...mode,
     latencyFrom: mode.mode === "closed-loop" ? "send" : "intended-start",

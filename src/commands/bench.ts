@@ -11,7 +11,8 @@ import { brokerTarget, loggerOf } from "./_shared.ts";
 
 export default defineCommand({
   // Its exit codes: EXIT_CODES (src/errors.ts), in the root --help: 0 only if every call was
-  // answered and the run not cut short; else the worst failure's code, as `fibrpc call` exits.
+  // answered, the connection never lost and the run not cut short; else the worst failure's
+  // code, as `fibrpc call` exits for it (bench/run.ts).
   meta: { name: "bench", description: "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; every answer is checked" },
   args: argsOf("bench"),
   run: ({ rawArgs }) =>

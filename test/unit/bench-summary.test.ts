@@ -96,3 +96,17 @@ test("a caller that stops (a lost connection, no reconnecting) before the calls 
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
   expect(formatSummary(result, { n: "1", queue: "q", requests: 10 })).toMatch(/^ {2}cut short at t=0\.0 s after 4 of the 10 calls planned: CONNECTION_LOST: the connection to the broker was lost$/m);
 });
+
+test("an outage in which no call failed (none was in flight): still shown, and the run exits 75, not 0", async () => {
+  const clock = new FakeClock();
+  const caller: Caller = {
+    usable: true,
+    outages: [{ from: 1, to: 3, failed: 0, lastError: new FibrpcError("BROKER_UNREACHABLE", "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused") }],
+    call: async (n) => ({ n, ok: true, result: "1", ms: 0 }),
+  };
+  const result = await clock.run(runBench(caller, { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, clock }));
+  expect(result).toMatchObject({ calls: 10, ok: 10, failed: 0, errors: {} });
+  expect(result.outages).toEqual([{ fromSeconds: 0.001, toSeconds: 0.003, seconds: 0.002, failed: 0, lastError: { code: "BROKER_UNREACHABLE", message: "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused" } }]);
+  expect(result.exitCode).toBe(ExitCode.TEMPORARY);
+  expect(formatSummary(result, { n: "1", queue: "q" })).toMatch(/^ {2}outage {4}broker unreachable from t=0\.0 s to t=0\.0 s \(0\.0 s\): 0 calls failed; last error: cannot reach the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: connection refused$/m);
+});
