@@ -18,6 +18,7 @@ export interface LoadOptions {
   concurrency: number;
   /** n of the i-th request. */
   n: (i: number) => number;
+  /** Each attempt's time: with `retries`, a call's whole budget is timeoutMs × (retries + 1). */
   timeoutMs: number;
   retries?: number;
   /** Called after each answer, with the number answered so far (to inject a fault mid-run). */
@@ -59,7 +60,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       const i = next++;
       const n = o.n(i);
       report.sent++;
-      const outcome = await caller.call(n, Date.now() + o.timeoutMs);
+      // --retry spreads its attempts over one budget (rpc/retry.ts): give the call what its
+      // attempts had together when each had timeoutMs, so a fault is ridden out as before.
+      const outcome = await caller.call(n, Date.now() + o.timeoutMs * (1 + (o.retries ?? 0)));
       report.outcomes.push(outcome);
       report.retried += outcome.attempts - 1;
       if (outcome.ok) {

@@ -12,10 +12,16 @@
  *   At most `maxOutstanding` calls are in flight; a call due while that many are is not sent
  *   and is counted as missed (a failure, but not an answer, so not in the latencies).
  *
+ * Only answered calls count in calls/s and the latencies; failed ones are counted by code. When
+ * the connection is lost, a caller that reconnects (bench/reconnect.ts) keeps the run going: the
+ * open loop keeps its schedule (calls due meanwhile fail at once), the closed loop waits for the
+ * new connection; the times without one are reported (outages). A caller that stops being usable
+ * before the run's planned end (--requests or --duration) cuts it short, and the result says so.
+ *
  * The clock is a parameter so that the scheduler can be tested with a fake one.
  */
 import { fibDecimal } from "../fib.ts";
-import { ExitCode, mostSevere } from "../errors.ts";
+import { ExitCode, FibrpcError, mostSevere } from "../errors.ts";
 import { exitCodeOf, type CallOutcome } from "../rpc/client.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 
@@ -35,10 +41,38 @@ export interface BenchOptions {
   clock?: Clock;
 }
 
-/** What the bench needs of a client (RpcClient has it). */
+/** What the bench needs of a client (RpcClient has it; bench/reconnect.ts adds the rest). */
 export interface Caller {
+  /** False once no more calls can be made: the run ends (cut short, if before its planned end). */
   readonly usable: boolean;
   call(n: number, deadline: number): Promise<CallOutcome>;
+  /** Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the closed loop waits on it. */
+  ready?(until: number): Promise<void>;
+  /** The times the caller had no connection, on the bench's clock. */
+  readonly outages?: readonly Outage[];
+  /** Why the caller stopped being usable, if it knows. */
+  readonly failure?: FibrpcError;
+}
+
+/** A time without a connection to the broker, on the bench's clock (ms). */
+export interface Outage {
+  from: number;
+  /** Undefined while it lasts (to the run's end, if it never ended). */
+  to?: number;
+  /** Calls that failed while it lasted. */
+  failed: number;
+  /** Why the last attempt to reconnect failed. */
+  lastError?: FibrpcError;
+}
+
+/** An outage as the result reports it, in seconds from the run's start. */
+export interface OutageReport {
+  fromSeconds: number;
+  /** Null: it lasted to the run's end. */
+  toSeconds: number | null;
+  seconds: number;
+  failed: number;
+  lastError?: { code: string; message: string };
 }
 
 export interface Clock {
@@ -68,15 +102,29 @@ export type BenchResult = BenchMode & {
   latencyFrom: "send" | "intended-start";
   /** Calls sent and settled (answered, failed or timed out); missed calls are not among them. */
   calls: number;
+  /** Answered with the right value. */
   ok: number;
+  /** Failed (any error, a wrong answer included): calls - ok. */
+  failed: number;
   seconds: number;
+  /** Answered calls per second (failed ones are not counted). */
   callsPerSecond: number;
-  latencyMs: LatencySummary;
-  /** Open loop: how late the load generator sent calls after their intended start. */
-  sendLagMs?: LatencySummary;
+  /** Of the answered calls; null when none was answered. */
+  latencyMs: LatencySummary | null;
+  /** Open loop: how late the load generator sent calls after their intended start (null: none sent). */
+  sendLagMs?: LatencySummary | null;
   errors: Record<string, number>;
-  /** The most severe exit code among the calls' outcomes, as `fibrpc call` would exit (a wrong answer: REMOTE_ERROR). */
-  worstExitCode: ExitCode;
+  /** The times without a connection to the broker (bench reconnects). */
+  outages: OutageReport[];
+  /** The run ended before its planned end: when, and why. */
+  cutShort?: { atSeconds: number; code: string; message: string };
+  /**
+   * The run's exit code: 0 only if every call was answered, the connection never lost and the run
+   * not cut short; else the most severe of the calls' outcomes as `fibrpc call` would exit (a
+   * wrong answer: REMOTE_ERROR), missed calls and outages (TEMPORARY), a cut-short run's reason,
+   * an outage that lasted to the end (its last error's).
+   */
+  exitCode: ExitCode;
 };
 
 /** Open loop without --concurrency: enough for 10,000 calls/s at a second each. */
@@ -99,6 +147,15 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   let worstExitCode: ExitCode = ExitCode.OK;
   const t0 = clock.now();
   const endAt = o.durationMs === undefined ? Infinity : t0 + o.durationMs;
+  // Without --requests or --duration (in-process callers only), the caller decides when it ends.
+  const planned = o.requests !== undefined || o.durationMs !== undefined;
+  /** When the caller stopped being usable before the planned end. */
+  let stoppedAt: number | undefined;
+  const stillUsable = () => {
+    if (client.usable) return true;
+    if (planned) stoppedAt ??= clock.now();
+    return false;
+  };
 
   /** One call, its latency measured from `from` (the send, or the intended start). */
   const callOnce = async (from: number): Promise<void> => {
@@ -133,10 +190,13 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   try {
     if (o.rate === undefined) {
       let started = 0;
-      // A lost connection ends the run (its calls fail at once; going on would only spin).
-      const more = () => client.usable && (o.requests === undefined || started < o.requests) && clock.now() < endAt;
+      const more = () => (o.requests === undefined || started < o.requests) && clock.now() < endAt && stillUsable();
       const loop = async () => {
-        while (more()) {
+        for (;;) {
+          // Without a connection, wait for the caller to reconnect rather than fail calls at once
+          // (which would only spin); a caller that cannot reconnect ends the run.
+          await client.ready?.(endAt);
+          if (!more()) break;
           started++;
           await callOnce(clock.now());
         }
@@ -145,24 +205,50 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
       mode = { mode: "closed-loop", concurrency: o.concurrency };
     } else {
       sendLag = new LatencyHistogram();
-      const open = await openLoop(client, { rate: o.rate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, requests: o.requests, t0, endAt, clock, sendLag, callOnce });
+      const open = await openLoop({ rate: o.rate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, requests: o.requests, t0, endAt, clock, sendLag, callOnce, stillUsable });
       mode = { mode: "open-loop", rate: o.rate, achievedRate: open.achievedRate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, missed: open.missed };
     }
   } finally {
     if (progressTimer) clearInterval(progressTimer);
   }
-  const seconds = (clock.now() - t0) / 1000;
+  const end = clock.now();
+  const seconds = (end - t0) / 1000;
+  const since = (t: number) => Math.max(0, t - t0) / 1000;
+  const outages = (client.outages ?? []).map(
+    (outage): OutageReport => ({
+      fromSeconds: since(outage.from),
+      toSeconds: outage.to === undefined ? null : since(outage.to),
+      seconds: ((outage.to ?? end) - outage.from) / 1000,
+      failed: outage.failed,
+      ...(outage.lastError ? { lastError: { code: outage.lastError.code, message: outage.lastError.message } } : {}),
+    }),
+  );
+  const codes: ExitCode[] = [worstExitCode];
+  if (mode.mode === "open-loop" && mode.missed > 0) codes.push(ExitCode.TEMPORARY);
+  let cutShort: BenchResult["cutShort"];
+  if (stoppedAt !== undefined) {
+    const why = client.failure ?? new FibrpcError("CONNECTION_LOST", "the connection to the broker was lost", { reason: "connection-lost" });
+    cutShort = { atSeconds: since(stoppedAt), code: why.code, message: why.message };
+    codes.push(why.exitCode);
+  }
+  // A run with a gap in it is not a clean one even if no call failed (a closed loop may have had
+  // none in flight when the connection went): the connection dropped, 75. An outage to the end:
+  // the broker never came back (as unreachable as its last error says).
+  for (const outage of client.outages ?? []) codes.push(outage.to === undefined ? (outage.lastError?.exitCode ?? ExitCode.TEMPORARY) : ExitCode.TEMPORARY);
   return {
     ...mode,
     latencyFrom: mode.mode === "closed-loop" ? "send" : "intended-start",
     calls: done,
     ok: done - failed,
+    failed,
     seconds,
-    callsPerSecond: seconds > 0 ? done / seconds : 0,
-    latencyMs: latencies.summary(),
-    ...(sendLag ? { sendLagMs: sendLag.summary() } : {}),
+    callsPerSecond: seconds > 0 ? (done - failed) / seconds : 0,
+    latencyMs: latencies.summary() ?? null,
+    ...(sendLag ? { sendLagMs: sendLag.summary() ?? null } : {}),
     errors,
-    worstExitCode,
+    outages,
+    ...(cutShort ? { cutShort } : {}),
+    exitCode: mostSevere(codes),
   };
 }
 
@@ -171,10 +257,17 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
  * the scheduler gets to it, however late, and however many are in flight (up to the cap); it is
  * never made to wait for an earlier call. Returns once every sent call has settled.
  */
-async function openLoop(
-  client: Caller,
-  s: { rate: number; maxOutstanding: number; requests?: number; t0: number; endAt: number; clock: Clock; sendLag: LatencyHistogram; callOnce: (from: number) => Promise<void> },
-): Promise<{ achievedRate: number; missed: number }> {
+async function openLoop(s: {
+  rate: number;
+  maxOutstanding: number;
+  requests?: number;
+  t0: number;
+  endAt: number;
+  clock: Clock;
+  sendLag: LatencyHistogram;
+  callOnce: (from: number) => Promise<void>;
+  stillUsable: () => boolean;
+}): Promise<{ achievedRate: number; missed: number }> {
   const interval = 1000 / s.rate;
   let scheduled = 0;
   let sent = 0;
@@ -185,7 +278,7 @@ async function openLoop(
   for (;;) {
     if (s.requests !== undefined && scheduled >= s.requests) break;
     const due = s.t0 + scheduled * interval;
-    if (due >= s.endAt || !client.usable) break;
+    if (due >= s.endAt || !s.stillUsable()) break;
     const now = s.clock.now();
     if (due > now) {
       burst = 0;

@@ -4,7 +4,7 @@ import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
-import { RetryingCaller } from "../rpc/retry.ts";
+import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
 import { maskSecrets } from "../mask.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "./_hints.ts";
@@ -53,8 +53,14 @@ export default defineCommand({
         try {
           const deadline = Date.now() + o.timeout;
           const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log } as const;
-          const client = await RpcClient.connect(clientOptions, deadline);
-          const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retry, o.timeout, log);
+          const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
+          // With --retry, a broker that refuses the first connection (restarting) is tried again
+          // until the deadline, as a lost connection is (rpc/retry.ts).
+          const client =
+            o.retry > 0
+              ? await connectWithin(connect, () => deadline, { onFailure: (error, attempt, again) => attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`) })
+              : await connect(deadline);
+          const caller = new RetryingCaller(client, connect, o.retry, o.timeout, log);
           try {
             // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
             // check runs alongside the calls, off the path of a cold call: if it finds no server,
@@ -66,7 +72,8 @@ export default defineCommand({
             });
             if (o.waitForServer) await serverThere;
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
-            // One deadline for the whole command: --timeout bounds it end to end (per attempt with --retry).
+            // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
+            // and reconnections included (spread over it: rpc/retry.ts).
             const calls = ns.map((n) => caller.call(n, deadline));
             const codes: ExitCode[] = [];
             for (const call of calls) {

@@ -1,46 +1,193 @@
 /**
  * `fibrpc call --retry N`: a call that failed in a way a new attempt can fix (timeout, lost
- * connection) is sent again, up to N times, with the same correlation id. That is safe because
- * fib is idempotent, and whichever attempt's reply comes first is the answer. A lost connection
- * is replaced once for all the calls that need it.
+ * connection, broker unreachable) is sent again, up to N times, with the same correlation id.
+ * That is safe because fib is idempotent. A lost connection is replaced once for all the calls
+ * that need it.
+ *
+ * One budget for the whole call: --timeout bounds the call from its start to its last attempt's
+ * end, retries and reconnections included (never N+1 timeouts end to end). The attempts are spread
+ * over that budget (attemptEnds): each has a window twice as long as the one before, so the
+ * retries reach the deadline however long the budget is (a broker restart of several seconds is
+ * waited out by a 20 s budget, not given up on after a second of back-off). An attempt that fails
+ * early (connection refused) waits for the end of its window before the next one: that is the
+ * back-off. Reconnecting is retried within the window too (connectWithin), so that a broker
+ * still starting does not use up an attempt per refused connection.
  */
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
 
-const RETRYABLE = new Set<string>(["TIMEOUT", "CONNECTION_LOST", "BROKER_UNREACHABLE"]);
+/**
+ * Outcomes another attempt may turn into an answer. Refusals that retrying cannot fix (a login
+ * or permission refused, the broker refusing a set-up, a usage error, an error reply) are not
+ * here and are never retried.
+ */
+const RETRYABLE = new Set<string>([
+  "TIMEOUT",
+  "CONNECTION_LOST",
+  "BROKER_UNREACHABLE",
+  // The queue was full (a nack): it may have room a moment later, as servers catch up.
+  "REJECTED",
+  // A resource alarm outlasted the attempt's slice: it may clear before the call's deadline.
+  "BROKER_BLOCKED",
+]);
 /**
  * After a fault the servers may not be back yet (a restarted broker has lost a non-durable
  * queue until a server declares it again): on a retry, these are worth another attempt too.
  */
 const RETRYABLE_AFTER_A_FAULT = new Set<string>(["QUEUE_NOT_FOUND", "NO_CONSUMER"]);
-const BASE_DELAY_MS = 100;
-const MAX_DELAY_MS = 2_000;
+/** Connection failures worth another connection attempt (a broker restarting refuses, then lets in). */
+const RECONNECTABLE = new Set<string>(["BROKER_UNREACHABLE", "CONNECTION_LOST"]);
+
+/**
+ * The first attempt's window is at least this long when the budget allows (a share of it for
+ * each attempt): a call merely slow (fib(1,000,000) takes ~0.5 s) would otherwise be sent again,
+ * and computed again, while its first answer is on its way.
+ */
+export const MIN_FIRST_WINDOW_MS = 1_000;
+/** How far each window may stray from its nominal length (± this fraction), so that callers that failed together do not retry together. */
+export const WINDOW_JITTER = 0.2;
+/** Reconnection attempts: the first pause, doubled each time up to the cap, each with jitter. */
+const RECONNECT_BASE_MS = 100;
+const RECONNECT_MAX_MS = 1_000;
+
+/**
+ * When each of the `retries + 1` attempts of a call ends, from `start` to `deadline` (ms): windows
+ * that fill the budget exactly, each `ratio` times the one before — 2 (an exponential back-off
+ * scaled to the budget: with --retry 3, 1/15, 2/15, 4/15 and 8/15 of it) unless that makes the
+ * first shorter than MIN_FIRST_WINDOW_MS, when the ratio shrinks (down to 1, equal windows) so
+ * that the first gets that much. Each window's length is jittered by ±WINDOW_JITTER before they are
+ * scaled back to the budget, so the last attempt always ends at `deadline`. In whole ms.
+ */
+export function attemptEnds(start: number, deadline: number, retries: number, random: () => number = Math.random): number[] {
+  const count = retries + 1;
+  const budget = Math.max(0, deadline - start);
+  const ratio = windowRatio(budget, count);
+  const lengths = Array.from({ length: count }, (_, i) => ratio ** i * (1 + WINDOW_JITTER * (2 * random() - 1)));
+  const scale = budget / lengths.reduce((a, b) => a + b, 0);
+  const ends: number[] = [];
+  let at = start;
+  // Whole milliseconds: a deadline travels as an integer header and the AMQP expiration.
+  for (const length of lengths) ends.push(Math.round((at += length * scale)));
+  ends[count - 1] = deadline;
+  return ends;
+}
+
+/** The growth from one window to the next (see attemptEnds). */
+export function windowRatio(budget: number, count: number): number {
+  if (count === 1) return 1;
+  // The sum of `count` windows growing by r, the first 1 long.
+  const total = (r: number) => (r === 1 ? count : (r ** count - 1) / (r - 1));
+  const first = Math.min(MIN_FIRST_WINDOW_MS, budget / count);
+  if (budget / total(2) >= first) return 2;
+  // total(r) grows with r: find the r that gives the first window `first` (bisection; 50 halvings
+  // are far below a millisecond).
+  let [low, high] = [1, 2];
+  for (let i = 0; i < 50; i++) {
+    const mid = (low + high) / 2;
+    if (budget / total(mid) >= first) low = mid;
+    else high = mid;
+  }
+  return low;
+}
+
+/** The pause before reconnection attempt `attempt + 1` (ms): 100, 200, 400 … up to 1 s, each ±50%. */
+export function reconnectDelay(attempt: number, random: () => number = Math.random): number {
+  return Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** attempt) * (0.5 + random());
+}
+
+/** An error from connecting, as a FibrpcError (what amqplib throws past the handshake is a lost connection). */
+function asConnectError(err: unknown): FibrpcError {
+  if (err instanceof FibrpcError) return err;
+  return new FibrpcError("CONNECTION_LOST", `the connection to the broker closed while it was being set up (${err instanceof Error ? err.message : String(err)})`, { reason: "connection-lost" });
+}
+
+/** Wall-clock time (ms since the epoch, as deadlines are) and waiting: a seam for tests. */
+export interface Time {
+  now(): number;
+  /** Resolves after `ms`; never, once `signal` is aborted (its timer cleared, so it keeps no process alive). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+export const realTime: Time = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    }),
+};
+
+export interface ConnectWithinOptions {
+  /** Called with each failed attempt's error, and whether another attempt follows (if not, the promise rejects with it). */
+  onFailure?: (error: FibrpcError, attempt: number, again: boolean) => void;
+  random?: () => number;
+  time?: Time;
+}
+
+/**
+ * Connects with `connect`, trying again after a pause (reconnectDelay) while the failure is one a
+ * later attempt may not meet (broker unreachable, connection lost), until `until()` (ms since the
+ * epoch, read afresh each time: a caller may extend it, or end it by returning 0). Each attempt is
+ * given `until()` as its own deadline. Rejects with the first failure retrying cannot fix (login
+ * refused, TLS, ...) at once, or with the last failure once the time is up.
+ */
+export async function connectWithin<T>(connect: (deadline: number) => Promise<T>, until: () => number, o: ConnectWithinOptions = {}): Promise<T> {
+  const time = o.time ?? realTime;
+  for (let attempt = 0; ; attempt++) {
+    let error: FibrpcError;
+    try {
+      return await connect(until());
+    } catch (err) {
+      error = asConnectError(err);
+    }
+    const left = until() - time.now();
+    const again = RECONNECTABLE.has(error.code) && left > 0;
+    o.onFailure?.(error, attempt, again);
+    if (!again) throw error;
+    // The last pause ends at `until`: the failure is reported then, not a back-off step early.
+    await time.sleep(Math.min(left, reconnectDelay(attempt, o.random)));
+    if (time.now() >= until()) throw error;
+  }
+}
 
 export class RetryingCaller {
   private client: RpcClient;
   private reconnecting: Promise<RpcClient> | undefined;
+  /** How long the reconnection under way may go on: the latest end of the attempts waiting for it. */
+  private reconnectUntil = 0;
+  /** The last failure to reconnect, what an attempt that ran out of time waiting for a connection reports. */
+  private lastConnectError: FibrpcError | undefined;
+  private closed = false;
+  /** Calls in flight per client: a replaced client is closed once none is left on it. */
+  private readonly inFlight = new Map<RpcClient, number>();
 
   constructor(
     first: RpcClient,
-    private readonly connectAgain: () => Promise<RpcClient>,
+    /** Opens a new client by `deadline` (ms since the epoch). */
+    private readonly connectAgain: (deadline: number) => Promise<RpcClient>,
     private readonly retries: number,
+    /** A call's budget when call() is given no deadline. */
     private readonly timeoutMs: number,
     private readonly log: Logger,
+    private readonly seams: { random?: () => number; time?: Time } = {},
   ) {
     this.client = first;
   }
 
-  /** Each attempt gets the full timeout; the promise never rejects. */
-  async call(n: number, firstDeadline: number): Promise<CallOutcome & { attempts: number }> {
+  /**
+   * Calls fib(n), trying again as the module's comment says, by `deadline` (ms since the epoch)
+   * for all its attempts. The promise never rejects.
+   */
+  async call(n: number, deadline = this.time.now() + this.timeoutMs): Promise<CallOutcome & { attempts: number }> {
     const correlationId = this.client.newCorrelationId();
-    let deadline = firstDeadline;
+    const ends = attemptEnds(this.time.now(), deadline, this.retries, this.seams.random);
     for (let attempt = 1; ; attempt++) {
+      const attemptEnd = ends[attempt - 1]!;
       let outcome: CallOutcome;
       let client: RpcClient | undefined;
       try {
-        client = await this.currentClient();
-        outcome = await client.call(n, deadline, correlationId);
+        client = await this.currentClient(attemptEnd);
+        outcome = await this.send(client, n, attemptEnd, correlationId);
       } catch (err) {
         const error = err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err));
         outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
@@ -51,21 +198,66 @@ export class RetryingCaller {
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
       // quorum queue's leader died): send the retry over a new connection.
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
-      const delay = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** (attempt - 1)) * (0.5 + Math.random());
-      this.log.info(`fib(${n}): ${outcome.code}; retrying in ${Math.round(delay)} ms (retry ${attempt}/${this.retries})`);
-      await Bun.sleep(delay);
-      deadline = Date.now() + this.timeoutMs;
+      // The back-off: the rest of this attempt's window.
+      const pause = Math.max(0, attemptEnd - this.time.now());
+      this.log.info(`fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`);
+      if (pause > 0) await this.time.sleep(pause);
     }
   }
 
-  private currentClient(): Promise<RpcClient> {
+  private get time(): Time {
+    return this.seams.time ?? realTime;
+  }
+
+  /** One attempt on `client`, counted in flight there. */
+  private async send(client: RpcClient, n: number, deadline: number, correlationId: string): Promise<CallOutcome> {
+    this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
+    try {
+      return await client.call(n, deadline, correlationId);
+    } finally {
+      const left = this.inFlight.get(client)! - 1;
+      if (left > 0) this.inFlight.set(client, left);
+      else {
+        this.inFlight.delete(client);
+        if (client !== this.client) void client.close({ waitForBroker: false });
+      }
+    }
+  }
+
+  /**
+   * Lets the old client go: at once, or, when it was retired (a timeout on it) with other calls
+   * still waiting on it, once they have settled (send), so that their replies are not lost.
+   */
+  private replace(client: RpcClient): void {
+    const old = this.client;
+    this.client = client;
+    if (!this.inFlight.has(old)) void old.close({ waitForBroker: false });
+  }
+
+  /**
+   * The client to send on: the current one, or a new one once the current is lost. The
+   * reconnection is shared by every call that needs it and goes on (connectWithin) until the
+   * latest of their attempts ends; each call waits for it until its own attempt's end.
+   */
+  private currentClient(until: number): Promise<RpcClient> {
     if (this.client.usable) return Promise.resolve(this.client);
-    this.reconnecting ??= this.connectAgain().then(
+    this.reconnectUntil = Math.max(this.reconnectUntil, until);
+    this.reconnecting ??= connectWithin(this.connectAgain, () => this.reconnectUntil, {
+      random: this.seams.random,
+      time: this.time,
+      onFailure: (error) => {
+        this.lastConnectError = error;
+        this.log.debug(`reconnecting: ${error.message}`);
+      },
+    }).then(
       (client) => {
-        // The old connection may still be open (only its channel died): let it go.
-        void this.client.close({ waitForBroker: false });
-        this.client = client;
         this.reconnecting = undefined;
+        if (this.closed) {
+          void client.close({ waitForBroker: false });
+          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
+        }
+        // The old connection may still be open (only its channel died, or it was retired).
+        this.replace(client);
         return client;
       },
       (err) => {
@@ -73,10 +265,26 @@ export class RetryingCaller {
         throw err;
       },
     );
-    return this.reconnecting;
+    const timedOut = () => this.lastConnectError ?? new FibrpcError("CONNECTION_LOST", "no connection to the broker: still reconnecting when the attempt's time was up", { reason: "connection-lost" });
+    return waitUntil(this.reconnecting, (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal), timedOut);
   }
 
   close(options?: { waitForBroker?: boolean }): Promise<void> {
-    return this.client.close(options);
+    // A reconnection still under way stops at its next look at the time.
+    this.closed = true;
+    this.reconnectUntil = 0;
+    // Replaced clients still waiting for calls go too (their calls end, as the current one's do).
+    const others = [...this.inFlight.keys()].filter((client) => client !== this.client);
+    return Promise.all([this.client.close(options), ...others.map((client) => client.close(options))]).then(() => {});
+  }
+}
+
+/** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */
+async function waitUntil<T>(promise: Promise<T>, timeUp: (signal: AbortSignal) => Promise<void>, timedOut: () => Error): Promise<T> {
+  const done = new AbortController();
+  try {
+    return await Promise.race([promise, timeUp(done.signal).then(() => Promise.reject(timedOut()))]);
+  } finally {
+    done.abort();
   }
 }

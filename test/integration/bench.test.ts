@@ -170,7 +170,13 @@ test("a wrong answer is an error, never a fast result", async () => {
   });
   const { code, stdout } = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30", "--json"]);
   expect(code).toBe(76); // REMOTE_ERROR, the exit code of a wrong reply
-  expect(JSON.parse(stdout)).toMatchObject({ calls: 100, ok: 0, errors: { WRONG_ANSWER: 100 } });
+  // Nothing answered right: no rate of answers, no percentiles (not zeros that read as measured).
+  expect(JSON.parse(stdout)).toMatchObject({ calls: 100, ok: 0, failed: 100, callsPerSecond: 0, latencyMs: null, errors: { WRONG_ANSWER: 100 } });
+  const human = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30"]);
+  expect(human.code).toBe(76);
+  expect(human.stdout).toMatch(/^ {2}calls\/s {3}0 {2}\(answered calls only; 100 failed calls not counted\)$/m);
+  expect(human.stdout).toMatch(/^ {2}latency {3}none: no answered calls$/m);
+  expect(human.stdout).not.toMatch(/p50/);
 });
 
 /**

@@ -1,0 +1,129 @@
+/**
+ * bench's connection, kept through a broker restart. When the client's connection is lost, a new
+ * one is opened in the background (rpc/retry.ts connectWithin: back-off, bounded by the run's
+ * end) while the run goes on: the open loop keeps its schedule and each call due meanwhile fails
+ * at once (CONNECTION_LOST, "not sent"); the closed loop waits (ready) instead of spinning. Each
+ * time without a connection is an Outage: when it began and ended on the bench's clock, how many
+ * calls failed during it, and the last reason a reconnection failed; the summary prints them.
+ */
+import { FibrpcError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { CallOutcome, RpcClient } from "../rpc/client.ts";
+import { connectWithin, realTime, type Time } from "../rpc/retry.ts";
+import { realClock, type Caller, type Clock, type Outage } from "./run.ts";
+
+export interface ReconnectingOptions {
+  /**
+   * Until when (ms since the epoch) a lost connection may be reopened, given when it was lost
+   * (Infinity: until closed). With --duration the run's end bounds it (bench closes the caller
+   * then); with --requests, nothing does, so bench gives --timeout after the loss: a call could
+   * not be answered any later, and the run is cut short.
+   */
+  reconnectUntil: (lostAt: number) => number;
+  log: Logger;
+  /** The bench's clock (outages are on it). */
+  clock?: Clock;
+  /** Wall-clock time for reconnecting (deadlines are ms since the epoch). */
+  time?: Time;
+}
+
+export class ReconnectingCaller implements Caller {
+  private client: RpcClient;
+  private reconnecting: Promise<void> | undefined;
+  private closed = false;
+  private current: Outage | undefined;
+  readonly outages: Outage[] = [];
+  /** Why the caller gave up: no new connection within its time, or a refusal retrying cannot fix. */
+  failure: FibrpcError | undefined;
+
+  constructor(
+    first: RpcClient,
+    /** Opens a new client by `deadline` (ms since the epoch). */
+    private readonly connect: (deadline: number) => Promise<RpcClient>,
+    private readonly o: ReconnectingOptions,
+  ) {
+    this.client = first;
+  }
+
+  private get clock(): Clock {
+    return this.o.clock ?? realClock;
+  }
+
+  /** False once it gave up reconnecting, or was closed: the run ends (cut short, if before its end). */
+  get usable(): boolean {
+    return !this.closed && this.failure === undefined;
+  }
+
+  async call(n: number, deadline: number): Promise<CallOutcome> {
+    let outcome: CallOutcome;
+    const client = this.client;
+    if (client.usable) {
+      outcome = await client.call(n, deadline);
+      // The call failed with the connection (calls in flight fail as it goes): the outage begins.
+      if (!client.usable && client === this.client && !this.closed) this.lost();
+    } else {
+      this.lost();
+      const error = new FibrpcError("CONNECTION_LOST", `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`, { reason: "not-sent", broker: client.broker });
+      outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
+    }
+    if (!outcome.ok && this.current) this.current.failed++;
+    return outcome;
+  }
+
+  /**
+   * Resolves once a call can be sent (connected), the caller gave up or was closed, or by `until`
+   * (on the bench's clock).
+   */
+  ready(until: number): Promise<void> {
+    if (this.client.usable || !this.usable) return Promise.resolve();
+    this.lost();
+    if (!this.reconnecting) return Promise.resolve();
+    const left = until - this.clock.now();
+    return Number.isFinite(left) ? Promise.race([this.reconnecting, this.clock.sleep(left)]) : this.reconnecting;
+  }
+
+  /** The connection is gone: open an outage (once) and reconnect in the background. */
+  private lost(): void {
+    if (this.reconnecting || !this.usable) return;
+    const outage: Outage = { from: this.clock.now(), failed: 0 };
+    this.current = outage;
+    this.outages.push(outage);
+    const broker = this.client.broker;
+    const until = this.o.reconnectUntil((this.o.time ?? realTime).now());
+    this.o.log.warn(`lost the connection to the broker at ${broker}; reconnecting`);
+    let attempts = 0;
+    this.reconnecting = connectWithin(this.connect, () => (this.closed ? 0 : until), {
+      time: this.o.time,
+      onFailure: (error) => {
+        attempts++;
+        outage.lastError = error;
+        this.o.log.debug(`reconnecting: ${error.message}`);
+      },
+    }).then(
+      (client) => {
+        if (this.closed) {
+          void client.close({ waitForBroker: false });
+          return;
+        }
+        void this.client.close({ waitForBroker: false });
+        this.client = client;
+        outage.to = this.clock.now();
+        this.current = undefined;
+        this.reconnecting = undefined;
+        this.o.log.info(`reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s (${attempts} failed attempt${attempts === 1 ? "" : "s"})`);
+      },
+      (err: unknown) => {
+        this.reconnecting = undefined;
+        if (this.closed) return;
+        // The outage stays open: it lasts to the run's end.
+        this.failure = err instanceof FibrpcError ? err : new FibrpcError("CONNECTION_LOST", String(err));
+        this.o.log.warn(`gave up reconnecting: ${this.failure.message}`);
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client.close();
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The text summary `fibrpc bench` prints on stdout (--json prints the result itself). Pure.
+ * Rates and latencies are of answered calls only; failed calls are counted by code, and the
+ * times without a broker and a run cut short each get a line, so that a run across a restart
+ * never reads like a clean one.
+ */
+import { maskSecrets } from "../mask.ts";
+import type { LatencySummary } from "./histogram.ts";
+import type { BenchResult } from "./run.ts";
+
+/**
+ * "closed-loop, 100 in flight" or "open-loop at 2000 calls/s (achieved: 1998 sent/s)". The
+ * achieved rate is of sends over the schedule (JSON achievedRate); the answers per second over
+ * the whole run, the drain of the last calls included, are the summary's "answered/s" line.
+ */
+export function modeText(r: BenchResult): string {
+  if (r.mode === "closed-loop") return `closed-loop, ${r.concurrency} in flight`;
+  return `open-loop at ${r.rate} calls/s (achieved: ${Math.round(r.achievedRate)} sent/s)`;
+}
+
+const ms = (v: number) => `${v.toFixed(3)} ms`;
+const at = (seconds: number) => `t=${seconds.toFixed(1)} s`;
+
+/** What the run was meant to do, for the cut-short line. */
+export interface Planned {
+  n: string;
+  queue: string;
+  requests?: number;
+  durationMs?: number;
+}
+
+export function formatSummary(r: BenchResult, o: Planned): string {
+  const errors = Object.entries(r.errors);
+  const notCounted = r.failed > 0 ? `; ${r.failed} failed call${r.failed === 1 ? "" : "s"} not counted` : "";
+  const lines = [
+    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
+    // Open loop: answers over the whole run, which ends when the calls still in flight after the
+    // schedule are answered, so it can be well under the rate sent; named apart from it.
+    r.mode === "open-loop"
+      ? `  answered/s ${Math.round(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, incl. the drain of the calls in flight at the end${notCounted})`
+      : `  calls/s   ${Math.round(r.callsPerSecond)}${notCounted ? `  (answered calls only${notCounted})` : ""}`,
+    // A percentile of nothing is not 0 ms.
+    r.latencyMs === null
+      ? "  latency   none: no answered calls"
+      : `  latency   ${percentiles(r.latencyMs)}  (from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
+  ];
+  if (r.mode === "open-loop") {
+    if (r.sendLagMs) lines.push(`  send lag  p50 ${ms(r.sendLagMs.p50)}  p99 ${ms(r.sendLagMs.p99)}  max ${ms(r.sendLagMs.max)}  (the load generator's own delay, included above)`);
+    if (r.missed > 0) lines.push(`  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight (failures, not in the latencies)`);
+  }
+  lines.push(`  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`);
+  for (const outage of r.outages) {
+    const until = outage.toSeconds === null ? `the end of the run (${at(r.seconds)})` : at(outage.toSeconds);
+    const why = outage.lastError ? `; last error: ${outage.lastError.message}` : "";
+    lines.push(`  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`);
+  }
+  if (r.cutShort) {
+    const plan = o.durationMs !== undefined ? `of the ${(o.durationMs / 1000).toFixed(1)} s planned` : o.requests !== undefined ? `after ${r.calls} of the ${o.requests} calls planned` : "";
+    lines.push(`  cut short at ${at(r.cutShort.atSeconds)}${plan ? ` ${plan}` : ""}: ${r.cutShort.code}: ${r.cutShort.message}`);
+  }
+  lines.push("");
+  // Messages may quote a broker URL: passwords masked, whatever their source.
+  return maskSecrets(lines.join("\n"));
+}
+
+function percentiles(l: LatencySummary): string {
+  return `p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}`;
+}

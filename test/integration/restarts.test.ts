@@ -1,0 +1,166 @@
+/**
+ * Restarts are waited out, within the deadline (issue 19): the broker application of a private
+ * node is stopped and started again (`rabbitmqctl stop_app` / `start_app`) under `fibrpc bench`,
+ * open loop (--rate) and closed loop (-c) side by side, and under `fibrpc call --retry`, with a
+ * serve that reconnects by itself. bench reconnects and goes on to its duration, counts what
+ * failed, prints the gap and exits non-zero; the call is answered once the broker is back, within
+ * its one --timeout. Every step waits for what it needs (a progress line, a log line, a held
+ * computation, rabbitmqctl's return), never for a time.
+ */
+import { afterEach, beforeAll, expect, test } from "bun:test";
+import { fibDecimal } from "../../src/fib.ts";
+import { startPrivateNode, type PrivateNode } from "../broker.ts";
+import { Hold } from "../hold.ts";
+import { BIN, cleanupAfterFile, eventually, startServe, tracked, type Server } from "../helpers.ts";
+
+cleanupAfterFile();
+
+let node: PrivateNode;
+
+beforeAll(async () => {
+  node = await startPrivateNode("fibrpc-restarts"); // stopped by the file's cleanup
+}, 300_000);
+
+let appStopped = false;
+/** rabbitmqctl stop_app on the node: its broker application stops, the node stays up. */
+async function stopApp(): Promise<void> {
+  expect((await node.ctl(["stop_app"])).code).toBe(0);
+  appStopped = true;
+}
+async function startApp(): Promise<void> {
+  expect((await node.ctl(["start_app"])).code).toBe(0);
+  appStopped = false;
+}
+/** The test's serve (each test stops its own; afterEach, one a failed test left). */
+const servers: { current?: Server } = {};
+// A test that failed half-way leaves the node's application running for the next, and no serve
+// of its own consuming the node's queue.
+afterEach(async () => {
+  if (servers.current && servers.current.proc.exitCode === null) await servers.current.stop();
+  servers.current = undefined;
+  if (appStopped) await startApp();
+}, 120_000);
+
+/** A fibrpc command started now, its stderr readable as it comes (the test's own environment, no FIBRPC_*). */
+function start(args: string[]) {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
+  const proc = tracked(Bun.spawn([BIN, ...args, "--url", node.url], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  let stderr = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) stderr += decoder.decode(chunk, { stream: true });
+  })();
+  const stdout = new Response(proc.stdout).text();
+  return {
+    what: args.slice(0, 3).join(" "),
+    stderr: () => stderr,
+    /** Resolves once stderr (from `from` on) matches; fails if the process exits first, or after `ms`. */
+    waitFor: (pattern: RegExp, ms: number, from = 0) =>
+      eventually(
+        async () => ({ seen: pattern.test(stderr.slice(from)), exited: proc.exitCode !== null }),
+        (s) => s.seen || s.exited,
+        ms,
+        `${args.slice(0, 3).join(" ")}: ${pattern}`,
+      ).then((s) => {
+        if (!s.seen) throw new Error(`${args.slice(0, 3).join(" ")} exited (${proc.exitCode}) without printing ${pattern}; its stderr:\n${stderr}`);
+      }),
+    done: async () => {
+      const [out, code] = await Promise.all([stdout, proc.exited, reading]);
+      return { code, stdout: out, stderr };
+    },
+  };
+}
+
+/** Progress lines, as bench writes them off a terminal ("1.0s: 123 calls, 120 calls/s, 0 errors"); calls/s counts answered calls. */
+const PROGRESS = /^(\d+\.\d)s: (\d+) calls, (\d+) calls\/s, (\d+) errors$/gm;
+const progress = (text: string) => [...text.matchAll(PROGRESS)].map((m) => ({ at: Number(m[1]), calls: Number(m[2]), answeredPerSecond: Number(m[3]), errors: Number(m[4]) }));
+
+/** The summary's outage line: from, to, calls failed. */
+function outages(stdout: string) {
+  const line = /^ {2}outage {4}broker unreachable from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
+  return [...stdout.matchAll(line)].map((m) => ({ from: Number(m[1]), to: Number(m[2]), failed: Number(m[4]), lastError: m[5]! }));
+}
+
+const DURATION_S = 20;
+const RATE = 20;
+
+test("bench across a broker restart, open loop (--rate) and closed loop (-c): reconnected, on to the end of its duration, the failures counted and the gap shown, exit 75", async () => {
+  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url]));
+  const open = start(["bench", "--rate", String(RATE), "--duration", `${DURATION_S}s`]);
+  const closed = start(["bench", "-c", "2", "--duration", `${DURATION_S}s`]);
+  const benches = [open, closed];
+  // Both are under way: a progress line with answers in it.
+  for (const bench of benches) {
+    await eventually(async () => progress(bench.stderr()).some((p) => p.answeredPerSecond > 0), Boolean, 20_000, `${bench.what}: answers`);
+  }
+
+  await stopApp();
+  const lost = /WARN {2}lost the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+; reconnecting$/m;
+  for (const bench of benches) await bench.waitFor(lost, 20_000);
+  await startApp();
+  const reconnected = /INFO {2}reconnected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ after \d+\.\d s \(\d+ failed attempts?\)$/m;
+  const reconnectedAt: number[] = [];
+  for (const bench of benches) {
+    await bench.waitFor(reconnected, DURATION_S * 1000);
+    reconnectedAt.push(bench.stderr().length);
+  }
+  await server.waitForLog(/lost[\s\S]*reconnected[^\n]*2\/2 workers serving/, 30_000);
+
+  const [openResult, closedResult] = await Promise.all(benches.map((b) => b.done()));
+  for (const [i, r] of [openResult!, closedResult!].entries()) {
+    const what = benches[i]!.what;
+    console.log(`[restarts] ${what}: exit ${r.code}\n${r.stdout}`);
+    // The connection dropped (and calls failed): never 0; 75, as `fibrpc call` exits for it.
+    expect(r.code, `${what}\n${r.stdout}\n${r.stderr}`).toBe(75);
+    // On to the end of its duration (the open loop: to its last call's intended start).
+    const seconds = Number(/, in ([\d.]+) s$/m.exec(r.stdout)![1]);
+    expect(seconds, what).toBeGreaterThanOrEqual(DURATION_S - 1 / RATE);
+    expect(r.stdout, what).not.toMatch(/cut short/);
+    // One gap, over before the end, holding every failure; its reason the broker's refusal.
+    const gaps = outages(r.stdout);
+    expect(gaps, `${what}\n${r.stdout}`).toHaveLength(1);
+    const [gap] = gaps;
+    expect(gap!.to).toBeGreaterThan(gap!.from);
+    expect(gap!.to).toBeLessThan(seconds);
+    expect(gap!.lastError, what).toStartWith(`cannot reach the broker at amqp://guest:***@127.0.0.1:${node.port}`);
+    // Every failure a lost connection, all in the gap, said apart from the rate of answers.
+    const errors = /^ {2}errors {4}(.*)$/m.exec(r.stdout)![1]!;
+    const failed = errors.startsWith("none") ? 0 : Number(/^CONNECTION_LOST (\d+)$/.exec(errors)?.[1]);
+    expect(gap!.failed, `${what}: ${errors}`).toBe(failed);
+    if (failed > 0) expect(r.stdout, what).toContain(`; ${failed} failed call${failed === 1 ? "" : "s"} not counted)`);
+    // Answers came again after the reconnection.
+    expect(progress(r.stderr.slice(reconnectedAt[i])).some((p) => p.answeredPerSecond > 0), `${what}\n${r.stderr}`).toBe(true);
+  }
+  // The open loop kept its schedule through the restart: every call due in the 20 s was made
+  // (none missed); those due while the broker was away failed at once.
+  expect(openResult!.stdout).toMatch(new RegExp(`^fibrpc bench: ${RATE * DURATION_S} calls of fib\\(1\\) on queue "rpc_queue", open-loop at ${RATE} calls/s`, "m"));
+  expect(openResult!.stdout).not.toMatch(/missed/);
+  expect(outages(openResult!.stdout)[0]!.failed).toBeGreaterThan(0);
+  // The closed loop's failures are the calls in flight when the connection went (none, if its
+  // close came with their answers): it waited for the new one instead of failing calls while the
+  // broker was away.
+  expect(outages(closedResult!.stdout)[0]!.failed).toBeLessThanOrEqual(2);
+  expect(await server.stop()).toBe(0);
+}, 120_000);
+
+test("call --retry 3 -t 20s across a broker restart: the request in flight lost, reconnecting retried, the call answered once the broker is back", async () => {
+  // The request is held in serve's worker while the broker goes: surely in flight then.
+  const N = 30;
+  const hold = new Hold(N);
+  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() }));
+  const call = start(["call", "--retry", "3", "-t", "20s", String(N)]);
+  await hold.next();
+  await stopApp();
+  await call.waitFor(new RegExp(`INFO {2}fib\\(${N}\\): CONNECTION_LOST; retrying in \\d+ ms \\(retry [12]/3\\)$`, "m"), 20_000);
+  hold.releaseAll();
+  await startApp();
+  const r = await call.done();
+  console.log(`[restarts] call --retry 3 -t 20s ${N}: exit ${r.code}, stdout ${JSON.stringify(r.stdout)}\n${r.stderr}`);
+  expect(r, r.stderr).toMatchObject({ code: 0, stdout: `${fibDecimal(N)}\n` });
+  // Only the retries' lines on stderr: no failure reported, however long the broker was away.
+  const lines = r.stderr.trimEnd().split("\n");
+  expect(lines.length).toBeLessThanOrEqual(3);
+  for (const line of lines) expect(line).toMatch(new RegExp(`^\\S+ INFO {2}fib\\(${N}\\): (TIMEOUT|CONNECTION_LOST|BROKER_UNREACHABLE|QUEUE_NOT_FOUND|NO_CONSUMER); retrying in \\d+ ms \\(retry [123]/3\\)$`));
+  expect(await server.stop()).toBe(0);
+}, 120_000);
