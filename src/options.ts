@@ -269,7 +269,7 @@ export const OPTIONS = {
     valueHint: "count",
     // One budget, not one per attempt: a user's --timeout is how long the command may take
     // (rpc/retry.ts spreads the attempts over it).
-    help: "Send a call again, up to this many times, after a timeout, a lost connection or an unreachable broker (same correlation id). --timeout bounds the whole call: its attempts share it, each twice as long as the one before (--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. Refusals and error replies are not retried",
+    help: "Send a call again, up to this many times, after a timeout, a lost connection, an unreachable broker, a full queue (REJECTED) or a blocked broker (BROKER_BLOCKED) (same correlation id). --timeout bounds the whole call: its attempts share it, each twice as long as the one before (--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. Refusals and error replies are not retried",
     default: "0",
     parse: whole(0, 100),
   }),
