@@ -62,13 +62,14 @@ describe("deploy/prometheus/alerts.yaml", () => {
     expect(new Set(rules.map((r) => r.alert)).size).toBe(rules.length);
   });
 
-  test("covers no server consuming, error ratio, p99 latency, redeliveries and worker restarts", () => {
+  test("covers no server consuming, error ratio, p99 latency, redeliveries, worker restarts and a broker blocking publishers", () => {
     const uses = (name: string) => rules.filter((r) => metricNames(r.expr).includes(name)).map((r) => r.alert);
     expect(rules.find((r) => r.alert === "FibrpcNoServerConsuming")?.expr).toMatch(/absent\(fibrpc_workers_up/);
     expect(uses("fibrpc_requests_total")).toEqual(["FibrpcErrorRatioHigh", "FibrpcServerErrors"]);
     expect(rules.find((r) => r.alert === "FibrpcLatencyP99High")?.expr).toMatch(/histogram_quantile\(0\.99, .*fibrpc_request_duration_seconds_bucket/);
     expect(uses("fibrpc_deliveries_redelivered_total")).toEqual(["FibrpcRedeliveries"]);
     expect(uses("fibrpc_worker_restarts_total")).toEqual(["FibrpcWorkerRestarts"]);
+    expect(uses("fibrpc_connections_blocked")).toEqual(["FibrpcBrokerBlockingPublishers"]);
   });
 
   test("promtool check rules accepts it", async () => {
@@ -138,8 +139,9 @@ const ALERT_CASES: Case[] = [
       series("fibrpc_request_duration_seconds_bucket", { ...A, le: "+Inf" }, "0+546x30"),
       series("fibrpc_deliveries_redelivered_total", A, "0x30"),
       series("fibrpc_worker_restarts_total", A, "0x30"),
+      series("fibrpc_connections_blocked", A, "0x30"),
     ],
-    alert_rule_test: ["FibrpcNoServerConsuming", "FibrpcWorkersDown", "FibrpcErrorRatioHigh", "FibrpcServerErrors", "FibrpcLatencyP99High", "FibrpcRedeliveries", "FibrpcWorkerRestarts"].map((alertname) => ({ eval_time: "30m", alertname, exp_alerts: [] })),
+    alert_rule_test: ["FibrpcNoServerConsuming", "FibrpcWorkersDown", "FibrpcErrorRatioHigh", "FibrpcServerErrors", "FibrpcLatencyP99High", "FibrpcRedeliveries", "FibrpcWorkerRestarts", "FibrpcBrokerBlockingPublishers"].map((alertname) => ({ eval_time: "30m", alertname, exp_alerts: [] })),
   },
   {
     // Every worker stops consuming at 2m: nobody serves after 2 minutes, the process is short of workers after 5.
@@ -191,6 +193,21 @@ const ALERT_CASES: Case[] = [
       { eval_time: "20m", alertname: "FibrpcRedeliveries", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "warning" } }] },
       { eval_time: "4m", alertname: "FibrpcWorkerRestarts", exp_alerts: [{ exp_labels: { ...A, severity: "warning" } }] },
       { eval_time: "20m", alertname: "FibrpcWorkerRestarts", exp_alerts: [] },
+    ],
+  },
+  {
+    // A memory alarm from 2m: the broker blocks both workers' connections of one process (the
+    // other process publishes no reply, so the broker leaves it alone); a one-minute alarm on
+    // another job clears before the alert's 2 minutes.
+    interval: "1m",
+    input_series: [
+      series("fibrpc_connections_blocked", A, "0 0 2x10"),
+      series("fibrpc_connections_blocked", { job: "fibrpc", instance: "b:9464" }, "0x12"),
+      series("fibrpc_connections_blocked", { job: "other", instance: "c:9464" }, "0 0 1 0x9"),
+    ],
+    alert_rule_test: [
+      { eval_time: "3m", alertname: "FibrpcBrokerBlockingPublishers", exp_alerts: [] },
+      { eval_time: "4m", alertname: "FibrpcBrokerBlockingPublishers", exp_alerts: [{ exp_labels: { job: "fibrpc", severity: "critical" } }] },
     ],
   },
 ];
