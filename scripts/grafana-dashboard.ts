@@ -3,7 +3,7 @@
  * `bun scripts/grafana-dashboard.ts deploy/grafana/fibrpc.json`. The JSON is committed (import it
  * in Grafana: Dashboards > New > Import); test/repo/deploy-files.test.ts checks it is this script's
  * output, and test/integration/metrics.test.ts that every metric it names is exported by serve.
- * Panels go left to right, three to a row of the grid; every query is filtered by $job and
+ * Panels go left to right, three to a row of the grid (four in "Failures"); every query is filtered by $job and
  * $instance, and every panel reads the $datasource variable.
  */
 const sel = 'job=~"$job",instance=~"$instance"';
@@ -65,9 +65,13 @@ panel("In flight and consumers", "Requests delivered and not answered yet; worke
 panel("Redeliveries/s", "Requests the broker delivered again (a server died or a connection dropped with them unacked).", "reqps", [[`sum by (instance) (rate(fibrpc_deliveries_redelivered_total{${sel}}[$__rate_interval]))`, "{{instance}}"]], { min: 0 });
 endRow();
 row("Failures");
-panel("Worker restarts", "Workers restarted after dying, per interval.", "short", [[`sum by (instance) (increase(fibrpc_worker_restarts_total{${sel}}[$__rate_interval]))`, "{{instance}}"]], { bars: true, min: 0 });
-panel("Broker reconnects", "Reconnections of the workers to the broker, per interval.", "short", [[`sum by (instance) (increase(fibrpc_reconnects_total{${sel}}[$__rate_interval]))`, "{{instance}}"]], { bars: true, min: 0 });
-panel("Outlet fallbacks", "Channels publishing through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib).", "short", [[`sum by (instance) (fibrpc_outlet_fallbacks_total{${sel}})`, "{{instance}}"]], { min: 0 });
+panel("Worker restarts", "Workers restarted after dying, per interval.", "short", [[`sum by (instance) (increase(fibrpc_worker_restarts_total{${sel}}[$__rate_interval]))`, "{{instance}}"]], { w: 6, bars: true, min: 0 });
+panel("Broker reconnects", "Reconnections of the workers to the broker, per interval.", "short", [[`sum by (instance) (increase(fibrpc_reconnects_total{${sel}}[$__rate_interval]))`, "{{instance}}"]], { w: 6, bars: true, min: 0 });
+panel("Broker blocking publishers", "Worker connections the broker blocks now (connection.blocked during a memory or disk alarm: their replies wait and /readyz says not ready; `rabbitmq-diagnostics alarms` on the broker says which alarm), and the blocks per interval.", "short", [
+  [`sum by (instance) (fibrpc_connections_blocked{${sel}})`, "{{instance}} blocked now"],
+  [`sum by (instance) (increase(fibrpc_connection_blocks_total{${sel}}[$__rate_interval]))`, "{{instance}} blocks"],
+], { w: 6, min: 0 });
+panel("Outlet fallbacks", "Channels publishing through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib).", "short", [[`sum by (instance) (fibrpc_outlet_fallbacks_total{${sel}})`, "{{instance}}"]], { w: 6, min: 0 });
 endRow();
 row("Process");
 panel("CPU", "CPU time per second of each serve process (all its worker threads): 1 = one core busy.", "short", [

@@ -253,6 +253,11 @@ describe("deploy/grafana/fibrpc.json", () => {
       expect(names.has(name), name).toBeTrue();
   });
 
+  test("shows the broker blocking serve's connections (issue #19)", () => {
+    const names = new Set(allPanels(dashboard).flatMap((p) => (p.targets ?? []).flatMap((t) => metricNames(t.expr ?? ""))));
+    for (const name of ["fibrpc_connections_blocked", "fibrpc_connection_blocks_total"]) expect(names.has(name), name).toBeTrue();
+  });
+
   test("is what scripts/grafana-dashboard.ts writes", async () => {
     const dir = mkdtempSync(join(tmpdir(), "fibrpc-dashboard-"));
     try {
