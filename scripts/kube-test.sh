@@ -174,7 +174,11 @@ started=$SECONDS
 podman pod stop -t "$grace_seconds" "$pod_name" >/dev/null 2>"$work/stop.log" || fail "podman pod stop failed: $(cat "$work/stop.log")"
 code=$(podman inspect "$container_name" --format '{{.State.ExitCode}}')
 [ "$code" = "0" ] || fail "serve exited $code when the pod was stopped; logs:\n$(podman logs "$container_name" 2>&1 | tail -10)"
-podman logs "$container_name" 2>&1 | grep -q "SIGTERM: draining" || fail "serve did not drain on SIGTERM; logs:\n$(podman logs "$container_name" 2>&1 | tail -10)"
+# The logs are read whole first: grep -q quitting at the match would cut podman logs off
+# (SIGPIPE), which pipefail counts as a failure once a line follows the match ("drained: …").
+logs=$(podman logs "$container_name" 2>&1)
+grep -q "SIGTERM: draining" <<<"$logs" || fail "serve did not drain on SIGTERM; logs:\n$(tail -10 <<<"$logs")"
+grep -q "drained: " <<<"$logs" || fail "serve did not say it drained; logs:\n$(tail -10 <<<"$logs")"
 consumers=$(queue_js count)
 [ "$consumers" = "0" ] || fail "the queue still has $consumers consumers after the pod stopped"
 step "pod stopped: drained, exit code 0, in $((SECONDS - started)) s (grace period ${grace_seconds} s), no consumer left"

@@ -90,8 +90,23 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
   INTERNAL: ExitCode.INTERNAL,
 };
 
-/** Whether sending the same request again may succeed. */
-const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["TIMEOUT", "CONNECTION_LOST", "BROKER_BLOCKED", "REJECTED"]);
+/** `call --retry` (rpc/retry.ts) sends such a call again; nothing else is retried. */
+const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>([
+  "TIMEOUT",
+  "CONNECTION_LOST",
+  "BROKER_UNREACHABLE",
+  // The queue was full (a nack): it may have room a moment later, as servers catch up.
+  "REJECTED",
+  // A resource alarm outlasted the attempt: it may clear before the call's deadline.
+  "BROKER_BLOCKED",
+]);
+
+/**
+ * The broker refuses (access, its configuration, its certificate) or the command line is wrong:
+ * retrying cannot fix it, so nothing retries it — not `call --retry`, not bench's reconnection,
+ * not serve at start-up.
+ */
+const REFUSALS: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["USAGE", "ACCESS_REFUSED", "BROKER_REFUSED", "TLS_REFUSED"]);
 
 /**
  * Which case of a code an error is, where one code covers several that call for different
@@ -173,8 +188,13 @@ export class FibrpcError extends Error {
   get exitCode(): ExitCode {
     return EXIT_FOR[this.code];
   }
+  /** Sending the same request again may succeed (see RETRYABLE). */
   get retryable(): boolean {
     return RETRYABLE.has(this.code);
+  }
+  /** Retrying cannot fix it (see REFUSALS). */
+  get refusal(): boolean {
+    return REFUSALS.has(this.code);
   }
 }
 

@@ -9,6 +9,7 @@
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { CallOutcome, RpcClient } from "../rpc/client.ts";
+import { setUpError } from "../rpc/broker-errors.ts";
 import { connectWithin, realTime, type Time } from "../rpc/retry.ts";
 import { realClock, type Caller, type Clock, type Outage } from "./run.ts";
 
@@ -59,8 +60,15 @@ export class ReconnectingCaller implements Caller {
     const client = this.client;
     if (client.usable) {
       outcome = await client.call(n, deadline);
-      // The call failed with the connection (calls in flight fail as it goes): the outage begins.
-      if (!client.usable && client === this.client && !this.closed) this.lost();
+      if (!outcome.ok && outcome.error?.refusal && this.failure === undefined) {
+        // The broker refused the request (a write permission): a new connection would meet the
+        // same refusal, so the run is cut short with it instead of reconnecting over and over.
+        this.failure = outcome.error;
+        this.o.log.warn(`stopping: ${outcome.error.message}`);
+      } else if (!client.usable && client === this.client && !this.closed) {
+        // The call failed with the connection (calls in flight fail as it goes): the outage begins.
+        this.lost();
+      }
     } else {
       this.lost();
       const error = new FibrpcError("CONNECTION_LOST", `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`, { reason: "not-sent", broker: client.broker });
@@ -116,7 +124,7 @@ export class ReconnectingCaller implements Caller {
         this.reconnecting = undefined;
         if (this.closed) return;
         // The outage stays open: it lasts to the run's end.
-        this.failure = err instanceof FibrpcError ? err : new FibrpcError("CONNECTION_LOST", String(err));
+        this.failure = setUpError(err);
         this.o.log.warn(`gave up reconnecting: ${this.failure.message}`);
       },
     );

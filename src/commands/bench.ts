@@ -5,7 +5,8 @@ import { formatSummary } from "../bench/summary.ts";
 import { writeStdout } from "../output.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { RpcClient } from "../rpc/client.ts";
+import { maskSecrets } from "../mask.ts";
+import { publisherConfirmsFrom, RpcClient } from "../rpc/client.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
 
@@ -20,7 +21,7 @@ export default defineCommand({
       const broker = brokerTarget(o);
       const log = loggerOf(o);
 
-      const clientOptions = { broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log } as const;
+      const clientOptions = { broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log, publisherConfirms: publisherConfirmsFrom(process.env) } as const;
       const client = await RpcClient.connect(clientOptions);
       let caller: ReconnectingCaller | undefined;
       try {
@@ -51,7 +52,8 @@ export default defineCommand({
         });
         if (tty && !quiet) process.stderr.write("\r\u001b[K");
         const { exitCode, ...shown } = result;
-        await writeStdout(o.json ? `${JSON.stringify(shown)}\n` : formatSummary(result, { n: o.n.text, queue: o.queue, requests: o.duration === undefined ? o.requests : undefined, durationMs: o.duration }));
+        // Masked: outages and a run cut short quote the broker's URL in their errors.
+        await writeStdout(o.json ? `${maskSecrets(JSON.stringify(shown))}\n` : formatSummary(result, { n: o.n.text, queue: o.queue, requests: o.duration === undefined ? o.requests : undefined, durationMs: o.duration }));
         // As `fibrpc call` exits for the same outcomes (one table, src/errors.ts); missed calls,
         // like timeouts, say the server did not keep up: try again later (bench/run.ts).
         return exitCode;

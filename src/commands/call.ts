@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
+import { exitCodeOf, publisherConfirmsFrom, RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
 import { maskSecrets } from "../mask.ts";
@@ -52,7 +52,7 @@ export default defineCommand({
         let printed = 0;
         try {
           const deadline = Date.now() + o.timeout;
-          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log } as const;
+          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms: publisherConfirmsFrom(process.env) } as const;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
           // With --retry, a broker that refuses the first connection (restarting) is tried again
           // until the deadline, as a lost connection is (rpc/retry.ts).

@@ -190,8 +190,9 @@ export function refusal(err: unknown, context: RefusalContext): FibrpcError | un
   if (!close) return undefined;
   const known = loginRefusal(close, context) ?? vhostRefusal(close, context) ?? limitRefusal(close, context) ?? reservedNameRefusal(close, context) ?? lockRefusal(close, context) ?? permissionRefusal(close, context) ?? preconditionRefusal(close, context);
   if (known) return known;
-  // Another 530 at connection.open: the vhost, in words this does not know.
-  if (close.code === 530) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection");
+  // Another 530 at connection.open (the handshake's close names no method): the vhost, in words
+  // this does not know. A 530 elsewhere is not about access to the vhost.
+  if (close.code === 530 && (close.method === undefined || close.method === "connection.open")) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection");
   return undefined;
 }
 
@@ -328,4 +329,16 @@ export function reservedQueueName(queue: string, url: BrokerUrl): FibrpcError | 
     broker,
     queue,
   });
+}
+
+/**
+ * What setting up a client's connection threw (a channel, the reply consumer), as a FibrpcError:
+ * a refusal with the broker's reason (see refusal), else the connection went away meanwhile (a
+ * broker restarting between the handshake and the set-up), which a new attempt may get past.
+ */
+export function setUpError(err: unknown, context?: RefusalContext): FibrpcError {
+  if (err instanceof FibrpcError) return err;
+  const refused = context ? refusal(err, context) : undefined;
+  if (refused) return refused;
+  return new FibrpcError("CONNECTION_LOST", `the connection to the broker closed while it was being set up (${err instanceof Error ? err.message : String(err)})`, { reason: "connection-lost" });
 }

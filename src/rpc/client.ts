@@ -7,7 +7,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { isNotFound, refusal, reservedQueueName } from "./broker-errors.ts";
+import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
 import { ConfirmTracker } from "./confirms.ts";
@@ -28,14 +28,15 @@ export interface ClientOptions {
   timeoutMs: number;
   log: Logger;
   /**
-   * Publish with publisher confirms (default: on, unless FIBRPC_PUBLISHER_CONFIRMS=off, the seam
-   * `bun run bench` measures their cost with, as FIBRPC_OUTLET=amqplib is the frame writer's).
+   * Publish with publisher confirms (default: true). Off only to measure what they cost: the
+   * commands turn them off for FIBRPC_PUBLISHER_CONFIRMS=off (publisherConfirmsFrom), the seam
+   * `bun run bench` uses, as FIBRPC_OUTLET=amqplib is the frame writer's.
    */
   publisherConfirms?: boolean;
 }
 
-/** Whether requests are published with confirms when the options do not say (see ClientOptions). */
-export function confirmsByDefault(env: Record<string, string | undefined> = process.env): boolean {
+/** The commands' reading of the FIBRPC_PUBLISHER_CONFIRMS seam (see ClientOptions.publisherConfirms). */
+export function publisherConfirmsFrom(env: Record<string, string | undefined>): boolean {
   return env.FIBRPC_PUBLISHER_CONFIRMS !== "off";
 }
 
@@ -76,8 +77,12 @@ export class RpcClient {
   private replyTo = DIRECT_REPLY_TO;
   /** Where requests are published, chosen once (see outlet.ts). */
   private outlet: Outlet | undefined;
-  /** Publisher confirms: the correlation id of each request the broker has not confirmed yet. */
-  private readonly unconfirmed = new ConfirmTracker<string>();
+  /**
+   * Publisher confirms: each request the broker has not confirmed yet, as its call. The call,
+   * not its correlation id: a retry on this connection (--retry after REJECTED or BROKER_BLOCKED)
+   * reuses the id, and a late confirm of the first attempt must not settle the second.
+   */
+  private readonly unconfirmed = new ConfirmTracker<{ correlationId: string; call: PendingCall }>();
   /** Why the broker blocks this connection's publishes (connection.blocked), and since when; undefined when not blocked. */
   private blocked: { reason: string; since: number } | undefined;
 
@@ -104,7 +109,7 @@ export class RpcClient {
     try {
       // A confirm channel: the broker acks each request once it has taken it, and nacks one it
       // refuses (a queue at its length limit with overflow reject-publish), which then fails at once.
-      const confirms = options.publisherConfirms ?? confirmsByDefault();
+      const confirms = options.publisherConfirms ?? true;
       const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
       const client = new RpcClient(options, connection, channel, url, confirms);
       // The first look at the request queue runs alongside the reply consumer's set-up: a cold
@@ -116,7 +121,8 @@ export class RpcClient {
     } catch (err) {
       connection.close().catch(() => {});
       // A refusal (the reply queue or its consumer without permission, a limit): the broker's reason.
-      throw refusal(closedBy ?? err, { url, queue: options.queue }) ?? err;
+      const context = { url, queue: options.queue };
+      throw refusal(closedBy, context) ?? setUpError(err, context);
     }
   }
 
@@ -180,13 +186,14 @@ export class RpcClient {
     return new Promise<CallOutcome>((settle) => {
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
-      this.pending.set(correlationId, { n, startedAt, timer, settle, confirmed: false });
+      const call: PendingCall = { n, startedAt, timer, settle, confirmed: false };
+      this.pending.set(correlationId, call);
       const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
         // Written (publish throws before writing anything): this is the channel's next delivery tag.
-        if (this.confirms) this.unconfirmed.published(correlationId);
+        if (this.confirms) this.unconfirmed.published({ correlationId, call });
       } catch (err) {
         this.settleError(correlationId, new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`, { reason: "not-sent", broker: this.broker }));
       }
@@ -201,23 +208,25 @@ export class RpcClient {
   private timedOut(correlationId: string, budget: number): FibrpcError {
     const { queue } = this.options;
     const details = { queue, broker: this.broker, timeoutMs: budget };
+    const confirmed = this.pending.get(correlationId)?.confirmed === true;
     if (this.blocked) {
       const { reason, since } = this.blocked;
-      return new FibrpcError("BROKER_BLOCKED", `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} (${reason}), so the request to queue ${JSON.stringify(queue)} was not taken within the timeout`, { ...details, reason: "blocked", blockedBecause: reason });
+      // Confirmed before the block: the broker has the request, and holds the reply.
+      const what = confirmed ? `queue ${JSON.stringify(queue)} took the request, but its reply was held` : `the request to queue ${JSON.stringify(queue)} was not taken`;
+      return new FibrpcError("BROKER_BLOCKED", `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} (${reason}), so ${what} within the timeout`, { ...details, reason: "blocked", blockedBecause: reason });
     }
-    if (this.confirms && this.pending.get(correlationId)?.confirmed === false) {
+    if (this.confirms && !confirmed) {
       return new FibrpcError("TIMEOUT", `no reply within the timeout: the broker at ${this.broker} did not confirm that queue ${JSON.stringify(queue)} took the request`, { ...details, reason: "not-confirmed" });
     }
     return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, { ...details, reason: "reply-timed-out" });
   }
 
   private onConfirm({ deliveryTag, multiple }: ConfirmFields, accepted: boolean): void {
-    for (const correlationId of this.unconfirmed.confirm(deliveryTag, multiple)) {
-      if (!accepted) this.settleError(correlationId, this.rejected());
-      else {
-        const call = this.pending.get(correlationId);
-        if (call) call.confirmed = true;
-      }
+    for (const { correlationId, call } of this.unconfirmed.confirm(deliveryTag, multiple)) {
+      // Settled already (answered, timed out), or an earlier attempt of a call sent again.
+      if (this.pending.get(correlationId) !== call) continue;
+      if (accepted) call.confirmed = true;
+      else this.settleError(correlationId, this.rejected());
     }
   }
 
@@ -228,7 +237,7 @@ export class RpcClient {
    */
   private rejected(): FibrpcError {
     const { queue } = this.options;
-    return new FibrpcError("REJECTED", `the broker at ${this.broker} rejected the request: queue ${JSON.stringify(queue)} is full (at its length limit, with overflow reject-publish)`, { reason: "queue-full", queue, broker: this.broker });
+    return new FibrpcError("REJECTED", `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} is most likely full (at its length limit, with overflow reject-publish)`, { reason: "queue-full", queue, broker: this.broker });
   }
 
   private onBlocked(reason: string): void {
@@ -240,7 +249,7 @@ export class RpcClient {
 
   private onUnblocked(): void {
     if (!this.blocked) return;
-    this.options.log.info(`broker unblocked publishers after ${formatSeconds(Date.now() - this.blocked.since)}`);
+    this.options.log.info(`broker stopped blocking publishers after ${formatSeconds(Date.now() - this.blocked.since)}`);
     this.blocked = undefined;
   }
 
@@ -330,11 +339,6 @@ export class RpcClient {
     const correlationId = msg.properties.correlationId as string | undefined;
     if (correlationId === undefined) return;
     this.settleError(correlationId, this.queueNotFound());
-  }
-
-  /** Why the broker blocks this client's publishes, if it does (connection.blocked). */
-  get blockedReason(): string | undefined {
-    return this.blocked?.reason;
   }
 
   private settleError(correlationId: string, error: FibrpcError): void {

@@ -14,23 +14,10 @@
  * still starting does not use up an attempt per refused connection.
  */
 import { FibrpcError } from "../errors.ts";
+import { setUpError } from "./broker-errors.ts";
 import type { Logger } from "../log.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
 
-/**
- * Outcomes another attempt may turn into an answer. Refusals that retrying cannot fix (a login
- * or permission refused, the broker refusing a set-up, a usage error, an error reply) are not
- * here and are never retried.
- */
-const RETRYABLE = new Set<string>([
-  "TIMEOUT",
-  "CONNECTION_LOST",
-  "BROKER_UNREACHABLE",
-  // The queue was full (a nack): it may have room a moment later, as servers catch up.
-  "REJECTED",
-  // A resource alarm outlasted the attempt's slice: it may clear before the call's deadline.
-  "BROKER_BLOCKED",
-]);
 /**
  * After a fault the servers may not be back yet (a restarted broker has lost a non-durable
  * queue until a server declares it again): on a retry, these are worth another attempt too.
@@ -96,12 +83,6 @@ export function reconnectDelay(attempt: number, random: () => number = Math.rand
   return Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** attempt) * (0.5 + random());
 }
 
-/** An error from connecting, as a FibrpcError (what amqplib throws past the handshake is a lost connection). */
-function asConnectError(err: unknown): FibrpcError {
-  if (err instanceof FibrpcError) return err;
-  return new FibrpcError("CONNECTION_LOST", `the connection to the broker closed while it was being set up (${err instanceof Error ? err.message : String(err)})`, { reason: "connection-lost" });
-}
-
 /** Wall-clock time (ms since the epoch, as deadlines are) and waiting: a seam for tests. */
 export interface Time {
   now(): number;
@@ -138,7 +119,7 @@ export async function connectWithin<T>(connect: (deadline: number) => Promise<T>
     try {
       return await connect(until());
     } catch (err) {
-      error = asConnectError(err);
+      error = setUpError(err);
     }
     const left = until() - time.now();
     const again = RECONNECTABLE.has(error.code) && left > 0;
@@ -193,7 +174,9 @@ export class RetryingCaller {
         outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
       }
       if (outcome.ok || outcome.remote || attempt > this.retries) return { ...outcome, attempts: attempt };
-      const retryable = RETRYABLE.has(outcome.code) || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
+      // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
+      // refusals, usage errors and error replies are never retried.
+      const retryable = outcome.error?.retryable === true || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
       if (!retryable) return { ...outcome, attempts: attempt };
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
       // quorum queue's leader died): send the retry over a new connection.

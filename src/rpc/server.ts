@@ -280,7 +280,7 @@ export class RpcServer {
     // Waiting will not fix a refused login, vhost or connection limit, or an unverifiable
     // certificate at start-up: say so and stop. Once serving, the same errors may be passing (a
     // broker restarting, its definitions not loaded yet): keep trying, with the broker's reason.
-    if (!this.connectedOnce && (error.code === "ACCESS_REFUSED" || error.code === "BROKER_REFUSED" || error.code === "TLS_REFUSED")) {
+    if (!this.connectedOnce && error.refusal) {
       this.fatal(error);
       return;
     }

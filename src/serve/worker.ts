@@ -54,7 +54,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         // Each attempt's detail at debug, here; the supervisor says what the process goes
         // through, once for all workers (outage.ts).
         onRetrying: ({ error, attempt, delayMs }) => {
-          const refused = error !== undefined && (error.code === "ACCESS_REFUSED" || error.code === "BROKER_REFUSED" || error.code === "TLS_REFUSED");
+          const refused = error?.refusal === true;
           const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), kind: error.details.reason ?? error.code, line: withHint(error, "serve"), refused };
           if (failure) log.debug(failure.line);
           send({ type: "retrying", attempt, delayMs, failure });

@@ -123,7 +123,7 @@ describe("a full queue (publisher confirms)", () => {
       for (const o of answered) expect(o.result).toBe(String(fib(o.n)));
       for (const o of rejected) {
         expect(o.error!.code).toBe("REJECTED");
-        expect(o.error!.message).toMatch(new RegExp(`rejected the request: queue "${queue}" is full`));
+        expect(o.error!.message).toMatch(new RegExp(`rejected the request \\(basic\\.nack\\): queue "${queue}" is most likely full`));
         // At once: before the held computation was let go, not at the 60 s timeout.
         expect(o.ms).toBeLessThan(releasedAfterMs);
       }

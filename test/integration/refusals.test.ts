@@ -195,6 +195,13 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
       expect(retried.code).toBe(77);
       expectOneLine(retried.stderr, new RegExp(`^${line(7)}\\n$`));
       expect(retried.stderr).not.toMatch(/retrying|safe to retry/);
+      // bench: the run is cut short with the refusal, not reconnected over and over for its duration.
+      const bench = await run(["bench", "--url", urlOf("nowrite", "v1"), "--queue", queue, "--duration", "30s", "-c", "2", "--json"]);
+      expect(bench.code).toBe(77);
+      expect(bench.ms).toBeLessThan(30_000);
+      expect(bench.stderr).not.toMatch(/reconnect/);
+      expect(bench.stderr).toMatch(/stopping: the broker at .* refused to publish to exchange "amq\.default"/);
+      expectClean(bench.stderr + bench.stdout);
     } finally {
       expect(await server.stop()).toBe(0);
     }
