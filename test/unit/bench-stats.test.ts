@@ -1,16 +1,8 @@
 /** The bench's latency histogram against exact percentiles of the same samples. */
 import { expect, test } from "bun:test";
 import { LatencyHistogram } from "../../src/bench/histogram.ts";
+import { prng } from "./prng.ts";
 
-/** mulberry32: a seeded generator, so that a failure can be replayed from the printed seed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The ⌈q·n⌉-th smallest value (nearest rank), q in 0..1. */
 const exactAt = (sorted: Float64Array, q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;

@@ -10,16 +10,8 @@ import { FibrpcError, type ClientErrorCode } from "../../src/errors.ts";
 import type { CallOutcome, RpcClient } from "../../src/rpc/client.ts";
 import { attemptEnds, connectWithin, MIN_FIRST_WINDOW_MS, reconnectDelay, RetryingCaller, WINDOW_JITTER, windowRatio } from "../../src/rpc/retry.ts";
 import { FakeClock } from "./fake-clock.ts";
+import { prng } from "./prng.ts";
 
-/** mulberry32: a seeded generator, so that a failure can be replayed from the printed seed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** No jitter: every window at its nominal length. */
 const MIDDLE = () => 0.5;
