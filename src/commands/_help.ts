@@ -9,15 +9,14 @@
  *   a line is cut, so no line is ever wider than the width. Example commands are the exception
  *   to cutting: they are broken only between shell words, each line but the last ending in
  *   " \" (a line continuation), so that pasted into a shell they run as written (wrapCommand).
- * - What it prints comes from the tables: each command's options from citty's args (argsOf, i.e.
- *   src/options.ts), the exit codes from EXIT_CODES (src/errors.ts), the environment from
- *   OPTIONS; only the examples are written here.
+ * - What it prints comes from the tables: each command's options from OPTIONS (src/options.ts),
+ *   read directly; its operands and description from its citty record; the exit codes from
+ *   EXIT_CODES (src/errors.ts). Only the examples are written here.
  */
-import type { ArgDef, CommandDef } from "citty";
+import type { ArgDef, ArgsDef, CommandDef } from "citty";
 import { EXIT_CODES } from "../errors.ts";
-import { COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionName } from "../options.ts";
+import { COMMANDS, helpOf, OPTIONS, optionOf, optionsOf, shortOf, takes, type CommandName, type OptionName } from "../options.ts";
 import { writeStdout } from "../output.ts";
-import { closest } from "../suggest.ts";
 import { version } from "../version.ts";
 
 export interface HelpStyle {
@@ -243,36 +242,42 @@ function examples(name: string, style: HelpStyle, paint: Painter): string[] {
 
 // ---- the pages ---------------------------------------------------------------------------
 
-export interface CommandInfo {
-  name: string;
-  description: string;
-  args: Readonly<Record<string, ArgDef>>;
-}
+export type AnyCommand = CommandDef<any>;
 
 const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };
 
 /** One option's label: "-w, --workers <count>", or "    --url <...>" for one without a short form. */
-function optionLabel(name: string, arg: ArgDef): string {
-  const aliases = "alias" in arg ? [arg.alias ?? []].flat().filter((a) => a.length === 1) : [];
-  const short = aliases.length === 0 ? "    " : `${aliases.map((a) => `-${a}`).join(", ")}, `;
-  const hint = arg.type === "string" || arg.type === "enum" ? ` <${arg.valueHint ?? "value"}>` : "";
-  return `${short}--${name}${hint}`;
+function optionLabel(name: OptionName): string {
+  const { kind, valueHint } = optionOf(name);
+  const short = shortOf(name);
+  return `${short === undefined ? "    " : `${short}, `}--${name}${kind === "switch" ? "" : ` <${valueHint ?? "value"}>`}`;
 }
 
-/** `fibrpc <command> --help`. */
-export function renderCommandHelp(command: CommandInfo, style: HelpStyle): string {
+async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promise<T> {
+  return typeof value === "function" ? await (value as () => T | Promise<T>)() : await value;
+}
+
+async function descriptionOf(command: AnyCommand): Promise<string> {
+  return (await resolve(command.meta))?.description ?? "";
+}
+
+/** `fibrpc <command> --help`: its options from the table, its operands from its record. */
+export async function renderCommandHelp(name: CommandName, command: AnyCommand, style: HelpStyle): Promise<string> {
   const paint = painter(style.color);
-  const entries = Object.entries(command.args);
-  const positionals = entries.filter(([, a]) => a.type === "positional");
-  const options = entries.filter(([, a]) => a.type !== "positional");
-  const operand = (name: string, a: ArgDef) => ("valueHint" in a && a.valueHint ? a.valueHint : `<${name}>`);
-  const usage = ["fibrpc", command.name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...positionals.map(([n, a]) => operand(n, a))].join(" ");
+  const args: ArgsDef = (await resolve(command.args)) ?? {};
+  const operands = Object.entries(args).filter((entry): entry is [string, ArgDef] => entry[1].type === "positional");
+  const operand = ([n, a]: [string, ArgDef]) => a.valueHint ?? `<${n}>`;
+  const options = optionsOf(name);
+  const usage = ["fibrpc", name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...operands.map(operand)].join(" ");
+  const rows = options.map((option) => ({ label: optionLabel(option), text: helpOf(option, name) }));
   const lines = [
-    ...wrap(`fibrpc ${command.name}: ${command.description}`, style.width, 0, 2),
+    ...wrap(`fibrpc ${name}: ${await descriptionOf(command)}`, style.width, 0, 2),
     ...section("USAGE", wrap(usage, style.width, 2, 6), paint),
-    ...(positionals.length === 0 ? [] : section("ARGUMENTS", table(positionals.map(([n, a]) => ({ label: operand(n, a), text: a.description ?? "" })), style, paint), paint)),
-    ...section("OPTIONS", table([...options.map(([n, a]) => ({ label: optionLabel(n, a), text: a.description ?? "" })), HELP_ROW], style, paint), paint),
-    ...examples(command.name, style, paint),
+    ...(operands.length === 0
+      ? []
+      : section("ARGUMENTS", table(operands.map((o) => ({ label: operand(o), text: o[1].description ?? "" })), style, paint), paint)),
+    ...section("OPTIONS", table([...rows, HELP_ROW], style, paint), paint),
+    ...examples(name, style, paint),
     "",
     ...wrap("Exit codes and environment variables: fibrpc --help", style.width, 0),
   ];
@@ -280,10 +285,10 @@ export function renderCommandHelp(command: CommandInfo, style: HelpStyle): strin
 }
 
 /** `fibrpc --help` (and `fibrpc` alone): the commands, examples, environment and exit codes. */
-export function renderRootHelp(description: string, commands: readonly { name: string; description: string }[], style: HelpStyle): string {
+export function renderRootHelp(description: string, commands: readonly Row[], style: HelpStyle): string {
   const paint = painter(style.color);
   const names = Object.keys(OPTIONS) as OptionName[];
-  const takenBy = (name: OptionName) => COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name)).join(", ");
+  const takenBy = (name: OptionName) => COMMANDS.filter((c) => takes(c, name)).join(", ");
   const environment = [
     ...wrap("Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; a flag wins over the variable, the variable over the file.", style.width, 2),
     ...table(
@@ -300,7 +305,7 @@ export function renderRootHelp(description: string, commands: readonly { name: s
   const lines = [
     ...wrap(`fibrpc ${version}: ${description}`, style.width, 0, 2),
     ...section("USAGE", wrap("fibrpc <command> [OPTIONS]", style.width, 2, 6), paint),
-    ...section("COMMANDS", table(commands.map((c) => ({ label: c.name, text: c.description })), style, paint), paint),
+    ...section("COMMANDS", table(commands, style, paint), paint),
     ...section("OPTIONS", table([HELP_ROW, { label: "-v, --version", text: "Print the version" }], style, paint), paint),
     ...examples("fibrpc", style, paint),
     ...section("ENVIRONMENT", environment, paint),
@@ -311,57 +316,26 @@ export function renderRootHelp(description: string, commands: readonly { name: s
   return `${lines.join("\n")}\n`;
 }
 
-// ---- the command line --------------------------------------------------------------------
-
-type AnyCommand = CommandDef<any>;
-
-async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promise<T> {
-  return typeof value === "function" ? await (value as () => T | Promise<T>)() : await value;
+/** The commands of `main`, each loaded (lazily declared ones too). */
+export async function commandsOf(main: AnyCommand): Promise<Record<string, AnyCommand | (() => Promise<AnyCommand>)>> {
+  return ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
 }
 
-async function infoOf(name: string, command: AnyCommand): Promise<CommandInfo> {
-  const meta = await resolve(command.meta);
-  return { name, description: meta?.description ?? "", args: (await resolve(command.args)) ?? {} };
-}
-
-/** `fibrpc help [command]`, as git and cargo have it: the same as `fibrpc [command] --help`. */
-export function isHelpCommand(rawArgs: readonly string[]): boolean {
-  return rawArgs[0] === "help";
+/** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */
+export async function helpText(main: AnyCommand, rawArgs: readonly string[], style: HelpStyle): Promise<string> {
+  const commands = await commandsOf(main);
+  const name = rawArgs.find((a) => !a.startsWith("-") && Object.hasOwn(commands, a));
+  if (name !== undefined) return renderCommandHelp(name as CommandName, await resolve(commands[name]!), style);
+  const rows = await Promise.all(Object.entries(commands).map(async ([n, c]) => ({ label: n, text: await descriptionOf(await resolve(c)) })));
+  return renderRootHelp(await descriptionOf(main), rows, style);
 }
 
 /**
- * What is wrong with the start of the command line, if anything: an unknown command (with the
- * closest one), or a flag before any command. One line, for exit 64.
+ * Writes help to stdout, styled for it. A reader that left early (`fibrpc --help | head -3`) is not an error:
+ * help is done either way.
  */
-export async function commandLineProblem(main: AnyCommand, rawArgs: readonly string[]): Promise<string | undefined> {
-  const names = Object.keys((await resolve(main.subCommands)) ?? {});
-  const first = rawArgs[0];
-  if (first === undefined) return undefined;
-  const wantsHelp = rawArgs.includes("--help") || rawArgs.includes("-h");
-  if (first.startsWith("-")) {
-    if (["--help", "-h", "--version", "-v"].includes(first) || wantsHelp) return undefined;
-    const flag = first.split("=", 1)[0]!;
-    const guess = closest(flag.replace(/^--?/, ""), ["help", "version"]);
-    if (guess !== undefined) return `unknown option ${flag}; did you mean --${guess}? see fibrpc --help`;
-    const command = rawArgs.find((a) => names.includes(a));
-    return `unknown option ${flag} before the command: options go after it (${command ? `fibrpc ${command} ${flag}` : `fibrpc <command> ${flag}`}); see fibrpc --help`;
-  }
-  if (names.includes(first)) return undefined;
-  if (isHelpCommand(rawArgs)) {
-    // `fibrpc help` and `fibrpc help call`; `fibrpc help cal` is a mistyped command like any other.
-    const topic = rawArgs.slice(1).find((a) => !a.startsWith("-"));
-    return topic === undefined ? undefined : commandLineProblem(main, [topic]);
-  }
-  const guess = closest(first, [...names, "help"]);
-  return `unknown command ${JSON.stringify(first)}; ${guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`} see fibrpc --help`;
-}
-
-/**
- * Writes the help `rawArgs` ask for to stdout. A reader that left early (`fibrpc --help | head
- * -3`) is not an error: help is done either way.
- */
-export async function printHelp(main: AnyCommand, rawArgs: readonly string[]): Promise<void> {
-  const text = await helpText(main, rawArgs, helpStyle(process.stdout, process.env));
+export async function printHelp(render: (style: HelpStyle) => Promise<string>): Promise<void> {
+  const text = await render(helpStyle(process.stdout, process.env));
   const gone = (err: unknown) => (err as { code?: string }).code === "EPIPE";
   // Bun reports a closed pipe both to the write's callback and as the stream's "error" event.
   process.stdout.on("error", (err) => {
@@ -372,14 +346,4 @@ export async function printHelp(main: AnyCommand, rawArgs: readonly string[]): P
   } catch (err) {
     if (!gone(err)) throw err;
   }
-}
-
-/** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */
-export async function helpText(main: AnyCommand, rawArgs: readonly string[], style: HelpStyle): Promise<string> {
-  const subCommands = ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
-  const name = rawArgs.find((a) => !a.startsWith("-") && a in subCommands);
-  if (name !== undefined) return renderCommandHelp(await infoOf(name, await resolve(subCommands[name]!)), style);
-  const commands = await Promise.all(Object.entries(subCommands).map(async ([n, c]) => infoOf(n, await resolve(c))));
-  const root = await infoOf("fibrpc", main);
-  return renderRootHelp(root.description, commands, style);
 }

@@ -1,30 +1,112 @@
 /**
- * Runs a command: resolves its options (options.ts), runs its body, and turns the outcome into an
- * exit code. An error a user can cause is one line on stderr — what happened and why, and the
- * hint of what to do (_hints.ts) — never a stack trace; an unexpected one is one line too, with
- * the stack only at --log-level debug (Bun would otherwise print an excerpt of the minified
- * source of the compiled binary). Every line is masked (mask.ts).
+ * A run of fibrpc, from argv to an exit code. The first word names the command (cli.ts's map of citty
+ * records); the rest is scanned once (options-scan.ts) into flags, operands and whether help was asked
+ * for; then the options are resolved (config file read once) and the command's body runs. An error a user
+ * can cause is one line on stderr — what happened and why, and the hint of what to do (_hints.ts) — never a
+ * stack trace; an unexpected one is one line too, with the stack only at --log-level debug (Bun would
+ * otherwise print an excerpt of the minified source of the compiled binary). Every line is masked (mask.ts).
  */
 import { ExitCode, FibrpcError } from "../errors.ts";
 import { showsDebug } from "../log.ts";
 import { maskSecrets } from "../mask.ts";
-import { loadOptions, OPTIONS, type CommandName, type Options } from "../options.ts";
+import { loadGiven } from "../options-resolve.ts";
+import { scanCommandLine, type OnNegativeNumber } from "../options-scan.ts";
+import { OPTIONS, type CommandName, type Options } from "../options.ts";
+import { closest } from "../suggest.ts";
+import { versionLine } from "../version.ts";
+import { commandsOf, helpText, printHelp, renderCommandHelp, type AnyCommand } from "./_help.ts";
 import { withHint } from "./_hints.ts";
 
-export interface RunExtras {
-  /** How a token like "-5" is reported (see scanFlags). */
-  onNegativeNumber?: (token: string) => never;
+/**
+ * `fibrpc ARGS`: the command named first runs with the rest. Otherwise help (`fibrpc`, `fibrpc --help`,
+ * `fibrpc help [command]`), the version line, or a usage error. citty's runMain and runCommand are not
+ * used: they parse argv again at each level, leniently, and print citty's own usage.
+ */
+export async function runMain(main: AnyCommand, rawArgs: readonly string[]): Promise<void> {
+  const commands = await commandsOf(main);
+  const [first, ...rest] = rawArgs;
+  if (first !== undefined && Object.hasOwn(commands, first)) {
+    const command = commands[first]!;
+    const cmd = typeof command === "function" ? await command() : command;
+    // Not citty's context: its parsed args are never made (the command's runAction scans rawArgs itself).
+    await (cmd.run as (context: RunContext) => Promise<unknown>)({ rawArgs: rest, cmd });
+    return;
+  }
+  const problem = await commandLineProblem(main, rawArgs);
+  if (problem !== undefined) {
+    process.stderr.write(`fibrpc: ${maskSecrets(problem)}\n`);
+    process.exit(ExitCode.USAGE);
+  }
+  // The version line (version, commit, bun, platform), not citty's bare meta.version.
+  if (rawArgs.length === 1 && (first === "--version" || first === "-v")) process.stdout.write(`${versionLine}\n`);
+  else await printHelp((style) => helpText(main, first === "help" ? rest : rawArgs, style));
 }
 
 /**
- * Resolves `command`'s options from `rawArgs`, the environment and the config file, runs `body`
- * with them, and exits with its code, or with the code of the error it threw.
+ * What is wrong with the start of the command line, if anything: an unknown command (with the
+ * closest one), or a flag before any command. One line, for exit 64.
  */
-export async function runAction<C extends CommandName>(command: C, rawArgs: readonly string[], body: (options: Options<C>) => Promise<ExitCode>, extras: RunExtras = {}): Promise<never> {
+export async function commandLineProblem(main: AnyCommand, rawArgs: readonly string[]): Promise<string | undefined> {
+  const names = Object.keys(await commandsOf(main));
+  const first = rawArgs[0];
+  if (first === undefined || names.includes(first)) return undefined;
+  const wantsHelp = rawArgs.includes("--help") || rawArgs.includes("-h");
+  if (first.startsWith("-")) {
+    if (["--help", "-h"].includes(first) || wantsHelp) return undefined;
+    if (["--version", "-v"].includes(first)) return rawArgs.length === 1 ? undefined : `give ${first} alone; see fibrpc --help`;
+    const flag = first.split("=", 1)[0]!;
+    const guess = closest(flag.replace(/^--?/, ""), ["help", "version"]);
+    if (guess !== undefined) return `unknown option ${flag}; did you mean --${guess}? see fibrpc --help`;
+    const command = rawArgs.find((a) => names.includes(a));
+    const there = command ? `fibrpc ${command} ${flag}` : `fibrpc <command> ${flag}`;
+    return `unknown option ${flag} before the command: options go after it (${there}); see fibrpc --help`;
+  }
+  if (first === "help") {
+    // `fibrpc help` and `fibrpc help call`; `fibrpc help cal` is a mistyped command like any other.
+    const topic = rawArgs.slice(1).find((a) => !a.startsWith("-"));
+    return topic === undefined ? undefined : commandLineProblem(main, [topic]);
+  }
+  const guess = closest(first, [...names, "help"]);
+  const known = guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`;
+  return `unknown command ${JSON.stringify(first)}; ${known} see fibrpc --help`;
+}
+
+export interface RunExtras {
+  /** How a token like "-5" is reported (see scanCommandLine). */
+  onNegativeNumber?: OnNegativeNumber;
+}
+
+/** What runMain hands a command's `run` (a subset of citty's context): the words after its name, its record. */
+export interface RunContext {
+  rawArgs: readonly string[];
+  cmd: AnyCommand;
+}
+
+/** A command's body: its resolved options and operands → its exit code. */
+type Body<C extends CommandName> = (options: Options<C>, operands: readonly string[]) => Promise<ExitCode>;
+
+/**
+ * Reads `command`'s command line once (the words after its name, or runMain's context); --help there shows
+ * its page. Otherwise resolves its options from it, the environment and the config file, runs `body` with
+ * them and the operands, and exits with its code, or with the code of the error it threw.
+ */
+export async function runAction<C extends CommandName>(
+  command: C,
+  from: readonly string[] | RunContext,
+  body: Body<C>,
+  extras: RunExtras = {},
+): Promise<never> {
+  const { rawArgs, cmd } = "rawArgs" in from ? from : { rawArgs: from, cmd: undefined };
   let debug = debugAsked;
   let code: ExitCode;
   try {
-    const options = await loadOptions(command, { rawArgs, env: process.env, onNegativeNumber: extras.onNegativeNumber });
+    const line = scanCommandLine(command, rawArgs, extras.onNegativeNumber);
+    if (line.help && cmd !== undefined) {
+      await printHelp((style) => renderCommandHelp(command, cmd, style));
+      process.exit(ExitCode.OK);
+    }
+    if (line.problem) throw line.problem;
+    const options = await loadGiven(command, line.flags, process.env);
     const level = (options as { logLevel?: string }).logLevel;
     if (level !== undefined) {
       const wanted = showsDebug(level);
@@ -32,7 +114,7 @@ export async function runAction<C extends CommandName>(command: C, rawArgs: read
       // Crashes from here on follow the level resolved (it may come from the config file).
       installCrashHandlers(debug);
     }
-    code = await body(options);
+    code = await body(options, line.operands);
   } catch (err) {
     code = reportError(err, { command, debug: debug() });
   }
@@ -44,7 +126,7 @@ function line(text: string): string {
   return maskSecrets(text.replace(/\s*[\r\n]+\s*/g, " "));
 }
 
-/** The log level asked for on the command line or in the environment, before options are resolved. */
+/** The log level asked for on the command line or in the environment, for a crash before options are read. */
 function debugAsked(): boolean {
   const argv = process.argv;
   for (let i = 0; i < argv.length; i++) {

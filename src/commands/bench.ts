@@ -16,8 +16,8 @@ export default defineCommand({
   // code, as `fibrpc call` exits for it (bench/run.ts).
   meta: { name: "bench", description: "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; every answer is checked" },
   args: argsOf("bench"),
-  run: ({ rawArgs }) =>
-    runAction("bench", rawArgs, async (o) => {
+  run: (context) =>
+    runAction("bench", context, async (o) => {
       const broker = brokerTarget(o);
       const log = loggerOf(o);
 

@@ -16,8 +16,6 @@ const args = {
     type: "positional",
     valueHint: "N [N ...]",
     description: `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line`,
-    // Checked in run(): citty would report a lone negative n as a missing argument.
-    required: false,
   },
   ...argsOf("call"),
 } as const;
@@ -29,12 +27,11 @@ function invalidN(token: string, why: string): FibrpcError {
 export default defineCommand({
   meta: { name: "call", description: "Ask the servers for fib(N) and print each result on its own line" },
   args,
-  run: ({ args: parsed, rawArgs }) =>
+  run: (context) =>
     runAction(
       "call",
-      rawArgs,
-      async (o) => {
-        const tokens = parsed._.map(String);
+      context,
+      async (o, tokens) => {
         if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
         // Checked before connecting, against what the protocol carries only: how large an n may
         // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).

@@ -8,25 +8,13 @@ import { fishScript } from "../completion/fish.ts";
 import { completionModel, SHELLS, type Shell } from "../completion/model.ts";
 import { zshScript } from "../completion/zsh.ts";
 import { ExitCode, usageError } from "../errors.ts";
-import { scanFlags } from "../options.ts";
 import { writeStdout } from "../output.ts";
 import { version } from "../version.ts";
-import { reportError } from "./_run.ts";
+import { runAction } from "./_run.ts";
 
 const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshScript, fish: fishScript };
 
 const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
-
-/** The script for the one shell named on the command line (no options besides --help). */
-function scriptFor(rawArgs: readonly string[]): string {
-  scanFlags("completion", rawArgs);
-  const words = rawArgs.filter((a) => a !== "--" && !a.startsWith("-"));
-  if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
-  if (words.length > 1) throw usageError(`name one shell (${shellList}), got ${words.length}: ${words.join(" ")}`);
-  const shell = words[0]!;
-  if (!(SHELLS as readonly string[]).includes(shell)) throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shellList}`);
-  return SCRIPTS[shell as Shell](completionModel(), version);
-}
 
 export default defineCommand({
   meta: { name: "completion", description: `Print a shell completion script (${shellList}) for fibrpc's commands and options` },
@@ -36,16 +24,17 @@ export default defineCommand({
       valueHint: SHELLS.join("|"),
       // How to install each script: the EXAMPLES of this command's help (commands/_help.ts).
       description: `The shell to print the script for: ${shellList}. The script completes commands, flags and the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading`,
-      required: false,
     },
   },
-  run: async ({ rawArgs }) => {
-    let code: ExitCode = ExitCode.OK;
-    try {
-      await writeStdout(scriptFor(rawArgs));
-    } catch (err) {
-      code = reportError(err, { command: "completion" });
-    }
-    process.exit(code);
-  },
+  run: (context) =>
+    runAction("completion", context, async (_, words) => {
+      if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
+      if (words.length > 1) throw usageError(`name one shell (${shellList}), got ${words.length}: ${words.join(" ")}`);
+      const shell = words[0]!;
+      if (!(SHELLS as readonly string[]).includes(shell)) {
+        throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shellList}`);
+      }
+      await writeStdout(SCRIPTS[shell as Shell](completionModel(), version));
+      return ExitCode.OK;
+    }),
 });

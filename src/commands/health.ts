@@ -11,8 +11,8 @@ export default defineCommand({
     description: "Exit 0 if the serve process of this machine or container has every worker connected, consuming and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
   },
   args: argsOf("health"),
-  run: ({ rawArgs }) =>
-    runAction("health", rawArgs, async (o) => {
+  run: (context) =>
+    runAction("health", context, async (o) => {
       // resolveOptions refuses health without a status file.
       const health = checkHealth(o.statusFile!, o.maxAge);
       if (health.healthy) {

@@ -12,8 +12,8 @@ import { brokerTarget, loggerOf } from "./_shared.ts";
 export default defineCommand({
   meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
   args: argsOf("serve"),
-  run: ({ rawArgs }) =>
-    runAction("serve", rawArgs, async (o) => {
+  run: (context) =>
+    runAction("serve", context, async (o) => {
       const broker = brokerTarget(o);
       const { queue, queueType, workers, prefetch, maxN, logLevel, logFormat, statusFile } = o;
       const { httpPort, httpHost } = o;

@@ -1,11 +1,11 @@
 /**
  * What shell completion knows about fibrpc, read from the option table (options.ts) each time a
- * script is printed: the commands (COMMANDS), each command's flags (COMMAND_OPTIONS, with the
- * short aliases citty is given by argsOf), and which values a flag takes (a fixed set: its
- * `choices`; a file: its value hint). Nothing here lists a command or a flag by hand, so an
- * option added to the table is completed by the next script printed.
+ * script is printed: the commands (COMMANDS), each command's flags with their short forms, and
+ * which values a flag takes (a fixed set: its `choices`; a file: its value hint). Nothing here
+ * lists a command or a flag by hand, so an option added to the table is completed by the next
+ * script printed.
  */
-import { argsOf, COMMAND_OPTIONS, COMMANDS, OPTIONS, type CommandName, type OptionDef, type OptionName } from "../options.ts";
+import { COMMANDS, optionOf, optionsOf, type CommandName, type OptionName } from "../options.ts";
 
 /** The shells `fibrpc completion` prints a script for. */
 export const SHELLS = ["bash", "zsh", "fish"] as const;
@@ -60,26 +60,21 @@ export function shortDescription(help: string): string {
   return clause.length <= 80 ? clause : `${clause.slice(0, 79).trimEnd()}…`;
 }
 
-function aliasesOf(alias: unknown): string[] {
-  const list = Array.isArray(alias) ? alias : alias === undefined ? [] : [alias];
-  return list.filter((a): a is string => typeof a === "string" && a.length === 1);
-}
-
-function flagOf(name: OptionName, command: CommandName, alias: unknown): FlagSpec {
-  const option: OptionDef<unknown> = OPTIONS[name];
+function flagOf(name: OptionName, command: CommandName): FlagSpec {
+  const option = optionOf(name);
   const help = typeof option.help === "string" ? option.help : (option.help[command] ?? "");
   let value: FlagValue;
   if (option.kind === "switch") value = { kind: "none" };
   else if (option.choices !== undefined) value = { kind: "choice", choices: option.choices };
   else if (option.valueHint !== undefined && FILE_HINTS.has(option.valueHint)) value = { kind: "file" };
   else value = { kind: "any", hint: option.valueHint ?? "value" };
-  return { long: name, short: aliasesOf(alias), description: shortDescription(help), value, negatable: option.kind === "switch", repeatable: option.repeatable === true };
+  const short = option.short === undefined ? [] : [option.short];
+  return { long: name, short, description: shortDescription(help), value, negatable: option.kind === "switch", repeatable: option.repeatable === true };
 }
 
 export function completionModel(program = "fibrpc"): CompletionModel {
   const commands = COMMANDS.map((name): CommandSpec => {
-    const args = argsOf(name);
-    const flags = (COMMAND_OPTIONS[name] as readonly OptionName[]).map((option) => flagOf(option, name, (args[option] as { alias?: unknown } | undefined)?.alias));
+    const flags = optionsOf(name).map((option) => flagOf(option, name));
     return { name, flags: [...flags, HELP], positional: POSITIONAL[name] ?? [] };
   });
   return { program, commands, rootFlags: [HELP, VERSION] };

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatDuration, parseDuration, parseHost, parseSwitch, parseWholeNumber } from "../../src/config.ts";
 import { ExitCode, FibrpcError, mostSevere } from "../../src/errors.ts";
-import { loadOptions } from "../../src/options.ts";
+import { loadOptions } from "../../src/options-resolve.ts";
 
 describe("parseDuration", () => {
   const cases: [string, number][] = [

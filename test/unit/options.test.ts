@@ -9,7 +9,8 @@ import { describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
 import { DEFAULT_PREFETCH, envNameOf } from "../../src/config.ts";
 import { FibrpcError } from "../../src/errors.ts";
-import { argsOf, COMMAND_OPTIONS, COMMANDS, helpOf, OPTIONS, resolveOptions, type CommandName, type OptionName, type Options } from "../../src/options.ts";
+import { resolveOptions } from "../../src/options-resolve.ts";
+import { argsOf, COMMAND_OPTIONS, COMMANDS, helpOf, OPTIONS, type CommandName, type OptionName, type Options } from "../../src/options.ts";
 import { HEAVY_N } from "../../src/rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "../../src/rpc/protocol.ts";
 

@@ -1,0 +1,113 @@
+/**
+ * A command's options resolved into one frozen, typed object: each read flag > environment > config file >
+ * default and parsed by its record in the table, then the rules between options. The config file is read
+ * once (--config, else FIBRPC_CONFIG) and passed on as a value. Usage errors (exit 64) for anything wrong.
+ */
+import { readConfigFile, type ConfigKeys } from "./config.ts";
+import { ordinal } from "./broker-url.ts";
+import { usageError } from "./errors.ts";
+import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
+import { camelName, OPTIONS, optionOf, optionsOf, takes, type CommandName, type OptionName, type Options, type Source } from "./options.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+type File = Readonly<Record<string, string>>;
+
+export interface OptionInput {
+  /** The command line after the command's name. */
+  rawArgs: readonly string[];
+  /** The environment (process.env). */
+  env: Env;
+  /** The FIBRPC_* settings of the --config file, if any (see readConfigFile). */
+  file?: File;
+  onNegativeNumber?: OnNegativeNumber;
+}
+
+/** A value and where it came from: flag > environment > config file > default. */
+function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, file: File): { value: unknown; source: Source } {
+  const option = optionOf(name);
+  const at = (where: string) => ({ flag: name, env: option.env, where });
+  if (typeof flag === "boolean") return { value: flag, source: "flag" };
+  if (typeof flag === "string") return { value: option.parse(flag, at(`--${name}`)), source: "flag" };
+  if (flag !== undefined) return { value: option.parseAll!(flag.map((text) => ({ text, where: `--${name}` }))), source: "flag" };
+  const fromEnv = env[option.env];
+  if (fromEnv !== undefined && fromEnv !== "") return { value: option.parse(fromEnv, at(option.env)), source: "env" };
+  const fromFile = option.inFile === false ? undefined : file[option.env];
+  if (fromFile !== undefined && fromFile !== "") {
+    return { value: option.parse(fromFile, at(`${option.env} in the --config file`)), source: "file" };
+  }
+  const fallback = typeof option.default === "function" ? option.default() : option.default;
+  return { value: fallback === undefined ? undefined : option.parse(fallback, at("default")), source: "default" };
+}
+
+/** Rules between options of a command, checked once all are read. */
+const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
+  serve: (o) => {
+    tlsPair(o);
+    // amqplib's recovering connection takes its socket options once, for every URL.
+    const timeouts = o.url.map((u) => u.connectionTimeoutMs);
+    const differs = timeouts.findIndex((t) => t !== timeouts[0]);
+    if (differs !== -1) {
+      const shown = (t: number | undefined) => (t === undefined ? "none" : `${t}`);
+      throw usageError(`serve uses one connection_timeout for all its broker URLs; the 1st gives ${shown(timeouts[0])}, the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`);
+    }
+    // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
+    if (o.from.httpHost === "flag" && o.httpPort === undefined) throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
+  },
+  call: (o) => tlsPair(o),
+  bench: (o) => {
+    tlsPair(o);
+    if (o.duration !== undefined && o.from.requests !== "default") throw usageError("give --requests or --duration, not both");
+  },
+  health: (o) => {
+    if (o.statusFile === undefined) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
+  },
+  completion: () => {},
+};
+
+function tlsPair(o: { tlsCert: string | undefined; tlsKey: string | undefined }): void {
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usageError("--tls-cert and --tls-key go together");
+}
+
+/** The flags of a command line, scanned strictly: its first problem thrown. */
+function flagsOf(command: CommandName, input: Omit<OptionInput, "env" | "file">): GivenFlags {
+  const line = scanCommandLine(command, input.rawArgs, input.onNegativeNumber);
+  if (line.problem) throw line.problem;
+  return line.flags;
+}
+
+/** A command's options from its command line, the environment and the config file's settings (given). */
+export function resolveOptions<C extends CommandName>(command: C, input: OptionInput): Options<C> {
+  return resolveGiven(command, flagsOf(command, input), input.env, input.file ?? {});
+}
+
+export function resolveGiven<C extends CommandName>(command: C, flags: GivenFlags, env: Env, file: File): Options<C> {
+  const values: Record<string, unknown> = {};
+  const from: Record<string, Source> = {};
+  for (const name of optionsOf(command)) {
+    const { value, source } = resolveOne(name, flags[name], env, file);
+    values[camelName(name)] = value;
+    from[camelName(name)] = source;
+  }
+  const options = Object.freeze({ ...values, from: Object.freeze(from) }) as unknown as Options<C>;
+  (CHECKS[command] as (o: Options<C>) => void)(options);
+  return options;
+}
+
+/** The keys a --config file may hold: every option's variable, whichever command takes it. */
+const ALL = Object.values(OPTIONS);
+const CONFIG_KEYS: ConfigKeys = {
+  known: ALL.flatMap((o) => (o.inFile === false ? [] : [o.env])),
+  notInFile: ALL.flatMap((o) => (o.inFile === false ? [o.env] : [])),
+};
+
+/** resolveOptions with the config file read first, once: every other option may come from it. */
+export async function loadOptions<C extends CommandName>(command: C, input: Omit<OptionInput, "file">): Promise<Options<C>> {
+  return loadGiven(command, flagsOf(command, input), input.env);
+}
+
+/** loadOptions after the scan. The command line is checked before the file is read. */
+export async function loadGiven<C extends CommandName>(command: C, flags: GivenFlags, env: Env): Promise<Options<C>> {
+  const path = takes(command, "config") ? (resolveOne("config", flags.config, env, {}).value as string | undefined) : undefined;
+  const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS);
+  return resolveGiven(command, flags, env, file);
+}

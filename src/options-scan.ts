@@ -1,0 +1,138 @@
+/**
+ * The one reading of a command's command line (what follows the command's name), against the command's
+ * options in the table: the flags given with their text, the operands (words that are neither a flag nor its
+ * value), whether help was asked for, and the first problem. A problem is kept, not thrown, so that --help
+ * anywhere on the line still wins (`fibrpc call --timeout --help` shows help). Each problem is one line:
+ * - an unknown flag (a typo such as `--worker 3` must not be ignored), with the closest one;
+ * - a flag that needs a value without one: last on the line, followed by another flag (`--timeout --json`),
+ *   or empty (`--timeout=`);
+ * - a flag given twice (`--timeout 1s --timeout 2s`); only --url may repeat, its values kept in order;
+ * - a value for an on/off flag (`--json=yes`).
+ * A token such as "-5" is handed to `onNegativeNumber` if given (call: an invalid n), else is an unknown
+ * flag. Everything after "--" is an operand.
+ */
+import { FibrpcError, usageError } from "./errors.ts";
+import { camelName, COMMANDS, optionOf, optionsOf, shortOf, takes, type CommandName, type OptionName } from "./options.ts";
+import { closest } from "./suggest.ts";
+
+/** The values given on the command line: text, on/off, or every --url in order. */
+export type GivenFlags = Partial<Record<OptionName, string | boolean | readonly string[]>>;
+
+export interface CommandLine {
+  flags: GivenFlags;
+  operands: readonly string[];
+  /** --help or -h was given (anywhere before "--"). */
+  help: boolean;
+  problem?: FibrpcError;
+}
+
+/** How a token like "-5" is reported (call: an invalid n); without it, it is an unknown option. */
+export type OnNegativeNumber = (token: string) => never;
+
+/** Flags every command takes, handled before its options; no option's short form may be h or v. */
+const ALWAYS = new Set(["help", "h", "version", "v"]);
+/** The next token is a flag's value unless it is another flag ("-5" and "-" are values). */
+const isFlag = (token: string) => token.startsWith("-") && token !== "-" && !/^-\d/.test(token);
+
+export function scanCommandLine(command: CommandName, rawArgs: readonly string[], onNegativeNumber?: OnNegativeNumber): CommandLine {
+  const known = new Map<string, OptionName>();
+  for (const name of optionsOf(command)) {
+    for (const spelling of [`--${name}`, `--${camelName(name)}`, shortOf(name)]) if (spelling) known.set(spelling, name);
+    if (optionOf(name).kind === "switch") known.set(`--no-${name}`, name);
+  }
+  const flags: Record<string, string | boolean | string[]> = {};
+  const seen = new Map<OptionName, string>();
+  const operands: string[] = [];
+  let help = false;
+  let problem: FibrpcError | undefined;
+  const fail = (error: unknown) => {
+    if (!(error instanceof FibrpcError)) throw error;
+    problem ??= error;
+  };
+  for (let i = 0; i < rawArgs.length; i++) {
+    const token = rawArgs[i]!;
+    if (token === "--") {
+      operands.push(...rawArgs.slice(i + 1));
+      break;
+    }
+    if (!token.startsWith("-") || token === "-") {
+      operands.push(token);
+      continue;
+    }
+    if (/^-\d/.test(token) && onNegativeNumber) {
+      try {
+        onNegativeNumber(token);
+      } catch (error) {
+        fail(error);
+      }
+      continue;
+    }
+    const eq = token.indexOf("=");
+    const flag = eq === -1 ? token : token.slice(0, eq);
+    const bare = flag.replace(/^--?/, "");
+    if (ALWAYS.has(bare) && (flag.startsWith("--") || bare.length === 1)) {
+      help ||= token === "--help" || token === "-h";
+      continue;
+    }
+    // -w is --workers: one letter after one dash, its value next or after "=" (never -w3, -jt).
+    const name = known.get(flag);
+    if (name === undefined) {
+      fail(unknownFlag(command, flag));
+      continue;
+    }
+    const option = optionOf(name);
+    const display = `--${name}`;
+    if (option.kind === "switch") {
+      if (eq !== -1) fail(usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`));
+      else if (seen.has(name)) fail(usageError(`${display} given twice; give it once`));
+      seen.set(name, "");
+      flags[name] = !bare.startsWith("no-");
+      continue;
+    }
+    const needs = `${display} needs a value${option.valueHint ? ` (${option.valueHint})` : ""}`;
+    let value: string | undefined;
+    const next = rawArgs[i + 1];
+    if (eq !== -1) value = token.slice(eq + 1);
+    else if (next !== undefined && !isFlag(next)) value = rawArgs[++i];
+    if (value === undefined || value === "") {
+      const after = value === "" ? ", got an empty one" : next !== undefined ? ` before ${next.split("=", 1)[0]}` : "";
+      fail(usageError(`${needs}${after}`));
+    } else if (option.repeatable) {
+      ((flags[name] ??= []) as string[]).push(value);
+    } else {
+      const before = seen.get(name);
+      if (before !== undefined) fail(usageError(`${display} given twice (${before}, ${value}); give it once`));
+      seen.set(name, value);
+      flags[name] = value;
+    }
+  }
+  return { flags: flags as GivenFlags, operands, help, problem };
+}
+
+/**
+ * The usage error for a flag `command` does not take, with the closest one it does
+ * ("--jsn": did you mean --json?), or the command that takes it ("call --workers").
+ */
+function unknownFlag(command: CommandName, flag: string): FibrpcError {
+  const see = `see fibrpc ${command} --help`;
+  const names = optionsOf(command);
+  const long = flag.startsWith("--");
+  const bare = flag.replace(/^--?/, "");
+  if (long || bare.length > 1) {
+    const longs = names.flatMap((n) => (optionOf(n).kind === "switch" ? [n, `no-${n}`] : [n]));
+    const guess = closest(bare, [...longs, "help", "version"]);
+    if (guess !== undefined) return usageError(`unknown option ${flag}; did you mean --${guess}? ${see}`);
+    const others = COMMANDS.filter((c) => c !== command && takes(c, bare));
+    if (others.length > 0) return usageError(`unknown option ${flag}: it is an option of ${others.join(", ")}, not of ${command}; ${see}`);
+  }
+  if (!long) {
+    const shorts = names.map(shortOf).filter((s) => s !== undefined);
+    if (bare.length > 1 && shorts.includes(`-${bare[0]}`)) {
+      // Short flags are never bundled (-jt) nor glued to their value (-t2s): say how to write them.
+      const split = [...bare].every((c) => shorts.includes(`-${c}`)) ? [...bare].map((c) => `-${c}`).join(" ") : `-${bare[0]} ${bare.slice(1)}`;
+      return usageError(`unknown option ${flag}; did you mean ${split}? short flags go one at a time, a value after a space; ${see}`);
+    }
+    if (bare.length === 1 && shorts.length > 0) return usageError(`unknown option ${flag}; the short flags of ${command} are ${shorts.join(", ")}; ${see}`);
+  }
+  return usageError(`unknown option ${flag}; ${see}`);
+}
