@@ -7,10 +7,12 @@ import { readConfigFile, type ConfigKeys } from "./config.ts";
 import { ordinal } from "./broker-url.ts";
 import { usageError } from "./errors.ts";
 import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
-import { camelName, OPTIONS, optionOf, optionsOf, takes, type CommandName, type OptionName, type Options, type Source } from "./options.ts";
+import { camelName, OPTIONS, optionOf, optionsOf, takes } from "./options.ts";
+import type { CommandName, OptionName, Options, Source } from "./options.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 type File = Readonly<Record<string, string>>;
+type Resolved = { value: unknown; source: Source };
 
 export interface OptionInput {
   /** The command line after the command's name. */
@@ -23,7 +25,7 @@ export interface OptionInput {
 }
 
 /** A value and where it came from: flag > environment > config file > default. */
-function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, file: File): { value: unknown; source: Source } {
+function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, file: File): Resolved {
   const option = optionOf(name);
   const at = (where: string) => ({ flag: name, env: option.env, where });
   if (typeof flag === "boolean") return { value: flag, source: "flag" };
@@ -107,7 +109,7 @@ export async function loadOptions<C extends CommandName>(command: C, input: Omit
 
 /** loadOptions after the scan. The command line is checked before the file is read. */
 export async function loadGiven<C extends CommandName>(command: C, flags: GivenFlags, env: Env): Promise<Options<C>> {
-  const path = takes(command, "config") ? (resolveOne("config", flags.config, env, {}).value as string | undefined) : undefined;
-  const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS);
+  const path = takes(command, "config") ? resolveOne("config", flags.config, env, {}).value : undefined;
+  const file = path === undefined ? {} : await readConfigFile(path as string, CONFIG_KEYS);
   return resolveGiven(command, flags, env, file);
 }

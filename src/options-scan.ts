@@ -12,13 +12,14 @@
  * flag. Everything after "--" is an operand.
  */
 import { FibrpcError, usageError } from "./errors.ts";
-import { camelName, COMMANDS, optionOf, optionsOf, shortOf, takes, type CommandName, type OptionName } from "./options.ts";
+import { camelName, COMMANDS, optionOf, optionsOf, shortOf, takes } from "./options.ts";
+import type { CommandName, OptionName } from "./options.ts";
 import { closest } from "./suggest.ts";
 
 /** The values given on the command line: text, on/off, or every --url in order. */
 export type GivenFlags = Partial<Record<OptionName, string | boolean | readonly string[]>>;
 
-export interface CommandLine {
+export interface Scanned {
   flags: GivenFlags;
   operands: readonly string[];
   /** --help or -h was given (anywhere before "--"). */
@@ -34,11 +35,13 @@ const ALWAYS = new Set(["help", "h", "version", "v"]);
 /** The next token is a flag's value unless it is another flag ("-5" and "-" are values). */
 const isFlag = (token: string) => token.startsWith("-") && token !== "-" && !/^-\d/.test(token);
 
-export function scanCommandLine(command: CommandName, rawArgs: readonly string[], onNegativeNumber?: OnNegativeNumber): CommandLine {
+export function scanCommandLine(command: CommandName, args: readonly string[], negative?: OnNegativeNumber): Scanned {
   const known = new Map<string, OptionName>();
   for (const name of optionsOf(command)) {
-    for (const spelling of [`--${name}`, `--${camelName(name)}`, shortOf(name)]) if (spelling) known.set(spelling, name);
-    if (optionOf(name).kind === "switch") known.set(`--no-${name}`, name);
+    const no = optionOf(name).kind === "switch" ? `--no-${name}` : undefined;
+    for (const spelling of [`--${name}`, `--${camelName(name)}`, shortOf(name), no]) {
+      if (spelling !== undefined) known.set(spelling, name);
+    }
   }
   const flags: Record<string, string | boolean | string[]> = {};
   const seen = new Map<OptionName, string>();
@@ -49,19 +52,19 @@ export function scanCommandLine(command: CommandName, rawArgs: readonly string[]
     if (!(error instanceof FibrpcError)) throw error;
     problem ??= error;
   };
-  for (let i = 0; i < rawArgs.length; i++) {
-    const token = rawArgs[i]!;
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i]!;
     if (token === "--") {
-      operands.push(...rawArgs.slice(i + 1));
+      operands.push(...args.slice(i + 1));
       break;
     }
     if (!token.startsWith("-") || token === "-") {
       operands.push(token);
       continue;
     }
-    if (/^-\d/.test(token) && onNegativeNumber) {
+    if (/^-\d/.test(token) && negative) {
       try {
-        onNegativeNumber(token);
+        negative(token);
       } catch (error) {
         fail(error);
       }
@@ -91,9 +94,9 @@ export function scanCommandLine(command: CommandName, rawArgs: readonly string[]
     }
     const needs = `${display} needs a value${option.valueHint ? ` (${option.valueHint})` : ""}`;
     let value: string | undefined;
-    const next = rawArgs[i + 1];
+    const next = args[i + 1];
     if (eq !== -1) value = token.slice(eq + 1);
-    else if (next !== undefined && !isFlag(next)) value = rawArgs[++i];
+    else if (next !== undefined && !isFlag(next)) value = args[++i];
     if (value === undefined || value === "") {
       const after = value === "" ? ", got an empty one" : next !== undefined ? ` before ${next.split("=", 1)[0]}` : "";
       fail(usageError(`${needs}${after}`));

@@ -81,10 +81,12 @@ export interface OptionDef<T> {
 type Spec<T> = Omit<OptionDef<T>, "env" | "kind">;
 type Written<T> = Omit<OptionDef<T>, "env">;
 
-const withDefault = <T>(spec: Spec<T> & { default: string | (() => string) }): Written<T> => ({ kind: "value", ...spec });
+type Default = { default: string | (() => string) };
+const withDefault = <T>(spec: Spec<T> & Default): Written<T> => ({ kind: "value", ...spec });
 const optional = <T>(spec: Spec<T> & { defaultText: string }): Written<T | undefined> => ({ kind: "value", ...spec });
 function onOff(spec: { short?: string; help: OptionDef<boolean>["help"] }): Written<boolean> {
-  return { ...spec, kind: "switch", default: "false", defaultText: "off", parse: (text, at) => parseSwitch(at.env, text) };
+  const parse = (text: string, at: ValueAt) => parseSwitch(at.env, text);
+  return { ...spec, kind: "switch", default: "false", defaultText: "off", parse };
 }
 
 // Parsers shared by several options.
@@ -111,7 +113,8 @@ function brokerUrls(values: readonly { text: string; where: string }[]): readonl
 
 /** The table's records with their variable, derived from the key. */
 function named<T extends Record<string, Written<unknown>>>(specs: T): { readonly [K in keyof T]: T[K] & { env: string } } {
-  return Object.fromEntries(Object.entries(specs).map(([flag, spec]) => [flag, { ...spec, env: envNameOf(flag) }])) as never;
+  const entries = Object.entries(specs).map(([flag, spec]) => [flag, { ...spec, env: envNameOf(flag) }]);
+  return Object.fromEntries(entries);
 }
 
 const REPLY_QUEUE_MODES: readonly ReplyQueueMode[] = ["direct", "exclusive"];
@@ -384,7 +387,8 @@ export function argsOf(command: CommandName): ArgsDef {
     const { kind, short, valueHint } = optionOf(name);
     const alias = short === undefined ? {} : { alias: [short] };
     const description = helpOf(name, command);
-    args[name] = kind === "switch" ? { type: "boolean", description, ...alias } : { type: "string", valueHint, description, ...alias };
+    const type = kind === "switch" ? { type: "boolean" as const } : { type: "string" as const, valueHint };
+    args[name] = { ...type, description, ...alias };
   }
   return args;
 }

@@ -15,7 +15,8 @@
  */
 import type { ArgDef, ArgsDef, CommandDef } from "citty";
 import { EXIT_CODES } from "../errors.ts";
-import { COMMANDS, helpOf, OPTIONS, optionOf, optionsOf, shortOf, takes, type CommandName, type OptionName } from "../options.ts";
+import { COMMANDS, helpOf, OPTIONS, optionOf, optionsOf, shortOf, takes } from "../options.ts";
+import type { CommandName, OptionName } from "../options.ts";
 import { writeStdout } from "../output.ts";
 import { version } from "../version.ts";
 
@@ -250,7 +251,8 @@ const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };
 function optionLabel(name: OptionName): string {
   const { kind, valueHint } = optionOf(name);
   const short = shortOf(name);
-  return `${short === undefined ? "    " : `${short}, `}--${name}${kind === "switch" ? "" : ` <${valueHint ?? "value"}>`}`;
+  const hint = kind === "switch" ? "" : ` <${valueHint ?? "value"}>`;
+  return `${short === undefined ? "    " : `${short}, `}--${name}${hint}`;
 }
 
 async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promise<T> {
@@ -270,12 +272,11 @@ export async function renderCommandHelp(name: CommandName, command: AnyCommand, 
   const options = optionsOf(name);
   const usage = ["fibrpc", name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...operands.map(operand)].join(" ");
   const rows = options.map((option) => ({ label: optionLabel(option), text: helpOf(option, name) }));
+  const operandRows = operands.map((o) => ({ label: operand(o), text: o[1].description ?? "" }));
   const lines = [
     ...wrap(`fibrpc ${name}: ${await descriptionOf(command)}`, style.width, 0, 2),
     ...section("USAGE", wrap(usage, style.width, 2, 6), paint),
-    ...(operands.length === 0
-      ? []
-      : section("ARGUMENTS", table(operands.map((o) => ({ label: operand(o), text: o[1].description ?? "" })), style, paint), paint)),
+    ...(operands.length === 0 ? [] : section("ARGUMENTS", table(operandRows, style, paint), paint)),
     ...section("OPTIONS", table([...rows, HELP_ROW], style, paint), paint),
     ...examples(name, style, paint),
     "",
@@ -326,7 +327,9 @@ export async function helpText(main: AnyCommand, rawArgs: readonly string[], sty
   const commands = await commandsOf(main);
   const name = rawArgs.find((a) => !a.startsWith("-") && Object.hasOwn(commands, a));
   if (name !== undefined) return renderCommandHelp(name as CommandName, await resolve(commands[name]!), style);
-  const rows = await Promise.all(Object.entries(commands).map(async ([n, c]) => ({ label: n, text: await descriptionOf(await resolve(c)) })));
+  const rows = await Promise.all(
+    Object.entries(commands).map(async ([label, c]) => ({ label, text: await descriptionOf(await resolve(c)) })),
+  );
   return renderRootHelp(await descriptionOf(main), rows, style);
 }
 

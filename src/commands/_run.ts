@@ -53,7 +53,9 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
   const wantsHelp = rawArgs.includes("--help") || rawArgs.includes("-h");
   if (first.startsWith("-")) {
     if (["--help", "-h"].includes(first) || wantsHelp) return undefined;
-    if (["--version", "-v"].includes(first)) return rawArgs.length === 1 ? undefined : `give ${first} alone; see fibrpc --help`;
+    if (["--version", "-v"].includes(first)) {
+      return rawArgs.length === 1 ? undefined : `give ${first} alone; see fibrpc --help`;
+    }
     const flag = first.split("=", 1)[0]!;
     const guess = closest(flag.replace(/^--?/, ""), ["help", "version"]);
     if (guess !== undefined) return `unknown option ${flag}; did you mean --${guess}? see fibrpc --help`;
@@ -67,8 +69,8 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
     return topic === undefined ? undefined : commandLineProblem(main, [topic]);
   }
   const guess = closest(first, [...names, "help"]);
-  const known = guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`;
-  return `unknown command ${JSON.stringify(first)}; ${known} see fibrpc --help`;
+  const say = guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`;
+  return `unknown command ${JSON.stringify(first)}; ${say} see fibrpc --help`;
 }
 
 export interface RunExtras {

@@ -69,7 +69,8 @@ function flagOf(name: OptionName, command: CommandName): FlagSpec {
   else if (option.valueHint !== undefined && FILE_HINTS.has(option.valueHint)) value = { kind: "file" };
   else value = { kind: "any", hint: option.valueHint ?? "value" };
   const short = option.short === undefined ? [] : [option.short];
-  return { long: name, short, description: shortDescription(help), value, negatable: option.kind === "switch", repeatable: option.repeatable === true };
+  const [negatable, repeatable] = [option.kind === "switch", option.repeatable === true];
+  return { long: name, short, description: shortDescription(help), value, negatable, repeatable };
 }
 
 export function completionModel(program = "fibrpc"): CompletionModel {
