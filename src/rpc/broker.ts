@@ -6,11 +6,12 @@
  * amqplib's built-in recovery, FailoverUrl is that object: its fields are those of the current
  * broker, moved on to the next one after each failed attempt or lost connection.
  */
+// Before amqplib: the broker's reasons for a refused connection.open (amqplib-internals.ts).
+import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import type { FibrpcError } from "../errors.ts";
 import { registerBrokerUrl } from "../mask.ts";
-import "./amqplib-handshake.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {

@@ -21,7 +21,7 @@ import {
   type EncodedMessage,
   type Format,
 } from "./protocol.ts";
-import { UNREADABLE_TABLE } from "./amqplib-guard.ts";
+import { UNREADABLE_TABLE } from "./amqplib-internals.ts";
 import { isDirectReplyTo, isWellFormedDirectReplyTo } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
 

@@ -4,6 +4,7 @@
  * internals are as it expects, else amqplib's own channel methods.
  */
 import type { Channel, ConsumeMessage } from "amqplib";
+import { INTERNALS_PROBLEM } from "./amqplib-internals.ts";
 
 /** The message properties fibrpc sends (requests, replies, and requests put back). */
 export interface PublishProperties {
@@ -51,6 +52,12 @@ export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | u
   return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };
 }
 
-/** The log line for a fallback: what happened and what it costs. */
-export const OUTLET_FALLBACK_MESSAGE =
-  "the frame writer could not attach to this amqplib version's connection internals; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, \"Outlet\")";
+/**
+ * The log line for a fallback: what happened and what it costs. On an amqplib other than the one
+ * pinned it names both versions, and says what else is off (amqplib-internals.ts).
+ */
+export const OUTLET_FALLBACK_MESSAGE = `the frame writer could not attach to ${
+  INTERNALS_PROBLEM === undefined
+    ? "this amqplib version's connection internals"
+    : `amqplib's connection internals (${INTERNALS_PROBLEM}; its field-table guard and the broker's reasons at connection.open are off too)`
+}; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, "Outlet")`;

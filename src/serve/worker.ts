@@ -2,8 +2,8 @@
  * Worker entry: one RpcServer per Bun Worker. Workers get no signals; the supervisor asks them
  * to drain with a message.
  */
-// First: amqplib must load with its field-table decoder guarded (see the module).
-import "../rpc/amqplib-guard.ts";
+// First: amqplib must load with its field-table decoder guarded (rpc/amqplib-internals.ts).
+import "../rpc/amqplib-internals.ts";
 import { withHint } from "../commands/_hints.ts";
 import { fibDecimal } from "../fib.ts";
 import { createLogger } from "../log.ts";
