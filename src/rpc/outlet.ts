@@ -41,13 +41,19 @@ export function channelOutlet(channel: Channel): Outlet {
 }
 
 /**
- * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own,
- * with `fallback` true so that the caller says so (a log line, and /metrics for serve).
- * FIBRPC_OUTLET=amqplib forces amqplib's own (not a fallback): an escape hatch, and how
- * `bun run bench:outlet` measures what the frame writer is worth.
+ * "wire": the frame writer where it can attach; "amqplib": amqplib's own publish and ack, asked
+ * for (FIBRPC_OUTLET=amqplib, env-settings.ts): an escape hatch, and how `bun run bench:outlet`
+ * measures what the frame writer is worth.
  */
-export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
-  if (process.env.FIBRPC_OUTLET === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
+export type OutletMode = "wire" | "amqplib";
+
+/**
+ * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own,
+ * with `fallback` true so that the caller says so (a log line, and /metrics for serve). Mode
+ * "amqplib" is amqplib's own, and not a fallback.
+ */
+export function chooseOutlet(channel: Channel, mode: OutletMode, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
+  if (mode === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
   const writer = openFrameWriter();
   return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };
 }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { parseBrokerUrl } from "../../src/broker-url.ts";
-import { withHint } from "../../src/commands/_hints.ts";
+import { withHint } from "../../src/hints.ts";
 import { FibrpcError } from "../../src/errors.ts";
 import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-internals.ts";
 import { brokerRefusal, connectError, isInequivalent, refusal, reservedQueueName } from "../../src/rpc/broker-errors.ts";
