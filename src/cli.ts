@@ -4,8 +4,8 @@
  * server's code; `call` itself is imported statically, because in the compiled binary a
  * dynamic import costs ~2 ms of a ~15 ms cold call.
  */
-// First: amqplib must load with its field-table decoder guarded (see the module).
-import "./rpc/amqplib-guard.ts";
+// First: amqplib must load with its field-table decoder guarded (rpc/amqplib-internals.ts).
+import "./rpc/amqplib-internals.ts";
 import { defineCommand } from "citty";
 import callCommand from "./commands/call.ts";
 import { installCrashHandlers, runMain } from "./commands/_run.ts";

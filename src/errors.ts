@@ -1,7 +1,9 @@
 /**
- * Every failure a user can meet, as a value with a code. One table maps each code to the
- * process exit code and to whether retrying can help; the hint a user sees with it is added by
- * the command that reports it (commands/_hints.ts).
+ * Every failure a user can meet, as a value with a code. Three tables say what a code means:
+ * EXIT_FOR, the process's exit code; RETRYABLE, whether `call --retry` sends the call again
+ * (FibrpcError.retryable, read by rpc/retry.ts); REFUSALS, whether it is a refusal that nothing
+ * retries (FibrpcError.refusal: not call, not bench's reconnection, not serve at start-up). The
+ * hint a user sees with it is added by the command that reports it (hints.ts).
  *
  * Exit codes follow BSD sysexits(3) (also used by Postfix, sendmail and many CLIs), so scripts
  * can tell "you called me wrong" (64) from "the service is not there" (69) from "try again" (75).
@@ -110,7 +112,7 @@ const REFUSALS: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["USAGE"
 
 /**
  * Which case of a code an error is, where one code covers several that call for different
- * remedies (commands/_hints.ts picks the hint by it).
+ * remedies (hints.ts picks the hint by it).
  */
 export type ErrorReason =
   | "connection-refused"
@@ -173,8 +175,8 @@ export interface BrokerLimit {
 
 /**
  * An error with a code. `message` is one line saying what happened and why, and nothing about
- * the command line: the code and `details` say the rest, and commands/ add what to do
- * (commands/_hints.ts), so that the core (rpc/) stays usable as a library.
+ * the command line: the code and `details` say the rest, and whoever reports it adds what to do
+ * (hints.ts), so that the core (rpc/) stays usable as a library.
  */
 export class FibrpcError extends Error {
   override readonly name = "FibrpcError";

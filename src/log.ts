@@ -1,13 +1,13 @@
 /**
  * Logging: consola, always on stderr, so stdout carries only results (`fibrpc call 30 | xargs`).
- * Every line goes through maskSecrets (mask.ts), so a password given in a URL never reaches a log
- * line, even inside an error message from the AMQP library.
+ * Every line goes through the run's Masker (mask.ts), so a password given in a URL never reaches a
+ * log line, even inside an error message from the AMQP library.
  *
  * consola/core with reporters of our own: consola's default entry (fancy and basic reporters)
  * costs ~7 ms of start-up on every `fibrpc call`, a quarter of a cold call.
  */
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola/core";
-import { maskSecrets } from "./mask.ts";
+import type { Masker } from "./mask.ts";
 
 export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -32,8 +32,8 @@ function isFields(arg: unknown): arg is Record<string, unknown> {
   return typeof arg === "object" && arg !== null && !(arg instanceof Error) && Object.getPrototypeOf(arg) === Object.prototype;
 }
 
-function text(logObj: LogObject): string {
-  return maskSecrets(
+function text(logObj: LogObject, masker: Masker): string {
+  return masker.mask(
     logObj.args
       .filter((a) => !isFields(a))
       .map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : JSON.stringify(a)))
@@ -48,37 +48,51 @@ function levelName(logObj: LogObject): string {
 const COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90", trace: "90" };
 
 /** "<ISO time> <LEVEL> [tag] message", one line per entry; colored on a terminal. */
-function prettyReporter(color: boolean): ConsolaReporter {
+function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
   return {
     log: (logObj) => {
       const level = levelName(logObj);
       const label = level.toUpperCase().padEnd(5);
       const tag = logObj.tag ? ` [${logObj.tag}]` : "";
       const head = color ? `\u001b[2m${logObj.date.toISOString()}\u001b[22m \u001b[${COLORS[level] ?? "39"}m${label}\u001b[39m` : `${logObj.date.toISOString()} ${label}`;
-      process.stderr.write(`${head}${tag} ${text(logObj)}\n`);
+      process.stderr.write(`${head}${tag} ${text(logObj, masker)}\n`);
     },
   };
 }
 
 /** One JSON object per line: time, level, worker (the tag), message, and fields if any. */
-const jsonReporter: ConsolaReporter = {
-  log: (logObj) => {
-    const entry: Record<string, unknown> = { time: logObj.date.toISOString(), level: levelName(logObj) };
-    if (logObj.tag) entry.worker = logObj.tag;
-    entry.message = text(logObj);
-    const fields = Object.assign({}, ...logObj.args.filter(isFields));
-    if (Object.keys(fields).length > 0) entry.fields = JSON.parse(maskSecrets(JSON.stringify(fields)));
-    process.stderr.write(`${JSON.stringify(entry)}\n`);
-  },
-};
+function jsonReporter(masker: Masker): ConsolaReporter {
+  return {
+    log: (logObj) => {
+      const entry: Record<string, unknown> = { time: logObj.date.toISOString(), level: levelName(logObj) };
+      if (logObj.tag) entry.worker = logObj.tag;
+      entry.message = text(logObj, masker);
+      const fields = Object.assign({}, ...logObj.args.filter(isFields));
+      if (Object.keys(fields).length > 0) entry.fields = JSON.parse(masker.mask(JSON.stringify(fields)));
+      process.stderr.write(`${JSON.stringify(entry)}\n`);
+    },
+  };
+}
 
-export function createLogger(level: LogLevelName, tag?: string, format: LogFormat = "pretty"): Logger {
+export interface LoggerOptions {
+  level: LogLevelName;
+  format: LogFormat;
+  /** The worker's tag ("worker-2"), if any. */
+  tag?: string;
+  /** The secrets of this run's broker URLs. */
+  masker: Masker;
+  /** NO_COLOR was set (env-settings.ts): no colors, even on a terminal. */
+  noColor: boolean;
+}
+
+export function createLogger({ level, format, tag, masker, noColor }: LoggerOptions): Logger {
+  const color = process.stderr.isTTY === true && !noColor;
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
     // No folding of repeated lines into "(repeated N times)": each event is its own line (a
     // dropped request is one line, and counting them must work).
     throttle: 0,
-    reporters: [format === "json" ? jsonReporter : prettyReporter(process.stderr.isTTY === true && !process.env.NO_COLOR)],
+    reporters: [format === "json" ? jsonReporter(masker) : prettyReporter(color, masker)],
   });
   return tag ? logger.withTag(tag) : logger;
 }

@@ -26,7 +26,7 @@ import {
 } from "./config.ts";
 import { usageError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "./log.ts";
-import { maskSecrets, registerBrokerUrl } from "./mask.ts";
+import { maskSecrets } from "./mask.ts";
 import type { ReplyQueueMode } from "./rpc/client.ts";
 import { HEAVY_N } from "./rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
@@ -105,10 +105,8 @@ function choiceOf<const V extends string>(values: readonly V[], say = `one of ${
   return { valueHint: values.join("|"), choices: values, parse };
 }
 function brokerUrls(values: readonly { text: string; where: string }[]): readonly BrokerUrl[] {
-  const urls = parseBrokerUrls(values.map((v) => ({ text: v.text, source: v.where })));
-  // Masked in every line from now on, errors included.
-  for (const url of urls) registerBrokerUrl(url);
-  return Object.freeze(urls);
+  // Their secrets are masked in every line of the run (commands/_run.ts builds its Masker from them).
+  return Object.freeze(parseBrokerUrls(values.map((v) => ({ text: v.text, source: v.where }))));
 }
 
 /** The table's records with their variable, derived from the key. */

@@ -7,24 +7,26 @@
  * and method ids); field-table type tags are RabbitMQ's (its "AMQP 0-9-1 errata" page), which
  * every broker and client in use follows instead of the spec's own table.
  *
- * Scope: connect (PLAIN), one channel in confirm mode, basic.publish, and noticing the broker
- * closing the connection or the channel (with its reply text). Nothing else: no consumers, no
- * heartbeats (tuned to 0), no flow control beyond the socket's.
+ * Scope: connect (PLAIN), one channel in confirm mode, basic.publish to the default exchange, and
+ * noticing the broker closing the connection or the channel (with its reply text). Nothing else:
+ * no consumers, no heartbeats (tuned to 0), no flow control beyond the socket's.
+ *
+ * What fibrpc's own frame writer can encode is encoded by it (src/rpc/wire.ts: frames,
+ * basic.publish, the properties fibrpc sends, short strings, tables of strings and integers);
+ * the encoder here covers only what it cannot: short strings of any bytes, the other properties,
+ * and field tables with explicit types, repeated keys, raw bytes and nesting.
  */
 import { connect as tcpConnect, type Socket } from "node:net";
+import * as wire from "../src/rpc/wire.ts";
 import { BROKER_PORT } from "./helpers.ts";
 
-// §4.2.3 frame types, and the frame-end octet.
-const FRAME_METHOD = 1;
-const FRAME_HEADER = 2;
-const FRAME_BODY = 3;
+const { FRAME_END, FRAME_METHOD, BASIC } = wire;
+// §4.2.3: the heartbeat frame's type (the frame writer sends none).
 const FRAME_HEARTBEAT = 8;
-const FRAME_END = 0xce;
 
 // Class and method ids (XML: connection 10, channel 20, basic 60, confirm 85).
 const CONNECTION = 10;
 const CHANNEL = 20;
-const BASIC = 60;
 const CONFIRM = 85;
 const M = {
   connectionStart: [CONNECTION, 10],
@@ -39,7 +41,6 @@ const M = {
   channelOpenOk: [CHANNEL, 11],
   channelClose: [CHANNEL, 40],
   channelCloseOk: [CHANNEL, 41],
-  basicPublish: [BASIC, 40],
   basicAck: [BASIC, 80],
   basicNack: [BASIC, 120],
   confirmSelect: [CONFIRM, 10],
@@ -153,9 +154,9 @@ class Writer {
   }
   /** §4.2.5.3: one length octet, then the bytes. */
   shortstr(s: ShortStr): this {
-    const b = bytesOf(s);
-    if (b.length > 255) throw new RangeError(`a short string has at most 255 bytes, got ${b.length}`);
-    return this.u8(b.length).bytes(b);
+    if (typeof s === "string") return this.bytes(wire.shortString(s));
+    if (s.length > 255) throw new RangeError(`a short string has at most 255 bytes, got ${s.length}`);
+    return this.u8(s.length).bytes(s);
   }
   /** §4.2.5.3: a 32-bit length, then the bytes. */
   longstr(s: ShortStr): this {
@@ -241,13 +242,6 @@ function writeTable(w: Writer, table: FieldTable): void {
   });
 }
 
-/** Encodes a field table (§4.2.5.5), its 32-bit length included. */
-export function encodeTable(table: FieldTable): Uint8Array {
-  const w = new Writer();
-  writeTable(w, table);
-  return w.result();
-}
-
 /**
  * A pre-encoded table nested `depth` tables deep: the outer table holds one entry `key` → a
  * table holding `key` → … down to an empty table (depth 1 is the empty table). Built without
@@ -302,8 +296,15 @@ const PROPERTY_FLAGS: ReadonlyArray<readonly [keyof Properties, number]> = [
   ["clusterId", 1 << 2],
 ];
 
+/** The properties the frame writer encodes itself (wire.ts), as text; headers are typed here. */
+const WIRE_PROPERTIES = new Set<string>(wire.PROPERTY_ORDER.map(([name]) => name).filter((name) => name !== "headers"));
+
 /** §4.2.6.1: the property flags (one 16-bit word: 14 properties, no continuation) and list. */
-export function encodeProperties(p: Properties): Uint8Array {
+function encodeProperties(p: Properties): Uint8Array {
+  const entries = Object.entries(p).filter(([, value]) => value !== undefined);
+  if (entries.every(([name, value]) => WIRE_PROPERTIES.has(name) && typeof value === "string")) {
+    return wire.encodeProperties(p as Parameters<typeof wire.encodeProperties>[0]);
+  }
   let flags = 0;
   const list = new Writer();
   for (const [name, flag] of PROPERTY_FLAGS) {
@@ -400,7 +401,7 @@ export class RawAmqp {
         0,
         M.connectionStartOk,
         new Writer()
-          .bytes(encodeTable([["product", F.str("fibrpc test raw-amqp")], ["connection_name", F.str("fibrpc raw-amqp test")]]))
+          .bytes(wire.encodeTable({ product: "fibrpc test raw-amqp", connection_name: "fibrpc raw-amqp test" }))
           .shortstr("PLAIN")
           .longstr(`\0${user}\0${password}`) // RFC 4616 PLAIN: authzid NUL authcid NUL passwd
           .shortstr("en_US")
@@ -432,27 +433,19 @@ export class RawAmqp {
   }
 
   /**
-   * Publishes on channel 1 (§4.2.6: method frame, one content header frame, body frames of at
-   * most frameMax - 8 bytes). Resolves when the broker confirms the message (it was routed, or
-   * dropped as unroutable), rejects with BrokerClosed if the broker closes instead.
+   * Publishes on channel 1 to the default exchange (§4.2.6: method frame, one content header
+   * frame, body frames of at most frameMax - 8 bytes, as wire.ts encodes them). Resolves when the
+   * broker confirms the message (it was routed, or dropped as unroutable), rejects with
+   * BrokerClosed if the broker closes instead.
    */
-  publish(routingKey: ShortStr, body: Uint8Array, properties: Properties = {}, options: { exchange?: ShortStr; mandatory?: boolean } = {}): Promise<void> {
+  publish(routingKey: ShortStr, body: Uint8Array, properties: Properties = {}, options: { mandatory?: boolean } = {}): Promise<void> {
     if (this.closeReason) return Promise.reject(new BrokerClosed(this.closeReason));
-    const method = new Writer()
-      .u16(0) // reserved-1 (ticket)
-      .shortstr(options.exchange ?? "")
-      .shortstr(routingKey)
-      .u8(options.mandatory ? 1 : 0) // bits: mandatory, immediate
-      .result();
-    // Content header payload: class, weight 0, body size, then flags and property list.
-    const header = new Writer().u16(BASIC).u16(0).u64(BigInt(body.length)).bytes(encodeProperties(properties)).result();
-    if (header.length + 8 > this.frameMax) throw new RangeError(`content header of ${header.length} bytes does not fit in one frame (frame_max ${this.frameMax})`);
-    const frames = [frame(FRAME_METHOD, 1, methodPayload(M.basicPublish, method)), frame(FRAME_HEADER, 1, header)];
-    const maxBody = this.frameMax - 8;
-    for (let at = 0; at < body.length; at += maxBody) frames.push(frame(FRAME_BODY, 1, body.subarray(at, at + maxBody)));
+    const key = bytesOf(routingKey);
+    if (key.length > 255) throw new RangeError(`a short string has at most 255 bytes, got ${key.length}`);
+    const frames = wire.encodePublish(1, this.frameMax, key, body, encodeProperties(properties), options.mandatory ?? false);
     const seq = this.nextSeq++;
     const confirmed = new Promise<void>((resolve, reject) => this.confirms.set(seq, { resolve, reject }));
-    this.socket.write(Buffer.concat(frames));
+    this.socket.write(frames);
     return confirmed;
   }
 
@@ -473,7 +466,7 @@ export class RawAmqp {
   }
 
   private send(channel: number, method: MethodId, args: Uint8Array): void {
-    if (!this.socket.destroyed) this.socket.write(frame(FRAME_METHOD, channel, methodPayload(method, args)));
+    if (!this.socket.destroyed) this.socket.write(wire.encodeFrame(FRAME_METHOD, channel, methodPayload(method, args)));
   }
 
   /** §4.2.3: type, channel, size, payload, frame-end. */
@@ -548,14 +541,4 @@ export class RawAmqp {
 
 function methodPayload(method: MethodId, args: Uint8Array): Uint8Array {
   return new Writer().u16(method[0]).u16(method[1]).bytes(args).result();
-}
-
-function frame(type: number, channel: number, payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(payload.length + 8);
-  out.writeUInt8(type, 0);
-  out.writeUInt16BE(channel, 1);
-  out.writeUInt32BE(payload.length, 3);
-  out.set(payload, 7);
-  out.writeUInt8(FRAME_END, 7 + payload.length);
-  return out;
 }

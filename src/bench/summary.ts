@@ -4,7 +4,7 @@
  * times without a broker and a run cut short each get a line, so that a run across a restart
  * never reads like a clean one.
  */
-import { maskSecrets } from "../mask.ts";
+import { Masker } from "../mask.ts";
 import type { LatencySummary } from "./histogram.ts";
 import type { BenchResult } from "./run.ts";
 
@@ -29,7 +29,7 @@ export interface Planned {
   durationMs?: number;
 }
 
-export function formatSummary(r: BenchResult, o: Planned): string {
+export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new Masker()): string {
   const errors = Object.entries(r.errors);
   const notCounted = r.failed > 0 ? `; ${r.failed} failed call${r.failed === 1 ? "" : "s"} not counted` : "";
   const lines = [
@@ -60,7 +60,7 @@ export function formatSummary(r: BenchResult, o: Planned): string {
   }
   lines.push("");
   // Messages may quote a broker URL: passwords masked, whatever their source.
-  return maskSecrets(lines.join("\n"));
+  return masker.mask(lines.join("\n"));
 }
 
 function percentiles(l: LatencySummary): string {

@@ -1,21 +1,25 @@
 /**
  * A run of fibrpc, from argv to an exit code. The first word names the command (cli.ts's map of citty
  * records); the rest is scanned once (options-scan.ts) into flags, operands and whether help was asked
- * for; then the options are resolved (config file read once) and the command's body runs. An error a user
- * can cause is one line on stderr — what happened and why, and the hint of what to do (_hints.ts) — never a
- * stack trace; an unexpected one is one line too, with the stack only at --log-level debug (Bun would
- * otherwise print an excerpt of the minified source of the compiled binary). Every line is masked (mask.ts).
+ * for; then the options are resolved (config file read once), with the rest of what a run reads from the
+ * environment (env-settings.ts), and the command's body runs. An error a user can cause is one line on
+ * stderr — what happened and why, and the hint of what to do (hints.ts) — never a stack trace; an
+ * unexpected one is one line too, with the stack only at --log-level debug (Bun would otherwise print an
+ * excerpt of the minified source of the compiled binary). Every line is masked (mask.ts): by shape until
+ * the options are resolved, then with the secrets of the broker URLs they hold.
  */
+import type { BrokerUrl } from "../broker-url.ts";
+import { envSettings, type EnvSettings } from "../env-settings.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
+import { withHint } from "../hints.ts";
 import { showsDebug } from "../log.ts";
-import { maskSecrets } from "../mask.ts";
+import { Masker, maskSecrets } from "../mask.ts";
 import { loadGiven } from "../options-resolve.ts";
 import { scanCommandLine, type OnNegativeNumber } from "../options-scan.ts";
 import { OPTIONS, type CommandName, type Options } from "../options.ts";
 import { closest } from "../suggest.ts";
 import { versionLine } from "../version.ts";
 import { commandsOf, helpText, printHelp, renderCommandHelp, type AnyCommand } from "./_help.ts";
-import { withHint } from "./_hints.ts";
 
 /**
  * `fibrpc ARGS`: the command named first runs with the rest. Otherwise help (`fibrpc`, `fibrpc --help`,
@@ -29,7 +33,7 @@ export async function runMain(main: AnyCommand, rawArgs: readonly string[]): Pro
     const command = commands[first]!;
     const cmd = typeof command === "function" ? await command() : command;
     // Not citty's context: its parsed args are never made (the command's runAction scans rawArgs itself).
-    await (cmd.run as (context: RunContext) => Promise<unknown>)({ rawArgs: rest, cmd });
+    await (cmd.run as (context: CommandContext) => Promise<unknown>)({ rawArgs: rest, cmd });
     return;
   }
   const problem = await commandLineProblem(main, rawArgs);
@@ -40,6 +44,14 @@ export async function runMain(main: AnyCommand, rawArgs: readonly string[]): Pro
   // The version line (version, commit, bun, platform), not citty's bare meta.version.
   if (rawArgs.length === 1 && (first === "--version" || first === "-v")) process.stdout.write(`${versionLine}\n`);
   else await printHelp((style) => helpText(main, first === "help" ? rest : rawArgs, style));
+}
+
+/** What a command's body is given besides its options, all resolved once by runAction. */
+export interface RunContext {
+  /** The secrets of the broker URLs of the options: whatever the command prints goes through it. */
+  masker: Masker;
+  /** What the run reads from the environment that is not an option. */
+  env: EnvSettings;
 }
 
 /**
@@ -79,13 +91,13 @@ export interface RunExtras {
 }
 
 /** What runMain hands a command's `run` (a subset of citty's context): the words after its name, its record. */
-export interface RunContext {
+export interface CommandContext {
   rawArgs: readonly string[];
   cmd: AnyCommand;
 }
 
-/** A command's body: its resolved options and operands → its exit code. */
-type Body<C extends CommandName> = (options: Options<C>, operands: readonly string[]) => Promise<ExitCode>;
+/** A command's body: its resolved options, what else the run knows, and its operands → its exit code. */
+type Body<C extends CommandName> = (options: Options<C>, run: RunContext, operands: readonly string[]) => Promise<ExitCode>;
 
 /**
  * Reads `command`'s command line once (the words after its name, or runMain's context); --help there shows
@@ -94,12 +106,13 @@ type Body<C extends CommandName> = (options: Options<C>, operands: readonly stri
  */
 export async function runAction<C extends CommandName>(
   command: C,
-  from: readonly string[] | RunContext,
+  from: readonly string[] | CommandContext,
   body: Body<C>,
   extras: RunExtras = {},
 ): Promise<never> {
   const { rawArgs, cmd } = "rawArgs" in from ? from : { rawArgs: from, cmd: undefined };
   let debug = debugAsked;
+  let masker = new Masker();
   let code: ExitCode;
   try {
     const line = scanCommandLine(command, rawArgs, extras.onNegativeNumber);
@@ -109,23 +122,25 @@ export async function runAction<C extends CommandName>(
     }
     if (line.problem) throw line.problem;
     const options = await loadGiven(command, line.flags, process.env);
+    masker = new Masker((options as { url?: readonly BrokerUrl[] }).url);
     const level = (options as { logLevel?: string }).logLevel;
     if (level !== undefined) {
       const wanted = showsDebug(level);
       debug = () => wanted;
-      // Crashes from here on follow the level resolved (it may come from the config file).
-      installCrashHandlers(debug);
     }
-    code = await body(options, line.operands);
+    // Crashes from here on follow the level resolved (it may come from the config file), and
+    // mask the URLs the options hold.
+    installCrashHandlers(debug, masker);
+    code = await body(options, { masker, env: envSettings(process.env) }, line.operands);
   } catch (err) {
-    code = reportError(err, { command, debug: debug() });
+    code = reportError(err, { command, debug: debug(), masker });
   }
   process.exit(code);
 }
 
 /** One line, masked: a message must not break the one-line rule with its own line breaks. */
-function line(text: string): string {
-  return maskSecrets(text.replace(/\s*[\r\n]+\s*/g, " "));
+function line(text: string, masker: Masker): string {
+  return masker.mask(text.replace(/\s*[\r\n]+\s*/g, " "));
 }
 
 /** The log level asked for on the command line or in the environment, for a crash before options are read. */
@@ -141,19 +156,23 @@ function debugAsked(): boolean {
 
 /**
  * Writes the line for an error and returns its exit code. A FibrpcError is its message and the
- * hint for `command`; anything else is an internal error (the stack only if `debug`).
+ * hint for `command`; anything else is an internal error (the stack only if `debug`). Masked with
+ * `masker` (before the options are resolved: URLs by their shape only).
  */
-export function reportError(err: unknown, o: { command?: CommandName; debug?: boolean } = {}): ExitCode {
+export function reportError(err: unknown, o: { command?: CommandName; debug?: boolean; masker?: Masker } = {}): ExitCode {
+  const masker = o.masker ?? new Masker();
   if (err instanceof FibrpcError) {
-    process.stderr.write(`fibrpc: ${line(withHint(err, o.command))}\n`);
+    process.stderr.write(`fibrpc: ${line(withHint(err, o.command), masker)}\n`);
     return err.exitCode;
   }
   const message = err instanceof Error ? `${err.name === "Error" ? "" : `${err.name}: `}${err.message}` : String(err);
   if (o.debug ?? debugAsked()) {
     const stack = err instanceof Error && err.stack ? err.stack : message;
-    process.stderr.write(`fibrpc: internal error: ${line(message)} (a bug; please report it with this stack trace)\n${maskSecrets(stack)}\n`);
+    const head = `fibrpc: internal error: ${line(message, masker)} (a bug; please report it with this stack trace)`;
+    process.stderr.write(`${head}\n${masker.mask(stack)}\n`);
   } else {
-    process.stderr.write(`fibrpc: internal error: ${line(message)} (rerun with --log-level debug for the stack trace; please report it)\n`);
+    const hint = "(rerun with --log-level debug for the stack trace; please report it)";
+    process.stderr.write(`fibrpc: internal error: ${line(message, masker)} ${hint}\n`);
   }
   return ExitCode.INTERNAL;
 }
@@ -162,16 +181,17 @@ const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
 
 /**
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the
- * main thread: reported like any internal error, then exit 70. Installing again replaces the
- * handlers installed before (runAction does, once the log level is known). In serve's worker
- * threads an uncaught error ends the worker; the supervisor logs it in one line and restarts it.
+ * main thread: reported like any internal error, masked with `masker`, then exit 70. Installing
+ * again replaces the handlers installed before (runAction does, once the options are resolved).
+ * In serve's worker threads an uncaught error ends the worker; the supervisor logs it in one line
+ * and restarts it.
  */
-export function installCrashHandlers(debug: () => boolean = debugAsked): void {
+export function installCrashHandlers(debug: () => boolean = debugAsked, masker = new Masker()): void {
   for (const event of ["uncaughtException", "unhandledRejection"] as const) {
     for (const listener of process.listeners(event)) {
       if (CRASH_HANDLER in listener) process.off(event, listener as never);
     }
-    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug() })), { [CRASH_HANDLER]: true });
+    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug(), masker })), { [CRASH_HANDLER]: true });
     process.on(event, crash);
   }
 }

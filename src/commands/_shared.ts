@@ -7,6 +7,7 @@ import type { BrokerUrl } from "../broker-url.ts";
 import { usageError } from "../errors.ts";
 import { createLogger, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
+import type { RunContext } from "./_run.ts";
 
 function readPem(flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
@@ -22,6 +23,7 @@ export function brokerTarget(o: { url: readonly BrokerUrl[]; tlsCa: string | und
   return { urls: o.url, tls: { ca: readPem("tls-ca", o.tlsCa), cert: readPem("tls-cert", o.tlsCert), key: readPem("tls-key", o.tlsKey) } };
 }
 
-export function loggerOf(o: { logLevel: LogLevelName; logFormat: LogFormat }, tag?: string): Logger {
-  return createLogger(o.logLevel, tag, o.logFormat);
+/** The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. */
+export function loggerOf(o: { logLevel: LogLevelName; logFormat: LogFormat }, run: RunContext): Logger {
+  return createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
 }

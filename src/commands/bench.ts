@@ -5,8 +5,7 @@ import { formatSummary } from "../bench/summary.ts";
 import { writeStdout } from "../output.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { maskSecrets } from "../mask.ts";
-import { publisherConfirmsFrom, RpcClient } from "../rpc/client.ts";
+import { RpcClient } from "../rpc/client.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
 
@@ -17,11 +16,12 @@ export default defineCommand({
   meta: { name: "bench", description: "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; every answer is checked" },
   args: argsOf("bench"),
   run: (context) =>
-    runAction("bench", context, async (o) => {
+    runAction("bench", context, async (o, run) => {
       const broker = brokerTarget(o);
-      const log = loggerOf(o);
+      const log = loggerOf(o, run);
 
-      const clientOptions = { broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log, publisherConfirms: publisherConfirmsFrom(process.env) } as const;
+      const { outlet, publisherConfirms } = run.env;
+      const clientOptions = { broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet } as const;
       const client = await RpcClient.connect(clientOptions);
       let caller: ReconnectingCaller | undefined;
       try {
@@ -53,7 +53,8 @@ export default defineCommand({
         if (tty && !quiet) process.stderr.write("\r\u001b[K");
         const { exitCode, ...shown } = result;
         // Masked: outages and a run cut short quote the broker's URL in their errors.
-        await writeStdout(o.json ? `${maskSecrets(JSON.stringify(shown))}\n` : formatSummary(result, { n: o.n.text, queue: o.queue, requests: o.duration === undefined ? o.requests : undefined, durationMs: o.duration }));
+        const planned = { n: o.n.text, queue: o.queue, requests: o.duration === undefined ? o.requests : undefined, durationMs: o.duration };
+        await writeStdout(o.json ? `${run.masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, run.masker));
         // As `fibrpc call` exits for the same outcomes (one table, src/errors.ts); missed calls,
         // like timeouts, say the server did not keep up: try again later (bench/run.ts).
         return exitCode;

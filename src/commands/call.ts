@@ -2,12 +2,12 @@ import { defineCommand } from "citty";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { exitCodeOf, publisherConfirmsFrom, RpcClient, type CallOutcome } from "../rpc/client.ts";
+import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
-import { maskSecrets } from "../mask.ts";
+import type { Masker } from "../mask.ts";
 import { writeStdout } from "../output.ts";
-import { withHint } from "./_hints.ts";
+import { withHint } from "../hints.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
 
@@ -31,7 +31,7 @@ export default defineCommand({
     runAction(
       "call",
       context,
-      async (o, tokens) => {
+      async (o, run, tokens) => {
         if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
         // Checked before connecting, against what the protocol carries only: how large an n may
         // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
@@ -41,7 +41,8 @@ export default defineCommand({
           return parsedN.n;
         });
         const broker = brokerTarget(o);
-        const log = loggerOf(o);
+        const log = loggerOf(o, run);
+        const { masker } = run;
 
         // From here on, with --json, every n gets its line on stdout whatever happens (the usage
         // errors above, exit 64, print none: nothing was asked yet).
@@ -49,7 +50,8 @@ export default defineCommand({
         let printed = 0;
         try {
           const deadline = Date.now() + o.timeout;
-          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms: publisherConfirmsFrom(process.env) } as const;
+          const { outlet, publisherConfirms } = run.env;
+          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet } as const;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
           // With --retry, a broker that refuses the first connection (restarting) is tried again
           // until the deadline, as a lost connection is (rpc/retry.ts).
@@ -74,7 +76,7 @@ export default defineCommand({
             const calls = ns.map((n) => caller.call(n, deadline));
             const codes: ExitCode[] = [];
             for (const call of calls) {
-              codes.push(await print(await Promise.race([call, noServer]), o.json));
+              codes.push(await print(await Promise.race([call, noServer]), o.json, masker));
               printed++;
             }
             return mostSevere(codes);
@@ -88,7 +90,7 @@ export default defineCommand({
           if (o.json) {
             const ms = performance.now() - startedAt;
             const { code, message } = err instanceof FibrpcError ? { code: err.code, message: withHint(err, "call") } : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
-            for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms));
+            for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms, masker));
           }
           throw err;
         }
@@ -101,7 +103,7 @@ export default defineCommand({
     ),
 });
 
-async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
+async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const ms = Math.round(outcome.ms * 1000) / 1000;
   if (outcome.ok) {
     await writeStdout(json ? `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}}\n` : `${outcome.result}\n`);
@@ -110,16 +112,17 @@ async function print(outcome: CallOutcome, json: boolean): Promise<ExitCode> {
   // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
   // quote text from elsewhere (a server's reply, a socket error): masked, and one line whatever
   // it holds (control characters shown escaped, not obeyed by the terminal).
-  const message = printable(maskSecrets(outcome.error ? withHint(outcome.error, "call") : outcome.message));
+  const message = printable(masker.mask(outcome.error ? withHint(outcome.error, "call") : outcome.message));
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms));
+  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker));
   return exitCodeOf(outcome);
 }
 
 /** The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and printable (again: it does no harm). */
-function errorLine(n: number, code: string, message: string, ms: number): string {
-  return `${JSON.stringify({ n, error: { code: printable(code), message: printable(maskSecrets(message)) }, ms: Math.round(ms * 1000) / 1000 })}\n`;
+function errorLine(n: number, code: string, message: string, ms: number, masker: Masker): string {
+  const error = { code: printable(code), message: printable(masker.mask(message)) };
+  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 })}\n`;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

@@ -27,7 +27,7 @@ export default defineCommand({
     },
   },
   run: (context) =>
-    runAction("completion", context, async (_, words) => {
+    runAction("completion", context, async (_, _run, words) => {
       if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
       if (words.length > 1) throw usageError(`name one shell (${shellList}), got ${words.length}: ${words.join(" ")}`);
       const shell = words[0]!;

@@ -13,11 +13,11 @@ export default defineCommand({
   meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
   args: argsOf("serve"),
   run: (context) =>
-    runAction("serve", context, async (o) => {
+    runAction("serve", context, async (o, run) => {
       const broker = brokerTarget(o);
       const { queue, queueType, workers, prefetch, maxN, logLevel, logFormat, statusFile } = o;
       const { httpPort, httpHost } = o;
-      const log = loggerOf(o);
+      const log = loggerOf(o, run);
       let statusWarned = false;
       let statusLost = false;
       const statusOf = ({ serving, workers: total, blocked }: ServeStatusUpdate): ServeStatus => ({ pid: process.pid, queue, workers: total, serving, ...(blocked === undefined ? {} : { blocked }), updatedAt: Date.now() });
@@ -75,7 +75,10 @@ export default defineCommand({
       });
       if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
       try {
-        supervisor = supervise({ workers, drainTimeoutMs: o.drainTimeout, log, onStatus, statusEveryMs: STATUS_HEARTBEAT_MS, worker: { broker, queue, queueType, prefetch, maxN, logLevel, logFormat } });
+        const { outlet, noColor, test } = run.env;
+        const worker = { broker, queue, queueType, prefetch, maxN, logLevel, logFormat, noColor, outlet, faults: test.faults };
+        const every = { statusEveryMs: STATUS_HEARTBEAT_MS, outageSummaryMs: test.outageSummaryMs };
+        supervisor = supervise({ workers, drainTimeoutMs: o.drainTimeout, log, onStatus, ...every, worker });
         return await supervisor.done;
       } finally {
         http?.stop();

@@ -62,7 +62,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (unresponsive) {
     return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: it has a record of the queue, but the queue does not answer (${brokerReason(err)})`, { reason: "queue-unresponsive", broker, queue: unresponsive[1] });
   }
-  // Without amqplib-handshake.ts (another amqplib), a close at connection.open comes without its
+  // Without amqplib-internals.ts (another amqplib), a close at connection.open comes without its
   // reason: what it can be, and where the reason is.
   if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(message)) {
     return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused the connection at connection.open (its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`);
@@ -163,7 +163,7 @@ const METHODS: Record<string, string> = {
 /**
  * The broker's close in an amqplib error: "Connection closed: 530 (NOT-ALLOWED) with message
  * "NOT_ALLOWED - ..."", "Channel closed by server: 403 ...", "Operation failed: QueueDeclare; 403
- * ...", "Handshake terminated by server: 403 ..." (amqplib-handshake.ts gives connection.open's
+ * ...", "Handshake terminated by server: 403 ..." (amqplib-internals.ts gives connection.open's
  * the same form). Undefined for anything else (a socket error, a timeout).
  */
 export function brokerClose(err: unknown): BrokerClose | undefined {

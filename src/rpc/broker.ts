@@ -6,11 +6,11 @@
  * amqplib's built-in recovery, FailoverUrl is that object: its fields are those of the current
  * broker, moved on to the next one after each failed attempt or lost connection.
  */
+// Before amqplib: the broker's reasons for a refused connection.open (amqplib-internals.ts).
+import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import type { FibrpcError } from "../errors.ts";
-import { registerBrokerUrl } from "../mask.ts";
-import "./amqplib-handshake.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {
@@ -68,8 +68,6 @@ export class FailoverUrl {
   private readonly fields: Options.Connect[];
 
   constructor(private readonly urls: readonly BrokerUrl[]) {
-    // In a worker thread, this is where its masking learns the URLs it was sent.
-    for (const url of urls) registerBrokerUrl(url);
     this.fields = urls.map(connectFields);
   }
 
@@ -84,7 +82,7 @@ export class FailoverUrl {
 
   /**
    * Socket options of serve's recovering connection: amqplib takes them once for every attempt,
-   * so a connection_timeout is one for all the URLs (commands/serve.ts checks they agree).
+   * so a connection_timeout is one for all the URLs (serve's option rules, options.ts, check they agree).
    */
   get socketTimeout(): { timeout?: number } {
     const ms = this.urls[0]?.connectionTimeoutMs;
@@ -113,7 +111,6 @@ export class FailoverUrl {
 export async function connectToFirst(target: BrokerTarget, deadline: number, connectionName: string, onFailure?: (error: FibrpcError) => void): Promise<{ model: ChannelModel; url: BrokerUrl }> {
   let last: FibrpcError | undefined;
   for (const url of target.urls) {
-    registerBrokerUrl(url);
     try {
       // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
       const timeout = Math.max(1, Math.min(deadline - Date.now(), url.connectionTimeoutMs ?? Number.POSITIVE_INFINITY));

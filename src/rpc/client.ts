@@ -11,7 +11,7 @@ import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-err
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
 import { ConfirmTracker } from "./confirms.ts";
-import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet } from "./outlet.ts";
+import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
@@ -29,15 +29,12 @@ export interface ClientOptions {
   log: Logger;
   /**
    * Publish with publisher confirms (default: true). Off only to measure what they cost: the
-   * commands turn them off for FIBRPC_PUBLISHER_CONFIRMS=off (publisherConfirmsFrom), the seam
-   * `bun run bench` uses, as FIBRPC_OUTLET=amqplib is the frame writer's.
+   * commands turn them off for FIBRPC_PUBLISHER_CONFIRMS=off (env-settings.ts), the seam
+   * `bun run bench` uses, as FIBRPC_OUTLET=amqplib (`outlet`) is the frame writer's.
    */
   publisherConfirms?: boolean;
-}
-
-/** The commands' reading of the FIBRPC_PUBLISHER_CONFIRMS seam (see ClientOptions.publisherConfirms). */
-export function publisherConfirmsFrom(env: Record<string, string | undefined>): boolean {
-  return env.FIBRPC_PUBLISHER_CONFIRMS !== "off";
+  /** The frame writer where it attaches (default), or amqplib's own publish and ack (outlet.ts). */
+  outlet?: OutletMode;
 }
 
 export type CallOutcome =
@@ -165,7 +162,7 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
-    const { outlet, fallback } = chooseOutlet(channel, () => openWire(this.connection, channel));
+    const { outlet, fallback } = chooseOutlet(channel, this.options.outlet ?? "wire", () => openWire(this.connection, channel));
     if (fallback) this.options.log.warn(OUTLET_FALLBACK_MESSAGE);
     this.outlet = outlet;
   }

@@ -1,6 +1,6 @@
 /**
- * What becomes of one delivered request, decided by one pure function from what the client sent,
- * the clock and the crash ledger. Every field of a delivery is untrusted input: whatever a client
+ * What becomes of one delivered request, decided by one function from what the client sent, the
+ * clock and the crash ledger. Every field of a delivery is untrusted input: whatever a client
  * puts in it, `decide` returns exactly one fate, and the server's executor (server.ts) turns that
  * fate into at most one publish and exactly one ack.
  *
@@ -21,8 +21,8 @@ import {
   type EncodedMessage,
   type Format,
 } from "./protocol.ts";
-import { UNREADABLE_TABLE } from "./amqplib-guard.ts";
-import { isDirectReplyTo, isWellFormedDirectReplyTo } from "./direct-reply-to.ts";
+import { UNREADABLE_TABLE } from "./amqplib-internals.ts";
+import { isDirectReplyTo, isWellFormedDirectReplyTo, type DirectReplyToChecks } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
@@ -52,6 +52,8 @@ export interface Circumstances {
   pauseForHeavy: boolean;
   /** How many times a worker of this process died computing this request (the crash ledger). */
   crashes: number;
+  /** The server's memory of Direct Reply-to addresses already checked; without it, each is checked afresh. */
+  directReplyTo?: DirectReplyToChecks;
 }
 
 /** Where the reply goes: `correlationId` undefined means the reply carries none. */
@@ -122,7 +124,10 @@ function tableOf(value: unknown): (Record<string, unknown> & { [UNREADABLE_TABLE
   return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? (value as Record<string, unknown>) : undefined;
 }
 
-/** Decides what becomes of one delivery. Pure: never throws, touches nothing. */
+/**
+ * Decides what becomes of one delivery. Never throws, and touches nothing but `c.directReplyTo`,
+ * a memo that changes no outcome: the same delivery in the same circumstances has the same fate.
+ */
 export function decide(delivery: Delivery, c: Circumstances): Fate {
   const { replyTo, correlationId, contentType } = delivery.properties;
   if (typeof replyTo !== "string" || replyTo === "") {
@@ -131,7 +136,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   if (!isFaithfulShortString(replyTo)) {
     return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), so no reply can be addressed to it` };
   }
-  if (isDirectReplyTo(replyTo) && !isWellFormedDirectReplyTo(replyTo)) {
+  if (isDirectReplyTo(replyTo) && !(c.directReplyTo?.isWellFormed(replyTo) ?? isWellFormedDirectReplyTo(replyTo))) {
     return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not a Direct Reply-to address the broker issued; replying to it would make RabbitMQ close this server's connection` };
   }
   const headers = tableOf(delivery.properties.headers);

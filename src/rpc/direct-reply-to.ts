@@ -29,26 +29,33 @@ const PID_EXT = 103; // node atom, then ID, Serial (4 bytes each), Creation (1 b
  * reply to such an address, so it cannot loop: server.ts, finish).
  */
 export function isWellFormedDirectReplyTo(replyTo: string): boolean {
-  // A caller sends all its requests with one address: check each address once.
-  if (recentlyChecked.has(replyTo)) return true;
-  const wellFormed = checkShape(replyTo);
-  if (wellFormed) {
-    if (recentlyChecked.size >= RECENT_MAX) recentlyChecked.delete(recentlyChecked.values().next().value!);
-    recentlyChecked.add(replyTo);
-  }
-  return wellFormed;
-}
-
-/** Addresses found well-formed lately (callers in flight), oldest first. */
-const recentlyChecked = new Set<string>();
-const RECENT_MAX = 256;
-
-function checkShape(replyTo: string): boolean {
   const parts = replyTo.slice(PREFIX.length).split(".").filter((part) => part !== "");
   if (parts.length !== 2) return false;
   const pid = parts[0]!;
   if (pid.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(pid)) return false;
   return isPidTerm(Buffer.from(pid, "base64"));
+}
+
+/**
+ * isWellFormedDirectReplyTo with a memory of the addresses found well-formed lately: a caller
+ * sends all its requests with one address, so each is checked once. A server keeps one; the
+ * answers are those of isWellFormedDirectReplyTo.
+ */
+export class DirectReplyToChecks {
+  /** Addresses found well-formed lately (callers in flight), oldest first. */
+  private readonly recent = new Set<string>();
+
+  constructor(private readonly max = 256) {}
+
+  isWellFormed(replyTo: string): boolean {
+    if (this.recent.has(replyTo)) return true;
+    const wellFormed = isWellFormedDirectReplyTo(replyTo);
+    if (wellFormed) {
+      if (this.recent.size >= this.max) this.recent.delete(this.recent.values().next().value!);
+      this.recent.add(replyTo);
+    }
+    return wellFormed;
+  }
 }
 
 function isPidTerm(term: Buffer): boolean {

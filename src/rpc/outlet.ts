@@ -4,6 +4,7 @@
  * internals are as it expects, else amqplib's own channel methods.
  */
 import type { Channel, ConsumeMessage } from "amqplib";
+import { INTERNALS_PROBLEM } from "./amqplib-internals.ts";
 
 /** The message properties fibrpc sends (requests, replies, and requests put back). */
 export interface PublishProperties {
@@ -40,17 +41,29 @@ export function channelOutlet(channel: Channel): Outlet {
 }
 
 /**
- * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own,
- * with `fallback` true so that the caller says so (a log line, and /metrics for serve).
- * FIBRPC_OUTLET=amqplib forces amqplib's own (not a fallback): an escape hatch, and how
- * `bun run bench:outlet` measures what the frame writer is worth.
+ * "wire": the frame writer where it can attach; "amqplib": amqplib's own publish and ack, asked
+ * for (FIBRPC_OUTLET=amqplib, env-settings.ts): an escape hatch, and how `bun run bench:outlet`
+ * measures what the frame writer is worth.
  */
-export function chooseOutlet(channel: Channel, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
-  if (process.env.FIBRPC_OUTLET === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
+export type OutletMode = "wire" | "amqplib";
+
+/**
+ * The outlet for a channel: the frame writer if it can attach (wire.ts), else amqplib's own,
+ * with `fallback` true so that the caller says so (a log line, and /metrics for serve). Mode
+ * "amqplib" is amqplib's own, and not a fallback.
+ */
+export function chooseOutlet(channel: Channel, mode: OutletMode, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
+  if (mode === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
   const writer = openFrameWriter();
   return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };
 }
 
-/** The log line for a fallback: what happened and what it costs. */
-export const OUTLET_FALLBACK_MESSAGE =
-  "the frame writer could not attach to this amqplib version's connection internals; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, \"Outlet\")";
+/**
+ * The log line for a fallback: what happened and what it costs. On an amqplib other than the one
+ * pinned it names both versions, and says what else is off (amqplib-internals.ts).
+ */
+export const OUTLET_FALLBACK_MESSAGE = `the frame writer could not attach to ${
+  INTERNALS_PROBLEM === undefined
+    ? "this amqplib version's connection internals"
+    : `amqplib's connection internals (${INTERNALS_PROBLEM}; its field-table guard and the broker's reasons at connection.open are off too)`
+}; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, "Outlet")`;

@@ -15,10 +15,10 @@ import { brokerRefusal, connectError, refusal } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, header, isFirstDelivery, MAX_EXPIRATION_MS, readDeadline, type Address, type Fate } from "./delivery.ts";
-import { isDirectReplyTo } from "./direct-reply-to.ts";
+import { DirectReplyToChecks, isDirectReplyTo } from "./direct-reply-to.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import { declareOrJoinRequestQueue, joinedNotice, type QueueType } from "./queue.ts";
-import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type PublishProperties } from "./outlet.ts";
+import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode, type PublishProperties } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 
 
@@ -40,6 +40,8 @@ export interface ServerOptions {
   compute?: (n: number, request: { firstDelivery: boolean }) => string;
   /** Wraps the channel's outlet (publish and ack), once per channel. */
   wrapOutlet?: (outlet: Outlet) => Outlet;
+  /** The frame writer where it attaches (default), or amqplib's own publish and ack (outlet.ts). */
+  outlet?: OutletMode;
   /** Attaches the frame writer (default wire.ts openWire); undefined means it cannot. */
   openFrameWriter?: (model: ChannelModel, channel: Channel) => Outlet | undefined;
 }
@@ -101,6 +103,8 @@ export class RpcServer {
   private model: ChannelModel | undefined;
   /** Heavy requests waiting for their turn, and the loop computing them (see runHeavy). */
   private readonly heavyBacklog: HeavyJob[] = [];
+  /** Direct Reply-to addresses found well-formed lately (decide checks each once). */
+  private readonly directReplyTo = new DirectReplyToChecks();
   private heavyRun: Promise<void> | undefined;
   /** Deliveries acked already: each is acked exactly once. */
   private readonly acked = new WeakSet<ConsumeMessage>();
@@ -248,7 +252,7 @@ export class RpcServer {
     });
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await channel.prefetch(options.prefetch);
-    const { outlet, fallback } = chooseOutlet(channel, () => (options.openFrameWriter ?? openWire)(model, channel));
+    const { outlet, fallback } = chooseOutlet(channel, options.outlet ?? "wire", () => (options.openFrameWriter ?? openWire)(model, channel));
     if (fallback) {
       options.log.warn(OUTLET_FALLBACK_MESSAGE);
       this.metrics.outletFallback();
@@ -310,7 +314,7 @@ export class RpcServer {
     let fate: Fate | undefined;
     try {
       const { options } = this;
-      fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: this.countAs, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg) });
+      fate = decide(msg, { now: Date.now(), maxN: options.maxN, queueType: this.countAs, pauseForHeavy: options.prefetch > 1, crashes: this.crashesOf(msg), directReplyTo: this.directReplyTo });
       this.carryOut(channel, msg, fate, receivedAt);
     } catch (err) {
       // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can

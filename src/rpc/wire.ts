@@ -15,37 +15,33 @@
  * held ones. That is harmless for acks and replies, except before channel.close: drain() waits
  * for `flushed()` first.
  *
- * If amqplib's internals are not what this expects (another version), `openWire` returns
+ * The socket and the channel number come from amqplib-internals.ts, the one module that touches
+ * amqplib's private fields; on another amqplib version it finds none, `openWire` returns
  * undefined and callers use amqplib's own publish and ack (outlet.ts), which serve logs and
- * counts (fibrpc_outlet_fallbacks_total). test/unit/wire.test.ts checks the bytes against
- * amqplib's own encoder; test/integration/outlet.test.ts that the writer attaches to the pinned
- * amqplib. A full socket buffer is respected: frames wait for 'drain'.
+ * counts (fibrpc_outlet_fallbacks_total). The encoding here is pure and exported: test/raw-amqp.ts
+ * builds its frames with it. test/unit/wire.test.ts checks the bytes against amqplib's own
+ * encoder; test/integration/outlet.test.ts that the writer attaches to the pinned amqplib. A full
+ * socket buffer is respected: frames wait for 'drain'.
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import { socketOf, type SocketLike } from "./amqplib-internals.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
 
-const FRAME_METHOD = 1;
-const FRAME_HEADER = 2;
-const FRAME_BODY = 3;
-const FRAME_END = 0xce;
-const BASIC = 60;
+/** Frame types (AMQP 0-9-1 §4.2.3) and the frame-end octet. */
+export const FRAME_METHOD = 1;
+export const FRAME_HEADER = 2;
+export const FRAME_BODY = 3;
+export const FRAME_END = 0xce;
+/** The basic class's id, and the two methods encoded here. */
+export const BASIC = 60;
 const BASIC_PUBLISH = 40;
 const BASIC_ACK = 80;
 
-interface SocketLike {
-  write(chunk: Uint8Array): boolean;
-  once(event: "drain", listener: () => void): unknown;
-  writable?: boolean;
-}
-
-/** The socket and channel number under an amqplib channel, or undefined if they cannot be found. */
+/** The frame writer for an amqplib channel, or undefined if it cannot attach (see above). */
 export function openWire(model: ChannelModel, channel: Channel): Outlet | undefined {
-  const connection = (model as unknown as { connection?: { stream?: SocketLike; frameMax?: number } }).connection;
-  const stream = connection?.stream;
-  const channelNumber = (channel as unknown as { ch?: unknown }).ch;
-  const frameMax = connection?.frameMax;
-  if (!stream || typeof stream.write !== "function" || typeof stream.once !== "function" || typeof channelNumber !== "number" || typeof frameMax !== "number" || frameMax < 4096) return undefined;
-  const writer = new FrameWriter(stream, channelNumber, frameMax);
+  const socket = socketOf(model, channel);
+  if (!socket) return undefined;
+  const writer = new FrameWriter(socket.stream, socket.channelNumber, socket.frameMax);
   // Frames for a channel the broker has closed would close the whole connection: stop writing.
   channel.once("close", () => writer.close());
   return writer;
@@ -113,45 +109,12 @@ class FrameWriter implements Outlet {
 
   publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory = false): void {
     const key = Buffer.from(routingKey, "utf8");
-    const props = encodeProperties(properties);
-    // A content header must fit in one frame (AMQP 0-9-1 §4.2.6.1); a bigger one makes the broker
-    // close the connection. amqplib's own encoder throws too: nothing is written.
-    if (2 + 2 + 8 + props.length > this.frameMax - 8) throw new RangeError(`message properties of ${props.length} bytes do not fit in one frame of ${this.frameMax} bytes`);
-    const maxBody = this.frameMax - 8;
-    const bodyFrames = body.length === 0 ? 0 : Math.ceil(body.length / maxBody);
-    // method: class, method, reserved short, exchange "" (shortstr), routing key, bits
-    const methodSize = 4 + 2 + 1 + 1 + key.length + 1;
-    const headerSize = 2 + 2 + 8 + props.length;
-    const total = 8 + methodSize + 8 + headerSize + bodyFrames * 8 + body.length;
-    const out = Buffer.allocUnsafe(total);
-    let o = this.frameHead(out, 0, FRAME_METHOD, methodSize);
-    o = out.writeUInt16BE(BASIC, o);
-    o = out.writeUInt16BE(BASIC_PUBLISH, o);
-    o = out.writeUInt16BE(0, o);
-    o = out.writeUInt8(0, o); // exchange: the default exchange
-    o = out.writeUInt8(key.length, o);
-    o += key.copy(out, o);
-    o = out.writeUInt8(mandatory ? 1 : 0, o);
-    o = out.writeUInt8(FRAME_END, o);
-    o = this.frameHead(out, o, FRAME_HEADER, headerSize);
-    o = out.writeUInt16BE(BASIC, o);
-    o = out.writeUInt16BE(0, o);
-    o = out.writeBigUInt64BE(BigInt(body.length), o);
-    o += props.copy(out, o);
-    o = out.writeUInt8(FRAME_END, o);
-    for (let start = 0; start < body.length; start += maxBody) {
-      const slice = body.subarray(start, Math.min(body.length, start + maxBody));
-      o = this.frameHead(out, o, FRAME_BODY, slice.length);
-      out.set(slice, o);
-      o += slice.length;
-      o = out.writeUInt8(FRAME_END, o);
-    }
-    this.push(out);
+    this.push(encodePublish(this.channel, this.frameMax, key, body, encodeProperties(properties), mandatory));
   }
 
   ack(msg: ConsumeMessage): void {
     const out = Buffer.allocUnsafe(8 + 13); // 7 bytes of frame header, 13 of payload, 1 frame-end
-    let o = this.frameHead(out, 0, FRAME_METHOD, 13);
+    let o = writeFrameHead(out, 0, FRAME_METHOD, this.channel, 13);
     o = out.writeUInt16BE(BASIC, o);
     o = out.writeUInt16BE(BASIC_ACK, o);
     o = out.writeBigUInt64BE(BigInt(msg.fields.deliveryTag), o);
@@ -159,19 +122,75 @@ class FrameWriter implements Outlet {
     out.writeUInt8(FRAME_END, o);
     this.push(out);
   }
+}
 
-  private frameHead(out: Buffer, offset: number, type: number, size: number): number {
-    let o = out.writeUInt8(type, offset);
-    o = out.writeUInt16BE(this.channel, o);
-    return out.writeUInt32BE(size, o);
+/** A frame's type, channel and payload size at `offset` (§4.2.3); returns where the payload goes. */
+function writeFrameHead(out: Buffer, offset: number, type: number, channel: number, size: number): number {
+  let o = out.writeUInt8(type, offset);
+  o = out.writeUInt16BE(channel, o);
+  return out.writeUInt32BE(size, o);
+}
+
+/** One whole frame (§4.2.3): type, channel, size, payload, frame-end. */
+export function encodeFrame(type: number, channel: number, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(payload.length + 8);
+  const o = writeFrameHead(out, 0, type, channel, payload.length);
+  out.set(payload, o);
+  out.writeUInt8(FRAME_END, o + payload.length);
+  return out;
+}
+
+/**
+ * basic.publish to the default exchange as frames, in one buffer: the method frame, the content
+ * header (class, weight, body size, then `properties`: flags and list, see encodeProperties) and
+ * the body in frames of at most frameMax - 8 bytes (§4.2.6). `routingKey` is its bytes (at most
+ * 255). Throws a RangeError if the content header does not fit in one frame.
+ */
+export function encodePublish(channel: number, frameMax: number, routingKey: Uint8Array, body: Uint8Array, properties: Uint8Array, mandatory: boolean): Buffer {
+  // A content header must fit in one frame (AMQP 0-9-1 §4.2.6.1); a bigger one makes the broker
+  // close the connection. amqplib's own encoder throws too: nothing is written.
+  if (2 + 2 + 8 + properties.length > frameMax - 8) {
+    throw new RangeError(`message properties of ${properties.length} bytes do not fit in one frame of ${frameMax} bytes`);
   }
+  const maxBody = frameMax - 8;
+  const bodyFrames = body.length === 0 ? 0 : Math.ceil(body.length / maxBody);
+  // method: class, method, reserved short, exchange "" (shortstr), routing key, bits
+  const methodSize = 4 + 2 + 1 + 1 + routingKey.length + 1;
+  const headerSize = 2 + 2 + 8 + properties.length;
+  const total = 8 + methodSize + 8 + headerSize + bodyFrames * 8 + body.length;
+  const out = Buffer.allocUnsafe(total);
+  let o = writeFrameHead(out, 0, FRAME_METHOD, channel, methodSize);
+  o = out.writeUInt16BE(BASIC, o);
+  o = out.writeUInt16BE(BASIC_PUBLISH, o);
+  o = out.writeUInt16BE(0, o);
+  o = out.writeUInt8(0, o); // exchange: the default exchange
+  o = out.writeUInt8(routingKey.length, o);
+  out.set(routingKey, o);
+  o += routingKey.length;
+  o = out.writeUInt8(mandatory ? 1 : 0, o);
+  o = out.writeUInt8(FRAME_END, o);
+  o = writeFrameHead(out, o, FRAME_HEADER, channel, headerSize);
+  o = out.writeUInt16BE(BASIC, o);
+  o = out.writeUInt16BE(0, o);
+  o = out.writeBigUInt64BE(BigInt(body.length), o);
+  out.set(properties, o);
+  o += properties.length;
+  o = out.writeUInt8(FRAME_END, o);
+  for (let start = 0; start < body.length; start += maxBody) {
+    const slice = body.subarray(start, Math.min(body.length, start + maxBody));
+    o = writeFrameHead(out, o, FRAME_BODY, channel, slice.length);
+    out.set(slice, o);
+    o += slice.length;
+    o = out.writeUInt8(FRAME_END, o);
+  }
+  return out;
 }
 
 /**
  * The properties fibrpc sends, in the protocol's order, with their flag bits (AMQP 0-9-1 basic
  * class: content-type is bit 15, headers 13, correlation-id 10, reply-to 9, expiration 8, type 5).
  */
-const PROPERTY_ORDER = [
+export const PROPERTY_ORDER = [
   ["contentType", 1 << 15],
   ["headers", 1 << 13],
   ["correlationId", 1 << 10],
@@ -180,7 +199,8 @@ const PROPERTY_ORDER = [
   ["type", 1 << 5],
 ] as const;
 
-function shortString(value: string): Buffer {
+/** A short string (§4.2.5.3): one length octet, then at most 255 bytes of UTF-8. */
+export function shortString(value: string): Buffer {
   const bytes = Buffer.from(value, "utf8");
   if (bytes.length > 255) throw new RangeError(`AMQP short string longer than 255 bytes: ${value.slice(0, 40)}…`);
   return Buffer.concat([Buffer.of(bytes.length), bytes]);

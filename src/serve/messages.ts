@@ -2,6 +2,7 @@
 import type { ExitCode } from "../errors.ts";
 import type { LogFormat, LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
+import type { OutletMode } from "../rpc/outlet.ts";
 import type { QueueType } from "../rpc/queue.ts";
 import type { LedgerConfig } from "./crash-ledger.ts";
 import type { AttemptFailure } from "./outage.ts";
@@ -16,6 +17,12 @@ export interface WorkerConfig {
   maxN: number;
   logLevel: LogLevelName;
   logFormat: LogFormat;
+  /** NO_COLOR was set (env-settings.ts). */
+  noColor: boolean;
+  /** The frame writer, or amqplib's own publish and ack (FIBRPC_OUTLET, env-settings.ts). */
+  outlet: OutletMode;
+  /** The test build's fault injection (FIBRPC_TEST_FAULTS, serve/test-build.ts); never set in the release build. */
+  faults?: string;
   /** This worker's slot of the process's crash ledger. */
   ledger: LedgerConfig;
   /** Where this worker counts the requests it answers (stats.ts AnsweredTally). */

@@ -20,6 +20,8 @@ export interface SupervisorOptions {
   /** Told how many workers are serving (and why the broker blocks them, if it does): on every change, and every few seconds as a heartbeat. */
   onStatus?: (status: ServeStatusUpdate) => void;
   statusEveryMs?: number;
+  /** The outage summary's interval (default SUMMARY_EVERY_MS; the test build shortens it, serve/test-build.ts). */
+  outageSummaryMs?: number;
 }
 
 export interface ServeStatusUpdate {
@@ -67,19 +69,6 @@ export interface Supervisor {
   collect(): Promise<ServeSnapshot>;
 }
 
-/**
- * The interval of the outage summary: 30 s; the test build lets a test shorten it
- * (FIBRPC_TEST_OUTAGE_SUMMARY_MS). The release build defines FIBRPC_TEST_BUILD as "0", so the
- * bundler drops the lookup.
- */
-function summaryEveryMs(): number {
-  if (process.env.FIBRPC_TEST_BUILD === "1") {
-    const ms = Number(process.env.FIBRPC_TEST_OUTAGE_SUMMARY_MS);
-    if (Number.isFinite(ms) && ms > 0) return ms;
-  }
-  return SUMMARY_EVERY_MS;
-}
-
 /** A worker that does not answer a stats request within this is counted with its last figures. */
 const STATS_TIMEOUT_MS = 1_000;
 
@@ -102,7 +91,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
   let everAllUp = false;
   // While the broker is away, the outage log speaks for the process (one warning, a summary at
   // most every 30 s, one line when all are back) instead of a line per worker and attempt.
-  const outage = new OutageLog(slots.length, summaryEveryMs());
+  const outage = new OutageLog(slots.length, options.outageSummaryMs ?? SUMMARY_EVERY_MS);
   const say = (lines: OutageLine[]) => {
     for (const line of lines) log[line.level](line.message, line.fields);
   };

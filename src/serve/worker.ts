@@ -1,17 +1,20 @@
 /**
  * Worker entry: one RpcServer per Bun Worker. Workers get no signals; the supervisor asks them
- * to drain with a message.
+ * to drain with a message. Everything a worker knows comes in its start message (WorkerConfig):
+ * its masking is built from the broker URLs it is sent.
  */
-// First: amqplib must load with its field-table decoder guarded (see the module).
-import "../rpc/amqplib-guard.ts";
-import { withHint } from "../commands/_hints.ts";
+// First: amqplib must load with its field-table decoder guarded (rpc/amqplib-internals.ts).
+import "../rpc/amqplib-internals.ts";
 import { fibDecimal } from "../fib.ts";
+import { withHint } from "../hints.ts";
 import { createLogger } from "../log.ts";
-import { RpcServer, type ServerOptions } from "../rpc/server.ts";
+import { Masker } from "../mask.ts";
+import { RpcServer } from "../rpc/server.ts";
 import { WorkerLedger } from "./crash-ledger.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import { reasonOf } from "./outage.ts";
 import { StatsRecorder, ThreadProbe } from "./stats.ts";
+import { testFaults } from "./test-build.ts";
 
 declare const self: Worker;
 
@@ -19,60 +22,52 @@ function send(message: FromWorker): void {
   self.postMessage(message);
 }
 
-/**
- * The test build's fault injection (serve/faults.ts). The release build defines
- * process.env.FIBRPC_TEST_BUILD as "0" (scripts/build.ts, for bun run build and release), so the
- * bundler drops this branch and the module: the shipped binary cannot inject faults, whatever its
- * environment says.
- */
-async function testFaults(): Promise<Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter">> {
-  if (process.env.FIBRPC_TEST_BUILD === "1" && process.env.FIBRPC_TEST_FAULTS) {
-    const { parseFaults, withFaults } = await import("./faults.ts");
-    return withFaults(parseFaults(process.env.FIBRPC_TEST_FAULTS)!, fibDecimal);
-  }
-  return {};
+/** The worker's state lives in this closure, from its start message to its exit. */
+function listen(): void {
+  let server: RpcServer | undefined;
+  let ledger: WorkerLedger | undefined;
+  let stats = new StatsRecorder();
+  const thread = new ThreadProbe();
+
+  self.onmessage = async (event: MessageEvent<ToWorker>) => {
+    const message = event.data;
+    if (message.type === "start") {
+      const { config } = message;
+      const masker = new Masker(config.broker.urls);
+      const log = createLogger({ level: config.logLevel, format: config.logFormat, tag: `worker-${config.id}`, masker, noColor: config.noColor });
+      ledger = new WorkerLedger(config.ledger);
+      stats = new StatsRecorder(config.answered);
+      server = new RpcServer(
+        { ...config, log, ledger, metrics: stats, ...(await testFaults(config.faults, fibDecimal)) },
+        {
+          onServing: (broker) => send({ type: "serving", broker }),
+          onInterrupted: (broker, reason) => send({ type: "interrupted", broker, reason }),
+          onFatal: (error) => send({ type: "fatal", message: withHint(error, "serve"), exitCode: error.exitCode }),
+          // Each attempt's detail at debug, here; the supervisor says what the process goes
+          // through, once for all workers (outage.ts).
+          onRetrying: ({ error, attempt, delayMs }) => {
+            const refused = error?.refusal === true;
+            const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), kind: error.details.reason ?? error.code, line: withHint(error, "serve"), refused };
+            if (failure) log.debug(failure.line);
+            send({ type: "retrying", attempt, delayMs, failure });
+          },
+          onNotice: (notice) => send({ type: "notice", message: notice }),
+          // The supervisor says it once for the process (flow-control.ts).
+          onBlocked: (reason) => send({ type: "blocked", reason }),
+          onUnblocked: (lost) => send({ type: "unblocked", lost }),
+        },
+      );
+      await server.start();
+    } else if (message.type === "stats") {
+      if (server) send({ type: "stats", id: message.id, stats: stats.snapshot(server.inFlight, thread.read()) });
+    } else if (message.type === "crashed") {
+      ledger?.record(message.key, message.count);
+    } else if (message.type === "drain") {
+      await server?.drain();
+      send({ type: "drained", served: server?.requestsServed ?? 0 });
+      process.exit(0);
+    }
+  };
 }
 
-let server: RpcServer | undefined;
-let ledger: WorkerLedger | undefined;
-let stats = new StatsRecorder();
-const thread = new ThreadProbe();
-
-self.onmessage = async (event: MessageEvent<ToWorker>) => {
-  const message = event.data;
-  if (message.type === "start") {
-    const { config } = message;
-    const log = createLogger(config.logLevel, `worker-${config.id}`, config.logFormat);
-    ledger = new WorkerLedger(config.ledger);
-    stats = new StatsRecorder(config.answered);
-    server = new RpcServer(
-      { ...config, log, ledger, metrics: stats, ...(await testFaults()) },
-      {
-        onServing: (broker) => send({ type: "serving", broker }),
-        onInterrupted: (broker, reason) => send({ type: "interrupted", broker, reason }),
-        onFatal: (error) => send({ type: "fatal", message: withHint(error, "serve"), exitCode: error.exitCode }),
-        // Each attempt's detail at debug, here; the supervisor says what the process goes
-        // through, once for all workers (outage.ts).
-        onRetrying: ({ error, attempt, delayMs }) => {
-          const refused = error?.refusal === true;
-          const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), kind: error.details.reason ?? error.code, line: withHint(error, "serve"), refused };
-          if (failure) log.debug(failure.line);
-          send({ type: "retrying", attempt, delayMs, failure });
-        },
-        onNotice: (notice) => send({ type: "notice", message: notice }),
-        // The supervisor says it once for the process (flow-control.ts).
-        onBlocked: (reason) => send({ type: "blocked", reason }),
-        onUnblocked: (lost) => send({ type: "unblocked", lost }),
-      },
-    );
-    await server.start();
-  } else if (message.type === "stats") {
-    if (server) send({ type: "stats", id: message.id, stats: stats.snapshot(server.inFlight, thread.read()) });
-  } else if (message.type === "crashed") {
-    ledger?.record(message.key, message.count);
-  } else if (message.type === "drain") {
-    await server?.drain();
-    send({ type: "drained", served: server?.requestsServed ?? 0 });
-    process.exit(0);
-  }
-};
+listen();

@@ -464,7 +464,7 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
     { name: "headers: every field type (t b B s u I i l f d D S x A T F V)", properties: { replyTo: r, correlationId: "c-h-types", headers: everyFieldType() }, expect: result("c-h-types") },
     {
       // RabbitMQ 3.10 accepts 'L' (unsigned 64-bit) and passes it on; amqplib's decoder knows no
-      // 'L' and threw, which closed the worker's connection (src/rpc/amqplib-guard.ts): refused.
+      // 'L' and threw, which closed the worker's connection (src/rpc/amqplib-internals.ts): refused.
       // RabbitMQ 4.x re-encodes the headers it delivers, in a type amqplib reads: answered.
       name: `headers: a field of type L (unsigned 64-bit), which amqplib cannot decode (RabbitMQ ${BROKER_RELEASE}: ${releaseAtLeast(4, 0) ? "re-encoded by the broker, answered" : "delivered as sent, refused"})`,
       properties: { replyTo: r, correlationId: "c-h-L", headers: [["big", F.raw(Buffer.concat([Buffer.from("L"), Buffer.alloc(8, 0xff)]))]] },
@@ -477,7 +477,7 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
       properties: { replyTo: r, correlationId: "c-h-keys", headers: [[ff(255), F.i8(1)], ["k".repeat(255), F.str("v")], ["", F.void()], ["twice", F.i8(1)], ["twice", F.table([])]] },
       expect: result("c-h-keys"),
     },
-    // amqplib's recursive decoder overflows on these (src/rpc/amqplib-guard.ts): refused, since
+    // amqplib's recursive decoder overflows on these (src/rpc/amqplib-internals.ts): refused, since
     // headers that cannot be read may hold a deadline.
     { name: "headers: tables nested 20,000 deep", properties: { replyTo: r, correlationId: "c-h-deep-tables", headers: nestedTable(20_000) }, expect: refused("c-h-deep-tables", "INVALID_PROPERTY"), beyondPredict: true, runsLast: true },
     {

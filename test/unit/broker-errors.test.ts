@@ -4,9 +4,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import { parseBrokerUrl } from "../../src/broker-url.ts";
-import { withHint } from "../../src/commands/_hints.ts";
+import { withHint } from "../../src/hints.ts";
 import { FibrpcError } from "../../src/errors.ts";
-import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-handshake.ts";
+import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-internals.ts";
 import { brokerRefusal, connectError, isInequivalent, refusal, reservedQueueName } from "../../src/rpc/broker-errors.ts";
 
 // amqplib's wording of a connection / channel closed by the broker.
@@ -46,7 +46,7 @@ test("inequivalent arguments are told from other 406s", () => {
  */
 const url = parseBrokerUrl("amqp://u:s3cret@h:5672/v1");
 
-/** A close of the connection during the handshake (amqplib-handshake.ts gives connection.open's this form). */
+/** A close of the connection during the handshake (amqplib-internals.ts gives connection.open's this form). */
 const handshake = (code: number, name: string, text: string) => Object.assign(new Error(`Handshake terminated by server: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code });
 /** The connection closed by the broker after the handshake (e.g. at channel.open). */
 const connectionClose = (code: number, name: string, text: string) => Object.assign(new Error(`Connection closed: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code });
@@ -279,7 +279,7 @@ const cases: Case[] = [
 ];
 
 describe("the broker's refusals", () => {
-  test("amqplib's handshake is wrapped (amqplib-handshake.ts): connection.open's refusal keeps its reason", () => {
+  test("amqplib's handshake is wrapped (amqplib-internals.ts): connection.open's refusal keeps its reason", () => {
     expect(HANDSHAKE_REASONS).toBe(true);
   });
 

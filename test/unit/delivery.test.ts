@@ -3,11 +3,11 @@
  * { delivery, circumstances } → fate, giget-style.
  */
 import { describe, expect, test } from "bun:test";
-import { UNREADABLE_TABLE } from "../../src/rpc/amqplib-guard.ts";
+import { UNREADABLE_TABLE } from "../../src/rpc/amqplib-internals.ts";
 import { decide, HEAVY_N, isFaithfulShortString, type Circumstances, type Delivery, type Fate } from "../../src/rpc/delivery.ts";
 
 const NOW = 1_800_000_000_000;
-/** A headers table as amqplib-guard returns it for one nested too deeply. */
+/** A headers table as amqplib-internals.ts returns it for one nested too deeply. */
 function unreadable(): Record<string, unknown> {
   const table = {};
   Object.defineProperty(table, UNREADABLE_TABLE, { value: true });
@@ -77,7 +77,7 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
     delivery: delivery("30", { headers: JSON.parse('{"__proto__": {"x-fibrpc-deadline": 1}}') }),
     expect: { kind: "compute" },
   },
-  { name: "headers too deep to decode (amqplib-guard)", delivery: delivery("30", { headers: unreadable() }), expect: { kind: "refuse", body: "INVALID_PROPERTY: the headers table cannot be read (nested too deeply, or a field type this server does not know)" } },
+  { name: "headers too deep to decode (amqplib-internals.ts)", delivery: delivery("30", { headers: unreadable() }), expect: { kind: "refuse", body: "INVALID_PROPERTY: the headers table cannot be read (nested too deeply, or a field type this server does not know)" } },
   { name: "a malformed Direct Reply-to address", delivery: delivery("30", { replyTo: "amq.rabbitmq.reply-to.g1hkAA==.AAAA" }), expect: { kind: "drop", reason: expect.stringContaining("not a Direct Reply-to address the broker issued") } },
   { name: "invalid and redelivered: refused, not counted", delivery: delivery("abc", {}, true), c: { crashes: 5 }, expect: { kind: "refuse", body: expect.stringMatching(/^NOT_AN_INTEGER/) } },
 ];

@@ -3,7 +3,7 @@
  * the broker's decoder (and with it the server's connection) does not.
  */
 import { expect, test } from "bun:test";
-import { isDirectReplyTo, isWellFormedDirectReplyTo } from "../../src/rpc/direct-reply-to.ts";
+import { DirectReplyToChecks, isDirectReplyTo, isWellFormedDirectReplyTo } from "../../src/rpc/direct-reply-to.ts";
 
 /** Issued by RabbitMQ 3.10 here (v2 encoding: node "reply@<hash>"). */
 const ISSUED_3_10 = "amq.rabbitmq.reply-to.g1h2AA1yZXBseUA5MjQ4ODg0AABmGQAAAAVrBt0Q.6nwfprQr5FoXK7Ed45FASw==";
@@ -40,4 +40,14 @@ test.each([
 test("other reply_to values are not Direct Reply-to addresses", () => {
   expect(isDirectReplyTo("amq.gen-abc")).toBe(false);
   expect(isDirectReplyTo("amq.rabbitmq.reply-to")).toBe(false); // the pseudo-queue a caller consumes
+});
+
+test("a server's memory of checked addresses gives the same answers, however often it is asked and however full", () => {
+  const checks = new DirectReplyToChecks(2);
+  const good = [ISSUED_3_10, ISSUED_4_2, `amq.rabbitmq.reply-to.${pid("rabbit@host")}.k`];
+  const bad = ["amq.rabbitmq.reply-to.g1hkAA==.AAAA", `amq.rabbitmq.reply-to.${pid("nohost")}.k`];
+  for (let round = 0; round < 3; round++) {
+    for (const address of good) expect(checks.isWellFormed(address)).toBe(true);
+    for (const address of bad) expect(checks.isWellFormed(address)).toBe(false);
+  }
 });

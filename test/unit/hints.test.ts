@@ -1,10 +1,10 @@
 /**
- * commands/_hints.ts: rpc/ errors say what happened, with a code and details; the line a user
+ * hints.ts: rpc/ errors say what happened, with a code and details; the line a user
  * reads adds what to do, naming only options the command takes. A table of error → line.
  */
 import { describe, expect, test } from "bun:test";
 import { parseBrokerUrl } from "../../src/broker-url.ts";
-import { hintFor, withHint } from "../../src/commands/_hints.ts";
+import { hintFor, withHint } from "../../src/hints.ts";
 import { FibrpcError } from "../../src/errors.ts";
 import type { CommandName } from "../../src/options.ts";
 import { brokerRefusal, connectError } from "../../src/rpc/broker-errors.ts";

@@ -1,29 +1,50 @@
 /**
- * The core never talks to the user: nothing under src/rpc/ imports from src/commands/,
- * src/serve/ or src/config.ts, so that RpcClient and RpcServer stay usable as a library.
+ * Layers and hidden inputs, checked on the source:
+ * - the core never talks to the user: nothing under src/rpc/ imports from src/commands/,
+ *   src/serve/ or src/config.ts, so that RpcClient and RpcServer stay usable as a library;
+ * - nothing under src/serve/ imports from src/commands/ (the CLI sits on top of both);
+ * - process.env is read only where options are resolved and in the test build's one seam;
+ * - amqplib's private files (its lib/) are imported by one module only.
  */
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
 
-const RPC = resolve(import.meta.dir, "../../src/rpc");
+const SRC = resolve(import.meta.dir, "../../src");
+const RPC = resolve(SRC, "rpc");
+const SERVE = resolve(SRC, "serve");
 const FORBIDDEN = /^\.\.\/(commands\/|serve\/|config(\.ts)?$)/;
+const COMMANDS = /^\.\.\/commands\//;
 
 /** Every module specifier of a file: import/export ... from "x", import "x", import("x"). */
 function specifiers(source: string): string[] {
   const found: string[] = [];
   for (const m of source.matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']/gm)) found.push(m[1]!);
   for (const m of source.matchAll(/^\s*import\s*["']([^"']+)["']/gm)) found.push(m[1]!);
-  for (const m of source.matchAll(/\bimport\s*\(\s*["']([^"']+)["']\s*\)/g)) found.push(m[1]!);
+  for (const m of source.matchAll(/\b(?:import|require)\s*\(\s*["']([^"']+)["']\s*\)/g)) found.push(m[1]!);
   return found;
 }
 
 test("the check sees imports of every form", () => {
-  const sample = 'import { a } from "../config.ts";\nimport type {\n  B,\n} from "../serve/stats.ts";\nexport { c } from "../commands/_hints.ts";\nimport "./x.ts";\nconst d = await import("../serve/faults.ts");';
-  expect(specifiers(sample)).toEqual(["../config.ts", "../serve/stats.ts", "../commands/_hints.ts", "./x.ts", "../serve/faults.ts"]);
-  expect(specifiers(sample).filter((s) => FORBIDDEN.test(s))).toHaveLength(4);
+  const sample = [
+    'import { a } from "../config.ts";',
+    "import type {\n  B,\n} from \"../serve/stats.ts\";",
+    'export { c } from "../commands/_hints.ts";',
+    'import "./x.ts";',
+    'const d = await import("../serve/faults.ts");',
+    'const e = require("../commands/y.ts");',
+  ].join("\n");
+  const all = ["../config.ts", "../serve/stats.ts", "../commands/_hints.ts", "./x.ts", "../serve/faults.ts"];
+  all.push("../commands/y.ts");
+  expect(specifiers(sample)).toEqual(all);
+  expect(specifiers(sample).filter((s) => FORBIDDEN.test(s))).toHaveLength(5);
+  expect(specifiers(sample).filter((s) => COMMANDS.test(s))).toHaveLength(2);
 });
 
+const tsFiles = (dir: string): string[] =>
+  readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => resolve(dir, f));
 const files = readdirSync(RPC).filter((f) => f.endsWith(".ts"));
 
 test("src/rpc/ has files", () => expect(files.length).toBeGreaterThan(5));
@@ -34,3 +55,36 @@ for (const file of files) {
     expect(bad).toEqual([]);
   });
 }
+
+test("src/serve/ imports nothing from commands/", () => {
+  const serve = tsFiles(SERVE);
+  expect(serve.length).toBeGreaterThan(5);
+  const importsOf = (file: string) => specifiers(readFileSync(file, "utf8")).filter((s) => COMMANDS.test(s));
+  const bad = serve.flatMap((file) => importsOf(file).map((s) => `${relative(SRC, file)}: ${s}`));
+  expect(bad).toEqual([]);
+});
+
+/**
+ * Where process.env may be read: where options are resolved (the command runner and the CLI's
+ * own modules, which hand the environment to the option resolution), the test build's seam, and
+ * compile-time constants (scripts/build.ts defines FIBRPC_COMMIT).
+ */
+const ENV_READERS = new Set(["commands/_run.ts", "commands/_help.ts", "serve/test-build.ts", "version.ts"]);
+const isEnvReader = (path: string) => ENV_READERS.has(path) || /^options[^/]*\.ts$/.test(path);
+const COMMENT = /^\s*(\/\/|\*|\/\*)/;
+
+test("process.env is read only where options are resolved and in the test build's seam", () => {
+  const readers = tsFiles(SRC)
+    .map((file) => ({ path: relative(SRC, file), source: readFileSync(file, "utf8") }))
+    // Code, not comments: a comment may name the variable it explains.
+    .filter(({ source }) => source.split("\n").some((line) => /\bprocess\.env\b/.test(line) && !COMMENT.test(line)))
+    .map(({ path }) => path);
+  expect(readers.filter((path) => !isEnvReader(path))).toEqual([]);
+});
+
+test("only rpc/amqplib-internals.ts imports amqplib's private files", () => {
+  const importers = tsFiles(SRC)
+    .filter((file) => specifiers(readFileSync(file, "utf8")).some((s) => s.includes("node_modules/amqplib/")))
+    .map((file) => relative(SRC, file));
+  expect(importers).toEqual(["rpc/amqplib-internals.ts"]);
+});

@@ -1,10 +1,10 @@
 /**
- * mask.ts: the regex for URLs never parsed, and masking by parsed URLs (every form of a
+ * mask.ts: the regex for URLs never parsed, and a Masker built from parsed URLs (every form of a
  * password, anywhere in a line).
  */
 import { describe, expect, test } from "bun:test";
 import { parseBrokerUrl } from "../../src/broker-url.ts";
-import { maskSecrets, registerBrokerUrl } from "../../src/mask.ts";
+import { Masker, maskSecrets } from "../../src/mask.ts";
 
 describe("URLs never parsed: the regex", () => {
   const cases: [string, string][] = [
@@ -24,7 +24,7 @@ describe("URLs never parsed: the regex", () => {
 describe("parsed URLs: every form of the password, anywhere", () => {
   const text = "amqp://u:p%C3%A4%20ss%40%2C%23%25%3Aw@h:5672/v";
   const url = parseBrokerUrl(text);
-  registerBrokerUrl(url);
+  const masker = new Masker([url]);
   const password = "pä ss@,#%:w";
   const cases: [string, string][] = [
     [`connecting to ${text} now`, "connecting to amqp://u:***@h:5672/v now"],
@@ -34,19 +34,25 @@ describe("parsed URLs: every form of the password, anywhere", () => {
     [`lower-case escapes ${encodeURIComponent(password).toLowerCase().replace("p", "p")}`, "lower-case escapes ***"],
     [JSON.stringify({ message: `x ${password} y` }), '{"message":"x *** y"}'],
   ];
-  for (const [input, output] of cases) test(input, () => expect(maskSecrets(input)).toBe(output));
+  for (const [input, output] of cases) test(input, () => expect(masker.mask(input)).toBe(output));
 
   test("a space in the password: the URL as given is replaced whole", () => {
     const spaced = "amqp://u:pa ss@h";
-    registerBrokerUrl(parseBrokerUrl(spaced));
-    expect(maskSecrets(`at ${spaced}/`)).toBe("at amqp://u:***@h:5672/");
+    expect(new Masker([parseBrokerUrl(spaced)]).mask(`at ${spaced}/`)).toBe("at amqp://u:***@h:5672/");
   });
 
   test("short passwords and guest are not masked on their own (the URL still is)", () => {
-    registerBrokerUrl(parseBrokerUrl("amqp://u:abc@h"));
-    registerBrokerUrl(parseBrokerUrl("amqp://guest:guest@h"));
-    expect(maskSecrets("abc guest")).toBe("abc guest");
-    expect(maskSecrets("amqp://u:abc@h")).toBe("amqp://u:***@h:5672");
-    expect(maskSecrets("amqp://guest:guest@h")).toBe("amqp://guest:***@h:5672");
+    const masker = new Masker([parseBrokerUrl("amqp://u:abc@h"), parseBrokerUrl("amqp://guest:guest@h")]);
+    expect(masker.mask("abc guest")).toBe("abc guest");
+    expect(masker.mask("amqp://u:abc@h")).toBe("amqp://u:***@h:5672");
+    expect(masker.mask("amqp://guest:guest@h")).toBe("amqp://guest:***@h:5672");
   });
+});
+
+test("a Masker masks only its own URLs' passwords on their own; every one masks URLs by shape", () => {
+  const mine = new Masker([parseBrokerUrl("amqp://u:my-secret@h")]);
+  const other = new Masker([parseBrokerUrl("amqp://u:their-secret@h")]);
+  expect(mine.mask("my-secret their-secret")).toBe("*** their-secret");
+  expect(other.mask("my-secret their-secret")).toBe("my-secret ***");
+  expect(new Masker().mask("at amqp://a:b@h:1")).toBe("at amqp://a:***@h:1");
 });

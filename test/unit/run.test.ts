@@ -15,10 +15,9 @@ const URL_MODULE = resolve(import.meta.dir, "../../src/broker-url.ts");
 
 const script = `
 import { installCrashHandlers, runAction } from ${JSON.stringify(RUN)};
-import { registerBrokerUrl } from ${JSON.stringify(MASK)};
+import { Masker } from ${JSON.stringify(MASK)};
 import { parseBrokerUrl } from ${JSON.stringify(URL_MODULE)};
-installCrashHandlers();
-registerBrokerUrl(parseBrokerUrl("amqp://u:pa%20ss-w0rd@h"));
+installCrashHandlers(undefined, new Masker([parseBrokerUrl("amqp://u:pa%20ss-w0rd@h")]));
 const kind = process.argv[2];
 if (kind === "throw") setTimeout(() => { throw new TypeError("boom with pa ss-w0rd\\nand a second line"); }, 1);
 if (kind === "reject") Promise.reject(new Error("rejected at amqp://x:y0ur-s3cret@h"));
