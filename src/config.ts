@@ -16,8 +16,8 @@ export const DEFAULT_QUEUE = "rpc_queue";
 /**
  * Unacked requests per worker. 1 (the tutorial's fair dispatch) caps a worker at one broker
  * round trip per request (~10k calls/s for two workers here); 50 lets light requests stream
- * (~25k calls/s); while a worker computes a heavy request it takes no new ones (the server's
- * heavy-request scheduler, rpc/). See the README's "Defaults and trade-offs".
+ * (~25k calls/s); while a worker computes a heavy request it takes no new ones (rpc/scheduler.ts,
+ * the standby consumer). See the README's "Defaults and trade-offs".
  */
 export const DEFAULT_PREFETCH = 50;
 export const DEFAULT_TIMEOUT_MS = 30_000;

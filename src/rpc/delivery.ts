@@ -1,8 +1,9 @@
 /**
- * What becomes of one delivered request, decided by one function from what the client sent, the
- * clock and the crash ledger. Every field of a delivery is untrusted input: whatever a client
- * puts in it, `decide` returns exactly one fate, and the server's executor (server.ts) turns that
- * fate into at most one publish and exactly one ack.
+ * What becomes of one delivered request, decided by one function from what the client sent,
+ * the clock and the crash ledger. Every field of a delivery is untrusted input: whatever a client
+ * puts in it, `decide` returns exactly one fate, and the server's executor (executor.ts) turns that
+ * fate into at most one publish and exactly one ack. This is the one module that reads a delivery's
+ * headers: what a copy put back in the queue keeps of them travels in the fate.
  *
  * The request contract is in docs/protocol.md ("What a server reads"); the checks here are it.
  */
@@ -54,6 +55,8 @@ export interface Circumstances {
   crashes: number;
   /** The server's memory of Direct Reply-to addresses already checked; without it, each is checked afresh. */
   directReplyTo?: DirectReplyToChecks;
+  /** isFirstDelivery(delivery), worked out once per delivery by the executor. */
+  firstDelivery: boolean;
 }
 
 /** Where the reply goes: `correlationId` undefined means the reply carries none. */
@@ -72,8 +75,24 @@ export type Fate =
   /** It crashed workers (or came back too often): error reply instead of another try. */
   | { kind: "poison"; to: Address; reply: EncodedMessage; why: string }
   /** Classic queue, redelivered: put back a copy that carries the count, ack this one. */
-  | { kind: "republish"; redeliveries: number }
-  | { kind: "compute"; to: Address; n: number; format: Format; heavy: boolean };
+  | { kind: "republish"; redeliveries: number; deadline: number | undefined }
+  /**
+   * Compute and reply. `deadline` and `attempts` are what a copy keeps if the request goes back
+   * to the queue before it is computed (a heavy one, when the server drains).
+   */
+  | Compute;
+
+export interface Compute {
+  kind: "compute";
+  to: Address;
+  n: number;
+  format: Format;
+  heavy: boolean;
+  /** The caller's deadline (ms since the Unix epoch), if it sent one. */
+  deadline: number | undefined;
+  /** The count on a copy fibrpc put back (x-fibrpc-attempts), if it holds a count at all. */
+  attempts: number | undefined;
+}
 
 /**
  * A short string as amqplib decoded it (UTF-8, invalid bytes as U+FFFD) can be sent back only if
@@ -90,7 +109,7 @@ export function isFaithfulShortString(value: string): boolean {
  * "__proto__" sent by a client sets that object's prototype, and a plain lookup would read what
  * it put there.
  */
-export function header(headers: unknown, name: string): unknown {
+function header(headers: unknown, name: string): unknown {
   return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name) ? (headers as Record<string, unknown>)[name] : undefined;
 }
 
@@ -102,16 +121,20 @@ export function isFirstDelivery(delivery: Pick<Delivery, "fields" | "properties"
 type Deadline = { ok: true; at: number | undefined } | { ok: false; message: string };
 
 /** The caller's deadline header: absent, or a finite number of ms since the Unix epoch. */
-export function readDeadline(headers: Record<string, unknown> | undefined): Deadline {
+function readDeadline(headers: Record<string, unknown> | undefined): Deadline {
   const value = header(headers, DEADLINE_HEADER);
   if (value === undefined) return { ok: true, at: undefined };
   if (typeof value === "number" && Number.isFinite(value)) return { ok: true, at: value };
   return { ok: false, message: `header ${DEADLINE_HEADER} must be a number (ms since the Unix epoch), got ${describeValue(value)}` };
 }
 
-/** A count fibrpc itself wrote (x-fibrpc-attempts), or 0 if a client forged something else. */
+/** A count fibrpc itself wrote (x-fibrpc-attempts), or undefined if a client forged something else. */
+function countOf(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+}
+
 function readCount(value: unknown): number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  return countOf(value) ?? 0;
 }
 
 function describeValue(value: unknown): string {
@@ -179,15 +202,19 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
-  if (!isFirstDelivery(delivery)) {
+  if (!c.firstDelivery) {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
       return { kind: "poison", to, why: `it was redelivered ${redeliveries} times`, reply: poisonReply(request.format, `the request was redelivered ${redeliveries} times without being answered; it is not tried again`, request.n) };
     }
     // A classic queue keeps no count: carry it on a copy.
-    if (c.queueType === "classic" && delivery.fields.redelivered) return { kind: "republish", redeliveries };
+    if (c.queueType === "classic" && delivery.fields.redelivered) {
+      return { kind: "republish", redeliveries, deadline: deadline.at };
+    }
   }
-  return { kind: "compute", to, n: request.n, format: request.format, heavy: c.pauseForHeavy && request.n >= HEAVY_N };
+  const heavy = c.pauseForHeavy && request.n >= HEAVY_N;
+  const attempts = countOf(header(headers, ATTEMPTS_HEADER));
+  return { kind: "compute", to, n: request.n, format: request.format, heavy, deadline: deadline.at, attempts };
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Fair dispatch with the default prefetch (50): while a worker computes a heavy request it takes
- * no new requests (its consumer swapped for a standby one, src/rpc/server.ts), so they go to the
+ * no new requests (its consumer swapped for a standby one, src/rpc/scheduler.ts), so they go to the
  * idle worker. The heavy computation is held (the test build's hold fault, test/hold.ts) until
  * the light requests are all answered: they are surely sent while it is under way, however fast
  * this machine computes fib(1000000).

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { UNREADABLE_TABLE } from "../../src/rpc/amqplib-internals.ts";
-import { decide, HEAVY_N, isFaithfulShortString, type Circumstances, type Delivery, type Fate } from "../../src/rpc/delivery.ts";
+import { decide, HEAVY_N, isFaithfulShortString, isFirstDelivery, type Circumstances, type Delivery, type Fate } from "../../src/rpc/delivery.ts";
 
 const NOW = 1_800_000_000_000;
 /** A headers table as amqplib-internals.ts returns it for one nested too deeply. */
@@ -13,7 +13,7 @@ function unreadable(): Record<string, unknown> {
   Object.defineProperty(table, UNREADABLE_TABLE, { value: true });
   return table;
 }
-const base: Circumstances = { now: NOW, maxN: 1_000_000, queueType: "classic", pauseForHeavy: true, crashes: 0 };
+const base: Omit<Circumstances, "firstDelivery"> = { now: NOW, maxN: 1_000_000, queueType: "classic", pauseForHeavy: true, crashes: 0 };
 /** What amqplib makes of 100 bytes of 0xff in a short string. */
 const LOSSY = Buffer.alloc(100, 0xff).toString("utf8");
 
@@ -25,8 +25,11 @@ function delivery(body: string | Uint8Array, properties: Delivery["properties"] 
 function summary(fate: Fate): Record<string, unknown> {
   const { kind } = fate;
   if (kind === "drop") return { kind, reason: fate.reason };
-  if (kind === "republish") return { kind, redeliveries: fate.redeliveries };
-  if (kind === "compute") return { kind, n: fate.n, format: fate.format, heavy: fate.heavy, correlationId: fate.to.correlationId };
+  if (kind === "republish") return { kind, redeliveries: fate.redeliveries, deadline: fate.deadline };
+  if (kind === "compute") {
+    const { n, format, heavy, deadline, attempts } = fate;
+    return { kind, n, format, heavy, correlationId: fate.to.correlationId, deadline, attempts };
+  }
   return { kind, correlationId: fate.to.correlationId, type: fate.reply.type, body: fate.reply.body.toString() };
 }
 
@@ -66,7 +69,15 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
   { name: "forged attempts, huge", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 1e15 } }), expect: { kind: "poison", body: expect.stringMatching(/^POISON_REQUEST: the request was redelivered 1000000000000000 times/) } },
   { name: "classic, redelivered: put back with a count", delivery: delivery("30", {}, true), expect: { kind: "republish", redeliveries: 1 } },
   { name: "classic, redelivered copy", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 2 } }, true), expect: { kind: "republish", redeliveries: 3 } },
-  { name: "classic, copy with a count below the limit", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 19 } }), expect: { kind: "compute" } },
+  { name: "classic, copy with a count below the limit", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 19 } }), expect: { kind: "compute", attempts: 19 } },
+  // What a copy put back keeps travels in the fate (the executor reads no headers).
+  {
+    name: "classic, redelivered with a deadline: the copy keeps it",
+    delivery: delivery("30", { headers: { "x-fibrpc-deadline": NOW + 5000 } }, true),
+    expect: { kind: "republish", redeliveries: 1, deadline: NOW + 5000 },
+  },
+  { name: "a first delivery: no count, no deadline", delivery: delivery("30"), expect: { kind: "compute", deadline: undefined, attempts: undefined } },
+  { name: "forged attempts not a count: none kept", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 1.5 } }), expect: { kind: "compute", attempts: undefined } },
   { name: "classic, redelivered 20 times: backstop", delivery: delivery("30", { headers: { "x-fibrpc-attempts": 19 } }, true), expect: { kind: "poison" } },
   { name: "quorum, redelivered 3 times by lost connections: answered", delivery: delivery("30", { headers: { "x-delivery-count": 3 } }, true), c: { queueType: "quorum" }, expect: { kind: "compute" } },
   { name: "quorum, redelivered 20 times: backstop", delivery: delivery("30", { headers: { "x-delivery-count": 20 } }, true), c: { queueType: "quorum" }, expect: { kind: "poison" } },
@@ -85,7 +96,7 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
 describe("decide", () => {
   for (const { name, delivery: d, c, expect: expected } of cases) {
     test(name, () => {
-      expect(summary(decide(d, { ...base, ...c }))).toMatchObject(expected);
+      expect(summary(decide(d, { ...base, firstDelivery: isFirstDelivery(d), ...c }))).toMatchObject(expected);
     });
   }
 });

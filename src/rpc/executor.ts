@@ -1,0 +1,207 @@
+/**
+ * The delivery executor: each delivery becomes one record (InFlight) as it arrives, `decide`
+ * (delivery.ts) says what becomes of it, and carryOut turns that fate into how it ends (an
+ * Ending: an ack alone, a reply and the ack, or a copy put back and the ack), which its channel
+ * writes in one go (serving-channel.ts, settle): at most one publish and exactly one ack.
+ */
+import type { ConsumeMessage } from "amqplib";
+import { fibDecimal } from "../fib.ts";
+import type { Logger } from "../log.ts";
+import { requestKey, type CrashLedger } from "./crash-ledger.ts";
+import { decide, isFirstDelivery, type Compute, type Fate } from "./delivery.ts";
+import { DirectReplyToChecks } from "./direct-reply-to.ts";
+import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
+import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
+
+/** The server's options the executor reads (server.ts, ServerOptions, has them all). */
+export interface ExecutorOptions {
+  queue: string;
+  prefetch: number;
+  maxN: number;
+  log: Logger;
+  /** Which requests crashed workers of this process (see crash-ledger.ts). */
+  ledger?: CrashLedger;
+  /**
+   * Computes fib(n) as decimal (default: fib.ts). `firstDelivery` is false for a request seen
+   * before. A seam for the test build's fault injection (serve/faults.ts), as is `wrapOutlet`.
+   */
+  compute?: (n: number, request: { firstDelivery: boolean }) => string;
+}
+
+/** A heavy request waiting for its turn (scheduler.ts). */
+export interface HeavyJob {
+  delivery: InFlight;
+  fate: Compute;
+}
+
+/** What the executor counts (the rest of ServerMetrics is counted in server.ts). */
+export interface DeliveryMetrics {
+  /** A request settled: "ok", an error code, or "DROPPED"; `seconds` from delivery to reply. */
+  answered(outcome: string, seconds: number): void;
+  redelivered(): void;
+}
+
+export class Executor {
+  private served = 0;
+  private readonly log: Logger;
+  /** Absent for an RpcServer used on its own, outside `fibrpc serve`: no crash is pinned, no key hashed. */
+  private readonly ledger: CrashLedger | undefined;
+
+  /** `wait`: a heavy request waits for its turn (scheduler.ts, enqueue), which comes back as runHeavy. */
+  /** Direct Reply-to addresses found well-formed lately (decide checks each once). */
+  private readonly directReplyTo = new DirectReplyToChecks();
+
+  constructor(
+    private readonly options: ExecutorOptions,
+    private readonly metrics: DeliveryMetrics,
+    private readonly draining: () => boolean,
+    private readonly wait: (job: HeavyJob) => void,
+  ) {
+    this.log = options.log;
+    this.ledger = options.ledger;
+  }
+
+  /** Requests answered (a reply published, or none possible, and acked). */
+  get requestsServed(): number {
+    return this.served;
+  }
+
+  /** A delivery arrives on `via`: one record, one fate, one ending. Never throws. */
+  deliver(via: ServingChannel, msg: ConsumeMessage): void {
+    const delivery = this.receive(via, msg);
+    if (msg.fields.redelivered) this.metrics.redelivered();
+    let fate: Fate | undefined;
+    try {
+      const { maxN, prefetch } = this.options;
+      const { firstDelivery, key } = delivery;
+      // Crashes are looked up only where one is possible: a request seen before.
+      const crashes = this.ledger && key !== undefined && !firstDelivery ? this.ledger.crashes(key) : 0;
+      const pauseForHeavy = prefetch > 1;
+      const { directReplyTo } = this;
+      fate = decide(msg, { now: Date.now(), maxN, queueType: via.countAs, pauseForHeavy, crashes, firstDelivery, directReplyTo });
+      if (fate.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
+      else this.carryOut(delivery, fate);
+    } catch (err) {
+      // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can
+      // be answered) and ack, once.
+      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+      this.end(delivery, internal(fate));
+    }
+  }
+
+  /** A heavy request's turn (scheduler.ts): computed, or put back if the server drains. Never throws. */
+  runHeavy({ delivery, fate }: HeavyJob): void {
+    try {
+      // Draining: not started yet, so it goes back to the queue for another server.
+      if (this.draining()) this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts });
+      else {
+        this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
+        this.carryOut(delivery, fate);
+      }
+    } catch (err) {
+      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+      this.end(delivery, internal(fate));
+    }
+  }
+
+  /** The record a delivery travels as, made once. */
+  private receive(via: ServingChannel, msg: ConsumeMessage): InFlight {
+    const receivedAt = performance.now();
+    const { replyTo, correlationId } = msg.properties;
+    // The key is what decide lets through to be computed: a reply address and a string (or no)
+    // correlation id; anything else is never looked up nor computed.
+    const keyed =
+      this.ledger && typeof replyTo === "string" && (correlationId === undefined || typeof correlationId === "string");
+    const key = keyed ? requestKey(replyTo, correlationId, msg.content) : undefined;
+    return { via, msg, receivedAt, firstDelivery: isFirstDelivery(msg), key, acked: false };
+  }
+
+  /**
+   * Carries a fate out. While a request is computed and its reply written, the crash ledger holds
+   * its key: only a worker that dies in between leaves the key behind, and the crash is pinned on it.
+   */
+  private carryOut(delivery: InFlight, fate: Fate): void {
+    const computing = fate.kind === "compute" && delivery.key !== undefined ? this.ledger : undefined;
+    computing?.begin(delivery.key!);
+    try {
+      const ending = this.endingOf(delivery, fate);
+      this.end(delivery, ending);
+    } finally {
+      computing?.end();
+    }
+  }
+
+  /** How a fate ends; computing fib(n) is the one place a result is produced. */
+  private endingOf(delivery: InFlight, fate: Fate): Ending {
+    const { log } = this;
+    switch (fate.kind) {
+      case "drop":
+        log.warn(`dropped a request: ${fate.reason}`);
+        return { kind: "ack" };
+      case "refuse":
+        log.debug(`refused a request: ${fate.reply.body.toString("utf8", 0, 200)}`);
+        return { kind: "reply", to: fate.to, reply: fate.reply };
+      case "expired":
+        // The caller has given up: do not compute. The reply costs nothing and explains itself.
+        log.debug(`skipped a request whose caller gave up ${fate.lateMs} ms ago (by this server's clock)`);
+        return { kind: "reply", to: fate.to, reply: fate.reply };
+      case "poison": {
+        const id = preview(fate.to.correlationId ?? null);
+        log.warn(`refused a request (correlation id ${id}): ${fate.why}; it is not tried again`);
+        return { kind: "reply", to: fate.to, reply: fate.reply };
+      }
+      case "republish":
+        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries };
+      case "compute": {
+        const { n, format, to } = fate;
+        let reply: EncodedMessage;
+        try {
+          // A compute seam is only given by the test build's fault injection (serve/faults.ts).
+          const { compute } = this.options;
+          const result = compute ? compute(n, { firstDelivery: delivery.firstDelivery }) : fibDecimal(n);
+          reply = encodeResult(format, n, result);
+        } catch (err) {
+          log.error(`computing fib(${n}) failed: ${err instanceof Error ? err.message : String(err)}`);
+          reply = encodeError(format, "INTERNAL", `computing fib(${n}) failed on the server`, n);
+        }
+        log.debug(`fib(${n}) → ${reply.body.length} bytes to ${preview(to.replyTo)}`);
+        return { kind: "reply", to, reply };
+      }
+    }
+  }
+
+  /**
+   * The ending written by the delivery's channel (serving-channel.ts, settle), and counted;
+   * nothing if the channel is gone (the broker has put the request back for another try).
+   */
+  private end(delivery: InFlight, ending: Ending): void {
+    try {
+      if (!delivery.via.settle(delivery, ending)) return;
+    } catch (err) {
+      // Only a copy put back can fail to encode, which cannot happen with what decide() lets
+      // through; if it does, answer rather than lose it.
+      if (ending.kind !== "requeue") throw err;
+      this.log.error(`could not put a request back in the queue: ${messageOf(err)}`);
+      const { replyTo, correlationId } = delivery.msg.properties;
+      const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
+      const failed = encodeError("text", "INTERNAL", "the server could not requeue the request");
+      return this.end(delivery, { kind: "reply", to, reply: failed });
+    }
+    if (ending.kind === "requeue") return;
+    const seconds = (performance.now() - delivery.receivedAt) / 1000;
+    if (ending.kind === "ack") return this.metrics.answered("DROPPED", seconds);
+    this.served++;
+    this.metrics.answered(ending.reply.code ?? "ok", seconds);
+  }
+}
+
+/** An INTERNAL error reply (in the request's format, if known), to whoever can be answered. */
+function internal(fate: Fate | undefined): Ending {
+  const to = fate && "to" in fate ? fate.to : undefined;
+  const format = fate?.kind === "compute" ? fate.format : "text";
+  return { kind: "reply", to, reply: encodeError(format, "INTERNAL", "the server failed while handling the request") };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

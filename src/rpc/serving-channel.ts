@@ -1,0 +1,178 @@
+/**
+ * One channel a server consumes on, made by each connection's set-up (server.ts), and the one
+ * write each of its deliveries ends with (settle): at most one publish and exactly one ack,
+ * through the channel's outlet. When the channel closes, `open` turns false and the server drops
+ * the object whole: the broker has put the channel's unacked deliveries back in the queue, so
+ * nothing more is written for them, and nothing else has to be cleared.
+ */
+import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import type { Logger } from "../log.ts";
+import { MAX_EXPIRATION_MS, type Address } from "./delivery.ts";
+import { isDirectReplyTo } from "./direct-reply-to.ts";
+import type { Outlet, PublishProperties } from "./outlet.ts";
+import { ATTEMPTS_HEADER, DEADLINE_HEADER, preview, type EncodedMessage } from "./protocol.ts";
+import type { QueueType } from "./queue.ts";
+
+/** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
+export interface InFlight {
+  /** The channel it came on: answered and acked there, or not at all once that channel is gone. */
+  readonly via: ServingChannel;
+  readonly msg: ConsumeMessage;
+  /** performance.now() on arrival: the answer's latency is measured from here. */
+  readonly receivedAt: number;
+  /** Not redelivered, and not a copy fibrpc put back (delivery.ts, isFirstDelivery). */
+  readonly firstDelivery: boolean;
+  /** The request's key in the crash ledger (crash-ledger.ts); undefined without a ledger. */
+  readonly key: bigint | undefined;
+  /** Acked already: each delivery is acked exactly once. */
+  acked: boolean;
+}
+
+/** How a delivery ends, as the executor (executor.ts) decided it: what settle writes. */
+export type Ending =
+  /** Nobody can be answered: the ack alone. */
+  | { kind: "ack" }
+  /** A reply to `to` (nobody, if undefined) and the ack. */
+  | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
+  /** A copy of the request put back in the queue (see copyOf), then the ack. */
+  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined };
+
+/** What a channel needs from the server that made it. */
+export interface ChannelHost {
+  readonly queue: string;
+  readonly prefetch: number;
+  readonly log: Logger;
+  /** The broker closed the channel with an error while it was consuming. */
+  failed(err: Error): void;
+  /** The channel closed (its `open` is false already). */
+  closed(via: ServingChannel): void;
+}
+
+export class ServingChannel {
+  /** False once the channel has closed. */
+  open = true;
+  /** True once the consumer runs (scheduler.ts): errors before that, set-up reports (server.ts). */
+  consuming = false;
+  /** Set once, before the first consumer (see create). */
+  private outlet!: Outlet;
+
+  /**
+   * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
+   * `countAs`: how redeliveries are counted on this connection (server.ts, declareAndConsume).
+   */
+  static async create(
+    model: ChannelModel,
+    host: ChannelHost,
+    countAs: QueueType,
+    outletFor: (channel: Channel) => Outlet,
+  ): Promise<ServingChannel> {
+    const serving = new ServingChannel(model, await model.createChannel(), host, countAs);
+    // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
+    await serving.channel.prefetch(host.prefetch);
+    serving.outlet = outletFor(serving.channel);
+    return serving;
+  }
+
+  private constructor(
+    readonly model: ChannelModel,
+    /** amqplib's channel: its consumers are the scheduler's (scheduler.ts). */
+    readonly channel: Channel,
+    private readonly host: ChannelHost,
+    readonly countAs: QueueType,
+  ) {
+    channel.on("error", (err: Error) => {
+      host.log.debug(`channel error: ${err.message}`);
+      // During set-up, the failed operation says what went wrong (connection.ts, setup).
+      if (this.consuming) host.failed(err);
+    });
+    channel.on("close", () => {
+      this.open = false;
+      host.closed(this);
+    });
+  }
+
+  /**
+   * Writes how `delivery` ends, at most one publish and exactly one ack, in one socket write with
+   * the frame writer. False if its channel is gone (the broker has put the request back for
+   * another try): nothing is written. A copy that cannot be encoded throws, with nothing written;
+   * a reply that cannot be sent is logged, never thrown: it must not cost the channel. The ack
+   * goes only on the channel the delivery came on, and only once: an unknown or repeated delivery
+   * tag would make the broker close the channel (406 PRECONDITION_FAILED).
+   *
+   * The reply goes first, so a server dying in between leaves the request to be redelivered
+   * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"; callers ignore the
+   * duplicate reply that may follow). One exception: a request seen before whose reply goes to a
+   * Direct Reply-to address is acked first. RabbitMQ 3.x closes the replying connection when that
+   * caller's node has left the cluster, which loses an ack written after the reply: the request
+   * would come back and close the next server's connection too, forever. Acked first (the broker
+   * handles the ack before the publish that follows it in the same write), it comes back once at
+   * most. Only requests seen before pay for it: acking first delays the reply by the broker's
+   * handling of the ack (a few % of calls/s at one call in flight, docs/benchmarks.md).
+   */
+  settle(delivery: InFlight, ending: Ending): boolean {
+    if (!this.open) return false;
+    const { outlet, host } = this;
+    const { msg } = delivery;
+    if (ending.kind === "requeue") {
+      const copy = copyOf(msg, ending.deadline, ending.attempts);
+      outlet.publish(host.queue, msg.content, copy);
+    } else if (ending.kind === "reply" && ending.to) {
+      const { to, reply } = ending;
+      if (isDirectReplyTo(to.replyTo) && !delivery.firstDelivery && !delivery.acked) {
+        delivery.acked = true;
+        outlet.ack(msg);
+      }
+      try {
+        const { contentType, type } = reply;
+        outlet.publish(to.replyTo, reply.body, { correlationId: to.correlationId, contentType, type });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`);
+      }
+    }
+    if (!delivery.acked) {
+      delivery.acked = true;
+      outlet.ack(msg);
+    }
+    return true;
+  }
+
+  /** Resolves once the replies and acks held while the socket was full are written. */
+  flushed(): Promise<void> {
+    return this.outlet.flushed();
+  }
+
+  close(): Promise<void> {
+    return this.channel.close().catch(() => {});
+  }
+}
+
+/**
+ * A delivered request as a new message, to put back in the queue: same properties, fibrpc's own
+ * headers only (the caller's `deadline`, whose remainder is also its expiration, and the count
+ * `attempts`, when there are: delivery.ts read them). Unlike a nack, this does not count as a
+ * failed delivery. The copy carries nothing else: nothing else in the request is read by a
+ * server, and a client's headers could come back larger than they went in (bytes that were not
+ * UTF-8 re-encode as U+FFFD) and no longer fit one frame.
+ */
+function copyOf(msg: ConsumeMessage, deadline: number | undefined, attempts: number | undefined): PublishProperties {
+  const { properties } = msg;
+  const headers: Record<string, number> = {};
+  if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
+  if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
+  const copy: PublishProperties = {
+    replyTo: properties.replyTo as string,
+    correlationId: properties.correlationId as string | undefined,
+    contentType: properties.contentType as string | undefined,
+    headers,
+  };
+  if (deadline !== undefined) {
+    copy.expiration = String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - Date.now()))));
+  }
+  return copy;
+}
+
+/** A deadline as an integer header value (a client may have sent 1e300 or a fraction). */
+function clampToSafeInteger(value: number): number {
+  return Math.max(Number.MIN_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math.round(value)));
+}
