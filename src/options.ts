@@ -110,7 +110,9 @@ function brokerUrls(values: readonly { text: string; where: string }[]): readonl
 }
 
 /** The table's records with their variable, derived from the key. */
-function named<T extends Record<string, Written<unknown>>>(specs: T): { readonly [K in keyof T]: T[K] & { env: string } } {
+function named<T extends Record<string, Written<unknown>>>(
+  specs: T,
+): { readonly [K in keyof T]: T[K] & { env: string } } {
   const entries = Object.entries(specs).map(([flag, spec]) => [flag, { ...spec, env: envNameOf(flag) }]);
   return Object.fromEntries(entries);
 }
@@ -215,7 +217,8 @@ export const OPTIONS = named({
   "status-file": optional({
     valueHint: "path",
     help: {
-      serve: "Keep this file up to date with the workers' state, for `fibrpc health`; one serve per file (refused, exit 64, while another running serve keeps it)",
+      serve:
+        "Keep this file up to date with the workers' state, for `fibrpc health`; one serve per file (refused, exit 64, while another running serve keeps it)",
       health: "The file `fibrpc serve --status-file` keeps up to date",
     },
     defaultText: "none",
@@ -283,7 +286,10 @@ export const OPTIONS = named({
     defaultText: "off",
     parse: (value, at) => {
       const rate = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
-      if (!(rate > 0 && rate <= 1_000_000)) throw usageError(`--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`);
+      if (!(rate > 0 && rate <= 1_000_000))
+        throw usageError(
+          `--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`,
+        );
       return rate;
     },
   }),
@@ -298,7 +304,8 @@ export const OPTIONS = named({
       // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
       // bench computes every expected answer itself before the run: up to the largest --max-n
       // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
-      if (range.max > MAX_MAX_N) throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
+      if (range.max > MAX_MAX_N)
+        throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
       return { ...range, text: value };
     },
   }),
@@ -318,7 +325,18 @@ const LOGS = ["log-level", "log-format", "config"] as const;
 
 /** The options each command takes, in the order --help lists them. */
 export const COMMAND_OPTIONS = {
-  serve: ["workers", "prefetch", "max-n", "queue-type", "drain-timeout", "http-port", "http-host", "status-file", ...BROKER, ...LOGS],
+  serve: [
+    "workers",
+    "prefetch",
+    "max-n",
+    "queue-type",
+    "drain-timeout",
+    "http-port",
+    "http-host",
+    "status-file",
+    ...BROKER,
+    ...LOGS,
+  ],
   call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
   bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, ...LOGS],
   health: ["status-file", "max-age", "config"],
@@ -330,7 +348,9 @@ type ValueOf<D> = D extends Written<infer T> ? T : never;
 type NamesOf<C extends CommandName> = (typeof COMMAND_OPTIONS)[C][number];
 
 /** A command's options, resolved: one typed value per option, and where each came from. */
-export type Options<C extends CommandName> = { readonly [N in NamesOf<C> as Camel<N>]: ValueOf<(typeof OPTIONS)[N]> } & {
+export type Options<C extends CommandName> = {
+  readonly [N in NamesOf<C> as Camel<N>]: ValueOf<(typeof OPTIONS)[N]>;
+} & {
   readonly from: { readonly [N in NamesOf<C> as Camel<N>]: Source };
 };
 

@@ -45,18 +45,35 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
       : `  latency   ${percentiles(r.latencyMs)}  (from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
   ];
   if (r.mode === "open-loop") {
-    if (r.sendLagMs) lines.push(`  send lag  p50 ${ms(r.sendLagMs.p50)}  p99 ${ms(r.sendLagMs.p99)}  max ${ms(r.sendLagMs.max)}  (the load generator's own delay, included above)`);
-    if (r.missed > 0) lines.push(`  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight (failures, not in the latencies)`);
+    if (r.sendLagMs)
+      lines.push(
+        `  send lag  p50 ${ms(r.sendLagMs.p50)}  p99 ${ms(r.sendLagMs.p99)}  max ${ms(r.sendLagMs.max)}  (the load generator's own delay, included above)`,
+      );
+    if (r.missed > 0)
+      lines.push(
+        `  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight (failures, not in the latencies)`,
+      );
   }
-  lines.push(`  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`);
+  lines.push(
+    `  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`,
+  );
   for (const outage of r.outages) {
     const until = outage.toSeconds === null ? `the end of the run (${at(r.seconds)})` : at(outage.toSeconds);
     const why = outage.lastError ? `; last error: ${outage.lastError.message}` : "";
-    lines.push(`  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`);
+    lines.push(
+      `  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`,
+    );
   }
   if (r.cutShort) {
-    const plan = o.durationMs !== undefined ? `of the ${(o.durationMs / 1000).toFixed(1)} s planned` : o.requests !== undefined ? `after ${r.calls} of the ${o.requests} calls planned` : "";
-    lines.push(`  cut short at ${at(r.cutShort.atSeconds)}${plan ? ` ${plan}` : ""}: ${r.cutShort.code}: ${r.cutShort.message}`);
+    const plan =
+      o.durationMs !== undefined
+        ? `of the ${(o.durationMs / 1000).toFixed(1)} s planned`
+        : o.requests !== undefined
+          ? `after ${r.calls} of the ${o.requests} calls planned`
+          : "";
+    lines.push(
+      `  cut short at ${at(r.cutShort.atSeconds)}${plan ? ` ${plan}` : ""}: ${r.cutShort.code}: ${r.cutShort.message}`,
+    );
   }
   lines.push("");
   // Messages may quote a broker URL: passwords masked, whatever their source.

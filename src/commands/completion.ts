@@ -17,7 +17,10 @@ const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshSc
 const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
 
 export default defineCommand({
-  meta: { name: "completion", description: `Print a shell completion script (${shellList}) for fibrpc's commands and options` },
+  meta: {
+    name: "completion",
+    description: `Print a shell completion script (${shellList}) for fibrpc's commands and options`,
+  },
   args: {
     shell: {
       type: "positional",

@@ -32,7 +32,10 @@ export function channelOutlet(channel: Channel): Outlet {
   return {
     kind: "amqplib",
     publish: (routingKey, body, properties, mandatory = false) => {
-      channel.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), { ...properties, mandatory });
+      channel.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), {
+        ...properties,
+        mandatory,
+      });
     },
     ack: (msg) => channel.ack(msg),
     // amqplib's channel.close is queued behind its own frames: nothing to wait for.
@@ -52,7 +55,11 @@ export type OutletMode = "wire" | "amqplib";
  * with `fallback` true so that the caller says so (a log line, and /metrics for serve). Mode
  * "amqplib" is amqplib's own, and not a fallback.
  */
-export function chooseOutlet(channel: Channel, mode: OutletMode, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
+export function chooseOutlet(
+  channel: Channel,
+  mode: OutletMode,
+  openFrameWriter: () => Outlet | undefined,
+): { outlet: Outlet; fallback: boolean } {
   if (mode === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
   const writer = openFrameWriter();
   return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };

@@ -46,7 +46,12 @@ const RECONNECT_MAX_MS = 1_000;
  * that the first gets that much. Each window's length is jittered by ±WINDOW_JITTER before they are
  * scaled back to the budget, so the last attempt always ends at `deadline`. In whole ms.
  */
-export function attemptEnds(start: number, deadline: number, retries: number, random: () => number = Math.random): number[] {
+export function attemptEnds(
+  start: number,
+  deadline: number,
+  retries: number,
+  random: () => number = Math.random,
+): number[] {
   const count = retries + 1;
   const budget = Math.max(0, deadline - start);
   const ratio = windowRatio(budget, count);
@@ -112,7 +117,11 @@ export interface ConnectWithinOptions {
  * given `until()` as its own deadline. Rejects with the first failure retrying cannot fix (login
  * refused, TLS, ...) at once, or with the last failure once the time is up.
  */
-export async function connectWithin<T>(connect: (deadline: number) => Promise<T>, until: () => number, o: ConnectWithinOptions = {}): Promise<T> {
+export async function connectWithin<T>(
+  connect: (deadline: number) => Promise<T>,
+  until: () => number,
+  o: ConnectWithinOptions = {},
+): Promise<T> {
   const time = o.time ?? realTime;
   for (let attempt = 0; ; attempt++) {
     let error: FibrpcError;
@@ -183,7 +192,9 @@ export class RetryingCaller {
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
       // The back-off: the rest of this attempt's window.
       const pause = Math.max(0, attemptEnd - this.time.now());
-      this.log.info(`fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`);
+      this.log.info(
+        `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
+      );
       if (pause > 0) await this.time.sleep(pause);
     }
   }
@@ -237,7 +248,9 @@ export class RetryingCaller {
         this.reconnecting = undefined;
         if (this.closed) {
           void client.close({ waitForBroker: false });
-          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
+          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
+            reason: "client-closed",
+          });
         }
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
@@ -248,8 +261,18 @@ export class RetryingCaller {
         throw err;
       },
     );
-    const timedOut = () => this.lastConnectError ?? new FibrpcError("CONNECTION_LOST", "no connection to the broker: still reconnecting when the attempt's time was up", { reason: "connection-lost" });
-    return waitUntil(this.reconnecting, (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal), timedOut);
+    const timedOut = () =>
+      this.lastConnectError ??
+      new FibrpcError(
+        "CONNECTION_LOST",
+        "no connection to the broker: still reconnecting when the attempt's time was up",
+        { reason: "connection-lost" },
+      );
+    return waitUntil(
+      this.reconnecting,
+      (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal),
+      timedOut,
+    );
   }
 
   close(options?: { waitForBroker?: boolean }): Promise<void> {
@@ -263,7 +286,11 @@ export class RetryingCaller {
 }
 
 /** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */
-async function waitUntil<T>(promise: Promise<T>, timeUp: (signal: AbortSignal) => Promise<void>, timedOut: () => Error): Promise<T> {
+async function waitUntil<T>(
+  promise: Promise<T>,
+  timeUp: (signal: AbortSignal) => Promise<void>,
+  timedOut: () => Error,
+): Promise<T> {
   const done = new AbortController();
   try {
     return await Promise.race([promise, timeUp(done.signal).then(() => Promise.reject(timedOut()))]);
