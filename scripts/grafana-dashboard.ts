@@ -7,6 +7,7 @@
  * $instance, and every panel reads the $datasource variable.
  */
 const sel = 'job=~"$job",instance=~"$instance"';
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's ${datasource} variable, which Grafana expands
 const ds = { type: "prometheus", uid: "${datasource}" };
 let id = 0;
 let x = 0;
@@ -326,4 +327,4 @@ const dashboard = {
 };
 const out = process.argv[2];
 if (!out) throw new Error("usage: bun scripts/grafana-dashboard.ts OUTPUT.json");
-await Bun.write(out, JSON.stringify(dashboard, null, 2) + "\n");
+await Bun.write(out, `${JSON.stringify(dashboard, null, 2)}\n`);

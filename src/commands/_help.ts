@@ -108,6 +108,7 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
     { what: "bash: complete fibrpc in every new shell", run: ["echo 'source <(fibrpc completion bash)' >> ~/.bashrc"] },
     {
       what: "zsh: into the first folder of $fpath, then start a new shell",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, printed for the shell to expand
       run: ['fibrpc completion zsh > "${fpath[1]}/_fibrpc"'],
     },
     { what: "fish", run: ["fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish"] },
@@ -264,6 +265,9 @@ function examples(name: string, style: HelpStyle, paint: Painter): string[] {
 
 // ---- the pages ---------------------------------------------------------------------------
 
+// Any command's definition. citty's run() takes the command's own parsed args, so a
+// CommandDef<SomeArgs> is not a CommandDef<ArgsDef> (a parameter's type is contravariant).
+// biome-ignore lint/suspicious/noExplicitAny: no type argument but any fits every command
 export type AnyCommand = CommandDef<any>;
 
 const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };

@@ -83,6 +83,7 @@ describe("fibrpc completion", () => {
     expect(code).toBe(0);
     const flat = stdout.replace(/\s+/g, " ");
     expect(flat).toContain("source <(fibrpc completion bash)");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, as help prints it
     expect(flat).toContain('fibrpc completion zsh > "${fpath[1]}/_fibrpc"');
     expect(flat).toContain("fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish");
   });
@@ -229,6 +230,7 @@ describe("zsh", () => {
     expect(matches).toEqual([["serve"], ["--workers"], [...option("log-level").choices!], ["bash", "zsh", "fish"]]);
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, named in the test's title
   test('saved as "${fpath[1]}/_fibrpc" and autoloaded: the same', async () => {
     const dir = join(binDir, "zsh-functions");
     const { stdout } = await run(["completion", "zsh"]);

@@ -350,6 +350,7 @@ describe("deploy/grafana/fibrpc.json", () => {
     expect(panels.length).toBeGreaterThanOrEqual(12);
     for (const panel of panels) {
       expect(panel.targets?.length, `panel "${panel.title}" has targets`).toBeGreaterThan(0);
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's ${datasource} variable, as the dashboard holds it
       expect(panel.datasource?.uid, panel.title).toBe("${datasource}");
       for (const t of panel.targets!)
         expect(metricNames(t.expr ?? "").length, `panel "${panel.title}" ${t.refId} names a metric`).toBeGreaterThan(0);
