@@ -223,7 +223,9 @@ function writeValue(w: Writer, value: FieldValue): void {
       w.longstr(value.v);
       break;
     case "A":
-      w.sized(() => value.v.forEach((item) => writeValue(w, item)));
+      w.sized(() => {
+        for (const item of value.v) writeValue(w, item);
+      });
       break;
     case "F":
       writeTable(w, value.v);

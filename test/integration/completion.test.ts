@@ -132,10 +132,12 @@ describe("bash", () => {
     const flagLines = COMMANDS.map((c) => `fibrpc ${c} -`);
     const valueLines = withChoices.map((name) => `fibrpc ${commandTaking(name)} --${name} `);
     const replies = await complete([...flagLines, ...valueLines, "fibrpc completion ", "fibrpc call --timeout "]);
-    COMMANDS.forEach((command, i) =>
-      expect(replies[i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"])),
-    );
-    withChoices.forEach((name, i) => expect(replies[COMMANDS.length + i], name).toEqual([...option(name).choices!]));
+    COMMANDS.forEach((command, i) => {
+      expect(replies[i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"]));
+    });
+    withChoices.forEach((name, i) => {
+      expect(replies[COMMANDS.length + i], name).toEqual([...option(name).choices!]);
+    });
     expect(replies.at(-2)).toEqual(["bash", "zsh", "fish"]);
     expect(replies.at(-1)).toEqual([]); // a duration: nothing to offer, and not file names
   });
@@ -276,11 +278,11 @@ describe("fish", () => {
     const replies = await complete(lines);
     expect(replies[0]).toEqual(["serve"]);
     expect(replies[1]).toEqual(["--workers"]);
-    COMMANDS.forEach((command, i) =>
-      expect(replies[2 + i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"])),
-    );
-    withChoices.forEach((name, i) =>
-      expect(replies[2 + COMMANDS.length + i]!.sort(), name).toEqual([...option(name).choices!].sort()),
-    );
+    COMMANDS.forEach((command, i) => {
+      expect(replies[2 + i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"]));
+    });
+    withChoices.forEach((name, i) => {
+      expect(replies[2 + COMMANDS.length + i]!.sort(), name).toEqual([...option(name).choices!].sort());
+    });
   });
 });

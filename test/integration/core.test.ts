@@ -231,9 +231,9 @@ describe("bad input never crashes a worker nor loops", () => {
     const all = new Promise<void>((resolve) => {
       notify = () => replies.size === cases.length && resolve();
     });
-    cases.forEach((c, i) =>
-      ch.sendToQueue(queue, c.body, { replyTo: callback, correlationId: String(i), contentType: c.contentType }),
-    );
+    cases.forEach((c, i) => {
+      ch.sendToQueue(queue, c.body, { replyTo: callback, correlationId: String(i), contentType: c.contentType });
+    });
     await Promise.race([
       all,
       Bun.sleep(10_000).then(() => Promise.reject(new Error(`only ${replies.size}/${cases.length} replies`))),

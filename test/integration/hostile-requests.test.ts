@@ -1370,7 +1370,9 @@ function account(requests: FuzzRequest[], replies: Reply[]): string[] {
   };
   const unmatched = rest.filter((_, i) => !assign(i, new Set()));
   for (const r of unmatched) problems.push(`${r.label}: no reply for it (${showOutcome(r.expected)})`);
-  pool.forEach((reply, j) => owner[j] === -1 && problems.push(`a reply no request explains: ${show(reply)}`));
+  pool.forEach((reply, j) => {
+    if (owner[j] === -1) problems.push(`a reply no request explains: ${show(reply)}`);
+  });
   return problems;
 }
 

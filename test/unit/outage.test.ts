@@ -181,7 +181,7 @@ describe("a lost connection", () => {
 
   test("only some workers back: no resumed line yet; the summary counts those still waiting", () => {
     const log = new OutageLog(3, 1000);
-    [1, 2, 3].forEach((w) => log.serving(w, "amqp://b", T0));
+    for (const w of [1, 2, 3]) log.serving(w, "amqp://b", T0);
     log.lost(1, "amqp://b", "gone", T0);
     log.lost(2, "amqp://b", "gone", T0);
     expect(log.serving(1, "amqp://b", T0 + 300)).toEqual([]);

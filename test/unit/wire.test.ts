@@ -68,13 +68,18 @@ function fakeWire(frameMax = 4096, full = false) {
     once: (_: "drain", fn: () => void) => drains.push(fn),
     drain: () => {
       socket.full = false;
-      drains.splice(0).forEach((fn) => fn());
+      for (const fn of drains.splice(0)) fn();
     },
   };
   const model = { connection: { stream: socket, frameMax } };
   const channel = { ch: 7, once: (_: string, fn: () => void) => listeners.push(fn) };
   const wire = openWire(model as never, channel as never)!;
-  return { wire, written, socket, close: () => listeners.forEach((l) => l()) };
+  const close = () => {
+    listeners.forEach((l) => {
+      l();
+    });
+  };
+  return { wire, written, socket, close };
 }
 
 describe("wire", () => {
