@@ -101,7 +101,8 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
       const after = value === "" ? ", got an empty one" : next !== undefined ? ` before ${next.split("=", 1)[0]}` : "";
       fail(usageError(`${needs}${after}`));
     } else if (option.repeatable) {
-      ((flags[name] ??= []) as string[]).push(value);
+      flags[name] ??= [];
+      (flags[name] as string[]).push(value);
     } else {
       const before = seen.get(name);
       if (before !== undefined) fail(usageError(`${display} given twice (${before}, ${value}); give it once`));

@@ -340,17 +340,20 @@ export function limitRefusal(close: BrokerClose, context: RefusalContext): Fibrp
           : "to open a channel",
       { limit: { scope, key }, ...extra },
     );
-  let m: RegExpExecArray | null;
-  if ((m = /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text)))
-    return limit("vhost", "max-connections", { vhost: m[1], user: m[2] });
-  if ((m = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text)))
-    return limit("user", "max-connections", { user: m[1] });
-  if ((m = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(text)))
-    return limit("user", "max-channels", { user: m[1] });
+  const vhostConnections =
+    /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text);
+  if (vhostConnections)
+    return limit("vhost", "max-connections", { vhost: vhostConnections[1], user: vhostConnections[2] });
+  const userConnections = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text);
+  if (userConnections) return limit("user", "max-connections", { user: userConnections[1] });
+  const userChannels = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(
+    text,
+  );
+  if (userChannels) return limit("user", "max-channels", { user: userChannels[1] });
   if (/number of channels opened \(\d+\) has reached the negotiated channel_max/.test(text))
     return limit("connection", "channel_max");
-  if ((m = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text)))
-    return limit("vhost", "max-queues", { vhost: m[1] });
+  const vhostQueues = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text);
+  if (vhostQueues) return limit("vhost", "max-queues", { vhost: vhostQueues[1] });
   if (/queue limit in cluster \(\d+\) is reached/.test(text)) return limit("cluster", "max-queues");
   return undefined;
 }

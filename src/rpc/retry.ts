@@ -60,7 +60,10 @@ export function attemptEnds(
   const ends: number[] = [];
   let at = start;
   // Whole milliseconds: a deadline travels as an integer header and the AMQP expiration.
-  for (const length of lengths) ends.push(Math.round((at += length * scale)));
+  for (const length of lengths) {
+    at += length * scale;
+    ends.push(Math.round(at));
+  }
   ends[count - 1] = deadline;
   return ends;
 }

@@ -1063,7 +1063,10 @@ class Rng {
   /** One of the generators, by weight. */
   weighted<T>(choices: readonly (readonly [number, () => T])[]): T {
     let x = this.next() * choices.reduce((sum, [w]) => sum + w, 0);
-    for (const [w, make] of choices) if ((x -= w) < 0) return make();
+    for (const [w, make] of choices) {
+      x -= w;
+      if (x < 0) return make();
+    }
     return choices[choices.length - 1]![1]();
   }
   bytes(n: number): Uint8Array {

@@ -103,7 +103,8 @@ const DURATION_S = 20;
 const RATE = 20;
 
 test("bench across a broker restart, open loop (--rate) and closed loop (-c): reconnected, on to the end of its duration, the failures counted and the gap shown, exit 75", async () => {
-  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url]));
+  const server = await startServe(["--workers", "2", "--url", node.url]);
+  servers.current = server;
   const open = start(["bench", "--rate", String(RATE), "--duration", `${DURATION_S}s`]);
   const closed = start(["bench", "-c", "2", "--duration", `${DURATION_S}s`]);
   const benches = [open, closed];
@@ -179,9 +180,8 @@ test("call --retry 3 -t 20s across a broker restart: the request in flight lost,
   // The request is held in serve's worker while the broker goes: surely in flight then.
   const N = 30;
   const hold = new Hold(N);
-  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url], {
-    FIBRPC_TEST_FAULTS: hold.faults(),
-  }));
+  const server = await startServe(["--workers", "2", "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() });
+  servers.current = server;
   const call = start(["call", "--retry", "3", "-t", "20s", String(N)]);
   await hold.next();
   await stopApp();
