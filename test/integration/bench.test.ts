@@ -314,7 +314,11 @@ class HeapCheckpoints implements Caller {
   }
 
   async call(n: number, deadline: number): Promise<CallOutcome> {
-    if (this.pausing) await new Promise<void>((resolve) => (this.waiting.push(resolve), this.check()));
+    if (this.pausing)
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve);
+        this.check();
+      });
     this.calls++;
     if (this.o.leak) {
       const slot = (this.calls - 1) % 512;
@@ -336,7 +340,12 @@ class HeapCheckpoints implements Caller {
     if (!this.pausing || this.inClient > 0 || this.waiting.length < this.o.cap) return;
     // The lowest of three (JavaScriptCore scans the stack conservatively: a collection can keep
     // a few KiB that the next one frees).
-    const bytes = Math.min(...[0, 1, 2].map(() => (Bun.gc(true), process.memoryUsage().heapUsed)));
+    const bytes = Math.min(
+      ...[0, 1, 2].map(() => {
+        Bun.gc(true);
+        return process.memoryUsage().heapUsed;
+      }),
+    );
     this.readings.push({ calls: this.calls, bytes, code: codeCells() });
     this.pausing = false;
     for (const go of this.waiting.splice(0)) go();

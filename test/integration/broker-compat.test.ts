@@ -49,7 +49,7 @@ describe("what serve declares", () => {
     const server = await startServe(["--workers", "1", "--queue", queue]);
     const row = await queueRow(queue);
     expect(row).toMatchObject({ name: queue, durable: true, exclusive: false, auto_delete: false });
-    expect((row?.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual(CLASSIC_ARGUMENTS[BROKER_RELEASE]);
+    expect((row!.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual(CLASSIC_ARGUMENTS[BROKER_RELEASE]);
     expect(await server.stop()).toBe(0);
   });
 

@@ -36,7 +36,7 @@ const NACK_COUNTS = !releaseAtLeast(4, 3);
 /** Whether a mandatory publish to a Direct Reply-to address whose caller has gone comes back (before 4.2). */
 const DEAD_REPLY_ADDRESS_RETURNED = !releaseAtLeast(4, 2);
 
-const header = (msg: ConsumeMessage, name: string) => (msg.properties.headers ?? {})[name] as number | undefined;
+const header = (msg: ConsumeMessage, name: string) => msg.properties.headers?.[name] as number | undefined;
 
 /** A quorum request queue declared by serve (with its delivery limit and dead-letter queue), and no server on it. */
 async function quorumQueueWithoutServer(): Promise<string> {
