@@ -45,7 +45,10 @@ export class LatencyHistogram {
     return this.histogram.estimatedFootprintInBytes;
   }
 
-  /** Nearest-rank percentiles (the ⌈q·n⌉-th smallest value), each within 0.1%, in ms; none without values (never a 0 that looks measured). */
+  /**
+   * Nearest-rank percentiles (the ⌈q·n⌉-th smallest value), each within 0.1%, in ms; none without
+   * values (never a 0 that looks measured).
+   */
   summary(): LatencySummary | undefined {
     if (this.count === 0) return undefined;
     // Rounded to the tick, so that the division leaves no float noise in --json.

@@ -46,7 +46,10 @@ export interface Caller {
   /** False once no more calls can be made: the run ends (cut short, if before its planned end). */
   readonly usable: boolean;
   call(n: number, deadline: number): Promise<CallOutcome>;
-  /** Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the closed loop waits on it. */
+  /**
+   * Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the
+   * closed loop waits on it.
+   */
   ready?(until: number): Promise<void>;
   /** The times the caller had no connection, on the bench's clock. */
   readonly outages?: readonly Outage[];

@@ -27,7 +27,10 @@ export interface HelpStyle {
 
 /** Below this, help wraps at this width anyway: narrower, a description would get a word a line. */
 export const MIN_WIDTH = 40;
-/** Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too): longer lines are hard to read. */
+/**
+ * Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too):
+ * longer lines are hard to read.
+ */
 export const MAX_WIDTH = 100;
 
 /** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */

@@ -137,7 +137,10 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
   return exitCodeOf(outcome);
 }
 
-/** The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and printable (again: it does no harm). */
+/**
+ * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
+ * printable (again: it does no harm).
+ */
 function errorLine(n: number, code: string, message: string, ms: number, masker: Masker): string {
   const error = { code: printable(code), message: printable(masker.mask(message)) };
   return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 })}\n`;

@@ -12,7 +12,10 @@ function spellings(flag: FlagSpec): string[] {
   );
 }
 
-/** Spellings of the flags that take a value, as `command flag` case patterns, grouped by what the value completes to. */
+/**
+ * Spellings of the flags that take a value, as `command flag` case patterns, grouped by what the
+ * value completes to.
+ */
 function valueCases(model: CompletionModel): string[] {
   const groups = new Map<string, string[]>();
   for (const command of model.commands) {

@@ -80,7 +80,10 @@ export class RpcClient {
    * reuses the id, and a late confirm of the first attempt must not settle the second.
    */
   private readonly unconfirmed = new ConfirmTracker<{ correlationId: string; call: PendingCall }>();
-  /** Why the broker blocks this connection's publishes (connection.blocked), and since when; undefined when not blocked. */
+  /**
+   * Why the broker blocks this connection's publishes (connection.blocked), and since when;
+   * undefined when not blocked.
+   */
   private blocked: { reason: string; since: number } | undefined;
 
   private constructor(

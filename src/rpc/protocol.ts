@@ -29,7 +29,10 @@ export const DEADLINE_HEADER = "x-fibrpc-deadline";
  * expired. The broker's `expiration` needs no clock, and drops what nobody picked up in time.
  */
 export const CLOCK_SKEW_ALLOWANCE_MS = 1_000;
-/** Request header: how many times this request was redelivered before (classic queues; set by fibrpc on the copy it puts back). */
+/**
+ * Request header: how many times this request was redelivered before (classic queues; set by
+ * fibrpc on the copy it puts back).
+ */
 export const ATTEMPTS_HEADER = "x-fibrpc-attempts";
 /** Header quorum queues set on a redelivery: how often the request came back. */
 export const QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count";

@@ -32,7 +32,10 @@ const RECONNECTABLE = new Set<string>(["BROKER_UNREACHABLE", "CONNECTION_LOST"])
  * and computed again, while its first answer is on its way.
  */
 export const MIN_FIRST_WINDOW_MS = 1_000;
-/** How far each window may stray from its nominal length (± this fraction), so that callers that failed together do not retry together. */
+/**
+ * How far each window may stray from its nominal length (± this fraction), so that callers that
+ * failed together do not retry together.
+ */
 export const WINDOW_JITTER = 0.2;
 /** Reconnection attempts: the first pause, doubled each time up to the cap, each with jitter. */
 const RECONNECT_BASE_MS = 100;
@@ -107,7 +110,10 @@ export const realTime: Time = {
 };
 
 export interface ConnectWithinOptions {
-  /** Called with each failed attempt's error, and whether another attempt follows (if not, the promise rejects with it). */
+  /**
+   * Called with each failed attempt's error, and whether another attempt follows (if not, the
+   * promise rejects with it).
+   */
   onFailure?: (error: FibrpcError, attempt: number, again: boolean) => void;
   random?: () => number;
   time?: Time;

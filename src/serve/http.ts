@@ -1,8 +1,9 @@
 /**
  * serve's HTTP endpoints (`--http-port`): /metrics in the Prometheus text format (prom-client's
  * registry and formatter), /healthz (the process answers) and /readyz (every worker connected and
- * consuming, and the broker not blocking their replies). fibrpc's counters come from the workers, summed on each scrape (supervisor.collect);
- * the process metrics (process-metrics.ts) are read on the main thread, for the whole process.
+ * consuming, and the broker not blocking their replies). fibrpc's counters come from the workers,
+ * summed on each scrape (supervisor.collect); the process metrics (process-metrics.ts) are read on
+ * the main thread, for the whole process.
  */
 import { Registry } from "prom-client";
 import { bunVersion, commit, version } from "../version.ts";

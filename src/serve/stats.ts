@@ -132,7 +132,10 @@ export class StatsRecorder {
     this.slot = tally?.slot ?? 0;
   }
 
-  /** One request answered: `outcome` is "ok" or an error code (or DROPPED: no reply); `seconds` from delivery to reply. */
+  /**
+   * One request answered: `outcome` is "ok" or an error code (or DROPPED: no reply); `seconds` from
+   * delivery to reply.
+   */
   answered(outcome: string, seconds: number): void {
     const { stats } = this;
     if (this.tally && outcome !== "DROPPED") this.tally[this.slot]!++;

@@ -17,7 +17,10 @@ export interface SupervisorOptions {
   drainTimeoutMs: number;
   worker: Omit<WorkerConfig, "id" | "ledger" | "answered">;
   log: Logger;
-  /** Told how many workers are serving (and why the broker blocks them, if it does): on every change, and every few seconds as a heartbeat. */
+  /**
+   * Told how many workers are serving (and why the broker blocks them, if it does): on every
+   * change, and every few seconds as a heartbeat.
+   */
   onStatus?: (status: ServeStatusUpdate) => void;
   statusEveryMs?: number;
   /** The outage summary's interval (default SUMMARY_EVERY_MS; the test build shortens it, serve/test-build.ts). */
