@@ -49,7 +49,9 @@ export const DEFAULT_PORTS = { amqp: 5672, amqps: 5671 } as const;
 
 /** Appended to every error: the form expected and how to write the characters that collide. */
 export const URL_FORM =
-  'expected amqp[s]://[user[:password]@]host[:port][/vhost][?heartbeat=seconds]; in the user name, password and vhost write "@" as %40, ":" as %3A, "/" as %2F, "," as %2C, "#" as %23, "%" as %25 and a space as %20';
+  "expected amqp[s]://[user[:password]@]host[:port][/vhost][?heartbeat=seconds]; " +
+  "in the user name, password and vhost " +
+  'write "@" as %40, ":" as %3A, "/" as %2F, "," as %2C, "#" as %23, "%" as %25 and a space as %20';
 
 /** The longest timer the runtime holds (setTimeout's limit, 2^31 - 1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -256,7 +258,8 @@ function parseQuery(query: string, parsed: BrokerUrl, fail: (problem: string) =>
     const shown = /^[A-Za-z_]{1,40}$/.test(rawKey) ? ` "${rawKey}"` : "";
     if (!QUERY_KEYS.includes(key)) {
       throw fail(
-        `has an unknown query parameter${shown} (fibrpc reads ${QUERY_KEYS.join(", ")}; for TLS files use --tls-ca, --tls-cert, --tls-key)`,
+        `has an unknown query parameter${shown} (fibrpc reads ${QUERY_KEYS.join(", ")}; ` +
+          "for TLS files use --tls-ca, --tls-cert, --tls-key)",
       );
     }
     if (seen.has(key)) throw fail(`gives query parameter "${key}" twice`);

@@ -37,20 +37,24 @@ export const EXIT_CODES = {
     code: 75,
     name: "EX_TEMPFAIL",
     meaning:
-      "timed out, connection dropped, broker blocking publishers or queue full: retrying later may succeed (bench: such failures, a run cut short; serve: drain timed out)",
+      "timed out, connection dropped, broker blocking publishers or queue full: retrying later may succeed " +
+      "(bench: such failures, a run cut short; serve: drain timed out)",
   },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
   ACCESS_REFUSED: {
     code: 77,
     name: "EX_NOPERM",
     meaning:
-      "the broker refused access: the login, the vhost (no permission, or no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)",
+      "the broker refused access: the login, the vhost (no permission, or no such vhost), " +
+      "a permission on a queue or exchange, a reserved queue name (amq.)",
   },
   CONFIG: {
     code: 78,
     name: "EX_CONFIG",
     meaning:
-      "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, a deprecated feature), or its TLS certificate is not trusted",
+      "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, " +
+      "a deprecated feature), " +
+      "or its TLS certificate is not trusted",
   },
   // A second signal during serve's drain: the shell's 128 + signal number, as if the signal had
   // killed it (the first one drains, see serve/supervisor.ts).

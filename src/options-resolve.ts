@@ -52,7 +52,9 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
     if (differs !== -1) {
       const shown = (t: number | undefined) => (t === undefined ? "none" : `${t}`);
       throw usageError(
-        `serve uses one connection_timeout for all its broker URLs; the 1st gives ${shown(timeouts[0])}, the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`,
+        `serve uses one connection_timeout for all its broker URLs; ` +
+          `the 1st gives ${shown(timeouts[0])}, ` +
+          `the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`,
       );
     }
     // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.

@@ -123,7 +123,8 @@ export class ReconnectingCaller implements Caller {
         this.current = undefined;
         this.reconnecting = undefined;
         this.o.log.info(
-          `reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s (${attempts} failed attempt${attempts === 1 ? "" : "s"})`,
+          `reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s ` +
+            `(${attempts} failed attempt${attempts === 1 ? "" : "s"})`,
         );
       },
       (err: unknown) => {

@@ -320,7 +320,8 @@ export function renderRootHelp(description: string, commands: readonly Row[], st
   const takenBy = (name: OptionName) => COMMANDS.filter((c) => takes(c, name)).join(", ");
   const environment = [
     ...wrap(
-      "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; a flag wins over the variable, the variable over the file.",
+      "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
+        "a flag wins over the variable, the variable over the file.",
       style.width,
       2,
     ),

@@ -16,7 +16,8 @@ export default defineCommand({
   meta: {
     name: "bench",
     description:
-      "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; every answer is checked",
+      "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; " +
+      "every answer is checked",
   },
   args: argsOf("bench"),
   run: (context) =>
@@ -106,7 +107,8 @@ function drawBar(p: BenchProgress, rate: number): void {
   const width = 30;
   const filled = Math.round(p.fraction * width);
   process.stderr.write(
-    `\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${p.done} calls  ${Math.round(rate)} calls/s  ${p.errors} errors`,
+    `\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ` +
+      `${p.done} calls  ${Math.round(rate)} calls/s  ${p.errors} errors`,
   );
 }
 

@@ -15,7 +15,9 @@ const args = {
   n: {
     type: "positional",
     valueHint: "N [N ...]",
-    description: `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line`,
+    description:
+      `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; ` +
+      "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line",
   },
   ...argsOf("call"),
 } as const;
@@ -81,7 +83,8 @@ export default defineCommand({
               wait: o.waitForServer,
               onWaiting: () =>
                 log.info(
-                  `no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`,
+                  `no server on queue ${JSON.stringify(o.queue)} yet; ` +
+                    "waiting for one (--wait-for-server, up to --timeout)",
                 ),
             });
             if (o.waitForServer) await serverThere;

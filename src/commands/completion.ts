@@ -26,7 +26,9 @@ export default defineCommand({
       type: "positional",
       valueHint: SHELLS.join("|"),
       // How to install each script: the EXAMPLES of this command's help (commands/_help.ts).
-      description: `The shell to print the script for: ${shellList}. The script completes commands, flags and the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading`,
+      description:
+        `The shell to print the script for: ${shellList}. The script completes commands, flags and ` +
+        "the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading",
     },
   },
   run: (context) =>

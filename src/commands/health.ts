@@ -9,7 +9,8 @@ export default defineCommand({
   meta: {
     name: "health",
     description:
-      "Exit 0 if the serve process of this machine or container has every worker connected, consuming and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
+      "Exit 0 if the serve process of this machine or container has every worker connected, consuming " +
+      "and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
   },
   args: argsOf("health"),
   run: (context) =>
@@ -18,7 +19,8 @@ export default defineCommand({
       const health = checkHealth(o.statusFile!, o.maxAge);
       if (health.healthy) {
         await writeStdout(
-          `healthy: ${health.status.serving}/${health.status.workers} workers consuming queue ${JSON.stringify(health.status.queue)}\n`,
+          `healthy: ${health.status.serving}/${health.status.workers} workers consuming ` +
+            `queue ${JSON.stringify(health.status.queue)}\n`,
         );
         return ExitCode.OK;
       }

@@ -43,7 +43,8 @@ export default defineCommand({
             const holder = holderOf(statusFile);
             if (holder !== undefined) {
               log.warn(
-                `the status file ${statusFile} is now held by another serve (pid ${holder}); this one stops writing it, so \`fibrpc health\` reports on that one`,
+                `the status file ${statusFile} is now held by another serve (pid ${holder}); ` +
+                  "this one stops writing it, so `fibrpc health` reports on that one",
               );
               statusLost = true;
               return;
@@ -65,7 +66,8 @@ export default defineCommand({
         const claim = claimStatus(statusFile, statusOf({ serving: 0, workers }));
         if (!claim.claimed && "holder" in claim) {
           throw usageError(
-            `--status-file ${statusFile} is held by another serve (pid ${claim.holder}), which is running; give each serve its own --status-file`,
+            `--status-file ${statusFile} is held by another serve (pid ${claim.holder}), which is running; ` +
+              "give each serve its own --status-file",
           );
         }
       }
@@ -89,7 +91,8 @@ export default defineCommand({
         throw err;
       }
       log.info(
-        `fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) on ${broker.urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`,
+        `fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) ` +
+          `on ${broker.urls.map(displayUrl).join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`,
         {
           version,
           queue,

@@ -50,7 +50,10 @@ export function zshScript(model: CompletionModel, version: string): string {
       specs.push(
         `'1:${command.name === "completion" ? "shell" : "value"}:(${command.positional.map(checkWord).join(" ")})'`,
       );
-    return `        ${checkWord(command.name)})\n          _arguments \\\n            ${specs.join(" \\\n            ")} \\\n            && ret=0 ;;`;
+    return (
+      `        ${checkWord(command.name)})\n          _arguments \\\n            ` +
+      `${specs.join(" \\\n            ")} \\\n            && ret=0 ;;`
+    );
   });
   return `#compdef ${program}
 # zsh completion for ${program} ${version}, printed by \`${program} completion zsh\`.

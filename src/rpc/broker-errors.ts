@@ -80,7 +80,8 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
     return error(
       "BROKER_UNREACHABLE",
       "no-majority",
-      `the broker at ${broker} could not declare the queue: ${brokerReason(err)} (a node cut off from the majority of its cluster cannot change the cluster's metadata)`,
+      `the broker at ${broker} could not declare the queue: ${brokerReason(err)} ` +
+        `(a node cut off from the majority of its cluster cannot change the cluster's metadata)`,
     );
   }
   // A queue whose record the broker has but whose process does not answer: seen on RabbitMQ 4.3
@@ -90,7 +91,8 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (unresponsive) {
     return new FibrpcError(
       "BROKER_UNREACHABLE",
-      `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: it has a record of the queue, but the queue does not answer (${brokerReason(err)})`,
+      `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: ` +
+        `it has a record of the queue, but the queue does not answer (${brokerReason(err)})`,
       { reason: "queue-unresponsive", broker, queue: unresponsive[1] },
     );
   }
@@ -100,7 +102,8 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
     return error(
       "ACCESS_REFUSED",
       "vhost",
-      `the broker at ${broker} refused the connection at connection.open (its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`,
+      `the broker at ${broker} refused the connection at connection.open ` +
+        `(its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`,
     );
   }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
@@ -156,7 +159,8 @@ export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): Fib
   if (feature !== undefined) {
     return new FibrpcError(
       "BROKER_REFUSED",
-      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`,
+      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: ` +
+        `it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`,
       {
         reason: "deprecated-feature",
         queue,
@@ -388,10 +392,10 @@ export function lockRefusal(close: BrokerClose, context: RefusalContext): Fibrpc
  */
 export function permissionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   if (close.code !== 403) return undefined;
-  const m =
-    /(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'/.exec(
-      close.text,
-    );
+  const m = new RegExp(
+    String.raw`(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' ` +
+      "in vhost '([^']*)' refused for user '([^']*)'",
+  ).exec(close.text);
   const permission = (m?.[1] ??
     PERMISSION_OF[close.method ?? ""] ??
     (m?.[2] === "exchange" ? "write" : undefined)) as ErrorDetails["permission"];
@@ -436,7 +440,8 @@ export function reservedQueueName(queue: string, url: BrokerUrl): FibrpcError | 
   const broker = displayUrl(url);
   return new FibrpcError(
     "ACCESS_REFUSED",
-    `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: the broker reserves names beginning with "amq." to itself`,
+    `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: ` +
+      `the broker reserves names beginning with "amq." to itself`,
     {
       reason: "reserved-name",
       broker,
@@ -456,7 +461,8 @@ export function setUpError(err: unknown, context?: RefusalContext): FibrpcError 
   if (refused) return refused;
   return new FibrpcError(
     "CONNECTION_LOST",
-    `the connection to the broker closed while it was being set up (${err instanceof Error ? err.message : String(err)})`,
+    `the connection to the broker closed while it was being set up ` +
+      `(${err instanceof Error ? err.message : String(err)})`,
     { reason: "connection-lost" },
   );
 }

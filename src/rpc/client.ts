@@ -240,14 +240,16 @@ export class RpcClient {
         : `the request to queue ${JSON.stringify(queue)} was not taken`;
       return new FibrpcError(
         "BROKER_BLOCKED",
-        `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} (${reason}), so ${what} within the timeout`,
+        `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} ` +
+          `(${reason}), so ${what} within the timeout`,
         { ...details, reason: "blocked", blockedBecause: reason },
       );
     }
     if (this.confirms && !confirmed) {
       return new FibrpcError(
         "TIMEOUT",
-        `no reply within the timeout: the broker at ${this.broker} did not confirm that queue ${JSON.stringify(queue)} took the request`,
+        `no reply within the timeout: the broker at ${this.broker} ` +
+          `did not confirm that queue ${JSON.stringify(queue)} took the request`,
         { ...details, reason: "not-confirmed" },
       );
     }
@@ -275,7 +277,8 @@ export class RpcClient {
     const { queue } = this.options;
     return new FibrpcError(
       "REJECTED",
-      `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} is most likely full (at its length limit, with overflow reject-publish)`,
+      `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} ` +
+        `is most likely full (at its length limit, with overflow reject-publish)`,
       { reason: "queue-full", queue, broker: this.broker },
     );
   }
@@ -285,7 +288,8 @@ export class RpcClient {
     this.blocked = { reason, since: Date.now() };
     // Said once per block, not per call: calls in flight wait (until unblocked, or their deadline).
     this.options.log.warn(
-      `broker is blocking publishers: ${reason} (the broker at ${this.broker}); calls wait until it lifts or their timeout`,
+      `broker is blocking publishers: ${reason} (the broker at ${this.broker}); ` +
+        `calls wait until it lifts or their timeout`,
     );
   }
 

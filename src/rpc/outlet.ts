@@ -72,5 +72,6 @@ export function chooseOutlet(
 export const OUTLET_FALLBACK_MESSAGE = `the frame writer could not attach to ${
   INTERNALS_PROBLEM === undefined
     ? "this amqplib version's connection internals"
-    : `amqplib's connection internals (${INTERNALS_PROBLEM}; its field-table guard and the broker's reasons at connection.open are off too)`
+    : `amqplib's connection internals (${INTERNALS_PROBLEM}; ` +
+      `its field-table guard and the broker's reasons at connection.open are off too)`
 }; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, "Outlet")`;

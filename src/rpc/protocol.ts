@@ -138,7 +138,8 @@ export function decodeRequest(body: Uint8Array, contentType: string | undefined,
     return {
       ...failure(
         "UNSUPPORTED_CONTENT_TYPE",
-        `content type ${preview(contentType)} is not supported; send decimal text with no content type, or ${JSON_CONTENT_TYPE}`,
+        `content type ${preview(contentType)} is not supported; ` +
+          `send decimal text with no content type, or ${JSON_CONTENT_TYPE}`,
       ),
       format,
     };

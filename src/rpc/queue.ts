@@ -129,7 +129,10 @@ export async function declareOrJoinRequestQueue(
 export function joinedNotice(queue: string, asked: QueueType, setup: Extract<QueueSetup, { declared: false }>): string {
   const name = JSON.stringify(queue);
   if (setup.existingType !== undefined && setup.existingType !== asked) {
-    return `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for (${setup.differences}); serving it as it is`;
+    return (
+      `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for ` +
+      `(${setup.differences}); serving it as it is`
+    );
   }
   return `queue ${name} already exists with other settings (${setup.differences}); serving it as it is`;
 }

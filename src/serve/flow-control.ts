@@ -39,7 +39,9 @@ export class BlockedLog {
     return [
       {
         level: "warn",
-        message: `broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost (rabbitmq-diagnostics alarms on the broker says which)`,
+        message:
+          `broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost ` +
+          `(rabbitmq-diagnostics alarms on the broker says which)`,
         fields: { reason, since: new Date(now).toISOString() },
       },
     ];
@@ -57,7 +59,9 @@ export class BlockedLog {
       return [
         {
           level: "info",
-          message: `the blocked connections were lost after ${duration(lasted)} blocked; the broker blocks new ones again while its alarm lasts`,
+          message:
+            `the blocked connections were lost after ${duration(lasted)} blocked; ` +
+            `the broker blocks new ones again while its alarm lasts`,
           fields,
         },
       ];

@@ -53,13 +53,15 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   );
   add(
     "fibrpc_worker_heap_used_bytes",
-    "JavaScript heap in use by the workers, summed (each Bun Worker has its own heap; the main thread's is nodejs_heap_size_used_bytes)",
+    "JavaScript heap in use by the workers, summed " +
+      "(each Bun Worker has its own heap; the main thread's is nodejs_heap_size_used_bytes)",
     "gauge",
     (s) => [{ value: s.stats.heapUsedBytes }],
   );
   add(
     "fibrpc_worker_eventloop_lag_max_seconds",
-    "Longest event-loop delay of any worker since the previous scrape of /metrics (by any scraper; reset at each): a worker computing a heavy request holds its loop that long",
+    "Longest event-loop delay of any worker since the previous scrape of /metrics (by any scraper; reset at each): " +
+      "a worker computing a heavy request holds its loop that long",
     "gauge",
     (s) => [{ value: s.stats.eventLoopLagMaxSeconds }],
   );
@@ -83,7 +85,8 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   );
   add(
     "fibrpc_outlet_fallbacks_total",
-    "Channels publishing and acking through amqplib's own methods because the frame writer could not attach (0 with the pinned amqplib)",
+    "Channels publishing and acking through amqplib's own methods because the frame writer could not attach " +
+      "(0 with the pinned amqplib)",
     "counter",
     (s) => [{ value: s.stats.outletFallbacks }],
   );
@@ -127,7 +130,8 @@ export function startHttp(
             ? ""
             : `; broker is blocking publishers: ${blockedReason} (${blocked} of ${workers} connections blocked)`;
         return new Response(
-          `${ready ? "ready" : "not ready"}: ${serving}/${workers} workers consuming${draining ? " (draining)" : ""}${blocking}\n`,
+          `${ready ? "ready" : "not ready"}: ${serving}/${workers} workers consuming` +
+            `${draining ? " (draining)" : ""}${blocking}\n`,
           { status: ready ? 200 : 503 },
         );
       }

@@ -143,7 +143,9 @@ export class OutageLog {
     return [
       {
         level: "info",
-        message: `${outage.wasServing ? "reconnected" : "connected"} to ${broker} after ${duration(down)} (${failed}); ${serving}/${this.workers} workers serving`,
+        message:
+          `${outage.wasServing ? "reconnected" : "connected"} to ${broker} after ${duration(down)} (${failed}); ` +
+          `${serving}/${this.workers} workers serving`,
         fields: {
           broker,
           since: iso(outage.since),
@@ -182,7 +184,10 @@ export class OutageLog {
     const attempts = outage.attemptsSinceLine === 1 ? "1 attempt" : `${outage.attemptsSinceLine} attempts`;
     const line: OutageLine = {
       level: "warn",
-      message: `still cannot reach ${brokers} (${outage.reason}) after ${duration(now - outage.since)}: ${waiting}/${this.workers} workers waiting, ${attempts} in ${duration(now - outage.lastLineAt)}; next try in ${duration(nextTry)}`,
+      message:
+        `still cannot reach ${brokers} (${outage.reason}) after ${duration(now - outage.since)}: ` +
+        `${waiting}/${this.workers} workers waiting, ${attempts} in ${duration(now - outage.lastLineAt)}; ` +
+        `next try in ${duration(nextTry)}`,
       fields: {
         broker: brokers,
         reason: outage.reason,

@@ -43,7 +43,8 @@ const DROPPED = [
 const SINCE = "since the previous scrape of /metrics (by any scraper; reset at each)";
 const EVENTLOOP_HELP: Record<string, string> = {
   nodejs_eventloop_lag_seconds:
-    "Lag of the main thread's event loop in seconds: a setImmediate probe started at the previous scrape of /metrics (by any scraper)",
+    "Lag of the main thread's event loop in seconds: " +
+    "a setImmediate probe started at the previous scrape of /metrics (by any scraper)",
   nodejs_eventloop_lag_min_seconds: `Shortest event-loop delay of the main thread ${SINCE}, in seconds`,
   nodejs_eventloop_lag_max_seconds: `Longest event-loop delay of the main thread ${SINCE}, in seconds`,
   nodejs_eventloop_lag_mean_seconds: `Mean event-loop delay of the main thread ${SINCE}, in seconds`,

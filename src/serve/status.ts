@@ -113,13 +113,17 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
   if (status.serving < status.workers) {
     return {
       healthy: false,
-      reason: `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: the broker is unreachable or a worker is restarting`,
+      reason:
+        `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: ` +
+        `the broker is unreachable or a worker is restarting`,
     };
   }
   if (status.blocked !== undefined) {
     return {
       healthy: false,
-      reason: `broker is blocking publishers: ${status.blocked}; serve's replies wait until the broker's resource alarm clears`,
+      reason:
+        `broker is blocking publishers: ${status.blocked}; ` +
+        `serve's replies wait until the broker's resource alarm clears`,
     };
   }
   return { healthy: true, status };

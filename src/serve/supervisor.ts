@@ -232,7 +232,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     if (slot.crashes.length >= CRASH_LIMIT) {
       log.error(
-        `worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; giving up (see the errors above)`,
+        `worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; ` +
+          `giving up (see the errors above)`,
       );
       shutdown(ExitCode.INTERNAL);
       return;
@@ -281,7 +282,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
       // caller may retry; a more telling code, e.g. 78 after a refusal, stays).
       if (exitCode === ExitCode.OK) exitCode = ExitCode.TEMPORARY;
       log.warn(
-        `drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; their unacked requests go back to the queue`,
+        `drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; ` +
+          `their unacked requests go back to the queue`,
         {
           workers: left.length,
           answered: answered.total,
