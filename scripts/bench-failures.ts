@@ -40,7 +40,8 @@ for (const c of cases) {
     const started = performance.now();
     const proc = Bun.spawnSync([BIN, "call", "30", ...c.args], { cwd: "/", stderr: "pipe", stdout: "pipe" });
     times.push(performance.now() - started);
-    if (proc.exitCode !== c.code) throw new Error(`${c.name}: exit ${proc.exitCode}, expected ${c.code}: ${proc.stderr.toString()}`);
+    if (proc.exitCode !== c.code)
+      throw new Error(`${c.name}: exit ${proc.exitCode}, expected ${c.code}: ${proc.stderr.toString()}`);
   }
   rows.push(`| ${c.name} | ${c.code} | ${median(times).toFixed(1)} ms | ${Math.max(...times).toFixed(1)} ms |`);
   console.log(rows.at(-1));
@@ -49,13 +50,22 @@ for (const c of cases) {
 // The tutorial's client, its code unchanged but for the queue name (a fresh queue with no
 // consumer, so no message is left behind on the machine's rpc_queue).
 const dir = mkdtempSync(join(tmpdir(), "fibrpc-tutorial-"));
-const client = readFileSync(join(ROOT, "test/interop/tutorial/rpc_client.py"), "utf8").replace("routing_key='rpc_queue'", `routing_key='${emptyQueue}'`);
+const client = readFileSync(join(ROOT, "test/interop/tutorial/rpc_client.py"), "utf8").replace(
+  "routing_key='rpc_queue'",
+  `routing_key='${emptyQueue}'`,
+);
 writeFileSync(join(dir, "rpc_client.py"), client);
 const started = performance.now();
 const tutorial = Bun.spawn(["/usr/bin/python3", join(dir, "rpc_client.py")], { stdout: "ignore", stderr: "ignore" });
-const outcome = await Promise.race([tutorial.exited.then(() => "exited"), Bun.sleep(TUTORIAL_WAIT_MS).then(() => "waiting")]);
+const outcome = await Promise.race([
+  tutorial.exited.then(() => "exited"),
+  Bun.sleep(TUTORIAL_WAIT_MS).then(() => "waiting"),
+]);
 tutorial.kill("SIGKILL");
-const tutorialRow = outcome === "waiting" ? `| tutorial client (Python), queue exists, no consumer | — | still waiting after ${TUTORIAL_WAIT_MS / 1000} s (it has no timeout) | |` : `| tutorial client (Python), queue exists, no consumer | — | exited after ${(performance.now() - started).toFixed(0)} ms | |`;
+const tutorialRow =
+  outcome === "waiting"
+    ? `| tutorial client (Python), queue exists, no consumer | — | still waiting after ${TUTORIAL_WAIT_MS / 1000} s (it has no timeout) | |`
+    : `| tutorial client (Python), queue exists, no consumer | — | exited after ${(performance.now() - started).toFixed(0)} ms | |`;
 console.log(tutorialRow);
 
 await ch.deleteQueue(emptyQueue);

@@ -33,7 +33,8 @@ const argv = process.argv.slice(2);
 const flag = (name: string) => argv.indexOf(`--${name}`);
 const seconds = flag("seconds") >= 0 ? Number(argv[flag("seconds") + 1]) : 60;
 const withLeak = flag("leak") >= 0;
-if (!Number.isFinite(seconds) || seconds < 30) throw new Error("--seconds: at least 30 (the readings from 20 s on are compared, by thirds)");
+if (!Number.isFinite(seconds) || seconds < 30)
+  throw new Error("--seconds: at least 30 (the readings from 20 s on are compared, by thirds)");
 const log = (line: string) => process.stderr.write(`bench:memory: ${line}\n`);
 
 if (!existsSync(BIN)) {
@@ -57,7 +58,12 @@ function leaking(client: RpcClient): Caller {
 
 const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
 
-async function measure(client: RpcClient, label: string, mode: Pick<BenchOptions, "concurrency" | "rate" | "maxOutstanding">, leak = false): Promise<number> {
+async function measure(
+  client: RpcClient,
+  label: string,
+  mode: Pick<BenchOptions, "concurrency" | "rate" | "maxOutstanding">,
+  leak = false,
+): Promise<number> {
   const heap: { s: number; calls: number; bytes: number }[] = [];
   const result = await runBench(leak ? leaking(client) : client, {
     ...mode,
@@ -88,13 +94,28 @@ async function measure(client: RpcClient, label: string, mode: Pick<BenchOptions
 
 const queue = `bench_memory_${crypto.randomUUID().slice(0, 6)}`;
 log(`${seconds} s per mode, queue ${queue}; ${await machineLine()}`);
-const serve = await startProcess([BIN, "serve", "--url", URL, "--queue", queue, "--workers", "2"], /(\d+)\/\1 workers serving/);
-const client = await RpcClient.connect({ broker: { urls: [parseBrokerUrl(URL)], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 10_000, log: createConsola({ level: 1 }) });
+const serve = await startProcess(
+  [BIN, "serve", "--url", URL, "--queue", queue, "--workers", "2"],
+  /(\d+)\/\1 workers serving/,
+);
+const client = await RpcClient.connect({
+  broker: { urls: [parseBrokerUrl(URL)], tls: {} },
+  queue,
+  replyQueue: "direct",
+  format: "text",
+  timeoutMs: 10_000,
+  log: createConsola({ level: 1 }),
+});
 try {
   const closedRate = await measure(client, "closed loop, 100 in flight", { concurrency: 100 });
   const rate = Math.max(1, Math.round(closedRate / 2));
-  await measure(client, `open loop at ${rate} calls/s (half the closed loop's), at most 100 in flight`, { concurrency: 100, rate, maxOutstanding: 100 });
-  if (withLeak) await measure(client, "closed loop, 100 in flight, 8 bytes kept per call on purpose", { concurrency: 100 }, true);
+  await measure(client, `open loop at ${rate} calls/s (half the closed loop's), at most 100 in flight`, {
+    concurrency: 100,
+    rate,
+    maxOutstanding: 100,
+  });
+  if (withLeak)
+    await measure(client, "closed loop, 100 in flight, 8 bytes kept per call on purpose", { concurrency: 100 }, true);
 } finally {
   await client.close();
   await stop(serve);

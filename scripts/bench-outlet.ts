@@ -17,16 +17,37 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const queue = `bench_outlet_${crypto.randomUUID().slice(0, 6)}`;
 
 function startServe(outlet: string) {
-  return startProcess([BIN, "serve", "--workers", "2", "--queue", queue, "--url", URL], /2\/2 workers serving/, { ...process.env, FIBRPC_OUTLET: outlet });
+  return startProcess([BIN, "serve", "--workers", "2", "--queue", queue, "--url", URL], /2\/2 workers serving/, {
+    ...process.env,
+    FIBRPC_OUTLET: outlet,
+  });
 }
 
 function bench(outlet: string, concurrency: number, requests: number): number {
-  const out = Bun.spawnSync([BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--json"], { cwd: "/", env: { ...process.env, FIBRPC_OUTLET: outlet } });
+  const out = Bun.spawnSync(
+    [
+      BIN,
+      "bench",
+      "--url",
+      URL,
+      "--queue",
+      queue,
+      "--concurrency",
+      String(concurrency),
+      "--requests",
+      String(requests),
+      "--json",
+    ],
+    { cwd: "/", env: { ...process.env, FIBRPC_OUTLET: outlet } },
+  );
   if (out.exitCode !== 0) throw new Error(`bench failed: ${out.stderr.toString()}`);
   return JSON.parse(out.stdout.toString()).callsPerSecond as number;
 }
 
-const results: Record<string, { c1: number[]; c100: number[] }> = { wire: { c1: [], c100: [] }, amqplib: { c1: [], c100: [] } };
+const results: Record<string, { c1: number[]; c100: number[] }> = {
+  wire: { c1: [], c100: [] },
+  amqplib: { c1: [], c100: [] },
+};
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const outlet of ["wire", "amqplib"] as const) {
@@ -46,7 +67,12 @@ try {
 const gain = (key: "c1" | "c100") => median(results.wire![key]) / median(results.amqplib![key]) - 1;
 const line = (label: string, key: "c1" | "c100") =>
   `| ${label} | ${Math.round(median(results.amqplib![key]))} | ${Math.round(median(results.wire![key]))} | ${(gain(key) * 100).toFixed(1)}% |`;
-const table = ["| calls in flight | amqplib's publish/ack, calls/s | frame writer, calls/s | gain |", "| --- | --- | --- | --- |", line("1", "c1"), line("100", "c100")].join("\n");
+const table = [
+  "| calls in flight | amqplib's publish/ack, calls/s | frame writer, calls/s | gain |",
+  "| --- | --- | --- | --- |",
+  line("1", "c1"),
+  line("100", "c100"),
+].join("\n");
 console.log(table);
 writeSection(
   join(ROOT, "docs/benchmarks.md"),

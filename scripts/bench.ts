@@ -19,7 +19,12 @@ const BIN = join(ROOT, "fibrpc");
 const BUN = process.execPath;
 const URL = process.env.FIBRPC_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const id = crypto.randomUUID().slice(0, 6);
-const queues = { ceiling: `bench_ceiling_${id}`, fibrpc: `bench_fibrpc_${id}`, heavy: `bench_heavy_${id}`, memory: `bench_memory_${id}` };
+const queues = {
+  ceiling: `bench_ceiling_${id}`,
+  fibrpc: `bench_fibrpc_${id}`,
+  heavy: `bench_heavy_${id}`,
+  memory: `bench_memory_${id}`,
+};
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 if (!existsSync(BIN)) {
@@ -36,7 +41,9 @@ function run(cmd: string[], env: Record<string, string> = {}): { stdout: string;
 }
 
 function tcpOutSegments(): number {
-  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n").filter((l) => l.startsWith("Tcp:"));
+  const lines = readFileSync("/proc/net/snmp", "utf8")
+    .split("\n")
+    .filter((l) => l.startsWith("Tcp:"));
   const names = lines[0]!.split(/\s+/);
   return Number(lines[1]!.split(/\s+/)[names.indexOf("OutSegs")]);
 }
@@ -49,7 +56,9 @@ function brokerCpuSeconds(): number {
 }
 
 function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"))!;
   return Number(line.split(/\s+/)[1]) / 1024;
 }
 
@@ -62,16 +71,39 @@ interface Throughput {
 }
 
 /** Runs a load generator that prints JSON, with machine-wide TCP segments and broker CPU per call. */
-function measure(cmd: string[], calls: number, pick: (json: any) => { callsPerSecond: number; p50Ms: number; p99Ms: number }, env: Record<string, string> = {}): Throughput {
+function measure(
+  cmd: string[],
+  calls: number,
+  pick: (json: any) => { callsPerSecond: number; p50Ms: number; p99Ms: number },
+  env: Record<string, string> = {},
+): Throughput {
   const segments = tcpOutSegments();
   const cpu = brokerCpuSeconds();
   const out = JSON.parse(run(cmd, env).stdout);
-  return { ...pick(out), segmentsPerCall: (tcpOutSegments() - segments) / calls, brokerCpuUsPerCall: ((brokerCpuSeconds() - cpu) * 1e6) / calls };
+  return {
+    ...pick(out),
+    segmentsPerCall: (tcpOutSegments() - segments) / calls,
+    brokerCpuUsPerCall: ((brokerCpuSeconds() - cpu) * 1e6) / calls,
+  };
 }
 
 const fibrpcBench = (queue: string, concurrency: number, requests: number, n = "1", env: Record<string, string> = {}) =>
   measure(
-    [BIN, "bench", "--url", URL, "--queue", queue, "--concurrency", String(concurrency), "--requests", String(requests), "--n", n, "--json"],
+    [
+      BIN,
+      "bench",
+      "--url",
+      URL,
+      "--queue",
+      queue,
+      "--concurrency",
+      String(concurrency),
+      "--requests",
+      String(requests),
+      "--n",
+      n,
+      "--json",
+    ],
     requests,
     (j) => ({
       callsPerSecond: j.callsPerSecond,
@@ -81,7 +113,11 @@ const fibrpcBench = (queue: string, concurrency: number, requests: number, n = "
     env,
   );
 const ceilingCaller = (concurrency: number, requests: number) =>
-  measure([BUN, join(ROOT, "scripts/bench/ceiling-caller.ts"), URL, queues.ceiling, String(concurrency), String(requests)], requests, (j) => j);
+  measure(
+    [BUN, join(ROOT, "scripts/bench/ceiling-caller.ts"), URL, queues.ceiling, String(concurrency), String(requests)],
+    requests,
+    (j) => j,
+  );
 
 const started = performance.now();
 const conn = await connect(URL);
@@ -89,7 +125,10 @@ const admin = await conn.createChannel();
 
 // a. the ceiling: minimal amqplib responder (prefetch 100) and pipelined caller
 log("a. ceiling (plain amqplib)");
-const responder = await startProcess([BUN, join(ROOT, "scripts/bench/ceiling-responder.ts"), URL, queues.ceiling, "100"], /ready/);
+const responder = await startProcess(
+  [BUN, join(ROOT, "scripts/bench/ceiling-responder.ts"), URL, queues.ceiling, "100"],
+  /ready/,
+);
 ceilingCaller(10, 2000); // warm-up
 const ceiling1 = ceilingCaller(1, 5000);
 const ceiling100 = ceilingCaller(100, 60000);
@@ -107,10 +146,18 @@ const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
 // interleaved so that a drift of the machine's load falls on both alike.
 log("b3. publisher confirms on and off");
 // At 1 in flight too, where the broker's ack is a TCP segment of its own (no target: reported).
-const confirmRuns: Record<1 | 100, { on: number[]; off: number[] }> = { 1: { on: [], off: [] }, 100: { on: [], off: [] } };
+const confirmRuns: Record<1 | 100, { on: number[]; off: number[] }> = {
+  1: { on: [], off: [] },
+  100: { on: [], off: [] },
+};
 for (let i = 0; i < 3; i++) {
-  for (const [inFlight, calls] of [[100, 30000], [1, 5000]] as const) {
-    confirmRuns[inFlight].off.push(fibrpcBench(queues.fibrpc, inFlight, calls, "1", { FIBRPC_PUBLISHER_CONFIRMS: "off" }).callsPerSecond);
+  for (const [inFlight, calls] of [
+    [100, 30000],
+    [1, 5000],
+  ] as const) {
+    confirmRuns[inFlight].off.push(
+      fibrpcBench(queues.fibrpc, inFlight, calls, "1", { FIBRPC_PUBLISHER_CONFIRMS: "off" }).callsPerSecond,
+    );
     confirmRuns[inFlight].on.push(fibrpcBench(queues.fibrpc, inFlight, calls).callsPerSecond);
   }
 }
@@ -120,27 +167,60 @@ for (let i = 0; i < 3; i++) {
 log("b2. open loop next to closed loop");
 // Exit 75 is a result here (an open loop the server could not keep up with: timeouts, missed calls).
 const fullBench = (args: string[]) => {
-  const cmd = [BIN, "bench", "--url", URL, "--queue", queues.fibrpc, "--duration", "10s", "--n", "1", "--json", ...args];
+  const cmd = [
+    BIN,
+    "bench",
+    "--url",
+    URL,
+    "--queue",
+    queues.fibrpc,
+    "--duration",
+    "10s",
+    "--n",
+    "1",
+    "--json",
+    ...args,
+  ];
   const r = Bun.spawnSync(cmd, { cwd: "/", stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0 && r.exitCode !== 75) throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
+  if (r.exitCode !== 0 && r.exitCode !== 75)
+    throw new Error(`${cmd.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}`);
   return JSON.parse(r.stdout.toString());
 };
 const loadBefore = (await import("node:os")).loadavg()[0]!;
 const closedLoop = fullBench(["--concurrency", "100"]);
-const openLoops = [0.5, 0.9].map((share) => ({ share, result: fullBench(["--rate", String(Math.round(share * closedLoop.callsPerSecond))]) }));
+const openLoops = [0.5, 0.9].map((share) => ({
+  share,
+  result: fullBench(["--rate", String(Math.round(share * closedLoop.callsPerSecond))]),
+}));
 const loadAfter = (await import("node:os")).loadavg()[0]!;
 
 // c. cold call, process start to exit, next to a minimal compiled program
 log("c. cold call");
 const minimalBin = `/tmp/fibrpc-bench-minimal-call-${id}`;
-Bun.spawnSync([BUN, "build", "--compile", "--minify", "--bytecode", "--format=esm", join(ROOT, "scripts/bench/minimal-call.ts"), "--outfile", minimalBin, "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig"], { cwd: ROOT, stdout: "ignore" });
+Bun.spawnSync(
+  [
+    BUN,
+    "build",
+    "--compile",
+    "--minify",
+    "--bytecode",
+    "--format=esm",
+    join(ROOT, "scripts/bench/minimal-call.ts"),
+    "--outfile",
+    minimalBin,
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+  ],
+  { cwd: ROOT, stdout: "ignore" },
+);
 const coldRuns = 25;
 const coldFibrpc: number[] = [];
 const coldMinimal: number[] = [];
 for (let i = 0; i < coldRuns + 2; i++) {
   const a = run([BIN, "call", "--url", URL, "--queue", queues.fibrpc, "30"]);
   const b = run([minimalBin, URL, queues.fibrpc, "30"]);
-  if (a.stdout !== "832040\n" || b.stdout !== "832040\n") throw new Error(`cold call answered ${a.stdout} / ${b.stdout}`);
+  if (a.stdout !== "832040\n" || b.stdout !== "832040\n")
+    throw new Error(`cold call answered ${a.stdout} / ${b.stdout}`);
   if (i >= 2) {
     coldFibrpc.push(a.ms);
     coldMinimal.push(b.ms);
@@ -168,14 +248,20 @@ await stop(serve);
 log("e. heavy n, 1 vs 2 workers");
 const heavy: Record<number, Throughput> = {};
 for (const workers of [1, 2]) {
-  const s = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.heavy, "--workers", String(workers)], /(\d+)\/\1 workers serving/);
+  const s = await startProcess(
+    [BIN, "serve", "--url", URL, "--queue", queues.heavy, "--workers", String(workers)],
+    /(\d+)\/\1 workers serving/,
+  );
   heavy[workers] = fibrpcBench(queues.heavy, 8, 1200, "300000-500000");
   await stop(s);
 }
 
 // f. resident memory of serve --workers 3, idle and after a load run
 log("f. memory");
-const memServe = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.memory, "--workers", "3"], /3\/3 workers serving/);
+const memServe = await startProcess(
+  [BIN, "serve", "--url", URL, "--queue", queues.memory, "--workers", "3"],
+  /3\/3 workers serving/,
+);
 await Bun.sleep(2000); // settle: the figure is "idle", not "starting"
 const idleMb = rssMb(memServe.pid);
 fibrpcBench(queues.memory, 100, 30000, "0-1000");
@@ -195,14 +281,70 @@ const e2e = { call: median(endToEnd), compute: median(inProcess) };
 const confirms = { on: median(confirmRuns[100].on), off: median(confirmRuns[100].off) };
 const confirms1 = { on: median(confirmRuns[1].on), off: median(confirmRuns[1].off) };
 const rows = [
-  ["a/b. 1 in flight, calls/s", `${Math.round(ceiling1.callsPerSecond)}`, `${Math.round(fibrpc1.callsPerSecond)}`, `${r(fibrpc1.callsPerSecond / ceiling1.callsPerSecond)}×`, "≥ 1.5×", pass(fibrpc1.callsPerSecond >= 1.5 * ceiling1.callsPerSecond)],
-  ["a/b. 100 in flight, calls/s", `${Math.round(ceiling100.callsPerSecond)}`, `${Math.round(fibrpc100.callsPerSecond)}`, `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`, "≥ 1.0×", pass(fibrpc100.callsPerSecond >= ceiling100.callsPerSecond)],
-  ["b3. 100 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)", `${Math.round(confirms.off)}`, `${Math.round(confirms.on)}`, `${r(confirms.on / confirms.off)}×`, "≥ 0.95×", pass(confirms.on >= 0.95 * confirms.off)],
-  ["b3. 1 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)", `${Math.round(confirms1.off)}`, `${Math.round(confirms1.on)}`, `${r(confirms1.on / confirms1.off)}×`, "— (reported)", ""],
-  ["c. cold `call 30`, median of 25 (process start to exit)", ms(cold.minimal), ms(cold.fibrpc), `${r(cold.fibrpc / cold.minimal)}×`, "≤ 1.15×", pass(cold.fibrpc <= 1.15 * cold.minimal)],
-  ["d. `call 1000000` end to end vs fib(1000000) in-process, median of 10", ms(e2e.compute), ms(e2e.call), `+${(e2e.call - e2e.compute).toFixed(1)} ms`, "≤ +30 ms", pass(e2e.call <= e2e.compute + 30)],
-  ["e. n 300000–500000, calls/s, --workers 1 → 2", `${Math.round(heavy[1]!.callsPerSecond)}`, `${Math.round(heavy[2]!.callsPerSecond)}`, `${r(heavy[2]!.callsPerSecond / heavy[1]!.callsPerSecond)}×`, "≥ 1.7×", pass(heavy[2]!.callsPerSecond >= 1.7 * heavy[1]!.callsPerSecond)],
-  ["f. RSS of `serve --workers 3`, idle → after load", `${idleMb.toFixed(1)} MB`, `${loadedMb.toFixed(1)} MB`, "", "idle ≤ 70 MB", pass(idleMb <= 70)],
+  [
+    "a/b. 1 in flight, calls/s",
+    `${Math.round(ceiling1.callsPerSecond)}`,
+    `${Math.round(fibrpc1.callsPerSecond)}`,
+    `${r(fibrpc1.callsPerSecond / ceiling1.callsPerSecond)}×`,
+    "≥ 1.5×",
+    pass(fibrpc1.callsPerSecond >= 1.5 * ceiling1.callsPerSecond),
+  ],
+  [
+    "a/b. 100 in flight, calls/s",
+    `${Math.round(ceiling100.callsPerSecond)}`,
+    `${Math.round(fibrpc100.callsPerSecond)}`,
+    `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`,
+    "≥ 1.0×",
+    pass(fibrpc100.callsPerSecond >= ceiling100.callsPerSecond),
+  ],
+  [
+    "b3. 100 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)",
+    `${Math.round(confirms.off)}`,
+    `${Math.round(confirms.on)}`,
+    `${r(confirms.on / confirms.off)}×`,
+    "≥ 0.95×",
+    pass(confirms.on >= 0.95 * confirms.off),
+  ],
+  [
+    "b3. 1 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)",
+    `${Math.round(confirms1.off)}`,
+    `${Math.round(confirms1.on)}`,
+    `${r(confirms1.on / confirms1.off)}×`,
+    "— (reported)",
+    "",
+  ],
+  [
+    "c. cold `call 30`, median of 25 (process start to exit)",
+    ms(cold.minimal),
+    ms(cold.fibrpc),
+    `${r(cold.fibrpc / cold.minimal)}×`,
+    "≤ 1.15×",
+    pass(cold.fibrpc <= 1.15 * cold.minimal),
+  ],
+  [
+    "d. `call 1000000` end to end vs fib(1000000) in-process, median of 10",
+    ms(e2e.compute),
+    ms(e2e.call),
+    `+${(e2e.call - e2e.compute).toFixed(1)} ms`,
+    "≤ +30 ms",
+    pass(e2e.call <= e2e.compute + 30),
+  ],
+  [
+    "e. n 300000–500000, calls/s, --workers 1 → 2",
+    `${Math.round(heavy[1]!.callsPerSecond)}`,
+    `${Math.round(heavy[2]!.callsPerSecond)}`,
+    `${r(heavy[2]!.callsPerSecond / heavy[1]!.callsPerSecond)}×`,
+    "≥ 1.7×",
+    pass(heavy[2]!.callsPerSecond >= 1.7 * heavy[1]!.callsPerSecond),
+  ],
+  [
+    "f. RSS of `serve --workers 3`, idle → after load",
+    `${idleMb.toFixed(1)} MB`,
+    `${loadedMb.toFixed(1)} MB`,
+    "",
+    "idle ≤ 70 MB",
+    pass(idleMb <= 70),
+  ],
 ];
 const detail = [
   ["ceiling, 1 in flight", ceiling1],
@@ -218,7 +360,10 @@ const table = [
 const where = [
   "| run | calls/s | p50 | p99 | TCP segments per call (machine-wide) | broker CPU per call |",
   "| --- | --- | --- | --- | --- | --- |",
-  ...detail.map(([name, t]) => `| ${name} | ${Math.round(t.callsPerSecond)} | ${ms(t.p50Ms)} | ${ms(t.p99Ms)} | ${t.segmentsPerCall.toFixed(2)} | ${Math.round(t.brokerCpuUsPerCall)} µs |`),
+  ...detail.map(
+    ([name, t]) =>
+      `| ${name} | ${Math.round(t.callsPerSecond)} | ${ms(t.p50Ms)} | ${ms(t.p99Ms)} | ${t.segmentsPerCall.toFixed(2)} | ${Math.round(t.brokerCpuUsPerCall)} µs |`,
+  ),
 ].join("\n");
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
 const section = `## Suite (\`bun run bench\`)
@@ -233,8 +378,12 @@ ${table}
 Where the time goes (the same runs):
 
 ${where}`;
-const latencyCells = (j: any) => [j.latencyMs.p50, j.latencyMs.p90, j.latencyMs.p99, j.latencyMs.p999, j.latencyMs.max].map(ms);
-const failures = (j: any) => Object.entries(j.errors).map(([code, count]) => `${count} ${code}`).join(", ") || "0";
+const latencyCells = (j: any) =>
+  [j.latencyMs.p50, j.latencyMs.p90, j.latencyMs.p99, j.latencyMs.p999, j.latencyMs.max].map(ms);
+const failures = (j: any) =>
+  Object.entries(j.errors)
+    .map(([code, count]) => `${count} ${code}`)
+    .join(", ") || "0";
 const openRows = [
   `| closed loop, 100 in flight | ${Math.round(closedLoop.callsPerSecond)} | ${latencyCells(closedLoop).join(" | ")} | — | — | ${failures(closedLoop)} |`,
   ...openLoops.map(
@@ -242,7 +391,8 @@ const openRows = [
       `| open loop at ${j.rate} calls/s (${Math.round(share * 100)}% of closed loop) | ${Math.round(j.achievedRate)} | ${latencyCells(j).join(" | ")} | ${ms(j.sendLagMs.p99)} | ${j.missed} | ${failures(j)} |`,
   ),
 ];
-const p99Ratio = (share: number) => openLoops.find((o) => o.share === share)!.result.latencyMs.p99 / closedLoop.latencyMs.p99;
+const p99Ratio = (share: number) =>
+  openLoops.find((o) => o.share === share)!.result.latencyMs.p99 / closedLoop.latencyMs.p99;
 const openSection = `## Open loop next to closed loop (\`bun run bench\`, part b2)
 
 Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC by \`bun run bench\` (its part b2, right after part b, against the same

@@ -53,7 +53,8 @@ export function buildCommit(): string {
 /** The `bun build` arguments (after the bun executable) for these options. */
 export function buildArgs(options: BuildOptions): string[] {
   const commit = options.commit ?? buildCommit();
-  if (!/^[\w.+-]+$/.test(commit)) throw new Error(`the commit "${commit}" is not a plain name (letters, digits, . + - _)`);
+  if (!/^[\w.+-]+$/.test(commit))
+    throw new Error(`the commit "${commit}" is not a plain name (letters, digits, . + - _)`);
   return [
     "build",
     "--compile",
@@ -89,11 +90,21 @@ export async function buildBinary(options: BuildOptions): Promise<void> {
   // process.execPath: the bun running this script (node_modules/.bin/bun under `bun run`).
   // bun's summary goes to stdout as before (scripts/test.sh discards it); its errors are kept
   // to name the failure in one line, and passed on in full.
-  const proc = Bun.spawn([process.execPath, ...buildArgs(options)], { cwd: ROOT, stdout: "inherit", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([process.execPath, ...buildArgs(options)], {
+    cwd: ROOT,
+    stdout: "inherit",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   process.stderr.write(stderr);
   if (code !== 0) {
-    const last = stderr.trim().split("\n").filter((l) => /error/i.test(l)).pop() ?? `exit code ${code}`;
+    const last =
+      stderr
+        .trim()
+        .split("\n")
+        .filter((l) => /error/i.test(l))
+        .pop() ?? `exit code ${code}`;
     throw new Error(`bun build for ${options.target ?? "this platform"} failed: ${last.trim()}`);
   }
 }

@@ -65,8 +65,10 @@ export interface ReleaseOptions {
 
 /** Why a release from `commit` (scripts/build.ts commitOf or FIBRPC_COMMIT) is refused without --allow-dirty, if it is. */
 export function refusal(commit: string): string | undefined {
-  if (commit.endsWith("-dirty")) return `the working tree has uncommitted changes (commit ${commit}); commit them, or pass --allow-dirty for a local build`;
-  if (commit === "unknown") return "the commit is unknown (not a git checkout, or git missing); release from a git clone, or pass --allow-dirty for a local build";
+  if (commit.endsWith("-dirty"))
+    return `the working tree has uncommitted changes (commit ${commit}); commit them, or pass --allow-dirty for a local build`;
+  if (commit === "unknown")
+    return "the commit is unknown (not a git checkout, or git missing); release from a git clone, or pass --allow-dirty for a local build";
   return undefined;
 }
 
@@ -75,7 +77,10 @@ export function parseArgs(args: string[]): ReleaseOptions {
   const options: ReleaseOptions = {};
   for (const arg of args) {
     if (arg === "--allow-dirty") options.allowDirty = true;
-    else throw new ReleaseError(`unknown argument "${arg}"; the only option is --allow-dirty (build from uncommitted changes)`);
+    else
+      throw new ReleaseError(
+        `unknown argument "${arg}"; the only option is --allow-dirty (build from uncommitted changes)`,
+      );
   }
   return options;
 }
@@ -108,27 +113,49 @@ async function smokeTest(bin: string, expectedVersionLine: string): Promise<void
   const version = Bun.spawnSync([bin, "--version"], { cwd: "/", env, stdout: "pipe", stderr: "pipe" });
   const line = version.stdout.toString().trim();
   if (version.exitCode !== 0 || line !== expectedVersionLine) {
-    throw new ReleaseError(`${basename(bin)} --version printed "${line}" (exit ${version.exitCode}), expected "${expectedVersionLine}"`);
+    throw new ReleaseError(
+      `${basename(bin)} --version printed "${line}" (exit ${version.exitCode}), expected "${expectedVersionLine}"`,
+    );
   }
 
   const url = process.env.FIBRPC_URL || "amqp://guest:guest@127.0.0.1:5672";
   const queue = `fibrpc_release_${crypto.randomUUID().slice(0, 8)}`;
-  const serve = Bun.spawn([bin, "serve", "--workers", "1", "--queue", queue, "--url", url, "--log-level", "warn"], { cwd: "/", env, stdout: "ignore", stderr: "pipe", stdin: "ignore" });
+  const serve = Bun.spawn([bin, "serve", "--workers", "1", "--queue", queue, "--url", url, "--log-level", "warn"], {
+    cwd: "/",
+    env,
+    stdout: "ignore",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const serveLog = new Response(serve.stderr).text();
   let call: Subprocess<"ignore", "pipe", "pipe"> | undefined;
   try {
-    call = Bun.spawn([bin, "call", "--wait-for-server", "--timeout", "30s", "--queue", queue, "--url", url, "30"], { cwd: "/", env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    call = Bun.spawn([bin, "call", "--wait-for-server", "--timeout", "30s", "--queue", queue, "--url", url, "30"], {
+      cwd: "/",
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+      stdin: "ignore",
+    });
     // serve failing to start (no broker) ends the wait at once instead of after call's timeout.
     const served = serve.exited.then((code) => ({ serveExited: code }));
     const called = Promise.all([new Response(call.stdout).text(), new Response(call.stderr).text(), call.exited]);
-    const first = await within(Promise.race([called, served]), 60_000, `${basename(bin)} call 30 did not finish within 60 s`);
+    const first = await within(
+      Promise.race([called, served]),
+      60_000,
+      `${basename(bin)} call 30 did not finish within 60 s`,
+    );
     if ("serveExited" in first) {
       const log = (await serveLog).trim().split("\n").pop() ?? "";
-      throw new ReleaseError(`${basename(bin)} serve exited (${first.serveExited}) before answering: ${log} (is RabbitMQ up? bash scripts/ensure-broker.sh)`);
+      throw new ReleaseError(
+        `${basename(bin)} serve exited (${first.serveExited}) before answering: ${log} (is RabbitMQ up? bash scripts/ensure-broker.sh)`,
+      );
     }
     const [stdout, stderr, code] = first;
     if (code !== 0 || stdout.trim() !== "832040") {
-      throw new ReleaseError(`${basename(bin)} call 30 printed "${stdout.trim()}" (exit ${code}), expected 832040: ${stderr.trim().split("\n").pop() ?? ""}`);
+      throw new ReleaseError(
+        `${basename(bin)} call 30 printed "${stdout.trim()}" (exit ${code}), expected 832040: ${stderr.trim().split("\n").pop() ?? ""}`,
+      );
     }
     serve.kill("SIGTERM");
     const exit = await within(serve.exited, 20_000, `${basename(bin)} serve did not stop within 20 s of SIGTERM`);
@@ -160,7 +187,10 @@ export async function release(options: ReleaseOptions = {}): Promise<void> {
   const commit = buildCommit();
   const refused = refusal(commit);
   if (refused && !options.allowDirty) throw new ReleaseError(refused);
-  if (refused) process.stderr.write(`release: warning: building commit ${commit} (--allow-dirty): a local build, not one to publish\n`);
+  if (refused)
+    process.stderr.write(
+      `release: warning: building commit ${commit} (--allow-dirty): a local build, not one to publish\n`,
+    );
   rmSync(DIST, { recursive: true, force: true });
   mkdirSync(DIST, { recursive: true });
 
@@ -177,13 +207,18 @@ export async function release(options: ReleaseOptions = {}): Promise<void> {
       throw new ReleaseError((err as Error).message);
     }
     const found = await identifyFile(path);
-    if ("error" in found) throw new ReleaseError(`${name}: ${found.error}, expected ${describe(target.format, target.arch)}`);
+    if ("error" in found)
+      throw new ReleaseError(`${name}: ${found.error}, expected ${describe(target.format, target.arch)}`);
     if (found.format !== target.format || found.arch !== target.arch) {
-      throw new ReleaseError(`${name} is ${describe(found.format, found.arch)}, expected ${describe(target.format, target.arch)}`);
+      throw new ReleaseError(
+        `${name} is ${describe(found.format, found.arch)}, expected ${describe(target.format, target.arch)}`,
+      );
     }
     sums.push(`${await sha256(path)}  ${name}`);
     const mib = statSync(path).size / 2 ** 20;
-    rows.push(`${name.padEnd(34)} ${mib.toFixed(1).padStart(6)} MiB  ${describe(found.format, found.arch).padEnd(16)} ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    rows.push(
+      `${name.padEnd(34)} ${mib.toFixed(1).padStart(6)} MiB  ${describe(found.format, found.arch).padEnd(16)} ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
   }
   writeFileSync(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
 
@@ -195,7 +230,9 @@ export async function release(options: ReleaseOptions = {}): Promise<void> {
     process.stderr.write(`release: warning: not on linux-x64, so ${basename(linux)} was not run\n`);
   }
 
-  process.stdout.write(`${rows.join("\n")}\nSHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)\nfibrpc ${version}, commit ${commit}, bun ${Bun.version}: ${TARGETS.length} files in dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  process.stdout.write(
+    `${rows.join("\n")}\nSHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)\nfibrpc ${version}, commit ${commit}, bun ${Bun.version}: ${TARGETS.length} files in dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+  );
 }
 
 if (import.meta.main) {

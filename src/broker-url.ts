@@ -49,7 +49,9 @@ export const DEFAULT_PORTS = { amqp: 5672, amqps: 5671 } as const;
 
 /** Appended to every error: the form expected and how to write the characters that collide. */
 export const URL_FORM =
-  'expected amqp[s]://[user[:password]@]host[:port][/vhost][?heartbeat=seconds]; in the user name, password and vhost write "@" as %40, ":" as %3A, "/" as %2F, "," as %2C, "#" as %23, "%" as %25 and a space as %20';
+  "expected amqp[s]://[user[:password]@]host[:port][/vhost][?heartbeat=seconds]; " +
+  "in the user name, password and vhost " +
+  'write "@" as %40, ":" as %3A, "/" as %2F, "," as %2C, "#" as %23, "%" as %25 and a space as %20';
 
 /** The longest timer the runtime holds (setTimeout's limit, 2^31 - 1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -67,9 +69,28 @@ interface NumberParam {
 /** amqplib refuses inbound frames above 64 MiB; RabbitMQ's minimum frame_max is 4096. */
 const NUMBER_PARAMS: readonly NumberParam[] = [
   { key: "heartbeat", field: "heartbeat", min: 0, max: 65_535, what: "seconds from 0 (off) to 65535" },
-  { key: "frame_max", field: "frameMax", min: 4096, max: 64 * 1024 * 1024, alsoZero: true, what: "bytes, 0 (the broker's) or from 4096 to 67108864" },
-  { key: "channel_max", field: "channelMax", min: 0, max: 65_535, what: "a whole number from 0 (the broker's) to 65535" },
-  { key: "connection_timeout", field: "connectionTimeoutMs", min: 1, max: MAX_TIMER_MS, what: `milliseconds from 1 to ${MAX_TIMER_MS}` },
+  {
+    key: "frame_max",
+    field: "frameMax",
+    min: 4096,
+    max: 64 * 1024 * 1024,
+    alsoZero: true,
+    what: "bytes, 0 (the broker's) or from 4096 to 67108864",
+  },
+  {
+    key: "channel_max",
+    field: "channelMax",
+    min: 0,
+    max: 65_535,
+    what: "a whole number from 0 (the broker's) to 65535",
+  },
+  {
+    key: "connection_timeout",
+    field: "connectionTimeoutMs",
+    min: 1,
+    max: MAX_TIMER_MS,
+    what: `milliseconds from 1 to ${MAX_TIMER_MS}`,
+  },
 ];
 /** amqplib's own spellings, accepted as the same parameters. */
 const ALIASES: Record<string, string> = { frameMax: "frame_max", channelMax: "channel_max" };
@@ -93,10 +114,12 @@ export function parseBrokerUrl(text: string, which = "the broker URL"): BrokerUr
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url);
   if (!scheme) throw fail("must start with amqp:// or amqps://");
   const protocol = scheme[1]!.toLowerCase();
-  if (protocol !== "amqp" && protocol !== "amqps") throw fail(`must start with amqp:// or amqps://, not ${protocol}://`);
+  if (protocol !== "amqp" && protocol !== "amqps")
+    throw fail(`must start with amqp:// or amqps://, not ${protocol}://`);
   const rest = url.slice(scheme[0].length);
   if (/[\u0000-\u001f\u007f]/.test(rest)) throw fail("contains a control character (a tab or a line break?)");
-  if (rest.includes("#")) throw fail('contains "#" (a fragment means nothing to AMQP; in a password, write "#" as %23)');
+  if (rest.includes("#"))
+    throw fail('contains "#" (a fragment means nothing to AMQP; in a password, write "#" as %23)');
 
   // The authority ends at the first "/" or "?": those two must be percent-encoded before it.
   const end = rest.search(/[/?]/);
@@ -128,14 +151,24 @@ export function parseBrokerUrl(text: string, which = "the broker URL"): BrokerUr
     const q = after.indexOf("?");
     const path = (q === -1 ? after : after.slice(0, q)).slice(1);
     query = q === -1 ? "" : after.slice(q + 1);
-    if (path.includes("/")) throw fail('has a "/" inside the vhost (write it as %2F; the default vhost "/" is %2F, or leave the path out)');
+    if (path.includes("/"))
+      throw fail('has a "/" inside the vhost (write it as %2F; the default vhost "/" is %2F, or leave the path out)');
     if (path !== "") vhost = decode(path, "vhost", fail);
     if (Buffer.byteLength(vhost, "utf8") > 255) throw fail("has a vhost longer than 255 bytes");
   } else if (after.startsWith("?")) {
     query = after.slice(1);
   }
 
-  const parsed: BrokerUrl = { protocol, hostname, port, userinfo: userinfo !== undefined, username, password, vhost, text: url };
+  const parsed: BrokerUrl = {
+    protocol,
+    hostname,
+    port,
+    userinfo: userinfo !== undefined,
+    username,
+    password,
+    vhost,
+    text: url,
+  };
   if (passwordText !== undefined) parsed.passwordText = passwordText;
   parseQuery(query, parsed, fail);
   return parsed;
@@ -143,7 +176,8 @@ export function parseBrokerUrl(text: string, which = "the broker URL"): BrokerUr
 
 /** Percent-decodes a user name, password or vhost as UTF-8. */
 function decode(text: string, what: string, fail: (problem: string) => FibrpcError): string {
-  if (/%(?![0-9A-Fa-f]{2})/.test(text)) throw fail(`has a "%" in the ${what} that is not followed by two hex digits (write "%" as %25)`);
+  if (/%(?![0-9A-Fa-f]{2})/.test(text))
+    throw fail(`has a "%" in the ${what} that is not followed by two hex digits (write "%" as %25)`);
   if (!text.includes("%")) return text;
   const bytes: number[] = [];
   const encoder = new TextEncoder();
@@ -165,7 +199,12 @@ function decode(text: string, what: string, fail: (problem: string) => FibrpcErr
   }
 }
 
-function parseHostPort(text: string, protocol: "amqp" | "amqps", fail: (problem: string) => FibrpcError, hint: string): { hostname: string; port: number } {
+function parseHostPort(
+  text: string,
+  protocol: "amqp" | "amqps",
+  fail: (problem: string) => FibrpcError,
+  hint: string,
+): { hostname: string; port: number } {
   let hostname: string;
   let portText: string | undefined;
   if (text.startsWith("[")) {
@@ -179,13 +218,17 @@ function parseHostPort(text: string, protocol: "amqp" | "amqps", fail: (problem:
   } else {
     const colon = text.indexOf(":");
     if (colon !== -1 && text.indexOf(":", colon + 1) !== -1) {
-      throw fail(`has more than one ":" after the host${hint || " (an IPv6 address goes in brackets: amqp://[::1]:5672)"}`);
+      throw fail(
+        `has more than one ":" after the host${hint || " (an IPv6 address goes in brackets: amqp://[::1]:5672)"}`,
+      );
     }
     hostname = decodeHost(colon === -1 ? text : text.slice(0, colon), fail);
     portText = colon === -1 ? undefined : text.slice(colon + 1);
     if (hostname === "") throw fail(`names no host (e.g. amqp://127.0.0.1)${hint}`);
-    if (hostname.includes(",")) throw fail('has a "," in the host name (several brokers are several URLs: amqp://host1,amqp://host2)');
-    if (!/^[A-Za-z0-9._-]+$/.test(hostname)) throw fail(`has a host that is neither a name (letters, digits, "-", "." and "_") nor an IP address${hint}`);
+    if (hostname.includes(","))
+      throw fail('has a "," in the host name (several brokers are several URLs: amqp://host1,amqp://host2)');
+    if (!/^[A-Za-z0-9._-]+$/.test(hostname))
+      throw fail(`has a host that is neither a name (letters, digits, "-", "." and "_") nor an IP address${hint}`);
   }
   let port: number = DEFAULT_PORTS[protocol];
   if (portText !== undefined && portText !== "") {
@@ -214,7 +257,10 @@ function parseQuery(query: string, parsed: BrokerUrl, fail: (problem: string) =>
     // Names are shown only when they look like one: a misplaced password must not be echoed.
     const shown = /^[A-Za-z_]{1,40}$/.test(rawKey) ? ` "${rawKey}"` : "";
     if (!QUERY_KEYS.includes(key)) {
-      throw fail(`has an unknown query parameter${shown} (fibrpc reads ${QUERY_KEYS.join(", ")}; for TLS files use --tls-ca, --tls-cert, --tls-key)`);
+      throw fail(
+        `has an unknown query parameter${shown} (fibrpc reads ${QUERY_KEYS.join(", ")}; ` +
+          "for TLS files use --tls-ca, --tls-cert, --tls-key)",
+      );
     }
     if (seen.has(key)) throw fail(`gives query parameter "${key}" twice`);
     seen.add(key);
@@ -227,7 +273,8 @@ function parseQuery(query: string, parsed: BrokerUrl, fail: (problem: string) =>
     }
     const param = NUMBER_PARAMS.find((p) => p.key === key)!;
     const n = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
-    if (!((n >= param.min && n <= param.max) || (param.alsoZero && n === 0))) throw fail(`has a ${key} that is not ${param.what}`);
+    if (!((n >= param.min && n <= param.max) || (param.alsoZero && n === 0)))
+      throw fail(`has a ${key} that is not ${param.what}`);
     parsed[param.field] = n;
   }
 }

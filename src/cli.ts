@@ -18,7 +18,8 @@ const main = defineCommand({
   meta: {
     name: "fibrpc",
     version,
-    description: "Fibonacci RPC over RabbitMQ: `fibrpc serve` answers requests on a queue, `fibrpc call N` asks for fib(N)",
+    description:
+      "Fibonacci RPC over RabbitMQ: `fibrpc serve` answers requests on a queue, `fibrpc call N` asks for fib(N)",
   },
   subCommands: {
     serve: () => import("./commands/serve.ts").then((m) => m.default),

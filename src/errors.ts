@@ -12,18 +12,64 @@
  */
 export const EXIT_CODES = {
   OK: { code: 0, name: "OK", meaning: "every call answered (serve: drained cleanly after SIGTERM/SIGINT)" },
-  USAGE: { code: 64, name: "EX_USAGE", meaning: "bad command line or configuration (unknown flag, invalid n, bad duration, malformed URL)" },
-  BROKER_UNREACHABLE: { code: 68, name: "EX_NOHOST", meaning: "broker unreachable: connection refused, host not found, timed out (bench: still so at the end of the run)" },
-  NO_SERVER: { code: 69, name: "EX_UNAVAILABLE", meaning: "no server: the request queue does not exist or has no consumer" },
-  INTERNAL: { code: 70, name: "EX_SOFTWARE", meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly" },
-  TEMPORARY: { code: 75, name: "EX_TEMPFAIL", meaning: "timed out, connection dropped, broker blocking publishers or queue full: retrying later may succeed (bench: such failures, a run cut short; serve: drain timed out)" },
+  USAGE: {
+    code: 64,
+    name: "EX_USAGE",
+    meaning: "bad command line or configuration (unknown flag, invalid n, bad duration, malformed URL)",
+  },
+  BROKER_UNREACHABLE: {
+    code: 68,
+    name: "EX_NOHOST",
+    meaning:
+      "broker unreachable: connection refused, host not found, timed out (bench: still so at the end of the run)",
+  },
+  NO_SERVER: {
+    code: 69,
+    name: "EX_UNAVAILABLE",
+    meaning: "no server: the request queue does not exist or has no consumer",
+  },
+  INTERNAL: {
+    code: 70,
+    name: "EX_SOFTWARE",
+    meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly",
+  },
+  TEMPORARY: {
+    code: 75,
+    name: "EX_TEMPFAIL",
+    meaning:
+      "timed out, connection dropped, broker blocking publishers or queue full: retrying later may succeed " +
+      "(bench: such failures, a run cut short; serve: drain timed out)",
+  },
   REMOTE_ERROR: { code: 76, name: "EX_PROTOCOL", meaning: "the server answered with an error reply" },
-  ACCESS_REFUSED: { code: 77, name: "EX_NOPERM", meaning: "the broker refused access: the login, the vhost (no permission, or no such vhost), a permission on a queue or exchange, a reserved queue name (amq.)" },
-  CONFIG: { code: 78, name: "EX_CONFIG", meaning: "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, a deprecated feature), or its TLS certificate is not trusted" },
+  ACCESS_REFUSED: {
+    code: 77,
+    name: "EX_NOPERM",
+    meaning:
+      "the broker refused access: the login, the vhost (no permission, or no such vhost), " +
+      "a permission on a queue or exchange, a reserved queue name (amq.)",
+  },
+  CONFIG: {
+    code: 78,
+    name: "EX_CONFIG",
+    meaning:
+      "the broker refuses what fibrpc needs (a limit reached, a queue locked or unusable as it is, " +
+      "a deprecated feature), " +
+      "or its TLS certificate is not trusted",
+  },
   // A second signal during serve's drain: the shell's 128 + signal number, as if the signal had
   // killed it (the first one drains, see serve/supervisor.ts).
-  SIGINT_AGAIN: { code: 130, name: "SIGINT", meaning: "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue" },
-  SIGTERM_AGAIN: { code: 143, name: "SIGTERM", meaning: "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue" },
+  SIGINT_AGAIN: {
+    code: 130,
+    name: "SIGINT",
+    meaning:
+      "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue",
+  },
+  SIGTERM_AGAIN: {
+    code: 143,
+    name: "SIGTERM",
+    meaning:
+      "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue",
+  },
 } as const;
 
 /** The exit codes by name (ExitCode.USAGE is 64), from EXIT_CODES. */
@@ -108,7 +154,12 @@ const RETRYABLE: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>([
  * retrying cannot fix it, so nothing retries it — not `call --retry`, not bench's reconnection,
  * not serve at start-up.
  */
-const REFUSALS: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>(["USAGE", "ACCESS_REFUSED", "BROKER_REFUSED", "TLS_REFUSED"]);
+const REFUSALS: ReadonlySet<ClientErrorCode> = new Set<ClientErrorCode>([
+  "USAGE",
+  "ACCESS_REFUSED",
+  "BROKER_REFUSED",
+  "TLS_REFUSED",
+]);
 
 /**
  * Which case of a code an error is, where one code covers several that call for different

@@ -15,17 +15,33 @@ type Hint = (error: FibrpcError, takes: (flag: string) => boolean) => string | u
 const both = (flag: keyof typeof OPTIONS) => `--${flag} / ${OPTIONS[flag].env}`;
 
 /** A name in a rabbitmqctl command line, quoted for a POSIX shell where it needs it. */
-const sh = (name: string | undefined) => (name === undefined ? "?" : /^[\w./:@%+=-]+$/.test(name) ? name : `'${name.replace(/'/g, "'\\''")}'`);
+const sh = (name: string | undefined) =>
+  name === undefined ? "?" : /^[\w./:@%+=-]+$/.test(name) ? name : `'${name.replace(/'/g, "'\\''")}'`;
 
 /** What to do about a permission the broker refused: the user's patterns, and how to set them. */
 const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, has) => {
   // `call --reply-queue exclusive` declares and consumes a server-named queue: a pattern
   // covers them all, and Direct Reply-to (the default) needs no permission on any queue.
   if (resource?.kind === "queue" && resource.name.startsWith("amq.gen-")) {
-    return `give user ${JSON.stringify(user)} the ${permission ?? "configure and read"} permission on the reply queues the broker names (a pattern matching ^amq\\.gen-, e.g. rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)${has("reply-queue") ? ", or use --reply-queue direct, which needs none" : ""}`;
+    return (
+      `give user ${JSON.stringify(user)} the ${permission ?? "configure and read"} ` +
+      `permission on the reply queues the broker names ` +
+      `(a pattern matching ^amq\\.gen-, ` +
+      `e.g. rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)` +
+      `${has("reply-queue") ? ", or use --reply-queue direct, which needs none" : ""}`
+    );
   }
-  const on = resource ? `${resource.kind} ${JSON.stringify(resource.name)}` : queue === undefined ? "the queue" : `queue ${JSON.stringify(queue)}`;
-  return `give user ${JSON.stringify(user)} ${permission ? `the ${permission} permission` : "the permission it lacks"} on ${on} in vhost ${JSON.stringify(vhost)} (its patterns: rabbitmqctl list_user_permissions ${sh(user)}; to set them: rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)`;
+  const on = resource
+    ? `${resource.kind} ${JSON.stringify(resource.name)}`
+    : queue === undefined
+      ? "the queue"
+      : `queue ${JSON.stringify(queue)}`;
+  return (
+    `give user ${JSON.stringify(user)} ${permission ? `the ${permission} permission` : "the permission it lacks"}` +
+    ` on ${on} in vhost ${JSON.stringify(vhost)} ` +
+    `(its patterns: rabbitmqctl list_user_permissions ${sh(user)}; ` +
+    `to set them: rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ)`
+  );
 };
 
 /** What to do about a broker limit reached: which setting, and the command that raises it. */
@@ -34,9 +50,21 @@ const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
   const value = `'{"${limit.key}": N}'`;
   switch (limit.scope) {
     case "vhost":
-      return `raise the vhost's limit (rabbitmqctl set_vhost_limits -p ${sh(vhost)} ${value}, -1 for none)${limit.key === "max-queues" ? " or delete queues it no longer needs" : " or close other connections to it (serve opens one per worker)"}`;
+      return (
+        `raise the vhost's limit (rabbitmqctl set_vhost_limits -p ${sh(vhost)} ${value}, -1 for none)` +
+        `${
+          limit.key === "max-queues"
+            ? " or delete queues it no longer needs"
+            : " or close other connections to it (serve opens one per worker)"
+        }`
+      );
     case "user":
-      return `raise the user's limit (rabbitmqctl set_user_limits ${sh(user)} ${value}, -1 for none)${limit.key === "max-connections" ? " or close other connections of the user (serve opens one per worker)" : ""}`;
+      return (
+        `raise the user's limit (rabbitmqctl set_user_limits ${sh(user)} ${value}, -1 for none)` +
+        `${
+          limit.key === "max-connections" ? " or close other connections of the user (serve opens one per worker)" : ""
+        }`
+      );
     case "cluster":
       return "raise cluster_queue_limit in rabbitmq.conf, or delete queues no longer needed";
     case "connection":
@@ -44,7 +72,8 @@ const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
   }
 };
 
-const startServer: Hint = (_, has) => `start one with \`fibrpc serve\`${has("wait-for-server") ? ", or pass --wait-for-server" : ""}`;
+const startServer: Hint = (_, has) =>
+  `start one with \`fibrpc serve\`${has("wait-for-server") ? ", or pass --wait-for-server" : ""}`;
 const retry: Hint = (_, has) => (has("retry") ? "it is safe to retry (--retry)" : undefined);
 
 const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorReason]?: Hint } } = {
@@ -53,14 +82,20 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "host-not-found": () => `check the host in ${both("url")}`,
     network: () => `check the network and ${both("url")}`,
     handshake: () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
-    "queue-unresponsive": (e) => `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
-    "no-majority": () => `bring the cluster's other nodes back (rabbitmqctl cluster_status), or point ${both("url")} at a node that is part of the majority`,
+    "queue-unresponsive": (e) =>
+      `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
+    "no-majority": () =>
+      `bring the cluster's other nodes back (rabbitmqctl cluster_status), ` +
+      `or point ${both("url")} at a node that is part of the majority`,
   },
   ACCESS_REFUSED: {
     login: () => `check the user name and password in ${both("url")}`,
     vhost: ({ details: { user, vhost } }) =>
-      `give user ${JSON.stringify(user)} permissions on vhost ${JSON.stringify(vhost)} (rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ), or check the vhost in ${both("url")}`,
-    "vhost-not-found": ({ details: { vhost } }) => `check the vhost in ${both("url")}, or create it (rabbitmqctl add_vhost ${sh(vhost)})`,
+      `give user ${JSON.stringify(user)} permissions on vhost ${JSON.stringify(vhost)} ` +
+      `(rabbitmqctl set_permissions -p ${sh(vhost)} ${sh(user)} CONFIGURE WRITE READ), ` +
+      `or check the vhost in ${both("url")}`,
+    "vhost-not-found": ({ details: { vhost } }) =>
+      `check the vhost in ${both("url")}, or create it (rabbitmqctl add_vhost ${sh(vhost)})`,
     permission: grant,
     "reserved-name": () => 'pick a --queue that does not begin with "amq." (for serve and call alike)',
   },
@@ -70,26 +105,43 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   TIMEOUT: {
     "reply-timed-out": () => "raise --timeout, or check that the servers keep up",
     "wait-timed-out": () => "start one with `fibrpc serve`, or raise --timeout",
-    "not-confirmed": () => "check the queue's state on the broker (rabbitmqctl list_queues name type state; a quorum queue needs a majority of its nodes), or raise --timeout",
+    "not-confirmed": () =>
+      "check the queue's state on the broker (rabbitmqctl list_queues name type state; " +
+      "a quorum queue needs a majority of its nodes), " +
+      "or raise --timeout",
   },
-  BROKER_BLOCKED: (_, has) => `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; retry once it lifts${has("retry") ? " (--retry)" : ""}`,
-  REJECTED: (_, has) => `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); retry later${has("retry") ? " (--retry)" : ""}`,
+  BROKER_BLOCKED: (_, has) =>
+    `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; ` +
+    `retry once it lifts${has("retry") ? " (--retry)" : ""}`,
+  REJECTED: (_, has) =>
+    `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); ` +
+    `retry later${has("retry") ? " (--retry)" : ""}`,
   CONNECTION_LOST: { "connection-lost": retry, "not-sent": retry },
   BROKER_REFUSED: {
     "deprecated-feature": (e) =>
-      `fibrpc does not use it itself, so check the queue's policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.${e.details.feature} = true)`,
+      `fibrpc does not use it itself, so check the queue's policies and arguments, ` +
+      `or permit the feature in rabbitmq.conf (deprecated_features.permit.${e.details.feature} = true)`,
     "set-up-refused": () => 'see docs/operations.md, "Broker versions"',
     limit: raiseLimit,
-    locked: ({ details: { queue } }) => `another connection holds queue ${JSON.stringify(queue)} for itself (an exclusive queue or consumer): stop that client, or pick another --queue`,
-    "precondition-failed": () => "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
-    "dead-letter-queue-differs": (e) => `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
+    locked: ({ details: { queue } }) =>
+      `another connection holds queue ${JSON.stringify(queue)} for itself (an exclusive queue or consumer): ` +
+      `stop that client, or pick another --queue`,
+    "precondition-failed": () =>
+      "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
+    "dead-letter-queue-differs": (e) =>
+      `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
   },
 };
 
 /** The hint for an error met by `command` (any command if none is named), if there is one. */
 export function hintFor(error: FibrpcError, command?: CommandName): string | undefined {
   const entry = HINTS[error.code];
-  const hint = typeof entry === "function" ? entry : error.details.reason === undefined ? undefined : entry?.[error.details.reason];
+  const hint =
+    typeof entry === "function"
+      ? entry
+      : error.details.reason === undefined
+        ? undefined
+        : entry?.[error.details.reason];
   return hint?.(error, (flag) => takes(command, flag));
 }
 

@@ -29,7 +29,12 @@ export function showsDebug(level: string | undefined): boolean {
 
 /** A plain object passed to a log call carries structured fields (shown by the JSON format). */
 function isFields(arg: unknown): arg is Record<string, unknown> {
-  return typeof arg === "object" && arg !== null && !(arg instanceof Error) && Object.getPrototypeOf(arg) === Object.prototype;
+  return (
+    typeof arg === "object" &&
+    arg !== null &&
+    !(arg instanceof Error) &&
+    Object.getPrototypeOf(arg) === Object.prototype
+  );
 }
 
 function text(logObj: LogObject, masker: Masker): string {
@@ -42,7 +47,11 @@ function text(logObj: LogObject, masker: Masker): string {
 }
 
 function levelName(logObj: LogObject): string {
-  return logObj.type === "log" || logObj.type === "success" || logObj.type === "start" || logObj.type === "ready" ? "info" : logObj.type === "fail" || logObj.type === "fatal" ? "error" : logObj.type;
+  return logObj.type === "log" || logObj.type === "success" || logObj.type === "start" || logObj.type === "ready"
+    ? "info"
+    : logObj.type === "fail" || logObj.type === "fatal"
+      ? "error"
+      : logObj.type;
 }
 
 const COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90", trace: "90" };
@@ -54,7 +63,9 @@ function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
       const level = levelName(logObj);
       const label = level.toUpperCase().padEnd(5);
       const tag = logObj.tag ? ` [${logObj.tag}]` : "";
-      const head = color ? `\u001b[2m${logObj.date.toISOString()}\u001b[22m \u001b[${COLORS[level] ?? "39"}m${label}\u001b[39m` : `${logObj.date.toISOString()} ${label}`;
+      const head = color
+        ? `\u001b[2m${logObj.date.toISOString()}\u001b[22m \u001b[${COLORS[level] ?? "39"}m${label}\u001b[39m`
+        : `${logObj.date.toISOString()} ${label}`;
       process.stderr.write(`${head}${tag} ${text(logObj, masker)}\n`);
     },
   };

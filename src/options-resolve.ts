@@ -30,7 +30,8 @@ function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, fi
   const at = (where: string) => ({ flag: name, env: option.env, where });
   if (typeof flag === "boolean") return { value: flag, source: "flag" };
   if (typeof flag === "string") return { value: option.parse(flag, at(`--${name}`)), source: "flag" };
-  if (flag !== undefined) return { value: option.parseAll!(flag.map((text) => ({ text, where: `--${name}` }))), source: "flag" };
+  if (flag !== undefined)
+    return { value: option.parseAll!(flag.map((text) => ({ text, where: `--${name}` }))), source: "flag" };
   const fromEnv = env[option.env];
   if (fromEnv !== undefined && fromEnv !== "") return { value: option.parse(fromEnv, at(option.env)), source: "env" };
   const fromFile = option.inFile === false ? undefined : file[option.env];
@@ -50,18 +51,25 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
     const differs = timeouts.findIndex((t) => t !== timeouts[0]);
     if (differs !== -1) {
       const shown = (t: number | undefined) => (t === undefined ? "none" : `${t}`);
-      throw usageError(`serve uses one connection_timeout for all its broker URLs; the 1st gives ${shown(timeouts[0])}, the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`);
+      throw usageError(
+        `serve uses one connection_timeout for all its broker URLs; ` +
+          `the 1st gives ${shown(timeouts[0])}, ` +
+          `the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`,
+      );
     }
     // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
-    if (o.from.httpHost === "flag" && o.httpPort === undefined) throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
+    if (o.from.httpHost === "flag" && o.httpPort === undefined)
+      throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");
   },
   call: (o) => tlsPair(o),
   bench: (o) => {
     tlsPair(o);
-    if (o.duration !== undefined && o.from.requests !== "default") throw usageError("give --requests or --duration, not both");
+    if (o.duration !== undefined && o.from.requests !== "default")
+      throw usageError("give --requests or --duration, not both");
   },
   health: (o) => {
-    if (o.statusFile === undefined) throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
+    if (o.statusFile === undefined)
+      throw usageError("give --status-file (or FIBRPC_STATUS_FILE), the file serve was started with");
   },
   completion: () => {},
 };
@@ -103,7 +111,10 @@ const CONFIG_KEYS: ConfigKeys = {
 };
 
 /** resolveOptions with the config file read first, once: every other option may come from it. */
-export async function loadOptions<C extends CommandName>(command: C, input: Omit<OptionInput, "file">): Promise<Options<C>> {
+export async function loadOptions<C extends CommandName>(
+  command: C,
+  input: Omit<OptionInput, "file">,
+): Promise<Options<C>> {
   return loadGiven(command, flagsOf(command, input), input.env);
 }
 

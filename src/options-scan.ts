@@ -101,7 +101,8 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
       const after = value === "" ? ", got an empty one" : next !== undefined ? ` before ${next.split("=", 1)[0]}` : "";
       fail(usageError(`${needs}${after}`));
     } else if (option.repeatable) {
-      ((flags[name] ??= []) as string[]).push(value);
+      flags[name] ??= [];
+      (flags[name] as string[]).push(value);
     } else {
       const before = seen.get(name);
       if (before !== undefined) fail(usageError(`${display} given twice (${before}, ${value}); give it once`));
@@ -126,16 +127,22 @@ function unknownFlag(command: CommandName, flag: string): FibrpcError {
     const guess = closest(bare, [...longs, "help", "version"]);
     if (guess !== undefined) return usageError(`unknown option ${flag}; did you mean --${guess}? ${see}`);
     const others = COMMANDS.filter((c) => c !== command && takes(c, bare));
-    if (others.length > 0) return usageError(`unknown option ${flag}: it is an option of ${others.join(", ")}, not of ${command}; ${see}`);
+    if (others.length > 0)
+      return usageError(`unknown option ${flag}: it is an option of ${others.join(", ")}, not of ${command}; ${see}`);
   }
   if (!long) {
     const shorts = names.map(shortOf).filter((s) => s !== undefined);
     if (bare.length > 1 && shorts.includes(`-${bare[0]}`)) {
       // Short flags are never bundled (-jt) nor glued to their value (-t2s): say how to write them.
-      const split = [...bare].every((c) => shorts.includes(`-${c}`)) ? [...bare].map((c) => `-${c}`).join(" ") : `-${bare[0]} ${bare.slice(1)}`;
-      return usageError(`unknown option ${flag}; did you mean ${split}? short flags go one at a time, a value after a space; ${see}`);
+      const split = [...bare].every((c) => shorts.includes(`-${c}`))
+        ? [...bare].map((c) => `-${c}`).join(" ")
+        : `-${bare[0]} ${bare.slice(1)}`;
+      return usageError(
+        `unknown option ${flag}; did you mean ${split}? short flags go one at a time, a value after a space; ${see}`,
+      );
     }
-    if (bare.length === 1 && shorts.length > 0) return usageError(`unknown option ${flag}; the short flags of ${command} are ${shorts.join(", ")}; ${see}`);
+    if (bare.length === 1 && shorts.length > 0)
+      return usageError(`unknown option ${flag}; the short flags of ${command} are ${shorts.join(", ")}; ${see}`);
   }
   return usageError(`unknown option ${flag}; ${see}`);
 }

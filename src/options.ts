@@ -110,7 +110,9 @@ function brokerUrls(values: readonly { text: string; where: string }[]): readonl
 }
 
 /** The table's records with their variable, derived from the key. */
-function named<T extends Record<string, Written<unknown>>>(specs: T): { readonly [K in keyof T]: T[K] & { env: string } } {
+function named<T extends Record<string, Written<unknown>>>(
+  specs: T,
+): { readonly [K in keyof T]: T[K] & { env: string } } {
   const entries = Object.entries(specs).map(([flag, spec]) => [flag, { ...spec, env: envNameOf(flag) }]);
   return Object.fromEntries(entries);
 }
@@ -121,7 +123,9 @@ export const OPTIONS = named({
   // The broker, for serve, call and bench.
   url: withDefault({
     valueHint: "amqp-url[,amqp-url...]",
-    help: "Broker URL amqp[s]://user:password@host:port/vhost (percent-encode @ : / , # % and space in the password); several (repeated, or comma-separated) are tried in order, with failover",
+    help:
+      "Broker URL amqp[s]://user:password@host:port/vhost (percent-encode @ : / , # % and space in the password); " +
+      "several (repeated, or comma-separated) are tried in order, with failover",
     default: DEFAULT_URL,
     repeatable: true,
     parse: (value, at) => brokerUrls([{ text: value, where: at.where }]),
@@ -142,7 +146,10 @@ export const OPTIONS = named({
     // its built-in Mozilla roots plus OpenSSL's default locations (SSL_CERT_FILE, SSL_CERT_DIR,
     // else /etc/ssl/certs), and NODE_EXTRA_CA_CERTS; with `ca`, that CA alone. The image, FROM
     // scratch, has no /etc/ssl: there the built-in roots are all.
-    help: "PEM CA certificate(s) to verify an amqps:// broker with, then the only ones trusted. The system's CAs are those of SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs (none in the container image); NODE_EXTRA_CA_CERTS adds to the default",
+    help:
+      "PEM CA certificate(s) to verify an amqps:// broker with, then the only ones trusted. " +
+      "The system's CAs are those of SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs (none in the container image); " +
+      "NODE_EXTRA_CA_CERTS adds to the default",
     defaultText: "Bun's built-in Mozilla roots + system CAs",
     parse: text,
   }),
@@ -162,7 +169,9 @@ export const OPTIONS = named({
   }),
   config: optional({
     valueHint: "file",
-    help: "File of FIBRPC_*=value lines (dotenv format), below flags and environment; any command's variables may be in it, any other key is an error",
+    help:
+      "File of FIBRPC_*=value lines (dotenv format), below flags and environment; " +
+      "any command's variables may be in it, any other key is an error",
     defaultText: "none",
     inFile: false,
     parse: text,
@@ -178,7 +187,10 @@ export const OPTIONS = named({
   }),
   prefetch: withDefault({
     valueHint: "count",
-    help: `Unacknowledged requests the broker may push to each worker; while computing a heavy request (n ≥ ${HEAVY_N}) a worker takes no new ones; 1 is the tutorial's strict fair dispatch`,
+    help:
+      `Unacknowledged requests the broker may push to each worker; ` +
+      `while computing a heavy request (n ≥ ${HEAVY_N}) a worker takes no new ones; ` +
+      `1 is the tutorial's strict fair dispatch`,
     default: String(DEFAULT_PREFETCH),
     parse: whole(1, 65_535),
   }),
@@ -190,12 +202,17 @@ export const OPTIONS = named({
   }),
   "queue-type": withDefault({
     ...choiceOf(QUEUE_TYPES),
-    help: "classic: durable (an existing queue, e.g. the tutorial's, is joined as it is); quorum: durable and replicated, for clusters",
+    help:
+      "classic: durable (an existing queue, e.g. the tutorial's, is joined as it is); " +
+      "quorum: durable and replicated, for clusters",
     default: "classic",
   }),
   "drain-timeout": withDefault({
     valueHint: "duration",
-    help: "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway: exit 0 once drained, 75 if this ran out (the unfinished requests go back to the queue); a second SIGINT/SIGTERM stops at once, exit 130/143",
+    help:
+      "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway: " +
+      "exit 0 once drained, 75 if this ran out (the unfinished requests go back to the queue); " +
+      "a second SIGINT/SIGTERM stops at once, exit 130/143",
     default: formatDuration(DEFAULT_DRAIN_TIMEOUT_MS),
     parse: duration,
   }),
@@ -215,7 +232,9 @@ export const OPTIONS = named({
   "status-file": optional({
     valueHint: "path",
     help: {
-      serve: "Keep this file up to date with the workers' state, for `fibrpc health`; one serve per file (refused, exit 64, while another running serve keeps it)",
+      serve:
+        "Keep this file up to date with the workers' state, for `fibrpc health`; " +
+        "one serve per file (refused, exit 64, while another running serve keeps it)",
       health: "The file `fibrpc serve --status-file` keeps up to date",
     },
     defaultText: "none",
@@ -233,7 +252,9 @@ export const OPTIONS = named({
   json: onOff({
     short: "j",
     help: {
-      call: 'Print one JSON object per n, in order, whatever the outcome: {"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
+      call:
+        "Print one JSON object per n, in order, whatever the outcome: " +
+        '{"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
       bench: "Print the summary as one JSON object",
     },
   }),
@@ -247,7 +268,14 @@ export const OPTIONS = named({
     valueHint: "count",
     // One budget, not one per attempt: a user's --timeout is how long the command may take
     // (rpc/retry.ts spreads the attempts over it).
-    help: "Send a call again, up to this many times, after a timeout, a lost connection, an unreachable broker, a full queue (REJECTED) or a blocked broker (BROKER_BLOCKED) (same correlation id). --timeout bounds the whole call: its attempts share it, each twice as long as the one before (--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. Refusals and error replies are not retried",
+    help:
+      "Send a call again, up to this many times, " +
+      "after a timeout, a lost connection, an unreachable broker, " +
+      "a full queue (REJECTED) or a blocked broker (BROKER_BLOCKED) (same correlation id). " +
+      "--timeout bounds the whole call: " +
+      "its attempts share it, each twice as long as the one before " +
+      "(--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. " +
+      "Refusals and error replies are not retried",
     default: "0",
     parse: whole(0, 100),
   }),
@@ -279,18 +307,26 @@ export const OPTIONS = named({
   }),
   rate: optional({
     valueHint: "calls/s",
-    help: "Open loop: start calls at this fixed rate whatever the server does, latency measured from each call's intended start (a stall shows); at most --concurrency in flight if given, else 10000, a call due beyond that is counted as missed",
+    help:
+      "Open loop: start calls at this fixed rate whatever the server does, " +
+      "latency measured from each call's intended start (a stall shows); " +
+      "at most --concurrency in flight if given, else 10000, a call due beyond that is counted as missed",
     defaultText: "off",
     parse: (value, at) => {
       const rate = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
-      if (!(rate > 0 && rate <= 1_000_000)) throw usageError(`--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`);
+      if (!(rate > 0 && rate <= 1_000_000))
+        throw usageError(
+          `--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`,
+        );
       return rate;
     },
   }),
   n: withDefault({
     short: "n",
     valueHint: "n|min-max",
-    help: `n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000; at most ${MAX_MAX_N}, and a server answers n above its --max-n with N_TOO_LARGE`,
+    help:
+      `n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000; ` +
+      `at most ${MAX_MAX_N}, and a server answers n above its --max-n with N_TOO_LARGE`,
     default: "1",
     parse: (value) => {
       const range = parseNSpec(value);
@@ -298,7 +334,8 @@ export const OPTIONS = named({
       // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
       // bench computes every expected answer itself before the run: up to the largest --max-n
       // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
-      if (range.max > MAX_MAX_N) throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
+      if (range.max > MAX_MAX_N)
+        throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
       return { ...range, text: value };
     },
   }),
@@ -318,7 +355,18 @@ const LOGS = ["log-level", "log-format", "config"] as const;
 
 /** The options each command takes, in the order --help lists them. */
 export const COMMAND_OPTIONS = {
-  serve: ["workers", "prefetch", "max-n", "queue-type", "drain-timeout", "http-port", "http-host", "status-file", ...BROKER, ...LOGS],
+  serve: [
+    "workers",
+    "prefetch",
+    "max-n",
+    "queue-type",
+    "drain-timeout",
+    "http-port",
+    "http-host",
+    "status-file",
+    ...BROKER,
+    ...LOGS,
+  ],
   call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
   bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, ...LOGS],
   health: ["status-file", "max-age", "config"],
@@ -330,7 +378,9 @@ type ValueOf<D> = D extends Written<infer T> ? T : never;
 type NamesOf<C extends CommandName> = (typeof COMMAND_OPTIONS)[C][number];
 
 /** A command's options, resolved: one typed value per option, and where each came from. */
-export type Options<C extends CommandName> = { readonly [N in NamesOf<C> as Camel<N>]: ValueOf<(typeof OPTIONS)[N]> } & {
+export type Options<C extends CommandName> = {
+  readonly [N in NamesOf<C> as Camel<N>]: ValueOf<(typeof OPTIONS)[N]>;
+} & {
   readonly from: { readonly [N in NamesOf<C> as Camel<N>]: Source };
 };
 

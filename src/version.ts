@@ -14,4 +14,5 @@ export const commit: string = process.env.FIBRPC_COMMIT || "unknown";
 export const bunVersion: string = Bun.version;
 
 /** What `fibrpc --version` prints: one line, the version second, so `cut -d' ' -f2` gets it. */
-export const versionLine = `fibrpc ${version} (commit ${commit}, bun ${bunVersion}, ${process.platform}-${process.arch})`;
+export const versionLine =
+  `fibrpc ${version} (commit ${commit}, ` + `bun ${bunVersion}, ${process.platform}-${process.arch})`;

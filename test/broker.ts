@@ -19,7 +19,8 @@ export type BrokerRelease = (typeof BROKER_RELEASES)[number];
 
 function release(): BrokerRelease {
   const asked = process.env.FIBRPC_TEST_BROKER ?? "3.10";
-  if (!(BROKER_RELEASES as readonly string[]).includes(asked)) throw new Error(`FIBRPC_TEST_BROKER=${asked}: expected one of ${BROKER_RELEASES.join(", ")}`);
+  if (!(BROKER_RELEASES as readonly string[]).includes(asked))
+    throw new Error(`FIBRPC_TEST_BROKER=${asked}: expected one of ${BROKER_RELEASES.join(", ")}`);
   return asked as BrokerRelease;
 }
 /** The RabbitMQ release (major.minor) the suite runs against. */
@@ -29,7 +30,9 @@ export const SUITE_NODE = process.env.FIBRPC_TEST_NODE;
 // Another release's expectations against the machine's 3.10 would test nothing: scripts/test.sh
 // starts the release's node and says where it is.
 if (BROKER_RELEASE !== "3.10" && (!process.env.FIBRPC_TEST_URL || !SUITE_NODE)) {
-  throw new Error(`FIBRPC_TEST_BROKER=${BROKER_RELEASE} needs its broker: run the tests through scripts/test.sh (which starts a ${BROKER_RELEASE} node and sets FIBRPC_TEST_URL and FIBRPC_TEST_NODE)`);
+  throw new Error(
+    `FIBRPC_TEST_BROKER=${BROKER_RELEASE} needs its broker: run the tests through scripts/test.sh (which starts a ${BROKER_RELEASE} node and sets FIBRPC_TEST_URL and FIBRPC_TEST_NODE)`,
+  );
 }
 /** Whether the release is at least major.minor, for expectations that differ by release. */
 export function releaseAtLeast(major: number, minor: number): boolean {
@@ -49,7 +52,12 @@ export interface Ctl {
  * pipes, go with it.
  */
 async function spawnBounded(cmd: string[], env: Record<string, string | undefined>, ms: number): Promise<Ctl> {
-  const proc = Bun.spawn(["setsid", ...cmd], { env: env as Record<string, string>, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn(["setsid", ...cmd], {
+    env: env as Record<string, string>,
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   const timer = setTimeout(() => {
     try {
       process.kill(-proc.pid, "SIGKILL");
@@ -57,7 +65,11 @@ async function spawnBounded(cmd: string[], env: Record<string, string | undefine
       proc.kill("SIGKILL");
     }
   }, ms);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   clearTimeout(timer);
   return { code, stdout, stderr: code === 137 ? `${stderr}\n(killed after ${ms} ms)` : stderr };
 }
@@ -66,22 +78,32 @@ async function spawnBounded(cmd: string[], env: Record<string, string | undefine
  * rabbitmqctl against the suite's broker (or the private node `node`). Never skipped: a missing
  * rabbitmqctl is an error that says what to install.
  */
-export async function rabbitmqctl(args: string[], { node = SUITE_NODE, ms = 60_000 }: { node?: string; ms?: number } = {}): Promise<Ctl> {
+export async function rabbitmqctl(
+  args: string[],
+  { node = SUITE_NODE, ms = 60_000 }: { node?: string; ms?: number } = {},
+): Promise<Ctl> {
   if (node) return spawnBounded(["bash", BROKER_NODE, "ctl", node, ...args], process.env, ms);
   const ctl = Bun.which("rabbitmqctl") ?? Bun.which("rabbitmqctl", { PATH: "/usr/sbin:/usr/bin" });
-  if (!ctl) throw new Error("rabbitmqctl is not installed: it comes with rabbitmq-server (scripts/ensure-broker.sh installs it)");
+  if (!ctl)
+    throw new Error(
+      "rabbitmqctl is not installed: it comes with rabbitmq-server (scripts/ensure-broker.sh installs it)",
+    );
   return spawnBounded([ctl, ...args], process.env, ms);
 }
 
 /** rabbitmqctl that must succeed: its stdout, or an error with its stderr. */
 export async function rabbitmqctlOk(args: string[], options?: { node?: string; ms?: number }): Promise<string> {
   const r = await rabbitmqctl(args, options);
-  if (r.code !== 0) throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
 /** rabbitmqctl's JSON output (`--formatter json`): one object per row. */
-export async function rabbitmqctlJson(args: string[], options?: { node?: string; ms?: number }): Promise<Record<string, unknown>[]> {
+export async function rabbitmqctlJson(
+  args: string[],
+  options?: { node?: string; ms?: number },
+): Promise<Record<string, unknown>[]> {
   return JSON.parse(await rabbitmqctlOk(["-q", ...args, "--formatter", "json"], options)) as Record<string, unknown>[];
 }
 
@@ -99,7 +121,11 @@ export interface PrivateNode {
   stop(): Promise<void>;
 }
 
-const nodeEnv = (extra: Record<string, string | undefined> = {}) => ({ ...process.env, FIBRPC_BROKER_VERSION: BROKER_RELEASE, ...extra });
+const nodeEnv = (extra: Record<string, string | undefined> = {}) => ({
+  ...process.env,
+  FIBRPC_BROKER_VERSION: BROKER_RELEASE,
+  ...extra,
+});
 
 async function script(args: string[], env: Record<string, string | undefined>, ms = 180_000): Promise<void> {
   const r = await spawnBounded(["bash", ...args], env, ms);
@@ -111,7 +137,10 @@ async function script(args: string[], env: Record<string, string | undefined>, m
  * (or let `stopAll` below do it).
  * extraConf: more rabbitmq.conf lines (e.g. a TLS listener).
  */
-export async function startPrivateNode(prefix: string, { extraConf }: { extraConf?: string } = {}): Promise<PrivateNode> {
+export async function startPrivateNode(
+  prefix: string,
+  { extraConf }: { extraConf?: string } = {},
+): Promise<PrivateNode> {
   const name = `${prefix}-${crypto.randomUUID().slice(0, 6)}`;
   const port = (await freeNodePorts(1)) + 1;
   const env = nodeEnv({ FIBRPC_BROKER_EXTRA_CONF: extraConf });

@@ -21,11 +21,66 @@ function openssl(dir: string, args: string[]): void {
 export function makeCertificates(prefix: string, commonName = "localhost"): Certificates {
   const dir = mkdtempSync(`/tmp/${prefix}`);
   const pem = (name: string) => join(dir, name);
-  openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=fibrpc test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
-  openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${commonName}`, "-keyout", "server.key", "-out", "server.csr"]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=fibrpc test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+  ]);
+  openssl(dir, [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${commonName}`,
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+  ]);
   writeFileSync(pem("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  openssl(dir, ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
-  openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=some other CA", "-keyout", "other.key", "-out", "other-ca.pem"]);
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    "san.ext",
+    "-out",
+    "server.pem",
+  ]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=some other CA",
+    "-keyout",
+    "other.key",
+    "-out",
+    "other-ca.pem",
+  ]);
   chmodSync(dir, 0o755);
   for (const f of ["ca.pem", "server.pem", "server.key", "other-ca.pem"]) chmodSync(pem(f), 0o644);
   return { dir, pem };

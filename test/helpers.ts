@@ -20,7 +20,10 @@ export const URL = process.env.FIBRPC_TEST_URL ?? "amqp://guest:guest@127.0.0.1:
 export const BROKER_PORT = Number(new globalThis.URL(URL).port || 5672);
 
 for (const bin of [BIN, TEST_BIN]) {
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`bun run build\` and \`bun run build:test\` (scripts/test.sh does) before the tests`);
+  if (!existsSync(bin))
+    throw new Error(
+      `${bin} is missing: run \`bun run build\` and \`bun run build:test\` (scripts/test.sh does) before the tests`,
+    );
 }
 
 const processes = new Set<Subprocess>();
@@ -127,7 +130,8 @@ export function alsoDelete(queue: string): void {
 function cleanEnv(extra: Record<string, string> = {}, args: readonly string[] = []): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
-  const namesBroker = args.some((a) => /^--(url|config)(=|$)/.test(a)) || "FIBRPC_URL" in extra || "FIBRPC_CONFIG" in extra;
+  const namesBroker =
+    args.some((a) => /^--(url|config)(=|$)/.test(a)) || "FIBRPC_URL" in extra || "FIBRPC_CONFIG" in extra;
   const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL && !namesBroker ? { FIBRPC_URL: URL } : {};
   return { ...env, NO_COLOR: "1", ...suiteBroker, ...extra };
 }
@@ -142,9 +146,19 @@ export interface RunResult {
 /** Runs `fibrpc ARGS` from `/` to completion. */
 export async function run(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
   const started = performance.now();
-  const proc = Bun.spawn([BIN, ...args], { cwd: "/", env: cleanEnv(env, args), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn([BIN, ...args], {
+    cwd: "/",
+    env: cleanEnv(env, args),
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   processes.add(proc);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   processes.delete(proc);
   outputs.push(stdout, stderr);
   return { code, stdout, stderr, ms: performance.now() - started };
@@ -165,8 +179,19 @@ export interface Server {
  * FIBRPC_TEST_FAULTS in `env`, the test build runs by default (the release binary ignores that
  * variable; a test of that gives `bin` BIN).
  */
-export async function startServe(args: string[], env: Record<string, string> = {}, ready: RegExp | null = /(\d+)\/\1 workers serving/, bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN): Promise<Server> {
-  const proc = Bun.spawn([bin, "serve", ...args], { cwd: "/", env: cleanEnv(env, args), stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+export async function startServe(
+  args: string[],
+  env: Record<string, string> = {},
+  ready: RegExp | null = /(\d+)\/\1 workers serving/,
+  bin = env.FIBRPC_TEST_FAULTS ? TEST_BIN : BIN,
+): Promise<Server> {
+  const proc = Bun.spawn([bin, "serve", ...args], {
+    cwd: "/",
+    env: cleanEnv(env, args),
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
   processes.add(proc);
   let log = "";
   const listeners = new Set<() => void>();
@@ -221,12 +246,18 @@ export async function rawChannel(): Promise<{ conn: ChannelModel; ch: Channel }>
 }
 
 /** Resolves with the value of `probe` once it satisfies `done`, polling; rejects after `ms`. */
-export async function eventually<T>(probe: () => Promise<T>, done: (value: T) => boolean, ms = 10_000, what = "condition"): Promise<T> {
+export async function eventually<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  ms = 10_000,
+  what = "condition",
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();
     if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms (last value: ${JSON.stringify(value)})`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} not met within ${ms} ms (last value: ${JSON.stringify(value)})`);
     await Bun.sleep(25);
   }
 }

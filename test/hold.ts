@@ -44,7 +44,10 @@ export class Hold {
         this.reported.add(name);
         return { name, pid: Number(name.split("-")[0]) };
       }
-      if (Date.now() > deadline) throw new Error(`no computation of fib(${this.n}) was held within ${ms} ms (holds so far: ${[...this.reported].join(", ") || "none"})`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `no computation of fib(${this.n}) was held within ${ms} ms (holds so far: ${[...this.reported].join(", ") || "none"})`,
+        );
       await Bun.sleep(5);
     }
   }

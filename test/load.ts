@@ -48,11 +48,31 @@ export interface LoadReport {
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const lines: string[] = [];
   const t0 = performance.now();
-  const log = createConsola({ level: 4, reporters: [{ log: (entry) => lines.push(`${(performance.now() - t0).toFixed(0)}ms ${entry.args.join(" ")}`) }] });
-  const clientOptions = { broker: { urls: parseBrokerUrls([{ text: o.url, source: "test" }]), tls: {} }, queue: o.queue, replyQueue: o.replyQueue ?? "direct", format: "text", timeoutMs: o.timeoutMs, log } as const;
+  const log = createConsola({
+    level: 4,
+    reporters: [{ log: (entry) => lines.push(`${(performance.now() - t0).toFixed(0)}ms ${entry.args.join(" ")}`) }],
+  });
+  const clientOptions = {
+    broker: { urls: parseBrokerUrls([{ text: o.url, source: "test" }]), tls: {} },
+    queue: o.queue,
+    replyQueue: o.replyQueue ?? "direct",
+    format: "text",
+    timeoutMs: o.timeoutMs,
+    log,
+  } as const;
   const client = await RpcClient.connect(clientOptions);
   const caller = new RetryingCaller(client, () => RpcClient.connect(clientOptions), o.retries ?? 0, o.timeoutMs, log);
-  const report: LoadReport = { sent: 0, answered: 0, wrong: 0, failed: {}, retried: 0, ignoredReplies: 0, outcomes: [], answerTimes: [], clientLog: lines };
+  const report: LoadReport = {
+    sent: 0,
+    answered: 0,
+    wrong: 0,
+    failed: {},
+    retried: 0,
+    ignoredReplies: 0,
+    outcomes: [],
+    answerTimes: [],
+    clientLog: lines,
+  };
   const started = t0;
   let next = 0;
   const worker = async () => {

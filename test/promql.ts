@@ -12,7 +12,23 @@ export const ALERTS_FILE = resolve(ROOT, "deploy/prometheus/alerts.yaml");
 export const DASHBOARD_FILE = resolve(ROOT, "deploy/grafana/fibrpc.json");
 
 /** PromQL words that are not metric names (binary operators, modifiers, literals). */
-const KEYWORDS = new Set(["and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right", "inf", "nan", "start", "end"]);
+const KEYWORDS = new Set([
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "inf",
+  "nan",
+  "start",
+  "end",
+]);
 
 /**
  * The metric names an expression selects: identifiers that are neither functions (followed by
@@ -24,7 +40,9 @@ export function metricNames(expr: string): string[] {
   const names = new Set<string>();
   let e = expr;
   // label_values(selector, label) and label_values(label): keep the selector only.
-  e = e.replace(/\blabel_values\s*\(\s*([^,()]*?)\s*,\s*\w+\s*\)/g, " $1 ").replace(/\blabel_values\s*\(\s*\w+\s*\)/g, " ");
+  e = e
+    .replace(/\blabel_values\s*\(\s*([^,()]*?)\s*,\s*\w+\s*\)/g, " $1 ")
+    .replace(/\blabel_values\s*\(\s*\w+\s*\)/g, " ");
   // {__name__="x"} names a metric inside a matcher.
   for (const m of e.matchAll(/__name__\s*=\s*"([^"]+)"/g)) names.add(m[1]!);
   e = e
@@ -87,12 +105,18 @@ export function allPanels(dashboard: Dashboard): Panel[] {
 /** Every PromQL expression of a file, with where it is (for the failure message). */
 export function expressionsOf(): { where: string; expr: string }[] {
   const found: { where: string; expr: string }[] = [];
-  for (const group of readAlerts().groups) for (const rule of group.rules) found.push({ where: `alerts.yaml ${rule.alert ?? rule.record}`, expr: rule.expr });
+  for (const group of readAlerts().groups)
+    for (const rule of group.rules) found.push({ where: `alerts.yaml ${rule.alert ?? rule.record}`, expr: rule.expr });
   const dashboard = readDashboard();
-  for (const panel of allPanels(dashboard)) for (const t of panel.targets ?? []) if (t.expr) found.push({ where: `fibrpc.json panel "${panel.title}" ${t.refId}`, expr: t.expr });
+  for (const panel of allPanels(dashboard))
+    for (const t of panel.targets ?? [])
+      if (t.expr) found.push({ where: `fibrpc.json panel "${panel.title}" ${t.refId}`, expr: t.expr });
   for (const v of dashboard.templating.list) {
     if (v.type !== "query") continue;
-    found.push({ where: `fibrpc.json variable $${v.name}`, expr: typeof v.query === "string" ? v.query : v.query.query });
+    found.push({
+      where: `fibrpc.json variable $${v.name}`,
+      expr: typeof v.query === "string" ? v.query : v.query.query,
+    });
   }
   return found;
 }
@@ -109,13 +133,24 @@ export function exportedNames(text: string): Set<string> {
 
 /** Which referenced names a /metrics text does not export, with where each is used. */
 export function missingNames(expressions: { where: string; expr: string }[], exported: Set<string>): string[] {
-  return expressions.flatMap(({ where, expr }) => metricNames(expr).filter((n) => !exported.has(n)).map((n) => `${n} (${where})`));
+  return expressions.flatMap(({ where, expr }) =>
+    metricNames(expr)
+      .filter((n) => !exported.has(n))
+      .map((n) => `${n} (${where})`),
+  );
 }
 
 /** Path of a promtool (scripts/ensure-promtool.sh fetches Debian's when none is installed). */
 export async function promtool(): Promise<string> {
   const proc = Bun.spawn(["bash", resolve(ROOT, "scripts/ensure-promtool.sh")], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`scripts/ensure-promtool.sh failed (${code}); promtool is needed to check the alert rules:\n${err}`);
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0)
+    throw new Error(
+      `scripts/ensure-promtool.sh failed (${code}); promtool is needed to check the alert rules:\n${err}`,
+    );
   return out.trim();
 }

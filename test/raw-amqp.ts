@@ -223,7 +223,9 @@ function writeValue(w: Writer, value: FieldValue): void {
       w.longstr(value.v);
       break;
     case "A":
-      w.sized(() => value.v.forEach((item) => writeValue(w, item)));
+      w.sized(() => {
+        for (const item of value.v) writeValue(w, item);
+      });
       break;
     case "F":
       writeTable(w, value.v);
@@ -331,7 +333,8 @@ export interface CloseReason {
   classId: number;
   methodId: number;
 }
-const describe = (r: CloseReason) => `the broker closed the ${r.scope} (${r.code} ${r.text}${r.classId ? `, on method ${r.classId}.${r.methodId}` : ""})`;
+const describe = (r: CloseReason) =>
+  `the broker closed the ${r.scope} (${r.code} ${r.text}${r.classId ? `, on method ${r.classId}.${r.methodId}` : ""})`;
 
 export class BrokerClosed extends Error {
   constructor(readonly reason: CloseReason) {
@@ -384,7 +387,15 @@ export class RawAmqp {
 
   /** Opens a connection (§2.2.4 negotiation) and channel 1 in confirm mode. */
   static async connect(options: ConnectOptions = {}): Promise<RawAmqp> {
-    const { host = "127.0.0.1", port = BROKER_PORT, user = "guest", password = "guest", vhost = "/", timeoutMs = 5000, frameMax } = options;
+    const {
+      host = "127.0.0.1",
+      port = BROKER_PORT,
+      user = "guest",
+      password = "guest",
+      vhost = "/",
+      timeoutMs = 5000,
+      frameMax,
+    } = options;
     const socket = tcpConnect(port, host);
     const client = new RawAmqp(socket);
     const timer = setTimeout(() => socket.destroy(new Error("handshake timed out")), timeoutMs);
@@ -438,11 +449,23 @@ export class RawAmqp {
    * broker confirms the message (it was routed, or dropped as unroutable), rejects with
    * BrokerClosed if the broker closes instead.
    */
-  publish(routingKey: ShortStr, body: Uint8Array, properties: Properties = {}, options: { mandatory?: boolean } = {}): Promise<void> {
+  publish(
+    routingKey: ShortStr,
+    body: Uint8Array,
+    properties: Properties = {},
+    options: { mandatory?: boolean } = {},
+  ): Promise<void> {
     if (this.closeReason) return Promise.reject(new BrokerClosed(this.closeReason));
     const key = bytesOf(routingKey);
     if (key.length > 255) throw new RangeError(`a short string has at most 255 bytes, got ${key.length}`);
-    const frames = wire.encodePublish(1, this.frameMax, key, body, encodeProperties(properties), options.mandatory ?? false);
+    const frames = wire.encodePublish(
+      1,
+      this.frameMax,
+      key,
+      body,
+      encodeProperties(properties),
+      options.mandatory ?? false,
+    );
     const seq = this.nextSeq++;
     const confirmed = new Promise<void>((resolve, reject) => this.confirms.set(seq, { resolve, reject }));
     this.socket.write(frames);

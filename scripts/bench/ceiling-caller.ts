@@ -5,7 +5,8 @@
  */
 import { connect } from "amqplib";
 
-const [url = "amqp://guest:guest@127.0.0.1:5672", queue = "ceiling", concurrencyArg = "100", requestsArg = "20000"] = process.argv.slice(2);
+const [url = "amqp://guest:guest@127.0.0.1:5672", queue = "ceiling", concurrencyArg = "100", requestsArg = "20000"] =
+  process.argv.slice(2);
 const concurrency = Number(concurrencyArg);
 const requests = Number(requestsArg);
 const conn = await connect(url, { noDelay: true });
@@ -44,5 +45,11 @@ await Promise.all(
 );
 const seconds = (performance.now() - started) / 1000;
 latencies.sort((a, b) => a - b);
-console.log(JSON.stringify({ callsPerSecond: requests / seconds, p50Ms: latencies[Math.floor(latencies.length / 2)], p99Ms: latencies[Math.floor(latencies.length * 0.99)] }));
+console.log(
+  JSON.stringify({
+    callsPerSecond: requests / seconds,
+    p50Ms: latencies[Math.floor(latencies.length / 2)],
+    p99Ms: latencies[Math.floor(latencies.length * 0.99)],
+  }),
+);
 await conn.close();

@@ -17,9 +17,20 @@ export type Identified = { format: Format; arch: Arch } | { error: string };
 /** Bytes to read from a file's start: enough for every header above (PE's e_lfanew is small). */
 export const HEADER_BYTES = 4096;
 
-const ELF_MACHINES: Record<number, Arch> = { 0x3e: "x64", 0xb7: "arm64" };
-const MACHO_CPUS: Record<number, Arch> = { 0x01000007: "x64", 0x0100000c: "arm64" };
-const PE_MACHINES: Record<number, Arch> = { 0x8664: "x64", 0xaa64: "arm64" };
+// Maps, so the codes stay in hex as the formats' specifications write them (the linter writes an
+// object's number keys in decimal).
+const ELF_MACHINES = new Map<number, Arch>([
+  [0x3e, "x64"],
+  [0xb7, "arm64"],
+]);
+const MACHO_CPUS = new Map<number, Arch>([
+  [0x01000007, "x64"],
+  [0x0100000c, "arm64"],
+]);
+const PE_MACHINES = new Map<number, Arch>([
+  [0x8664, "x64"],
+  [0xaa64, "arm64"],
+]);
 
 const hex = (n: number, digits: number) => `0x${n.toString(16).toUpperCase().padStart(digits, "0")}`;
 
@@ -33,14 +44,14 @@ export function identify(bytes: Uint8Array): Identified {
     if (bytes[4] !== 2) return { error: `ELF class ${bytes[4]}, not 64-bit` };
     if (bytes[5] !== 1) return { error: "ELF is big-endian" };
     const machine = view.getUint16(18, true);
-    const arch = ELF_MACHINES[machine];
+    const arch = ELF_MACHINES.get(machine);
     return arch ? { format: "elf", arch } : { error: `ELF for an unknown machine ${hex(machine, 4)}` };
   }
 
   if (has(4) && view.getUint32(0, true) === 0xfeedfacf) {
     if (!has(8)) return { error: "Mach-O header cut short" };
     const cpu = view.getUint32(4, true);
-    const arch = MACHO_CPUS[cpu];
+    const arch = MACHO_CPUS.get(cpu);
     return arch ? { format: "macho", arch } : { error: `Mach-O for an unknown CPU type ${hex(cpu, 8)}` };
   }
   if (has(4) && (view.getUint32(0, true) === 0xfeedface || view.getUint32(0, false) === 0xcafebabe)) {
@@ -53,7 +64,7 @@ export function identify(bytes: Uint8Array): Identified {
     if (!has(peOffset + 6)) return { error: `PE signature offset ${peOffset} is beyond the header read` };
     if (view.getUint32(peOffset, false) !== 0x50450000) return { error: "MZ file without a 'PE\\0\\0' signature" };
     const machine = view.getUint16(peOffset + 4, true);
-    const arch = PE_MACHINES[machine];
+    const arch = PE_MACHINES.get(machine);
     return arch ? { format: "pe", arch } : { error: `PE for an unknown machine ${hex(machine, 4)}` };
   }
 

@@ -58,7 +58,8 @@ const portOf = (port: string | number): number => {
 };
 const httpPort = Number(env("FIBRPC_HTTP_PORT")?.value);
 const urlRef = env("FIBRPC_URL")?.valueFrom?.secretKeyRef;
-if (!urlRef || urlRef.name !== secret.metadata.name) throw new Error("deployment.yaml: FIBRPC_URL must come from secret.yaml's Secret (secretKeyRef)");
+if (!urlRef || urlRef.name !== secret.metadata.name)
+  throw new Error("deployment.yaml: FIBRPC_URL must come from secret.yaml's Secret (secretKeyRef)");
 const serviceTarget = service.spec.ports.find((p: Doc) => p.name === "metrics") ?? service.spec.ports[0];
 
 // The test copy.
@@ -82,13 +83,17 @@ container.livenessProbe.httpGet.port = livenessPort;
 container.readinessProbe.httpGet.port = readinessPort;
 delete container.ports;
 for (const volume of pod.volumes ?? []) {
-  for (const mount of container.volumeMounts ?? []) if (mount.name === volume.name) mount.name = `${volume.name}-${suffix}`;
+  for (const mount of container.volumeMounts ?? [])
+    if (mount.name === volume.name) mount.name = `${volume.name}-${suffix}`;
   volume.name = `${volume.name}-${suffix}`;
 }
 
 mkdirSync(outDir, { recursive: true });
 writeFileSync(resolve(outDir, "deployment.yaml"), Bun.YAML.stringify(deployment, null, 2));
-writeFileSync(resolve(outDir, "secret.json"), JSON.stringify({ [urlRef.key]: Buffer.from(brokerUrl).toString("base64") }));
+writeFileSync(
+  resolve(outDir, "secret.json"),
+  JSON.stringify({ [urlRef.key]: Buffer.from(brokerUrl).toString("base64") }),
+);
 
 const shell = (value: string | number) => `'${String(value).replaceAll("'", "'\\''")}'`;
 const out = {

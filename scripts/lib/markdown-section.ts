@@ -11,7 +11,10 @@ export function writeSection(file: string, name: string, body: string): void {
   const text = existsSync(file) ? readFileSync(file, "utf8") : "# Benchmarks\n";
   const start = text.indexOf(begin);
   const stop = text.indexOf(end);
-  const next = start >= 0 && stop > start ? text.slice(0, start) + block + text.slice(stop + end.length) : `${text.trimEnd()}\n\n${block}\n`;
+  const next =
+    start >= 0 && stop > start
+      ? text.slice(0, start) + block + text.slice(stop + end.length)
+      : `${text.trimEnd()}\n\n${block}\n`;
   writeFileSync(file, next);
 }
 

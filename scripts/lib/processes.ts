@@ -11,7 +11,11 @@ process.on("exit", () => {
 });
 
 /** Starts a long-running process and waits (up to 20 s) until its stderr says `ready`. */
-export async function startProcess(cmd: string[], ready: RegExp, env?: Record<string, string | undefined>): Promise<Subprocess<"ignore", "ignore", "pipe">> {
+export async function startProcess(
+  cmd: string[],
+  ready: RegExp,
+  env?: Record<string, string | undefined>,
+): Promise<Subprocess<"ignore", "ignore", "pipe">> {
   const proc = Bun.spawn(cmd, { cwd: "/", env: env ?? process.env, stdin: "ignore", stdout: "ignore", stderr: "pipe" });
   children.add(proc);
   let text = "";

@@ -45,11 +45,15 @@ export class LatencyHistogram {
     return this.histogram.estimatedFootprintInBytes;
   }
 
-  /** Nearest-rank percentiles (the ⌈q·n⌉-th smallest value), each within 0.1%, in ms; none without values (never a 0 that looks measured). */
+  /**
+   * Nearest-rank percentiles (the ⌈q·n⌉-th smallest value), each within 0.1%, in ms; none without
+   * values (never a 0 that looks measured).
+   */
   summary(): LatencySummary | undefined {
     if (this.count === 0) return undefined;
     // Rounded to the tick, so that the division leaves no float noise in --json.
-    const at = (percentile: number) => Math.min(this.maxMs, Math.round(this.histogram.getValueAtPercentile(percentile)) / TICKS_PER_MS);
+    const at = (percentile: number) =>
+      Math.min(this.maxMs, Math.round(this.histogram.getValueAtPercentile(percentile)) / TICKS_PER_MS);
     return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: this.maxMs };
   }
 }

@@ -71,7 +71,11 @@ export class ReconnectingCaller implements Caller {
       }
     } else {
       this.lost();
-      const error = new FibrpcError("CONNECTION_LOST", `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`, { reason: "not-sent", broker: client.broker });
+      const error = new FibrpcError(
+        "CONNECTION_LOST",
+        `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`,
+        { reason: "not-sent", broker: client.broker },
+      );
       outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
     }
     if (!outcome.ok && this.current) this.current.failed++;
@@ -118,7 +122,10 @@ export class ReconnectingCaller implements Caller {
         outage.to = this.clock.now();
         this.current = undefined;
         this.reconnecting = undefined;
-        this.o.log.info(`reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s (${attempts} failed attempt${attempts === 1 ? "" : "s"})`);
+        this.o.log.info(
+          `reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s ` +
+            `(${attempts} failed attempt${attempts === 1 ? "" : "s"})`,
+        );
       },
       (err: unknown) => {
         this.reconnecting = undefined;

@@ -46,7 +46,10 @@ export interface Caller {
   /** False once no more calls can be made: the run ends (cut short, if before its planned end). */
   readonly usable: boolean;
   call(n: number, deadline: number): Promise<CallOutcome>;
-  /** Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the closed loop waits on it. */
+  /**
+   * Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the
+   * closed loop waits on it.
+   */
   ready?(until: number): Promise<void>;
   /** The times the caller had no connection, on the bench's clock. */
   readonly outages?: readonly Outage[];
@@ -95,7 +98,9 @@ export interface BenchProgress {
   fraction: number;
 }
 
-export type BenchMode = { mode: "closed-loop"; concurrency: number } | { mode: "open-loop"; rate: number; achievedRate: number; maxOutstanding: number; missed: number };
+export type BenchMode =
+  | { mode: "closed-loop"; concurrency: number }
+  | { mode: "open-loop"; rate: number; achievedRate: number; maxOutstanding: number; missed: number };
 
 export type BenchResult = BenchMode & {
   /** Where each latency is measured from: the send (closed loop) or the intended start (open loop). */
@@ -180,7 +185,8 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   const progressTimer = o.onProgress
     ? setInterval(() => {
         const elapsedMs = clock.now() - t0;
-        const fraction = o.requests !== undefined ? done / o.requests : o.durationMs ? Math.min(1, elapsedMs / o.durationMs) : 0;
+        const fraction =
+          o.requests !== undefined ? done / o.requests : o.durationMs ? Math.min(1, elapsedMs / o.durationMs) : 0;
         o.onProgress!({ done, errors: failed, elapsedMs, fraction });
       }, o.progressEveryMs ?? 200)
     : undefined;
@@ -205,8 +211,24 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
       mode = { mode: "closed-loop", concurrency: o.concurrency };
     } else {
       sendLag = new LatencyHistogram();
-      const open = await openLoop({ rate: o.rate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, requests: o.requests, t0, endAt, clock, sendLag, callOnce, stillUsable });
-      mode = { mode: "open-loop", rate: o.rate, achievedRate: open.achievedRate, maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING, missed: open.missed };
+      const open = await openLoop({
+        rate: o.rate,
+        maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING,
+        requests: o.requests,
+        t0,
+        endAt,
+        clock,
+        sendLag,
+        callOnce,
+        stillUsable,
+      });
+      mode = {
+        mode: "open-loop",
+        rate: o.rate,
+        achievedRate: open.achievedRate,
+        maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING,
+        missed: open.missed,
+      };
     }
   } finally {
     if (progressTimer) clearInterval(progressTimer);
@@ -227,14 +249,17 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   if (mode.mode === "open-loop" && mode.missed > 0) codes.push(ExitCode.TEMPORARY);
   let cutShort: BenchResult["cutShort"];
   if (stoppedAt !== undefined) {
-    const why = client.failure ?? new FibrpcError("CONNECTION_LOST", "the connection to the broker was lost", { reason: "connection-lost" });
+    const why =
+      client.failure ??
+      new FibrpcError("CONNECTION_LOST", "the connection to the broker was lost", { reason: "connection-lost" });
     cutShort = { atSeconds: since(stoppedAt), code: why.code, message: why.message };
     codes.push(why.exitCode);
   }
   // A run with a gap in it is not a clean one even if no call failed (a closed loop may have had
   // none in flight when the connection went): the connection dropped, 75. An outage to the end:
   // the broker never came back (as unreachable as its last error says).
-  for (const outage of client.outages ?? []) codes.push(outage.to === undefined ? (outage.lastError?.exitCode ?? ExitCode.TEMPORARY) : ExitCode.TEMPORARY);
+  for (const outage of client.outages ?? [])
+    codes.push(outage.to === undefined ? (outage.lastError?.exitCode ?? ExitCode.TEMPORARY) : ExitCode.TEMPORARY);
   return {
     ...mode,
     latencyFrom: mode.mode === "closed-loop" ? "send" : "intended-start",

@@ -33,30 +33,57 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   const errors = Object.entries(r.errors);
   const notCounted = r.failed > 0 ? `; ${r.failed} failed call${r.failed === 1 ? "" : "s"} not counted` : "";
   const lines = [
-    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
+    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ` +
+      `${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
     // Open loop: answers over the whole run, which ends when the calls still in flight after the
     // schedule are answered, so it can be well under the rate sent; named apart from it.
     r.mode === "open-loop"
-      ? `  answered/s ${Math.round(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, incl. the drain of the calls in flight at the end${notCounted})`
+      ? `  answered/s ${Math.round(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, ` +
+        `incl. the drain of the calls in flight at the end${notCounted})`
       : `  calls/s   ${Math.round(r.callsPerSecond)}${notCounted ? `  (answered calls only${notCounted})` : ""}`,
     // A percentile of nothing is not 0 ms.
     r.latencyMs === null
       ? "  latency   none: no answered calls"
-      : `  latency   ${percentiles(r.latencyMs)}  (from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
+      : `  latency   ${percentiles(r.latencyMs)}  ` +
+        `(from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
   ];
   if (r.mode === "open-loop") {
-    if (r.sendLagMs) lines.push(`  send lag  p50 ${ms(r.sendLagMs.p50)}  p99 ${ms(r.sendLagMs.p99)}  max ${ms(r.sendLagMs.max)}  (the load generator's own delay, included above)`);
-    if (r.missed > 0) lines.push(`  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight (failures, not in the latencies)`);
+    if (r.sendLagMs)
+      lines.push(
+        `  send lag  p50 ${ms(r.sendLagMs.p50)}  p99 ${ms(r.sendLagMs.p99)}  max ${ms(r.sendLagMs.max)}  ` +
+          "(the load generator's own delay, included above)",
+      );
+    if (r.missed > 0)
+      lines.push(
+        `  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight ` +
+          "(failures, not in the latencies)",
+      );
   }
-  lines.push(`  errors    ${errors.length === 0 ? "none (every answer checked against the exact value)" : errors.map(([code, count]) => `${code} ${count}`).join(", ")}`);
+  lines.push(
+    `  errors    ${
+      errors.length === 0
+        ? "none (every answer checked against the exact value)"
+        : errors.map(([code, count]) => `${code} ${count}`).join(", ")
+    }`,
+  );
   for (const outage of r.outages) {
     const until = outage.toSeconds === null ? `the end of the run (${at(r.seconds)})` : at(outage.toSeconds);
     const why = outage.lastError ? `; last error: ${outage.lastError.message}` : "";
-    lines.push(`  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`);
+    lines.push(
+      `  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ` +
+        `${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`,
+    );
   }
   if (r.cutShort) {
-    const plan = o.durationMs !== undefined ? `of the ${(o.durationMs / 1000).toFixed(1)} s planned` : o.requests !== undefined ? `after ${r.calls} of the ${o.requests} calls planned` : "";
-    lines.push(`  cut short at ${at(r.cutShort.atSeconds)}${plan ? ` ${plan}` : ""}: ${r.cutShort.code}: ${r.cutShort.message}`);
+    const plan =
+      o.durationMs !== undefined
+        ? `of the ${(o.durationMs / 1000).toFixed(1)} s planned`
+        : o.requests !== undefined
+          ? `after ${r.calls} of the ${o.requests} calls planned`
+          : "";
+    lines.push(
+      `  cut short at ${at(r.cutShort.atSeconds)}${plan ? ` ${plan}` : ""}: ${r.cutShort.code}: ${r.cutShort.message}`,
+    );
   }
   lines.push("");
   // Messages may quote a broker URL: passwords masked, whatever their source.

@@ -27,7 +27,10 @@ export interface HelpStyle {
 
 /** Below this, help wraps at this width anyway: narrower, a description would get a word a line. */
 export const MIN_WIDTH = 40;
-/** Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too): longer lines are hard to read. */
+/**
+ * Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too):
+ * longer lines are hard to read.
+ */
 export const MAX_WIDTH = 100;
 
 /** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */
@@ -42,7 +45,10 @@ const HELP_ENV = [
  * only on a terminal (not TERM=dumb) or with FORCE_COLOR, never with NO_COLOR; the width from
  * COLUMNS, else the terminal, else 80, kept within MIN_WIDTH..MAX_WIDTH.
  */
-export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: Readonly<Record<string, string | undefined>>): HelpStyle {
+export function helpStyle(
+  out: { isTTY?: boolean; columns?: number },
+  env: Readonly<Record<string, string | undefined>>,
+): HelpStyle {
   const tty = out.isTTY === true;
   const force = env.FORCE_COLOR !== undefined && !["", "0", "false"].includes(env.FORCE_COLOR);
   const color = env.NO_COLOR === undefined && (force || (tty && env.TERM !== "dumb"));
@@ -59,7 +65,10 @@ export interface Example {
 /** Each command's EXAMPLES ("fibrpc" is the root); a command added to cli.ts gets its own here. */
 export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
   fibrpc: [
-    { what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)", run: ["fibrpc serve -w 3 &", "fibrpc call 30"] },
+    {
+      what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)",
+      run: ["fibrpc serve -w 3 &", "fibrpc call 30"],
+    },
     { what: "Load it for 10 s with 200 calls in flight", run: ["fibrpc bench -c 200 --duration 10s"] },
     { what: "Any option from the environment instead", run: ["FIBRPC_URL=amqps://mq.example.com fibrpc call 30"] },
     { what: "Every option of a command", run: ["fibrpc call --help"] },
@@ -67,28 +76,44 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
   serve: [
     { what: "One worker per CPU, on the broker at 127.0.0.1:5672", run: ["fibrpc serve"] },
     { what: "4 workers; /metrics, /healthz and /readyz on port 9464", run: ["fibrpc serve -w 4 --http-port 9464"] },
-    { what: "A quorum queue on a cluster, failing over between nodes", run: ["fibrpc serve --queue-type quorum --url amqp://rabbit1,amqp://rabbit2"] },
+    {
+      what: "A quorum queue on a cluster, failing over between nodes",
+      run: ["fibrpc serve --queue-type quorum --url amqp://rabbit1,amqp://rabbit2"],
+    },
     { what: "Keep a status file for `fibrpc health`", run: ["fibrpc serve --status-file /tmp/fibrpc-status.json"] },
   ],
   call: [
     { what: "fib(30): prints 832040", run: ["fibrpc call 30"] },
     { what: "Four at once, printed in argument order", run: ["fibrpc call 0 1 2 100"] },
     { what: "JSON lines, giving up after 2 s", run: ["fibrpc call -j -t 2s 10"] },
-    { what: "Wait for a server to come up, and retry twice after a timeout", run: ["fibrpc call --wait-for-server --retry 2 30"] },
+    {
+      what: "Wait for a server to come up, and retry twice after a timeout",
+      run: ["fibrpc call --wait-for-server --retry 2 30"],
+    },
   ],
   bench: [
     { what: "10000 calls of fib(1), 100 in flight (the defaults)", run: ["fibrpc bench"] },
     { what: "50000 calls, 200 in flight, n drawn from 1000-2000", run: ["fibrpc bench -r 50000 -c 200 -n 1000-2000"] },
     { what: "Run for 30 s; the summary as JSON", run: ["fibrpc bench --duration 30s -j"] },
-    { what: "Open loop: 2000 calls/s for 30 s whatever the server does, latency from each call's intended start", run: ["fibrpc bench --rate 2000 --duration 30s"] },
+    {
+      what: "Open loop: 2000 calls/s for 30 s whatever the server does, latency from each call's intended start",
+      run: ["fibrpc bench --rate 2000 --duration 30s"],
+    },
   ],
   health: [
-    { what: "Is the local serve (started with this --status-file) healthy?", run: ["fibrpc health --status-file /tmp/fibrpc-status.json && echo ok"] },
+    {
+      what: "Is the local serve (started with this --status-file) healthy?",
+      run: ["fibrpc health --status-file /tmp/fibrpc-status.json && echo ok"],
+    },
     { what: "In the container image, which sets FIBRPC_STATUS_FILE", run: ["fibrpc health"] },
   ],
   completion: [
     { what: "bash: complete fibrpc in every new shell", run: ["echo 'source <(fibrpc completion bash)' >> ~/.bashrc"] },
-    { what: "zsh: into the first folder of $fpath, then start a new shell", run: ['fibrpc completion zsh > "${fpath[1]}/_fibrpc"'] },
+    {
+      what: "zsh: into the first folder of $fpath, then start a new shell",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, printed for the shell to expand
+      run: ['fibrpc completion zsh > "${fpath[1]}/_fibrpc"'],
+    },
     { what: "fish", run: ["fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish"] },
   ],
 };
@@ -243,6 +268,9 @@ function examples(name: string, style: HelpStyle, paint: Painter): string[] {
 
 // ---- the pages ---------------------------------------------------------------------------
 
+// Any command's definition. citty's run() takes the command's own parsed args, so a
+// CommandDef<SomeArgs> is not a CommandDef<ArgsDef> (a parameter's type is contravariant).
+// biome-ignore lint/suspicious/noExplicitAny: no type argument but any fits every command
 export type AnyCommand = CommandDef<any>;
 
 const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };
@@ -291,9 +319,17 @@ export function renderRootHelp(description: string, commands: readonly Row[], st
   const names = Object.keys(OPTIONS) as OptionName[];
   const takenBy = (name: OptionName) => COMMANDS.filter((c) => takes(c, name)).join(", ");
   const environment = [
-    ...wrap("Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; a flag wins over the variable, the variable over the file.", style.width, 2),
+    ...wrap(
+      "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
+        "a flag wins over the variable, the variable over the file.",
+      style.width,
+      2,
+    ),
     ...table(
-      [...names.map((name) => ({ label: OPTIONS[name].env, text: `--${name} (${takenBy(name)})` })), ...HELP_ENV.map((v) => ({ label: v.name, text: v.help }))],
+      [
+        ...names.map((name) => ({ label: OPTIONS[name].env, text: `--${name} (${takenBy(name)})` })),
+        ...HELP_ENV.map((v) => ({ label: v.name, text: v.help })),
+      ],
       style,
       paint,
     ),
@@ -307,7 +343,11 @@ export function renderRootHelp(description: string, commands: readonly Row[], st
     ...wrap(`fibrpc ${version}: ${description}`, style.width, 0, 2),
     ...section("USAGE", wrap("fibrpc <command> [OPTIONS]", style.width, 2, 6), paint),
     ...section("COMMANDS", table(commands, style, paint), paint),
-    ...section("OPTIONS", table([HELP_ROW, { label: "-v, --version", text: "Print the version" }], style, paint), paint),
+    ...section(
+      "OPTIONS",
+      table([HELP_ROW, { label: "-v, --version", text: "Print the version" }], style, paint),
+      paint,
+    ),
     ...examples("fibrpc", style, paint),
     ...section("ENVIRONMENT", environment, paint),
     ...section("EXIT CODES", exitCodes, paint),

@@ -97,7 +97,11 @@ export interface CommandContext {
 }
 
 /** A command's body: its resolved options, what else the run knows, and its operands → its exit code. */
-type Body<C extends CommandName> = (options: Options<C>, run: RunContext, operands: readonly string[]) => Promise<ExitCode>;
+type Body<C extends CommandName> = (
+  options: Options<C>,
+  run: RunContext,
+  operands: readonly string[],
+) => Promise<ExitCode>;
 
 /**
  * Reads `command`'s command line once (the words after its name, or runMain's context); --help there shows
@@ -159,7 +163,10 @@ function debugAsked(): boolean {
  * hint for `command`; anything else is an internal error (the stack only if `debug`). Masked with
  * `masker` (before the options are resolved: URLs by their shape only).
  */
-export function reportError(err: unknown, o: { command?: CommandName; debug?: boolean; masker?: Masker } = {}): ExitCode {
+export function reportError(
+  err: unknown,
+  o: { command?: CommandName; debug?: boolean; masker?: Masker } = {},
+): ExitCode {
   const masker = o.masker ?? new Masker();
   if (err instanceof FibrpcError) {
     process.stderr.write(`fibrpc: ${line(withHint(err, o.command), masker)}\n`);
@@ -191,7 +198,9 @@ export function installCrashHandlers(debug: () => boolean = debugAsked, masker =
     for (const listener of process.listeners(event)) {
       if (CRASH_HANDLER in listener) process.off(event, listener as never);
     }
-    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug(), masker })), { [CRASH_HANDLER]: true });
+    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug(), masker })), {
+      [CRASH_HANDLER]: true,
+    });
     process.on(event, crash);
   }
 }

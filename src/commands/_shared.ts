@@ -19,8 +19,16 @@ function readPem(flag: string, path: string | undefined): Buffer | undefined {
 }
 
 /** Where to connect: the broker URLs, in the order they are tried, and the TLS files' contents. */
-export function brokerTarget(o: { url: readonly BrokerUrl[]; tlsCa: string | undefined; tlsCert: string | undefined; tlsKey: string | undefined }): BrokerTarget {
-  return { urls: o.url, tls: { ca: readPem("tls-ca", o.tlsCa), cert: readPem("tls-cert", o.tlsCert), key: readPem("tls-key", o.tlsKey) } };
+export function brokerTarget(o: {
+  url: readonly BrokerUrl[];
+  tlsCa: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+}): BrokerTarget {
+  return {
+    urls: o.url,
+    tls: { ca: readPem("tls-ca", o.tlsCa), cert: readPem("tls-cert", o.tlsCert), key: readPem("tls-key", o.tlsKey) },
+  };
 }
 
 /** The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. */

@@ -13,7 +13,12 @@ export default defineCommand({
   // Its exit codes: EXIT_CODES (src/errors.ts), in the root --help: 0 only if every call was
   // answered, the connection never lost and the run not cut short; else the worst failure's
   // code, as `fibrpc call` exits for it (bench/run.ts).
-  meta: { name: "bench", description: "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; every answer is checked" },
+  meta: {
+    name: "bench",
+    description:
+      "Load a running `fibrpc serve` and report answered calls/s, latency percentiles and errors; " +
+      "every answer is checked",
+  },
   args: argsOf("bench"),
   run: (context) =>
     runAction("bench", context, async (o, run) => {
@@ -21,18 +26,31 @@ export default defineCommand({
       const log = loggerOf(o, run);
 
       const { outlet, publisherConfirms } = run.env;
-      const clientOptions = { broker, queue: o.queue, replyQueue: "direct", format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet } as const;
+      const clientOptions = {
+        broker,
+        queue: o.queue,
+        replyQueue: "direct",
+        format: "text",
+        timeoutMs: o.timeout,
+        log,
+        publisherConfirms,
+        outlet,
+      } as const;
       const client = await RpcClient.connect(clientOptions);
       let caller: ReconnectingCaller | undefined;
       try {
         await awaitServer(client, { deadline: Date.now() + o.timeout, wait: false });
         const runEnd = o.duration === undefined ? undefined : Date.now() + o.duration;
-        caller = new ReconnectingCaller(client, (deadline) => RpcClient.connect(clientOptions, Math.min(deadline, Date.now() + o.timeout)), {
-          // --duration: until the run's end, when the caller is closed; --requests: a run with no
-          // broker for --timeout is cut short (no call could be answered in time any more).
-          reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + o.timeout : Number.POSITIVE_INFINITY),
-          log,
-        });
+        caller = new ReconnectingCaller(
+          client,
+          (deadline) => RpcClient.connect(clientOptions, Math.min(deadline, Date.now() + o.timeout)),
+          {
+            // --duration: until the run's end, when the caller is closed; --requests: a run with no
+            // broker for --timeout is cut short (no call could be answered in time any more).
+            reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + o.timeout : Number.POSITIVE_INFINITY),
+            log,
+          },
+        );
         const tty = process.stderr.isTTY === true;
         const rate = rateMeter();
         // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
@@ -53,8 +71,15 @@ export default defineCommand({
         if (tty && !quiet) process.stderr.write("\r\u001b[K");
         const { exitCode, ...shown } = result;
         // Masked: outages and a run cut short quote the broker's URL in their errors.
-        const planned = { n: o.n.text, queue: o.queue, requests: o.duration === undefined ? o.requests : undefined, durationMs: o.duration };
-        await writeStdout(o.json ? `${run.masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, run.masker));
+        const planned = {
+          n: o.n.text,
+          queue: o.queue,
+          requests: o.duration === undefined ? o.requests : undefined,
+          durationMs: o.duration,
+        };
+        await writeStdout(
+          o.json ? `${run.masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, run.masker),
+        );
         // As `fibrpc call` exits for the same outcomes (one table, src/errors.ts); missed calls,
         // like timeouts, say the server did not keep up: try again later (bench/run.ts).
         return exitCode;
@@ -81,9 +106,14 @@ function rateMeter(): (p: BenchProgress) => number {
 function drawBar(p: BenchProgress, rate: number): void {
   const width = 30;
   const filled = Math.round(p.fraction * width);
-  process.stderr.write(`\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ${p.done} calls  ${Math.round(rate)} calls/s  ${p.errors} errors`);
+  process.stderr.write(
+    `\r\u001b[K[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(p.fraction * 100).toFixed(0).padStart(3)}%  ` +
+      `${p.done} calls  ${Math.round(rate)} calls/s  ${p.errors} errors`,
+  );
 }
 
 function printLine(p: BenchProgress, rate: number): void {
-  process.stderr.write(`${(p.elapsedMs / 1000).toFixed(1)}s: ${p.done} calls, ${Math.round(rate)} calls/s, ${p.errors} errors\n`);
+  process.stderr.write(
+    `${(p.elapsedMs / 1000).toFixed(1)}s: ${p.done} calls, ${Math.round(rate)} calls/s, ${p.errors} errors\n`,
+  );
 }

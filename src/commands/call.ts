@@ -15,7 +15,9 @@ const args = {
   n: {
     type: "positional",
     valueHint: "N [N ...]",
-    description: `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line`,
+    description:
+      `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; ` +
+      "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line",
   },
   ...argsOf("call"),
 } as const;
@@ -51,13 +53,25 @@ export default defineCommand({
         try {
           const deadline = Date.now() + o.timeout;
           const { outlet, publisherConfirms } = run.env;
-          const clientOptions = { broker, queue: o.queue, replyQueue: o.replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet } as const;
+          const clientOptions = {
+            broker,
+            queue: o.queue,
+            replyQueue: o.replyQueue,
+            format: "text",
+            timeoutMs: o.timeout,
+            log,
+            publisherConfirms,
+            outlet,
+          } as const;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
           // With --retry, a broker that refuses the first connection (restarting) is tried again
           // until the deadline, as a lost connection is (rpc/retry.ts).
           const client =
             o.retry > 0
-              ? await connectWithin(connect, () => deadline, { onFailure: (error, attempt, again) => attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`) })
+              ? await connectWithin(connect, () => deadline, {
+                  onFailure: (error, attempt, again) =>
+                    attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`),
+                })
               : await connect(deadline);
           const caller = new RetryingCaller(client, connect, o.retry, o.timeout, log);
           try {
@@ -67,7 +81,11 @@ export default defineCommand({
             const serverThere = awaitServer(client, {
               deadline,
               wait: o.waitForServer,
-              onWaiting: () => log.info(`no server on queue ${JSON.stringify(o.queue)} yet; waiting for one (--wait-for-server, up to --timeout)`),
+              onWaiting: () =>
+                log.info(
+                  `no server on queue ${JSON.stringify(o.queue)} yet; ` +
+                    "waiting for one (--wait-for-server, up to --timeout)",
+                ),
             });
             if (o.waitForServer) await serverThere;
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
@@ -89,7 +107,10 @@ export default defineCommand({
           // in order, shaped as any failed call's.
           if (o.json) {
             const ms = performance.now() - startedAt;
-            const { code, message } = err instanceof FibrpcError ? { code: err.code, message: withHint(err, "call") } : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
+            const { code, message } =
+              err instanceof FibrpcError
+                ? { code: err.code, message: withHint(err, "call") }
+                : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
             for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms, masker));
           }
           throw err;
@@ -119,7 +140,10 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
   return exitCodeOf(outcome);
 }
 
-/** The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and printable (again: it does no harm). */
+/**
+ * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
+ * printable (again: it does no harm).
+ */
 function errorLine(n: number, code: string, message: string, ms: number, masker: Masker): string {
   const error = { code: printable(code), message: printable(masker.mask(message)) };
   return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 })}\n`;

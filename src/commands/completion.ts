@@ -17,13 +17,18 @@ const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshSc
 const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
 
 export default defineCommand({
-  meta: { name: "completion", description: `Print a shell completion script (${shellList}) for fibrpc's commands and options` },
+  meta: {
+    name: "completion",
+    description: `Print a shell completion script (${shellList}) for fibrpc's commands and options`,
+  },
   args: {
     shell: {
       type: "positional",
       valueHint: SHELLS.join("|"),
       // How to install each script: the EXAMPLES of this command's help (commands/_help.ts).
-      description: `The shell to print the script for: ${shellList}. The script completes commands, flags and the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading`,
+      description:
+        `The shell to print the script for: ${shellList}. The script completes commands, flags and ` +
+        "the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading",
     },
   },
   run: (context) =>

@@ -8,7 +8,9 @@ import { runAction } from "./_run.ts";
 export default defineCommand({
   meta: {
     name: "health",
-    description: "Exit 0 if the serve process of this machine or container has every worker connected, consuming and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
+    description:
+      "Exit 0 if the serve process of this machine or container has every worker connected, consuming " +
+      "and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
   },
   args: argsOf("health"),
   run: (context) =>
@@ -16,7 +18,10 @@ export default defineCommand({
       // resolveOptions refuses health without a status file.
       const health = checkHealth(o.statusFile!, o.maxAge);
       if (health.healthy) {
-        await writeStdout(`healthy: ${health.status.serving}/${health.status.workers} workers consuming queue ${JSON.stringify(health.status.queue)}\n`);
+        await writeStdout(
+          `healthy: ${health.status.serving}/${health.status.workers} workers consuming ` +
+            `queue ${JSON.stringify(health.status.queue)}\n`,
+        );
         return ExitCode.OK;
       }
       process.stderr.write(`fibrpc: unhealthy: ${health.reason}\n`);

@@ -7,10 +7,15 @@ import { checkWord, type CompletionModel, type FlagSpec } from "./model.ts";
 
 /** Every way to write a flag: --long, --no-long (on/off flags), -s. */
 function spellings(flag: FlagSpec): string[] {
-  return [`--${flag.long}`, ...(flag.negatable ? [`--no-${flag.long}`] : []), ...flag.short.map((s) => `-${s}`)].map(checkWord);
+  return [`--${flag.long}`, ...(flag.negatable ? [`--no-${flag.long}`] : []), ...flag.short.map((s) => `-${s}`)].map(
+    checkWord,
+  );
 }
 
-/** Spellings of the flags that take a value, as `command flag` case patterns, grouped by what the value completes to. */
+/**
+ * Spellings of the flags that take a value, as `command flag` case patterns, grouped by what the
+ * value completes to.
+ */
 function valueCases(model: CompletionModel): string[] {
   const groups = new Map<string, string[]>();
   for (const command of model.commands) {
@@ -18,9 +23,15 @@ function valueCases(model: CompletionModel): string[] {
       const { value } = flag;
       if (value.kind === "none") continue;
       // A value is expected in every case; "any" has nothing to offer (a count, a duration, a URL).
-      const body = value.kind === "choice" ? `valued=1 words='${value.choices.map(checkWord).join(" ")}' ;;` : value.kind === "file" ? "valued=1 files=1 ;;" : "valued=1 ;;";
+      const body =
+        value.kind === "choice"
+          ? `valued=1 words='${value.choices.map(checkWord).join(" ")}' ;;`
+          : value.kind === "file"
+            ? "valued=1 files=1 ;;"
+            : "valued=1 ;;";
       const patterns = groups.get(body) ?? [];
-      for (const spelling of [`--${flag.long}`, ...flag.short.map((s) => `-${s}`)]) patterns.push(`'${checkWord(command.name)} ${checkWord(spelling)}'`);
+      for (const spelling of [`--${flag.long}`, ...flag.short.map((s) => `-${s}`)])
+        patterns.push(`'${checkWord(command.name)} ${checkWord(spelling)}'`);
       groups.set(body, patterns);
     }
   }
@@ -29,8 +40,12 @@ function valueCases(model: CompletionModel): string[] {
 
 export function bashScript(model: CompletionModel, version: string): string {
   const fn = `_${model.program}_completion`;
-  const commandCases = model.commands.map((c) => `    ${checkWord(c.name)}) words='${[...c.flags.flatMap(spellings)].join(" ")}' ;;`);
-  const positionalCases = model.commands.filter((c) => c.positional.length > 0).map((c) => `    ${checkWord(c.name)}) words='${c.positional.map(checkWord).join(" ")}' ;;`);
+  const commandCases = model.commands.map(
+    (c) => `    ${checkWord(c.name)}) words='${[...c.flags.flatMap(spellings)].join(" ")}' ;;`,
+  );
+  const positionalCases = model.commands
+    .filter((c) => c.positional.length > 0)
+    .map((c) => `    ${checkWord(c.name)}) words='${c.positional.map(checkWord).join(" ")}' ;;`);
   return `# bash completion for ${model.program} ${version}, printed by \`${model.program} completion bash\`.
 # Load it with: source <(${model.program} completion bash)   (e.g. in ~/.bashrc)
 # It is generated from ${model.program}'s option table: print it again after upgrading.

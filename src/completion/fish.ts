@@ -14,7 +14,14 @@ function flagLines(prefix: string, flag: FlagSpec): string[] {
   const description = ` -d ${quoted(flag.description)}`;
   const { value } = flag;
   // -x: takes a value, no file names; -r -F: takes a file name.
-  const takes = value.kind === "none" ? "" : value.kind === "choice" ? ` -x -a ${quoted(value.choices.map(checkWord).join(" "))}` : value.kind === "file" ? " -r -F" : " -x";
+  const takes =
+    value.kind === "none"
+      ? ""
+      : value.kind === "choice"
+        ? ` -x -a ${quoted(value.choices.map(checkWord).join(" "))}`
+        : value.kind === "file"
+          ? " -r -F"
+          : " -x";
   const lines = [`${prefix}${shorts} -l ${checkWord(flag.long)}${takes}${description}`];
   if (flag.negatable) lines.push(`${prefix} -l no-${checkWord(flag.long)} -d ${quoted(`Turn off --${flag.long}`)}`);
   return lines;
@@ -26,11 +33,13 @@ export function fishScript(model: CompletionModel, version: string): string {
   const using = `__${program}_using_command`;
   const lines: string[] = [];
   for (const flag of model.rootFlags) lines.push(...flagLines(`complete -c ${program} -n ${needsCommand}`, flag));
-  for (const command of model.commands) lines.push(`complete -c ${program} -n ${needsCommand} -a ${checkWord(command.name)}`);
+  for (const command of model.commands)
+    lines.push(`complete -c ${program} -n ${needsCommand} -a ${checkWord(command.name)}`);
   for (const command of model.commands) {
     const prefix = `complete -c ${program} -n '${using} ${checkWord(command.name)}'`;
     for (const flag of command.flags) lines.push(...flagLines(prefix, flag));
-    if (command.positional.length > 0) lines.push(`${prefix} -a ${quoted(command.positional.map(checkWord).join(" "))}`);
+    if (command.positional.length > 0)
+      lines.push(`${prefix} -a ${quoted(command.positional.map(checkWord).join(" "))}`);
   }
   return `# fish completion for ${program} ${version}, printed by \`${program} completion fish\`.
 # Install: ${program} completion fish > ~/.config/fish/completions/${program}.fish

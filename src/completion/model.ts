@@ -12,7 +12,11 @@ export const SHELLS = ["bash", "zsh", "fish"] as const;
 export type Shell = (typeof SHELLS)[number];
 
 /** What a flag's value completes to: nothing (an on/off flag), one of a set, a file name, or anything. */
-export type FlagValue = { kind: "none" } | { kind: "choice"; choices: readonly string[] } | { kind: "file" } | { kind: "any"; hint: string };
+export type FlagValue =
+  | { kind: "none" }
+  | { kind: "choice"; choices: readonly string[] }
+  | { kind: "file" }
+  | { kind: "any"; hint: string };
 
 export interface FlagSpec {
   /** Without dashes, e.g. "log-level". */
@@ -42,8 +46,22 @@ export interface CompletionModel {
   rootFlags: readonly FlagSpec[];
 }
 
-const HELP: FlagSpec = { long: "help", short: ["h"], description: "Show help", value: { kind: "none" }, negatable: false, repeatable: false };
-const VERSION: FlagSpec = { long: "version", short: ["v"], description: "Show the version", value: { kind: "none" }, negatable: false, repeatable: false };
+const HELP: FlagSpec = {
+  long: "help",
+  short: ["h"],
+  description: "Show help",
+  value: { kind: "none" },
+  negatable: false,
+  repeatable: false,
+};
+const VERSION: FlagSpec = {
+  long: "version",
+  short: ["v"],
+  description: "Show the version",
+  value: { kind: "none" },
+  negatable: false,
+  repeatable: false,
+};
 
 /** Value hints of options that name a file (file names are completed for them). */
 const FILE_HINTS = new Set(["file", "path"]);
@@ -56,7 +74,10 @@ const POSITIONAL: { readonly [C in CommandName]?: readonly string[] } = { comple
  * text, with the variable and the default, is in --help.
  */
 export function shortDescription(help: string): string {
-  const clause = help.split(/; |\. (?=[A-Z])/, 1)[0]!.replace(/\s+/g, " ").trim();
+  const clause = help
+    .split(/; |\. (?=[A-Z])/, 1)[0]!
+    .replace(/\s+/g, " ")
+    .trim();
   return clause.length <= 80 ? clause : `${clause.slice(0, 79).trimEnd()}…`;
 }
 
@@ -84,6 +105,7 @@ export function completionModel(program = "fibrpc"): CompletionModel {
 /** Every word a script embeds must need no quoting in any of the shells. */
 const PLAIN = /^-{0,2}[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 export function checkWord(word: string): string {
-  if (!PLAIN.test(word)) throw new Error(`shell completion: ${JSON.stringify(word)} is not a plain word; quote it in the script generator`);
+  if (!PLAIN.test(word))
+    throw new Error(`shell completion: ${JSON.stringify(word)} is not a plain word; quote it in the script generator`);
   return word;
 }

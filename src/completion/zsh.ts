@@ -6,7 +6,10 @@ import { checkWord, type CompletionModel, type FlagSpec } from "./model.ts";
 
 /** Text inside a single-quoted _arguments spec: brackets and colons escaped for _arguments, quotes for the shell. */
 function specText(text: string): string {
-  return text.replace(/\\/g, "\\\\").replace(/([[\]:])/g, "\\$1").replace(/'/g, `'\\''`);
+  return text
+    .replace(/\\/g, "\\\\")
+    .replace(/([[\]:])/g, "\\$1")
+    .replace(/'/g, `'\\''`);
 }
 
 /** The _arguments specs of one flag (two for an on/off flag: --x and --no-x). */
@@ -18,11 +21,13 @@ function flagSpecs(flag: FlagSpec): string[] {
     const negated = flag.negatable ? [`--no-${checkWord(flag.long)}`] : [];
     const all = [...shorts, long, ...negated];
     const exclusive = all.length > 1 ? `'(${all.join(" ")})'` : "";
-    const spelled = (name: string) => `${exclusive}'${name}${name.startsWith("--no-") ? `[${specText(`Turn off --${flag.long}`)}]` : description}'`;
+    const spelled = (name: string) =>
+      `${exclusive}'${name}${name.startsWith("--no-") ? `[${specText(`Turn off --${flag.long}`)}]` : description}'`;
     return all.map(spelled);
   }
   const value = flag.value;
-  const action = value.kind === "choice" ? `(${value.choices.map(checkWord).join(" ")})` : value.kind === "file" ? "_files" : " ";
+  const action =
+    value.kind === "choice" ? `(${value.choices.map(checkWord).join(" ")})` : value.kind === "file" ? "_files" : " ";
   const message = specText(value.kind === "any" ? value.hint : value.kind === "file" ? "file" : flag.long);
   const tail = `${description}:${message}:${action}`;
   // --long= takes "--long value" and "--long=value"; a short flag takes the next word.
@@ -35,11 +40,20 @@ function flagSpecs(flag: FlagSpec): string[] {
 export function zshScript(model: CompletionModel, version: string): string {
   const program = checkWord(model.program);
   const fn = `_${program}`;
-  const rootSpecs = model.rootFlags.map((flag) => `'(- : *)'{${[...flag.short.map((s) => `-${s}`), `--${flag.long}`].join(",")}}'[${specText(flag.description)}]'`);
+  const rootSpecs = model.rootFlags.map(
+    (flag) =>
+      `'(- : *)'{${[...flag.short.map((s) => `-${s}`), `--${flag.long}`].join(",")}}'[${specText(flag.description)}]'`,
+  );
   const commandCases = model.commands.map((command) => {
     const specs = command.flags.flatMap(flagSpecs);
-    if (command.positional.length > 0) specs.push(`'1:${command.name === "completion" ? "shell" : "value"}:(${command.positional.map(checkWord).join(" ")})'`);
-    return `        ${checkWord(command.name)})\n          _arguments \\\n            ${specs.join(" \\\n            ")} \\\n            && ret=0 ;;`;
+    if (command.positional.length > 0)
+      specs.push(
+        `'1:${command.name === "completion" ? "shell" : "value"}:(${command.positional.map(checkWord).join(" ")})'`,
+      );
+    return (
+      `        ${checkWord(command.name)})\n          _arguments \\\n            ` +
+      `${specs.join(" \\\n            ")} \\\n            && ret=0 ;;`
+    );
   });
   return `#compdef ${program}
 # zsh completion for ${program} ${version}, printed by \`${program} completion zsh\`.

@@ -20,7 +20,10 @@ export interface AwaitServerOptions {
 }
 
 /** Resolves once the client's request queue has a consumer; otherwise throws a FibrpcError. */
-export async function awaitServer(client: Pick<RpcClient, "consumerCount" | "queue" | "broker">, o: AwaitServerOptions): Promise<void> {
+export async function awaitServer(
+  client: Pick<RpcClient, "consumerCount" | "queue" | "broker">,
+  o: AwaitServerOptions,
+): Promise<void> {
   const pollMs = o.pollMs ?? AWAIT_SERVER_POLL_MS;
   const { queue, broker } = client;
   for (let polls = 0; ; polls++) {
@@ -33,11 +36,19 @@ export async function awaitServer(client: Pick<RpcClient, "consumerCount" | "que
     }
     if (count > 0) return;
     if (!o.wait) {
-      throw new FibrpcError("NO_CONSUMER", `queue ${JSON.stringify(queue)} on ${broker} has no consumer: no server is running`, { reason: "no-server", queue, broker });
+      throw new FibrpcError(
+        "NO_CONSUMER",
+        `queue ${JSON.stringify(queue)} on ${broker} has no consumer: no server is running`,
+        { reason: "no-server", queue, broker },
+      );
     }
     if (polls === 0) o.onWaiting?.();
     if (Date.now() + pollMs > o.deadline) {
-      throw new FibrpcError("TIMEOUT", `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`, { reason: "wait-timed-out", queue, broker });
+      throw new FibrpcError(
+        "TIMEOUT",
+        `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`,
+        { reason: "wait-timed-out", queue, broker },
+      );
     }
     await Bun.sleep(pollMs);
   }

@@ -21,7 +21,10 @@ interface ErrorLike {
 
 function describe(err: unknown): { code: string; message: string } {
   const e = (err ?? {}) as ErrorLike;
-  return { code: typeof e.code === "string" || typeof e.code === "number" ? String(e.code) : "", message: typeof e.message === "string" ? e.message : String(err) };
+  return {
+    code: typeof e.code === "string" || typeof e.code === "number" ? String(e.code) : "",
+    message: typeof e.message === "string" ? e.message : String(err),
+  };
 }
 
 /** A failure to open a connection (TCP, TLS or the AMQP handshake). */
@@ -29,46 +32,86 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   const { code, message } = describe(err);
   const broker = displayUrl(url);
   const host = url.hostname;
-  const error = (errorCode: FibrpcError["code"], reason: ErrorReason, text: string) => new FibrpcError(errorCode, text, { reason, broker });
+  const error = (errorCode: FibrpcError["code"], reason: ErrorReason, text: string) =>
+    new FibrpcError(errorCode, text, { reason, broker });
   if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
-    return error("TLS_REFUSED", "certificate", `the TLS certificate of the broker at ${broker} could not be verified (${code || message})`);
+    return error(
+      "TLS_REFUSED",
+      "certificate",
+      `the TLS certificate of the broker at ${broker} could not be verified (${code || message})`,
+    );
   }
   switch (code) {
     case "ECONNREFUSED":
-      return error("BROKER_UNREACHABLE", "connection-refused", `cannot reach the broker at ${broker}: connection refused`);
+      return error(
+        "BROKER_UNREACHABLE",
+        "connection-refused",
+        `cannot reach the broker at ${broker}: connection refused`,
+      );
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EAI_NONAME":
-      return error("BROKER_UNREACHABLE", "host-not-found", `cannot reach the broker at ${broker}: host name ${JSON.stringify(host)} does not resolve`);
+      return error(
+        "BROKER_UNREACHABLE",
+        "host-not-found",
+        `cannot reach the broker at ${broker}: host name ${JSON.stringify(host)} does not resolve`,
+      );
     case "ETIMEDOUT":
     case "EHOSTUNREACH":
     case "ENETUNREACH":
-      return error("BROKER_UNREACHABLE", "network", `cannot reach the broker at ${broker}: ${code === "ETIMEDOUT" ? "connection timed out" : "no route to host"}`);
+      return error(
+        "BROKER_UNREACHABLE",
+        "network",
+        `cannot reach the broker at ${broker}: ${code === "ETIMEDOUT" ? "connection timed out" : "no route to host"}`,
+      );
     case "ECONNRESET":
     case "EPIPE":
-      return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake`);
+      return error(
+        "BROKER_UNREACHABLE",
+        "handshake",
+        `the broker at ${broker} closed the connection during the handshake`,
+      );
   }
   const refused = refusal(err, { url });
   if (refused) return refused;
   // RabbitMQ 4.x on Khepri: a node cut off from the majority of its cluster cannot change the
   // cluster's metadata (declare a queue) and closes the connection, 541, after its timeout.
   if (/metadata store operation timed out/i.test(message)) {
-    return error("BROKER_UNREACHABLE", "no-majority", `the broker at ${broker} could not declare the queue: ${brokerReason(err)} (a node cut off from the majority of its cluster cannot change the cluster's metadata)`);
+    return error(
+      "BROKER_UNREACHABLE",
+      "no-majority",
+      `the broker at ${broker} could not declare the queue: ${brokerReason(err)} ` +
+        `(a node cut off from the majority of its cluster cannot change the cluster's metadata)`,
+    );
   }
   // A queue whose record the broker has but whose process does not answer: seen on RabbitMQ 4.3
   // after a declaration that timed out while the node lacked its cluster's majority was committed
   // once the majority came back (404 "failed to perform operation on queue … due to timeout").
   const unresponsive = /failed to perform operation on queue '([^']*)'.*due to timeout/i.exec(message);
   if (unresponsive) {
-    return new FibrpcError("BROKER_UNREACHABLE", `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: it has a record of the queue, but the queue does not answer (${brokerReason(err)})`, { reason: "queue-unresponsive", broker, queue: unresponsive[1] });
+    return new FibrpcError(
+      "BROKER_UNREACHABLE",
+      `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: ` +
+        `it has a record of the queue, but the queue does not answer (${brokerReason(err)})`,
+      { reason: "queue-unresponsive", broker, queue: unresponsive[1] },
+    );
   }
   // Without amqplib-internals.ts (another amqplib), a close at connection.open comes without its
   // reason: what it can be, and where the reason is.
   if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(message)) {
-    return error("ACCESS_REFUSED", "vhost", `the broker at ${broker} refused the connection at connection.open (its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`);
+    return error(
+      "ACCESS_REFUSED",
+      "vhost",
+      `the broker at ${broker} refused the connection at connection.open ` +
+        `(its reason is in the broker's log: no access to the vhost, no such vhost, or a connection limit)`,
+    );
   }
   if (/Handshake terminated|Socket closed abruptly|Unexpected close/i.test(message)) {
-    return error("BROKER_UNREACHABLE", "handshake", `the broker at ${broker} closed the connection during the handshake (${message})`);
+    return error(
+      "BROKER_UNREACHABLE",
+      "handshake",
+      `the broker at ${broker} closed the connection during the handshake (${message})`,
+    );
   }
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
 }
@@ -114,14 +157,23 @@ export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): Fib
   if (refused && refused.details.reason !== "precondition-failed") return refused;
   const feature = deprecatedFeature(err);
   if (feature !== undefined) {
-    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`, {
-      reason: "deprecated-feature",
-      queue,
-      feature,
-    });
+    return new FibrpcError(
+      "BROKER_REFUSED",
+      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: ` +
+        `it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`,
+      {
+        reason: "deprecated-feature",
+        queue,
+        feature,
+      },
+    );
   }
   if (isPreconditionFailed(err)) {
-    return new FibrpcError("BROKER_REFUSED", `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)})`, { reason: "set-up-refused", queue });
+    return new FibrpcError(
+      "BROKER_REFUSED",
+      `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)})`,
+      { reason: "set-up-refused", queue },
+    );
   }
   return undefined;
 }
@@ -171,8 +223,14 @@ export function brokerClose(err: unknown): BrokerClose | undefined {
   const match = /\b(\d{3}) \(([A-Z-]+)\) with message "([\s\S]*)"$/.exec(message);
   if (!match) return undefined;
   const e = (err ?? {}) as { classId?: unknown; methodId?: unknown };
-  const method = typeof e.classId === "number" && typeof e.methodId === "number" ? METHODS[`${e.classId}.${e.methodId}`] : undefined;
-  return { code: Number(match[1]), name: match[2]!.replace(/-/g, "_"), text: match[3]!.replace(/^[A-Z_]+ - /, ""), method };
+  const method =
+    typeof e.classId === "number" && typeof e.methodId === "number" ? METHODS[`${e.classId}.${e.methodId}`] : undefined;
+  return {
+    code: Number(match[1]),
+    name: match[2]!.replace(/-/g, "_"),
+    text: match[3]!.replace(/^[A-Z_]+ - /, ""),
+    method,
+  };
 }
 
 /** Where a refusal happened: the broker connected to, and the request queue in use. */
@@ -188,16 +246,31 @@ export interface RefusalContext {
 export function refusal(err: unknown, context: RefusalContext): FibrpcError | undefined {
   const close = brokerClose(err);
   if (!close) return undefined;
-  const known = loginRefusal(close, context) ?? vhostRefusal(close, context) ?? limitRefusal(close, context) ?? reservedNameRefusal(close, context) ?? lockRefusal(close, context) ?? permissionRefusal(close, context) ?? preconditionRefusal(close, context);
+  const known =
+    loginRefusal(close, context) ??
+    vhostRefusal(close, context) ??
+    limitRefusal(close, context) ??
+    reservedNameRefusal(close, context) ??
+    lockRefusal(close, context) ??
+    permissionRefusal(close, context) ??
+    preconditionRefusal(close, context);
   if (known) return known;
   // Another 530 at connection.open (the handshake's close names no method): the vhost, in words
   // this does not know. A 530 elsewhere is not about access to the vhost.
-  if (close.code === 530 && (close.method === undefined || close.method === "connection.open")) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection");
+  if (close.code === 530 && (close.method === undefined || close.method === "connection.open"))
+    return refused("ACCESS_REFUSED", "vhost", close, context, "the connection");
   return undefined;
 }
 
 /** "... refused WHAT: the broker's reason (CODE NAME)", with the details for the hint. */
-function refused(code: FibrpcError["code"], reason: ErrorReason, close: BrokerClose, context: RefusalContext, what: string, details: ErrorDetails = {}): FibrpcError {
+function refused(
+  code: FibrpcError["code"],
+  reason: ErrorReason,
+  close: BrokerClose,
+  context: RefusalContext,
+  what: string,
+  details: ErrorDetails = {},
+): FibrpcError {
   const broker = displayUrl(context.url);
   return new FibrpcError(code, `the broker at ${broker} refused ${what}: ${close.text} (${close.code} ${close.name})`, {
     reason,
@@ -243,9 +316,11 @@ export function vhostRefusal(close: BrokerClose, context: RefusalContext): Fibrp
   if (close.code !== 530) return undefined;
   // The broker quotes names without escaping them: the user's name runs to the closing quote at the end.
   const denied = /access to vhost '(.*?)' refused for user '(.*)'$/.exec(close.text);
-  if (denied) return refused("ACCESS_REFUSED", "vhost", close, context, "the connection", { vhost: denied[1], user: denied[2] });
+  if (denied)
+    return refused("ACCESS_REFUSED", "vhost", close, context, "the connection", { vhost: denied[1], user: denied[2] });
   const missing = /^vhost '?(.*?)'? not found/.exec(close.text);
-  if (missing) return refused("ACCESS_REFUSED", "vhost-not-found", close, context, "the connection", { vhost: missing[1] });
+  if (missing)
+    return refused("ACCESS_REFUSED", "vhost-not-found", close, context, "the connection", { vhost: missing[1] });
   return undefined;
 }
 
@@ -257,13 +332,32 @@ export function vhostRefusal(close: BrokerClose, context: RefusalContext): Fibrp
 export function limitRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   const { text } = close;
   const limit = (scope: BrokerLimit["scope"], key: BrokerLimit["key"], extra: ErrorDetails = {}) =>
-    refused("BROKER_REFUSED", "limit", close, context, key === "max-queues" ? attempted(close, context) : key === "max-connections" ? "the connection" : "to open a channel", { limit: { scope, key }, ...extra });
-  let m: RegExpExecArray | null;
-  if ((m = /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text))) return limit("vhost", "max-connections", { vhost: m[1], user: m[2] });
-  if ((m = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text))) return limit("user", "max-connections", { user: m[1] });
-  if ((m = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(text))) return limit("user", "max-channels", { user: m[1] });
-  if (/number of channels opened \(\d+\) has reached the negotiated channel_max/.test(text)) return limit("connection", "channel_max");
-  if ((m = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text))) return limit("vhost", "max-queues", { vhost: m[1] });
+    refused(
+      "BROKER_REFUSED",
+      "limit",
+      close,
+      context,
+      key === "max-queues"
+        ? attempted(close, context)
+        : key === "max-connections"
+          ? "the connection"
+          : "to open a channel",
+      { limit: { scope, key }, ...extra },
+    );
+  const vhostConnections =
+    /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text);
+  if (vhostConnections)
+    return limit("vhost", "max-connections", { vhost: vhostConnections[1], user: vhostConnections[2] });
+  const userConnections = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text);
+  if (userConnections) return limit("user", "max-connections", { user: userConnections[1] });
+  const userChannels = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(
+    text,
+  );
+  if (userChannels) return limit("user", "max-channels", { user: userChannels[1] });
+  if (/number of channels opened \(\d+\) has reached the negotiated channel_max/.test(text))
+    return limit("connection", "channel_max");
+  const vhostQueues = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text);
+  if (vhostQueues) return limit("vhost", "max-queues", { vhost: vhostQueues[1] });
   if (/queue limit in cluster \(\d+\) is reached/.test(text)) return limit("cluster", "max-queues");
   return undefined;
 }
@@ -281,7 +375,12 @@ export function reservedNameRefusal(close: BrokerClose, context: RefusalContext)
  * exclusive consumer (403 "in exclusive use", not a permission). Exit 78.
  */
 export function lockRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
-  const m = close.code === 405 ? /queue '([^']*)'/.exec(close.text) : close.code === 403 ? /queue '([^']*)' in vhost '[^']*' in exclusive use/.exec(close.text) : null;
+  const m =
+    close.code === 405
+      ? /queue '([^']*)'/.exec(close.text)
+      : close.code === 403
+        ? /queue '([^']*)' in vhost '[^']*' in exclusive use/.exec(close.text)
+        : null;
   if (!m) return undefined;
   return refused("BROKER_REFUSED", "locked", close, context, attempted(close, context, m[1]), { queue: m[1] });
 }
@@ -293,11 +392,26 @@ export function lockRefusal(close: BrokerClose, context: RefusalContext): Fibrpc
  */
 export function permissionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   if (close.code !== 403) return undefined;
-  const m = /(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' in vhost '([^']*)' refused for user '([^']*)'/.exec(close.text);
-  const permission = (m?.[1] ?? PERMISSION_OF[close.method ?? ""] ?? (m?.[2] === "exchange" ? "write" : undefined)) as ErrorDetails["permission"];
-  const details: ErrorDetails = m ? { vhost: m[4], user: m[5], resource: { kind: m[2] as "queue" | "exchange" | "topic", name: m[3]! } } : {};
-  const what = m?.[2] === "exchange" ? (close.method === undefined || close.method === "basic.publish" ? `to publish to exchange ${JSON.stringify(m[3])}` : `an operation on exchange ${JSON.stringify(m[3])}`) : attempted(close, context, m?.[3]);
-  return refused("ACCESS_REFUSED", "permission", close, context, what, { ...details, ...(permission ? { permission } : {}) });
+  const m = new RegExp(
+    String.raw`(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' ` +
+      "in vhost '([^']*)' refused for user '([^']*)'",
+  ).exec(close.text);
+  const permission = (m?.[1] ??
+    PERMISSION_OF[close.method ?? ""] ??
+    (m?.[2] === "exchange" ? "write" : undefined)) as ErrorDetails["permission"];
+  const details: ErrorDetails = m
+    ? { vhost: m[4], user: m[5], resource: { kind: m[2] as "queue" | "exchange" | "topic", name: m[3]! } }
+    : {};
+  const what =
+    m?.[2] === "exchange"
+      ? close.method === undefined || close.method === "basic.publish"
+        ? `to publish to exchange ${JSON.stringify(m[3])}`
+        : `an operation on exchange ${JSON.stringify(m[3])}`
+      : attempted(close, context, m?.[3]);
+  return refused("ACCESS_REFUSED", "permission", close, context, what, {
+    ...details,
+    ...(permission ? { permission } : {}),
+  });
 }
 
 const PERMISSION_OF: Record<string, "configure" | "write" | "read"> = {
@@ -324,11 +438,16 @@ export function preconditionRefusal(close: BrokerClose, context: RefusalContext)
 export function reservedQueueName(queue: string, url: BrokerUrl): FibrpcError | undefined {
   if (!queue.startsWith("amq.")) return undefined;
   const broker = displayUrl(url);
-  return new FibrpcError("ACCESS_REFUSED", `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: the broker reserves names beginning with "amq." to itself`, {
-    reason: "reserved-name",
-    broker,
-    queue,
-  });
+  return new FibrpcError(
+    "ACCESS_REFUSED",
+    `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: ` +
+      `the broker reserves names beginning with "amq." to itself`,
+    {
+      reason: "reserved-name",
+      broker,
+      queue,
+    },
+  );
 }
 
 /**
@@ -340,5 +459,10 @@ export function setUpError(err: unknown, context?: RefusalContext): FibrpcError 
   if (err instanceof FibrpcError) return err;
   const refused = context ? refusal(err, context) : undefined;
   if (refused) return refused;
-  return new FibrpcError("CONNECTION_LOST", `the connection to the broker closed while it was being set up (${err instanceof Error ? err.message : String(err)})`, { reason: "connection-lost" });
+  return new FibrpcError(
+    "CONNECTION_LOST",
+    `the connection to the broker closed while it was being set up ` +
+      `(${err instanceof Error ? err.message : String(err)})`,
+    { reason: "connection-lost" },
+  );
 }

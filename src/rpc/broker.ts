@@ -60,7 +60,18 @@ export function socketOptions(tls: TlsFiles, extra: Record<string, unknown> = {}
   };
 }
 
-const CONNECT_FIELDS = ["protocol", "hostname", "port", "username", "password", "vhost", "heartbeat", "frameMax", "channelMax", "locale"] as const;
+const CONNECT_FIELDS = [
+  "protocol",
+  "hostname",
+  "port",
+  "username",
+  "password",
+  "vhost",
+  "heartbeat",
+  "frameMax",
+  "channelMax",
+  "locale",
+] as const;
 
 /** A URL object for amqplib whose fields follow the current broker of a list. */
 export class FailoverUrl {
@@ -108,13 +119,21 @@ export class FailoverUrl {
  * For `call` and `bench`: connects to the first broker of the list that answers, by `deadline`.
  * Throws the FibrpcError of the last failure (each failure is logged at debug by the caller).
  */
-export async function connectToFirst(target: BrokerTarget, deadline: number, connectionName: string, onFailure?: (error: FibrpcError) => void): Promise<{ model: ChannelModel; url: BrokerUrl }> {
+export async function connectToFirst(
+  target: BrokerTarget,
+  deadline: number,
+  connectionName: string,
+  onFailure?: (error: FibrpcError) => void,
+): Promise<{ model: ChannelModel; url: BrokerUrl }> {
   let last: FibrpcError | undefined;
   for (const url of target.urls) {
     try {
       // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
       const timeout = Math.max(1, Math.min(deadline - Date.now(), url.connectionTimeoutMs ?? Number.POSITIVE_INFINITY));
-      const model = await connect(connectFields(url), socketOptions(target.tls, { timeout, clientProperties: { connection_name: connectionName } }));
+      const model = await connect(
+        connectFields(url),
+        socketOptions(target.tls, { timeout, clientProperties: { connection_name: connectionName } }),
+      );
       return { model, url };
     } catch (err) {
       last = connectError(err, url);

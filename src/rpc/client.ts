@@ -80,7 +80,10 @@ export class RpcClient {
    * reuses the id, and a late confirm of the first attempt must not settle the second.
    */
   private readonly unconfirmed = new ConfirmTracker<{ correlationId: string; call: PendingCall }>();
-  /** Why the broker blocks this connection's publishes (connection.blocked), and since when; undefined when not blocked. */
+  /**
+   * Why the broker blocks this connection's publishes (connection.blocked), and since when;
+   * undefined when not blocked.
+   */
   private blocked: { reason: string; since: number } | undefined;
 
   private constructor(
@@ -98,7 +101,9 @@ export class RpcClient {
    * connection attempt ends by `deadline` (ms since the epoch) at the latest.
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
-    const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) => options.log.debug(error.message));
+    const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) =>
+      options.log.debug(error.message),
+    );
     // The broker may refuse the set-up below and close the connection (a channel over the
     // user's limit): its reason comes as this event, before the pending operation fails.
     let closedBy: unknown;
@@ -154,7 +159,9 @@ export class RpcClient {
     // A resource alarm (memory, disk): the broker stops reading from publishing connections
     // until it clears, and says so (connection.blocked, RabbitMQ docs "Blocked Connection
     // Notifications"). Calls keep their deadlines; one that runs out while blocked says why.
-    this.connection.on("blocked", (reason: unknown) => this.onBlocked(typeof reason === "string" && reason !== "" ? reason : "no reason given"));
+    this.connection.on("blocked", (reason: unknown) =>
+      this.onBlocked(typeof reason === "string" && reason !== "" ? reason : "no reason given"),
+    );
     this.connection.on("unblocked", () => this.onUnblocked());
     if (options.replyQueue === "exclusive") {
       // The tutorial's way: a server-named, exclusive callback queue for this client.
@@ -162,7 +169,9 @@ export class RpcClient {
       this.replyTo = queue;
     }
     await channel.consume(this.replyTo, (msg) => msg && this.onReply(msg), { noAck: true });
-    const { outlet, fallback } = chooseOutlet(channel, this.options.outlet ?? "wire", () => openWire(this.connection, channel));
+    const { outlet, fallback } = chooseOutlet(channel, this.options.outlet ?? "wire", () =>
+      openWire(this.connection, channel),
+    );
     if (fallback) this.options.log.warn(OUTLET_FALLBACK_MESSAGE);
     this.outlet = outlet;
   }
@@ -173,7 +182,11 @@ export class RpcClient {
    * drops it if no server picked it up in time, and as a header, so a server skips work whose
    * caller has given up.
    */
-  call(n: number, deadline = Date.now() + this.options.timeoutMs, correlationId = this.newCorrelationId()): Promise<CallOutcome> {
+  call(
+    n: number,
+    deadline = Date.now() + this.options.timeoutMs,
+    correlationId = this.newCorrelationId(),
+  ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
       return Promise.resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
@@ -185,14 +198,27 @@ export class RpcClient {
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
       const call: PendingCall = { n, startedAt, timer, settle, confirmed: false };
       this.pending.set(correlationId, call);
-      const properties = { replyTo: this.replyTo, correlationId, contentType, expiration: String(budget), headers: { [DEADLINE_HEADER]: deadline } };
+      const properties = {
+        replyTo: this.replyTo,
+        correlationId,
+        contentType,
+        expiration: String(budget),
+        headers: { [DEADLINE_HEADER]: deadline },
+      };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
         // Written (publish throws before writing anything): this is the channel's next delivery tag.
         if (this.confirms) this.unconfirmed.published({ correlationId, call });
       } catch (err) {
-        this.settleError(correlationId, new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`, { reason: "not-sent", broker: this.broker }));
+        this.settleError(
+          correlationId,
+          new FibrpcError(
+            "CONNECTION_LOST",
+            `the request could not be sent: ${err instanceof Error ? err.message : String(err)}`,
+            { reason: "not-sent", broker: this.broker },
+          ),
+        );
       }
     });
   }
@@ -209,13 +235,28 @@ export class RpcClient {
     if (this.blocked) {
       const { reason, since } = this.blocked;
       // Confirmed before the block: the broker has the request, and holds the reply.
-      const what = confirmed ? `queue ${JSON.stringify(queue)} took the request, but its reply was held` : `the request to queue ${JSON.stringify(queue)} was not taken`;
-      return new FibrpcError("BROKER_BLOCKED", `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} (${reason}), so ${what} within the timeout`, { ...details, reason: "blocked", blockedBecause: reason });
+      const what = confirmed
+        ? `queue ${JSON.stringify(queue)} took the request, but its reply was held`
+        : `the request to queue ${JSON.stringify(queue)} was not taken`;
+      return new FibrpcError(
+        "BROKER_BLOCKED",
+        `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} ` +
+          `(${reason}), so ${what} within the timeout`,
+        { ...details, reason: "blocked", blockedBecause: reason },
+      );
     }
     if (this.confirms && !confirmed) {
-      return new FibrpcError("TIMEOUT", `no reply within the timeout: the broker at ${this.broker} did not confirm that queue ${JSON.stringify(queue)} took the request`, { ...details, reason: "not-confirmed" });
+      return new FibrpcError(
+        "TIMEOUT",
+        `no reply within the timeout: the broker at ${this.broker} ` +
+          `did not confirm that queue ${JSON.stringify(queue)} took the request`,
+        { ...details, reason: "not-confirmed" },
+      );
     }
-    return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, { ...details, reason: "reply-timed-out" });
+    return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, {
+      ...details,
+      reason: "reply-timed-out",
+    });
   }
 
   private onConfirm({ deliveryTag, multiple }: ConfirmFields, accepted: boolean): void {
@@ -234,14 +275,22 @@ export class RpcClient {
    */
   private rejected(): FibrpcError {
     const { queue } = this.options;
-    return new FibrpcError("REJECTED", `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} is most likely full (at its length limit, with overflow reject-publish)`, { reason: "queue-full", queue, broker: this.broker });
+    return new FibrpcError(
+      "REJECTED",
+      `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} ` +
+        `is most likely full (at its length limit, with overflow reject-publish)`,
+      { reason: "queue-full", queue, broker: this.broker },
+    );
   }
 
   private onBlocked(reason: string): void {
     if (this.blocked) return;
     this.blocked = { reason, since: Date.now() };
     // Said once per block, not per call: calls in flight wait (until unblocked, or their deadline).
-    this.options.log.warn(`broker is blocking publishers: ${reason} (the broker at ${this.broker}); calls wait until it lifts or their timeout`);
+    this.options.log.warn(
+      `broker is blocking publishers: ${reason} (the broker at ${this.broker}); ` +
+        `calls wait until it lifts or their timeout`,
+    );
   }
 
   private onUnblocked(): void {
@@ -284,7 +333,11 @@ export class RpcClient {
     const refused = refusal(cause ?? this.closedBy, { url: this.url, queue: this.options.queue });
     if (refused) return refused;
     const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
-    return new FibrpcError("CONNECTION_LOST", `the connection to the broker at ${this.broker} was lost while the call was in flight${why}`, { reason: "connection-lost", broker: this.broker });
+    return new FibrpcError(
+      "CONNECTION_LOST",
+      `the connection to the broker at ${this.broker} was lost while the call was in flight${why}`,
+      { reason: "connection-lost", broker: this.broker },
+    );
   }
 
   /** How many server consumers the request queue has; throws QUEUE_NOT_FOUND if it does not exist. */
@@ -312,7 +365,14 @@ export class RpcClient {
 
   private queueNotFound(): FibrpcError {
     const { queue } = this.options;
-    return reservedQueueName(queue, this.url) ?? new FibrpcError("QUEUE_NOT_FOUND", `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`, { reason: "no-server", queue, broker: this.broker });
+    return (
+      reservedQueueName(queue, this.url) ??
+      new FibrpcError(
+        "QUEUE_NOT_FOUND",
+        `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`,
+        { reason: "no-server", queue, broker: this.broker },
+      )
+    );
   }
 
   private onReply(msg: ConsumeMessage): void {
@@ -321,7 +381,9 @@ export class RpcClient {
     if (!call || correlationId === undefined) {
       // A duplicate (the server died after replying and before acking, and the request was
       // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
-      this.options.log.debug(`ignored a reply with unknown or already answered correlation id ${JSON.stringify(correlationId)}`);
+      this.options.log.debug(
+        `ignored a reply with unknown or already answered correlation id ${JSON.stringify(correlationId)}`,
+      );
       return;
     }
     this.pending.delete(correlationId);
@@ -343,7 +405,15 @@ export class RpcClient {
     if (!call) return;
     this.pending.delete(correlationId);
     clearTimeout(call.timer);
-    call.settle({ n: call.n, ok: false, code: error.code, message: error.message, remote: false, error, ms: performance.now() - call.startedAt });
+    call.settle({
+      n: call.n,
+      ok: false,
+      code: error.code,
+      message: error.message,
+      remote: false,
+      error,
+      ms: performance.now() - call.startedAt,
+    });
   }
 
   private failAll(error: FibrpcError): void {
@@ -358,7 +428,9 @@ export class RpcClient {
    */
   async close({ waitForBroker = true }: { waitForBroker?: boolean } = {}): Promise<void> {
     // Calls still in flight end now, with an error, rather than never.
-    const ended = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
+    const ended = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
+      reason: "client-closed",
+    });
     for (const id of [...this.pending.keys()]) this.settleError(id, ended);
     this.closing = true;
     const closed = this.connection.close().catch(() => {
@@ -369,5 +441,4 @@ export class RpcClient {
     await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
   }
-
 }

@@ -32,7 +32,10 @@ export function channelOutlet(channel: Channel): Outlet {
   return {
     kind: "amqplib",
     publish: (routingKey, body, properties, mandatory = false) => {
-      channel.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), { ...properties, mandatory });
+      channel.publish("", routingKey, Buffer.from(body.buffer, body.byteOffset, body.byteLength), {
+        ...properties,
+        mandatory,
+      });
     },
     ack: (msg) => channel.ack(msg),
     // amqplib's channel.close is queued behind its own frames: nothing to wait for.
@@ -52,7 +55,11 @@ export type OutletMode = "wire" | "amqplib";
  * with `fallback` true so that the caller says so (a log line, and /metrics for serve). Mode
  * "amqplib" is amqplib's own, and not a fallback.
  */
-export function chooseOutlet(channel: Channel, mode: OutletMode, openFrameWriter: () => Outlet | undefined): { outlet: Outlet; fallback: boolean } {
+export function chooseOutlet(
+  channel: Channel,
+  mode: OutletMode,
+  openFrameWriter: () => Outlet | undefined,
+): { outlet: Outlet; fallback: boolean } {
   if (mode === "amqplib") return { outlet: channelOutlet(channel), fallback: false };
   const writer = openFrameWriter();
   return writer ? { outlet: writer, fallback: false } : { outlet: channelOutlet(channel), fallback: true };
@@ -65,5 +72,6 @@ export function chooseOutlet(channel: Channel, mode: OutletMode, openFrameWriter
 export const OUTLET_FALLBACK_MESSAGE = `the frame writer could not attach to ${
   INTERNALS_PROBLEM === undefined
     ? "this amqplib version's connection internals"
-    : `amqplib's connection internals (${INTERNALS_PROBLEM}; its field-table guard and the broker's reasons at connection.open are off too)`
+    : `amqplib's connection internals (${INTERNALS_PROBLEM}; ` +
+      `its field-table guard and the broker's reasons at connection.open are off too)`
 }; publishing and acking through amqplib's own methods (correct, but slower: see docs/benchmarks.md, "Outlet")`;

@@ -29,7 +29,10 @@ export const DEADLINE_HEADER = "x-fibrpc-deadline";
  * expired. The broker's `expiration` needs no clock, and drops what nobody picked up in time.
  */
 export const CLOCK_SKEW_ALLOWANCE_MS = 1_000;
-/** Request header: how many times this request was redelivered before (classic queues; set by fibrpc on the copy it puts back). */
+/**
+ * Request header: how many times this request was redelivered before (classic queues; set by
+ * fibrpc on the copy it puts back).
+ */
 export const ATTEMPTS_HEADER = "x-fibrpc-attempts";
 /** Header quorum queues set on a redelivery: how often the request came back. */
 export const QUORUM_DELIVERY_COUNT_HEADER = "x-delivery-count";
@@ -111,7 +114,8 @@ export function parseN(text: string, maxN: number): ParsedN {
   // More than 16 digits cannot be a safe integer; nor can some of 16. Above 2^53 - 1, Number()
   // rounds: the message quotes the digits as given, not a neighbour of them.
   const significant = digits.replace(/^0+(?=\d)/, "");
-  if (significant.length > 16 || !Number.isSafeInteger(Number(significant))) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
+  if (significant.length > 16 || !Number.isSafeInteger(Number(significant)))
+    return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
   return checkN(Number(significant), maxN);
 }
 
@@ -131,11 +135,25 @@ function isDigit(byte: number): boolean {
 export function decodeRequest(body: Uint8Array, contentType: string | undefined, maxN: number): DecodedRequest {
   const format: Format = contentType !== undefined && mediaType(contentType) === JSON_CONTENT_TYPE ? "json" : "text";
   if (contentType !== undefined && format === "text" && !isTextType(contentType)) {
-    return { ...failure("UNSUPPORTED_CONTENT_TYPE", `content type ${preview(contentType)} is not supported; send decimal text with no content type, or ${JSON_CONTENT_TYPE}`), format };
+    return {
+      ...failure(
+        "UNSUPPORTED_CONTENT_TYPE",
+        `content type ${preview(contentType)} is not supported; ` +
+          `send decimal text with no content type, or ${JSON_CONTENT_TYPE}`,
+      ),
+      format,
+    };
   }
-  if (body.length === 0) return { ...failure("EMPTY_REQUEST", "the request body is empty; send n as decimal text"), format };
+  if (body.length === 0)
+    return { ...failure("EMPTY_REQUEST", "the request body is empty; send n as decimal text"), format };
   if (body.length > MAX_REQUEST_BYTES) {
-    return { ...failure("REQUEST_TOO_LARGE", `the request body is ${body.length} bytes; at most ${MAX_REQUEST_BYTES} are accepted`), format };
+    return {
+      ...failure(
+        "REQUEST_TOO_LARGE",
+        `the request body is ${body.length} bytes; at most ${MAX_REQUEST_BYTES} are accepted`,
+      ),
+      format,
+    };
   }
   // Hot path: a plain decimal body, read straight from the bytes without decoding a string.
   if (format === "text" && body.length <= 15) {
@@ -169,7 +187,11 @@ function decodeJsonRequest(text: string, maxN: number): ParsedN {
     return failure("INVALID_JSON_SHAPE", 'a JSON request must be an object like {"n": 30}');
   }
   const n = (value as { n: unknown }).n;
-  if (typeof n !== "number") return failure("INVALID_JSON_SHAPE", `"n" must be a JSON number, got ${typeof n === "string" ? "a string" : JSON.stringify(n)}`);
+  if (typeof n !== "number")
+    return failure(
+      "INVALID_JSON_SHAPE",
+      `"n" must be a JSON number, got ${typeof n === "string" ? "a string" : JSON.stringify(n)}`,
+    );
   return checkN(n, maxN);
 }
 
@@ -190,14 +212,20 @@ export function encodeRequest(n: number, format: Format): EncodedMessage {
 
 /** A result reply. Text replies carry no content type, exactly like the tutorial's server. */
 export function encodeResult(format: Format, n: number, decimal: string): EncodedMessage {
-  if (format === "json") return { body: Buffer.from(`{"n":${n},"result":"${decimal}"}`, "latin1"), contentType: JSON_CONTENT_TYPE };
+  if (format === "json")
+    return { body: Buffer.from(`{"n":${n},"result":"${decimal}"}`, "latin1"), contentType: JSON_CONTENT_TYPE };
   return { body: Buffer.from(decimal, "latin1") };
 }
 
 /** An error reply: `type` "error"; text body "CODE: message", or JSON {"error": {code, message}}. */
 export function encodeError(format: Format, code: ErrorCode, message: string, n?: number): EncodedMessage {
   if (format === "json") {
-    return { body: Buffer.from(JSON.stringify({ ...(n === undefined ? {} : { n }), error: { code, message } })), contentType: JSON_CONTENT_TYPE, type: ERROR_REPLY_TYPE, code };
+    return {
+      body: Buffer.from(JSON.stringify({ ...(n === undefined ? {} : { n }), error: { code, message } })),
+      contentType: JSON_CONTENT_TYPE,
+      type: ERROR_REPLY_TYPE,
+      code,
+    };
   }
   return { body: Buffer.from(`${code}: ${message}`), type: ERROR_REPLY_TYPE, code };
 }
@@ -213,14 +241,17 @@ export function decodeReply(body: Uint8Array, properties: { contentType?: string
     if (isJson) {
       try {
         const { error } = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
-        if (error && typeof error.code === "string") return { ok: false, code: error.code, message: String(error.message ?? "") };
+        if (error && typeof error.code === "string")
+          return { ok: false, code: error.code, message: String(error.message ?? "") };
       } catch {
         // fall through: report the body as it came
       }
       return { ok: false, code: "INVALID_REPLY", message: `unreadable error reply: ${preview(text)}` };
     }
     const colon = text.indexOf(": ");
-    return colon > 0 ? { ok: false, code: text.slice(0, colon), message: text.slice(colon + 2) } : { ok: false, code: "REMOTE_ERROR", message: text };
+    return colon > 0
+      ? { ok: false, code: text.slice(0, colon), message: text.slice(colon + 2) }
+      : { ok: false, code: "REMOTE_ERROR", message: text };
   }
   if (isJson) {
     try {
@@ -229,9 +260,17 @@ export function decodeReply(body: Uint8Array, properties: { contentType?: string
     } catch {
       // fall through
     }
-    return { ok: false, code: "INVALID_REPLY", message: `the server sent a JSON reply without a decimal "result": ${preview(text)}` };
+    return {
+      ok: false,
+      code: "INVALID_REPLY",
+      message: `the server sent a JSON reply without a decimal "result": ${preview(text)}`,
+    };
   }
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return { ok: true, result: trimmed };
-  return { ok: false, code: "INVALID_REPLY", message: `the server sent a reply that is not a decimal number: ${preview(text)}` };
+  return {
+    ok: false,
+    code: "INVALID_REPLY",
+    message: `the server sent a reply that is not a decimal number: ${preview(text)}`,
+  };
 }

@@ -44,7 +44,12 @@ export function requestQueueOptions(queue: string, type: QueueType, classicStora
       },
     };
   }
-  return { durable: true, exclusive: false, autoDelete: false, ...(classicStorageV2 ? { arguments: { "x-queue-version": 2 } } : {}) };
+  return {
+    durable: true,
+    exclusive: false,
+    autoDelete: false,
+    ...(classicStorageV2 ? { arguments: { "x-queue-version": 2 } } : {}),
+  };
 }
 
 /**
@@ -72,10 +77,17 @@ export type QueueSetup = { declared: true } | { declared: false; differences: st
  * Runs on a channel of its own: a refused declaration closes the channel it ran on. Throws a
  * FibrpcError (code BROKER_REFUSED) when the broker refuses what fibrpc needs.
  */
-export async function declareOrJoinRequestQueue(model: ChannelModel, queue: string, type: QueueType): Promise<QueueSetup> {
-  const serverVersion = (model as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties?.version;
+export async function declareOrJoinRequestQueue(
+  model: ChannelModel,
+  queue: string,
+  type: QueueType,
+): Promise<QueueSetup> {
+  const serverVersion = (model as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection
+    ?.serverProperties?.version;
   const storageV2 = wantsClassicStorageV2(serverVersion);
-  let declared = await onThrowawayChannel(model, (ch) => ch.assertQueue(queue, requestQueueOptions(queue, type, storageV2)));
+  let declared = await onThrowawayChannel(model, (ch) =>
+    ch.assertQueue(queue, requestQueueOptions(queue, type, storageV2)),
+  );
   // A vhost whose default queue type is quorum (3.11+) makes a declaration without x-queue-type
   // a quorum queue, which refuses x-queue-version ("invalid arg"): declare it without.
   if (!declared.ok && !isInequivalent(declared.error) && /x-queue-version/.test(brokerReason(declared.error))) {
@@ -86,16 +98,26 @@ export async function declareOrJoinRequestQueue(model: ChannelModel, queue: stri
     // someone else's, and consuming from it works whatever its settings.
     if (isInequivalent(declared.error)) {
       const existing = await existingTypeOf(model, queue, type, storageV2, declared.error);
-      return { declared: false, differences: brokerReason(existing.said ?? declared.error), ...(existing.type === undefined ? {} : { existingType: existing.type }) };
+      return {
+        declared: false,
+        differences: brokerReason(existing.said ?? declared.error),
+        ...(existing.type === undefined ? {} : { existingType: existing.type }),
+      };
     }
     throw declared.error;
   }
   if (type === "quorum") {
-    const dlq = await onThrowawayChannel(model, (ch) => ch.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } }));
+    const dlq = await onThrowawayChannel(model, (ch) =>
+      ch.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } }),
+    );
     if (!dlq.ok) {
       if (isInequivalent(dlq.error)) {
         const dead = deadLetterQueueName(queue);
-        throw new FibrpcError("BROKER_REFUSED", `the dead-letter queue ${JSON.stringify(dead)} exists with other settings (${brokerReason(dlq.error)})`, { reason: "dead-letter-queue-differs", queue: dead });
+        throw new FibrpcError(
+          "BROKER_REFUSED",
+          `the dead-letter queue ${JSON.stringify(dead)} exists with other settings (${brokerReason(dlq.error)})`,
+          { reason: "dead-letter-queue-differs", queue: dead },
+        );
       }
       throw dlq.error;
     }
@@ -107,7 +129,10 @@ export async function declareOrJoinRequestQueue(model: ChannelModel, queue: stri
 export function joinedNotice(queue: string, asked: QueueType, setup: Extract<QueueSetup, { declared: false }>): string {
   const name = JSON.stringify(queue);
   if (setup.existingType !== undefined && setup.existingType !== asked) {
-    return `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for (${setup.differences}); serving it as it is`;
+    return (
+      `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for ` +
+      `(${setup.differences}); serving it as it is`
+    );
   }
   return `queue ${name} already exists with other settings (${setup.differences}); serving it as it is`;
 }
@@ -123,7 +148,13 @@ export function joinedNotice(queue: string, asked: QueueType, setup: Extract<Que
  * --queue-type declared). Both name an existing queue, so they change nothing. Undefined when no
  * answer tells; `said` is the refusal that told.
  */
-async function existingTypeOf(model: ChannelModel, queue: string, asked: QueueType, storageV2: boolean, refusal: unknown): Promise<{ type?: string; said?: unknown }> {
+async function existingTypeOf(
+  model: ChannelModel,
+  queue: string,
+  asked: QueueType,
+  storageV2: boolean,
+  refusal: unknown,
+): Promise<{ type?: string; said?: unknown }> {
   const told = typeTold(refusal);
   if (told !== undefined) return { type: told, said: refusal };
   const other: QueueType = asked === "quorum" ? "classic" : "quorum";
@@ -152,7 +183,10 @@ export function typeTold(refusal: unknown): string | undefined {
   return undefined;
 }
 
-async function onThrowawayChannel<T>(model: ChannelModel, work: (ch: Awaited<ReturnType<ChannelModel["createChannel"]>>) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+async function onThrowawayChannel<T>(
+  model: ChannelModel,
+  work: (ch: Awaited<ReturnType<ChannelModel["createChannel"]>>) => Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
   const ch = await model.createChannel();
   ch.on("error", () => {}); // a refusal closes the channel: the rejection below carries it
   try {

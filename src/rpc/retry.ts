@@ -32,7 +32,10 @@ const RECONNECTABLE = new Set<string>(["BROKER_UNREACHABLE", "CONNECTION_LOST"])
  * and computed again, while its first answer is on its way.
  */
 export const MIN_FIRST_WINDOW_MS = 1_000;
-/** How far each window may stray from its nominal length (± this fraction), so that callers that failed together do not retry together. */
+/**
+ * How far each window may stray from its nominal length (± this fraction), so that callers that
+ * failed together do not retry together.
+ */
 export const WINDOW_JITTER = 0.2;
 /** Reconnection attempts: the first pause, doubled each time up to the cap, each with jitter. */
 const RECONNECT_BASE_MS = 100;
@@ -46,7 +49,12 @@ const RECONNECT_MAX_MS = 1_000;
  * that the first gets that much. Each window's length is jittered by ±WINDOW_JITTER before they are
  * scaled back to the budget, so the last attempt always ends at `deadline`. In whole ms.
  */
-export function attemptEnds(start: number, deadline: number, retries: number, random: () => number = Math.random): number[] {
+export function attemptEnds(
+  start: number,
+  deadline: number,
+  retries: number,
+  random: () => number = Math.random,
+): number[] {
   const count = retries + 1;
   const budget = Math.max(0, deadline - start);
   const ratio = windowRatio(budget, count);
@@ -55,7 +63,10 @@ export function attemptEnds(start: number, deadline: number, retries: number, ra
   const ends: number[] = [];
   let at = start;
   // Whole milliseconds: a deadline travels as an integer header and the AMQP expiration.
-  for (const length of lengths) ends.push(Math.round((at += length * scale)));
+  for (const length of lengths) {
+    at += length * scale;
+    ends.push(Math.round(at));
+  }
   ends[count - 1] = deadline;
   return ends;
 }
@@ -99,7 +110,10 @@ export const realTime: Time = {
 };
 
 export interface ConnectWithinOptions {
-  /** Called with each failed attempt's error, and whether another attempt follows (if not, the promise rejects with it). */
+  /**
+   * Called with each failed attempt's error, and whether another attempt follows (if not, the
+   * promise rejects with it).
+   */
   onFailure?: (error: FibrpcError, attempt: number, again: boolean) => void;
   random?: () => number;
   time?: Time;
@@ -112,7 +126,11 @@ export interface ConnectWithinOptions {
  * given `until()` as its own deadline. Rejects with the first failure retrying cannot fix (login
  * refused, TLS, ...) at once, or with the last failure once the time is up.
  */
-export async function connectWithin<T>(connect: (deadline: number) => Promise<T>, until: () => number, o: ConnectWithinOptions = {}): Promise<T> {
+export async function connectWithin<T>(
+  connect: (deadline: number) => Promise<T>,
+  until: () => number,
+  o: ConnectWithinOptions = {},
+): Promise<T> {
   const time = o.time ?? realTime;
   for (let attempt = 0; ; attempt++) {
     let error: FibrpcError;
@@ -183,7 +201,9 @@ export class RetryingCaller {
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
       // The back-off: the rest of this attempt's window.
       const pause = Math.max(0, attemptEnd - this.time.now());
-      this.log.info(`fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`);
+      this.log.info(
+        `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
+      );
       if (pause > 0) await this.time.sleep(pause);
     }
   }
@@ -237,7 +257,9 @@ export class RetryingCaller {
         this.reconnecting = undefined;
         if (this.closed) {
           void client.close({ waitForBroker: false });
-          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
+          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
+            reason: "client-closed",
+          });
         }
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
@@ -248,8 +270,18 @@ export class RetryingCaller {
         throw err;
       },
     );
-    const timedOut = () => this.lastConnectError ?? new FibrpcError("CONNECTION_LOST", "no connection to the broker: still reconnecting when the attempt's time was up", { reason: "connection-lost" });
-    return waitUntil(this.reconnecting, (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal), timedOut);
+    const timedOut = () =>
+      this.lastConnectError ??
+      new FibrpcError(
+        "CONNECTION_LOST",
+        "no connection to the broker: still reconnecting when the attempt's time was up",
+        { reason: "connection-lost" },
+      );
+    return waitUntil(
+      this.reconnecting,
+      (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal),
+      timedOut,
+    );
   }
 
   close(options?: { waitForBroker?: boolean }): Promise<void> {
@@ -263,7 +295,11 @@ export class RetryingCaller {
 }
 
 /** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */
-async function waitUntil<T>(promise: Promise<T>, timeUp: (signal: AbortSignal) => Promise<void>, timedOut: () => Error): Promise<T> {
+async function waitUntil<T>(
+  promise: Promise<T>,
+  timeUp: (signal: AbortSignal) => Promise<void>,
+  timedOut: () => Error,
+): Promise<T> {
   const done = new AbortController();
   try {
     return await Promise.race([promise, timeUp(done.signal).then(() => Promise.reject(timedOut()))]);

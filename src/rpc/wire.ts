@@ -96,7 +96,9 @@ class FrameWriter implements Outlet {
 
   flushed(): Promise<void> {
     // Frames of this turn go out in a microtask; after that, only a full socket holds any.
-    return Promise.resolve().then(() => (this.blocked && !this.closed ? new Promise<void>((resolve) => this.waiters.push(resolve)) : undefined));
+    return Promise.resolve().then(() =>
+      this.blocked && !this.closed ? new Promise<void>((resolve) => this.waiters.push(resolve)) : undefined,
+    );
   }
 
   private push(chunk: Uint8Array): void {
@@ -146,11 +148,20 @@ export function encodeFrame(type: number, channel: number, payload: Uint8Array):
  * the body in frames of at most frameMax - 8 bytes (§4.2.6). `routingKey` is its bytes (at most
  * 255). Throws a RangeError if the content header does not fit in one frame.
  */
-export function encodePublish(channel: number, frameMax: number, routingKey: Uint8Array, body: Uint8Array, properties: Uint8Array, mandatory: boolean): Buffer {
+export function encodePublish(
+  channel: number,
+  frameMax: number,
+  routingKey: Uint8Array,
+  body: Uint8Array,
+  properties: Uint8Array,
+  mandatory: boolean,
+): Buffer {
   // A content header must fit in one frame (AMQP 0-9-1 §4.2.6.1); a bigger one makes the broker
   // close the connection. amqplib's own encoder throws too: nothing is written.
   if (2 + 2 + 8 + properties.length > frameMax - 8) {
-    throw new RangeError(`message properties of ${properties.length} bytes do not fit in one frame of ${frameMax} bytes`);
+    throw new RangeError(
+      `message properties of ${properties.length} bytes do not fit in one frame of ${frameMax} bytes`,
+    );
   }
   const maxBody = frameMax - 8;
   const bodyFrames = body.length === 0 ? 0 : Math.ceil(body.length / maxBody);

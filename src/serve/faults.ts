@@ -59,7 +59,10 @@ export function parseFaults(spec: string | undefined): Faults | undefined {
 }
 
 /** The server options that inject `faults` around `compute`. */
-export function withFaults(faults: Faults, compute: (n: number) => string): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
+export function withFaults(
+  faults: Faults,
+  compute: (n: number) => string,
+): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
   let computing: number | undefined;
   let holds = 0;
   return {

@@ -39,7 +39,9 @@ export class BlockedLog {
     return [
       {
         level: "warn",
-        message: `broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost (rabbitmq-diagnostics alarms on the broker says which)`,
+        message:
+          `broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost ` +
+          `(rabbitmq-diagnostics alarms on the broker says which)`,
         fields: { reason, since: new Date(now).toISOString() },
       },
     ];
@@ -53,7 +55,16 @@ export class BlockedLog {
     const fields = { blockedSeconds: Math.round(lasted / 100) / 10 };
     // A new connection is not blocked until it publishes during the alarm: if the alarm lasts,
     // the next reply blocks it again and the warning comes again.
-    if (lost) return [{ level: "info", message: `the blocked connections were lost after ${duration(lasted)} blocked; the broker blocks new ones again while its alarm lasts`, fields }];
+    if (lost)
+      return [
+        {
+          level: "info",
+          message:
+            `the blocked connections were lost after ${duration(lasted)} blocked; ` +
+            `the broker blocks new ones again while its alarm lasts`,
+          fields,
+        },
+      ];
     return [{ level: "info", message: `broker stopped blocking publishers after ${duration(lasted)}`, fields }];
   }
 

@@ -76,7 +76,13 @@ export class OutageLog {
     this.states.set(worker, "waiting");
     if (this.outage) return [];
     this.begin(now, broker, reason);
-    return [{ level: "warn", message: `connection to ${broker} lost (${reason}); reconnecting`, fields: { broker, reason, since: iso(now), workers: this.workers } }];
+    return [
+      {
+        level: "warn",
+        message: `connection to ${broker} lost (${reason}); reconnecting`,
+        fields: { broker, reason, since: iso(now), workers: this.workers },
+      },
+    ];
   }
 
   /**
@@ -92,7 +98,13 @@ export class OutageLog {
       this.begin(now, failure.broker, failure.reason);
       this.outage!.said.add(failure.kind);
       this.outage!.attempts = 1;
-      return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(now), workers: this.workers } }];
+      return [
+        {
+          level: "warn",
+          message: failure.line,
+          fields: { broker: failure.broker, reason: failure.reason, since: iso(now), workers: this.workers },
+        },
+      ];
     }
     outage.attempts++;
     outage.attemptsSinceLine++;
@@ -105,7 +117,13 @@ export class OutageLog {
     if (outage.said.size === 0 && !failure.refused) outage.said.add(failure.kind);
     else if (!outage.said.has(failure.kind)) {
       outage.said.add(failure.kind);
-      return [{ level: "warn", message: failure.line, fields: { broker: failure.broker, reason: failure.reason, since: iso(outage.since), workers: this.workers } }];
+      return [
+        {
+          level: "warn",
+          message: failure.line,
+          fields: { broker: failure.broker, reason: failure.reason, since: iso(outage.since), workers: this.workers },
+        },
+      ];
     }
     if (now - outage.lastLineAt < this.everyMs) return [];
     return [this.summary(outage, now)];
@@ -125,8 +143,17 @@ export class OutageLog {
     return [
       {
         level: "info",
-        message: `${outage.wasServing ? "reconnected" : "connected"} to ${broker} after ${duration(down)} (${failed}); ${serving}/${this.workers} workers serving`,
-        fields: { broker, since: iso(outage.since), downSeconds: Math.round(down / 100) / 10, attempts: outage.attempts, workers: this.workers, serving },
+        message:
+          `${outage.wasServing ? "reconnected" : "connected"} to ${broker} after ${duration(down)} (${failed}); ` +
+          `${serving}/${this.workers} workers serving`,
+        fields: {
+          broker,
+          since: iso(outage.since),
+          downSeconds: Math.round(down / 100) / 10,
+          attempts: outage.attempts,
+          workers: this.workers,
+          serving,
+        },
       },
     ];
   }
@@ -138,7 +165,16 @@ export class OutageLog {
   }
 
   private begin(now: number, broker: string, reason: string): void {
-    this.outage = { since: now, wasServing: this.everServed, attempts: 0, attemptsSinceLine: 0, lastLineAt: now, brokers: new Set([broker]), reason, said: new Set() };
+    this.outage = {
+      since: now,
+      wasServing: this.everServed,
+      attempts: 0,
+      attemptsSinceLine: 0,
+      lastLineAt: now,
+      brokers: new Set([broker]),
+      reason,
+      said: new Set(),
+    };
   }
 
   private summary(outage: Outage, now: number): OutageLine {
@@ -148,7 +184,10 @@ export class OutageLog {
     const attempts = outage.attemptsSinceLine === 1 ? "1 attempt" : `${outage.attemptsSinceLine} attempts`;
     const line: OutageLine = {
       level: "warn",
-      message: `still cannot reach ${brokers} (${outage.reason}) after ${duration(now - outage.since)}: ${waiting}/${this.workers} workers waiting, ${attempts} in ${duration(now - outage.lastLineAt)}; next try in ${duration(nextTry)}`,
+      message:
+        `still cannot reach ${brokers} (${outage.reason}) after ${duration(now - outage.since)}: ` +
+        `${waiting}/${this.workers} workers waiting, ${attempts} in ${duration(now - outage.lastLineAt)}; ` +
+        `next try in ${duration(nextTry)}`,
       fields: {
         broker: brokers,
         reason: outage.reason,

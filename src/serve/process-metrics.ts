@@ -42,7 +42,9 @@ const DROPPED = [
  */
 const SINCE = "since the previous scrape of /metrics (by any scraper; reset at each)";
 const EVENTLOOP_HELP: Record<string, string> = {
-  nodejs_eventloop_lag_seconds: "Lag of the main thread's event loop in seconds: a setImmediate probe started at the previous scrape of /metrics (by any scraper)",
+  nodejs_eventloop_lag_seconds:
+    "Lag of the main thread's event loop in seconds: " +
+    "a setImmediate probe started at the previous scrape of /metrics (by any scraper)",
   nodejs_eventloop_lag_min_seconds: `Shortest event-loop delay of the main thread ${SINCE}, in seconds`,
   nodejs_eventloop_lag_max_seconds: `Longest event-loop delay of the main thread ${SINCE}, in seconds`,
   nodejs_eventloop_lag_mean_seconds: `Mean event-loop delay of the main thread ${SINCE}, in seconds`,
@@ -51,7 +53,12 @@ const EVENTLOOP_HELP: Record<string, string> = {
   nodejs_eventloop_lag_p90_seconds: `90th percentile of the main thread's event-loop delays ${SINCE}, in seconds`,
   nodejs_eventloop_lag_p99_seconds: `99th percentile of the main thread's event-loop delays ${SINCE}, in seconds`,
 };
-const REPLACED = ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total", "process_cpu_seconds_total", "process_start_time_seconds"];
+const REPLACED = [
+  "process_cpu_user_seconds_total",
+  "process_cpu_system_seconds_total",
+  "process_cpu_seconds_total",
+  "process_start_time_seconds",
+];
 
 /**
  * When this process started, in seconds since the epoch. process.uptime() counts from the
@@ -83,12 +90,18 @@ export function processRegistry(): Registry {
   }
   const add = (...args: Parameters<typeof collected>) => registry.registerMetric(collected(...args) as never);
   // process.cpuUsage() is getrusage(RUSAGE_SELF): every thread, the workers' included, since start.
-  add("process_cpu_user_seconds_total", "Total user CPU time spent in seconds (all threads)", "counter", () => [{ value: process.cpuUsage().user / 1e6 }]);
-  add("process_cpu_system_seconds_total", "Total system CPU time spent in seconds (all threads)", "counter", () => [{ value: process.cpuUsage().system / 1e6 }]);
+  add("process_cpu_user_seconds_total", "Total user CPU time spent in seconds (all threads)", "counter", () => [
+    { value: process.cpuUsage().user / 1e6 },
+  ]);
+  add("process_cpu_system_seconds_total", "Total system CPU time spent in seconds (all threads)", "counter", () => [
+    { value: process.cpuUsage().system / 1e6 },
+  ]);
   add("process_cpu_seconds_total", "Total user and system CPU time spent in seconds (all threads)", "counter", () => {
     const { user, system } = process.cpuUsage();
     return [{ value: (user + system) / 1e6 }];
   });
-  add("process_start_time_seconds", "Start time of the process since unix epoch in seconds", "gauge", () => [{ value: START_TIME_SECONDS }]);
+  add("process_start_time_seconds", "Start time of the process since unix epoch in seconds", "gauge", () => [
+    { value: START_TIME_SECONDS },
+  ]);
   return registry;
 }

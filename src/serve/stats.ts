@@ -6,7 +6,9 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 
 /** Upper bounds (seconds) of the request-handling latency histogram. */
-export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
+export const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+] as const;
 
 export interface WorkerStats {
   /** Requests answered, by outcome: "ok", or the error code of the error reply. */
@@ -27,7 +29,18 @@ export interface WorkerStats {
 }
 
 export function emptyStats(): WorkerStats {
-  return { requests: {}, latencyBuckets: new Array(LATENCY_BUCKETS.length + 1).fill(0), latencySum: 0, latencyCount: 0, inFlight: 0, heapUsedBytes: 0, eventLoopLagMaxSeconds: 0, reconnects: 0, redelivered: 0, outletFallbacks: 0 };
+  return {
+    requests: {},
+    latencyBuckets: new Array(LATENCY_BUCKETS.length + 1).fill(0),
+    latencySum: 0,
+    latencyCount: 0,
+    inFlight: 0,
+    heapUsedBytes: 0,
+    eventLoopLagMaxSeconds: 0,
+    reconnects: 0,
+    redelivered: 0,
+    outletFallbacks: 0,
+  };
 }
 
 /** a + b, as a new object. */
@@ -119,7 +132,10 @@ export class StatsRecorder {
     this.slot = tally?.slot ?? 0;
   }
 
-  /** One request answered: `outcome` is "ok" or an error code (or DROPPED: no reply); `seconds` from delivery to reply. */
+  /**
+   * One request answered: `outcome` is "ok" or an error code (or DROPPED: no reply); `seconds` from
+   * delivery to reply.
+   */
   answered(outcome: string, seconds: number): void {
     const { stats } = this;
     if (this.tally && outcome !== "DROPPED") this.tally[this.slot]!++;

@@ -96,19 +96,35 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
     status = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
     const missing = (err as { code?: string }).code === "ENOENT";
-    return { healthy: false, reason: missing ? `no status file at ${path}: serve is not running, or runs without --status-file` : `unreadable status file ${path}` };
+    return {
+      healthy: false,
+      reason: missing
+        ? `no status file at ${path}: serve is not running, or runs without --status-file`
+        : `unreadable status file ${path}`,
+    };
   }
   // Valid JSON that is not what writeStatus writes (null, a pid of 0 or -1, which signal 0
   // reaches as a process group, a missing count or time) is unreadable too, never healthy.
   if (!isServeStatus(status)) return { healthy: false, reason: `unreadable status file ${path}` };
   if (!isAlive(status.pid)) return { healthy: false, reason: `serve (pid ${status.pid}) is not running any more` };
   const age = now - status.updatedAt;
-  if (age > maxAgeMs) return { healthy: false, reason: `serve's status is ${Math.round(age / 1000)} s old: the process is stuck` };
+  if (age > maxAgeMs)
+    return { healthy: false, reason: `serve's status is ${Math.round(age / 1000)} s old: the process is stuck` };
   if (status.serving < status.workers) {
-    return { healthy: false, reason: `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: the broker is unreachable or a worker is restarting` };
+    return {
+      healthy: false,
+      reason:
+        `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: ` +
+        `the broker is unreachable or a worker is restarting`,
+    };
   }
   if (status.blocked !== undefined) {
-    return { healthy: false, reason: `broker is blocking publishers: ${status.blocked}; serve's replies wait until the broker's resource alarm clears` };
+    return {
+      healthy: false,
+      reason:
+        `broker is blocking publishers: ${status.blocked}; ` +
+        `serve's replies wait until the broker's resource alarm clears`,
+    };
   }
   return { healthy: true, status };
 }

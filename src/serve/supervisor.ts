@@ -17,7 +17,10 @@ export interface SupervisorOptions {
   drainTimeoutMs: number;
   worker: Omit<WorkerConfig, "id" | "ledger" | "answered">;
   log: Logger;
-  /** Told how many workers are serving (and why the broker blocks them, if it does): on every change, and every few seconds as a heartbeat. */
+  /**
+   * Told how many workers are serving (and why the broker blocks them, if it does): on every
+   * change, and every few seconds as a heartbeat.
+   */
   onStatus?: (status: ServeStatusUpdate) => void;
   statusEveryMs?: number;
   /** The outage summary's interval (default SUMMARY_EVERY_MS; the test build shortens it, serve/test-build.ts). */
@@ -74,7 +77,12 @@ const STATS_TIMEOUT_MS = 1_000;
 
 export function supervise(options: SupervisorOptions): Supervisor {
   const { log } = options;
-  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({ id: i + 1, serving: false, crashes: [], lastStats: emptyStats() }));
+  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({
+    id: i + 1,
+    serving: false,
+    crashes: [],
+    lastStats: emptyStats(),
+  }));
   // Counters of workers that died, so the process's counters never go down (Prometheus counters
   // are monotonic). What a worker counted after the last scrape before it died is lost.
   let retired = emptyStats();
@@ -115,7 +123,12 @@ export function supervise(options: SupervisorOptions): Supervisor {
     else log.debug(message); // still starting up: not worth a warning
   };
 
-  const status = () => options.onStatus?.({ serving: stopping ? 0 : servingCount(), workers: slots.length, ...(flow.reason === undefined ? {} : { blocked: flow.reason }) });
+  const status = () =>
+    options.onStatus?.({
+      serving: stopping ? 0 : servingCount(),
+      workers: slots.length,
+      ...(flow.reason === undefined ? {} : { blocked: flow.reason }),
+    });
 
   const post = (slot: Slot, message: ToWorker) => slot.worker?.postMessage(message);
 
@@ -128,7 +141,15 @@ export function supervise(options: SupervisorOptions): Supervisor {
       log.error(`worker ${slot.id} failed: ${event.message}`);
     };
     worker.addEventListener("close", () => onWorkerClosed(slot, worker));
-    post(slot, { type: "start", config: { ...options.worker, id: slot.id, ledger: crashBook.configFor(slot.id - 1), answered: answered.slotOf(slot.id - 1) } });
+    post(slot, {
+      type: "start",
+      config: {
+        ...options.worker,
+        id: slot.id,
+        ledger: crashBook.configFor(slot.id - 1),
+        answered: answered.slotOf(slot.id - 1),
+      },
+    });
   };
 
   const onWorkerMessage = (slot: Slot, message: FromWorker) => {
@@ -192,7 +213,10 @@ export function supervise(options: SupervisorOptions): Supervisor {
         clearTimeout(drainTimer);
         // The line closing what "SIGTERM: draining" opened; after a fatal error, that error stays
         // the last word (and this goes to debug).
-        log[bySignal ? "info" : "debug"](`drained: ${plural(draining, "worker")} stopped, ${plural(answered.total, "request")} answered`, { workers: draining, answered: answered.total, exitCode });
+        log[bySignal ? "info" : "debug"](
+          `drained: ${plural(draining, "worker")} stopped, ${plural(answered.total, "request")} answered`,
+          { workers: draining, answered: answered.total, exitCode },
+        );
         finish(exitCode);
       }
       return;
@@ -207,7 +231,10 @@ export function supervise(options: SupervisorOptions): Supervisor {
     const now = Date.now();
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     if (slot.crashes.length >= CRASH_LIMIT) {
-      log.error(`worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; giving up (see the errors above)`);
+      log.error(
+        `worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; ` +
+          `giving up (see the errors above)`,
+      );
       shutdown(ExitCode.INTERNAL);
       return;
     }
@@ -237,7 +264,12 @@ export function supervise(options: SupervisorOptions): Supervisor {
     draining = live.length;
     if (live.length === 0) {
       // Nothing to drain: after a crash loop its error line is the last word.
-      if (bySignal) log.info(`drained: no worker was running, ${plural(answered.total, "request")} answered`, { workers: 0, answered: answered.total, exitCode });
+      if (bySignal)
+        log.info(`drained: no worker was running, ${plural(answered.total, "request")} answered`, {
+          workers: 0,
+          answered: answered.total,
+          exitCode,
+        });
       finish(exitCode);
       return;
     }
@@ -249,11 +281,15 @@ export function supervise(options: SupervisorOptions): Supervisor {
       // close: not lost, but not answered by this serve either, so not a clean exit (75, the
       // caller may retry; a more telling code, e.g. 78 after a refusal, stays).
       if (exitCode === ExitCode.OK) exitCode = ExitCode.TEMPORARY;
-      log.warn(`drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; their unacked requests go back to the queue`, {
-        workers: left.length,
-        answered: answered.total,
-        exitCode,
-      });
+      log.warn(
+        `drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; ` +
+          `their unacked requests go back to the queue`,
+        {
+          workers: left.length,
+          answered: answered.total,
+          exitCode,
+        },
+      );
       for (const slot of left) slot.worker?.terminate();
       finish(exitCode);
     }, options.drainTimeoutMs);

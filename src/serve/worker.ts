@@ -34,7 +34,13 @@ function listen(): void {
     if (message.type === "start") {
       const { config } = message;
       const masker = new Masker(config.broker.urls);
-      const log = createLogger({ level: config.logLevel, format: config.logFormat, tag: `worker-${config.id}`, masker, noColor: config.noColor });
+      const log = createLogger({
+        level: config.logLevel,
+        format: config.logFormat,
+        tag: `worker-${config.id}`,
+        masker,
+        noColor: config.noColor,
+      });
       ledger = new WorkerLedger(config.ledger);
       stats = new StatsRecorder(config.answered);
       server = new RpcServer(
@@ -47,7 +53,13 @@ function listen(): void {
           // through, once for all workers (outage.ts).
           onRetrying: ({ error, attempt, delayMs }) => {
             const refused = error?.refusal === true;
-            const failure = error && { broker: error.details.broker ?? "the broker", reason: reasonOf(error), kind: error.details.reason ?? error.code, line: withHint(error, "serve"), refused };
+            const failure = error && {
+              broker: error.details.broker ?? "the broker",
+              reason: reasonOf(error),
+              kind: error.details.reason ?? error.code,
+              line: withHint(error, "serve"),
+              refused,
+            };
             if (failure) log.debug(failure.line);
             send({ type: "retrying", attempt, delayMs, failure });
           },

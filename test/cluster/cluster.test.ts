@@ -28,7 +28,8 @@ beforeAll(async () => {
 test("a node stopped and started under load: with --retry, zero calls lost", async () => {
   const queue = "rpc_queue";
   const servers: Server[] = [];
-  for (const i of [0, 1, 2]) servers.push(await startServe(["--workers", "1", "--queue", queue, "--queue-type", "quorum", "--url", rotated(i)]));
+  for (const i of [0, 1, 2])
+    servers.push(await startServe(["--workers", "1", "--queue", queue, "--queue-type", "quorum", "--url", rotated(i)]));
 
   let answered = 0; // answers so far, as the load generator counts them
   let outage: Promise<void> | undefined;
@@ -80,7 +81,12 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
   });
   if (gap > 5000) {
     for (const [i, server] of servers.entries()) console.log(`--- server ${i + 1} ---\n${server.log}`);
-    console.log(`--- client (stop at ${Math.round(timings.stopAt!)} ms) ---\n${report.clientLog.filter((l) => !l.includes("ignored a reply")).slice(0, 60).join("\n")}`);
+    console.log(
+      `--- client (stop at ${Math.round(timings.stopAt!)} ms) ---\n${report.clientLog
+        .filter((l) => !l.includes("ignored a reply"))
+        .slice(0, 60)
+        .join("\n")}`,
+    );
   }
   expect(report.wrong).toBe(0);
   expect(report.failed).toEqual({}); // with --retry, zero calls lost
@@ -102,64 +108,67 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
  */
 const KHEPRI = releaseAtLeast(4, 3);
 
-test(
-  KHEPRI
-    ? `RabbitMQ ${BROKER_RELEASE} (Khepri) cut to 1 of 3 nodes: serve says in one line that the node cannot declare the queue, waits, and serves once the majority is back`
-    : `RabbitMQ ${BROKER_RELEASE} (Mnesia) cut to 1 of 3 nodes: the remaining node still declares queues, and serve serves on it`,
-  async () => {
-    const flags = await cluster.ctl(0, ["list_feature_flags", "name", "state", "--formatter", "json", "-q"]);
-    expect(flags.code).toBe(0);
-    const khepri = (JSON.parse(flags.stdout) as { name: string; state: string }[]).find((f) => f.name === "khepri_db");
-    expect(khepri?.state ?? "absent").toBe(KHEPRI ? "enabled" : releaseAtLeast(4, 0) ? "disabled" : "absent");
+test(KHEPRI
+  ? `RabbitMQ ${BROKER_RELEASE} (Khepri) cut to 1 of 3 nodes: serve says in one line that the node cannot declare the queue, waits, and serves once the majority is back`
+  : `RabbitMQ ${BROKER_RELEASE} (Mnesia) cut to 1 of 3 nodes: the remaining node still declares queues, and serve serves on it`, async () => {
+  const flags = await cluster.ctl(0, ["list_feature_flags", "name", "state", "--formatter", "json", "-q"]);
+  expect(flags.code).toBe(0);
+  const khepri = (JSON.parse(flags.stdout) as { name: string; state: string }[]).find((f) => f.name === "khepri_db");
+  expect(khepri?.state ?? "absent").toBe(KHEPRI ? "enabled" : releaseAtLeast(4, 0) ? "disabled" : "absent");
 
-    await cluster.halt(1);
-    await cluster.halt(2);
-    const queue = `fibrpc_majority_${crypto.randomUUID().slice(0, 8)}`; // on the cluster, which goes with the test
-    const server = await startServe(["--workers", "1", "--queue", queue, "--url", urls[0]!], {}, null);
-    try {
-      if (!KHEPRI) {
-        await server.waitForLog(/1\/1 workers serving/, 60_000);
-        const call = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
-        expect(call.stdout).toBe("832040\n");
-        expect(call.code).toBe(0);
-      } else {
-        // The broker's own timeout (about 30 s) passes before it closes the connection.
-        await server.waitForLog(/could not declare the queue: .*metadata store operation timed out.*; bring the cluster's other nodes back/, 120_000);
-        const line = server.log.split("\n").find((l) => l.includes("metadata store operation timed out"))!;
-        expect(line).toContain(`the broker at amqp://guest:***@127.0.0.1:${cluster.ports[0]} could not declare the queue`);
-        expect(server.proc.exitCode).toBeNull(); // waiting, not dead
-        expect(server.log).not.toMatch(/died|\n\s+at |\.js:\d+/); // no crash, no stack, no source
-        const call = await run(["call", "--queue", queue, "--url", urls[0]!, "--timeout", "5s", "30"]);
-        expect(call.stdout).toBe("");
-        expect(call.code).toBe(69);
-        expect(call.stderr).toContain(`queue "${queue}" does not exist`);
-      }
-      const before = server.log.length;
-      await cluster.start(1);
-      await cluster.start(2);
-      if (KHEPRI) {
-        // The declaration in flight when the majority came back may be committed while its
-        // queue never starts: RabbitMQ 4.3.6 then answers every declaration of that name with
-        // 404 "… due to timeout" until the queue is deleted. serve says so, with the remedy,
-        // and keeps trying; the operator's delete_queue lets it declare the queue afresh.
-        await server.waitForLog(/1\/1 workers serving|does not answer/, 180_000, before);
-        if (!/1\/1 workers serving/.test(server.log.slice(before))) {
-          expect(server.log.slice(before)).toContain(`could not declare queue "${queue}": it has a record of the queue, but the queue does not answer`);
-          expect(server.log.slice(before)).toContain(`if it lasts, delete it (rabbitmqctl delete_queue ${queue})`);
-          expect((await cluster.ctl(0, ["delete_queue", queue])).code).toBe(0);
-        }
-      }
-      // On Khepri serve was waiting and now serves; on Mnesia it served all along.
-      if (KHEPRI) await server.waitForLog(/1\/1 workers serving/, 180_000, before);
-      const after = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
-      expect(after.stdout).toBe("832040\n");
-      expect(after.code).toBe(0);
-      expect(server.log).not.toMatch(/died/);
-      expect(await server.stop()).toBe(0);
-    } finally {
-      // The next file's cluster is its own; this one must be whole again for afterAll's stop.
-      for (const i of [1, 2]) await cluster.start(i).catch(() => {});
+  await cluster.halt(1);
+  await cluster.halt(2);
+  const queue = `fibrpc_majority_${crypto.randomUUID().slice(0, 8)}`; // on the cluster, which goes with the test
+  const server = await startServe(["--workers", "1", "--queue", queue, "--url", urls[0]!], {}, null);
+  try {
+    if (!KHEPRI) {
+      await server.waitForLog(/1\/1 workers serving/, 60_000);
+      const call = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
+      expect(call.stdout).toBe("832040\n");
+      expect(call.code).toBe(0);
+    } else {
+      // The broker's own timeout (about 30 s) passes before it closes the connection.
+      await server.waitForLog(
+        /could not declare the queue: .*metadata store operation timed out.*; bring the cluster's other nodes back/,
+        120_000,
+      );
+      const line = server.log.split("\n").find((l) => l.includes("metadata store operation timed out"))!;
+      expect(line).toContain(
+        `the broker at amqp://guest:***@127.0.0.1:${cluster.ports[0]} could not declare the queue`,
+      );
+      expect(server.proc.exitCode).toBeNull(); // waiting, not dead
+      expect(server.log).not.toMatch(/died|\n\s+at |\.js:\d+/); // no crash, no stack, no source
+      const call = await run(["call", "--queue", queue, "--url", urls[0]!, "--timeout", "5s", "30"]);
+      expect(call.stdout).toBe("");
+      expect(call.code).toBe(69);
+      expect(call.stderr).toContain(`queue "${queue}" does not exist`);
     }
-  },
-  400_000,
-);
+    const before = server.log.length;
+    await cluster.start(1);
+    await cluster.start(2);
+    if (KHEPRI) {
+      // The declaration in flight when the majority came back may be committed while its
+      // queue never starts: RabbitMQ 4.3.6 then answers every declaration of that name with
+      // 404 "… due to timeout" until the queue is deleted. serve says so, with the remedy,
+      // and keeps trying; the operator's delete_queue lets it declare the queue afresh.
+      await server.waitForLog(/1\/1 workers serving|does not answer/, 180_000, before);
+      if (!/1\/1 workers serving/.test(server.log.slice(before))) {
+        expect(server.log.slice(before)).toContain(
+          `could not declare queue "${queue}": it has a record of the queue, but the queue does not answer`,
+        );
+        expect(server.log.slice(before)).toContain(`if it lasts, delete it (rabbitmqctl delete_queue ${queue})`);
+        expect((await cluster.ctl(0, ["delete_queue", queue])).code).toBe(0);
+      }
+    }
+    // On Khepri serve was waiting and now serves; on Mnesia it served all along.
+    if (KHEPRI) await server.waitForLog(/1\/1 workers serving/, 180_000, before);
+    const after = await run(["call", "--queue", queue, "--url", urls[0]!, "30"]);
+    expect(after.stdout).toBe("832040\n");
+    expect(after.code).toBe(0);
+    expect(server.log).not.toMatch(/died/);
+    expect(await server.stop()).toBe(0);
+  } finally {
+    // The next file's cluster is its own; this one must be whole again for afterAll's stop.
+    for (const i of [1, 2]) await cluster.start(i).catch(() => {});
+  }
+}, 400_000);

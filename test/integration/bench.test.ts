@@ -12,7 +12,17 @@ import { createConsola } from "consola";
 import { parseBrokerUrl } from "../../src/broker-url.ts";
 import { runBench, type BenchOptions, type Caller } from "../../src/bench/run.ts";
 import { RpcClient, type CallOutcome } from "../../src/rpc/client.ts";
-import { BIN, eventually, rawChannel, run, startServe, tracked, uniqueQueue, URL, cleanupAfterFile } from "../helpers.ts";
+import {
+  BIN,
+  eventually,
+  rawChannel,
+  run,
+  startServe,
+  tracked,
+  uniqueQueue,
+  URL,
+  cleanupAfterFile,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -24,10 +34,28 @@ const HISTOGRAM_ERROR = 0.001;
 test("bench reports calls/s, percentiles and no errors; every answer checked", async () => {
   const queue = uniqueQueue();
   const server = await startServe(["--workers", "2", "--queue", queue]);
-  const { code, stdout, stderr } = await run(["bench", "--queue", queue, "--requests", "2000", "--concurrency", "20", "--n", "0-300", "--json"]);
+  const { code, stdout, stderr } = await run([
+    "bench",
+    "--queue",
+    queue,
+    "--requests",
+    "2000",
+    "--concurrency",
+    "20",
+    "--n",
+    "0-300",
+    "--json",
+  ]);
   expect(code).toBe(0);
   const result = JSON.parse(stdout);
-  expect(result).toMatchObject({ mode: "closed-loop", concurrency: 20, latencyFrom: "send", calls: 2000, ok: 2000, errors: {} });
+  expect(result).toMatchObject({
+    mode: "closed-loop",
+    concurrency: 20,
+    latencyFrom: "send",
+    calls: 2000,
+    ok: 2000,
+    errors: {},
+  });
   // The rate is the calls over the run's seconds.
   expect(result.callsPerSecond * result.seconds).toBeCloseTo(2000, 6);
   // Each call's latency lies within the run (a latency measured from the wrong start would not).
@@ -42,9 +70,13 @@ test("bench reports calls/s, percentiles and no errors; every answer checked", a
   expect(stderr).toBe("");
   const human = await run(["bench", "--queue", queue, "--requests", "200", "--concurrency", "5"]);
   expect(human.code).toBe(0);
-  expect(human.stdout).toMatch(/^fibrpc bench: 200 calls of fib\(1\) on queue "[^"]+", closed-loop, 5 in flight, in [\d.]+ s$/m);
+  expect(human.stdout).toMatch(
+    /^fibrpc bench: 200 calls of fib\(1\) on queue "[^"]+", closed-loop, 5 in flight, in [\d.]+ s$/m,
+  );
   expect(human.stdout).toMatch(/calls\/s\s+\d+/);
-  expect(human.stdout).toMatch(/p50 [\d.]+ ms {2}p90 [\d.]+ ms {2}p99 [\d.]+ ms {2}p99\.9 [\d.]+ ms {2}max [\d.]+ ms {2}\(from each send\)/);
+  expect(human.stdout).toMatch(
+    /p50 [\d.]+ ms {2}p90 [\d.]+ ms {2}p99 [\d.]+ ms {2}p99\.9 [\d.]+ ms {2}max [\d.]+ ms {2}\(from each send\)/,
+  );
   expect(await server.stop()).toBe(0);
 });
 
@@ -54,7 +86,16 @@ test("--rate: open loop at a fixed rate, latency from each intended start, the a
   const json = await run(["bench", "--queue", queue, "--rate", "400", "--requests", "400", "--json"]);
   expect(json.code).toBe(0);
   const result = JSON.parse(json.stdout);
-  expect(result).toMatchObject({ mode: "open-loop", rate: 400, maxOutstanding: 10000, missed: 0, latencyFrom: "intended-start", calls: 400, ok: 400, errors: {} });
+  expect(result).toMatchObject({
+    mode: "open-loop",
+    rate: 400,
+    maxOutstanding: 10000,
+    missed: 0,
+    latencyFrom: "intended-start",
+    calls: 400,
+    ok: 400,
+    errors: {},
+  });
   // The schedule: call i is due i/400 s after the start and none is sent before it is due, so the
   // run lasts at least until the last one is due, however fast this machine is.
   expect(result.seconds).toBeGreaterThanOrEqual(399 / 400);
@@ -66,16 +107,36 @@ test("--rate: open loop at a fixed rate, latency from each intended start, the a
   // Latency runs from each intended start, send lag from it to the send: each call's latency
   // includes its send lag, so every percentile of one is at least the other's.
   expect(result.latencyMs.p50).toBeGreaterThan(0);
-  for (const p of ["p50", "p90", "p99", "p999", "max"]) expect(result.latencyMs[p], p).toBeGreaterThanOrEqual(result.sendLagMs[p]);
+  for (const p of ["p50", "p90", "p99", "p999", "max"])
+    expect(result.latencyMs[p], p).toBeGreaterThanOrEqual(result.sendLagMs[p]);
   expect(json.stderr).toBe("");
 
   // Text summary, with --duration and JSON logs.
-  const human = await run(["bench", "--queue", queue, "--rate", "300.5", "--duration", "1s", "--log-format", "json", "--concurrency", "50"]);
+  const human = await run([
+    "bench",
+    "--queue",
+    queue,
+    "--rate",
+    "300.5",
+    "--duration",
+    "1s",
+    "--log-format",
+    "json",
+    "--concurrency",
+    "50",
+  ]);
   expect(human.code).toBe(0);
-  expect(human.stdout).toMatch(/^fibrpc bench: \d+ calls of fib\(1\) on queue "[^"]+", open-loop at 300\.5 calls\/s \(achieved: \d+ sent\/s\), in [\d.]+ s$/m);
+  expect(human.stdout).toMatch(
+    /^fibrpc bench: \d+ calls of fib\(1\) on queue "[^"]+", open-loop at 300\.5 calls\/s \(achieved: \d+ sent\/s\), in [\d.]+ s$/m,
+  );
   // The answers per second over the whole run (drain included) are labelled apart from the rate sent.
   const seconds = /, in ([\d.]+) s$/m.exec(human.stdout)![1];
-  expect(human.stdout).toMatch(new RegExp(`^ {2}answered/s \\d+ {2}\\(over all ${seconds!.replace(".", "\\.")} s, incl\\. the drain of the calls in flight at the end\\)$`, "m"));
+  expect(human.stdout).toMatch(
+    new RegExp(
+      `^ {2}answered/s \\d+ {2}\\(over all ${seconds!.replace(".", "\\.")} s, incl\\. the drain of the calls in flight at the end\\)$`,
+      "m",
+    ),
+  );
   expect(human.stdout).not.toMatch(/^ {2}calls\/s/m);
   expect(human.stdout).toMatch(/\(from each intended start\)/);
   expect(human.stdout).toMatch(/^ {2}send lag {2}p50 [\d.]+ ms/m);
@@ -86,7 +147,15 @@ test("--rate: open loop at a fixed rate, latency from each intended start, the a
 function startBench(args: string[]) {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
-  const proc = tracked(Bun.spawn([BIN, "bench", "--url", URL, ...args], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  const proc = tracked(
+    Bun.spawn([BIN, "bench", "--url", URL, ...args], {
+      cwd: "/",
+      env,
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    }),
+  );
   let stderr = "";
   const reading = (async () => {
     const decoder = new TextDecoder();
@@ -118,13 +187,29 @@ test("off a terminal, progress is a plain line every second while calls are in f
   const callers = () => new Set(held.map((m) => m.properties.replyTo)).size;
 
   // The quiet ones first: once they have sent their calls, each is running.
-  const quiet = [startBench(["--queue", queue, "--requests", "5", "--concurrency", "5", "--json"]), startBench(["--queue", queue, "--rate", "300", "--requests", "5", "--log-format", "json"])];
-  await eventually(async () => callers(), (n) => n === 2, 15_000, "the calls of the two quiet benches held");
+  const quiet = [
+    startBench(["--queue", queue, "--requests", "5", "--concurrency", "5", "--json"]),
+    startBench(["--queue", queue, "--rate", "300", "--requests", "5", "--log-format", "json"]),
+  ];
+  await eventually(
+    async () => callers(),
+    (n) => n === 2,
+    15_000,
+    "the calls of the two quiet benches held",
+  );
   // Then the ones that show progress, closed and open loop. Each prints its first line a second
   // after it started, later than the quiet ones started: by then they would have printed theirs.
-  const shown = [startBench(["--queue", queue, "--requests", "5", "--concurrency", "5"]), startBench(["--queue", queue, "--rate", "300", "--requests", "5"])];
+  const shown = [
+    startBench(["--queue", queue, "--requests", "5", "--concurrency", "5"]),
+    startBench(["--queue", queue, "--rate", "300", "--requests", "5"]),
+  ];
   const progress = (text: string) => text.split("\n").filter((line) => PROGRESS.test(line));
-  await eventually(async () => shown.map((b) => progress(b.stderr()).length), (counts) => counts.every((n) => n >= 2), 20_000, "two progress lines from each bench");
+  await eventually(
+    async () => shown.map((b) => progress(b.stderr()).length),
+    (counts) => counts.every((n) => n >= 2),
+    20_000,
+    "two progress lines from each bench",
+  );
   expect(callers()).toBe(4);
   released = true;
   for (const msg of held.splice(0)) answer(msg);
@@ -134,7 +219,10 @@ test("off a terminal, progress is a plain line every second while calls are in f
     expect(code, bench.args.join(" ")).toBe(0);
     // Nothing was answered yet when they printed: the lines say so, in order of time.
     const lines = progress(stderr);
-    expect(lines.slice(0, 2).map((line) => line.replace(/^\d+\.\ds: /, "")), bench.args.join(" ")).toEqual(["0 calls, 0 calls/s, 0 errors", "0 calls, 0 calls/s, 0 errors"]);
+    expect(
+      lines.slice(0, 2).map((line) => line.replace(/^\d+\.\ds: /, "")),
+      bench.args.join(" "),
+    ).toEqual(["0 calls, 0 calls/s, 0 errors", "0 calls, 0 calls/s, 0 errors"]);
     const elapsed = lines.map((line) => Number(line.split("s:")[0]));
     for (let i = 1; i < elapsed.length; i++) expect(elapsed[i]).toBeGreaterThan(elapsed[i - 1]!);
   }
@@ -171,7 +259,14 @@ test("a wrong answer is an error, never a fast result", async () => {
   const { code, stdout } = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30", "--json"]);
   expect(code).toBe(76); // REMOTE_ERROR, the exit code of a wrong reply
   // Nothing answered right: no rate of answers, no percentiles (not zeros that read as measured).
-  expect(JSON.parse(stdout)).toMatchObject({ calls: 100, ok: 0, failed: 100, callsPerSecond: 0, latencyMs: null, errors: { WRONG_ANSWER: 100 } });
+  expect(JSON.parse(stdout)).toMatchObject({
+    calls: 100,
+    ok: 0,
+    failed: 100,
+    callsPerSecond: 0,
+    latencyMs: null,
+    errors: { WRONG_ANSWER: 100 },
+  });
   const human = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30"]);
   expect(human.code).toBe(76);
   expect(human.stdout).toMatch(/^ {2}calls\/s {3}0 {2}\(answered calls only; 100 failed calls not counted\)$/m);
@@ -186,7 +281,10 @@ test("a wrong answer is an error, never a fast result", async () => {
  */
 function codeCells(): number {
   const counts = heapStats().objectTypeCounts as Record<string, number>;
-  return Object.entries(counts).reduce((sum, [type, n]) => (/CodeBlock|Executable|SourceCode/.test(type) ? sum + n : sum), 0);
+  return Object.entries(counts).reduce(
+    (sum, [type, n]) => (/CodeBlock|Executable|SourceCode/.test(type) ? sum + n : sum),
+    0,
+  );
 }
 
 /**
@@ -216,7 +314,11 @@ class HeapCheckpoints implements Caller {
   }
 
   async call(n: number, deadline: number): Promise<CallOutcome> {
-    if (this.pausing) await new Promise<void>((resolve) => (this.waiting.push(resolve), this.check()));
+    if (this.pausing)
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve);
+        this.check();
+      });
     this.calls++;
     if (this.o.leak) {
       const slot = (this.calls - 1) % 512;
@@ -238,7 +340,12 @@ class HeapCheckpoints implements Caller {
     if (!this.pausing || this.inClient > 0 || this.waiting.length < this.o.cap) return;
     // The lowest of three (JavaScriptCore scans the stack conservatively: a collection can keep
     // a few KiB that the next one frees).
-    const bytes = Math.min(...[0, 1, 2].map(() => (Bun.gc(true), process.memoryUsage().heapUsed)));
+    const bytes = Math.min(
+      ...[0, 1, 2].map(() => {
+        Bun.gc(true);
+        return process.memoryUsage().heapUsed;
+      }),
+    );
     this.readings.push({ calls: this.calls, bytes, code: codeCells() });
     this.pausing = false;
     for (const go of this.waiting.splice(0)) go();
@@ -270,7 +377,14 @@ test("memory is flat over a fixed number of calls, closed and open loop: latenci
   // mode, is a benchmark: bun run bench:memory (docs/benchmarks.md).
   const queue = uniqueQueue();
   const server = await startServe(["--workers", "2", "--queue", queue]);
-  const client = await RpcClient.connect({ broker: { urls: [parseBrokerUrl(URL)], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 10_000, log: createConsola({ level: 1 }) });
+  const client = await RpcClient.connect({
+    broker: { urls: [parseBrokerUrl(URL)], tls: {} },
+    queue,
+    replyQueue: "direct",
+    format: "text",
+    timeoutMs: 10_000,
+    log: createConsola({ level: 1 }),
+  });
   const CAP = 100;
   const EVERY = 2000;
   const TOTAL = 34_000; // 16 readings
@@ -289,7 +403,10 @@ test("memory is flat over a fixed number of calls, closed and open loop: latenci
     const measure = async (mode: string, leak: boolean) => {
       // Each mode once unmeasured first, readings and all: its code paths warmed up, its fixed
       // state allocated.
-      await runBench(new HeapCheckpoints(client, { every: EVERY, cap: CAP, total: 10_000, leak: false }), { ...common, ...modes[mode]! });
+      await runBench(new HeapCheckpoints(client, { every: EVERY, cap: CAP, total: 10_000, leak: false }), {
+        ...common,
+        ...modes[mode]!,
+      });
       const checkpoints = new HeapCheckpoints(client, { every: EVERY, cap: CAP, total: TOTAL, leak });
       const result = await runBench(checkpoints, { ...common, ...modes[mode]! });
       expect(result.ok).toBe(result.calls);
@@ -303,14 +420,18 @@ test("memory is flat over a fixed number of calls, closed and open loop: latenci
       expect(growth.calls, figures.join("; ")).toBeGreaterThanOrEqual(TOTAL / 4);
       return growth.perCall;
     };
-    const clean = { "closed loop": await measure("closed loop", false), "open loop": await measure("open loop", false) };
+    const clean = {
+      "closed loop": await measure("closed loop", false),
+      "open loop": await measure("open loop", false),
+    };
     // The yardstick, measured the same way: what 8 bytes kept per call (what the old sample
     // array kept, put back on purpose) add to the same run. The measurement must see them.
     const yardstick = (await measure("closed loop", true)) - clean["closed loop"];
     figures.push(`8 bytes kept per call measure ${yardstick.toFixed(2)} B/call`);
     expect(yardstick, figures.join("; ")).toBeGreaterThanOrEqual(6);
     // The bench itself keeps less than half of that per call, in both modes.
-    for (const [mode, perCall] of Object.entries(clean)) expect(perCall, `${mode}: ${figures.join("; ")}`).toBeLessThan(yardstick / 2);
+    for (const [mode, perCall] of Object.entries(clean))
+      expect(perCall, `${mode}: ${figures.join("; ")}`).toBeLessThan(yardstick / 2);
   } finally {
     console.log(`bench memory: ${figures.join("; ")}`);
     await client.close();

@@ -9,7 +9,16 @@
 import { describe, expect, test } from "bun:test";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
 import { BROKER_RELEASE, rabbitmqctlJson, releaseAtLeast, TRANSIENT_QUEUES_DENIED } from "../broker.ts";
-import { URL, alsoDelete, eventually, queueStats, rawChannel, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import {
+  URL,
+  alsoDelete,
+  eventually,
+  queueStats,
+  rawChannel,
+  startServe,
+  uniqueQueue,
+  cleanupAfterFile,
+} from "../helpers.ts";
 import { connect } from "amqplib";
 
 cleanupAfterFile();
@@ -40,7 +49,7 @@ describe("what serve declares", () => {
     const server = await startServe(["--workers", "1", "--queue", queue]);
     const row = await queueRow(queue);
     expect(row).toMatchObject({ name: queue, durable: true, exclusive: false, auto_delete: false });
-    expect((row?.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual(CLASSIC_ARGUMENTS[BROKER_RELEASE]);
+    expect((row!.arguments as unknown[][]).map((a) => [a[0], a[2]])).toEqual(CLASSIC_ARGUMENTS[BROKER_RELEASE]);
     expect(await server.stop()).toBe(0);
   });
 
@@ -77,7 +86,9 @@ describe("what serve declares", () => {
     expect(await server.proc.exited).toBe(78);
     const lines = server.log.split("\n").filter((line) => line.includes("exists with other settings"));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain(`the dead-letter queue "${dlq}" exists with other settings (inequivalent arg 'x-queue-type'`);
+    expect(lines[0]).toContain(
+      `the dead-letter queue "${dlq}" exists with other settings (inequivalent arg 'x-queue-type'`,
+    );
     expect(lines[0]).toContain(`rabbitmqctl delete_queue ${dlq}`);
     expect(server.log).not.toMatch(/\n\s+at |\.js:\d+/); // no stack, no source
   });
@@ -86,14 +97,24 @@ describe("what serve declares", () => {
 describe("heavy requests", () => {
   test("no channel ever uses a global (channel-wide) prefetch, even while heavy requests are computed", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "2", "--queue", queue, "--max-n", "10000000", "--log-level", "debug"]);
+    const server = await startServe([
+      "--workers",
+      "2",
+      "--queue",
+      queue,
+      "--max-n",
+      "10000000",
+      "--log-level",
+      "debug",
+    ]);
     const { ch } = await rawChannel();
     const { queue: callback } = await ch.assertQueue("", { exclusive: true });
     let answered = 0;
     let allAnswered: () => void = () => {};
     const done = new Promise<void>((resolve) => (allAnswered = resolve));
     await ch.consume(callback, (msg) => msg && ++answered === 12 && allAnswered(), { noAck: true });
-    for (let i = 0; i < 12; i++) ch.sendToQueue(queue, Buffer.from("5000000"), { replyTo: callback, correlationId: `h${i}` });
+    for (let i = 0; i < 12; i++)
+      ch.sendToQueue(queue, Buffer.from("5000000"), { replyTo: callback, correlationId: `h${i}` });
     await server.waitForLog(/computing heavy fib\(5000000\)/);
     const samples: Record<string, unknown>[][] = [];
     // rabbitmqctl lists global_prefetch_count up to 3.x only: there it must read 0. RabbitMQ 4.3
@@ -119,13 +140,25 @@ describe("heavy requests", () => {
     // One worker, 20 heavy requests. The drain timeout is far above one computation on any
     // machine: the test checks that the drain ends after the computation in progress, with the
     // other requests back in the queue, not how fast that is.
-    const server = await startServe(["--workers", "1", "--queue", queue, "--max-n", "10000000", "--drain-timeout", "100s", "--log-level", "debug"]);
+    const server = await startServe([
+      "--workers",
+      "1",
+      "--queue",
+      queue,
+      "--max-n",
+      "10000000",
+      "--drain-timeout",
+      "100s",
+      "--log-level",
+      "debug",
+    ]);
     const { ch } = await rawChannel();
     const { queue: callback } = await ch.assertQueue("", { exclusive: true });
     const arrivals: number[] = [];
     await ch.consume(callback, (msg) => msg && arrivals.push(performance.now()), { noAck: true });
     const sent = 20;
-    for (let i = 0; i < sent; i++) ch.sendToQueue(queue, Buffer.from("10000000"), { replyTo: callback, correlationId: `h${i}` });
+    for (let i = 0; i < sent; i++)
+      ch.sendToQueue(queue, Buffer.from("10000000"), { replyTo: callback, correlationId: `h${i}` });
     // Two replies arrive while the other requests are still waiting: each is written out
     // between computations, not all at the end.
     const started = performance.now();
@@ -141,12 +174,19 @@ describe("heavy requests", () => {
     expect(code).toBe(0);
     expect(server.log).not.toContain("drain timed out");
     // Nothing lost: answered + back in the queue = sent.
-    const { messageCount } = await eventually(() => queueStats(queue), (s) => arrivals.length + s.messageCount === sent, 5_000, "answered + left in the queue = sent");
+    const { messageCount } = await eventually(
+      () => queueStats(queue),
+      (s) => arrivals.length + s.messageCount === sent,
+      5_000,
+      "answered + left in the queue = sent",
+    );
     expect(arrivals.length + messageCount).toBe(sent);
     // The drain waited for the computation in progress only: at most the replies already on
     // their way when the signal went plus that one came after it; the backlog went back.
     expect(messageCount).toBeGreaterThan(0);
-    console.log(`heavy flood: ${beforeDrain} replies before SIGTERM, drained in ${Math.round(drainMs)} ms, ${arrivals.length} answered + ${messageCount} back in the queue = ${sent}`);
+    console.log(
+      `heavy flood: ${beforeDrain} replies before SIGTERM, drained in ${Math.round(drainMs)} ms, ${arrivals.length} answered + ${messageCount} back in the queue = ${sent}`,
+    );
   });
 });
 
@@ -157,11 +197,15 @@ async function joinedAsItIs(): Promise<void> {
   // Exactly what the tutorial's server does: queue_declare(queue='rpc_queue').
   await ch.assertQueue(queue, { durable: false });
   const server = await startServe(["--workers", "2", "--queue", queue]);
-  expect(server.log).toMatch(/queue "fibrpc_test_\w+" already exists with other settings \(inequivalent arg 'durable'.*\); serving it as it is/);
+  expect(server.log).toMatch(
+    /queue "fibrpc_test_\w+" already exists with other settings \(inequivalent arg 'durable'.*\); serving it as it is/,
+  );
   expect(server.log.match(/already exists with other settings/g)).toHaveLength(1); // said once, not per worker
   expect(await queueRow(queue)).toMatchObject({ durable: false });
   const { queue: callback } = await ch.assertQueue("", { exclusive: true });
-  const reply = new Promise<string>((resolve) => void ch.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
+  const reply = new Promise<string>(
+    (resolve) => void ch.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }),
+  );
   ch.sendToQueue(queue, Buffer.from("30"), { replyTo: callback, correlationId: "1" });
   expect(await reply).toBe("832040");
   expect(await server.stop()).toBe(0);
@@ -187,7 +231,9 @@ async function transientQueueRefused(): Promise<void> {
   expect(await queueRow(queue)).toMatchObject({ durable: true, exclusive: false });
   const { ch: caller } = await rawChannel();
   const { queue: callback } = await caller.assertQueue("", { exclusive: true });
-  const reply = new Promise<string>((resolve) => void caller.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
+  const reply = new Promise<string>(
+    (resolve) => void caller.consume(callback, (msg) => msg && resolve(msg.content.toString()), { noAck: true }),
+  );
   caller.sendToQueue(queue, Buffer.from("30"), { replyTo: callback, correlationId: "1" });
   expect(await reply).toBe("832040");
   expect(await server.stop()).toBe(0);

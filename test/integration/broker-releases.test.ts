@@ -17,7 +17,17 @@ import { connect, type ConsumeMessage } from "amqplib";
 import { deadLetterQueueName, QUORUM_DELIVERY_LIMIT } from "../../src/rpc/queue.ts";
 import { REDELIVERY_LIMIT } from "../../src/rpc/protocol.ts";
 import { BROKER_RELEASE, releaseAtLeast } from "../broker.ts";
-import { URL, alsoDelete, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import {
+  URL,
+  alsoDelete,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  uniqueQueue,
+  cleanupAfterFile,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -26,7 +36,7 @@ const NACK_COUNTS = !releaseAtLeast(4, 3);
 /** Whether a mandatory publish to a Direct Reply-to address whose caller has gone comes back (before 4.2). */
 const DEAD_REPLY_ADDRESS_RETURNED = !releaseAtLeast(4, 2);
 
-const header = (msg: ConsumeMessage, name: string) => (msg.properties.headers ?? {})[name] as number | undefined;
+const header = (msg: ConsumeMessage, name: string) => msg.properties.headers?.[name] as number | undefined;
 
 /** A quorum request queue declared by serve (with its delivery limit and dead-letter queue), and no server on it. */
 async function quorumQueueWithoutServer(): Promise<string> {
@@ -41,7 +51,9 @@ async function quorumQueueWithoutServer(): Promise<string> {
 async function caller() {
   const { ch } = await rawChannel();
   const { queue: replyTo } = await ch.assertQueue("", { exclusive: true });
-  const reply = new Promise<string>((resolve) => void ch.consume(replyTo, (msg) => msg && resolve(msg.content.toString()), { noAck: true }));
+  const reply = new Promise<string>(
+    (resolve) => void ch.consume(replyTo, (msg) => msg && resolve(msg.content.toString()), { noAck: true }),
+  );
   return { ch, replyTo, reply };
 }
 
@@ -64,7 +76,11 @@ describe(`quorum queues' delivery count on RabbitMQ ${BROKER_RELEASE}`, () => {
       const nackedEnough = new Promise<void>((resolve) => (enough = resolve));
       const { consumerTag } = await returner.consume(queue, (msg) => {
         if (!msg) return;
-        seen.push({ deliveryCount: header(msg, "x-delivery-count"), acquiredCount: header(msg, "x-acquired-count"), redelivered: msg.fields.redelivered });
+        seen.push({
+          deliveryCount: header(msg, "x-delivery-count"),
+          acquiredCount: header(msg, "x-acquired-count"),
+          redelivered: msg.fields.redelivered,
+        });
         if (seen.length >= nacks) {
           enough();
           returner.ack(msg); // taken: nothing more to see
@@ -75,10 +91,18 @@ describe(`quorum queues' delivery count on RabbitMQ ${BROKER_RELEASE}`, () => {
 
       if (NACK_COUNTS) {
         // The broker stops delivering it once its count passes the limit, and dead-letters it.
-        await eventually(() => queueStats(deadLetterQueueName(queue)), (s) => s.messageCount === 1, 30_000, "the request in the dead-letter queue");
+        await eventually(
+          () => queueStats(deadLetterQueueName(queue)),
+          (s) => s.messageCount === 1,
+          30_000,
+          "the request in the dead-letter queue",
+        );
         await returner.cancel(consumerTag);
         expect(seen).toHaveLength(QUORUM_DELIVERY_LIMIT + 1); // the first delivery and one per count up to the limit
-        expect(seen.map((s) => s.deliveryCount)).toEqual([undefined, ...Array.from({ length: QUORUM_DELIVERY_LIMIT }, (_, i) => i + 1)]);
+        expect(seen.map((s) => s.deliveryCount)).toEqual([
+          undefined,
+          ...Array.from({ length: QUORUM_DELIVERY_LIMIT }, (_, i) => i + 1),
+        ]);
         expect(seen.every((s) => s.acquiredCount === undefined)).toBe(true);
         expect((await queueStats(queue)).messageCount).toBe(0);
         return;
@@ -118,7 +142,12 @@ describe(`quorum queues' delivery count on RabbitMQ ${BROKER_RELEASE}`, () => {
     const answer = await reply;
     expect(answer).toContain("POISON_REQUEST");
     expect(answer).toContain(`redelivered ${REDELIVERY_LIMIT} times`);
-    await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "the request acked");
+    await eventually(
+      () => queueStats(queue),
+      (s) => s.messageCount === 0,
+      10_000,
+      "the request acked",
+    );
     expect((await queueStats(deadLetterQueueName(queue))).messageCount).toBe(0);
     expect(await server.stop()).toBe(0);
   });
@@ -138,7 +167,12 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
       const gone = await conn.createChannel();
       await gone.consume("amq.rabbitmq.reply-to", () => {}, { noAck: true });
       gone.sendToQueue(queue, Buffer.from("30"), { replyTo: "amq.rabbitmq.reply-to", correlationId: "gone" });
-      const { messageCount } = await eventually(() => queueStats(queue), (s) => s.messageCount === 1, 10_000, "the request queued");
+      const { messageCount } = await eventually(
+        () => queueStats(queue),
+        (s) => s.messageCount === 1,
+        10_000,
+        "the request queued",
+      );
       expect(messageCount).toBe(1);
       const peek = await admin.get(queue, { noAck: false });
       if (!peek) throw new Error("the request is not in the queue");
@@ -151,7 +185,9 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
       const confirmConn = await connect(URL);
       const confirms = await confirmConn.createConfirmChannel();
       const returned: string[] = [];
-      confirms.on("return", (msg: ConsumeMessage) => returned.push(String((msg.fields as unknown as { replyText: string }).replyText)));
+      confirms.on("return", (msg: ConsumeMessage) =>
+        returned.push(String((msg.fields as unknown as { replyText: string }).replyText)),
+      );
       confirms.publish("", address, Buffer.from("a reply"), { mandatory: true });
       // basic.return comes before the publisher confirm of the same message.
       await confirms.waitForConfirms();
@@ -160,7 +196,12 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
 
       // fibrpc, on every release: the reply is dropped, the request acked once, the connection kept.
       const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"]);
-      await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "the request taken and acked");
+      await eventually(
+        () => queueStats(queue),
+        (s) => s.messageCount === 0,
+        10_000,
+        "the request taken and acked",
+      );
       const call = await run(["call", "--queue", queue, "30"]);
       expect(call.stdout).toBe("832040\n");
       expect(call.code).toBe(0);

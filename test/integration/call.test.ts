@@ -21,17 +21,27 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "-5"], message: /invalid n "-5": n must not be negative/ },
     { args: ["call", "3.5"], message: /invalid n "3.5"/ },
     // The protocol's bound; below it, how large an n may be is the server's to say (max-n.test.ts).
-    { args: ["call", "9007199254740992"], message: /^fibrpc: invalid n "9007199254740992": n must be at most 9007199254740991, got "9007199254740992"\n$/ },
+    {
+      args: ["call", "9007199254740992"],
+      message: /^fibrpc: invalid n "9007199254740992": n must be at most 9007199254740991, got "9007199254740992"\n$/,
+    },
     // With --json too: a usage error prints nothing on stdout (checked below for every case).
     { args: ["call", "--json", "5", "abc"], message: /^fibrpc: invalid n "abc"/ },
-    { args: ["call", "--json", "5", "--tls-ca", "/nonexistent/ca.pem"], message: /^fibrpc: cannot read --tls-ca "\/nonexistent\/ca.pem"/ },
+    {
+      args: ["call", "--json", "5", "--tls-ca", "/nonexistent/ca.pem"],
+      message: /^fibrpc: cannot read --tls-ca "\/nonexistent\/ca.pem"/,
+    },
     { args: ["call", "5", "--worker", "3"], message: /unknown option --worker/ },
     { args: ["call", "5", "--timeout", "soon"], message: /--timeout must be a duration/ },
     { args: ["call", "5", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
     { args: ["call", "5", "--url", "http://x"], message: /the 1st broker URL \(--url\) must start with amqp:\/\// },
     { args: ["serve", "--workers", "many"], message: /--workers must be a whole number/ },
     { args: ["serve", "--queue-type", "stream"], message: /--queue-type must be one of classic, quorum/ },
-    { args: ["nosuch"], message: /^fibrpc: unknown command "nosuch"; the commands are serve, call, bench, health, completion; see fibrpc --help\n$/ },
+    {
+      args: ["nosuch"],
+      message:
+        /^fibrpc: unknown command "nosuch"; the commands are serve, call, bench, health, completion; see fibrpc --help\n$/,
+    },
   ];
   for (const c of cases) {
     test(c.args.join(" "), async () => {
@@ -90,7 +100,10 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
   function expectOneErrorPerN(r: { stdout: string; stderr: string }, ns: number[], code: string) {
     expectOneLine(r.stderr);
     const message = r.stderr.trim().replace(/^fibrpc: /, "");
-    const lines = r.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    const lines = r.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(lines).toEqual(ns.map((n) => ({ n, error: { code, message }, ms: expect.any(Number) })));
     for (const line of lines) expect(line.ms).toBeGreaterThanOrEqual(0);
   }
@@ -123,7 +136,18 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
 
   test("no server within the timeout (--wait-for-server): exit 75", async () => {
     const queue = uniqueQueue();
-    const r = await run(["call", "-j", "--queue", queue, "--wait-for-server", "--timeout", "300ms", "--log-level", "warn", ...args]);
+    const r = await run([
+      "call",
+      "-j",
+      "--queue",
+      queue,
+      "--wait-for-server",
+      "--timeout",
+      "300ms",
+      "--log-level",
+      "warn",
+      ...args,
+    ]);
     expect(r.code).toBe(75);
     expectOneErrorPerN(r, ns, "TIMEOUT");
     expect(r.stderr).toContain(`no server started consuming queue "${queue}"`);
@@ -133,7 +157,10 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
     const queue = uniqueQueue();
     const r = await run(["call", "-j", "--queue", queue, ...args]);
     expect(r.code).toBe(69);
-    const lines = r.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    const lines = r.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(lines.map((l) => [l.n, l.error?.code])).toEqual(ns.map((n) => [n, "QUEUE_NOT_FOUND"]));
     // Each call may be refused on its own (its request returned unroutable: a line per n on
     // stderr), or all at once by the look at the queue, whichever the broker answers first.
@@ -153,7 +180,11 @@ describe("a hand-made responder on the real broker", () => {
       queue,
       (msg) => {
         if (!msg) return;
-        received.push({ n: Number(msg.content.toString()), replyTo: msg.properties.replyTo, correlationId: msg.properties.correlationId });
+        received.push({
+          n: Number(msg.content.toString()),
+          replyTo: msg.properties.replyTo,
+          correlationId: msg.properties.correlationId,
+        });
         ch.ack(msg);
         // Reply only once every request is in: this only completes if call sent them all at once.
         if (received.length < ns.length) return;
@@ -166,7 +197,16 @@ describe("a hand-made responder on the real broker", () => {
       },
       { noAck: false },
     );
-    const { code, stdout, stderr } = await run(["call", "--queue", queue, "--log-level", "debug", "--timeout", "10s", ...ns.map(String)]);
+    const { code, stdout, stderr } = await run([
+      "call",
+      "--queue",
+      queue,
+      "--log-level",
+      "debug",
+      "--timeout",
+      "10s",
+      ...ns.map(String),
+    ]);
     expect(code).toBe(0);
     expect(stdout).toBe(`${expected.join("\n")}\n`);
     expect(stderr).toContain('ignored a reply with unknown or already answered correlation id "not-one-of-ours"');
@@ -179,14 +219,22 @@ describe("serve refuses what it cannot fix by waiting", () => {
     const { ch } = await rawChannel();
     await ch.assertQueue(queue, { durable: true, arguments: { "x-max-length": 1000 } });
     const server = await startServe(["--workers", "2", "--queue", queue]);
-    expect(server.log).toMatch(new RegExp(`queue "${queue}" already exists with other settings \\(inequivalent arg 'x-max-length'.*\\); serving it as it is`));
+    expect(server.log).toMatch(
+      new RegExp(
+        `queue "${queue}" already exists with other settings \\(inequivalent arg 'x-max-length'.*\\); serving it as it is`,
+      ),
+    );
     expect(server.log.match(/already exists/g)).toHaveLength(1);
     expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
     expect(await server.stop()).toBe(0);
   });
 
   test("wrong password: serve exits 77 instead of retrying forever", async () => {
-    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--url", `amqp://guest:nope@127.0.0.1:${BROKER_PORT}`], {}, null);
+    const server = await startServe(
+      ["--workers", "1", "--queue", uniqueQueue(), "--url", `amqp://guest:nope@127.0.0.1:${BROKER_PORT}`],
+      {},
+      null,
+    );
     expect(await server.proc.exited).toBe(77);
     expect(server.log).toMatch(/refused the login/);
     expect(server.log).not.toContain("nope@");

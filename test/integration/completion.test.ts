@@ -21,7 +21,8 @@ symlinkSync(BIN, join(binDir, "fibrpc"));
 /** Runs a shell (argv) with the binary on PATH, from `/`, bounded in time. */
 async function shell(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const program = Bun.which(argv[0]!);
-  if (program === null) throw new Error(`${argv[0]} is not installed: apt-get install ${argv[0]} (scripts/test.sh installs it)`);
+  if (program === null)
+    throw new Error(`${argv[0]} is not installed: apt-get install ${argv[0]} (scripts/test.sh installs it)`);
   const proc = tracked(
     Bun.spawn([program, ...argv.slice(1)], {
       cwd: "/",
@@ -32,7 +33,11 @@ async function shell(argv: string[]): Promise<{ code: number; stdout: string; st
       timeout: 60_000,
     }),
   );
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { code, stdout, stderr };
 }
 
@@ -40,10 +45,14 @@ async function shell(argv: string[]): Promise<{ code: number; stdout: string; st
 const option = (name: OptionName): OptionDef<unknown> => OPTIONS[name];
 const flagsOf = (command: (typeof COMMANDS)[number]) => {
   const args = argsOf(command) as Record<string, { alias?: string | string[] }>;
-  return (COMMAND_OPTIONS[command] as readonly OptionName[]).flatMap((name) => [`--${name}`, ...[args[name]?.alias ?? []].flat().map((a) => `-${a}`)]);
+  return (COMMAND_OPTIONS[command] as readonly OptionName[]).flatMap((name) => [
+    `--${name}`,
+    ...[args[name]?.alias ?? []].flat().map((a) => `-${a}`),
+  ]);
 };
 const withChoices = (Object.keys(OPTIONS) as OptionName[]).filter((name) => option(name).choices !== undefined);
-const commandTaking = (name: OptionName) => COMMANDS.find((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name))!;
+const commandTaking = (name: OptionName) =>
+  COMMANDS.find((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name))!;
 
 describe("fibrpc completion", () => {
   test("prints a script for bash, zsh and fish on stdout", async () => {
@@ -63,7 +72,9 @@ describe("fibrpc completion", () => {
       expect(stderr.trimEnd().split("\n"), args.join(" ")).toHaveLength(1);
       expect(stderr).toMatch(/bash.*zsh.*fish/);
     }
-    expect((await run(["completion", "tcsh"])).stderr).toBe('fibrpc: unknown shell "tcsh": fibrpc completion supports bash, zsh or fish\n');
+    expect((await run(["completion", "tcsh"])).stderr).toBe(
+      'fibrpc: unknown shell "tcsh": fibrpc completion supports bash, zsh or fish\n',
+    );
     expect((await run(["completion", "--shell", "bash"])).code).toBe(64);
   });
 
@@ -72,6 +83,7 @@ describe("fibrpc completion", () => {
     expect(code).toBe(0);
     const flat = stdout.replace(/\s+/g, " ");
     expect(flat).toContain("source <(fibrpc completion bash)");
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, as help prints it
     expect(flat).toContain('fibrpc completion zsh > "${fpath[1]}/_fibrpc"');
     expect(flat).toContain("fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish");
   });
@@ -104,7 +116,12 @@ describe("bash", () => {
   }
 
   test("completes a command, a flag and a flag's value", async () => {
-    const [se, wo, level, all] = await complete(["fibrpc se", "fibrpc serve --wo", "fibrpc serve --log-level ", "fibrpc "]);
+    const [se, wo, level, all] = await complete([
+      "fibrpc se",
+      "fibrpc serve --wo",
+      "fibrpc serve --log-level ",
+      "fibrpc ",
+    ]);
     expect(se).toEqual(["serve"]);
     expect(wo).toEqual(["--workers"]);
     expect(level).toEqual([...option("log-level").choices!]);
@@ -115,8 +132,12 @@ describe("bash", () => {
     const flagLines = COMMANDS.map((c) => `fibrpc ${c} -`);
     const valueLines = withChoices.map((name) => `fibrpc ${commandTaking(name)} --${name} `);
     const replies = await complete([...flagLines, ...valueLines, "fibrpc completion ", "fibrpc call --timeout "]);
-    COMMANDS.forEach((command, i) => expect(replies[i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"])));
-    withChoices.forEach((name, i) => expect(replies[COMMANDS.length + i], name).toEqual([...option(name).choices!]));
+    COMMANDS.forEach((command, i) => {
+      expect(replies[i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"]));
+    });
+    withChoices.forEach((name, i) => {
+      expect(replies[COMMANDS.length + i], name).toEqual([...option(name).choices!]);
+    });
     expect(replies.at(-2)).toEqual(["bash", "zsh", "fish"]);
     expect(replies.at(-1)).toEqual([]); // a duration: nothing to offer, and not file names
   });
@@ -202,10 +223,16 @@ describe("zsh", () => {
   }
 
   test("sourced: completes a command, a flag and a flag's value when Tab is pressed", async () => {
-    const matches = await complete("source", ["fibrpc se", "fibrpc serve --wo", "fibrpc serve --log-level ", "fibrpc completion "]);
+    const matches = await complete("source", [
+      "fibrpc se",
+      "fibrpc serve --wo",
+      "fibrpc serve --log-level ",
+      "fibrpc completion ",
+    ]);
     expect(matches).toEqual([["serve"], ["--workers"], [...option("log-level").choices!], ["bash", "zsh", "fish"]]);
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, named in the test's title
   test('saved as "${fpath[1]}/_fibrpc" and autoloaded: the same', async () => {
     const dir = join(binDir, "zsh-functions");
     const { stdout } = await run(["completion", "zsh"]);
@@ -224,7 +251,12 @@ describe("fish", () => {
     return stdout
       .split(/^== .*\n/m)
       .slice(1)
-      .map((block) => block.split("\n").filter(Boolean).map((l) => l.split("\t")[0]!));
+      .map((block) =>
+        block
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => l.split("\t")[0]!),
+      );
   }
 
   test("the script parses (fish -n)", async () => {
@@ -237,11 +269,20 @@ describe("fish", () => {
   });
 
   test("completes a command, every flag of each command, and fixed sets of values", async () => {
-    const lines = ["fibrpc se", "fibrpc serve --wo", ...COMMANDS.map((c) => `fibrpc ${c} -`), ...withChoices.map((name) => `fibrpc ${commandTaking(name)} --${name} `)];
+    const lines = [
+      "fibrpc se",
+      "fibrpc serve --wo",
+      ...COMMANDS.map((c) => `fibrpc ${c} -`),
+      ...withChoices.map((name) => `fibrpc ${commandTaking(name)} --${name} `),
+    ];
     const replies = await complete(lines);
     expect(replies[0]).toEqual(["serve"]);
     expect(replies[1]).toEqual(["--workers"]);
-    COMMANDS.forEach((command, i) => expect(replies[2 + i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"])));
-    withChoices.forEach((name, i) => expect(replies[2 + COMMANDS.length + i]!.sort(), name).toEqual([...option(name).choices!].sort()));
+    COMMANDS.forEach((command, i) => {
+      expect(replies[2 + i], command).toEqual(expect.arrayContaining([...flagsOf(command), "--help"]));
+    });
+    withChoices.forEach((name, i) => {
+      expect(replies[2 + COMMANDS.length + i]!.sort(), name).toEqual([...option(name).choices!].sort());
+    });
   });
 });

@@ -5,7 +5,18 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { URL, tracked, BIN, queueStats, rawChannel, run, startServe, uniqueQueue, type Server, cleanupAfterFile } from "../helpers.ts";
+import {
+  URL,
+  tracked,
+  BIN,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  uniqueQueue,
+  type Server,
+  cleanupAfterFile,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -44,7 +55,14 @@ describe("binary", () => {
       const alone = join(folder, "fibrpc");
       copyFileSync(BIN, alone);
       chmodSync(alone, 0o755);
-      const proc = tracked(Bun.spawn([alone, "serve", "--url", URL, "--workers", "2", "--queue", queue], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+      const proc = tracked(
+        Bun.spawn([alone, "serve", "--url", URL, "--workers", "2", "--queue", queue], {
+          cwd: "/",
+          stdout: "ignore",
+          stderr: "pipe",
+          stdin: "ignore",
+        }),
+      );
       let log = "";
       const decoder = new TextDecoder();
       const reader = proc.stderr.getReader(); // kept open: serve logs again when it drains
@@ -66,7 +84,14 @@ describe("binary", () => {
 
 test("serve keeps serving when the reader of its log goes away (`serve 2>&1 | head -1`)", async () => {
   const own = uniqueQueue(); // answered by this serve alone, so it has logged after the pipe closed
-  const proc = tracked(Bun.spawn([BIN, "serve", "--url", URL, "--workers", "1", "--queue", own, "--log-level", "debug"], { cwd: "/", stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+  const proc = tracked(
+    Bun.spawn([BIN, "serve", "--url", URL, "--workers", "1", "--queue", own, "--log-level", "debug"], {
+      cwd: "/",
+      stdout: "ignore",
+      stderr: "pipe",
+      stdin: "ignore",
+    }),
+  );
   const reader = proc.stderr.getReader();
   await reader.read(); // the first line, as head -1 would
   await reader.cancel(); // ...and the pipe closes: every later log line meets EPIPE
@@ -94,7 +119,10 @@ describe("serve + call", () => {
   test("--json prints n, result as a string, latency", async () => {
     const { code, stdout } = await run(["call", "--queue", queue, "--json", "30", "10"]);
     expect(code).toBe(0);
-    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(lines).toMatchObject([
       { n: 30, result: "832040" },
       { n: 10, result: "55" },
@@ -127,7 +155,8 @@ describe("a raw amqplib client, sending exactly as the tutorial's clients do", (
       ch.consume(
         callback,
         (msg) => {
-          if (msg && msg.properties.correlationId === correlationId) resolve({ body: msg.content.toString(), properties: { ...msg.properties } });
+          if (msg && msg.properties.correlationId === correlationId)
+            resolve({ body: msg.content.toString(), properties: { ...msg.properties } });
         },
         { noAck: true },
       );
@@ -160,10 +189,25 @@ describe("bad input never crashes a worker nor loops", () => {
     { name: "oversized (1 MiB)", body: Buffer.alloc(1 << 20, 0x31), code: "REQUEST_TOO_LARGE" },
     { name: "non-UTF-8", body: Buffer.from([0xc3, 0x28, 0xff]), code: "INVALID_UTF8" },
     { name: "invalid JSON", body: Buffer.from("{"), contentType: "application/json", code: "INVALID_JSON" },
-    { name: "JSON of the wrong shape", body: Buffer.from('{"number": 3}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
-    { name: "JSON n as a string", body: Buffer.from('{"n": "3"}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
+    {
+      name: "JSON of the wrong shape",
+      body: Buffer.from('{"number": 3}'),
+      contentType: "application/json",
+      code: "INVALID_JSON_SHAPE",
+    },
+    {
+      name: "JSON n as a string",
+      body: Buffer.from('{"n": "3"}'),
+      contentType: "application/json",
+      code: "INVALID_JSON_SHAPE",
+    },
     { name: "JSON array", body: Buffer.from("[3]"), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
-    { name: "unsupported content type", body: Buffer.from("3"), contentType: "application/x-protobuf", code: "UNSUPPORTED_CONTENT_TYPE" },
+    {
+      name: "unsupported content type",
+      body: Buffer.from("3"),
+      contentType: "application/x-protobuf",
+      code: "UNSUPPORTED_CONTENT_TYPE",
+    },
   ];
 
   test("each gets an error reply with its code, marked as an error", async () => {
@@ -175,7 +219,11 @@ describe("bad input never crashes a worker nor loops", () => {
       callback,
       (msg) => {
         if (!msg) return;
-        replies.set(msg.properties.correlationId, { body: msg.content.toString(), type: msg.properties.type, contentType: msg.properties.contentType });
+        replies.set(msg.properties.correlationId, {
+          body: msg.content.toString(),
+          type: msg.properties.type,
+          contentType: msg.properties.contentType,
+        });
         notify();
       },
       { noAck: true },
@@ -183,8 +231,13 @@ describe("bad input never crashes a worker nor loops", () => {
     const all = new Promise<void>((resolve) => {
       notify = () => replies.size === cases.length && resolve();
     });
-    cases.forEach((c, i) => ch.sendToQueue(queue, c.body, { replyTo: callback, correlationId: String(i), contentType: c.contentType }));
-    await Promise.race([all, Bun.sleep(10_000).then(() => Promise.reject(new Error(`only ${replies.size}/${cases.length} replies`)))]);
+    cases.forEach((c, i) => {
+      ch.sendToQueue(queue, c.body, { replyTo: callback, correlationId: String(i), contentType: c.contentType });
+    });
+    await Promise.race([
+      all,
+      Bun.sleep(10_000).then(() => Promise.reject(new Error(`only ${replies.size}/${cases.length} replies`))),
+    ]);
     cases.forEach((c, i) => {
       const reply = replies.get(String(i))!;
       expect(reply.type, c.name).toBe("error");

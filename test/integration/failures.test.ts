@@ -10,7 +10,21 @@ import { RpcClient } from "../../src/rpc/client.ts";
 import { deadLetterQueueName } from "../../src/rpc/queue.ts";
 import { Hold } from "../hold.ts";
 import { startProxy } from "../proxy.ts";
-import { tracked, alsoDelete, BIN, TEST_BIN, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, URL, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
+import {
+  tracked,
+  alsoDelete,
+  BIN,
+  TEST_BIN,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  uniqueQueue,
+  URL,
+  cleanupAfterFile,
+  BROKER_PORT,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -22,13 +36,27 @@ cleanupAfterFile();
 function twinCall(args: string[]) {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
-  return tracked(Bun.spawn([BIN, "call", "--url", URL, "--timeout", "20s", ...args], { cwd: "/", env, stdout: "ignore", stderr: "ignore", stdin: "ignore" }));
+  return tracked(
+    Bun.spawn([BIN, "call", "--url", URL, "--timeout", "20s", ...args], {
+      cwd: "/",
+      env,
+      stdout: "ignore",
+      stderr: "ignore",
+      stdin: "ignore",
+    }),
+  );
 }
 
 describe("no server", () => {
   test("--wait-for-server succeeds when a server starts during the wait", async () => {
     const queue = uniqueQueue();
-    const call = tracked(Bun.spawn([BIN, "call", "--url", URL, "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
+    const call = tracked(
+      Bun.spawn([BIN, "call", "--url", URL, "--wait-for-server", "--timeout", "20s", "--queue", queue, "30"], {
+        cwd: "/",
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
     // Wait until call says it is waiting, then start the server.
     let stderr = "";
     const decoder = new TextDecoder();
@@ -86,7 +114,12 @@ describe("timeouts and deadlines", () => {
     expect(code).toBe(75);
     expect(held).toBe(1);
     // The waiting request expires in the queue...
-    await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "expired request dropped");
+    await eventually(
+      () => queueStats(queue),
+      (s) => s.messageCount === 0,
+      10_000,
+      "expired request dropped",
+    );
     // ...and the held one, requeued when its consumer goes, is expired too.
     await stalled.conn.close();
     const server = await startServe(["--workers", "2", "--queue", queue, "--log-level", "debug"]);
@@ -104,10 +137,16 @@ describe("timeouts and deadlines", () => {
     const { ch } = await rawChannel();
     const { queue: callback } = await ch.assertQueue("", { exclusive: true });
     const reply = new Promise<{ type?: string; body: string }>((resolve) => {
-      ch.consume(callback, (msg) => msg && resolve({ type: msg.properties.type, body: msg.content.toString() }), { noAck: true });
+      ch.consume(callback, (msg) => msg && resolve({ type: msg.properties.type, body: msg.content.toString() }), {
+        noAck: true,
+      });
     });
     // No expiration, so the broker delivers it; only the deadline header says it is too late.
-    ch.sendToQueue(queue, Buffer.from("104"), { replyTo: callback, correlationId: "late", headers: { "x-fibrpc-deadline": Date.now() - 5000 } });
+    ch.sendToQueue(queue, Buffer.from("104"), {
+      replyTo: callback,
+      correlationId: "late",
+      headers: { "x-fibrpc-deadline": Date.now() - 5000 },
+    });
     expect(await reply).toMatchObject({ type: "error", body: expect.stringMatching(/^DEADLINE_EXCEEDED: /) });
     await server.waitForLog(/skipped a request whose caller gave up \d+ ms ago/, 5000);
     expect(server.log).not.toContain("fib(104)");
@@ -128,14 +167,28 @@ describe("timeouts and deadlines", () => {
     });
     const lines: string[] = [];
     const log = createConsola({ level: 4, reporters: [{ log: (o) => lines.push(o.args.join(" ")) }] });
-    const client = await RpcClient.connect({ broker: { urls: [parseBrokerUrl(URL)], tls: {} }, queue, replyQueue: "direct", format: "text", timeoutMs: 200, log });
+    const client = await RpcClient.connect({
+      broker: { urls: [parseBrokerUrl(URL)], tls: {} },
+      queue,
+      replyQueue: "direct",
+      format: "text",
+      timeoutMs: 200,
+      log,
+    });
     try {
       const outcome = await client.call(6);
       expect(outcome).toMatchObject({ ok: false, code: "TIMEOUT" });
       const msg = await received;
-      responder.ch.sendToQueue(msg.properties.replyTo, Buffer.from("8"), { correlationId: msg.properties.correlationId });
+      responder.ch.sendToQueue(msg.properties.replyTo, Buffer.from("8"), {
+        correlationId: msg.properties.correlationId,
+      });
       // The reply is on its way back; wait until the client has seen and ignored it.
-      await eventually(async () => lines.join("\n"), (text) => text.includes("ignored a reply"), 5000, "late reply ignored");
+      await eventually(
+        async () => lines.join("\n"),
+        (text) => text.includes("ignored a reply"),
+        5000,
+        "late reply ignored",
+      );
     } finally {
       await client.close();
     }
@@ -172,7 +225,9 @@ describe("poison requests are not redelivered forever", () => {
     test(`${queueType}: a request that crashes the worker gets POISON_REQUEST; serving goes on`, async () => {
       const queue = uniqueQueue();
       if (queueType === "quorum") alsoDelete(deadLetterQueueName(queue));
-      const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType], { FIBRPC_TEST_FAULTS: "crash=14" });
+      const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType], {
+        FIBRPC_TEST_FAULTS: "crash=14",
+      });
       const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "14"]);
       expect(stdout).toBe("");
       expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times; it is not tried again/);
@@ -196,7 +251,12 @@ test("the release binary cannot inject faults: it ignores FIBRPC_TEST_FAULTS and
   expect(holds("FIBRPC_TEST_FAULTS")).toBe(false);
   expect(Buffer.from(await Bun.file(TEST_BIN).bytes()).includes("injected exception for n=")).toBe(true);
   const queue = uniqueQueue();
-  const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: "crash=14,throw=13" }, undefined, BIN);
+  const server = await startServe(
+    ["--workers", "1", "--queue", queue],
+    { FIBRPC_TEST_FAULTS: "crash=14,throw=13" },
+    undefined,
+    BIN,
+  );
   const answered = await run(["call", "--queue", queue, "--timeout", "15s", "13", "14"]);
   expect(answered).toMatchObject({ code: 0, stdout: "233\n377\n" });
   expect(await server.stop()).toBe(0);
@@ -205,16 +265,29 @@ test("the release binary cannot inject faults: it ignores FIBRPC_TEST_FAULTS and
 describe("poison accounting is fair", () => {
   test("requests delivered alongside a crashing one are answered, never refused with it", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], { FIBRPC_TEST_FAULTS: "crash=14" });
+    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug"], {
+      FIBRPC_TEST_FAULTS: "crash=14",
+    });
     // The heavy ones wait their turn (unacked) while 14 crashes the worker: whether they are
     // redelivered depends on timing; either way they are answered, and only 14 is refused.
-    const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "100000", "100001", "14"]);
+    const { code, stdout, stderr } = await run([
+      "call",
+      "--queue",
+      queue,
+      "--timeout",
+      "30s",
+      "100000",
+      "100001",
+      "14",
+    ]);
     expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times/);
     expect(stderr.split("\n").filter(Boolean)).toHaveLength(1);
     expect(stdout.split("\n").map((line) => line.length)).toEqual([20899, 20899, 0]);
     expect(code).toBe(76);
     const redelivered = server.log.match(/computing heavy fib\(100000\)/g)?.length ?? 0;
-    console.log(`alongside a poison request: fib(100000) was started ${redelivered} time(s), answered once, never refused`);
+    console.log(
+      `alongside a poison request: fib(100000) was started ${redelivered} time(s), answered once, never refused`,
+    );
     expect(await server.stop()).toBe(0);
   });
 
@@ -227,11 +300,29 @@ describe("poison accounting is fair", () => {
       // so the reply and ack are lost and the broker redelivers the request.
       const hold = new Hold(100_000);
       try {
-        const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType, "--log-level", "debug", "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`], { FIBRPC_TEST_FAULTS: hold.faults() });
+        const server = await startServe(
+          [
+            "--workers",
+            "1",
+            "--queue",
+            queue,
+            "--queue-type",
+            queueType,
+            "--log-level",
+            "debug",
+            "--url",
+            `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+          ],
+          { FIBRPC_TEST_FAULTS: hold.faults() },
+        );
         const { ch } = await rawChannel();
         const { queue: callback } = await ch.assertQueue("", { exclusive: true });
         const reply = new Promise<{ type?: string; length: number }>((resolve) => {
-          void ch.consume(callback, (msg) => msg && resolve({ type: msg.properties.type, length: msg.content.length }), { noAck: true });
+          void ch.consume(
+            callback,
+            (msg) => msg && resolve({ type: msg.properties.type, length: msg.content.length }),
+            { noAck: true },
+          );
         });
         ch.sendToQueue(queue, Buffer.from("100000"), { replyTo: callback, correlationId: "fair" });
         for (let cut = 1; cut <= 4; cut++) {

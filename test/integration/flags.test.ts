@@ -26,14 +26,20 @@ const NOWHERE = { FIBRPC_URL: "amqp://guest:guest@127.0.0.1:1" };
 const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[] = [
   // A flag missing its value: last, before another flag, or empty.
   { args: ["call", "30", "--timeout"], message: /^fibrpc: --timeout needs a value \(duration\)$/ },
-  { args: ["call", "30", "--timeout", "--json"], message: /^fibrpc: --timeout needs a value \(duration\) before --json$/ },
+  {
+    args: ["call", "30", "--timeout", "--json"],
+    message: /^fibrpc: --timeout needs a value \(duration\) before --json$/,
+  },
   { args: ["call", "--timeout=", "30"], message: /^fibrpc: --timeout needs a value \(duration\), got an empty one$/ },
   { args: ["call", "30", "--url"], message: /--url needs a value/ },
   { args: ["serve", "--workers"], message: /--workers needs a value \(count\)/ },
   { args: ["bench", "--n", "--json"], message: /--n needs a value \(n\|min-max\) before --json/ },
   { args: ["health", "--status-file"], message: /--status-file needs a value/ },
   // A single-value flag given twice: citty would keep the last one.
-  { args: ["call", "30", "--timeout", "1s", "--timeout", "2s"], message: /^fibrpc: --timeout given twice \(1s, 2s\); give it once$/ },
+  {
+    args: ["call", "30", "--timeout", "1s", "--timeout", "2s"],
+    message: /^fibrpc: --timeout given twice \(1s, 2s\); give it once$/,
+  },
   { args: ["serve", "--workers", "1", "--workers=2"], message: /--workers given twice \(1, 2\)/ },
   { args: ["bench", "--json", "--json"], message: /--json given twice/ },
   { args: ["call", "30", "--json", "--no-json"], message: /--json given twice/ },
@@ -41,15 +47,33 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["call", "--json=yes", "30"], message: /^fibrpc: --json takes no value \(got --json=yes\)/ },
   { args: ["call", "--wait-for-server=false", "30"], message: /--wait-for-server takes no value/ },
   // Unknown flags and values, from flags, environment and config file alike.
-  { args: ["call", "30", "--timout", "1s"], message: /^fibrpc: unknown option --timout; did you mean --timeout\? see fibrpc call --help$/ },
-  { args: ["call", "--jsn", "5"], message: /^fibrpc: unknown option --jsn; did you mean --json\? see fibrpc call --help$/ },
-  { args: ["call", "30", "-x", "1s"], message: /^fibrpc: unknown option -x; the short flags of call are -t, -j; see fibrpc call --help$/ },
-  { args: ["serve", "-t", "1s"], message: /^fibrpc: unknown option -t; the short flags of serve are -w; see fibrpc serve --help$/ },
-  { args: ["bench", "-jt", "1s"], message: /^fibrpc: unknown option -jt; did you mean -j -t\? short flags go one at a time/ },
+  {
+    args: ["call", "30", "--timout", "1s"],
+    message: /^fibrpc: unknown option --timout; did you mean --timeout\? see fibrpc call --help$/,
+  },
+  {
+    args: ["call", "--jsn", "5"],
+    message: /^fibrpc: unknown option --jsn; did you mean --json\? see fibrpc call --help$/,
+  },
+  {
+    args: ["call", "30", "-x", "1s"],
+    message: /^fibrpc: unknown option -x; the short flags of call are -t, -j; see fibrpc call --help$/,
+  },
+  {
+    args: ["serve", "-t", "1s"],
+    message: /^fibrpc: unknown option -t; the short flags of serve are -w; see fibrpc serve --help$/,
+  },
+  {
+    args: ["bench", "-jt", "1s"],
+    message: /^fibrpc: unknown option -jt; did you mean -j -t\? short flags go one at a time/,
+  },
   // Unknown commands: the closest one.
   { args: ["servee"], message: /^fibrpc: unknown command "servee"; did you mean "serve"\? see fibrpc --help$/ },
   { args: ["servee", "--help"], message: /^fibrpc: unknown command "servee"; did you mean "serve"\?/ },
-  { args: ["--json", "call", "30"], message: /^fibrpc: unknown option --json before the command: options go after it \(fibrpc call --json\)/ },
+  {
+    args: ["--json", "call", "30"],
+    message: /^fibrpc: unknown option --json before the command: options go after it \(fibrpc call --json\)/,
+  },
   // Short flags go through the same strict scan.
   { args: ["call", "30", "-t"], message: /^fibrpc: --timeout needs a value \(duration\)$/ },
   { args: ["call", "30", "-t", "-j"], message: /^fibrpc: --timeout needs a value \(duration\) before -j$/ },
@@ -57,29 +81,46 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["bench", "-r", "--json"], message: /^fibrpc: --requests needs a value \(count\) before --json$/ },
   { args: ["bench", "-n", "--json"], message: /^fibrpc: --n needs a value \(n\|min-max\) before --json$/ },
   { args: ["bench", "-c", "-j"], message: /^fibrpc: --concurrency needs a value \(count\) before -j$/ },
-  { args: ["call", "30", "-t", "1s", "--timeout", "2s"], message: /^fibrpc: --timeout given twice \(1s, 2s\); give it once$/ },
+  {
+    args: ["call", "30", "-t", "1s", "--timeout", "2s"],
+    message: /^fibrpc: --timeout given twice \(1s, 2s\); give it once$/,
+  },
   { args: ["serve", "-w", "1", "-w", "2"], message: /^fibrpc: --workers given twice \(1, 2\); give it once$/ },
   { args: ["bench", "-j", "--json"], message: /^fibrpc: --json given twice; give it once$/ },
   { args: ["call", "-j=yes", "30"], message: /^fibrpc: --json takes no value \(got -j=yes\)/ },
   { args: ["bench", "-r", "0"], message: /--requests must be/ },
   // -n is --n (fib's n), as its letter says; not the number of calls (that is -r).
   // bench checks every answer against fib(n) it computes itself: n up to the largest --max-n.
-  { args: ["bench", "-n", "10000001"], message: /^fibrpc: --n must be at most 10000000 \(the largest serve --max-n\), got 10000001$/ },
+  {
+    args: ["bench", "-n", "10000001"],
+    message: /^fibrpc: --n must be at most 10000000 \(the largest serve --max-n\), got 10000001$/,
+  },
   { args: ["call", "30", "-t", "600h"], message: /^fibrpc: --timeout must be at most 2147483647ms/ },
   { args: ["call", "30", "--reply-queue", "shared"], message: /--reply-queue must be direct or exclusive/ },
-  { args: ["call", "30"], env: { FIBRPC_REPLY_QUEUE: "shared" }, message: /--reply-queue must be direct or exclusive, got "shared"/ },
+  {
+    args: ["call", "30"],
+    env: { FIBRPC_REPLY_QUEUE: "shared" },
+    message: /--reply-queue must be direct or exclusive, got "shared"/,
+  },
   { args: ["call", "30"], env: { FIBRPC_LOG_LEVEL: "loud" }, message: /--log-level must be one of/ },
   { args: ["serve"], env: { FIBRPC_QUEUE_TYPE: "stream" }, message: /--queue-type must be one of classic, quorum/ },
   { args: ["serve", "--log-format", "xml"], message: /--log-format must be one of pretty, json/ },
   { args: ["call", "30"], env: { FIBRPC_JSON: "maybe" }, message: /FIBRPC_JSON must be true or false/ },
   // Durations: beyond 2^31 - 1 ms a timer fires at once (or never drains).
-  { args: ["call", "30", "--timeout", "600h"], message: /^fibrpc: --timeout must be at most 2147483647ms \(about 24\.8 days, the longest timer the runtime holds\), got "600h"$/ },
+  {
+    args: ["call", "30", "--timeout", "600h"],
+    message:
+      /^fibrpc: --timeout must be at most 2147483647ms \(about 24\.8 days, the longest timer the runtime holds\), got "600h"$/,
+  },
   { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "25d" }, message: /--timeout must be a duration/ },
   { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "596h1" }, message: /--timeout must be a duration/ },
   { args: ["call", "30"], env: { FIBRPC_TIMEOUT: "597h" }, message: /--timeout must be at most 2147483647ms/ },
   { args: ["serve", "--drain-timeout", "600h"], message: /--drain-timeout must be at most 2147483647ms/ },
   { args: ["bench", "--duration", "600h"], message: /--duration must be at most 2147483647ms/ },
-  { args: ["health", "--status-file", "/nonexistent", "--max-age", "600h"], message: /--max-age must be at most 2147483647ms/ },
+  {
+    args: ["health", "--status-file", "/nonexistent", "--max-age", "600h"],
+    message: /--max-age must be at most 2147483647ms/,
+  },
   { args: ["call", "30", "--timeout", "0"], message: /--timeout must be at least 1ms/ },
   { args: ["call", "30", "--timeout", "1e3"], message: /--timeout must be a duration like 500ms, 5s or 2m, got "1e3"/ },
   { args: ["call", "30", "--timeout", "Infinity"], message: /--timeout must be a duration/ },
@@ -89,11 +130,20 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["call", "--timeout", "1s", "-5"], message: /invalid n "-5": n must not be negative/ },
   { args: ["call", "--json", "-5"], message: /invalid n "-5"/ },
   // serve's HTTP address.
-  { args: ["serve", "--http-port", "9", "--http-host", "not a host"], message: /--http-host must be an IP address or a host name/ },
+  {
+    args: ["serve", "--http-port", "9", "--http-host", "not a host"],
+    message: /--http-host must be an IP address or a host name/,
+  },
   { args: ["serve", "--http-host", "0.0.0.0"], message: /--http-host has no effect without --http-port/ },
-  { args: ["serve", "--http-port", "19999", "--http-host", "203.0.113.7"], message: /--http-host 203\.0\.113\.7 is not an address of this machine/ },
+  {
+    args: ["serve", "--http-port", "19999", "--http-host", "203.0.113.7"],
+    message: /--http-host 203\.0\.113\.7 is not an address of this machine/,
+  },
   // connection_timeout is one socket option for all of serve's URLs.
-  { args: ["serve", "--url", "amqp://h1?connection_timeout=100,amqp://h2"], message: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none/ },
+  {
+    args: ["serve", "--url", "amqp://h1?connection_timeout=100,amqp://h2"],
+    message: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none/,
+  },
 ];
 
 describe("misread flags are usage errors: exit 64, one line, nothing on stdout", () => {
@@ -127,10 +177,26 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
 
   test("config-file keys are read as strictly as flags: an unknown one is named, with its line and the closest key", async () => {
     for (const [command, text, message] of [
-      ["call", "FIBRPC_QUEUE=q\n# a comment\nFIBRPC_TIMOUT=5s\n", /^fibrpc: unknown key FIBRPC_TIMOUT in --config "[^"]+" \(line 3\); did you mean FIBRPC_TIMEOUT\?$/],
-      ["serve", "FIBRPC_WORKER=2\n", /^fibrpc: unknown key FIBRPC_WORKER in --config "[^"]+" \(line 1\); did you mean FIBRPC_WORKERS\?$/],
-      ["bench", "TIMEOUT=5s\n", /^fibrpc: unknown key TIMEOUT in --config "[^"]+" \(line 1\): only FIBRPC_\* settings belong there; did you mean FIBRPC_TIMEOUT\?$/],
-      ["health", "FIBRPC_STATUS_FILE=/s.json\nFIBRPC_CONFIG=/other.env\n", /^fibrpc: FIBRPC_CONFIG in --config "[^"]+" \(line 2\): a config file cannot name another one; remove the line$/],
+      [
+        "call",
+        "FIBRPC_QUEUE=q\n# a comment\nFIBRPC_TIMOUT=5s\n",
+        /^fibrpc: unknown key FIBRPC_TIMOUT in --config "[^"]+" \(line 3\); did you mean FIBRPC_TIMEOUT\?$/,
+      ],
+      [
+        "serve",
+        "FIBRPC_WORKER=2\n",
+        /^fibrpc: unknown key FIBRPC_WORKER in --config "[^"]+" \(line 1\); did you mean FIBRPC_WORKERS\?$/,
+      ],
+      [
+        "bench",
+        "TIMEOUT=5s\n",
+        /^fibrpc: unknown key TIMEOUT in --config "[^"]+" \(line 1\): only FIBRPC_\* settings belong there; did you mean FIBRPC_TIMEOUT\?$/,
+      ],
+      [
+        "health",
+        "FIBRPC_STATUS_FILE=/s.json\nFIBRPC_CONFIG=/other.env\n",
+        /^fibrpc: FIBRPC_CONFIG in --config "[^"]+" \(line 2\): a config file cannot name another one; remove the line$/,
+      ],
     ] as const) {
       const { code, stdout, stderr } = await run([command, "--config", configFile(text)], NOWHERE);
       expect(code, stderr).toBe(64);
@@ -141,7 +207,9 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
   });
 
   test("one config file may serve every command: keys of another command's options are accepted", async () => {
-    const file = configFile("FIBRPC_WORKERS=2\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_TIMEOUT=1s\nFIBRPC_STATUS_FILE=/nonexistent/status.json\n");
+    const file = configFile(
+      "FIBRPC_WORKERS=2\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_TIMEOUT=1s\nFIBRPC_STATUS_FILE=/nonexistent/status.json\n",
+    );
     // call reads its own (FIBRPC_TIMEOUT) and goes on to connect: refused by the broker nobody listens on, not by the file.
     const call = await run(["call", "30", "--config", file], NOWHERE);
     expect(call.code, call.stderr).toBe(68);
@@ -162,7 +230,15 @@ describe("several --url: tried in order", () => {
   for (const [name, urls] of [
     ["repeated", ["--url", "amqp://guest:guest@127.0.0.1:1", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
     ["comma-separated", ["--url", `amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
-    ["both", ["--url", "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:2", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],
+    [
+      "both",
+      [
+        "--url",
+        "amqp://guest:guest@127.0.0.1:1,amqp://guest:guest@127.0.0.1:2",
+        "--url",
+        `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`,
+      ],
+    ],
   ] as const) {
     test(`${name}: the first is refused, the call is answered via the next`, async () => {
       const queue = uniqueQueue();
@@ -177,13 +253,25 @@ describe("several --url: tried in order", () => {
 
   test("serve takes them in order too", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug", "--url", "amqp://guest:guest@127.0.0.1:1", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]);
-    expect(server.log).toContain(`on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:${BROKER_PORT} with 1 workers`);
+    const server = await startServe([
+      "--workers",
+      "1",
+      "--queue",
+      queue,
+      "--log-level",
+      "debug",
+      "--url",
+      "amqp://guest:guest@127.0.0.1:1",
+      "--url",
+      `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`,
+    ]);
+    expect(server.log).toContain(
+      `on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:${BROKER_PORT} with 1 workers`,
+    );
     expect(server.log).toContain(`connected to amqp://guest:***@127.0.0.1:${BROKER_PORT}`);
     expect(await server.stop()).toBe(0);
   });
 });
-
 
 /** The status of GET url, or the error's code if nothing answers (bounded). */
 async function probe(url: string): Promise<number | string> {
@@ -214,7 +302,9 @@ describe("--http-host", () => {
 
   test("0.0.0.0 (the image's setting, here from FIBRPC_HTTP_HOST): every interface", async () => {
     const port = await freePort();
-    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)], { FIBRPC_HTTP_HOST: "0.0.0.0" });
+    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port)], {
+      FIBRPC_HTTP_HOST: "0.0.0.0",
+    });
     expect(await probe(`http://${otherAddress}:${port}/healthz`)).toBe(200);
     expect(await probe(`http://127.0.0.1:${port}/healthz`)).toBe(200);
     expect(await server.stop()).toBe(0);
@@ -222,7 +312,16 @@ describe("--http-host", () => {
 
   test("one address: that one only", async () => {
     const port = await freePort();
-    const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--http-port", String(port), "--http-host", otherAddress]);
+    const server = await startServe([
+      "--workers",
+      "1",
+      "--queue",
+      uniqueQueue(),
+      "--http-port",
+      String(port),
+      "--http-host",
+      otherAddress,
+    ]);
     expect(await probe(`http://${otherAddress}:${port}/metrics`)).toBe(200);
     expect(await probe(`http://127.0.0.1:${port}/metrics`)).not.toBe(200);
     expect(await server.stop()).toBe(0);

@@ -42,13 +42,21 @@ describe("a resource alarm (connection.blocked)", () => {
     const queue = "flow_blocked";
     const server = await startServe(["--workers", "1", "--queue", queue, "--url", node.url]);
     try {
-      const result = await withMemoryAlarm(() => run(["call", "--url", node.url, "--queue", queue, "--timeout", "3s", "30", "31"]));
+      const result = await withMemoryAlarm(() =>
+        run(["call", "--url", node.url, "--queue", queue, "--timeout", "3s", "30", "31"]),
+      );
       expect(result.code).toBe(75);
       const lines = result.stderr.trim().split("\n");
       // One notice for the connection, whatever the number of calls waiting on it.
       expect(lines.filter((l) => /broker is blocking publishers: .*memory/.test(l))).toHaveLength(1);
       for (const n of [30, 31]) {
-        expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^fib\\(${n}\\): BROKER_BLOCKED: the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${node.port} has been blocking publishers for [\\d.]+ s \\(.*memory.*\\), so the request to queue "${queue}" was not taken within the timeout; .*free memory or disk`)));
+        expect(lines).toContainEqual(
+          expect.stringMatching(
+            new RegExp(
+              `^fib\\(${n}\\): BROKER_BLOCKED: the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${node.port} has been blocking publishers for [\\d.]+ s \\(.*memory.*\\), so the request to queue "${queue}" was not taken within the timeout; .*free memory or disk`,
+            ),
+          ),
+        );
       }
       expect(lines).toHaveLength(3);
       expect(result.stdout).toBe("");
@@ -68,7 +76,9 @@ describe("a resource alarm (connection.blocked)", () => {
     const queue = "flow_in_flight";
     // The worker holds on fib(7), so the other requests are surely queued when the alarm starts.
     const hold = new Hold(7);
-    const server = await startServe(["--workers", "1", "--prefetch", "1", "--queue", queue, "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const server = await startServe(["--workers", "1", "--prefetch", "1", "--queue", queue, "--url", node.url], {
+      FIBRPC_TEST_FAULTS: hold.faults(),
+    });
     try {
       const ns = [7, ...Array.from({ length: 20 }, (_, i) => i + 1)];
       const call = run(["call", "--url", node.url, "--queue", queue, "--timeout", "60s", ...ns.map(String)]);
@@ -77,7 +87,12 @@ describe("a resource alarm (connection.blocked)", () => {
         hold.release(held);
         hold.releaseAll();
         // serve's reply to fib(7) is a publish: the broker blocks its connection.
-        await eventually(connectionStates, (states) => states.includes("blocked"), 20_000, "a connection blocked by the alarm");
+        await eventually(
+          connectionStates,
+          (states) => states.includes("blocked"),
+          20_000,
+          "a connection blocked by the alarm",
+        );
       });
       const result = await call;
       expect(result.code).toBe(0);
@@ -91,9 +106,22 @@ describe("a resource alarm (connection.blocked)", () => {
 describe("a full queue (publisher confirms)", () => {
   test("requests the broker refuses (max-length, overflow reject-publish) fail at once with REJECTED, exit 75; the others are answered", async () => {
     const queue = "flow_full";
-    expect((await node.ctl(["set_policy", "flow-full", `^${queue}$`, '{"max-length":10,"overflow":"reject-publish"}', "--apply-to", "queues"])).code).toBe(0);
+    expect(
+      (
+        await node.ctl([
+          "set_policy",
+          "flow-full",
+          `^${queue}$`,
+          '{"max-length":10,"overflow":"reject-publish"}',
+          "--apply-to",
+          "queues",
+        ])
+      ).code,
+    ).toBe(0);
     const hold = new Hold(7);
-    const server = await startServe(["--workers", "1", "--prefetch", "1", "--queue", queue, "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const server = await startServe(["--workers", "1", "--prefetch", "1", "--queue", queue, "--url", node.url], {
+      FIBRPC_TEST_FAULTS: hold.faults(),
+    });
     try {
       // fib(7) is held by the worker; 10 requests fit in the queue; the other 19 do not.
       const ns = [7, ...Array.from({ length: 29 }, (_, i) => i + 1)];
@@ -102,7 +130,10 @@ describe("a full queue (publisher confirms)", () => {
       const held = await hold.next();
       // The queue took what it could (10 ready); the rest were nacked by then.
       await eventually(
-        async () => (await rabbitmqctlJson(["list_queues", "name", "messages_ready"], { node: node.name })).find((q) => q.name === queue)?.messages_ready,
+        async () =>
+          (await rabbitmqctlJson(["list_queues", "name", "messages_ready"], { node: node.name })).find(
+            (q) => q.name === queue,
+          )?.messages_ready,
         (ready) => ready === 10,
         20_000,
         "10 requests ready in the full queue",
@@ -112,7 +143,12 @@ describe("a full queue (publisher confirms)", () => {
       hold.release(held);
       const result = await call;
       expect(result.code).toBe(75);
-      const outcomes = result.stdout.trim().split("\n").map((l) => JSON.parse(l) as { n: number; result?: string; error?: { code: string; message: string }; ms: number });
+      const outcomes = result.stdout
+        .trim()
+        .split("\n")
+        .map(
+          (l) => JSON.parse(l) as { n: number; result?: string; error?: { code: string; message: string }; ms: number },
+        );
       // Every n has exactly one outcome, in order: nothing lost.
       expect(outcomes.map((o) => o.n)).toEqual(ns);
       const rejected = outcomes.filter((o) => o.error);
@@ -123,11 +159,18 @@ describe("a full queue (publisher confirms)", () => {
       for (const o of answered) expect(o.result).toBe(String(fib(o.n)));
       for (const o of rejected) {
         expect(o.error!.code).toBe("REJECTED");
-        expect(o.error!.message).toMatch(new RegExp(`rejected the request \\(basic\\.nack\\): queue "${queue}" is most likely full`));
+        expect(o.error!.message).toMatch(
+          new RegExp(`rejected the request \\(basic\\.nack\\): queue "${queue}" is most likely full`),
+        );
         // At once: before the held computation was let go, not at the 60 s timeout.
         expect(o.ms).toBeLessThan(releasedAfterMs);
       }
-      expect(result.stderr.trim().split("\n").filter((l) => /: REJECTED: /.test(l))).toHaveLength(rejected.length);
+      expect(
+        result.stderr
+          .trim()
+          .split("\n")
+          .filter((l) => /: REJECTED: /.test(l)),
+      ).toHaveLength(rejected.length);
     } finally {
       await server.stop();
       await node.ctl(["clear_policy", "flow-full"]);

@@ -3,7 +3,16 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startProxy } from "../proxy.ts";
-import { eventually, run, startServe, tempFolder, tracked, uniqueQueue, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
+import {
+  eventually,
+  run,
+  startServe,
+  tempFolder,
+  tracked,
+  uniqueQueue,
+  cleanupAfterFile,
+  BROKER_PORT,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -12,18 +21,39 @@ test("health follows the workers: serving, broker cut off, recovered, stopped", 
   const queue = uniqueQueue();
   const proxy = await startProxy(BROKER_PORT);
   try {
-    const server = await startServe(["--workers", "2", "--queue", queue, "--status-file", statusFile, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+    const server = await startServe([
+      "--workers",
+      "2",
+      "--queue",
+      queue,
+      "--status-file",
+      statusFile,
+      "--url",
+      `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+    ]);
     const healthy = await run(["health", "--status-file", statusFile]);
     expect(healthy).toMatchObject({ code: 0, stdout: `healthy: 2/2 workers consuming queue "${queue}"\n` });
 
     proxy.refuse(true);
     proxy.cut();
-    const down = await eventually(() => run(["health"], { FIBRPC_STATUS_FILE: statusFile }), (r) => r.code !== 0, 10_000, "health failing");
+    const down = await eventually(
+      () => run(["health"], { FIBRPC_STATUS_FILE: statusFile }),
+      (r) => r.code !== 0,
+      10_000,
+      "health failing",
+    );
     expect(down.code).toBe(69);
-    expect(down.stderr).toMatch(/^fibrpc: unhealthy: 0\/2 workers consuming queue .*: the broker is unreachable or a worker is restarting\n$/);
+    expect(down.stderr).toMatch(
+      /^fibrpc: unhealthy: 0\/2 workers consuming queue .*: the broker is unreachable or a worker is restarting\n$/,
+    );
 
     proxy.refuse(false);
-    await eventually(() => run(["health", "--status-file", statusFile]), (r) => r.code === 0, 15_000, "health passing again");
+    await eventually(
+      () => run(["health", "--status-file", statusFile]),
+      (r) => r.code === 0,
+      15_000,
+      "health passing again",
+    );
 
     expect(await server.stop()).toBe(0);
     const gone = await run(["health", "--status-file", statusFile]);
@@ -52,7 +82,10 @@ describe("a status file belongs to one serve", () => {
       stderr: `fibrpc: --status-file ${statusFile} is held by another serve (pid ${first.proc.pid}), which is running; give each serve its own --status-file\n`,
     });
     expect(JSON.parse(readFileSync(statusFile, "utf8"))).toMatchObject({ pid: first.proc.pid });
-    expect(await run(["health", "--status-file", statusFile])).toMatchObject({ code: 0, stdout: `healthy: 1/1 workers consuming queue "${queue}"\n` });
+    expect(await run(["health", "--status-file", statusFile])).toMatchObject({
+      code: 0,
+      stdout: `healthy: 1/1 workers consuming queue "${queue}"\n`,
+    });
     expect(await first.stop()).toBe(0);
     expect(existsSync(statusFile)).toBe(false);
   });
@@ -65,7 +98,12 @@ describe("a status file belongs to one serve", () => {
     await killed.proc.exited;
     expect(JSON.parse(readFileSync(statusFile, "utf8"))).toMatchObject({ pid: killed.proc.pid });
     const next = await startServe(["--workers", "1", "--queue", queue, "--status-file", statusFile]);
-    await eventually(() => run(["health", "--status-file", statusFile]), (r) => r.code === 0, 10_000, "healthy with the new serve");
+    await eventually(
+      () => run(["health", "--status-file", statusFile]),
+      (r) => r.code === 0,
+      10_000,
+      "healthy with the new serve",
+    );
     expect(JSON.parse(readFileSync(statusFile, "utf8"))).toMatchObject({ pid: next.proc.pid });
     expect(await next.stop()).toBe(0);
   });
@@ -78,7 +116,10 @@ describe("a status file belongs to one serve", () => {
     const theirs = JSON.stringify({ pid: other.pid, queue: "theirs", workers: 1, serving: 1, updatedAt: Date.now() });
     writeFileSync(statusFile, theirs);
     // serve sees it at its next write (the heartbeat, every 5 s).
-    await server.waitForLog(new RegExp(`the status file .* is now held by another serve \\(pid ${other.pid}\\); this one stops writing it`), 15_000);
+    await server.waitForLog(
+      new RegExp(`the status file .* is now held by another serve \\(pid ${other.pid}\\); this one stops writing it`),
+      15_000,
+    );
     expect(await server.stop()).toBe(0);
     expect(readFileSync(statusFile, "utf8")).toBe(theirs);
     other.kill();

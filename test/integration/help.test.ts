@@ -19,14 +19,21 @@ const ESC = "\u001b";
 function userEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith("FIBRPC_") && !["NO_COLOR", "FORCE_COLOR", "COLUMNS", "TERM", "CI", "TEST"].includes(k)) env[k] = v;
+    if (
+      v !== undefined &&
+      !k.startsWith("FIBRPC_") &&
+      !["NO_COLOR", "FORCE_COLOR", "COLUMNS", "TERM", "CI", "TEST"].includes(k)
+    )
+      env[k] = v;
   }
   return { ...env, TERM: "xterm-256color", ...extra };
 }
 
 /** `sh -c script` from `/`, to completion (bounded), its stdout. */
 async function shell(script: string, env: Record<string, string>): Promise<{ code: number; stdout: string }> {
-  const proc = tracked(Bun.spawn(["sh", "-c", script], { cwd: "/", env, stdout: "pipe", stderr: "pipe", stdin: "ignore" }));
+  const proc = tracked(
+    Bun.spawn(["sh", "-c", script], { cwd: "/", env, stdout: "pipe", stderr: "pipe", stdin: "ignore" }),
+  );
   const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
   const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
   clearTimeout(timer);
@@ -42,7 +49,11 @@ function onTerminal(args: string, env: Record<string, string>, columns?: number)
 /** `text` as one shell word, single-quoted. */
 const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
-const lines = (text: string) => text.replace(/\r/g, "").replace(/\u001b\[[0-9;]*m/g, "").split("\n");
+const lines = (text: string) =>
+  text
+    .replace(/\r/g, "")
+    .replace(/\u001b\[[0-9;]*m/g, "")
+    .split("\n");
 
 describe("plain text unless on a terminal without NO_COLOR", () => {
   test("fibrpc call --help | cat: no escape byte, 80 columns", async () => {
@@ -76,7 +87,11 @@ describe("plain text unless on a terminal without NO_COLOR", () => {
 });
 
 describe("wrapped to the width", () => {
-  for (const [columns, width] of [[60, 60], [90, 90], [150, 100]] as const) {
+  for (const [columns, width] of [
+    [60, 60],
+    [90, 90],
+    [150, 100],
+  ] as const) {
     test(`a terminal ${columns} columns wide: wrapped at ${width}`, async () => {
       const { stdout } = await onTerminal("bench --help", userEnv({ NO_COLOR: "1" }), columns);
       const widths = lines(stdout).map((l) => l.length);
@@ -98,7 +113,9 @@ describe("wrapped to the width", () => {
   for (const columns of [40, 60, 80]) {
     test(`COLUMNS=${columns}: every example, pasted into bash, is the example as written`, async () => {
       for (const page of ["fibrpc", "serve", "call", "bench", "health", "completion"] as const) {
-        const { code, stdout } = await run([...(page === "fibrpc" ? [] : [page]), "--help"], { COLUMNS: String(columns) });
+        const { code, stdout } = await run([...(page === "fibrpc" ? [] : [page]), "--help"], {
+          COLUMNS: String(columns),
+        });
         expect(code).toBe(0);
         // The command lines of EXAMPLES, each with its continuation lines.
         const commands: string[][] = [];
@@ -110,7 +127,10 @@ describe("wrapped to the width", () => {
           open = line.endsWith(" \\");
         }
         expect(open, page).toBe(false);
-        expect(commands.map((c) => c.map((l) => l.trimStart().replace(/ \\$/, "")).join(" ")), page).toEqual(EXAMPLES[page]!.flatMap((e) => e.run));
+        expect(
+          commands.map((c) => c.map((l) => l.trimStart().replace(/ \\$/, "")).join(" ")),
+          page,
+        ).toEqual(EXAMPLES[page]!.flatMap((e) => e.run));
         for (const command of commands) {
           for (const line of command) expect(line.length, line).toBeLessThanOrEqual(columns);
           // bash accepts the lines as pasted, and parses them into the same command as the
@@ -118,7 +138,8 @@ describe("wrapped to the width", () => {
           const pasted = command.join("\n");
           const unwrapped = command.map((l) => l.trimStart().replace(/ \\$/, "")).join(" ");
           expect((await shell(`bash -n -c ${quote(pasted)}`, userEnv())).code, pasted).toBe(0);
-          const parsed = async (text: string) => (await shell(`bash -c ${quote(`f() {\n${text}\n}; declare -f f`)}`, userEnv())).stdout;
+          const parsed = async (text: string) =>
+            (await shell(`bash -c ${quote(`f() {\n${text}\n}; declare -f f`)}`, userEnv())).stdout;
           expect(await parsed(pasted), pasted).toBe(await parsed(unwrapped));
         }
       }
@@ -127,7 +148,10 @@ describe("wrapped to the width", () => {
 
   for (const command of ["", "serve", "call", "bench", "health"]) {
     test(`fibrpc ${command} --help with COLUMNS=60, and 80 on a pipe`, async () => {
-      for (const [env, width] of [[{ COLUMNS: "60" }, 60], [{}, 80]] as const) {
+      for (const [env, width] of [
+        [{ COLUMNS: "60" }, 60],
+        [{}, 80],
+      ] as const) {
         const { code, stdout } = await run([...(command ? [command] : []), "--help"], env);
         expect(code).toBe(0);
         for (const line of stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(width);
@@ -148,7 +172,10 @@ describe("what help says", () => {
     for (const command of commands) {
       const { code, stdout } = await run([command, "--help"]);
       expect(code).toBe(0);
-      expect(sectionOf(stdout, "EXAMPLES").filter((l) => l.includes(`fibrpc ${command}`)).length, command).toBeGreaterThan(0);
+      expect(
+        sectionOf(stdout, "EXAMPLES").filter((l) => l.includes(`fibrpc ${command}`)).length,
+        command,
+      ).toBeGreaterThan(0);
     }
     const environment = sectionOf(root.stdout, "ENVIRONMENT").join("\n");
     for (const option of Object.values(OPTIONS)) expect(environment).toContain(`  ${option.env} `);
@@ -186,7 +213,14 @@ describe("what help says", () => {
   test("short flags are in --help", async () => {
     expect((await run(["serve", "--help"])).stdout).toContain("  -w, --workers <count>");
     const bench = (await run(["bench", "--help"])).stdout;
-    for (const label of ["-c, --concurrency <count>", "-r, --requests <count>", "-n, --n <n|min-max>", "-t, --timeout <duration>", "-j, --json"]) expect(bench).toContain(`  ${label}`);
+    for (const label of [
+      "-c, --concurrency <count>",
+      "-r, --requests <count>",
+      "-n, --n <n|min-max>",
+      "-t, --timeout <duration>",
+      "-j, --json",
+    ])
+      expect(bench).toContain(`  ${label}`);
   });
 });
 
@@ -210,7 +244,15 @@ describe("short flags end to end", () => {
     // when this call exits: -t was applied, whatever this machine's speed.
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
-    const twin = tracked(Bun.spawn([BIN, "call", "--url", URL, "--queue", queue, "--wait-for-server", "--timeout", "20s", "5"], { cwd: "/", env, stdout: "ignore", stderr: "ignore", stdin: "ignore" }));
+    const twin = tracked(
+      Bun.spawn([BIN, "call", "--url", URL, "--queue", queue, "--wait-for-server", "--timeout", "20s", "5"], {
+        cwd: "/",
+        env,
+        stdout: "ignore",
+        stderr: "ignore",
+        stdin: "ignore",
+      }),
+    );
     const { code, stderr } = await run(["call", "--queue", queue, "--wait-for-server", "-t", "300ms", "5"]);
     expect(code, stderr).toBe(75);
     expect(stderr).toContain(`no server started consuming queue "${queue}"`);

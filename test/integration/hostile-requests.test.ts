@@ -45,9 +45,29 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConsumeMessage } from "amqplib";
-import { F, nestedArray, nestedTable, RawAmqp, type FieldTable, type FieldValue, type Properties, type ShortStr } from "../raw-amqp.ts";
+import {
+  F,
+  nestedArray,
+  nestedTable,
+  RawAmqp,
+  type FieldTable,
+  type FieldValue,
+  type Properties,
+  type ShortStr,
+} from "../raw-amqp.ts";
 import { BROKER_RELEASE, rabbitmqctlOk, releaseAtLeast } from "../broker.ts";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, startServe, uniqueQueue, type Server, freePort, metricValues, scrapeMetrics } from "../helpers.ts";
+import {
+  cleanupAfterFile,
+  eventually,
+  queueStats,
+  rawChannel,
+  startServe,
+  uniqueQueue,
+  type Server,
+  freePort,
+  metricValues,
+  scrapeMetrics,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -85,7 +105,9 @@ const unusable = (s: string) => s.includes("\ufffd") || Buffer.byteLength(s, "ut
 const mediaType = (contentType: string) => contentType.split(";", 1)[0]!.trim().toLowerCase();
 
 /** The value of the top-level x-fibrpc-deadline, as the server sees it. */
-function deadlineOf(headers: Properties["headers"]): { kind: "absent" } | { kind: "number"; value: number } | { kind: "other" } {
+function deadlineOf(
+  headers: Properties["headers"],
+): { kind: "absent" } | { kind: "number"; value: number } | { kind: "other" } {
   // Pre-encoded tables (the deep-nesting cases) carry no top-level deadline.
   if (headers === undefined || headers instanceof Uint8Array) return { kind: "absent" };
   const entries = headers.filter(([key]) => decoded(key) === DEADLINE);
@@ -136,7 +158,8 @@ function parseBody(body: Uint8Array, format: Format): BodyVerdict {
     // "EMPTY_REQUEST: the body is empty or only whitespace" applies to JSON bodies too.
     return { codes: text.trim() === "" ? ["INVALID_JSON", "EMPTY_REQUEST"] : ["INVALID_JSON"] };
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value) || !Object.hasOwn(value, "n")) return { codes: ["INVALID_JSON_SHAPE"] };
+  if (typeof value !== "object" || value === null || Array.isArray(value) || !Object.hasOwn(value, "n"))
+    return { codes: ["INVALID_JSON_SHAPE"] };
   const n = (value as { n: unknown }).n;
   if (typeof n !== "number") return { codes: ["INVALID_JSON_SHAPE"] };
   if (!Number.isFinite(n)) return { codes: ["NOT_AN_INTEGER", "N_TOO_LARGE"] }; // 1e400
@@ -159,7 +182,8 @@ function predict(request: HostileRequest, now: number): Outcome {
   const replyTo = decoded(properties.replyTo);
   if (replyTo === undefined || replyTo === "" || unusable(replyTo)) return { kind: "dropped" };
   const correlationId = decoded(properties.correlationId);
-  if (correlationId !== undefined && unusable(correlationId)) return { kind: "reply", correlationId: undefined, accept: ["INVALID_PROPERTY"], format: "any" };
+  if (correlationId !== undefined && unusable(correlationId))
+    return { kind: "reply", correlationId: undefined, accept: ["INVALID_PROPERTY"], format: "any" };
 
   const errors = new Set<string>();
   const optional = new Set<string>();
@@ -167,7 +191,8 @@ function predict(request: HostileRequest, now: number): Outcome {
   let format: Format = "text";
   if (contentType !== undefined && contentType !== "") {
     const type = mediaType(contentType);
-    if (contentType.includes("\ufffd") || (type !== "text/plain" && type !== "application/json")) errors.add("UNSUPPORTED_CONTENT_TYPE");
+    if (contentType.includes("\ufffd") || (type !== "text/plain" && type !== "application/json"))
+      errors.add("UNSUPPORTED_CONTENT_TYPE");
     else if (type === "application/json") format = "json";
   }
   // A body in an unsupported format is not read at all.
@@ -176,7 +201,8 @@ function predict(request: HostileRequest, now: number): Outcome {
 
   const deadline = deadlineOf(properties.headers);
   if (deadline.kind === "other") errors.add("INVALID_PROPERTY");
-  else if (deadline.kind === "number" && deadline.value < now - 1000) (deadline.value < 0 ? optional : errors).add("DEADLINE_EXCEEDED");
+  else if (deadline.kind === "number" && deadline.value < now - 1000)
+    (deadline.value < 0 ? optional : errors).add("DEADLINE_EXCEEDED");
 
   if (errors.size > 0) return { kind: "reply", correlationId, accept: [...errors, ...optional].sort(), format };
   return { kind: "reply", correlationId, accept: ["result", ...optional].sort(), format, n: (body as { n: number }).n };
@@ -202,9 +228,11 @@ function fib(n: number): string {
 /** Why `reply` is not `outcome`, or undefined when it is. */
 function mismatch(reply: Reply, outcome: Outcome): string | undefined {
   if (outcome.kind !== "reply") return `a reply (${show(reply)}), expected ${outcome.kind}`;
-  if (reply.correlationId !== outcome.correlationId) return `correlation id ${JSON.stringify(reply.correlationId)}, expected ${JSON.stringify(outcome.correlationId)}`;
+  if (reply.correlationId !== outcome.correlationId)
+    return `correlation id ${JSON.stringify(reply.correlationId)}, expected ${JSON.stringify(outcome.correlationId)}`;
   const json = reply.contentType !== undefined && mediaType(reply.contentType) === "application/json";
-  if (outcome.format !== "any" && outcome.format !== (json ? "json" : "text")) return `a ${json ? "JSON" : "text"} reply, expected ${outcome.format}: ${show(reply)}`;
+  if (outcome.format !== "any" && outcome.format !== (json ? "json" : "text"))
+    return `a ${json ? "JSON" : "text"} reply, expected ${outcome.format}: ${show(reply)}`;
   const text = reply.body.toString("utf8");
   if (reply.type === "error") {
     let code: string | undefined;
@@ -213,7 +241,9 @@ function mismatch(reply: Reply, outcome: Outcome): string | undefined {
     } catch {
       // unreadable: code stays undefined
     }
-    return code !== undefined && outcome.accept.includes(code) ? undefined : `${show(reply)}, expected ${outcome.accept.join(" or ")}`;
+    return code !== undefined && outcome.accept.includes(code)
+      ? undefined
+      : `${show(reply)}, expected ${outcome.accept.join(" or ")}`;
   }
   if (!outcome.accept.includes("result")) return `${show(reply)}, expected ${outcome.accept.join(" or ")}`;
   let result: unknown = text;
@@ -253,7 +283,6 @@ interface World {
 }
 let world: World;
 
-
 /** serve's counters that must stay 0. */
 async function counters(): Promise<{ reconnects: number; restarts: number }> {
   const values = metricValues(await scrapeMetrics(world.httpPort));
@@ -267,7 +296,14 @@ async function counters(): Promise<{ reconnects: number; restarts: number }> {
  * the test, never a weaker check in its place.
  */
 async function queueCounts(queue: string): Promise<{ ready: number; unacked: number }> {
-  const out = await rabbitmqctlOk(["list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"]);
+  const out = await rabbitmqctlOk([
+    "list_queues",
+    "-q",
+    "--no-table-headers",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+  ]);
   const line = out.split("\n").find((l) => l.split(/\s+/)[0] === queue);
   if (!line) throw new Error(`rabbitmqctl does not list queue ${queue}`);
   const [, ready, unacked] = line.trim().split(/\s+/);
@@ -287,20 +323,33 @@ async function publishRaw(request: HostileRequest): Promise<void> {
     await world.publisher.close();
     world.publisher = await RawAmqp.connect();
   }
-  await within(world.publisher.publish(world.queue, request.body, request.properties), 5000, "the broker's confirm of the publish");
+  await within(
+    world.publisher.publish(world.queue, request.body, request.properties),
+    5000,
+    "the broker's confirm of the publish",
+  );
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)),
+  );
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** A call as any client makes it (amqplib, body "30"): it must be answered 832040 within `ms`. */
 async function normalCallAnswered(ms = 5000): Promise<void> {
   const call = world.normalCall();
-  const reply = await eventually(async () => call.answered(), (r) => r !== undefined, ms, `the answer to a normal call (${call.correlationId}) after it`);
-  expect(show(reply!)).toBe(show({ correlationId: call.correlationId, type: undefined, contentType: undefined, body: Buffer.from("832040") }));
+  const reply = await eventually(
+    async () => call.answered(),
+    (r) => r !== undefined,
+    ms,
+    `the answer to a normal call (${call.correlationId}) after it`,
+  );
+  expect(show(reply!)).toBe(
+    show({ correlationId: call.correlationId, type: undefined, contentType: undefined, body: Buffer.from("832040") }),
+  );
 }
 
 beforeAll(async () => {
@@ -363,16 +412,33 @@ interface Case {
 }
 
 const ff = (n: number) => new Uint8Array(n).fill(0xff);
-const bytes = (...parts: (string | number[] | Uint8Array)[]) => Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "utf8") : Buffer.from(p))));
-const result = (correlationId: string | undefined, n = 30, format: Format = "text"): Outcome => ({ kind: "reply", correlationId, accept: ["result"], format, n });
-const refused = (correlationId: string | undefined, codes: string | string[], format: Format | "any" = "text"): Outcome => ({
+const bytes = (...parts: (string | number[] | Uint8Array)[]) =>
+  Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "utf8") : Buffer.from(p))));
+const result = (correlationId: string | undefined, n = 30, format: Format = "text"): Outcome => ({
+  kind: "reply",
+  correlationId,
+  accept: ["result"],
+  format,
+  n,
+});
+const refused = (
+  correlationId: string | undefined,
+  codes: string | string[],
+  format: Format | "any" = "text",
+): Outcome => ({
   kind: "reply",
   correlationId,
   accept: [codes].flat().sort(),
   format,
 });
 /** A negative deadline: "in the past", and also "handled without harm": refused or served. */
-const negativeDeadline = (correlationId: string): Outcome => ({ kind: "reply", correlationId, accept: ["DEADLINE_EXCEEDED", "result"], format: "text", n: 30 });
+const negativeDeadline = (correlationId: string): Outcome => ({
+  kind: "reply",
+  correlationId,
+  accept: ["DEADLINE_EXCEEDED", "result"],
+  format: "text",
+  n: 30,
+});
 const dropped: Outcome = { kind: "dropped" };
 
 /** One of each field type, with extreme values. */
@@ -401,24 +467,73 @@ function everyFieldType(): FieldTable {
 function namedCases(replyQueue: string, requestQueue: string, now: number): Case[] {
   const r = replyQueue;
   return [
-    { name: "control: a valid request, sent raw", properties: { replyTo: r, correlationId: "c-control" }, expect: result("c-control") },
+    {
+      name: "control: a valid request, sent raw",
+      properties: { replyTo: r, correlationId: "c-control" },
+      expect: result("c-control"),
+    },
     // correlation_id
-    { name: "correlation_id: 100 bytes of 0xff (300 bytes once decoded)", properties: { replyTo: r, correlationId: ff(100) }, expect: refused(undefined, "INVALID_PROPERTY", "any") },
-    { name: "correlation_id: 255 bytes of 0xff", properties: { replyTo: r, correlationId: ff(255) }, expect: refused(undefined, "INVALID_PROPERTY", "any") },
-    { name: "correlation_id: 85 bytes of 0xff (255 bytes once decoded: fits, still not UTF-8)", properties: { replyTo: r, correlationId: ff(85) }, expect: refused(undefined, "INVALID_PROPERTY", "any") },
-    { name: "correlation_id: ASCII with one stray continuation byte", properties: { replyTo: r, correlationId: bytes("c-stray", [0x80], "x") }, expect: refused(undefined, "INVALID_PROPERTY", "any") },
-    { name: "correlation_id: 255 bytes of valid 2-byte UTF-8 (fits)", properties: { replyTo: r, correlationId: `${"é".repeat(127)}x` }, expect: result(`${"é".repeat(127)}x`) },
-    { name: "correlation_id: 255 bytes of valid 4-byte UTF-8 and ASCII", properties: { replyTo: r, correlationId: `${"😀".repeat(63)}abc` }, expect: result(`${"😀".repeat(63)}abc`) },
-    { name: "correlation_id: present and empty (echoed empty)", properties: { replyTo: r, correlationId: "" }, expect: result("") },
+    {
+      name: "correlation_id: 100 bytes of 0xff (300 bytes once decoded)",
+      properties: { replyTo: r, correlationId: ff(100) },
+      expect: refused(undefined, "INVALID_PROPERTY", "any"),
+    },
+    {
+      name: "correlation_id: 255 bytes of 0xff",
+      properties: { replyTo: r, correlationId: ff(255) },
+      expect: refused(undefined, "INVALID_PROPERTY", "any"),
+    },
+    {
+      name: "correlation_id: 85 bytes of 0xff (255 bytes once decoded: fits, still not UTF-8)",
+      properties: { replyTo: r, correlationId: ff(85) },
+      expect: refused(undefined, "INVALID_PROPERTY", "any"),
+    },
+    {
+      name: "correlation_id: ASCII with one stray continuation byte",
+      properties: { replyTo: r, correlationId: bytes("c-stray", [0x80], "x") },
+      expect: refused(undefined, "INVALID_PROPERTY", "any"),
+    },
+    {
+      name: "correlation_id: 255 bytes of valid 2-byte UTF-8 (fits)",
+      properties: { replyTo: r, correlationId: `${"é".repeat(127)}x` },
+      expect: result(`${"é".repeat(127)}x`),
+    },
+    {
+      name: "correlation_id: 255 bytes of valid 4-byte UTF-8 and ASCII",
+      properties: { replyTo: r, correlationId: `${"😀".repeat(63)}abc` },
+      expect: result(`${"😀".repeat(63)}abc`),
+    },
+    {
+      name: "correlation_id: present and empty (echoed empty)",
+      properties: { replyTo: r, correlationId: "" },
+      expect: result(""),
+    },
     { name: "correlation_id: absent (the reply has none)", properties: { replyTo: r }, expect: result(undefined) },
-    { name: "correlation_id: invalid, with a JSON request", properties: { replyTo: r, correlationId: ff(10), contentType: "application/json" }, body: '{"n":30}', expect: refused(undefined, "INVALID_PROPERTY", "any") },
+    {
+      name: "correlation_id: invalid, with a JSON request",
+      properties: { replyTo: r, correlationId: ff(10), contentType: "application/json" },
+      body: '{"n":30}',
+      expect: refused(undefined, "INVALID_PROPERTY", "any"),
+    },
     // reply_to
-    { name: "reply_to: 255 bytes, not UTF-8", properties: { replyTo: bytes([0xc3, 0x28], ff(253)), correlationId: "c-rt-long" }, expect: dropped },
+    {
+      name: "reply_to: 255 bytes, not UTF-8",
+      properties: { replyTo: bytes([0xc3, 0x28], ff(253)), correlationId: "c-rt-long" },
+      expect: dropped,
+    },
     { name: "reply_to: 0xff × 10", properties: { replyTo: ff(10), correlationId: "c-rt-ff10" }, expect: dropped },
-    { name: "reply_to: the reply queue's name plus one 0xff byte", properties: { replyTo: bytes(r, [0xff]), correlationId: "c-rt-suffix" }, expect: dropped },
+    {
+      name: "reply_to: the reply queue's name plus one 0xff byte",
+      properties: { replyTo: bytes(r, [0xff]), correlationId: "c-rt-suffix" },
+      expect: dropped,
+    },
     { name: "reply_to: empty", properties: { replyTo: "", correlationId: "c-rt-empty" }, expect: dropped },
     { name: "reply_to: absent", properties: { correlationId: "c-rt-absent" }, expect: dropped },
-    { name: "reply_to: absent, correlation_id not UTF-8 either", properties: { correlationId: ff(200) }, expect: dropped },
+    {
+      name: "reply_to: absent, correlation_id not UTF-8 either",
+      properties: { correlationId: ff(200) },
+      expect: dropped,
+    },
     {
       name: "reply_to: the request queue itself (the reply comes back as a request without reply_to, and is dropped)",
       properties: { replyTo: requestQueue, correlationId: "c-rt-self" },
@@ -435,51 +550,131 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
       runsLast: true,
     },
     // content_type
-    { name: "content_type: 0xff bytes", properties: { replyTo: r, correlationId: "c-ct-ff", contentType: ff(4) }, expect: refused("c-ct-ff", "UNSUPPORTED_CONTENT_TYPE") },
-    { name: "content_type: application/json with invalid UTF-8 in a parameter", properties: { replyTo: r, correlationId: "c-ct-jsonff", contentType: bytes("application/json; x=", [0xff]) }, body: '{"n":30}', expect: refused("c-ct-jsonff", "UNSUPPORTED_CONTENT_TYPE") },
+    {
+      name: "content_type: 0xff bytes",
+      properties: { replyTo: r, correlationId: "c-ct-ff", contentType: ff(4) },
+      expect: refused("c-ct-ff", "UNSUPPORTED_CONTENT_TYPE"),
+    },
+    {
+      name: "content_type: application/json with invalid UTF-8 in a parameter",
+      properties: { replyTo: r, correlationId: "c-ct-jsonff", contentType: bytes("application/json; x=", [0xff]) },
+      body: '{"n":30}',
+      expect: refused("c-ct-jsonff", "UNSUPPORTED_CONTENT_TYPE"),
+    },
     {
       name: 'content_type: "application/json; charset=utf-8" with a JSON body',
       properties: { replyTo: r, correlationId: "c-ct-json-params", contentType: "application/json; charset=utf-8" },
       body: '{"n": 30}',
       expect: result("c-ct-json-params", 30, "json"),
     },
-    { name: 'content_type: "TEXT/Plain; charset=us-ascii"', properties: { replyTo: r, correlationId: "c-ct-text-case", contentType: "TEXT/Plain; charset=us-ascii" }, expect: result("c-ct-text-case") },
-    { name: "content_type: empty", properties: { replyTo: r, correlationId: "c-ct-empty", contentType: "" }, expect: result("c-ct-empty") },
+    {
+      name: 'content_type: "TEXT/Plain; charset=us-ascii"',
+      properties: { replyTo: r, correlationId: "c-ct-text-case", contentType: "TEXT/Plain; charset=us-ascii" },
+      expect: result("c-ct-text-case"),
+    },
+    {
+      name: "content_type: empty",
+      properties: { replyTo: r, correlationId: "c-ct-empty", contentType: "" },
+      expect: result("c-ct-empty"),
+    },
     {
       name: "content_type: application/json padded with parameters to 255 bytes",
       properties: { replyTo: r, correlationId: "c-ct-255", contentType: `application/json; p=${"v".repeat(255 - 20)}` },
       body: '{"n":30}',
       expect: result("c-ct-255", 30, "json"),
     },
-    { name: "content_type: application/xml", properties: { replyTo: r, correlationId: "c-ct-xml", contentType: "application/xml" }, expect: refused("c-ct-xml", "UNSUPPORTED_CONTENT_TYPE") },
+    {
+      name: "content_type: application/xml",
+      properties: { replyTo: r, correlationId: "c-ct-xml", contentType: "application/xml" },
+      expect: refused("c-ct-xml", "UNSUPPORTED_CONTENT_TYPE"),
+    },
     // body
-    { name: "body: 5000 bytes (digits)", properties: { replyTo: r, correlationId: "c-body-5000" }, body: `${"0".repeat(4998)}30`, expect: refused("c-body-5000", "REQUEST_TOO_LARGE") },
-    { name: "body: 4096 bytes (digits, the largest accepted)", properties: { replyTo: r, correlationId: "c-body-4096" }, body: `${"0".repeat(4094)}30`, expect: result("c-body-4096") },
-    { name: "body: 300 KB in three body frames", properties: { replyTo: r, correlationId: "c-body-300k" }, body: ff(300_000), expect: refused("c-body-300k", ["INVALID_UTF8", "REQUEST_TOO_LARGE"]) },
-    { name: "body: 0xff 0xfe", properties: { replyTo: r, correlationId: "c-body-fffe" }, body: bytes([0xff, 0xfe]), expect: refused("c-body-fffe", "INVALID_UTF8") },
-    { name: "body: 0xff 0xfe, JSON", properties: { replyTo: r, correlationId: "c-body-fffe-json", contentType: "application/json" }, body: bytes([0xff, 0xfe]), expect: refused("c-body-fffe-json", "INVALID_UTF8", "json") },
-    { name: "body: empty", properties: { replyTo: r, correlationId: "c-body-empty" }, body: "", expect: refused("c-body-empty", "EMPTY_REQUEST") },
-    { name: "body: NUL bytes around digits", properties: { replyTo: r, correlationId: "c-body-nul" }, body: bytes([0], "30", [0]), expect: refused("c-body-nul", "NOT_AN_INTEGER") },
+    {
+      name: "body: 5000 bytes (digits)",
+      properties: { replyTo: r, correlationId: "c-body-5000" },
+      body: `${"0".repeat(4998)}30`,
+      expect: refused("c-body-5000", "REQUEST_TOO_LARGE"),
+    },
+    {
+      name: "body: 4096 bytes (digits, the largest accepted)",
+      properties: { replyTo: r, correlationId: "c-body-4096" },
+      body: `${"0".repeat(4094)}30`,
+      expect: result("c-body-4096"),
+    },
+    {
+      name: "body: 300 KB in three body frames",
+      properties: { replyTo: r, correlationId: "c-body-300k" },
+      body: ff(300_000),
+      expect: refused("c-body-300k", ["INVALID_UTF8", "REQUEST_TOO_LARGE"]),
+    },
+    {
+      name: "body: 0xff 0xfe",
+      properties: { replyTo: r, correlationId: "c-body-fffe" },
+      body: bytes([0xff, 0xfe]),
+      expect: refused("c-body-fffe", "INVALID_UTF8"),
+    },
+    {
+      name: "body: 0xff 0xfe, JSON",
+      properties: { replyTo: r, correlationId: "c-body-fffe-json", contentType: "application/json" },
+      body: bytes([0xff, 0xfe]),
+      expect: refused("c-body-fffe-json", "INVALID_UTF8", "json"),
+    },
+    {
+      name: "body: empty",
+      properties: { replyTo: r, correlationId: "c-body-empty" },
+      body: "",
+      expect: refused("c-body-empty", "EMPTY_REQUEST"),
+    },
+    {
+      name: "body: NUL bytes around digits",
+      properties: { replyTo: r, correlationId: "c-body-nul" },
+      body: bytes([0], "30", [0]),
+      expect: refused("c-body-nul", "NOT_AN_INTEGER"),
+    },
     // headers
-    { name: "headers: every field type (t b B s u I i l f d D S x A T F V)", properties: { replyTo: r, correlationId: "c-h-types", headers: everyFieldType() }, expect: result("c-h-types") },
+    {
+      name: "headers: every field type (t b B s u I i l f d D S x A T F V)",
+      properties: { replyTo: r, correlationId: "c-h-types", headers: everyFieldType() },
+      expect: result("c-h-types"),
+    },
     {
       // RabbitMQ 3.10 accepts 'L' (unsigned 64-bit) and passes it on; amqplib's decoder knows no
       // 'L' and threw, which closed the worker's connection (src/rpc/amqplib-internals.ts): refused.
       // RabbitMQ 4.x re-encodes the headers it delivers, in a type amqplib reads: answered.
       name: `headers: a field of type L (unsigned 64-bit), which amqplib cannot decode (RabbitMQ ${BROKER_RELEASE}: ${releaseAtLeast(4, 0) ? "re-encoded by the broker, answered" : "delivered as sent, refused"})`,
-      properties: { replyTo: r, correlationId: "c-h-L", headers: [["big", F.raw(Buffer.concat([Buffer.from("L"), Buffer.alloc(8, 0xff)]))]] },
+      properties: {
+        replyTo: r,
+        correlationId: "c-h-L",
+        headers: [["big", F.raw(Buffer.concat([Buffer.from("L"), Buffer.alloc(8, 0xff)]))]],
+      },
       expect: releaseAtLeast(4, 0) ? result("c-h-L") : refused("c-h-L", "INVALID_PROPERTY"),
       beyondPredict: true,
       runsLast: true,
     },
     {
       name: "headers: keys of 0xff bytes (255 of them), a 255-byte key, an empty key, a repeated key",
-      properties: { replyTo: r, correlationId: "c-h-keys", headers: [[ff(255), F.i8(1)], ["k".repeat(255), F.str("v")], ["", F.void()], ["twice", F.i8(1)], ["twice", F.table([])]] },
+      properties: {
+        replyTo: r,
+        correlationId: "c-h-keys",
+        headers: [
+          [ff(255), F.i8(1)],
+          ["k".repeat(255), F.str("v")],
+          ["", F.void()],
+          ["twice", F.i8(1)],
+          ["twice", F.table([])],
+        ],
+      },
       expect: result("c-h-keys"),
     },
     // amqplib's recursive decoder overflows on these (src/rpc/amqplib-internals.ts): refused, since
     // headers that cannot be read may hold a deadline.
-    { name: "headers: tables nested 20,000 deep", properties: { replyTo: r, correlationId: "c-h-deep-tables", headers: nestedTable(20_000) }, expect: refused("c-h-deep-tables", "INVALID_PROPERTY"), beyondPredict: true, runsLast: true },
+    {
+      name: "headers: tables nested 20,000 deep",
+      properties: { replyTo: r, correlationId: "c-h-deep-tables", headers: nestedTable(20_000) },
+      expect: refused("c-h-deep-tables", "INVALID_PROPERTY"),
+      beyondPredict: true,
+      runsLast: true,
+    },
     {
       name: "headers: a value of arrays nested 20,000 deep",
       properties: { replyTo: r, correlationId: "c-h-deep-arrays", headers: [["deep", F.raw(nestedArray(20_000))]] },
@@ -491,33 +686,133 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
       // amqplib's decoder assigns every key, so this one sets the headers object's prototype:
       // what it holds is not a header of the request and must not be read through it.
       name: "headers: a __proto__ key holding a table with a past x-fibrpc-deadline and x-fibrpc-attempts 99",
-      properties: { replyTo: r, correlationId: "c-h-proto", headers: [["__proto__", F.table([[DEADLINE, F.i64(now - 60_000)], ["x-fibrpc-attempts", F.i64(99)]])]] },
+      properties: {
+        replyTo: r,
+        correlationId: "c-h-proto",
+        headers: [
+          [
+            "__proto__",
+            F.table([
+              [DEADLINE, F.i64(now - 60_000)],
+              ["x-fibrpc-attempts", F.i64(99)],
+            ]),
+          ],
+        ],
+      },
       expect: result("c-h-proto"),
     },
     // x-fibrpc-deadline
-    { name: "x-fibrpc-deadline: a string", properties: { replyTo: r, correlationId: "c-dl-string", headers: [[DEADLINE, F.str(String(now + 60_000))]] }, expect: refused("c-dl-string", "INVALID_PROPERTY") },
-    { name: "x-fibrpc-deadline: 1e300 (double)", properties: { replyTo: r, correlationId: "c-dl-1e300", headers: [[DEADLINE, F.f64(1e300)]] }, expect: result("c-dl-1e300") },
-    { name: "x-fibrpc-deadline: 2^63 - 1 (long)", properties: { replyTo: r, correlationId: "c-dl-maxlong", headers: [[DEADLINE, F.i64(2n ** 63n - 1n)]] }, expect: result("c-dl-maxlong") },
-    { name: "x-fibrpc-deadline: -1 (byte)", properties: { replyTo: r, correlationId: "c-dl-minus1", headers: [[DEADLINE, F.i8(-1)]] }, expect: negativeDeadline("c-dl-minus1") },
-    { name: "x-fibrpc-deadline: -1e300 (double)", properties: { replyTo: r, correlationId: "c-dl-minus1e300", headers: [[DEADLINE, F.f64(-1e300)]] }, expect: negativeDeadline("c-dl-minus1e300") },
-    { name: "x-fibrpc-deadline: a minute ago (long)", properties: { replyTo: r, correlationId: "c-dl-past", headers: [[DEADLINE, F.i64(now - 60_000)]] }, expect: refused("c-dl-past", "DEADLINE_EXCEEDED") },
-    { name: "x-fibrpc-deadline: a minute ago, JSON request", properties: { replyTo: r, correlationId: "c-dl-past-json", contentType: "application/json", headers: [[DEADLINE, F.f64(now - 60_000)]] }, body: '{"n":30}', expect: refused("c-dl-past-json", "DEADLINE_EXCEEDED", "json") },
-    { name: "x-fibrpc-deadline: a decimal ('D')", properties: { replyTo: r, correlationId: "c-dl-decimal", headers: [[DEADLINE, F.decimal(0, 5)]] }, expect: refused("c-dl-decimal", "INVALID_PROPERTY") },
-    { name: "x-fibrpc-deadline: void", properties: { replyTo: r, correlationId: "c-dl-void", headers: [[DEADLINE, F.void()]] }, expect: refused("c-dl-void", "INVALID_PROPERTY") },
-    { name: "x-fibrpc-deadline: a timestamp ('T')", properties: { replyTo: r, correlationId: "c-dl-timestamp", headers: [[DEADLINE, F.timestamp(BigInt(now + 60_000))]] }, expect: refused("c-dl-timestamp", "INVALID_PROPERTY") },
-    { name: "x-fibrpc-deadline: a table", properties: { replyTo: r, correlationId: "c-dl-table", headers: [[DEADLINE, F.table([[DEADLINE, F.i64(now + 60_000)]])]] }, expect: refused("c-dl-table", "INVALID_PROPERTY") },
-    { name: "x-fibrpc-deadline: in an hour (float, 'f': imprecise but future)", properties: { replyTo: r, correlationId: "c-dl-float", headers: [[DEADLINE, F.f32(now + 3_600_000)]] }, expect: result("c-dl-float") },
+    {
+      name: "x-fibrpc-deadline: a string",
+      properties: { replyTo: r, correlationId: "c-dl-string", headers: [[DEADLINE, F.str(String(now + 60_000))]] },
+      expect: refused("c-dl-string", "INVALID_PROPERTY"),
+    },
+    {
+      name: "x-fibrpc-deadline: 1e300 (double)",
+      properties: { replyTo: r, correlationId: "c-dl-1e300", headers: [[DEADLINE, F.f64(1e300)]] },
+      expect: result("c-dl-1e300"),
+    },
+    {
+      name: "x-fibrpc-deadline: 2^63 - 1 (long)",
+      properties: { replyTo: r, correlationId: "c-dl-maxlong", headers: [[DEADLINE, F.i64(2n ** 63n - 1n)]] },
+      expect: result("c-dl-maxlong"),
+    },
+    {
+      name: "x-fibrpc-deadline: -1 (byte)",
+      properties: { replyTo: r, correlationId: "c-dl-minus1", headers: [[DEADLINE, F.i8(-1)]] },
+      expect: negativeDeadline("c-dl-minus1"),
+    },
+    {
+      name: "x-fibrpc-deadline: -1e300 (double)",
+      properties: { replyTo: r, correlationId: "c-dl-minus1e300", headers: [[DEADLINE, F.f64(-1e300)]] },
+      expect: negativeDeadline("c-dl-minus1e300"),
+    },
+    {
+      name: "x-fibrpc-deadline: a minute ago (long)",
+      properties: { replyTo: r, correlationId: "c-dl-past", headers: [[DEADLINE, F.i64(now - 60_000)]] },
+      expect: refused("c-dl-past", "DEADLINE_EXCEEDED"),
+    },
+    {
+      name: "x-fibrpc-deadline: a minute ago, JSON request",
+      properties: {
+        replyTo: r,
+        correlationId: "c-dl-past-json",
+        contentType: "application/json",
+        headers: [[DEADLINE, F.f64(now - 60_000)]],
+      },
+      body: '{"n":30}',
+      expect: refused("c-dl-past-json", "DEADLINE_EXCEEDED", "json"),
+    },
+    {
+      name: "x-fibrpc-deadline: a decimal ('D')",
+      properties: { replyTo: r, correlationId: "c-dl-decimal", headers: [[DEADLINE, F.decimal(0, 5)]] },
+      expect: refused("c-dl-decimal", "INVALID_PROPERTY"),
+    },
+    {
+      name: "x-fibrpc-deadline: void",
+      properties: { replyTo: r, correlationId: "c-dl-void", headers: [[DEADLINE, F.void()]] },
+      expect: refused("c-dl-void", "INVALID_PROPERTY"),
+    },
+    {
+      name: "x-fibrpc-deadline: a timestamp ('T')",
+      properties: {
+        replyTo: r,
+        correlationId: "c-dl-timestamp",
+        headers: [[DEADLINE, F.timestamp(BigInt(now + 60_000))]],
+      },
+      expect: refused("c-dl-timestamp", "INVALID_PROPERTY"),
+    },
+    {
+      name: "x-fibrpc-deadline: a table",
+      properties: {
+        replyTo: r,
+        correlationId: "c-dl-table",
+        headers: [[DEADLINE, F.table([[DEADLINE, F.i64(now + 60_000)]])]],
+      },
+      expect: refused("c-dl-table", "INVALID_PROPERTY"),
+    },
+    {
+      name: "x-fibrpc-deadline: in an hour (float, 'f': imprecise but future)",
+      properties: { replyTo: r, correlationId: "c-dl-float", headers: [[DEADLINE, F.f32(now + 3_600_000)]] },
+      expect: result("c-dl-float"),
+    },
     // forged redelivery headers on a first delivery
-    { name: "forged x-delivery-count 99", properties: { replyTo: r, correlationId: "c-f-count", headers: [["x-delivery-count", F.i64(99)]] }, expect: result("c-f-count") },
-    { name: "forged x-fibrpc-attempts -1e15", properties: { replyTo: r, correlationId: "c-f-attempts", headers: [["x-fibrpc-attempts", F.i64(-1e15)]] }, expect: result("c-f-attempts") },
-    { name: "forged x-fibrpc-attempts 2^62 (huge)", properties: { replyTo: r, correlationId: "c-f-attempts-huge", headers: [["x-fibrpc-attempts", F.i64(2n ** 62n)]] }, expect: result("c-f-attempts-huge") },
+    {
+      name: "forged x-delivery-count 99",
+      properties: { replyTo: r, correlationId: "c-f-count", headers: [["x-delivery-count", F.i64(99)]] },
+      expect: result("c-f-count"),
+    },
+    {
+      name: "forged x-fibrpc-attempts -1e15",
+      properties: { replyTo: r, correlationId: "c-f-attempts", headers: [["x-fibrpc-attempts", F.i64(-1e15)]] },
+      expect: result("c-f-attempts"),
+    },
+    {
+      name: "forged x-fibrpc-attempts 2^62 (huge)",
+      properties: {
+        replyTo: r,
+        correlationId: "c-f-attempts-huge",
+        headers: [["x-fibrpc-attempts", F.i64(2n ** 62n)]],
+      },
+      expect: result("c-f-attempts-huge"),
+    },
     {
       name: "forged x-death garbage, x-fibrpc-attempts as a string, x-delivery-count as a table",
       properties: {
         replyTo: r,
         correlationId: "c-f-garbage",
         headers: [
-          ["x-death", F.array([F.str("garbage"), F.table([["count", F.str("lots")], ["queue", F.bytes(ff(5))]]), F.i64(-1)])],
+          [
+            "x-death",
+            F.array([
+              F.str("garbage"),
+              F.table([
+                ["count", F.str("lots")],
+                ["queue", F.bytes(ff(5))],
+              ]),
+              F.i64(-1),
+            ]),
+          ],
           ["x-fibrpc-attempts", F.str("9999")],
           ["x-delivery-count", F.table([["n", F.f64(1e300)]])],
         ],
@@ -545,7 +840,12 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
     },
     {
       name: "invalid body and a non-number deadline at once: either code",
-      properties: { replyTo: r, correlationId: "c-body-dl", contentType: "application/json", headers: [[DEADLINE, F.bool(false)]] },
+      properties: {
+        replyTo: r,
+        correlationId: "c-body-dl",
+        contentType: "application/json",
+        headers: [[DEADLINE, F.bool(false)]],
+      },
       body: "[30]",
       expect: refused("c-body-dl", ["INVALID_JSON_SHAPE", "INVALID_PROPERTY"], "json"),
     },
@@ -565,7 +865,11 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
 }
 
 /** To declare the tests; the cases are rebuilt with the real queues at run time. */
-const declared = namedCases("reply", "request", 0).map((c, index) => ({ index, name: c.name, runsLast: c.runsLast === true }));
+const declared = namedCases("reply", "request", 0).map((c, index) => ({
+  index,
+  name: c.name,
+  runsLast: c.runsLast === true,
+}));
 
 function requestOf(c: Case): HostileRequest {
   const body = c.body === undefined ? "30" : c.body;
@@ -597,9 +901,27 @@ async function runCase(index: number): Promise<void> {
   const report = (what: string) =>
     `${what}\nexpected: ${showOutcome(c.expect)}\nreplies: ${seen().replies.map(show).join("; ") || "none"}; "dropped a request" lines: ${seen().drops}\nserve's log since:\n${logTail(logFrom)}`;
   try {
-    if (c.expect.kind === "reply") await eventually(async () => seen().replies.length, (n) => n >= 1, 5000, "a reply");
-    else if (c.expect.kind === "dropped") await eventually(async () => seen().drops, (n) => n >= 1, 5000, "a 'dropped a request' log line");
-    else await eventually(() => queueCounts(world.queue), (q) => q.ready + q.unacked === 0, 10_000, "the request acked");
+    if (c.expect.kind === "reply")
+      await eventually(
+        async () => seen().replies.length,
+        (n) => n >= 1,
+        5000,
+        "a reply",
+      );
+    else if (c.expect.kind === "dropped")
+      await eventually(
+        async () => seen().drops,
+        (n) => n >= 1,
+        5000,
+        "a 'dropped a request' log line",
+      );
+    else
+      await eventually(
+        () => queueCounts(world.queue),
+        (q) => q.ready + q.unacked === 0,
+        10_000,
+        "the request acked",
+      );
     await normalCallAnswered();
   } catch (err) {
     throw new Error(report(err instanceof Error ? err.message : String(err)));
@@ -623,24 +945,78 @@ async function runCase(index: number): Promise<void> {
 
 describe(`frames the broker refuses itself (RabbitMQ ${BROKER_RELEASE}), closing the publisher's channel or connection`, () => {
   // delivery_mode 0: refused by 3.10, accepted by RabbitMQ 4.x.
-  const refusals: { name: string; properties: Properties; closes: "channel" | "connection" | "nothing"; reply: RegExp }[] = [
-    { name: "user_id other than the login", properties: { userId: "someone-else" }, closes: "channel", reply: /^PRECONDITION_FAILED - user_id property set to 'someone-else'/ },
+  const refusals: {
+    name: string;
+    properties: Properties;
+    closes: "channel" | "connection" | "nothing";
+    reply: RegExp;
+  }[] = [
+    {
+      name: "user_id other than the login",
+      properties: { userId: "someone-else" },
+      closes: "channel",
+      reply: /^PRECONDITION_FAILED - user_id property set to 'someone-else'/,
+    },
     releaseAtLeast(4, 0)
-      ? { name: "delivery_mode 0: accepted from 4.0 on", properties: { deliveryMode: 0 }, closes: "nothing", reply: /^$/ }
-      : { name: "delivery_mode 0", properties: { deliveryMode: 0 }, closes: "channel", reply: /^PRECONDITION_FAILED - invalid message: \{delivery_mode_unknown,0\}/ },
-    { name: 'expiration "abc"', properties: { expiration: "abc" }, closes: "channel", reply: /^PRECONDITION_FAILED - invalid expiration 'abc'/ },
-    { name: 'expiration "-1"', properties: { expiration: "-1" }, closes: "channel", reply: /^PRECONDITION_FAILED - invalid expiration '-1'/ },
-    { name: "a NaN double in the headers", properties: { headers: [["d", F.f64(NaN)]] }, closes: "connection", reply: /^INTERNAL_ERROR/ },
-    { name: "an infinite float in the headers", properties: { headers: [["f", F.f32(Infinity)]] }, closes: "connection", reply: /^INTERNAL_ERROR/ },
-    { name: "an unknown field type tag ('Z')", properties: { headers: [["k", F.raw(bytes("Z", [1]))]] }, closes: "connection", reply: /^INTERNAL_ERROR/ },
-    { name: "a table length past its entries", properties: { headers: bytes([0, 0, 0, 9, 1], "k", "V") }, closes: "connection", reply: /^INTERNAL_ERROR/ },
+      ? {
+          name: "delivery_mode 0: accepted from 4.0 on",
+          properties: { deliveryMode: 0 },
+          closes: "nothing",
+          reply: /^$/,
+        }
+      : {
+          name: "delivery_mode 0",
+          properties: { deliveryMode: 0 },
+          closes: "channel",
+          reply: /^PRECONDITION_FAILED - invalid message: \{delivery_mode_unknown,0\}/,
+        },
+    {
+      name: 'expiration "abc"',
+      properties: { expiration: "abc" },
+      closes: "channel",
+      reply: /^PRECONDITION_FAILED - invalid expiration 'abc'/,
+    },
+    {
+      name: 'expiration "-1"',
+      properties: { expiration: "-1" },
+      closes: "channel",
+      reply: /^PRECONDITION_FAILED - invalid expiration '-1'/,
+    },
+    {
+      name: "a NaN double in the headers",
+      properties: { headers: [["d", F.f64(NaN)]] },
+      closes: "connection",
+      reply: /^INTERNAL_ERROR/,
+    },
+    {
+      name: "an infinite float in the headers",
+      properties: { headers: [["f", F.f32(Infinity)]] },
+      closes: "connection",
+      reply: /^INTERNAL_ERROR/,
+    },
+    {
+      name: "an unknown field type tag ('Z')",
+      properties: { headers: [["k", F.raw(bytes("Z", [1]))]] },
+      closes: "connection",
+      reply: /^INTERNAL_ERROR/,
+    },
+    {
+      name: "a table length past its entries",
+      properties: { headers: bytes([0, 0, 0, 9, 1], "k", "V") },
+      closes: "connection",
+      reply: /^INTERNAL_ERROR/,
+    },
   ];
   for (const r of refusals) {
     test(r.name, async () => {
       const publisher = await RawAmqp.connect();
       try {
         // To a routing key nobody listens on: were it accepted, no server would see it anyway.
-        const error = await within(publisher.publish(`no-such-queue-${crypto.randomUUID()}`, Buffer.from("30"), r.properties), 5000, "the broker's answer").then(
+        const error = await within(
+          publisher.publish(`no-such-queue-${crypto.randomUUID()}`, Buffer.from("30"), r.properties),
+          5000,
+          "the broker's answer",
+        ).then(
           () => undefined,
           (err: Error) => err,
         );
@@ -687,7 +1063,10 @@ class Rng {
   /** One of the generators, by weight. */
   weighted<T>(choices: readonly (readonly [number, () => T])[]): T {
     let x = this.next() * choices.reduce((sum, [w]) => sum + w, 0);
-    for (const [w, make] of choices) if ((x -= w) < 0) return make();
+    for (const [w, make] of choices) {
+      x -= w;
+      if (x < 0) return make();
+    }
     return choices[choices.length - 1]![1]();
   }
   bytes(n: number): Uint8Array {
@@ -748,10 +1127,26 @@ function randomValue(rng: Rng, depth: number): FieldValue {
       ? []
       : [
           [2, () => F.array(Array.from({ length: rng.int(0, 4) }, () => randomValue(rng, depth + 1)))],
-          [2, () => F.table(Array.from({ length: rng.int(0, 4) }, () => [randomKey(rng), randomValue(rng, depth + 1)] as const))],
+          [
+            2,
+            () =>
+              F.table(
+                Array.from({ length: rng.int(0, 4) }, () => [randomKey(rng), randomValue(rng, depth + 1)] as const),
+              ),
+          ],
           // Top level only: deeper than any sane sender, shallow enough for one frame (12 KB at
           // most each) and for amqplib's recursive decoder in a Worker (~10,000 levels).
-          ...(depth === 1 ? [[0.2, () => (rng.chance(0.5) ? F.raw(Buffer.concat([Buffer.from("F"), nestedTable(rng.int(100, 2000))])) : F.raw(nestedArray(rng.int(100, 2000))))] as [number, () => FieldValue]] : []),
+          ...(depth === 1
+            ? [
+                [
+                  0.2,
+                  () =>
+                    rng.chance(0.5)
+                      ? F.raw(Buffer.concat([Buffer.from("F"), nestedTable(rng.int(100, 2000))]))
+                      : F.raw(nestedArray(rng.int(100, 2000))),
+                ] as [number, () => FieldValue],
+              ]
+            : []),
         ];
   return rng.weighted([...scalars, ...containers]);
 }
@@ -768,20 +1163,52 @@ function randomDeadline(rng: Rng, now: number): FieldValue {
     // negative: either
     [1, () => rng.pick([F.i8(-1), F.i64(-1e15), F.f64(-1e300), F.i64(-(2n ** 63n))])],
     // not a number: INVALID_PROPERTY
-    [2, () => rng.pick([F.str(String(now + 3_600_000)), F.str(""), F.bool(true), F.void(), F.decimal(0, 5), F.table([]), F.array([F.i64(now + 60_000)]), F.bytes(rng.bytes(8)), F.timestamp(BigInt(now))])],
+    [
+      2,
+      () =>
+        rng.pick([
+          F.str(String(now + 3_600_000)),
+          F.str(""),
+          F.bool(true),
+          F.void(),
+          F.decimal(0, 5),
+          F.table([]),
+          F.array([F.i64(now + 60_000)]),
+          F.bytes(rng.bytes(8)),
+          F.timestamp(BigInt(now)),
+        ]),
+    ],
   ]);
 }
 
 function randomHeaders(rng: Rng, now: number): FieldTable | undefined {
   if (rng.chance(0.35)) return undefined;
-  const entries: [ShortStr, FieldValue][] = Array.from({ length: rng.int(0, 6) }, () => [randomKey(rng), randomValue(rng, 1)]);
+  const entries: [ShortStr, FieldValue][] = Array.from({ length: rng.int(0, 6) }, () => [
+    randomKey(rng),
+    randomValue(rng, 1),
+  ]);
   if (rng.chance(0.5)) entries.splice(rng.int(0, entries.length), 0, [DEADLINE, randomDeadline(rng, now)]);
   if (rng.chance(0.3)) {
     // Strings, negative, huge, tables: forgeries the contract says are ignored on a first
     // delivery. (A plausible count, x-fibrpc-attempts 25 say, is what fibrpc's own republished
     // copies carry: the redelivery backstop may refuse it, so it is not sent here.)
-    const forged = () => rng.pick([F.i64(-1e15), F.i8(-1), F.i64(2n ** 62n), F.str("lots"), F.str("3"), F.table([["count", F.i64(2n ** 62n)]]), F.f64(1e300), F.void(), F.bool(true)]);
-    entries.push(["x-delivery-count", rng.chance(0.5) ? F.i64(99) : forged()], ["x-fibrpc-attempts", forged()], ["x-death", rng.chance(0.5) ? forged() : F.array([F.table([["reason", F.str(rng.bytes(5))]])])]);
+    const forged = () =>
+      rng.pick([
+        F.i64(-1e15),
+        F.i8(-1),
+        F.i64(2n ** 62n),
+        F.str("lots"),
+        F.str("3"),
+        F.table([["count", F.i64(2n ** 62n)]]),
+        F.f64(1e300),
+        F.void(),
+        F.bool(true),
+      ]);
+    entries.push(
+      ["x-delivery-count", rng.chance(0.5) ? F.i64(99) : forged()],
+      ["x-fibrpc-attempts", forged()],
+      ["x-death", rng.chance(0.5) ? forged() : F.array([F.table([["reason", F.str(rng.bytes(5))]])])],
+    );
   }
   return entries;
 }
@@ -793,7 +1220,24 @@ function randomBody(rng: Rng): Uint8Array | string {
     [1, () => `000${n()}`],
     [1, () => ` \t${n()}\r\n`],
     [4, () => `{"n":${n()}}`],
-    [3, () => rng.pick(['{"n": 12.5}', '{"n":-4}', '{"n":"30"}', "[30]", "null", '{"m":1}', "30", '{"n":2000000}', '{"n":1e400}', '{"n":30,"x":[1,{"y":null}]}', "{", ' {"n" : 7 } '])],
+    [
+      3,
+      () =>
+        rng.pick([
+          '{"n": 12.5}',
+          '{"n":-4}',
+          '{"n":"30"}',
+          "[30]",
+          "null",
+          '{"m":1}',
+          "30",
+          '{"n":2000000}',
+          '{"n":1e400}',
+          '{"n":30,"x":[1,{"y":null}]}',
+          "{",
+          ' {"n" : 7 } ',
+        ]),
+    ],
     [1, () => `-${rng.int(1, 1000)}`],
     [1, () => rng.pick(["+5", "1.5", "1e3", "0x1f", "30 31", "abc", "٣"])],
     [1, () => rng.pick(["9".repeat(rng.int(17, 100)), "1000001", "99999999999"])],
@@ -824,7 +1268,13 @@ function randomRequest(rng: Rng, index: number, replyQueue: string, now: number)
   const correlationId = rng.weighted<ShortStr | undefined>([
     [2, () => undefined],
     [4, () => `f${index}.${rng.ascii(rng.int(0, 40))}`], // unique: matched to its request
-    [1, () => Array.from(`f${index}.${"é€😀".repeat(rng.int(1, 20))}`).slice(0, 60).join("")], // whole code points
+    [
+      1,
+      () =>
+        Array.from(`f${index}.${"é€😀".repeat(rng.int(1, 20))}`)
+          .slice(0, 60)
+          .join(""),
+    ], // whole code points
     [3, () => rng.bytes(rng.int(0, 255))],
   ]);
   const contentType = rng.weighted<ShortStr | undefined>([
@@ -842,7 +1292,14 @@ function randomRequest(rng: Rng, index: number, replyQueue: string, now: number)
   if (correlationId !== undefined) properties.correlationId = correlationId;
   if (contentType !== undefined) properties.contentType = contentType;
   if (headers !== undefined) properties.headers = headers;
-  if (rng.chance(0.1)) Object.assign(properties, { priority: rng.int(0, 255), messageId: rng.bytes(rng.int(0, 255)), type: rng.bytes(3), appId: rng.bytes(10), timestamp: BigInt.asUintN(64, rng.int64()) });
+  if (rng.chance(0.1))
+    Object.assign(properties, {
+      priority: rng.int(0, 255),
+      messageId: rng.bytes(rng.int(0, 255)),
+      type: rng.bytes(3),
+      appId: rng.bytes(10),
+      timestamp: BigInt.asUintN(64, rng.int64()),
+    });
   const request = { properties, body: typeof body === "string" ? Buffer.from(body, "utf8") : body };
   const label = [
     `#${index}`,
@@ -892,7 +1349,10 @@ function account(requests: FuzzRequest[], replies: Reply[]): string[] {
       continue;
     }
     const got = byId.get(id!) ?? [];
-    if (got.length !== 1) problems.push(`${r.label}: ${got.length} replies (${got.map(show).join("; ")}), expected one: ${showOutcome(r.expected)}`);
+    if (got.length !== 1)
+      problems.push(
+        `${r.label}: ${got.length} replies (${got.map(show).join("; ")}), expected one: ${showOutcome(r.expected)}`,
+      );
     else {
       const why = mismatch(got[0]!, r.expected);
       if (why) problems.push(`${r.label}: ${why}`);
@@ -913,7 +1373,9 @@ function account(requests: FuzzRequest[], replies: Reply[]): string[] {
   };
   const unmatched = rest.filter((_, i) => !assign(i, new Set()));
   for (const r of unmatched) problems.push(`${r.label}: no reply for it (${showOutcome(r.expected)})`);
-  pool.forEach((reply, j) => owner[j] === -1 && problems.push(`a reply no request explains: ${show(reply)}`));
+  pool.forEach((reply, j) => {
+    if (owner[j] === -1) problems.push(`a reply no request explains: ${show(reply)}`);
+  });
   return problems;
 }
 
@@ -939,7 +1401,11 @@ describe("fuzz", () => {
           await world.publisher.close();
           world.publisher = await RawAmqp.connect();
         }
-        confirms.push(world.publisher.publish(world.queue, request.body, request.properties).catch((err: Error) => Promise.reject(new Error(`${request.label}: ${err.message}`))));
+        confirms.push(
+          world.publisher
+            .publish(world.queue, request.body, request.properties)
+            .catch((err: Error) => Promise.reject(new Error(`${request.label}: ${err.message}`))),
+        );
         calls.push(world.normalCall());
       }
       await within(Promise.all(confirms), 10_000, "the broker's confirms of a batch");
@@ -948,8 +1414,20 @@ describe("fuzz", () => {
         (missing) => missing.length === 0,
         5000,
         `normal calls answered after fuzz requests ${start}..${start + calls.length - 1}`,
-      ).catch((err: Error) => Promise.reject(new Error(`${err.message.slice(0, 300)}…\nserve's log since the fuzz began:\n${logTail(logFrom)}`)));
-      for (const c of calls) expect(show(c.answered()!)).toBe(show({ correlationId: c.correlationId, type: undefined, contentType: undefined, body: Buffer.from("832040") }));
+      ).catch((err: Error) =>
+        Promise.reject(
+          new Error(`${err.message.slice(0, 300)}…\nserve's log since the fuzz began:\n${logTail(logFrom)}`),
+        ),
+      );
+      for (const c of calls)
+        expect(show(c.answered()!)).toBe(
+          show({
+            correlationId: c.correlationId,
+            type: undefined,
+            contentType: undefined,
+            body: Buffer.from("832040"),
+          }),
+        );
     }
     const wantReplies = requests.filter((r) => r.expected.kind === "reply").length;
     const wantDrops = requests.length - wantReplies;
@@ -968,12 +1446,22 @@ describe("fuzz", () => {
       const key = r.expected.kind === "reply" ? r.expected.accept.join("|") : r.expected.kind;
       tally[key] = (tally[key] ?? 0) + 1;
     }
-    console.log(`hostile fuzz: ${requests.length} requests in ${Math.round(performance.now() - started)} ms; predicted ${JSON.stringify(tally)}; got ${settled.replies} replies, ${settled.drops} drop lines; ${problems.length} problems`);
-    expect({ problems: problems.slice(0, 15), count: problems.length, seed: SEED }).toEqual({ problems: [], count: 0, seed: SEED });
+    console.log(
+      `hostile fuzz: ${requests.length} requests in ${Math.round(performance.now() - started)} ms; predicted ${JSON.stringify(tally)}; got ${settled.replies} replies, ${settled.drops} drop lines; ${problems.length} problems`,
+    );
+    expect({ problems: problems.slice(0, 15), count: problems.length, seed: SEED }).toEqual({
+      problems: [],
+      count: 0,
+      seed: SEED,
+    });
     // One line per dropped request: a logger that folds repeated lines into "(repeated N times)"
     // (consola's throttle does, by default) loses the count.
     const folded = (world.server.log.slice(logFrom).match(/dropped a request.*\(repeated \d+ times\)/g) ?? []).length;
-    expect({ replies: settled.replies, drops: settled.drops, folded }).toEqual({ replies: wantReplies, drops: wantDrops, folded: 0 });
+    expect({ replies: settled.replies, drops: settled.drops, folded }).toEqual({
+      replies: wantReplies,
+      drops: wantDrops,
+      folded: 0,
+    });
     expect(world.server.log.slice(logFrom)).not.toMatch(RECONNECTION);
   }, 90_000);
 });
@@ -988,7 +1476,12 @@ describe("named hostile cases that cost a server its connection if mishandled (r
 
 describe("afterwards", () => {
   test("every request accounted for, the queue empty, no reconnection, no worker restart", async () => {
-    await eventually(() => queueCounts(world.queue), (q) => q.ready === 0 && q.unacked === 0, 10_000, "request queue empty, nothing unacked");
+    await eventually(
+      () => queueCounts(world.queue),
+      (q) => q.ready === 0 && q.unacked === 0,
+      10_000,
+      "request queue empty, nothing unacked",
+    );
     await normalCallAnswered();
     expect({ replies: world.replies.length, drops: drops(0) }).toEqual(world.expected);
     expect(world.server.log).not.toMatch(RECONNECTION);

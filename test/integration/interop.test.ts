@@ -10,7 +10,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { BROKER_RELEASE, rabbitmqctlJson, TRANSIENT_QUEUES_DENIED } from "../broker.ts";
-import { BROKER_PORT, tracked, eventually, queueStats, rawChannel, run, startServe, cleanupAfterFile } from "../helpers.ts";
+import {
+  BROKER_PORT,
+  tracked,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  cleanupAfterFile,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -36,13 +45,20 @@ const TUTORIAL = resolve(import.meta.dir, "../interop/tutorial");
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is installed
 
 function pythonProcess(script: string) {
-  return tracked(Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
-    cwd: TUTORIAL,
-    // Unbuffered output only, so the test sees the lines as they are printed; the code is untouched.
-    env: { ...process.env, PYTHONUNBUFFERED: "1", PYTHONPATH: resolve(import.meta.dir, "../interop/redirect"), FIBRPC_TEST_AMQP_PORT: String(BROKER_PORT) },
-    stdout: "pipe",
-    stderr: "pipe",
-  }));
+  return tracked(
+    Bun.spawn([PYTHON, resolve(TUTORIAL, script)], {
+      cwd: TUTORIAL,
+      // Unbuffered output only, so the test sees the lines as they are printed; the code is untouched.
+      env: {
+        ...process.env,
+        PYTHONUNBUFFERED: "1",
+        PYTHONPATH: resolve(import.meta.dir, "../interop/redirect"),
+        FIBRPC_TEST_AMQP_PORT: String(BROKER_PORT),
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    }),
+  );
 }
 
 /**
@@ -75,8 +91,13 @@ async function rpcQueueConsumers(): Promise<number> {
 
 test("the tutorial code here is the seed's, byte for byte", () => {
   const md = readFileSync(resolve(TUTORIAL, "rabbitmq-rpc-tutorial.zh.md"), "utf8");
-  const blocks = [...md.matchAll(/```python\n([\s\S]*?)```/g)].map((m) => m[1]).filter((b) => b!.includes("import pika"));
-  expect(blocks).toEqual([readFileSync(resolve(TUTORIAL, "rpc_server.py"), "utf8"), readFileSync(resolve(TUTORIAL, "rpc_client.py"), "utf8")]);
+  const blocks = [...md.matchAll(/```python\n([\s\S]*?)```/g)]
+    .map((m) => m[1])
+    .filter((b) => b!.includes("import pika"));
+  expect(blocks).toEqual([
+    readFileSync(resolve(TUTORIAL, "rpc_server.py"), "utf8"),
+    readFileSync(resolve(TUTORIAL, "rpc_client.py"), "utf8"),
+  ]);
   const seed = resolve(import.meta.dir, "../../../shared/seed/rabbitmq-rpc-tutorial.zh.md");
   if (Bun.file(seed).size > 0) expect(readFileSync(seed, "utf8")).toBe(md);
 });
@@ -90,7 +111,11 @@ describe("interop on rpc_queue", () => {
     const server = await startServe(["--workers", "2"]);
     try {
       const client = pythonProcess("rpc_client.py");
-      const [stdout, stderr, code] = await Promise.all([new Response(client.stdout).text(), new Response(client.stderr).text(), client.exited]);
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(client.stdout).text(),
+        new Response(client.stderr).text(),
+        client.exited,
+      ]);
       expect(stderr).toBe("");
       expect(code).toBe(0);
       expect(stdout).toBe(" [x] Requesting fib(30)\n [.] Got 832040\n");

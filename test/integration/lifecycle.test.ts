@@ -11,7 +11,19 @@ import { join } from "node:path";
 import type { Options } from "amqplib";
 import { requestQueueOptions, type QueueType } from "../../src/rpc/queue.ts";
 import { rabbitmqctlJson } from "../broker.ts";
-import { alsoDelete, cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, tempFolder, uniqueQueue, type Server, BROKER_PORT } from "../helpers.ts";
+import {
+  alsoDelete,
+  cleanupAfterFile,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  tempFolder,
+  uniqueQueue,
+  type Server,
+  BROKER_PORT,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -84,7 +96,8 @@ async function replyQueue() {
   /** Sends requests (n by correlation id) with publisher confirms: once it resolves, they are in the queue. */
   const send = async (to: string, requests: Record<string, string>) => {
     const confirm = await conn.createConfirmChannel();
-    for (const [correlationId, n] of Object.entries(requests)) confirm.sendToQueue(to, Buffer.from(n), { replyTo: queue, correlationId });
+    for (const [correlationId, n] of Object.entries(requests))
+      confirm.sendToQueue(to, Buffer.from(n), { replyTo: queue, correlationId });
     await confirm.waitForConfirms();
     await confirm.close();
   };
@@ -116,7 +129,12 @@ describe("fibrpc health against a real serve", () => {
     expect(await health()).toMatchObject({ code: 0, stdout: `healthy: 1/1 workers consuming queue "${queue}"\n` });
 
     server.proc.kill("SIGSTOP");
-    await eventually(async () => processState(server.proc.pid), (state) => state === "T", 5_000, "serve stopped");
+    await eventually(
+      async () => processState(server.proc.pid),
+      (state) => state === "T",
+      5_000,
+      "serve stopped",
+    );
     // Stopped, serve cannot rewrite its status: the file turns stale when the clock passes its
     // updatedAt + --max-age. Wait for that moment, then ask once.
     const { updatedAt } = JSON.parse(readFileSync(statusFile, "utf8")) as { updatedAt: number };
@@ -141,13 +159,20 @@ describe("fibrpc health against a real serve", () => {
     await server.proc.exited;
     expect(existsSync(statusFile)).toBe(true);
     const dead = await run(["health", "--status-file", statusFile]);
-    expect(dead).toMatchObject({ code: 69, stdout: "", stderr: `fibrpc: unhealthy: serve (pid ${pid}) is not running any more\n` });
+    expect(dead).toMatchObject({
+      code: 69,
+      stdout: "",
+      stderr: `fibrpc: unhealthy: serve (pid ${pid}) is not running any more\n`,
+    });
   });
 
   const unreadable: { name: string; make: (path: string) => void }[] = [
     { name: "not JSON", make: (path) => writeFileSync(path, "not json\n") },
     { name: "JSON null (was an internal error, exit 70)", make: (path) => writeFileSync(path, "null") },
-    { name: "a status without its time (was healthy)", make: (path) => writeFileSync(path, JSON.stringify({ pid: process.pid, queue: "q", workers: 1, serving: 1 })) },
+    {
+      name: "a status without its time (was healthy)",
+      make: (path) => writeFileSync(path, JSON.stringify({ pid: process.pid, queue: "q", workers: 1, serving: 1 })),
+    },
     { name: "a folder", make: (path) => mkdirSync(path) },
   ];
   for (const c of unreadable) {
@@ -155,7 +180,11 @@ describe("fibrpc health against a real serve", () => {
       const statusFile = join(tempFolder("fibrpc-lifecycle-"), "status.json");
       c.make(statusFile);
       const result = await run(["health", "--status-file", statusFile]);
-      expect(result).toMatchObject({ code: 69, stdout: "", stderr: `fibrpc: unhealthy: unreadable status file ${statusFile}\n` });
+      expect(result).toMatchObject({
+        code: 69,
+        stdout: "",
+        stderr: `fibrpc: unhealthy: unreadable status file ${statusFile}\n`,
+      });
     });
   }
 });
@@ -180,12 +209,23 @@ describe("the supervisor gives up on a crash loop", () => {
 
     // Nothing lost: each request was either refused as poison (after 3 crashes pinned on it) or
     // is back in the queue, unacked when serve exited.
-    const { messageCount } = await eventually(() => queueStats(queue), (s) => s.consumerCount === 0 && s.messageCount + answered() >= 2, 10_000, "requests answered or requeued");
-    for (const list of replies.values()) for (const reply of list) expect(reply).toMatchObject({ type: "error", body: expect.stringMatching(/^POISON_REQUEST: the request crashed a server 3 times/) });
+    const { messageCount } = await eventually(
+      () => queueStats(queue),
+      (s) => s.consumerCount === 0 && s.messageCount + answered() >= 2,
+      10_000,
+      "requests answered or requeued",
+    );
+    for (const list of replies.values())
+      for (const reply of list)
+        expect(reply).toMatchObject({
+          type: "error",
+          body: expect.stringMatching(/^POISON_REQUEST: the request crashed a server 3 times/),
+        });
     expect(messageCount + answered()).toBe(2);
     const left = new Set<string>();
     const { ch } = await rawChannel();
-    for (let msg = await ch.get(queue, { noAck: true }); msg; msg = await ch.get(queue, { noAck: true })) left.add(String(msg.properties.correlationId));
+    for (let msg = await ch.get(queue, { noAck: true }); msg; msg = await ch.get(queue, { noAck: true }))
+      left.add(String(msg.properties.correlationId));
     expect(new Set([...replies.keys(), ...left])).toEqual(new Set(["a", "b"]));
   });
 });
@@ -194,10 +234,15 @@ describe("drain", () => {
   test("a clean drain ends with one line: the workers stopped and the requests answered; exit 0", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["--workers", "2", "--queue", queue]);
-    expect(await run(["call", "--queue", queue, "1", "2", "3", "4", "5"])).toMatchObject({ code: 0, stdout: "1\n1\n2\n3\n5\n" });
+    expect(await run(["call", "--queue", queue, "1", "2", "3", "4", "5"])).toMatchObject({
+      code: 0,
+      stdout: "1\n1\n2\n3\n5\n",
+    });
     expect(await server.stop()).toBe(0);
     const lines = server.log.trimEnd().split("\n");
-    expect(linesOf(server, /drained/)).toEqual([expect.stringMatching(/ INFO  drained: 2 workers stopped, 5 requests answered$/)]);
+    expect(linesOf(server, /drained/)).toEqual([
+      expect.stringMatching(/ INFO {2}drained: 2 workers stopped, 5 requests answered$/),
+    ]);
     // The last word.
     expect(lines.at(-1)).toMatch(/drained: 2 workers stopped/);
   });
@@ -207,21 +252,45 @@ describe("drain", () => {
     try {
       const queue = uniqueQueue();
       const statusFile = join(tempFolder("fibrpc-lifecycle-"), "status.json");
-      const server = await startServe(["--workers", "1", "--queue", queue, "--url", proxy.url, "--drain-timeout", "500ms", "--status-file", statusFile]);
+      const server = await startServe([
+        "--workers",
+        "1",
+        "--queue",
+        queue,
+        "--url",
+        proxy.url,
+        "--drain-timeout",
+        "500ms",
+        "--status-file",
+        statusFile,
+      ]);
       const { replies, send, answered } = await replyQueue();
       // From here on nothing serve sends reaches the broker: its worker gets the requests but
       // cannot ack them, nor (once asked to drain) cancel its consumer and close: it cannot finish.
       proxy.freeze();
       const requests = { r1: "10", r2: "11", r3: "12", r4: "13", r5: "100000" };
       await send(queue, requests);
-      await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "every request delivered to serve");
+      await eventually(
+        () => queueStats(queue),
+        (s) => s.messageCount === 0,
+        10_000,
+        "every request delivered to serve",
+      );
 
       const from = server.log.length;
       server.proc.kill("SIGTERM");
       await server.waitForLog(/drain timed out/, 15_000, from);
       expect(await server.proc.exited).toBe(75);
-      expect(linesOf(server, /SIGTERM: draining/, from)).toEqual([expect.stringMatching(/ INFO  SIGTERM: draining \(no new requests; finishing those in progress; up to 500 ms\)$/)]);
-      expect(linesOf(server, /drain timed out|drained/, from)).toEqual([expect.stringMatching(/ WARN  drain timed out after 500 ms: 1 worker stopped abruptly; their unacked requests go back to the queue$/)]);
+      expect(linesOf(server, /SIGTERM: draining/, from)).toEqual([
+        expect.stringMatching(
+          / INFO {2}SIGTERM: draining \(no new requests; finishing those in progress; up to 500 ms\)$/,
+        ),
+      ]);
+      expect(linesOf(server, /drain timed out|drained/, from)).toEqual([
+        expect.stringMatching(
+          / WARN {2}drain timed out after 500 ms: 1 worker stopped abruptly; their unacked requests go back to the queue$/,
+        ),
+      ]);
       // The last word: no "drained" line after it.
       expect(server.log.trimEnd().split("\n").at(-1)).toMatch(/drain timed out/);
       expect(existsSync(statusFile)).toBe(false);
@@ -230,11 +299,27 @@ describe("drain", () => {
       expect(answered()).toBe(0);
 
       // The requests it held unacked are back in the queue, all of them...
-      await eventually(() => queueStats(queue), (s) => s.consumerCount === 0 && s.messageCount === 5, 10_000, "the 5 requests back in the queue");
+      await eventually(
+        () => queueStats(queue),
+        (s) => s.consumerCount === 0 && s.messageCount === 5,
+        10_000,
+        "the 5 requests back in the queue",
+      );
       // ...and another server answers each, once.
       const second = await startServe(["--workers", "1", "--queue", queue]);
-      await eventually(async () => answered(), (count) => count >= 5, 20_000, "the 5 requests answered by another server");
-      expect(Object.fromEntries([...replies].map(([id, list]) => [id, list.map((r) => r.body.length)]))).toEqual({ r1: [2], r2: [2], r3: [3], r4: [3], r5: [20899] });
+      await eventually(
+        async () => answered(),
+        (count) => count >= 5,
+        20_000,
+        "the 5 requests answered by another server",
+      );
+      expect(Object.fromEntries([...replies].map(([id, list]) => [id, list.map((r) => r.body.length)]))).toEqual({
+        r1: [2],
+        r2: [2],
+        r3: [3],
+        r4: [3],
+        r5: [20899],
+      });
       expect(replies.get("r1")![0]!.body).toBe("55");
       expect(await second.stop()).toBe(0);
     } finally {
@@ -254,23 +339,50 @@ describe("drain", () => {
         const queue = uniqueQueue();
         // A drain that cannot end (frozen link) and a drain timeout far away: only the second
         // signal can end serve.
-        const server = await startServe(["--workers", "2", "--queue", queue, "--url", proxy.url, "--drain-timeout", "10m"]);
+        const server = await startServe([
+          "--workers",
+          "2",
+          "--queue",
+          queue,
+          "--url",
+          proxy.url,
+          "--drain-timeout",
+          "10m",
+        ]);
         const { send, answered } = await replyQueue();
         proxy.freeze();
         await send(queue, { a: "20", b: "21", c: "22" });
-        await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 10_000, "every request delivered to serve");
+        await eventually(
+          () => queueStats(queue),
+          (s) => s.messageCount === 0,
+          10_000,
+          "every request delivered to serve",
+        );
 
         server.proc.kill(first);
         await server.waitForLog(new RegExp(`${first}: draining`), 15_000);
         server.proc.kill(second);
         await server.waitForLog(new RegExp(`${second} again: exiting now`), 15_000);
         expect(await server.proc.exited).toBe(code);
-        expect(linesOf(server, /draining/)).toEqual([expect.stringMatching(new RegExp(` INFO  ${first}: draining \\(no new requests; finishing those in progress; up to 600000 ms\\)$`))]);
-        expect(linesOf(server, /again: exiting now/)).toEqual([expect.stringMatching(new RegExp(` WARN  ${second} again: exiting now$`))]);
+        expect(linesOf(server, /draining/)).toEqual([
+          expect.stringMatching(
+            new RegExp(
+              ` INFO  ${first}: draining \\(no new requests; finishing those in progress; up to 600000 ms\\)$`,
+            ),
+          ),
+        ]);
+        expect(linesOf(server, /again: exiting now/)).toEqual([
+          expect.stringMatching(new RegExp(` WARN  ${second} again: exiting now$`)),
+        ]);
         expect(server.log).not.toMatch(/drain timed out|drained/);
 
         expect(answered()).toBe(0);
-        await eventually(() => queueStats(queue), (s) => s.consumerCount === 0 && s.messageCount === 3, 10_000, "the 3 requests back in the queue");
+        await eventually(
+          () => queueStats(queue),
+          (s) => s.consumerCount === 0 && s.messageCount === 3,
+          10_000,
+          "the 3 requests back in the queue",
+        );
       } finally {
         await proxy.close();
       }
@@ -293,7 +405,13 @@ describe("an existing queue of another type than --queue-type", () => {
       await ch.assertQueue(queue, declare(queue));
       const server = await startServe(["--workers", "2", "--queue", queue, "--queue-type", asked]);
       const notices = linesOf(server, /already exists/);
-      expect(notices).toEqual([expect.stringMatching(new RegExp(` WARN  queue "${queue}" already exists as a ${existing} queue, not the ${asked} queue asked for \\(inequivalent arg '[\\w-]+' for queue '${queue}'.*\\); serving it as it is$`))]);
+      expect(notices).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            ` WARN  queue "${queue}" already exists as a ${existing} queue, not the ${asked} queue asked for \\(inequivalent arg '[\\w-]+' for queue '${queue}'.*\\); serving it as it is$`,
+          ),
+        ),
+      ]);
       expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
       expect(await server.stop()).toBe(0);
       // Joined, not redeclared: still the operator's queue, and no dead-letter queue made for it.
@@ -327,12 +445,17 @@ describe("call --retry, seen from the request queue", () => {
     expect(result.stdout).toBe("");
     const lines = result.stderr.trimEnd().split("\n");
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/ INFO  fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 1\/2\)$/);
-    expect(lines[1]).toMatch(/ INFO  fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 2\/2\)$/);
+    expect(lines[0]).toMatch(/ INFO {2}fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 1\/2\)$/);
+    expect(lines[1]).toMatch(/ INFO {2}fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 2\/2\)$/);
     expect(lines[2]).toStartWith(`fib(5): TIMEOUT: no reply within the timeout from a server on queue "${queue}"`);
 
     // call has exited after the last attempt's timeout: every attempt reached the queue long ago.
-    await eventually(async () => seen.length, (count) => count >= 3, 5_000, "3 attempts seen");
+    await eventually(
+      async () => seen.length,
+      (count) => count >= 3,
+      5_000,
+      "3 attempts seen",
+    );
     expect(seen).toHaveLength(3);
     expect(seen.map((s) => s.body)).toEqual(["5", "5", "5"]);
     const [id] = seen.map((s) => s.correlationId);
@@ -349,7 +472,7 @@ describe("call --retry, seen from the request queue", () => {
     const { queue, seen } = await fakeServer((attempt) => attempt === 2);
     const result = await run(["call", "--retry", "1", "--timeout", "300ms", "--queue", queue, "5"]);
     expect(result).toMatchObject({ code: 0, stdout: "5\n" });
-    expect(result.stderr).toMatch(/^\S+ INFO  fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 1\/1\)\n$/);
+    expect(result.stderr).toMatch(/^\S+ INFO {2}fib\(5\): TIMEOUT; retrying in \d+ ms \(retry 1\/1\)\n$/);
     expect(seen).toHaveLength(2);
     expect(seen[1]!.correlationId).toBe(seen[0]!.correlationId);
   });

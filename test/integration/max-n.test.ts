@@ -43,16 +43,36 @@ describe("serve --max-n above the default", () => {
     const n = RAISED_MAX_N + 1;
     const { code, stdout, stderr } = await run(["call", "--queue", raised.queue, "--json", "30", String(n)]);
     expect(code).toBe(76);
-    const lines = stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    const lines = stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(lines).toEqual([
       { n: 30, result: "832040", ms: expect.any(Number) },
-      { n, error: { code: "N_TOO_LARGE", message: `n must be at most ${RAISED_MAX_N}, got ${n}` }, ms: expect.any(Number) },
+      {
+        n,
+        error: { code: "N_TOO_LARGE", message: `n must be at most ${RAISED_MAX_N}, got ${n}` },
+        ms: expect.any(Number),
+      },
     ]);
     expect(stderr).toBe(`fib(${n}): N_TOO_LARGE: n must be at most ${RAISED_MAX_N}, got ${n}\n`);
   });
 
   test("bench loads it with n above the default; every answer checked", async () => {
-    const { code, stdout, stderr } = await run(["bench", "--queue", raised.queue, "--n", `${DEFAULT_MAX_N + 1}-${RAISED_MAX_N}`, "--requests", "4", "--concurrency", "2", "--timeout", "20s", "--json"]);
+    const { code, stdout, stderr } = await run([
+      "bench",
+      "--queue",
+      raised.queue,
+      "--n",
+      `${DEFAULT_MAX_N + 1}-${RAISED_MAX_N}`,
+      "--requests",
+      "4",
+      "--concurrency",
+      "2",
+      "--timeout",
+      "20s",
+      "--json",
+    ]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ calls: 4, ok: 4, errors: {} });
@@ -71,7 +91,18 @@ describe("serve at the default --max-n", () => {
   });
 
   test("bench with n above it: the refusals counted as N_TOO_LARGE, exit 76", async () => {
-    const { code, stdout } = await run(["bench", "--queue", standard.queue, "--n", String(DEFAULT_MAX_N + 1), "--requests", "3", "--concurrency", "1", "--json"]);
+    const { code, stdout } = await run([
+      "bench",
+      "--queue",
+      standard.queue,
+      "--n",
+      String(DEFAULT_MAX_N + 1),
+      "--requests",
+      "3",
+      "--concurrency",
+      "1",
+      "--json",
+    ]);
     expect(code).toBe(76);
     expect(JSON.parse(stdout)).toMatchObject({ calls: 3, ok: 0, errors: { N_TOO_LARGE: 3 } });
   });

@@ -8,8 +8,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { Hold } from "../hold.ts";
 import { expressionsOf, exportedNames, missingNames, promtool } from "../promql.ts";
-import { cleanupAfterFile, eventually, run, startServe, uniqueQueue, type Server, freePort, metricValues, scrapeMetrics } from "../helpers.ts";
-
+import {
+  cleanupAfterFile,
+  eventually,
+  run,
+  startServe,
+  uniqueQueue,
+  type Server,
+  freePort,
+  metricValues,
+  scrapeMetrics,
+} from "../helpers.ts";
 
 /** Samples of an exposition by series ("name" or "name{labels}"). */
 const samples = (text: string) => new Map(Object.entries(metricValues(text)));
@@ -65,8 +74,16 @@ describe("every metric deploy/ names is exported", () => {
   });
 
   test("promtool check metrics: no lint problem in the exposition", async () => {
-    const proc = Bun.spawn([await promtool(), "check", "metrics"], { stdin: Buffer.from(await scrape()), stdout: "pipe", stderr: "pipe" });
-    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const proc = Bun.spawn([await promtool(), "check", "metrics"], {
+      stdin: Buffer.from(await scrape()),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
     expect(out + err).toBe("");
     expect(code).toBe(0);
   });
@@ -79,7 +96,9 @@ describe("process metrics describe the whole process", () => {
     const vmRss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
     const fds = readdirSync(`/proc/${pid}/fd`).length;
     const maxFds = Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, "utf8"))![1]);
-    console.log(`rss ${m.get("process_resident_memory_bytes")} vs VmRSS ${vmRss}; fds ${m.get("process_open_fds")} vs ${fds}; max fds ${m.get("process_max_fds")} vs ${maxFds}`);
+    console.log(
+      `rss ${m.get("process_resident_memory_bytes")} vs VmRSS ${vmRss}; fds ${m.get("process_open_fds")} vs ${fds}; max fds ${m.get("process_max_fds")} vs ${maxFds}`,
+    );
     expect(Math.abs(m.get("process_resident_memory_bytes")! - vmRss) / vmRss).toBeLessThan(0.1);
     expect(Math.abs(m.get("process_open_fds")! - fds)).toBeLessThanOrEqual(3);
     expect(m.get("process_max_fds")).toBe(maxFds);
@@ -99,7 +118,7 @@ describe("process metrics describe the whole process", () => {
     const btime = Number(/^btime (\d+)/m.exec(readFileSync("/proc/stat", "utf8"))![1]);
     const procStart = btime + procStat(`/proc/${pid}/stat`)(22) / TICKS;
     // serve's first log line (its banner, time to the millisecond), written once it was running.
-    const bannerAt = Date.parse(/^(\S+) INFO  fibrpc /.exec(server.log)![1]!) / 1000;
+    const bannerAt = Date.parse(/^(\S+) INFO {2}fibrpc /.exec(server.log)![1]!) / 1000;
     console.log(`start ${start}; spawned at ${spawnedAt}; first log line at ${bannerAt}; /proc says ${procStart}`);
     // In order: the test spawned it, it started, it logged. Not before the spawn (to the clock's
     // 50 ms), nor after its own first line; ps's figure is early (by btime's fraction), never late.
@@ -150,7 +169,9 @@ describe("process metrics describe the whole process", () => {
     const hold = new Hold(999_999);
     const heldQueue = uniqueQueue();
     const heldPort = await freePort();
-    const held = await startServe(["--workers", "1", "--queue", heldQueue, "--http-port", String(heldPort)], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const held = await startServe(["--workers", "1", "--queue", heldQueue, "--http-port", String(heldPort)], {
+      FIBRPC_TEST_FAULTS: hold.faults(),
+    });
     const heldScrape = async () => samples(await scrapeMetrics(heldPort));
     try {
       // The first read starts the worker's sampler; each read resets it.
@@ -167,7 +188,9 @@ describe("process metrics describe the whole process", () => {
       const m = await heldScrape();
       const blockedSeconds = (heldTo - heldFrom) / 1000;
       const lag = m.get("fibrpc_worker_eventloop_lag_max_seconds")!;
-      console.log(`worker held ${blockedSeconds.toFixed(3)} s by the test; its event-loop lag max ${lag}; the main thread's ${m.get("nodejs_eventloop_lag_max_seconds")}`);
+      console.log(
+        `worker held ${blockedSeconds.toFixed(3)} s by the test; its event-loop lag max ${lag}; the main thread's ${m.get("nodejs_eventloop_lag_max_seconds")}`,
+      );
       // The sampler ticks every 10 ms and reports a tick's lateness beyond that.
       expect(lag).toBeGreaterThanOrEqual(blockedSeconds - 0.011);
     } finally {
@@ -179,7 +202,12 @@ describe("process metrics describe the whole process", () => {
   test("event-loop lag of the main thread: sampled, ordered, and within the process's lifetime", async () => {
     // Each scrape reports the delays sampled (every 10 ms) since the previous one, and the
     // setImmediate probe's value shows at the next scrape: scrape until a sample is in.
-    const m = await eventually(async () => samples(await scrape()), (s) => s.get("nodejs_eventloop_lag_p99_seconds")! > 0, 5_000, "an event-loop delay sampled");
+    const m = await eventually(
+      async () => samples(await scrape()),
+      (s) => s.get("nodejs_eventloop_lag_p99_seconds")! > 0,
+      5_000,
+      "an event-loop delay sampled",
+    );
     const lifetime = Date.now() / 1000 - spawnedAt; // no delay of the process is longer than it has run
     const lag = (suffix: string) => m.get(`nodejs_eventloop_lag${suffix}_seconds`)!;
     for (const suffix of ["", "_min", "_mean", "_p50", "_p90", "_p99", "_max"]) {
@@ -199,13 +227,32 @@ describe("process metrics describe the whole process", () => {
     // Each scrape resets them, whoever scrapes: with two scrapers each sees part, and /metrics says so.
     const help = new Map([...(await scrape()).matchAll(/^# HELP (\w+) (.*)$/gm)].map((m) => [m[1]!, m[2]!]));
     const names = [...help.keys()].filter((name) => /^(nodejs|fibrpc_worker)_eventloop_lag/.test(name)).sort();
-    expect(names).toEqual(["fibrpc_worker_eventloop_lag_max_seconds", ...["", "_max", "_mean", "_min", "_p50", "_p90", "_p99", "_stddev"].map((s) => `nodejs_eventloop_lag${s}_seconds`)].sort());
-    for (const name of names) expect(help.get(name), name).toMatch(name === "nodejs_eventloop_lag_seconds" ? /at the previous scrape of \/metrics \(by any scraper\)/ : /since the previous scrape of \/metrics \(by any scraper; reset at each\)/);
+    expect(names).toEqual(
+      [
+        "fibrpc_worker_eventloop_lag_max_seconds",
+        ...["", "_max", "_mean", "_min", "_p50", "_p90", "_p99", "_stddev"].map(
+          (s) => `nodejs_eventloop_lag${s}_seconds`,
+        ),
+      ].sort(),
+    );
+    for (const name of names)
+      expect(help.get(name), name).toMatch(
+        name === "nodejs_eventloop_lag_seconds"
+          ? /at the previous scrape of \/metrics \(by any scraper\)/
+          : /since the previous scrape of \/metrics \(by any scraper; reset at each\)/,
+      );
   });
 
   test("no collector Bun cannot fill", async () => {
     const names = exportedNames(await scrape());
-    for (const dropped of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total", "nodejs_heap_space_size_used_bytes", "nodejs_version_info", "nodejs_gc_duration_seconds_count"]) {
+    for (const dropped of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+      "nodejs_heap_space_size_used_bytes",
+      "nodejs_version_info",
+      "nodejs_gc_duration_seconds_count",
+    ]) {
       expect(names.has(dropped), dropped).toBeFalse();
     }
   });

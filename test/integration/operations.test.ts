@@ -9,11 +9,23 @@ import { join } from "node:path";
 import { envNameOf } from "../../src/config.ts";
 import { COMMAND_OPTIONS, COMMANDS, helpOf, type OptionName } from "../../src/options.ts";
 import { startProxy } from "../proxy.ts";
-import { eventually, rawChannel, run, startServe, tempFolder, uniqueQueue, UNMASKED_PASSWORD, cleanupAfterFile, freePort, BROKER_PORT, metricValues, scrapeMetrics } from "../helpers.ts";
+import {
+  eventually,
+  rawChannel,
+  run,
+  startServe,
+  tempFolder,
+  uniqueQueue,
+  UNMASKED_PASSWORD,
+  cleanupAfterFile,
+  freePort,
+  BROKER_PORT,
+  metricValues,
+  scrapeMetrics,
+} from "../helpers.ts";
 import { optionsOf } from "../unit/help-page.ts";
 
 cleanupAfterFile();
-
 
 /** Every series of serve's /metrics by name and labels. */
 const scrape = async (port: number) => metricValues(await scrapeMetrics(port));
@@ -22,19 +34,37 @@ describe("metrics", () => {
   test("counters move by exactly the calls made, by outcome and code", async () => {
     const queue = uniqueQueue();
     const port = await freePort();
-    const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--max-n", "100"]);
+    const server = await startServe([
+      "--workers",
+      "2",
+      "--queue",
+      queue,
+      "--http-port",
+      String(port),
+      "--max-n",
+      "100",
+    ]);
     const ok = 'fibrpc_requests_total{outcome="ok",code=""}';
     const tooLarge = 'fibrpc_requests_total{outcome="error",code="N_TOO_LARGE"}';
     const notInt = 'fibrpc_requests_total{outcome="error",code="NOT_AN_INTEGER"}';
     const before = await scrape(port);
     expect(before.fibrpc_workers_up).toBe(2);
 
-    const { code } = await run(["call", "--queue", queue, ...Array.from({ length: 25 }, (_, i) => String(i)), "101", "102"]);
+    const { code } = await run([
+      "call",
+      "--queue",
+      queue,
+      ...Array.from({ length: 25 }, (_, i) => String(i)),
+      "101",
+      "102",
+    ]);
     expect(code).toBe(76); // two N_TOO_LARGE error replies
     const { ch } = await rawChannel();
     const { queue: callback } = await ch.assertQueue("", { exclusive: true });
     let replies = 0;
-    const three = new Promise<void>((resolve) => ch.consume(callback, () => ++replies === 3 && resolve(), { noAck: true }));
+    const three = new Promise<void>((resolve) =>
+      ch.consume(callback, () => ++replies === 3 && resolve(), { noAck: true }),
+    );
     for (const body of ["x", "1.5", "?"]) ch.sendToQueue(queue, Buffer.from(body), { replyTo: callback });
     await three;
 
@@ -55,7 +85,16 @@ describe("metrics", () => {
     const port = await freePort();
     const proxy = await startProxy(BROKER_PORT);
     try {
-      const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port), "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+      const server = await startServe([
+        "--workers",
+        "2",
+        "--queue",
+        queue,
+        "--http-port",
+        String(port),
+        "--url",
+        `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      ]);
       const readyz = async () => {
         const response = await fetch(`http://127.0.0.1:${port}/readyz`);
         return { status: response.status, text: await response.text() };
@@ -101,8 +140,15 @@ describe("configuration", () => {
     writeFileSync(file, "# fibrpc settings\nFIBRPC_QUEUE=from_file_q\nFIBRPC_TIMEOUT=2s\n");
     const missing = (stderr: string) => /queue "([^"]+)" does not exist/.exec(stderr)?.[1];
     expect(missing((await run(["call", "1", "--config", file])).stderr)).toBe("from_file_q");
-    expect(missing((await run(["call", "1"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" })).stderr)).toBe("from_env_q");
-    expect(missing((await run(["call", "1", "--queue", "from_flag_q"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" })).stderr)).toBe("from_flag_q");
+    expect(missing((await run(["call", "1"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" })).stderr)).toBe(
+      "from_env_q",
+    );
+    expect(
+      missing(
+        (await run(["call", "1", "--queue", "from_flag_q"], { FIBRPC_CONFIG: file, FIBRPC_QUEUE: "from_env_q" }))
+          .stderr,
+      ),
+    ).toBe("from_flag_q");
     writeFileSync(file, "PATH=/nowhere\n");
     const bad = await run(["call", "1", "--config", file]);
     expect(bad.code).toBe(64);
@@ -111,18 +157,33 @@ describe("configuration", () => {
 
   test("--log-format json: one object per line with time, level, worker, message", async () => {
     const queue = uniqueQueue();
-    const server = await startServe(["--workers", "2", "--queue", queue, "--log-format", "json", "--log-level", "debug"]);
+    const server = await startServe([
+      "--workers",
+      "2",
+      "--queue",
+      queue,
+      "--log-format",
+      "json",
+      "--log-level",
+      "debug",
+    ]);
     await run(["call", "--queue", queue, "1", "2", "3", "4"]);
     await server.waitForLog(/"worker":"worker-\d".*"message":"fib\(/);
     expect(await server.stop()).toBe(0);
-    const entries = server.log.trim().split("\n").map((line) => JSON.parse(line));
+    const entries = server.log
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     for (const entry of entries) {
       expect(typeof entry.time).toBe("string");
       expect(["error", "warn", "info", "debug", "trace"]).toContain(entry.level);
       expect(typeof entry.message).toBe("string");
     }
     expect(entries.some((e) => e.worker === "worker-1" || e.worker === "worker-2")).toBe(true);
-    expect(entries[0]).toMatchObject({ level: "info", fields: { queue, workers: 2, queueType: "classic", brokers: [`amqp://guest:***@127.0.0.1:${BROKER_PORT}`] } });
+    expect(entries[0]).toMatchObject({
+      level: "info",
+      fields: { queue, workers: 2, queueType: "classic", brokers: [`amqp://guest:***@127.0.0.1:${BROKER_PORT}`] },
+    });
   });
 });
 
@@ -133,13 +194,34 @@ describe("several broker URLs", () => {
     try {
       const viaProxy = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
       const direct = `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`;
-      const server = await startServe(["--workers", "2", "--queue", queue, "--url", `${viaProxy},${direct}`, "--log-level", "debug"]);
+      const server = await startServe([
+        "--workers",
+        "2",
+        "--queue",
+        queue,
+        "--url",
+        `${viaProxy},${direct}`,
+        "--log-level",
+        "debug",
+      ]);
       await server.waitForLog(new RegExp(`connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${proxy.port}`));
       // The first broker "goes away": connections cut, new ones refused.
       proxy.refuse(true);
       proxy.cut();
-      await server.waitForLog(new RegExp(`connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}[\\s\\S]*connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}`), 10_000);
-      const { code, stdout } = await run(["call", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:1,${viaProxy},${direct}`, "30"]);
+      await server.waitForLog(
+        new RegExp(
+          `connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}[\\s\\S]*connected to amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${BROKER_PORT}`,
+        ),
+        10_000,
+      );
+      const { code, stdout } = await run([
+        "call",
+        "--queue",
+        queue,
+        "--url",
+        `amqp://guest:guest@127.0.0.1:1,${viaProxy},${direct}`,
+        "30",
+      ]);
       expect(code).toBe(0);
       expect(stdout).toBe("832040\n");
       expect(await server.stop()).toBe(0);

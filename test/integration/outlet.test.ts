@@ -6,7 +6,18 @@
  */
 import { expect, test } from "bun:test";
 import { openWire } from "../../src/rpc/wire.ts";
-import { cleanupAfterFile, eventually, queueStats, rawChannel, run, startServe, uniqueQueue, metricValues, scrapeMetrics, freePort } from "../helpers.ts";
+import {
+  cleanupAfterFile,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  uniqueQueue,
+  metricValues,
+  scrapeMetrics,
+  freePort,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -20,14 +31,32 @@ test("with the pinned amqplib the frame writer attaches, and what it publishes a
     void ch.consume(queue, (msg) => {
       if (!msg) return;
       writer!.ack(msg);
-      resolve({ body: msg.content.toString(), correlationId: msg.properties.correlationId, headers: msg.properties.headers });
+      resolve({
+        body: msg.content.toString(),
+        correlationId: msg.properties.correlationId,
+        headers: msg.properties.headers,
+      });
     });
   });
-  writer!.publish(queue, Buffer.from("832040"), { correlationId: "c-1", headers: { "x-fibrpc-deadline": 1_800_000_000_000, small: 3 } });
-  expect(await received).toEqual({ body: "832040", correlationId: "c-1", headers: { "x-fibrpc-deadline": 1_800_000_000_000, small: 3 } });
+  writer!.publish(queue, Buffer.from("832040"), {
+    correlationId: "c-1",
+    headers: { "x-fibrpc-deadline": 1_800_000_000_000, small: 3 },
+  });
+  expect(await received).toEqual({
+    body: "832040",
+    correlationId: "c-1",
+    headers: { "x-fibrpc-deadline": 1_800_000_000_000, small: 3 },
+  });
   // The ack took effect: nothing left, nothing redelivered when the channel closes.
   await ch.close();
-  expect(await eventually(() => queueStats(queue), (s) => s.messageCount === 0, 5_000, "queue empty")).toMatchObject({ messageCount: 0 });
+  expect(
+    await eventually(
+      () => queueStats(queue),
+      (s) => s.messageCount === 0,
+      5_000,
+      "queue empty",
+    ),
+  ).toMatchObject({ messageCount: 0 });
 });
 
 const metric = async (port: number, name: string) => metricValues(await scrapeMetrics(port))[name] ?? Number.NaN;
@@ -45,8 +74,13 @@ test("serve uses the frame writer: no fallback counted", async () => {
 test("a fallback to amqplib's own publish and ack is logged and counted, and serving goes on", async () => {
   const queue = uniqueQueue();
   const port = await freePort();
-  const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port)], { FIBRPC_TEST_FAULTS: "no-frame-writer=1" });
-  expect(await run(["call", "--queue", queue, "0", "30", "100"])).toMatchObject({ code: 0, stdout: "0\n832040\n354224848179261915075\n" });
+  const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(port)], {
+    FIBRPC_TEST_FAULTS: "no-frame-writer=1",
+  });
+  expect(await run(["call", "--queue", queue, "0", "30", "100"])).toMatchObject({
+    code: 0,
+    stdout: "0\n832040\n354224848179261915075\n",
+  });
   expect(await metric(port, "fibrpc_outlet_fallbacks_total")).toBe(2); // one channel per worker
   expect(server.log.match(/frame writer could not attach/g)).toHaveLength(2);
   expect(await server.stop()).toBe(0);

@@ -24,7 +24,8 @@ let host: string;
 
 async function ctl(args: string[]): Promise<void> {
   const r = await node.ctl(args);
-  if (r.code !== 0) throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
 }
 
 beforeAll(async () => {
@@ -106,7 +107,12 @@ describe("at connection.open: the vhost", () => {
     expectOneLine(call.stderr, line);
     const serve = await serveUntilExit(["--url", urlOf("noperm", "v1")]);
     expect(serve.code).toBe(77);
-    expectServeRefused(serve.log, new RegExp(` ERROR the broker at ${esc(shown("noperm", "v1"))} refused the connection: access to vhost 'v1' refused for user 'noperm' \\(530 NOT_ALLOWED\\); give user "noperm"`));
+    expectServeRefused(
+      serve.log,
+      new RegExp(
+        ` ERROR the broker at ${esc(shown("noperm", "v1"))} refused the connection: access to vhost 'v1' refused for user 'noperm' \\(530 NOT_ALLOWED\\); give user "noperm"`,
+      ),
+    );
   });
 
   test("a vhost that does not exist: 77, and how to create it", async () => {
@@ -114,11 +120,16 @@ describe("at connection.open: the vhost", () => {
     expect(call.code).toBe(77);
     expectOneLine(
       call.stderr,
-      new RegExp(`^fibrpc: the broker at ${esc(shown("full", "nosuch"))} refused the connection: vhost '?nosuch'? not found \\(530 NOT_ALLOWED\\); check the vhost in --url / FIBRPC_URL, or create it \\(rabbitmqctl add_vhost nosuch\\)\\n$`),
+      new RegExp(
+        `^fibrpc: the broker at ${esc(shown("full", "nosuch"))} refused the connection: vhost '?nosuch'? not found \\(530 NOT_ALLOWED\\); check the vhost in --url / FIBRPC_URL, or create it \\(rabbitmqctl add_vhost nosuch\\)\\n$`,
+      ),
     );
     const serve = await serveUntilExit(["--url", urlOf("full", "nosuch")]);
     expect(serve.code).toBe(77);
-    expectServeRefused(serve.log, / ERROR the broker at .* refused the connection: vhost '?nosuch'? not found \(530 NOT_ALLOWED\); check the vhost/);
+    expectServeRefused(
+      serve.log,
+      / ERROR the broker at .* refused the connection: vhost '?nosuch'? not found \(530 NOT_ALLOWED\); check the vhost/,
+    );
   });
 });
 
@@ -134,7 +145,10 @@ describe("limits: 78, the limit, and the command that raises it", () => {
     );
     const serve = await serveUntilExit(["--url", urlOf("full", "vlim")]);
     expect(serve.code).toBe(78);
-    expectServeRefused(serve.log, / ERROR .* refused the connection: access to vhost 'vlim' refused for user 'full': connection limit \(0\) is reached \(530 NOT_ALLOWED\); raise the vhost's limit/);
+    expectServeRefused(
+      serve.log,
+      / ERROR .* refused the connection: access to vhost 'vlim' refused for user 'full': connection limit \(0\) is reached \(530 NOT_ALLOWED\); raise the vhost's limit/,
+    );
   });
 
   test("the user's connection limit", async () => {
@@ -148,7 +162,10 @@ describe("limits: 78, the limit, and the command that raises it", () => {
     );
     const serve = await serveUntilExit(["--url", urlOf("ulimc", "v1")]);
     expect(serve.code).toBe(78);
-    expectServeRefused(serve.log, / ERROR .* user connection limit \(0\) is reached \(530 NOT_ALLOWED\); raise the user's limit/);
+    expectServeRefused(
+      serve.log,
+      / ERROR .* user connection limit \(0\) is reached \(530 NOT_ALLOWED\); raise the user's limit/,
+    );
   });
 
   test("the user's channel limit", async () => {
@@ -162,7 +179,10 @@ describe("limits: 78, the limit, and the command that raises it", () => {
     );
     const serve = await serveUntilExit(["--url", urlOf("ulimch", "v1"), "--queue", queueName("chlimit")]);
     expect(serve.code).toBe(78);
-    expectServeRefused(serve.log, / ERROR .* refused to open a channel: number of channels opened for user 'ulimch' .* \(530 NOT_ALLOWED\); raise the user's limit/);
+    expectServeRefused(
+      serve.log,
+      / ERROR .* refused to open a channel: number of channels opened for user 'ulimch' .* \(530 NOT_ALLOWED\); raise the user's limit/,
+    );
   });
 
   test("the vhost's queue limit: 406 PRECONDITION_FAILED on serve's declaration", async () => {
@@ -191,12 +211,34 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
       expect(call.stdout).toBe("");
       expectClean(call.stderr);
       expect(call.stderr).toMatch(new RegExp(`^${line(5)}\\n${line(6)}\\n$`));
-      const retried = await run(["call", "--url", urlOf("nowrite", "v1"), "--queue", queue, "--retry", "3", "--log-level", "info", "7"]);
+      const retried = await run([
+        "call",
+        "--url",
+        urlOf("nowrite", "v1"),
+        "--queue",
+        queue,
+        "--retry",
+        "3",
+        "--log-level",
+        "info",
+        "7",
+      ]);
       expect(retried.code).toBe(77);
       expectOneLine(retried.stderr, new RegExp(`^${line(7)}\\n$`));
       expect(retried.stderr).not.toMatch(/retrying|safe to retry/);
       // bench: the run is cut short with the refusal, not reconnected over and over for its duration.
-      const bench = await run(["bench", "--url", urlOf("nowrite", "v1"), "--queue", queue, "--duration", "30s", "-c", "2", "--json"]);
+      const bench = await run([
+        "bench",
+        "--url",
+        urlOf("nowrite", "v1"),
+        "--queue",
+        queue,
+        "--duration",
+        "30s",
+        "-c",
+        "2",
+        "--json",
+      ]);
       expect(bench.code).toBe(77);
       expect(bench.ms).toBeLessThan(30_000);
       expect(bench.stderr).not.toMatch(/reconnect/);
@@ -217,7 +259,9 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
     await server.waitForLog(/\n$/, 5_000);
     expectServeRefused(
       server.log,
-      new RegExp(` ERROR the broker at ${esc(shown("nowrite", "v1"))} refused to publish to exchange "amq\\.default": ${access("write")} exchange 'amq\\.default' in vhost 'v1' refused for user 'nowrite' \\(403 ACCESS_REFUSED\\); give user "nowrite" the write permission`),
+      new RegExp(
+        ` ERROR the broker at ${esc(shown("nowrite", "v1"))} refused to publish to exchange "amq\\.default": ${access("write")} exchange 'amq\\.default' in vhost 'v1' refused for user 'nowrite' \\(403 ACCESS_REFUSED\\); give user "nowrite" the write permission`,
+      ),
     );
     // The request is not answered (it is back in the queue, for a server that may reply).
     expect((await call).code).toBe(75);
@@ -234,7 +278,16 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
         "m",
       ),
     );
-    const call = await run(["call", "--url", urlOf("noread", "v1"), "--queue", queue, "--reply-queue", "exclusive", "5"]);
+    const call = await run([
+      "call",
+      "--url",
+      urlOf("noread", "v1"),
+      "--queue",
+      queue,
+      "--reply-queue",
+      "exclusive",
+      "5",
+    ]);
     expect(call.code).toBe(77);
     expectOneLine(
       call.stderr,
@@ -314,7 +367,12 @@ describe("names and queues the broker keeps from fibrpc", () => {
         );
         const call = await run(["call", "--url", urlOf("full", "v1"), "--queue", queue, "5"]);
         expect(call.code).toBe(78);
-        expectOneLine(call.stderr, new RegExp(`^(fib\\(5\\): BROKER_REFUSED: |fibrpc: )the broker at .* refused .*queue "${queue}": cannot obtain exclusive access .* \\(405 RESOURCE_LOCKED\\); another connection holds queue`));
+        expectOneLine(
+          call.stderr,
+          new RegExp(
+            `^(fib\\(5\\): BROKER_REFUSED: |fibrpc: )the broker at .* refused .*queue "${queue}": cannot obtain exclusive access .* \\(405 RESOURCE_LOCKED\\); another connection holds queue`,
+          ),
+        );
       } finally {
         await release();
       }
@@ -331,7 +389,9 @@ describe("names and queues the broker keeps from fibrpc", () => {
         expect(serve.code).toBe(78);
         expectServeRefused(
           serve.log,
-          new RegExp(` ERROR the broker at ${esc(shown("full", "v1"))} refused to consume from queue "${queue}": queue '${queue}' in vhost 'v1' in exclusive use \\(403 ACCESS_REFUSED\\); another connection holds queue "${queue}" for itself`),
+          new RegExp(
+            ` ERROR the broker at ${esc(shown("full", "v1"))} refused to consume from queue "${queue}": queue '${queue}' in vhost 'v1' in exclusive use \\(403 ACCESS_REFUSED\\); another connection holds queue "${queue}" for itself`,
+          ),
         );
       } finally {
         await release();
@@ -348,7 +408,9 @@ test("once serving, a refusal after a lost connection is waited out, the broker'
     const from = server.log.length;
     await ctl(["close_all_connections", "-p", "v1", "fibrpc refusals test"]);
     await server.waitForLog(
-      new RegExp(` WARN +the broker at ${esc(shown("later", "v1"))} refused the connection: access to vhost 'v1' refused for user 'later' \\(530 NOT_ALLOWED\\); give user "later" permissions on vhost "v1"`),
+      new RegExp(
+        ` WARN +the broker at ${esc(shown("later", "v1"))} refused the connection: access to vhost 'v1' refused for user 'later' \\(530 NOT_ALLOWED\\); give user "later" permissions on vhost "v1"`,
+      ),
       20_000,
       from,
     );
@@ -356,7 +418,10 @@ test("once serving, a refusal after a lost connection is waited out, the broker'
     expect(server.proc.exitCode).toBeNull();
     await ctl(["set_permissions", "-p", "v1", "later", ".*", ".*", ".*"]);
     await server.waitForLog(/reconnected to .*; 1\/1 workers serving/, 30_000, from);
-    expect(await run(["call", "--url", urlOf("full", "v1"), "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
+    expect(await run(["call", "--url", urlOf("full", "v1"), "--queue", queue, "30"])).toMatchObject({
+      code: 0,
+      stdout: "832040\n",
+    });
   } finally {
     expect(await server.stop()).toBe(0);
   }

@@ -10,17 +10,33 @@ import { Hold } from "../hold.ts";
 import { startProxy } from "../proxy.ts";
 import { longestGap, record, runLoad } from "../load.ts";
 import { startPrivateNode } from "../broker.ts";
-import { tracked, eventually, queueStats, ROOT, startServe, uniqueQueue, URL, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
+import {
+  tracked,
+  eventually,
+  queueStats,
+  ROOT,
+  startServe,
+  uniqueQueue,
+  URL,
+  cleanupAfterFile,
+  BROKER_PORT,
+} from "../helpers.ts";
 
 cleanupAfterFile();
-
 
 describe("connections dropped under load", () => {
   test("serve reconnects at its first attempt and keeps serving; every request answered once", async () => {
     const queue = uniqueQueue();
     const proxy = await startProxy(BROKER_PORT);
     try {
-      const server = await startServe(["--workers", "2", "--queue", queue, "--url", `amqp://guest:guest@127.0.0.1:${proxy.port}`]);
+      const server = await startServe([
+        "--workers",
+        "2",
+        "--queue",
+        queue,
+        "--url",
+        `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      ]);
       let cut = false;
       const report = await runLoad({
         url: URL,
@@ -41,14 +57,24 @@ describe("connections dropped under load", () => {
       // Both workers lose their connection at once: the longest gap between two answers is how
       // long serving stopped (recorded, not judged: it is this machine's speed).
       const gapMs = longestGap(report.answerTimes);
-      record("connections cut (TCP proxy)", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies, longestGapMs: gapMs });
+      record("connections cut (TCP proxy)", {
+        sent: report.sent,
+        answered: report.answered,
+        failed: report.failed,
+        left: stats.messageCount,
+        duplicatesIgnored: report.ignoredReplies,
+        longestGapMs: gapMs,
+      });
       expect(report.wrong).toBe(0);
       expect(report.failed).toEqual({});
       expect(report.answered).toBe(report.sent);
       expect(stats.messageCount).toBe(0);
       // The broker stayed reachable through the proxy: each worker's first attempt to reconnect
       // succeeded, and serve said so in one line.
-      expect(server.log.match(/reconnected to \S+ after .* \(\d+ failed attempts?\); 2\/2 workers serving/g) ?? [], server.log).toHaveLength(1);
+      expect(
+        server.log.match(/reconnected to \S+ after .* \(\d+ failed attempts?\); 2\/2 workers serving/g) ?? [],
+        server.log,
+      ).toHaveLength(1);
       expect(server.log).toMatch(/reconnected to \S+ after .* \(0 failed attempts\); 2\/2 workers serving/);
       expect(await server.stop()).toBe(0);
     } finally {
@@ -58,7 +84,6 @@ describe("connections dropped under load", () => {
 });
 
 describe("the broker application restarted under load (private node)", () => {
-
   test("serve reconnects and keeps serving; with --retry every call is answered", async () => {
     // A node of the suite's release, stopped by the file's cleanup.
     const node = await startPrivateNode("fibrpc-restart");
@@ -133,10 +158,23 @@ describe("a worker forced to crash", () => {
   test("it is restarted, its request is redelivered and answered; serving continues", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["--workers", "2", "--queue", queue], { FIBRPC_TEST_FAULTS: "crash-first=14" });
-    const report = await runLoad({ url: URL, queue, requests: 1000, concurrency: 10, n: (i) => (i === 300 ? 14 : 100 + (i % 50)), timeoutMs: 30_000 });
+    const report = await runLoad({
+      url: URL,
+      queue,
+      requests: 1000,
+      concurrency: 10,
+      n: (i) => (i === 300 ? 14 : 100 + (i % 50)),
+      timeoutMs: 30_000,
+    });
     await server.waitForLog(/worker \d died unexpectedly; restarting[\s\S]*2\/2 workers serving/);
     const stats = await queueStats(queue);
-    record("worker crash", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, restarts: server.log.match(/restarting/g)?.length ?? 0 });
+    record("worker crash", {
+      sent: report.sent,
+      answered: report.answered,
+      failed: report.failed,
+      left: stats.messageCount,
+      restarts: server.log.match(/restarting/g)?.length ?? 0,
+    });
     expect(report.wrong).toBe(0);
     expect(report.failed).toEqual({});
     expect(report.answered).toBe(report.sent);
@@ -177,7 +215,12 @@ describe("SIGTERM under load", () => {
             // No consumer now: what is not answered must be in the queue. Replies published
             // just before the exit may still be on their way to us, hence "eventually".
             const left = (await queueStats(queue)).messageCount;
-            await eventually(async () => answeredSoFar + left, (total) => total === 120, 10_000, "answered + left in queue = sent");
+            await eventually(
+              async () => answeredSoFar + left,
+              (total) => total === 120,
+              10_000,
+              "answered + left in queue = sent",
+            );
             accountedAtStop = { answered: answeredSoFar, left };
             second = await startServe(["--workers", "2", "--queue", queue]);
             return code;
@@ -189,7 +232,14 @@ describe("SIGTERM under load", () => {
     const code = await stopped;
     expect(code).toBe(0);
     expect(first.log).toContain("SIGTERM: draining");
-    record("SIGTERM under load", { sent: report.sent, answeredBeforeExit: accountedAtStop?.answered, leftInQueueAtExit: accountedAtStop?.left, answeredInTheEnd: report.answered, failed: report.failed, duplicatesIgnored: report.ignoredReplies });
+    record("SIGTERM under load", {
+      sent: report.sent,
+      answeredBeforeExit: accountedAtStop?.answered,
+      leftInQueueAtExit: accountedAtStop?.left,
+      answeredInTheEnd: report.answered,
+      failed: report.failed,
+      duplicatesIgnored: report.ignoredReplies,
+    });
     expect(report.failed).toEqual({});
     expect(report.answered).toBe(report.sent);
     expect(accountedAtStop!.left).toBeGreaterThan(0);
@@ -201,12 +251,27 @@ describe("SIGTERM under load", () => {
 describe("SIGKILL of a server under load, a second server running", () => {
   test("killed between reply and ack: the redelivered request is answered again, the caller keeps one answer", async () => {
     const queue = uniqueQueue();
-    const victim = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: "kill-after-reply=17" });
+    const victim = await startServe(["--workers", "1", "--queue", queue], {
+      FIBRPC_TEST_FAULTS: "kill-after-reply=17",
+    });
     const survivor = await startServe(["--workers", "1", "--queue", queue]);
-    const report = await runLoad({ url: URL, queue, requests: 2000, concurrency: 10, n: (i) => (i % 10 === 0 ? 17 : i % 200), timeoutMs: 30_000 });
+    const report = await runLoad({
+      url: URL,
+      queue,
+      requests: 2000,
+      concurrency: 10,
+      n: (i) => (i % 10 === 0 ? 17 : i % 200),
+      timeoutMs: 30_000,
+    });
     await victim.proc.exited;
     const stats = await queueStats(queue);
-    record("SIGKILL between reply and ack", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies });
+    record("SIGKILL between reply and ack", {
+      sent: report.sent,
+      answered: report.answered,
+      failed: report.failed,
+      left: stats.messageCount,
+      duplicatesIgnored: report.ignoredReplies,
+    });
     expect(victim.proc.signalCode).toBe("SIGKILL");
     expect(report.outcomes).toHaveLength(report.sent); // exactly one outcome per call
     expect(report.wrong).toBe(0);
@@ -237,7 +302,13 @@ describe("SIGKILL of a server under load, a second server running", () => {
       },
     });
     const stats = await queueStats(queue);
-    record("plain SIGKILL under load", { sent: report.sent, answered: report.answered, failed: report.failed, left: stats.messageCount, duplicatesIgnored: report.ignoredReplies });
+    record("plain SIGKILL under load", {
+      sent: report.sent,
+      answered: report.answered,
+      failed: report.failed,
+      left: stats.messageCount,
+      duplicatesIgnored: report.ignoredReplies,
+    });
     expect(report.outcomes).toHaveLength(report.sent);
     expect(report.wrong).toBe(0);
     expect(report.failed).toEqual({});
@@ -259,7 +330,12 @@ describe("client under faults", () => {
       const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
       const ns = ["30", "999999", "999999", "999999"];
       const run = (extra: string[]) =>
-        tracked(Bun.spawn([resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
+        tracked(
+          Bun.spawn(
+            [resolve(ROOT, "fibrpc"), "call", "--queue", queue, "--url", url, "--timeout", "30s", ...extra, ...ns],
+            { cwd: "/", stdout: "pipe", stderr: "pipe" },
+          ),
+        );
       const plain = run([]);
       // Cut once the first answer is out (results print in argument order) and a call is held.
       const reader = plain.stdout.getReader();
@@ -275,7 +351,10 @@ describe("client under faults", () => {
       // --timeout (that would be TIMEOUT).
       const failures = stderr.trim().split("\n");
       expect(failures).toHaveLength(3);
-      for (const line of failures) expect(line).toMatch(/^fib\(999999\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/);
+      for (const line of failures)
+        expect(line).toMatch(
+          /^fib\(999999\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/,
+        );
       // The server still holds those three requests: let them through (their replies go nowhere).
       hold.release(firstHeld);
       for (let i = 0; i < 2; i++) hold.release(await hold.next());
@@ -293,7 +372,12 @@ describe("client under faults", () => {
         out += new TextDecoder().decode(chunk.value);
       }
       expect(await retrying.exited).toBe(0);
-      expect(out.trim().split("\n").map((line) => line.length)).toEqual([6, 208988, 208988, 208988]);
+      expect(
+        out
+          .trim()
+          .split("\n")
+          .map((line) => line.length),
+      ).toEqual([6, 208988, 208988, 208988]);
       record("client connection cut", { failFastMs, withRetry: "4/4 answered" });
     } finally {
       await proxy.close();

@@ -45,7 +45,9 @@ afterEach(async () => {
 function start(args: string[]) {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
-  const proc = tracked(Bun.spawn([BIN, ...args, "--url", node.url], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  const proc = tracked(
+    Bun.spawn([BIN, ...args, "--url", node.url], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }),
+  );
   let stderr = "";
   const reading = (async () => {
     const decoder = new TextDecoder();
@@ -63,7 +65,10 @@ function start(args: string[]) {
         ms,
         `${args.slice(0, 3).join(" ")}: ${pattern}`,
       ).then((s) => {
-        if (!s.seen) throw new Error(`${args.slice(0, 3).join(" ")} exited (${proc.exitCode}) without printing ${pattern}; its stderr:\n${stderr}`);
+        if (!s.seen)
+          throw new Error(
+            `${args.slice(0, 3).join(" ")} exited (${proc.exitCode}) without printing ${pattern}; its stderr:\n${stderr}`,
+          );
       }),
     done: async () => {
       const [out, code] = await Promise.all([stdout, proc.exited, reading]);
@@ -74,32 +79,51 @@ function start(args: string[]) {
 
 /** Progress lines, as bench writes them off a terminal ("1.0s: 123 calls, 120 calls/s, 0 errors"); calls/s counts answered calls. */
 const PROGRESS = /^(\d+\.\d)s: (\d+) calls, (\d+) calls\/s, (\d+) errors$/gm;
-const progress = (text: string) => [...text.matchAll(PROGRESS)].map((m) => ({ at: Number(m[1]), calls: Number(m[2]), answeredPerSecond: Number(m[3]), errors: Number(m[4]) }));
+const progress = (text: string) =>
+  [...text.matchAll(PROGRESS)].map((m) => ({
+    at: Number(m[1]),
+    calls: Number(m[2]),
+    answeredPerSecond: Number(m[3]),
+    errors: Number(m[4]),
+  }));
 
 /** The summary's outage line: from, to, calls failed. */
 function outages(stdout: string) {
-  const line = /^ {2}outage {4}broker unreachable from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
-  return [...stdout.matchAll(line)].map((m) => ({ from: Number(m[1]), to: Number(m[2]), failed: Number(m[4]), lastError: m[5]! }));
+  const line =
+    /^ {2}outage {4}broker unreachable from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
+  return [...stdout.matchAll(line)].map((m) => ({
+    from: Number(m[1]),
+    to: Number(m[2]),
+    failed: Number(m[4]),
+    lastError: m[5]!,
+  }));
 }
 
 const DURATION_S = 20;
 const RATE = 20;
 
 test("bench across a broker restart, open loop (--rate) and closed loop (-c): reconnected, on to the end of its duration, the failures counted and the gap shown, exit 75", async () => {
-  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url]));
+  const server = await startServe(["--workers", "2", "--url", node.url]);
+  servers.current = server;
   const open = start(["bench", "--rate", String(RATE), "--duration", `${DURATION_S}s`]);
   const closed = start(["bench", "-c", "2", "--duration", `${DURATION_S}s`]);
   const benches = [open, closed];
   // Both are under way: a progress line with answers in it.
   for (const bench of benches) {
-    await eventually(async () => progress(bench.stderr()).some((p) => p.answeredPerSecond > 0), Boolean, 20_000, `${bench.what}: answers`);
+    await eventually(
+      async () => progress(bench.stderr()).some((p) => p.answeredPerSecond > 0),
+      Boolean,
+      20_000,
+      `${bench.what}: answers`,
+    );
   }
 
   await stopApp();
   const lost = /WARN {2}lost the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+; reconnecting$/m;
   for (const bench of benches) await bench.waitFor(lost, 20_000);
   await startApp();
-  const reconnected = /INFO {2}reconnected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ after \d+\.\d s \(\d+ failed attempts?\)$/m;
+  const reconnected =
+    /INFO {2}reconnected to amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ after \d+\.\d s \(\d+ failed attempts?\)$/m;
   const reconnectedAt: number[] = [];
   for (const bench of benches) {
     await bench.waitFor(reconnected, DURATION_S * 1000);
@@ -130,11 +154,19 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
     expect(gap!.failed, `${what}: ${errors}`).toBe(failed);
     if (failed > 0) expect(r.stdout, what).toContain(`; ${failed} failed call${failed === 1 ? "" : "s"} not counted)`);
     // Answers came again after the reconnection.
-    expect(progress(r.stderr.slice(reconnectedAt[i])).some((p) => p.answeredPerSecond > 0), `${what}\n${r.stderr}`).toBe(true);
+    expect(
+      progress(r.stderr.slice(reconnectedAt[i])).some((p) => p.answeredPerSecond > 0),
+      `${what}\n${r.stderr}`,
+    ).toBe(true);
   }
   // The open loop kept its schedule through the restart: every call due in the 20 s was made
   // (none missed); those due while the broker was away failed at once.
-  expect(openResult!.stdout).toMatch(new RegExp(`^fibrpc bench: ${RATE * DURATION_S} calls of fib\\(1\\) on queue "rpc_queue", open-loop at ${RATE} calls/s`, "m"));
+  expect(openResult!.stdout).toMatch(
+    new RegExp(
+      `^fibrpc bench: ${RATE * DURATION_S} calls of fib\\(1\\) on queue "rpc_queue", open-loop at ${RATE} calls/s`,
+      "m",
+    ),
+  );
   expect(openResult!.stdout).not.toMatch(/missed/);
   expect(outages(openResult!.stdout)[0]!.failed).toBeGreaterThan(0);
   // The closed loop's failures are the calls in flight when the connection went (none, if its
@@ -148,11 +180,15 @@ test("call --retry 3 -t 20s across a broker restart: the request in flight lost,
   // The request is held in serve's worker while the broker goes: surely in flight then.
   const N = 30;
   const hold = new Hold(N);
-  const server = (servers.current = await startServe(["--workers", "2", "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() }));
+  const server = await startServe(["--workers", "2", "--url", node.url], { FIBRPC_TEST_FAULTS: hold.faults() });
+  servers.current = server;
   const call = start(["call", "--retry", "3", "-t", "20s", String(N)]);
   await hold.next();
   await stopApp();
-  await call.waitFor(new RegExp(`INFO {2}fib\\(${N}\\): CONNECTION_LOST; retrying in \\d+ ms \\(retry [12]/3\\)$`, "m"), 20_000);
+  await call.waitFor(
+    new RegExp(`INFO {2}fib\\(${N}\\): CONNECTION_LOST; retrying in \\d+ ms \\(retry [12]/3\\)$`, "m"),
+    20_000,
+  );
   hold.releaseAll();
   await startApp();
   const r = await call.done();
@@ -161,6 +197,11 @@ test("call --retry 3 -t 20s across a broker restart: the request in flight lost,
   // Only the retries' lines on stderr: no failure reported, however long the broker was away.
   const lines = r.stderr.trimEnd().split("\n");
   expect(lines.length).toBeLessThanOrEqual(3);
-  for (const line of lines) expect(line).toMatch(new RegExp(`^\\S+ INFO {2}fib\\(${N}\\): (TIMEOUT|CONNECTION_LOST|BROKER_UNREACHABLE|QUEUE_NOT_FOUND|NO_CONSUMER); retrying in \\d+ ms \\(retry [123]/3\\)$`));
+  for (const line of lines)
+    expect(line).toMatch(
+      new RegExp(
+        `^\\S+ INFO {2}fib\\(${N}\\): (TIMEOUT|CONNECTION_LOST|BROKER_UNREACHABLE|QUEUE_NOT_FOUND|NO_CONSUMER); retrying in \\d+ ms \\(retry [123]/3\\)$`,
+      ),
+    );
   expect(await server.stop()).toBe(0);
 }, 120_000);

@@ -16,7 +16,16 @@ cleanupAfterFile();
 
 const tag = crypto.randomUUID().slice(0, 6);
 /** One password with every awkward character, then one per character. */
-const PASSWORDS = ["pä ss@,#%:wörd", "pa ss-word", "pa@ss-word", "pa,ss-word", "pa#ss-word", "pa%ss-word", "pa:ss-word", "päss-wörd€"];
+const PASSWORDS = [
+  "pä ss@,#%:wörd",
+  "pa ss-word",
+  "pa@ss-word",
+  "pa,ss-word",
+  "pa#ss-word",
+  "pa%ss-word",
+  "pa:ss-word",
+  "päss-wörd€",
+];
 const users = PASSWORDS.map((password, i) => ({ name: `fibrpc_secret_${i}_${tag}`, password }));
 const dir = mkdtempSync(join(tmpdir(), "fibrpc-secrets-"));
 
@@ -37,7 +46,8 @@ beforeAll(async () => {
   );
 }, 120_000);
 
-const urlOf = (user: string, password: string) => `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${BROKER_PORT}`;
+const urlOf = (user: string, password: string) =>
+  `amqp://${user}:${encodeURIComponent(password)}@127.0.0.1:${BROKER_PORT}`;
 
 /** Every form the password may take in a line: as decoded, percent-encoded (either case), JSON. */
 function forms(password: string): string[] {
@@ -46,7 +56,8 @@ function forms(password: string): string[] {
 }
 
 function expectNoPassword(output: string, password: string): void {
-  for (const form of forms(password)) expect(output.includes(form), `output shows the password as ${JSON.stringify(form)}:\n${output}`).toBe(false);
+  for (const form of forms(password))
+    expect(output.includes(form), `output shows the password as ${JSON.stringify(form)}:\n${output}`).toBe(false);
 }
 
 /** The three ways to give the URL: flag, environment, config file. */
@@ -81,14 +92,24 @@ describe("the right password works, and never shows", () => {
         expect(await server.stop()).toBe(0);
         // serve names its broker, masked, built from the parsed URL.
         expect(server.log).toContain(`on amqp://${name}:***@127.0.0.1:${BROKER_PORT} with 1 workers`);
-        for (const output of [call.stdout + call.stderr, bench.stdout + bench.stderr, server.log]) expectNoPassword(output, password);
+        for (const output of [call.stdout + call.stderr, bench.stdout + bench.stderr, server.log])
+          expectNoPassword(output, password);
       });
     }
     if (i === 0) {
       test("characters that cannot be mistaken for a delimiter may be written as they are", async () => {
         // Space, ",", ":" and non-ASCII letters as they are; "@", "#" and "%" must be escaped.
         const raw = `amqp://${name}:pä ss%40,%23%25:wörd@127.0.0.1:${BROKER_PORT}`;
-        const { code, stderr } = await run(["call", "--url", raw, "--queue", uniqueQueue(), "--log-level", "debug", "30"]);
+        const { code, stderr } = await run([
+          "call",
+          "--url",
+          raw,
+          "--queue",
+          uniqueQueue(),
+          "--log-level",
+          "debug",
+          "30",
+        ]);
         expect(code, stderr).toBe(69); // logged in; the queue does not exist
         expectNoPassword(stderr, password);
         expect(stderr).not.toContain("pä ss%40,%23%25:wörd");
@@ -108,7 +129,11 @@ describe("a wrong password is refused, and never shows", () => {
       expect(call.stderr).toContain(`the broker at amqp://${name}:***@127.0.0.1:${BROKER_PORT} refused the login`);
       const bench = await run(["bench", "--requests", "10", "--log-level", "debug", ...args], env);
       expect(bench.code).toBe(77);
-      const server = await startServe(["--workers", "1", "--queue", uniqueQueue(), "--log-level", "debug", ...args], env, null);
+      const server = await startServe(
+        ["--workers", "1", "--queue", uniqueQueue(), "--log-level", "debug", ...args],
+        env,
+        null,
+      );
       expect(await server.proc.exited).toBe(77);
       for (const output of [call.stderr, bench.stderr, server.log]) expectNoPassword(output, wrong);
     });
@@ -118,18 +143,47 @@ describe("a wrong password is refused, and never shows", () => {
 describe("a malformed URL is one line and exit 64 from every command", () => {
   // An unescaped "%", an unescaped "@", an unescaped "#", a bad query parameter.
   const cases = [
-    { what: 'a "%" not followed by two hex digits', password: "pa%ss-word", url: (u: string) => `amqp://${u}:pa%ss-word@127.0.0.1:${BROKER_PORT}`, error: /"%" in the password that is not followed by two hex digits/ },
-    { what: 'a second "@"', password: "pa@ss-word", url: (u: string) => `amqp://${u}:pa@ss-word@127.0.0.1:${BROKER_PORT}`, error: /more than one "@"/ },
-    { what: 'a "#"', password: "pa#ss-word", url: (u: string) => `amqp://${u}:pa#ss-word@127.0.0.1:${BROKER_PORT}`, error: /contains "#"/ },
-    { what: "an escape that is not UTF-8", password: "pass%FFword", url: (u: string) => `amqp://${u}:pass%FFword@127.0.0.1:${BROKER_PORT}`, error: /not UTF-8/ },
-    { what: "an unknown query parameter", password: "pa ss-word", url: (u: string) => `${urlOf(u, "pa ss-word")}/?heartbeats=5`, error: /unknown query parameter "heartbeats"/ },
+    {
+      what: 'a "%" not followed by two hex digits',
+      password: "pa%ss-word",
+      url: (u: string) => `amqp://${u}:pa%ss-word@127.0.0.1:${BROKER_PORT}`,
+      error: /"%" in the password that is not followed by two hex digits/,
+    },
+    {
+      what: 'a second "@"',
+      password: "pa@ss-word",
+      url: (u: string) => `amqp://${u}:pa@ss-word@127.0.0.1:${BROKER_PORT}`,
+      error: /more than one "@"/,
+    },
+    {
+      what: 'a "#"',
+      password: "pa#ss-word",
+      url: (u: string) => `amqp://${u}:pa#ss-word@127.0.0.1:${BROKER_PORT}`,
+      error: /contains "#"/,
+    },
+    {
+      what: "an escape that is not UTF-8",
+      password: "pass%FFword",
+      url: (u: string) => `amqp://${u}:pass%FFword@127.0.0.1:${BROKER_PORT}`,
+      error: /not UTF-8/,
+    },
+    {
+      what: "an unknown query parameter",
+      password: "pa ss-word",
+      url: (u: string) => `${urlOf(u, "pa ss-word")}/?heartbeats=5`,
+      error: /unknown query parameter "heartbeats"/,
+    },
   ];
   for (const c of cases) {
     for (const source of ["flag", "env", "config"] as Source[]) {
       test(`${c.what}, as ${source}`, async () => {
         const { args, env } = given(source, c.url(users[0]!.name));
         const where = source === "flag" ? "--url" : source === "env" ? "FIBRPC_URL" : "FIBRPC_URL in the --config file";
-        for (const command of [["call", "30"], ["bench", "--requests", "10"], ["serve", "--workers", "2", "--queue", uniqueQueue()]]) {
+        for (const command of [
+          ["call", "30"],
+          ["bench", "--requests", "10"],
+          ["serve", "--workers", "2", "--queue", uniqueQueue()],
+        ]) {
           const r = await run([...command, "--log-level", "debug", ...args], env);
           expect(r.code, `${command[0]}: ${r.stderr}`).toBe(64);
           expectOneLine(r);

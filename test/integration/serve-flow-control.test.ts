@@ -10,7 +10,17 @@ import { connect } from "amqplib";
 import { join } from "node:path";
 import { startPrivateNode, type PrivateNode } from "../broker.ts";
 import { Hold } from "../hold.ts";
-import { cleanupAfterFile, eventually, freePort, metricValues, run, scrapeMetrics, startServe, tempFolder, type Server } from "../helpers.ts";
+import {
+  cleanupAfterFile,
+  eventually,
+  freePort,
+  metricValues,
+  run,
+  scrapeMetrics,
+  startServe,
+  tempFolder,
+  type Server,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -23,7 +33,8 @@ beforeAll(async () => {
 /** rabbitmqctl against the private node, which must succeed. */
 async function ctl(...args: string[]): Promise<string> {
   const r = await node.ctl(args);
-  if (r.code !== 0) throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`rabbitmqctl ${args.join(" ")} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
@@ -49,9 +60,25 @@ test("a memory alarm with requests in flight: said once, not ready while it last
   // Each worker computing fib(25) holds there until the test lets it go: with prefetch 1, two
   // workers hold one request each and the others wait in the queue, all in flight.
   const hold = new Hold(25);
-  const server = await startServe(["--workers", "2", "--prefetch", "1", "--queue", queue, "--url", node.url, "--http-port", String(port), "--status-file", statusFile], {
-    FIBRPC_TEST_FAULTS: hold.faults(),
-  });
+  const server = await startServe(
+    [
+      "--workers",
+      "2",
+      "--prefetch",
+      "1",
+      "--queue",
+      queue,
+      "--url",
+      node.url,
+      "--http-port",
+      String(port),
+      "--status-file",
+      statusFile,
+    ],
+    {
+      FIBRPC_TEST_FAULTS: hold.faults(),
+    },
+  );
   const readyz = async () => {
     const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(5000) });
     return { status: response.status, text: await response.text() };
@@ -68,19 +95,34 @@ test("a memory alarm with requests in flight: said once, not ready while it last
     const ch = await conn.createChannel();
     const { queue: replyTo } = await ch.assertQueue("", { exclusive: true });
     const replies = new Map<string, string[]>();
-    await ch.consume(replyTo, (msg) => msg && replies.set(String(msg.properties.correlationId), [...(replies.get(String(msg.properties.correlationId)) ?? []), msg.content.toString()]), { noAck: true });
+    await ch.consume(
+      replyTo,
+      (msg) =>
+        msg &&
+        replies.set(String(msg.properties.correlationId), [
+          ...(replies.get(String(msg.properties.correlationId)) ?? []),
+          msg.content.toString(),
+        ]),
+      { noAck: true },
+    );
     const answered = () => [...replies.values()].reduce((sum, list) => sum + list.length, 0);
     const requests: Record<string, string> = { h1: "25", h2: "25" };
     for (let n = 1; n <= 10; n++) requests[`r${n}`] = String(n);
     const confirm = await conn.createConfirmChannel();
-    for (const [correlationId, n] of Object.entries(requests)) confirm.sendToQueue(queue, Buffer.from(n), { replyTo, correlationId });
+    for (const [correlationId, n] of Object.entries(requests))
+      confirm.sendToQueue(queue, Buffer.from(n), { replyTo, correlationId });
     await confirm.waitForConfirms();
     await Promise.all([hold.next(), hold.next()]);
 
     await ctl("set_vm_memory_high_watermark", "0.0000001");
     // The alarm has reached every connection (serve's two and the caller's) once each shows
     // "blocking": the next publish on it is blocked.
-    await eventually(connectionStates, (states) => states.length === 3 && states.every((s) => s === "blocking"), 20_000, "every connection blocking");
+    await eventually(
+      connectionStates,
+      (states) => states.length === 3 && states.every((s) => s === "blocking"),
+      20_000,
+      "every connection blocking",
+    );
     const blockedAt = server.log.length;
     hold.releaseAll();
 
@@ -88,33 +130,72 @@ test("a memory alarm with requests in flight: said once, not ready while it last
     await server.waitForLog(/broker is blocking publishers: /, 20_000, blockedAt);
     const reason = /broker is blocking publishers: ([^;]+);/.exec(server.log)![1]!;
     expect(reason.length).toBeGreaterThan(0);
-    const metrics = await eventually(scrape, (m) => m.fibrpc_connections_blocked === 2, 10_000, "both connections blocked");
+    const metrics = await eventually(
+      scrape,
+      (m) => m.fibrpc_connections_blocked === 2,
+      10_000,
+      "both connections blocked",
+    );
     expect(metrics.fibrpc_connection_blocks_total).toBe(2);
     const notReady = await readyz();
-    expect(notReady).toEqual({ status: 503, text: `not ready: 2/2 workers consuming; broker is blocking publishers: ${reason} (2 of 2 connections blocked)\n` });
+    expect(notReady).toEqual({
+      status: 503,
+      text: `not ready: 2/2 workers consuming; broker is blocking publishers: ${reason} (2 of 2 connections blocked)\n`,
+    });
     // The status file follows at the change (and the heartbeat).
     const unhealthy = await eventually(health, (r) => r.code !== 0, 10_000, "health failing");
-    expect(unhealthy).toMatchObject({ code: 69, stdout: "", stderr: `fibrpc: unhealthy: broker is blocking publishers: ${reason}; serve's replies wait until the broker's resource alarm clears\n` });
+    expect(unhealthy).toMatchObject({
+      code: 69,
+      stdout: "",
+      stderr: `fibrpc: unhealthy: broker is blocking publishers: ${reason}; serve's replies wait until the broker's resource alarm clears\n`,
+    });
     // Each worker's connection is stuck after its first reply: most requests are still unanswered.
     expect(answered()).toBeLessThan(Object.keys(requests).length);
 
     await ctl("set_vm_memory_high_watermark", "0.4");
     await server.waitForLog(/broker stopped blocking publishers after \d/, 20_000, blockedAt);
-    await eventually(async () => answered(), (count) => count >= Object.keys(requests).length, 20_000, "every request answered");
-    expect(Object.fromEntries(replies)).toEqual({ h1: ["75025"], h2: ["75025"], r1: ["1"], r2: ["1"], r3: ["2"], r4: ["3"], r5: ["5"], r6: ["8"], r7: ["13"], r8: ["21"], r9: ["34"], r10: ["55"] });
+    await eventually(
+      async () => answered(),
+      (count) => count >= Object.keys(requests).length,
+      20_000,
+      "every request answered",
+    );
+    expect(Object.fromEntries(replies)).toEqual({
+      h1: ["75025"],
+      h2: ["75025"],
+      r1: ["1"],
+      r2: ["1"],
+      r3: ["2"],
+      r4: ["3"],
+      r5: ["5"],
+      r6: ["8"],
+      r7: ["13"],
+      r8: ["21"],
+      r9: ["34"],
+      r10: ["55"],
+    });
     await eventually(readyz, (r) => r.status === 200, 10_000, "ready again");
     expect(await readyz()).toEqual({ status: 200, text: "ready: 2/2 workers consuming\n" });
     await eventually(health, (r) => r.code === 0, 10_000, "healthy again");
     const after = await scrape();
-    expect({ blocked: after.fibrpc_connections_blocked, blocks: after.fibrpc_connection_blocks_total }).toEqual({ blocked: 0, blocks: 2 });
+    expect({ blocked: after.fibrpc_connections_blocked, blocks: after.fibrpc_connection_blocks_total }).toEqual({
+      blocked: 0,
+      blocks: 2,
+    });
 
     // Once for the process, though both workers were blocked and unblocked.
     expect(linesOf(server, /blocking publishers|stopped blocking/)).toEqual([
-      expect.stringMatching(new RegExp(` WARN  broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost \\(rabbitmq-diagnostics alarms on the broker says which\\)$`)),
-      expect.stringMatching(/ INFO  broker stopped blocking publishers after \d+(\.\d)? s$/),
+      expect.stringMatching(
+        new RegExp(
+          ` WARN  broker is blocking publishers: ${reason}; replies wait until its resource alarm clears, none is lost \\(rabbitmq-diagnostics alarms on the broker says which\\)$`,
+        ),
+      ),
+      expect.stringMatching(/ INFO {2}broker stopped blocking publishers after \d+(\.\d)? s$/),
     ]);
     expect(await server.stop()).toBe(0);
-    expect(linesOf(server, /drained:/)).toEqual([expect.stringMatching(/ INFO  drained: 2 workers stopped, 12 requests answered$/)]);
+    expect(linesOf(server, /drained:/)).toEqual([
+      expect.stringMatching(/ INFO {2}drained: 2 workers stopped, 12 requests answered$/),
+    ]);
   } finally {
     await conn.close().catch(() => {});
     // Lifted in any case: a failed test leaves no alarm behind for the next (the node goes at the end).

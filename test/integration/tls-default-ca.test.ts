@@ -25,7 +25,9 @@ beforeAll(async () => {
   mkdirSync(pem("certs"));
   await Bun.write(pem("certs/ca.pem"), readFileSync(pem("ca.pem")));
   rehash(pem("certs"));
-  server = tls.createServer({ key: readFileSync(pem("server.key")), cert: readFileSync(pem("server.pem")) }, (socket) => socket.end());
+  server = tls.createServer({ key: readFileSync(pem("server.key")), cert: readFileSync(pem("server.pem")) }, (socket) =>
+    socket.end(),
+  );
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   port = (server.address() as { port: number }).port;
 });
@@ -40,9 +42,22 @@ afterAll(() => {
 async function call(extraArgs: string[], extraEnv: Record<string, string>): Promise<{ code: number; stderr: string }> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith("FIBRPC_") && !["SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "NODE_USE_SYSTEM_CA"].includes(k)) env[k] = v;
+    if (
+      v !== undefined &&
+      !k.startsWith("FIBRPC_") &&
+      !["SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "NODE_USE_SYSTEM_CA"].includes(k)
+    )
+      env[k] = v;
   }
-  const proc = tracked(Bun.spawn([BIN, "call", "--url", `amqps://127.0.0.1:${port}`, "-t", "10s", ...extraArgs, "5"], { cwd: "/", env: { ...env, NO_COLOR: "1", ...extraEnv }, stdout: "ignore", stderr: "pipe", stdin: "ignore" }));
+  const proc = tracked(
+    Bun.spawn([BIN, "call", "--url", `amqps://127.0.0.1:${port}`, "-t", "10s", ...extraArgs, "5"], {
+      cwd: "/",
+      env: { ...env, NO_COLOR: "1", ...extraEnv },
+      stdout: "ignore",
+      stderr: "pipe",
+      stdin: "ignore",
+    }),
+  );
   const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
@@ -82,7 +97,10 @@ describe("with --tls-ca", () => {
     expect(r.code).toBe(68);
   });
   test("only its CA: the system's and NODE_EXTRA_CA_CERTS no longer count", async () => {
-    const r = await call(["--tls-ca", pem("other-ca.pem")], { SSL_CERT_FILE: pem("ca.pem"), NODE_EXTRA_CA_CERTS: pem("ca.pem") });
+    const r = await call(["--tls-ca", pem("other-ca.pem")], {
+      SSL_CERT_FILE: pem("ca.pem"),
+      NODE_EXTRA_CA_CERTS: pem("ca.pem"),
+    });
     expect(r.stderr).toMatch(REFUSED);
     expect(r.code).toBe(78);
   });
@@ -90,6 +108,14 @@ describe("with --tls-ca", () => {
 
 test("--tls-ca's help says so", () => {
   const help = helpOf("tls-ca", "call");
-  for (const words of ["then the only ones trusted", "(default: Bun's built-in Mozilla roots + system CAs)", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "none in the container image"]) expect(help).toContain(words);
+  for (const words of [
+    "then the only ones trusted",
+    "(default: Bun's built-in Mozilla roots + system CAs)",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "none in the container image",
+  ])
+    expect(help).toContain(words);
   expect(help).not.toContain("default: system CAs");
 });

@@ -54,7 +54,9 @@ test("a wrong CA is refused with one clear line, exit 78, password masked", asyn
   const { code, stdout, stderr } = await run(["call", "--url", url(), "--tls-ca", pem("other-ca.pem"), "30"]);
   expect(code).toBe(78);
   expect(stdout).toBe("");
-  expect(stderr).toMatch(/^fibrpc: the TLS certificate of the broker at amqps:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ could not be verified \([A-Z_]+\); pass --tls-ca with the CA that signed it/);
+  expect(stderr).toMatch(
+    /^fibrpc: the TLS certificate of the broker at amqps:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ could not be verified \([A-Z_]+\); pass --tls-ca with the CA that signed it/,
+  );
   expect(stderr.trim().split("\n")).toHaveLength(1);
   expect(stderr).not.toContain("tls-s3cret");
   // serve does not retry forever on it either.

@@ -27,7 +27,10 @@ function pe(machine: number, { lfanew = 0x80, signature = "PE\0\0" } = {}): Uint
   b.set([0x4d, 0x5a]);
   const v = new DataView(b.buffer);
   v.setUint32(0x3c, lfanew, true);
-  b.set([...signature].map((c) => c.charCodeAt(0)), lfanew);
+  b.set(
+    [...signature].map((c) => c.charCodeAt(0)),
+    lfanew,
+  );
   v.setUint16(lfanew + 4, machine, true);
   return b;
 }
@@ -66,7 +69,9 @@ describe("identify", () => {
     expect("error" in identify(far)).toBe(true);
   });
   test("anything else, and nothing at all", () => {
-    expect(identify(new TextEncoder().encode("#!/bin/sh\necho hi\n"))).toEqual({ error: "not an ELF, Mach-O or PE executable" });
+    expect(identify(new TextEncoder().encode("#!/bin/sh\necho hi\n"))).toEqual({
+      error: "not an ELF, Mach-O or PE executable",
+    });
     expect(identify(new Uint8Array(0))).toEqual({ error: "not an ELF, Mach-O or PE executable" });
   });
 });

@@ -16,16 +16,29 @@ test("build, build:test and release all go through scripts/build.ts (no second c
   expect(pkg.scripts["build:test"]).toBe("bun scripts/build.ts --test");
   expect(pkg.scripts.release).toBe("bun scripts/release.ts");
   expect(await Bun.file(join(ROOT, "scripts/release.ts")).text()).toContain("buildBinary(");
-  for (const [name, script] of Object.entries(pkg.scripts)) expect({ name, compiles: /--compile/.test(script) }).toEqual({ name, compiles: false });
+  for (const [name, script] of Object.entries(pkg.scripts))
+    expect({ name, compiles: /--compile/.test(script) }).toEqual({ name, compiles: false });
 });
 
 test("the compile flags: both entrypoints, minify, bytecode, esm, no autoload, the defines", () => {
   const args = buildArgs({ outfile: "out", target: "bun-linux-arm64", testBuild: true, commit: "0123456789ab-dirty" });
   expect(args).toEqual([
-    "build", "--compile", "--target=bun-linux-arm64", "--minify", "--bytecode", "--format=esm",
-    "src/cli.ts", "src/serve/worker.ts", "--outfile", "out",
-    "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
-    "--define", 'process.env.FIBRPC_TEST_BUILD="1"', "--define", 'process.env.FIBRPC_COMMIT="0123456789ab-dirty"',
+    "build",
+    "--compile",
+    "--target=bun-linux-arm64",
+    "--minify",
+    "--bytecode",
+    "--format=esm",
+    "src/cli.ts",
+    "src/serve/worker.ts",
+    "--outfile",
+    "out",
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    "--define",
+    'process.env.FIBRPC_TEST_BUILD="1"',
+    "--define",
+    'process.env.FIBRPC_COMMIT="0123456789ab-dirty"',
   ]);
   expect(buildArgs({ outfile: "fibrpc", commit: "unknown" })).toContain('process.env.FIBRPC_TEST_BUILD="0"');
   expect(buildArgs({ outfile: "fibrpc", commit: "unknown" }).some((a) => a.startsWith("--target"))).toBe(false);
@@ -37,7 +50,10 @@ test("commitOf: 12 hex digits, -dirty with uncommitted changes (untracked files 
   try {
     expect(commitOf(dir)).toBe("unknown");
     const git = (...args: string[]) => {
-      const r = Bun.spawnSync(["git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...args], { stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync(["git", "-C", dir, "-c", "user.name=t", "-c", "user.email=t@t", ...args], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(r.exitCode, r.stderr.toString()).toBe(0);
       return r.stdout.toString().trim();
     };

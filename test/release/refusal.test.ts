@@ -17,17 +17,35 @@ const DIST = join(ROOT, "dist");
 /** dist/ as it is: absent, or its names and modification times. */
 function distState(): string {
   if (!existsSync(DIST)) return "(absent)";
-  return readdirSync(DIST).sort().map((name) => `${name} ${statSync(join(DIST, name)).mtimeMs}`).join("\n");
+  return readdirSync(DIST)
+    .sort()
+    .map((name) => `${name} ${statSync(join(DIST, name)).mtimeMs}`)
+    .join("\n");
 }
 
 /**
  * Runs scripts/release.ts ARGS (what `bun run release` runs, without bun's own "$ bun …" and
  * "error: script … exited" lines) with FIBRPC_COMMIT=commit; one that starts building is stopped after 30 s.
  */
-async function release(commit: string, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = tracked(Bun.spawn([process.execPath, "scripts/release.ts", ...args], { cwd: ROOT, env: { ...process.env, FIBRPC_COMMIT: commit, NO_COLOR: "1" }, stdout: "pipe", stderr: "pipe", stdin: "ignore" }));
+async function release(
+  commit: string,
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = tracked(
+    Bun.spawn([process.execPath, "scripts/release.ts", ...args], {
+      cwd: ROOT,
+      env: { ...process.env, FIBRPC_COMMIT: commit, NO_COLOR: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+      stdin: "ignore",
+    }),
+  );
   const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]).finally(() => clearTimeout(timer));
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]).finally(() => clearTimeout(timer));
   return { code: proc.signalCode ? null : code, stdout, stderr };
 }
 
@@ -37,7 +55,8 @@ describe("bun run release refuses", () => {
     expect(await release("abc-dirty")).toEqual({
       code: 1,
       stdout: "",
-      stderr: "release: the working tree has uncommitted changes (commit abc-dirty); commit them, or pass --allow-dirty for a local build\n",
+      stderr:
+        "release: the working tree has uncommitted changes (commit abc-dirty); commit them, or pass --allow-dirty for a local build\n",
     });
     expect(distState()).toBe(before);
   }, 40_000);
@@ -53,7 +72,12 @@ describe("bun run release refuses", () => {
 
   test("an argument it does not know", async () => {
     const { code, stdout, stderr } = await release("0123456789ab", ["--allow-dirt"]);
-    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: "", stderr: 'release: unknown argument "--allow-dirt"; the only option is --allow-dirty (build from uncommitted changes)\n' });
+    expect({ code, stdout, stderr }).toEqual({
+      code: 1,
+      stdout: "",
+      stderr:
+        'release: unknown argument "--allow-dirt"; the only option is --allow-dirty (build from uncommitted changes)\n',
+    });
   }, 40_000);
 });
 

@@ -42,10 +42,24 @@ beforeAll(async () => {
   const started = performance.now();
   // Without FIBRPC_COMMIT, so the commit is git's, as a maintainer's run sees it.
   const { FIBRPC_COMMIT: _, ...env } = process.env;
-  const proc = tracked(Bun.spawn([process.execPath, "run", "release", ...(dirty ? ["--allow-dirty"] : [])], { cwd: ROOT, env: { ...env, FIBRPC_URL: URL, NO_COLOR: "1" }, stdout: "pipe", stderr: "pipe", stdin: "ignore" }));
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const proc = tracked(
+    Bun.spawn([process.execPath, "run", "release", ...(dirty ? ["--allow-dirty"] : [])], {
+      cwd: ROOT,
+      env: { ...env, FIBRPC_URL: URL, NO_COLOR: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+      stdin: "ignore",
+    }),
+  );
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   result = { code, stdout, stderr, seconds: (performance.now() - started) / 1000 };
-  console.log(`bun run release${dirty ? " --allow-dirty" : ""} (commit ${commit}): exit ${code} in ${result.seconds.toFixed(1)} s`);
+  console.log(
+    `bun run release${dirty ? " --allow-dirty" : ""} (commit ${commit}): exit ${code} in ${result.seconds.toFixed(1)} s`,
+  );
 }, 600_000);
 
 afterAll(() => {
@@ -78,20 +92,42 @@ describe("bun run release", () => {
     });
   }
 
-  test.if(process.platform === "linux" && process.arch === "x64")("the linux-x64 file prints its version line and answers a call, run from /", async () => {
-    const bin = join(DIST, `fibrpc-${v}-linux-x64`);
-    const version = Bun.spawnSync([bin, "--version"], { cwd: "/", stdout: "pipe" });
-    expect(commit).toMatch(/^[0-9a-f]{12}(-dirty)?$/);
-    expect(version.stdout.toString()).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "the linux-x64 file prints its version line and answers a call, run from /",
+    async () => {
+      const bin = join(DIST, `fibrpc-${v}-linux-x64`);
+      const version = Bun.spawnSync([bin, "--version"], { cwd: "/", stdout: "pipe" });
+      expect(commit).toMatch(/^[0-9a-f]{12}(-dirty)?$/);
+      expect(version.stdout.toString()).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
 
-    const queue = uniqueQueue("fibrpc_release");
-    const serve = tracked(Bun.spawn([bin, "serve", "--workers", "1", "--queue", queue, "--url", URL], { cwd: "/", stdout: "ignore", stderr: "ignore", stdin: "ignore" }));
-    const call = tracked(Bun.spawn([bin, "call", "--wait-for-server", "--timeout", "30s", "--queue", queue, "--url", URL, "30"], { cwd: "/", stdout: "pipe", stderr: "pipe", stdin: "ignore" }));
-    const [stdout, stderr, code] = await Promise.all([new Response(call.stdout).text(), new Response(call.stderr).text(), call.exited]);
-    expect({ code, stdout, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stdout: "832040\n", stderr: "" });
-    serve.kill("SIGTERM");
-    expect(await serve.exited).toBe(0);
-  }, 60_000);
+      const queue = uniqueQueue("fibrpc_release");
+      const serve = tracked(
+        Bun.spawn([bin, "serve", "--workers", "1", "--queue", queue, "--url", URL], {
+          cwd: "/",
+          stdout: "ignore",
+          stderr: "ignore",
+          stdin: "ignore",
+        }),
+      );
+      const call = tracked(
+        Bun.spawn([bin, "call", "--wait-for-server", "--timeout", "30s", "--queue", queue, "--url", URL, "30"], {
+          cwd: "/",
+          stdout: "pipe",
+          stderr: "pipe",
+          stdin: "ignore",
+        }),
+      );
+      const [stdout, stderr, code] = await Promise.all([
+        new Response(call.stdout).text(),
+        new Response(call.stderr).text(),
+        call.exited,
+      ]);
+      expect({ code, stdout, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stdout: "832040\n", stderr: "" });
+      serve.kill("SIGTERM");
+      expect(await serve.exited).toBe(0);
+    },
+    60_000,
+  );
 });
 
 function readFileLines(path: string): string[] {

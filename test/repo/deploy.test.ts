@@ -27,10 +27,14 @@ const service = kinds("Service")[0];
 const composeFibrpc = compose.services?.fibrpc;
 
 /** The Deployment's variables: name → literal value (undefined for valueFrom). */
-const kubeEnv: Record<string, string | undefined> = Object.fromEntries((container?.env ?? []).map((e: Doc) => [e.name, e.value]));
+const kubeEnv: Record<string, string | undefined> = Object.fromEntries(
+  (container?.env ?? []).map((e: Doc) => [e.name, e.value]),
+);
 /** compose's environment, as a map or a list of NAME=value. */
 const composeEnv: Record<string, string> = Array.isArray(composeFibrpc?.environment)
-  ? Object.fromEntries(composeFibrpc.environment.map((line: string) => [line.split("=", 1)[0], line.slice(line.indexOf("=") + 1)]))
+  ? Object.fromEntries(
+      composeFibrpc.environment.map((line: string) => [line.split("=", 1)[0], line.slice(line.indexOf("=") + 1)]),
+    )
   : Object.fromEntries(Object.entries(composeFibrpc?.environment ?? {}).map(([k, v]) => [k, String(v)]));
 
 /** The variables `fibrpc <command> --help` lists: what that command reads. */
@@ -49,9 +53,11 @@ function kubePort(port: string | number): number | undefined {
 /** Kubernetes CPU quantity ("2", "1500m") in cores. */
 const cores = (q: string | number) => (String(q).endsWith("m") ? Number(String(q).slice(0, -1)) / 1000 : Number(q));
 
-const drainMs = (env: Record<string, string | undefined>) => parseDuration("drain-timeout", env.FIBRPC_DRAIN_TIMEOUT ?? defaultShown("drain-timeout")!);
+const drainMs = (env: Record<string, string | undefined>) =>
+  parseDuration("drain-timeout", env.FIBRPC_DRAIN_TIMEOUT ?? defaultShown("drain-timeout")!);
 /** Where serve writes its status file in the image: the folder must be writable. */
-const statusDir = (env: Record<string, string | undefined>) => dirname(env.FIBRPC_STATUS_FILE ?? OPTIONS["status-file"].imageDefault!);
+const statusDir = (env: Record<string, string | undefined>) =>
+  dirname(env.FIBRPC_STATUS_FILE ?? OPTIONS["status-file"].imageDefault!);
 
 describe("the files parse and hold what the checks read", () => {
   test("compose: a rabbitmq and a fibrpc service; kubernetes: a Deployment with a fibrpc container, a Service, a Secret", () => {
@@ -113,7 +119,10 @@ describe("deploy/kubernetes", () => {
     for (const file of readdirSync(KUBE_DIR)) {
       const text = readFileSync(resolve(KUBE_DIR, file), "utf8");
       const passwords = [...text.matchAll(/amqps?:\/\/[^:/\s@]+:([^@\s/]+)@/g)].map((m) => m[1]);
-      expect(passwords.filter((p) => p !== "CHANGE-ME" && !p!.startsWith("<")), file).toEqual([]);
+      expect(
+        passwords.filter((p) => p !== "CHANGE-ME" && !p!.startsWith("<")),
+        file,
+      ).toEqual([]);
     }
   });
 
@@ -139,7 +148,9 @@ describe("deploy/kubernetes", () => {
 
 describe("deploy/compose.yaml", () => {
   test("the published metrics port is FIBRPC_HTTP_PORT", () => {
-    const targets = composeFibrpc.ports.map((p: Doc) => (typeof p === "object" ? Number(p.target) : Number(String(p).split(":").at(-1)!.split("/")[0])));
+    const targets = composeFibrpc.ports.map((p: Doc) =>
+      typeof p === "object" ? Number(p.target) : Number(String(p).split(":").at(-1)!.split("/")[0]),
+    );
     expect(targets).toEqual([Number(composeEnv.FIBRPC_HTTP_PORT)]);
   });
 
@@ -173,7 +184,11 @@ async function serveWith(env: Record<string, string | undefined>, url = URL) {
   const port = await freePort();
   const settings: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) if (value !== undefined) settings[name] = value;
-  Object.assign(settings, { FIBRPC_URL: url, FIBRPC_QUEUE: uniqueQueue("fibrpc_deploy"), FIBRPC_HTTP_PORT: String(port) });
+  Object.assign(settings, {
+    FIBRPC_URL: url,
+    FIBRPC_QUEUE: uniqueQueue("fibrpc_deploy"),
+    FIBRPC_HTTP_PORT: String(port),
+  });
   const server = await startServe([], settings, null);
   const get = async (path: string) => {
     const response = await fetch(`http://127.0.0.1:${port}${path}`).catch(() => undefined);
@@ -182,16 +197,32 @@ async function serveWith(env: Record<string, string | undefined>, url = URL) {
   return { server, get };
 }
 
-
 describe("the paths serve answers, started with each file's settings", () => {
   const files = [
-    { file: "deploy/kubernetes", env: () => kubeEnv, liveness: () => container.livenessProbe.httpGet.path, readiness: () => container.readinessProbe.httpGet.path, metrics: () => service.metadata.annotations["prometheus.io/path"] },
-    { file: "deploy/compose.yaml", env: () => composeEnv, liveness: () => "/healthz", readiness: () => "/readyz", metrics: () => "/metrics" },
+    {
+      file: "deploy/kubernetes",
+      env: () => kubeEnv,
+      liveness: () => container.livenessProbe.httpGet.path,
+      readiness: () => container.readinessProbe.httpGet.path,
+      metrics: () => service.metadata.annotations["prometheus.io/path"],
+    },
+    {
+      file: "deploy/compose.yaml",
+      env: () => composeEnv,
+      liveness: () => "/healthz",
+      readiness: () => "/readyz",
+      metrics: () => "/metrics",
+    },
   ];
   for (const f of files) {
     test(`${f.file}: readiness 200 once consuming, liveness 200, metrics with every worker up; an unknown path 404`, async () => {
       const { server, get } = await serveWith(f.env());
-      const ready = await eventually(() => get(f.readiness()), (r) => r.status === 200, 15_000, `${f.readiness()} answering 200`);
+      const ready = await eventually(
+        () => get(f.readiness()),
+        (r) => r.status === 200,
+        15_000,
+        `${f.readiness()} answering 200`,
+      );
       expect(ready.body).toMatch(/^ready/);
       expect((await get(f.liveness())).status).toBe(200);
       const metrics = await get(f.metrics());
@@ -205,7 +236,12 @@ describe("the paths serve answers, started with each file's settings", () => {
 
   test("deploy/kubernetes: with the broker unreachable, liveness stays 200 (no restart loop) and readiness is 503", async () => {
     const { server, get } = await serveWith(kubeEnv, "amqp://guest:guest@127.0.0.1:1");
-    await eventually(() => get(container.livenessProbe.httpGet.path), (r) => r.status === 200, 15_000, "liveness answering");
+    await eventually(
+      () => get(container.livenessProbe.httpGet.path),
+      (r) => r.status === 200,
+      15_000,
+      "liveness answering",
+    );
     const readiness = await get(container.readinessProbe.httpGet.path);
     expect(readiness.status).toBe(503);
     expect(readiness.body).toMatch(/not ready: 0\/\d+ workers consuming/);

@@ -11,12 +11,17 @@ import { resolve } from "node:path";
 const ROOT = resolve(import.meta.dir, "../..");
 
 function npmPackages(): Map<string, { version: string; integrity?: string }> {
-  const lock = JSON.parse(readFileSync(resolve(ROOT, "package-lock.json"), "utf8")) as { packages: Record<string, { version: string; integrity?: string }> };
+  const lock = JSON.parse(readFileSync(resolve(ROOT, "package-lock.json"), "utf8")) as {
+    packages: Record<string, { version: string; integrity?: string }>;
+  };
   const out = new Map<string, { version: string; integrity?: string }>();
   for (const [path, entry] of Object.entries(lock.packages)) {
     if (path === "") continue;
     // node_modules/a/node_modules/b (b nested under a) is "a/b" in bun.lock.
-    out.set(path.replace(/^node_modules\//, "").replaceAll("/node_modules/", "/"), { version: entry.version, integrity: entry.integrity });
+    out.set(path.replace(/^node_modules\//, "").replaceAll("/node_modules/", "/"), {
+      version: entry.version,
+      integrity: entry.integrity,
+    });
   }
   return out;
 }
@@ -41,7 +46,10 @@ test("package-lock.json and bun.lock pin the same packages, versions and hashes"
 });
 
 test("package.json's direct dependencies are pinned exactly, as both lockfiles have them", () => {
-  const pkg = JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as {
+    dependencies: Record<string, string>;
+    devDependencies: Record<string, string>;
+  };
   const npm = npmPackages();
   for (const [name, version] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies })) {
     expect({ name, version }).toEqual({ name, version: npm.get(name)?.version ?? "missing" });

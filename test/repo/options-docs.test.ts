@@ -11,7 +11,8 @@ import { COMMAND_OPTIONS, COMMANDS, defaultShown, OPTIONS, shortOf, type OptionN
 
 const ROOT = resolve(import.meta.dir, "../..");
 const NAMES = Object.keys(OPTIONS) as OptionName[];
-const commandsOf = (name: OptionName) => COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name));
+const commandsOf = (name: OptionName) =>
+  COMMANDS.filter((c) => (COMMAND_OPTIONS[c] as readonly string[]).includes(name));
 
 describe("the README's options table is the table", () => {
   const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
@@ -73,5 +74,4 @@ describe("the image", () => {
       expect(env[option.env], option.env).toBe("imageDefault" in option ? option.imageDefault : undefined);
     }
   });
-
 });

@@ -31,7 +31,11 @@ test("Install says how to verify, put on PATH and check, with this version every
   expect(install).toContain("shasum -a 256 -c --ignore-missing SHA256SUMS");
   expect(install).toMatch(/install -m 755 fibrpc-\S+-linux-x64 ~\/\.local\/bin\/fibrpc/);
   expect(install).toContain("/usr/local/bin/fibrpc");
-  expect(install).toMatch(new RegExp(`fibrpc --version +# fibrpc ${version.replaceAll(".", "\\.")} \\(commit [0-9a-f]{12}, bun \\S+, linux-x64\\)`));
+  expect(install).toMatch(
+    new RegExp(
+      `fibrpc --version +# fibrpc ${version.replaceAll(".", "\\.")} \\(commit [0-9a-f]{12}, bun \\S+, linux-x64\\)`,
+    ),
+  );
   for (const m of install.matchAll(/fibrpc-(\d+\.\d+\.\d+[^-\s`]*)-/g)) expect(m[1]).toBe(version);
 });
 

@@ -16,23 +16,64 @@ function fakeClient(states: State[]) {
     looks: () => i,
     async consumerCount(): Promise<number> {
       const state = states[Math.min(i++, states.length - 1)]!;
-      if (state === "missing") throw new FibrpcError("QUEUE_NOT_FOUND", 'queue "q" does not exist', { reason: "no-server", queue: "q" });
+      if (state === "missing")
+        throw new FibrpcError("QUEUE_NOT_FOUND", 'queue "q" does not exist', { reason: "no-server", queue: "q" });
       if (state === "lost") throw new FibrpcError("CONNECTION_LOST", "lost", { reason: "connection-lost" });
       return state;
     },
   };
 }
 
-const cases: { name: string; states: State[]; wait: boolean; budgetMs?: number; result: "ok" | { code: string; message?: RegExp }; looks?: number; waited?: boolean }[] = [
+const cases: {
+  name: string;
+  states: State[];
+  wait: boolean;
+  budgetMs?: number;
+  result: "ok" | { code: string; message?: RegExp };
+  looks?: number;
+  waited?: boolean;
+}[] = [
   { name: "a consumer: at once", states: [2], wait: false, result: "ok", looks: 1, waited: false },
-  { name: "no consumer, no wait: NO_CONSUMER", states: [0], wait: false, result: { code: "NO_CONSUMER", message: /^queue "q" on amqp:\/\/guest:\*\*\*@h:5672 has no consumer: no server is running$/ }, looks: 1 },
-  { name: "no queue, no wait: QUEUE_NOT_FOUND", states: ["missing"], wait: false, result: { code: "QUEUE_NOT_FOUND" }, looks: 1 },
+  {
+    name: "no consumer, no wait: NO_CONSUMER",
+    states: [0],
+    wait: false,
+    result: {
+      code: "NO_CONSUMER",
+      message: /^queue "q" on amqp:\/\/guest:\*\*\*@h:5672 has no consumer: no server is running$/,
+    },
+    looks: 1,
+  },
+  {
+    name: "no queue, no wait: QUEUE_NOT_FOUND",
+    states: ["missing"],
+    wait: false,
+    result: { code: "QUEUE_NOT_FOUND" },
+    looks: 1,
+  },
   { name: "connection lost: passed on", states: ["lost"], wait: true, result: { code: "CONNECTION_LOST" }, looks: 1 },
-  { name: "waiting: the queue appears, then its consumer", states: ["missing", 0, 0, 1], wait: true, result: "ok", looks: 4, waited: true },
+  {
+    name: "waiting: the queue appears, then its consumer",
+    states: ["missing", 0, 0, 1],
+    wait: true,
+    result: "ok",
+    looks: 4,
+    waited: true,
+  },
   // 60 ms at one look per 5 ms: at most 13 looks before the deadline (16 allowing for timers that
   // wake a little early). A consumer appears at the 17th: only a wait that ignored its deadline,
   // or polled faster than asked, would see it. So the deadline is checked by counting, not timed.
-  { name: "waiting in vain: TIMEOUT by the deadline", states: [...Array<State>(16).fill(0), 1], wait: true, budgetMs: 60, result: { code: "TIMEOUT", message: /^no server started consuming queue "q" on amqp:\/\/guest:\*\*\*@h:5672 within the timeout$/ }, waited: true },
+  {
+    name: "waiting in vain: TIMEOUT by the deadline",
+    states: [...Array<State>(16).fill(0), 1],
+    wait: true,
+    budgetMs: 60,
+    result: {
+      code: "TIMEOUT",
+      message: /^no server started consuming queue "q" on amqp:\/\/guest:\*\*\*@h:5672 within the timeout$/,
+    },
+    waited: true,
+  },
 ];
 
 describe("awaitServer", () => {
@@ -41,7 +82,12 @@ describe("awaitServer", () => {
       const client = fakeClient(c.states);
       let waited = false;
       const started = Date.now();
-      const outcome = await awaitServer(client, { deadline: started + (c.budgetMs ?? 5_000), wait: c.wait, pollMs: 5, onWaiting: () => (waited = true) }).then(
+      const outcome = await awaitServer(client, {
+        deadline: started + (c.budgetMs ?? 5_000),
+        wait: c.wait,
+        pollMs: 5,
+        onWaiting: () => (waited = true),
+      }).then(
         () => "ok" as const,
         (err: unknown) => err,
       );
@@ -51,7 +97,8 @@ describe("awaitServer", () => {
         const error = outcome as FibrpcError;
         expect(error.code).toBe(c.result.code as FibrpcError["code"]);
         if (c.result.message) expect(error.message).toMatch(c.result.message);
-        if (error.code === "NO_CONSUMER" || error.code === "TIMEOUT") expect(error.details).toMatchObject({ queue: "q", broker: client.broker });
+        if (error.code === "NO_CONSUMER" || error.code === "TIMEOUT")
+          expect(error.details).toMatchObject({ queue: "q", broker: client.broker });
       }
       if (c.looks !== undefined) expect(client.looks()).toBe(c.looks);
       if (c.waited !== undefined) expect(waited).toBe(c.waited);

@@ -21,7 +21,10 @@ const BROKER = "amqp://guest:***@127.0.0.1:5672";
  * clients lose their connection then: calls in flight fail, as RpcClient's do), refuses
  * connections while down, or with `refuse` for good from then on.
  */
-function fakeBroker(clock: FakeClock, o: { serviceMs: number; down: { from: number; to: number }; refuse?: FibrpcError }) {
+function fakeBroker(
+  clock: FakeClock,
+  o: { serviceMs: number; down: { from: number; to: number }; refuse?: FibrpcError },
+) {
   const live = new Set<{ lose: () => void }>();
   const sentWhileDown: number[] = [];
   let connects = 0;
@@ -36,8 +39,13 @@ function fakeBroker(clock: FakeClock, o: { serviceMs: number; down: { from: numb
     const self = {
       lose: () => {
         usable = false;
-        const error = new FibrpcError("CONNECTION_LOST", `the connection to the broker at ${BROKER} was lost while the call was in flight`, { reason: "connection-lost" });
-        for (const settle of pending) settle({ n: 1, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
+        const error = new FibrpcError(
+          "CONNECTION_LOST",
+          `the connection to the broker at ${BROKER} was lost while the call was in flight`,
+          { reason: "connection-lost" },
+        );
+        for (const settle of pending)
+          settle({ n: 1, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
         pending.clear();
       },
     };
@@ -66,7 +74,11 @@ function fakeBroker(clock: FakeClock, o: { serviceMs: number; down: { from: numb
   const connect = async (): Promise<RpcClient> => {
     connects++;
     if (o.refuse && clock.now() >= o.down.from) throw o.refuse;
-    if (isDown()) throw new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${BROKER}: connection refused`, { reason: "connection-refused", broker: BROKER });
+    if (isDown())
+      throw new FibrpcError("BROKER_UNREACHABLE", `cannot reach the broker at ${BROKER}: connection refused`, {
+        reason: "connection-refused",
+        broker: BROKER,
+      });
     return make();
   };
   return { first: make(), connect, sentWhileDown, connects: () => connects };
@@ -75,7 +87,11 @@ function fakeBroker(clock: FakeClock, o: { serviceMs: number; down: { from: numb
 const quiet = createConsola({ level: -999 });
 const base = { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 5_000 };
 
-async function benchAcross(o: { down: { from: number; to: number }; refuse?: FibrpcError; bench: Partial<BenchOptions> }) {
+async function benchAcross(o: {
+  down: { from: number; to: number };
+  refuse?: FibrpcError;
+  bench: Partial<BenchOptions>;
+}) {
   const clock = new FakeClock();
   const broker = fakeBroker(clock, { serviceMs: 5, down: o.down, refuse: o.refuse });
   const durationMs = o.bench.durationMs;
@@ -88,11 +104,18 @@ async function benchAcross(o: { down: { from: number; to: number }; refuse?: Fib
   });
   const result = await clock.run(runBench(caller, { ...base, ...o.bench, clock }));
   await caller.close();
-  return { result, broker, summary: formatSummary(result, { n: "1", queue: "rpc_queue", requests: o.bench.requests, durationMs }) };
+  return {
+    result,
+    broker,
+    summary: formatSummary(result, { n: "1", queue: "rpc_queue", requests: o.bench.requests, durationMs }),
+  };
 }
 
 test("open loop, --rate 20 for 20 s across a 4.4 s outage: the schedule kept, the calls due meanwhile failed and counted, the outage reported, exit 75", async () => {
-  const { result, broker, summary } = await benchAcross({ down: { from: 3_010, to: 7_400 }, bench: { rate: 20, durationMs: 20_000 } });
+  const { result, broker, summary } = await benchAcross({
+    down: { from: 3_010, to: 7_400 },
+    bench: { rate: 20, durationMs: 20_000 },
+  });
   expect(result.mode).toBe("open-loop");
   // Every call of the schedule was made: 20/s for 20 s, none missed, none skipped.
   expect(result.calls).toBe(400);
@@ -112,7 +135,10 @@ test("open loop, --rate 20 for 20 s across a 4.4 s outage: the schedule kept, th
   expect(outage!.toSeconds!).toBeGreaterThanOrEqual(7.4);
   expect(outage!.toSeconds!).toBeLessThanOrEqual(8.9);
   expect(outage!.failed).toBe(result.failed);
-  expect(outage!.lastError).toEqual({ code: "BROKER_UNREACHABLE", message: `cannot reach the broker at ${BROKER}: connection refused` });
+  expect(outage!.lastError).toEqual({
+    code: "BROKER_UNREACHABLE",
+    message: `cannot reach the broker at ${BROKER}: connection refused`,
+  });
   // Only answered calls in the rate.
   expect(result.callsPerSecond * result.seconds).toBeCloseTo(result.ok, 6);
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
@@ -127,7 +153,10 @@ test("open loop, --rate 20 for 20 s across a 4.4 s outage: the schedule kept, th
 });
 
 test("closed loop, 3 in flight for 20 s across the same outage: the calls in flight failed, none sent while away, the run went on to its end, exit 75", async () => {
-  const { result, broker, summary } = await benchAcross({ down: { from: 3_001, to: 7_400 }, bench: { concurrency: 3, durationMs: 20_000 } });
+  const { result, broker, summary } = await benchAcross({
+    down: { from: 3_001, to: 7_400 },
+    bench: { concurrency: 3, durationMs: 20_000 },
+  });
   expect(result.mode).toBe("closed-loop");
   expect(result.seconds).toBeGreaterThanOrEqual(20);
   expect(result.cutShort).toBeUndefined();
@@ -141,23 +170,54 @@ test("closed loop, 3 in flight for 20 s across the same outage: the calls in fli
   const away = result.outages[0]!.seconds;
   expect(result.ok).toBeGreaterThan(3 * ((20 - away) * 200 - 10));
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
-  expect(summary).toMatch(/^ {2}outage {4}broker unreachable from t=3\.0 s to t=\d\.\d s \(\d\.\d s\): 3 calls failed; last error: /m);
+  expect(summary).toMatch(
+    /^ {2}outage {4}broker unreachable from t=3\.0 s to t=\d\.\d s \(\d\.\d s\): 3 calls failed; last error: /m,
+  );
 });
 
 test("the broker not back within --timeout of the loss (a run of --requests): cut short, the outage to the end, exit 68", async () => {
-  const { result, summary } = await benchAcross({ down: { from: 1_001, to: 60_000 }, bench: { concurrency: 2, requests: 1_000_000 } });
-  expect(result.cutShort).toMatchObject({ code: "BROKER_UNREACHABLE", message: `cannot reach the broker at ${BROKER}: connection refused` });
+  const { result, summary } = await benchAcross({
+    down: { from: 1_001, to: 60_000 },
+    bench: { concurrency: 2, requests: 1_000_000 },
+  });
+  expect(result.cutShort).toMatchObject({
+    code: "BROKER_UNREACHABLE",
+    message: `cannot reach the broker at ${BROKER}: connection refused`,
+  });
   // Given up --timeout (5 s) after the loss.
   expect(result.cutShort!.atSeconds).toBeCloseTo(6.001, 6);
-  expect(result.outages).toEqual([{ fromSeconds: 1.001, toSeconds: null, seconds: expect.any(Number), failed: 2, lastError: expect.objectContaining({ code: "BROKER_UNREACHABLE" }) }]);
+  expect(result.outages).toEqual([
+    {
+      fromSeconds: 1.001,
+      toSeconds: null,
+      seconds: expect.any(Number),
+      failed: 2,
+      lastError: expect.objectContaining({ code: "BROKER_UNREACHABLE" }),
+    },
+  ]);
   expect(result.exitCode).toBe(ExitCode.BROKER_UNREACHABLE);
-  expect(summary).toMatch(/^ {2}outage {4}broker unreachable from t=1\.0 s to the end of the run \(t=6\.0 s\) \(5\.0 s\): 2 calls failed; last error: /m);
-  expect(summary).toMatch(new RegExp(`^ {2}cut short at t=6\\.0 s after ${result.calls} of the 1000000 calls planned: BROKER_UNREACHABLE: cannot reach the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:5672: connection refused$`, "m"));
+  expect(summary).toMatch(
+    /^ {2}outage {4}broker unreachable from t=1\.0 s to the end of the run \(t=6\.0 s\) \(5\.0 s\): 2 calls failed; last error: /m,
+  );
+  expect(summary).toMatch(
+    new RegExp(
+      `^ {2}cut short at t=6\\.0 s after ${result.calls} of the 1000000 calls planned: BROKER_UNREACHABLE: cannot reach the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:5672: connection refused$`,
+      "m",
+    ),
+  );
 });
 
 test("reconnecting refused for a reason waiting cannot fix (the login): cut short at once, with its exit code (77)", async () => {
-  const refuse = new FibrpcError("ACCESS_REFUSED", `the broker at ${BROKER} refused the login: wrong user name or password`, { reason: "login" });
-  const { result } = await benchAcross({ down: { from: 2_001, to: 2_500 }, refuse, bench: { rate: 100, durationMs: 10_000 } });
+  const refuse = new FibrpcError(
+    "ACCESS_REFUSED",
+    `the broker at ${BROKER} refused the login: wrong user name or password`,
+    { reason: "login" },
+  );
+  const { result } = await benchAcross({
+    down: { from: 2_001, to: 2_500 },
+    refuse,
+    bench: { rate: 100, durationMs: 10_000 },
+  });
   expect(result.cutShort).toMatchObject({ code: "ACCESS_REFUSED" });
   expect(result.cutShort!.atSeconds).toBeLessThan(2.1);
   expect(result.exitCode).toBe(ExitCode.ACCESS_REFUSED);

@@ -9,7 +9,11 @@ import type { CallOutcome } from "../../src/rpc/client.ts";
 import { FakeClock } from "./fake-clock.ts";
 
 /** One server taking requests in order, `serviceMs` each, serving nothing from stall.from to stall.to. */
-function fakeServer(clock: FakeClock, serviceMs: number, stall = { from: 0, to: 0 }): Caller & { sent: number; maxInFlight: number } {
+function fakeServer(
+  clock: FakeClock,
+  serviceMs: number,
+  stall = { from: 0, to: 0 },
+): Caller & { sent: number; maxInFlight: number } {
   let freeAt = 0;
   let inFlight = 0;
   const server = {
@@ -40,7 +44,15 @@ test("open loop, server keeping up: calls at their intended starts, latency = se
   const clock = new FakeClock();
   const server = fakeServer(clock, 0.5);
   const r = await clock.run(runBench(server, { ...base, rate: 1000, requests: 1000, clock }));
-  expect(r).toMatchObject({ mode: "open-loop", rate: 1000, missed: 0, latencyFrom: "intended-start", calls: 1000, ok: 1000, errors: {} });
+  expect(r).toMatchObject({
+    mode: "open-loop",
+    rate: 1000,
+    missed: 0,
+    latencyFrom: "intended-start",
+    calls: 1000,
+    ok: 1000,
+    errors: {},
+  });
   expect(r.latencyMs!.p50).toBeCloseTo(0.5, 2);
   expect(r.latencyMs!.max).toBeCloseTo(0.5, 2);
   expect(r.sendLagMs!.max).toBe(0);
@@ -52,10 +64,16 @@ test("open loop, server keeping up: calls at their intended starts, latency = se
 test("a 200 ms stall: open loop puts it in p90 and p99, closed loop only in its max", async () => {
   const stall = { from: 100, to: 300 };
   const openClock = new FakeClock();
-  const open = await openClock.run(runBench(fakeServer(openClock, 0.5, stall), { ...base, rate: 1000, requests: 1000, clock: openClock }));
+  const open = await openClock.run(
+    runBench(fakeServer(openClock, 0.5, stall), { ...base, rate: 1000, requests: 1000, clock: openClock }),
+  );
   const closedClock = new FakeClock();
-  const closed = await closedClock.run(runBench(fakeServer(closedClock, 0.5, stall), { ...base, concurrency: 1, requests: 1000, clock: closedClock }));
-  console.log(`stall of 200 ms in 1 s: open loop p50 ${open.latencyMs!.p50} p90 ${open.latencyMs!.p90} p99 ${open.latencyMs!.p99} max ${open.latencyMs!.max}; closed loop p50 ${closed.latencyMs!.p50} p90 ${closed.latencyMs!.p90} p99 ${closed.latencyMs!.p99} max ${closed.latencyMs!.max}`);
+  const closed = await closedClock.run(
+    runBench(fakeServer(closedClock, 0.5, stall), { ...base, concurrency: 1, requests: 1000, clock: closedClock }),
+  );
+  console.log(
+    `stall of 200 ms in 1 s: open loop p50 ${open.latencyMs!.p50} p90 ${open.latencyMs!.p90} p99 ${open.latencyMs!.p99} max ${open.latencyMs!.max}; closed loop p50 ${closed.latencyMs!.p50} p90 ${closed.latencyMs!.p90} p99 ${closed.latencyMs!.p99} max ${closed.latencyMs!.max}`,
+  );
   expect(closed).toMatchObject({ mode: "closed-loop", concurrency: 1, latencyFrom: "send", calls: 1000, ok: 1000 });
   expect(open).toMatchObject({ mode: "open-loop", calls: 1000, ok: 1000, missed: 0 });
   // Closed loop: one call waited out the stall; the 200 calls due during it were never sent then.
@@ -83,7 +101,9 @@ test("open loop is not throttled by calls in flight, up to the cap; calls due be
   const clock = new FakeClock();
   // The server stalls for the whole schedule: nothing returns before 1 s.
   const server = fakeServer(clock, 0.5, { from: 0, to: 1000 });
-  const r = await clock.run(runBench(server, { ...base, concurrency: 100, rate: 1000, requests: 200, maxOutstanding: 50, clock }));
+  const r = await clock.run(
+    runBench(server, { ...base, concurrency: 100, rate: 1000, requests: 200, maxOutstanding: 50, clock }),
+  );
   expect(r).toMatchObject({ mode: "open-loop", calls: 50, ok: 50, missed: 150, maxOutstanding: 50 });
   expect(server.sent).toBe(50);
   expect(server.maxInFlight).toBe(50);
@@ -114,7 +134,15 @@ test("the run's exit code is the one `fibrpc call` gives the same outcomes, the 
       : i === 1
         ? { n: 1, ok: true, result: "2", ms: 1 }
         : i === 2
-          ? { n: 1, ok: false, code: "QUEUE_NOT_FOUND", message: notFound.message, remote: false, error: notFound, ms: 1 }
+          ? {
+              n: 1,
+              ok: false,
+              code: "QUEUE_NOT_FOUND",
+              message: notFound.message,
+              remote: false,
+              error: notFound,
+              ms: 1,
+            }
           : { n: 1, ok: true, result: "1", ms: 1 };
   const caller = (upTo: number): Caller => {
     let i = 0;

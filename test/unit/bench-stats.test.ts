@@ -3,7 +3,6 @@ import { expect, test } from "bun:test";
 import { LatencyHistogram } from "../../src/bench/histogram.ts";
 import { prng } from "./prng.ts";
 
-
 /** The ⌈q·n⌉-th smallest value (nearest rank), q in 0..1. */
 const exactAt = (sorted: Float64Array, q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
 
@@ -14,7 +13,8 @@ test("p50, p90, p99, p99.9 and max within 1% of the exact values, over random sa
     // Latencies spread over six decades, 10 µs to 10 s (log-uniform).
     "log-uniform 0.01 ms..10 s": () => 10 ** (random() * 6 - 2),
     // A typical latency curve: a body around 1 ms and a long tail (log-normal).
-    "log-normal around 1 ms": () => Math.exp(Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()) * 0.8),
+    "log-normal around 1 ms": () =>
+      Math.exp(Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random()) * 0.8),
     "uniform 0..1000 ms": () => random() * 1000,
   };
   let worst = 0;
@@ -27,7 +27,13 @@ test("p50, p90, p99, p99.9 and max within 1% of the exact values, over random sa
     }
     samples.sort();
     const summary = histogram.summary()!;
-    const exact = { p50: exactAt(samples, 0.5), p90: exactAt(samples, 0.9), p99: exactAt(samples, 0.99), p999: exactAt(samples, 0.999), max: samples[samples.length - 1]! };
+    const exact = {
+      p50: exactAt(samples, 0.5),
+      p90: exactAt(samples, 0.9),
+      p99: exactAt(samples, 0.99),
+      p999: exactAt(samples, 0.999),
+      max: samples[samples.length - 1]!,
+    };
     for (const key of ["p50", "p90", "p99", "p999", "max"] as const) {
       const error = Math.abs(summary[key] - exact[key]) / exact[key];
       worst = Math.max(worst, error);
@@ -55,7 +61,8 @@ test("1..1000 ms added in shuffled order: the nearest-rank percentiles, to 0.1%"
   for (const v of values) histogram.add(v);
   const s = histogram.summary()!;
   const want = { p50: 500, p90: 900, p99: 990, p999: 999, max: 1000 };
-  for (const key of Object.keys(want) as (keyof typeof want)[]) expect(Math.abs(s[key] - want[key]) / want[key]).toBeLessThanOrEqual(0.001);
+  for (const key of Object.keys(want) as (keyof typeof want)[])
+    expect(Math.abs(s[key] - want[key]) / want[key]).toBeLessThanOrEqual(0.001);
   expect(s.max).toBe(1000);
 });
 

@@ -20,7 +20,9 @@ function server(clock: FakeClock, ms: number, fails: (i: number) => boolean): Ca
         const failed = fails(i++);
         clock.at(clock.now() + ms, () => {
           if (!failed) return resolve({ n, ok: true, result: "1", ms });
-          const error = new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "rpc_queue"', { reason: "reply-timed-out" });
+          const error = new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "rpc_queue"', {
+            reason: "reply-timed-out",
+          });
           resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms });
         });
       }),
@@ -29,13 +31,34 @@ function server(clock: FakeClock, ms: number, fails: (i: number) => boolean): Ca
 
 async function bench(fails: (i: number) => boolean, o: Partial<BenchOptions>) {
   const clock = new FakeClock();
-  const result = await clock.run(runBench(server(clock, 10, fails), { concurrency: 2, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, ...o, clock }));
-  return { result, summary: formatSummary(result, { n: "1", queue: "rpc_queue", requests: o.requests ?? 10 }), json: JSON.parse(JSON.stringify(result)) };
+  const result = await clock.run(
+    runBench(server(clock, 10, fails), {
+      concurrency: 2,
+      n: { min: 1, max: 1 },
+      timeoutMs: 10,
+      requests: 10,
+      ...o,
+      clock,
+    }),
+  );
+  return {
+    result,
+    summary: formatSummary(result, { n: "1", queue: "rpc_queue", requests: o.requests ?? 10 }),
+    json: JSON.parse(JSON.stringify(result)),
+  };
 }
 
 test("nothing answered, closed loop: 0 calls/s, the failures counted, no percentile but 'no answered calls', exit 75", async () => {
   const { result, summary, json } = await bench(() => true, {});
-  expect(result).toMatchObject({ calls: 10, ok: 0, failed: 10, callsPerSecond: 0, latencyMs: null, errors: { TIMEOUT: 10 }, outages: [] });
+  expect(result).toMatchObject({
+    calls: 10,
+    ok: 0,
+    failed: 10,
+    callsPerSecond: 0,
+    latencyMs: null,
+    errors: { TIMEOUT: 10 },
+    outages: [],
+  });
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
   expect(json.latencyMs).toBeNull();
   expect(summary).toBe(
@@ -55,7 +78,9 @@ test("nothing answered, open loop: 0 answered/s, no latency percentile (the send
   expect(result).toMatchObject({ mode: "open-loop", calls: 10, ok: 0, failed: 10, callsPerSecond: 0, latencyMs: null });
   expect(result.sendLagMs).not.toBeNull();
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
-  expect(summary).toMatch(/^ {2}answered\/s 0 {2}\(over all 0\.10 s, incl\. the drain of the calls in flight at the end; 10 failed calls not counted\)$/m);
+  expect(summary).toMatch(
+    /^ {2}answered\/s 0 {2}\(over all 0\.10 s, incl\. the drain of the calls in flight at the end; 10 failed calls not counted\)$/m,
+  );
   expect(summary).toMatch(/^ {2}latency {3}none: no answered calls$/m);
   expect(summary).toMatch(/^ {2}send lag {2}p50 0\.000 ms/m);
 });
@@ -91,22 +116,56 @@ test("a caller that stops (a lost connection, no reconnecting) before the calls 
       return { n, ok: true, result: "1", ms: 0 };
     },
   };
-  const result = await clock.run(runBench(caller, { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, clock }));
-  expect(result).toMatchObject({ calls: 4, ok: 4, failed: 0, cutShort: { atSeconds: 0, code: "CONNECTION_LOST", message: "the connection to the broker was lost" } });
+  const result = await clock.run(
+    runBench(caller, { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, clock }),
+  );
+  expect(result).toMatchObject({
+    calls: 4,
+    ok: 4,
+    failed: 0,
+    cutShort: { atSeconds: 0, code: "CONNECTION_LOST", message: "the connection to the broker was lost" },
+  });
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
-  expect(formatSummary(result, { n: "1", queue: "q", requests: 10 })).toMatch(/^ {2}cut short at t=0\.0 s after 4 of the 10 calls planned: CONNECTION_LOST: the connection to the broker was lost$/m);
+  expect(formatSummary(result, { n: "1", queue: "q", requests: 10 })).toMatch(
+    /^ {2}cut short at t=0\.0 s after 4 of the 10 calls planned: CONNECTION_LOST: the connection to the broker was lost$/m,
+  );
 });
 
 test("an outage in which no call failed (none was in flight): still shown, and the run exits 75, not 0", async () => {
   const clock = new FakeClock();
   const caller: Caller = {
     usable: true,
-    outages: [{ from: 1, to: 3, failed: 0, lastError: new FibrpcError("BROKER_UNREACHABLE", "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused") }],
+    outages: [
+      {
+        from: 1,
+        to: 3,
+        failed: 0,
+        lastError: new FibrpcError(
+          "BROKER_UNREACHABLE",
+          "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused",
+        ),
+      },
+    ],
     call: async (n) => ({ n, ok: true, result: "1", ms: 0 }),
   };
-  const result = await clock.run(runBench(caller, { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, clock }));
+  const result = await clock.run(
+    runBench(caller, { concurrency: 1, n: { min: 1, max: 1 }, timeoutMs: 10, requests: 10, clock }),
+  );
   expect(result).toMatchObject({ calls: 10, ok: 10, failed: 0, errors: {} });
-  expect(result.outages).toEqual([{ fromSeconds: 0.001, toSeconds: 0.003, seconds: 0.002, failed: 0, lastError: { code: "BROKER_UNREACHABLE", message: "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused" } }]);
+  expect(result.outages).toEqual([
+    {
+      fromSeconds: 0.001,
+      toSeconds: 0.003,
+      seconds: 0.002,
+      failed: 0,
+      lastError: {
+        code: "BROKER_UNREACHABLE",
+        message: "cannot reach the broker at amqp://guest:***@127.0.0.1:5672: connection refused",
+      },
+    },
+  ]);
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
-  expect(formatSummary(result, { n: "1", queue: "q" })).toMatch(/^ {2}outage {4}broker unreachable from t=0\.0 s to t=0\.0 s \(0\.0 s\): 0 calls failed; last error: cannot reach the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: connection refused$/m);
+  expect(formatSummary(result, { n: "1", queue: "q" })).toMatch(
+    /^ {2}outage {4}broker unreachable from t=0\.0 s to t=0\.0 s \(0\.0 s\): 0 calls failed; last error: cannot reach the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: connection refused$/m,
+  );
 });

@@ -7,16 +7,27 @@ import { parseBrokerUrl } from "../../src/broker-url.ts";
 import { withHint } from "../../src/hints.ts";
 import { FibrpcError } from "../../src/errors.ts";
 import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-internals.ts";
-import { brokerRefusal, connectError, isInequivalent, refusal, reservedQueueName } from "../../src/rpc/broker-errors.ts";
+import {
+  brokerRefusal,
+  connectError,
+  isInequivalent,
+  refusal,
+  reservedQueueName,
+} from "../../src/rpc/broker-errors.ts";
 
 // amqplib's wording of a connection / channel closed by the broker.
 const DEPRECATED_QUEUE =
   'Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR - Feature `transient_nonexcl_queues` is deprecated. By default, this feature is not permitted anymore. Its use is not permitted per the configuration (relevant configuration key: deprecated_features.permit.transient_nonexcl_queues)"';
-const DEPRECATED_QOS = 'Channel closed by server: 540 (NOT-IMPLEMENTED) with message "NOT_IMPLEMENTED - Feature `global_qos` is deprecated. By default, this feature is not permitted anymore."';
-const INEQUIVALENT = "Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message \"PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'rpc_queue' in vhost '/': received 'true' but current is 'false'\"";
+const DEPRECATED_QOS =
+  'Channel closed by server: 540 (NOT-IMPLEMENTED) with message "NOT_IMPLEMENTED - Feature `global_qos` is deprecated. By default, this feature is not permitted anymore."';
+const INEQUIVALENT =
+  "Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message \"PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'rpc_queue' in vhost '/': received 'true' but current is 'false'\"";
 
 test.each([
-  [DEPRECATED_QUEUE, /denies the deprecated feature "transient_nonexcl_queues" \(Feature `transient_nonexcl_queues` is deprecated\..*deprecated_features\.permit\.transient_nonexcl_queues = true/],
+  [
+    DEPRECATED_QUEUE,
+    /denies the deprecated feature "transient_nonexcl_queues" \(Feature `transient_nonexcl_queues` is deprecated\..*deprecated_features\.permit\.transient_nonexcl_queues = true/,
+  ],
   [DEPRECATED_QOS, /denies the deprecated feature "global_qos"/],
   [INEQUIVALENT, /refused serve's set-up on queue "rpc_queue" \(inequivalent arg 'durable' for queue 'rpc_queue'/],
 ])("a refusal is exit 78 with the broker's words: %#", (message, line) => {
@@ -30,12 +41,25 @@ test.each([
 
 test("other errors are not refusals: serve keeps trying", () => {
   expect(brokerRefusal(new Error("connect ECONNREFUSED 127.0.0.1:5672"), "q")).toBeUndefined();
-  expect(brokerRefusal(new Error("Connection closed: 320 (CONNECTION-FORCED) with message \"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'\""), "q")).toBeUndefined();
+  expect(
+    brokerRefusal(
+      new Error(
+        "Connection closed: 320 (CONNECTION-FORCED) with message \"CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'\"",
+      ),
+      "q",
+    ),
+  ).toBeUndefined();
 });
 
 test("inequivalent arguments are told from other 406s", () => {
   expect(isInequivalent(new Error(INEQUIVALENT))).toBe(true);
-  expect(isInequivalent(new Error('Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - unknown delivery tag 1"'))).toBe(false);
+  expect(
+    isInequivalent(
+      new Error(
+        'Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - unknown delivery tag 1"',
+      ),
+    ),
+  ).toBe(false);
 });
 
 /**
@@ -47,16 +71,29 @@ test("inequivalent arguments are told from other 406s", () => {
 const url = parseBrokerUrl("amqp://u:s3cret@h:5672/v1");
 
 /** A close of the connection during the handshake (amqplib-internals.ts gives connection.open's this form). */
-const handshake = (code: number, name: string, text: string) => Object.assign(new Error(`Handshake terminated by server: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code });
+const handshake = (code: number, name: string, text: string) =>
+  Object.assign(
+    new Error(`Handshake terminated by server: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`),
+    { code },
+  );
 /** The connection closed by the broker after the handshake (e.g. at channel.open). */
-const connectionClose = (code: number, name: string, text: string) => Object.assign(new Error(`Connection closed: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code });
+const connectionClose = (code: number, name: string, text: string) =>
+  Object.assign(new Error(`Connection closed: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), {
+    code,
+  });
 /** A method the broker refused, closing the channel: amqplib's error for the pending operation. */
 const METHOD_IDS = { QueueDeclare: [50, 10], BasicConsume: [60, 20] } as const;
 const operationFailed = (method: keyof typeof METHOD_IDS, code: number, name: string, text: string) =>
-  Object.assign(new Error(`Operation failed: ${method}; ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code, classId: METHOD_IDS[method][0], methodId: METHOD_IDS[method][1] });
+  Object.assign(
+    new Error(`Operation failed: ${method}; ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`),
+    { code, classId: METHOD_IDS[method][0], methodId: METHOD_IDS[method][1] },
+  );
 /** A channel closed by the broker with no operation pending (a publish): the channel's 'error' event. */
 const channelClosed = (code: number, name: string, text: string, [classId, methodId] = [60, 40]) =>
-  Object.assign(new Error(`Channel closed by server: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`), { code, classId, methodId });
+  Object.assign(
+    new Error(`Channel closed by server: ${code} (${name.replace(/_/g, "-")}) with message "${name} - ${text}"`),
+    { code, classId, methodId },
+  );
 
 interface Case {
   name: string;
@@ -75,11 +112,16 @@ const B = "the broker at amqp://u:***@h:5672/v1 refused ";
 const cases: Case[] = [
   {
     name: "login (3.10 and 4.3)",
-    error: handshake(403, "ACCESS_REFUSED", "Login was refused using authentication mechanism PLAIN. For details see the broker logfile."),
+    error: handshake(
+      403,
+      "ACCESS_REFUSED",
+      "Login was refused using authentication mechanism PLAIN. For details see the broker logfile.",
+    ),
     code: "ACCESS_REFUSED",
     reason: "login",
     exit: 77,
-    refused: "the login: Login was refused using authentication mechanism PLAIN. For details see the broker logfile. (403 ACCESS_REFUSED)",
+    refused:
+      "the login: Login was refused using authentication mechanism PLAIN. For details see the broker logfile. (403 ACCESS_REFUSED)",
     hint: "check the user name and password in --url / FIBRPC_URL",
   },
   {
@@ -104,11 +146,16 @@ const cases: Case[] = [
   },
   {
     name: "the vhost's connection limit",
-    error: handshake(530, "NOT_ALLOWED", "access to vhost 'vlim' refused for user 'full': connection limit (2) is reached"),
+    error: handshake(
+      530,
+      "NOT_ALLOWED",
+      "access to vhost 'vlim' refused for user 'full': connection limit (2) is reached",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
-    refused: "the connection: access to vhost 'vlim' refused for user 'full': connection limit (2) is reached (530 NOT_ALLOWED)",
+    refused:
+      "the connection: access to vhost 'vlim' refused for user 'full': connection limit (2) is reached (530 NOT_ALLOWED)",
     details: { vhost: "vlim", user: "full", limit: { scope: "vhost", key: "max-connections" } },
     hint: `raise the vhost's limit (rabbitmqctl set_vhost_limits -p vlim '{"max-connections": N}', -1 for none)`,
   },
@@ -118,43 +165,64 @@ const cases: Case[] = [
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
-    refused: "the connection: connection refused for user 'ulimc': user connection limit (0) is reached (530 NOT_ALLOWED)",
+    refused:
+      "the connection: connection refused for user 'ulimc': user connection limit (0) is reached (530 NOT_ALLOWED)",
     details: { user: "ulimc", limit: { scope: "user", key: "max-connections" } },
     hint: `raise the user's limit (rabbitmqctl set_user_limits ulimc '{"max-connections": N}', -1 for none)`,
   },
   {
     name: "the user's channel limit (3.10)",
-    error: connectionClose(530, "NOT_ALLOWED", "number of channels opened for user 'ulimch' has reached the maximum allowed user limit of (0)"),
+    error: connectionClose(
+      530,
+      "NOT_ALLOWED",
+      "number of channels opened for user 'ulimch' has reached the maximum allowed user limit of (0)",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
-    refused: "to open a channel: number of channels opened for user 'ulimch' has reached the maximum allowed user limit of (0) (530 NOT_ALLOWED)",
+    refused:
+      "to open a channel: number of channels opened for user 'ulimch' has reached the maximum allowed user limit of (0) (530 NOT_ALLOWED)",
     details: { user: "ulimch", limit: { scope: "user", key: "max-channels" } },
     hint: `rabbitmqctl set_user_limits ulimch '{"max-channels": N}'`,
   },
   {
     name: "the user's channel limit (4.3)",
-    error: connectionClose(530, "NOT_ALLOWED", "number of channels opened for user 'ulimch' has reached the maximum allowed user limit of 0"),
+    error: connectionClose(
+      530,
+      "NOT_ALLOWED",
+      "number of channels opened for user 'ulimch' has reached the maximum allowed user limit of 0",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
-    refused: "to open a channel: number of channels opened for user 'ulimch' has reached the maximum allowed user limit of 0 (530 NOT_ALLOWED)",
+    refused:
+      "to open a channel: number of channels opened for user 'ulimch' has reached the maximum allowed user limit of 0 (530 NOT_ALLOWED)",
     details: { limit: { scope: "user", key: "max-channels" } },
     hint: `rabbitmqctl set_user_limits ulimch '{"max-channels": N}'`,
   },
   {
     name: "the connection's channel_max",
-    error: connectionClose(530, "NOT_ALLOWED", "number of channels opened (2) has reached the negotiated channel_max (2)"),
+    error: connectionClose(
+      530,
+      "NOT_ALLOWED",
+      "number of channels opened (2) has reached the negotiated channel_max (2)",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
-    refused: "to open a channel: number of channels opened (2) has reached the negotiated channel_max (2) (530 NOT_ALLOWED)",
+    refused:
+      "to open a channel: number of channels opened (2) has reached the negotiated channel_max (2) (530 NOT_ALLOWED)",
     details: { limit: { scope: "connection", key: "channel_max" } },
     hint: "raise channel_max",
   },
   {
     name: "the vhost's queue limit",
-    error: operationFailed("QueueDeclare", 406, "PRECONDITION_FAILED", "cannot declare queue 'qq': queue limit in vhost 'vq' (0) is reached"),
+    error: operationFailed(
+      "QueueDeclare",
+      406,
+      "PRECONDITION_FAILED",
+      "cannot declare queue 'qq': queue limit in vhost 'vq' (0) is reached",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
@@ -164,7 +232,12 @@ const cases: Case[] = [
   },
   {
     name: "the cluster's queue limit (4.x)",
-    error: operationFailed("QueueDeclare", 406, "PRECONDITION_FAILED", "cannot declare queue 'qq': queue limit in cluster (10) is reached"),
+    error: operationFailed(
+      "QueueDeclare",
+      406,
+      "PRECONDITION_FAILED",
+      "cannot declare queue 'qq': queue limit in cluster (10) is reached",
+    ),
     code: "BROKER_REFUSED",
     reason: "limit",
     exit: 78,
@@ -174,7 +247,12 @@ const cases: Case[] = [
   },
   {
     name: "no configure permission (3.10)",
-    error: operationFailed("QueueDeclare", 403, "ACCESS_REFUSED", "access to queue 'rpc_queue' in vhost 'v1' refused for user 'noconf'"),
+    error: operationFailed(
+      "QueueDeclare",
+      403,
+      "ACCESS_REFUSED",
+      "access to queue 'rpc_queue' in vhost 'v1' refused for user 'noconf'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -184,7 +262,12 @@ const cases: Case[] = [
   },
   {
     name: "no configure permission (4.3)",
-    error: operationFailed("QueueDeclare", 403, "ACCESS_REFUSED", "configure access to queue 'rpc_queue' in vhost 'v1' refused for user 'noconf'"),
+    error: operationFailed(
+      "QueueDeclare",
+      403,
+      "ACCESS_REFUSED",
+      "configure access to queue 'rpc_queue' in vhost 'v1' refused for user 'noconf'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -194,7 +277,12 @@ const cases: Case[] = [
   },
   {
     name: "no read permission (3.10)",
-    error: operationFailed("BasicConsume", 403, "ACCESS_REFUSED", "access to queue 'rpc_queue' in vhost 'v1' refused for user 'noread'"),
+    error: operationFailed(
+      "BasicConsume",
+      403,
+      "ACCESS_REFUSED",
+      "access to queue 'rpc_queue' in vhost 'v1' refused for user 'noread'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -204,7 +292,12 @@ const cases: Case[] = [
   },
   {
     name: "no read permission on call's exclusive reply queue (4.3)",
-    error: operationFailed("BasicConsume", 403, "ACCESS_REFUSED", "read access to queue 'amq.gen-k0i6U_v3WTPRSnMmpelWFQ' in vhost 'v1' refused for user 'noread'"),
+    error: operationFailed(
+      "BasicConsume",
+      403,
+      "ACCESS_REFUSED",
+      "read access to queue 'amq.gen-k0i6U_v3WTPRSnMmpelWFQ' in vhost 'v1' refused for user 'noread'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -214,7 +307,11 @@ const cases: Case[] = [
   },
   {
     name: "no write permission: a publish (3.10)",
-    error: channelClosed(403, "ACCESS_REFUSED", "access to exchange 'amq.default' in vhost 'v1' refused for user 'nowrite'"),
+    error: channelClosed(
+      403,
+      "ACCESS_REFUSED",
+      "access to exchange 'amq.default' in vhost 'v1' refused for user 'nowrite'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -224,7 +321,11 @@ const cases: Case[] = [
   },
   {
     name: "no write permission: a publish (4.3)",
-    error: channelClosed(403, "ACCESS_REFUSED", "write access to exchange 'amq.default' in vhost 'v1' refused for user 'nowrite'"),
+    error: channelClosed(
+      403,
+      "ACCESS_REFUSED",
+      "write access to exchange 'amq.default' in vhost 'v1' refused for user 'nowrite'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "permission",
     exit: 77,
@@ -234,7 +335,12 @@ const cases: Case[] = [
   },
   {
     name: "a reserved name",
-    error: operationFailed("QueueDeclare", 403, "ACCESS_REFUSED", "queue name 'amq.foo' contains reserved prefix 'amq.*'"),
+    error: operationFailed(
+      "QueueDeclare",
+      403,
+      "ACCESS_REFUSED",
+      "queue name 'amq.foo' contains reserved prefix 'amq.*'",
+    ),
     code: "ACCESS_REFUSED",
     reason: "reserved-name",
     exit: 77,
@@ -269,7 +375,11 @@ const cases: Case[] = [
   },
   {
     name: "a precondition of no known kind",
-    error: channelClosed(406, "PRECONDITION_FAILED", "message size 134217729 is larger than configured max size 134217728"),
+    error: channelClosed(
+      406,
+      "PRECONDITION_FAILED",
+      "message size 134217729 is larger than configured max size 134217728",
+    ),
     code: "BROKER_REFUSED",
     reason: "precondition-failed",
     exit: 78,
@@ -287,7 +397,12 @@ describe("the broker's refusals", () => {
     test(`${c.name}: ${c.code}, exit ${c.exit}`, () => {
       const error = refusal(c.error, { url, queue: "rpc_queue" })!;
       expect(error).toBeInstanceOf(FibrpcError);
-      expect({ code: error.code, reason: error.details.reason, exit: error.exitCode, retryable: error.retryable }).toEqual({ code: c.code, reason: c.reason as never, exit: c.exit, retryable: false });
+      expect({
+        code: error.code,
+        reason: error.details.reason,
+        exit: error.exitCode,
+        retryable: error.retryable,
+      }).toEqual({ code: c.code, reason: c.reason as never, exit: c.exit, retryable: false });
       expect(error.message).toBe(B + c.refused);
       expect(error.details).toMatchObject({ broker: "amqp://u:***@h:5672/v1", ...c.details });
       const line = withHint(error, "serve");
@@ -295,7 +410,12 @@ describe("the broker's refusals", () => {
       expect(line).toContain(c.hint);
       expect(line).not.toMatch(/\n|s3cret/);
       // Those at connection.open come the same through connectError (call and serve connect).
-      if (c.error.message.startsWith("Handshake")) expect(connectError(c.error, url)).toMatchObject({ code: error.code, message: error.message, details: { reason: error.details.reason } });
+      if (c.error.message.startsWith("Handshake"))
+        expect(connectError(c.error, url)).toMatchObject({
+          code: error.code,
+          message: error.message,
+          details: { reason: error.details.reason },
+        });
     });
   }
 
@@ -303,7 +423,11 @@ describe("the broker's refusals", () => {
     for (const error of [
       Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5672"), { code: "ECONNREFUSED" }),
       connectionClose(320, "CONNECTION_FORCED", "broker forced connection closure with reason 'shutdown'"),
-      connectionClose(541, "INTERNAL_ERROR", "Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out"),
+      connectionClose(
+        541,
+        "INTERNAL_ERROR",
+        "Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out",
+      ),
       operationFailed("QueueDeclare", 404, "NOT_FOUND", "no queue 'q' in vhost 'v1'"),
       new Error("Channel ended, no reply will be forthcoming"),
     ]) {
@@ -318,13 +442,28 @@ describe("the broker's refusals", () => {
   });
 
   test("serve's set-up: a refusal with the broker's URL is one of the kinds above; a 406 of no known kind is serve's set-up refused", () => {
-    expect(brokerRefusal(operationFailed("BasicConsume", 403, "ACCESS_REFUSED", "access to queue 'q' in vhost 'v1' refused for user 'noread'"), "q", url)?.details.reason).toBe("permission");
+    expect(
+      brokerRefusal(
+        operationFailed(
+          "BasicConsume",
+          403,
+          "ACCESS_REFUSED",
+          "access to queue 'q' in vhost 'v1' refused for user 'noread'",
+        ),
+        "q",
+        url,
+      )?.details.reason,
+    ).toBe("permission");
     expect(brokerRefusal(new Error(INEQUIVALENT), "rpc_queue", url)?.details.reason).toBe("set-up-refused");
   });
 
   test("call on a missing queue named amq.*: nobody can declare it (77); any other missing queue is no server (69)", () => {
     const error = reservedQueueName("amq.foo", url)!;
-    expect({ code: error.code, reason: error.details.reason, exit: error.exitCode }).toEqual({ code: "ACCESS_REFUSED", reason: "reserved-name", exit: 77 });
+    expect({ code: error.code, reason: error.details.reason, exit: error.exitCode }).toEqual({
+      code: "ACCESS_REFUSED",
+      reason: "reserved-name",
+      exit: 77,
+    });
     expect(withHint(error, "call")).toBe(
       'queue "amq.foo" does not exist on the broker at amqp://u:***@h:5672/v1, and no server can declare it: the broker reserves names beginning with "amq." to itself; pick a --queue that does not begin with "amq." (for serve and call alike)',
     );
@@ -332,7 +471,9 @@ describe("the broker's refusals", () => {
   });
 
   test("a name that needs quoting is quoted in the rabbitmqctl command of the hint", () => {
-    const error = refusal(handshake(530, "NOT_ALLOWED", "access to vhost 'my vhost' refused for user 'o'brien'"), { url })!;
+    const error = refusal(handshake(530, "NOT_ALLOWED", "access to vhost 'my vhost' refused for user 'o'brien'"), {
+      url,
+    })!;
     expect(error.details).toMatchObject({ user: "o'brien", vhost: "my vhost" });
     expect(withHint(error)).toContain(`rabbitmqctl set_permissions -p 'my vhost' 'o'\\''brien' CONFIGURE WRITE READ`);
   });

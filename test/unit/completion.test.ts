@@ -15,7 +15,8 @@ const model = completionModel();
 describe("the completion model is the option table", () => {
   test("every command, with its options (and --help) in the table's order", () => {
     expect(model.commands.map((c) => c.name)).toEqual([...COMMANDS]);
-    for (const command of model.commands) expect(command.flags.map((f) => f.long)).toEqual([...COMMAND_OPTIONS[command.name], "help"]);
+    for (const command of model.commands)
+      expect(command.flags.map((f) => f.long)).toEqual([...COMMAND_OPTIONS[command.name], "help"]);
   });
 
   test("short forms are citty's aliases; values: on/off, a fixed set, a file, or anything", () => {
@@ -24,14 +25,22 @@ describe("the completion model is the option table", () => {
       for (const flag of command.flags.filter((f) => f.long !== "help")) {
         const option: OptionDef<unknown> = OPTIONS[flag.long as OptionName];
         expect(flag.short).toEqual([args[flag.long]?.alias ?? []].flat());
-        const expected = option.kind === "switch" ? "none" : option.choices ? "choice" : option.valueHint === "file" || option.valueHint === "path" ? "file" : "any";
+        const expected =
+          option.kind === "switch"
+            ? "none"
+            : option.choices
+              ? "choice"
+              : option.valueHint === "file" || option.valueHint === "path"
+                ? "file"
+                : "any";
         expect(flag.value.kind, `${command.name} --${flag.long}`).toBe(expected);
         if (flag.value.kind === "choice") expect(flag.value.choices).toEqual(option.choices!);
         expect(flag.negatable).toBe(option.kind === "switch");
       }
     }
     // The fixed sets the issue names, at least.
-    for (const name of ["log-level", "log-format", "queue-type", "reply-queue"] as const) expect(OPTIONS[name].choices, name).toBeDefined();
+    for (const name of ["log-level", "log-format", "queue-type", "reply-queue"] as const)
+      expect(OPTIONS[name].choices, name).toBeDefined();
   });
 
   test("each script names every command and every flag", () => {
@@ -49,13 +58,18 @@ describe("the completion model is the option table", () => {
 
   test("descriptions: the first clause, at most 80 characters", () => {
     expect(shortDescription("Request queue")).toBe("Request queue");
-    expect(shortDescription("pretty: one line of text per entry; json: one JSON object per line")).toBe("pretty: one line of text per entry");
-    expect(shortDescription("classic: durable (an existing queue, e.g. the tutorial's, is joined)")).toBe("classic: durable (an existing queue, e.g. the tutorial's, is joined)");
+    expect(shortDescription("pretty: one line of text per entry; json: one JSON object per line")).toBe(
+      "pretty: one line of text per entry",
+    );
+    expect(shortDescription("classic: durable (an existing queue, e.g. the tutorial's, is joined)")).toBe(
+      "classic: durable (an existing queue, e.g. the tutorial's, is joined)",
+    );
     expect(shortDescription("x".repeat(100))).toHaveLength(80);
   });
 
   test("a word that would need quoting in a script is refused, not embedded", () => {
     for (const word of ["serve", "--log-level", "-w", "1.5"]) expect(checkWord(word)).toBe(word);
-    for (const word of ["a b", "$(id)", "x'y", "", "`id`", "a;b"]) expect(() => checkWord(word)).toThrow(/not a plain word/);
+    for (const word of ["a b", "$(id)", "x'y", "", "`id`", "a;b"])
+      expect(() => checkWord(word)).toThrow(/not a plain word/);
   });
 });

@@ -44,7 +44,8 @@ describe("options", () => {
   test("whole numbers within bounds", () => {
     expect(parseWholeNumber("workers", "3", 1, 10)).toBe(3);
     expect(parseWholeNumber("workers", " 10 ", 1, 10)).toBe(10);
-    for (const bad of ["0", "11", "2.5", "x", "-1", ""]) expect(() => parseWholeNumber("workers", bad, 1, 10)).toThrow(FibrpcError);
+    for (const bad of ["0", "11", "2.5", "x", "-1", ""])
+      expect(() => parseWholeNumber("workers", bad, 1, 10)).toThrow(FibrpcError);
   });
   test("on/off values", () => {
     for (const on of ["1", "true", "YES", "on"]) expect(parseSwitch("FIBRPC_JSON", on)).toBe(true);
@@ -52,13 +53,22 @@ describe("options", () => {
     expect(() => parseSwitch("FIBRPC_JSON", "maybe")).toThrow('FIBRPC_JSON must be true or false, got "maybe"');
   });
   test("durations shown as they are read back", () => {
-    for (const ms of [1, 500, 1500, 10_000, 15_000, 30_000, 120_000, 3_600_000, 2 ** 31 - 1]) expect(parseDuration("timeout", formatDuration(ms))).toBe(ms);
+    for (const ms of [1, 500, 1500, 10_000, 15_000, 30_000, 120_000, 3_600_000, 2 ** 31 - 1])
+      expect(parseDuration("timeout", formatDuration(ms))).toBe(ms);
     expect(formatDuration(30_000)).toBe("30s");
     expect(formatDuration(120_000)).toBe("2m");
   });
   test("listen addresses", () => {
-    for (const [input, host] of [["127.0.0.1", "127.0.0.1"], ["0.0.0.0", "0.0.0.0"], ["::", "::"], ["[::1]", "::1"], ["metrics.local", "metrics.local"]]) expect(parseHost("http-host", input!)).toBe(host!);
-    for (const bad of ["", "a b", "1.2.3.4:80", "http://x", "-x", "x_y"]) expect(() => parseHost("http-host", bad)).toThrow(/--http-host must be an IP address or a host name/);
+    for (const [input, host] of [
+      ["127.0.0.1", "127.0.0.1"],
+      ["0.0.0.0", "0.0.0.0"],
+      ["::", "::"],
+      ["[::1]", "::1"],
+      ["metrics.local", "metrics.local"],
+    ])
+      expect(parseHost("http-host", input!)).toBe(host!);
+    for (const bad of ["", "a b", "1.2.3.4:80", "http://x", "-x", "x_y"])
+      expect(() => parseHost("http-host", bad)).toThrow(/--http-host must be an IP address or a host name/);
   });
 });
 
@@ -93,7 +103,10 @@ describe("a --config file: any command's keys, and nothing else", () => {
   };
 
   test("keys of another command's options are accepted (one file for serve, call and bench)", async () => {
-    const { options } = load("call", "FIBRPC_WORKERS=3\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_STATUS_FILE=/s.json\nFIBRPC_TIMEOUT=2s\n");
+    const { options } = load(
+      "call",
+      "FIBRPC_WORKERS=3\nFIBRPC_MAX_N=2000000\nFIBRPC_CONCURRENCY=5\nFIBRPC_STATUS_FILE=/s.json\nFIBRPC_TIMEOUT=2s\n",
+    );
     expect(await options()).toMatchObject({ timeout: 2000, from: expect.objectContaining({ timeout: "file" }) });
     const serve = load("serve", "FIBRPC_TIMEOUT=2s\nFIBRPC_RETRY=3\nexport FIBRPC_WORKERS=2\n");
     expect(await serve.options()).toMatchObject({ workers: 2 });
@@ -108,32 +121,38 @@ describe("a --config file: any command's keys, and nothing else", () => {
     {
       name: "an unknown key with nothing close",
       text: "FIBRPC_FROBNICATE=1\n",
-      error: (p) => `unknown key FIBRPC_FROBNICATE in --config ${JSON.stringify(p)} (line 1); the keys are the variables listed in fibrpc --help`,
+      error: (p) =>
+        `unknown key FIBRPC_FROBNICATE in --config ${JSON.stringify(p)} (line 1); the keys are the variables listed in fibrpc --help`,
     },
     {
       name: "a key without the prefix: only FIBRPC_* belong there, and the one it may stand for",
       text: "FIBRPC_QUEUE=q\nTIMEOUT=5s\n",
-      error: (p) => `unknown key TIMEOUT in --config ${JSON.stringify(p)} (line 2): only FIBRPC_* settings belong there; did you mean FIBRPC_TIMEOUT?`,
+      error: (p) =>
+        `unknown key TIMEOUT in --config ${JSON.stringify(p)} (line 2): only FIBRPC_* settings belong there; did you mean FIBRPC_TIMEOUT?`,
     },
     {
       name: "a key in lower case",
       text: "fibrpc_workers=3\n",
-      error: (p) => `unknown key fibrpc_workers in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; did you mean FIBRPC_WORKERS?`,
+      error: (p) =>
+        `unknown key fibrpc_workers in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; did you mean FIBRPC_WORKERS?`,
     },
     {
       name: "another program's variable",
       text: "PATH=/nowhere\n",
-      error: (p) => `unknown key PATH in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; the keys are the variables listed in fibrpc --help`,
+      error: (p) =>
+        `unknown key PATH in --config ${JSON.stringify(p)} (line 1): only FIBRPC_* settings belong there; the keys are the variables listed in fibrpc --help`,
     },
     {
       name: "several: the first by line, the others counted",
       text: "FIBRPC_URL=amqp://h\nexport FIBRPC_RETRYS=2\nFOO=1\nFIBRPC_JSNO=1\n",
-      error: (p) => `unknown key FIBRPC_RETRYS in --config ${JSON.stringify(p)} (line 2); did you mean FIBRPC_RETRY? (2 more: FOO, FIBRPC_JSNO)`,
+      error: (p) =>
+        `unknown key FIBRPC_RETRYS in --config ${JSON.stringify(p)} (line 2); did you mean FIBRPC_RETRY? (2 more: FOO, FIBRPC_JSNO)`,
     },
     {
       name: "FIBRPC_CONFIG: a file cannot name another one",
       text: "FIBRPC_QUEUE=q\nFIBRPC_CONFIG=/elsewhere.env\n",
-      error: (p) => `FIBRPC_CONFIG in --config ${JSON.stringify(p)} (line 2): a config file cannot name another one; remove the line`,
+      error: (p) =>
+        `FIBRPC_CONFIG in --config ${JSON.stringify(p)} (line 2): a config file cannot name another one; remove the line`,
     },
   ];
   for (const c of refused) {

@@ -9,12 +9,65 @@ function tracker(count: number): ConfirmTracker<string> {
 }
 
 describe("publisher confirms: which requests a basic.ack / basic.nack is about", () => {
-  const cases: { name: string; published: number; confirms: [tag: number, multiple: boolean][]; expected: string[][]; outstanding: number }[] = [
-    { name: "one at a time, in order", published: 3, confirms: [[1, false], [2, false], [3, false]], expected: [["r1"], ["r2"], ["r3"]], outstanding: 0 },
-    { name: "multiple: everything up to the tag", published: 5, confirms: [[3, true], [5, true]], expected: [["r1", "r2", "r3"], ["r4", "r5"]], outstanding: 0 },
-    { name: "out of order, then multiple skips what was confirmed alone", published: 5, confirms: [[4, false], [5, true]], expected: [["r4"], ["r1", "r2", "r3", "r5"]], outstanding: 0 },
-    { name: "a confirm repeated or for an unknown tag confirms nothing", published: 2, confirms: [[1, false], [1, false], [9, false]], expected: [["r1"], [], []], outstanding: 1 },
-    { name: "multiple below what is outstanding leaves the rest", published: 4, confirms: [[2, true]], expected: [["r1", "r2"]], outstanding: 2 },
+  const cases: {
+    name: string;
+    published: number;
+    confirms: [tag: number, multiple: boolean][];
+    expected: string[][];
+    outstanding: number;
+  }[] = [
+    {
+      name: "one at a time, in order",
+      published: 3,
+      confirms: [
+        [1, false],
+        [2, false],
+        [3, false],
+      ],
+      expected: [["r1"], ["r2"], ["r3"]],
+      outstanding: 0,
+    },
+    {
+      name: "multiple: everything up to the tag",
+      published: 5,
+      confirms: [
+        [3, true],
+        [5, true],
+      ],
+      expected: [
+        ["r1", "r2", "r3"],
+        ["r4", "r5"],
+      ],
+      outstanding: 0,
+    },
+    {
+      name: "out of order, then multiple skips what was confirmed alone",
+      published: 5,
+      confirms: [
+        [4, false],
+        [5, true],
+      ],
+      expected: [["r4"], ["r1", "r2", "r3", "r5"]],
+      outstanding: 0,
+    },
+    {
+      name: "a confirm repeated or for an unknown tag confirms nothing",
+      published: 2,
+      confirms: [
+        [1, false],
+        [1, false],
+        [9, false],
+      ],
+      expected: [["r1"], [], []],
+      outstanding: 1,
+    },
+    {
+      name: "multiple below what is outstanding leaves the rest",
+      published: 4,
+      confirms: [[2, true]],
+      expected: [["r1", "r2"]],
+      outstanding: 2,
+    },
   ];
   for (const c of cases) {
     test(c.name, () => {

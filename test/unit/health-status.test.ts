@@ -8,7 +8,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
-import { checkHealth, claimStatus, holderOf, removeStatus, STATUS_STALE_MS, writeStatus, type ServeStatus } from "../../src/serve/status.ts";
+import {
+  checkHealth,
+  claimStatus,
+  holderOf,
+  removeStatus,
+  STATUS_STALE_MS,
+  writeStatus,
+  type ServeStatus,
+} from "../../src/serve/status.ts";
 
 const folder = mkdtempSync(join(tmpdir(), "fibrpc-health-unit-"));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
@@ -19,7 +27,14 @@ const newPath = () => join(folder, `status-${++files}.json`);
 const NOW = 1_800_000_000_000;
 const MAX_AGE = 15_000;
 /** A status written by this process (alive), fresh, every worker consuming. */
-const fresh = (over: Partial<ServeStatus> = {}): ServeStatus => ({ pid: process.pid, queue: "rpc_queue", workers: 2, serving: 2, updatedAt: NOW, ...over });
+const fresh = (over: Partial<ServeStatus> = {}): ServeStatus => ({
+  pid: process.pid,
+  queue: "rpc_queue",
+  workers: 2,
+  serving: 2,
+  updatedAt: NOW,
+  ...over,
+});
 
 /** The pid of a process that has exited (and was reaped): nothing runs under it now. */
 async function deadPid(): Promise<number> {
@@ -41,13 +56,19 @@ describe("checkHealth: a status file serve wrote", () => {
     const path = newPath();
     writeStatus(path, fresh({ updatedAt: NOW - MAX_AGE }));
     expect(checkHealth(path, MAX_AGE, NOW).healthy).toBe(true);
-    expect(checkHealth(path, MAX_AGE, NOW + 1)).toEqual({ healthy: false, reason: "serve's status is 15 s old: the process is stuck" });
+    expect(checkHealth(path, MAX_AGE, NOW + 1)).toEqual({
+      healthy: false,
+      reason: "serve's status is 15 s old: the process is stuck",
+    });
   });
 
   test("stale (not rewritten for longer than --max-age, its process alive): the process is stuck", () => {
     const path = newPath();
     writeStatus(path, fresh({ updatedAt: NOW - 42_400 }));
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: "serve's status is 42 s old: the process is stuck" });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: "serve's status is 42 s old: the process is stuck",
+    });
     // The same file read with a longer --max-age is fresh.
     expect(checkHealth(path, 60_000, NOW).healthy).toBe(true);
   });
@@ -56,29 +77,45 @@ describe("checkHealth: a status file serve wrote", () => {
     const pid = await deadPid();
     const path = newPath();
     writeStatus(path, fresh({ pid }));
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `serve (pid ${pid}) is not running any more` });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: `serve (pid ${pid}) is not running any more`,
+    });
     // A dead process's file is old too: "not running" is the reason given, not "stuck".
     writeStatus(path, fresh({ pid, updatedAt: NOW - 600_000 }));
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `serve (pid ${pid}) is not running any more` });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: `serve (pid ${pid}) is not running any more`,
+    });
   });
 
   test("fewer workers consuming than configured: the count and the queue", () => {
     const path = newPath();
     writeStatus(path, fresh({ serving: 1, queue: 'q "x"' }));
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: '1/2 workers consuming queue "q \\"x\\"": the broker is unreachable or a worker is restarting' });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: '1/2 workers consuming queue "q \\"x\\"": the broker is unreachable or a worker is restarting',
+    });
   });
 
   test("the broker blocks serve's publishes (flow control): unhealthy, with the broker's reason", () => {
     const path = newPath();
     writeStatus(path, fresh({ blocked: "low on memory" }));
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: "broker is blocking publishers: low on memory; serve's replies wait until the broker's resource alarm clears" });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason:
+        "broker is blocking publishers: low on memory; serve's replies wait until the broker's resource alarm clears",
+    });
   });
 
   test("removed (serve stopped cleanly): no status file", () => {
     const path = newPath();
     writeStatus(path, fresh());
     removeStatus(path);
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `no status file at ${path}: serve is not running, or runs without --status-file` });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: `no status file at ${path}: serve is not running, or runs without --status-file`,
+    });
   });
 });
 
@@ -122,7 +159,14 @@ afterAll(() => other.kill());
 
 describe("a status file belongs to the serve that wrote it", () => {
   const now = Date.now;
-  const status = (over: Partial<ServeStatus> = {}): ServeStatus => ({ pid: process.pid, queue: "q", workers: 1, serving: 0, updatedAt: now(), ...over });
+  const status = (over: Partial<ServeStatus> = {}): ServeStatus => ({
+    pid: process.pid,
+    queue: "q",
+    workers: 1,
+    serving: 0,
+    updatedAt: now(),
+    ...over,
+  });
 
   test("a free path: claimed, written", () => {
     const path = newPath();
@@ -143,7 +187,10 @@ describe("a status file belongs to the serve that wrote it", () => {
   });
 
   test("left by a serve that is gone, or one that has not written it for longer than it would alive: taken over", async () => {
-    for (const left of [status({ pid: await deadPid() }), status({ pid: other.pid, updatedAt: now() - STATUS_STALE_MS - 1_000 })]) {
+    for (const left of [
+      status({ pid: await deadPid() }),
+      status({ pid: other.pid, updatedAt: now() - STATUS_STALE_MS - 1_000 }),
+    ]) {
       const path = newPath();
       writeStatus(path, left);
       expect(holderOf(path)).toBeUndefined();

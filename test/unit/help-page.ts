@@ -17,7 +17,11 @@ export function sectionOf(page: string, title: string): string[] {
   const out: string[] = [];
   for (let i = start + 1; i < lines.length; i++) {
     const line = lines[i]!;
-    if (line === "" && (lines[i + 1] === undefined || /^[A-Z][A-Z ]+$/.test(lines[i + 1]!) || !lines[i + 1]!.startsWith(" "))) break;
+    if (
+      line === "" &&
+      (lines[i + 1] === undefined || /^[A-Z][A-Z ]+$/.test(lines[i + 1]!) || !lines[i + 1]!.startsWith(" "))
+    )
+      break;
     out.push(line);
   }
   return out;

@@ -11,7 +11,11 @@ import { brokerRefusal, connectError } from "../../src/rpc/broker-errors.ts";
 
 const url = parseBrokerUrl("amqp://u:s3cret@h:5672/v");
 const socketError = (code: string) => Object.assign(new Error(`connect ${code} 10.0.0.1:5672`), { code });
-const lost = new FibrpcError("CONNECTION_LOST", "the connection to the broker at amqp://u:***@h:5672/v was lost while the call was in flight", { reason: "connection-lost" });
+const lost = new FibrpcError(
+  "CONNECTION_LOST",
+  "the connection to the broker at amqp://u:***@h:5672/v was lost while the call was in flight",
+  { reason: "connection-lost" },
+);
 
 const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode: number }[] = [
   {
@@ -19,46 +23,90 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     line: "cannot reach the broker at amqp://u:***@h:5672/v: connection refused; start RabbitMQ there or point --url / FIBRPC_URL at a running broker",
     exitCode: 68,
   },
-  { error: connectError(socketError("ENOTFOUND"), url), line: 'cannot reach the broker at amqp://u:***@h:5672/v: host name "h" does not resolve; check the host in --url / FIBRPC_URL', exitCode: 68 },
-  { error: connectError(socketError("ETIMEDOUT"), url), line: "cannot reach the broker at amqp://u:***@h:5672/v: connection timed out; check the network and --url / FIBRPC_URL", exitCode: 68 },
-  { error: connectError(socketError("ECONNRESET"), url), line: "the broker at amqp://u:***@h:5672/v closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?", exitCode: 68 },
   {
-    error: connectError(new Error('Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused"'), url),
+    error: connectError(socketError("ENOTFOUND"), url),
+    line: 'cannot reach the broker at amqp://u:***@h:5672/v: host name "h" does not resolve; check the host in --url / FIBRPC_URL',
+    exitCode: 68,
+  },
+  {
+    error: connectError(socketError("ETIMEDOUT"), url),
+    line: "cannot reach the broker at amqp://u:***@h:5672/v: connection timed out; check the network and --url / FIBRPC_URL",
+    exitCode: 68,
+  },
+  {
+    error: connectError(socketError("ECONNRESET"), url),
+    line: "the broker at amqp://u:***@h:5672/v closed the connection during the handshake; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
+    exitCode: 68,
+  },
+  {
+    error: connectError(
+      new Error(
+        'Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused"',
+      ),
+      url,
+    ),
     line: "the broker at amqp://u:***@h:5672/v refused the login: Login was refused (403 ACCESS_REFUSED); check the user name and password in --url / FIBRPC_URL",
     exitCode: 77,
   },
   {
-    error: connectError(Object.assign(new Error("self-signed certificate in certificate chain"), { code: "SELF_SIGNED_CERT_IN_CHAIN" }), url),
+    error: connectError(
+      Object.assign(new Error("self-signed certificate in certificate chain"), { code: "SELF_SIGNED_CERT_IN_CHAIN" }),
+      url,
+    ),
     line: "the TLS certificate of the broker at amqp://u:***@h:5672/v could not be verified (SELF_SIGNED_CERT_IN_CHAIN); pass --tls-ca with the CA that signed it, or check the host name in the URL",
     exitCode: 78,
   },
   // RabbitMQ 4.3 (Khepri), words as the broker sent them (test/cluster/cluster.test.ts meets them live).
   {
-    error: connectError(new Error(`Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR - Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out"`), url),
+    error: connectError(
+      new Error(
+        `Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR - Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out"`,
+      ),
+      url,
+    ),
     line: "the broker at amqp://u:***@h:5672/v could not declare the queue: Could not declare queue 'q' in vhost '/' on node 'n@h' because the metadata store operation timed out (a node cut off from the majority of its cluster cannot change the cluster's metadata); bring the cluster's other nodes back (rabbitmqctl cluster_status), or point --url / FIBRPC_URL at a node that is part of the majority",
     exitCode: 68,
   },
   {
-    error: connectError(new Error(`Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'q' in vhost '/' due to timeout"`), url),
+    error: connectError(
+      new Error(
+        `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'q' in vhost '/' due to timeout"`,
+      ),
+      url,
+    ),
     line: `the broker at amqp://u:***@h:5672/v could not declare queue "q": it has a record of the queue, but the queue does not answer (failed to perform operation on queue 'q' in vhost '/' due to timeout); if it lasts, delete it (rabbitmqctl delete_queue q) so that serve declares it afresh`,
     exitCode: 68,
   },
   // An error nothing is known to help with is its message alone.
-  { error: connectError(new Error("something odd"), url), line: "cannot connect to the broker at amqp://u:***@h:5672/v: something odd", exitCode: 68 },
   {
-    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', { reason: "no-server", queue: "q" }),
+    error: connectError(new Error("something odd"), url),
+    line: "cannot connect to the broker at amqp://u:***@h:5672/v: something odd",
+    exitCode: 68,
+  },
+  {
+    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', {
+      reason: "no-server",
+      queue: "q",
+    }),
     command: "call",
     line: 'queue "q" on amqp://h:5672 has no consumer: no server is running; start one with `fibrpc serve`, or pass --wait-for-server',
     exitCode: 69,
   },
   {
-    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', { reason: "no-server", queue: "q" }),
+    error: new FibrpcError("NO_CONSUMER", 'queue "q" on amqp://h:5672 has no consumer: no server is running', {
+      reason: "no-server",
+      queue: "q",
+    }),
     command: "bench", // bench has no --wait-for-server
     line: 'queue "q" on amqp://h:5672 has no consumer: no server is running; start one with `fibrpc serve`',
     exitCode: 69,
   },
   {
-    error: new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "q"', { reason: "reply-timed-out", queue: "q", timeoutMs: 5 }),
+    error: new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "q"', {
+      reason: "reply-timed-out",
+      queue: "q",
+      timeoutMs: 5,
+    }),
     command: "call",
     line: 'no reply within the timeout from a server on queue "q"; raise --timeout, or check that the servers keep up',
     exitCode: 75,
@@ -66,18 +114,30 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   { error: lost, command: "call", line: `${lost.message}; it is safe to retry (--retry)`, exitCode: 75 },
   { error: lost, command: "bench", line: lost.message, exitCode: 75 }, // bench has no --retry
   {
-    error: new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" }),
+    error: new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
+      reason: "client-closed",
+    }),
     command: "call",
     line: "the client was closed before the reply came",
     exitCode: 75,
   },
   {
-    error: brokerRefusal(new Error('Channel closed by server: 540 (NOT-IMPLEMENTED) with message "NOT_IMPLEMENTED - Feature `global_qos` is deprecated."'), "q")!,
+    error: brokerRefusal(
+      new Error(
+        'Channel closed by server: 540 (NOT-IMPLEMENTED) with message "NOT_IMPLEMENTED - Feature `global_qos` is deprecated."',
+      ),
+      "q",
+    )!,
     command: "serve",
     line: 'the broker refused serve\'s set-up on queue "q": it denies the deprecated feature "global_qos" (Feature `global_qos` is deprecated.); fibrpc does not use it itself, so check the queue\'s policies and arguments, or permit the feature in rabbitmq.conf (deprecated_features.permit.global_qos = true)',
     exitCode: 78,
   },
-  { error: new FibrpcError("USAGE", "--timeout must be a duration"), command: "call", line: "--timeout must be a duration", exitCode: 64 },
+  {
+    error: new FibrpcError("USAGE", "--timeout must be a duration"),
+    command: "call",
+    line: "--timeout must be a duration",
+    exitCode: 64,
+  },
 ];
 
 describe("the line a user reads: what, why, what to do", () => {

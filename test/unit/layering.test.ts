@@ -28,7 +28,7 @@ function specifiers(source: string): string[] {
 test("the check sees imports of every form", () => {
   const sample = [
     'import { a } from "../config.ts";',
-    "import type {\n  B,\n} from \"../serve/stats.ts\";",
+    'import type {\n  B,\n} from "../serve/stats.ts";',
     'export { c } from "../commands/_hints.ts";',
     'import "./x.ts";',
     'const d = await import("../serve/faults.ts");',

@@ -1,5 +1,16 @@
 import { describe, expect, test } from "bun:test";
-import { checkN, decodeReply, decodeRequest, encodeError, encodeRequest, encodeResult, ERROR_REPLY_TYPE, MAX_PROTOCOL_N, MAX_REQUEST_BYTES, parseN } from "../../src/rpc/protocol.ts";
+import {
+  checkN,
+  decodeReply,
+  decodeRequest,
+  encodeError,
+  encodeRequest,
+  encodeResult,
+  ERROR_REPLY_TYPE,
+  MAX_PROTOCOL_N,
+  MAX_REQUEST_BYTES,
+  parseN,
+} from "../../src/rpc/protocol.ts";
 
 const MAX = 1_000_000;
 const bytes = (s: string) => Buffer.from(s);
@@ -13,7 +24,13 @@ describe("decodeRequest", () => {
     { name: "leading zeros", body: bytes("007"), n: 7 },
     { name: "text/plain", body: bytes("12"), contentType: "text/plain; charset=utf-8", n: 12 },
     { name: "json", body: bytes('{"n": 30}'), contentType: "application/json", n: 30, format: "json" },
-    { name: "json with charset", body: bytes('{"n":5}'), contentType: "application/json; charset=utf-8", n: 5, format: "json" },
+    {
+      name: "json with charset",
+      body: bytes('{"n":5}'),
+      contentType: "application/json; charset=utf-8",
+      n: 5,
+      format: "json",
+    },
     { name: "empty", body: bytes(""), code: "EMPTY_REQUEST" },
     { name: "blank", body: bytes("  \n"), code: "EMPTY_REQUEST" },
     { name: "word", body: bytes("abc"), code: "NOT_AN_INTEGER" },
@@ -25,10 +42,21 @@ describe("decodeRequest", () => {
     { name: "huge", body: bytes("9".repeat(40)), code: "N_TOO_LARGE" },
     { name: "oversized", body: Buffer.alloc(MAX_REQUEST_BYTES + 1, 0x31), code: "REQUEST_TOO_LARGE" },
     { name: "non-UTF-8", body: Buffer.from([0xff, 0xfe, 0x33]), code: "INVALID_UTF8" },
-    { name: "json not json", body: bytes("{n:1"), contentType: "application/json", code: "INVALID_JSON", format: "json" },
+    {
+      name: "json not json",
+      body: bytes("{n:1"),
+      contentType: "application/json",
+      code: "INVALID_JSON",
+      format: "json",
+    },
     { name: "json array", body: bytes("[30]"), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
     { name: "json without n", body: bytes('{"x":1}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
-    { name: "json n as string", body: bytes('{"n":"30"}'), contentType: "application/json", code: "INVALID_JSON_SHAPE" },
+    {
+      name: "json n as string",
+      body: bytes('{"n":"30"}'),
+      contentType: "application/json",
+      code: "INVALID_JSON_SHAPE",
+    },
     { name: "json n fraction", body: bytes('{"n":2.5}'), contentType: "application/json", code: "NOT_AN_INTEGER" },
     { name: "json n negative", body: bytes('{"n":-1}'), contentType: "application/json", code: "NEGATIVE_N" },
     { name: "json n too large", body: bytes('{"n":1e9}'), contentType: "application/json", code: "N_TOO_LARGE" },
@@ -88,9 +116,17 @@ describe("the protocol's bound on n (what `fibrpc call` lets through; the server
       ["1".repeat(30), `"${"1".repeat(30)}"`],
     ];
     for (const [text, quoted] of cases) {
-      expect(parseN(text, MAX_PROTOCOL_N)).toEqual({ ok: false, code: "N_TOO_LARGE", message: `n must be at most ${MAX_PROTOCOL_N}, got ${quoted}` });
+      expect(parseN(text, MAX_PROTOCOL_N)).toEqual({
+        ok: false,
+        code: "N_TOO_LARGE",
+        message: `n must be at most ${MAX_PROTOCOL_N}, got ${quoted}`,
+      });
       // A server (max-n far lower) gives the same code and quotes it the same way.
-      expect(decodeRequest(bytes(text), undefined, MAX)).toMatchObject({ ok: false, code: "N_TOO_LARGE", message: `n must be at most ${MAX}, got ${quoted}` });
+      expect(decodeRequest(bytes(text), undefined, MAX)).toMatchObject({
+        ok: false,
+        code: "N_TOO_LARGE",
+        message: `n must be at most ${MAX}, got ${quoted}`,
+      });
     }
     // Leading zeros do not count: a safe integer written with them is still that integer.
     expect(parseN("0009007199254740991", MAX_PROTOCOL_N)).toEqual({ ok: true, n: MAX_PROTOCOL_N });
@@ -114,7 +150,11 @@ describe("replies", () => {
     for (const format of ["text", "json"] as const) {
       const reply = encodeError(format, "N_TOO_LARGE", "n must be at most 10, got 11", 11);
       expect(reply.type).toBe(ERROR_REPLY_TYPE);
-      expect(decodeReply(reply.body, reply)).toEqual({ ok: false, code: "N_TOO_LARGE", message: "n must be at most 10, got 11" });
+      expect(decodeReply(reply.body, reply)).toEqual({
+        ok: false,
+        code: "N_TOO_LARGE",
+        message: "n must be at most 10, got 11",
+      });
     }
   });
   test("a reply that is not a number is reported, not printed", () => {

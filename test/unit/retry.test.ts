@@ -8,10 +8,17 @@ import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola/core";
 import { FibrpcError, type ClientErrorCode } from "../../src/errors.ts";
 import type { CallOutcome, RpcClient } from "../../src/rpc/client.ts";
-import { attemptEnds, connectWithin, MIN_FIRST_WINDOW_MS, reconnectDelay, RetryingCaller, WINDOW_JITTER, windowRatio } from "../../src/rpc/retry.ts";
+import {
+  attemptEnds,
+  connectWithin,
+  MIN_FIRST_WINDOW_MS,
+  reconnectDelay,
+  RetryingCaller,
+  WINDOW_JITTER,
+  windowRatio,
+} from "../../src/rpc/retry.ts";
 import { FakeClock } from "./fake-clock.ts";
 import { prng } from "./prng.ts";
-
 
 /** No jitter: every window at its nominal length. */
 const MIDDLE = () => 0.5;
@@ -70,12 +77,17 @@ describe("attemptEnds: the attempts of one call spread over its one budget", () 
 });
 
 test("reconnectDelay: 100 ms doubling to 1 s, each between half and one and a half times that", () => {
-  expect([0, 1, 2, 3, 4, 5, 9].map((a) => reconnectDelay(a, MIDDLE))).toEqual([100, 200, 400, 800, 1_000, 1_000, 1_000]);
+  expect([0, 1, 2, 3, 4, 5, 9].map((a) => reconnectDelay(a, MIDDLE))).toEqual([
+    100, 200, 400, 800, 1_000, 1_000, 1_000,
+  ]);
   expect(reconnectDelay(2, () => 0)).toBe(200);
   expect(reconnectDelay(2, () => 0.999)).toBeCloseTo(599.6, 6);
 });
 
-const refused = () => new FibrpcError("BROKER_UNREACHABLE", "cannot reach the broker: connection refused (scripted)", { reason: "connection-refused" });
+const refused = () =>
+  new FibrpcError("BROKER_UNREACHABLE", "cannot reach the broker: connection refused (scripted)", {
+    reason: "connection-refused",
+  });
 
 describe("connectWithin: reconnecting, retried within its time", () => {
   test("a refused connection is tried again after growing pauses until it succeeds; each try is given the time limit", async () => {
@@ -105,7 +117,10 @@ describe("connectWithin: reconnecting, retried within its time", () => {
     );
     const error = await clock.run(connecting).catch((err: unknown) => err);
     expect(error).toBeInstanceOf(FibrpcError);
-    expect(error).toMatchObject({ code: "BROKER_UNREACHABLE", message: "cannot reach the broker: connection refused (scripted)" });
+    expect(error).toMatchObject({
+      code: "BROKER_UNREACHABLE",
+      message: "cannot reach the broker: connection refused (scripted)",
+    });
     expect(clock.now()).toBe(2_050);
     // At 0, 100, 300, 700, 1500 ms; the next pause is cut to end at 2050.
     expect(tries).toBe(5);
@@ -179,11 +194,20 @@ function fakes(clock: FakeClock, script: Step[]) {
         attempts.push({ client: id, n, at: clock.now(), deadline, correlationId });
         const step = script[attempts.length - 1] ?? "ok";
         if (step === "ok") return Promise.resolve({ n, ok: true, result: `fib-${n}`, ms: 1 });
-        if (step === "remote") return Promise.resolve({ n, ok: false, code: "N_TOO_LARGE", message: "too large", remote: true, ms: 1 });
+        if (step === "remote")
+          return Promise.resolve({ n, ok: false, code: "N_TOO_LARGE", message: "too large", remote: true, ms: 1 });
         // A lost connection leaves the client unusable, as RpcClient does.
         if (step === "CONNECTION_LOST") usable = false;
         const error = new FibrpcError(step, `${step} (scripted)`);
-        const outcome: CallOutcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 1 };
+        const outcome: CallOutcome = {
+          n,
+          ok: false,
+          code: error.code,
+          message: error.message,
+          remote: false,
+          error,
+          ms: 1,
+        };
         if (step !== "TIMEOUT") return Promise.resolve(outcome);
         return new Promise((resolve) => clock.at(deadline, () => resolve(outcome)));
       },
@@ -219,7 +243,10 @@ describe("RetryingCaller", () => {
     // once and waited for the end of its window; the second spent its window reconnecting (refused
     // each time); the third got the connection, the same reconnection going on, once the broker
     // was back.
-    expect(lines.map((l) => l.replace(/in \d+ ms/, "in _ ms"))).toEqual(["fib(30): CONNECTION_LOST; retrying in _ ms (retry 1/3)", "fib(30): BROKER_UNREACHABLE; retrying in _ ms (retry 2/3)"]);
+    expect(lines.map((l) => l.replace(/in \d+ ms/, "in _ ms"))).toEqual([
+      "fib(30): CONNECTION_LOST; retrying in _ ms (retry 1/3)",
+      "fib(30): BROKER_UNREACHABLE; retrying in _ ms (retry 2/3)",
+    ]);
     expect(lines[0]).toBe("fib(30): CONNECTION_LOST; retrying in 1333 ms (retry 1/3)");
     expect(reconnects[0]).toBe(1_333);
     expect(reconnects.length).toBeGreaterThan(5);
@@ -255,7 +282,10 @@ describe("RetryingCaller", () => {
     expect(f.retired).toEqual([1, 2]);
     // The replaced clients are let go.
     expect(f.closed).toEqual([1, 2]);
-    expect(lines).toEqual(["fib(7): TIMEOUT; retrying in 0 ms (retry 1/2)", "fib(7): TIMEOUT; retrying in 0 ms (retry 2/2)"]);
+    expect(lines).toEqual([
+      "fib(7): TIMEOUT; retrying in 0 ms (retry 1/2)",
+      "fib(7): TIMEOUT; retrying in 0 ms (retry 2/2)",
+    ]);
   });
 
   test("the retry's answer is the outcome, with the number of attempts", async () => {
@@ -277,7 +307,11 @@ describe("RetryingCaller", () => {
 
   const notRetried: { name: string; step: Step; code: string }[] = [
     { name: "an error reply (the server answered)", step: "remote", code: "N_TOO_LARGE" },
-    { name: "no queue, on the first attempt (no server: not a fault a retry fixes)", step: "QUEUE_NOT_FOUND", code: "QUEUE_NOT_FOUND" },
+    {
+      name: "no queue, on the first attempt (no server: not a fault a retry fixes)",
+      step: "QUEUE_NOT_FOUND",
+      code: "QUEUE_NOT_FOUND",
+    },
     { name: "no consumer, on the first attempt", step: "NO_CONSUMER", code: "NO_CONSUMER" },
     { name: "login refused", step: "ACCESS_REFUSED", code: "ACCESS_REFUSED" },
     { name: "the broker refused a set-up", step: "BROKER_REFUSED", code: "BROKER_REFUSED" },
@@ -335,7 +369,9 @@ describe("RetryingCaller", () => {
       return f.make();
     };
     const caller = new RetryingCaller(f.make(), connect, 1, HOUR, logLines().log, { time: clock });
-    const outcomes = await clock.run(Promise.all([caller.call(1, 30_000), caller.call(2, 30_000), caller.call(3, 30_000)]));
+    const outcomes = await clock.run(
+      Promise.all([caller.call(1, 30_000), caller.call(2, 30_000), caller.call(3, 30_000)]),
+    );
     expect(outcomes.map((o) => [o.ok, o.attempts])).toEqual([
       [true, 2],
       [true, 2],
@@ -369,19 +405,38 @@ describe("RetryingCaller", () => {
           new Promise((resolve) => {
             const closed = () => {
               const error = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came");
-              return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 } as CallOutcome;
+              return {
+                n,
+                ok: false,
+                code: error.code,
+                message: error.message,
+                remote: false,
+                error,
+                ms: 0,
+              } as CallOutcome;
             };
             const answerAt = self.id > 1 ? clock.now() : n === 2 ? clock.now() + 1_500 : Infinity;
             const timeout = new FibrpcError("TIMEOUT", "no reply within the timeout");
             clock.at(Math.min(answerAt, deadline), () => {
               if (self.closedAt !== undefined) return resolve(closed());
               if (answerAt <= deadline) return resolve({ n, ok: true, result: `fib-${n}`, ms: 1 });
-              resolve({ n, ok: false, code: "TIMEOUT", message: timeout.message, remote: false, error: timeout, ms: 0 });
+              resolve({
+                n,
+                ok: false,
+                code: "TIMEOUT",
+                message: timeout.message,
+                remote: false,
+                error: timeout,
+                ms: 0,
+              });
             });
           }),
       } as unknown as RpcClient;
     };
-    const caller = new RetryingCaller(make(), async () => make(), 3, HOUR, logLines().log, { random: MIDDLE, time: clock });
+    const caller = new RetryingCaller(make(), async () => make(), 3, HOUR, logLines().log, {
+      random: MIDDLE,
+      time: clock,
+    });
     // fib(1)'s first window ends at 1 s (a 15 s budget); fib(2) has 30 s and is answered at 1.5 s.
     const [one, two] = await clock.run(Promise.all([caller.call(1, 15_000), caller.call(2, 30_000)]));
     expect(one).toMatchObject({ ok: true, attempts: 2 });
@@ -400,7 +455,12 @@ describe("RetryingCaller", () => {
     };
     const caller = new RetryingCaller(f.make(), connect, 2, HOUR, logLines().log, { random: MIDDLE, time: clock });
     const outcome = await clock.run(caller.call(6, 20_000));
-    expect(outcome).toMatchObject({ ok: false, code: "BROKER_UNREACHABLE", message: "cannot reach the broker: connection refused (scripted)", attempts: 3 });
+    expect(outcome).toMatchObject({
+      ok: false,
+      code: "BROKER_UNREACHABLE",
+      message: "cannot reach the broker: connection refused (scripted)",
+      attempts: 3,
+    });
     expect(outcome.ok === false && outcome.error?.exitCode).toBe(68);
     expect(clock.now()).toBe(20_000);
     // From the end of the first window (2.9 s) to 20 s, a try at least every second.

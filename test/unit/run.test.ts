@@ -27,18 +27,35 @@ const file = join(dir, "crash.ts");
 writeFileSync(file, script);
 
 async function crash(kind: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([process.execPath, file, kind, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, FIBRPC_LOG_LEVEL: "" } });
+  const proc = Bun.spawn([process.execPath, file, kind, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, FIBRPC_LOG_LEVEL: "" },
+  });
   const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   clearTimeout(timer);
   return { code, stdout, stderr };
 }
 
 describe("unexpected errors", () => {
   const cases = [
-    { kind: "throw", line: "fibrpc: internal error: TypeError: boom with *** and a second line (rerun with --log-level debug for the stack trace; please report it)" },
-    { kind: "reject", line: "fibrpc: internal error: rejected at amqp://x:***@h (rerun with --log-level debug for the stack trace; please report it)" },
-    { kind: "action", line: "fibrpc: internal error: RangeError: out of range (rerun with --log-level debug for the stack trace; please report it)" },
+    {
+      kind: "throw",
+      line: "fibrpc: internal error: TypeError: boom with *** and a second line (rerun with --log-level debug for the stack trace; please report it)",
+    },
+    {
+      kind: "reject",
+      line: "fibrpc: internal error: rejected at amqp://x:***@h (rerun with --log-level debug for the stack trace; please report it)",
+    },
+    {
+      kind: "action",
+      line: "fibrpc: internal error: RangeError: out of range (rerun with --log-level debug for the stack trace; please report it)",
+    },
   ];
   for (const c of cases) {
     test(`${c.kind}: one line, masked, exit 70`, async () => {
@@ -50,7 +67,9 @@ describe("unexpected errors", () => {
     test(`${c.kind} at --log-level debug: the stack too, masked`, async () => {
       const { code, stderr } = await crash(c.kind, "--log-level", "debug");
       expect(code).toBe(70);
-      expect(stderr.split("\n")[0]).toMatch(/^fibrpc: internal error: .* \(a bug; please report it with this stack trace\)$/);
+      expect(stderr.split("\n")[0]).toMatch(
+        /^fibrpc: internal error: .* \(a bug; please report it with this stack trace\)$/,
+      );
       expect(stderr).toMatch(/\n\s+at /);
       expect(stderr).not.toContain("pa ss-w0rd");
       expect(stderr).not.toContain("y0ur-s3cret");

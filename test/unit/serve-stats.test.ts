@@ -5,7 +5,15 @@
  * a thread that no longer exists is not a reading).
  */
 import { expect, test } from "bun:test";
-import { addStats, AnsweredTally, countersOf, emptyStats, StatsRecorder, ThreadProbe, type WorkerStats } from "../../src/serve/stats.ts";
+import {
+  addStats,
+  AnsweredTally,
+  countersOf,
+  emptyStats,
+  StatsRecorder,
+  ThreadProbe,
+  type WorkerStats,
+} from "../../src/serve/stats.ts";
 
 function worker(served: number, heapUsedBytes: number, eventLoopLagMaxSeconds: number, inFlight: number): WorkerStats {
   const recorder = new StatsRecorder();
@@ -16,13 +24,26 @@ function worker(served: number, heapUsedBytes: number, eventLoopLagMaxSeconds: n
 
 test("added: counters and heaps summed, the event-loop delay is the longest", () => {
   const total = [worker(3, 1000, 0.25, 2), worker(5, 3000, 0.05, 1)].reduce(addStats, emptyStats());
-  expect(total).toMatchObject({ requests: { ok: 8 }, latencyCount: 8, redelivered: 2, inFlight: 3, heapUsedBytes: 4000, eventLoopLagMaxSeconds: 0.25 });
+  expect(total).toMatchObject({
+    requests: { ok: 8 },
+    latencyCount: 8,
+    redelivered: 2,
+    inFlight: 3,
+    heapUsedBytes: 4000,
+    eventLoopLagMaxSeconds: 0.25,
+  });
 });
 
 test("a worker that has gone: its counters stay in the totals, its gauges do not", () => {
   const gone = countersOf(worker(4, 2000, 1.5, 3));
   const total = addStats(gone, worker(1, 500, 0.01, 0));
-  expect(total).toMatchObject({ requests: { ok: 5 }, redelivered: 2, inFlight: 0, heapUsedBytes: 500, eventLoopLagMaxSeconds: 0.01 });
+  expect(total).toMatchObject({
+    requests: { ok: 5 },
+    redelivered: 2,
+    inFlight: 0,
+    heapUsedBytes: 500,
+    eventLoopLagMaxSeconds: 0.01,
+  });
 });
 
 test("the thread probe reads this thread's heap, and a loop delay of 0 at the first read (its sampler starts then)", () => {

@@ -9,13 +9,34 @@ import { encodeProperties, encodeTable, openWire } from "../../src/rpc/wire.ts";
 // (amqplib's package exports hide lib/, so by path.)
 const require = createRequire(import.meta.url);
 const AMQPLIB = resolve(import.meta.dir, "../../node_modules/amqplib/lib");
-const { Connection } = require(`${AMQPLIB}/connection.js`) as { Connection: { prototype: Record<string, (...args: unknown[]) => unknown> } };
+const { Connection } = require(`${AMQPLIB}/connection.js`) as {
+  Connection: { prototype: Record<string, (...args: unknown[]) => unknown> };
+};
 const defs = require(`${AMQPLIB}/defs.js`) as { BasicPublish: number; BasicProperties: number };
 
-function amqplibBytes(channel: number, frameMax: number, routingKey: string, body: Buffer, properties: PublishProperties, mandatory: boolean): Buffer {
+function amqplibBytes(
+  channel: number,
+  frameMax: number,
+  routingKey: string,
+  body: Buffer,
+  properties: PublishProperties,
+  mandatory: boolean,
+): Buffer {
   const written: Buffer[] = [];
-  const connection = { channels: { [channel]: { buffer: { write: (b: Buffer) => written.push(Buffer.from(b)) > 0 } } }, frameMax, sendContent: Connection.prototype.sendContent };
-  Connection.prototype.sendMessage!.call(connection, channel, defs.BasicPublish, { ticket: 0, exchange: "", routingKey, mandatory, immediate: false }, defs.BasicProperties, properties, body);
+  const connection = {
+    channels: { [channel]: { buffer: { write: (b: Buffer) => written.push(Buffer.from(b)) > 0 } } },
+    frameMax,
+    sendContent: Connection.prototype.sendContent,
+  };
+  Connection.prototype.sendMessage!.call(
+    connection,
+    channel,
+    defs.BasicPublish,
+    { ticket: 0, exchange: "", routingKey, mandatory, immediate: false },
+    defs.BasicProperties,
+    properties,
+    body,
+  );
   return Buffer.concat(written);
 }
 
@@ -47,13 +68,18 @@ function fakeWire(frameMax = 4096, full = false) {
     once: (_: "drain", fn: () => void) => drains.push(fn),
     drain: () => {
       socket.full = false;
-      drains.splice(0).forEach((fn) => fn());
+      for (const fn of drains.splice(0)) fn();
     },
   };
   const model = { connection: { stream: socket, frameMax } };
   const channel = { ch: 7, once: (_: string, fn: () => void) => listeners.push(fn) };
   const wire = openWire(model as never, channel as never)!;
-  return { wire, written, socket, close: () => listeners.forEach((l) => l()) };
+  const close = () => {
+    listeners.forEach((l) => {
+      l();
+    });
+  };
+  return { wire, written, socket, close };
 }
 
 describe("wire", () => {
@@ -95,7 +121,13 @@ describe("wire", () => {
   });
 
   test("properties and tables", () => {
-    const props = encodeProperties({ contentType: "application/json", headers: { "x-fibrpc-deadline": 1700000000000 }, correlationId: "id", replyTo: "amq.rabbitmq.reply-to", expiration: "500" });
+    const props = encodeProperties({
+      contentType: "application/json",
+      headers: { "x-fibrpc-deadline": 1700000000000 },
+      correlationId: "id",
+      replyTo: "amq.rabbitmq.reply-to",
+      expiration: "500",
+    });
     expect(props.readUInt16BE(0)).toBe((1 << 15) | (1 << 13) | (1 << 10) | (1 << 9) | (1 << 8));
     const table = encodeTable({ a: 1, b: "x" });
     expect(table.readUInt32BE(0)).toBe(table.length - 4);
@@ -108,12 +140,36 @@ describe("wire", () => {
       { name: "no properties", properties: {}, body: Buffer.from("30") },
       { name: "content type", properties: { contentType: "application/json" }, body: Buffer.from('{"n":30}') },
       { name: "correlation id", properties: { correlationId: "9d3c.1a" }, body: Buffer.from("832040") },
-      { name: "reply to", properties: { replyTo: "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAxMjM0NTY3OAAAc6wAAAAAZgd7ow==" }, body: Buffer.from("30") },
+      {
+        name: "reply to",
+        properties: { replyTo: "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAxMjM0NTY3OAAAc6wAAAAAZgd7ow==" },
+        body: Buffer.from("30"),
+      },
       { name: "expiration", properties: { expiration: "29999" }, body: Buffer.from("30") },
       { name: "type", properties: { type: "error" }, body: Buffer.from("N_TOO_LARGE: n must be at most 1000000") },
-      { name: "headers: every integer size and a string", properties: { headers: { b: 1, s: -300, i: 70_000, l: 1_800_000_000_000, neg: -5_000_000_000, str: "wörd" } }, body: Buffer.from("1") },
-      { name: "every property at once, mandatory", properties: { contentType: "text/plain", headers: { "x-fibrpc-deadline": 1_800_000_000_000, "x-fibrpc-attempts": 2 }, correlationId: "c", replyTo: "r", expiration: "1", type: "error" }, body: Buffer.from("7"), mandatory: true },
-      { name: "UTF-8 in short strings", properties: { correlationId: "é".repeat(127), replyTo: "файл" }, body: Buffer.from("1") },
+      {
+        name: "headers: every integer size and a string",
+        properties: { headers: { b: 1, s: -300, i: 70_000, l: 1_800_000_000_000, neg: -5_000_000_000, str: "wörd" } },
+        body: Buffer.from("1"),
+      },
+      {
+        name: "every property at once, mandatory",
+        properties: {
+          contentType: "text/plain",
+          headers: { "x-fibrpc-deadline": 1_800_000_000_000, "x-fibrpc-attempts": 2 },
+          correlationId: "c",
+          replyTo: "r",
+          expiration: "1",
+          type: "error",
+        },
+        body: Buffer.from("7"),
+        mandatory: true,
+      },
+      {
+        name: "UTF-8 in short strings",
+        properties: { correlationId: "é".repeat(127), replyTo: "файл" },
+        body: Buffer.from("1"),
+      },
       { name: "empty body", properties: { type: "error" }, body: Buffer.alloc(0) },
       { name: "a body of several frames", properties: { correlationId: "big" }, body: Buffer.alloc(20_000, 0x37) },
       { name: "a body of exactly one frame", properties: {}, body: Buffer.alloc(4096 - 8, 0x31) },
@@ -123,7 +179,9 @@ describe("wire", () => {
         const { wire, written } = fakeWire(4096);
         wire.publish("some-queue", body, properties, mandatory);
         await Promise.resolve();
-        expect(Buffer.from(written[0]!).equals(amqplibBytes(7, 4096, "some-queue", body, properties, mandatory))).toBe(true);
+        expect(Buffer.from(written[0]!).equals(amqplibBytes(7, 4096, "some-queue", body, properties, mandatory))).toBe(
+          true,
+        );
       });
     }
   });
