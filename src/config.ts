@@ -67,16 +67,25 @@ export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Re
 
 /** The usage error for the first wrong key of a config file (by line), the others counted. */
 function unknownKey(path: string, wrong: readonly { key: string; line: number | undefined }[], keys: ConfigKeys) {
-  const at = ({ key, line }: { key: string; line: number | undefined }) => `${key} in --config ${JSON.stringify(path)}${line === undefined ? "" : ` (line ${line})`}`;
+  const at = ({ key, line }: { key: string; line: number | undefined }) =>
+    `${key} in --config ${JSON.stringify(path)}${line === undefined ? "" : ` (line ${line})`}`;
   const first = wrong[0]!;
-  const more = wrong.length === 1 ? "" : ` (${wrong.length - 1} more: ${wrong.slice(1).map((w) => w.key).join(", ")})`;
-  if (keys.notInFile.includes(first.key)) return usageError(`${at(first)}: a config file cannot name another one; remove the line${more}`);
+  const more =
+    wrong.length === 1
+      ? ""
+      : ` (${wrong.length - 1} more: ${wrong
+          .slice(1)
+          .map((w) => w.key)
+          .join(", ")})`;
+  if (keys.notInFile.includes(first.key))
+    return usageError(`${at(first)}: a config file cannot name another one; remove the line${more}`);
   // Compared without the prefix, which every key shares (it would make any two keys look close),
   // so that a key without it (TIMEOUT) or in lower case (fibrpc_timout) finds its option too.
   const bare = (key: string) => key.replace(/^FIBRPC_/i, "");
   const guess = closest(bare(first.key), keys.known.map(bare));
   const why = first.key.startsWith("FIBRPC_") ? "" : ": only FIBRPC_* settings belong there";
-  const hint = guess === undefined ? "the keys are the variables listed in fibrpc --help" : `did you mean FIBRPC_${guess}?`;
+  const hint =
+    guess === undefined ? "the keys are the variables listed in fibrpc --help" : `did you mean FIBRPC_${guess}?`;
   return usageError(`unknown key ${at(first)}${why}; ${hint}${more}`);
 }
 
@@ -114,13 +123,22 @@ export function parseDuration(name: string, value: string): number {
   if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${JSON.stringify(value)}`);
   const ms = Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
   if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, got ${JSON.stringify(value)}`);
-  if (ms > MAX_TIMER_MS) throw usageError(`--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), got ${JSON.stringify(value)}`);
+  if (ms > MAX_TIMER_MS)
+    throw usageError(
+      `--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), ` +
+        `got ${JSON.stringify(value)}`,
+    );
   return ms;
 }
 
 /** A duration as parseDuration reads it back: 30000 → "30s", 1500 → "1500ms", 120000 → "2m". */
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
 
@@ -129,5 +147,7 @@ export function parseHost(name: string, value: string): string {
   const host = value.trim().replace(/^\[(.*)\]$/, "$1");
   const label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
   if (isIP(host) !== 0 || (host.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`).test(host))) return host;
-  throw usageError(`--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${JSON.stringify(value)}`);
+  throw usageError(
+    `--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${JSON.stringify(value)}`,
+  );
 }

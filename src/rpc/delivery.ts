@@ -103,14 +103,15 @@ export function isFaithfulShortString(value: string): boolean {
   return !value.includes("\uFFFD") && Buffer.byteLength(value, "utf8") <= SHORT_STRING_MAX_BYTES;
 }
 
-
 /**
  * A header's value, own properties only: amqplib decodes a table into a plain object, so a key
  * "__proto__" sent by a client sets that object's prototype, and a plain lookup would read what
  * it put there.
  */
 function header(headers: unknown, name: string): unknown {
-  return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name) ? (headers as Record<string, unknown>)[name] : undefined;
+  return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name)
+    ? (headers as Record<string, unknown>)[name]
+    : undefined;
 }
 
 /** A request not seen before: not redelivered, and not a copy fibrpc put back (those carry a count). */
@@ -125,7 +126,10 @@ function readDeadline(headers: Record<string, unknown> | undefined): Deadline {
   const value = header(headers, DEADLINE_HEADER);
   if (value === undefined) return { ok: true, at: undefined };
   if (typeof value === "number" && Number.isFinite(value)) return { ok: true, at: value };
-  return { ok: false, message: `header ${DEADLINE_HEADER} must be a number (ms since the Unix epoch), got ${describeValue(value)}` };
+  return {
+    ok: false,
+    message: `header ${DEADLINE_HEADER} must be a number (ms since the Unix epoch), got ${describeValue(value)}`,
+  };
 }
 
 /** A count fibrpc itself wrote (x-fibrpc-attempts), or undefined if a client forged something else. */
@@ -139,12 +143,15 @@ function readCount(value: unknown): number {
 
 function describeValue(value: unknown): string {
   if (value === null) return "void";
-  if (typeof value === "object") return Buffer.isBuffer(value) ? "a byte array" : Array.isArray(value) ? "an array" : "a table";
+  if (typeof value === "object")
+    return Buffer.isBuffer(value) ? "a byte array" : Array.isArray(value) ? "an array" : "a table";
   return `${typeof value} ${preview(value)}`;
 }
 
 function tableOf(value: unknown): (Record<string, unknown> & { [UNREADABLE_TABLE]?: true }) | undefined {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? (value as Record<string, unknown>) : undefined;
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
 }
 
 /**
@@ -154,58 +161,118 @@ function tableOf(value: unknown): (Record<string, unknown> & { [UNREADABLE_TABLE
 export function decide(delivery: Delivery, c: Circumstances): Fate {
   const { replyTo, correlationId, contentType } = delivery.properties;
   if (typeof replyTo !== "string" || replyTo === "") {
-    return { kind: "drop", reason: `it has no reply_to (correlation id ${preview(correlationId ?? null)}): a caller must say where to reply` };
+    return {
+      kind: "drop",
+      reason: `it has no reply_to (correlation id ${preview(correlationId ?? null)}): a caller must say where to reply`,
+    };
   }
   if (!isFaithfulShortString(replyTo)) {
-    return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), so no reply can be addressed to it` };
+    return {
+      kind: "drop",
+      reason:
+        `its reply_to ${preview(replyTo)} is not valid UTF-8 (or too long once decoded), ` +
+        "so no reply can be addressed to it",
+    };
   }
   if (isDirectReplyTo(replyTo) && !(c.directReplyTo?.isWellFormed(replyTo) ?? isWellFormedDirectReplyTo(replyTo))) {
-    return { kind: "drop", reason: `its reply_to ${preview(replyTo)} is not a Direct Reply-to address the broker issued; replying to it would make RabbitMQ close this server's connection` };
+    return {
+      kind: "drop",
+      reason:
+        `its reply_to ${preview(replyTo)} is not a Direct Reply-to address the broker issued; ` +
+        "replying to it would make RabbitMQ close this server's connection",
+    };
   }
   const headers = tableOf(delivery.properties.headers);
   // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
   const readableType = typeof contentType !== "string" || isFaithfulShortString(contentType);
   const request: DecodedRequest = readableType
     ? decodeRequest(delivery.content, typeof contentType === "string" ? contentType : undefined, c.maxN)
-    : { ok: false, code: "UNSUPPORTED_CONTENT_TYPE", message: `content type ${preview(contentType)} is not valid UTF-8; send decimal text with no content type, or ${JSON_CONTENT_TYPE}`, format: "text" };
+    : {
+        ok: false,
+        code: "UNSUPPORTED_CONTENT_TYPE",
+        message:
+          `content type ${preview(contentType)} is not valid UTF-8; ` +
+          `send decimal text with no content type, or ${JSON_CONTENT_TYPE}`,
+        format: "text",
+      };
   const n = request.n;
 
   if (correlationId !== undefined && (typeof correlationId !== "string" || !isFaithfulShortString(correlationId))) {
     return {
       kind: "refuse",
       to: { replyTo, correlationId: undefined },
-      reply: encodeError(request.format, "INVALID_PROPERTY", `correlation_id ${preview(correlationId)} is not valid UTF-8 (or longer than 255 bytes once decoded), so it cannot be echoed; send a UTF-8 correlation_id`, n),
+      reply: encodeError(
+        request.format,
+        "INVALID_PROPERTY",
+        `correlation_id ${preview(correlationId)} is not valid UTF-8 (or longer than 255 bytes once decoded), ` +
+          "so it cannot be echoed; send a UTF-8 correlation_id",
+        n,
+      ),
     };
   }
   const to: Address = { replyTo, correlationId };
 
   if (headers?.[UNREADABLE_TABLE]) {
-    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", "the headers table cannot be read (nested too deeply, or a field type this server does not know)", n) };
+    return {
+      kind: "refuse",
+      to,
+      reply: encodeError(
+        request.format,
+        "INVALID_PROPERTY",
+        "the headers table cannot be read (nested too deeply, or a field type this server does not know)",
+        n,
+      ),
+    };
   }
   const deadline = readDeadline(headers);
-  if (!deadline.ok) return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
+  if (!deadline.ok)
+    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
   if (deadline.at !== undefined && c.now > deadline.at + CLOCK_SKEW_ALLOWANCE_MS) {
     return {
       kind: "expired",
       to,
       lateMs: c.now - deadline.at,
-      reply: encodeError(request.format, "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked the request up", n),
+      reply: encodeError(
+        request.format,
+        "DEADLINE_EXCEEDED",
+        "the caller's deadline passed before a server picked the request up",
+        n,
+      ),
     };
   }
-  if (!request.ok) return { kind: "refuse", to, reply: encodeError(request.format, request.code, request.message, request.n) };
+  if (!request.ok)
+    return { kind: "refuse", to, reply: encodeError(request.format, request.code, request.message, request.n) };
 
   // Poison: a request that crashed workers of this process POISON_AFTER_CRASHES times is not
   // tried again. Redeliveries for other reasons (a connection lost, a broker restarted, another
   // request's crash) do not count: fib is idempotent, so they are simply answered.
   if (c.crashes >= POISON_AFTER_CRASHES) {
-    return { kind: "poison", to, why: `it crashed a worker ${c.crashes} times`, reply: poisonReply(request.format, `the request crashed a server ${c.crashes} times; it is not tried again`, request.n) };
+    return {
+      kind: "poison",
+      to,
+      why: `it crashed a worker ${c.crashes} times`,
+      reply: poisonReply(
+        request.format,
+        `the request crashed a server ${c.crashes} times; it is not tried again`,
+        request.n,
+      ),
+    };
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
   if (!c.firstDelivery) {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
-      return { kind: "poison", to, why: `it was redelivered ${redeliveries} times`, reply: poisonReply(request.format, `the request was redelivered ${redeliveries} times without being answered; it is not tried again`, request.n) };
+      return {
+        kind: "poison",
+        to,
+        why: `it was redelivered ${redeliveries} times`,
+        reply: poisonReply(
+          request.format,
+          `the request was redelivered ${redeliveries} times without being answered; it is not tried again`,
+          request.n,
+        ),
+      };
     }
     // A classic queue keeps no count: carry it on a copy.
     if (c.queueType === "classic" && delivery.fields.redelivered) {
@@ -223,7 +290,11 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
  * fibrpc's own x-fibrpc-attempts on the copy it put back, plus this redelivery. A header the
  * broker did not set (a first delivery's) can only be the client's own: ignored.
  */
-function countRedeliveries(delivery: Delivery, headers: Record<string, unknown> | undefined, queueType: QueueType): number {
+function countRedeliveries(
+  delivery: Delivery,
+  headers: Record<string, unknown> | undefined,
+  queueType: QueueType,
+): number {
   const { redelivered } = delivery.fields;
   if (queueType === "quorum") return redelivered ? readCount(header(headers, QUORUM_DELIVERY_COUNT_HEADER)) : 0;
   return readCount(header(headers, ATTEMPTS_HEADER)) + (redelivered ? 1 : 0);

@@ -29,7 +29,10 @@ const PID_EXT = 103; // node atom, then ID, Serial (4 bytes each), Creation (1 b
  * reply to such an address, so it cannot loop: executor.ts, reply).
  */
 export function isWellFormedDirectReplyTo(replyTo: string): boolean {
-  const parts = replyTo.slice(PREFIX.length).split(".").filter((part) => part !== "");
+  const parts = replyTo
+    .slice(PREFIX.length)
+    .split(".")
+    .filter((part) => part !== "");
   if (parts.length !== 2) return false;
   const pid = parts[0]!;
   if (pid.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(pid)) return false;

@@ -78,7 +78,15 @@ export class Executor {
       const crashes = this.ledger && key !== undefined && !firstDelivery ? this.ledger.crashes(key) : 0;
       const pauseForHeavy = prefetch > 1;
       const { directReplyTo } = this;
-      fate = decide(msg, { now: Date.now(), maxN, queueType: via.countAs, pauseForHeavy, crashes, firstDelivery, directReplyTo });
+      fate = decide(msg, {
+        now: Date.now(),
+        maxN,
+        queueType: via.countAs,
+        pauseForHeavy,
+        crashes,
+        firstDelivery,
+        directReplyTo,
+      });
       if (fate.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
       else this.carryOut(delivery, fate);
     } catch (err) {
@@ -185,11 +193,15 @@ export class Executor {
       const { replyTo, correlationId } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
       const failed = encodeError("text", "INTERNAL", "the server could not requeue the request");
-      return this.end(delivery, { kind: "reply", to, reply: failed });
+      this.end(delivery, { kind: "reply", to, reply: failed });
+      return;
     }
     if (ending.kind === "requeue") return;
     const seconds = (performance.now() - delivery.receivedAt) / 1000;
-    if (ending.kind === "ack") return this.metrics.answered("DROPPED", seconds);
+    if (ending.kind === "ack") {
+      this.metrics.answered("DROPPED", seconds);
+      return;
+    }
     this.served++;
     this.metrics.answered(ending.reply.code ?? "ok", seconds);
   }

@@ -110,7 +110,9 @@ export class RpcServer {
   /** Where a channel's publishes and acks go, chosen once per channel (see outlet.ts). */
   private outletFor(model: ChannelModel, channel: Channel): Outlet {
     const { options } = this;
-    const { outlet, fallback } = chooseOutlet(channel, options.outlet ?? "wire", () => (options.openFrameWriter ?? openWire)(model, channel));
+    const { outlet, fallback } = chooseOutlet(channel, options.outlet ?? "wire", () =>
+      (options.openFrameWriter ?? openWire)(model, channel),
+    );
     if (fallback) {
       options.log.warn(OUTLET_FALLBACK_MESSAGE);
       this.metrics.outletFallback();

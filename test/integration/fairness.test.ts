@@ -35,8 +35,15 @@ test("requests sent while one worker computes a heavy request all go to the othe
   /** Resolves once `done()` holds; rejects after `ms` saying what came. */
   const repliesUntil = (done: () => boolean, ms: number, what: string) =>
     new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms; replies so far: ${[...replies].join(", ")}`)), ms);
-      onReply = () => done() && (clearTimeout(timer), resolve());
+      const timer = setTimeout(
+        () => reject(new Error(`${what}: not within ${ms} ms; replies so far: ${[...replies].join(", ")}`)),
+        ms,
+      );
+      onReply = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        resolve();
+      };
       onReply();
     });
 
@@ -47,7 +54,8 @@ test("requests sent while one worker computes a heavy request all go to the othe
   const idle = busy === a ? b : a;
   expect([a.proc.pid, b.proc.pid]).toContain(held.pid);
   const busyBefore = busy.log.length;
-  for (let i = 0; i < 40; i++) ch.sendToQueue(queue, Buffer.from(String(200 + i)), { replyTo: callback, correlationId: `light-${i}` });
+  for (let i = 0; i < 40; i++)
+    ch.sendToQueue(queue, Buffer.from(String(200 + i)), { replyTo: callback, correlationId: `light-${i}` });
   // All 40 answered while the heavy one is still held: none can have gone to the busy worker.
   await repliesUntil(() => light === 40, 15_000, "40 light replies while the heavy request is held");
   expect(replies.has("heavy")).toBe(false);
