@@ -27,6 +27,16 @@ import { commandsOf, helpText, printHelp, renderCommandHelp, type AnyCommand } f
  * used: they parse argv again at each level, leniently, and print citty's own usage.
  */
 export async function runMain(main: AnyCommand, rawArgs: readonly string[]): Promise<void> {
+  try {
+    await dispatch(main, rawArgs);
+  } catch (err) {
+    // Loading a command or printing help failed: one line and exit 70, as any unexpected error
+    // (a rejection of the top-level await would otherwise be Bun's to report).
+    process.exit(reportError(err));
+  }
+}
+
+async function dispatch(main: AnyCommand, rawArgs: readonly string[]): Promise<void> {
   const commands = await commandsOf(main);
   const [first, ...rest] = rawArgs;
   if (first !== undefined && Object.hasOwn(commands, first)) {

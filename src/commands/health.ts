@@ -15,7 +15,7 @@ export default defineCommand({
   args: argsOf("health"),
   run: (context) =>
     runAction("health", context, async (o) => {
-      // resolveOptions refuses health without a status file.
+      // Option resolution refuses health without a status file (options-resolve.ts, CHECKS.health).
       const health = checkHealth(o.statusFile!, o.maxAge);
       if (health.healthy) {
         await writeStdout(

@@ -47,10 +47,10 @@ export class Executor {
   /** Absent for an RpcServer used on its own, outside `fibrpc serve`: no crash is pinned, no key hashed. */
   private readonly ledger: CrashLedger | undefined;
 
-  /** `wait`: a heavy request waits for its turn (scheduler.ts, enqueue), which comes back as runHeavy. */
   /** Direct Reply-to addresses found well-formed lately (decide checks each once). */
   private readonly directReplyTo = new DirectReplyToChecks();
 
+  /** `wait`: a heavy request waits for its turn (scheduler.ts, enqueue), which comes back as runHeavy. */
   constructor(
     private readonly options: ExecutorOptions,
     private readonly metrics: DeliveryMetrics,
