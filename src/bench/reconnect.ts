@@ -9,6 +9,7 @@
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { CallOutcome, RpcClient } from "../rpc/client.ts";
+import { duration } from "../duration.ts";
 import { setUpError } from "../rpc/broker-errors.ts";
 import { connectWithin, realTime, type Time } from "../rpc/retry.ts";
 import { realClock, type Caller, type Clock, type Outage } from "./run.ts";
@@ -123,7 +124,7 @@ export class ReconnectingCaller implements Caller {
         this.current = undefined;
         this.reconnecting = undefined;
         this.o.log.info(
-          `reconnected to ${client.broker} after ${((outage.to - outage.from) / 1000).toFixed(1)} s ` +
+          `reconnected to ${client.broker} after ${duration(outage.to - outage.from)} ` +
             `(${attempts} failed attempt${attempts === 1 ? "" : "s"})`,
         );
       },

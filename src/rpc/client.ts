@@ -5,6 +5,7 @@
  */
 import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
+import { duration } from "../duration.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
@@ -50,10 +51,6 @@ export function exitCodeOf(outcome: CallOutcome): ExitCode {
 interface ConfirmFields {
   deliveryTag: number;
   multiple: boolean;
-}
-
-function formatSeconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
 }
 
 interface PendingCall {
@@ -240,7 +237,7 @@ export class RpcClient {
         : `the request to queue ${JSON.stringify(queue)} was not taken`;
       return new FibrpcError(
         "BROKER_BLOCKED",
-        `the broker at ${this.broker} has been blocking publishers for ${formatSeconds(Date.now() - since)} ` +
+        `the broker at ${this.broker} has been blocking publishers for ${duration(Date.now() - since)} ` +
           `(${reason}), so ${what} within the timeout`,
         { ...details, reason: "blocked", blockedBecause: reason },
       );
@@ -295,7 +292,7 @@ export class RpcClient {
 
   private onUnblocked(): void {
     if (!this.blocked) return;
-    this.options.log.info(`broker stopped blocking publishers after ${formatSeconds(Date.now() - this.blocked.since)}`);
+    this.options.log.info(`broker stopped blocking publishers after ${duration(Date.now() - this.blocked.since)}`);
     this.blocked = undefined;
   }
 

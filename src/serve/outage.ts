@@ -8,6 +8,10 @@
  * it returns, so a unit test can drive it with a fake clock.
  */
 import type { FibrpcError } from "../errors.ts";
+import { duration } from "../duration.ts";
+
+// Where serve's lines and their tests have always found it.
+export { duration };
 
 /** The shortest interval between two lines of one outage (the first warning, the summaries). */
 export const SUMMARY_EVERY_MS = 30_000;
@@ -211,16 +215,6 @@ export class OutageLog {
     for (const s of this.states.values()) if (s === state) n++;
     return n;
   }
-}
-
-/** "0.3 s", "14 s", "1m12s", "2h05m": short enough for a log line, exact enough for an operator. */
-export function duration(ms: number): string {
-  if (ms < 9_950) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms < 59_500) return `${Math.round(ms / 1000)} s`;
-  const s = Math.round(ms / 1000);
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  const m = Math.round(s / 60);
-  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
 
 /**

@@ -60,9 +60,9 @@ describe("a resource alarm (connection.blocked)", () => {
       }
       expect(lines).toHaveLength(3);
       expect(result.stdout).toBe("");
-      // The deadline holds: the call ends at its timeout, not when the alarm lifts.
+      // The deadline holds: the call ends at its timeout, not when the alarm lifts (withMemoryAlarm
+      // lifts it only once the call has returned, so returning at all shows it did not wait).
       expect(result.ms).toBeGreaterThanOrEqual(2_900);
-      expect(result.ms).toBeLessThan(3_000 + 2_000);
       expect(result.stderr).not.toMatch(UNMASKED_PASSWORD);
       expect(result.stderr).not.toMatch(/\n\s+at /);
       // Once the alarm is lifted the same call succeeds.
