@@ -72,7 +72,10 @@ export type Fate =
   | { kind: "refuse"; to: Address; reply: EncodedMessage }
   /** The caller has given up: error reply (it costs nothing), ack, no computing. */
   | { kind: "expired"; to: Address; reply: EncodedMessage; lateMs: number }
-  /** It crashed workers (or came back too often): error reply instead of another try. */
+  /**
+   * It crashed workers (or came back too often): error reply instead of another try. `why` names
+   * the request by its correlation id, shown safely for a log line.
+   */
   | { kind: "poison"; to: Address; reply: EncodedMessage; why: string }
   /** Classic queue, redelivered: put back a copy that carries the count, ack this one. */
   | { kind: "republish"; redeliveries: number; deadline: number | undefined }
@@ -247,32 +250,16 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   // tried again. Redeliveries for other reasons (a connection lost, a broker restarted, another
   // request's crash) do not count: fib is idempotent, so they are simply answered.
   if (c.crashes >= POISON_AFTER_CRASHES) {
-    return {
-      kind: "poison",
-      to,
-      why: `it crashed a worker ${c.crashes} times`,
-      reply: poisonReply(
-        request.format,
-        `the request crashed a server ${c.crashes} times; it is not tried again`,
-        request.n,
-      ),
-    };
+    const why = `it crashed a worker ${c.crashes} times`;
+    return poison(to, why, request, `the request crashed a server ${c.crashes} times; it is not tried again`);
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
   if (!c.firstDelivery) {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
-      return {
-        kind: "poison",
-        to,
-        why: `it was redelivered ${redeliveries} times`,
-        reply: poisonReply(
-          request.format,
-          `the request was redelivered ${redeliveries} times without being answered; it is not tried again`,
-          request.n,
-        ),
-      };
+      const message = `the request was redelivered ${redeliveries} times without being answered; it is not tried again`;
+      return poison(to, `it was redelivered ${redeliveries} times`, request, message);
     }
     // A classic queue keeps no count: carry it on a copy.
     if (c.queueType === "classic" && delivery.fields.redelivered) {
@@ -300,6 +287,7 @@ function countRedeliveries(
   return readCount(header(headers, ATTEMPTS_HEADER)) + (redelivered ? 1 : 0);
 }
 
-function poisonReply(format: Format, message: string, n: number): EncodedMessage {
-  return encodeError(format, "POISON_REQUEST", message, n);
+function poison(to: Address, why: string, request: { format: Format; n: number }, message: string): Fate {
+  const reply = encodeError(request.format, "POISON_REQUEST", message, request.n);
+  return { kind: "poison", to, reply, why: `correlation id ${preview(to.correlationId ?? null)}: ${why}` };
 }

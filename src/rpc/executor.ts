@@ -68,52 +68,6 @@ export class Executor {
 
   /** A delivery arrives on `via`: one record, one fate, one ending. Never throws. */
   deliver(via: ServingChannel, msg: ConsumeMessage): void {
-    const delivery = this.receive(via, msg);
-    if (msg.fields.redelivered) this.metrics.redelivered();
-    let fate: Fate | undefined;
-    try {
-      const { maxN, prefetch } = this.options;
-      const { firstDelivery, key } = delivery;
-      // Crashes are looked up only where one is possible: a request seen before.
-      const crashes = this.ledger && key !== undefined && !firstDelivery ? this.ledger.crashes(key) : 0;
-      const pauseForHeavy = prefetch > 1;
-      const { directReplyTo } = this;
-      fate = decide(msg, {
-        now: Date.now(),
-        maxN,
-        queueType: via.countAs,
-        pauseForHeavy,
-        crashes,
-        firstDelivery,
-        directReplyTo,
-      });
-      if (fate.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
-      else this.carryOut(delivery, fate);
-    } catch (err) {
-      // Nothing thrown in here may end the worker or its channel: answer INTERNAL (if anyone can
-      // be answered) and ack, once.
-      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
-      this.end(delivery, internal(fate));
-    }
-  }
-
-  /** A heavy request's turn (scheduler.ts): computed, or put back if the server drains. Never throws. */
-  runHeavy({ delivery, fate }: HeavyJob): void {
-    try {
-      // Draining: not started yet, so it goes back to the queue for another server.
-      if (this.draining()) this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts });
-      else {
-        this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
-        this.carryOut(delivery, fate);
-      }
-    } catch (err) {
-      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
-      this.end(delivery, internal(fate));
-    }
-  }
-
-  /** The record a delivery travels as, made once. */
-  private receive(via: ServingChannel, msg: ConsumeMessage): InFlight {
     const receivedAt = performance.now();
     const { replyTo, correlationId } = msg.properties;
     // The key is what decide lets through to be computed: a reply address and a string (or no)
@@ -121,19 +75,65 @@ export class Executor {
     const keyed =
       this.ledger && typeof replyTo === "string" && (correlationId === undefined || typeof correlationId === "string");
     const key = keyed ? requestKey(replyTo, correlationId, msg.content) : undefined;
-    return { via, msg, receivedAt, firstDelivery: isFirstDelivery(msg), key, acked: false };
+    const firstDelivery = isFirstDelivery(msg);
+    const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false };
+    if (msg.fields.redelivered) this.metrics.redelivered();
+    let fate: Fate | undefined;
+    try {
+      const { maxN, prefetch } = this.options;
+      // Crashes are looked up only where one is possible: a request seen before.
+      const crashes = this.ledger && key !== undefined && !firstDelivery ? this.ledger.crashes(key) : 0;
+      const { directReplyTo } = this;
+      const queueType = via.countAs;
+      fate = decide(msg, {
+        now: Date.now(),
+        maxN,
+        queueType,
+        pauseForHeavy: prefetch > 1,
+        crashes,
+        firstDelivery,
+        directReplyTo,
+      });
+    } catch (err) {
+      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+    }
+    if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
+    else this.carryOut(delivery, fate);
+  }
+
+  /** A heavy request's turn (scheduler.ts): computed, or put back if the server drains. Never throws. */
+  runHeavy({ delivery, fate }: HeavyJob): void {
+    // Draining: not started yet, so it goes back to the queue for another server.
+    if (this.draining()) {
+      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts });
+      return;
+    }
+    this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
+    this.carryOut(delivery, fate);
   }
 
   /**
-   * Carries a fate out. While a request is computed and its reply written, the crash ledger holds
-   * its key: only a worker that dies in between leaves the key behind, and the crash is pinned on it.
+   * Carries a fate out (none: decide failed). While a request is computed and its reply written, the crash
+   * ledger holds its key: only a worker that dies in between leaves the key behind, and the crash is pinned
+   * on it. Nothing thrown in here may end the worker or its channel: whoever can be answered gets INTERNAL,
+   * and the delivery is acked, once.
    */
-  private carryOut(delivery: InFlight, fate: Fate): void {
-    const computing = fate.kind === "compute" && delivery.key !== undefined ? this.ledger : undefined;
+  private carryOut(delivery: InFlight, fate: Fate | undefined): void {
+    const computing = fate?.kind === "compute" && delivery.key !== undefined ? this.ledger : undefined;
     computing?.begin(delivery.key!);
     try {
-      const ending = this.endingOf(delivery, fate);
+      let ending: Ending;
+      try {
+        ending = fate === undefined ? internal(fate) : this.endingOf(delivery, fate);
+      } catch (err) {
+        this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+        ending = internal(fate);
+      }
       this.end(delivery, ending);
+    } catch (err) {
+      // Writing failed where settle does not catch (an ack on a channel closing under it): the
+      // delivery was marked acked before the write, and the broker puts it back if it was not.
+      this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
     } finally {
       computing?.end();
     }
@@ -153,11 +153,9 @@ export class Executor {
         // The caller has given up: do not compute. The reply costs nothing and explains itself.
         log.debug(`skipped a request whose caller gave up ${fate.lateMs} ms ago (by this server's clock)`);
         return { kind: "reply", to: fate.to, reply: fate.reply };
-      case "poison": {
-        const id = preview(fate.to.correlationId ?? null);
-        log.warn(`refused a request (correlation id ${id}): ${fate.why}; it is not tried again`);
+      case "poison":
+        log.warn(`refused a request (${fate.why}); it is not tried again`);
         return { kind: "reply", to: fate.to, reply: fate.reply };
-      }
       case "republish":
         return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries };
       case "compute": {
@@ -183,8 +181,10 @@ export class Executor {
    * nothing if the channel is gone (the broker has put the request back for another try).
    */
   private end(delivery: InFlight, ending: Ending): void {
+    const { via } = delivery;
+    let settled: boolean;
     try {
-      if (!delivery.via.settle(delivery, ending)) return;
+      settled = via.settle(delivery, ending);
     } catch (err) {
       // Only a copy put back can fail to encode, which cannot happen with what decide() lets
       // through; if it does, answer rather than lose it.
@@ -192,10 +192,14 @@ export class Executor {
       this.log.error(`could not put a request back in the queue: ${messageOf(err)}`);
       const { replyTo, correlationId } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
-      const failed = encodeError("text", "INTERNAL", "the server could not requeue the request");
-      this.end(delivery, { kind: "reply", to, reply: failed });
-      return;
+      ending = {
+        kind: "reply",
+        to,
+        reply: encodeError("text", "INTERNAL", "the server could not requeue the request"),
+      };
+      settled = via.settle(delivery, ending);
     }
+    if (!settled) return;
     if (ending.kind === "requeue") return;
     const seconds = (performance.now() - delivery.receivedAt) / 1000;
     if (ending.kind === "ack") {
