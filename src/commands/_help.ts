@@ -1,11 +1,9 @@
 /**
  * --help, rendered here rather than by citty: citty colours whenever a few variables are unset
  * (so `fibrpc call --help | less` showed escape codes) and never wraps (lines of ~250 columns).
- * Colour and width follow stdout and the environment (helpStyle); no line is wider than the width
- * (a word longer than a line is cut) but example commands, broken only between shell words so
- * that pasted into a shell they still run (wrapCommand). What it prints comes from the tables:
- * options from OPTIONS (src/options.ts), operands and descriptions from the citty records, exit
- * codes from EXIT_CODES (src/errors.ts). Only the examples are written here.
+ * What it prints comes from the tables: options from OPTIONS (src/options.ts), operands and
+ * descriptions from the citty records, exit codes from EXIT_CODES (src/errors.ts); only the
+ * examples are written here.
  */
 import type { ArgsDef, CommandDef, Resolvable } from "citty";
 import { EXIT_CODES } from "../errors.ts";
@@ -34,11 +32,11 @@ export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: NodeJ
   return { color, width: Math.min(MAX_WIDTH, Math.max(MIN_WIDTH, columns)) };
 }
 
-/** An example: what it does (printed as a comment above its commands), and the commands. */
-export type Example = { what: string; run: readonly string[] };
-
-/** Each command's EXAMPLES ("fibrpc" is the root); a command added to cli.ts gets its own here. */
-export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
+/**
+ * Each command's EXAMPLES ("fibrpc" is the root): what one does, printed as a comment above the
+ * commands it runs. A command added to cli.ts gets its own here.
+ */
+export const EXAMPLES: Readonly<Record<string, readonly { what: string; run: readonly string[] }[]>> = {
   fibrpc: [
     {
       what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)",
@@ -96,34 +94,32 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
 /** `text` in lines of at most `width` columns: the first indented `first`, the others `rest`. */
 export function wrap(text: string, width: number, first: number, rest = first): string[] {
   const lines: string[] = [];
-  const indent = () => (lines.length === 0 ? first : rest);
-  const room = () => Math.max(1, width - indent());
+  const indent = () => " ".repeat(lines.length === 0 ? first : rest);
+  const room = () => Math.max(1, width - indent().length);
   let line = "";
   for (let word of text.split(/\s+/).filter(Boolean)) {
     if (line !== "" && line.length + 1 + word.length <= room()) {
       line += ` ${word}`;
       continue;
     }
-    if (line !== "") lines.push(" ".repeat(indent()) + line);
+    if (line !== "") lines.push(indent() + line);
     // A word wider than a whole line (a long URL): cut after the last / @ : , | it has within
     // the line (else anywhere), so that no line exceeds the width.
     while (word.length > room()) {
       const at = Math.max(...[..."/@:,|"].map((c) => word.lastIndexOf(c, room() - 1)));
       const cut = at > 0 ? at + 1 : room();
-      lines.push(" ".repeat(indent()) + word.slice(0, cut));
+      lines.push(indent() + word.slice(0, cut));
       word = word.slice(cut);
     }
     line = word;
   }
-  return line === "" && lines.length > 0 ? lines : [...lines, " ".repeat(indent()) + line];
+  return [...lines, indent() + line];
 }
 
 /**
- * A shell command in lines of at most `width` columns, to be pasted as it is: broken only between
- * words (at spaces outside quotes; the examples have no escapes), every line but the last ending
- * in " \" and the next one indented `rest`, so the shell joins them back into the same command.
- * A word too wide for a line at `rest` starts nearer the margin (down to `first`); one too wide
- * even there is left whole, wider than the width: cut, it would no longer run.
+ * A shell command in lines of at most `width` columns that still runs pasted: broken only between words
+ * (spaces outside quotes), each line but the last ending in " \" and the next indented `rest`. A word too
+ * wide for a line at `rest` starts nearer the margin (down to `first`); one too wide even there stays whole.
  */
 export function wrapCommand(command: string, width: number, first: number, rest = first): string[] {
   const words = command.match(/(?:[^ '"]+|'[^']*'?|"[^"]*"?)+/g) ?? [];
@@ -194,10 +190,9 @@ async function resolve<T>(value: Resolvable<T>): Promise<T> {
 
 const descriptionOf = async (command: AnyCommand) => (await resolve(command.meta))?.description ?? "";
 
-/** The commands of `main`, each loaded (lazily declared ones too). */
-export async function commandsOf(main: AnyCommand): Promise<Record<string, AnyCommand | (() => Promise<AnyCommand>)>> {
-  return ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
-}
+/** The commands of `main`, lazily declared ones as they are. */
+export const commandsOf = async (main: AnyCommand) =>
+  ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
 
 const HELP_ROW: Row = ["-h, --help", "Show this help"];
 
@@ -229,6 +224,11 @@ const HELP_ENV: readonly Row[] = [
   ["COLUMNS", `Width help wraps to, at most ${MAX_WIDTH} (default: the terminal's, 80 off a terminal)`],
 ];
 
+const VARIABLES =
+  "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
+  "a flag wins over the variable, the variable over the file.";
+const ROOT_LAST = "fibrpc <command> --help (or fibrpc help <command>) lists the options of a command.";
+
 /** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */
 export async function helpText(main: AnyCommand, rawArgs: readonly string[], style: HelpStyle): Promise<string> {
   const commands = await commandsOf(main);
@@ -249,15 +249,7 @@ export async function helpText(main: AnyCommand, rawArgs: readonly string[], sty
   });
 }
 
-const VARIABLES =
-  "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
-  "a flag wins over the variable, the variable over the file.";
-const ROOT_LAST = "fibrpc <command> --help (or fibrpc help <command>) lists the options of a command.";
-
-/**
- * Writes help to stdout, styled for it. A reader that left early (`fibrpc --help | head -3`) is
- * not an error: help is done either way.
- */
+/** Writes help to stdout, styled for it; a reader that left early (`fibrpc --help | head -3`) is no error. */
 export async function printHelp(render: (style: HelpStyle) => Promise<string>): Promise<void> {
   const text = await render(helpStyle(process.stdout, process.env));
   // Bun reports a closed pipe both to the write's callback and as the stream's "error" event.
