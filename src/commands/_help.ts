@@ -184,9 +184,7 @@ function page(style: HelpStyle, first: string, usage: string, last: string, sect
 export type AnyCommand = CommandDef<any>;
 
 /** A citty field's value: as it is, or what its function (possibly async) returns. */
-async function resolve<T>(value: Resolvable<T>): Promise<T> {
-  return typeof value === "function" ? (value as () => T | Promise<T>)() : value;
-}
+const resolve = <T>(value: Resolvable<T>) => (typeof value === "function" ? (value as () => T)() : value);
 
 const descriptionOf = async (command: AnyCommand) => (await resolve(command.meta))?.description ?? "";
 
