@@ -1,54 +1,30 @@
 /**
  * --help, rendered here rather than by citty: citty colours whenever a few variables are unset
  * (so `fibrpc call --help | less` showed escape codes) and never wraps (lines of ~250 columns).
- *
- * - Plain text unless stdout is a terminal; NO_COLOR (set to anything, even empty) always wins;
- *   FORCE_COLOR forces colour off a terminal (helpStyle).
- * - Wrapped to the terminal's width (COLUMNS if set, else the terminal's, else 80 off a
- *   terminal), at most MAX_WIDTH, option descriptions with a hanging indent; a word longer than
- *   a line is cut, so no line is ever wider than the width. Example commands are the exception
- *   to cutting: they are broken only between shell words, each line but the last ending in
- *   " \" (a line continuation), so that pasted into a shell they run as written (wrapCommand).
- * - What it prints comes from the tables: each command's options from OPTIONS (src/options.ts),
- *   read directly; its operands and description from its citty record; the exit codes from
- *   EXIT_CODES (src/errors.ts). Only the examples are written here.
+ * What it prints comes from the tables: options from OPTIONS (src/options.ts), operands and
+ * descriptions from the citty records, exit codes from EXIT_CODES (src/errors.ts); only the
+ * examples are written here.
  */
-import type { ArgDef, ArgsDef, CommandDef } from "citty";
+import type { ArgsDef, CommandDef, Resolvable } from "citty";
 import { EXIT_CODES } from "../errors.ts";
 import { COMMANDS, helpOf, OPTIONS, optionOf, optionsOf, shortOf, takes } from "../options.ts";
 import type { CommandName, OptionName } from "../options.ts";
 import { writeStdout } from "../output.ts";
 import { version } from "../version.ts";
 
-export interface HelpStyle {
-  color: boolean;
-  width: number;
-}
+export type HelpStyle = { color: boolean; width: number };
 
 /** Below this, help wraps at this width anyway: narrower, a description would get a word a line. */
 export const MIN_WIDTH = 40;
-/**
- * Help never wraps wider than this, however wide the terminal (clap's max_term_width is 100 too):
- * longer lines are hard to read.
- */
+/** Help never wraps wider, however wide the terminal (as clap's max_term_width): longer lines read badly. */
 export const MAX_WIDTH = 100;
-
-/** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */
-const HELP_ENV = [
-  { name: "NO_COLOR", help: "Set (to anything, even empty): help is plain text even on a terminal" },
-  { name: "FORCE_COLOR", help: "Set (not 0 or false): help is coloured even off a terminal (NO_COLOR still wins)" },
-  { name: "COLUMNS", help: `Width help wraps to, at most ${MAX_WIDTH} (default: the terminal's, 80 off a terminal)` },
-] as const;
 
 /**
  * Colour and width for help written to `out` (process.stdout) with environment `env`: colour
- * only on a terminal (not TERM=dumb) or with FORCE_COLOR, never with NO_COLOR; the width from
- * COLUMNS, else the terminal, else 80, kept within MIN_WIDTH..MAX_WIDTH.
+ * only on a terminal (not TERM=dumb) or with FORCE_COLOR, never with NO_COLOR (set, even empty);
+ * the width from COLUMNS, else the terminal's, else 80, kept within MIN_WIDTH..MAX_WIDTH.
  */
-export function helpStyle(
-  out: { isTTY?: boolean; columns?: number },
-  env: Readonly<Record<string, string | undefined>>,
-): HelpStyle {
+export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: NodeJS.ProcessEnv): HelpStyle {
   const tty = out.isTTY === true;
   const force = env.FORCE_COLOR !== undefined && !["", "0", "false"].includes(env.FORCE_COLOR);
   const color = env.NO_COLOR === undefined && (force || (tty && env.TERM !== "dumb"));
@@ -56,14 +32,11 @@ export function helpStyle(
   return { color, width: Math.min(MAX_WIDTH, Math.max(MIN_WIDTH, columns)) };
 }
 
-export interface Example {
-  /** What it does, printed as a comment above the commands. */
-  what: string;
-  run: readonly string[];
-}
-
-/** Each command's EXAMPLES ("fibrpc" is the root); a command added to cli.ts gets its own here. */
-export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
+/**
+ * Each command's EXAMPLES ("fibrpc" is the root): what one does, printed as a comment above the
+ * commands it runs. A command added to cli.ts gets its own here.
+ */
+export const EXAMPLES: Readonly<Record<string, readonly { what: string; run: readonly string[] }[]>> = {
   fibrpc: [
     {
       what: "Start a server with 3 workers, then ask it for fib(30) (prints 832040)",
@@ -118,275 +91,169 @@ export const EXAMPLES: Readonly<Record<string, readonly Example[]>> = {
   ],
 };
 
-// ---- text layout -------------------------------------------------------------------------
-
 /** `text` in lines of at most `width` columns: the first indented `first`, the others `rest`. */
 export function wrap(text: string, width: number, first: number, rest = first): string[] {
   const lines: string[] = [];
+  const indent = () => " ".repeat(lines.length === 0 ? first : rest);
+  const room = () => Math.max(1, width - indent().length);
   let line = "";
-  let indent = first;
-  const push = () => {
-    lines.push(" ".repeat(indent) + line);
-    line = "";
-    indent = rest;
-  };
   for (let word of text.split(/\s+/).filter(Boolean)) {
-    for (;;) {
-      const room = Math.max(1, width - indent);
-      const joined = line === "" ? word : `${line} ${word}`;
-      if (joined.length <= room) {
-        line = joined;
-        break;
-      }
-      if (line !== "") {
-        push();
-        continue;
-      }
-      // A word wider than a whole line (a long URL): cut after the last / @ : , | it has within
-      // the line (else anywhere), so that no line exceeds the width.
-      const at = Math.max(...[..."/@:,|"].map((c) => word.lastIndexOf(c, room - 1)));
-      const cut = at > 0 ? at + 1 : room;
-      line = word.slice(0, cut);
-      word = word.slice(cut);
-      push();
-      if (word === "") break;
-    }
-  }
-  if (line !== "" || lines.length === 0) push();
-  return lines;
-}
-
-/**
- * The words of a shell command line, split at spaces outside quotes: `echo 'a b' > f` is
- * ["echo", "'a b'", ">", "f"]. Enough for the examples here (no escapes inside words).
- */
-function shellWords(command: string): string[] {
-  const words: string[] = [];
-  let word = "";
-  let quote: string | undefined;
-  for (const c of command) {
-    if (quote !== undefined) {
-      if (c === quote) quote = undefined;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-    } else if (c === " ") {
-      if (word !== "") words.push(word);
-      word = "";
+    if (line !== "" && line.length + 1 + word.length <= room()) {
+      line += ` ${word}`;
       continue;
     }
-    word += c;
+    if (line !== "") lines.push(indent() + line);
+    // A word wider than a whole line (a long URL): cut after the last / @ : , | it has within
+    // the line (else anywhere), so that no line exceeds the width.
+    while (word.length > room()) {
+      const at = Math.max(...[..."/@:,|"].map((c) => word.lastIndexOf(c, room() - 1)));
+      const cut = at > 0 ? at + 1 : room();
+      lines.push(indent() + word.slice(0, cut));
+      word = word.slice(cut);
+    }
+    line = word;
   }
-  if (word !== "") words.push(word);
-  return words;
+  return [...lines, indent() + line];
 }
 
 /**
- * A shell command in lines of at most `width` columns, to be pasted as it is: broken only
- * between words (never inside a word or a quoted string), every line but the last ending in
- * " \" and the next one indented `rest`, so the shell joins them back into the same command.
- * A word too wide for a line at `rest` starts nearer the margin (down to `first`); one too wide
- * even there is left whole, wider than the width: cut, it would no longer run.
+ * A shell command in lines of at most `width` columns that still runs pasted: broken only between words
+ * (spaces outside quotes), each line but the last ending in " \" and the next indented `rest`. A word too
+ * wide for a line at `rest` starts nearer the margin (down to `first`); one too wide even there stays whole.
  */
 export function wrapCommand(command: string, width: number, first: number, rest = first): string[] {
-  const words = shellWords(command);
+  const words = command.match(/(?:[^ '"]+|'[^']*'?|"[^"]*"?)+/g) ?? [];
   const lines: string[] = [];
   let line = " ".repeat(first);
-  let empty = true;
   words.forEach((word, i) => {
     const tail = i === words.length - 1 ? 0 : 2; // room for " \" unless it is the last word
-    if (!empty && line.length + 1 + word.length + tail > width) {
+    if (line.trim() !== "" && line.length + 1 + word.length + tail > width) {
       lines.push(`${line} \\`);
-      const indent = Math.max(first, Math.min(rest, width - word.length - tail));
-      line = " ".repeat(indent);
-      empty = true;
+      line = " ".repeat(Math.max(first, Math.min(rest, width - word.length - tail)));
     }
-    line = empty ? line + word : `${line} ${word}`;
-    empty = false;
+    line += line.trim() === "" ? word : ` ${word}`;
   });
-  lines.push(line);
-  return lines;
+  return [...lines, line];
 }
 
-type Paint = (text: string) => string;
-interface Painter {
-  title: Paint;
-  label: Paint;
-  dim: Paint;
-}
+const sgr = (color: boolean, open: number, close: number) => (text: string) =>
+  color ? `\u001b[${open}m${text}\u001b[${close}m` : text;
+/** `line` with its text (first to last non-space) in the labels' colour. */
+const paintLabel = (line: string, color: boolean) => line.replace(/\S(.*\S)?/, sgr(color, 36, 39));
 
-function painter(color: boolean): Painter {
-  const sgr = (open: number, close: number): Paint => (color ? (t) => `\u001b[${open}m${t}\u001b[${close}m` : (t) => t);
-  return { title: sgr(1, 22), label: sgr(36, 39), dim: sgr(2, 22) };
-}
-
-interface Row {
-  label: string;
-  text: string;
-}
+type Row = readonly [label: string, text: string];
 
 /**
  * Two columns: labels, then their text with a hanging indent. A label too wide for the column
  * has its line to itself, its text starting below; on a narrow width every text does.
  */
-function table(rows: readonly Row[], style: HelpStyle, paint: Painter): string[] {
-  const limit = Math.min(30, Math.floor(style.width * 0.4));
-  const fitting = rows.map((r) => r.label.length).filter((n) => n <= limit);
-  let column = 2 + Math.max(0, ...fitting) + 2;
-  const stacked = style.width - column < 28;
-  if (stacked) column = 8;
-  const out: string[] = [];
-  for (const { label, text } of rows) {
-    const lines = wrap(text, style.width, column);
-    const lead = label.length - label.trimStart().length;
-    const head = `  ${" ".repeat(lead)}${paint.label(label.trimStart())}`;
-    if (stacked || label.length > column - 4) {
-      // The label alone (cut if it is wider than the line itself), the text below it.
-      out.push(...wrap(label, style.width, 2 + lead, 4 + lead).map((l) => l.replace(/\S.*/, (t) => paint.label(t))));
-      if (text !== "") out.push(...lines);
-    } else {
-      out.push((head + " ".repeat(column - 2 - label.length) + lines[0]!.slice(column)).trimEnd(), ...lines.slice(1));
+function table(rows: readonly Row[], { width, color }: HelpStyle): string[] {
+  const fitting = rows.map(([label]) => label.length).filter((n) => n <= Math.min(30, Math.floor(width * 0.4)));
+  const column = Math.max(0, ...fitting) + 4;
+  const stacked = width - column < 28;
+  return rows.flatMap(([label, text]) => {
+    if (!stacked && label.length <= column - 4) {
+      const [head, ...more] = wrap(text, width, column);
+      return [`${paintLabel(`  ${label}`.padEnd(column), color)}${head!.slice(column)}`.trimEnd(), ...more];
     }
-  }
-  return out;
-}
-
-function section(title: string, body: readonly string[], paint: Painter): string[] {
-  return ["", paint.title(title), ...body];
-}
-
-function examples(name: string, style: HelpStyle, paint: Painter): string[] {
-  const list = EXAMPLES[name];
-  if (list === undefined || list.length === 0) return [];
-  const body: string[] = [];
-  list.forEach((example, i) => {
-    if (i > 0) body.push("");
-    body.push(...wrap(example.what, style.width - 4, 0).map((l) => paint.dim(`  # ${l}`)));
-    for (const command of example.run) body.push(...wrapCommand(command, style.width, 2, 6).map(paint.label));
+    // The label alone (cut if it is wider than the line itself), the text below it.
+    const lead = label.length - label.trimStart().length;
+    const labels = wrap(label, width, 2 + lead, 4 + lead).map((l) => paintLabel(l, color));
+    return text === "" ? labels : [...labels, ...wrap(text, width, stacked ? 8 : column)];
   });
-  return section("EXAMPLES", body, paint);
 }
 
-// ---- the pages ---------------------------------------------------------------------------
+function examples(name: string, { width, color }: HelpStyle): string[] {
+  return (EXAMPLES[name] ?? []).flatMap((example, i) => [
+    ...(i > 0 ? [""] : []),
+    ...wrap(example.what, width - 4, 0).map((l) => sgr(color, 2, 22)(`  # ${l}`)),
+    ...example.run.flatMap((command) => wrapCommand(command, width, 2, 6).map(sgr(color, 36, 39))),
+  ]);
+}
+
+/** A page: its first line, USAGE, each other section that has lines (under its title), then its last line. */
+function page(style: HelpStyle, first: string, usage: string, last: string, sections: Record<string, string[]>) {
+  const all = Object.entries({ USAGE: wrap(usage, style.width, 2, 6), ...sections }).filter(([, l]) => l.length > 0);
+  const body = all.flatMap(([title, lines]) => ["", sgr(style.color, 1, 22)(title), ...lines]);
+  return `${[...wrap(first, style.width, 0, 2), ...body, "", ...wrap(last, style.width, 0)].join("\n")}\n`;
+}
 
 // Any command's definition. citty's run() takes the command's own parsed args, so a
 // CommandDef<SomeArgs> is not a CommandDef<ArgsDef> (a parameter's type is contravariant).
 // biome-ignore lint/suspicious/noExplicitAny: no type argument but any fits every command
 export type AnyCommand = CommandDef<any>;
 
-const HELP_ROW: Row = { label: "-h, --help", text: "Show this help" };
+/** A citty field's value: as it is, or what its function (possibly async) returns. */
+const resolve = <T>(value: Resolvable<T>) => (typeof value === "function" ? (value as () => T)() : value);
 
-/** One option's label: "-w, --workers <count>", or "    --url <...>" for one without a short form. */
-function optionLabel(name: OptionName): string {
-  const { kind, valueHint } = optionOf(name);
-  const short = shortOf(name);
-  const hint = kind === "switch" ? "" : ` <${valueHint ?? "value"}>`;
-  return `${short === undefined ? "    " : `${short}, `}--${name}${hint}`;
-}
+const descriptionOf = async (command: AnyCommand) => (await resolve(command.meta))?.description ?? "";
 
-async function resolve<T>(value: T | (() => T | Promise<T>) | Promise<T>): Promise<T> {
-  return typeof value === "function" ? await (value as () => T | Promise<T>)() : await value;
-}
+/** The commands of `main`, lazily declared ones as they are. */
+export const commandsOf = async (main: AnyCommand) =>
+  ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
 
-async function descriptionOf(command: AnyCommand): Promise<string> {
-  return (await resolve(command.meta))?.description ?? "";
-}
+const HELP_ROW: Row = ["-h, --help", "Show this help"];
 
 /** `fibrpc <command> --help`: its options from the table, its operands from its record. */
 export async function renderCommandHelp(name: CommandName, command: AnyCommand, style: HelpStyle): Promise<string> {
-  const paint = painter(style.color);
-  const args: ArgsDef = (await resolve(command.args)) ?? {};
-  const operands = Object.entries(args).filter((entry): entry is [string, ArgDef] => entry[1].type === "positional");
-  const operand = ([n, a]: [string, ArgDef]) => a.valueHint ?? `<${n}>`;
-  const options = optionsOf(name);
-  const usage = ["fibrpc", name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...operands.map(operand)].join(" ");
-  const rows = options.map((option) => ({ label: optionLabel(option), text: helpOf(option, name) }));
-  const operandRows = operands.map((o) => ({ label: operand(o), text: o[1].description ?? "" }));
-  const lines = [
-    ...wrap(`fibrpc ${name}: ${await descriptionOf(command)}`, style.width, 0, 2),
-    ...section("USAGE", wrap(usage, style.width, 2, 6), paint),
-    ...(operands.length === 0 ? [] : section("ARGUMENTS", table(operandRows, style, paint), paint)),
-    ...section("OPTIONS", table([...rows, HELP_ROW], style, paint), paint),
-    ...examples(name, style, paint),
-    "",
-    ...wrap("Exit codes and environment variables: fibrpc --help", style.width, 0),
-  ];
-  return `${lines.join("\n")}\n`;
+  const args = Object.entries(((await resolve(command.args)) ?? {}) as ArgsDef);
+  const operands = args
+    .filter(([, a]) => a.type === "positional")
+    .map(([n, a]): Row => [a.valueHint ?? `<${n}>`, a.description ?? ""]);
+  // "-w, --workers <count>", or "    --url <...>" for an option without a short form.
+  const options = optionsOf(name).map((option): Row => {
+    const { kind, valueHint } = optionOf(option);
+    const label = `${shortOf(option) === undefined ? "    " : `${shortOf(option)}, `}--${option}`;
+    return [kind === "switch" ? label : `${label} <${valueHint ?? "value"}>`, helpOf(option, name)];
+  });
+  const usage = ["fibrpc", name, ...(options.length > 0 ? ["[OPTIONS]"] : []), ...operands.map(([label]) => label)];
+  const first = `fibrpc ${name}: ${await descriptionOf(command)}`;
+  return page(style, first, usage.join(" "), "Exit codes and environment variables: fibrpc --help", {
+    ARGUMENTS: table(operands, style),
+    OPTIONS: table([...options, HELP_ROW], style),
+    EXAMPLES: examples(name, style),
+  });
 }
 
-/** `fibrpc --help` (and `fibrpc` alone): the commands, examples, environment and exit codes. */
-export function renderRootHelp(description: string, commands: readonly Row[], style: HelpStyle): string {
-  const paint = painter(style.color);
-  const names = Object.keys(OPTIONS) as OptionName[];
-  const takenBy = (name: OptionName) => COMMANDS.filter((c) => takes(c, name)).join(", ");
-  const environment = [
-    ...wrap(
-      "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
-        "a flag wins over the variable, the variable over the file.",
-      style.width,
-      2,
-    ),
-    ...table(
-      [
-        ...names.map((name) => ({ label: OPTIONS[name].env, text: `--${name} (${takenBy(name)})` })),
-        ...HELP_ENV.map((v) => ({ label: v.name, text: v.help })),
-      ],
-      style,
-      paint,
-    ),
-  ];
-  const exitCodes = table(
-    Object.values(EXIT_CODES).map((e) => ({ label: `${String(e.code).padEnd(4)}${e.name}`, text: e.meaning })),
-    style,
-    paint,
-  );
-  const lines = [
-    ...wrap(`fibrpc ${version}: ${description}`, style.width, 0, 2),
-    ...section("USAGE", wrap("fibrpc <command> [OPTIONS]", style.width, 2, 6), paint),
-    ...section("COMMANDS", table(commands, style, paint), paint),
-    ...section(
-      "OPTIONS",
-      table([HELP_ROW, { label: "-v, --version", text: "Print the version" }], style, paint),
-      paint,
-    ),
-    ...examples("fibrpc", style, paint),
-    ...section("ENVIRONMENT", environment, paint),
-    ...section("EXIT CODES", exitCodes, paint),
-    "",
-    ...wrap("fibrpc <command> --help (or fibrpc help <command>) lists the options of a command.", style.width, 0),
-  ];
-  return `${lines.join("\n")}\n`;
-}
+/** Variables help reads itself (listed in the root help next to the FIBRPC_* ones). */
+const HELP_ENV: readonly Row[] = [
+  ["NO_COLOR", "Set (to anything, even empty): help is plain text even on a terminal"],
+  ["FORCE_COLOR", "Set (not 0 or false): help is coloured even off a terminal (NO_COLOR still wins)"],
+  ["COLUMNS", `Width help wraps to, at most ${MAX_WIDTH} (default: the terminal's, 80 off a terminal)`],
+];
 
-/** The commands of `main`, each loaded (lazily declared ones too). */
-export async function commandsOf(main: AnyCommand): Promise<Record<string, AnyCommand | (() => Promise<AnyCommand>)>> {
-  return ((await resolve(main.subCommands)) ?? {}) as Record<string, AnyCommand | (() => Promise<AnyCommand>)>;
-}
+const VARIABLES =
+  "Every option is also a variable (--max-n is FIBRPC_MAX_N), and a line of a --config file; " +
+  "a flag wins over the variable, the variable over the file.";
+const ROOT_LAST = "fibrpc <command> --help (or fibrpc help <command>) lists the options of a command.";
 
 /** The help `rawArgs` ask for (the first word that names a command, else the root's), as text. */
 export async function helpText(main: AnyCommand, rawArgs: readonly string[], style: HelpStyle): Promise<string> {
   const commands = await commandsOf(main);
   const name = rawArgs.find((a) => !a.startsWith("-") && Object.hasOwn(commands, a));
   if (name !== undefined) return renderCommandHelp(name as CommandName, await resolve(commands[name]!), style);
-  const rows = await Promise.all(
-    Object.entries(commands).map(async ([label, c]) => ({ label, text: await descriptionOf(await resolve(c)) })),
-  );
-  return renderRootHelp(await descriptionOf(main), rows, style);
+  // The root's page: the commands, examples, environment and exit codes.
+  const rows = Object.entries(commands).map(async ([n, c]): Promise<Row> => [n, await descriptionOf(await resolve(c))]);
+  const takenBy = (option: OptionName) => COMMANDS.filter((c) => takes(c, option)).join(", ");
+  const variables = (Object.keys(OPTIONS) as OptionName[]).map((o): Row => [OPTIONS[o].env, `--${o} (${takenBy(o)})`]);
+  const codes = Object.values(EXIT_CODES).map((e): Row => [`${String(e.code).padEnd(4)}${e.name}`, e.meaning]);
+  const first = `fibrpc ${version}: ${await descriptionOf(main)}`;
+  return page(style, first, "fibrpc <command> [OPTIONS]", ROOT_LAST, {
+    COMMANDS: table(await Promise.all(rows), style),
+    OPTIONS: table([HELP_ROW, ["-v, --version", "Print the version"]], style),
+    EXAMPLES: examples("fibrpc", style),
+    ENVIRONMENT: [...wrap(VARIABLES, style.width, 2), ...table([...variables, ...HELP_ENV], style)],
+    "EXIT CODES": table(codes, style),
+  });
 }
 
-/**
- * Writes help to stdout, styled for it. A reader that left early (`fibrpc --help | head -3`) is not an error:
- * help is done either way.
- */
+/** Writes help to stdout, styled for it; a reader that left early (`fibrpc --help | head -3`) is no error. */
 export async function printHelp(render: (style: HelpStyle) => Promise<string>): Promise<void> {
   const text = await render(helpStyle(process.stdout, process.env));
-  const gone = (err: unknown) => (err as { code?: string }).code === "EPIPE";
   // Bun reports a closed pipe both to the write's callback and as the stream's "error" event.
-  process.stdout.on("error", (err) => {
-    if (!gone(err)) throw err;
-  });
-  try {
-    await writeStdout(text);
-  } catch (err) {
-    if (!gone(err)) throw err;
-  }
+  const unlessGone = (err: unknown) => {
+    if ((err as { code?: string }).code !== "EPIPE") throw err;
+  };
+  process.stdout.on("error", unlessGone);
+  await writeStdout(text).catch(unlessGone);
 }
