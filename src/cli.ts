@@ -8,7 +8,8 @@
 import "./rpc/amqplib-internals.ts";
 import { defineCommand } from "citty";
 import callCommand from "./commands/call.ts";
-import { installCrashHandlers, runMain } from "./commands/_run.ts";
+import { runMain } from "./commands/_run.ts";
+import { installCrashHandlers } from "./report.ts";
 import { version } from "./version.ts";
 
 // Nothing ever prints a stack trace or the binary's minified source unasked.

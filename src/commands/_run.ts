@@ -2,21 +2,18 @@
  * A run of fibrpc, from argv to an exit code. The first word names the command (cli.ts's map of citty
  * records); the rest is scanned once (options-scan.ts) into flags, operands and whether help was asked
  * for; then the options are resolved (config file read once), with the rest of what a run reads from the
- * environment (env-settings.ts), and the command's body runs. An error a user can cause is one line on
- * stderr — what happened and why, and the hint of what to do (hints.ts) — never a stack trace; an
- * unexpected one is one line too, with the stack only at --log-level debug (Bun would otherwise print an
- * excerpt of the minified source of the compiled binary). Every line is masked (mask.ts): by shape until
- * the options are resolved, then with the secrets of the broker URLs they hold.
+ * environment (env-settings.ts), and the command's body runs. Whatever fails is one line on stderr
+ * (report.ts), masked by shape until the options are resolved, then with the secrets of their broker URLs.
  */
 import type { BrokerUrl } from "../broker-url.ts";
 import { envSettings, type EnvSettings } from "../env-settings.ts";
-import { ExitCode, FibrpcError } from "../errors.ts";
-import { withHint } from "../hints.ts";
+import { ExitCode } from "../errors.ts";
 import { showsDebug } from "../log.ts";
 import { Masker, maskSecrets } from "../mask.ts";
-import { loadGiven } from "../options-resolve.ts";
+import { loadOptions } from "../options-resolve.ts";
 import { scanCommandLine, type OnNegativeNumber } from "../options-scan.ts";
-import { OPTIONS, type CommandName, type Options } from "../options.ts";
+import type { CommandName, Options } from "../options.ts";
+import { installCrashHandlers, reportError } from "../report.ts";
 import { closest } from "../suggest.ts";
 import { versionLine } from "../version.ts";
 import { commandsOf, helpText, printHelp, renderCommandHelp, type AnyCommand } from "./_help.ts";
@@ -125,7 +122,7 @@ export async function runAction<C extends CommandName>(
   extras: RunExtras = {},
 ): Promise<never> {
   const { rawArgs, cmd } = "rawArgs" in from ? from : { rawArgs: from, cmd: undefined };
-  let debug = debugAsked;
+  let debug: boolean | undefined;
   let masker = new Masker();
   let code: ExitCode;
   try {
@@ -135,82 +132,17 @@ export async function runAction<C extends CommandName>(
       process.exit(ExitCode.OK);
     }
     if (line.problem) throw line.problem;
-    const options = await loadGiven(command, line.flags, process.env);
+    const options = await loadOptions(command, { flags: line.flags, env: process.env });
     masker = new Masker((options as { url?: readonly BrokerUrl[] }).url);
     const level = (options as { logLevel?: string }).logLevel;
-    if (level !== undefined) {
-      const wanted = showsDebug(level);
-      debug = () => wanted;
-    }
+    if (level !== undefined) debug = showsDebug(level);
     // Crashes from here on follow the level resolved (it may come from the config file), and
     // mask the URLs the options hold.
-    installCrashHandlers(debug, masker);
+    const wanted = debug;
+    installCrashHandlers(wanted === undefined ? undefined : () => wanted, masker);
     code = await body(options, { masker, env: envSettings(process.env) }, line.operands);
   } catch (err) {
-    code = reportError(err, { command, debug: debug(), masker });
+    code = reportError(err, { command, debug, masker });
   }
   process.exit(code);
-}
-
-/** One line, masked: a message must not break the one-line rule with its own line breaks. */
-function line(text: string, masker: Masker): string {
-  return masker.mask(text.replace(/\s*[\r\n]+\s*/g, " "));
-}
-
-/** The log level asked for on the command line or in the environment, for a crash before options are read. */
-function debugAsked(): boolean {
-  const argv = process.argv;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === "--log-level") return showsDebug(argv[i + 1]);
-    if (arg.startsWith("--log-level=")) return showsDebug(arg.slice("--log-level=".length));
-  }
-  return showsDebug(process.env[OPTIONS["log-level"].env]);
-}
-
-/**
- * Writes the line for an error and returns its exit code. A FibrpcError is its message and the
- * hint for `command`; anything else is an internal error (the stack only if `debug`). Masked with
- * `masker` (before the options are resolved: URLs by their shape only).
- */
-export function reportError(
-  err: unknown,
-  o: { command?: CommandName; debug?: boolean; masker?: Masker } = {},
-): ExitCode {
-  const masker = o.masker ?? new Masker();
-  if (err instanceof FibrpcError) {
-    process.stderr.write(`fibrpc: ${line(withHint(err, o.command), masker)}\n`);
-    return err.exitCode;
-  }
-  const message = err instanceof Error ? `${err.name === "Error" ? "" : `${err.name}: `}${err.message}` : String(err);
-  if (o.debug ?? debugAsked()) {
-    const stack = err instanceof Error && err.stack ? err.stack : message;
-    const head = `fibrpc: internal error: ${line(message, masker)} (a bug; please report it with this stack trace)`;
-    process.stderr.write(`${head}\n${masker.mask(stack)}\n`);
-  } else {
-    const hint = "(rerun with --log-level debug for the stack trace; please report it)";
-    process.stderr.write(`fibrpc: internal error: ${line(message, masker)} ${hint}\n`);
-  }
-  return ExitCode.INTERNAL;
-}
-
-const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
-
-/**
- * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the
- * main thread: reported like any internal error, masked with `masker`, then exit 70. Installing
- * again replaces the handlers installed before (runAction does, once the options are resolved).
- * In serve's worker threads an uncaught error ends the worker; the supervisor logs it in one line
- * and restarts it.
- */
-export function installCrashHandlers(debug: () => boolean = debugAsked, masker = new Masker()): void {
-  for (const event of ["uncaughtException", "unhandledRejection"] as const) {
-    for (const listener of process.listeners(event)) {
-      if (CRASH_HANDLER in listener) process.off(event, listener as never);
-    }
-    const crash = Object.assign((err: unknown) => process.exit(reportError(err, { debug: debug(), masker })), {
-      [CRASH_HANDLER]: true,
-    });
-    process.on(event, crash);
-  }
 }

@@ -69,7 +69,14 @@ test("src/serve/ imports nothing from commands/", () => {
  * own modules, which hand the environment to the option resolution), the test build's seam, and
  * compile-time constants (scripts/build.ts defines FIBRPC_COMMIT).
  */
-const ENV_READERS = new Set(["commands/_run.ts", "commands/_help.ts", "serve/test-build.ts", "version.ts"]);
+const ENV_READERS = new Set([
+  "commands/_run.ts",
+  "commands/_help.ts",
+  // The log level, for a crash before the command line is read.
+  "report.ts",
+  "serve/test-build.ts",
+  "version.ts",
+]);
 const isEnvReader = (path: string) => ENV_READERS.has(path) || /^options[^/]*\.ts$/.test(path);
 const COMMENT = /^\s*(\/\/|\*|\/\*)/;
 

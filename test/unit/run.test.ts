@@ -10,11 +10,13 @@ import { join, resolve } from "node:path";
 const dir = mkdtempSync(join(tmpdir(), "fibrpc-run-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const RUN = resolve(import.meta.dir, "../../src/commands/_run.ts");
+const REPORT = resolve(import.meta.dir, "../../src/report.ts");
 const MASK = resolve(import.meta.dir, "../../src/mask.ts");
 const URL_MODULE = resolve(import.meta.dir, "../../src/broker-url.ts");
 
 const script = `
-import { installCrashHandlers, runAction } from ${JSON.stringify(RUN)};
+import { runAction } from ${JSON.stringify(RUN)};
+import { installCrashHandlers } from ${JSON.stringify(REPORT)};
 import { Masker } from ${JSON.stringify(MASK)};
 import { parseBrokerUrl } from ${JSON.stringify(URL_MODULE)};
 installCrashHandlers(undefined, new Masker([parseBrokerUrl("amqp://u:pa%20ss-w0rd@h")]));

@@ -1,0 +1,70 @@
+/**
+ * How a failure reaches the user: one line on stderr, masked (mask.ts), never a stack trace unasked.
+ * An error a user can cause (a FibrpcError) is its message and the hint of what to do (hints.ts); anything
+ * else is an internal error, with the stack only at --log-level debug (Bun would otherwise print an excerpt
+ * of the minified source of the compiled binary).
+ */
+import { ExitCode, FibrpcError } from "./errors.ts";
+import { withHint } from "./hints.ts";
+import { showsDebug } from "./log.ts";
+import { Masker } from "./mask.ts";
+import type { CommandName } from "./options.ts";
+
+/**
+ * Whether --log-level debug (or FIBRPC_LOG_LEVEL) was asked for, for a crash before the command line is
+ * scanned (loading a command): the one look at argv outside the scan, and only for this.
+ */
+function debugAsked(): boolean {
+  const argv = process.argv;
+  const at = argv.findIndex((arg) => arg === "--log-level" || arg.startsWith("--log-level="));
+  const level = at === -1 ? process.env.FIBRPC_LOG_LEVEL : (argv[at]!.split("=")[1] ?? argv[at + 1]);
+  return showsDebug(level);
+}
+
+/** One line, masked: a message must not break the one-line rule with its own line breaks. */
+function line(text: string, masker: Masker): string {
+  return masker.mask(text.replace(/\s*[\r\n]+\s*/g, " "));
+}
+
+/**
+ * Writes the line for an error and returns its exit code. A FibrpcError gets the hint for `command`.
+ * Masked with `masker` (before the options are resolved: URLs by their shape only).
+ */
+export function reportError(
+  err: unknown,
+  o: { command?: CommandName; debug?: boolean; masker?: Masker } = {},
+): ExitCode {
+  const masker = o.masker ?? new Masker();
+  if (err instanceof FibrpcError) {
+    process.stderr.write(`fibrpc: ${line(withHint(err, o.command), masker)}\n`);
+    return err.exitCode;
+  }
+  const message = err instanceof Error ? `${err.name === "Error" ? "" : `${err.name}: `}${err.message}` : String(err);
+  if (o.debug ?? debugAsked()) {
+    const stack = err instanceof Error && err.stack ? err.stack : message;
+    const head = `fibrpc: internal error: ${line(message, masker)} (a bug; please report it with this stack trace)`;
+    process.stderr.write(`${head}\n${masker.mask(stack)}\n`);
+  } else {
+    const hint = "(rerun with --log-level debug for the stack trace; please report it)";
+    process.stderr.write(`fibrpc: internal error: ${line(message, masker)} ${hint}\n`);
+  }
+  return ExitCode.INTERNAL;
+}
+
+const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
+
+/**
+ * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the main thread:
+ * reported like any internal error, then exit 70. Installing again replaces the handlers installed before
+ * (runAction does, once it knows the log level and the URLs to mask). In serve's worker threads an uncaught
+ * error ends the worker; the supervisor logs it in one line and restarts it.
+ */
+export function installCrashHandlers(debug: () => boolean = debugAsked, masker = new Masker()): void {
+  for (const event of ["uncaughtException", "unhandledRejection"] as const) {
+    for (const listener of process.listeners(event)) {
+      if (CRASH_HANDLER in listener) process.off(event, listener as never);
+    }
+    const crash = (err: unknown) => process.exit(reportError(err, { debug: debug(), masker }));
+    process.on(event, Object.assign(crash, { [CRASH_HANDLER]: true }));
+  }
+}
