@@ -6,6 +6,7 @@
  * the main thread, for the whole process.
  */
 import { Registry } from "prom-client";
+import { usageError } from "../errors.ts";
 import { bunVersion, commit, version } from "../version.ts";
 import { collected, processRegistry, type Sample } from "./process-metrics.ts";
 import { LATENCY_BUCKETS } from "./stats.ts";
@@ -102,16 +103,14 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   return registry;
 }
 
-/** Listens on `hostname` (serve's --http-host: loopback unless told otherwise); throws if it cannot. */
+/** Listens on `hostname` (serve's --http-host: loopback unless told otherwise); a usage error if it cannot. */
 export function startHttp(
   hostname: string,
   port: number,
   supervisor: Pick<Supervisor, "collect" | "state">,
 ): { url: string; stop(): void } {
   const processMetrics = processRegistry();
-  const server = Bun.serve({
-    port,
-    hostname,
+  const server = listen(hostname, port, {
     async fetch(request) {
       const { pathname } = new URL(request.url);
       if (pathname === "/metrics") {
@@ -140,4 +139,18 @@ export function startHttp(
   });
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   return { url: `http://${host}:${server.port}`, stop: () => server.stop(true) };
+}
+
+/** Bun.serve, with a port in use or an address not of this machine as usage errors (before any worker starts). */
+function listen(hostname: string, port: number, handler: { fetch(request: Request): Promise<Response> }) {
+  try {
+    return Bun.serve({ hostname, port, ...handler });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "EADDRINUSE")
+      throw usageError(`--http-port ${port} is already in use on ${hostname}; pick another port`);
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_NONAME")
+      throw usageError(`--http-host ${hostname} is not an address of this machine`);
+    throw err;
+  }
 }

@@ -10,6 +10,9 @@
  * serve never rewrites or deletes a file another live serve holds.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { usageError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { ServeStatusUpdate } from "./supervisor.ts";
 
 export interface ServeStatus {
   pid: number;
@@ -85,6 +88,58 @@ export function removeStatus(path: string): void {
     return;
   }
   rmSync(path, { force: true });
+}
+
+/** serve's side of the file: claimed at start, rewritten on each update, removed at exit. */
+export interface StatusKeeper {
+  update(status: ServeStatusUpdate): void;
+  release(): void;
+}
+
+/**
+ * Claims `path` for this serve, or throws a usage error if another running serve holds it: two sharing it
+ * would answer `fibrpc health` for each other, and the first to exit would delete it under the other.
+ * Writing never stops serving: a file that cannot be written is one warning (until it can be again), and a
+ * file another serve took over meanwhile (this one was stopped long enough to look gone) is left to it.
+ */
+export function keepStatus(path: string, of: { queue: string; workers: number }, log: Logger): StatusKeeper {
+  const statusOf = ({ serving, workers, blocked }: ServeStatusUpdate): ServeStatus => ({
+    pid: process.pid,
+    queue: of.queue,
+    workers,
+    serving,
+    ...(blocked === undefined ? {} : { blocked }),
+    updatedAt: Date.now(),
+  });
+  const claim = claimStatus(path, statusOf({ serving: 0, workers: of.workers }));
+  if (!claim.claimed && "holder" in claim) {
+    throw usageError(
+      `--status-file ${path} is held by another serve (pid ${claim.holder}), which is running; ` +
+        "give each serve its own --status-file",
+    );
+  }
+  let warned = false;
+  let lost = false;
+  const update = (status: ServeStatusUpdate) => {
+    if (lost) return;
+    const holder = holderOf(path);
+    if (holder !== undefined) {
+      log.warn(
+        `the status file ${path} is now held by another serve (pid ${holder}); ` +
+          "this one stops writing it, so `fibrpc health` reports on that one",
+      );
+      lost = true;
+      return;
+    }
+    try {
+      writeStatus(path, statusOf(status));
+      warned = false;
+    } catch (err) {
+      if (!warned) log.warn(`cannot write the status file ${path}: ${(err as Error).message}`);
+      warned = true;
+    }
+  };
+  return { update, release: () => removeStatus(path) };
 }
 
 export type Health = { healthy: true; status: ServeStatus } | { healthy: false; reason: string };
