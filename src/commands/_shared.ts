@@ -1,13 +1,19 @@
-/**
- * What several commands do with their resolved options (options.ts): read the TLS files of the
- * broker options, and make the logger.
- */
+/** What several commands make of their resolved options (options.ts): where to connect, the logger, the client. */
 import { readFileSync } from "node:fs";
 import type { BrokerUrl } from "../broker-url.ts";
 import { usageError } from "../errors.ts";
 import { createLogger, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
+import type { ClientOptions, ReplyQueueMode } from "../rpc/client.ts";
 import type { RunContext } from "./_run.ts";
+
+interface BrokerOptions {
+  url: readonly BrokerUrl[];
+  queue: string;
+  tlsCa: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+}
 
 function readPem(flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
@@ -19,19 +25,25 @@ function readPem(flag: string, path: string | undefined): Buffer | undefined {
 }
 
 /** Where to connect: the broker URLs, in the order they are tried, and the TLS files' contents. */
-export function brokerTarget(o: {
-  url: readonly BrokerUrl[];
-  tlsCa: string | undefined;
-  tlsCert: string | undefined;
-  tlsKey: string | undefined;
-}): BrokerTarget {
-  return {
-    urls: o.url,
-    tls: { ca: readPem("tls-ca", o.tlsCa), cert: readPem("tls-cert", o.tlsCert), key: readPem("tls-key", o.tlsKey) },
-  };
+export function brokerTarget(o: BrokerOptions): BrokerTarget {
+  const { tlsCa, tlsCert, tlsKey } = o;
+  const tls = { ca: readPem("tls-ca", tlsCa), cert: readPem("tls-cert", tlsCert), key: readPem("tls-key", tlsKey) };
+  return { urls: o.url, tls };
 }
 
 /** The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. */
 export function loggerOf(o: { logLevel: LogLevelName; logFormat: LogFormat }, run: RunContext): Logger {
   return createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
+}
+
+/** call's and bench's client: text requests on the options' queue, with the run's outlet and confirms. */
+export function clientOptionsOf(
+  o: BrokerOptions & { timeout: number },
+  run: RunContext,
+  log: Logger,
+  replyQueue: ReplyQueueMode,
+): ClientOptions {
+  const { outlet, publisherConfirms } = run.env;
+  const broker = brokerTarget(o);
+  return { broker, queue: o.queue, replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet };
 }

@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
-import { argsOf } from "../options.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
@@ -9,18 +8,7 @@ import type { Masker } from "../mask.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "../hints.ts";
 import { runAction } from "./_run.ts";
-import { brokerTarget, loggerOf } from "./_shared.ts";
-
-const args = {
-  n: {
-    type: "positional",
-    valueHint: "N [N ...]",
-    description:
-      `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; ` +
-      "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line",
-  },
-  ...argsOf("call"),
-} as const;
+import { clientOptionsOf, loggerOf } from "./_shared.ts";
 
 function invalidN(token: string, why: string): FibrpcError {
   return usageError(`invalid n ${JSON.stringify(token)}: ${why}`);
@@ -28,7 +16,15 @@ function invalidN(token: string, why: string): FibrpcError {
 
 export default defineCommand({
   meta: { name: "call", description: "Ask the servers for fib(N) and print each result on its own line" },
-  args,
+  args: {
+    n: {
+      type: "positional",
+      valueHint: "N [N ...]",
+      description:
+        `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; ` +
+        "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line",
+    },
+  },
   run: (context) =>
     runAction(
       "call",
@@ -42,8 +38,8 @@ export default defineCommand({
           if (!parsedN.ok) throw invalidN(token, parsedN.message);
           return parsedN.n;
         });
-        const broker = brokerTarget(o);
         const log = loggerOf(o, run);
+        const clientOptions = clientOptionsOf(o, run, log, o.replyQueue); // reads the TLS files: a usage error
         const { masker } = run;
 
         // From here on, with --json, every n gets its line on stdout whatever happens (the usage
@@ -52,17 +48,6 @@ export default defineCommand({
         let printed = 0;
         try {
           const deadline = Date.now() + o.timeout;
-          const { outlet, publisherConfirms } = run.env;
-          const clientOptions = {
-            broker,
-            queue: o.queue,
-            replyQueue: o.replyQueue,
-            format: "text",
-            timeoutMs: o.timeout,
-            log,
-            publisherConfirms,
-            outlet,
-          } as const;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
           // With --retry, a broker that refuses the first connection (restarting) is tried again
           // until the deadline, as a lost connection is (rpc/retry.ts).
