@@ -14,15 +14,11 @@ type Env = Readonly<Record<string, string | undefined>>;
 type File = Readonly<Record<string, string>>;
 type Resolved = { value: unknown; source: Source };
 
-export interface OptionInput {
-  /** The command line after the command's name. */
-  rawArgs: readonly string[];
-  /** The environment (process.env). */
-  env: Env;
-  /** The FIBRPC_* settings of the --config file, if any (see readConfigFile). */
-  file?: File;
-  onNegativeNumber?: OnNegativeNumber;
-}
+/** The command line after the command's name, or its flags scanned already (options-scan.ts). */
+type CommandLine = { rawArgs: readonly string[]; onNegativeNumber?: OnNegativeNumber } | { flags: GivenFlags };
+
+/** The environment (process.env), and the FIBRPC_* settings of the --config file, if any (readConfigFile). */
+export type OptionInput = CommandLine & { env: Env; file?: File };
 
 /** A value and where it came from: flag > environment > config file > default. */
 function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, file: File): Resolved {
@@ -78,8 +74,16 @@ function tlsPair(o: { tlsCert: string | undefined; tlsKey: string | undefined })
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usageError("--tls-cert and --tls-key go together");
 }
 
-/** The flags of a command line, scanned strictly: its first problem thrown. */
-function flagsOf(command: CommandName, input: Omit<OptionInput, "env" | "file">): GivenFlags {
+/** The keys a --config file may hold: every option's variable, whichever command takes it. */
+const ALL = Object.values(OPTIONS);
+const CONFIG_KEYS: ConfigKeys = {
+  known: ALL.flatMap((o) => (o.inFile === false ? [] : [o.env])),
+  notInFile: ALL.flatMap((o) => (o.inFile === false ? [o.env] : [])),
+};
+
+/** The flags given, or those of the command line, scanned strictly: its first problem thrown. */
+function flagsOf(command: CommandName, input: CommandLine): GivenFlags {
+  if ("flags" in input) return input.flags;
   const line = scanCommandLine(command, input.rawArgs, input.onNegativeNumber);
   if (line.problem) throw line.problem;
   return line.flags;
@@ -87,10 +91,8 @@ function flagsOf(command: CommandName, input: Omit<OptionInput, "env" | "file">)
 
 /** A command's options from its command line, the environment and the config file's settings (given). */
 export function resolveOptions<C extends CommandName>(command: C, input: OptionInput): Options<C> {
-  return resolveGiven(command, flagsOf(command, input), input.env, input.file ?? {});
-}
-
-export function resolveGiven<C extends CommandName>(command: C, flags: GivenFlags, env: Env, file: File): Options<C> {
+  const { env, file = {} } = input;
+  const flags = flagsOf(command, input);
   const values: Record<string, unknown> = {};
   const from: Record<string, Source> = {};
   for (const name of optionsOf(command)) {
@@ -103,24 +105,13 @@ export function resolveGiven<C extends CommandName>(command: C, flags: GivenFlag
   return options;
 }
 
-/** The keys a --config file may hold: every option's variable, whichever command takes it. */
-const ALL = Object.values(OPTIONS);
-const CONFIG_KEYS: ConfigKeys = {
-  known: ALL.flatMap((o) => (o.inFile === false ? [] : [o.env])),
-  notInFile: ALL.flatMap((o) => (o.inFile === false ? [o.env] : [])),
-};
-
-/** resolveOptions with the config file read first, once: every other option may come from it. */
+/** resolveOptions with the config file (--config, else FIBRPC_CONFIG) read first, once, after the command line. */
 export async function loadOptions<C extends CommandName>(
   command: C,
-  input: Omit<OptionInput, "file">,
+  input: CommandLine & { env: Env },
 ): Promise<Options<C>> {
-  return loadGiven(command, flagsOf(command, input), input.env);
-}
-
-/** loadOptions after the scan. The command line is checked before the file is read. */
-export async function loadGiven<C extends CommandName>(command: C, flags: GivenFlags, env: Env): Promise<Options<C>> {
-  const path = takes(command, "config") ? resolveOne("config", flags.config, env, {}).value : undefined;
+  const flags = flagsOf(command, input);
+  const path = takes(command, "config") ? resolveOne("config", flags.config, input.env, {}).value : undefined;
   const file = path === undefined ? {} : await readConfigFile(path as string, CONFIG_KEYS);
-  return resolveGiven(command, flags, env, file);
+  return resolveOptions(command, { flags, env: input.env, file });
 }

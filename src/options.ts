@@ -3,11 +3,10 @@
  * parser. Its environment variable, also its key in a --config file, is derived from the flag (--max-n is
  * FIBRPC_MAX_N), as clap and urfave/cli derive theirs, so the two cannot drift apart. The table feeds, in one
  * direction: the scan of the command line (options-scan.ts), the resolution flag > environment > config file
- * > default (options-resolve.ts), --help (commands/_help.ts), shell completion (completion/model.ts) and
- * citty's command records (argsOf). The README's options table is checked against it row by row.
+ * > default (options-resolve.ts), --help (commands/_help.ts) and shell completion (completion/). citty's
+ * command records hold only the operands. The README's options table is checked against it row by row.
  */
 import { availableParallelism } from "node:os";
-import type { ArgsDef } from "citty";
 import { parseNSpec } from "./bench/stats.ts";
 import { parseBrokerUrls, type BrokerUrl } from "./broker-url.ts";
 import {
@@ -350,23 +349,13 @@ export const OPTIONS = named({
 
 export type OptionName = keyof typeof OPTIONS;
 
+const SERVE = ["workers", "prefetch", "max-n", "queue-type", "drain-timeout", "http-port", "http-host"] as const;
 const BROKER = ["url", "queue", "tls-ca", "tls-cert", "tls-key"] as const;
 const LOGS = ["log-level", "log-format", "config"] as const;
 
 /** The options each command takes, in the order --help lists them. */
 export const COMMAND_OPTIONS = {
-  serve: [
-    "workers",
-    "prefetch",
-    "max-n",
-    "queue-type",
-    "drain-timeout",
-    "http-port",
-    "http-host",
-    "status-file",
-    ...BROKER,
-    ...LOGS,
-  ],
+  serve: [...SERVE, "status-file", ...BROKER, ...LOGS],
   call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
   bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, ...LOGS],
   health: ["status-file", "max-age", "config"],
@@ -423,20 +412,4 @@ export function helpOf(name: OptionName, command: CommandName): string {
 export function shortOf(name: OptionName): string | undefined {
   const short = optionOf(name).short;
   return short === undefined ? undefined : `-${short}`;
-}
-
-/**
- * citty's argument definitions of a command's options, so that its citty record is complete. Read by nothing
- * here: the scan, help and completion read the table itself (citty never parses; see docs/architecture.md).
- */
-export function argsOf(command: CommandName): ArgsDef {
-  const args: ArgsDef = {};
-  for (const name of optionsOf(command)) {
-    const { kind, short, valueHint } = optionOf(name);
-    const alias = short === undefined ? {} : { alias: [short] };
-    const description = helpOf(name, command);
-    const type = kind === "switch" ? { type: "boolean" as const } : { type: "string" as const, valueHint };
-    args[name] = { ...type, description, ...alias };
-  }
-  return args;
 }

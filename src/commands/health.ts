@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import { ExitCode } from "../errors.ts";
-import { argsOf } from "../options.ts";
 import { checkHealth } from "../serve/status.ts";
 import { writeStdout } from "../output.ts";
 import { runAction } from "./_run.ts";
@@ -12,7 +11,6 @@ export default defineCommand({
       "Exit 0 if the serve process of this machine or container has every worker connected, consuming " +
       "and not blocked by the broker; else exit 69 with the reason (for HEALTHCHECK)",
   },
-  args: argsOf("health"),
   run: (context) =>
     runAction("health", context, async (o) => {
       // Option resolution refuses health without a status file (options-resolve.ts, CHECKS.health).
