@@ -55,16 +55,17 @@ const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
 
 /**
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the main thread:
- * reported like any internal error, then exit 70. Installing again replaces the handlers installed before
- * (runAction does, once it knows the log level and the URLs to mask). In serve's worker threads an uncaught
+ * reported like any internal error, then exit 70; with the stack if `debug` (undefined: if asked for on the
+ * command line). Installing again replaces the handlers installed before (runAction does, once it knows the
+ * log level and the URLs to mask). In serve's worker threads an uncaught
  * error ends the worker; the supervisor logs it in one line and restarts it.
  */
-export function installCrashHandlers(debug: () => boolean = debugAsked, masker = new Masker()): void {
+export function installCrashHandlers(debug?: boolean, masker = new Masker()): void {
   for (const event of ["uncaughtException", "unhandledRejection"] as const) {
     for (const listener of process.listeners(event)) {
       if (CRASH_HANDLER in listener) process.off(event, listener as never);
     }
-    const crash = (err: unknown) => process.exit(reportError(err, { debug: debug(), masker }));
+    const crash = (err: unknown) => process.exit(reportError(err, { debug, masker }));
     process.on(event, Object.assign(crash, { [CRASH_HANDLER]: true }));
   }
 }

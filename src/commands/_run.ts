@@ -138,8 +138,7 @@ export async function runAction<C extends CommandName>(
     if (level !== undefined) debug = showsDebug(level);
     // Crashes from here on follow the level resolved (it may come from the config file), and
     // mask the URLs the options hold.
-    const wanted = debug;
-    installCrashHandlers(wanted === undefined ? undefined : () => wanted, masker);
+    installCrashHandlers(debug, masker);
     code = await body(options, { masker, env: envSettings(process.env) }, line.operands);
   } catch (err) {
     code = reportError(err, { command, debug, masker });
