@@ -30,13 +30,13 @@ function flagOf(long: string, option: Option, command?: CommandName, negatable =
 
 const HELP = flagOf("help", { kind: "switch", short: "h", help: "Show help" }, undefined, false);
 
-/** Every command: its flags (the table's, in its order, then --help), and what its operand completes to. */
+/** Every command: its flags (the table's, in its order, then --help), and the words its operand completes to. */
 export function completionModel() {
   return {
     commands: COMMANDS.map((command) => ({
       name: checkWord(command),
       flags: [...optionsOf(command).map((name) => flagOf(name, optionOf(name), command)), HELP],
-      operand: command === "completion" ? { name: "shell", words: SHELLS } : undefined,
+      operand: command === "completion" ? { name: "shell", words: SHELLS.map(checkWord).join(" ") } : undefined,
     })),
   };
 }

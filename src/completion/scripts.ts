@@ -18,7 +18,7 @@ export function bashScript({ commands }: CompletionModel, version: string): stri
   );
   const commandCases = commands.map(({ name, flags, operand }) => {
     const spelled = flags.flatMap((flag) => flag.spellings).join(" ");
-    return `      ${name}) flags='${spelled}' operands='${operand?.words.join(" ") ?? ""}' ;;`;
+    return `      ${name}) flags='${spelled}' operands='${operand?.words ?? ""}' ;;`;
   });
   return `# bash completion for fibrpc ${version}, printed by \`fibrpc completion bash\`.
 # Load it with: source <(fibrpc completion bash)   (e.g. in ~/.bashrc)
@@ -80,7 +80,7 @@ function zshSpecs({ long, spellings, description, value: { kind, words, hint }, 
 /** zsh: an `_arguments` spec per command. It works autoloaded from $fpath (`#compdef`) and sourced after compinit. */
 export function zshScript({ commands }: CompletionModel, version: string): string {
   const cases = commands.map(({ name, flags, operand }) => {
-    const operands = operand ? [`'1:${operand.name}:(${operand.words.join(" ")})'`] : [];
+    const operands = operand ? [`'1:${operand.name}:(${operand.words})'`] : [];
     const lines = [...flags.flatMap(zshSpecs), ...operands, "&& ret=0 ;;"].map((line) => `            ${line}`);
     return `        ${name})\n          _arguments \\\n${lines.join(" \\\n")}`;
   });
@@ -134,7 +134,7 @@ export function fishScript({ commands }: CompletionModel, version: string): stri
       const line = `${when}${short ? ` -s ${short}` : ""} -l ${long}${takes} -d ${quoted(description)}`;
       return negatable ? [line, `${when} -l no-${long} -d ${quoted(`Turn off --${long}`)}`] : [line];
     });
-    return [...flagLines, ...(operand ? [`${when} -a '${operand.words.join(" ")}'`] : [])];
+    return [...flagLines, ...(operand ? [`${when} -a '${operand.words}'`] : [])];
   });
   return `# fish completion for fibrpc ${version}, printed by \`fibrpc completion fish\`.
 # Install: fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish
