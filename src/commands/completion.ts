@@ -1,25 +1,22 @@
 /**
- * `fibrpc completion bash|zsh|fish`: the completion script for one shell on stdout, generated
- * from the option table (completion/model.ts); a shell it does not know is a usage error.
+ * `fibrpc completion bash|zsh|fish`: the completion script for one shell on stdout, generated from the
+ * option table (completion/model.ts); a shell it does not know is a usage error.
  */
 import { defineCommand } from "citty";
-import { bashScript } from "../completion/bash.ts";
-import { fishScript } from "../completion/fish.ts";
 import { completionModel, SHELLS, type Shell } from "../completion/model.ts";
-import { zshScript } from "../completion/zsh.ts";
+import { bashScript, fishScript, zshScript } from "../completion/scripts.ts";
 import { ExitCode, usageError } from "../errors.ts";
 import { writeStdout } from "../output.ts";
 import { version } from "../version.ts";
 import { runAction } from "./_run.ts";
 
 const SCRIPTS: Record<Shell, typeof bashScript> = { bash: bashScript, zsh: zshScript, fish: fishScript };
-
-const shellList = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
+const shells = `${SHELLS.slice(0, -1).join(", ")} or ${SHELLS.at(-1)}`;
 
 export default defineCommand({
   meta: {
     name: "completion",
-    description: `Print a shell completion script (${shellList}) for fibrpc's commands and options`,
+    description: `Print a shell completion script (${shells}) for fibrpc's commands and options`,
   },
   args: {
     shell: {
@@ -27,19 +24,18 @@ export default defineCommand({
       valueHint: SHELLS.join("|"),
       // How to install each script: the EXAMPLES of this command's help (commands/_help.ts).
       description:
-        `The shell to print the script for: ${shellList}. The script completes commands, flags and ` +
+        `The shell to print the script for: ${shells}. The script completes commands, flags and ` +
         "the values of flags with a fixed set, from this fibrpc's option table: print it again after upgrading",
     },
   },
   run: (context) =>
     runAction("completion", context, async (_, _run, words) => {
+      const shell = words[0] as Shell;
       if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
-      if (words.length > 1) throw usageError(`name one shell (${shellList}), got ${words.length}: ${words.join(" ")}`);
-      const shell = words[0]!;
-      if (!(SHELLS as readonly string[]).includes(shell)) {
-        throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shellList}`);
-      }
-      await writeStdout(SCRIPTS[shell as Shell](completionModel(), version));
+      if (words.length > 1) throw usageError(`name one shell (${shells}), got ${words.length}: ${words.join(" ")}`);
+      if (!SHELLS.includes(shell))
+        throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shells}`);
+      await writeStdout(SCRIPTS[shell](completionModel(), version));
       return ExitCode.OK;
     }),
 });

@@ -1,111 +1,54 @@
 /**
- * What shell completion knows about fibrpc, read from the option table (options.ts) each time a
- * script is printed: the commands (COMMANDS), each command's flags with their short forms, and
- * which values a flag takes (a fixed set: its `choices`; a file: its value hint). Nothing here
- * lists a command or a flag by hand, so an option added to the table is completed by the next
- * script printed.
+ * What shell completion knows about fibrpc, read from the option table (options.ts) each time a script is
+ * printed: the commands, their flags, what a flag's value completes to. Nothing here lists a command or a
+ * flag by hand, so an option added to the table is completed by the next script printed.
  */
-import { COMMANDS, optionOf, optionsOf, type CommandName, type OptionName } from "../options.ts";
+import { COMMANDS, optionOf, optionsOf, type CommandName, type OptionDef } from "../options.ts";
 
 /** The shells `fibrpc completion` prints a script for. */
 export const SHELLS = ["bash", "zsh", "fish"] as const;
 export type Shell = (typeof SHELLS)[number];
-
-/** What a flag's value completes to: nothing (an on/off flag), one of a set, a file name, or anything. */
-export type FlagValue =
-  | { kind: "none" }
-  | { kind: "choice"; choices: readonly string[] }
-  | { kind: "file" }
-  | { kind: "any"; hint: string };
-
-export interface FlagSpec {
-  /** Without dashes, e.g. "log-level". */
-  long: string;
-  /** One-letter aliases, without the dash, e.g. ["w"]. */
-  short: readonly string[];
-  /** One line for shells that show descriptions (zsh, fish). */
-  description: string;
-  value: FlagValue;
-  /** An on/off flag also taken as --no-<long>. */
-  negatable: boolean;
-  /** May be given several times (--url). */
-  repeatable: boolean;
-}
-
-export interface CommandSpec {
-  name: CommandName;
-  flags: readonly FlagSpec[];
-  /** What the words that are not flags complete to: a fixed set (completion's shells), or nothing offered. */
-  positional: readonly string[];
-}
-
-export interface CompletionModel {
-  program: string;
-  commands: readonly CommandSpec[];
-  /** Flags of `fibrpc` itself, before any command. */
-  rootFlags: readonly FlagSpec[];
-}
-
-const HELP: FlagSpec = {
-  long: "help",
-  short: ["h"],
-  description: "Show help",
-  value: { kind: "none" },
-  negatable: false,
-  repeatable: false,
-};
-const VERSION: FlagSpec = {
-  long: "version",
-  short: ["v"],
-  description: "Show the version",
-  value: { kind: "none" },
-  negatable: false,
-  repeatable: false,
-};
-
-/** Value hints of options that name a file (file names are completed for them). */
-const FILE_HINTS = new Set(["file", "path"]);
-
-/** What each command's positional words complete to (only `completion` has a fixed set). */
-const POSITIONAL: { readonly [C in CommandName]?: readonly string[] } = { completion: SHELLS };
+export type CompletionModel = ReturnType<typeof completionModel>;
+export type Flag = ReturnType<typeof flagOf>;
+type Option = Pick<OptionDef<unknown>, "kind" | "short" | "choices" | "valueHint" | "repeatable" | "help">;
 
 /**
- * The help text's first clause, on one line: enough to tell flags apart in a menu. The full
- * text, with the variable and the default, is in --help.
+ * A flag, and every way to write it (-s, --long, and --no-long if negatable). Its value completes to nothing
+ * (an on/off flag), one of its choices (`words`: space-separated), a file name (the value hint says it names
+ * one) or anything (`hint` says what).
  */
+function flagOf(long: string, option: Option, command?: CommandName, negatable = option.kind === "switch") {
+  const { kind, short, choices, valueHint: hint = "value", repeatable = false, help } = option;
+  const completes = kind === "switch" ? "none" : choices ? "choice" : ["file", "path"].includes(hint) ? "file" : "any";
+  const names = [short && `-${short}`, `--${long}`, negatable && `--no-${long}`];
+  const spellings = names.filter((name) => typeof name === "string");
+  const value = { kind: completes, choices: choices ?? [], words: choices?.join(" ") ?? "", hint };
+  for (const word of [...spellings, ...value.choices]) checkWord(word);
+  const description = shortDescription(typeof help === "string" ? help : (help[command!] ?? ""));
+  return { long, short, spellings, description, value, negatable, repeatable };
+}
+
+const HELP = flagOf("help", { kind: "switch", short: "h", help: "Show help" }, undefined, false);
+
+/** Every command: its flags (the table's, in its order, then --help), and the words its operand completes to. */
+export function completionModel() {
+  return {
+    commands: COMMANDS.map((command) => ({
+      name: checkWord(command),
+      flags: [...optionsOf(command).map((name) => flagOf(name, optionOf(name), command)), HELP],
+      operand: command === "completion" ? { name: "shell", words: SHELLS.map(checkWord).join(" ") } : undefined,
+    })),
+  };
+}
+
+/** The help text's first clause, on one line: enough to tell flags apart in a menu (--help has it all). */
 export function shortDescription(help: string): string {
-  const clause = help
-    .split(/; |\. (?=[A-Z])/, 1)[0]!
-    .replace(/\s+/g, " ")
-    .trim();
+  const [clause = ""] = help.split(/; |\. (?=[A-Z])/, 1).map((text) => text.replace(/\s+/g, " ").trim());
   return clause.length <= 80 ? clause : `${clause.slice(0, 79).trimEnd()}…`;
 }
 
-function flagOf(name: OptionName, command: CommandName): FlagSpec {
-  const option = optionOf(name);
-  const help = typeof option.help === "string" ? option.help : (option.help[command] ?? "");
-  let value: FlagValue;
-  if (option.kind === "switch") value = { kind: "none" };
-  else if (option.choices !== undefined) value = { kind: "choice", choices: option.choices };
-  else if (option.valueHint !== undefined && FILE_HINTS.has(option.valueHint)) value = { kind: "file" };
-  else value = { kind: "any", hint: option.valueHint ?? "value" };
-  const short = option.short === undefined ? [] : [option.short];
-  const [negatable, repeatable] = [option.kind === "switch", option.repeatable === true];
-  return { long: name, short, description: shortDescription(help), value, negatable, repeatable };
-}
-
-export function completionModel(program = "fibrpc"): CompletionModel {
-  const commands = COMMANDS.map((name): CommandSpec => {
-    const flags = optionsOf(name).map((option) => flagOf(option, name));
-    return { name, flags: [...flags, HELP], positional: POSITIONAL[name] ?? [] };
-  });
-  return { program, commands, rootFlags: [HELP, VERSION] };
-}
-
 /** Every word a script embeds must need no quoting in any of the shells. */
-const PLAIN = /^-{0,2}[A-Za-z0-9][A-Za-z0-9._+-]*$/;
-export function checkWord(word: string): string {
-  if (!PLAIN.test(word))
-    throw new Error(`shell completion: ${JSON.stringify(word)} is not a plain word; quote it in the script generator`);
-  return word;
+export function checkWord<W extends string>(word: W): W {
+  if (/^-{0,2}[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(word)) return word;
+  throw new Error(`shell completion: ${JSON.stringify(word)} is not a plain word; quote it in the script generator`);
 }

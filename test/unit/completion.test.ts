@@ -4,11 +4,9 @@
  * in each shell's script. (The scripts are run in real shells in test/integration/completion.test.ts.)
  */
 import { describe, expect, test } from "bun:test";
-import { bashScript } from "../../src/completion/bash.ts";
-import { fishScript } from "../../src/completion/fish.ts";
 import { checkWord, completionModel, shortDescription } from "../../src/completion/model.ts";
-import { zshScript } from "../../src/completion/zsh.ts";
-import { argsOf, COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionDef, type OptionName } from "../../src/options.ts";
+import { bashScript, fishScript, zshScript } from "../../src/completion/scripts.ts";
+import { COMMAND_OPTIONS, COMMANDS, OPTIONS, type OptionDef, type OptionName } from "../../src/options.ts";
 
 const model = completionModel();
 
@@ -19,12 +17,11 @@ describe("the completion model is the option table", () => {
       expect(command.flags.map((f) => f.long)).toEqual([...COMMAND_OPTIONS[command.name], "help"]);
   });
 
-  test("short forms are citty's aliases; values: on/off, a fixed set, a file, or anything", () => {
+  test("short forms are the table's; values: on/off, a fixed set, a file, or anything", () => {
     for (const command of model.commands) {
-      const args = argsOf(command.name) as Record<string, { alias?: string | string[] }>;
       for (const flag of command.flags.filter((f) => f.long !== "help")) {
         const option: OptionDef<unknown> = OPTIONS[flag.long as OptionName];
-        expect(flag.short).toEqual([args[flag.long]?.alias ?? []].flat());
+        expect(flag.short).toEqual(option.short);
         const expected =
           option.kind === "switch"
             ? "none"
