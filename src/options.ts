@@ -95,6 +95,10 @@ const whole =
   (min: number, max?: number) =>
   (value: string, at: ValueAt): number =>
     parseWholeNumber(at.flag, value, min, max);
+/** The kinds of value most options take: each its hint (--help, "needs a value" errors) with its parser. */
+const FILE = { valueHint: "file", parse: text };
+const DURATION = { valueHint: "duration", parse: duration };
+const count = (min: number, max?: number) => ({ valueHint: "count", parse: whole(min, max) });
 /** A value from a fixed set: its hint, its parser and the set (for shell completion), from one list. */
 function choiceOf<const V extends string>(values: readonly V[], say = `one of ${values.join(", ")}`) {
   const parse = (value: string, at: ValueAt): V => {
@@ -140,7 +144,7 @@ export const OPTIONS = named({
     },
   }),
   "tls-ca": optional({
-    valueHint: "file",
+    ...FILE,
     // Measured with Bun 1.4.5 (test/integration/tls-default-ca.test.ts): without `ca`, Bun trusts
     // its built-in Mozilla roots plus OpenSSL's default locations (SSL_CERT_FILE, SSL_CERT_DIR,
     // else /etc/ssl/certs), and NODE_EXTRA_CA_CERTS; with `ca`, that CA alone. The image, FROM
@@ -150,15 +154,9 @@ export const OPTIONS = named({
       "The system's CAs are those of SSL_CERT_FILE, SSL_CERT_DIR or /etc/ssl/certs (none in the container image); " +
       "NODE_EXTRA_CA_CERTS adds to the default",
     defaultText: "Bun's built-in Mozilla roots + system CAs",
-    parse: text,
   }),
-  "tls-cert": optional({
-    valueHint: "file",
-    help: "PEM client certificate, for brokers that require one",
-    defaultText: "none",
-    parse: text,
-  }),
-  "tls-key": optional({ valueHint: "file", help: "PEM private key of --tls-cert", defaultText: "none", parse: text }),
+  "tls-cert": optional({ ...FILE, help: "PEM client certificate, for brokers that require one", defaultText: "none" }),
+  "tls-key": optional({ ...FILE, help: "PEM private key of --tls-cert", defaultText: "none" }),
   // Logs and the config file, for every command.
   "log-level": withDefault({ ...choiceOf(LOG_LEVELS), help: "Log level on stderr", default: "info" }),
   "log-format": withDefault({
@@ -167,31 +165,28 @@ export const OPTIONS = named({
     default: "pretty",
   }),
   config: optional({
-    valueHint: "file",
+    ...FILE,
     help:
       "File of FIBRPC_*=value lines (dotenv format), below flags and environment; " +
       "any command's variables may be in it, any other key is an error",
     defaultText: "none",
     inFile: false,
-    parse: text,
   }),
   // serve
   workers: withDefault({
+    ...count(1, 256),
     short: "w",
-    valueHint: "count",
     help: "Bun Workers in this process, each with its own connection and consumer",
     default: () => String(availableParallelism()),
     defaultText: "number of CPUs",
-    parse: whole(1, 256),
   }),
   prefetch: withDefault({
-    valueHint: "count",
+    ...count(1, 65_535),
     help:
       `Unacknowledged requests the broker may push to each worker; ` +
       `while computing a heavy request (n ≥ ${HEAVY_N}) a worker takes no new ones; ` +
       `1 is the tutorial's strict fair dispatch`,
     default: String(DEFAULT_PREFETCH),
-    parse: whole(1, 65_535),
   }),
   "max-n": withDefault({
     valueHint: "n",
@@ -207,13 +202,12 @@ export const OPTIONS = named({
     default: "classic",
   }),
   "drain-timeout": withDefault({
-    valueHint: "duration",
+    ...DURATION,
     help:
       "On SIGTERM/SIGINT, how long to finish requests in progress before stopping anyway: " +
       "exit 0 once drained, 75 if this ran out (the unfinished requests go back to the queue); " +
       "a second SIGINT/SIGTERM stops at once, exit 130/143",
     default: formatDuration(DEFAULT_DRAIN_TIMEOUT_MS),
-    parse: duration,
   }),
   "http-port": optional({
     valueHint: "port",
@@ -242,11 +236,10 @@ export const OPTIONS = named({
   }),
   // call and bench
   timeout: withDefault({
+    ...DURATION,
     short: "t",
-    valueHint: "duration",
     help: { call: "Give up on a call after this long, e.g. 500ms, 5s, 2m", bench: "Per-call timeout" },
     default: formatDuration(DEFAULT_TIMEOUT_MS),
-    parse: duration,
   }),
   json: onOff({
     short: "j",
@@ -264,7 +257,7 @@ export const OPTIONS = named({
     default: "direct",
   }),
   retry: withDefault({
-    valueHint: "count",
+    ...count(0, 100),
     // One budget, not one per attempt: a user's --timeout is how long the command may take
     // (rpc/retry.ts spreads the attempts over it).
     help:
@@ -276,34 +269,21 @@ export const OPTIONS = named({
       "(--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. " +
       "Refusals and error replies are not retried",
     default: "0",
-    parse: whole(0, 100),
   }),
   "wait-for-server": onOff({
     help: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once",
   }),
   // bench
-  concurrency: withDefault({
-    short: "c",
-    valueHint: "count",
-    help: "Calls kept in flight",
-    default: "100",
-    parse: whole(1, 100_000),
-  }),
+  concurrency: withDefault({ ...count(1, 100_000), short: "c", help: "Calls kept in flight", default: "100" }),
   // -r, not ab's -n: -n is --n (the n of fib), since a short flag whose letter names another
   // long option is a trap (`bench -n 30` would mean 30 calls, `bench --n 30` fib(30)).
   requests: withDefault({
+    ...count(1),
     short: "r",
-    valueHint: "count",
     help: "Stop after this many calls, unless --duration is given",
     default: "10000",
-    parse: whole(1),
   }),
-  duration: optional({
-    valueHint: "duration",
-    help: "Stop after this long instead, e.g. 10s",
-    defaultText: "none",
-    parse: duration,
-  }),
+  duration: optional({ ...DURATION, help: "Stop after this long instead, e.g. 10s", defaultText: "none" }),
   rate: optional({
     valueHint: "calls/s",
     help:
@@ -340,10 +320,9 @@ export const OPTIONS = named({
   }),
   // health
   "max-age": withDefault({
-    valueHint: "duration",
+    ...DURATION,
     help: "How old the status may be before serve counts as stuck",
     default: formatDuration(3 * STATUS_HEARTBEAT_MS),
-    parse: duration,
   }),
 });
 
