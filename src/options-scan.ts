@@ -44,7 +44,6 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     }
   }
   const flags: Record<string, string | boolean | string[]> = {};
-  const seen = new Map<OptionName, string>();
   const operands: string[] = [];
   let help = false;
   let problem: FibrpcError | undefined;
@@ -85,10 +84,10 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     }
     const option = optionOf(name);
     const display = `--${name}`;
+    const before = flags[name];
     if (option.kind === "switch") {
       if (eq !== -1) fail(usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`));
-      else if (seen.has(name)) fail(usageError(`${display} given twice; give it once`));
-      seen.set(name, "");
+      else if (before !== undefined) fail(usageError(`${display} given twice; give it once`));
       flags[name] = !bare.startsWith("no-");
       continue;
     }
@@ -103,10 +102,9 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     } else if (option.repeatable) {
       flags[name] ??= [];
       (flags[name] as string[]).push(value);
+    } else if (before !== undefined) {
+      fail(usageError(`${display} given twice (${before}, ${value}); give it once`));
     } else {
-      const before = seen.get(name);
-      if (before !== undefined) fail(usageError(`${display} given twice (${before}, ${value}); give it once`));
-      seen.set(name, value);
       flags[name] = value;
     }
   }

@@ -92,41 +92,30 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
   return `unknown command ${JSON.stringify(first)}; ${say} see fibrpc --help`;
 }
 
-export interface RunExtras {
-  /** How a token like "-5" is reported (see scanCommandLine). */
-  onNegativeNumber?: OnNegativeNumber;
-}
-
 /** What runMain hands a command's `run` (a subset of citty's context): the words after its name, its record. */
 export interface CommandContext {
   rawArgs: readonly string[];
   cmd: AnyCommand;
 }
 
-/** A command's body: its resolved options, what else the run knows, and its operands → its exit code. */
-type Body<C extends CommandName> = (
-  options: Options<C>,
-  run: RunContext,
-  operands: readonly string[],
-) => Promise<ExitCode>;
-
 /**
  * Reads `command`'s command line once (the words after its name, or runMain's context); --help there shows
  * its page. Otherwise resolves its options from it, the environment and the config file, runs `body` with
- * them and the operands, and exits with its code, or with the code of the error it threw.
+ * them and the operands, and exits with its code, or with the code of the error it threw. A token like "-5"
+ * is reported by `onNegativeNumber` if given (see scanCommandLine).
  */
 export async function runAction<C extends CommandName>(
   command: C,
   from: readonly string[] | CommandContext,
-  body: Body<C>,
-  extras: RunExtras = {},
+  body: (options: Options<C>, run: RunContext, operands: readonly string[]) => Promise<ExitCode>,
+  onNegativeNumber?: OnNegativeNumber,
 ): Promise<never> {
   const { rawArgs, cmd } = "rawArgs" in from ? from : { rawArgs: from, cmd: undefined };
   let debug: boolean | undefined;
   let masker = new Masker();
   let code: ExitCode;
   try {
-    const line = scanCommandLine(command, rawArgs, extras.onNegativeNumber);
+    const line = scanCommandLine(command, rawArgs, onNegativeNumber);
     if (line.help && cmd !== undefined) {
       await printHelp((style) => renderCommandHelp(command, cmd, style));
       process.exit(ExitCode.OK);

@@ -1,19 +1,13 @@
 /** What several commands make of their resolved options (options.ts): where to connect, the logger, the client. */
 import { readFileSync } from "node:fs";
-import type { BrokerUrl } from "../broker-url.ts";
 import { usageError } from "../errors.ts";
-import { createLogger, type LogFormat, type Logger, type LogLevelName } from "../log.ts";
+import { createLogger, type Logger } from "../log.ts";
+import type { Options } from "../options.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { ClientOptions, ReplyQueueMode } from "../rpc/client.ts";
 import type { RunContext } from "./_run.ts";
 
-interface BrokerOptions {
-  url: readonly BrokerUrl[];
-  queue: string;
-  tlsCa: string | undefined;
-  tlsCert: string | undefined;
-  tlsKey: string | undefined;
-}
+type BrokerOptions = Pick<Options<"call">, "url" | "queue" | "tlsCa" | "tlsCert" | "tlsKey">;
 
 function readPem(flag: string, path: string | undefined): Buffer | undefined {
   if (path === undefined) return undefined;
@@ -32,13 +26,13 @@ export function brokerTarget(o: BrokerOptions): BrokerTarget {
 }
 
 /** The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. */
-export function loggerOf(o: { logLevel: LogLevelName; logFormat: LogFormat }, run: RunContext): Logger {
+export function loggerOf(o: Pick<Options<"call">, "logLevel" | "logFormat">, run: RunContext): Logger {
   return createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
 }
 
 /** call's and bench's client: text requests on the options' queue, with the run's outlet and confirms. */
 export function clientOptionsOf(
-  o: BrokerOptions & { timeout: number },
+  o: BrokerOptions & Pick<Options<"call">, "timeout">,
   run: RunContext,
   log: Logger,
   replyQueue: ReplyQueueMode,

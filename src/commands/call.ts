@@ -101,10 +101,8 @@ export default defineCommand({
           throw err;
         }
       },
-      {
-        onNegativeNumber: (token) => {
-          throw invalidN(token, "n must not be negative");
-        },
+      (token) => {
+        throw invalidN(token, "n must not be negative");
       },
     ),
 });
