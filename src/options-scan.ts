@@ -84,7 +84,7 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     }
     const option = optionOf(name);
     const display = `--${name}`;
-    const before = flags[name];
+    const before = Object.hasOwn(flags, name) ? flags[name] : undefined;
     if (option.kind === "switch") {
       if (eq !== -1) fail(usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`));
       else if (before !== undefined) fail(usageError(`${display} given twice; give it once`));

@@ -4,6 +4,7 @@
  * else is an internal error, with the stack only at --log-level debug (Bun would otherwise print an excerpt
  * of the minified source of the compiled binary).
  */
+import { envNameOf } from "./config.ts";
 import { ExitCode, FibrpcError } from "./errors.ts";
 import { withHint } from "./hints.ts";
 import { showsDebug } from "./log.ts";
@@ -17,7 +18,7 @@ import type { CommandName } from "./options.ts";
 function debugAsked(): boolean {
   const argv = process.argv;
   const at = argv.findIndex((arg) => arg === "--log-level" || arg.startsWith("--log-level="));
-  const level = at === -1 ? process.env.FIBRPC_LOG_LEVEL : (argv[at]!.split("=")[1] ?? argv[at + 1]);
+  const level = at === -1 ? process.env[envNameOf("log-level")] : (argv[at]!.split("=")[1] ?? argv[at + 1]);
   return showsDebug(level);
 }
 
@@ -57,8 +58,8 @@ const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the main thread:
  * reported like any internal error, then exit 70; with the stack if `debug` (undefined: if asked for on the
  * command line). Installing again replaces the handlers installed before (runAction does, once it knows the
- * log level and the URLs to mask). In serve's worker threads an uncaught
- * error ends the worker; the supervisor logs it in one line and restarts it.
+ * log level and the URLs to mask). In serve's worker threads an uncaught error ends the worker; the
+ * supervisor logs it in one line and restarts it.
  */
 export function installCrashHandlers(debug?: boolean, masker = new Masker()): void {
   for (const event of ["uncaughtException", "unhandledRejection"] as const) {

@@ -30,12 +30,12 @@ export default defineCommand({
   },
   run: (context) =>
     runAction("completion", context, async (_, _run, words) => {
-      const shell = words[0] as Shell;
+      const [shell = ""] = words;
       if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
       if (words.length > 1) throw usageError(`name one shell (${shells}), got ${words.length}: ${words.join(" ")}`);
-      if (!SHELLS.includes(shell))
+      if (!(SHELLS as readonly string[]).includes(shell))
         throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shells}`);
-      await writeStdout(SCRIPTS[shell](completionModel(), version));
+      await writeStdout(SCRIPTS[shell as Shell](completionModel(), version));
       return ExitCode.OK;
     }),
 });

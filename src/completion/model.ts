@@ -17,18 +17,30 @@ type Option = Pick<OptionDef<unknown>, "kind" | "short" | "choices" | "valueHint
  * (an on/off flag), one of its choices (`words`: space-separated), a file name (the value hint says it names
  * one) or anything (`hint` says what).
  */
-function flagOf(long: string, option: Option, command?: CommandName, negatable = option.kind === "switch") {
+function flagOf(long: string, option: Option, command?: CommandName) {
   const { kind, short, choices, valueHint: hint = "value", repeatable = false, help } = option;
-  const completes = kind === "switch" ? "none" : choices ? "choice" : ["file", "path"].includes(hint) ? "file" : "any";
+  const negatable = kind === "switch";
   const names = [short && `-${short}`, `--${long}`, negatable && `--no-${long}`];
   const spellings = names.filter((name) => typeof name === "string");
-  const value = { kind: completes, choices: choices ?? [], words: choices?.join(" ") ?? "", hint };
+  const value = { kind: completionOf(option), choices: choices ?? [], words: choices?.join(" ") ?? "", hint };
   for (const word of [...spellings, ...value.choices]) checkWord(word);
   const description = shortDescription(typeof help === "string" ? help : (help[command!] ?? ""));
   return { long, short, spellings, description, value, negatable, repeatable };
 }
 
-const HELP = flagOf("help", { kind: "switch", short: "h", help: "Show help" }, undefined, false);
+/** --help: on/off, but there is no --no-help. */
+const HELP = {
+  ...flagOf("help", { kind: "switch", short: "h", help: "Show help" }),
+  spellings: ["-h", "--help"],
+  negatable: false,
+};
+
+/** What a flag's value completes to: nothing (on/off), one of its choices, a file name, or anything. */
+function completionOf({ kind, choices, valueHint = "" }: Option): "none" | "choice" | "file" | "any" {
+  if (kind === "switch") return "none";
+  if (choices) return "choice";
+  return valueHint === "file" || valueHint === "path" ? "file" : "any";
+}
 
 /** Every command: its flags (the table's, in its order, then --help), and the words its operand completes to. */
 export function completionModel() {

@@ -251,7 +251,8 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   // request's crash) do not count: fib is idempotent, so they are simply answered.
   if (c.crashes >= POISON_AFTER_CRASHES) {
     const why = `it crashed a worker ${c.crashes} times`;
-    return poison(to, why, request, `the request crashed a server ${c.crashes} times; it is not tried again`);
+    const message = `the request crashed a server ${c.crashes} times; it is not tried again`;
+    return poison(to, request, { why, message });
   }
   // The ledger dies with the process. As a backstop against requests that take the whole process
   // down, a request redelivered REDELIVERY_LIMIT times, for whatever reason, is refused too.
@@ -259,7 +260,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     const redeliveries = countRedeliveries(delivery, headers, c.queueType);
     if (redeliveries >= REDELIVERY_LIMIT) {
       const message = `the request was redelivered ${redeliveries} times without being answered; it is not tried again`;
-      return poison(to, `it was redelivered ${redeliveries} times`, request, message);
+      return poison(to, request, { why: `it was redelivered ${redeliveries} times`, message });
     }
     // A classic queue keeps no count: carry it on a copy.
     if (c.queueType === "classic" && delivery.fields.redelivered) {
@@ -287,7 +288,9 @@ function countRedeliveries(
   return readCount(header(headers, ATTEMPTS_HEADER)) + (redelivered ? 1 : 0);
 }
 
-function poison(to: Address, why: string, request: { format: Format; n: number }, message: string): Fate {
+/** `why`: for the log line (the correlation id is added); `message`: the POISON_REQUEST reply's. */
+function poison(to: Address, request: { format: Format; n: number }, o: { why: string; message: string }): Fate {
+  const { why, message } = o;
   const reply = encodeError(request.format, "POISON_REQUEST", message, request.n);
   return { kind: "poison", to, reply, why: `correlation id ${preview(to.correlationId ?? null)}: ${why}` };
 }

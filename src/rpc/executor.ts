@@ -97,6 +97,7 @@ export class Executor {
     } catch (err) {
       this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
     }
+    // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
     if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
     else this.carryOut(delivery, fate);
   }
@@ -122,20 +123,21 @@ export class Executor {
     const computing = fate?.kind === "compute" && delivery.key !== undefined ? this.ledger : undefined;
     computing?.begin(delivery.key!);
     try {
-      let ending: Ending;
-      try {
-        ending = fate === undefined ? internal(fate) : this.endingOf(delivery, fate);
-      } catch (err) {
-        this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
-        ending = internal(fate);
-      }
+      const ending = this.endingOrInternal(delivery, fate);
       this.end(delivery, ending);
-    } catch (err) {
-      // Writing failed where settle does not catch (an ack on a channel closing under it): the
-      // delivery was marked acked before the write, and the broker puts it back if it was not.
-      this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
     } finally {
       computing?.end();
+    }
+  }
+
+  /** How a fate ends, or an INTERNAL reply if working that out fails (or decide did: no fate). */
+  private endingOrInternal(delivery: InFlight, fate: Fate | undefined): Ending {
+    if (fate === undefined) return internal(undefined);
+    try {
+      return this.endingOf(delivery, fate);
+    } catch (err) {
+      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+      return internal(fate);
     }
   }
 
@@ -177,14 +179,33 @@ export class Executor {
   }
 
   /**
-   * The ending written by the delivery's channel (serving-channel.ts, settle), and counted;
-   * nothing if the channel is gone (the broker has put the request back for another try).
+   * The ending written by the delivery's channel (serving-channel.ts, settle), and counted; nothing if the
+   * channel is gone (the broker has put the request back for another try). Never throws: a write that fails
+   * where settle does not catch (an ack on a channel closing under it) is logged; the delivery was marked
+   * acked before the write, and the broker puts it back if the ack did not go out.
    */
   private end(delivery: InFlight, ending: Ending): void {
-    const { via } = delivery;
-    let settled: boolean;
+    let written: Ending | undefined;
     try {
-      settled = via.settle(delivery, ending);
+      written = this.write(delivery, ending);
+    } catch (err) {
+      this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
+      return;
+    }
+    if (written === undefined || written.kind === "requeue") return;
+    const seconds = (performance.now() - delivery.receivedAt) / 1000;
+    if (written.kind === "ack") {
+      this.metrics.answered("DROPPED", seconds);
+      return;
+    }
+    this.served++;
+    this.metrics.answered(written.reply.code ?? "ok", seconds);
+  }
+
+  /** Writes `ending`, or an INTERNAL reply for a copy that cannot be put back: what was written, if anything. */
+  private write(delivery: InFlight, ending: Ending): Ending | undefined {
+    try {
+      return delivery.via.settle(delivery, ending) ? ending : undefined;
     } catch (err) {
       // Only a copy put back can fail to encode, which cannot happen with what decide() lets
       // through; if it does, answer rather than lose it.
@@ -192,22 +213,10 @@ export class Executor {
       this.log.error(`could not put a request back in the queue: ${messageOf(err)}`);
       const { replyTo, correlationId } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
-      ending = {
-        kind: "reply",
-        to,
-        reply: encodeError("text", "INTERNAL", "the server could not requeue the request"),
-      };
-      settled = via.settle(delivery, ending);
+      const reply = encodeError("text", "INTERNAL", "the server could not requeue the request");
+      const failed: Ending = { kind: "reply", to, reply };
+      return delivery.via.settle(delivery, failed) ? failed : undefined;
     }
-    if (!settled) return;
-    if (ending.kind === "requeue") return;
-    const seconds = (performance.now() - delivery.receivedAt) / 1000;
-    if (ending.kind === "ack") {
-      this.metrics.answered("DROPPED", seconds);
-      return;
-    }
-    this.served++;
-    this.metrics.answered(ending.reply.code ?? "ok", seconds);
   }
 }
 
