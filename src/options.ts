@@ -7,7 +7,7 @@
  * command records hold only the operands. The README's options table is checked against it row by row.
  */
 import { availableParallelism } from "node:os";
-import { parseNSpec } from "./bench/stats.ts";
+import { parseNOption, parseRate } from "./bench/stats.ts";
 import { parseBrokerUrls, type BrokerUrl } from "./broker-url.ts";
 import {
   DEFAULT_DRAIN_TIMEOUT_MS,
@@ -291,14 +291,7 @@ export const OPTIONS = named({
       "latency measured from each call's intended start (a stall shows); " +
       "at most --concurrency in flight if given, else 10000, a call due beyond that is counted as missed",
     defaultText: "off",
-    parse: (value, at) => {
-      const rate = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
-      if (!(rate > 0 && rate <= 1_000_000))
-        throw usageError(
-          `--${at.flag} must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`,
-        );
-      return rate;
-    },
+    parse: parseRate,
   }),
   n: withDefault({
     short: "n",
@@ -307,16 +300,7 @@ export const OPTIONS = named({
       `n of every call, or a range to draw from uniformly (256 values spread over it), e.g. 1000-2000; ` +
       `at most ${MAX_MAX_N}, and a server answers n above its --max-n with N_TOO_LARGE`,
     default: "1",
-    parse: (value) => {
-      const range = parseNSpec(value);
-      if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(value)}`);
-      // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
-      // bench computes every expected answer itself before the run: up to the largest --max-n
-      // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
-      if (range.max > MAX_MAX_N)
-        throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${range.max}`);
-      return { ...range, text: value };
-    },
+    parse: parseNOption,
   }),
   // health
   "max-age": withDefault({
