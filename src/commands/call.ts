@@ -8,7 +8,7 @@ import type { Masker } from "../mask.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "../hints.ts";
 import { runAction } from "./_run.ts";
-import { clientOptionsOf, loggerOf } from "./_shared.ts";
+import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
 
 function invalidN(token: string, why: string): FibrpcError {
   return usageError(`invalid n ${JSON.stringify(token)}: ${why}`);
@@ -39,7 +39,8 @@ export default defineCommand({
           return parsedN.n;
         });
         const log = loggerOf(o, run);
-        const clientOptions = clientOptionsOf(o, run, log, o.replyQueue); // reads the TLS files: a usage error
+        // Reads the TLS files: a usage error.
+        const clientOptions = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer: await tracerOf(run, log) };
         const { masker } = run;
 
         // From here on, with --json, every n gets its line on stdout whatever happens (the usage
@@ -99,6 +100,9 @@ export default defineCommand({
             for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms, masker));
           }
           throw err;
+        } finally {
+          // The calls' spans exported before exit, within a bounded wait (tracing off: nothing to do).
+          await clientOptions.tracer?.shutdown();
         }
       },
       (token) => {

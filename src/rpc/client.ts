@@ -14,6 +14,7 @@ import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./prot
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
+import type { Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -36,6 +37,11 @@ export interface ClientOptions {
   publisherConfirms?: boolean;
   /** The frame writer where it attaches (default), or amqplib's own publish and ack (outlet.ts). */
   outlet?: OutletMode;
+  /**
+   * With tracing on: a send span per request, its context in the request's headers (tracing/tracer.ts).
+   * Undefined (tracing off) costs each call one check.
+   */
+  tracer?: Tracer;
 }
 
 export type CallOutcome =
@@ -190,7 +196,15 @@ export class RpcClient {
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
     const budget = Math.max(1, deadline - Date.now());
-    return new Promise<CallOutcome>((settle) => {
+    const { tracer } = this.options;
+    return new Promise<CallOutcome>((resolve) => {
+      const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer });
+      const settle = span
+        ? (outcome: CallOutcome) => {
+            span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
+            resolve(outcome);
+          }
+        : resolve;
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
       const call: PendingCall = { n, startedAt, timer, settle, confirmed: false };
@@ -200,7 +214,7 @@ export class RpcClient {
         correlationId,
         contentType,
         expiration: String(budget),
-        headers: { [DEADLINE_HEADER]: deadline },
+        headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
       };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
@@ -299,6 +313,11 @@ export class RpcClient {
   /** The broker this client talks to, password masked. */
   get broker(): string {
     return displayUrl(this.url);
+  }
+
+  /** The broker as a span names it (server.address, server.port). */
+  private get peer(): { address: string; port: number } {
+    return { address: this.url.hostname, port: this.url.port };
   }
 
   /** The request queue this client sends to. */

@@ -12,6 +12,7 @@ import { isDirectReplyTo } from "./direct-reply-to.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, preview, type EncodedMessage } from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
+import type { Peer, ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
 export interface InFlight {
@@ -26,6 +27,8 @@ export interface InFlight {
   readonly key: bigint | undefined;
   /** Acked already: each delivery is acked exactly once. */
   acked: boolean;
+  /** Its process span, with tracing on (tracing/tracer.ts): its context goes in the reply's headers. */
+  readonly span: ProcessSpan | undefined;
 }
 
 /** How a delivery ends, as the executor (executor.ts) decided it: what settle writes. */
@@ -58,15 +61,17 @@ export class ServingChannel {
 
   /**
    * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
-   * `countAs`: how redeliveries are counted on this connection (server.ts, declareAndConsume).
+   * `countAs`: how redeliveries are counted on this connection (server.ts, declareAndConsume);
+   * `peer`: the broker it is on (for tracing's server.address and server.port).
    */
   static async create(
     model: ChannelModel,
     host: ChannelHost,
     countAs: QueueType,
     outletFor: (channel: Channel) => Outlet,
+    peer?: Peer,
   ): Promise<ServingChannel> {
-    const serving = new ServingChannel(model, await model.createChannel(), host, countAs);
+    const serving = new ServingChannel(model, await model.createChannel(), host, countAs, peer);
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await serving.channel.prefetch(host.prefetch);
     serving.outlet = outletFor(serving.channel);
@@ -79,6 +84,7 @@ export class ServingChannel {
     readonly channel: Channel,
     private readonly host: ChannelHost,
     readonly countAs: QueueType,
+    readonly peer: Peer | undefined,
   ) {
     channel.on("error", (err: Error) => {
       host.log.debug(`channel error: ${err.message}`);
@@ -124,7 +130,10 @@ export class ServingChannel {
       }
       try {
         const { contentType, type } = reply;
-        outlet.publish(to.replyTo, reply.body, { correlationId: to.correlationId, contentType, type });
+        const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
+        // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
+        if (delivery.span) properties.headers = { ...delivery.span.headers };
+        outlet.publish(to.replyTo, reply.body, properties);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`);

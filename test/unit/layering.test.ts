@@ -95,3 +95,19 @@ test("only rpc/amqplib-internals.ts imports amqplib's private files", () => {
     .map((file) => relative(SRC, file));
   expect(importers).toEqual(["rpc/amqplib-internals.ts"]);
 });
+
+/**
+ * Tracing off loads no OpenTelemetry module: only tracing/sdk.ts imports @opentelemetry/*, and
+ * sdk.ts is loaded by tracing/start.ts alone, with `await import` (a static import anywhere would
+ * load the SDK on every run).
+ */
+test("only tracing/sdk.ts imports OpenTelemetry, and only tracing/start.ts loads it, lazily", () => {
+  const sources = tsFiles(SRC).map((file) => ({ path: relative(SRC, file), source: readFileSync(file, "utf8") }));
+  const otel = sources.filter(({ source }) => specifiers(source).some((s) => s.startsWith("@opentelemetry/")));
+  expect(otel.map(({ path }) => path)).toEqual(["tracing/sdk.ts"]);
+  const loaders = sources.filter(({ source }) => specifiers(source).some((s) => /(^|\/)sdk\.ts$/.test(s)));
+  expect(loaders.map(({ path }) => path)).toEqual(["tracing/start.ts"]);
+  const start = sources.find(({ path }) => path === "tracing/start.ts")!.source;
+  expect(start).toMatch(/await import\("\.\/sdk\.ts"\)/);
+  expect(start).not.toMatch(/^\s*import\s[^;]*from\s*["']\.\/sdk\.ts["']/m);
+});
