@@ -114,7 +114,8 @@ export default defineCommand({
 async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const ms = Math.round(outcome.ms * 1000) / 1000;
   if (outcome.ok) {
-    await writeStdout(json ? `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}}\n` : `${outcome.result}\n`);
+    const line = `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${traceId(outcome)}}\n`;
+    await writeStdout(json ? line : `${outcome.result}\n`);
     return ExitCode.OK;
   }
   // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
@@ -123,7 +124,7 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
   const message = printable(masker.mask(outcome.error ? withHint(outcome.error, "call") : outcome.message));
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker));
+  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker, traceId(outcome)));
   return exitCodeOf(outcome);
 }
 
@@ -131,9 +132,18 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
  * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
  * printable (again: it does no harm).
  */
-function errorLine(n: number, code: string, message: string, ms: number, masker: Masker): string {
+function errorLine(n: number, code: string, message: string, ms: number, masker: Masker, trace = ""): string {
   const error = { code: printable(code), message: printable(masker.mask(message)) };
-  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 })}\n`;
+  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 }).slice(0, -1)}${trace}}\n`;
+}
+
+/**
+ * `,"trace_id":"…"` for a --json line when tracing is on (the trace of the call's last attempt,
+ * its send span's: tracing/tracer.ts); nothing when it is off, so the line is as before.
+ */
+function traceId(outcome: CallOutcome): string {
+  const id = outcome.traceparent?.slice(3, 35);
+  return id === undefined ? "" : `,"trace_id":"${id}"`;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

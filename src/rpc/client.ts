@@ -14,7 +14,7 @@ import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./prot
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
-import type { Tracer } from "../tracing/tracer.ts";
+import type { RetryOf, Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -44,9 +44,20 @@ export interface ClientOptions {
   tracer?: Tracer;
 }
 
+/** With tracing on, the traceparent of the call's send span (tracing/tracer.ts); absent with it off. */
+type Traced = { traceparent?: string };
+
 export type CallOutcome =
-  | { n: number; ok: true; result: string; ms: number }
-  | { n: number; ok: false; code: string; message: string; remote: boolean; error?: FibrpcError; ms: number };
+  | ({ n: number; ok: true; result: string; ms: number } & Traced)
+  | ({
+      n: number;
+      ok: false;
+      code: string;
+      message: string;
+      remote: boolean;
+      error?: FibrpcError;
+      ms: number;
+    } & Traced);
 
 /** The exit code a call's outcome stands for: an error of ours carries one; an error reply is REMOTE_ERROR. */
 export function exitCodeOf(outcome: CallOutcome): ExitCode {
@@ -189,6 +200,7 @@ export class RpcClient {
     n: number,
     deadline = Date.now() + this.options.timeoutMs,
     correlationId = this.newCorrelationId(),
+    retry?: RetryOf,
   ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
@@ -198,11 +210,11 @@ export class RpcClient {
     const budget = Math.max(1, deadline - Date.now());
     const { tracer } = this.options;
     return new Promise<CallOutcome>((resolve) => {
-      const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer });
+      const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer, retry });
       const settle = span
         ? (outcome: CallOutcome) => {
             span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
-            resolve(outcome);
+            resolve({ ...outcome, traceparent: span.headers.traceparent });
           }
         : resolve;
       const startedAt = performance.now();

@@ -126,17 +126,33 @@ function header(headers: unknown, name: string): unknown {
 const TRACEPARENT_MAX = 256;
 const TRACESTATE_MAX = 512;
 
+/** Printable ASCII, the only characters either header may hold (W3C Trace Context §3.2, §3.3). */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+export interface TraceContext {
+  traceparent: string | undefined;
+  tracestate: string | undefined;
+}
+
 /**
- * The caller's W3C trace context: the traceparent and tracestate headers if they are strings of a
- * sane length, else undefined. Their syntax is the W3C propagator's to check (tracing/sdk.ts):
- * whatever it rejects is ignored. Read only when tracing is on; it changes no fate.
+ * The caller's W3C trace context: the traceparent and tracestate headers if they are strings of
+ * printable ASCII and a sane length, else undefined (a tracestate only beside a traceparent).
+ * Their syntax is the W3C propagator's to check (tracing/sdk.ts): whatever it rejects is ignored.
+ * Read when tracing is on, and for a copy put back in the queue (serving-channel.ts copyOf); it
+ * changes no fate.
  */
-export function traceContextOf(headers: unknown): { traceparent: string | undefined; tracestate: string | undefined } {
+export function traceContextOf(headers: unknown): TraceContext {
   const parent = header(headers, TRACEPARENT);
   const state = header(headers, TRACESTATE);
-  const traceparent = typeof parent === "string" && parent.length <= TRACEPARENT_MAX ? parent : undefined;
+  const traceparent =
+    typeof parent === "string" && parent.length <= TRACEPARENT_MAX && PRINTABLE_ASCII.test(parent) ? parent : undefined;
   const tracestate =
-    traceparent !== undefined && typeof state === "string" && state.length <= TRACESTATE_MAX ? state : undefined;
+    traceparent !== undefined &&
+    typeof state === "string" &&
+    state.length <= TRACESTATE_MAX &&
+    PRINTABLE_ASCII.test(state)
+      ? state
+      : undefined;
   return { traceparent, tracestate };
 }
 

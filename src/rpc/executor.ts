@@ -110,7 +110,8 @@ export class Executor {
   runHeavy({ delivery, fate }: HeavyJob): void {
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
-      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts }, undefined);
+      const trace = traceContextOf(delivery.msg.properties.headers);
+      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts, trace }, undefined);
       return;
     }
     this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
@@ -162,8 +163,11 @@ export class Executor {
       case "poison":
         log.warn(`refused a request (${fate.why}); it is not tried again`);
         return { kind: "reply", to: fate.to, reply: fate.reply };
-      case "republish":
-        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries };
+      case "republish": {
+        // The caller's trace context goes along, unchanged (read here: republishing is rare).
+        const trace = traceContextOf(delivery.msg.properties.headers);
+        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace };
+      }
       case "compute": {
         const { n, format, to } = fate;
         let reply: EncodedMessage;

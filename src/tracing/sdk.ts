@@ -65,6 +65,7 @@ import {
   type ProcessEnd,
   type ProcessRequest,
   type ProcessSpan,
+  type RetryOf,
   type SendRequest,
   type SendSpan,
   type Tracer,
@@ -72,6 +73,8 @@ import {
 
 /** fibrpc's own attributes. */
 export const ATTR_FIBRPC_N = "fibrpc.n";
+/** A retry's attempt number (2 for the first retry): its span links to the first attempt's. */
+export const ATTR_FIBRPC_ATTEMPT = "fibrpc.attempt";
 export const ATTR_FIBRPC_FATE = "fibrpc.fate";
 
 /** Fates a server's operator must look at: the span's status is ERROR (a refused request is the caller's). */
@@ -88,6 +91,12 @@ const getter: TextMapGetter<ProcessRequest> = {
   keys: () => [TRACEPARENT, TRACESTATE],
   get: (carrier, key) =>
     key === TRACEPARENT ? carrier.traceparent : key === TRACESTATE ? carrier.tracestate : undefined,
+};
+
+/** The first attempt's traceparent, as the retry carries it. */
+const retryGetter: TextMapGetter<RetryOf> = {
+  keys: () => [TRACEPARENT],
+  get: (carrier, key) => (key === TRACEPARENT ? carrier.traceparent : undefined),
 };
 
 export async function createTracer(settings: TracingSettings, log: Logger, exportTimeoutMs: number): Promise<Tracer> {
@@ -110,18 +119,22 @@ export async function createTracer(settings: TracingSettings, log: Logger, expor
 
   return {
     send(request: SendRequest): SendSpan {
+      const attributes: Attributes = {
+        ...messaging(request.queue, "send", "send"),
+        [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
+        [ATTR_SERVER_ADDRESS]: request.peer.address,
+        [ATTR_SERVER_PORT]: request.peer.port,
+        [ATTR_FIBRPC_N]: request.n,
+      };
+      let links: Link[] | undefined;
+      if (request.retry) {
+        attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
+        const first = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, request.retry, retryGetter));
+        if (first && isSpanContextValid(first)) links = [{ context: first, attributes: { "fibrpc.link": "retry-of" } }];
+      }
       const span = tracer.startSpan(
         `send ${request.queue}`,
-        {
-          kind: SpanKind.PRODUCER,
-          attributes: {
-            ...messaging(request.queue, "send", "send"),
-            [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
-            [ATTR_SERVER_ADDRESS]: request.peer.address,
-            [ATTR_SERVER_PORT]: request.peer.port,
-            [ATTR_FIBRPC_N]: request.n,
-          },
-        },
+        { kind: SpanKind.PRODUCER, attributes, links },
         ROOT_CONTEXT,
       );
       return {

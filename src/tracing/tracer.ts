@@ -31,12 +31,20 @@ export interface Peer {
   port: number;
 }
 
+/** A call sent again (--retry): its attempt number (2 for the first retry), and the first attempt's traceparent. */
+export interface RetryOf {
+  attempt: number;
+  traceparent: string;
+}
+
 /** A request as the caller sends it. */
 export interface SendRequest {
   queue: string;
   correlationId: string;
   n: number;
   peer: Peer;
+  /** A retry's span is a new trace, linked to the first attempt's span (issue 21: never lost). */
+  retry?: RetryOf;
 }
 
 /** How a call ended: answered, or an error (a code of the protocol's, or of the client's: TIMEOUT). */

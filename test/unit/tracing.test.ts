@@ -105,6 +105,9 @@ describe("traceContextOf (delivery.ts): strings of a sane length, nothing else",
       traceparent: VALID,
       tracestate: undefined,
     });
+    // Printable ASCII only (a copy put back in the queue carries them as they are).
+    expect(traceContextOf({ traceparent: `${VALID.slice(0, 54)}\uFFFD` })).toEqual(none);
+    expect(traceContextOf({ traceparent: VALID, tracestate: "a=\u0000" }).tracestate).toBe(undefined);
     // A tracestate without a traceparent means nothing (W3C Trace Context §3.3).
     expect(traceContextOf({ tracestate: "a=1" })).toEqual(none);
   });
