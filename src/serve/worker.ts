@@ -49,8 +49,10 @@ function listen(): void {
       });
       ledger = new WorkerLedger(config.ledger);
       stats = new StatsRecorder(config.answered);
-      // Its own provider, from the settings it was sent (tracing off: none, nothing loaded).
-      tracer = await startTracer(config.tracing, log, SERVE_EXPORT_TIMEOUT_MS);
+      // Its own provider, from the settings it was sent (tracing off: none, nothing loaded). A
+      // collector out of reach fails every worker's exports alike: the supervisor says it once.
+      const warn = (line: string) => send({ type: "notice", message: line });
+      tracer = await startTracer(config.tracing, log, SERVE_EXPORT_TIMEOUT_MS, warn);
       server = new RpcServer(
         { ...config, log, ledger, metrics: stats, tracer, ...(await testFaults(config.faults, fibDecimal)) },
         {

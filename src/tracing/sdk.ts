@@ -54,7 +54,6 @@ import {
   ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
   ATTR_MESSAGING_SYSTEM,
 } from "@opentelemetry/semantic-conventions/incubating";
-import type { Logger } from "../log.ts";
 import { version } from "../version.ts";
 import type { TracingSettings } from "./settings.ts";
 import {
@@ -99,8 +98,13 @@ const retryGetter: TextMapGetter<RetryOf> = {
   get: (carrier, key) => (key === TRACEPARENT ? carrier.traceparent : undefined),
 };
 
-export async function createTracer(settings: TracingSettings, log: Logger, exportTimeoutMs: number): Promise<Tracer> {
-  const exporter = new WarningExporter(await exporterFor(settings, exportTimeoutMs), settings.url, log);
+/** `warn`: how an export failure is said (the run's logger; a serve worker's goes to its supervisor, said once). */
+export async function createTracer(
+  settings: TracingSettings,
+  warn: (line: string) => void,
+  exportTimeoutMs: number,
+): Promise<Tracer> {
+  const exporter = new WarningExporter(await exporterFor(settings, exportTimeoutMs), settings.url, warn);
   const provider = new TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resource }),
@@ -253,8 +257,8 @@ async function exporterFor({ url, protocol }: TracingSettings, timeoutMillis: nu
 }
 
 /**
- * The exporter, with its failures said once on the run's logger: a collector that cannot be
- * reached costs one warning, and the spans of that export (the SDK drops them), never a call.
+ * The exporter, with its failures said once: a collector that cannot be reached costs one
+ * warning, and the spans of that export (the SDK drops them), never a call.
  */
 class WarningExporter implements SpanExporter {
   private warned = false;
@@ -262,7 +266,7 @@ class WarningExporter implements SpanExporter {
   constructor(
     private readonly inner: SpanExporter,
     private readonly url: string,
-    private readonly log: Logger,
+    private readonly warn: (line: string) => void,
   ) {}
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
@@ -275,7 +279,7 @@ class WarningExporter implements SpanExporter {
   failed(why: string): void {
     if (this.warned) return;
     this.warned = true;
-    this.log.warn(`could not export spans to ${shown(this.url)}: ${why}; spans are dropped (said once)`);
+    this.warn(`could not export spans to ${shown(this.url)}: ${why}; spans are dropped (said once)`);
   }
 
   shutdown(): Promise<void> {

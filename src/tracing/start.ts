@@ -9,17 +9,19 @@ import type { Tracer } from "./tracer.ts";
 
 /**
  * The run's tracer, or undefined when tracing is off or could not start (said as a warning).
- * `exportTimeoutMs`: one export's time limit (tracer.ts: SERVE_EXPORT_TIMEOUT_MS, CALL_EXPORT_TIMEOUT_MS).
+ * `exportTimeoutMs`: one export's time limit (tracer.ts: SERVE_EXPORT_TIMEOUT_MS, CALL_EXPORT_TIMEOUT_MS);
+ * `warn`: how an export failure is said, on `log` unless given (a serve worker tells its supervisor).
  */
 export async function startTracer(
   settings: TracingSettings | undefined,
   log: Logger,
   exportTimeoutMs: number,
+  warn: (line: string) => void = (line) => log.warn(line),
 ): Promise<Tracer | undefined> {
   if (settings === undefined) return undefined;
   try {
     const { createTracer } = await import("./sdk.ts");
-    return await createTracer(settings, log, exportTimeoutMs);
+    return await createTracer(settings, warn, exportTimeoutMs);
   } catch (err) {
     log.warn(`tracing is off: it could not start (${err instanceof Error ? err.message : String(err)})`);
     return undefined;
