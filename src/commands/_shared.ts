@@ -6,6 +6,7 @@ import type { Options } from "../options.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { ClientOptions, ReplyQueueMode } from "../rpc/client.ts";
 import type { RunContext } from "./_run.ts";
+import { SDK_URL } from "../paths.ts";
 import { startTracer, warnTracingProblems } from "../tracing/start.ts";
 import { CALL_EXPORT_TIMEOUT_MS, type Tracer } from "../tracing/tracer.ts";
 
@@ -50,5 +51,5 @@ export function clientOptionsOf(
  */
 export async function tracerOf(run: RunContext, log: Logger): Promise<Tracer | undefined> {
   warnTracingProblems(run.env.tracing, log);
-  return startTracer(run.env.tracing.settings, log, CALL_EXPORT_TIMEOUT_MS);
+  return startTracer(run.env.tracing.settings, { log, exportTimeoutMs: CALL_EXPORT_TIMEOUT_MS, sdk: SDK_URL.href });
 }

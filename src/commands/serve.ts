@@ -7,6 +7,7 @@ import { version } from "../version.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
 import { warnTracingProblems } from "../tracing/start.ts";
+import { SDK_URL } from "../paths.ts";
 
 export default defineCommand({
   meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
@@ -46,7 +47,7 @@ export default defineCommand({
           logFormat,
           noColor,
           outlet,
-          tracing: tracing.settings,
+          tracing: tracing.settings && { settings: tracing.settings, sdk: SDK_URL.href },
           faults: test.faults,
         };
         const every = { statusEveryMs: STATUS_HEARTBEAT_MS, outageSummaryMs: test.outageSummaryMs };

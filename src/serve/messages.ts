@@ -22,8 +22,11 @@ export interface WorkerConfig {
   noColor: boolean;
   /** The frame writer, or amqplib's own publish and ack (FIBRPC_OUTLET, env-settings.ts). */
   outlet: OutletMode;
-  /** Tracing's settings (OTEL_* variables, env-settings.ts), if on: each worker builds its own tracer from them. */
-  tracing?: TracingSettings;
+  /**
+   * Tracing's settings (OTEL_* variables, env-settings.ts), if on: each worker builds its own
+   * tracer from them, loading the SDK from `sdk` (paths.ts SDK_URL, as the main thread has it).
+   */
+  tracing?: { settings: TracingSettings; sdk: string };
   /** The test build's fault injection (FIBRPC_TEST_FAULTS, serve/test-build.ts); never set in the release build. */
   faults?: string;
   /** This worker's slot of the process's crash ledger. */

@@ -51,8 +51,11 @@ function listen(): void {
       stats = new StatsRecorder(config.answered);
       // Its own provider, from the settings it was sent (tracing off: none, nothing loaded). A
       // collector out of reach fails every worker's exports alike: the supervisor says it once.
-      const warn = (line: string) => send({ type: "notice", message: line });
-      tracer = await startTracer(config.tracing, log, SERVE_EXPORT_TIMEOUT_MS, warn);
+      if (config.tracing) {
+        const { settings, sdk } = config.tracing;
+        const warn = (line: string) => send({ type: "notice", message: line });
+        tracer = await startTracer(settings, { log, exportTimeoutMs: SERVE_EXPORT_TIMEOUT_MS, warn, sdk });
+      }
       server = new RpcServer(
         { ...config, log, ledger, metrics: stats, tracer, ...(await testFaults(config.faults, fibDecimal)) },
         {
