@@ -67,9 +67,11 @@ export function buildArgs(options: BuildOptions): string[] {
     // (oven-sh/bun#18416, #14992, both closed), so try a new bun's macOS/Windows files there.
     "--bytecode",
     "--format=esm",
-    // Two entrypoints: the worker must be in the binary as its own module (new Worker(url)).
+    // Three entrypoints: the worker must be in the binary as its own module (new Worker(url)), and
+    // so is tracing's SDK (imported by its URL only when tracing is on: src/paths.ts SDK_URL).
     "src/cli.ts",
     "src/serve/worker.ts",
+    "src/tracing/sdk.ts",
     "--outfile",
     options.outfile,
     // A compiled binary must not read a .env or bunfig.toml from whatever folder it runs in.

@@ -1,11 +1,13 @@
 /**
  * What a run reads from its environment besides its options (options.ts): two switches for
- * measuring, NO_COLOR, and the test build's settings (serve/test-build.ts). Read once, where the
+ * measuring, NO_COLOR, OpenTelemetry's OTEL_* variables (tracing/settings.ts), and the test build's
+ * settings (serve/test-build.ts). Read once, where the
  * options are resolved (commands/_run.ts), from the environment given there, and passed down:
  * nothing in rpc/ or serve/ reads process.env.
  */
 import type { OutletMode } from "./rpc/outlet.ts";
 import { testSettings, type TestSettings } from "./serve/test-build.ts";
+import { tracingConfig, type TracingConfig } from "./tracing/settings.ts";
 
 export interface EnvSettings {
   /**
@@ -21,6 +23,8 @@ export interface EnvSettings {
   publisherConfirms: boolean;
   /** NO_COLOR set and not empty (no-color.org): logs are not colored, even on a terminal. */
   noColor: boolean;
+  /** Traces over OTLP: on only with an endpoint (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT), see tracing/settings.ts. */
+  tracing: TracingConfig;
   test: TestSettings;
 }
 
@@ -29,6 +33,7 @@ export function envSettings(env: Readonly<Record<string, string | undefined>>): 
     outlet: env.FIBRPC_OUTLET === "amqplib" ? "amqplib" : "wire",
     publisherConfirms: env.FIBRPC_PUBLISHER_CONFIRMS !== "off",
     noColor: Boolean(env.NO_COLOR),
+    tracing: tracingConfig(env),
     test: testSettings(env),
   };
 }

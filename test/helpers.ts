@@ -129,7 +129,9 @@ export function alsoDelete(queue: string): void {
  */
 function cleanEnv(extra: Record<string, string> = {}, args: readonly string[] = []): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
+  // Neither fibrpc's settings nor OpenTelemetry's (tracing on, off) come from the caller's environment.
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("FIBRPC_") && !k.startsWith("OTEL_") && v !== undefined) env[k] = v;
   const namesBroker =
     args.some((a) => /^--(url|config)(=|$)/.test(a)) || "FIBRPC_URL" in extra || "FIBRPC_CONFIG" in extra;
   const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL && !namesBroker ? { FIBRPC_URL: URL } : {};

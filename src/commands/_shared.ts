@@ -6,6 +6,9 @@ import type { Options } from "../options.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { ClientOptions, ReplyQueueMode } from "../rpc/client.ts";
 import type { RunContext } from "./_run.ts";
+import { SDK_URL } from "../paths.ts";
+import { startTracer, warnTracingProblems } from "../tracing/start.ts";
+import { CALL_EXPORT_TIMEOUT_MS, type Tracer } from "../tracing/tracer.ts";
 
 type BrokerOptions = Pick<Options<"call">, "url" | "queue" | "tlsCa" | "tlsCert" | "tlsKey">;
 
@@ -40,4 +43,13 @@ export function clientOptionsOf(
   const { outlet, publisherConfirms } = run.env;
   const broker = brokerTarget(o);
   return { broker, queue: o.queue, replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet };
+}
+
+/**
+ * A calling command's tracer (OTEL_* variables, tracing/settings.ts), their problems said first; undefined
+ * when tracing is off, and then no OpenTelemetry module is loaded (tracing/start.ts).
+ */
+export async function tracerOf(run: RunContext, log: Logger): Promise<Tracer | undefined> {
+  warnTracingProblems(run.env.tracing, log);
+  return startTracer(run.env.tracing.settings, { log, exportTimeoutMs: CALL_EXPORT_TIMEOUT_MS, sdk: SDK_URL.href });
 }

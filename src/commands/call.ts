@@ -8,7 +8,7 @@ import type { Masker } from "../mask.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "../hints.ts";
 import { runAction } from "./_run.ts";
-import { clientOptionsOf, loggerOf } from "./_shared.ts";
+import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
 
 function invalidN(token: string, why: string): FibrpcError {
   return usageError(`invalid n ${JSON.stringify(token)}: ${why}`);
@@ -39,7 +39,8 @@ export default defineCommand({
           return parsedN.n;
         });
         const log = loggerOf(o, run);
-        const clientOptions = clientOptionsOf(o, run, log, o.replyQueue); // reads the TLS files: a usage error
+        // Reads the TLS files: a usage error.
+        const clientOptions = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer: await tracerOf(run, log) };
         const { masker } = run;
 
         // From here on, with --json, every n gets its line on stdout whatever happens (the usage
@@ -99,6 +100,9 @@ export default defineCommand({
             for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms, masker));
           }
           throw err;
+        } finally {
+          // The calls' spans exported before exit, within a bounded wait (tracing off: nothing to do).
+          await clientOptions.tracer?.shutdown();
         }
       },
       (token) => {
@@ -110,7 +114,8 @@ export default defineCommand({
 async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const ms = Math.round(outcome.ms * 1000) / 1000;
   if (outcome.ok) {
-    await writeStdout(json ? `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}}\n` : `${outcome.result}\n`);
+    const line = `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${traceId(outcome)}}\n`;
+    await writeStdout(json ? line : `${outcome.result}\n`);
     return ExitCode.OK;
   }
   // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
@@ -119,7 +124,7 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
   const message = printable(masker.mask(outcome.error ? withHint(outcome.error, "call") : outcome.message));
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker));
+  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker, traceId(outcome)));
   return exitCodeOf(outcome);
 }
 
@@ -127,9 +132,18 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
  * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
  * printable (again: it does no harm).
  */
-function errorLine(n: number, code: string, message: string, ms: number, masker: Masker): string {
+function errorLine(n: number, code: string, message: string, ms: number, masker: Masker, trace = ""): string {
   const error = { code: printable(code), message: printable(masker.mask(message)) };
-  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 })}\n`;
+  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 }).slice(0, -1)}${trace}}\n`;
+}
+
+/**
+ * `,"trace_id":"…"` for a --json line when tracing is on (the trace of the call's last attempt,
+ * its send span's: tracing/tracer.ts); nothing when it is off, so the line is as before.
+ */
+function traceId(outcome: CallOutcome): string {
+  const id = outcome.traceparent?.slice(3, 35);
+  return id === undefined ? "" : `,"trace_id":"${id}"`;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

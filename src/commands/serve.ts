@@ -6,6 +6,8 @@ import { supervise, type Supervisor } from "../serve/supervisor.ts";
 import { version } from "../version.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
+import { warnTracingProblems } from "../tracing/start.ts";
+import { SDK_URL } from "../paths.ts";
 
 export default defineCommand({
   meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
@@ -32,7 +34,9 @@ export default defineCommand({
           { version, queue, queueType, brokers, workers, prefetch, maxN },
         );
         if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
-        const { outlet, noColor, test } = run.env;
+        const { outlet, noColor, test, tracing } = run.env;
+        // Said once for the process; the workers are sent the settings and build their tracers.
+        warnTracingProblems(tracing, log);
         const worker = {
           broker,
           queue,
@@ -43,6 +47,7 @@ export default defineCommand({
           logFormat,
           noColor,
           outlet,
+          tracing: tracing.settings && { settings: tracing.settings, sdk: SDK_URL.href },
           faults: test.faults,
         };
         const every = { statusEveryMs: STATUS_HEARTBEAT_MS, outageSummaryMs: test.outageSummaryMs };

@@ -14,6 +14,7 @@ import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./prot
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
+import type { RetryOf, Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -36,11 +37,27 @@ export interface ClientOptions {
   publisherConfirms?: boolean;
   /** The frame writer where it attaches (default), or amqplib's own publish and ack (outlet.ts). */
   outlet?: OutletMode;
+  /**
+   * With tracing on: a send span per request, its context in the request's headers (tracing/tracer.ts).
+   * Undefined (tracing off) costs each call one check.
+   */
+  tracer?: Tracer;
 }
 
+/** With tracing on, the traceparent of the call's send span (tracing/tracer.ts); absent with it off. */
+type Traced = { traceparent?: string };
+
 export type CallOutcome =
-  | { n: number; ok: true; result: string; ms: number }
-  | { n: number; ok: false; code: string; message: string; remote: boolean; error?: FibrpcError; ms: number };
+  | ({ n: number; ok: true; result: string; ms: number } & Traced)
+  | ({
+      n: number;
+      ok: false;
+      code: string;
+      message: string;
+      remote: boolean;
+      error?: FibrpcError;
+      ms: number;
+    } & Traced);
 
 /** The exit code a call's outcome stands for: an error of ours carries one; an error reply is REMOTE_ERROR. */
 export function exitCodeOf(outcome: CallOutcome): ExitCode {
@@ -183,6 +200,7 @@ export class RpcClient {
     n: number,
     deadline = Date.now() + this.options.timeoutMs,
     correlationId = this.newCorrelationId(),
+    retry?: RetryOf,
   ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
@@ -190,7 +208,15 @@ export class RpcClient {
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
     const budget = Math.max(1, deadline - Date.now());
-    return new Promise<CallOutcome>((settle) => {
+    const { tracer } = this.options;
+    return new Promise<CallOutcome>((resolve) => {
+      const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer, retry });
+      const settle = span
+        ? (outcome: CallOutcome) => {
+            span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
+            resolve({ ...outcome, traceparent: span.headers.traceparent });
+          }
+        : resolve;
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
       const call: PendingCall = { n, startedAt, timer, settle, confirmed: false };
@@ -200,7 +226,7 @@ export class RpcClient {
         correlationId,
         contentType,
         expiration: String(budget),
-        headers: { [DEADLINE_HEADER]: deadline },
+        headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
       };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
@@ -299,6 +325,11 @@ export class RpcClient {
   /** The broker this client talks to, password masked. */
   get broker(): string {
     return displayUrl(this.url);
+  }
+
+  /** The broker as a span names it (server.address, server.port). */
+  private get peer(): { address: string; port: number } {
+    return { address: this.url.hostname, port: this.url.port };
   }
 
   /** The request queue this client sends to. */

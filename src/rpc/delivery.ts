@@ -25,6 +25,7 @@ import {
 import { UNREADABLE_TABLE } from "./amqplib-internals.ts";
 import { isDirectReplyTo, isWellFormedDirectReplyTo, type DirectReplyToChecks } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
+import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
 export const HEAVY_N = 100_000;
@@ -115,6 +116,44 @@ function header(headers: unknown, name: string): unknown {
   return typeof headers === "object" && headers !== null && Object.hasOwn(headers, name)
     ? (headers as Record<string, unknown>)[name]
     : undefined;
+}
+
+/**
+ * Longest values passed on to tracing: a version-00 traceparent is 55 characters (a later version
+ * may add fields, W3C Trace Context §3.2.4); a tracestate longer than 512 characters may be dropped
+ * whole (§3.3.1.5), as OpenTelemetry's parser does.
+ */
+const TRACEPARENT_MAX = 256;
+const TRACESTATE_MAX = 512;
+
+/** Printable ASCII, the only characters either header may hold (W3C Trace Context §3.2, §3.3). */
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+export interface TraceContext {
+  traceparent: string | undefined;
+  tracestate: string | undefined;
+}
+
+/**
+ * The caller's W3C trace context: the traceparent and tracestate headers if they are strings of
+ * printable ASCII and a sane length, else undefined (a tracestate only beside a traceparent).
+ * Their syntax is the W3C propagator's to check (tracing/sdk.ts): whatever it rejects is ignored.
+ * Read when tracing is on, and for a copy put back in the queue (serving-channel.ts copyOf); it
+ * changes no fate.
+ */
+export function traceContextOf(headers: unknown): TraceContext {
+  const parent = header(headers, TRACEPARENT);
+  const state = header(headers, TRACESTATE);
+  const traceparent =
+    typeof parent === "string" && parent.length <= TRACEPARENT_MAX && PRINTABLE_ASCII.test(parent) ? parent : undefined;
+  const tracestate =
+    traceparent !== undefined &&
+    typeof state === "string" &&
+    state.length <= TRACESTATE_MAX &&
+    PRINTABLE_ASCII.test(state)
+      ? state
+      : undefined;
+  return { traceparent, tracestate };
 }
 
 /** A request not seen before: not redelivered, and not a copy fibrpc put back (those carry a count). */

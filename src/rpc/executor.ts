@@ -8,10 +8,11 @@ import type { ConsumeMessage } from "amqplib";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { requestKey, type CrashLedger } from "./crash-ledger.ts";
-import { decide, isFirstDelivery, type Compute, type Fate } from "./delivery.ts";
+import { decide, isFirstDelivery, traceContextOf, type Compute, type Fate } from "./delivery.ts";
 import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
+import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 
 /** The server's options the executor reads (server.ts, ServerOptions, has them all). */
 export interface ExecutorOptions {
@@ -26,6 +27,8 @@ export interface ExecutorOptions {
    * before. A seam for the test build's fault injection (serve/faults.ts), as is `wrapOutlet`.
    */
   compute?: (n: number, request: { firstDelivery: boolean }) => string;
+  /** With tracing on: a process span per delivery (tracing/tracer.ts); undefined costs one check. */
+  tracer?: Tracer;
 }
 
 /** A heavy request waiting for its turn (scheduler.ts). */
@@ -76,7 +79,8 @@ export class Executor {
       this.ledger && typeof replyTo === "string" && (correlationId === undefined || typeof correlationId === "string");
     const key = keyed ? requestKey(replyTo, correlationId, msg.content) : undefined;
     const firstDelivery = isFirstDelivery(msg);
-    const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false };
+    const span = this.options.tracer ? this.processSpan(via, msg) : undefined;
+    const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
     try {
@@ -106,7 +110,8 @@ export class Executor {
   runHeavy({ delivery, fate }: HeavyJob): void {
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
-      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts });
+      const trace = traceContextOf(delivery.msg.properties.headers);
+      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts, trace }, undefined);
       return;
     }
     this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
@@ -124,7 +129,7 @@ export class Executor {
     computing?.begin(delivery.key!);
     try {
       const ending = this.endingOrInternal(delivery, fate);
-      this.end(delivery, ending);
+      this.end(delivery, ending, fate);
     } finally {
       computing?.end();
     }
@@ -158,8 +163,11 @@ export class Executor {
       case "poison":
         log.warn(`refused a request (${fate.why}); it is not tried again`);
         return { kind: "reply", to: fate.to, reply: fate.reply };
-      case "republish":
-        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries };
+      case "republish": {
+        // The caller's trace context goes along, unchanged (read here: republishing is rare).
+        const trace = traceContextOf(delivery.msg.properties.headers);
+        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace };
+      }
       case "compute": {
         const { n, format, to } = fate;
         let reply: EncodedMessage;
@@ -184,13 +192,15 @@ export class Executor {
    * where settle does not catch (an ack on a channel closing under it) is logged; the delivery was marked
    * acked before the write, and the broker puts it back if the ack did not go out.
    */
-  private end(delivery: InFlight, ending: Ending): void {
+  private end(delivery: InFlight, ending: Ending, fate: Fate | undefined): void {
     let written: Ending | undefined;
     try {
       written = this.write(delivery, ending);
     } catch (err) {
       this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
       return;
+    } finally {
+      if (delivery.span) endSpan(delivery.span, written, fate);
     }
     if (written === undefined || written.kind === "requeue") return;
     const seconds = (performance.now() - delivery.receivedAt) / 1000;
@@ -200,6 +210,26 @@ export class Executor {
     }
     this.served++;
     this.metrics.answered(written.reply.code ?? "ok", seconds);
+  }
+
+  /** The delivery's process span (tracing on): the caller's context as delivery.ts read it. Never throws. */
+  private processSpan(via: ServingChannel, msg: ConsumeMessage): ProcessSpan | undefined {
+    try {
+      const { traceparent, tracestate } = traceContextOf(msg.properties.headers);
+      const { correlationId } = msg.properties;
+      return this.options.tracer!.process({
+        queue: this.options.queue,
+        correlationId: typeof correlationId === "string" ? correlationId : undefined,
+        deliveryTag: msg.fields.deliveryTag,
+        redelivered: msg.fields.redelivered,
+        traceparent,
+        tracestate,
+        peer: via.peer,
+      });
+    } catch (err) {
+      this.log.debug(`no span for a request: ${messageOf(err)}`);
+      return undefined;
+    }
   }
 
   /** Writes `ending`, or an INTERNAL reply for a copy that cannot be put back: what was written, if anything. */
@@ -217,6 +247,38 @@ export class Executor {
       const failed: Ending = { kind: "reply", to, reply };
       return delivery.via.settle(delivery, failed) ? failed : undefined;
     }
+  }
+}
+
+/**
+ * A process span's end: what became of the delivery, from the ending written (none: its channel
+ * was gone, and the broker has it back) and the fate it came from (none: decide failed, or a heavy
+ * request put back as the server drains). Never throws.
+ */
+function endSpan(span: ProcessSpan, written: Ending | undefined, fate: Fate | undefined): void {
+  try {
+    span.end(processEnd(written, fate));
+  } catch {
+    // Tracing must cost no request its answer.
+  }
+}
+
+function processEnd(written: Ending | undefined, fate: Fate | undefined): ProcessEnd {
+  const n = fate?.kind === "compute" ? fate.n : undefined;
+  if (written === undefined) return { fate: "unsettled", n };
+  if (written.kind === "ack") return { fate: "dropped", error: "DROPPED" };
+  if (written.kind === "requeue") return { fate: fate?.kind === "republish" ? "republished" : "requeued", n };
+  const error = written.reply.code;
+  if (error === undefined) return { fate: "computed", n };
+  switch (fate?.kind) {
+    case "refuse":
+      return { fate: "refused", error };
+    case "expired":
+      return { fate: "expired", error };
+    case "poison":
+      return { fate: "poison", error };
+    default:
+      return { fate: "internal", n, error };
   }
 }
 

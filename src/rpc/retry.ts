@@ -17,6 +17,7 @@ import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
 import type { Logger } from "../log.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
+import type { RetryOf } from "../tracing/tracer.ts";
 
 /**
  * After a fault the servers may not be back yet (a restarted broker has lost a non-durable
@@ -180,13 +181,17 @@ export class RetryingCaller {
   async call(n: number, deadline = this.time.now() + this.timeoutMs): Promise<CallOutcome & { attempts: number }> {
     const correlationId = this.client.newCorrelationId();
     const ends = attemptEnds(this.time.now(), deadline, this.retries, this.seams.random);
+    /** With tracing on, the first attempt's span: a retry's span links to it. */
+    let first: string | undefined;
     for (let attempt = 1; ; attempt++) {
       const attemptEnd = ends[attempt - 1]!;
       let outcome: CallOutcome;
       let client: RpcClient | undefined;
       try {
         client = await this.currentClient(attemptEnd);
-        outcome = await this.send(client, n, attemptEnd, correlationId);
+        const retry = first === undefined ? undefined : { attempt, traceparent: first };
+        outcome = await this.send(client, n, attemptEnd, correlationId, retry);
+        first ??= outcome.traceparent;
       } catch (err) {
         const error = err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err));
         outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
@@ -213,10 +218,16 @@ export class RetryingCaller {
   }
 
   /** One attempt on `client`, counted in flight there. */
-  private async send(client: RpcClient, n: number, deadline: number, correlationId: string): Promise<CallOutcome> {
+  private async send(
+    client: RpcClient,
+    n: number,
+    deadline: number,
+    correlationId: string,
+    retry: RetryOf | undefined,
+  ): Promise<CallOutcome> {
     this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
     try {
-      return await client.call(n, deadline, correlationId);
+      return await client.call(n, deadline, correlationId, retry);
     } finally {
       const left = this.inFlight.get(client)! - 1;
       if (left > 0) this.inFlight.set(client, left);

@@ -102,7 +102,9 @@ export class RpcServer {
     // sets x-delivery-count.
     const countAs = queue.declared ? options.queueType : "classic";
     if (!queue.declared) this.events.onNotice(joinedNotice(options.queue, options.queueType, queue));
-    const channel = await ServingChannel.create(model, this.host, countAs, (ch) => this.outletFor(model, ch));
+    const { hostname: address, port } = this.connection.target.currentUrl;
+    const outletFor = (ch: Channel) => this.outletFor(model, ch);
+    const channel = await ServingChannel.create(model, this.host, countAs, outletFor, { address, port });
     this.channel = channel;
     await this.scheduler.consume(channel);
   }

@@ -7,11 +7,12 @@
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
-import { MAX_EXPIRATION_MS, type Address } from "./delivery.ts";
+import { MAX_EXPIRATION_MS, type Address, type TraceContext } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, preview, type EncodedMessage } from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
+import { TRACEPARENT, TRACESTATE, type Peer, type ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
 export interface InFlight {
@@ -26,6 +27,8 @@ export interface InFlight {
   readonly key: bigint | undefined;
   /** Acked already: each delivery is acked exactly once. */
   acked: boolean;
+  /** Its process span, with tracing on (tracing/tracer.ts): its context goes in the reply's headers. */
+  readonly span: ProcessSpan | undefined;
 }
 
 /** How a delivery ends, as the executor (executor.ts) decided it: what settle writes. */
@@ -35,7 +38,9 @@ export type Ending =
   /** A reply to `to` (nobody, if undefined) and the ack. */
   | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
   /** A copy of the request put back in the queue (see copyOf), then the ack. */
-  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined };
+  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext };
+
+type Requeue = Extract<Ending, { kind: "requeue" }>;
 
 /** What a channel needs from the server that made it. */
 export interface ChannelHost {
@@ -58,15 +63,17 @@ export class ServingChannel {
 
   /**
    * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
-   * `countAs`: how redeliveries are counted on this connection (server.ts, declareAndConsume).
+   * `countAs`: how redeliveries are counted on this connection (server.ts, declareAndConsume);
+   * `peer`: the broker it is on (for tracing's server.address and server.port).
    */
   static async create(
     model: ChannelModel,
     host: ChannelHost,
     countAs: QueueType,
     outletFor: (channel: Channel) => Outlet,
+    peer?: Peer,
   ): Promise<ServingChannel> {
-    const serving = new ServingChannel(model, await model.createChannel(), host, countAs);
+    const serving = new ServingChannel(model, await model.createChannel(), host, countAs, peer);
     // Per consumer (global=false): RabbitMQ 4.3 refuses a channel-wide limit by default.
     await serving.channel.prefetch(host.prefetch);
     serving.outlet = outletFor(serving.channel);
@@ -79,6 +86,7 @@ export class ServingChannel {
     readonly channel: Channel,
     private readonly host: ChannelHost,
     readonly countAs: QueueType,
+    readonly peer: Peer | undefined,
   ) {
     channel.on("error", (err: Error) => {
       host.log.debug(`channel error: ${err.message}`);
@@ -114,7 +122,7 @@ export class ServingChannel {
     const { outlet, host } = this;
     const { msg } = delivery;
     if (ending.kind === "requeue") {
-      const copy = copyOf(msg, ending.deadline, ending.attempts);
+      const copy = copyOf(msg, ending);
       outlet.publish(host.queue, msg.content, copy);
     } else if (ending.kind === "reply" && ending.to) {
       const { to, reply } = ending;
@@ -124,7 +132,10 @@ export class ServingChannel {
       }
       try {
         const { contentType, type } = reply;
-        outlet.publish(to.replyTo, reply.body, { correlationId: to.correlationId, contentType, type });
+        const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
+        // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
+        if (delivery.span) properties.headers = { ...delivery.span.headers };
+        outlet.publish(to.replyTo, reply.body, properties);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`);
@@ -150,16 +161,20 @@ export class ServingChannel {
 /**
  * A delivered request as a new message, to put back in the queue: same properties, fibrpc's own
  * headers only (the caller's `deadline`, whose remainder is also its expiration, and the count
- * `attempts`, when there are: delivery.ts read them). Unlike a nack, this does not count as a
- * failed delivery. The copy carries nothing else: nothing else in the request is read by a
- * server, and a client's headers could come back larger than they went in (bytes that were not
- * UTF-8 re-encode as U+FFFD) and no longer fit one frame.
+ * `attempts`, when there are: delivery.ts read them), and the caller's W3C trace context, unchanged
+ * (the message's creation context: the copy's process span belongs to the caller's trace too),
+ * when delivery.ts found it printable and short. Unlike a nack, this does not count as a failed
+ * delivery. The copy carries nothing else: nothing else in the request is read by a server, and a
+ * client's headers could come back larger than they went in (bytes that were not UTF-8 re-encode
+ * as U+FFFD) and no longer fit one frame.
  */
-function copyOf(msg: ConsumeMessage, deadline: number | undefined, attempts: number | undefined): PublishProperties {
+function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): PublishProperties {
   const { properties } = msg;
-  const headers: Record<string, number> = {};
+  const headers: Record<string, string | number> = {};
   if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
   if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
+  if (trace.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;
+  if (trace.tracestate !== undefined) headers[TRACESTATE] = trace.tracestate;
   const copy: PublishProperties = {
     replyTo: properties.replyTo as string,
     correlationId: properties.correlationId as string | undefined,

@@ -4,6 +4,7 @@ import type { LogFormat, LogLevelName } from "../log.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
 import type { OutletMode } from "../rpc/outlet.ts";
 import type { QueueType } from "../rpc/queue.ts";
+import type { TracingSettings } from "../tracing/settings.ts";
 import type { LedgerConfig } from "./crash-ledger.ts";
 import type { AttemptFailure } from "./outage.ts";
 import type { TallySlot, WorkerStats } from "./stats.ts";
@@ -21,6 +22,11 @@ export interface WorkerConfig {
   noColor: boolean;
   /** The frame writer, or amqplib's own publish and ack (FIBRPC_OUTLET, env-settings.ts). */
   outlet: OutletMode;
+  /**
+   * Tracing's settings (OTEL_* variables, env-settings.ts), if on: each worker builds its own
+   * tracer from them, loading the SDK from `sdk` (paths.ts SDK_URL, as the main thread has it).
+   */
+  tracing?: { settings: TracingSettings; sdk: string };
   /** The test build's fault injection (FIBRPC_TEST_FAULTS, serve/test-build.ts); never set in the release build. */
   faults?: string;
   /** This worker's slot of the process's crash ledger. */
@@ -31,7 +37,8 @@ export interface WorkerConfig {
 
 export type ToWorker =
   | { type: "start"; config: WorkerConfig }
-  | { type: "drain" }
+  /** Drain, and be done by `by` (ms since the epoch: the supervisor's --drain-timeout runs out then). */
+  | { type: "drain"; by: number }
   | { type: "stats"; id: number }
   /** A worker died computing the request with this key: its crash count so far. */
   | { type: "crashed"; key: string; count: number };

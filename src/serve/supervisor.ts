@@ -273,7 +273,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
       finish(exitCode);
       return;
     }
-    for (const slot of live) post(slot, { type: "drain" });
+    const by = Date.now() + options.drainTimeoutMs;
+    for (const slot of live) post(slot, { type: "drain", by });
     drainTimer = setTimeout(() => {
       timedOut = true;
       const left = slots.filter((s) => s.worker);

@@ -15,8 +15,13 @@ import type { FromWorker, ToWorker } from "./messages.ts";
 import { reasonOf } from "./outage.ts";
 import { StatsRecorder, ThreadProbe } from "./stats.ts";
 import { testFaults } from "./test-build.ts";
+import { startTracer } from "../tracing/start.ts";
+import { FLUSH_WITHIN_MS, SERVE_EXPORT_TIMEOUT_MS, type Tracer } from "../tracing/tracer.ts";
 
 declare const self: Worker;
+
+/** Time kept, after the spans' export, for the drained message and the exit before the drain's deadline. */
+const DRAIN_MARGIN_MS = 200;
 
 function send(message: FromWorker): void {
   self.postMessage(message);
@@ -26,6 +31,7 @@ function send(message: FromWorker): void {
 function listen(): void {
   let server: RpcServer | undefined;
   let ledger: WorkerLedger | undefined;
+  let tracer: Tracer | undefined;
   let stats = new StatsRecorder();
   const thread = new ThreadProbe();
 
@@ -43,8 +49,15 @@ function listen(): void {
       });
       ledger = new WorkerLedger(config.ledger);
       stats = new StatsRecorder(config.answered);
+      // Its own provider, from the settings it was sent (tracing off: none, nothing loaded). A
+      // collector out of reach fails every worker's exports alike: the supervisor says it once.
+      if (config.tracing) {
+        const { settings, sdk } = config.tracing;
+        const warn = (line: string) => send({ type: "notice", message: line });
+        tracer = await startTracer(settings, { log, exportTimeoutMs: SERVE_EXPORT_TIMEOUT_MS, warn, sdk });
+      }
       server = new RpcServer(
-        { ...config, log, ledger, metrics: stats, ...(await testFaults(config.faults, fibDecimal)) },
+        { ...config, log, ledger, metrics: stats, tracer, ...(await testFaults(config.faults, fibDecimal)) },
         {
           onServing: (broker) => send({ type: "serving", broker }),
           onInterrupted: (broker, reason) => send({ type: "interrupted", broker, reason }),
@@ -76,6 +89,9 @@ function listen(): void {
       ledger?.record(message.key, message.count);
     } else if (message.type === "drain") {
       await server?.drain();
+      // The spans of the requests answered, exported within a bounded wait that leaves the drain
+      // its deadline (a collector that does not answer must not turn a clean drain into exit 75).
+      await tracer?.shutdown(Math.max(0, Math.min(FLUSH_WITHIN_MS, message.by - Date.now() - DRAIN_MARGIN_MS)));
       send({ type: "drained", served: server?.requestsServed ?? 0 });
       process.exit(0);
     }

@@ -282,6 +282,8 @@ interface World {
   expected: { replies: number; drops: number };
 }
 let world: World;
+/** Where serve's spans go (see beforeAll). */
+let sink: ReturnType<typeof Bun.serve> | undefined;
 
 /** serve's counters that must stay 0. */
 async function counters(): Promise<{ reconnects: number; restarts: number }> {
@@ -355,7 +357,12 @@ async function normalCallAnswered(ms = 5000): Promise<void> {
 beforeAll(async () => {
   const queue = uniqueQueue("fibrpc_hostile");
   const httpPort = await freePort();
-  const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(httpPort)]);
+  // Tracing on, so that every request's headers go through the trace-context path too: spans are
+  // exported to a loopback sink that takes them and throws them away.
+  sink = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null, { status: 200 }) });
+  const server = await startServe(["--workers", "2", "--queue", queue, "--http-port", String(httpPort)], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
+  });
   const { ch } = await rawChannel();
   const { queue: replyQueue } = await ch.assertQueue("", { exclusive: true });
   const replies: Reply[] = [];
@@ -389,6 +396,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  sink?.stop(true);
   await world?.publisher.close();
 });
 
@@ -819,6 +827,9 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
       },
       expect: result("c-f-garbage"),
     },
+    // W3C trace context (serve runs with tracing on here, see beforeAll): whatever it holds, the
+    // answer is the same; a malformed value is ignored, a valid one only parents a span
+    ...traceContextCases(r),
     // every other property
     {
       name: "other properties: odd bytes and extreme values everywhere",
@@ -862,6 +873,61 @@ function namedCases(replyQueue: string, requestQueue: string, now: number): Case
       expect: refused("c-all", ["DEADLINE_EXCEEDED", "UNSUPPORTED_CONTENT_TYPE"]),
     },
   ];
+}
+
+const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/** traceparent and tracestate headers, valid and not: each request is answered as if they were absent. */
+function traceContextCases(r: string): Case[] {
+  const traced = (id: string, headers: [string, FieldValue][]): Case => ({
+    name: "",
+    properties: { replyTo: r, correlationId: `c-tc-${id}`, headers },
+    expect: result(`c-tc-${id}`),
+  });
+  const cases: [string, string, [string, FieldValue][]][] = [
+    [
+      "valid traceparent and tracestate",
+      "valid",
+      [
+        ["traceparent", F.str(TRACEPARENT)],
+        ["tracestate", F.str("fibrpc=t61rcWkgMzE,congo=ucfJifl5GOE")],
+      ],
+    ],
+    ["traceparent of the wrong length", "short", [["traceparent", F.str(TRACEPARENT.slice(0, 54))]]],
+    ["traceparent not hex", "nothex", [["traceparent", F.str(TRACEPARENT.replace("4bf9", "4bz9"))]]],
+    ["traceparent version ff", "ff", [["traceparent", F.str(`ff${TRACEPARENT.slice(2)}`)]]],
+    ["traceparent with all-zero ids", "zero", [["traceparent", F.str(`00-${"0".repeat(32)}-${"0".repeat(16)}-01`)]]],
+    ["traceparent of 64 kB", "huge", [["traceparent", F.str(`${TRACEPARENT}-${"a".repeat(65_536)}`)]]],
+    ["traceparent not UTF-8", "ff-bytes", [["traceparent", F.str(ff(55))]]],
+    [
+      "tracestate of 10 kB beside a valid traceparent",
+      "state10k",
+      [
+        ["traceparent", F.str(TRACEPARENT)],
+        ["tracestate", F.str(`a=${"b".repeat(10_240)}`)],
+      ],
+    ],
+    [
+      "tracestate malformed",
+      "badstate",
+      [
+        ["traceparent", F.str(TRACEPARENT)],
+        ["tracestate", F.str("=,,a=\u0000,=b")],
+      ],
+    ],
+    [
+      "traceparent and tracestate not strings (bytes, a number)",
+      "types",
+      [
+        ["traceparent", F.bytes(Buffer.from(TRACEPARENT))],
+        ["tracestate", F.i64(7)],
+      ],
+    ],
+    ["traceparent a table", "table", [["traceparent", F.table([["traceparent", F.str(TRACEPARENT)]])]]],
+    ["traceparent an array", "array", [["traceparent", F.array([F.str(TRACEPARENT)])]]],
+    ["traceparent void", "void", [["traceparent", F.void()]]],
+  ];
+  return cases.map(([name, id, headers]) => ({ ...traced(id, headers), name: `trace context: ${name}` }));
 }
 
 /** To declare the tests; the cases are rebuilt with the real queues at run time. */

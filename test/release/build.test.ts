@@ -20,7 +20,7 @@ test("build, build:test and release all go through scripts/build.ts (no second c
     expect({ name, compiles: /--compile/.test(script) }).toEqual({ name, compiles: false });
 });
 
-test("the compile flags: both entrypoints, minify, bytecode, esm, no autoload, the defines", () => {
+test("the compile flags: the three entrypoints, minify, bytecode, esm, no autoload, the defines", () => {
   const args = buildArgs({ outfile: "out", target: "bun-linux-arm64", testBuild: true, commit: "0123456789ab-dirty" });
   expect(args).toEqual([
     "build",
@@ -31,6 +31,7 @@ test("the compile flags: both entrypoints, minify, bytecode, esm, no autoload, t
     "--format=esm",
     "src/cli.ts",
     "src/serve/worker.ts",
+    "src/tracing/sdk.ts",
     "--outfile",
     "out",
     "--no-compile-autoload-dotenv",

@@ -95,3 +95,21 @@ test("only rpc/amqplib-internals.ts imports amqplib's private files", () => {
     .map((file) => relative(SRC, file));
   expect(importers).toEqual(["rpc/amqplib-internals.ts"]);
 });
+
+/**
+ * Tracing off loads no OpenTelemetry module, nor carries its code in the bundle a run starts from:
+ * only tracing/sdk.ts imports @opentelemetry/*; no module imports sdk.ts but for its types
+ * (tracing/start.ts loads it by its URL, paths.ts SDK_URL, a specifier the bundler does not
+ * follow); and the build compiles it as an entrypoint of its own.
+ */
+test("only tracing/sdk.ts imports OpenTelemetry, and it is loaded by its URL only", () => {
+  const sources = tsFiles(SRC).map((file) => ({ path: relative(SRC, file), source: readFileSync(file, "utf8") }));
+  const otel = sources.filter(({ source }) => specifiers(source).some((s) => s.startsWith("@opentelemetry/")));
+  expect(otel.map(({ path }) => path)).toEqual(["tracing/sdk.ts"]);
+  const valueImports = (source: string) =>
+    specifiers(source.replace(/^\s*import\s+type\b[^;]*;/gm, "")).filter((s) => /(^|\/)sdk\.ts$/.test(s));
+  expect(sources.filter(({ source }) => valueImports(source).length > 0).map(({ path }) => path)).toEqual([]);
+  expect(readFileSync(resolve(SRC, "paths.ts"), "utf8")).toContain('new URL("./tracing/sdk.ts", import.meta.url)');
+  expect(readFileSync(resolve(SRC, "tracing/start.ts"), "utf8")).toMatch(/await import\(sdk\)/);
+  expect(readFileSync(resolve(SRC, "../scripts/build.ts"), "utf8")).toContain('"src/tracing/sdk.ts",');
+});

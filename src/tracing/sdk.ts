@@ -1,0 +1,300 @@
+/**
+ * The Tracer (tracer.ts) on OpenTelemetry's own packages: a TracerProvider with a batch span
+ * processor and the OTLP/HTTP exporter of the configured protocol, and the W3C Trace Context
+ * propagator. Loaded only by start.ts, and only when tracing is on. Manual spans only: no
+ * instrumentation hooks (they patch modules at require time, which a compiled binary does not do).
+ *
+ * Nothing is registered globally (no global tracer provider, propagator or context manager): the
+ * spans are made from this provider's tracer and their contexts passed explicitly, so that each
+ * serve worker (a thread of its own) has its own provider, built from the settings it was sent.
+ *
+ * The SDK reads no OTEL_* variable itself (sdk-trace 3.x does not); the OTLP exporter still reads
+ * the ones fibrpc does not resolve (OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _COMPRESSION, the TLS
+ * certificate variables) from the process's environment, and is given what fibrpc resolved (URL,
+ * protocol by choice of exporter, time limit), which takes precedence over its own reading.
+ */
+import {
+  isSpanContextValid,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from "@opentelemetry/api";
+import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+  type ReadableSpan,
+  type Sampler,
+  type SpanExporter,
+} from "@opentelemetry/sdk-trace";
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_SERVICE_VERSION,
+} from "@opentelemetry/semantic-conventions";
+import {
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_MESSAGE_CONVERSATION_ID,
+  ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_MESSAGING_OPERATION_TYPE,
+  ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+  ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+  ATTR_MESSAGING_SYSTEM,
+} from "@opentelemetry/semantic-conventions/incubating";
+import { version } from "../version.ts";
+import type { TracingSettings } from "./settings.ts";
+import {
+  FLUSH_WITHIN_MS,
+  TRACEPARENT,
+  TRACESTATE,
+  type CallEnd,
+  type ProcessEnd,
+  type ProcessRequest,
+  type ProcessSpan,
+  type RetryOf,
+  type SendRequest,
+  type SendSpan,
+  type Tracer,
+} from "./tracer.ts";
+
+/** fibrpc's own attributes. */
+export const ATTR_FIBRPC_N = "fibrpc.n";
+/** A retry's attempt number (2 for the first retry): its span links to the first attempt's. */
+export const ATTR_FIBRPC_ATTEMPT = "fibrpc.attempt";
+export const ATTR_FIBRPC_FATE = "fibrpc.fate";
+
+/** Fates a server's operator must look at: the span's status is ERROR (a refused request is the caller's). */
+const FAILED_FATES = new Set(["internal", "poison", "dropped"]);
+
+const setter: TextMapSetter<Record<string, string>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+/** Reads only the two strings delivery.ts handed over: nothing else of a request reaches the propagator. */
+const getter: TextMapGetter<ProcessRequest> = {
+  keys: () => [TRACEPARENT, TRACESTATE],
+  get: (carrier, key) =>
+    key === TRACEPARENT ? carrier.traceparent : key === TRACESTATE ? carrier.tracestate : undefined,
+};
+
+/** The first attempt's traceparent, as the retry carries it. */
+const retryGetter: TextMapGetter<RetryOf> = {
+  keys: () => [TRACEPARENT],
+  get: (carrier, key) => (key === TRACEPARENT ? carrier.traceparent : undefined),
+};
+
+/** `warn`: how an export failure is said (the run's logger; a serve worker's goes to its supervisor, said once). */
+export async function createTracer(
+  settings: TracingSettings,
+  warn: (line: string) => void,
+  exportTimeoutMs: number,
+): Promise<Tracer> {
+  const exporter = new WarningExporter(await exporterFor(settings, exportTimeoutMs), settings.url, warn);
+  const provider = new TracerProvider({
+    resource: defaultResource().merge(
+      resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resource }),
+    ),
+    sampler: samplerOf(settings),
+    spanProcessors: [new BatchSpanProcessor({ exporter })],
+  });
+  const tracer = provider.getTracer("fibrpc", version);
+  const propagator = new W3CTraceContextPropagator();
+
+  const headersOf = (span: Span): Record<string, string> => {
+    const headers: Record<string, string> = {};
+    propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, setter);
+    return headers;
+  };
+
+  return {
+    send(request: SendRequest): SendSpan {
+      const attributes: Attributes = {
+        ...messaging(request.queue, "send", "send"),
+        [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
+        [ATTR_SERVER_ADDRESS]: request.peer.address,
+        [ATTR_SERVER_PORT]: request.peer.port,
+        [ATTR_FIBRPC_N]: request.n,
+      };
+      let links: Link[] | undefined;
+      if (request.retry) {
+        attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
+        const first = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, request.retry, retryGetter));
+        if (first && isSpanContextValid(first)) links = [{ context: first, attributes: { "fibrpc.link": "retry-of" } }];
+      }
+      const span = tracer.startSpan(
+        `send ${request.queue}`,
+        { kind: SpanKind.PRODUCER, attributes, links },
+        ROOT_CONTEXT,
+      );
+      return {
+        headers: headersOf(span),
+        end(how: CallEnd) {
+          if (!how.ok) {
+            span.setAttribute(ATTR_ERROR_TYPE, how.code);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: how.remote ? "error reply" : how.code });
+          }
+          span.end();
+        },
+      };
+    },
+
+    process(request: ProcessRequest): ProcessSpan {
+      const attributes: Attributes = {
+        ...messaging(request.queue, "process", "process"),
+        [ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG]: request.deliveryTag,
+      };
+      if (request.correlationId !== undefined)
+        attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = request.correlationId;
+      if (request.peer) {
+        attributes[ATTR_SERVER_ADDRESS] = request.peer.address;
+        attributes[ATTR_SERVER_PORT] = request.peer.port;
+      }
+      if (request.redelivered) attributes["fibrpc.redelivered"] = true;
+      const { parent, links } = callerOf(request, propagator);
+      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
+      return {
+        headers: headersOf(span),
+        end(how: ProcessEnd) {
+          span.setAttribute(ATTR_FIBRPC_FATE, how.fate);
+          if (how.n !== undefined) span.setAttribute(ATTR_FIBRPC_N, how.n);
+          if (how.error !== undefined) span.setAttribute(ATTR_ERROR_TYPE, how.error);
+          if (FAILED_FATES.has(how.fate))
+            span.setStatus({ code: SpanStatusCode.ERROR, message: how.error ?? how.fate });
+          span.end();
+        },
+      };
+    },
+
+    async shutdown(withinMs = FLUSH_WITHIN_MS): Promise<void> {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const flushed = provider.shutdown().then(
+        () => true,
+        () => true,
+      );
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), withinMs);
+      });
+      const inTime = await Promise.race([flushed, late]);
+      clearTimeout(timer);
+      if (!inTime) exporter.failed(`not done within ${withinMs} ms`);
+    },
+  };
+}
+
+/**
+ * The caller's context, from the two header values delivery.ts passed on: parent and link (see
+ * tracer.ts) when the W3C propagator finds a valid one; else none, and the span starts a trace.
+ * A malformed value (wrong length, not hex, version ff, all-zero ids, a tracestate over 512
+ * characters or with bad members) is dropped by the propagator; nothing here throws.
+ */
+export function callerOf(
+  request: ProcessRequest,
+  propagator = new W3CTraceContextPropagator(),
+): { parent: Context; links: Link[] | undefined } {
+  if (request.traceparent === undefined) return { parent: ROOT_CONTEXT, links: undefined };
+  try {
+    const extracted = propagator.extract(ROOT_CONTEXT, request, getter);
+    const caller = trace.getSpanContext(extracted);
+    if (caller && isSpanContextValid(caller)) return { parent: extracted, links: [{ context: caller }] };
+  } catch {
+    // A value the propagator chokes on is a value it did not accept: no caller.
+  }
+  return { parent: ROOT_CONTEXT, links: undefined };
+}
+
+function messaging(queue: string, operation: string, type: string): Attributes {
+  // Published to the default exchange with the queue's name as routing key: per rabbitmq.md the
+  // destination is the routing key alone (the exchange's name is empty), on the consumer's side
+  // too (routing key and queue are the same name, said once).
+  return {
+    [ATTR_MESSAGING_SYSTEM]: "rabbitmq",
+    [ATTR_MESSAGING_OPERATION_NAME]: operation,
+    [ATTR_MESSAGING_OPERATION_TYPE]: type,
+    [ATTR_MESSAGING_DESTINATION_NAME]: queue,
+    [ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY]: queue,
+  };
+}
+
+function samplerOf({ sampler, ratio }: TracingSettings): Sampler {
+  switch (sampler) {
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(ratio);
+    case "parentbased_always_on":
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) });
+  }
+}
+
+/** The exporter of the configured protocol, only that one loaded. */
+async function exporterFor({ url, protocol }: TracingSettings, timeoutMillis: number): Promise<SpanExporter> {
+  const { OTLPTraceExporter } =
+    protocol === "http/json"
+      ? await import("@opentelemetry/exporter-trace-otlp-http")
+      : await import("@opentelemetry/exporter-trace-otlp-proto");
+  return new OTLPTraceExporter({ url, timeoutMillis });
+}
+
+/**
+ * The exporter, with its failures said once: a collector that cannot be reached costs one
+ * warning, and the spans of that export (the SDK drops them), never a call.
+ */
+class WarningExporter implements SpanExporter {
+  private warned = false;
+
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly url: string,
+    private readonly warn: (line: string) => void,
+  ) {}
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.inner.export(spans, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS) this.failed(result.error?.message ?? "export failed");
+      done(result);
+    });
+  }
+
+  failed(why: string): void {
+    if (this.warned) return;
+    this.warned = true;
+    this.warn(`could not export spans to ${shown(this.url)}: ${why}; spans are dropped (said once)`);
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
+/** The endpoint without user info (a collector's credentials may be in it). */
+function shown(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  return u.href;
+}

@@ -1,0 +1,123 @@
+/**
+ * What the calling and serving code asks of tracing, in fibrpc's own terms: no OpenTelemetry type
+ * appears here, so that rpc/ depends on this file only (types, erased at build time) and a run with
+ * tracing off loads no OpenTelemetry module at all. The one implementation is sdk.ts, loaded by
+ * start.ts with `await import` only when tracing is on; with it off, the client and the executor
+ * hold `undefined` and each span costs them one check.
+ *
+ * The spans, per OpenTelemetry's messaging semantic conventions (messaging-spans.md, rabbitmq.md):
+ * - `fibrpc call`: a PRODUCER span "send {queue}" per request (operation send), whose context is the
+ *   message's creation context, injected as W3C traceparent/tracestate into the request's headers.
+ *   It lasts from the publish to the call's outcome (reply, error reply, timeout), so its duration
+ *   is the call's latency as the caller saw it and its status says how it ended: one span per call,
+ *   not a CLIENT span around a short PRODUCER one.
+ * - `fibrpc serve`: a CONSUMER span "process {queue}" per delivery (push-based: operation process),
+ *   from the delivery to its settling (reply and ack written), heavy-request waits included. The
+ *   caller's context, when the request carries a valid one, is its parent AND a link: the
+ *   conventions make the link the default (SHOULD), and permit the creation context as parent
+ *   "exclusively for single messages scenarios" when processing is not in the scope of another
+ *   span, which is fibrpc's case (one message per process span, nothing around it), so that a call
+ *   and its serving are one trace, as users of an RPC expect. The process span's context goes into
+ *   the reply's headers.
+ */
+
+/** W3C Trace Context header names, as messages carry them (the amqplib instrumentation's too). */
+export const TRACEPARENT = "traceparent";
+export const TRACESTATE = "tracestate";
+
+/** The broker a span's operation talked to (server.address, server.port). */
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+/** A call sent again (--retry): its attempt number (2 for the first retry), and the first attempt's traceparent. */
+export interface RetryOf {
+  attempt: number;
+  traceparent: string;
+}
+
+/** A request as the caller sends it. */
+export interface SendRequest {
+  queue: string;
+  correlationId: string;
+  n: number;
+  peer: Peer;
+  /** A retry's span is a new trace, linked to the first attempt's span (issue 21: never lost). */
+  retry?: RetryOf;
+}
+
+/** How a call ended: answered, or an error (a code of the protocol's, or of the client's: TIMEOUT). */
+export type CallEnd = { ok: true } | { ok: false; code: string; remote: boolean };
+
+export interface SendSpan {
+  /** traceparent (and tracestate) for the request's headers. */
+  readonly headers: Readonly<Record<string, string>>;
+  end(how: CallEnd): void;
+}
+
+/**
+ * A delivery as the server reads it. traceparent and tracestate are what delivery.ts (the one reader
+ * of a request's headers) found there as strings of a sane length; their syntax is checked by the
+ * W3C propagator, and anything it rejects is ignored: the span then starts a trace of its own.
+ */
+export interface ProcessRequest {
+  queue: string;
+  /** The correlation id, if it was a string. */
+  correlationId: string | undefined;
+  deliveryTag: number;
+  redelivered: boolean;
+  traceparent: string | undefined;
+  tracestate: string | undefined;
+  peer: Peer | undefined;
+}
+
+/** What became of a delivery (the fate, as the trace names it). */
+export type ProcessFate =
+  | "computed"
+  | "refused"
+  | "expired"
+  | "poison"
+  | "dropped"
+  | "republished"
+  | "requeued"
+  | "internal"
+  /** Its channel closed before it was settled: the broker delivers it again. */
+  | "unsettled";
+
+export interface ProcessEnd {
+  fate: ProcessFate;
+  n?: number;
+  /** The error reply's code (N_TOO_LARGE, INTERNAL, ...), or DROPPED: error.type. */
+  error?: string;
+}
+
+export interface ProcessSpan {
+  /** traceparent (and tracestate) of this span, for the reply's headers. */
+  readonly headers: Readonly<Record<string, string>>;
+  end(how: ProcessEnd): void;
+}
+
+export interface Tracer {
+  send(request: SendRequest): SendSpan;
+  process(request: ProcessRequest): ProcessSpan;
+  /**
+   * Exports what is buffered and stops, waiting at most `withinMs`. Never rejects: a collector
+   * that cannot be reached is one warning on the run's logger, never a failed command.
+   */
+  shutdown(withinMs?: number): Promise<void>;
+}
+
+/** How long a command waits at most for its spans to be exported as it exits (call's end, serve's drain). */
+export const FLUSH_WITHIN_MS = 2_000;
+/**
+ * One export's time limit (OTEL_EXPORTER_OTLP_TIMEOUT's default) for serve, whose exports run in
+ * the background, retried by the exporter with back-off (from ~1 s) while they fit in it.
+ */
+export const SERVE_EXPORT_TIMEOUT_MS = 10_000;
+/**
+ * One export's time limit for `call`, which waits for it before exiting: short enough that a
+ * collector that is down costs a call at most this (the exporter's first retry, after 0.8 s or
+ * more, never fits), long enough for a collector on the same host or network (an agent, a sidecar).
+ */
+export const CALL_EXPORT_TIMEOUT_MS = 500;
