@@ -122,14 +122,16 @@ export function alsoDelete(queue: string): void {
 }
 
 /**
- * Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. When the
+ * Environment for the binary: no FIBRPC_* or OTEL_* from the developer's shell leaks into a test
+ * (an OTEL_EXPORTER_OTLP_ENDPOINT there would send every test's spans to that collector). When the
  * suite runs against another broker than the default one, FIBRPC_URL points the binary at it,
  * unless the test names a broker itself (--url, FIBRPC_URL) or a --config file (which ranks
  * below the environment, so FIBRPC_URL would hide its URL).
  */
 function cleanEnv(extra: Record<string, string> = {}, args: readonly string[] = []): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("FIBRPC_") && !k.startsWith("OTEL_") && v !== undefined) env[k] = v;
   const namesBroker =
     args.some((a) => /^--(url|config)(=|$)/.test(a)) || "FIBRPC_URL" in extra || "FIBRPC_CONFIG" in extra;
   const suiteBroker: Record<string, string> = process.env.FIBRPC_TEST_URL && !namesBroker ? { FIBRPC_URL: URL } : {};
