@@ -14,10 +14,10 @@
 # (scripts/broker-node.sh: made on first use, stopped at the end), and the tests that start their
 # own nodes or cluster start that release too.
 #
-# Before the tests: npm ci, then (except for the unit tier) a broker (scripts/ensure-broker.sh),
-# Debian's python3-pika (to run the tutorial's own Python code), zsh and fish (shell completion),
-# the type check, ./fibrpc and the test build ./fibrpc-test. The JUnit report goes to
-# .test-results/junit[-RELEASE].xml.
+# Before the tests: npm ci (and test/otlp-decoder's), then (except for the unit tier) a broker
+# (scripts/ensure-broker.sh), Debian's python3-pika (to run the tutorial's own Python code), zsh and
+# fish (shell completion), the type check, ./fibrpc and the test build ./fibrpc-test. The JUnit
+# report goes to .test-results/junit[-RELEASE].xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +52,9 @@ install_packages() {
 }
 
 npm ci --no-audit --no-fund --loglevel=error
+# OpenTelemetry's OTLP protobuf decoder for the tests' OTLP receiver, in a tree of its own
+# (test/otlp-decoder/README.md says why).
+npm ci --prefix test/otlp-decoder --no-audit --no-fund --loglevel=error
 
 if [ "${tiers[*]}" != unit ]; then
   bash scripts/ensure-broker.sh

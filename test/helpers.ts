@@ -122,7 +122,8 @@ export function alsoDelete(queue: string): void {
 }
 
 /**
- * Environment for the binary: no FIBRPC_* from the developer's shell leaks into a test. When the
+ * Environment for the binary: no FIBRPC_* or OTEL_* from the developer's shell leaks into a test
+ * (an OTEL_EXPORTER_OTLP_ENDPOINT there would send every test's spans to that collector). When the
  * suite runs against another broker than the default one, FIBRPC_URL points the binary at it,
  * unless the test names a broker itself (--url, FIBRPC_URL) or a --config file (which ranks
  * below the environment, so FIBRPC_URL would hide its URL).
