@@ -79,7 +79,7 @@ export type Fate =
    */
   | { kind: "poison"; to: Address; reply: EncodedMessage; why: string }
   /** Classic queue, redelivered: put back a copy that carries the count, ack this one. */
-  | { kind: "republish"; redeliveries: number; deadline: number | undefined }
+  | { kind: "republish"; redeliveries: number; deadline: number | undefined; trace: TraceContext }
   /**
    * Compute and reply. `deadline` and `attempts` are what a copy keeps if the request goes back
    * to the queue before it is computed (a heavy one, when the server drains).
@@ -96,6 +96,8 @@ export interface Compute {
   deadline: number | undefined;
   /** The count on a copy fibrpc put back (x-fibrpc-attempts), if it holds a count at all. */
   attempts: number | undefined;
+  /** A heavy request's trace context: it goes back to the queue if the server drains before its turn. */
+  trace: TraceContext | undefined;
 }
 
 /**
@@ -138,8 +140,8 @@ export interface TraceContext {
  * The caller's W3C trace context: the traceparent and tracestate headers if they are strings of
  * printable ASCII and a sane length, else undefined (a tracestate only beside a traceparent).
  * Their syntax is the W3C propagator's to check (tracing/sdk.ts): whatever it rejects is ignored.
- * Read when tracing is on, and for a copy put back in the queue (serving-channel.ts copyOf); it
- * changes no fate.
+ * Read when tracing is on, and by decide for what may go back to the queue (a republish, a heavy
+ * request); it changes no fate.
  */
 export function traceContextOf(headers: unknown): TraceContext {
   const parent = header(headers, TRACEPARENT);
@@ -303,12 +305,13 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     }
     // A classic queue keeps no count: carry it on a copy.
     if (c.queueType === "classic" && delivery.fields.redelivered) {
-      return { kind: "republish", redeliveries, deadline: deadline.at };
+      return { kind: "republish", redeliveries, deadline: deadline.at, trace: traceContextOf(headers) };
     }
   }
   const heavy = c.pauseForHeavy && request.n >= HEAVY_N;
   const attempts = countOf(header(headers, ATTEMPTS_HEADER));
-  return { kind: "compute", to, n: request.n, format: request.format, heavy, deadline: deadline.at, attempts };
+  const trace = heavy ? traceContextOf(headers) : undefined;
+  return { kind: "compute", to, n: request.n, format: request.format, heavy, deadline: deadline.at, attempts, trace };
 }
 
 /**

@@ -12,7 +12,8 @@ import { decide, isFirstDelivery, traceContextOf, type Compute, type Fate } from
 import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
-import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
+import type { Tracer } from "../tracing/tracer.ts";
+import { endProcessSpan, startProcessSpan } from "./process-span.ts";
 
 /** The server's options the executor reads (server.ts, ServerOptions, has them all). */
 export interface ExecutorOptions {
@@ -79,8 +80,8 @@ export class Executor {
       this.ledger && typeof replyTo === "string" && (correlationId === undefined || typeof correlationId === "string");
     const key = keyed ? requestKey(replyTo, correlationId, msg.content) : undefined;
     const firstDelivery = isFirstDelivery(msg);
-    const span = this.options.tracer ? this.processSpan(via, msg) : undefined;
-    const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
+    const { tracer, queue } = this.options;
+    const trace = tracer ? traceContextOf(msg.properties.headers) : undefined;
     if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
     try {
@@ -101,6 +102,9 @@ export class Executor {
     } catch (err) {
       this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
     }
+    // The process span starts once the fate is known (microseconds after the delivery arrived).
+    const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, this.log) : undefined;
+    const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
     if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
     else this.carryOut(delivery, fate);
@@ -110,8 +114,8 @@ export class Executor {
   runHeavy({ delivery, fate }: HeavyJob): void {
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
-      const trace = traceContextOf(delivery.msg.properties.headers);
-      this.end(delivery, { kind: "requeue", deadline: fate.deadline, attempts: fate.attempts, trace }, undefined);
+      const { deadline, attempts, trace } = fate;
+      this.end(delivery, { kind: "requeue", deadline, attempts, trace }, undefined);
       return;
     }
     this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
@@ -163,11 +167,8 @@ export class Executor {
       case "poison":
         log.warn(`refused a request (${fate.why}); it is not tried again`);
         return { kind: "reply", to: fate.to, reply: fate.reply };
-      case "republish": {
-        // The caller's trace context goes along, unchanged (read here: republishing is rare).
-        const trace = traceContextOf(delivery.msg.properties.headers);
-        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace };
-      }
+      case "republish":
+        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace: fate.trace };
       case "compute": {
         const { n, format, to } = fate;
         let reply: EncodedMessage;
@@ -200,7 +201,7 @@ export class Executor {
       this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
       return;
     } finally {
-      if (delivery.span) endSpan(delivery.span, written, fate);
+      if (delivery.span) endProcessSpan(delivery.span, written, fate);
     }
     if (written === undefined || written.kind === "requeue") return;
     const seconds = (performance.now() - delivery.receivedAt) / 1000;
@@ -210,26 +211,6 @@ export class Executor {
     }
     this.served++;
     this.metrics.answered(written.reply.code ?? "ok", seconds);
-  }
-
-  /** The delivery's process span (tracing on): the caller's context as delivery.ts read it. Never throws. */
-  private processSpan(via: ServingChannel, msg: ConsumeMessage): ProcessSpan | undefined {
-    try {
-      const { traceparent, tracestate } = traceContextOf(msg.properties.headers);
-      const { correlationId } = msg.properties;
-      return this.options.tracer!.process({
-        queue: this.options.queue,
-        correlationId: typeof correlationId === "string" ? correlationId : undefined,
-        deliveryTag: msg.fields.deliveryTag,
-        redelivered: msg.fields.redelivered,
-        traceparent,
-        tracestate,
-        peer: via.peer,
-      });
-    } catch (err) {
-      this.log.debug(`no span for a request: ${messageOf(err)}`);
-      return undefined;
-    }
   }
 
   /** Writes `ending`, or an INTERNAL reply for a copy that cannot be put back: what was written, if anything. */
@@ -247,38 +228,6 @@ export class Executor {
       const failed: Ending = { kind: "reply", to, reply };
       return delivery.via.settle(delivery, failed) ? failed : undefined;
     }
-  }
-}
-
-/**
- * A process span's end: what became of the delivery, from the ending written (none: its channel
- * was gone, and the broker has it back) and the fate it came from (none: decide failed, or a heavy
- * request put back as the server drains). Never throws.
- */
-function endSpan(span: ProcessSpan, written: Ending | undefined, fate: Fate | undefined): void {
-  try {
-    span.end(processEnd(written, fate));
-  } catch {
-    // Tracing must cost no request its answer.
-  }
-}
-
-function processEnd(written: Ending | undefined, fate: Fate | undefined): ProcessEnd {
-  const n = fate?.kind === "compute" ? fate.n : undefined;
-  if (written === undefined) return { fate: "unsettled", n };
-  if (written.kind === "ack") return { fate: "dropped", error: "DROPPED" };
-  if (written.kind === "requeue") return { fate: fate?.kind === "republish" ? "republished" : "requeued", n };
-  const error = written.reply.code;
-  if (error === undefined) return { fate: "computed", n };
-  switch (fate?.kind) {
-    case "refuse":
-      return { fate: "refused", error };
-    case "expired":
-      return { fate: "expired", error };
-    case "poison":
-      return { fate: "poison", error };
-    default:
-      return { fate: "internal", n, error };
   }
 }
 

@@ -38,7 +38,7 @@ export type Ending =
   /** A reply to `to` (nobody, if undefined) and the ack. */
   | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
   /** A copy of the request put back in the queue (see copyOf), then the ack. */
-  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext };
+  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext | undefined };
 
 type Requeue = Extract<Ending, { kind: "requeue" }>;
 
@@ -173,8 +173,8 @@ function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): Pu
   const headers: Record<string, string | number> = {};
   if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
   if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
-  if (trace.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;
-  if (trace.tracestate !== undefined) headers[TRACESTATE] = trace.tracestate;
+  if (trace?.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;
+  if (trace?.tracestate !== undefined) headers[TRACESTATE] = trace.tracestate;
   const copy: PublishProperties = {
     replyTo: properties.replyTo as string,
     correlationId: properties.correlationId as string | undefined,

@@ -1,0 +1,65 @@
+/**
+ * A delivery's process span, with tracing on (tracing/tracer.ts): started once its fate is known, from
+ * the caller's trace context as delivery.ts read it, and ended with what became of the delivery. Neither
+ * ever throws: tracing must cost no request its answer.
+ */
+import type { ConsumeMessage } from "amqplib";
+import type { Logger } from "../log.ts";
+import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
+import type { Fate, TraceContext } from "./delivery.ts";
+import type { Ending, ServingChannel } from "./serving-channel.ts";
+
+export function startProcessSpan(
+  tracer: Tracer,
+  queue: string,
+  via: ServingChannel,
+  msg: ConsumeMessage,
+  trace: TraceContext,
+  log: Logger,
+): ProcessSpan | undefined {
+  try {
+    const { correlationId } = msg.properties;
+    return tracer.process({
+      queue,
+      correlationId: typeof correlationId === "string" ? correlationId : undefined,
+      deliveryTag: msg.fields.deliveryTag,
+      redelivered: msg.fields.redelivered,
+      ...trace,
+      peer: via.peer,
+    });
+  } catch (err) {
+    log.debug(`no span for a request: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+/**
+ * Ends `span` with the ending written (none: its channel was gone, and the broker has the delivery back)
+ * and the fate it came from (none: decide failed, or a heavy request put back as the server drains).
+ */
+export function endProcessSpan(span: ProcessSpan, written: Ending | undefined, fate: Fate | undefined): void {
+  try {
+    span.end(processEnd(written, fate));
+  } catch {
+    // Tracing must cost no request its answer.
+  }
+}
+
+function processEnd(written: Ending | undefined, fate: Fate | undefined): ProcessEnd {
+  const n = fate?.kind === "compute" ? fate.n : undefined;
+  if (written === undefined) return { fate: "unsettled", n };
+  if (written.kind === "ack") return { fate: "dropped", error: "DROPPED" };
+  if (written.kind === "requeue") return { fate: fate?.kind === "republish" ? "republished" : "requeued", n };
+  const error = written.reply.code;
+  if (error === undefined) return { fate: "computed", n };
+  switch (fate?.kind) {
+    case "refuse":
+      return { fate: "refused", error };
+    case "expired":
+      return { fate: "expired", error };
+    case "poison":
+      return { fate: "poison", error };
+    default:
+      return { fate: "internal", n, error };
+  }
+}
