@@ -114,7 +114,8 @@ export default defineCommand({
 async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const ms = Math.round(outcome.ms * 1000) / 1000;
   if (outcome.ok) {
-    const line = `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${traceId(outcome)}}\n`;
+    const trace = traceIdOf(outcome);
+    const line = `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${trace ? `,"trace_id":"${trace}"` : ""}}\n`;
     await writeStdout(json ? line : `${outcome.result}\n`);
     return ExitCode.OK;
   }
@@ -124,7 +125,7 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
   const message = printable(masker.mask(outcome.error ? withHint(outcome.error, "call") : outcome.message));
   const code = printable(outcome.code);
   process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker, traceId(outcome)));
+  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker, traceIdOf(outcome)));
   return exitCodeOf(outcome);
 }
 
@@ -132,18 +133,17 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
  * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
  * printable (again: it does no harm).
  */
-function errorLine(n: number, code: string, message: string, ms: number, masker: Masker, trace = ""): string {
+function errorLine(n: number, code: string, message: string, ms: number, masker: Masker, trace?: string): string {
   const error = { code: printable(code), message: printable(masker.mask(message)) };
-  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000 }).slice(0, -1)}${trace}}\n`;
+  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000, trace_id: trace })}\n`;
 }
 
 /**
- * `,"trace_id":"…"` for a --json line when tracing is on (the trace of the call's last attempt,
- * its send span's: tracing/tracer.ts); nothing when it is off, so the line is as before.
+ * The trace of the call's last attempt (its send span's, tracing/tracer.ts) for a --json line when tracing
+ * is on; undefined when it is off, so the line is as before (JSON.stringify leaves an undefined field out).
  */
-function traceId(outcome: CallOutcome): string {
-  const id = outcome.traceparent?.slice(3, 35);
-  return id === undefined ? "" : `,"trace_id":"${id}"`;
+function traceIdOf(outcome: CallOutcome): string | undefined {
+  return outcome.traceparent?.slice(3, 35);
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */
