@@ -26,7 +26,7 @@ import {
   type TextMapGetter,
   type TextMapSetter,
 } from "@opentelemetry/api";
-import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import { ExportResultCode, millisToHrTime, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
 import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
@@ -175,13 +175,19 @@ export async function createTracer(
       if (request.redelivered) attributes["fibrpc.redelivered"] = true;
       if (request.queueWaitMs !== undefined) attributes[ATTR_FIBRPC_QUEUE_WAIT_MS] = request.queueWaitMs;
       const { parent, links } = callerOf(request, propagator);
-      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
+      // One clock for the span and its children: the SDK starts each span at Date.now() (whole ms) and
+      // ends it by performance.now(), so a child could read up to 1 ms outside its parent, or before
+      // its sibling's end. Anchored to the wall clock once per span, as the SDK does.
+      const anchor = Date.now() - performance.now();
+      const at = () => millisToHrTime(anchor + performance.now());
+      const kind = SpanKind.CONSUMER;
+      const span = tracer.startSpan(`process ${request.queue}`, { kind, attributes, links, startTime: at() }, parent);
       return {
         headers: headersOf(span),
         phase(name: PhaseName): Phase {
           const child = tracer.startSpan(
             PHASE_SPAN_NAMES[name],
-            { kind: SpanKind.INTERNAL },
+            { kind: SpanKind.INTERNAL, startTime: at() },
             trace.setSpan(parent, span),
           );
           return {
@@ -190,7 +196,7 @@ export async function createTracer(
                 child.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
                 span.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
               }
-              child.end();
+              child.end(at());
             },
           };
         },
@@ -200,7 +206,7 @@ export async function createTracer(
           if (how.error !== undefined) span.setAttribute(ATTR_ERROR_TYPE, how.error);
           if (FAILED_FATES.has(how.fate))
             span.setStatus({ code: SpanStatusCode.ERROR, message: how.error ?? how.fate });
-          span.end();
+          span.end(at());
         },
       };
     },
