@@ -10,7 +10,8 @@ describe("queue wait from a request's AMQP timestamp (whole seconds)", () => {
   });
 
   test("none when absent or not a whole positive number", () => {
-    for (const timestamp of [undefined, null, "1800000000", 1_800_000_000.5, Number.NaN, 0, -5]) {
+    // 2 ** 64 - 1 is what amqplib decodes from a hostile 64-bit value: not a safe integer.
+    for (const timestamp of [undefined, null, "1800000000", 1_800_000_000.5, Number.NaN, 0, -5, 2 ** 64 - 1]) {
       expect(queueWaitMs(timestamp, now)).toBeUndefined();
     }
   });
@@ -18,6 +19,7 @@ describe("queue wait from a request's AMQP timestamp (whole seconds)", () => {
   test("none when implausible: in the future (a clock ahead, or milliseconds), or over a day old", () => {
     expect(queueWaitMs(1_800_000_001, now)).toBeUndefined();
     expect(queueWaitMs(now, now)).toBeUndefined();
+    expect(queueWaitMs(Number.MAX_SAFE_INTEGER, now)).toBeUndefined();
     expect(queueWaitMs(1_800_000_000 - 86_401, now)).toBeUndefined();
     expect(queueWaitMs(1_800_000_000 - 86_399, now)).toBe(86_399_250);
   });
