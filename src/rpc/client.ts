@@ -207,7 +207,8 @@ export class RpcClient {
       return Promise.resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
-    const budget = Math.max(1, deadline - Date.now());
+    const now = Date.now();
+    const budget = Math.max(1, deadline - now);
     const { tracer } = this.options;
     return new Promise<CallOutcome>((resolve) => {
       const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer, retry });
@@ -226,6 +227,9 @@ export class RpcClient {
         correlationId,
         contentType,
         expiration: String(budget),
+        // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
+        // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
+        timestamp: Math.floor(now / 1000),
         headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
       };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.

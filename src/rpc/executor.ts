@@ -12,8 +12,8 @@ import { decide, isFirstDelivery, traceContextOf, type Compute, type Fate } from
 import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
-import type { Tracer } from "../tracing/tracer.ts";
-import { endProcessSpan, startProcessSpan } from "./process-span.ts";
+import type { Phase, Tracer } from "../tracing/tracer.ts";
+import { endPhase, endProcessSpan, startPhase, startProcessSpan } from "./process-span.ts";
 
 /** The server's options the executor reads (server.ts, ServerOptions, has them all). */
 export interface ExecutorOptions {
@@ -36,6 +36,8 @@ export interface ExecutorOptions {
 export interface HeavyJob {
   delivery: InFlight;
   fate: Compute;
+  /** With tracing on, the wait's child span (process-span.ts), ended when the turn comes. */
+  waiting?: Phase;
 }
 
 /** What the executor counts (the rest of ServerMetrics is counted in server.ts). */
@@ -84,6 +86,7 @@ export class Executor {
     const trace = tracer ? traceContextOf(msg.properties.headers) : undefined;
     if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
+    const now = Date.now();
     try {
       const { maxN, prefetch } = this.options;
       // Crashes are looked up only where one is possible: a request seen before.
@@ -91,7 +94,7 @@ export class Executor {
       const { directReplyTo } = this;
       const queueType = via.countAs;
       fate = decide(msg, {
-        now: Date.now(),
+        now,
         maxN,
         queueType,
         pauseForHeavy: prefetch > 1,
@@ -103,15 +106,17 @@ export class Executor {
       this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
     }
     // The process span starts once the fate is known (microseconds after the delivery arrived).
-    const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, this.log) : undefined;
+    const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, now, this.log) : undefined;
     const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
-    if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate });
+    if (fate?.kind === "compute" && fate.heavy)
+      this.wait({ delivery, fate, waiting: span && startPhase(span, "wait", this.log) });
     else this.carryOut(delivery, fate);
   }
 
   /** A heavy request's turn (scheduler.ts): computed, or put back if the server drains. Never throws. */
-  runHeavy({ delivery, fate }: HeavyJob): void {
+  runHeavy({ delivery, fate, waiting }: HeavyJob): void {
+    if (waiting) endPhase(waiting);
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
       const { deadline, attempts, trace } = fate;
@@ -175,7 +180,14 @@ export class Executor {
         try {
           // A compute seam is only given by the test build's fault injection (serve/faults.ts).
           const { compute } = this.options;
-          const result = compute ? compute(n, { firstDelivery: delivery.firstDelivery }) : fibDecimal(n);
+          // With tracing on, a child span (ended with no digits if computing throws).
+          const computing = delivery.span && startPhase(delivery.span, "compute", log);
+          let result: string | undefined;
+          try {
+            result = compute ? compute(n, { firstDelivery: delivery.firstDelivery }) : fibDecimal(n);
+          } finally {
+            if (computing) endPhase(computing, result?.length);
+          }
           reply = encodeResult(format, n, result);
         } catch (err) {
           log.error(`computing fib(${n}) failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -13,6 +13,8 @@ export interface PublishProperties {
   correlationId?: string;
   replyTo?: string;
   expiration?: string;
+  /** Seconds since the epoch (AMQP's unit): when the request was sent. */
+  timestamp?: number;
   type?: string;
 }
 

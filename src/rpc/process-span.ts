@@ -5,7 +5,7 @@
  */
 import type { ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
-import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
+import type { Phase, PhaseName, ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 import type { Fate, TraceContext } from "./delivery.ts";
 import type { Ending, ServingChannel } from "./serving-channel.ts";
 
@@ -15,10 +15,11 @@ export function startProcessSpan(
   via: ServingChannel,
   msg: ConsumeMessage,
   trace: TraceContext,
+  now: number,
   log: Logger,
 ): ProcessSpan | undefined {
   try {
-    const { correlationId } = msg.properties;
+    const { correlationId, timestamp } = msg.properties;
     return tracer.process({
       queue,
       correlationId: typeof correlationId === "string" ? correlationId : undefined,
@@ -26,10 +27,46 @@ export function startProcessSpan(
       redelivered: msg.fields.redelivered,
       ...trace,
       peer: via.peer,
+      queueWaitMs: queueWaitMs(timestamp, now),
     });
   } catch (err) {
     log.debug(`no span for a request: ${err instanceof Error ? err.message : String(err)}`);
     return undefined;
+  }
+}
+
+/** Beyond this, a timestamp is more likely in another unit, or zero, than a wait (fibrpc's requests expire sooner). */
+const MAX_QUEUE_WAIT_MS = 24 * 3600_000;
+
+/**
+ * How long a request waited in the queue (ms): from its AMQP timestamp (whole seconds since the epoch, as
+ * fibrpc's client sets it) to `now`, when it was delivered (the clock decide read). Truncated to the second by
+ * the sender, the wait reads up to 1 s longer than it was: a sub-second wait shows as 0-1000 ms, a long one
+ * is right to the second (and to the two clocks' agreement). None when absent or implausible: not a whole
+ * number, in the future by our clock (the sender's is ahead, or counts in ms), or more than a day old.
+ */
+export function queueWaitMs(timestamp: unknown, now: number): number | undefined {
+  if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp <= 0) return undefined;
+  const wait = now - timestamp * 1000;
+  return wait >= 0 && wait <= MAX_QUEUE_WAIT_MS ? wait : undefined;
+}
+
+/** A child span of `span` (a heavy request's wait for its turn, or compute), started now; none if that fails. */
+export function startPhase(span: ProcessSpan, name: PhaseName, log: Logger): Phase | undefined {
+  try {
+    return span.phase(name);
+  } catch (err) {
+    log.debug(`no ${name} span for a request: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+/** Ends a phase (with the result's digits, for compute). Never throws. */
+export function endPhase(phase: Phase, digits?: number): void {
+  try {
+    phase.end(digits);
+  } catch {
+    // Tracing must cost no request its answer.
   }
 }
 

@@ -199,7 +199,8 @@ export function encodePublish(
 
 /**
  * The properties fibrpc sends, in the protocol's order, with their flag bits (AMQP 0-9-1 basic
- * class: content-type is bit 15, headers 13, correlation-id 10, reply-to 9, expiration 8, type 5).
+ * class: content-type is bit 15, headers 13, correlation-id 10, reply-to 9, expiration 8, timestamp 6,
+ * type 5).
  */
 export const PROPERTY_ORDER = [
   ["contentType", 1 << 15],
@@ -207,6 +208,7 @@ export const PROPERTY_ORDER = [
   ["correlationId", 1 << 10],
   ["replyTo", 1 << 9],
   ["expiration", 1 << 8],
+  ["timestamp", 1 << 6],
   ["type", 1 << 5],
 ] as const;
 
@@ -225,11 +227,19 @@ export function encodeProperties(p: PublishProperties): Buffer {
     const value = p[key];
     if (value === undefined) continue;
     flags |= flag;
-    parts.push(typeof value === "string" ? shortString(value) : encodeTable(value));
+    if (typeof value === "number") parts.push(timestamp(value));
+    else parts.push(typeof value === "string" ? shortString(value) : encodeTable(value));
   }
   const head = Buffer.allocUnsafe(2);
   head.writeUInt16BE(flags, 0);
   return Buffer.concat([head, ...parts]);
+}
+
+/** A timestamp (§4.2.5.4): 64-bit unsigned, as amqplib writes it (seconds since the epoch, by convention). */
+function timestamp(value: number): Buffer {
+  const v = Buffer.allocUnsafe(8);
+  v.writeBigUInt64BE(BigInt(value), 0);
+  return v;
 }
 
 /**

@@ -26,7 +26,7 @@ import {
   type TextMapGetter,
   type TextMapSetter,
 } from "@opentelemetry/api";
-import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
+import { ExportResultCode, millisToHrTime, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
 import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
@@ -61,6 +61,8 @@ import {
   TRACEPARENT,
   TRACESTATE,
   type CallEnd,
+  type Phase,
+  type PhaseName,
   type ProcessEnd,
   type ProcessRequest,
   type ProcessSpan,
@@ -75,6 +77,12 @@ export const ATTR_FIBRPC_N = "fibrpc.n";
 /** A retry's attempt number (2 for the first retry): its span links to the first attempt's. */
 export const ATTR_FIBRPC_ATTEMPT = "fibrpc.attempt";
 export const ATTR_FIBRPC_FATE = "fibrpc.fate";
+/** fib(n)'s decimal digits: on the process span and its compute span. */
+export const ATTR_FIBRPC_RESULT_DIGITS = "fibrpc.result.digits";
+/** How long the request waited in the queue (ms, from its AMQP timestamp: whole seconds, see process-span.ts). */
+export const ATTR_FIBRPC_QUEUE_WAIT_MS = "fibrpc.queue.wait_ms";
+/** The process span's children (tracer.ts, PhaseName). */
+export const PHASE_SPAN_NAMES = { wait: "wait for turn", compute: "compute fib" } as const;
 
 /** Fates a server's operator must look at: the span's status is ERROR (a refused request is the caller's). */
 const FAILED_FATES = new Set(["internal", "poison", "dropped"]);
@@ -165,17 +173,40 @@ export async function createTracer(
         attributes[ATTR_SERVER_PORT] = request.peer.port;
       }
       if (request.redelivered) attributes["fibrpc.redelivered"] = true;
+      if (request.queueWaitMs !== undefined) attributes[ATTR_FIBRPC_QUEUE_WAIT_MS] = request.queueWaitMs;
       const { parent, links } = callerOf(request, propagator);
-      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
+      // One clock for the span and its children: the SDK starts each span at Date.now() (whole ms) and
+      // ends it by performance.now(), so a child could read up to 1 ms outside its parent, or before
+      // its sibling's end. Anchored to the wall clock once per span, as the SDK does.
+      const anchor = Date.now() - performance.now();
+      const at = () => millisToHrTime(anchor + performance.now());
+      const kind = SpanKind.CONSUMER;
+      const span = tracer.startSpan(`process ${request.queue}`, { kind, attributes, links, startTime: at() }, parent);
       return {
         headers: headersOf(span),
+        phase(name: PhaseName): Phase {
+          const child = tracer.startSpan(
+            PHASE_SPAN_NAMES[name],
+            { kind: SpanKind.INTERNAL, startTime: at() },
+            trace.setSpan(parent, span),
+          );
+          return {
+            end(digits?: number) {
+              if (digits !== undefined) {
+                child.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
+                span.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
+              }
+              child.end(at());
+            },
+          };
+        },
         end(how: ProcessEnd) {
           span.setAttribute(ATTR_FIBRPC_FATE, how.fate);
           if (how.n !== undefined) span.setAttribute(ATTR_FIBRPC_N, how.n);
           if (how.error !== undefined) span.setAttribute(ATTR_ERROR_TYPE, how.error);
           if (FAILED_FATES.has(how.fate))
             span.setStatus({ code: SpanStatusCode.ERROR, message: how.error ?? how.fate });
-          span.end();
+          span.end(at());
         },
       };
     },

@@ -70,6 +70,23 @@ export interface ProcessRequest {
   traceparent: string | undefined;
   tracestate: string | undefined;
   peer: Peer | undefined;
+  /** How long it waited in the queue, from the request's AMQP timestamp, if it had a plausible one (ms). */
+  queueWaitMs?: number;
+}
+
+/**
+ * Where a process span's time goes, besides the queue wait before it: a heavy request waiting its
+ * turn (scheduler.ts), and fib(n) computed. Each is an INTERNAL child span rather than a pair of span
+ * events: each has a duration, and the specification keeps events for points in time ("a meaningful,
+ * singular point in time") and spans for operations with a start and an end; as a child span it is a
+ * bar in a trace's waterfall (Jaeger, Tempo) and its duration can be queried (TraceQL `duration`),
+ * where two events would leave the subtraction to the reader.
+ */
+export type PhaseName = "wait" | "compute";
+
+export interface Phase {
+  /** `digits`: the result's decimal digits, for compute (none: computing failed). */
+  end(digits?: number): void;
 }
 
 /** What became of a delivery (the fate, as the trace names it). */
@@ -95,6 +112,8 @@ export interface ProcessEnd {
 export interface ProcessSpan {
   /** traceparent (and tracestate) of this span, for the reply's headers. */
   readonly headers: Readonly<Record<string, string>>;
+  /** A child span, started now; its end also puts the result's digits on this span. */
+  phase(name: PhaseName): Phase;
   end(how: ProcessEnd): void;
 }
 

@@ -147,6 +147,7 @@ describe("wire", () => {
       },
       { name: "expiration", properties: { expiration: "29999" }, body: Buffer.from("30") },
       { name: "type", properties: { type: "error" }, body: Buffer.from("N_TOO_LARGE: n must be at most 1000000") },
+      { name: "timestamp (seconds)", properties: { timestamp: 1_800_000_000 }, body: Buffer.from("30") },
       {
         name: "headers: every integer size and a string",
         properties: { headers: { b: 1, s: -300, i: 70_000, l: 1_800_000_000_000, neg: -5_000_000_000, str: "wörd" } },
@@ -160,6 +161,7 @@ describe("wire", () => {
           correlationId: "c",
           replyTo: "r",
           expiration: "1",
+          timestamp: 1_800_000_000,
           type: "error",
         },
         body: Buffer.from("7"),
