@@ -13,7 +13,7 @@ import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
 import type { Phase, Tracer } from "../tracing/tracer.ts";
-import { endPhase, endProcessSpan, startPhase, startProcessSpan } from "./process-span.ts";
+import { endProcessSpan, startProcessSpan } from "./process-span.ts";
 
 /** The server's options the executor reads (server.ts, ServerOptions, has them all). */
 export interface ExecutorOptions {
@@ -93,15 +93,7 @@ export class Executor {
       const crashes = this.ledger && key !== undefined && !firstDelivery ? this.ledger.crashes(key) : 0;
       const { directReplyTo } = this;
       const queueType = via.countAs;
-      fate = decide(msg, {
-        now,
-        maxN,
-        queueType,
-        pauseForHeavy: prefetch > 1,
-        crashes,
-        firstDelivery,
-        directReplyTo,
-      });
+      fate = decide(msg, { now, maxN, queueType, pauseForHeavy: prefetch > 1, crashes, firstDelivery, directReplyTo });
     } catch (err) {
       this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
     }
@@ -109,14 +101,13 @@ export class Executor {
     const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, now, this.log) : undefined;
     const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
-    if (fate?.kind === "compute" && fate.heavy)
-      this.wait({ delivery, fate, waiting: span && startPhase(span, "wait", this.log) });
+    if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate, waiting: span?.phase("wait") });
     else this.carryOut(delivery, fate);
   }
 
   /** A heavy request's turn (scheduler.ts): computed, or put back if the server drains. Never throws. */
   runHeavy({ delivery, fate, waiting }: HeavyJob): void {
-    if (waiting) endPhase(waiting);
+    waiting?.end();
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
       const { deadline, attempts, trace } = fate;
@@ -181,12 +172,12 @@ export class Executor {
           // A compute seam is only given by the test build's fault injection (serve/faults.ts).
           const { compute } = this.options;
           // With tracing on, a child span (ended with no digits if computing throws).
-          const computing = delivery.span && startPhase(delivery.span, "compute", log);
+          const computing = delivery.span?.phase("compute");
           let result: string | undefined;
           try {
             result = compute ? compute(n, { firstDelivery: delivery.firstDelivery }) : fibDecimal(n);
           } finally {
-            if (computing) endPhase(computing, result?.length);
+            computing?.end(result?.length);
           }
           reply = encodeResult(format, n, result);
         } catch (err) {

@@ -5,7 +5,7 @@
  */
 import type { ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
-import type { Phase, PhaseName, ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
+import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 import type { Fate, TraceContext } from "./delivery.ts";
 import type { Ending, ServingChannel } from "./serving-channel.ts";
 
@@ -49,25 +49,6 @@ export function queueWaitMs(timestamp: unknown, now: number): number | undefined
   if (typeof timestamp !== "number" || !Number.isSafeInteger(timestamp) || timestamp <= 0) return undefined;
   const wait = now - timestamp * 1000;
   return wait >= 0 && wait <= MAX_QUEUE_WAIT_MS ? wait : undefined;
-}
-
-/** A child span of `span` (a heavy request's wait for its turn, or compute), started now; none if that fails. */
-export function startPhase(span: ProcessSpan, name: PhaseName, log: Logger): Phase | undefined {
-  try {
-    return span.phase(name);
-  } catch (err) {
-    log.debug(`no ${name} span for a request: ${err instanceof Error ? err.message : String(err)}`);
-    return undefined;
-  }
-}
-
-/** Ends a phase (with the result's digits, for compute). Never throws. */
-export function endPhase(phase: Phase, digits?: number): void {
-  try {
-    phase.end(digits);
-  } catch {
-    // Tracing must cost no request its answer.
-  }
 }
 
 /**

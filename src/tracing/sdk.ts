@@ -84,6 +84,9 @@ export const ATTR_FIBRPC_QUEUE_WAIT_MS = "fibrpc.queue.wait_ms";
 /** The process span's children (tracer.ts, PhaseName). */
 export const PHASE_SPAN_NAMES = { wait: "wait for turn", compute: "compute fib" } as const;
 
+/** What phase() returns if starting the child span failed: ending it does nothing. */
+const NO_PHASE: Phase = { end: () => {} };
+
 /** Fates a server's operator must look at: the span's status is ERROR (a refused request is the caller's). */
 const FAILED_FATES = new Set(["internal", "poison", "dropped"]);
 
@@ -185,20 +188,28 @@ export async function createTracer(
       return {
         headers: headersOf(span),
         phase(name: PhaseName): Phase {
-          const child = tracer.startSpan(
-            PHASE_SPAN_NAMES[name],
-            { kind: SpanKind.INTERNAL, startTime: at() },
-            trace.setSpan(parent, span),
-          );
-          return {
-            end(digits?: number) {
-              if (digits !== undefined) {
-                child.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
-                span.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
-              }
-              child.end(at());
-            },
-          };
+          try {
+            const child = tracer.startSpan(
+              PHASE_SPAN_NAMES[name],
+              { kind: SpanKind.INTERNAL, startTime: at() },
+              trace.setSpan(parent, span),
+            );
+            return {
+              end(digits?: number) {
+                try {
+                  if (digits !== undefined) {
+                    child.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
+                    span.setAttribute(ATTR_FIBRPC_RESULT_DIGITS, digits);
+                  }
+                  child.end(at());
+                } catch {
+                  // Tracing must cost no request its answer (tracer.ts, Phase).
+                }
+              },
+            };
+          } catch {
+            return NO_PHASE;
+          }
         },
         end(how: ProcessEnd) {
           span.setAttribute(ATTR_FIBRPC_FATE, how.fate);

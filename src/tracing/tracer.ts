@@ -85,7 +85,7 @@ export interface ProcessRequest {
 export type PhaseName = "wait" | "compute";
 
 export interface Phase {
-  /** `digits`: the result's decimal digits, for compute (none: computing failed). */
+  /** `digits`: the result's decimal digits, for compute (none: computing failed). Never throws. */
   end(digits?: number): void;
 }
 
@@ -112,7 +112,10 @@ export interface ProcessEnd {
 export interface ProcessSpan {
   /** traceparent (and tracestate) of this span, for the reply's headers. */
   readonly headers: Readonly<Record<string, string>>;
-  /** A child span, started now; its end also puts the result's digits on this span. */
+  /**
+   * A child span, started now; its end also puts the result's digits on this span. Never throws (the
+   * executor calls it between computing and replying: tracing must cost no request its answer).
+   */
   phase(name: PhaseName): Phase;
   end(how: ProcessEnd): void;
 }
