@@ -372,8 +372,8 @@ test("a retry shows as such: a new trace whose send span links to the first atte
   const name = services();
   // The first attempt is taken by a consumer that never answers; then it leaves and serve starts:
   // the retry (sent once the first attempt's window is over, about a third of --timeout) is
-  // answered by serve. serve has that window and the retry's (the request waits in the queue
-  // until it expires) to start in: over 6 s, where it takes well under one.
+  // answered by serve. serve has the rest of the 8 s to start in (the retry waits in the queue
+  // until it expires), where it takes well under one.
   const { ch, first, consumerTag } = await firstRequestOn(queue);
   // --wait-for-server: call looks for a consumer before it publishes, not alongside (the raw
   // consumer leaves as soon as it has the first attempt: a look after that would find none).
