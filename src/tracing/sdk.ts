@@ -67,6 +67,7 @@ import {
   type RetryOf,
   type SendRequest,
   type SendSpan,
+  type TraceIds,
   type Tracer,
 } from "./tracer.ts";
 
@@ -142,6 +143,7 @@ export async function createTracer(
         ROOT_CONTEXT,
       );
       return {
+        ids: idsOf(span),
         headers: headersOf(span),
         end(how: CallEnd) {
           if (!how.ok) {
@@ -168,6 +170,7 @@ export async function createTracer(
       const { parent, links } = callerOf(request, propagator);
       const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
       return {
+        ids: idsOf(span),
         headers: headersOf(span),
         end(how: ProcessEnd) {
           span.setAttribute(ATTR_FIBRPC_FATE, how.fate);
@@ -215,6 +218,15 @@ export function callerOf(
     // A value the propagator chokes on is a value it did not accept: no caller.
   }
   return { parent: ROOT_CONTEXT, links: undefined };
+}
+
+/**
+ * A span's ids as log lines carry them: a sampled-out span has them too (they travel in the headers all
+ * the same), so its lines still name the trace a downstream service may have recorded.
+ */
+function idsOf(span: Span): TraceIds {
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
 }
 
 function messaging(queue: string, operation: string, type: string): Attributes {
