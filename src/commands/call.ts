@@ -142,8 +142,7 @@ function errorLine(n: number, code: string, message: string, ms: number, masker:
  * its send span's: tracing/tracer.ts); nothing when it is off, so the line is as before.
  */
 function traceId(outcome: CallOutcome): string {
-  const id = outcome.traceparent?.slice(3, 35);
-  return id === undefined ? "" : `,"trace_id":"${id}"`;
+  return outcome.trace === undefined ? "" : `,"trace_id":"${outcome.trace.trace_id}"`;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */
