@@ -73,9 +73,10 @@ function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
 }
 
 /**
- * One JSON object per line: time, level, worker (the tag), message, trace_id and span_id when the line
- * is about a traced request, and fields if any. The ids come as fields (a span's, tracing/tracer.ts
- * TraceIds) and go at the top level, where log collectors look for them to link a line to its trace.
+ * One JSON object per line: time, level, worker (the tag), message, trace_id, span_id and trace_flags
+ * when the line is about a traced request, and fields if any. The ids come as fields (a span's,
+ * tracing/tracer.ts TraceIds) and go at the top level, where OpenTelemetry's spec for trace context in
+ * JSON logs puts them and log collectors look for them to link a line to its trace.
  */
 function jsonReporter(masker: Masker): ConsolaReporter {
   return {
@@ -83,11 +84,8 @@ function jsonReporter(masker: Masker): ConsolaReporter {
       const entry: Record<string, unknown> = { time: logObj.date.toISOString(), level: levelName(logObj) };
       if (logObj.tag) entry.worker = logObj.tag;
       entry.message = text(logObj, masker);
-      const { trace_id, span_id, ...fields } = Object.assign({}, ...logObj.args.filter(isFields));
-      if (trace_id !== undefined) {
-        entry.trace_id = trace_id;
-        entry.span_id = span_id;
-      }
+      const { trace_id, span_id, trace_flags, ...fields } = Object.assign({}, ...logObj.args.filter(isFields));
+      if (trace_id !== undefined) Object.assign(entry, { trace_id, span_id, trace_flags });
       if (Object.keys(fields).length > 0) entry.fields = JSON.parse(masker.mask(JSON.stringify(fields)));
       process.stderr.write(`${JSON.stringify(entry)}\n`);
     },

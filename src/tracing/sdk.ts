@@ -18,6 +18,7 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
   type Attributes,
   type Context,
@@ -222,11 +223,12 @@ export function callerOf(
 
 /**
  * A span's ids as log lines carry them: a sampled-out span has them too (they travel in the headers all
- * the same), so its lines still name the trace a downstream service may have recorded.
+ * the same), so its lines still name a trace another service may have recorded (the caller, when this
+ * sampler is not parent-based); trace_flags "00" says this span was not.
  */
 function idsOf(span: Span): TraceIds {
-  const { traceId, spanId } = span.spanContext();
-  return { trace_id: traceId, span_id: spanId };
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId, trace_flags: traceFlags & TraceFlags.SAMPLED ? "01" : "00" };
 }
 
 function messaging(queue: string, operation: string, type: string): Attributes {

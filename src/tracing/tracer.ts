@@ -51,13 +51,15 @@ export interface SendRequest {
 export type CallEnd = { ok: true } | { ok: false; code: string; remote: boolean };
 
 /**
- * A span's ids as a log line names them: passed as a log call's fields, which the JSON format puts
- * at the top of the line (log.ts), where log collectors look for them. Made once per span, so a
- * line about its request costs the log call nothing more.
+ * A span's ids as a log line names them, per OpenTelemetry's "Trace Context in non-OTLP Log Formats"
+ * (lowercase hex; trace_flags as in traceparent, "01" when sampled): passed as a log call's fields,
+ * which the JSON format puts at the top of the line (log.ts), where the spec puts them. Made once
+ * per span, so a line about its request costs the log call nothing more.
  */
 export interface TraceIds {
   readonly trace_id: string;
   readonly span_id: string;
+  readonly trace_flags: string;
 }
 
 export interface SendSpan {

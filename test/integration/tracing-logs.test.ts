@@ -1,6 +1,7 @@
 /**
  * Logs name the trace (issue 21, point 4): with `--log-format json` and tracing on, every line
- * logged while a request is handled carries `trace_id` and `span_id` at its top level, those of the
+ * logged while a request is handled carries `trace_id`, `span_id` (and `trace_flags`: "01",
+ * sampled) at its top level, as OpenTelemetry's spec for JSON logs puts them, those of the
  * span in effect: serve's process span for a delivery, call's send span for an attempt that is
  * retried. The ids are checked against the spans the tests' OTLP receiver got, decoded by
  * OpenTelemetry's own classes, so a line is shown to point at a span that exists. With tracing off,
@@ -22,6 +23,7 @@ interface Entry {
   worker?: string;
   trace_id?: string;
   span_id?: string;
+  trace_flags?: string;
   fields?: Record<string, unknown>;
 }
 
@@ -82,13 +84,13 @@ test("serve, tracing on: each line about a delivery names its process span; the 
     [entry(entries, "dropped a request: "), dropped!],
   ] as const;
   for (const [line, span] of lines) {
-    expect(line).toMatchObject({ worker: "worker-1", trace_id: span.traceId, span_id: span.spanId });
+    expect(line).toMatchObject({ worker: "worker-1", trace_id: span.traceId, span_id: span.spanId, trace_flags: "01" });
     // At the top level, where collectors look; not among the fields.
     expect(line.fields?.trace_id).toBe(undefined);
   }
   expect(lines.map(([line]) => line.level)).toEqual(["debug", "debug", "warn"]);
   // Lines about no request (start-up, serving, the drain) name no trace.
-  const traced = entries.filter((e) => "trace_id" in e || "span_id" in e);
+  const traced = entries.filter((e) => "trace_id" in e || "span_id" in e || "trace_flags" in e);
   expect(traced.map((e) => e.message)).toEqual(lines.map(([line]) => line.message));
   expect(entries[0]!.fields).toMatchObject({ queue });
 });
@@ -107,7 +109,7 @@ test("serve, tracing off: the same lines, with no trace_id or span_id", async ()
     // Nothing added to the message either (the ids' place held by undefined).
     expect(line.message).toBe(line.message.trimEnd());
   }
-  expect(entries.some((e) => "trace_id" in e || "span_id" in e)).toBe(false);
+  expect(entries.some((e) => "trace_id" in e || "span_id" in e || "trace_flags" in e)).toBe(false);
 });
 
 /**
@@ -144,7 +146,8 @@ test("call --retry, tracing on: the retrying line names the attempt that failed"
   const line = entry(entriesOf(result.stderr), "fib(5): TIMEOUT; retrying in ");
   // The first attempt's send span: its context went out in the request's headers.
   expect(traceparents).toHaveLength(2);
-  expect(traceparents[0]).toBe(`00-${line.trace_id}-${line.span_id}-01`);
+  expect(traceparents[0]).toBe(`00-${line.trace_id}-${line.span_id}-${line.trace_flags}`);
+  expect(line.trace_flags).toBe("01");
   // call exits with its spans exported: the one the line names is there, and is the failed attempt.
   const failed = receiver.spans.find((s) => s.resource["service.name"] === name && s.spanId === line.span_id);
   expect(failed, describeSpans(receiver.spans)).toMatchObject({

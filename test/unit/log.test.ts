@@ -21,13 +21,22 @@ function linesOf(format: LogFormat, body: (log: ReturnType<typeof createLogger>)
   return lines;
 }
 
-const IDS = { trace_id: "0af7651916cd43dd8448eb211c80319c", span_id: "b7ad6b7169203331" };
+const IDS = { trace_id: "0af7651916cd43dd8448eb211c80319c", span_id: "b7ad6b7169203331", trace_flags: "01" };
 
 describe("JSON", () => {
   test("a span's ids go at the top level, other fields stay in fields", () => {
     const [line] = linesOf("json", (log) => log.warn("dropped a request: no reply_to", IDS, { queue: "q" }));
     const entry = JSON.parse(line!);
-    expect(Object.keys(entry)).toEqual(["time", "level", "worker", "message", "trace_id", "span_id", "fields"]);
+    expect(Object.keys(entry)).toEqual([
+      "time",
+      "level",
+      "worker",
+      "message",
+      "trace_id",
+      "span_id",
+      "trace_flags",
+      "fields",
+    ]);
     expect(entry).toMatchObject({ level: "warn", message: "dropped a request: no reply_to", ...IDS });
     expect(entry.fields).toEqual({ queue: "q" });
   });

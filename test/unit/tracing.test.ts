@@ -183,6 +183,8 @@ describe("a span's ids (sdk.ts), for log lines: those its headers carry", () => 
     expect(processed.headers.traceparent).toBe(`00-${processed.ids.trace_id}-${processed.ids.span_id}-00`);
     expect(processed.ids.trace_id).toBe(send.ids.trace_id);
     expect(processed.ids.span_id).not.toBe(send.ids.span_id);
+    // Sampled out: trace_flags says so, as the traceparent's flags do.
+    expect([send.ids.trace_flags, processed.ids.trace_flags]).toEqual(["00", "00"]);
     processed.end({ fate: "computed", n: 30 });
     send.end({ ok: true });
     await tracer.shutdown(1_000);
