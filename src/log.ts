@@ -40,7 +40,8 @@ function isFields(arg: unknown): arg is Record<string, unknown> {
 function text(logObj: LogObject, masker: Masker): string {
   return masker.mask(
     logObj.args
-      .filter((a) => !isFields(a))
+      // undefined: the fields of a call that has none to give (a span's ids with tracing off).
+      .filter((a) => a !== undefined && !isFields(a))
       .map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : JSON.stringify(a)))
       .join(" "),
   );
@@ -71,14 +72,20 @@ function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
   };
 }
 
-/** One JSON object per line: time, level, worker (the tag), message, and fields if any. */
+/**
+ * One JSON object per line: time, level, worker (the tag), message, trace_id, span_id and trace_flags
+ * when the line is about a traced request, and fields if any. The ids come as fields (a span's,
+ * tracing/tracer.ts TraceIds) and go at the top level, where OpenTelemetry's spec for trace context in
+ * JSON logs puts them and log collectors look for them to link a line to its trace.
+ */
 function jsonReporter(masker: Masker): ConsolaReporter {
   return {
     log: (logObj) => {
       const entry: Record<string, unknown> = { time: logObj.date.toISOString(), level: levelName(logObj) };
       if (logObj.tag) entry.worker = logObj.tag;
       entry.message = text(logObj, masker);
-      const fields = Object.assign({}, ...logObj.args.filter(isFields));
+      const { trace_id, span_id, trace_flags, ...fields } = Object.assign({}, ...logObj.args.filter(isFields));
+      if (trace_id !== undefined) Object.assign(entry, { trace_id, span_id, trace_flags });
       if (Object.keys(fields).length > 0) entry.fields = JSON.parse(masker.mask(JSON.stringify(fields)));
       process.stderr.write(`${JSON.stringify(entry)}\n`);
     },

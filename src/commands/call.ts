@@ -143,7 +143,7 @@ function errorLine(n: number, code: string, message: string, ms: number, masker:
  * is on; undefined when it is off, so the line is as before (JSON.stringify leaves an undefined field out).
  */
 function traceIdOf(outcome: CallOutcome): string | undefined {
-  return outcome.traceparent?.slice(3, 35);
+  return outcome.trace?.trace_id;
 }
 
 /** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */

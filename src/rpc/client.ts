@@ -14,7 +14,7 @@ import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./prot
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
-import type { RetryOf, Tracer } from "../tracing/tracer.ts";
+import type { RetryOf, TraceIds, Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -44,8 +44,11 @@ export interface ClientOptions {
   tracer?: Tracer;
 }
 
-/** With tracing on, the traceparent of the call's send span (tracing/tracer.ts); absent with it off. */
-type Traced = { traceparent?: string };
+/**
+ * With tracing on, the call's send span (tracing/tracer.ts): its traceparent (a retry links to it) and its
+ * ids (for the lines logged about the call, and call --json's trace_id); absent with it off.
+ */
+type Traced = { traceparent?: string; trace?: TraceIds };
 
 export type CallOutcome =
   | ({ n: number; ok: true; result: string; ms: number } & Traced)
@@ -215,7 +218,7 @@ export class RpcClient {
       const settle = span
         ? (outcome: CallOutcome) => {
             span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
-            resolve({ ...outcome, traceparent: span.headers.traceparent });
+            resolve({ ...outcome, traceparent: span.headers.traceparent, trace: span.ids });
           }
         : resolve;
       const startedAt = performance.now();

@@ -87,6 +87,7 @@ export class Executor {
     if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
     const now = Date.now();
+    let failure: unknown;
     try {
       const { maxN, prefetch } = this.options;
       // Crashes are looked up only where one is possible: a request seen before.
@@ -95,10 +96,12 @@ export class Executor {
       const queueType = via.countAs;
       fate = decide(msg, { now, maxN, queueType, pauseForHeavy: prefetch > 1, crashes, firstDelivery, directReplyTo });
     } catch (err) {
-      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+      failure = err;
     }
     // The process span starts once the fate is known (microseconds after the delivery arrived).
     const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, now, this.log) : undefined;
+    // Said once the span is there, so that the line names it as every line about a delivery does (span?.ids).
+    if (fate === undefined) this.log.error(`unexpected error serving a request: ${messageOf(failure)}`, span?.ids);
     const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
     if (fate?.kind === "compute" && fate.heavy) this.wait({ delivery, fate, waiting: span?.phase("wait") });
@@ -114,7 +117,7 @@ export class Executor {
       this.end(delivery, { kind: "requeue", deadline, attempts, trace }, undefined);
       return;
     }
-    this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`);
+    this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`, delivery.span?.ids);
     this.carryOut(delivery, fate);
   }
 
@@ -141,7 +144,7 @@ export class Executor {
     try {
       return this.endingOf(delivery, fate);
     } catch (err) {
-      this.log.error(`unexpected error serving a request: ${messageOf(err)}`);
+      this.log.error(`unexpected error serving a request: ${messageOf(err)}`, delivery.span?.ids);
       return internal(fate);
     }
   }
@@ -149,19 +152,21 @@ export class Executor {
   /** How a fate ends; computing fib(n) is the one place a result is produced. */
   private endingOf(delivery: InFlight, fate: Fate): Ending {
     const { log } = this;
+    // With tracing on, the process span's ids on every line (log.ts); with it off, undefined, ignored.
+    const ids = delivery.span?.ids;
     switch (fate.kind) {
       case "drop":
-        log.warn(`dropped a request: ${fate.reason}`);
+        log.warn(`dropped a request: ${fate.reason}`, ids);
         return { kind: "ack" };
       case "refuse":
-        log.debug(`refused a request: ${fate.reply.body.toString("utf8", 0, 200)}`);
+        log.debug(`refused a request: ${fate.reply.body.toString("utf8", 0, 200)}`, ids);
         return { kind: "reply", to: fate.to, reply: fate.reply };
       case "expired":
         // The caller has given up: do not compute. The reply costs nothing and explains itself.
-        log.debug(`skipped a request whose caller gave up ${fate.lateMs} ms ago (by this server's clock)`);
+        log.debug(`skipped a request whose caller gave up ${fate.lateMs} ms ago (by this server's clock)`, ids);
         return { kind: "reply", to: fate.to, reply: fate.reply };
       case "poison":
-        log.warn(`refused a request (${fate.why}); it is not tried again`);
+        log.warn(`refused a request (${fate.why}); it is not tried again`, ids);
         return { kind: "reply", to: fate.to, reply: fate.reply };
       case "republish":
         return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace: fate.trace };
@@ -181,10 +186,10 @@ export class Executor {
           }
           reply = encodeResult(format, n, result);
         } catch (err) {
-          log.error(`computing fib(${n}) failed: ${err instanceof Error ? err.message : String(err)}`);
+          log.error(`computing fib(${n}) failed: ${messageOf(err)}`, ids);
           reply = encodeError(format, "INTERNAL", `computing fib(${n}) failed on the server`, n);
         }
-        log.debug(`fib(${n}) → ${reply.body.length} bytes to ${preview(to.replyTo)}`);
+        log.debug(`fib(${n}) → ${reply.body.length} bytes to ${preview(to.replyTo)}`, ids);
         return { kind: "reply", to, reply };
       }
     }
@@ -201,7 +206,7 @@ export class Executor {
     try {
       written = this.write(delivery, ending);
     } catch (err) {
-      this.log.error(`unexpected error settling a request: ${messageOf(err)}`);
+      this.log.error(`unexpected error settling a request: ${messageOf(err)}`, delivery.span?.ids);
       return;
     } finally {
       if (delivery.span) endProcessSpan(delivery.span, written, fate);
@@ -224,7 +229,7 @@ export class Executor {
       // Only a copy put back can fail to encode, which cannot happen with what decide() lets
       // through; if it does, answer rather than lose it.
       if (ending.kind !== "requeue") throw err;
-      this.log.error(`could not put a request back in the queue: ${messageOf(err)}`);
+      this.log.error(`could not put a request back in the queue: ${messageOf(err)}`, delivery.span?.ids);
       const { replyTo, correlationId } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
       const reply = encodeError("text", "INTERNAL", "the server could not requeue the request");

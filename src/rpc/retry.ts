@@ -206,8 +206,10 @@ export class RetryingCaller {
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
       // The back-off: the rest of this attempt's window.
       const pause = Math.max(0, attemptEnd - this.time.now());
+      // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
       this.log.info(
         `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
+        outcome.trace,
       );
       if (pause > 0) await this.time.sleep(pause);
     }

@@ -138,7 +138,7 @@ export class ServingChannel {
         outlet.publish(to.replyTo, reply.body, properties);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`);
+        host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`, delivery.span?.ids);
       }
     }
     if (!delivery.acked) {

@@ -18,6 +18,7 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
   type Attributes,
   type Context,
@@ -69,6 +70,7 @@ import {
   type RetryOf,
   type SendRequest,
   type SendSpan,
+  type TraceIds,
   type Tracer,
 } from "./tracer.ts";
 
@@ -153,6 +155,7 @@ export async function createTracer(
         ROOT_CONTEXT,
       );
       return {
+        ids: idsOf(span),
         headers: headersOf(span),
         end(how: CallEnd) {
           if (!how.ok) {
@@ -186,6 +189,7 @@ export async function createTracer(
       const kind = SpanKind.CONSUMER;
       const span = tracer.startSpan(`process ${request.queue}`, { kind, attributes, links, startTime: at() }, parent);
       return {
+        ids: idsOf(span),
         headers: headersOf(span),
         phase(name: PhaseName): Phase {
           try {
@@ -257,6 +261,16 @@ export function callerOf(
     // A value the propagator chokes on is a value it did not accept: no caller.
   }
   return { parent: ROOT_CONTEXT, links: undefined };
+}
+
+/**
+ * A span's ids as log lines carry them: a sampled-out span has them too (they travel in the headers all
+ * the same), so its lines still name a trace another service may have recorded (the caller, when this
+ * sampler is not parent-based); trace_flags "00" says this span was not.
+ */
+function idsOf(span: Span): TraceIds {
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId, trace_flags: traceFlags & TraceFlags.SAMPLED ? "01" : "00" };
 }
 
 function messaging(queue: string, operation: string, type: string): Attributes {

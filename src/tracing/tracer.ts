@@ -50,7 +50,21 @@ export interface SendRequest {
 /** How a call ended: answered, or an error (a code of the protocol's, or of the client's: TIMEOUT). */
 export type CallEnd = { ok: true } | { ok: false; code: string; remote: boolean };
 
+/**
+ * A span's ids as a log line names them, per OpenTelemetry's "Trace Context in non-OTLP Log Formats"
+ * (lowercase hex; trace_flags as in traceparent, "01" when sampled): passed as a log call's fields,
+ * which the JSON format puts at the top of the line (log.ts), where the spec puts them. Made once
+ * per span, so a line about its request costs the log call nothing more.
+ */
+export interface TraceIds {
+  readonly trace_id: string;
+  readonly span_id: string;
+  readonly trace_flags: string;
+}
+
 export interface SendSpan {
+  /** Its ids, for the lines logged about its call (a retry). */
+  readonly ids: TraceIds;
   /** traceparent (and tracestate) for the request's headers. */
   readonly headers: Readonly<Record<string, string>>;
   end(how: CallEnd): void;
@@ -110,6 +124,8 @@ export interface ProcessEnd {
 }
 
 export interface ProcessSpan {
+  /** Its ids, for every line logged while its delivery is handled. */
+  readonly ids: TraceIds;
   /** traceparent (and tracestate) of this span, for the reply's headers. */
   readonly headers: Readonly<Record<string, string>>;
   /**

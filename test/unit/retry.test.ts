@@ -217,9 +217,11 @@ function fakes(clock: FakeClock, script: Step[]) {
   return { make, attempts, retired, closed, made: () => made };
 }
 
+/** Each line's text, as log.ts writes it: its fields (a span's ids, or undefined with tracing off) left out. */
 function logLines() {
   const lines: string[] = [];
-  const log = createConsola({ level: 3, reporters: [{ log: (o) => lines.push(o.args.join(" ")) }] });
+  const text = (args: unknown[]) => args.filter((a) => typeof a === "string").join(" ");
+  const log = createConsola({ level: 3, reporters: [{ log: (o) => lines.push(text(o.args)) }] });
   return { log, lines };
 }
 

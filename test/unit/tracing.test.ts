@@ -5,8 +5,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { traceContextOf } from "../../src/rpc/delivery.ts";
-import { callerOf } from "../../src/tracing/sdk.ts";
-import { DEFAULT_SERVICE_NAME, tracingConfig } from "../../src/tracing/settings.ts";
+import { callerOf, createTracer } from "../../src/tracing/sdk.ts";
+import { DEFAULT_SERVICE_NAME, tracingConfig, type TracingSettings } from "../../src/tracing/settings.ts";
 import type { ProcessRequest } from "../../src/tracing/tracer.ts";
 
 const ENDPOINT = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" };
@@ -160,5 +160,34 @@ describe("callerOf (sdk.ts): the W3C propagator's judgement, never a throw", () 
   test("a malformed tracestate is dropped, the traceparent kept", () => {
     const { links } = callerOf(request(VALID, "not a list member,,==="));
     expect(links).toHaveLength(1);
+  });
+});
+
+describe("a span's ids (sdk.ts), for log lines: those its headers carry", () => {
+  // Sampled out: nothing is exported, and the ids are there all the same (they travel in the headers).
+  const settings: TracingSettings = {
+    url: "http://127.0.0.1:9/v1/traces",
+    protocol: "http/json",
+    sampler: "always_off",
+    ratio: 1,
+    resource: {},
+  };
+
+  test("send and process spans; a process span is in its caller's trace", async () => {
+    const warnings: string[] = [];
+    const tracer = await createTracer(settings, (w) => warnings.push(w), 100);
+    const peer = { address: "127.0.0.1", port: 5672 };
+    const send = tracer.send({ queue: "q", correlationId: "c", n: 30, peer });
+    expect(send.headers.traceparent).toBe(`00-${send.ids.trace_id}-${send.ids.span_id}-00`);
+    const processed = tracer.process(request(send.headers.traceparent));
+    expect(processed.headers.traceparent).toBe(`00-${processed.ids.trace_id}-${processed.ids.span_id}-00`);
+    expect(processed.ids.trace_id).toBe(send.ids.trace_id);
+    expect(processed.ids.span_id).not.toBe(send.ids.span_id);
+    // Sampled out: trace_flags says so, as the traceparent's flags do.
+    expect([send.ids.trace_flags, processed.ids.trace_flags]).toEqual(["00", "00"]);
+    processed.end({ fate: "computed", n: 30 });
+    send.end({ ok: true });
+    await tracer.shutdown(1_000);
+    expect(warnings).toEqual([]);
   });
 });

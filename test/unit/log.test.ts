@@ -1,0 +1,74 @@
+/**
+ * log.ts's two formats as a reader sees them: a traced request's ids (tracing/tracer.ts, TraceIds)
+ * at the top of a JSON line and nowhere in a pretty one; a log call given no ids (tracing off:
+ * `span?.ids` is undefined) writes the same line as one without the argument.
+ */
+import { describe, expect, test } from "bun:test";
+import { createLogger, type LogFormat } from "../../src/log.ts";
+import { Masker } from "../../src/mask.ts";
+
+/** The lines `log` writes to stderr while `body` runs (the reporters write synchronously). */
+function linesOf(format: LogFormat, body: (log: ReturnType<typeof createLogger>) => void): string[] {
+  const log = createLogger({ level: "debug", format, tag: "worker-1", masker: new Masker([]), noColor: true });
+  const lines: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string) => lines.push(chunk) > 0) as typeof process.stderr.write;
+  try {
+    body(log);
+  } finally {
+    process.stderr.write = write;
+  }
+  return lines;
+}
+
+const IDS = { trace_id: "0af7651916cd43dd8448eb211c80319c", span_id: "b7ad6b7169203331", trace_flags: "01" };
+
+describe("JSON", () => {
+  test("a span's ids go at the top level, other fields stay in fields", () => {
+    const [line] = linesOf("json", (log) => log.warn("dropped a request: no reply_to", IDS, { queue: "q" }));
+    const entry = JSON.parse(line!);
+    expect(Object.keys(entry)).toEqual([
+      "time",
+      "level",
+      "worker",
+      "message",
+      "trace_id",
+      "span_id",
+      "trace_flags",
+      "fields",
+    ]);
+    expect(entry).toMatchObject({ level: "warn", message: "dropped a request: no reply_to", ...IDS });
+    expect(entry.fields).toEqual({ queue: "q" });
+  });
+
+  test("ids alone: no fields key", () => {
+    const [line] = linesOf("json", (log) => log.debug("fib(30) → 6 bytes", IDS));
+    const entry = JSON.parse(line!);
+    expect(entry).toMatchObject(IDS);
+    expect("fields" in entry).toBe(false);
+  });
+
+  test("undefined in their place (tracing off): the line without them", () => {
+    const [traced, untraced] = linesOf("json", (log) => {
+      log.debug("fib(30) → 6 bytes", undefined);
+      log.debug("fib(30) → 6 bytes");
+    }).map((l) => JSON.parse(l));
+    const { time: _t1, ...a } = traced;
+    const { time: _t2, ...b } = untraced;
+    expect(a).toEqual(b);
+    expect(a).toEqual({ level: "debug", worker: "worker-1", message: "fib(30) → 6 bytes" });
+  });
+});
+
+describe("pretty", () => {
+  test("no ids: a line for a human stays as it was", () => {
+    const [withIds, without, undef] = linesOf("pretty", (log) => {
+      log.warn("dropped a request: no reply_to", IDS);
+      log.warn("dropped a request: no reply_to");
+      log.warn("dropped a request: no reply_to", undefined);
+    }).map((l) => l.slice(l.indexOf(" ")));
+    expect(withIds).toBe(" WARN  [worker-1] dropped a request: no reply_to\n");
+    expect(without).toBe(withIds);
+    expect(undef).toBe(withIds);
+  });
+});
