@@ -254,3 +254,8 @@ export class FibrpcError extends Error {
 export function usageError(message: string): FibrpcError {
   return new FibrpcError("USAGE", message);
 }
+
+/** The message of anything thrown, for a log line. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,10 +1,11 @@
 /**
- * The delivery executor: each delivery becomes one record (InFlight) as it arrives, `decide`
- * (delivery.ts) says what becomes of it, and carryOut turns that fate into how it ends (an
- * Ending: an ack alone, a reply and the ack, or a copy put back and the ack), which its channel
- * writes in one go (serving-channel.ts, settle): at most one publish and exactly one ack.
+ * The delivery executor: each delivery becomes one record (InFlight) as it arrives, `decide` (delivery.ts) says
+ * what becomes of it, and carryOut turns that fate into how it ends (an Ending: an ack alone, a reply and the ack,
+ * or a copy put back and the ack), which its channel writes in one go (serving-channel.ts, settle): at most one
+ * publish and exactly one ack; with tracing on, in a process span (process-span.ts).
  */
 import type { ConsumeMessage } from "amqplib";
+import { messageOf } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { requestKey, type CrashLedger } from "./crash-ledger.ts";
@@ -98,9 +99,9 @@ export class Executor {
     } catch (err) {
       failure = err;
     }
-    // The process span starts once the fate is known (microseconds after the delivery arrived).
+    // The process span starts once the fate is known (microseconds after the delivery arrived); decide's failure
+    // is said once it is there, so that the line names it (span?.ids) as every line about a delivery does.
     const span = tracer ? startProcessSpan(tracer, queue, via, msg, trace!, now, this.log) : undefined;
-    // Said once the span is there, so that the line names it as every line about a delivery does (span?.ids).
     if (fate === undefined) this.log.error(`unexpected error serving a request: ${messageOf(failure)}`, span?.ids);
     const delivery: InFlight = { via, msg, receivedAt, firstDelivery, key, acked: false, span };
     // Neither throws: wait only queues the job (scheduler.ts runs it later, and catches), carryOut catches.
@@ -244,8 +245,4 @@ function internal(fate: Fate | undefined): Ending {
   const to = fate && "to" in fate ? fate.to : undefined;
   const format = fate?.kind === "compute" ? fate.format : "text";
   return { kind: "reply", to, reply: encodeError(format, "INTERNAL", "the server failed while handling the request") };
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -4,6 +4,7 @@
  * ever throws: tracing must cost no request its answer.
  */
 import type { ConsumeMessage } from "amqplib";
+import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 import type { Fate, TraceContext } from "./delivery.ts";
@@ -30,7 +31,7 @@ export function startProcessSpan(
       queueWaitMs: queueWaitMs(timestamp, now),
     });
   } catch (err) {
-    log.debug(`no span for a request: ${err instanceof Error ? err.message : String(err)}`);
+    log.debug(`no span for a request: ${messageOf(err)}`);
     return undefined;
   }
 }
