@@ -47,6 +47,7 @@ export default defineCommand({
         // errors above, exit 64, print none: nothing was asked yet).
         const startedAt = performance.now();
         let printed = 0;
+        let calls: Promise<CallOutcome>[] = [];
         try {
           const deadline = Date.now() + o.timeout;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
@@ -60,6 +61,7 @@ export default defineCommand({
                 })
               : await connect(deadline);
           const caller = new RetryingCaller(client, connect, o.retry, o.timeout, log);
+          let failure: FibrpcError | undefined;
           try {
             // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
             // check runs alongside the calls, off the path of a cold call: if it finds no server,
@@ -77,15 +79,20 @@ export default defineCommand({
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
             // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
             // and reconnections included (spread over it: rpc/retry.ts).
-            const calls = ns.map((n) => caller.call(n, deadline));
+            calls = ns.map((n) => caller.call(n, deadline));
             const codes: ExitCode[] = [];
             for (const call of calls) {
               codes.push(await print(await Promise.race([call, noServer]), o.json, masker));
               printed++;
             }
             return mostSevere(codes);
+          } catch (err) {
+            // No server (or another error for them all): the calls still in flight end with it, so that
+            // their spans say what call says.
+            if (err instanceof FibrpcError) failure = err;
+            throw err;
           } finally {
-            await caller.close({ waitForBroker: false });
+            await caller.close({ waitForBroker: false, callsEndWith: failure });
           }
         } catch (err) {
           // One error for all the calls not printed yet (the broker unreachable or refusing, no
@@ -97,7 +104,12 @@ export default defineCommand({
               err instanceof FibrpcError
                 ? { code: err.code, message: withHint(err, "call") }
                 : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
-            for (const n of ns.slice(printed)) await writeStdout(errorLine(n, code, message, ms, masker));
+            for (const [i, n] of ns.entries()) {
+              if (i < printed) continue;
+              // A call that was sent has its outcome (ended by close) and, tracing on, its trace.
+              const trace = calls[i] && traceIdOf(await calls[i]);
+              await writeStdout(errorLine(n, code, message, ms, masker, trace));
+            }
           }
           throw err;
         } finally {

@@ -21,6 +21,11 @@ export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
 
 export type ReplyQueueMode = "direct" | "exclusive";
 
+export interface CloseOptions {
+  waitForBroker?: boolean;
+  callsEndWith?: FibrpcError;
+}
+
 export interface ClientOptions {
   broker: BrokerTarget;
   queue: string;
@@ -459,13 +464,13 @@ export class RpcClient {
   /**
    * Closes the connection. `waitForBroker: false` (a CLI about to exit) sends connection.close
    * and returns once it is written, without waiting a round trip for close-ok: the broker still
-   * sees a clean AMQP close, and a cold `fibrpc call` saves ~1 ms.
+   * sees a clean AMQP close, and a cold `fibrpc call` saves ~1 ms. Calls still in flight end now, with
+   * `callsEndWith` (why the caller gives up on them, e.g. no server), else CONNECTION_LOST, rather than never.
    */
-  async close({ waitForBroker = true }: { waitForBroker?: boolean } = {}): Promise<void> {
-    // Calls still in flight end now, with an error, rather than never.
-    const ended = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
-      reason: "client-closed",
-    });
+  async close({ waitForBroker = true, callsEndWith }: CloseOptions = {}): Promise<void> {
+    const ended =
+      callsEndWith ??
+      new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
     for (const id of [...this.pending.keys()]) this.settleError(id, ended);
     this.closing = true;
     const closed = this.connection.close().catch(() => {

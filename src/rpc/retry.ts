@@ -16,7 +16,7 @@
 import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
 import type { Logger } from "../log.ts";
-import type { CallOutcome, RpcClient } from "./client.ts";
+import type { CallOutcome, CloseOptions, RpcClient } from "./client.ts";
 import type { RetryOf } from "../tracing/tracer.ts";
 
 /**
@@ -297,7 +297,7 @@ export class RetryingCaller {
     );
   }
 
-  close(options?: { waitForBroker?: boolean }): Promise<void> {
+  close(options?: CloseOptions): Promise<void> {
     // A reconnection still under way stops at its next look at the time.
     this.closed = true;
     this.reconnectUntil = 0;

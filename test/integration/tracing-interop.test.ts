@@ -49,7 +49,9 @@ function services() {
   const run = crypto.randomUUID().slice(0, 8);
   return { call: `fibrpc-call-${run}`, serve: `fibrpc-serve-${run}`, node: `node-${run}` };
 }
-const of = (spans: readonly OtlpSpan[], service: string) => spans.filter((s) => s.resource["service.name"] === service);
+/** A service's messaging spans (send, process, publish), its internal steps (serve's "compute fib") aside. */
+const of = (spans: readonly OtlpSpan[], service: string) =>
+  spans.filter((s) => s.resource["service.name"] === service && s.kind !== "INTERNAL");
 
 /** call --json's lines, each with its trace_id (issue 21, point 4). */
 function jsonLines(stdout: string): { n: number; result?: string; error?: { code: string }; trace_id: string }[] {
@@ -167,14 +169,16 @@ for (const protocol of PROTOCOLS) {
     // Delivered after it was sent (one clock: the same machine). Not "ends before the send span
     // ends": serve ends its span after writing the reply, which call may receive first.
     expect(processed.startTimeUnixNano).toBeGreaterThanOrEqual(send.startTimeUnixNano);
-    // The whole trace is these two spans.
+    // The whole trace is these two spans, and serve's compute step under its process span.
+    const computed = receiver.trace(traceId).find((s) => s.name === "compute fib");
+    expect(computed?.parentSpanId, describeSpans(receiver.trace(traceId))).toBe(processed.spanId);
     expect(
       receiver
         .trace(traceId)
         .map((s) => s.spanId)
         .sort(),
       describeSpans(receiver.trace(traceId)),
-    ).toEqual([send.spanId, processed.spanId].sort());
+    ).toEqual([send.spanId, processed.spanId, computed!.spanId].sort());
     expect(receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
   });
 }
@@ -220,9 +224,11 @@ test("a Node client under instrumentation-amqplib → fibrpc serve: serve's span
   // serve put its own context in the reply: the client's process span of it is under serve's.
   const replied = of(trace, name.node).find((s) => s.kind === "CONSUMER")!;
   expect(replied.parentSpanId, describeSpans(trace)).toBe(processed.spanId);
-  // Nothing else of anybody's in that trace.
+  // Nothing else of anybody's in that trace but serve's compute step, under its process span.
+  const computed = trace.find((s) => s.name === "compute fib");
+  expect(computed?.parentSpanId, describeSpans(trace)).toBe(processed.spanId);
   expect(trace.map((s) => s.spanId).sort(), describeSpans(trace)).toEqual(
-    [publish.spanId, processed.spanId, replied.spanId].sort(),
+    [publish.spanId, processed.spanId, replied.spanId, computed!.spanId].sort(),
   );
 });
 
@@ -332,20 +338,12 @@ test("no queue at all: the send span ends in error, error.type QUEUE_NOT_FOUND, 
   expect(send.attributes).toMatchObject({ "fibrpc.n": 5, "error.type": "QUEUE_NOT_FOUND" });
 });
 
-/*
- * KNOWN BUG in src/commands/call.ts (test.failing: bun counts it a pass while it fails; once fixed,
- * it fails, and becomes a test()). With a queue but no consumer, call exits 69 NO_CONSUMER
- * (awaitServer rejects, call's catch prints the --json lines), but the request was published
- * already, with its traceparent, and its send span is ended by `caller.close()` (RpcClient.close
- * settles calls in flight with CONNECTION_LOST, reason client-closed) and exported:
- * - the span says error.type CONNECTION_LOST, status "CONNECTION_LOST": no connection was lost;
- *   the call failed for want of a server, as call printed;
- * - the --json line (errorLine in call's catch, given no trace) carries no trace_id, although
- *   that call's span was exported.
- * (With --retry, the same run also logs "fib(5): CONNECTION_LOST; retrying in N ms" before
- * exiting with NO_CONSUMER.)
+/**
+ * With a queue but no consumer, call exits 69 NO_CONSUMER, though the request was published already,
+ * with its traceparent: its send span says NO_CONSUMER too (the calls still in flight end with call's
+ * own error, not CONNECTION_LOST), and the --json line carries that span's trace id.
  */
-test.failing("KNOWN BUG: no server on the queue: the send span says NO_CONSUMER, and call --json prints its trace id", async () => {
+test("no server on the queue: the send span says NO_CONSUMER, and call --json prints its trace id", async () => {
   const queue = uniqueQueue("fibrpc_trace");
   const name = services();
   const { ch } = await rawChannel();
@@ -361,7 +359,6 @@ test.failing("KNOWN BUG: no server on the queue: the send span says NO_CONSUMER,
   const sent = of(receiver.spans, name.call);
   expect(sent, describeSpans(receiver.spans)).toHaveLength(1);
   expect(sent[0]!.attributes["fibrpc.n"]).toBe(5);
-  // What the bug breaks:
   expect(sent[0]!).toMatchObject({ status: { code: "ERROR", message: "NO_CONSUMER" } });
   expect(sent[0]!.attributes["error.type"]).toBe("NO_CONSUMER");
   expect(line.trace_id).toBe(sent[0]!.traceId);
