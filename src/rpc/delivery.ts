@@ -70,9 +70,9 @@ export type Fate =
   /** Nobody can be answered: ack, and say why in one log line. */
   | { kind: "drop"; reason: string }
   /** An invalid request or property: error reply, ack. */
-  | { kind: "refuse"; to: Address; reply: EncodedMessage }
+  | { kind: "refuse"; to: Address; reply: EncodedMessage; n?: number }
   /** The caller has given up: error reply (it costs nothing), ack, no computing. */
-  | { kind: "expired"; to: Address; reply: EncodedMessage; lateMs: number }
+  | { kind: "expired"; to: Address; reply: EncodedMessage; lateMs: number; n?: number }
   /**
    * It crashed workers (or came back too often): error reply instead of another try. `why` names
    * the request by its correlation id, shown safely for a log line.
@@ -244,6 +244,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   if (correlationId !== undefined && (typeof correlationId !== "string" || !isFaithfulShortString(correlationId))) {
     return {
       kind: "refuse",
+      n,
       to: { replyTo, correlationId: undefined },
       reply: encodeError(
         request.format,
@@ -259,6 +260,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   if (headers?.[UNREADABLE_TABLE]) {
     return {
       kind: "refuse",
+      n,
       to,
       reply: encodeError(
         request.format,
@@ -270,10 +272,11 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   }
   const deadline = readDeadline(headers);
   if (!deadline.ok)
-    return { kind: "refuse", to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
+    return { kind: "refuse", n, to, reply: encodeError(request.format, "INVALID_PROPERTY", deadline.message, n) };
   if (deadline.at !== undefined && c.now > deadline.at + CLOCK_SKEW_ALLOWANCE_MS) {
     return {
       kind: "expired",
+      n,
       to,
       lateMs: c.now - deadline.at,
       reply: encodeError(
@@ -285,7 +288,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     };
   }
   if (!request.ok)
-    return { kind: "refuse", to, reply: encodeError(request.format, request.code, request.message, request.n) };
+    return { kind: "refuse", n, to, reply: encodeError(request.format, request.code, request.message, request.n) };
 
   // Poison: a request that crashed workers of this process POISON_AFTER_CRASHES times is not
   // tried again. Redeliveries for other reasons (a connection lost, a broker restarted, another

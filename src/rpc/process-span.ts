@@ -73,9 +73,9 @@ function processEnd(written: Ending | undefined, fate: Fate | undefined): Proces
   if (error === undefined) return { fate: "computed", n };
   switch (fate?.kind) {
     case "refuse":
-      return { fate: "refused", error };
+      return { fate: "refused", error, n: fate.n };
     case "expired":
-      return { fate: "expired", error };
+      return { fate: "expired", error, n: fate.n };
     case "poison":
       return { fate: "poison", error };
     default:

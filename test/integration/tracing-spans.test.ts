@@ -7,7 +7,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { HEAVY_N } from "../../src/rpc/delivery.ts";
-import { cleanupAfterFile, run, startServe, uniqueQueue } from "../helpers.ts";
+import { cleanupAfterFile, rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
 import { describeSpans, type OtlpSpan, startOtlpReceiver } from "../otlp-receiver.ts";
 
 cleanupAfterFile();
@@ -86,4 +86,30 @@ test("the process span: queue wait, a heavy request's wait for its turn, compute
     }
     expect(children.at(-1)!.attributes["fibrpc.result.digits"]).toBe(result.length);
   }
+});
+
+test("a refused request's process span names its n when the body held one, and the fate and error", async () => {
+  const queue = uniqueQueue("fibrpc_spans");
+  const service = `fibrpc-serve-${crypto.randomUUID().slice(0, 8)}`;
+  const server = await startServe(["--queue", queue, "--workers", "1"], {
+    ...receiver.env("http/json"),
+    OTEL_SERVICE_NAME: service,
+  });
+  // A deadline header that is not a number: INVALID_PROPERTY, though the body is a fine n.
+  const { conn, ch } = await rawChannel();
+  const { queue: replyTo } = await ch.assertQueue("", { exclusive: true });
+  const replied = new Promise<string>((resolve) => {
+    void ch.consume(replyTo, (msg) => msg && resolve(msg.content.toString()), { noAck: true });
+  });
+  ch.sendToQueue(queue, Buffer.from("7"), { replyTo, headers: { "x-fibrpc-deadline": "soon" } });
+  expect(await replied).toStartWith("INVALID_PROPERTY: ");
+  await conn.close();
+  expect(await server.stop()).toBe(0);
+  const isRefused = (s: OtlpSpan) => s.resource["service.name"] === service && s.kind === "CONSUMER";
+  const spans = await receiver.waitForSpans((all) => all.some(isRefused), 10_000);
+  expect(spans.find(isRefused)!.attributes).toMatchObject({
+    "fibrpc.fate": "refused",
+    "error.type": "INVALID_PROPERTY",
+    "fibrpc.n": 7,
+  });
 });
