@@ -7,7 +7,7 @@
  */
 import type { OutletMode } from "./rpc/outlet.ts";
 import { testSettings, type TestSettings } from "./serve/test-build.ts";
-import { tracingConfig, type TracingConfig } from "./tracing/settings.ts";
+import { tracingConfig, withOtlpEndpoint, type TracingConfig } from "./tracing/settings.ts";
 
 export interface EnvSettings {
   /**
@@ -28,12 +28,13 @@ export interface EnvSettings {
   test: TestSettings;
 }
 
-export function envSettings(env: Readonly<Record<string, string | undefined>>): EnvSettings {
+/** `otlpEndpoint`: the --otlp-endpoint option's value, which wins over the OTEL_* endpoint variables. */
+export function envSettings(env: Readonly<Record<string, string | undefined>>, otlpEndpoint?: string): EnvSettings {
   return {
     outlet: env.FIBRPC_OUTLET === "amqplib" ? "amqplib" : "wire",
     publisherConfirms: env.FIBRPC_PUBLISHER_CONFIRMS !== "off",
     noColor: Boolean(env.NO_COLOR),
-    tracing: tracingConfig(env),
+    tracing: tracingConfig(withOtlpEndpoint(env, otlpEndpoint)),
     test: testSettings(env),
   };
 }

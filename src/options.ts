@@ -31,6 +31,7 @@ import { HEAVY_N } from "./rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
 import { QUEUE_TYPES } from "./rpc/queue.ts";
 import { STATUS_HEARTBEAT_MS } from "./serve/status.ts";
+import { otlpEndpointProblem } from "./tracing/settings.ts";
 
 export const COMMANDS = ["serve", "call", "bench", "health", "completion"] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -171,6 +172,19 @@ export const OPTIONS = named({
       "any command's variables may be in it, any other key is an error",
     defaultText: "none",
     inFile: false,
+  }),
+  // Tracing, for serve, call and bench: the OTEL_* variables are read too (env-settings.ts).
+  "otlp-endpoint": optional({
+    valueHint: "url",
+    help:
+      "Send traces to this OpenTelemetry collector's OTLP/HTTP endpoint, e.g. http://otel-collector:4318 " +
+      "(/v1/traces appended), instead of OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; the other OTEL_* variables apply",
+    defaultText: "off, unless OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set",
+    parse: (value, at) => {
+      const problem = otlpEndpointProblem(value);
+      if (problem !== undefined) throw usageError(`--${at.flag}: ${problem}`);
+      return value;
+    },
   }),
   // serve
   workers: withDefault({
@@ -318,9 +332,9 @@ const LOGS = ["log-level", "log-format", "config"] as const;
 
 /** The options each command takes, in the order --help lists them. */
 export const COMMAND_OPTIONS = {
-  serve: [...SERVE, "status-file", ...BROKER, ...LOGS],
-  call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, ...LOGS],
-  bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, ...LOGS],
+  serve: [...SERVE, "status-file", ...BROKER, "otlp-endpoint", ...LOGS],
+  call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, "otlp-endpoint", ...LOGS],
+  bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, "otlp-endpoint", ...LOGS],
   health: ["status-file", "max-age", "config"],
   completion: [],
 } as const satisfies Record<CommandName, readonly OptionName[]>;

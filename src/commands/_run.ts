@@ -128,7 +128,11 @@ export async function runAction<C extends CommandName>(
     // Crashes from here on follow the level resolved (it may come from the config file), and
     // mask the URLs the options hold.
     installCrashHandlers(debug, masker);
-    code = await body(options, { masker, env: envSettings(process.env) }, line.operands);
+    code = await body(
+      options,
+      { masker, env: envSettings(process.env, (options as { otlpEndpoint?: string }).otlpEndpoint) },
+      line.operands,
+    );
   } catch (err) {
     code = reportError(err, { command, debug, masker });
   }

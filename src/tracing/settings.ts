@@ -158,3 +158,31 @@ function decode(text: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * The --otlp-endpoint option's value: an http or https URL, the collector's base (as
+ * OTEL_EXPORTER_OTLP_ENDPOINT); what is wrong with it otherwise, for a usage error.
+ */
+export function otlpEndpointProblem(given: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(given);
+  } catch {
+    return `${JSON.stringify(given)} is not a URL`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    return `${JSON.stringify(given)} is not an http or https URL`;
+  // Credentials in a URL end up in logs and error messages; a collector takes them as headers.
+  if (url.username !== "" || url.password !== "")
+    return "it must not hold credentials: give them in OTEL_EXPORTER_OTLP_HEADERS";
+  return undefined;
+}
+
+/**
+ * The environment as tracing reads it, with the --otlp-endpoint option's value, when given, in place of
+ * both OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: a flag wins over the variables.
+ */
+export function withOtlpEndpoint(env: Env, endpoint: string | undefined): Env {
+  if (endpoint === undefined) return env;
+  return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined };
+}

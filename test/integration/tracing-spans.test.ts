@@ -8,7 +8,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { HEAVY_N } from "../../src/rpc/delivery.ts";
 import { cleanupAfterFile, rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
-import { describeSpans, type OtlpSpan, startOtlpReceiver } from "../otlp-receiver.ts";
+import { describeSpans, type OtlpSpan, startOtlpReceiver, unreachableEndpoint } from "../otlp-receiver.ts";
 
 cleanupAfterFile();
 
@@ -112,4 +112,28 @@ test("a refused request's process span names its n when the body held one, and t
     "error.type": "INVALID_PROPERTY",
     "fibrpc.n": 7,
   });
+});
+
+test("--otlp-endpoint: traces go there, ahead of the OTEL_* endpoint variables", async () => {
+  const queue = uniqueQueue("fibrpc_spans");
+  const service = `fibrpc-${crypto.randomUUID().slice(0, 8)}`;
+  // The variables name a port where nothing listens: the flag wins over them.
+  const env = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: unreachableEndpoint(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${unreachableEndpoint()}/v1/traces`,
+    OTEL_SERVICE_NAME: service,
+  };
+  const flag = ["--otlp-endpoint", receiver.endpoint];
+  const server = await startServe(["--queue", queue, "--workers", "1", ...flag], env);
+  const called = await run(["call", "--queue", queue, "--json", ...flag, "12"], env);
+  expect(called.code, called.stderr).toBe(0);
+  expect(called.stderr).not.toContain("could not export");
+  const { trace_id } = JSON.parse(called.stdout);
+  expect(await server.stop()).toBe(0);
+  const spans = await receiver.waitForSpans((all) => all.filter((s) => s.traceId === trace_id).length >= 2, 10_000);
+  const kinds = spans
+    .filter((s) => s.traceId === trace_id && s.resource["service.name"] === service)
+    .map((s) => s.kind);
+  expect(kinds).toContain("PRODUCER");
+  expect(kinds).toContain("CONSUMER");
 });
