@@ -6,7 +6,7 @@
 import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { duration } from "../duration.ts";
-import { ExitCode, FibrpcError } from "../errors.ts";
+import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
@@ -14,7 +14,7 @@ import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./prot
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
-import type { RetryOf, TraceIds, Tracer } from "../tracing/tracer.ts";
+import type { RetryOf, SendSpan, TraceIds, Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -219,11 +219,22 @@ export class RpcClient {
     const budget = Math.max(1, deadline - now);
     const { tracer } = this.options;
     return new Promise<CallOutcome>((resolve) => {
-      const span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer, retry });
+      // Tracing must cost no call its answer: a span that cannot start is none, and the outcome is
+      // resolved before the span is ended, whatever ending it does.
+      let span: SendSpan | undefined;
+      try {
+        span = tracer?.send({ queue: this.options.queue, correlationId, n, peer: this.peer, retry });
+      } catch (err) {
+        this.options.log.debug(`no span for fib(${n}): ${messageOf(err)}`);
+      }
       const settle = span
         ? (outcome: CallOutcome) => {
-            span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
             resolve({ ...outcome, traceparent: span.headers.traceparent, trace: span.ids });
+            try {
+              span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
+            } catch {
+              // The caller has its outcome already.
+            }
           }
         : resolve;
       const startedAt = performance.now();

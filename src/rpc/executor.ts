@@ -115,7 +115,7 @@ export class Executor {
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
       const { deadline, attempts, trace } = fate;
-      this.end(delivery, { kind: "requeue", deadline, attempts, trace }, undefined);
+      this.end(delivery, { kind: "requeue", deadline, attempts, trace }, fate);
       return;
     }
     this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`, delivery.span?.ids);

@@ -8,6 +8,7 @@ import { messageOf } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 import type { Fate, TraceContext } from "./delivery.ts";
+import type { HeavyJob } from "./executor.ts";
 import type { Ending, ServingChannel } from "./serving-channel.ts";
 
 export function startProcessSpan(
@@ -81,4 +82,10 @@ function processEnd(written: Ending | undefined, fate: Fate | undefined): Proces
     default:
       return { fate: "internal", n, error };
   }
+}
+
+/** A heavy request whose channel closed while it waited (the broker has it back): its spans end, unsettled. */
+export function endAbandoned({ delivery, fate, waiting }: HeavyJob): void {
+  waiting?.end();
+  if (delivery.span) endProcessSpan(delivery.span, undefined, fate);
 }

@@ -13,6 +13,7 @@
 import type { ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
 import type { Executor, HeavyJob } from "./executor.ts";
+import { endAbandoned } from "./process-span.ts";
 import type { ServingChannel } from "./serving-channel.ts";
 
 export interface SchedulerOptions {
@@ -97,6 +98,7 @@ export class Scheduler {
         const job = this.backlog.shift()!;
         // Its channel is gone (connection lost): the broker has put the request back already.
         if (job.delivery.via.open) this.executor.runHeavy(job);
+        else endAbandoned(job);
       }
       if (this.options.draining() || !via.open) return;
       await this.switchConsumer(via, "normal");

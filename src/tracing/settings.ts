@@ -88,11 +88,12 @@ function tracesUrl(env: Env, problems: string[]): string | undefined {
   try {
     url = new URL(given);
   } catch {
-    problems.push(`${name} ${JSON.stringify(given)} is not a URL: tracing is off`);
+    // Not quoted: what is not a URL may still hold a password.
+    problems.push(`${name} is not a URL: tracing is off`);
     return undefined;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    problems.push(`${name} ${JSON.stringify(given)} is not an http or https URL: tracing is off`);
+    problems.push(`${name} ${JSON.stringify(withoutCredentials(url))} is not an http or https URL: tracing is off`);
     return undefined;
   }
   if (signal !== undefined) return url.href;
@@ -101,14 +102,13 @@ function tracesUrl(env: Env, problems: string[]): string | undefined {
 }
 
 function protocolOf(env: Env, problems: string[]): OtlpProtocol | undefined {
-  const given = value(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") ?? value(env, "OTEL_EXPORTER_OTLP_PROTOCOL");
+  const signal = value(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
+  const name = signal === undefined ? "OTEL_EXPORTER_OTLP_PROTOCOL" : "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+  const given = signal ?? value(env, "OTEL_EXPORTER_OTLP_PROTOCOL");
   if (given === undefined) return "http/protobuf";
   if ((OTLP_PROTOCOLS as readonly string[]).includes(given)) return given as OtlpProtocol;
   // grpc names a collector port that speaks no HTTP: sending http/protobuf there could only fail.
-  problems.push(
-    `OTEL_EXPORTER_OTLP_PROTOCOL ${JSON.stringify(given)} is not supported (${OTLP_PROTOCOLS.join(" or ")}): ` +
-      "tracing is off",
-  );
+  problems.push(`${name} ${JSON.stringify(given)} is not supported (${OTLP_PROTOCOLS.join(" or ")}): tracing is off`);
   return undefined;
 }
 
@@ -185,4 +185,12 @@ export function otlpEndpointProblem(given: string): string | undefined {
 export function withOtlpEndpoint(env: Env, endpoint: string | undefined): Env {
   if (endpoint === undefined) return env;
   return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined };
+}
+
+/** A URL as a message may show it: no user name or password (the masker knows only amqp URLs). */
+function withoutCredentials(url: URL): string {
+  const shown = new URL(url.href);
+  shown.username = "";
+  shown.password = "";
+  return shown.href;
 }

@@ -34,7 +34,8 @@ export async function startTracer(
     const { createTracer }: typeof Sdk = await import(sdk);
     return await createTracer(settings, warn, exportTimeoutMs);
   } catch (err) {
-    log.warn(`tracing is off: it could not start (${err instanceof Error ? err.message : String(err)})`);
+    // Through `warn`: serve's workers send it to their supervisor, which says it once for the process.
+    warn(`tracing is off: it could not start (${err instanceof Error ? err.message : String(err)})`);
     return undefined;
   }
 }

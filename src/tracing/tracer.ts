@@ -1,7 +1,7 @@
 /**
  * What the calling and serving code asks of tracing, in fibrpc's own terms: no OpenTelemetry type
- * appears here, so that rpc/ depends on this file only (types, erased at build time) and a run with
- * tracing off loads no OpenTelemetry module at all. The one implementation is sdk.ts, loaded by
+ * appears here, so that rpc/ depends on this file only (types, and the two header names) and a run
+ * with tracing off loads no OpenTelemetry module at all. The one implementation is sdk.ts, loaded by
  * start.ts with `await import` only when tracing is on; with it off, the client and the executor
  * hold `undefined` and each span costs them one check.
  *
