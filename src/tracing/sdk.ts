@@ -121,26 +121,28 @@ export async function createTracer(
     return headers;
   };
 
+  // A span's attributes are made and set only when it records: a call or delivery not sampled (most
+  // of them, at a ratio) costs neither the object nor the SDK's check of each attribute, which it
+  // makes before sampling when they are given at the start. No sampler fibrpc configures reads them.
   return {
     send(request: SendRequest): SendSpan {
-      const attributes: Attributes = {
-        ...messaging(request.queue, "send", "send"),
-        [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
-        [ATTR_SERVER_ADDRESS]: request.peer.address,
-        [ATTR_SERVER_PORT]: request.peer.port,
-        [ATTR_FIBRPC_N]: request.n,
-      };
       let links: Link[] | undefined;
       if (request.retry) {
-        attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
         const first = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, request.retry, retryGetter));
         if (first && isSpanContextValid(first)) links = [{ context: first, attributes: { "fibrpc.link": "retry-of" } }];
       }
-      const span = tracer.startSpan(
-        `send ${request.queue}`,
-        { kind: SpanKind.PRODUCER, attributes, links },
-        ROOT_CONTEXT,
-      );
+      const span = tracer.startSpan(`send ${request.queue}`, { kind: SpanKind.PRODUCER, links }, ROOT_CONTEXT);
+      if (span.isRecording()) {
+        const attributes: Attributes = {
+          ...messaging(request.queue, "send", "send"),
+          [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
+          [ATTR_SERVER_ADDRESS]: request.peer.address,
+          [ATTR_SERVER_PORT]: request.peer.port,
+          [ATTR_FIBRPC_N]: request.n,
+        };
+        if (request.retry) attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
+        span.setAttributes(attributes);
+      }
       return {
         headers: headersOf(span),
         end(how: CallEnd) {
@@ -154,19 +156,22 @@ export async function createTracer(
     },
 
     process(request: ProcessRequest): ProcessSpan {
-      const attributes: Attributes = {
-        ...messaging(request.queue, "process", "process"),
-        [ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG]: request.deliveryTag,
-      };
-      if (request.correlationId !== undefined)
-        attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = request.correlationId;
-      if (request.peer) {
-        attributes[ATTR_SERVER_ADDRESS] = request.peer.address;
-        attributes[ATTR_SERVER_PORT] = request.peer.port;
-      }
-      if (request.redelivered) attributes["fibrpc.redelivered"] = true;
       const { parent, links } = callerOf(request, propagator);
-      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, attributes, links }, parent);
+      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, links }, parent);
+      if (span.isRecording()) {
+        const attributes: Attributes = {
+          ...messaging(request.queue, "process", "process"),
+          [ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG]: request.deliveryTag,
+        };
+        if (request.correlationId !== undefined)
+          attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = request.correlationId;
+        if (request.peer) {
+          attributes[ATTR_SERVER_ADDRESS] = request.peer.address;
+          attributes[ATTR_SERVER_PORT] = request.peer.port;
+        }
+        if (request.redelivered) attributes["fibrpc.redelivered"] = true;
+        span.setAttributes(attributes);
+      }
       return {
         headers: headersOf(span),
         end(how: ProcessEnd) {
