@@ -19,7 +19,7 @@
  *
  * Without BENCH_BEFORE, tracing off is the baseline and the "off" target is not measured.
  * BENCH_ONLY=tracing runs part g alone (and rewrites only its section); BENCH_ROUNDS sets its
- * rounds (5). Part g drops OTEL_* from its children's environment (the shell's must not turn
+ * rounds (7). Part g drops OTEL_* from its children's environment (the shell's must not turn
  * tracing on where it is meant to be off).
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -46,7 +46,7 @@ const ONLY = process.env.BENCH_ONLY;
 if (ONLY !== undefined && ONLY !== "tracing") throw new Error(`BENCH_ONLY=${ONLY}: only "tracing" can run alone`);
 const BEFORE = process.env.BENCH_BEFORE ? resolve(process.env.BENCH_BEFORE) : undefined;
 if (BEFORE !== undefined && !existsSync(BEFORE)) throw new Error(`BENCH_BEFORE=${BEFORE}: no such binary`);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 
 if (!existsSync(BIN)) {
   log("building ./fibrpc");
