@@ -23,6 +23,7 @@ import {
   type Context,
   type Link,
   type Span,
+  type SpanContext,
   type TextMapGetter,
   type TextMapSetter,
 } from "@opentelemetry/api";
@@ -33,8 +34,11 @@ import {
   AlwaysOnSampler,
   BatchSpanProcessor,
   ParentBasedSampler,
+  RandomIdGenerator,
+  SamplingDecision,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  type IdGenerator,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
@@ -105,15 +109,60 @@ export async function createTracer(
   exportTimeoutMs: number,
 ): Promise<Tracer> {
   const exporter = new WarningExporter(await exporterFor(settings, exportTimeoutMs), settings.url, warn);
+  const sampler = samplerOf(settings);
+  const ids = new RandomIdGenerator();
+  // The trace id a root span's sampling was decided on (see decide), taken by the SDK as it starts that span.
+  let decidedTraceId: string | undefined;
+  const idGenerator: IdGenerator = {
+    generateTraceId: () => {
+      const id = decidedTraceId ?? ids.generateTraceId();
+      decidedTraceId = undefined;
+      return id;
+    },
+    generateSpanId: () => ids.generateSpanId(),
+  };
   const provider = new TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resource }),
     ),
-    sampler: samplerOf(settings),
+    sampler,
+    idGenerator,
     spanProcessors: [new BatchSpanProcessor({ exporter })],
   });
   const tracer = provider.getTracer("fibrpc", version);
   const propagator = new W3CTraceContextPropagator();
+
+  /**
+   * A span not sampled costs the SDK a span object, a context and the propagator's round trip, a
+   * few µs a call in a loaded process (docs/benchmarks.md, "Tracing's cost"), for a context only:
+   * the configured sampler is asked first, as the SDK would ask it (same context, trace id, name,
+   * kind; no sampler fibrpc configures reads attributes or links), and a span it would not record
+   * is only its context, written here as the W3C propagator writes it (version 00, flags 00).
+   * Otherwise the SDK starts the span, for a root on the trace id the decision was made on.
+   */
+  const decide = (
+    name: string,
+    kind: SpanKind,
+    parent: Context,
+    caller: SpanContext | undefined,
+  ): { unsampled: { headers: Record<string, string>; end(): void } } | { traceId: string | undefined } => {
+    const traceId = caller?.traceId ?? ids.generateTraceId();
+    const result = sampler.shouldSample(parent, traceId, name, kind, {}, []);
+    if (result.decision !== SamplingDecision.NOT_RECORD) return { traceId: caller ? undefined : traceId };
+    const headers: Record<string, string> = { [TRACEPARENT]: `00-${traceId}-${ids.generateSpanId()}-00` };
+    const tracestate = (result.traceState ?? caller?.traceState)?.serialize();
+    if (tracestate) headers[TRACESTATE] = tracestate;
+    return { unsampled: { headers, end() {} } };
+  };
+  /** The SDK's span, on the trace id decided on for a root. */
+  const start = (name: string, kind: SpanKind, parent: Context, links: Link[] | undefined, traceId?: string) => {
+    decidedTraceId = traceId;
+    try {
+      return tracer.startSpan(name, { kind, links }, parent);
+    } finally {
+      decidedTraceId = undefined;
+    }
+  };
 
   const headersOf = (span: Span): Record<string, string> => {
     const headers: Record<string, string> = {};
@@ -131,7 +180,10 @@ export async function createTracer(
         const first = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, request.retry, retryGetter));
         if (first && isSpanContextValid(first)) links = [{ context: first, attributes: { "fibrpc.link": "retry-of" } }];
       }
-      const span = tracer.startSpan(`send ${request.queue}`, { kind: SpanKind.PRODUCER, links }, ROOT_CONTEXT);
+      const name = `send ${request.queue}`;
+      const decision = decide(name, SpanKind.PRODUCER, ROOT_CONTEXT, undefined);
+      if ("unsampled" in decision) return decision.unsampled;
+      const span = start(name, SpanKind.PRODUCER, ROOT_CONTEXT, links, decision.traceId);
       if (span.isRecording()) {
         const attributes: Attributes = {
           ...messaging(request.queue, "send", "send"),
@@ -157,7 +209,10 @@ export async function createTracer(
 
     process(request: ProcessRequest): ProcessSpan {
       const { parent, links } = callerOf(request, propagator);
-      const span = tracer.startSpan(`process ${request.queue}`, { kind: SpanKind.CONSUMER, links }, parent);
+      const name = `process ${request.queue}`;
+      const decision = decide(name, SpanKind.CONSUMER, parent, trace.getSpanContext(parent));
+      if ("unsampled" in decision) return decision.unsampled;
+      const span = start(name, SpanKind.CONSUMER, parent, links, decision.traceId);
       if (span.isRecording()) {
         const attributes: Attributes = {
           ...messaging(request.queue, "process", "process"),
