@@ -1,17 +1,33 @@
 /**
  * The benchmark suite (`bun run bench`): in ONE run, on the same broker, fibrpc next to plain
- * amqplib, with the ratios the speed issue sets as targets, and fibrpc's open-loop load next to its
- * closed-loop one. Prints the tables and writes them into docs/benchmarks.md (sections "suite" and
- * "open-loop") with the machine's details.
+ * amqplib, with the ratios the speed issue sets as targets, fibrpc's open-loop load next to its
+ * closed-loop one, and what tracing costs (part g). Prints the tables and writes them into
+ * docs/benchmarks.md (sections "suite", "open-loop" and "tracing") with the machine's details.
  *
  * Needs ./fibrpc (built first if missing) and a broker on 127.0.0.1:5672 (FIBRPC_URL to change).
  * Uses queues of its own and deletes them; the machine's rpc_queue is not touched.
+ *
+ * Part g (issue 21, point 6) compares fibrpc at 100 in flight without tracing's code, with it off
+ * (no OTEL_* variable) and with it on at 10% sampling, exporting to a sink in this process
+ * (scripts/lib/otlp-sink.ts). "Without" is a build of the commit before tracing landed, named by
+ * BENCH_BEFORE (its serve and bench run on a queue of their own), e.g.
+ *
+ *   git worktree add /tmp/pretrace 65ddd8a && ln -s $PWD/node_modules /tmp/pretrace/node_modules
+ *   (cd /tmp/pretrace && bun run build)
+ *   BENCH_BEFORE=/tmp/pretrace/fibrpc bun run bench
+ *   git worktree remove --force /tmp/pretrace
+ *
+ * Without BENCH_BEFORE, tracing off is the baseline and the "off" target is not measured.
+ * BENCH_ONLY=tracing runs part g alone (and rewrites only its section); BENCH_ROUNDS sets its
+ * rounds (7). Part g drops OTEL_* from its children's environment (the shell's must not turn
+ * tracing on where it is meant to be off).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
 import { fibDecimal } from "../src/fib.ts";
 import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
+import { startOtlpSink } from "./lib/otlp-sink.ts";
 import { startProcess, stop } from "./lib/processes.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -26,6 +42,11 @@ const queues = {
   memory: `bench_memory_${id}`,
 };
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== "tracing") throw new Error(`BENCH_ONLY=${ONLY}: only "tracing" can run alone`);
+const BEFORE = process.env.BENCH_BEFORE ? resolve(process.env.BENCH_BEFORE) : undefined;
+if (BEFORE !== undefined && !existsSync(BEFORE)) throw new Error(`BENCH_BEFORE=${BEFORE}: no such binary`);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 
 if (!existsSync(BIN)) {
   log("building ./fibrpc");
@@ -119,9 +140,149 @@ const ceilingCaller = (concurrency: number, requests: number) =>
     (j) => j,
   );
 
+interface TracingWay {
+  label: string;
+  bin: string;
+  queue: string;
+  serveEnv: Record<string, string>;
+  benchEnv: Record<string, string>;
+  runs: { callsPerSecond: number; p50Ms: number; p99Ms: number }[];
+}
+
+/**
+ * `fibrpc bench` against a way's serve, waited for asynchronously (the OTLP sink answers in this
+ * process meanwhile); anything on its stderr (an export warning) is a failure of the benchmark.
+ */
+async function tracingBench(way: TracingWay, concurrency: number, requests: number) {
+  const cmd = [way.bin, "bench", "--url", URL, "--queue", way.queue, "--concurrency", String(concurrency)];
+  cmd.push("--requests", String(requests), "--n", "1", "--json");
+  const proc = Bun.spawn(cmd, { cwd: "/", env: way.benchEnv, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0 || stderr.trim() !== "") throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
+  const j = JSON.parse(stdout);
+  if (j.ok !== requests) throw new Error(`${cmd.join(" ")}: ${j.ok} of ${requests} calls answered`);
+  return {
+    callsPerSecond: j.callsPerSecond as number,
+    p50Ms: j.latencyMs.p50 as number,
+    p99Ms: j.latencyMs.p99 as number,
+  };
+}
+
+/**
+ * Part g (issue 21, point 6): fibrpc at 100 in flight without tracing's code (BENCH_BEFORE), with
+ * tracing off, and on at 10% sampling (the caller samples, serve follows the decision each request
+ * carries), each way with a serve and a queue of its own, all three serving throughout; ROUNDS
+ * rounds of one run each, the order turned every round, so that a drift of the machine's load falls
+ * on all alike. Returns the docs section.
+ */
+async function tracingPart(): Promise<string> {
+  log("g. tracing: without its code, off, on at 10% sampling");
+  const calls = 30_000;
+  const plain: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("OTEL_") && v !== undefined) plain[k] = v;
+  const sink = startOtlpSink();
+  const exporting = { ...plain, OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint };
+  const sampled = { ...exporting, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" };
+  const commit = (bin: string) => /commit ([^,]+)/.exec(run([bin, "--version"]).stdout)?.[1] ?? "?";
+  const way = (key: string, label: string, bin: string, serveEnv: Record<string, string>, benchEnv = serveEnv) =>
+    ({ label, bin, queue: `bench_tracing_${key}_${id}`, serveEnv, benchEnv, runs: [] }) as TracingWay;
+  const before = BEFORE && way("before", `without tracing's code (${commit(BEFORE)}, BENCH_BEFORE)`, BEFORE, plain);
+  const off = way("off", `tracing off, no OTEL_* variable (${commit(BIN)})`, BIN, plain);
+  const on = way(
+    "on",
+    "tracing on, 10% sampled (parentbased_traceidratio 0.1), to a local sink",
+    BIN,
+    exporting,
+    sampled,
+  );
+  const ways = before ? [before, off, on] : [off, on];
+  const loadBefore = (await import("node:os")).loadavg()[0]!;
+  const serves: Awaited<ReturnType<typeof startProcess>>[] = [];
+  const bench = await connect(URL);
+  const channel = await bench.createChannel();
+  try {
+    for (const w of ways)
+      serves.push(
+        await startProcess([w.bin, "serve", "--url", URL, "--queue", w.queue], /(\d+)\/\1 workers serving/, w.serveEnv),
+      );
+    for (const w of ways) await tracingBench(w, 10, 2000); // warm-up
+    for (let round = 0; round < ROUNDS; round++)
+      for (let i = 0; i < ways.length; i++) {
+        const w = ways[(round + i) % ways.length]!;
+        w.runs.push(await tracingBench(w, 100, calls));
+      }
+  } finally {
+    // serve flushes its spans as it stops: the sink counts them before it closes.
+    for (const s of serves) await stop(s);
+    await sink.stop();
+    for (const w of ways) await channel.deleteQueue(w.queue);
+    await bench.close();
+  }
+  const loadAfter = (await import("node:os")).loadavg()[0]!;
+
+  const rate = (w: TracingWay) => median(w.runs.map((x) => x.callsPerSecond));
+  const base = before || off;
+  const ratio = (w: TracingWay) => rate(w) / rate(base);
+  const r = (x: number) => x.toFixed(2);
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const pass = (ok: boolean) => (ok ? "met" : "**missed**");
+  const row = (w: TracingWay, target: string, ok: boolean | undefined) =>
+    `| ${w.label} | ${Math.round(rate(w))} | ${w.runs.map((x) => Math.round(x.callsPerSecond)).join(", ")} | ` +
+    `${ms(median(w.runs.map((x) => x.p50Ms)))} | ${ms(median(w.runs.map((x) => x.p99Ms)))} | ${r(ratio(w))}× | ` +
+    `${target} | ${ok === undefined ? "" : pass(ok)} |`;
+  const rows = [
+    ...(before ? [row(before, "", undefined)] : []),
+    before ? row(off, "≥ 0.98×", ratio(off) >= 0.98) : row(off, "— (baseline: no BENCH_BEFORE)", undefined),
+    row(on, "≥ 0.9×", ratio(on) >= 0.9),
+  ];
+  const onCalls = (ROUNDS * calls + 2000) / 1000;
+  log(
+    `g. ${before ? `off ${r(ratio(off))}× and ` : ""}on ${r(ratio(on))}× the rate ${before ? "without tracing's code" : "with it off"}` +
+      ` (on/off ${r(rate(on) / rate(off))}×)`,
+  );
+  return `## Tracing's cost (issue 21; \`bun run bench\`, part g)
+
+Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC by \`bun run bench\` (part g), RabbitMQ at
+${URL.replace(/:[^:@/]*@/, ":***@")}. Machine: ${await machineLine()}; load average (1 min)
+${loadBefore.toFixed(1)} before and ${loadAfter.toFixed(1)} after: the broker, the serves and the load generator share the cores.
+fibrpc \`serve\` with its defaults and \`fibrpc bench -c 100 --requests ${calls} --n 1\`, each way with a serve
+and a queue of its own (all serving throughout), ${ROUNDS} rounds of one run per way, the order turned
+each round; median of the runs. With tracing on, bench samples 10% of its calls and serve (default sampler,
+\`parentbased_always_on\`) follows the decision each request carries; both export OTLP/HTTP (protobuf)
+to a sink in the benchmark's process that answers 200 (\`scripts/lib/otlp-sink.ts\`): ${sink.exports} exports,
+${Math.round(sink.bytes / 1024)} KiB, ${Math.round(sink.bytes / onCalls)} bytes per 1000 calls traced this way.
+
+| fibrpc, 100 in flight | calls/s (median) | each run | p50 | p99 | ratio | target | |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.join("\n")}
+
+Ratios are to the first row${before ? "" : " (BENCH_BEFORE not given: tracing off is the baseline)"}; the issue's targets: tracing off ≥ 0.98× the rate without the
+feature, tracing on at 10% sampling ≥ 0.9×. Reproduce (the commit before tracing landed, built apart):
+
+\`\`\`sh
+git worktree add /tmp/pretrace 65ddd8a && ln -s $PWD/node_modules /tmp/pretrace/node_modules
+(cd /tmp/pretrace && bun run build)
+BENCH_BEFORE=/tmp/pretrace/fibrpc BENCH_ONLY=tracing bun run bench   # part g alone; without BENCH_ONLY, the suite
+git worktree remove --force /tmp/pretrace
+\`\`\``;
+}
+
 const started = performance.now();
 const conn = await connect(URL);
 const admin = await conn.createChannel();
+
+if (ONLY === "tracing") {
+  const tracingSection = await tracingPart();
+  await conn.close();
+  console.log(`\n${tracingSection}\n`);
+  writeSection(join(ROOT, "docs/benchmarks.md"), "tracing", tracingSection);
+  log(`written to docs/benchmarks.md (${((performance.now() - started) / 60_000).toFixed(1)} min)`);
+  process.exit(0);
+}
 
 // a. the ceiling: minimal amqplib responder (prefetch 100) and pipelined caller
 log("a. ceiling (plain amqplib)");
@@ -269,6 +430,9 @@ fibrpcBench(queues.memory, 8, 200, "900000-1000000");
 const loadedMb = rssMb(memServe.pid);
 await stop(memServe);
 
+// g. what tracing costs (issue 21): without its code, off, on at 10% (see the header)
+const tracingSection = await tracingPart();
+
 for (const q of Object.values(queues)) await admin.deleteQueue(q);
 await conn.close();
 
@@ -411,5 +575,7 @@ p99 of open loop against closed loop at 100 in flight: ${r(p99Ratio(0.5))}× at 
 console.log(`\n${section}\n\n${openSection}\n`);
 writeSection(join(ROOT, "docs/benchmarks.md"), "suite", section);
 writeSection(join(ROOT, "docs/benchmarks.md"), "open-loop", openSection);
+console.log(`${tracingSection}\n`);
+writeSection(join(ROOT, "docs/benchmarks.md"), "tracing", tracingSection);
 log(`written to docs/benchmarks.md (${minutes} min)`);
 process.exit(0);

@@ -22,8 +22,10 @@ import {
   trace,
   type Attributes,
   type Context,
+  type HrTime,
   type Link,
   type Span,
+  type SpanContext,
   type TextMapGetter,
   type TextMapSetter,
 } from "@opentelemetry/api";
@@ -34,8 +36,11 @@ import {
   AlwaysOnSampler,
   BatchSpanProcessor,
   ParentBasedSampler,
+  RandomIdGenerator,
+  SamplingDecision,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  type IdGenerator,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
@@ -118,15 +123,70 @@ export async function createTracer(
   exportTimeoutMs: number,
 ): Promise<Tracer> {
   const exporter = new WarningExporter(await exporterFor(settings, exportTimeoutMs), settings.url, warn);
+  const sampler = samplerOf(settings);
+  const ids = new RandomIdGenerator();
+  // The trace id a root span's sampling was decided on (see decide), taken by the SDK as it starts that span.
+  let decidedTraceId: string | undefined;
+  const idGenerator: IdGenerator = {
+    generateTraceId: () => {
+      const id = decidedTraceId ?? ids.generateTraceId();
+      decidedTraceId = undefined;
+      return id;
+    },
+    generateSpanId: () => ids.generateSpanId(),
+  };
   const provider = new TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({ [ATTR_SERVICE_VERSION]: version, ...settings.resource }),
     ),
-    sampler: samplerOf(settings),
+    sampler,
+    idGenerator,
     spanProcessors: [new BatchSpanProcessor({ exporter })],
   });
   const tracer = provider.getTracer("fibrpc", version);
   const propagator = new W3CTraceContextPropagator();
+
+  /**
+   * A span not sampled costs the SDK a span object, a context and the propagator's round trip, a
+   * few µs a call in a loaded process (docs/benchmarks.md, "Tracing's cost"), for a context only:
+   * the configured sampler is asked first, as the SDK would ask it (same context, trace id, name,
+   * kind; no sampler fibrpc configures reads attributes or links), and a span it would not record
+   * is only its context, written here as the W3C propagator writes it (version 00, flags 00).
+   * Otherwise the SDK starts the span, for a root on the trace id the decision was made on.
+   */
+  const decide = (
+    name: string,
+    kind: SpanKind,
+    parent: Context,
+    caller: SpanContext | undefined,
+  ): { unsampled: SendSpan & ProcessSpan } | { traceId: string | undefined } => {
+    const traceId = caller?.traceId ?? ids.generateTraceId();
+    const result = sampler.shouldSample(parent, traceId, name, kind, {}, []);
+    if (result.decision !== SamplingDecision.NOT_RECORD) return { traceId: caller ? undefined : traceId };
+    const spanId = ids.generateSpanId();
+    const headers: Record<string, string> = { [TRACEPARENT]: `00-${traceId}-${spanId}-00` };
+    const tracestate = (result.traceState ?? caller?.traceState)?.serialize();
+    if (tracestate) headers[TRACESTATE] = tracestate;
+    // Its ids still name it in log lines (trace_flags 00: not exported); its phases are nothing.
+    const unsampledIds: TraceIds = { trace_id: traceId, span_id: spanId, trace_flags: "00" };
+    return { unsampled: { headers, ids: unsampledIds, phase: () => NO_PHASE, end() {} } };
+  };
+  /** The SDK's span, on the trace id decided on for a root. */
+  const start = (
+    name: string,
+    kind: SpanKind,
+    parent: Context,
+    links: Link[] | undefined,
+    traceId: string | undefined,
+    startTime?: HrTime,
+  ) => {
+    decidedTraceId = traceId;
+    try {
+      return tracer.startSpan(name, { kind, links, startTime }, parent);
+    } finally {
+      decidedTraceId = undefined;
+    }
+  };
 
   const headersOf = (span: Span): Record<string, string> => {
     const headers: Record<string, string> = {};
@@ -134,26 +194,31 @@ export async function createTracer(
     return headers;
   };
 
+  // A span's attributes are made and set only when it records: a call or delivery not sampled (most
+  // of them, at a ratio) costs neither the object nor the SDK's check of each attribute, which it
+  // makes before sampling when they are given at the start. No sampler fibrpc configures reads them.
   return {
     send(request: SendRequest): SendSpan {
-      const attributes: Attributes = {
-        ...messaging(request.queue, "send", "send"),
-        [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
-        [ATTR_SERVER_ADDRESS]: request.peer.address,
-        [ATTR_SERVER_PORT]: request.peer.port,
-        [ATTR_FIBRPC_N]: request.n,
-      };
       let links: Link[] | undefined;
       if (request.retry) {
-        attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
         const first = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, request.retry, retryGetter));
         if (first && isSpanContextValid(first)) links = [{ context: first, attributes: { "fibrpc.link": "retry-of" } }];
       }
-      const span = tracer.startSpan(
-        `send ${request.queue}`,
-        { kind: SpanKind.PRODUCER, attributes, links },
-        ROOT_CONTEXT,
-      );
+      const name = `send ${request.queue}`;
+      const decision = decide(name, SpanKind.PRODUCER, ROOT_CONTEXT, undefined);
+      if ("unsampled" in decision) return decision.unsampled;
+      const span = start(name, SpanKind.PRODUCER, ROOT_CONTEXT, links, decision.traceId);
+      if (span.isRecording()) {
+        const attributes: Attributes = {
+          ...messaging(request.queue, "send", "send"),
+          [ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: request.correlationId,
+          [ATTR_SERVER_ADDRESS]: request.peer.address,
+          [ATTR_SERVER_PORT]: request.peer.port,
+          [ATTR_FIBRPC_N]: request.n,
+        };
+        if (request.retry) attributes[ATTR_FIBRPC_ATTEMPT] = request.retry.attempt;
+        span.setAttributes(attributes);
+      }
       return {
         ids: idsOf(span),
         headers: headersOf(span),
@@ -168,26 +233,31 @@ export async function createTracer(
     },
 
     process(request: ProcessRequest): ProcessSpan {
-      const attributes: Attributes = {
-        ...messaging(request.queue, "process", "process"),
-        [ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG]: request.deliveryTag,
-      };
-      if (request.correlationId !== undefined)
-        attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = request.correlationId;
-      if (request.peer) {
-        attributes[ATTR_SERVER_ADDRESS] = request.peer.address;
-        attributes[ATTR_SERVER_PORT] = request.peer.port;
-      }
-      if (request.redelivered) attributes["fibrpc.redelivered"] = true;
-      if (request.queueWaitMs !== undefined) attributes[ATTR_FIBRPC_QUEUE_WAIT_MS] = request.queueWaitMs;
       const { parent, links } = callerOf(request, propagator);
+      const name = `process ${request.queue}`;
+      const decision = decide(name, SpanKind.CONSUMER, parent, trace.getSpanContext(parent));
+      if ("unsampled" in decision) return decision.unsampled;
       // One clock for the span and its children: the SDK starts each span at Date.now() (whole ms) and
       // ends it by performance.now(), so a child could read up to 1 ms outside its parent, or before
       // its sibling's end. Anchored to the wall clock once per span, as the SDK does.
       const anchor = Date.now() - performance.now();
       const at = () => millisToHrTime(anchor + performance.now());
-      const kind = SpanKind.CONSUMER;
-      const span = tracer.startSpan(`process ${request.queue}`, { kind, attributes, links, startTime: at() }, parent);
+      const span = start(name, SpanKind.CONSUMER, parent, links, decision.traceId, at());
+      if (span.isRecording()) {
+        const attributes: Attributes = {
+          ...messaging(request.queue, "process", "process"),
+          [ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG]: request.deliveryTag,
+        };
+        if (request.correlationId !== undefined)
+          attributes[ATTR_MESSAGING_MESSAGE_CONVERSATION_ID] = request.correlationId;
+        if (request.peer) {
+          attributes[ATTR_SERVER_ADDRESS] = request.peer.address;
+          attributes[ATTR_SERVER_PORT] = request.peer.port;
+        }
+        if (request.redelivered) attributes["fibrpc.redelivered"] = true;
+        if (request.queueWaitMs !== undefined) attributes[ATTR_FIBRPC_QUEUE_WAIT_MS] = request.queueWaitMs;
+        span.setAttributes(attributes);
+      }
       return {
         ids: idsOf(span),
         headers: headersOf(span),

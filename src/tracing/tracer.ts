@@ -146,7 +146,7 @@ export interface Tracer {
   shutdown(withinMs?: number): Promise<void>;
 }
 
-/** How long a command waits at most for its spans to be exported as it exits (call's end, serve's drain). */
+/** How long a command waits at most for its spans to be exported as it exits (call's, bench's end; serve's drain). */
 export const FLUSH_WITHIN_MS = 2_000;
 /**
  * One export's time limit (OTEL_EXPORTER_OTLP_TIMEOUT's default) for serve, whose exports run in
@@ -154,7 +154,7 @@ export const FLUSH_WITHIN_MS = 2_000;
  */
 export const SERVE_EXPORT_TIMEOUT_MS = 10_000;
 /**
- * One export's time limit for `call`, which waits for it before exiting: short enough that a
+ * One export's time limit for `call` and `bench`, which wait for it before exiting: short enough that a
  * collector that is down costs a call at most this (the exporter's first retry, after 0.8 s or
  * more, never fits), long enough for a collector on the same host or network (an agent, a sidecar).
  */
