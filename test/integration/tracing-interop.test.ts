@@ -488,3 +488,37 @@ test("call --json prints, for each n, the trace id the receiver got with that n'
     expect(processed!.attributes["fibrpc.fate"]).toBe(line.n === 1000 ? "refused" : "computed");
   }
 });
+
+test("a redelivered request stays in the caller's trace: the copy put back and the one computed are under its send span", async () => {
+  const queue = uniqueQueue("fibrpc_trace");
+  const name = services();
+  const { ch, first } = await firstRequestOn(queue);
+  const calling = run(["call", "--queue", queue, "--json", "--timeout", "15s", "9"], {
+    ...receiver.env("http/json"),
+    OTEL_SERVICE_NAME: name.call,
+  });
+  await within(first, 10_000, "the request's first delivery");
+  // The consumer goes without acking: the broker puts the request back, marked redelivered.
+  await ch.close();
+  const serve = await startServe(["--queue", queue, "--workers", "1"], {
+    ...receiver.env("http/json"),
+    OTEL_SERVICE_NAME: name.serve,
+  });
+  const called = await calling;
+  expect(called.code, called.stderr).toBe(0);
+  const { trace_id } = JSON.parse(called.stdout);
+  expect(await serve.stop()).toBe(0);
+  const inTrace = (spans: readonly OtlpSpan[], service: string) =>
+    of(spans, service).filter((s) => s.traceId === trace_id);
+  const spans = await receiver.waitForSpans((all) => inTrace(all, name.serve).length >= 2, 10_000);
+  const [send] = inTrace(spans, name.call);
+  const served = inTrace(spans, name.serve);
+  // A classic queue keeps no count: serve puts a copy back that carries one (and the caller's context), then computes it.
+  expect(served.map((s) => s.attributes["fibrpc.fate"]).sort(), describeSpans(spans)).toEqual([
+    "computed",
+    "republished",
+  ]);
+  for (const span of served) expect(span.parentSpanId).toBe(send!.spanId);
+  const republished = served.find((s) => s.attributes["fibrpc.fate"] === "republished")!;
+  expect(republished.attributes["fibrpc.redelivered"]).toBe(true);
+});
