@@ -25,6 +25,8 @@ COPY package.json bun.lock ./
 RUN bun install --frozen-lockfile --production --ignore-scripts
 COPY tsconfig.json bunfig.toml ./
 COPY src ./src
+# The build script before the unit tests: one of them checks that it compiles tracing's SDK apart.
+COPY scripts/build.ts ./scripts/
 COPY test/unit ./test/unit
 RUN bun test --timeout 60000 test/unit
 # Everything above is the same for every target platform (one run serves both in a multi-platform
@@ -35,7 +37,6 @@ ARG COMMIT=unknown
 # amd64 is baseline x64, which runs on any x86-64 CPU, not only those with AVX2 like the build
 # machine. The ELF header's machine field (byte 18) must be the target's; the binary is run
 # (--version, the version second) only where this machine can run it.
-COPY scripts/build.ts ./scripts/
 RUN case "$TARGETARCH" in \
       amd64) target=bun-linux-x64-baseline machine=3e uname=x86_64 ;; \
       arm64) target=bun-linux-arm64 machine=b7 uname=aarch64 ;; \
