@@ -493,7 +493,9 @@ test("a redelivered request stays in the caller's trace: the copy put back and t
   const queue = uniqueQueue("fibrpc_trace");
   const name = services();
   const { ch, first } = await firstRequestOn(queue);
-  const calling = run(["call", "--queue", queue, "--json", "--timeout", "15s", "9"], {
+  // --wait-for-server: call looks for a consumer before it publishes, not alongside (this one leaves
+  // as soon as it has the request: a look after that would find none).
+  const calling = run(["call", "--queue", queue, "--json", "--wait-for-server", "--timeout", "15s", "9"], {
     ...receiver.env("http/json"),
     OTEL_SERVICE_NAME: name.call,
   });
