@@ -227,8 +227,11 @@ export function encodeProperties(p: PublishProperties): Buffer {
     const value = p[key];
     if (value === undefined) continue;
     flags |= flag;
-    if (typeof value === "number") parts.push(timestamp(value));
-    else parts.push(typeof value === "string" ? shortString(value) : encodeTable(value));
+    if (key === "timestamp") parts.push(timestamp(value as number));
+    else
+      parts.push(
+        typeof value === "string" ? shortString(value) : encodeTable(value as Record<string, string | number>),
+      );
   }
   const head = Buffer.allocUnsafe(2);
   head.writeUInt16BE(flags, 0);
@@ -237,8 +240,10 @@ export function encodeProperties(p: PublishProperties): Buffer {
 
 /** A timestamp (§4.2.5.4): 64-bit unsigned, as amqplib writes it (seconds since the epoch, by convention). */
 function timestamp(value: number): Buffer {
+  // Two 32-bit halves rather than a BigInt per request: seconds since the epoch fit 53 bits.
   const v = Buffer.allocUnsafe(8);
-  v.writeBigUInt64BE(BigInt(value), 0);
+  v.writeUInt32BE(Math.floor(value / 2 ** 32), 0);
+  v.writeUInt32BE(value >>> 0, 4);
   return v;
 }
 
