@@ -126,9 +126,14 @@ export default defineCommand({
 async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const ms = Math.round(outcome.ms * 1000) / 1000;
   if (outcome.ok) {
+    if (!json) {
+      await writeStdout(`${outcome.result}\n`);
+      return ExitCode.OK;
+    }
     const trace = traceIdOf(outcome);
-    const line = `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${trace ? `,"trace_id":"${trace}"` : ""}}\n`;
-    await writeStdout(json ? line : `${outcome.result}\n`);
+    await writeStdout(
+      `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${trace ? `,"trace_id":"${trace}"` : ""}}\n`,
+    );
     return ExitCode.OK;
   }
   // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
