@@ -228,7 +228,17 @@ describe("poison requests are not redelivered forever", () => {
       const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", queueType], {
         FIBRPC_TEST_FAULTS: "crash=14",
       });
-      const { code, stdout, stderr } = await run(["call", "--queue", queue, "--timeout", "30s", "14"]);
+      // --wait-for-server: call looks for the server before it publishes, not alongside, when the
+      // worker may already have crashed on the request and be restarting (no consumer for a moment).
+      const { code, stdout, stderr } = await run([
+        "call",
+        "--queue",
+        queue,
+        "--wait-for-server",
+        "--timeout",
+        "30s",
+        "14",
+      ]);
       expect(stdout).toBe("");
       expect(stderr).toMatch(/^fib\(14\): POISON_REQUEST: the request crashed a server 3 times; it is not tried again/);
       expect(code).toBe(76);
@@ -274,6 +284,7 @@ describe("poison accounting is fair", () => {
       "call",
       "--queue",
       queue,
+      "--wait-for-server", // as above: the look for a server comes before the worker can crash
       "--timeout",
       "30s",
       "100000",
