@@ -4,7 +4,7 @@
 #   bash scripts/test.sh                      # everything: unit, integration, slow
 #   bash scripts/test.sh unit                 # pure modules: no broker, no build (seconds)
 #   bash scripts/test.sh integration          # the compiled binary against a real broker
-#   bash scripts/test.sh slow                 # release builds, the container image, the cluster
+#   bash scripts/test.sh slow                 # release builds, the container image, the cluster, endurance
 #   bash scripts/test.sh cluster              # the cluster test alone (part of slow)
 #   bash scripts/test.sh integration cluster  # several tiers
 #   bash scripts/test.sh test/integration/call.test.ts   # one file (or any `bun test` filter)
@@ -25,7 +25,7 @@ declare -A TIER_PATHS=(
   [unit]="test/unit"
   [integration]="test/integration test/repo"
   [cluster]="test/cluster"
-  [slow]="test/release test/container test/cluster"
+  [slow]="test/release test/container test/cluster test/endurance"
 )
 paths=()
 tiers=()

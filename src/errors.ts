@@ -62,13 +62,15 @@ export const EXIT_CODES = {
     code: 130,
     name: "SIGINT",
     meaning:
-      "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue",
+      "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue " +
+      "(call -: SIGINT stopped the reading; the calls in flight were printed)",
   },
   SIGTERM_AGAIN: {
     code: 143,
     name: "SIGTERM",
     meaning:
-      "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue",
+      "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue " +
+      "(call -: SIGTERM stopped the reading; the calls in flight were printed)",
   },
 } as const;
 

@@ -284,6 +284,16 @@ export const OPTIONS = named({
       "Refusals and error replies are not retried",
     default: "0",
   }),
+  "in-flight": withDefault({
+    ...count(1, 100_000),
+    help:
+      "call -: calls kept in flight while reading stdin " +
+      "(results are printed in input order through a window of twice as many)",
+    default: "100",
+  }),
+  unordered: onOff({
+    help: "call -: print each result as it comes back, naming its n (`30 832040`), instead of in input order",
+  }),
   "wait-for-server": onOff({
     help: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once",
   }),
@@ -333,7 +343,18 @@ const LOGS = ["log-level", "log-format", "config"] as const;
 /** The options each command takes, in the order --help lists them. */
 export const COMMAND_OPTIONS = {
   serve: [...SERVE, "status-file", ...BROKER, "otlp-endpoint", ...LOGS],
-  call: ["timeout", "json", "reply-queue", "retry", "wait-for-server", ...BROKER, "otlp-endpoint", ...LOGS],
+  call: [
+    "timeout",
+    "json",
+    "reply-queue",
+    "retry",
+    "in-flight",
+    "unordered",
+    "wait-for-server",
+    ...BROKER,
+    "otlp-endpoint",
+    ...LOGS,
+  ],
   bench: ["concurrency", "requests", "duration", "rate", "n", "timeout", "json", ...BROKER, "otlp-endpoint", ...LOGS],
   health: ["status-file", "max-age", "config"],
   completion: [],

@@ -1,10 +1,16 @@
 import { defineCommand } from "citty";
+import { errorLine, linesOf, traceIdOf } from "../call/lines.ts";
+import { StdoutLines } from "../call/stdout-lines.ts";
+import { CallStream } from "../call/stream.ts";
+import { tokensOf } from "../call/tokens.ts";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { exitCodeOf, RpcClient, type CallOutcome } from "../rpc/client.ts";
+import { RpcClient, type CallOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
+import type { Logger } from "../log.ts";
 import type { Masker } from "../mask.ts";
+import type { Options } from "../options.ts";
 import { writeStdout } from "../output.ts";
 import { withHint } from "../hints.ts";
 import { runAction } from "./_run.ts";
@@ -19,10 +25,12 @@ export default defineCommand({
   args: {
     n: {
       type: "positional",
-      valueHint: "N [N ...]",
+      valueHint: "N [N ...] | -",
       description:
         `One or more n, from 0; how large is the server's to say (serve --max-n, ${DEFAULT_MAX_N} by default; ` +
-        "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, one fib(n) per line",
+        "above it, an N_TOO_LARGE error, exit 76); all are sent at once and printed in this order, " +
+        "one fib(n) per line. " +
+        "- alone: read n from stdin (separated by spaces or newlines) as they come, --in-flight at a time",
     },
   },
   run: (context) =>
@@ -30,10 +38,16 @@ export default defineCommand({
       "call",
       context,
       async (o, run, tokens) => {
-        if (tokens.length === 0) throw usageError("give at least one n, e.g. `fibrpc call 30`");
+        if (tokens.length === 0)
+          throw usageError("give at least one n, e.g. `fibrpc call 30`, or - to read them from stdin");
+        const streaming = tokens.length === 1 && tokens[0] === "-";
+        if (!streaming && tokens.includes("-")) throw usageError("give - alone, to read every n from stdin");
+        for (const flag of ["unordered", "inFlight"] as const)
+          if (!streaming && o.from[flag] === "flag")
+            throw usageError(`--${flag === "inFlight" ? "in-flight" : flag} applies to \`fibrpc call -\` only`);
         // Checked before connecting, against what the protocol carries only: how large an n may
         // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
-        const ns = tokens.map((token) => {
+        const ns = (streaming ? [] : tokens).map((token) => {
           const parsedN = parseN(token, MAX_PROTOCOL_N);
           if (!parsedN.ok) throw invalidN(token, parsedN.message);
           return parsedN.n;
@@ -76,6 +90,7 @@ export default defineCommand({
                 ),
             });
             if (o.waitForServer) await serverThere;
+            if (streaming) return await streamStdin(o, caller, serverThere, masker, log);
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
             // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
             // and reconnections included (spread over it: rpc/retry.ts).
@@ -108,7 +123,7 @@ export default defineCommand({
               if (i < printed) continue;
               // A call that was sent has its outcome (ended by close) and, tracing on, its trace.
               const trace = calls[i] && traceIdOf(await calls[i]);
-              await writeStdout(errorLine(n, code, message, ms, masker, trace));
+              await writeStdout(errorLine({ n }, code, message, ms, masker, trace));
             }
           }
           throw err;
@@ -124,46 +139,49 @@ export default defineCommand({
 });
 
 async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
-  const ms = Math.round(outcome.ms * 1000) / 1000;
-  if (outcome.ok) {
-    if (!json) {
-      await writeStdout(`${outcome.result}\n`);
-      return ExitCode.OK;
-    }
-    const trace = traceIdOf(outcome);
-    await writeStdout(
-      `{"n":${outcome.n},"result":"${outcome.result}","ms":${ms}${trace ? `,"trace_id":"${trace}"` : ""}}\n`,
-    );
-    return ExitCode.OK;
-  }
-  // An error of ours carries a hint of what to do; an error reply says it all itself. Either may
-  // quote text from elsewhere (a server's reply, a socket error): masked, and one line whatever
-  // it holds (control characters shown escaped, not obeyed by the terminal).
-  const message = printable(masker.mask(outcome.error ? withHint(outcome.error, "call") : outcome.message));
-  const code = printable(outcome.code);
-  process.stderr.write(`fib(${outcome.n}): ${code}: ${message}\n`);
-  if (json) await writeStdout(errorLine(outcome.n, outcome.code, message, outcome.ms, masker, traceIdOf(outcome)));
-  return exitCodeOf(outcome);
+  const { stdout, stderr, code } = linesOf(outcome, { json, named: false, masker });
+  if (stderr) process.stderr.write(stderr);
+  if (stdout) await writeStdout(stdout);
+  return code;
 }
 
 /**
- * The JSON line of a failed call: {"n", "error": {code, message}, "ms"}; its text masked and
- * printable (again: it does no harm).
+ * `call -`: the n of stdin, --in-flight at a time, each by its own --timeout (call/stream.ts). SIGINT or
+ * SIGTERM stops the reading and lets the calls in flight finish (exit 130 or 143); a second one ends them
+ * at once, each reported. No server: reading stops and the calls in flight end with that error.
  */
-function errorLine(n: number, code: string, message: string, ms: number, masker: Masker, trace?: string): string {
-  const error = { code: printable(code), message: printable(masker.mask(message)) };
-  return `${JSON.stringify({ n, error, ms: Math.round(ms * 1000) / 1000, trace_id: trace })}\n`;
-}
-
-/**
- * The trace of the call's last attempt (its send span's, tracing/tracer.ts) for a --json line when tracing
- * is on; undefined when it is off, so the line is as before (JSON.stringify leaves an undefined field out).
- */
-function traceIdOf(outcome: CallOutcome): string | undefined {
-  return outcome.trace?.trace_id;
-}
-
-/** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */
-function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => JSON.stringify(c).slice(1, -1));
+async function streamStdin(
+  o: Options<"call">,
+  caller: RetryingCaller,
+  serverThere: Promise<void>,
+  masker: Masker,
+  log: Logger,
+): Promise<ExitCode> {
+  const stream = new CallStream({
+    tokens: tokensOf(process.stdin),
+    call: (n) => caller.call(n, Date.now() + o.timeout),
+    out: new StdoutLines(),
+    err: (line) => process.stderr.write(line),
+    style: { json: o.json, named: o.unordered, masker },
+    inFlight: o.inFlight,
+    unordered: o.unordered,
+  });
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+    if (stream.stoppedBy === undefined) {
+      log.info(`${signal}: reading stopped; the calls in flight finish (${signal} again to end them now)`);
+      stream.stop({ signal });
+    } else void caller.close({ waitForBroker: false });
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  serverThere.catch((error: unknown) => {
+    if (!(error instanceof FibrpcError)) return;
+    stream.stop({ error });
+    void caller.close({ waitForBroker: false, callsEndWith: error });
+  });
+  const code = await stream.run();
+  const stopped = stream.stoppedBy;
+  if (stopped && "error" in stopped) throw stopped.error;
+  if (stopped && "signal" in stopped)
+    return stopped.signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN;
+  return code;
 }

@@ -1,0 +1,202 @@
+/**
+ * `fibrpc call -` (issue 22): n streamed from stdin, at most --in-flight at a time, results in input
+ * order or (--unordered) as they come; bad words reported and skipped; memory flat however long the
+ * stream; a closed stdout, SIGINT and SIGTERM end it cleanly.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { BIN, cleanupAfterFile, rawChannel, startServe, tracked, uniqueQueue, URL, type Server } from "../helpers.ts";
+
+cleanupAfterFile();
+
+const FIB = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181, 6765];
+const queue = uniqueQueue("call_stream");
+let serve: Server;
+
+beforeAll(async () => {
+  serve = await startServe(["--queue", queue, "--workers", "2"]);
+});
+afterAll(async () => {
+  await serve.stop();
+});
+
+/** `fibrpc call - ARGS` with `input` on stdin (a string, or a command's stdout) from `/`. */
+function callStream(args: string[], input: string | ReadableStream<Uint8Array>) {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+  for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
+  const cmd = [BIN, "call", "-", "--queue", queue, ...args];
+  const stdin = typeof input === "string" ? new Blob([input]) : input;
+  return tracked(Bun.spawn(cmd, { cwd: "/", env, stdin, stdout: "pipe", stderr: "pipe" }));
+}
+
+/** The same, stdin a pipe the test writes to. */
+function callStreamPiped(args: string[]) {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+  for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
+  const cmd = [BIN, "call", "-", "--queue", queue, ...args];
+  return tracked(Bun.spawn(cmd, { cwd: "/", env, stdin: "pipe", stdout: "pipe", stderr: "pipe" }));
+}
+
+async function finished(proc: Subprocess<"pipe" | "ignore" | Blob | ReadableStream, "pipe", "pipe">) {
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { stdout, stderr, code };
+}
+
+/** No stack trace, no source excerpt from the binary. */
+const noTrace = (stderr: string) => expect(stderr).not.toMatch(/\n\s+at |\bat <anonymous>|\^$/m);
+
+describe("reading n from stdin", () => {
+  test("spaces, tabs and newlines separate n; results in input order, one per line; exit 0", async () => {
+    const { stdout, stderr, code } = await finished(callStream([], "5 3\t20\n\n0 1\r\n7"));
+    expect(stderr).toBe("");
+    expect(stdout).toBe([5, 3, 20, 0, 1, 7].map((n) => `${FIB[n]}\n`).join(""));
+    expect(code).toBe(0);
+  });
+
+  test("a bad word gets its own line, on stderr with its line number, and the stream goes on; exit 64", async () => {
+    const long = "9".repeat(100);
+    const { stdout, stderr, code } = await finished(callStream([], `5 x\n-3 ${long} 6\n7`));
+    expect(stdout).toBe(`${FIB[5]}\n${FIB[6]}\n${FIB[7]}\n`);
+    expect(stderr.trim().split("\n")).toEqual([
+      'line 1: invalid n "x": n must be a decimal integer, got "x"',
+      'line 2: invalid n "-3": n must not be negative, got "-3"',
+      `line 2: invalid n "${"9".repeat(40)}…": longer than any n`,
+    ]);
+    expect(code).toBe(64);
+  });
+
+  test("--json: one object per word, in input order, bad words included", async () => {
+    const { stdout, code } = await finished(callStream(["--json"], "8 abc 9"));
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatchObject({ n: 8, result: "21" });
+    expect(lines[1]).toMatchObject({ input: "abc", line: 1, error: { code: "USAGE" } });
+    expect(lines[2]).toMatchObject({ n: 9, result: "34" });
+    expect(code).toBe(64);
+  });
+
+  test("--unordered: every line names its n; each n answered once", async () => {
+    const ns = Array.from({ length: 500 }, (_, i) => i % 21);
+    const { stdout, stderr, code } = await finished(callStream(["--unordered", "--in-flight", "50"], ns.join("\n")));
+    expect(stderr).toBe("");
+    const lines = stdout.trim().split("\n");
+    expect(lines.toSorted()).toEqual(ns.map((n) => `${n} ${FIB[n]}`).toSorted());
+    expect(code).toBe(0);
+  });
+
+  test("- is given alone; --unordered and --in-flight are for call - only (exit 64)", async () => {
+    for (const args of [
+      ["-", "5"],
+      ["5", "--unordered"],
+      ["5", "--in-flight", "3"],
+    ]) {
+      const proc = tracked(Bun.spawn([BIN, "call", ...args], { cwd: "/", stdout: "pipe", stderr: "pipe" }));
+      const { code, stdout, stderr } = await finished(proc);
+      expect(code).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr).toMatch(/^fibrpc: (give - alone|--(unordered|in-flight) applies to `fibrpc call -` only)/);
+    }
+  });
+});
+
+describe("ending", () => {
+  test("stdout closed (| head -3): exits 0 at once, without reading the rest, no stack trace", async () => {
+    // A million n: read to the end, this would take minutes.
+    const script = `seq 1 1000000 | "${BIN}" call - --queue ${queue} | head -3; echo "exit $\{PIPESTATUS[1]}"`;
+    const proc = tracked(
+      Bun.spawn(["bash", "-c", script], {
+        cwd: "/",
+        env: { ...process.env, FIBRPC_URL: URL },
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    const { stdout, stderr, code } = await finished(proc);
+    expect(stdout).toBe("1\n1\n2\nexit 0\n");
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+  }, 30_000);
+
+  for (const [signal, exit] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    test(`${signal}: reading stops with stdin still open, the calls in flight are printed, exit ${exit}`, async () => {
+      const proc = callStreamPiped(["--in-flight", "20"]);
+      // Many n at once, stdin left open: only a signal can end this run.
+      proc.stdin.write("22\n".repeat(2000));
+      proc.stdin.flush();
+      const out = proc.stdout.getReader();
+      const first = await out.read();
+      expect(first.done).toBe(false);
+      proc.kill(signal);
+      let stdout = new TextDecoder().decode(first.value);
+      for (;;) {
+        const chunk = await out.read();
+        if (chunk.done) break;
+        stdout += new TextDecoder().decode(chunk.value);
+      }
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(code).toBe(exit);
+      // Every line a whole result (nothing cut, no error), fewer than the n sent: reading stopped.
+      const lines = stdout.trim().split("\n");
+      for (const line of lines) expect(line).toBe("17711");
+      expect(lines.length).toBeLessThan(2000);
+      expect(stderr).toMatch(new RegExp(`${signal}: reading stopped; the calls in flight finish`));
+      expect(stderr).not.toMatch(/fib\(\d+\):/);
+      noTrace(stderr);
+    });
+  }
+
+  test("a second SIGINT ends the calls in flight at once, each reported; exit 130", async () => {
+    // A consumer that takes requests and never answers: the calls stay in flight.
+    const silent = uniqueQueue("call_stream_silent");
+    const { conn, ch } = await rawChannel();
+    try {
+      await ch.assertQueue(silent, { durable: false, autoDelete: true });
+      let taken = 0;
+      const allTaken = Promise.withResolvers<void>();
+      await ch.consume(silent, () => ++taken === 3 && allTaken.resolve(), { noAck: true });
+      const env = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+      const proc = tracked(
+        Bun.spawn([BIN, "call", "-", "--queue", silent], {
+          cwd: "/",
+          env,
+          stdin: "pipe",
+          stdout: "pipe",
+          stderr: "pipe",
+        }),
+      );
+      proc.stdin.write("1 2 3\n");
+      proc.stdin.flush();
+      await allTaken.promise;
+      proc.kill("SIGINT");
+      const errText = proc.stderr.getReader();
+      let stderr = "";
+      while (!/reading stopped/.test(stderr)) {
+        const chunk = await errText.read();
+        if (chunk.done) break;
+        stderr += new TextDecoder().decode(chunk.value);
+      }
+      proc.kill("SIGINT");
+      for (;;) {
+        const chunk = await errText.read();
+        if (chunk.done) break;
+        stderr += new TextDecoder().decode(chunk.value);
+      }
+      const code = await proc.exited;
+      expect(code).toBe(130);
+      for (const n of [1, 2, 3]) expect(stderr).toContain(`fib(${n}): CONNECTION_LOST`);
+      noTrace(stderr);
+    } finally {
+      await conn.close();
+    }
+  });
+});

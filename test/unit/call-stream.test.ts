@@ -1,0 +1,131 @@
+/**
+ * call -'s pure parts: the words of a stream (call/tokens.ts), and the window (call/stream.ts) with a
+ * stand-in for the calls, which settle when the test says: order, bound on calls in flight, stop.
+ * The command itself, against a broker, is test/integration/call-stream.test.ts.
+ */
+import { describe, expect, test } from "bun:test";
+import { PassThrough } from "node:stream";
+import { StdoutLines } from "../../src/call/stdout-lines.ts";
+import { CallStream } from "../../src/call/stream.ts";
+import { MAX_TOKEN_LENGTH, tokensOf, type Token } from "../../src/call/tokens.ts";
+import { Masker } from "../../src/mask.ts";
+import type { CallOutcome } from "../../src/rpc/client.ts";
+
+async function* chunks(parts: string[]) {
+  for (const p of parts) yield new TextEncoder().encode(p);
+}
+async function words(parts: string[]): Promise<Token[]> {
+  const out: Token[] = [];
+  for await (const t of tokensOf(chunks(parts))) out.push(t);
+  return out;
+}
+
+describe("the words of a stream", () => {
+  test("any whitespace separates; a word split across chunks is one; line numbers count newlines", async () => {
+    const found = await words(["  1", "2 3\t4\r\n\n5", "6\n 7"]);
+    expect(found.map((t) => [t.text, t.line])).toEqual([
+      ["12", 1],
+      ["3", 1],
+      ["4", 1],
+      ["56", 3],
+      ["7", 4],
+    ]);
+    expect(found.every((t) => !t.cut)).toBe(true);
+  });
+
+  test("a word longer than any n is cut, not held: its start, marked cut, then the next word", async () => {
+    const found = await words(["x".repeat(30), "y".repeat(10_000), "z 9"]);
+    expect(found).toEqual([
+      { text: ("x".repeat(30) + "y".repeat(10_000)).slice(0, MAX_TOKEN_LENGTH), line: 1, cut: true },
+      { text: "9", line: 1, cut: false },
+    ]);
+  });
+
+  test("a multi-byte character split across chunks is decoded whole", async () => {
+    const bytes = new TextEncoder().encode("é 5");
+    async function* split() {
+      yield bytes.slice(0, 1);
+      yield bytes.slice(1);
+    }
+    const found: string[] = [];
+    for await (const t of tokensOf(split())) found.push(t.text);
+    expect(found).toEqual(["é", "5"]);
+  });
+});
+
+/** A stream of `input` over stand-in calls that settle when `answer(n)` is called; stdout collected. */
+function harness(input: string, opts: { inFlight: number; unordered?: boolean }) {
+  const out = new PassThrough();
+  let text = "";
+  out.on("data", (c: Buffer) => {
+    text += c.toString();
+  });
+  const waiting = new Map<number, ((o: CallOutcome) => void)[]>();
+  let running = 0;
+  let most = 0;
+  const stream = new CallStream({
+    tokens: tokensOf(chunks([input])),
+    call: (n) =>
+      new Promise((resolve) => {
+        running++;
+        most = Math.max(most, running);
+        waiting.set(n, [...(waiting.get(n) ?? []), resolve]);
+      }),
+    out: new StdoutLines(out),
+    err: () => {},
+    style: { json: false, named: opts.unordered === true, masker: new Masker() },
+    inFlight: opts.inFlight,
+    unordered: opts.unordered === true,
+  });
+  const answer = (n: number) => {
+    const resolve = waiting.get(n)!.shift()!;
+    running--;
+    resolve({ n, ok: true, result: `r${n}`, ms: 1 });
+  };
+  return { stream, answer, waiting, stdout: () => text, most: () => most };
+}
+
+const turn = () => new Promise((r) => setImmediate(r));
+
+describe("the window", () => {
+  test("in input order whatever order the answers come in; never more than --in-flight calls", async () => {
+    const h = harness("1 2 3 4 5 6", { inFlight: 2 });
+    const done = h.stream.run();
+    await turn();
+    expect([...h.waiting.keys()]).toEqual([1, 2]);
+    h.answer(2);
+    await turn();
+    expect(h.stdout()).toBe("");
+    h.answer(1);
+    for (const n of [3, 4, 5, 6]) {
+      await turn();
+      h.answer(n);
+    }
+    expect(await done).toBe(0);
+    expect(h.stdout()).toBe("r1\nr2\nr3\nr4\nr5\nr6\n");
+    expect(h.most()).toBe(2);
+  });
+
+  test("--unordered: each result as it comes, naming its n", async () => {
+    const h = harness("7 8", { inFlight: 5, unordered: true });
+    const done = h.stream.run();
+    await turn();
+    h.answer(8);
+    await turn();
+    h.answer(7);
+    expect(await done).toBe(0);
+    expect(h.stdout()).toBe("8 r8\n7 r7\n");
+  });
+
+  test("stopped: nothing more is read, the calls in flight are printed", async () => {
+    const h = harness("1 2 3 4 5", { inFlight: 2 });
+    const done = h.stream.run();
+    await turn();
+    h.stream.stop({ signal: "SIGINT" });
+    h.answer(1);
+    h.answer(2);
+    await done;
+    expect(h.stdout()).toBe("r1\nr2\n");
+    expect(h.waiting.get(3)).toBeUndefined();
+  });
+});
