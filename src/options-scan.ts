@@ -88,7 +88,8 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     if (option.kind === "switch") {
       if (eq !== -1) fail(usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`));
       else if (before !== undefined) fail(usageError(`${display} given twice; give it once`));
-      flags[name] = !bare.startsWith("no-");
+      // --json is on, --no-json off; an option named no-… (--no-wait) is on as given, off as --no-no-wait.
+      flags[name] = bare !== `no-${name}`;
       continue;
     }
     const needs = `${display} needs a value${option.valueHint ? ` (${option.valueHint})` : ""}`;

@@ -294,6 +294,21 @@ export const OPTIONS = named({
   unordered: onOff({
     help: "call -: print each result as it comes back, naming its n (`30 832040`), instead of in input order",
   }),
+  "reply-to": optional({
+    valueHint: "queue",
+    help:
+      "With --no-wait: the replies go to this queue (declared durable if missing), for another program to " +
+      "consume; each reply is JSON with its n, and carries the request's correlation id",
+    defaultText: "none",
+    parse: (value) => {
+      if (value === "" || Buffer.byteLength(value, "utf8") > 255)
+        throw usageError("--reply-to must be a queue name of 1 to 255 bytes (UTF-8)");
+      return value;
+    },
+  }),
+  "no-wait": onOff({
+    help: "With --reply-to: exit once the broker has confirmed every request, without waiting for replies",
+  }),
   "wait-for-server": onOff({
     help: "If the request queue has no consumer yet, wait (up to --timeout) for one instead of failing at once",
   }),
@@ -350,6 +365,8 @@ export const COMMAND_OPTIONS = {
     "retry",
     "in-flight",
     "unordered",
+    "reply-to",
+    "no-wait",
     "wait-for-server",
     ...BROKER,
     "otlp-endpoint",

@@ -5,7 +5,7 @@
 import { ExitCode } from "../errors.ts";
 import { withHint } from "../hints.ts";
 import type { Masker } from "../mask.ts";
-import { exitCodeOf, type CallOutcome } from "../rpc/client.ts";
+import { exitCodeOf, type CallOutcome, type SendOutcome } from "../rpc/client.ts";
 
 export interface LineStyle {
   json: boolean;
@@ -21,8 +21,14 @@ export interface Printed {
   code: ExitCode;
 }
 
-export function linesOf(outcome: CallOutcome, style: LineStyle): Printed {
+export function linesOf(outcome: CallOutcome | SendOutcome, style: LineStyle): Printed {
   const ms = Math.round(outcome.ms * 1000) / 1000;
+  if (outcome.ok && "correlationId" in outcome) {
+    // Sent (--no-wait): the broker took it; with --json, what the next stage will see in its reply.
+    if (!style.json) return { code: ExitCode.OK };
+    const line = { n: outcome.n, correlation_id: outcome.correlationId, ms, trace_id: outcome.trace?.trace_id };
+    return { stdout: `${JSON.stringify(line)}\n`, code: ExitCode.OK };
+  }
   if (outcome.ok) {
     if (!style.json)
       return { stdout: style.named ? `${outcome.n} ${outcome.result}\n` : `${outcome.result}\n`, code: 0 };
@@ -61,7 +67,7 @@ export function errorLine(
  * The trace of the call's last attempt (its send span's, tracing/tracer.ts) for a --json line when tracing
  * is on; undefined when it is off, so the line is as before (JSON.stringify leaves an undefined field out).
  */
-export function traceIdOf(outcome: CallOutcome): string | undefined {
+export function traceIdOf(outcome: CallOutcome | SendOutcome): string | undefined {
   return outcome.trace?.trace_id;
 }
 

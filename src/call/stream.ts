@@ -7,7 +7,7 @@
  * in flight finish (or end with the error given) and are printed before it returns.
  */
 import { ExitCode, mostSevere, type FibrpcError } from "../errors.ts";
-import type { CallOutcome } from "../rpc/client.ts";
+import type { CallOutcome, SendOutcome } from "../rpc/client.ts";
 import { MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { errorLine, linesOf, printable, type LineStyle, type Printed } from "./lines.ts";
 import type { StdoutLines } from "./stdout-lines.ts";
@@ -15,8 +15,8 @@ import type { Token } from "./tokens.ts";
 
 export interface StreamJob {
   tokens: AsyncIterable<Token>;
-  /** One call, by its own deadline; never rejects. */
-  call(n: number): Promise<CallOutcome>;
+  /** One call (or, --no-wait, one send), by its own deadline; never rejects. */
+  call(n: number): Promise<CallOutcome | SendOutcome>;
   out: StdoutLines;
   /** A line for stderr. */
   err(line: string): void;

@@ -5,7 +5,7 @@ import { CallStream } from "../call/stream.ts";
 import { tokensOf } from "../call/tokens.ts";
 import { ExitCode, FibrpcError, mostSevere, usageError } from "../errors.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { RpcClient, type CallOutcome } from "../rpc/client.ts";
+import { RpcClient, type CallOutcome, type SendOutcome } from "../rpc/client.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
 import type { Logger } from "../log.ts";
@@ -45,6 +45,7 @@ export default defineCommand({
         for (const flag of ["unordered", "inFlight"] as const)
           if (!streaming && o.from[flag] === "flag")
             throw usageError(`--${flag === "inFlight" ? "in-flight" : flag} applies to \`fibrpc call -\` only`);
+        const noWait = pipelineOf(o);
         // Checked before connecting, against what the protocol carries only: how large an n may
         // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
         const ns = (streaming ? [] : tokens).map((token) => {
@@ -55,13 +56,15 @@ export default defineCommand({
         const log = loggerOf(o, run);
         // Reads the TLS files: a usage error.
         const clientOptions = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer: await tracerOf(run, log) };
+        // Requests of a pipeline in JSON: each reply then says its n (docs/protocol.md, "Replies to a named queue").
+        if (noWait) clientOptions.format = "json";
         const { masker } = run;
 
         // From here on, with --json, every n gets its line on stdout whatever happens (the usage
         // errors above, exit 64, print none: nothing was asked yet).
         const startedAt = performance.now();
         let printed = 0;
-        let calls: Promise<CallOutcome>[] = [];
+        let calls: Promise<CallOutcome | SendOutcome>[] = [];
         try {
           const deadline = Date.now() + o.timeout;
           const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
@@ -77,29 +80,39 @@ export default defineCommand({
           const caller = new RetryingCaller(client, connect, o.retry, o.timeout, log);
           let failure: FibrpcError | undefined;
           try {
+            if (noWait) await client.ensureReplyQueue(noWait.replyTo);
+            // --no-wait: each request is done once the broker has it, and the reply goes to another program.
+            const ask = noWait
+              ? (n: number, by: number) => client.send(n, noWait.replyTo, by)
+              : (n: number, by: number) => caller.call(n, by);
             // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
             // check runs alongside the calls, off the path of a cold call: if it finds no server,
-            // call fails at once (the requests already sent expire with their deadline).
-            const serverThere = awaitServer(client, {
-              deadline,
-              wait: o.waitForServer,
-              onWaiting: () =>
-                log.info(
-                  `no server on queue ${JSON.stringify(o.queue)} yet; ` +
-                    "waiting for one (--wait-for-server, up to --timeout)",
-                ),
-            });
+            // call fails at once (the requests already sent expire with their deadline). Requests of a
+            // pipeline (--no-wait) wait in the queue for a server to come, unless --wait-for-server.
+            const serverThere =
+              noWait && !o.waitForServer
+                ? new Promise<void>(() => {})
+                : awaitServer(client, {
+                    deadline,
+                    wait: o.waitForServer,
+                    onWaiting: () =>
+                      log.info(
+                        `no server on queue ${JSON.stringify(o.queue)} yet; ` +
+                          "waiting for one (--wait-for-server, up to --timeout)",
+                      ),
+                  });
             if (o.waitForServer) await serverThere;
-            if (streaming) return await streamStdin(o, caller, serverThere, masker, log);
+            if (streaming) return await streamStdin(o, ask, caller, serverThere, masker, log);
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
             // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
             // and reconnections included (spread over it: rpc/retry.ts).
-            calls = ns.map((n) => caller.call(n, deadline));
+            calls = ns.map((n) => ask(n, deadline));
             const codes: ExitCode[] = [];
             for (const call of calls) {
               codes.push(await print(await Promise.race([call, noServer]), o.json, masker));
               printed++;
             }
+            if (noWait) log.info(sentLine(codes, o.queue, noWait.replyTo));
             return mostSevere(codes);
           } catch (err) {
             // No server (or another error for them all): the calls still in flight end with it, so that
@@ -138,7 +151,7 @@ export default defineCommand({
     ),
 });
 
-async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
+async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
   const { stdout, stderr, code } = linesOf(outcome, { json, named: false, masker });
   if (stderr) process.stderr.write(stderr);
   if (stdout) await writeStdout(stdout);
@@ -152,6 +165,7 @@ async function print(outcome: CallOutcome, json: boolean, masker: Masker): Promi
  */
 async function streamStdin(
   o: Options<"call">,
+  ask: (n: number, deadline: number) => Promise<CallOutcome | SendOutcome>,
   caller: RetryingCaller,
   serverThere: Promise<void>,
   masker: Masker,
@@ -159,7 +173,7 @@ async function streamStdin(
 ): Promise<ExitCode> {
   const stream = new CallStream({
     tokens: tokensOf(process.stdin),
-    call: (n) => caller.call(n, Date.now() + o.timeout),
+    call: (n) => ask(n, Date.now() + o.timeout),
     out: new StdoutLines(),
     err: (line) => process.stderr.write(line),
     style: { json: o.json, named: o.unordered, masker },
@@ -179,9 +193,32 @@ async function streamStdin(
     void caller.close({ waitForBroker: false, callsEndWith: error });
   });
   const code = await stream.run();
+  if (o.replyTo !== undefined) log.info(`requests confirmed by the broker; their replies go to queue ${o.replyTo}`);
   const stopped = stream.stoppedBy;
   if (stopped && "error" in stopped) throw stopped.error;
   if (stopped && "signal" in stopped)
     return stopped.signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN;
   return code;
+}
+
+/**
+ * --reply-to QUEUE --no-wait, given together (an asynchronous pipeline: the replies go to QUEUE, for
+ * another program); neither alone, nor with --retry, which retries calls that wait for their reply.
+ */
+function pipelineOf(o: Options<"call">): { replyTo: string } | undefined {
+  if (o.replyTo === undefined && !o.noWait) return undefined;
+  if (o.replyTo === undefined) throw usageError("--no-wait needs --reply-to QUEUE: the queue the replies go to");
+  if (!o.noWait)
+    throw usageError("--reply-to needs --no-wait: call does not wait for replies it sends to another queue");
+  if (o.retry > 0) throw usageError("--retry applies to calls that wait for their reply, not to --no-wait");
+  return { replyTo: o.replyTo };
+}
+
+/** What --no-wait did, said once at the end (stderr): how many requests the broker took, where their replies go. */
+function sentLine(codes: readonly ExitCode[], queue: string, replyTo: string): string {
+  const taken = codes.filter((c) => c === ExitCode.OK).length;
+  return (
+    `${taken} of ${codes.length} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
+    `their replies go to queue ${JSON.stringify(replyTo)}`
+  );
 }

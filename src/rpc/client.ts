@@ -67,6 +67,11 @@ export type CallOutcome =
       ms: number;
     } & Traced);
 
+/** How a send (a request whose reply goes to another queue) ended: taken by the broker, or an error as a call's. */
+export type SendOutcome =
+  | ({ n: number; ok: true; correlationId: string; ms: number } & Traced)
+  | Extract<CallOutcome, { ok: false }>;
+
 /** The exit code a call's outcome stands for: an error of ours carries one; an error reply is REMOTE_ERROR. */
 export function exitCodeOf(outcome: CallOutcome): ExitCode {
   return outcome.ok ? ExitCode.OK : (outcome.error?.exitCode ?? ExitCode.REMOTE_ERROR);
@@ -85,6 +90,8 @@ interface PendingCall {
   settle: (outcome: CallOutcome) => void;
   /** The broker confirmed it took the request (publisher confirms): an answer is up to the servers now. */
   confirmed: boolean;
+  /** Its reply goes elsewhere (send): done once confirmed. */
+  sent: boolean;
 }
 
 export class RpcClient {
@@ -210,6 +217,30 @@ export class RpcClient {
     correlationId = this.newCorrelationId(),
     retry?: RetryOf,
   ): Promise<CallOutcome> {
+    return this.request(n, deadline, correlationId, retry, undefined);
+  }
+
+  /**
+   * Sends one request whose reply goes to the queue `replyTo`, for another program to consume (call
+   * --reply-to --no-wait: an asynchronous pipeline). It settles once the broker has confirmed it took
+   * the request (publisher confirms; without them, once written), or with why not by `deadline`, and
+   * never rejects. The request carries no deadline: it waits in the queue until a server takes it.
+   */
+  send(n: number, replyTo: string, deadline = Date.now() + this.options.timeoutMs): Promise<SendOutcome> {
+    const correlationId = this.newCorrelationId();
+    return this.request(n, deadline, correlationId, undefined, replyTo).then((outcome) =>
+      outcome.ok ? { n, ok: true, correlationId, ms: outcome.ms, trace: outcome.trace } : outcome,
+    );
+  }
+
+  /** call and send: `replyTo` undefined for a call, whose reply comes back here. */
+  private request(
+    n: number,
+    deadline: number,
+    correlationId: string,
+    retry: RetryOf | undefined,
+    replyTo: string | undefined,
+  ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
       return Promise.resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
@@ -239,23 +270,28 @@ export class RpcClient {
         : resolve;
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
-      const call: PendingCall = { n, startedAt, timer, settle, confirmed: false };
+      const sent = replyTo !== undefined;
+      const call: PendingCall = { n, startedAt, timer, settle, confirmed: false, sent };
       this.pending.set(correlationId, call);
-      const properties = {
-        replyTo: this.replyTo,
-        correlationId,
-        contentType,
-        expiration: String(budget),
-        // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
-        // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
-        timestamp: Math.floor(now / 1000),
-        headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
-      };
+      // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
+      // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
+      const timestamp = Math.floor(now / 1000);
+      const properties = sent
+        ? { replyTo, correlationId, contentType, timestamp, deliveryMode: 2 as const, headers: span?.headers }
+        : {
+            replyTo: this.replyTo,
+            correlationId,
+            contentType,
+            expiration: String(budget),
+            timestamp,
+            headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
+          };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
         this.outlet!.publish(this.options.queue, body, properties, true);
         // Written (publish throws before writing anything): this is the channel's next delivery tag.
         if (this.confirms) this.unconfirmed.published({ correlationId, call });
+        else if (sent) this.settleSent(correlationId, call);
       } catch (err) {
         this.settleError(
           correlationId,
@@ -267,6 +303,39 @@ export class RpcClient {
         );
       }
     });
+  }
+
+  /** A request sent with its reply elsewhere (send) is done once the broker took it. */
+  private settleSent(correlationId: string, call: PendingCall): void {
+    this.pending.delete(correlationId);
+    clearTimeout(call.timer);
+    call.settle({ n: call.n, ok: true, result: "", ms: performance.now() - call.startedAt });
+  }
+
+  /**
+   * Makes sure the queue `name` is there to take replies another program consumes (call --reply-to):
+   * used as it is if it exists, else declared durable. Throws the broker's refusal (a permission, a
+   * reserved amq. name) as a FibrpcError.
+   */
+  async ensureReplyQueue(name: string): Promise<void> {
+    // A passive declare of a missing queue closes the channel it ran on, so use throwaway ones.
+    const probe = await this.connection.createChannel();
+    probe.on("error", () => {});
+    try {
+      await probe.checkQueue(name);
+      probe.close().catch(() => {});
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw setUpError(err, { url: this.url, queue: name });
+    }
+    const declare = await this.connection.createChannel();
+    declare.on("error", () => {});
+    try {
+      await declare.assertQueue(name, { durable: true });
+      declare.close().catch(() => {});
+    } catch (err) {
+      throw reservedQueueName(name, this.url) ?? setUpError(err, { url: this.url, queue: name });
+    }
   }
 
   /**
@@ -309,8 +378,9 @@ export class RpcClient {
     for (const { correlationId, call } of this.unconfirmed.confirm(deliveryTag, multiple)) {
       // Settled already (answered, timed out), or an earlier attempt of a call sent again.
       if (this.pending.get(correlationId) !== call) continue;
-      if (accepted) call.confirmed = true;
-      else this.settleError(correlationId, this.rejected());
+      if (!accepted) this.settleError(correlationId, this.rejected());
+      else if (call.sent) this.settleSent(correlationId, call);
+      else call.confirmed = true;
     }
   }
 

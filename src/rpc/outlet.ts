@@ -10,6 +10,8 @@ import { INTERNALS_PROBLEM } from "./amqplib-internals.ts";
 export interface PublishProperties {
   contentType?: string;
   headers?: Record<string, string | number>;
+  /** 2: persistent (a request for a pipeline, kept by a durable queue through a broker restart). */
+  deliveryMode?: 1 | 2;
   correlationId?: string;
   replyTo?: string;
   expiration?: string;

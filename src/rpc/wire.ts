@@ -199,12 +199,13 @@ export function encodePublish(
 
 /**
  * The properties fibrpc sends, in the protocol's order, with their flag bits (AMQP 0-9-1 basic
- * class: content-type is bit 15, headers 13, correlation-id 10, reply-to 9, expiration 8, timestamp 6,
- * type 5).
+ * class: content-type is bit 15, headers 13, delivery-mode 12, correlation-id 10, reply-to 9, expiration 8,
+ * timestamp 6, type 5).
  */
 export const PROPERTY_ORDER = [
   ["contentType", 1 << 15],
   ["headers", 1 << 13],
+  ["deliveryMode", 1 << 12],
   ["correlationId", 1 << 10],
   ["replyTo", 1 << 9],
   ["expiration", 1 << 8],
@@ -228,6 +229,7 @@ export function encodeProperties(p: PublishProperties): Buffer {
     if (value === undefined) continue;
     flags |= flag;
     if (key === "timestamp") parts.push(timestamp(value as number));
+    else if (key === "deliveryMode") parts.push(Buffer.of(value as number));
     else
       parts.push(
         typeof value === "string" ? shortString(value) : encodeTable(value as Record<string, string | number>),

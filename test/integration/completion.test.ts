@@ -236,7 +236,11 @@ describe("zsh", () => {
     const { stdout } = await run(["completion", "zsh"]);
     await Bun.write(join(dir, "_fibrpc"), stdout);
     const matches = await complete(dir, ["fibrpc se", "fibrpc call --re", "fibrpc call --reply-queue "]);
-    expect(matches).toEqual([["serve"], ["--reply-queue", "--retry"], [...option("reply-queue").choices!]]);
+    expect(matches).toEqual([
+      ["serve"],
+      ["--reply-queue", "--retry", "--reply-to"],
+      [...option("reply-queue").choices!],
+    ]);
   });
 });
 

@@ -526,3 +526,13 @@ describe("resolveOptions: { command, argv, env, file } → options | error", () 
     expect([timeout, json, mode, tlsCa]).toEqual([30_000, false, "direct", undefined]);
   });
 });
+
+describe("a switch whose own name starts with no- (--no-wait)", () => {
+  test("is on as given, off as --no-no-wait, off by default; its variable is FIBRPC_NO_WAIT", () => {
+    const on = resolveOptions("call", { rawArgs: ["--reply-to", "results", "--no-wait"], env: {} });
+    expect([on.noWait, on.replyTo]).toEqual([true, "results"]);
+    expect(resolveOptions("call", { rawArgs: ["--no-no-wait"], env: {} }).noWait).toBe(false);
+    expect(resolveOptions("call", { rawArgs: [], env: {} }).noWait).toBe(false);
+    expect(resolveOptions("call", { rawArgs: [], env: { FIBRPC_NO_WAIT: "true" } }).noWait).toBe(true);
+  });
+});

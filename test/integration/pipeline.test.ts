@@ -1,0 +1,95 @@
+/**
+ * An asynchronous pipeline (issue 22, point 2): `fibrpc call - --reply-to QUEUE --no-wait` sends
+ * 100,000 requests and exits once the broker has confirmed them all; the replies go to QUEUE, where a
+ * next stage in another language (Debian's python3-pika) reads exactly one correct result per request,
+ * though a serve was SIGKILLed in the middle (its unacked requests redelivered to the other one).
+ */
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import {
+  BIN,
+  cleanupAfterFile,
+  eventually,
+  queueStats,
+  ROOT,
+  startServe,
+  tracked,
+  uniqueQueue,
+  URL,
+} from "../helpers.ts";
+
+cleanupAfterFile();
+
+const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is installed
+const NEXT_STAGE = join(ROOT, "test/interop/pipeline/next_stage.py");
+const COUNT = 100_000;
+
+test("100,000 requests with --no-wait, a serve SIGKILLed mid-way: the next stage reads exactly one correct result each", async () => {
+  const queue = uniqueQueue("pipeline_requests");
+  const results = uniqueQueue("pipeline_results");
+  const victim = await startServe(["--workers", "2", "--queue", queue]);
+  const survivor = await startServe(["--workers", "1", "--queue", queue]);
+  const seq = tracked(
+    Bun.spawn(["bash", "-c", `seq 0 ${COUNT - 1} | awk '{ print $1 % 500 }'`], { stdout: "pipe", stderr: "ignore" }),
+  );
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+  for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
+  const cmd = [BIN, "call", "-", "--queue", queue, "--reply-to", results, "--no-wait", "--json"];
+  const call = tracked(Bun.spawn(cmd, { cwd: "/", env, stdin: seq.stdout, stdout: "pipe", stderr: "pipe" }));
+  const sent = new Map<string, number>();
+  let killed = false;
+  const reading = (async () => {
+    let text = "";
+    for await (const chunk of call.stdout) {
+      text += new TextDecoder().decode(chunk);
+      const lines = text.split("\n");
+      text = lines.pop()!;
+      for (const line of lines) {
+        const { n, correlation_id } = JSON.parse(line);
+        sent.set(correlation_id, n);
+      }
+      // Mid-way: a third of the requests confirmed, many of them in the victim's hands.
+      if (!killed && sent.size >= COUNT / 3) {
+        killed = true;
+        victim.proc.kill("SIGKILL");
+      }
+    }
+  })();
+  const [stderr, code] = await Promise.all([new Response(call.stderr).text(), call.exited, reading]);
+  expect(stderr).toContain(`requests confirmed by the broker; their replies go to queue ${results}`);
+  expect(code).toBe(0);
+  expect(killed).toBe(true);
+  expect(sent.size).toBe(COUNT);
+  expect(victim.proc.signalCode).toBe("SIGKILL");
+
+  // The survivor works through the rest; every request answered, none left.
+  await eventually(
+    () => Promise.all([queueStats(queue), queueStats(results)]),
+    ([requests, replies]) => requests.messageCount === 0 && replies.messageCount >= COUNT,
+    120_000,
+    "every request answered",
+  );
+  expect(await survivor.stop()).toBe(0);
+
+  const stage = tracked(Bun.spawn([PYTHON, NEXT_STAGE, URL, results], { stdout: "pipe", stderr: "pipe" }));
+  const [out, err, stageCode] = await Promise.all([
+    new Response(stage.stdout).text(),
+    new Response(stage.stderr).text(),
+    stage.exited,
+  ]);
+  expect(stageCode, err).toBe(0);
+  const report = JSON.parse(out) as {
+    read: number;
+    results: Record<string, number>;
+    duplicates: number;
+    wrong: unknown[];
+  };
+  console.log(
+    `pipeline: ${report.read} replies read, ${report.duplicates} duplicates (answered again after the SIGKILL)`,
+  );
+  expect(report.wrong).toEqual([]);
+  expect(Object.keys(report.results)).toHaveLength(COUNT);
+  // Each result is for a request call sent, with its n.
+  for (const [id, n] of Object.entries(report.results)) expect(sent.get(id)).toBe(n);
+  expect(report.read).toBe(COUNT + report.duplicates);
+}, 300_000);
