@@ -159,8 +159,11 @@ describe("ending", () => {
     // A consumer that takes requests and never answers: the calls stay in flight.
     const silent = uniqueQueue("call_stream_silent");
     const { conn, ch } = await rawChannel();
+    // A broker's refusal closes the connection: a failed test, not an error thrown at the tests after it.
+    conn.on("error", () => {});
     try {
-      await ch.assertQueue(silent, { durable: false, autoDelete: true });
+      // Durable: RabbitMQ 4.3 may deny transient non-exclusive queues (transient_nonexcl_queues).
+      await ch.assertQueue(silent, { durable: true });
       let taken = 0;
       const allTaken = Promise.withResolvers<void>();
       await ch.consume(silent, () => ++taken === 3 && allTaken.resolve(), { noAck: true });
