@@ -25,8 +25,13 @@ export interface Outlet {
   readonly kind: "wire" | "amqplib";
   /** basic.publish to the default exchange. Throws (writing nothing) if the properties cannot be encoded. */
   publish(routingKey: string, body: Uint8Array, properties: PublishProperties, mandatory?: boolean): void;
-  /** basic.ack of one delivery of this channel. */
+  /**
+   * basic.ack of one delivery of this channel, written after whatever is published in the same
+   * event-loop turn (the frame writer merges a turn's acks into one where it can: wire.ts).
+   */
   ack(msg: ConsumeMessage): void;
+  /** basic.ack of one delivery, written before whatever is published next (serving-channel.ts says when). */
+  ackFirst(msg: ConsumeMessage): void;
   /** Resolves once everything published and acked so far has been handed to the socket. */
   flushed(): Promise<void>;
 }
@@ -42,6 +47,7 @@ export function channelOutlet(channel: Channel): Outlet {
       });
     },
     ack: (msg) => channel.ack(msg),
+    ackFirst: (msg) => channel.ack(msg),
     // amqplib's channel.close is queued behind its own frames: nothing to wait for.
     flushed: () => Promise.resolve(),
   };

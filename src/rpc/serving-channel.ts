@@ -128,7 +128,7 @@ export class ServingChannel {
       const { to, reply } = ending;
       if (isDirectReplyTo(to.replyTo) && !delivery.firstDelivery && !delivery.acked) {
         delivery.acked = true;
-        outlet.ack(msg);
+        outlet.ackFirst(msg);
       }
       try {
         const { contentType, type } = reply;

@@ -66,7 +66,9 @@ class FrameWriter implements Outlet {
       this.chunks = [];
       return;
     }
-    if (this.blocked || this.chunks.length === 0) return;
+    if (this.blocked) return;
+    if (this.turnAcks.length > 0) this.writeAcks();
+    if (this.chunks.length === 0) return;
     const chunks = this.chunks;
     this.chunks = [];
     if (!this.stream.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks))) {
@@ -81,6 +83,12 @@ class FrameWriter implements Outlet {
   };
   /** Who waits for the held frames to be written (flushed()). */
   private readonly waiters: (() => void)[] = [];
+  /** This turn's acks (ack): written after everything published in the turn, merged where they can be. */
+  private turnAcks: number[] = [];
+  /** Every delivery tag of this channel up to this one is acked (written, or in the turn being written). */
+  private ackedThrough = 0;
+  /** Tags above ackedThrough acked already, waiting for a tag below them to be acked. */
+  private readonly ackedAbove = new Set<number>();
 
   constructor(
     private readonly stream: SocketLike,
@@ -91,6 +99,7 @@ class FrameWriter implements Outlet {
   close(): void {
     this.closed = true;
     this.chunks = [];
+    this.turnAcks = [];
     for (const waiter of this.waiters.splice(0)) waiter();
   }
 
@@ -114,16 +123,60 @@ class FrameWriter implements Outlet {
     this.push(encodePublish(this.channel, this.frameMax, key, body, encodeProperties(properties), mandatory));
   }
 
+  /**
+   * Acks a delivery with this turn's others, after everything published in the turn (its reply
+   * among them): so the broker never has the ack of a delivery before its reply. Acks whose tags,
+   * with every tag below them, are all acked go as one basic.ack with `multiple` (the broker's
+   * work per ack is per frame); the others one by one.
+   */
   ack(msg: ConsumeMessage): void {
-    const out = Buffer.allocUnsafe(8 + 13); // 7 bytes of frame header, 13 of payload, 1 frame-end
-    let o = writeFrameHead(out, 0, FRAME_METHOD, this.channel, 13);
-    o = out.writeUInt16BE(BASIC, o);
-    o = out.writeUInt16BE(BASIC_ACK, o);
-    o = out.writeBigUInt64BE(BigInt(msg.fields.deliveryTag), o);
-    o = out.writeUInt8(0, o); // multiple: false
-    out.writeUInt8(FRAME_END, o);
-    this.push(out);
+    this.turnAcks.push(msg.fields.deliveryTag);
+    if (!this.scheduled && !this.blocked) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
   }
+
+  /** Acks a delivery now, before what is published next (see Outlet.ackFirst). */
+  ackFirst(msg: ConsumeMessage): void {
+    const tag = msg.fields.deliveryTag;
+    this.push(ackFrame(this.channel, tag, false));
+    this.noteAcked(tag);
+  }
+
+  /** This turn's acks, as frames at the end of its chunks. */
+  private writeAcks(): void {
+    const tags = this.turnAcks.sort((a, b) => a - b);
+    this.turnAcks = [];
+    const before = this.ackedThrough;
+    for (const tag of tags) this.noteAcked(tag);
+    // One frame, `multiple`, for the highest tag of this turn that every tag below is acked up to.
+    // The broker requires that tag to be unacked (a multiple ack of an acked tag closes the channel):
+    // it is one of this turn's, not one acked first (ackFirst).
+    let merged = 0;
+    for (const tag of tags) if (tag <= this.ackedThrough) merged = tag;
+    const mergedAny = merged > before && tags.filter((t) => t <= merged).length > 1;
+    if (mergedAny) this.chunks.push(ackFrame(this.channel, merged, true));
+    for (const tag of tags) if (!mergedAny || tag > merged) this.chunks.push(ackFrame(this.channel, tag, false));
+  }
+
+  private noteAcked(tag: number): void {
+    if (tag <= this.ackedThrough) return;
+    this.ackedAbove.add(tag);
+    while (this.ackedAbove.delete(this.ackedThrough + 1)) this.ackedThrough++;
+  }
+}
+
+/** basic.ack (§4.2.3 frame, basic class): `multiple` acks every unacked tag up to this one too. */
+function ackFrame(channel: number, tag: number, multiple: boolean): Buffer {
+  const out = Buffer.allocUnsafe(8 + 13); // 7 bytes of frame header, 13 of payload, 1 frame-end
+  let o = writeFrameHead(out, 0, FRAME_METHOD, channel, 13);
+  o = out.writeUInt16BE(BASIC, o);
+  o = out.writeUInt16BE(BASIC_ACK, o);
+  o = out.writeBigUInt64BE(BigInt(tag), o);
+  o = out.writeUInt8(multiple ? 1 : 0, o);
+  out.writeUInt8(FRAME_END, o);
+  return out;
 }
 
 /** A frame's type, channel and payload size at `offset` (§4.2.3); returns where the payload goes. */

@@ -91,6 +91,9 @@ export function withFaults(
         ack: (msg) => {
           if (!dying) outlet.ack(msg);
         },
+        ackFirst: (msg) => {
+          if (!dying) outlet.ackFirst(msg);
+        },
         flushed: () => outlet.flushed(),
       };
     },

@@ -57,6 +57,13 @@ function frames(bytes: Uint8Array): { type: number; channel: number; payload: Bu
   return out;
 }
 
+/** The basic.ack frames of a write: tag and multiple. */
+function acksOf(written: Uint8Array): { tag: number; multiple: boolean }[] {
+  return frames(written)
+    .filter((f) => f.type === 1 && f.payload.readUInt16BE(0) === 60 && f.payload.readUInt16BE(2) === 80)
+    .map((f) => ({ tag: Number(f.payload.readBigUInt64BE(4)), multiple: f.payload.readUInt8(12) === 1 }));
+}
+
 function fakeWire(frameMax = 4096, full = false) {
   const written: Uint8Array[] = [];
   const listeners: (() => void)[] = [];
@@ -202,8 +209,68 @@ describe("wire", () => {
     socket.drain();
     expect(written).toHaveLength(2);
     const held = frames(written[1]!);
-    expect(held.map((f) => f.type)).toEqual([1, 1, 2, 3, 1]);
-    expect([held[0]!.payload.readBigUInt64BE(4), held[4]!.payload.readBigUInt64BE(4)]).toEqual([2n, 3n]);
+    // The publish, then the held acks as one (every tag up to 3 acked): see "acks of a turn".
+    expect(held.map((f) => f.type)).toEqual([1, 2, 3, 1]);
+    expect(acksOf(written[1]!)).toEqual([{ tag: 3, multiple: true }]);
+  });
+
+  describe("acks of a turn: after its publishes, one frame with `multiple` where every tag below is acked", () => {
+    const ack = (wire: { ack(m: never): void }, tag: number) => wire.ack({ fields: { deliveryTag: tag } } as never);
+    const turn = async (written: Uint8Array[]) => {
+      const before = written.length;
+      await Promise.resolve();
+      return written.slice(before).flatMap((w) => acksOf(w));
+    };
+
+    test("replies and acks interleaved: the replies first, then one ack for all", async () => {
+      const { wire, written } = fakeWire();
+      for (const tag of [1, 2, 3]) {
+        wire.publish("reply", Buffer.from(String(tag)), {});
+        ack(wire, tag);
+      }
+      await Promise.resolve();
+      expect(frames(written[0]!).map((f) => f.type)).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 3, 1]);
+      expect(acksOf(written[0]!)).toEqual([{ tag: 3, multiple: true }]);
+    });
+
+    test("a tag not acked yet (a request still computing) keeps the ones above it single", async () => {
+      const { wire, written } = fakeWire();
+      for (const tag of [1, 3, 4]) ack(wire, tag);
+      expect(await turn(written)).toEqual([
+        { tag: 1, multiple: false },
+        { tag: 3, multiple: false },
+        { tag: 4, multiple: false },
+      ]);
+      ack(wire, 2);
+      expect(await turn(written)).toEqual([{ tag: 2, multiple: false }]);
+      for (const tag of [5, 6]) ack(wire, tag);
+      expect(await turn(written)).toEqual([{ tag: 6, multiple: true }]);
+    });
+
+    test("merged up to the gap, single above it", async () => {
+      const { wire, written } = fakeWire();
+      for (const tag of [1, 2, 4]) ack(wire, tag);
+      expect(await turn(written)).toEqual([
+        { tag: 2, multiple: true },
+        { tag: 4, multiple: false },
+      ]);
+    });
+
+    test("ackFirst goes out in order, before the publish after it, and is never the tag of a merged ack", async () => {
+      const { wire, written } = fakeWire();
+      ack(wire, 1);
+      wire.ackFirst({ fields: { deliveryTag: 2 } } as never);
+      wire.publish("reply", Buffer.from("2"), {});
+      await Promise.resolve();
+      expect(frames(written[0]!).map((f) => f.type)).toEqual([1, 1, 2, 3, 1]);
+      // ackFirst's, then the publish, then the turn's ack of 1 alone (2 is acked, but not by this turn).
+      expect(acksOf(written[0]!)).toEqual([
+        { tag: 2, multiple: false },
+        { tag: 1, multiple: false },
+      ]);
+      for (const tag of [3, 4]) ack(wire, tag);
+      expect(await turn(written)).toEqual([{ tag: 4, multiple: true }]);
+    });
   });
 
   test("properties that do not fit in one frame are refused, with nothing written", async () => {
