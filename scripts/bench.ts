@@ -302,6 +302,20 @@ fibrpcBench(queues.fibrpc, 10, 2000); // warm-up
 const fibrpc1 = fibrpcBench(queues.fibrpc, 1, 5000);
 const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
 
+// b4. the same serve, streamed (issue 22): `seq 1 N | fibrpc call - > /dev/null`, n = 1, 100 in flight
+// (call -'s default), next to bench's closed loop at that concurrency; interleaved, median of 3.
+log("b4. call - (streaming) next to bench's closed loop");
+const streamRuns: { stream: number[]; bench: number[] } = { stream: [], bench: [] };
+for (let i = 0; i < 3; i++) {
+  const calls = 60000;
+  const script = `seq 1 ${calls} | awk '{ print 1 }' | "${BIN}" call - --url "${URL}" --queue ${queues.fibrpc} > /dev/null`;
+  const t0 = performance.now();
+  const streamed = Bun.spawnSync(["bash", "-c", script], { cwd: "/", stdout: "ignore", stderr: "pipe" });
+  if (streamed.exitCode !== 0) throw new Error(`call - exited ${streamed.exitCode}: ${streamed.stderr.toString()}`);
+  streamRuns.stream.push(calls / ((performance.now() - t0) / 1000));
+  streamRuns.bench.push(fibrpcBench(queues.fibrpc, 100, calls).callsPerSecond);
+}
+
 // b3. the same serve: the cost of publisher confirms at 100 in flight, with them (the default)
 // and without (FIBRPC_PUBLISHER_CONFIRMS=off, fibrpc's publishing before it confirmed requests),
 // interleaved so that a drift of the machine's load falls on both alike.
@@ -454,12 +468,44 @@ const rows = [
     pass(fibrpc1.callsPerSecond >= 1.5 * ceiling1.callsPerSecond),
   ],
   [
+    "a/b. 1 in flight, calls/s (issue 22's target)",
+    `${Math.round(ceiling1.callsPerSecond)}`,
+    `${Math.round(fibrpc1.callsPerSecond)}`,
+    `${r(fibrpc1.callsPerSecond / ceiling1.callsPerSecond)}×`,
+    "≥ 0.95×",
+    pass(fibrpc1.callsPerSecond >= 0.95 * ceiling1.callsPerSecond),
+  ],
+  [
     "a/b. 100 in flight, calls/s",
     `${Math.round(ceiling100.callsPerSecond)}`,
     `${Math.round(fibrpc100.callsPerSecond)}`,
     `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`,
     "≥ 1.0×",
     pass(fibrpc100.callsPerSecond >= ceiling100.callsPerSecond),
+  ],
+  [
+    "a/b. 100 in flight, broker CPU per call (issue 22)",
+    `${Math.round(ceiling100.brokerCpuUsPerCall)} µs`,
+    `${Math.round(fibrpc100.brokerCpuUsPerCall)} µs`,
+    `${r(fibrpc100.brokerCpuUsPerCall / ceiling100.brokerCpuUsPerCall)}×`,
+    "≤ 0.85×",
+    pass(fibrpc100.brokerCpuUsPerCall <= 0.85 * ceiling100.brokerCpuUsPerCall),
+  ],
+  [
+    "a/b. 100 in flight, calls/s (issue 22's target)",
+    `${Math.round(ceiling100.callsPerSecond)}`,
+    `${Math.round(fibrpc100.callsPerSecond)}`,
+    `${r(fibrpc100.callsPerSecond / ceiling100.callsPerSecond)}×`,
+    "≥ 1.1×",
+    pass(fibrpc100.callsPerSecond >= 1.1 * ceiling100.callsPerSecond),
+  ],
+  [
+    "b4. calls/s at 100 in flight: bench's closed loop → `seq 1 60000 | fibrpc call - > /dev/null` (median of 3)",
+    `${Math.round(median(streamRuns.bench))}`,
+    `${Math.round(median(streamRuns.stream))}`,
+    `${r(median(streamRuns.stream) / median(streamRuns.bench))}×`,
+    "≥ 0.9×",
+    pass(median(streamRuns.stream) >= 0.9 * median(streamRuns.bench)),
   ],
   [
     "b3. 100 in flight, calls/s, without → with publisher confirms (median of 3, interleaved)",

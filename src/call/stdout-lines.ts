@@ -43,6 +43,11 @@ export class StdoutLines {
     }
   }
 
+  /** The pipe's reader is behind: wait on room() before making more. */
+  get blocked(): boolean {
+    return this.drained !== undefined;
+  }
+
   /** Resolves once the pipe takes more (at once, unless the reader is behind); also when stdout is gone. */
   room(): Promise<void> {
     return this.drained ?? Promise.resolve();

@@ -14,7 +14,8 @@ import type { StdoutLines } from "./stdout-lines.ts";
 import type { Token } from "./tokens.ts";
 
 export interface StreamJob {
-  tokens: AsyncIterable<Token>;
+  /** The words of the input, a chunk's at a time (tokens.ts). */
+  tokens: AsyncIterable<Token[]>;
   /** One call (or, --no-wait, one send), by its own deadline; never rejects. */
   call(n: number): Promise<CallOutcome | SendOutcome>;
   out: StdoutLines;
@@ -60,17 +61,24 @@ export class CallStream {
     const { job } = this;
     const window = job.unordered ? job.inFlight : 2 * job.inFlight;
     job.out.whenClosed().then(() => this.notify());
-    const words = job.tokens[Symbol.asyncIterator]();
+    const chunks = job.tokens[Symbol.asyncIterator]();
+    let words: Token[] = [];
+    let next = 0;
     for (;;) {
       while (!this.done() && (this.running >= job.inFlight || this.queue.length >= window)) await this.next();
-      await this.unlessHalted(job.out.room());
+      if (job.out.blocked) await this.unlessHalted(job.out.room());
       if (this.done()) break;
-      const word = await this.unlessHalted(words.next());
-      if (word === undefined || word.done || this.done()) break;
-      this.start(word.value);
+      if (next === words.length) {
+        const chunk = await this.unlessHalted(chunks.next());
+        if (chunk === undefined || chunk.done || this.done()) break;
+        words = chunk.value;
+        next = 0;
+        continue;
+      }
+      this.start(words[next++]!);
     }
     // Not awaited: a read under way (a terminal, an idle producer) may never end.
-    void words.return?.(undefined);
+    void chunks.return?.(undefined);
     while (this.running > 0 && !job.out.closed) await this.next();
     await job.out.end();
     return this.worst;

@@ -18,7 +18,8 @@ export const MAX_TOKEN_LENGTH = 40;
 /** Space, tab, newline, vertical tab, form feed, carriage return: what separates n. */
 const isSpace = (code: number) => code === 32 || (code >= 9 && code <= 13);
 
-export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Token> {
+/** The words of each chunk as they come, a chunk's together (one wait per chunk, not per word). */
+export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Token[]> {
   const decoder = new TextDecoder();
   let word = "";
   let cut = false;
@@ -26,6 +27,7 @@ export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): Asy
   let wordLine = 1;
   for await (const chunk of chunks) {
     const text = typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    const found: Token[] = [];
     let start = -1;
     for (let i = 0; i <= text.length; i++) {
       const end = i === text.length;
@@ -40,19 +42,20 @@ export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): Asy
         cut ||= word.length > MAX_TOKEN_LENGTH;
         start = -1;
         if (!end) {
-          yield { text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut };
+          found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
           word = "";
           cut = false;
         }
       } else if (!end && word !== "") {
-        yield { text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut };
+        found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
         word = "";
         cut = false;
       }
       if (code === 10 && !end) line++;
     }
+    if (found.length > 0) yield found;
   }
-  if (word !== "") yield { text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut };
+  if (word !== "") yield [{ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut }];
 }
 
 /** The word so far and its continuation in the next chunk, kept no longer than needed to say it was cut. */

@@ -16,7 +16,7 @@ async function* chunks(parts: string[]) {
 }
 async function words(parts: string[]): Promise<Token[]> {
   const out: Token[] = [];
-  for await (const t of tokensOf(chunks(parts))) out.push(t);
+  for await (const batch of tokensOf(chunks(parts))) out.push(...batch);
   return out;
 }
 
@@ -48,7 +48,7 @@ describe("the words of a stream", () => {
       yield bytes.slice(1);
     }
     const found: string[] = [];
-    for await (const t of tokensOf(split())) found.push(t.text);
+    for await (const batch of tokensOf(split())) found.push(...batch.map((t) => t.text));
     expect(found).toEqual(["é", "5"]);
   });
 });
