@@ -284,23 +284,51 @@ if (ONLY === "tracing") {
   process.exit(0);
 }
 
-// a. the ceiling: minimal amqplib responder (prefetch 100) and pipelined caller
-log("a. ceiling (plain amqplib)");
+// a/b. the ceiling (a minimal amqplib responder, prefetch 100, and a pipelined caller) and fibrpc
+// (serve with its defaults and fibrpc bench, n = 1), both serving throughout, at 1 and 100 in flight:
+// ROUNDS_AB rounds, the order turned each round so that a drift of the machine's load falls on both,
+// and the median of each measure (one run of each moved by ±20% between runs on this machine).
+log("a/b. ceiling (plain amqplib) and fibrpc serve (defaults) + fibrpc bench, interleaved");
 const responder = await startProcess(
   [BUN, join(ROOT, "scripts/bench/ceiling-responder.ts"), URL, queues.ceiling, "100"],
   /ready/,
 );
-ceilingCaller(10, 2000); // warm-up
-const ceiling1 = ceilingCaller(1, 5000);
-const ceiling100 = ceilingCaller(100, 60000);
-await stop(responder);
-
-// b. fibrpc serve with default settings + fibrpc bench, n=1
-log("b. fibrpc serve (defaults) + fibrpc bench");
 const serve = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.fibrpc], /(\d+)\/\1 workers serving/);
-fibrpcBench(queues.fibrpc, 10, 2000); // warm-up
-const fibrpc1 = fibrpcBench(queues.fibrpc, 1, 5000);
-const fibrpc100 = fibrpcBench(queues.fibrpc, 100, 60000);
+ceilingCaller(10, 2000); // warm-up
+fibrpcBench(queues.fibrpc, 10, 2000);
+const ROUNDS_AB = 3;
+const abRuns = {
+  ceiling1: [] as Throughput[],
+  fibrpc1: [] as Throughput[],
+  ceiling100: [] as Throughput[],
+  fibrpc100: [] as Throughput[],
+};
+for (let round = 0; round < ROUNDS_AB; round++) {
+  const pair = [
+    () => {
+      abRuns.ceiling1.push(ceilingCaller(1, 5000));
+      abRuns.ceiling100.push(ceilingCaller(100, 60000));
+    },
+    () => {
+      abRuns.fibrpc1.push(fibrpcBench(queues.fibrpc, 1, 5000));
+      abRuns.fibrpc100.push(fibrpcBench(queues.fibrpc, 100, 60000));
+    },
+  ];
+  for (const run of round % 2 === 0 ? pair : pair.reverse()) run();
+}
+await stop(responder);
+/** Each measure's median over the rounds. */
+const medianOf = (runs: Throughput[]): Throughput => ({
+  callsPerSecond: median(runs.map((t) => t.callsPerSecond)),
+  p50Ms: median(runs.map((t) => t.p50Ms)),
+  p99Ms: median(runs.map((t) => t.p99Ms)),
+  segmentsPerCall: median(runs.map((t) => t.segmentsPerCall)),
+  brokerCpuUsPerCall: median(runs.map((t) => t.brokerCpuUsPerCall)),
+});
+const ceiling1 = medianOf(abRuns.ceiling1);
+const ceiling100 = medianOf(abRuns.ceiling100);
+const fibrpc1 = medianOf(abRuns.fibrpc1);
+const fibrpc100 = medianOf(abRuns.fibrpc100);
 
 // b4. the same serve, streamed (issue 22): `seq 1 N | fibrpc call - > /dev/null`, n = 1, 100 in flight
 // (call -'s default), next to bench's closed loop at that concurrency; interleaved, median of 3.
@@ -580,7 +608,7 @@ const section = `## Suite (\`bun run bench\`)
 
 Measured ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC in one run of ${minutes} min on one broker (RabbitMQ at
 ${URL.replace(/:[^:@/]*@/, ":***@")}). Machine: ${await machineLine()}.
-Plain amqplib is \`scripts/bench/ceiling-*.ts\` (responder with prefetch 100, pipelined caller,
+a/b: medians of ${ROUNDS_AB} interleaved rounds. Plain amqplib is \`scripts/bench/ceiling-*.ts\` (responder with prefetch 100, pipelined caller,
 Direct Reply-to, TCP_NODELAY); fibrpc is \`serve\` with its defaults and \`fibrpc bench\`, n = 1.
 
 ${table}
