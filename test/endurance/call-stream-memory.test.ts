@@ -27,9 +27,9 @@ function callStream(input: ReadableStream<Uint8Array>) {
 
 test("memory stays flat: 1,000,000 n streamed, peak RSS no higher than for 20,000 plus a margin", async () => {
   // Peak RSS of a short stream and a long one, the same in every other way: what call holds is the
-  // window (--in-flight calls, twice as many results), never the stream. The margin, 32 MiB, is the
-  // collector's slack (a run this long grows the heap to its next step); a leak of even 40 bytes per
-  // n would pass it.
+  // window (--in-flight calls, twice as many results), never the stream. The margin, 64 MiB, is the
+  // collector's: under this allocation rate the heap grows in steps (the same run peaked 6 MiB above
+  // the short one in some runs and 33 MiB in another); a leak of 70 bytes per n would exceed it.
   const peak = async (count: number) => {
     const seq = tracked(
       Bun.spawn(["bash", "-c", `seq 1 ${count} | awk '{ print $1 % 30 }'`], { stdout: "pipe", stderr: "ignore" }),
@@ -51,5 +51,5 @@ test("memory stays flat: 1,000,000 n streamed, peak RSS no higher than for 20,00
   const large = await peak(1_000_000);
   const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   console.log(`call -: peak RSS ${mib(small)} MiB for 20,000 n, ${mib(large)} MiB for 1,000,000`);
-  expect(large).toBeLessThan(small + 32 * 2 ** 20);
+  expect(large).toBeLessThan(small + 64 * 2 ** 20);
 }, 600_000);
