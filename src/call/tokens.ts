@@ -14,11 +14,13 @@ export interface Token {
 
 /** Far beyond the longest n a request carries (2^53 − 1: 16 digits), short enough to quote in an error line. */
 export const MAX_TOKEN_LENGTH = 40;
+/** Words handed on at a time: however large a chunk comes (a pipe may deliver megabytes), memory stays bounded. */
+export const MAX_BATCH = 1024;
 
 /** Space, tab, newline, vertical tab, form feed, carriage return: what separates n. */
 const isSpace = (code: number) => code === 32 || (code >= 9 && code <= 13);
 
-/** The words of each chunk as they come, a chunk's together (one wait per chunk, not per word). */
+/** The words of each chunk as they come, up to MAX_BATCH together (one wait per batch, not per word). */
 export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Token[]> {
   const decoder = new TextDecoder();
   let word = "";
@@ -43,11 +45,13 @@ export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): Asy
         start = -1;
         if (!end) {
           found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
+          if (found.length === MAX_BATCH) yield found.splice(0);
           word = "";
           cut = false;
         }
       } else if (!end && word !== "") {
         found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
+        if (found.length === MAX_BATCH) yield found.splice(0);
         word = "";
         cut = false;
       }

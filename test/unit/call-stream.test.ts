@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { PassThrough } from "node:stream";
 import { StdoutLines } from "../../src/call/stdout-lines.ts";
 import { CallStream } from "../../src/call/stream.ts";
-import { MAX_TOKEN_LENGTH, tokensOf, type Token } from "../../src/call/tokens.ts";
+import { MAX_BATCH, MAX_TOKEN_LENGTH, tokensOf, type Token } from "../../src/call/tokens.ts";
 import { Masker } from "../../src/mask.ts";
 import type { CallOutcome } from "../../src/rpc/client.ts";
 
@@ -39,6 +39,17 @@ describe("the words of a stream", () => {
       { text: ("x".repeat(30) + "y".repeat(10_000)).slice(0, MAX_TOKEN_LENGTH), line: 1, cut: true },
       { text: "9", line: 1, cut: false },
     ]);
+  });
+
+  test("a chunk of many words is handed on in batches of at most MAX_BATCH, none lost", async () => {
+    const sizes: number[] = [];
+    let total = 0;
+    for await (const batch of tokensOf(chunks(["1 ".repeat(3 * MAX_BATCH + 5)]))) {
+      sizes.push(batch.length);
+      total += batch.length;
+    }
+    expect(Math.max(...sizes)).toBe(MAX_BATCH);
+    expect(total).toBe(3 * MAX_BATCH + 5);
   });
 
   test("a multi-byte character split across chunks is decoded whole", async () => {
