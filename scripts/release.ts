@@ -8,6 +8,7 @@
  *   dist/fibrpc-<version>-darwin-arm64
  *   dist/fibrpc-<version>-windows-x64.exe
  *   dist/SHA256SUMS
+ *   dist/npm/fibrpc-<version>.tgz and dist/npm/fibrpc-<platform>-<version>.tgz  (scripts/npm.ts)
  *
  * Cross-compiling needs nothing but the npm registry: bun fetches each target's runtime as an
  * npm package (cached in ~/.bun/install/cache after the first run). The compile flags are
@@ -28,6 +29,7 @@ import { basename, join } from "node:path";
 import { connect } from "amqplib";
 import type { Subprocess } from "bun";
 import { buildBinary, buildCommit, ROOT } from "./build.ts";
+import { buildNpmPackages } from "./npm.ts";
 import { describe, identifyFile, type Arch, type Format } from "./lib/binary-format.ts";
 import pkg from "../package.json" with { type: "json" };
 
@@ -57,6 +59,10 @@ export function artifactName(version: string, target: ReleaseTarget): string {
 }
 
 class ReleaseError extends Error {}
+
+function fail(message: string): never {
+  throw new ReleaseError(message);
+}
 
 export interface ReleaseOptions {
   /** Build from a tree with uncommitted changes or an unknown commit (a local build, not one to publish). */
@@ -222,6 +228,16 @@ export async function release(options: ReleaseOptions = {}): Promise<void> {
   }
   writeFileSync(join(DIST, "SHA256SUMS"), `${sums.join("\n")}\n`);
 
+  process.stderr.write("release: packing the npm packages into dist/npm/\n");
+  const byRelease = new Map(TARGETS.map((target) => [target.name, join(DIST, artifactName(version, target))]));
+  const tarballs = await buildNpmPackages({
+    version,
+    binaryOf: (name) => byRelease.get(name) ?? fail(`no release target for the npm platform ${name}`),
+    outDir: join(DIST, "npm"),
+  }).catch((err: Error) => fail(err.message));
+  for (const tarball of tarballs)
+    rows.push(`npm/${basename(tarball).padEnd(30)} ${(statSync(tarball).size / 2 ** 20).toFixed(1).padStart(6)} MiB`);
+
   const linux = join(DIST, artifactName(version, TARGETS[0]!));
   if (process.platform === "linux" && process.arch === "x64") {
     process.stderr.write(`release: running ${basename(linux)}: --version, serve and call 30\n`);
@@ -231,7 +247,7 @@ export async function release(options: ReleaseOptions = {}): Promise<void> {
   }
 
   process.stdout.write(
-    `${rows.join("\n")}\nSHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)\nfibrpc ${version}, commit ${commit}, bun ${Bun.version}: ${TARGETS.length} files in dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+    `${rows.join("\n")}\nSHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)\nfibrpc ${version}, commit ${commit}, bun ${Bun.version}: ${TARGETS.length} files and ${tarballs.length} npm packages in dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
   );
 }
 

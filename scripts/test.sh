@@ -14,7 +14,7 @@
 # (scripts/broker-node.sh: made on first use, stopped at the end), and the tests that start their
 # own nodes or cluster start that release too.
 #
-# Before the tests: npm ci (and test/otlp-decoder's), then (except for the unit tier) a broker
+# Before the tests: npm ci (and test/otlp-decoder's, and for the slow tier test/registry's), then (except for the unit tier) a broker
 # (scripts/ensure-broker.sh), Debian's python3-pika (to run the tutorial's own Python code), zsh and
 # fish (shell completion), the type check, ./fibrpc and the test build ./fibrpc-test. The JUnit
 # report goes to .test-results/junit[-RELEASE].xml.
@@ -55,6 +55,9 @@ npm ci --no-audit --no-fund --loglevel=error
 # OpenTelemetry's OTLP protobuf decoder for the tests' OTLP receiver, in a tree of its own
 # (test/otlp-decoder/README.md says why).
 npm ci --prefix test/otlp-decoder --no-audit --no-fund --loglevel=error
+# Verdaccio, the private npm registry the release test publishes the npm packages to, in a tree of
+# its own too (test/registry/package.json): only for the runs that hold that test.
+case " ${tiers[*]} " in "  " | *" slow "*) npm ci --prefix test/registry --no-audit --no-fund --loglevel=error ;; esac
 
 if [ "${tiers[*]}" != unit ]; then
   bash scripts/ensure-broker.sh

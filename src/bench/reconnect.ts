@@ -7,8 +7,7 @@
  * calls failed during it, and the last reason a reconnection failed; the summary prints them.
  */
 import { FibrpcError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { CallOutcome, RpcClient } from "../rpc/client.ts";
+import type { CallOutcome, ClientLog, RpcClient } from "../rpc/client.ts";
 import { duration } from "../duration.ts";
 import { setUpError } from "../rpc/broker-errors.ts";
 import { connectWithin, realTime, type Time } from "../rpc/retry.ts";
@@ -22,7 +21,7 @@ export interface ReconnectingOptions {
    * not be answered any later, and the run is cut short.
    */
   reconnectUntil: (lostAt: number) => number;
-  log: Logger;
+  log: ClientLog;
   /** The bench's clock (outages are on it). */
   clock?: Clock;
   /** Wall-clock time for reconnecting (deadlines are ms since the epoch). */

@@ -7,7 +7,6 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { duration } from "../duration.ts";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
-import type { Logger } from "../log.ts";
 import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
@@ -26,6 +25,14 @@ export interface CloseOptions {
   callsEndWith?: FibrpcError;
 }
 
+/** What the client logs through: the CLI's consola logger, or the library's (index.ts) silence. */
+export interface ClientLog {
+  /** The extra arguments are fields for the log line (a call's trace ids, log.ts). */
+  debug(message: string, ...fields: unknown[]): void;
+  info(message: string, ...fields: unknown[]): void;
+  warn(message: string, ...fields: unknown[]): void;
+}
+
 export interface ClientOptions {
   broker: BrokerTarget;
   queue: string;
@@ -33,7 +40,7 @@ export interface ClientOptions {
   format: Format;
   /** Each call's budget, end to end, unless call() is given its own deadline. */
   timeoutMs: number;
-  log: Logger;
+  log: ClientLog;
   /**
    * Publish with publisher confirms (default: true). Off only to measure what they cost: the
    * commands turn them off for FIBRPC_PUBLISHER_CONFIRMS=off (env-settings.ts), the seam
@@ -433,6 +440,20 @@ export class RpcClient {
   /** A new id, unique to this client; a retry reuses the id of the call it repeats. */
   newCorrelationId(): string {
     return this.idPrefix + (this.nextId++).toString(36);
+  }
+
+  /**
+   * Ends the call `correlationId` now, if it is still waiting: its caller gave up on it (the library's
+   * AbortSignal, index.ts). Its reply, should one come later, is ignored like any reply to a call
+   * already answered.
+   */
+  abandon(correlationId: string): void {
+    this.settleError(
+      correlationId,
+      new FibrpcError("CONNECTION_LOST", "the caller gave up on the call before the reply came", {
+        reason: "client-closed",
+      }),
+    );
   }
 
   /**

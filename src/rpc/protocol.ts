@@ -6,6 +6,8 @@
  * Replies mirror the request's format. An error reply is marked by the AMQP `type` property
  * "error", so telling it from a result needs no guessing at the body.
  */
+// The error codes live apart, so that the library's types (index.ts) can name them without this module's.
+import { ErrorCode } from "./error-codes.ts";
 
 /** Largest n served unless the server says otherwise (`serve --max-n`). */
 export const DEFAULT_MAX_N = 1_000_000;
@@ -48,23 +50,7 @@ export const POISON_AFTER_CRASHES = 3;
  */
 export const REDELIVERY_LIMIT = 20;
 
-/** Stable, machine-readable error codes a server puts in an error reply. */
-export const ErrorCode = {
-  EMPTY_REQUEST: "EMPTY_REQUEST",
-  REQUEST_TOO_LARGE: "REQUEST_TOO_LARGE",
-  INVALID_UTF8: "INVALID_UTF8",
-  UNSUPPORTED_CONTENT_TYPE: "UNSUPPORTED_CONTENT_TYPE",
-  INVALID_JSON: "INVALID_JSON",
-  INVALID_JSON_SHAPE: "INVALID_JSON_SHAPE",
-  NOT_AN_INTEGER: "NOT_AN_INTEGER",
-  NEGATIVE_N: "NEGATIVE_N",
-  N_TOO_LARGE: "N_TOO_LARGE",
-  DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
-  POISON_REQUEST: "POISON_REQUEST",
-  INVALID_PROPERTY: "INVALID_PROPERTY",
-  INTERNAL: "INTERNAL",
-} as const;
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+export { ErrorCode };
 
 export type Format = "text" | "json";
 

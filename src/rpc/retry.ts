@@ -15,8 +15,7 @@
  */
 import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
-import type { Logger } from "../log.ts";
-import type { CallOutcome, CloseOptions, RpcClient } from "./client.ts";
+import type { CallOutcome, ClientLog, CloseOptions, RpcClient } from "./client.ts";
 import type { RetryOf } from "../tracing/tracer.ts";
 
 /**
@@ -168,7 +167,7 @@ export class RetryingCaller {
     private readonly retries: number,
     /** A call's budget when call() is given no deadline. */
     private readonly timeoutMs: number,
-    private readonly log: Logger,
+    private readonly log: ClientLog,
     private readonly seams: { random?: () => number; time?: Time } = {},
   ) {
     this.client = first;

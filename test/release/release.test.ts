@@ -11,11 +11,22 @@
  * dist/ is gitignored; if it was not there before this test, the test removes it again.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { commitOf } from "../../scripts/build.ts";
 import { identifyFile } from "../../scripts/lib/binary-format.ts";
-import { cleanupAfterFile, ROOT, tracked, uniqueQueue, URL } from "../helpers.ts";
+import {
+  cleanupAfterFile,
+  rawChannel,
+  ROOT,
+  type Server,
+  startServe,
+  tempFolder,
+  tracked,
+  uniqueQueue,
+  URL,
+} from "../helpers.ts";
+import { type NpmRegistry, startNpmRegistry } from "../npm-registry.ts";
 
 cleanupAfterFile();
 
@@ -31,6 +42,10 @@ const EXPECTED = {
   [`fibrpc-${v}-darwin-arm64`]: { format: "macho", arch: "arm64" },
   [`fibrpc-${v}-windows-x64.exe`]: { format: "pe", arch: "x64" },
 };
+
+/** The npm packages' tarballs (scripts/npm.ts): the root package and one per platform. */
+const NPM_PLATFORMS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64", "win32-x64"];
+const NPM_TARBALLS = [`fibrpc-${v}.tgz`, ...NPM_PLATFORMS.map((platform) => `fibrpc-${platform}-${v}.tgz`)];
 
 const hadDist = existsSync(DIST);
 // commitOf is "<hash>-dirty" exactly when `git status --porcelain` prints something.
@@ -70,12 +85,13 @@ describe("bun run release", () => {
   test("succeeds and sums up what it made", () => {
     expect(result.code, result.stderr).toBe(0);
     for (const name of Object.keys(EXPECTED)) expect(result.stdout).toContain(name);
-    expect(result.stdout).toContain(`, commit ${commit}, bun ${Bun.version}: 5 files in dist/`);
+    expect(result.stdout).toContain(`, commit ${commit}, bun ${Bun.version}: 5 files and 6 npm packages in dist/`);
     if (dirty) expect(result.stderr).toContain(`release: warning: building commit ${commit} (--allow-dirty)`);
   });
 
-  test("dist/ holds the five files, named with the version, and SHA256SUMS", () => {
-    expect(readdirSync(DIST).sort()).toEqual([...Object.keys(EXPECTED), "SHA256SUMS"].sort());
+  test("dist/ holds the five files, named with the version, SHA256SUMS and the npm packages", () => {
+    expect(readdirSync(DIST).sort()).toEqual([...Object.keys(EXPECTED), "SHA256SUMS", "npm"].sort());
+    expect(readdirSync(join(DIST, "npm")).sort()).toEqual([...NPM_TARBALLS].sort());
   });
 
   test("SHA256SUMS lists exactly those files, and sha256sum -c accepts it", () => {
@@ -132,4 +148,255 @@ describe("bun run release", () => {
 
 function readFileLines(path: string): string[] {
   return readFileSync(path, "utf8").trim().split("\n");
+}
+
+/**
+ * The npm packages as users get them: published to a private registry on loopback (Verdaccio,
+ * test/npm-registry.ts) and installed from it with npm, npx and bun, each with a config, cache and
+ * prefix of the test's own. Calls go to a `fibrpc serve` of this checkout on a queue of the test's.
+ */
+describe("the npm packages, through a private registry", () => {
+  let registry: NpmRegistry;
+  let queue: string;
+  let serve: Server;
+  /** The registry's environment, over the test's own without FIBRPC_* and OTEL_* settings. */
+  let env: Record<string, string>;
+  /** `fibrpc` as `npm install -g` and as `npm install --ignore-scripts` left it (the tests below set them). */
+  let installedBin: string | undefined;
+  let launcherBin: string | undefined;
+
+  beforeAll(async () => {
+    expect(result.code, result.stderr).toBe(0);
+    registry = await startNpmRegistry();
+    env = { ...withoutSettings(process.env), ...registry.env };
+    // The platform packages first: the root package's optionalDependencies name them.
+    for (const tarball of [...NPM_TARBALLS.slice(1), NPM_TARBALLS[0]!]) {
+      const published = npm(["publish", join(DIST, "npm", tarball)], tempFolder("fibrpc-publish-"));
+      expect(published.code, published.stderr).toBe(0);
+    }
+    queue = uniqueQueue("fibrpc_npm");
+    serve = await startServe(["--workers", "1", "--queue", queue, "--url", URL]);
+  }, 300_000);
+
+  afterAll(async () => {
+    await serve?.stop();
+    await registry?.stop();
+  });
+
+  function npm(args: string[], cwd: string, more: Record<string, string> = {}) {
+    const proc = Bun.spawnSync(["npm", ...args], { cwd, env: { ...env, ...more }, stdout: "pipe", stderr: "pipe" });
+    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  }
+
+  function fibrpc(command: string[], cwd = "/") {
+    const proc = Bun.spawnSync([...command, "call", "--queue", queue, "--url", URL, "--timeout", "30s", "30"], {
+      cwd,
+      env,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
+  }
+
+  const answered = { code: 0, stdout: "832040\n", stderr: "" };
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "npm install -g fibrpc: `fibrpc --version` and `fibrpc call 30`, the binary itself in place of the launcher",
+    () => {
+      const installed = npm(["install", "-g", "fibrpc"], tempFolder("fibrpc-npm-g-"));
+      expect(installed.code, installed.stderr).toBe(0);
+      const bin = join(registry.prefix, "bin", "fibrpc");
+      const version = Bun.spawnSync([bin, "--version"], { cwd: "/", env, stdout: "pipe" });
+      expect(version.stdout.toString()).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
+      expect(fibrpc(["fibrpc"])).toEqual(answered);
+      // The install script put the release binary there (no Node.js in between at start-up).
+      expect(Bun.hash(readFileSync(realpathSync(bin)))).toBe(
+        Bun.hash(readFileSync(join(DIST, `fibrpc-${v}-linux-x64`))),
+      );
+      installedBin = bin;
+    },
+    120_000,
+  );
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "without install scripts the Node.js launcher runs the binary; without the platform package it says what to install",
+    () => {
+      const project = tempFolder("fibrpc-npm-launcher-");
+      writeFileSync(join(project, "package.json"), "{}\n");
+      const installed = npm(["install", "--ignore-scripts", "fibrpc"], project);
+      expect(installed.code, installed.stderr).toBe(0);
+      const launcher = join(project, "node_modules/.bin/fibrpc");
+      expect(readFileSync(realpathSync(launcher), "utf8")).toStartWith("#!/usr/bin/env node");
+      expect(fibrpc([launcher])).toEqual(answered);
+      launcherBin = launcher;
+
+      const omitted = tempFolder("fibrpc-npm-omit-");
+      writeFileSync(join(omitted, "package.json"), "{}\n");
+      expect(npm(["install", "--omit=optional", "fibrpc"], omitted).code).toBe(0);
+      const run = Bun.spawnSync([join(omitted, "node_modules/.bin/fibrpc"), "--version"], { env, stderr: "pipe" });
+      expect(run.exitCode).toBe(1);
+      expect(run.stderr.toString()).toBe(
+        "fibrpc: the package @fibrpc/linux-x64, which holds fibrpc for linux-x64, is not installed " +
+          "(installed with --omit=optional, or from a lockfile made on another platform?): " +
+          "install it with npm i -g fibrpc, or npm i @fibrpc/linux-x64\n",
+      );
+    },
+    120_000,
+  );
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "npx fibrpc call 30",
+    () => {
+      expect(fibrpc(["npx", "--yes", "fibrpc"], tempFolder("fibrpc-npx-"))).toEqual(answered);
+    },
+    120_000,
+  );
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "bun add fibrpc in a fresh project, then its fibrpc call 30",
+    () => {
+      const project = tempFolder("fibrpc-bun-add-");
+      writeFileSync(join(project, "package.json"), "{}\n");
+      const added = Bun.spawnSync([process.execPath, "add", "fibrpc"], {
+        cwd: project,
+        env,
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(added.exitCode, added.stderr.toString()).toBe(0);
+      expect(fibrpc([join(project, "node_modules/.bin/fibrpc")], project)).toEqual(answered);
+    },
+    120_000,
+  );
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "the library: a fresh project installs fibrpc, type-checks with tsc --strict, and calls serve under node and bun",
+    async () => {
+      // A queue that exists with no server on it, for a call that times out.
+      const idle = uniqueQueue("fibrpc_npm_idle");
+      const { ch } = await rawChannel();
+      await ch.assertQueue(idle, { durable: true });
+      const project = tempFolder("fibrpc-library-");
+      writeFileSync(join(project, "package.json"), '{ "type": "module", "private": true }\n');
+      writeFileSync(
+        join(project, "tsconfig.json"),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            target: "ES2022",
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            lib: ["ES2022", "DOM"],
+            types: [],
+            skipLibCheck: false,
+            outDir: "out",
+          },
+          files: ["main.ts"],
+        }),
+      );
+      // No @types/node: the settings are written into the program, and it prints with console.log.
+      writeFileSync(
+        join(project, "main.ts"),
+        `import { connect, FibrpcError, ServerError, type FibClient } from "fibrpc";
+const url = ${JSON.stringify(URL)};
+const seen: Record<string, unknown> = {};
+const client: FibClient = await connect({ url, queue: ${JSON.stringify(queue)} });
+const fib30: bigint = await client.fib(30);
+seen.fib30 = fib30 === 832040n;
+const many = await Promise.all(Array.from({ length: 500 }, (_, i) => client.fib(i % 100)));
+seen.many = many.length;
+seen.fib99 = String(many[99]);
+try {
+  await client.fib(2_000_000);
+} catch (err) {
+  seen.serverError = err instanceof ServerError ? [err.code, err.exitCode] : String(err);
+}
+const controller = new AbortController();
+const aborted = client.fib(90, { signal: controller.signal });
+controller.abort();
+try {
+  await aborted;
+} catch (err) {
+  seen.aborted = err instanceof Error ? err.name : String(err);
+}
+// The aborted call's reply comes and is ignored: the next call gets its own answer.
+seen.after = String(await client.fib(10));
+const idle = await connect({ url, queue: ${JSON.stringify(idle)} });
+try {
+  await idle.fib(5, { timeout: 300 });
+} catch (err) {
+  seen.timeout = err instanceof FibrpcError ? [err.code, err.exitCode] : String(err);
+}
+await idle.close();
+await client.close();
+console.log(JSON.stringify(seen));
+`,
+      );
+      const installed = npm(["install", "fibrpc"], project);
+      expect(installed.code, installed.stderr).toBe(0);
+      const tsc = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", project], { cwd: project, stdout: "pipe" });
+      expect(tsc.exitCode, tsc.stdout.toString()).toBe(0);
+      const expected = {
+        fib30: true,
+        many: 500,
+        fib99: "218922995834555169026",
+        serverError: ["N_TOO_LARGE", 76],
+        aborted: "AbortError",
+        after: "55",
+        timeout: ["TIMEOUT", 75],
+      };
+      for (const runtime of ["node", process.execPath]) {
+        const ran = Bun.spawnSync([runtime, "out/main.js"], { cwd: project, env, stdout: "pipe", stderr: "pipe" });
+        expect({ runtime, code: ran.exitCode, stderr: ran.stderr.toString() }).toEqual({
+          runtime,
+          code: 0,
+          stderr: "",
+        });
+        expect(JSON.parse(ran.stdout.toString())).toEqual(expected);
+      }
+    },
+    120_000,
+  );
+
+  test.if(process.platform === "linux" && process.arch === "x64")(
+    "start-up: `call 30` cold through npm's fibrpc and through the launcher, against the bare binary (printed)",
+    () => {
+      if (!installedBin || !launcherBin) throw new Error("needs the two installs of the tests above");
+      const commands = { bare: join(DIST, `fibrpc-${v}-linux-x64`), npm: installedBin, launcher: launcherBin };
+      const times: Record<string, number[]> = { bare: [], npm: [], launcher: [] };
+      // Interleaved, so that the machine's load falls on all three alike; medians of 15.
+      for (let round = 0; round < 15; round++) {
+        for (const [name, bin] of Object.entries(commands)) {
+          const started = performance.now();
+          expect(fibrpc([bin])).toEqual(answered);
+          times[name]!.push(performance.now() - started);
+        }
+      }
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      const bare = median(times.bare!);
+      console.log(
+        `start-up, call 30 cold, median of 15: bare ${bare.toFixed(1)} ms; ` +
+          `npm install -g ${median(times.npm!).toFixed(1)} ms (${(median(times.npm!) / bare).toFixed(2)}×); ` +
+          `launcher ${median(times.launcher!).toFixed(1)} ms (${(median(times.launcher!) / bare).toFixed(2)}×)`,
+      );
+    },
+    120_000,
+  );
+
+  test("npm install --os darwin --cpu arm64 resolves @fibrpc/darwin-arm64, and no other platform's", () => {
+    const project = tempFolder("fibrpc-npm-darwin-");
+    writeFileSync(join(project, "package.json"), "{}\n");
+    const installed = npm(["install", "--os", "darwin", "--cpu", "arm64", "fibrpc"], project);
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(readdirSync(join(project, "node_modules/@fibrpc"))).toEqual(["darwin-arm64"]);
+    expect(existsSync(join(project, "node_modules/@fibrpc/darwin-arm64/bin/fibrpc"))).toBe(true);
+  }, 120_000);
+});
+
+/** The environment without the developer's FIBRPC_* and OTEL_* settings. */
+function withoutSettings(from: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, value] of Object.entries(from))
+    if (value !== undefined && !k.startsWith("FIBRPC_") && !k.startsWith("OTEL_")) env[k] = value;
+  return env;
 }

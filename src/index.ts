@@ -1,0 +1,173 @@
+/**
+ * fibrpc as a library: `import { connect } from "fibrpc"`.
+ *
+ *   const client = await connect({ url: "amqp://guest:guest@127.0.0.1:5672" });
+ *   await client.fib(30); // 832040n
+ *   await client.close();
+ *
+ * The client is rpc/client.ts's RpcClient, the one `fibrpc call` uses (Direct Reply-to, publisher
+ * confirms, plain decimal bodies), wrapped so that a call resolves to a bigint or rejects with an
+ * error class instead of returning an outcome. It runs on Node.js ≥ 20 and on Bun: scripts/npm.ts
+ * builds it for Node, with amqplib bundled in, so the package has no dependencies to install.
+ * Nothing here reads the environment or a file: every setting is an option.
+ */
+import { parseBrokerUrls } from "./broker-url.ts";
+import { DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS, DEFAULT_URL } from "./config.ts";
+import { EXIT_CODES, FibrpcError, usageError } from "./errors.ts";
+import { RpcClient, type CallOutcome, type ClientOptions } from "./rpc/client.ts";
+import { MAX_PROTOCOL_N } from "./rpc/protocol.ts";
+
+export { FibrpcError, type ClientErrorCode, type ErrorDetails, type ErrorReason } from "./errors.ts";
+export { ErrorCode as ServerErrorCode } from "./rpc/error-codes.ts";
+
+/** The longest timeout a timer can hold (2^31 − 1 ms, ~24.8 days). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+export interface ConnectOptions {
+  /**
+   * The broker: an amqp:// or amqps:// URL, or several, tried in order until one answers.
+   * Default amqp://guest:guest@127.0.0.1:5672.
+   */
+  url?: string | readonly string[];
+  /** The request queue the servers consume. Default rpc_queue. */
+  queue?: string;
+  /** Each call's budget in milliseconds, end to end, unless the call gives its own. Default 30000. */
+  timeout?: number;
+  /** For amqps:// URLs: the CA that signed the broker's certificate, and a client certificate and key (PEM). */
+  tls?: { ca?: string | Uint8Array; cert?: string | Uint8Array; key?: string | Uint8Array };
+}
+
+export interface CallOptions {
+  /** This call's budget in milliseconds (default: the client's timeout). */
+  timeout?: number;
+  /** Aborting it rejects the call with the signal's reason (an AbortError); a late reply is ignored. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The server answered with an error reply: `code` is the server's (N_TOO_LARGE, NEGATIVE_N,
+ * DEADLINE_EXCEEDED, POISON_REQUEST, INTERNAL, …), as `fibrpc call` prints it.
+ */
+export class ServerError extends Error {
+  override readonly name = "ServerError";
+  /** The exit code `fibrpc call` gives the same outcome (76, EX_PROTOCOL). */
+  readonly exitCode = EXIT_CODES.REMOTE_ERROR.code;
+  constructor(
+    readonly code: string,
+    message: string,
+    /** The n that was asked for. */
+    readonly n: number,
+  ) {
+    super(message);
+  }
+}
+
+const noLog = { debug() {}, info() {}, warn() {} };
+
+function timeoutOf(ms: unknown, what: string): number {
+  if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_TIMEOUT_MS)
+    throw usageError(`${what} must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${String(ms)}`);
+  return ms;
+}
+
+function bytesOf(pem: string | Uint8Array | undefined): Uint8Array | undefined {
+  return typeof pem === "string" ? new TextEncoder().encode(pem) : pem;
+}
+
+/** What a call's outcome means to a caller of fib(): the number, or the error it throws. */
+function resultOf(outcome: CallOutcome): bigint {
+  if (outcome.ok) return BigInt(outcome.result);
+  if (outcome.error) throw outcome.error;
+  throw new ServerError(outcome.code, outcome.message, outcome.n);
+}
+
+/** Connects to the broker and returns a client; rejects with a FibrpcError (BROKER_UNREACHABLE, ACCESS_REFUSED, …). */
+export async function connect(options: ConnectOptions = {}): Promise<FibClient> {
+  const urls = options.url ?? DEFAULT_URL;
+  const clientOptions: ClientOptions = {
+    broker: {
+      urls: parseBrokerUrls((typeof urls === "string" ? [urls] : urls).map((text) => ({ text, source: "url" }))),
+      tls: { ca: bytesOf(options.tls?.ca), cert: bytesOf(options.tls?.cert), key: bytesOf(options.tls?.key) },
+    },
+    queue: options.queue ?? DEFAULT_QUEUE,
+    replyQueue: "direct",
+    format: "text",
+    timeoutMs: timeoutOf(options.timeout ?? DEFAULT_TIMEOUT_MS, "timeout"),
+    log: noLog,
+  };
+  return new Client(clientOptions, await RpcClient.connect(clientOptions));
+}
+
+/**
+ * A connection to the broker and the calls in flight on it: as many at once as you like. If the
+ * connection is lost, the calls in flight reject with CONNECTION_LOST and the next call connects again.
+ */
+export interface FibClient {
+  /** fib(n) as computed by a server: resolves to a bigint, or rejects with a FibrpcError, a ServerError or the signal's reason. */
+  fib(n: number, options?: CallOptions): Promise<bigint>;
+  /** Closes the connection; calls still in flight reject with CONNECTION_LOST. */
+  close(): Promise<void>;
+}
+
+/** FibClient; not exported, so that the package's types name none of the internals it holds. */
+class Client implements FibClient {
+  readonly #options: ClientOptions;
+  #client: Promise<RpcClient>;
+  #closed = false;
+
+  constructor(options: ClientOptions, client: RpcClient) {
+    this.#options = options;
+    this.#client = Promise.resolve(client);
+  }
+
+  async fib(n: number, options: CallOptions = {}): Promise<bigint> {
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
+      throw usageError(`invalid n ${String(n)}: n must be a whole number from 0 to ${MAX_PROTOCOL_N}`);
+    const budget = timeoutOf(options.timeout ?? this.#options.timeoutMs, "timeout");
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const deadline = Date.now() + budget;
+    const client = await this.#usable(deadline);
+    signal?.throwIfAborted();
+    const id = client.newCorrelationId();
+    const outcome = client.call(n, deadline, id);
+    if (!signal) return resultOf(await outcome);
+    return new Promise<bigint>((resolve, reject) => {
+      const onAbort = () => {
+        client.abandon(id);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      outcome.then((settled) => {
+        signal.removeEventListener("abort", onAbort);
+        try {
+          resolve(resultOf(settled));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = await this.#client.catch(() => undefined);
+    await client?.close();
+  }
+
+  /** The client, connected again (by `deadline`) if its connection was lost. */
+  async #usable(deadline: number): Promise<RpcClient> {
+    if (this.#closed)
+      throw new FibrpcError("CONNECTION_LOST", "the client is closed: connect() again", { reason: "client-closed" });
+    const current = this.#client;
+    const client = await current.catch(() => undefined);
+    if (client?.usable) return client;
+    // One reconnection for all the calls that find the connection gone; a failed one is tried
+    // again by the next call.
+    if (this.#client === current) {
+      client?.close().catch(() => {});
+      this.#client = RpcClient.connect(this.#options, deadline);
+    }
+    return this.#client;
+  }
+}
