@@ -7,7 +7,7 @@
  * The way esbuild, Biome and Bun ship native binaries through npm: each platform package carries
  * one release binary and says where it runs (`os`, `cpu`, and on Linux `libc: ["glibc"]`), so npm
  * installs only the one that fits; the root package names them all as optionalDependencies and holds
- *   - bin/fibrpc: a Node.js launcher (scripts/npm/launcher.js) that runs the platform's binary, and
+ *   - bin/fibrpc.js: a Node.js launcher (scripts/npm/launcher.js) that runs the platform's binary, and
  *     that its install script (scripts/npm/install.js) replaces with the binary itself: no download,
  *     nothing but what npm already installed;
  *   - lib/: the client library (`import { connect } from "fibrpc"`, src/index.ts), built for Node.js
@@ -38,11 +38,6 @@ export interface NpmPackagesOptions {
   binaryOf: (release: string) => string;
   /** Where the tarballs go. */
   outDir: string;
-}
-
-/** The tarball names, by package: what `npm pack` names them. */
-export function tarballName(packageName: string, version: string): string {
-  return `${packageName.replace(/^@/, "").replace("/", "-")}-${version}.tgz`;
 }
 
 /** Makes the packages in a staging folder and packs them into `outDir`; returns the tarballs' paths. */
@@ -97,7 +92,7 @@ async function buildRootPackage(dir: string, version: string): Promise<void> {
   });
   if (!built.success) throw new Error(`the library did not build: ${built.logs.map(String).join("; ")}`);
   writeTypes(lib);
-  copyFileSync(join(ROOT, "scripts/npm/launcher.js"), join(dir, "bin/fibrpc"));
+  copyFileSync(join(ROOT, "scripts/npm/launcher.js"), join(dir, "bin/fibrpc.js"));
   copyFileSync(join(ROOT, "scripts/npm/install.js"), join(dir, "install.js"));
   copyFileSync(join(ROOT, "scripts/npm/README.md"), join(dir, "README.md"));
   copyFileSync(join(ROOT, "LICENSE"), join(dir, "LICENSE"));
@@ -108,7 +103,7 @@ async function buildRootPackage(dir: string, version: string): Promise<void> {
     ...ABOUT,
     keywords: ["rabbitmq", "amqp", "rpc", "fibonacci", "cli"],
     type: "module",
-    bin: { fibrpc: "bin/fibrpc" },
+    bin: { fibrpc: "bin/fibrpc.js" },
     exports: { ".": { types: "./lib/index.d.ts", default: "./lib/index.js" }, "./package.json": "./package.json" },
     types: "./lib/index.d.ts",
     files: ["bin", "lib", "install.js"],

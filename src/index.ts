@@ -40,8 +40,22 @@ export interface ConnectOptions {
 export interface CallOptions {
   /** This call's budget in milliseconds (default: the client's timeout). */
   timeout?: number;
-  /** Aborting it rejects the call with the signal's reason (an AbortError); a late reply is ignored. */
-  signal?: AbortSignal;
+  /**
+   * Aborting it rejects the call with the signal's reason (an AbortError from AbortController's
+   * abort()); its reply, if one comes, is ignored.
+   */
+  signal?: AbortSignalLike;
+}
+
+/**
+ * What a call needs of an AbortSignal: the DOM's, Node's and Bun's all fit. Named here so that the
+ * package's types need neither the DOM library nor @types/node.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
 }
 
 /**
@@ -83,10 +97,11 @@ function resultOf(outcome: CallOutcome): bigint {
 
 /** Connects to the broker and returns a client; rejects with a FibrpcError (BROKER_UNREACHABLE, ACCESS_REFUSED, …). */
 export async function connect(options: ConnectOptions = {}): Promise<FibClient> {
-  const urls = options.url ?? DEFAULT_URL;
+  const urls = typeof options.url === "string" ? [options.url] : (options.url ?? [DEFAULT_URL]);
+  if (urls.length === 0) throw usageError("url names no broker: give an amqp:// or amqps:// URL, or a list of them");
   const clientOptions: ClientOptions = {
     broker: {
-      urls: parseBrokerUrls((typeof urls === "string" ? [urls] : urls).map((text) => ({ text, source: "url" }))),
+      urls: parseBrokerUrls(urls.map((text) => ({ text, source: "url" }))),
       tls: { ca: bytesOf(options.tls?.ca), cert: bytesOf(options.tls?.cert), key: bytesOf(options.tls?.key) },
     },
     queue: options.queue ?? DEFAULT_QUEUE,
@@ -94,6 +109,7 @@ export async function connect(options: ConnectOptions = {}): Promise<FibClient> 
     format: "text",
     timeoutMs: timeoutOf(options.timeout ?? DEFAULT_TIMEOUT_MS, "timeout"),
     log: noLog,
+    connectionName: "fibrpc library",
   };
   return new Client(clientOptions, await RpcClient.connect(clientOptions));
 }
@@ -105,19 +121,29 @@ export async function connect(options: ConnectOptions = {}): Promise<FibClient> 
 export interface FibClient {
   /** fib(n) as computed by a server: resolves to a bigint, or rejects with a FibrpcError, a ServerError or the signal's reason. */
   fib(n: number, options?: CallOptions): Promise<bigint>;
-  /** Closes the connection; calls still in flight reject with CONNECTION_LOST. */
+  /** Closes the connection; calls still in flight reject with CONNECTION_LOST, and later calls too. */
   close(): Promise<void>;
+}
+
+function closedError(): FibrpcError {
+  return new FibrpcError("CONNECTION_LOST", "the client is closed: connect() again", { reason: "client-closed" });
 }
 
 /** FibClient; not exported, so that the package's types name none of the internals it holds. */
 class Client implements FibClient {
   readonly #options: ClientOptions;
+  /** The connection, or the attempt to make one again (which may have failed). */
   #client: Promise<RpcClient>;
+  /** The connected client, once #client has resolved: the fast path of a call needs no await. */
+  #ready: RpcClient | undefined;
+  /** An attempt to connect again is under way. */
+  #connecting = false;
   #closed = false;
 
   constructor(options: ClientOptions, client: RpcClient) {
     this.#options = options;
     this.#client = Promise.resolve(client);
+    this.#ready = client;
   }
 
   async fib(n: number, options: CallOptions = {}): Promise<bigint> {
@@ -125,10 +151,10 @@ class Client implements FibClient {
       throw usageError(`invalid n ${String(n)}: n must be a whole number from 0 to ${MAX_PROTOCOL_N}`);
     const budget = timeoutOf(options.timeout ?? this.#options.timeoutMs, "timeout");
     const { signal } = options;
-    signal?.throwIfAborted();
+    if (signal?.aborted) throw signal.reason;
+    if (this.#closed) throw closedError();
     const deadline = Date.now() + budget;
-    const client = await this.#usable(deadline);
-    signal?.throwIfAborted();
+    const client = this.#ready?.usable ? this.#ready : await this.#usable(deadline, budget, signal);
     const id = client.newCorrelationId();
     const outcome = client.call(n, deadline, id);
     if (!signal) return resultOf(await outcome);
@@ -151,23 +177,88 @@ class Client implements FibClient {
 
   async close(): Promise<void> {
     this.#closed = true;
-    const client = await this.#client.catch(() => undefined);
-    await client?.close();
+    this.#ready = undefined;
+    // An attempt to connect again may be under way: close whatever connection #client ends up as.
+    for (;;) {
+      const current = this.#client;
+      const client = await current.catch(() => undefined);
+      await client?.close();
+      if (this.#client === current) return;
+    }
   }
 
-  /** The client, connected again (by `deadline`) if its connection was lost. */
-  async #usable(deadline: number): Promise<RpcClient> {
-    if (this.#closed)
-      throw new FibrpcError("CONNECTION_LOST", "the client is closed: connect() again", { reason: "client-closed" });
-    const current = this.#client;
-    const client = await current.catch(() => undefined);
-    if (client?.usable) return client;
-    // One reconnection for all the calls that find the connection gone; a failed one is tried
-    // again by the next call.
-    if (this.#client === current) {
-      client?.close().catch(() => {});
-      this.#client = RpcClient.connect(this.#options, deadline);
+  /**
+   * The client, connected again if its connection was lost: one attempt at a time, shared by the
+   * calls that find the connection gone, with the client's own timeout. Each call waits for it
+   * within its own deadline and signal; a call that waited on an attempt that failed gets its error.
+   */
+  async #usable(deadline: number, budget: number, signal: AbortSignalLike | undefined): Promise<RpcClient> {
+    for (;;) {
+      const current = this.#client;
+      const joined = this.#connecting;
+      const settled = await within(
+        current.then(
+          (client) => ({ client }),
+          (error: unknown) => ({ error }),
+        ),
+        deadline,
+        signal,
+        () =>
+          new FibrpcError(
+            "TIMEOUT",
+            "no reply within the timeout: the connection to the broker was lost, and it is not back yet",
+            { reason: "connection-lost", timeoutMs: budget },
+          ),
+      );
+      if (this.#closed) throw closedError();
+      if ("client" in settled && settled.client.usable) return settled.client;
+      if ("error" in settled && joined) throw settled.error;
+      if (this.#client === current) this.#reconnect("client" in settled ? settled.client : undefined);
     }
-    return this.#client;
   }
+
+  #reconnect(lost: RpcClient | undefined): void {
+    lost?.close().catch(() => {});
+    this.#ready = undefined;
+    this.#connecting = true;
+    const attempt = RpcClient.connect(this.#options);
+    this.#client = attempt;
+    attempt.then(
+      (client) => {
+        if (this.#client === attempt) this.#ready = client;
+      },
+      () => {},
+    );
+    attempt
+      .finally(() => {
+        if (this.#client === attempt) this.#connecting = false;
+      })
+      .catch(() => {});
+  }
+}
+
+/**
+ * `promise`, or a rejection with `timedOut()` at `deadline` or with the signal's reason when it
+ * aborts, whichever comes first; nothing is left behind (timer, listener).
+ */
+function within<T>(
+  promise: Promise<T>,
+  deadline: number,
+  signal: AbortSignalLike | undefined,
+  timedOut: () => Error,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done = (settle: () => void) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      settle();
+    };
+    const onAbort = () => done(() => reject(signal?.reason));
+    const timer = setTimeout(() => done(() => reject(timedOut())), Math.max(0, deadline - Date.now()));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => done(() => resolve(value)),
+      (err: unknown) => done(() => reject(err)),
+    );
+  });
 }

@@ -5,8 +5,9 @@
  *
  * - The registry keeps its packages in a temporary folder and has no uplink: what is installed
  *   from it is what the test published, nothing from the public registry.
- * - `npmEnv` points npm at it through a user config, cache, global config, prefix and logs folder
- *   of the test's own: the machine's npm configuration and cache are not read or written.
+ * - `env` points npm, npx and bun at it through a user config, cache, global config, prefix, logs
+ *   folder, HOME and XDG folders of the test's own: the machine's npm and bun configuration and
+ *   caches are not read or written (the caller drops the npm_config_* and BUN_* it inherited).
  * - stop() ends Verdaccio; the test file's cleanup removes the folders (tempFolder).
  */
 import { writeFileSync } from "node:fs";
@@ -78,6 +79,9 @@ export async function startNpmRegistry(): Promise<NpmRegistry> {
   const env: Record<string, string> = {
     PATH: `${join(prefix, "bin")}:${process.env.PATH}`,
     HOME: join(home, "home"),
+    // bun reads $XDG_CONFIG_HOME/.bunfig.toml; neither it nor npm may find the machine's.
+    XDG_CONFIG_HOME: join(home, "config"),
+    XDG_CACHE_HOME: join(home, "cache"),
     npm_config_userconfig: npmrc,
     npm_config_globalconfig: empty,
     npm_config_registry: url,

@@ -1,21 +1,24 @@
 // fibrpc's install script (postinstall of the root package): puts this platform's binary, from the
-// platform package npm already installed, in the place of the launcher bin/fibrpc, so that `fibrpc`
-// starts as fast as the binary itself (a Node.js launcher adds ~40 ms to every run; esbuild and Bun's
-// own npm packages do the same). It downloads nothing. Whatever goes wrong, it leaves the launcher in
-// place, which works, only slower, and the install succeeds.
-import { chmodSync, copyFileSync, linkSync, renameSync, rmSync } from "node:fs";
+// platform package npm already installed, in the place of the launcher bin/fibrpc.js, so that
+// `fibrpc` starts as fast as the binary itself (the Node.js launcher adds Node.js's start-up to every
+// run; esbuild and Bun's own npm packages do the same). It downloads nothing. Whatever goes wrong, it
+// leaves the launcher in place, which works, only slower, and the install succeeds.
+import { chmodSync, copyFileSync, linkSync, renameSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { binaryPath, platformFor } from "./lib/platforms.js";
+import { binaryPath, platformFor, runningLibc } from "./lib/platforms.js";
 
 const root = dirname(fileURLToPath(import.meta.url));
+const launcher = join(root, "bin", "fibrpc.js");
+const next = `${launcher}.next`;
 
 function install() {
   // Windows runs bin entries through npm's cmd shims, which expect the JavaScript launcher.
   if (process.platform === "win32") return;
-  // No C library check: on musl npm did not install the glibc package, and the resolve below fails.
-  const found = platformFor(process.platform, process.arch, undefined);
+  // The C library too: an npm before 10, or a lockfile without libc, installs the glibc package on
+  // musl, where its binary cannot start; the launcher then says what to install instead.
+  const found = platformFor(process.platform, process.arch, runningLibc());
   if (found.error) return;
   let binary;
   try {
@@ -26,8 +29,9 @@ function install() {
   } catch {
     return; // Not installed: the launcher says so when run.
   }
-  const launcher = join(root, "bin", "fibrpc");
-  const next = `${launcher}.next`;
+  // Run before (npm rebuild): the launcher is that binary already.
+  const [from, to] = [statSync(binary), statSync(launcher)];
+  if (from.ino === to.ino && from.dev === to.dev) return;
   rmSync(next, { force: true });
   try {
     // A hard link costs no space (the binary is ~100 MB); across file systems, a copy.
@@ -36,12 +40,13 @@ function install() {
     copyFileSync(binary, next);
   }
   chmodSync(next, 0o755);
-  // A rename replaces the launcher in one step: never a half-written bin/fibrpc.
+  // A rename replaces the launcher in one step: never a half-written bin/fibrpc.js.
   renameSync(next, launcher);
 }
 
 try {
   install();
 } catch (err) {
+  rmSync(next, { force: true });
   process.stderr.write(`fibrpc: kept the Node.js launcher (${err.message})\n`);
 }

@@ -54,6 +54,8 @@ export interface ClientOptions {
    * Undefined (tracing off) costs each call one check.
    */
   tracer?: Tracer;
+  /** The connection's name in the broker's management UI and `rabbitmqctl list_connections` (default "fibrpc call"). */
+  connectionName?: string;
 }
 
 /**
@@ -137,7 +139,8 @@ export class RpcClient {
    * connection attempt ends by `deadline` (ms since the epoch) at the latest.
    */
   static async connect(options: ClientOptions, deadline = Date.now() + options.timeoutMs): Promise<RpcClient> {
-    const { model: connection, url } = await connectToFirst(options.broker, deadline, "fibrpc call", (error) =>
+    const name = options.connectionName ?? "fibrpc call";
+    const { model: connection, url } = await connectToFirst(options.broker, deadline, name, (error) =>
       options.log.debug(error.message),
     );
     // The broker may refuse the set-up below and close the connection (a channel over the

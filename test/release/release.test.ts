@@ -155,6 +155,9 @@ function readFileLines(path: string): string[] {
  * test/npm-registry.ts) and installed from it with npm, npx and bun, each with a config, cache and
  * prefix of the test's own. Calls go to a `fibrpc serve` of this checkout on a queue of the test's.
  */
+/** No npm, npx, bun or fibrpc run of these tests takes this long; one that hangs is killed. */
+const SPAWN_TIMEOUT_MS = 90_000;
+
 describe("the npm packages, through a private registry", () => {
   let registry: NpmRegistry;
   let queue: string;
@@ -184,16 +187,23 @@ describe("the npm packages, through a private registry", () => {
   });
 
   function npm(args: string[], cwd: string, more: Record<string, string> = {}) {
-    const proc = Bun.spawnSync(["npm", ...args], { cwd, env: { ...env, ...more }, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawnSync(["npm", ...args], {
+      cwd,
+      env: { ...env, ...more },
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: SPAWN_TIMEOUT_MS,
+    });
     return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
   }
 
-  function fibrpc(command: string[], cwd = "/") {
+  function fibrpc(command: string[], cwd = "/", more: Record<string, string> = {}) {
     const proc = Bun.spawnSync([...command, "call", "--queue", queue, "--url", URL, "--timeout", "30s", "30"], {
       cwd,
-      env,
+      env: { ...env, ...more },
       stdout: "pipe",
       stderr: "pipe",
+      timeout: SPAWN_TIMEOUT_MS,
     });
     return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
   }
@@ -206,7 +216,7 @@ describe("the npm packages, through a private registry", () => {
       const installed = npm(["install", "-g", "fibrpc"], tempFolder("fibrpc-npm-g-"));
       expect(installed.code, installed.stderr).toBe(0);
       const bin = join(registry.prefix, "bin", "fibrpc");
-      const version = Bun.spawnSync([bin, "--version"], { cwd: "/", env, stdout: "pipe" });
+      const version = Bun.spawnSync([bin, "--version"], { cwd: "/", env, stdout: "pipe", timeout: SPAWN_TIMEOUT_MS });
       expect(version.stdout.toString()).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
       expect(fibrpc(["fibrpc"])).toEqual(answered);
       // The install script put the release binary there (no Node.js in between at start-up).
@@ -233,7 +243,11 @@ describe("the npm packages, through a private registry", () => {
       const omitted = tempFolder("fibrpc-npm-omit-");
       writeFileSync(join(omitted, "package.json"), "{}\n");
       expect(npm(["install", "--omit=optional", "fibrpc"], omitted).code).toBe(0);
-      const run = Bun.spawnSync([join(omitted, "node_modules/.bin/fibrpc"), "--version"], { env, stderr: "pipe" });
+      const run = Bun.spawnSync([join(omitted, "node_modules/.bin/fibrpc"), "--version"], {
+        env,
+        stderr: "pipe",
+        timeout: SPAWN_TIMEOUT_MS,
+      });
       expect(run.exitCode).toBe(1);
       expect(run.stderr.toString()).toBe(
         "fibrpc: the package @fibrpc/linux-x64, which holds fibrpc for linux-x64, is not installed " +
@@ -245,9 +259,12 @@ describe("the npm packages, through a private registry", () => {
   );
 
   test.if(process.platform === "linux" && process.arch === "x64")(
-    "npx fibrpc call 30",
+    "npx fibrpc call 30 (npx installing it: no global or local fibrpc for it to find)",
     () => {
-      expect(fibrpc(["npx", "--yes", "fibrpc"], tempFolder("fibrpc-npx-"))).toEqual(answered);
+      const cache = tempFolder("fibrpc-npx-cache-");
+      const more = { npm_config_prefix: tempFolder("fibrpc-npx-prefix-"), npm_config_cache: cache };
+      expect(fibrpc(["npx", "--yes", "fibrpc"], tempFolder("fibrpc-npx-"), more)).toEqual(answered);
+      expect(readdirSync(join(cache, "_npx")).length).toBe(1);
     },
     120_000,
   );
@@ -334,8 +351,46 @@ console.log(JSON.stringify(seen));
       );
       const installed = npm(["install", "fibrpc"], project);
       expect(installed.code, installed.stderr).toBe(0);
-      const tsc = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", project], { cwd: project, stdout: "pipe" });
+      const tsc = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", project], {
+        cwd: project,
+        stdout: "pipe",
+        timeout: SPAWN_TIMEOUT_MS,
+      });
       expect(tsc.exitCode, tsc.stdout.toString()).toBe(0);
+      // The package's types need nothing but the language: no DOM, no @types/node.
+      writeFileSync(
+        join(project, "types-only.ts"),
+        `import type { CallOptions, FibClient } from "fibrpc";
+import { connect, FibrpcError, ServerError, ServerErrorCode } from "fibrpc";
+export const use = async (options: CallOptions): Promise<bigint> => {
+  const client: FibClient = await connect({ url: "amqp://127.0.0.1", timeout: 1000 });
+  const codes: string[] = [ServerErrorCode.N_TOO_LARGE, new FibrpcError("TIMEOUT", "").code, new ServerError("X", "", 1).code];
+  return (await client.fib(codes.length, options)) + 1n;
+};
+`,
+      );
+      writeFileSync(
+        join(project, "tsconfig.types-only.json"),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            noEmit: true,
+            skipLibCheck: false,
+            target: "ES2022",
+            module: "NodeNext",
+            moduleResolution: "NodeNext",
+            lib: ["ES2022"],
+            types: [],
+          },
+          files: ["types-only.ts"],
+        }),
+      );
+      const bare = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", "tsconfig.types-only.json"], {
+        cwd: project,
+        stdout: "pipe",
+        timeout: SPAWN_TIMEOUT_MS,
+      });
+      expect(bare.exitCode, bare.stdout.toString()).toBe(0);
       const expected = {
         fib30: true,
         many: 500,
@@ -346,7 +401,13 @@ console.log(JSON.stringify(seen));
         timeout: ["TIMEOUT", 75],
       };
       for (const runtime of ["node", process.execPath]) {
-        const ran = Bun.spawnSync([runtime, "out/main.js"], { cwd: project, env, stdout: "pipe", stderr: "pipe" });
+        const ran = Bun.spawnSync([runtime, "out/main.js"], {
+          cwd: project,
+          env,
+          stdout: "pipe",
+          stderr: "pipe",
+          timeout: SPAWN_TIMEOUT_MS,
+        });
         expect({ runtime, code: ran.exitCode, stderr: ran.stderr.toString() }).toEqual({
           runtime,
           code: 0,
@@ -393,10 +454,13 @@ console.log(JSON.stringify(seen));
   }, 120_000);
 });
 
-/** The environment without the developer's FIBRPC_* and OTEL_* settings. */
+/**
+ * The environment without the developer's settings for fibrpc (FIBRPC_*, OTEL_*), npm (npm_config_*,
+ * also set by `npm run`) and bun (BUN_*): the registry's environment then says all there is.
+ */
 function withoutSettings(from: NodeJS.ProcessEnv): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, value] of Object.entries(from))
-    if (value !== undefined && !k.startsWith("FIBRPC_") && !k.startsWith("OTEL_")) env[k] = value;
+    if (value !== undefined && !/^(FIBRPC_|OTEL_|BUN_|npm_)/i.test(k)) env[k] = value;
   return env;
 }
