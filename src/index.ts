@@ -119,7 +119,10 @@ export async function connect(options: ConnectOptions = {}): Promise<FibClient> 
  * connection is lost, the calls in flight reject with CONNECTION_LOST and the next call connects again.
  */
 export interface FibClient {
-  /** fib(n) as computed by a server: resolves to a bigint, or rejects with a FibrpcError, a ServerError or the signal's reason. */
+  /**
+   * fib(n) as computed by a server: resolves to a bigint, or rejects with a FibrpcError, a ServerError
+   * or the signal's reason.
+   */
   fib(n: number, options?: CallOptions): Promise<bigint>;
   /** Closes the connection; calls still in flight reject with CONNECTION_LOST, and later calls too. */
   close(): Promise<void>;
