@@ -166,9 +166,9 @@ class Client implements FibClient {
         client.abandon(id);
         reject(signal.reason);
       };
-      signal.addEventListener("abort", onAbort, { once: true });
+      const stopWatching = onAbortOf(signal, onAbort);
       outcome.then((settled) => {
-        signal.removeEventListener("abort", onAbort);
+        stopWatching();
         try {
           resolve(resultOf(settled));
         } catch (err) {
@@ -253,15 +253,45 @@ function within<T>(
   return new Promise<T>((resolve, reject) => {
     const done = (settle: () => void) => {
       clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
+      stopWatching?.();
       settle();
     };
-    const onAbort = () => done(() => reject(signal?.reason));
     const timer = setTimeout(() => done(() => reject(timedOut())), Math.max(0, deadline - Date.now()));
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const stopWatching = signal && onAbortOf(signal, () => done(() => reject(signal.reason)));
     promise.then(
       (value) => done(() => resolve(value)),
       (err: unknown) => done(() => reject(err)),
     );
   });
+}
+
+/** The calls waiting on each signal, and how to remove its one listener. */
+const watched = new WeakMap<AbortSignalLike, { callbacks: Set<() => void>; unlisten: () => void }>();
+
+/**
+ * Runs `callback` when `signal` aborts; returns what stops that. One listener per signal, not one
+ * per call: Node.js warns of a leak at an eleventh listener on one signal, and one signal for a
+ * batch of calls is the common way to cancel them.
+ */
+function onAbortOf(signal: AbortSignalLike, callback: () => void): () => void {
+  let watch = watched.get(signal);
+  if (!watch) {
+    const callbacks = new Set<() => void>();
+    const onAbort = () => {
+      watched.delete(signal);
+      for (const run of callbacks) run();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    watch = { callbacks, unlisten: () => signal.removeEventListener("abort", onAbort) };
+    watched.set(signal, watch);
+  }
+  const mine = watch;
+  mine.callbacks.add(callback);
+  return () => {
+    mine.callbacks.delete(callback);
+    if (mine.callbacks.size === 0 && watched.get(signal) === mine) {
+      watched.delete(signal);
+      mine.unlisten();
+    }
+  };
 }

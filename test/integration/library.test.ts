@@ -37,6 +37,33 @@ async function client(options: Parameters<typeof connect>[0]): Promise<FibClient
   return made;
 }
 
+/** A controller's signal that counts the listeners added to it and still there. */
+function countedSignal(controller: AbortController) {
+  const { signal } = controller;
+  let added = 0;
+  let removed = 0;
+  return {
+    signal: {
+      get aborted() {
+        return signal.aborted;
+      },
+      get reason() {
+        return signal.reason;
+      },
+      addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }) {
+        added++;
+        signal.addEventListener(type, listener, options);
+      },
+      removeEventListener(type: "abort", listener: () => void) {
+        removed++;
+        signal.removeEventListener(type, listener);
+      },
+    },
+    added: () => added,
+    listening: () => added - removed,
+  };
+}
+
 /** What a promise rejects with (fails the test if it resolves). */
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -162,6 +189,25 @@ describe("AbortSignal", () => {
     const next = c.fib(8, { timeout: 20_000 });
     await answerWaiting("21");
     expect(await next).toBe(21n);
+  });
+
+  test("one signal for many calls: one listener on it while they wait, none after; aborting it rejects them all", async () => {
+    const answering = await client({ url: URL, queue: served });
+    const first = countedSignal(new AbortController());
+    expect(
+      await Promise.all(Array.from({ length: 50 }, (_, i) => answering.fib(i, { signal: first.signal }))),
+    ).toHaveLength(50);
+    expect([first.added(), first.listening()]).toEqual([1, 0]);
+
+    const waiting = await client({ url: URL, queue: idle });
+    const controller = new AbortController();
+    const second = countedSignal(controller);
+    const calls = Array.from({ length: 100 }, (_, i) =>
+      rejection(waiting.fib(i, { signal: second.signal, timeout: 20_000 })),
+    );
+    expect(second.listening()).toBe(1);
+    controller.abort();
+    expect(new Set(await Promise.all(calls))).toEqual(new Set([controller.signal.reason]));
   });
 
   test("an already aborted signal: nothing is sent", async () => {
