@@ -270,18 +270,26 @@ describe("the npm packages, through a private registry", () => {
   );
 
   test.if(process.platform === "linux" && process.arch === "x64")(
-    "bun add fibrpc in a fresh project, then its fibrpc call 30",
+    "bun add fibrpc in a fresh project, then its fibrpc call 30 (the launcher; with --trust, the binary itself)",
     () => {
-      const project = tempFolder("fibrpc-bun-add-");
-      writeFileSync(join(project, "package.json"), "{}\n");
-      const added = Bun.spawnSync([process.execPath, "add", "fibrpc"], {
-        cwd: project,
-        env,
-        stdout: "pipe",
-        stderr: "pipe",
-      });
-      expect(added.exitCode, added.stderr.toString()).toBe(0);
-      expect(fibrpc([join(project, "node_modules/.bin/fibrpc")], project)).toEqual(answered);
+      const bunAdd = (...args: string[]) => {
+        const project = tempFolder("fibrpc-bun-add-");
+        writeFileSync(join(project, "package.json"), "{}\n");
+        const added = Bun.spawnSync([process.execPath, "add", ...args, "fibrpc"], {
+          cwd: project,
+          env,
+          stdout: "pipe",
+          stderr: "pipe",
+          timeout: SPAWN_TIMEOUT_MS,
+        });
+        expect(added.exitCode, added.stderr.toString()).toBe(0);
+        expect(fibrpc([join(project, "node_modules/.bin/fibrpc")], project)).toEqual(answered);
+        return readFileSync(realpathSync(join(project, "node_modules/.bin/fibrpc")));
+      };
+      // bun runs no install script of a package the project does not trust: the Node.js launcher stays.
+      expect(bunAdd().subarray(0, 19).toString()).toBe("#!/usr/bin/env node");
+      // Trusted, the install script runs under bun as under npm: the release binary takes its place.
+      expect(Bun.hash(bunAdd("--trust"))).toBe(Bun.hash(readFileSync(join(DIST, `fibrpc-${v}-linux-x64`))));
     },
     120_000,
   );
