@@ -11,7 +11,7 @@
  * builds it for Node, with amqplib bundled in, so the package has no dependencies to install.
  * Nothing here reads the environment or a file: every setting is an option.
  */
-import { parseBrokerUrls } from "./broker-url.ts";
+import { MAX_TIMER_MS, parseBrokerUrls } from "./broker-url.ts";
 import { DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS, DEFAULT_URL } from "./config.ts";
 import { EXIT_CODES, FibrpcError, usageError } from "./errors.ts";
 import { RpcClient, type CallOutcome, type ClientOptions } from "./rpc/client.ts";
@@ -19,9 +19,6 @@ import { MAX_PROTOCOL_N } from "./rpc/protocol.ts";
 
 export { FibrpcError, type ClientErrorCode, type ErrorDetails, type ErrorReason } from "./errors.ts";
 export { ErrorCode as ServerErrorCode } from "./rpc/error-codes.ts";
-
-/** The longest timeout a timer can hold (2^31 − 1 ms, ~24.8 days). */
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export interface ConnectOptions {
   /**
@@ -79,8 +76,8 @@ export class ServerError extends Error {
 const noLog = { debug() {}, info() {}, warn() {} };
 
 function timeoutOf(ms: unknown, what: string): number {
-  if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_TIMEOUT_MS)
-    throw usageError(`${what} must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${String(ms)}`);
+  if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_TIMER_MS)
+    throw usageError(`${what} must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${String(ms)}`);
   return ms;
 }
 

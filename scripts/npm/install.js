@@ -4,10 +4,9 @@
 // run; esbuild and Bun's own npm packages do the same). It downloads nothing. Whatever goes wrong, it
 // leaves the launcher in place, which works, only slower, and the install succeeds.
 import { chmodSync, copyFileSync, linkSync, renameSync, rmSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { binaryPath, platformFor, runningLibc } from "./lib/platforms.js";
+import { installedBinary, platformFor, runningLibc } from "./lib/platforms.js";
 
 const root = dirname(fileURLToPath(import.meta.url));
 const launcher = join(root, "bin", "fibrpc.js");
@@ -22,10 +21,7 @@ function install() {
   if (found.error) return;
   let binary;
   try {
-    binary = join(
-      dirname(createRequire(import.meta.url).resolve(`${found.platform.package}/package.json`)),
-      binaryPath(found.platform),
-    );
+    binary = installedBinary(found.platform);
   } catch {
     return; // Not installed: the launcher says so when run.
   }

@@ -7,10 +7,8 @@
 // A .js file in a "type": "module" package, not an extensionless one: Node.js before 20.10 runs an
 // extensionless file only as CommonJS.
 import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
 import { constants } from "node:os";
-import { dirname, join } from "node:path";
-import { binaryPath, platformFor, runningLibc } from "../lib/platforms.js";
+import { installedBinary, platformFor, runningLibc } from "../lib/platforms.js";
 
 function fail(line) {
   process.stderr.write(`fibrpc: ${line}\n`);
@@ -23,10 +21,7 @@ const { platform } = found;
 
 let binary;
 try {
-  binary = join(
-    dirname(createRequire(import.meta.url).resolve(`${platform.package}/package.json`)),
-    binaryPath(platform),
-  );
+  binary = installedBinary(platform);
 } catch {
   // Only now the C library: npm skips a glibc package on musl, and asking Node.js costs ~50 ms (its
   // process report), too much for every start.

@@ -1,9 +1,11 @@
 /**
  * The platforms fibrpc's npm packages carry a binary for, one package each, and which one this
- * machine needs. No imports: scripts/npm.ts makes the packages from this table and ships it in the
+ * machine needs. Only Node.js's own modules: scripts/npm.ts makes the packages from this table and ships it in the
  * root package, built for Node.js, as lib/platforms.js, which the launcher and the install script read
  * (test/release/npm-platforms.test.ts).
  */
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 
 /**
  * `key` is Node's `${process.platform}-${process.arch}`; `release` is the platform in the release
@@ -32,6 +34,15 @@ export const PLATFORMS: readonly Platform[] = [
   { key: "darwin-arm64", package: "@fibrpc/darwin-arm64", os: "darwin", cpu: "arm64", release: "darwin-arm64" },
   { key: "win32-x64", package: "@fibrpc/win32-x64", os: "win32", cpu: "x64", release: "windows-x64" },
 ];
+
+/**
+ * Where npm installed the binary of `platform`: its package resolved from here, as from the root
+ * package's lib/ (the launcher and the install script both ask). Throws if the package is not installed.
+ */
+export function installedBinary(platform: Platform): string {
+  const manifest = createRequire(import.meta.url).resolve(`${platform.package}/package.json`);
+  return join(dirname(manifest), binaryPath(platform));
+}
 
 /** The binary's path inside its platform package. */
 export function binaryPath(platform: Platform): string {

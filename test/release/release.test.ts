@@ -186,8 +186,9 @@ describe("the npm packages, through a private registry", () => {
     await registry?.stop();
   });
 
-  function npm(args: string[], cwd: string, more: Record<string, string> = {}) {
-    const proc = Bun.spawnSync(["npm", ...args], {
+  /** A command run to its end in the registry's environment (plus `more`), bounded. */
+  function spawn(cmd: string[], cwd: string, more: Record<string, string> = {}) {
+    const proc = Bun.spawnSync(cmd, {
       cwd,
       env: { ...env, ...more },
       stdout: "pipe",
@@ -197,16 +198,11 @@ describe("the npm packages, through a private registry", () => {
     return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
   }
 
-  function fibrpc(command: string[], cwd = "/", more: Record<string, string> = {}) {
-    const proc = Bun.spawnSync([...command, "call", "--queue", queue, "--url", URL, "--timeout", "30s", "30"], {
-      cwd,
-      env: { ...env, ...more },
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: SPAWN_TIMEOUT_MS,
-    });
-    return { code: proc.exitCode, stdout: proc.stdout.toString(), stderr: proc.stderr.toString() };
-  }
+  const npm = (args: string[], cwd: string) => spawn(["npm", ...args], cwd);
+
+  /** `call 30` to the test's serve, through `command` (an installed fibrpc, npx fibrpc, …). */
+  const fibrpc = (command: string[], cwd = "/", more: Record<string, string> = {}) =>
+    spawn([...command, "call", "--queue", queue, "--url", URL, "--timeout", "30s", "30"], cwd, more);
 
   const answered = { code: 0, stdout: "832040\n", stderr: "" };
 
@@ -216,8 +212,8 @@ describe("the npm packages, through a private registry", () => {
       const installed = npm(["install", "-g", "fibrpc"], tempFolder("fibrpc-npm-g-"));
       expect(installed.code, installed.stderr).toBe(0);
       const bin = join(registry.prefix, "bin", "fibrpc");
-      const version = Bun.spawnSync([bin, "--version"], { cwd: "/", env, stdout: "pipe", timeout: SPAWN_TIMEOUT_MS });
-      expect(version.stdout.toString()).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
+      const version = spawn([bin, "--version"], "/");
+      expect(version.stdout).toBe(`fibrpc ${v} (commit ${commit}, bun ${Bun.version}, linux-x64)\n`);
       expect(fibrpc(["fibrpc"])).toEqual(answered);
       // The install script put the release binary there (no Node.js in between at start-up).
       expect(Bun.hash(readFileSync(realpathSync(bin)))).toBe(
@@ -243,13 +239,9 @@ describe("the npm packages, through a private registry", () => {
       const omitted = tempFolder("fibrpc-npm-omit-");
       writeFileSync(join(omitted, "package.json"), "{}\n");
       expect(npm(["install", "--omit=optional", "fibrpc"], omitted).code).toBe(0);
-      const run = Bun.spawnSync([join(omitted, "node_modules/.bin/fibrpc"), "--version"], {
-        env,
-        stderr: "pipe",
-        timeout: SPAWN_TIMEOUT_MS,
-      });
-      expect(run.exitCode).toBe(1);
-      expect(run.stderr.toString()).toBe(
+      const run = spawn([join(omitted, "node_modules/.bin/fibrpc"), "--version"], omitted);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
         "fibrpc: the package @fibrpc/linux-x64, which holds fibrpc for linux-x64, is not installed " +
           "(installed with --omit=optional, or from a lockfile made on another platform?): " +
           "install it with npm i -g fibrpc, or npm i @fibrpc/linux-x64\n",
@@ -275,14 +267,8 @@ describe("the npm packages, through a private registry", () => {
       const bunAdd = (...args: string[]) => {
         const project = tempFolder("fibrpc-bun-add-");
         writeFileSync(join(project, "package.json"), "{}\n");
-        const added = Bun.spawnSync([process.execPath, "add", ...args, "fibrpc"], {
-          cwd: project,
-          env,
-          stdout: "pipe",
-          stderr: "pipe",
-          timeout: SPAWN_TIMEOUT_MS,
-        });
-        expect(added.exitCode, added.stderr.toString()).toBe(0);
+        const added = spawn([process.execPath, "add", ...args, "fibrpc"], project);
+        expect(added.code, added.stderr).toBe(0);
         expect(fibrpc([join(project, "node_modules/.bin/fibrpc")], project)).toEqual(answered);
         return readFileSync(realpathSync(join(project, "node_modules/.bin/fibrpc")));
       };
@@ -359,12 +345,8 @@ console.log(JSON.stringify(seen));
       );
       const installed = npm(["install", "fibrpc"], project);
       expect(installed.code, installed.stderr).toBe(0);
-      const tsc = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", project], {
-        cwd: project,
-        stdout: "pipe",
-        timeout: SPAWN_TIMEOUT_MS,
-      });
-      expect(tsc.exitCode, tsc.stdout.toString()).toBe(0);
+      const tsc = spawn([join(ROOT, "node_modules/.bin/tsc"), "-p", project], project);
+      expect(tsc.code, tsc.stdout).toBe(0);
       // The package's types need nothing but the language: no DOM, no @types/node.
       writeFileSync(
         join(project, "types-only.ts"),
@@ -393,12 +375,8 @@ export const use = async (options: CallOptions): Promise<bigint> => {
           files: ["types-only.ts"],
         }),
       );
-      const bare = Bun.spawnSync([join(ROOT, "node_modules/.bin/tsc"), "-p", "tsconfig.types-only.json"], {
-        cwd: project,
-        stdout: "pipe",
-        timeout: SPAWN_TIMEOUT_MS,
-      });
-      expect(bare.exitCode, bare.stdout.toString()).toBe(0);
+      const bare = spawn([join(ROOT, "node_modules/.bin/tsc"), "-p", "tsconfig.types-only.json"], project);
+      expect(bare.code, bare.stdout).toBe(0);
       const expected = {
         fib30: true,
         many: 500,
@@ -409,19 +387,13 @@ export const use = async (options: CallOptions): Promise<bigint> => {
         timeout: ["TIMEOUT", 75],
       };
       for (const runtime of ["node", process.execPath]) {
-        const ran = Bun.spawnSync([runtime, "out/main.js"], {
-          cwd: project,
-          env,
-          stdout: "pipe",
-          stderr: "pipe",
-          timeout: SPAWN_TIMEOUT_MS,
-        });
-        expect({ runtime, code: ran.exitCode, stderr: ran.stderr.toString() }).toEqual({
+        const ran = spawn([runtime, "out/main.js"], project);
+        expect({ runtime, code: ran.code, stderr: ran.stderr }).toEqual({
           runtime,
           code: 0,
           stderr: "",
         });
-        expect(JSON.parse(ran.stdout.toString())).toEqual(expected);
+        expect(JSON.parse(ran.stdout)).toEqual(expected);
       }
     },
     120_000,
