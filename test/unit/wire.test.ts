@@ -156,6 +156,11 @@ describe("wire", () => {
       { name: "type", properties: { type: "error" }, body: Buffer.from("N_TOO_LARGE: n must be at most 1000000") },
       { name: "timestamp (seconds)", properties: { timestamp: 1_800_000_000 }, body: Buffer.from("30") },
       {
+        name: "persistent, with a timestamp past 2^32 (both halves of the 64 bits)",
+        properties: { deliveryMode: 2, timestamp: 2 ** 33 + 5 },
+        body: Buffer.from("30"),
+      },
+      {
         name: "headers: every integer size and a string",
         properties: { headers: { b: 1, s: -300, i: 70_000, l: 1_800_000_000_000, neg: -5_000_000_000, str: "wörd" } },
         body: Buffer.from("1"),
@@ -193,6 +198,23 @@ describe("wire", () => {
         );
       });
     }
+  });
+
+  test("each publish has its own routing key, however they alternate", async () => {
+    const { wire, written } = fakeWire(4096);
+    const keys = ["rpc_queue", "amq.rabbitmq.reply-to.a", "rpc_queue", "ключ"];
+    for (const key of keys) wire.publish(key, Buffer.from("1"), { correlationId: key });
+    await Promise.resolve();
+    const expected = keys.map((key) => amqplibBytes(7, 4096, key, Buffer.from("1"), { correlationId: key }, false));
+    expect(Buffer.from(written[0]!).equals(Buffer.concat(expected))).toBe(true);
+  });
+
+  test("a short string over 255 bytes is refused before anything is written", async () => {
+    const { wire, written } = fakeWire(4096);
+    expect(() => wire.publish("q", Buffer.from("1"), { correlationId: "é".repeat(128) })).toThrow(RangeError);
+    expect(() => wire.publish("q", Buffer.from("1"), { headers: { ["k".repeat(256)]: 1 } })).toThrow(RangeError);
+    await Promise.resolve();
+    expect(written).toHaveLength(0);
   });
 
   test("a full socket is respected: nothing more is written until it drains, then all of it, in order", async () => {
