@@ -1,0 +1,149 @@
+/**
+ * One call at a time (issue 22, point 3): calls/s of three caller → server pairs in one run, rounds
+ * interleaved (the order turned each round), medians:
+ * - fibrpc: `fibrpc bench -c 1 --n 1` → `fibrpc serve --workers 3`;
+ * - plain amqplib: scripts/bench/ceiling-caller.ts → ceiling-responder.ts (prefetch 100);
+ * - the tutorial: its own Python client class (test/interop/tutorial/rpc_client.py, run as-is but
+ *   for its demo lines, calling fib(1) in a loop) → three of its own rpc_server.py, on `rpc_queue`
+ *   (the tutorial names no other), with Debian's python3-pika.
+ *
+ *   bun scripts/bench/one-in-flight.ts [--rounds 5] [--calls 5000]
+ *
+ * `rpc_queue` must have no consumer of anyone else's; it is deleted afterwards if this made it.
+ */
+import { resolve } from "node:path";
+import { connect } from "amqplib";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const URL = "amqp://guest:guest@127.0.0.1:5672";
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: number) => {
+  const at = args.indexOf(name);
+  return at === -1 ? fallback : Number(args[at + 1]);
+};
+const rounds = flag("--rounds", 5);
+const calls = flag("--calls", 5_000);
+const PYTHON = "/usr/bin/python3"; // Debian's, where python3-pika is
+const TUTORIAL = `${ROOT}/test/interop/tutorial`;
+
+/** The tutorial's client class, defined by its own code, timed over `n` calls of fib(1). */
+const TUTORIAL_CALLER = `
+import sys, time, json
+src = open(sys.argv[1], encoding="utf-8").read()
+src = src[: src.index("fibonacci_rpc = FibonacciRpcClient()")]
+scope = {}
+exec(compile(src, "rpc_client.py", "exec"), scope)
+client = scope["FibonacciRpcClient"]()
+n = int(sys.argv[2])
+for _ in range(100): client.call(1)
+started = time.perf_counter()
+for _ in range(n): assert client.call(1) == 1
+print(json.dumps({"callsPerSecond": n / (time.perf_counter() - started)}))
+`;
+
+interface Pair {
+  label: string;
+  queue: string;
+  servers: string[][];
+  caller: string[];
+  runs: number[];
+}
+const id = process.pid;
+const pairs: Pair[] = [
+  {
+    label: "fibrpc: `bench -c 1` → `serve --workers 3`",
+    queue: `one_in_flight_fibrpc_${id}`,
+    servers: [[`${ROOT}/fibrpc`, "serve", "--workers", "3", "--queue", `one_in_flight_fibrpc_${id}`]],
+    caller: [`${ROOT}/fibrpc`, "bench", "--queue", `one_in_flight_fibrpc_${id}`, "-c", "1", "--n", "1", "--json"],
+    runs: [],
+  },
+  {
+    label: "plain amqplib: caller → responder",
+    queue: `one_in_flight_plain_${id}`,
+    servers: [["bun", `${ROOT}/scripts/bench/ceiling-responder.ts`, URL, `one_in_flight_plain_${id}`, "100"]],
+    caller: ["bun", `${ROOT}/scripts/bench/ceiling-caller.ts`, URL, `one_in_flight_plain_${id}`, "1"],
+    runs: [],
+  },
+  {
+    label: "the tutorial: its Python client → 3 of its servers",
+    queue: "rpc_queue",
+    servers: [1, 2, 3].map(() => [PYTHON, `${TUTORIAL}/rpc_server.py`]),
+    caller: [PYTHON, "-c", TUTORIAL_CALLER, `${TUTORIAL}/rpc_client.py`],
+    runs: [],
+  },
+];
+
+async function callsPerSecond(pair: Pair, n: number): Promise<number> {
+  // The count goes last for every caller: bench takes --requests, the other two a positional count.
+  const cmd = pair.caller[0]!.endsWith("fibrpc")
+    ? [...pair.caller, "--requests", String(n)]
+    : [...pair.caller, String(n)];
+  const proc = Bun.spawn(cmd, { cwd: "/", stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${cmd.slice(0, 3).join(" ")} … exited ${code}: ${err}`);
+  return JSON.parse(out).callsPerSecond;
+}
+
+/** Resolves once `queue` has `count` consumers (polled: the servers say so in different ways). */
+async function consumers(queue: string, count: number): Promise<void> {
+  const amqp = await connect(URL);
+  try {
+    for (let i = 0; i < 300; i++) {
+      const channel = await amqp.createChannel();
+      channel.on("error", () => {});
+      const found = await channel.checkQueue(queue).then(
+        (q) => q.consumerCount,
+        () => 0,
+      );
+      if (found >= count) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`queue ${queue}: not ${count} consumers within 30 s`);
+  } finally {
+    await amqp.close();
+  }
+}
+
+const amqp = await connect(URL);
+const probe = await amqp.createChannel();
+probe.on("error", () => {});
+const rpcQueueBefore = await probe.checkQueue("rpc_queue").then(
+  (q) => q,
+  () => undefined,
+);
+if (rpcQueueBefore && rpcQueueBefore.consumerCount > 0) throw new Error("rpc_queue has consumers: stop them first");
+const processes: Bun.Subprocess[] = [];
+try {
+  for (const pair of pairs) {
+    for (const cmd of pair.servers) processes.push(Bun.spawn(cmd, { cwd: "/", stdout: "ignore", stderr: "ignore" }));
+    // fibrpc serve: one consumer per worker; the others one each.
+    await consumers(pair.queue, pair.queue.includes("fibrpc") ? 3 : pair.servers.length);
+  }
+  for (const pair of pairs) await callsPerSecond(pair, 500); // warm-up
+  for (let round = 0; round < rounds; round++)
+    for (let i = 0; i < pairs.length; i++) {
+      const pair = pairs[(round + i) % pairs.length]!;
+      pair.runs.push(await callsPerSecond(pair, calls));
+    }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const fibrpc = median(pairs[0]!.runs);
+  console.log(`${calls} calls of fib(1), 1 in flight, ${rounds} interleaved rounds, medians`);
+  console.log("| pair | calls/s | each round | fibrpc's ratio to it |\n| --- | --- | --- | --- |");
+  for (const pair of pairs) {
+    const rate = median(pair.runs);
+    const each = pair.runs.map((r) => Math.round(r)).join(", ");
+    console.log(`| ${pair.label} | ${Math.round(rate)} | ${each} | ${(fibrpc / rate).toFixed(2)}× |`);
+  }
+} finally {
+  for (const p of processes) p.kill("SIGTERM");
+  await Promise.all(processes.map((p) => p.exited));
+  const channel = await amqp.createChannel();
+  channel.on("error", () => {});
+  for (const pair of pairs.slice(0, 2)) await channel.deleteQueue(pair.queue).catch(() => {});
+  if (!rpcQueueBefore) await channel.deleteQueue("rpc_queue").catch(() => {});
+  await amqp.close();
+}
