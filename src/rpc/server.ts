@@ -30,6 +30,8 @@ export interface ServerOptions extends ExecutorOptions {
   outlet?: OutletMode;
   /** Attaches the frame writer (default wire.ts openWire); undefined means it cannot. */
   openFrameWriter?: (model: ChannelModel, channel: Channel) => Outlet | undefined;
+  /** The process's lead worker: a lead consumer beside the normal one (scheduler.ts). */
+  lead?: boolean;
 }
 
 /** What a server reports as it goes (serve/stats.ts keeps the counters). */
@@ -66,7 +68,7 @@ export class RpcServer {
     const draining = () => this.draining;
     this.metrics = options.metrics ?? NO_METRICS;
     this.executor = new Executor(options, this.metrics, draining, (job) => this.scheduler.enqueue(job));
-    this.scheduler = new Scheduler({ queue, prefetch, log, draining }, this.executor);
+    this.scheduler = new Scheduler({ queue, prefetch, log, draining, lead: options.lead === true }, this.executor);
     this.connection = new ServeConnection(
       {
         broker: options.broker,

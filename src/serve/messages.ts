@@ -10,6 +10,7 @@ import type { AttemptFailure } from "./outage.ts";
 import type { TallySlot, WorkerStats } from "./stats.ts";
 
 export interface WorkerConfig {
+  /** 1 for the first worker: the lead (rpc/scheduler.ts), which a restart of it keeps. */
   id: number;
   broker: BrokerTarget;
   queue: string;

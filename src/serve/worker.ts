@@ -57,7 +57,15 @@ function listen(): void {
         tracer = await startTracer(settings, { log, exportTimeoutMs: SERVE_EXPORT_TIMEOUT_MS, warn, sdk });
       }
       server = new RpcServer(
-        { ...config, log, ledger, metrics: stats, tracer, ...(await testFaults(config.faults, fibDecimal)) },
+        {
+          ...config,
+          lead: config.id === 1,
+          log,
+          ledger,
+          metrics: stats,
+          tracer,
+          ...(await testFaults(config.faults, fibDecimal)),
+        },
         {
           onServing: (broker) => send({ type: "serving", broker }),
           onInterrupted: (broker, reason) => send({ type: "interrupted", broker, reason }),

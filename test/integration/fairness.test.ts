@@ -7,7 +7,16 @@
  */
 import { expect, test } from "bun:test";
 import { Hold } from "../hold.ts";
-import { rawChannel, startServe, uniqueQueue, cleanupAfterFile } from "../helpers.ts";
+import {
+  cleanupAfterFile,
+  eventually,
+  queueStats,
+  rawChannel,
+  run,
+  startServe,
+  uniqueQueue,
+  type Server,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -68,4 +77,62 @@ test("requests sent while one worker computes a heavy request all go to the othe
   expect(servedByIdle).toHaveLength(40);
   expect(await a.stop()).toBe(0);
   expect(await b.stop()).toBe(0);
+});
+
+/** The workers that logged answering fib(n) (serve at debug level, JSON lines), in order, from `from` on. */
+function answeredBy(server: Server, n: number, from: number): string[] {
+  const workers: string[] = [];
+  for (const line of server.log.slice(from).split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { worker?: string; message?: string };
+    if (entry.message?.startsWith(`fib(${n}) →`)) workers.push(entry.worker ?? "?");
+  }
+  return workers;
+}
+
+test("one call at a time is served by the first worker (its lead consumer), before and after it computed a heavy request", async () => {
+  const queue = uniqueQueue();
+  const server = await startServe(["--workers", "3", "--queue", queue, "--log-level", "debug", "--log-format", "json"]);
+  // Three workers' consumers and the first worker's lead consumer (rpc/scheduler.ts).
+  const allConsumers = () =>
+    eventually(
+      () => queueStats(queue),
+      (s) => s.consumerCount === 4,
+      10_000,
+      "4 consumers",
+    );
+  const oneAtATime = async (n: number) => {
+    const from = server.log.length;
+    const bench = await run(["bench", "--queue", queue, "--concurrency", "1", "--requests", "40", "--n", String(n)]);
+    expect(bench.code).toBe(0);
+    // Each worker logs its answer after writing it: the last lines may come after bench's exit.
+    await eventually(
+      async () => answeredBy(server, n, from),
+      (workers) => workers.length === 40,
+      10_000,
+      `40 answers of fib(${n}) logged`,
+    );
+    return answeredBy(server, n, from);
+  };
+  const byLead = (workers: string[]) => workers.filter((w) => w === "worker-1").length;
+
+  await allConsumers();
+  // Without the lead consumer the broker hands them to each worker in turn (~13 each); a request
+  // may still reach another worker if it overtakes the lead's ack inside the broker: hence ≥ 36.
+  expect(byLead(await oneAtATime(5))).toBeGreaterThanOrEqual(36);
+  // A heavy request, which the lead takes: the worker swaps its consumers for the standby one while
+  // computing it, and both back after.
+  const heavy = await run(["call", "--queue", queue, "100000"]);
+  expect(heavy.code).toBe(0);
+  expect(
+    await eventually(
+      async () => answeredBy(server, 100_000, 0),
+      (workers) => workers.length === 1,
+      10_000,
+      "fib(100000)'s answer logged",
+    ),
+  ).toEqual(["worker-1"]);
+  await allConsumers();
+  expect(byLead(await oneAtATime(6))).toBeGreaterThanOrEqual(36);
+  expect(await server.stop()).toBe(0);
 });

@@ -1552,6 +1552,7 @@ describe("afterwards", () => {
     expect({ replies: world.replies.length, drops: drops(0) }).toEqual(world.expected);
     expect(world.server.log).not.toMatch(RECONNECTION);
     expect(await counters()).toEqual({ reconnects: 0, restarts: 0 });
-    expect((await queueStats(world.queue)).consumerCount).toBe(2);
+    // Both workers' consumers, and the first worker's lead consumer (rpc/scheduler.ts).
+    expect((await queueStats(world.queue)).consumerCount).toBe(3);
   });
 });
