@@ -37,6 +37,12 @@ export class Scheduler {
   /** The consumer tags on the current channel: normal (and lead), or standby; both for a moment while switching. */
   private readonly consumers = new Set<string>();
   private readonly backlog: HeavyJob[] = [];
+  /**
+   * consume() on its way: a heavy request can come in on the normal consumer before the lead
+   * consumer is there, and its swap to the standby consumer must wait for both (to cancel both;
+   * and so that serve says it is serving before that computation takes the thread).
+   */
+  private starting: Promise<void> | undefined;
   /** The loop computing the backlog, while there is one. */
   private running: Promise<void> | undefined;
 
@@ -60,7 +66,12 @@ export class Scheduler {
     this.consumers.clear();
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.options.draining()) return;
-    for (const tag of await this.consumeNormally(via)) this.consumers.add(tag);
+    const started = this.consumeNormally(via);
+    this.starting = started.then(
+      () => {},
+      () => {},
+    );
+    for (const tag of await started) this.consumers.add(tag);
     via.consuming = true;
     // A drain that began while consume was on its way did not see this consumer.
     if (this.options.draining()) await this.cancelConsumers(via);
@@ -99,6 +110,7 @@ export class Scheduler {
   }
 
   private async runAll(via: ServingChannel): Promise<void> {
+    await this.starting;
     for (;;) {
       await this.switchConsumer(via, "standby");
       while (this.backlog.length > 0) {
