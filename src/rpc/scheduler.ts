@@ -14,9 +14,10 @@
  * With consumers of one priority the broker hands consecutive requests to alternate workers, so at
  * one call at a time each request wakes a worker that has slept longest: `serve --workers 3` gave
  * ~0.85× the calls/s of `--workers 1` (docs/benchmarks.md, "A lead consumer"). The lead consumer
- * takes every request while it holds none, so a lone caller is served by one worker; under load
- * it holds one request more than the others, and fair dispatch is as before. It goes with the
- * normal consumer: swapped out for the standby one while heavy requests are computed.
+ * takes every request while it holds none, so a lone caller is served by one worker. Its normal
+ * consumer takes one fewer (prefetch - 1): the worker holds at most --prefetch requests like the
+ * others, and fair dispatch is as before. It goes with the normal consumer: swapped out for the
+ * standby one while heavy requests are computed.
  */
 import type { ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
@@ -131,17 +132,24 @@ export class Scheduler {
   }
 
   /**
-   * The normal consumer (prefetch as configured), and for the lead worker the lead consumer
-   * (prefetch 1, priority 1): each consumer's prefetch is the channel's setting when it starts.
+   * The normal consumer, and for the lead worker the lead consumer (prefetch 1, priority 1) beside
+   * a normal one of prefetch - 1, so that it too holds at most --prefetch requests; with
+   * --prefetch 1 (the tutorial's strict fair dispatch) the lead consumer is its only one. Each
+   * consumer's prefetch is the channel's setting when it starts.
    */
   private async consumeNormally(via: ServingChannel): Promise<string[]> {
     const { channel } = via;
     const { queue, prefetch, lead } = this.options;
-    await channel.prefetch(prefetch);
-    const tags = [(await channel.consume(queue, this.handler(via))).consumerTag];
-    if (!lead) return tags;
-    await channel.prefetch(1);
-    tags.push((await channel.consume(queue, this.handler(via), { priority: 1 })).consumerTag);
+    const tags: string[] = [];
+    const normalPrefetch = lead ? prefetch - 1 : prefetch;
+    if (normalPrefetch > 0) {
+      await channel.prefetch(normalPrefetch);
+      tags.push((await channel.consume(queue, this.handler(via))).consumerTag);
+    }
+    if (lead) {
+      await channel.prefetch(1);
+      tags.push((await channel.consume(queue, this.handler(via), { priority: 1 })).consumerTag);
+    }
     return tags;
   }
 

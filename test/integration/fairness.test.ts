@@ -136,3 +136,19 @@ test("one call at a time is served by the first worker (its lead consumer), befo
   expect(byLead(await oneAtATime(6))).toBeGreaterThanOrEqual(36);
   expect(await server.stop()).toBe(0);
 });
+
+test("with --prefetch 1 the first worker's lead consumer is its only one: every worker holds at most one request", async () => {
+  const queue = uniqueQueue();
+  const server = await startServe(["--workers", "2", "--prefetch", "1", "--queue", queue]);
+  // Two, not three: a normal consumer beside the lead would let the first worker hold two requests
+  // (test/integration/serve-flow-control.test.ts holds one fib(25) in each worker on that).
+  const stats = await eventually(
+    () => queueStats(queue),
+    (s) => s.consumerCount >= 2,
+    10_000,
+    "2 consumers",
+  );
+  expect(stats.consumerCount).toBe(2);
+  expect((await run(["bench", "--queue", queue, "--concurrency", "1", "--requests", "20"])).code).toBe(0);
+  expect(await server.stop()).toBe(0);
+});
