@@ -26,6 +26,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
 import { fibDecimal } from "../src/fib.ts";
+import { brokerPid, cpuSeconds, interleaved, runBench, tracingOn, withoutOtel } from "./lib/fibrpc-bench-runs.ts";
 import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
 import { startOtlpSink } from "./lib/otlp-sink.ts";
 import { startProcess, stop } from "./lib/processes.ts";
@@ -69,12 +70,9 @@ function tcpOutSegments(): number {
   return Number(lines[1]!.split(/\s+/)[names.indexOf("OutSegs")]);
 }
 
-function brokerCpuSeconds(): number {
-  const pid = Bun.spawnSync(["pgrep", "-o", "beam.smp"]).stdout.toString().trim();
-  if (!pid) return Number.NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+const BROKER = brokerPid();
+/** The local broker's CPU time; NaN (shown as such) when the broker is not on this machine. */
+const brokerCpuSeconds = () => (BROKER ? cpuSeconds(BROKER) : Number.NaN);
 
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, "utf8")
@@ -149,26 +147,13 @@ interface TracingWay {
   runs: { callsPerSecond: number; p50Ms: number; p99Ms: number }[];
 }
 
-/**
- * `fibrpc bench` against a way's serve, waited for asynchronously (the OTLP sink answers in this
- * process meanwhile); anything on its stderr (an export warning) is a failure of the benchmark.
- */
+/** `fibrpc bench` against a way's serve (the OTLP sink answers in this process meanwhile). */
 async function tracingBench(way: TracingWay, concurrency: number, requests: number) {
-  const cmd = [way.bin, "bench", "--url", URL, "--queue", way.queue, "--concurrency", String(concurrency)];
-  cmd.push("--requests", String(requests), "--n", "1", "--json");
-  const proc = Bun.spawn(cmd, { cwd: "/", env: way.benchEnv, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0 || stderr.trim() !== "") throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
-  const j = JSON.parse(stdout);
-  if (j.ok !== requests) throw new Error(`${cmd.join(" ")}: ${j.ok} of ${requests} calls answered`);
+  const { json } = await runBench(way.bin, URL, way.queue, concurrency, requests, way.benchEnv);
   return {
-    callsPerSecond: j.callsPerSecond as number,
-    p50Ms: j.latencyMs.p50 as number,
-    p99Ms: j.latencyMs.p99 as number,
+    callsPerSecond: json.callsPerSecond as number,
+    p50Ms: json.latencyMs.p50 as number,
+    p99Ms: json.latencyMs.p99 as number,
   };
 }
 
@@ -182,11 +167,9 @@ async function tracingBench(way: TracingWay, concurrency: number, requests: numb
 async function tracingPart(): Promise<string> {
   log("g. tracing: without its code, off, on at 10% sampling");
   const calls = 30_000;
-  const plain: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("OTEL_") && v !== undefined) plain[k] = v;
+  const plain = withoutOtel();
   const sink = startOtlpSink();
-  const exporting = { ...plain, OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint };
-  const sampled = { ...exporting, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" };
+  const tenPercent = tracingOn(sink.endpoint, "0.1");
   const commit = (bin: string) => /commit ([^,]+)/.exec(run([bin, "--version"]).stdout)?.[1] ?? "?";
   const way = (key: string, label: string, bin: string, serveEnv: Record<string, string>, benchEnv = serveEnv) =>
     ({ label, bin, queue: `bench_tracing_${key}_${id}`, serveEnv, benchEnv, runs: [] }) as TracingWay;
@@ -196,8 +179,8 @@ async function tracingPart(): Promise<string> {
     "on",
     "tracing on, 10% sampled (parentbased_traceidratio 0.1), to a local sink",
     BIN,
-    exporting,
-    sampled,
+    tenPercent.serve,
+    tenPercent.bench,
   );
   const ways = before ? [before, off, on] : [off, on];
   const loadBefore = (await import("node:os")).loadavg()[0]!;
@@ -210,11 +193,9 @@ async function tracingPart(): Promise<string> {
         await startProcess([w.bin, "serve", "--url", URL, "--queue", w.queue], /(\d+)\/\1 workers serving/, w.serveEnv),
       );
     for (const w of ways) await tracingBench(w, 10, 2000); // warm-up
-    for (let round = 0; round < ROUNDS; round++)
-      for (let i = 0; i < ways.length; i++) {
-        const w = ways[(round + i) % ways.length]!;
-        w.runs.push(await tracingBench(w, 100, calls));
-      }
+    await interleaved(ways, ROUNDS, async (w) => {
+      w.runs.push(await tracingBench(w, 100, calls));
+    });
   } finally {
     // serve flushes its spans as it stops: the sink counts them before it closes.
     for (const s of serves) await stop(s);

@@ -1,0 +1,96 @@
+/**
+ * What the benchmark scripts that put fibrpc builds or tracing settings side by side share
+ * (bench.ts part g, bench/cpu-per-call.ts): the environments that turn tracing off or on, one
+ * `fibrpc bench` run with its CPU time, CPU time of other processes from /proc, and rounds
+ * interleaved so that a drift of the machine's load falls on every way alike.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+/** This process's environment without OTEL_*: the shell's must not turn tracing on where it is meant to be off. */
+export function withoutOtel(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("OTEL_") && v !== undefined) env[k] = v;
+  return env;
+}
+
+/**
+ * Tracing on, exporting to `endpoint` (an OTLP sink, scripts/lib/otlp-sink.ts): serve with its
+ * default sampler (parentbased_always_on, so it follows the decision each request carries) and
+ * bench sampling `ratio` of its calls.
+ */
+export function tracingOn(
+  endpoint: string,
+  ratio: string,
+): { serve: Record<string, string>; bench: Record<string, string> } {
+  const serve = { ...withoutOtel(), OTEL_EXPORTER_OTLP_ENDPOINT: endpoint };
+  const bench = { ...serve, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: ratio };
+  return { serve, bench };
+}
+
+export interface BenchRun {
+  /** bench's --json output, read field by field by each script. */
+  json: any;
+  /** bench's own CPU time (user + system), from its rusage. */
+  cpuSeconds: number;
+}
+
+/**
+ * `fibrpc bench --n 1 --json` against `queue`, waited for asynchronously (an OTLP sink may answer
+ * in the calling process meanwhile). Anything on its stderr (an export warning), a non-zero exit
+ * or a call not answered fails the benchmark: a rate is only worth comparing when every call was.
+ */
+export async function runBench(
+  bin: string,
+  url: string,
+  queue: string,
+  concurrency: number,
+  requests: number,
+  env: Record<string, string>,
+): Promise<BenchRun> {
+  const cmd = [bin, "bench", "--url", url, "--queue", queue, "--concurrency", String(concurrency)];
+  cmd.push("--requests", String(requests), "--n", "1", "--json");
+  const proc = Bun.spawn(cmd, { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0 || stderr.trim() !== "") throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
+  const json = JSON.parse(stdout);
+  if (json.ok !== requests) throw new Error(`${cmd.join(" ")}: ${json.ok} of ${requests} calls answered`);
+  const usage = proc.resourceUsage()!;
+  return { json, cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ: /proc/<pid>/stat's unit on Linux
+
+/** A process's CPU time so far, all its threads (utime + stime). */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/**
+ * The local RabbitMQ's process: the oldest beam.smp (as `pgrep -o` picks), the machine's broker
+ * rather than a test's node started later; undefined on a machine whose broker is elsewhere.
+ */
+export function brokerPid(): number | undefined {
+  const brokers: { pid: number; started: number }[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "beam.smp") continue;
+      const started = Number(readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ")[19]);
+      brokers.push({ pid: Number(entry), started });
+    } catch {
+      // Gone between the listing and the read.
+    }
+  }
+  return brokers.sort((a, b) => a.started - b.started)[0]?.pid;
+}
+
+/** `measure` for every way, `rounds` times, the order turned each round. */
+export async function interleaved<T>(ways: T[], rounds: number, measure: (way: T) => Promise<void>): Promise<void> {
+  for (let round = 0; round < rounds; round++)
+    for (let i = 0; i < ways.length; i++) await measure(ways[(round + i) % ways.length]!);
+}
