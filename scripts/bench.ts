@@ -26,7 +26,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
 import { fibDecimal } from "../src/fib.ts";
-import { brokerPid, cpuSeconds, interleaved, runBench, tracingOn, withoutOtel } from "./lib/fibrpc-bench-runs.ts";
+import {
+  brokerPid,
+  cpuSeconds,
+  type FibrpcWay,
+  interleaved,
+  runBench,
+  tracingOn,
+  withoutOtel,
+} from "./lib/fibrpc-bench-runs.ts";
 import { machineLine, median, writeSection } from "./lib/markdown-section.ts";
 import { startOtlpSink } from "./lib/otlp-sink.ts";
 import { startProcess, stop } from "./lib/processes.ts";
@@ -138,12 +146,7 @@ const ceilingCaller = (concurrency: number, requests: number) =>
     (j) => j,
   );
 
-interface TracingWay {
-  label: string;
-  bin: string;
-  queue: string;
-  serveEnv: Record<string, string>;
-  benchEnv: Record<string, string>;
+interface TracingWay extends FibrpcWay {
   runs: { callsPerSecond: number; p50Ms: number; p99Ms: number }[];
 }
 

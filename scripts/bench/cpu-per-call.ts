@@ -14,7 +14,15 @@
  */
 import { resolve } from "node:path";
 import { connect } from "amqplib";
-import { brokerPid, cpuSeconds, interleaved, runBench, tracingOn, withoutOtel } from "../lib/fibrpc-bench-runs.ts";
+import {
+  brokerPid,
+  cpuSeconds,
+  type FibrpcWay,
+  interleaved,
+  runBench,
+  tracingOn,
+  withoutOtel,
+} from "../lib/fibrpc-bench-runs.ts";
 import { startOtlpSink } from "../lib/otlp-sink.ts";
 import { startProcess, stop } from "../lib/processes.ts";
 
@@ -38,12 +46,7 @@ interface Run {
   serve: number;
   broker: number;
 }
-interface Way {
-  label: string;
-  bin: string;
-  queue: string;
-  serveEnv: Record<string, string>;
-  benchEnv: Record<string, string>;
+interface Way extends FibrpcWay {
   serve?: Awaited<ReturnType<typeof startProcess>>;
   runs: Run[];
 }

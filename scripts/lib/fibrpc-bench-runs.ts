@@ -27,6 +27,16 @@ export function tracingOn(
   return { serve, bench };
 }
 
+/** One way of running fibrpc side by side with others: a build, its serve's and bench's environments, a queue of its own. */
+export interface FibrpcWay {
+  label: string;
+  /** The fibrpc binary. */
+  bin: string;
+  queue: string;
+  serveEnv: Record<string, string>;
+  benchEnv: Record<string, string>;
+}
+
 export interface BenchRun {
   /** bench's --json output, read field by field by each script. */
   json: any;
