@@ -1,16 +1,24 @@
 /**
  * The ceiling's client: a minimal pipelined amqplib caller — Direct Reply-to, TCP_NODELAY,
  * trivial body, CONCURRENCY calls kept in flight. Prints {"callsPerSecond", "p50Ms", "p99Ms"}.
- * Arguments: URL QUEUE CONCURRENCY REQUESTS.
+ * Arguments: URL QUEUE CONCURRENCY REQUESTS [confirms]. With `confirms` it publishes on a channel in
+ * confirm mode, as fibrpc's caller does, and still counts a call done at its reply: what publisher
+ * confirms cost the broker and the caller alone, with nothing else of fibrpc's (one-in-flight.ts).
  */
 import { connect } from "amqplib";
 
-const [url = "amqp://guest:guest@127.0.0.1:5672", queue = "ceiling", concurrencyArg = "100", requestsArg = "20000"] =
-  process.argv.slice(2);
+const [
+  url = "amqp://guest:guest@127.0.0.1:5672",
+  queue = "ceiling",
+  concurrencyArg = "100",
+  requestsArg = "20000",
+  mode = "",
+] = process.argv.slice(2);
 const concurrency = Number(concurrencyArg);
 const requests = Number(requestsArg);
+const confirms = mode === "confirms";
 const conn = await connect(url, { noDelay: true });
-const ch = await conn.createChannel();
+const ch = confirms ? await conn.createConfirmChannel() : await conn.createChannel();
 const pending = new Map<string, () => void>();
 await ch.consume(
   "amq.rabbitmq.reply-to",
@@ -28,7 +36,10 @@ const call = () =>
   new Promise<void>((resolve) => {
     const correlationId = String(id++);
     pending.set(correlationId, resolve);
-    ch.publish("", queue, Buffer.from("1"), { replyTo: "amq.rabbitmq.reply-to", correlationId });
+    const options = { replyTo: "amq.rabbitmq.reply-to", correlationId };
+    // A confirm channel's publish takes a callback, called at the broker's ack; the reply is what counts.
+    if (confirms) ch.publish("", queue, Buffer.from("1"), options, () => {});
+    else ch.publish("", queue, Buffer.from("1"), options);
   });
 const latencies: number[] = [];
 let sent = 0;

@@ -1,8 +1,11 @@
 /**
- * One call at a time (issue 22, point 3): calls/s of three caller → server pairs in one run, rounds
+ * One call at a time (issue 22, point 3): calls/s of caller → server pairs in one run, rounds
  * interleaved (the order turned each round), medians:
- * - fibrpc: `fibrpc bench -c 1 --n 1` → `fibrpc serve --workers 3`;
- * - plain amqplib: scripts/bench/ceiling-caller.ts → ceiling-responder.ts (prefetch 100);
+ * - fibrpc: `fibrpc bench -c 1 --n 1` → `fibrpc serve --workers 3`, and the same caller with
+ *   FIBRPC_PUBLISHER_CONFIRMS=off (the seam env-settings.ts names), to the same serve;
+ * - plain amqplib: scripts/bench/ceiling-caller.ts → ceiling-responder.ts (prefetch 100), and the
+ *   same caller with publisher confirms on, to the same responder: what confirms alone cost any
+ *   caller that uses them, beside what fibrpc's with them reaches;
  * - the tutorial: its own Python client class (test/interop/tutorial/rpc_client.py, run as-is but
  *   for its demo lines, calling fib(1) in a loop) → three of its own rpc_server.py, on `rpc_queue`
  *   (the tutorial names no other), with Debian's python3-pika.
@@ -44,41 +47,88 @@ print(json.dumps({"callsPerSecond": n / (time.perf_counter() - started)}))
 interface Pair {
   label: string;
   queue: string;
+  /** Started once, before the rounds; a pair that shares an earlier pair's queue and servers has none. */
   servers: string[][];
-  caller: string[];
+  /** How many consumers the servers make on the queue, once ready. */
+  consumers: number;
+  /** The caller's command line for `calls` calls. */
+  caller: (calls: number) => string[];
+  env?: Record<string, string>;
   runs: number[];
 }
 const id = process.pid;
+const FIBRPC_QUEUE = `one_in_flight_fibrpc_${id}`;
+const PLAIN_QUEUE = `one_in_flight_plain_${id}`;
+const fibrpcBench = (calls: number) => [
+  `${ROOT}/fibrpc`,
+  "bench",
+  "--queue",
+  FIBRPC_QUEUE,
+  "-c",
+  "1",
+  "--n",
+  "1",
+  "--json",
+  "--requests",
+  String(calls),
+];
+const plainCaller = (mode: string[]) => (calls: number) => [
+  process.execPath,
+  `${ROOT}/scripts/bench/ceiling-caller.ts`,
+  URL,
+  PLAIN_QUEUE,
+  "1",
+  String(calls),
+  ...mode,
+];
 const pairs: Pair[] = [
   {
     label: "fibrpc: `bench -c 1` → `serve --workers 3`",
-    queue: `one_in_flight_fibrpc_${id}`,
-    servers: [[`${ROOT}/fibrpc`, "serve", "--workers", "3", "--queue", `one_in_flight_fibrpc_${id}`]],
-    caller: [`${ROOT}/fibrpc`, "bench", "--queue", `one_in_flight_fibrpc_${id}`, "-c", "1", "--n", "1", "--json"],
+    queue: FIBRPC_QUEUE,
+    servers: [[`${ROOT}/fibrpc`, "serve", "--workers", "3", "--queue", FIBRPC_QUEUE]],
+    consumers: 4, // a consumer per worker, and the first worker's lead consumer (rpc/scheduler.ts)
+    caller: fibrpcBench,
+    runs: [],
+  },
+  {
+    label: "fibrpc, publisher confirms off (`FIBRPC_PUBLISHER_CONFIRMS=off`): the same",
+    queue: FIBRPC_QUEUE,
+    servers: [],
+    consumers: 4,
+    caller: fibrpcBench,
+    env: { FIBRPC_PUBLISHER_CONFIRMS: "off" },
     runs: [],
   },
   {
     label: "plain amqplib: caller → responder",
-    queue: `one_in_flight_plain_${id}`,
-    servers: [["bun", `${ROOT}/scripts/bench/ceiling-responder.ts`, URL, `one_in_flight_plain_${id}`, "100"]],
-    caller: ["bun", `${ROOT}/scripts/bench/ceiling-caller.ts`, URL, `one_in_flight_plain_${id}`, "1"],
+    queue: PLAIN_QUEUE,
+    servers: [[process.execPath, `${ROOT}/scripts/bench/ceiling-responder.ts`, URL, PLAIN_QUEUE, "100"]],
+    consumers: 1,
+    caller: plainCaller([]),
+    runs: [],
+  },
+  {
+    label: "plain amqplib, the caller with publisher confirms: the same",
+    queue: PLAIN_QUEUE,
+    servers: [],
+    consumers: 1,
+    caller: plainCaller(["confirms"]),
     runs: [],
   },
   {
     label: "the tutorial: its Python client → 3 of its servers",
     queue: "rpc_queue",
     servers: [1, 2, 3].map(() => [PYTHON, `${TUTORIAL}/rpc_server.py`]),
-    caller: [PYTHON, "-c", TUTORIAL_CALLER, `${TUTORIAL}/rpc_client.py`],
+    consumers: 3,
+    caller: (calls) => [PYTHON, "-c", TUTORIAL_CALLER, `${TUTORIAL}/rpc_client.py`, String(calls)],
     runs: [],
   },
 ];
 
 async function callsPerSecond(pair: Pair, n: number): Promise<number> {
-  // The count goes last for every caller: bench takes --requests, the other two a positional count.
-  const cmd = pair.caller[0]!.endsWith("fibrpc")
-    ? [...pair.caller, "--requests", String(n)]
-    : [...pair.caller, String(n)];
-  const proc = Bun.spawn(cmd, { cwd: "/", stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const cmd = pair.caller(n);
+  const env = { ...process.env, ...pair.env };
+  const proc = Bun.spawn(cmd, { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([
     new Response(proc.stdout).text(),
     new Response(proc.stderr).text(),
@@ -93,12 +143,14 @@ async function consumers(queue: string, count: number): Promise<void> {
   const amqp = await connect(URL);
   try {
     for (let i = 0; i < 300; i++) {
+      // A channel per poll: checkQueue on a queue not declared yet closes its channel.
       const channel = await amqp.createChannel();
       channel.on("error", () => {});
       const found = await channel.checkQueue(queue).then(
         (q) => q.consumerCount,
         () => 0,
       );
+      await channel.close().catch(() => {});
       if (found >= count) return;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -120,8 +172,7 @@ const processes: Bun.Subprocess[] = [];
 try {
   for (const pair of pairs) {
     for (const cmd of pair.servers) processes.push(Bun.spawn(cmd, { cwd: "/", stdout: "ignore", stderr: "ignore" }));
-    // fibrpc serve: one consumer per worker; the others one each.
-    await consumers(pair.queue, pair.queue.includes("fibrpc") ? 3 : pair.servers.length);
+    await consumers(pair.queue, pair.consumers);
   }
   for (const pair of pairs) await callsPerSecond(pair, 500); // warm-up
   for (let round = 0; round < rounds; round++)
@@ -138,12 +189,17 @@ try {
     const each = pair.runs.map((r) => Math.round(r)).join(", ");
     console.log(`| ${pair.label} | ${Math.round(rate)} | ${each} | ${(fibrpc / rate).toFixed(2)}× |`);
   }
+  const [, fibrpcOff, plain, plainConfirms] = pairs.map((pair) => median(pair.runs)) as number[];
+  console.log(
+    `publisher confirms, with → without: plain amqplib ${(plainConfirms! / plain!).toFixed(2)}×, ` +
+      `fibrpc ${(fibrpc / fibrpcOff!).toFixed(2)}×`,
+  );
 } finally {
   for (const p of processes) p.kill("SIGTERM");
   await Promise.all(processes.map((p) => p.exited));
   const channel = await amqp.createChannel();
   channel.on("error", () => {});
-  for (const pair of pairs.slice(0, 2)) await channel.deleteQueue(pair.queue).catch(() => {});
+  for (const queue of [FIBRPC_QUEUE, PLAIN_QUEUE]) await channel.deleteQueue(queue).catch(() => {});
   if (!rpcQueueBefore) await channel.deleteQueue("rpc_queue").catch(() => {});
   await amqp.close();
 }
