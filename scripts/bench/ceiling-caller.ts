@@ -16,6 +16,7 @@ const [
 ] = process.argv.slice(2);
 const concurrency = Number(concurrencyArg);
 const requests = Number(requestsArg);
+if (mode !== "" && mode !== "confirms") throw new Error(`unknown mode ${JSON.stringify(mode)}: only "confirms"`);
 const confirms = mode === "confirms";
 const conn = await connect(url, { noDelay: true });
 const ch = confirms ? await conn.createConfirmChannel() : await conn.createChannel();
