@@ -80,7 +80,13 @@ function tcpOutSegments(): number {
 
 const BROKER = brokerPid();
 /** The local broker's CPU time; NaN (shown as such) when the broker is not on this machine. */
-const brokerCpuSeconds = () => (BROKER ? cpuSeconds(BROKER) : Number.NaN);
+const brokerCpuSeconds = () => {
+  try {
+    return BROKER ? cpuSeconds(BROKER) : Number.NaN;
+  } catch {
+    return Number.NaN; // the broker restarted since: its figures are shown as NaN, not a failed suite
+  }
+};
 
 function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, "utf8")

@@ -16,6 +16,7 @@
  */
 import { resolve } from "node:path";
 import { connect } from "amqplib";
+import { withoutOtel } from "../lib/fibrpc-bench-runs.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const URL = "amqp://guest:guest@127.0.0.1:5672";
@@ -57,6 +58,9 @@ interface Pair {
   runs: number[];
 }
 const id = process.pid;
+/** The shell's environment, without what would change a pair: tracing, or confirms turned off for every fibrpc pair. */
+const baseEnv = withoutOtel();
+delete baseEnv.FIBRPC_PUBLISHER_CONFIRMS;
 const FIBRPC_QUEUE = `one_in_flight_fibrpc_${id}`;
 const PLAIN_QUEUE = `one_in_flight_plain_${id}`;
 const fibrpcBench = (calls: number) => [
@@ -127,7 +131,7 @@ const pairs: Pair[] = [
 
 async function callsPerSecond(pair: Pair, n: number): Promise<number> {
   const cmd = pair.caller(n);
-  const env = { ...process.env, ...pair.env };
+  const env = { ...baseEnv, ...pair.env };
   const proc = Bun.spawn(cmd, { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([
     new Response(proc.stdout).text(),

@@ -74,9 +74,18 @@ export async function runBench(
 
 const TICKS_PER_SECOND = 100; // USER_HZ: /proc/<pid>/stat's unit on Linux
 
-/** A process's CPU time so far, all its threads (utime + stime). */
+/**
+ * /proc/<pid>/stat's fields from the third (state) on: cut after the last ")", since the command
+ * name before it may hold one (proc(5)). Field k of proc(5), counted from 1, is at index k - 3.
+ */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** A process's CPU time so far, all its threads (utime + stime: fields 14 and 15). */
 export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const fields = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
@@ -90,7 +99,7 @@ export function brokerPid(): number | undefined {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "beam.smp") continue;
-      const started = Number(readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ")[19]);
+      const started = Number(statFields(entry)[19]); // starttime, field 22
       brokers.push({ pid: Number(entry), started });
     } catch {
       // Gone between the listing and the read.

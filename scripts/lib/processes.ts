@@ -24,7 +24,14 @@ export async function startProcess(
   const deadline = Date.now() + 20_000;
   while (!ready.test(text)) {
     const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => null)]);
-    if (!chunk || chunk.done) throw new Error(`${cmd.join(" ")} did not get ready:\n${text}`);
+    if (!chunk || chunk.done) {
+      // Stopped here, not left to the exit handler: its caller's cleanup (deleting its queue) comes first,
+      // and a serve still running would declare the queue again.
+      proc.kill("SIGKILL");
+      await proc.exited;
+      children.delete(proc);
+      throw new Error(`${cmd.join(" ")} did not get ready:\n${text}`);
+    }
     text += decoder.decode(chunk.value, { stream: true });
   }
   // Keep draining stderr so the process never blocks on a full pipe.
