@@ -2,7 +2,7 @@
  * Trace context from a client in another language (issue 21, point 1): a tutorial-style pika client
  * (Debian's python3-pika) that sets `traceparent`/`tracestate` itself. `fibrpc serve`'s process span
  * is in that caller's trace, its parent the caller's span; the reply carries serve's own context in
- * the same trace. A traceparent pika sends as bytes (a field type fibrpc does not take for it) is
+ * the same trace, or no headers when the caller's decision was not to sample. A traceparent pika sends as bytes (a field type fibrpc does not take for it) is
  * ignored: the request is answered as any other, in a trace of its own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -55,6 +55,19 @@ describe("a pika client that sets the W3C headers", () => {
     expect(span).toBeDefined();
     // The reply: serve's process span, in the caller's trace.
     expect(reply.headers.traceparent).toBe(`00-${TRACE_ID}-${process.spanId}-01`);
+  });
+
+  test("a caller not sampled (flags 00): answered, nothing exported in its trace, and a reply without headers", async () => {
+    const unsampledTrace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    const reply = await pikaCall(20, `00-${unsampledTrace}-${SPAN_ID}-00`, "vendor=pika");
+    expect(reply.body).toBe("6765");
+    // serve follows the caller's decision: its span is exported nowhere, so the reply names none.
+    expect(reply.headers).toEqual({});
+    // A sampled call after it: exported in order, so once its span is here the unsampled one would be too.
+    const sampledTrace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    await pikaCall(21, `00-${sampledTrace}-${SPAN_ID}-01`);
+    await receiver.waitForSpans((spans) => spans.some((s) => s.traceId === sampledTrace), 20_000);
+    expect(receiver.trace(unsampledTrace)).toEqual([]);
   });
 
   test("a traceparent sent as bytes is ignored: answered all the same, in a trace of its own", async () => {
