@@ -201,7 +201,8 @@ async function tracingPart(): Promise<string> {
       serves.push(
         await startProcess([w.bin, "serve", "--url", URL, "--queue", w.queue], /(\d+)\/\1 workers serving/, w.serveEnv),
       );
-    for (const w of ways) await tracingBench(w, 10, 2000); // warm-up
+    // Warm-up, as for a/b: one run at 100 in flight each, so that every serve's workers have compiled their hot path.
+    for (const w of ways) await tracingBench(w, 100, calls);
     await interleaved(ways, ROUNDS, async (w) => {
       w.runs.push(await tracingBench(w, 100, calls));
     });
@@ -229,7 +230,7 @@ async function tracingPart(): Promise<string> {
     before ? row(off, "≥ 0.98×", ratio(off) >= 0.98) : row(off, "— (baseline: no BENCH_BEFORE)", undefined),
     row(on, "≥ 0.9×", ratio(on) >= 0.9),
   ];
-  const onCalls = (ROUNDS * calls + 2000) / 1000;
+  const onCalls = ((ROUNDS + 1) * calls) / 1000; // the rounds and the warm-up
   log(
     `g. ${before ? `off ${r(ratio(off))}× and ` : ""}on ${r(ratio(on))}× the rate ${before ? "without tracing's code" : "with it off"}` +
       ` (on/off ${r(rate(on) / rate(off))}×)`,
@@ -284,8 +285,11 @@ const responder = await startProcess(
   /ready/,
 );
 const serve = await startProcess([BIN, "serve", "--url", URL, "--queue", queues.fibrpc], /(\d+)\/\1 workers serving/);
-ceilingCaller(10, 2000); // warm-up
-fibrpcBench(queues.fibrpc, 10, 2000);
+// Warm-up, each way as long as one measured run at 100 in flight: serve's workers are JavaScript engines of
+// their own, each compiling its hot path as it warms, and a serve freshly started was ~0.87× of itself warm
+// in its first 60,000 calls (docs/benchmarks.md, "Warm-up"); a serve in use has long been warm.
+ceilingCaller(100, 60000);
+fibrpcBench(queues.fibrpc, 100, 60000);
 const ROUNDS_AB = 3;
 const abRuns = {
   ceiling1: [] as Throughput[],

@@ -6,13 +6,15 @@
  * Used for the hand-written parts of docs/benchmarks.md ("Properties encoded into one buffer",
  * "CPU per call, and where a recorded span's cost comes from").
  *
- *   bun scripts/bench/cpu-per-call.ts [--rounds 5] [--calls 60000] WAY...
+ *   bun scripts/bench/cpu-per-call.ts [--rounds 5] [--calls 60000] [--warmup 3000] WAY...
  *
  * A WAY is `off` (tracing off) or a sampling ratio for bench (`0`, `0.1`, `1`: tracing on, exported
  * to a sink in this process, serve following the caller's decision), optionally `@/path/to/fibrpc`
- * for a binary other than ./fibrpc. Example: `off@/tmp/before/fibrpc off 0.1`.
+ * for a binary other than ./fibrpc; or `plain`: the plain amqplib pair of the suite
+ * (ceiling-caller.ts → ceiling-responder.ts, prefetch 100), its caller and responder in the bench
+ * and serve columns. Example: `plain off@/tmp/before/fibrpc off 0.1`.
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { connect } from "amqplib";
 import {
   brokerPid,
@@ -34,6 +36,9 @@ const flag = (name: string, fallback: number) => {
 };
 const rounds = flag("--rounds", 5);
 const calls = flag("--calls", 60_000);
+// Calls at 100 in flight before the rounds, each way: a serve's workers are JavaScript engines of their own,
+// each compiling its hot path as it warms (docs/benchmarks.md, "warm-up").
+const warmup = flag("--warmup", 3_000);
 if (args.length === 0) throw new Error("name at least one way: off, or a sampling ratio such as 0.1");
 const broker = brokerPid();
 if (!broker) throw new Error("no beam.smp process on this machine: the broker's CPU cannot be read");
@@ -47,20 +52,41 @@ interface Run {
   broker: number;
 }
 interface Way extends FibrpcWay {
+  plain: boolean;
   serve?: Awaited<ReturnType<typeof startProcess>>;
   runs: Run[];
 }
 const ways: Way[] = args.map((arg, i) => {
   const [setting, bin = "./fibrpc"] = arg.split("@") as [string, string?];
   const queue = `cpu_per_call_${process.pid}_${i}`;
-  const env = setting === "off" ? { serve: withoutOtel(), bench: withoutOtel() } : tracingOn(sink.endpoint, setting);
-  return { label: arg, bin: resolve(bin), queue, serveEnv: env.serve, benchEnv: env.bench, runs: [] };
+  const plain = setting === "plain";
+  const env =
+    setting === "off" || plain ? { serve: withoutOtel(), bench: withoutOtel() } : tracingOn(sink.endpoint, setting);
+  return { label: arg, plain, bin: resolve(bin), queue, serveEnv: env.serve, benchEnv: env.bench, runs: [] };
 });
+
+const CEILING = join(import.meta.dir, "ceiling");
+
+/** The plain caller, as runBench runs fibrpc bench: its output and its own CPU time. */
+async function runPlainCaller(queue: string, concurrency: number, requests: number) {
+  const cmd = [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)];
+  const proc = Bun.spawn(cmd, { cwd: "/", env: withoutOtel(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
+  const usage = proc.resourceUsage()!;
+  return { json: JSON.parse(stdout), cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
+}
 
 async function run(way: Way, concurrency: number, requests: number): Promise<Run> {
   const serve0 = cpuSeconds(way.serve!.pid);
   const broker0 = cpuSeconds(broker!);
-  const bench = await runBench(way.bin, URL, way.queue, concurrency, requests, way.benchEnv);
+  const bench = way.plain
+    ? await runPlainCaller(way.queue, concurrency, requests)
+    : await runBench(way.bin, URL, way.queue, concurrency, requests, way.benchEnv);
   const perCall = (seconds: number) => (seconds * 1e6) / requests;
   return {
     rate: bench.json.callsPerSecond,
@@ -75,12 +101,14 @@ const amqp = await connect(URL);
 const channel = await amqp.createChannel();
 try {
   for (const way of ways)
-    way.serve = await startProcess(
-      [way.bin, "serve", "--url", URL, "--queue", way.queue],
-      /(\d+)\/\1 workers serving/,
-      way.serveEnv,
-    );
-  for (const way of ways) await run(way, 10, 3_000); // warm-up
+    way.serve = way.plain
+      ? await startProcess([process.execPath, `${CEILING}-responder.ts`, URL, way.queue, "100"], /ready/, way.serveEnv)
+      : await startProcess(
+          [way.bin, "serve", "--url", URL, "--queue", way.queue],
+          /(\d+)\/\1 workers serving/,
+          way.serveEnv,
+        );
+  for (const way of ways) await run(way, 100, warmup);
   await interleaved(ways, rounds, async (way) => {
     way.runs.push(await run(way, 100, calls));
   });
