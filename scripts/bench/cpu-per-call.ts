@@ -6,7 +6,7 @@
  * Used for the hand-written parts of docs/benchmarks.md ("Properties encoded into one buffer",
  * "CPU per call, and where a recorded span's cost comes from").
  *
- *   bun scripts/bench/cpu-per-call.ts [--rounds 5] [--calls 60000] [--warmup 3000] WAY...
+ *   bun scripts/bench/cpu-per-call.ts [--rounds 5] [--calls 60000] [--warmup CALLS] WAY...
  *
  * A WAY is `off` (tracing off) or a sampling ratio for bench (`0`, `0.1`, `1`: tracing on, exported
  * to a sink in this process, serve following the caller's decision), optionally `@/path/to/fibrpc`
@@ -36,10 +36,10 @@ const flag = (name: string, fallback: number) => {
 };
 const rounds = flag("--rounds", 5);
 const calls = flag("--calls", 60_000);
-// Calls at 100 in flight before the rounds, each way: a serve's workers are JavaScript engines of their own,
-// each compiling its hot path as it warms (docs/benchmarks.md, "warm-up").
-const warmup = flag("--warmup", 3_000);
-if (args.length === 0) throw new Error("name at least one way: off, or a sampling ratio such as 0.1");
+// Calls at 100 in flight before the rounds, each way (one run's worth unless given): a serve's workers are
+// JavaScript engines of their own, each compiling its hot path as it warms (docs/benchmarks.md, "Warm-up").
+const warmup = flag("--warmup", calls);
+if (args.length === 0) throw new Error("name at least one way: off, plain, or a sampling ratio such as 0.1");
 const broker = brokerPid();
 if (!broker) throw new Error("no beam.smp process on this machine: the broker's CPU cannot be read");
 
@@ -60,6 +60,7 @@ const ways: Way[] = args.map((arg, i) => {
   const [setting, bin = "./fibrpc"] = arg.split("@") as [string, string?];
   const queue = `cpu_per_call_${process.pid}_${i}`;
   const plain = setting === "plain";
+  if (plain && arg !== "plain") throw new Error(`"plain" takes no binary: ${arg}`);
   const env =
     setting === "off" || plain ? { serve: withoutOtel(), bench: withoutOtel() } : tracingOn(sink.endpoint, setting);
   return { label: arg, plain, bin: resolve(bin), queue, serveEnv: env.serve, benchEnv: env.bench, runs: [] };
@@ -71,12 +72,15 @@ const CEILING = join(import.meta.dir, "ceiling");
 async function runPlainCaller(queue: string, concurrency: number, requests: number) {
   const cmd = [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)];
   const proc = Bun.spawn(cmd, { cwd: "/", env: withoutOtel(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  // It waits for every reply, with no timeout of its own: a lost one must not hang the benchmark.
+  const limit = setTimeout(() => proc.kill("SIGKILL"), 300_000);
   const [stdout, stderr, code] = await Promise.all([
     new Response(proc.stdout).text(),
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
-  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
+  clearTimeout(limit);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code} (killed after 300 s if null): ${stderr}`);
   const usage = proc.resourceUsage()!;
   return { json: JSON.parse(stdout), cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
 }

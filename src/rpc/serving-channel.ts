@@ -133,9 +133,8 @@ export class ServingChannel {
       try {
         const { contentType, type } = reply;
         const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
-        // With tracing on and the process span sampled, its context (tracing/tracer.ts); else no headers at all.
-        const headers = delivery.span?.replyHeaders;
-        if (headers) properties.headers = { ...headers };
+        // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
+        if (delivery.span) properties.headers = { ...delivery.span.headers };
         outlet.publish(to.replyTo, reply.body, properties);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);

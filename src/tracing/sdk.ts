@@ -167,10 +167,9 @@ export async function createTracer(
     const headers: Record<string, string> = { [TRACEPARENT]: `00-${traceId}-${spanId}-00` };
     const tracestate = (result.traceState ?? caller?.traceState)?.serialize();
     if (tracestate) headers[TRACESTATE] = tracestate;
-    // Its ids still name it in log lines (trace_flags 00: not exported); its phases are nothing, and as a
-    // process span it puts nothing in the reply (tracer.ts).
+    // Its ids still name it in log lines (trace_flags 00: not exported); its phases are nothing.
     const unsampledIds: TraceIds = { trace_id: traceId, span_id: spanId, trace_flags: "00" };
-    return { unsampled: { headers, replyHeaders: undefined, ids: unsampledIds, phase: () => NO_PHASE, end() {} } };
+    return { unsampled: { headers, ids: unsampledIds, phase: () => NO_PHASE, end() {} } };
   };
   /** The SDK's span, on the trace id decided on for a root. */
   const start = (
@@ -261,7 +260,7 @@ export async function createTracer(
       }
       return {
         ids: idsOf(span),
-        replyHeaders: headersOf(span),
+        headers: headersOf(span),
         phase(name: PhaseName): Phase {
           try {
             const child = tracer.startSpan(

@@ -18,11 +18,10 @@
  *   "exclusively for single messages scenarios" when processing is not in the scope of another
  *   span, which is fibrpc's case (one message per process span, nothing around it), so that a call
  *   and its serving are one trace, as users of an RPC expect. The process span's context goes into
- *   the reply's headers when the span is sampled. A span not sampled is exported nowhere, so its
- *   context names nothing a caller could look up; the reply then has no headers at all, which
- *   RabbitMQ and both clients handle measurably faster (docs/benchmarks.md, "A reply without
- *   headers"). The request always carries the caller's context, sampled or not: W3C Trace Context
- *   propagates the decision downstream, and serve follows it.
+ *   the reply's headers, sampled or not: a caller under OpenTelemetry's amqplib instrumentation
+ *   extracts it as it consumes the reply, and without it would start a trace there, sampled by its
+ *   root sampler. (A reply without headers costs RabbitMQ and both ends less; leaving them out when
+ *   not sampled was measured and not kept: docs/benchmarks.md, "A reply without headers".)
  */
 
 /** W3C Trace Context header names, as messages carry them (the amqplib instrumentation's too). */
@@ -130,8 +129,8 @@ export interface ProcessEnd {
 export interface ProcessSpan {
   /** Its ids, for every line logged while its delivery is handled. */
   readonly ids: TraceIds;
-  /** traceparent (and tracestate) of this span, for the reply's headers; undefined when it is not sampled (above). */
-  readonly replyHeaders: Readonly<Record<string, string>> | undefined;
+  /** traceparent (and tracestate) of this span, for the reply's headers. */
+  readonly headers: Readonly<Record<string, string>>;
   /**
    * A child span, started now; its end also puts the result's digits on this span. Never throws (the
    * executor calls it between computing and replying: tracing must cost no request its answer).

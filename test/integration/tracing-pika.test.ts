@@ -2,7 +2,7 @@
  * Trace context from a client in another language (issue 21, point 1): a tutorial-style pika client
  * (Debian's python3-pika) that sets `traceparent`/`tracestate` itself. `fibrpc serve`'s process span
  * is in that caller's trace, its parent the caller's span; the reply carries serve's own context in
- * the same trace, or no headers when the caller's decision was not to sample. A traceparent pika sends as bytes (a field type fibrpc does not take for it) is
+ * the same trace (flags 00 when the caller's decision was not to sample). A traceparent pika sends as bytes (a field type fibrpc does not take for it) is
  * ignored: the request is answered as any other, in a trace of its own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -53,17 +53,23 @@ describe("a pika client that sets the W3C headers", () => {
     expect(process.attributes["messaging.system"]).toBe("rabbitmq");
     expect(process.attributes["messaging.destination.name"]).toBe(queue);
     expect(span).toBeDefined();
-    // The reply: serve's process span, in the caller's trace.
+    // The reply: serve's process span, in the caller's trace, with the caller's tracestate.
     expect(reply.headers.traceparent).toBe(`00-${TRACE_ID}-${process.spanId}-01`);
+    expect(reply.headers.tracestate).toBe("vendor=pika");
   });
 
-  test("a caller not sampled (flags 00): answered, nothing exported in its trace, and a reply without headers", async () => {
+  test("a caller not sampled (flags 00): answered, nothing exported, and the reply says not sampled", async () => {
     const unsampledTrace = "5bf92f3577b34da6a3ce929d0e0e4737";
     const reply = await pikaCall(20, `00-${unsampledTrace}-${SPAN_ID}-00`, "vendor=pika");
     expect(reply.body).toBe("6765");
-    // serve follows the caller's decision: its span is exported nowhere, so the reply names none.
-    expect(reply.headers).toEqual({});
-    // A sampled call after it: exported in order, so once its span is here the unsampled one would be too.
+    // The reply still carries serve's context, flags 00: a caller under OpenTelemetry's amqplib
+    // instrumentation extracts it when it consumes the reply, and without it would start a trace of its
+    // own there, sampled by its root sampler (docs/benchmarks.md, "A reply without headers": not kept).
+    expect(reply.headers.traceparent).toMatch(new RegExp(`^00-${unsampledTrace}-[0-9a-f]{16}-00$`));
+    expect(reply.headers.traceparent).not.toContain(SPAN_ID);
+    expect(reply.headers.tracestate).toBe("vendor=pika");
+    // A sampled call after it: exported in order (one worker, one batch processor), so once its span is
+    // here an exported span of the unsampled call would be too.
     const sampledTrace = "6bf92f3577b34da6a3ce929d0e0e4738";
     await pikaCall(21, `00-${sampledTrace}-${SPAN_ID}-01`);
     await receiver.waitForSpans((spans) => spans.some((s) => s.traceId === sampledTrace), 20_000);
