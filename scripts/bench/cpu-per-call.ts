@@ -22,6 +22,7 @@ import {
   type FibrpcWay,
   interleaved,
   runBench,
+  runLoad,
   tracingOn,
   withoutOtel,
 } from "../lib/fibrpc-bench-runs.ts";
@@ -68,22 +69,13 @@ const ways: Way[] = args.map((arg, i) => {
 
 const CEILING = join(import.meta.dir, "ceiling");
 
-/** The plain caller, as runBench runs fibrpc bench: its output and its own CPU time. */
-async function runPlainCaller(queue: string, concurrency: number, requests: number) {
-  const cmd = [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)];
-  const proc = Bun.spawn(cmd, { cwd: "/", env: withoutOtel(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  // It waits for every reply, with no timeout of its own: a lost one must not hang the benchmark.
-  const limit = setTimeout(() => proc.kill("SIGKILL"), 300_000);
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  clearTimeout(limit);
-  if (code !== 0) throw new Error(`${cmd.join(" ")} exited ${code} (killed after 300 s if null): ${stderr}`);
-  const usage = proc.resourceUsage()!;
-  return { json: JSON.parse(stdout), cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
-}
+/** The plain caller (it prints the same JSON fields bench's rates are read from). */
+const runPlainCaller = (queue: string, concurrency: number, requests: number) =>
+  runLoad(
+    [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)],
+    withoutOtel(),
+    true,
+  );
 
 async function run(way: Way, concurrency: number, requests: number): Promise<Run> {
   const serve0 = cpuSeconds(way.serve!.pid);

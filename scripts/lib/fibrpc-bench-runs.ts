@@ -38,16 +38,38 @@ export interface FibrpcWay {
 }
 
 export interface BenchRun {
-  /** bench's --json output, read field by field by each script. */
+  /** The load generator's JSON output, read field by field by each script. */
   json: any;
-  /** bench's own CPU time (user + system), from its rusage. */
+  /** Its own CPU time (user + system), from its rusage. */
   cpuSeconds: number;
 }
 
+/** A load generator that waits for every reply may hang on a lost one: killed after this. */
+const LOAD_TIME_LIMIT_MS = 300_000;
+
 /**
- * `fibrpc bench --n 1 --json` against `queue`, waited for asynchronously (an OTLP sink may answer
- * in the calling process meanwhile). Anything on its stderr (an export warning), a non-zero exit
- * or a call not answered fails the benchmark: a rate is only worth comparing when every call was.
+ * Runs a load generator that prints one JSON object (`fibrpc bench --json`, scripts/bench/ceiling-caller.ts)
+ * from `/`, waited for asynchronously (an OTLP sink may answer in the calling process meanwhile): its
+ * output and its CPU time. A non-zero exit, or anything on stderr unless `stderrAllowed`, fails the benchmark.
+ */
+export async function runLoad(cmd: string[], env: Record<string, string>, stderrAllowed = false): Promise<BenchRun> {
+  const proc = Bun.spawn(cmd, { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const limit = setTimeout(() => proc.kill("SIGKILL"), LOAD_TIME_LIMIT_MS);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  clearTimeout(limit);
+  if (code !== 0 || (!stderrAllowed && stderr.trim() !== ""))
+    throw new Error(`${cmd.join(" ")} exited ${code} (killed after ${LOAD_TIME_LIMIT_MS / 1000} s if null): ${stderr}`);
+  const usage = proc.resourceUsage()!;
+  return { json: JSON.parse(stdout), cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
+}
+
+/**
+ * `fibrpc bench --n 1 --json` against `queue` (runLoad). Anything on its stderr (an export warning), a
+ * non-zero exit or a call not answered fails the benchmark: a rate is only worth comparing when every call was.
  */
 export async function runBench(
   bin: string,
@@ -59,17 +81,9 @@ export async function runBench(
 ): Promise<BenchRun> {
   const cmd = [bin, "bench", "--url", url, "--queue", queue, "--concurrency", String(concurrency)];
   cmd.push("--requests", String(requests), "--n", "1", "--json");
-  const proc = Bun.spawn(cmd, { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0 || stderr.trim() !== "") throw new Error(`${cmd.join(" ")} exited ${code}: ${stderr}`);
-  const json = JSON.parse(stdout);
-  if (json.ok !== requests) throw new Error(`${cmd.join(" ")}: ${json.ok} of ${requests} calls answered`);
-  const usage = proc.resourceUsage()!;
-  return { json, cpuSeconds: Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 };
+  const run = await runLoad(cmd, env);
+  if (run.json.ok !== requests) throw new Error(`${cmd.join(" ")}: ${run.json.ok} of ${requests} calls answered`);
+  return run;
 }
 
 const TICKS_PER_SECOND = 100; // USER_HZ: /proc/<pid>/stat's unit on Linux
