@@ -316,9 +316,8 @@ class HeapCheckpoints implements Caller {
   ) {}
 
   get usable(): boolean {
-    // The bench asks before each call it starts. Without a connection it starts no more, so a
-    // reading waiting for calls at the door would wait for ever: check() makes it now, and lets
-    // them go (their calls fail, and so does the test).
+    // The bench asks before each call it starts; without a connection it starts no more, and with
+    // none of its calls in the client nothing else calls check(): the reading starts here.
     if (!this.client.usable) this.check();
     return this.client.usable && !this.done;
   }
@@ -361,8 +360,8 @@ class HeapCheckpoints implements Caller {
     // JavaScriptCore scans the stack conservatively, and whatever a deep stack happens to point at
     // would be read as kept.
     void this.client.call(1, Date.now() + 10_000).then((outcome) => {
-      if (!outcome.ok || outcome.result !== "1") this.ownCallsFailed.push(JSON.stringify(outcome));
       setImmediate(() => this.read());
+      if (!outcome.ok || outcome.result !== "1") this.ownCallsFailed.push(JSON.stringify(outcome));
     });
   }
 
