@@ -78,7 +78,7 @@ function tcpOutSegments(): number {
   return Number(lines[1]!.split(/\s+/)[names.indexOf("OutSegs")]);
 }
 
-const BROKER = brokerPid();
+const BROKER = brokerPid(URL);
 /** The local broker's CPU time; NaN (shown as such) when the broker is not on this machine. */
 const brokerCpuSeconds = () => {
   try {

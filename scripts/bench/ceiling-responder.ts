@@ -7,7 +7,10 @@ import { connect } from "amqplib";
 const [url = "amqp://guest:guest@127.0.0.1:5672", queue = "ceiling", prefetch = "1"] = process.argv.slice(2);
 const conn = await connect(url, { noDelay: true });
 const ch = await conn.createChannel();
-await ch.assertQueue(queue, { durable: false });
+// A transient queue, as the tutorial declares, where the broker allows it; RabbitMQ 4.x deprecates transient
+// non-exclusive queues (4.3 may deny them), so there it is durable, as fibrpc's own request queue is everywhere.
+const brokerMajor = Number(String(conn.connection.serverProperties.version ?? "3").split(".")[0]);
+await ch.assertQueue(queue, { durable: brokerMajor >= 4 });
 await ch.prefetch(Number(prefetch));
 await ch.consume(queue, (msg) => {
   if (!msg) return;

@@ -12,7 +12,10 @@
  * to a sink in this process, serve following the caller's decision), optionally `@/path/to/fibrpc`
  * for a binary other than ./fibrpc; or `plain`: the plain amqplib pair of the suite
  * (ceiling-caller.ts → ceiling-responder.ts, prefetch 100), its caller and responder in the bench
- * and serve columns. Example: `plain off@/tmp/before/fibrpc off 0.1`.
+ * and serve columns; or `plain-confirms`: the same pair, its caller publishing on a confirm channel
+ * as fibrpc's does (like for like with fibrpc's publisher confirms). Example: `plain off@/tmp/before/fibrpc
+ * off 0.1`. FIBRPC_URL: another broker, e.g. a RabbitMQ 4.3 node of scripts/broker-node.sh (its CPU is
+ * that of the beam.smp listening on the URL's port).
  */
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
@@ -41,8 +44,11 @@ const calls = flag("--calls", 60_000);
 // JavaScript engines of their own, each compiling its hot path as it warms (docs/benchmarks.md, "Warm-up").
 const warmup = flag("--warmup", calls);
 if (args.length === 0) throw new Error("name at least one way: off, plain, or a sampling ratio such as 0.1");
-const broker = brokerPid();
-if (!broker) throw new Error("no beam.smp process on this machine: the broker's CPU cannot be read");
+const broker = brokerPid(URL);
+if (!broker) {
+  const port = new globalThis.URL(URL).port || "5672";
+  throw new Error(`no beam.smp on this machine listens on port ${port}: the broker's CPU cannot be read`);
+}
 
 const sink = startOtlpSink();
 
@@ -53,15 +59,16 @@ interface Run {
   broker: number;
 }
 interface Way extends FibrpcWay {
-  plain: boolean;
+  /** The plain amqplib pair instead of fibrpc; `confirms`: its caller on a confirm channel. */
+  plain?: { confirms: boolean };
   serve?: Awaited<ReturnType<typeof startProcess>>;
   runs: Run[];
 }
 const ways: Way[] = args.map((arg, i) => {
   const [setting, bin = "./fibrpc"] = arg.split("@") as [string, string?];
   const queue = `cpu_per_call_${process.pid}_${i}`;
-  const plain = setting === "plain";
-  if (plain && arg !== "plain") throw new Error(`"plain" takes no binary: ${arg}`);
+  const plain = setting === "plain" || setting === "plain-confirms" ? { confirms: setting !== "plain" } : undefined;
+  if (plain && arg !== setting) throw new Error(`"${setting}" takes no binary: ${arg}`);
   const env =
     setting === "off" || plain ? { serve: withoutOtel(), bench: withoutOtel() } : tracingOn(sink.endpoint, setting);
   return { label: arg, plain, bin: resolve(bin), queue, serveEnv: env.serve, benchEnv: env.bench, runs: [] };
@@ -70,9 +77,11 @@ const ways: Way[] = args.map((arg, i) => {
 const CEILING = join(import.meta.dir, "ceiling");
 
 /** The plain caller (it prints the same JSON fields bench's rates are read from). */
-const runPlainCaller = (queue: string, concurrency: number, requests: number) =>
+const runPlainCaller = (queue: string, concurrency: number, requests: number, confirms: boolean) =>
   runLoad(
-    [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)],
+    [process.execPath, `${CEILING}-caller.ts`, URL, queue, String(concurrency), String(requests)].concat(
+      confirms ? ["confirms"] : [],
+    ),
     withoutOtel(),
     true,
   );
@@ -81,7 +90,7 @@ async function run(way: Way, concurrency: number, requests: number): Promise<Run
   const serve0 = cpuSeconds(way.serve!.pid);
   const broker0 = cpuSeconds(broker!);
   const bench = way.plain
-    ? await runPlainCaller(way.queue, concurrency, requests)
+    ? await runPlainCaller(way.queue, concurrency, requests, way.plain.confirms)
     : await runBench(way.bin, URL, way.queue, concurrency, requests, way.benchEnv);
   const perCall = (seconds: number) => (seconds * 1e6) / requests;
   return {

@@ -4,7 +4,7 @@
  * `fibrpc bench` run with its CPU time, CPU time of other processes from /proc, and rounds
  * interleaved so that a drift of the machine's load falls on every way alike.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 /** This process's environment without OTEL_*: the shell's must not turn tracing on where it is meant to be off. */
 export function withoutOtel(): Record<string, string> {
@@ -104,22 +104,40 @@ export function cpuSeconds(pid: number): number {
 }
 
 /**
- * The local RabbitMQ's process: the oldest beam.smp (as `pgrep -o` picks), the machine's broker
- * rather than a test's node started later; undefined on a machine whose broker is elsewhere.
+ * The local RabbitMQ's process: the one listening on the port of `url` (the broker benchmarked), found
+ * as ss(8) does, by the listening socket's inode in /proc/net/tcp and the process holding it; so a
+ * private node of another release (scripts/broker-node.sh, its own port) is measured, not the machine's.
+ * Undefined on a machine whose broker is elsewhere.
  */
-export function brokerPid(): number | undefined {
-  const brokers: { pid: number; started: number }[] = [];
+export function brokerPid(url: string): number | undefined {
+  const port = Number(new URL(url).port || 5672);
+  const LISTEN = "0A";
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let lines: string[];
+    try {
+      lines = readFileSync(table, "utf8").split("\n").slice(1);
+    } catch {
+      continue; // no IPv6 on this machine
+    }
+    for (const line of lines) {
+      const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
+      if (state === LISTEN && local && Number.parseInt(local.split(":")[1]!, 16) === port) inodes.add(inode!);
+    }
+  }
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "beam.smp") continue;
-      const started = Number(statFields(entry)[19]); // starttime, field 22
-      brokers.push({ pid: Number(entry), started });
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        const target = readlinkSync(`/proc/${entry}/fd/${fd}`);
+        if (inodes.has(target.slice("socket:[".length, -1))) return Number(entry);
+      }
     } catch {
       // Gone between the listing and the read.
     }
   }
-  return brokers.sort((a, b) => a.started - b.started)[0]?.pid;
+  return undefined;
 }
 
 /** `measure` for every way, `rounds` times, the order turned each round. */
