@@ -20,6 +20,7 @@
 import { join, resolve } from "node:path";
 import { connect } from "amqplib";
 import {
+  amqpPortOf,
   brokerPid,
   cpuSeconds,
   type FibrpcWay,
@@ -43,12 +44,14 @@ const calls = flag("--calls", 60_000);
 // Calls at 100 in flight before the rounds, each way (one run's worth unless given): a serve's workers are
 // JavaScript engines of their own, each compiling its hot path as it warms (docs/benchmarks.md, "Warm-up").
 const warmup = flag("--warmup", calls);
-if (args.length === 0) throw new Error("name at least one way: off, plain, or a sampling ratio such as 0.1");
+if (args.length === 0)
+  throw new Error("name at least one way: off, plain, plain-confirms, or a sampling ratio such as 0.1");
 const broker = brokerPid(URL);
-if (!broker) {
-  const port = new globalThis.URL(URL).port || "5672";
-  throw new Error(`no beam.smp on this machine listens on port ${port}: the broker's CPU cannot be read`);
-}
+if (!broker)
+  throw new Error(
+    `no beam.smp on this machine listens on port ${amqpPortOf(URL)} (or, not root, more than one runs): ` +
+      "the broker's CPU cannot be read",
+  );
 
 const sink = startOtlpSink();
 

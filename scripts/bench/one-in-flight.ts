@@ -15,7 +15,8 @@
  * FIBRPC_URL names another broker (e.g. a RabbitMQ 4.3 node of scripts/broker-node.sh); the
  * tutorial's pair then stays out (its code connects to localhost).
  *
- * `rpc_queue` must have no consumer of anyone else's; it is deleted afterwards if this made it.
+ * With the tutorial's pair, `rpc_queue` must have no consumer of anyone else's; it is deleted afterwards if
+ * this made it.
  */
 import { resolve } from "node:path";
 import { connect } from "amqplib";
@@ -26,7 +27,7 @@ const MACHINE_BROKER = "amqp://guest:guest@127.0.0.1:5672";
 // FIBRPC_URL: another broker (a node of another release, scripts/broker-node.sh); fibrpc reads it too.
 const URL = process.env.FIBRPC_URL ?? MACHINE_BROKER;
 // The tutorial's code names its broker, localhost, and declares a transient queue, which RabbitMQ 4.3 may
-// deny: its pair runs on the machine's broker only.
+// deny: its pair runs on the machine's broker only, FIBRPC_URL unset or written as above.
 const withTutorial = URL === MACHINE_BROKER;
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -183,7 +184,8 @@ const rpcQueueBefore = await probe.checkQueue("rpc_queue").then(
   (q) => q,
   () => undefined,
 );
-if (rpcQueueBefore && rpcQueueBefore.consumerCount > 0) throw new Error("rpc_queue has consumers: stop them first");
+if (withTutorial && rpcQueueBefore && rpcQueueBefore.consumerCount > 0)
+  throw new Error("rpc_queue has consumers: stop them first");
 const processes: Bun.Subprocess[] = [];
 try {
   for (const pair of pairs) {
@@ -216,6 +218,6 @@ try {
   const channel = await amqp.createChannel();
   channel.on("error", () => {});
   for (const queue of [FIBRPC_QUEUE, PLAIN_QUEUE]) await channel.deleteQueue(queue).catch(() => {});
-  if (!rpcQueueBefore) await channel.deleteQueue("rpc_queue").catch(() => {});
+  if (withTutorial && !rpcQueueBefore) await channel.deleteQueue("rpc_queue").catch(() => {});
   await amqp.close();
 }

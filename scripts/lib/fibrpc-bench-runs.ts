@@ -103,14 +103,22 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/** The AMQP port a broker URL names: its own, or the scheme's (5672, 5671 for amqps). */
+export function amqpPortOf(url: string): number {
+  const { port, protocol } = new URL(url);
+  return Number(port || (protocol === "amqps:" ? 5671 : 5672));
+}
+
 /**
  * The local RabbitMQ's process: the one listening on the port of `url` (the broker benchmarked), found
  * as ss(8) does, by the listening socket's inode in /proc/net/tcp and the process holding it; so a
  * private node of another release (scripts/broker-node.sh, its own port) is measured, not the machine's.
- * Undefined on a machine whose broker is elsewhere.
+ * The URL's host is not looked at: a remote broker is not measured, and one on the same port here would
+ * be. Reading another user's /proc/<pid>/fd needs root: without it, the only beam.smp if there is one and
+ * something listens on the port. Undefined on a machine whose broker is elsewhere.
  */
 export function brokerPid(url: string): number | undefined {
-  const port = Number(new URL(url).port || 5672);
+  const port = amqpPortOf(url);
   const LISTEN = "0A";
   const inodes = new Set<string>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
@@ -125,19 +133,29 @@ export function brokerPid(url: string): number | undefined {
       if (state === LISTEN && local && Number.parseInt(local.split(":")[1]!, 16) === port) inodes.add(inode!);
     }
   }
+  const brokers: number[] = [];
+  let unreadable = false;
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
     try {
       if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "beam.smp") continue;
-      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
-        const target = readlinkSync(`/proc/${entry}/fd/${fd}`);
-        if (inodes.has(target.slice("socket:[".length, -1))) return Number(entry);
+      brokers.push(Number(entry));
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch (err) {
+      // Gone between the listing and the read, or another user's.
+      if ((err as NodeJS.ErrnoException).code === "EACCES") unreadable = true;
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (inodes.has(readlinkSync(`/proc/${entry}/fd/${fd}`).slice("socket:[".length, -1))) return Number(entry);
+      } catch {
+        // Closed while listed: a client's connection coming or going.
       }
-    } catch {
-      // Gone between the listing and the read.
     }
   }
-  return undefined;
+  return inodes.size > 0 && unreadable && brokers.length === 1 ? brokers[0] : undefined;
 }
 
 /** `measure` for every way, `rounds` times, the order turned each round. */
