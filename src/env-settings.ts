@@ -3,7 +3,8 @@
  * measuring, NO_COLOR, OpenTelemetry's OTEL_* variables (tracing/settings.ts), and the test build's
  * settings (serve/test-build.ts). Read once, where the
  * options are resolved (commands/_run.ts), from the environment given there, and passed down:
- * nothing in rpc/ or serve/ reads process.env.
+ * nothing in rpc/ or serve/ reads process.env, but the test build's one seam (serve/test-build.ts:
+ * FIBRPC_TEST_BUILD, a constant in a compiled binary).
  */
 import type { OutletMode } from "./rpc/outlet.ts";
 import { testSettings, type TestSettings } from "./serve/test-build.ts";

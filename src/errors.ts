@@ -106,7 +106,7 @@ export function mostSevere(codes: Iterable<ExitCode>): ExitCode {
   return best;
 }
 
-/** Codes of errors raised on the client side (the server's error codes live in rpc/protocol.ts). */
+/** Codes of errors raised on the client side (the server's error codes live in rpc/error-codes.ts). */
 export const ClientErrorCode = {
   USAGE: "USAGE",
   BROKER_UNREACHABLE: "BROKER_UNREACHABLE",

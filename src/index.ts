@@ -138,6 +138,7 @@ class Client implements FibClient {
   #ready: RpcClient | undefined;
   /** An attempt to connect again is under way. */
   #connecting = false;
+  readonly #aborts = new AbortWatch();
   #closed = false;
 
   constructor(options: ClientOptions, client: RpcClient) {
@@ -163,7 +164,7 @@ class Client implements FibClient {
         client.abandon(id);
         reject(signal.reason);
       };
-      const stopWatching = onAbortOf(signal, onAbort);
+      const stopWatching = this.#aborts.on(signal, onAbort);
       outcome.then((settled) => {
         stopWatching();
         try {
@@ -202,7 +203,7 @@ class Client implements FibClient {
           (error: unknown) => ({ error }),
         ),
         deadline,
-        signal,
+        signal && { signal, watch: this.#aborts },
         () =>
           new FibrpcError(
             "TIMEOUT",
@@ -244,7 +245,7 @@ class Client implements FibClient {
 function within<T>(
   promise: Promise<T>,
   deadline: number,
-  signal: AbortSignalLike | undefined,
+  abort: { signal: AbortSignalLike; watch: AbortWatch } | undefined,
   timedOut: () => Error,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -254,7 +255,7 @@ function within<T>(
       settle();
     };
     const timer = setTimeout(() => done(() => reject(timedOut())), Math.max(0, deadline - Date.now()));
-    const stopWatching = signal && onAbortOf(signal, () => done(() => reject(signal.reason)));
+    const stopWatching = abort?.watch.on(abort.signal, () => done(() => reject(abort.signal.reason)));
     promise.then(
       (value) => done(() => resolve(value)),
       (err: unknown) => done(() => reject(err)),
@@ -262,33 +263,35 @@ function within<T>(
   });
 }
 
-/** The calls waiting on each signal, and how to remove its one listener. */
-const watched = new WeakMap<AbortSignalLike, { callbacks: Set<() => void>; unlisten: () => void }>();
-
 /**
- * Runs `callback` when `signal` aborts; returns what stops that. One listener per signal, not one
- * per call: Node.js warns of a leak at an eleventh listener on one signal, and one signal for a
- * batch of calls is the common way to cancel them.
+ * The calls of one client waiting on each signal: one listener per signal, not one per call.
+ * Node.js warns of a leak at an eleventh listener on one signal, and one signal for a batch of
+ * calls is the common way to cancel them. Each client holds its own (no state at module level).
  */
-function onAbortOf(signal: AbortSignalLike, callback: () => void): () => void {
-  let watch = watched.get(signal);
-  if (!watch) {
-    const callbacks = new Set<() => void>();
-    const onAbort = () => {
-      watched.delete(signal);
-      for (const run of callbacks) run();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    watch = { callbacks, unlisten: () => signal.removeEventListener("abort", onAbort) };
-    watched.set(signal, watch);
-  }
-  const mine = watch;
-  mine.callbacks.add(callback);
-  return () => {
-    mine.callbacks.delete(callback);
-    if (mine.callbacks.size === 0 && watched.get(signal) === mine) {
-      watched.delete(signal);
-      mine.unlisten();
+class AbortWatch {
+  readonly #watched = new WeakMap<AbortSignalLike, { callbacks: Set<() => void>; unlisten: () => void }>();
+
+  /** Runs `callback` when `signal` aborts; returns what stops that. */
+  on(signal: AbortSignalLike, callback: () => void): () => void {
+    let watch = this.#watched.get(signal);
+    if (!watch) {
+      const callbacks = new Set<() => void>();
+      const onAbort = () => {
+        this.#watched.delete(signal);
+        for (const run of callbacks) run();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      watch = { callbacks, unlisten: () => signal.removeEventListener("abort", onAbort) };
+      this.#watched.set(signal, watch);
     }
-  };
+    const mine = watch;
+    mine.callbacks.add(callback);
+    return () => {
+      mine.callbacks.delete(callback);
+      if (mine.callbacks.size === 0 && this.#watched.get(signal) === mine) {
+        this.#watched.delete(signal);
+        mine.unlisten();
+      }
+    };
+  }
 }

@@ -18,7 +18,7 @@
 import { displayUrl, type BrokerUrl } from "./broker-url.ts";
 
 export const MIN_SECRET_LENGTH = 4;
-const PUBLIC_PASSWORDS = new Set(["guest"]);
+const PUBLIC_PASSWORDS: ReadonlySet<string> = new Set(["guest"]);
 
 /** amqp(s)://user:password@ — the password runs to the last "@" before a space or the next URL. */
 const URL_PASSWORD = /(amqps?:\/\/[^:/?#@\s]*:)(?:(?!amqps?:\/\/)\S)*@/gi;

@@ -31,7 +31,7 @@ export interface Scanned {
 export type OnNegativeNumber = (token: string) => never;
 
 /** Flags every command takes, handled before its options; no option's short form may be h or v. */
-const ALWAYS = new Set(["help", "h", "version", "v"]);
+const ALWAYS: ReadonlySet<string> = new Set(["help", "h", "version", "v"]);
 /** The next token is a flag's value unless it is another flag ("-5" and "-" are values). */
 const isFlag = (token: string) => token.startsWith("-") && token !== "-" && !/^-\d/.test(token);
 

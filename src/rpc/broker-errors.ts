@@ -116,7 +116,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
 }
 
-const TLS_VERIFY_CODES = new Set([
+const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN",
   "DEPTH_ZERO_SELF_SIGNED_CERT",
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",

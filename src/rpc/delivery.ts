@@ -158,6 +158,11 @@ export function traceContextOf(headers: unknown): TraceContext {
   return { traceparent, tracestate };
 }
 
+/** A delivery's trace context (traceContextOf its headers), for the executor's process span. */
+export function deliveryTraceContext(delivery: Delivery): TraceContext {
+  return traceContextOf(delivery.properties.headers);
+}
+
 /** A request not seen before: not redelivered, and not a copy fibrpc put back (those carry a count). */
 export function isFirstDelivery(delivery: Pick<Delivery, "fields" | "properties">): boolean {
   return !delivery.fields.redelivered && header(delivery.properties.headers, ATTEMPTS_HEADER) === undefined;

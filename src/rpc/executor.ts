@@ -9,7 +9,7 @@ import { messageOf } from "../errors.ts";
 import { fibDecimal } from "../fib.ts";
 import type { Logger } from "../log.ts";
 import { requestKey, type CrashLedger } from "./crash-ledger.ts";
-import { decide, isFirstDelivery, traceContextOf, type Compute, type Fate } from "./delivery.ts";
+import { decide, deliveryTraceContext, isFirstDelivery, type Compute, type Fate } from "./delivery.ts";
 import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
 import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
@@ -84,7 +84,7 @@ export class Executor {
     const key = keyed ? requestKey(replyTo, correlationId, msg.content) : undefined;
     const firstDelivery = isFirstDelivery(msg);
     const { tracer, queue } = this.options;
-    const trace = tracer ? traceContextOf(msg.properties.headers) : undefined;
+    const trace = tracer ? deliveryTraceContext(msg) : undefined;
     if (msg.fields.redelivered) this.metrics.redelivered();
     let fate: Fate | undefined;
     const now = Date.now();

@@ -1,5 +1,8 @@
 /**
- * The wire format, and the only module that knows it (see docs/protocol.md).
+ * The wire format of a request's and a reply's body and properties (see docs/protocol.md). Also
+ * part of the contract, each in the module whose job it is: the error codes (error-codes.ts), the
+ * reading of an untrusted delivery (delivery.ts, with the trace context's headers of
+ * tracing/tracer.ts) and the properties' bytes (wire.ts).
  *
  * Requests: body is n as decimal text (the RabbitMQ tutorial's format, any language), or, with
  * content_type "application/json", an object {"n": <integer>}.

@@ -22,9 +22,9 @@ import type { RetryOf } from "../tracing/tracer.ts";
  * After a fault the servers may not be back yet (a restarted broker has lost a non-durable
  * queue until a server declares it again): on a retry, these are worth another attempt too.
  */
-const RETRYABLE_AFTER_A_FAULT = new Set<string>(["QUEUE_NOT_FOUND", "NO_CONSUMER"]);
+const RETRYABLE_AFTER_A_FAULT: ReadonlySet<string> = new Set(["QUEUE_NOT_FOUND", "NO_CONSUMER"]);
 /** Connection failures worth another connection attempt (a broker restarting refuses, then lets in). */
-const RECONNECTABLE = new Set<string>(["BROKER_UNREACHABLE", "CONNECTION_LOST"]);
+const RECONNECTABLE: ReadonlySet<string> = new Set(["BROKER_UNREACHABLE", "CONNECTION_LOST"]);
 
 /**
  * The first attempt's window is at least this long when the budget allows (a share of it for

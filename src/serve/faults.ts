@@ -1,6 +1,6 @@
 /**
  * Fault injection for the test suite, only in the test build (`bun run build:test`, which sets
- * FIBRPC_TEST_BUILD; the release build leaves this module out, see worker.ts) and only when
+ * FIBRPC_TEST_BUILD; the release build leaves this module out, see test-build.ts) and only when
  * FIBRPC_TEST_FAULTS is set, e.g. "throw=13,crash=14":
  *   throw=N             computing fib(N) throws (an unexpected server exception);
  *   crash=N             computing fib(N) ends the worker on the spot, on every delivery;

@@ -95,7 +95,7 @@ export const PHASE_SPAN_NAMES = { wait: "wait for turn", compute: "compute fib" 
 const NO_PHASE: Phase = { end: () => {} };
 
 /** Fates a server's operator must look at: the span's status is ERROR (a refused request is the caller's). */
-const FAILED_FATES = new Set(["internal", "poison", "dropped"]);
+const FAILED_FATES: ReadonlySet<string> = new Set(["internal", "poison", "dropped"]);
 
 const setter: TextMapSetter<Record<string, string>> = {
   set: (carrier, key, value) => {

@@ -113,3 +113,41 @@ test("only tracing/sdk.ts imports OpenTelemetry, and it is loaded by its URL onl
   expect(readFileSync(resolve(SRC, "tracing/start.ts"), "utf8")).toMatch(/await import\(sdk\)/);
   expect(readFileSync(resolve(SRC, "../scripts/build.ts"), "utf8")).toContain('"src/tracing/sdk.ts",');
 });
+
+/**
+ * No state at module level (issue 20): a module's top level declares no `let` or `var`, and no
+ * Map, WeakMap, Set or WeakSet but a constant set typed ReadonlySet. What a run needs is passed
+ * down or held by an instance. (Frozen tables and `as const` arrays are the other constants.)
+ */
+const MUTABLE_AT_TOP = [
+  /^(?:export\s+)?(?:let|var)\s/,
+  /^(?:export\s+)?const\s+[\w$]+\s*(?::(?!\s*Readonly(?:Set|Map)<)[^=]+)?=\s*new\s+(?:Weak)?(?:Map|Set)\b/,
+];
+const mutableAtTop = (source: string): string[] =>
+  source.split("\n").filter((line) => MUTABLE_AT_TOP.some((pattern) => pattern.test(line)));
+
+test("the check sees module-level state of every form, and not constants", () => {
+  const state = [
+    "let count = 0;",
+    "export var seen = [];",
+    "const cache = new Map<string, number>();",
+    "const watched = new WeakMap<object, number>();",
+    "export const names = new Set(['a']);",
+    "const typed: Set<string> = new Set();",
+  ];
+  const constant = [
+    "const NAMES: ReadonlySet<string> = new Set(['a']);",
+    "const TABLE: ReadonlyMap<string, number> = new Map();",
+    "  let local = 0;",
+    "  readonly #watched = new WeakMap<object, number>();",
+    "const LIMIT = 10;",
+  ];
+  expect(mutableAtTop([...state, ...constant].join("\n"))).toEqual(state);
+});
+
+test("no module in src/ keeps state at its top level", () => {
+  const found = tsFiles(SRC).flatMap((file) =>
+    mutableAtTop(readFileSync(file, "utf8")).map((line) => `${relative(SRC, file)}: ${line}`),
+  );
+  expect(found).toEqual([]);
+});
