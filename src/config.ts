@@ -55,6 +55,14 @@ export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Re
   } catch (err) {
     throw usageError(`cannot read --config ${JSON.stringify(path)}: ${(err as Error).message}`);
   }
+  const unread = lineNotRead(text);
+  if (unread !== undefined) {
+    // The line itself is not shown: it may hold a password (FIBRPC_URL amqp://user:secret@…).
+    throw usageError(
+      `line ${unread.line} of --config ${JSON.stringify(path)} ${unread.why}; ` +
+        "each line is FIBRPC_NAME=value, a # comment or blank",
+    );
+  }
   const { parse: parseDotenv } = await import("dotenv");
   const values = parseDotenv(text);
   const wrong = Object.keys(values)
@@ -63,6 +71,37 @@ export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Re
     .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
   if (wrong.length > 0) throw unknownKey(path, wrong, keys);
   return Object.freeze(values);
+}
+
+/**
+ * A line of one setting, as dotenv 18 reads it (its LINE expression): key, then = or ": ", then a
+ * value, quoted (over several lines if need be) or up to a #.
+ */
+const DOTENV_QUOTED = [/\s*'(?:\\'|[^'])*'/, /\s*"(?:\\"|[^"])*"/, /\s*`(?:\\`|[^`])*`/].map((r) => r.source).join("|");
+const DOTENV_LINE = new RegExp(
+  `(?:^|^)\\s*(?:export\\s+)?([\\w.-]+)(?:\\s*=\\s*?|:\\s+?)(${DOTENV_QUOTED}|[^#\\r\\n]+)?\\s*(?:#.*)?(?:$|$)`,
+  "gm",
+);
+
+/**
+ * The first line dotenv would skip without a word (`FIBRPC_URL amqp://…` with no "=", a stray word,
+ * another kind of file): the settings dotenv reads are blanked, line breaks kept, and what is left
+ * must be blank or a comment. A value opened by a quote and never closed is reported too (dotenv
+ * keeps the quote in the value, which then fails for another reason).
+ */
+function lineNotRead(text: string): { line: number; why: string } | undefined {
+  const normalized = text.replace(/\r\n?/g, "\n");
+  const rest = normalized.replace(DOTENV_LINE, (setting: string, _key: string, value: string | undefined) => {
+    const quote = value?.trim()[0];
+    const open = quote !== undefined && `'"\``.includes(quote) && !/(['"`])\s*$/.test(value!.trim().slice(1));
+    // Marks the setting whose value is an open quote; the others become their line breaks.
+    return open ? `\u0000${setting.replace(/[^\n]/g, "")}` : setting.replace(/[^\n]/g, "");
+  });
+  const lines = rest.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("\u0000") || !/^\s*(#.*)?$/.test(l));
+  if (at === -1) return undefined;
+  if (lines[at]!.startsWith("\u0000")) return { line: at + 1, why: "opens a quote it never closes" };
+  return { line: at + 1, why: "is not a setting" };
 }
 
 /** The usage error for the first wrong key of a config file (by line), the others counted. */
@@ -122,11 +161,12 @@ export function parseDuration(name: string, value: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
   if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${JSON.stringify(value)}`);
   const ms = Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
-  if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, got ${JSON.stringify(value)}`);
+  // A number without a unit is seconds (as sleep(1) reads it): said, since 2147483647 reads as ms.
+  const got = `got ${JSON.stringify(value)}${match[2] === undefined ? ", seconds without a unit" : ""}`;
+  if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, ${got}`);
   if (ms > MAX_TIMER_MS)
     throw usageError(
-      `--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), ` +
-        `got ${JSON.stringify(value)}`,
+      `--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), ${got}`,
     );
   return ms;
 }
@@ -146,7 +186,10 @@ export function formatDuration(ms: number): string {
 export function parseHost(name: string, value: string): string {
   const host = value.trim().replace(/^\[(.*)\]$/, "$1");
   const label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
-  if (isIP(host) !== 0 || (host.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`).test(host))) return host;
+  // Digits and dots only is meant as an IPv4 address (999.1.1.1 is none), not a host name.
+  const isHostName =
+    !/^[\d.]+$/.test(host) && host.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`).test(host);
+  if (isIP(host) !== 0 || isHostName) return host;
   throw usageError(
     `--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${JSON.stringify(value)}`,
   );

@@ -5,7 +5,7 @@
  */
 import { readConfigFile, type ConfigKeys } from "./config.ts";
 import { ordinal } from "./broker-url.ts";
-import { usageError } from "./errors.ts";
+import { FibrpcError, usageError } from "./errors.ts";
 import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
 import { camelName, OPTIONS, optionOf, optionsOf, takes } from "./options.ts";
 import type { CommandName, OptionName, Options, Source } from "./options.ts";
@@ -28,11 +28,22 @@ function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, fi
   if (typeof flag === "string") return { value: option.parse(flag, at(`--${name}`)), source: "flag" };
   if (flag !== undefined)
     return { value: option.parseAll!(flag.map((text) => ({ text, where: `--${name}` }))), source: "flag" };
+  // A value from the environment or the file: its error says where it came from, as a flag's
+  // names the flag (most parsers name the option by its flag only).
+  const parseFrom = (text: string, where: string) => {
+    try {
+      return option.parse(text, at(where));
+    } catch (err) {
+      if (err instanceof FibrpcError && err.code === "USAGE" && !err.message.includes(option.env))
+        throw usageError(`${err.message} (from ${where})`);
+      throw err;
+    }
+  };
   const fromEnv = env[option.env];
-  if (fromEnv !== undefined && fromEnv !== "") return { value: option.parse(fromEnv, at(option.env)), source: "env" };
+  if (fromEnv !== undefined && fromEnv !== "") return { value: parseFrom(fromEnv, option.env), source: "env" };
   const fromFile = option.inFile === false ? undefined : file[option.env];
   if (fromFile !== undefined && fromFile !== "") {
-    return { value: option.parse(fromFile, at(`${option.env} in the --config file`)), source: "file" };
+    return { value: parseFrom(fromFile, `${option.env} in the --config file`), source: "file" };
   }
   const fallback = typeof option.default === "function" ? option.default() : option.default;
   return { value: fallback === undefined ? undefined : option.parse(fallback, at("default")), source: "default" };

@@ -7,7 +7,8 @@
  * - a flag that needs a value without one: last on the line, followed by another flag (`--timeout --json`),
  *   or empty (`--timeout=`);
  * - a flag given twice (`--timeout 1s --timeout 2s`); only --url may repeat, its values kept in order;
- * - a value for an on/off flag (`--json=yes`).
+ * - a value for an on/off flag (`--json=yes`);
+ * - a word given to a command that takes none (`serve 4`: a value whose flag was left out).
  * A token such as "-5" is handed to `onNegativeNumber` if given (call: an invalid n), else is an unknown
  * flag. Everything after "--" is an operand.
  */
@@ -32,6 +33,8 @@ export type OnNegativeNumber = (token: string) => never;
 
 /** Flags every command takes, handled before its options; no option's short form may be h or v. */
 const ALWAYS: ReadonlySet<string> = new Set(["help", "h", "version", "v"]);
+/** The commands that take operands (call: the n; completion: the shell); the others take none. */
+const TAKE_OPERANDS: ReadonlySet<CommandName> = new Set(["call", "completion"]);
 /** The next token is a flag's value unless it is another flag ("-5" and "-" are values). */
 const isFlag = (token: string) => token.startsWith("-") && token !== "-" && !/^-\d/.test(token);
 
@@ -108,6 +111,14 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     } else {
       flags[name] = value;
     }
+  }
+  if (operands.length > 0 && !TAKE_OPERANDS.has(command)) {
+    fail(
+      usageError(
+        `unexpected argument ${JSON.stringify(operands[0])}: fibrpc ${command} takes options only, ` +
+          `each value right after its flag; see fibrpc ${command} --help`,
+      ),
+    );
   }
   return { flags: flags as GivenFlags, operands, help, problem };
 }

@@ -303,6 +303,13 @@ export const OPTIONS = named({
     parse: (value) => {
       if (value === "" || Buffer.byteLength(value, "utf8") > 255)
         throw usageError("--reply-to must be a queue name of 1 to 255 bytes (UTF-8)");
+      // amq.rabbitmq.reply-to is Direct Reply-to, whose replies die with this caller, which does not
+      // wait for them; any other amq.* name is reserved by the broker and cannot be declared.
+      if (value.startsWith("amq."))
+        throw usageError(
+          `--reply-to ${JSON.stringify(value)}: names that begin with "amq." are the broker's ` +
+            "(amq.rabbitmq.reply-to is Direct Reply-to, for a caller that waits); name a queue of your own",
+        );
       return value;
     },
   }),

@@ -43,6 +43,8 @@ export class CallStream {
   private stopped: Stop | undefined;
   /** Ends the wait of unlessHalted under way, if any. */
   private halt: (() => void) | undefined;
+  /** The calls made (bad words are none) and those that succeeded (--no-wait: confirmed by the broker). */
+  private readonly counted = { calls: 0, ok: 0 };
 
   constructor(private readonly job: StreamJob) {}
 
@@ -54,6 +56,10 @@ export class CallStream {
 
   get stoppedBy(): Stop | undefined {
     return this.stopped;
+  }
+
+  get tally(): { readonly calls: number; readonly ok: number } {
+    return this.counted;
   }
 
   /** Runs the stream to its end; the exit code of the worst outcome (a bad word is a usage error, 64). */
@@ -96,6 +102,8 @@ export class CallStream {
       this.running++;
       void this.job.call(parsed.n).then((outcome) => {
         this.running--;
+        this.counted.calls++;
+        if (outcome.ok) this.counted.ok++;
         const printed = linesOf(outcome, this.job.style);
         // Ended by the error that stopped the stream: said once, by the command, not once per call.
         if (!outcome.ok && this.stopped && "error" in this.stopped && outcome.error === this.stopped.error)

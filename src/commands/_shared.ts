@@ -1,4 +1,5 @@
 /** What several commands make of their resolved options (options.ts): where to connect, the logger, the client. */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { usageError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -12,19 +13,39 @@ import { CALL_EXPORT_TIMEOUT_MS, type Tracer } from "../tracing/tracer.ts";
 
 type BrokerOptions = Pick<Options<"call">, "url" | "queue" | "tlsCa" | "tlsCert" | "tlsKey">;
 
-function readPem(flag: string, path: string | undefined): Buffer | undefined {
+/**
+ * A TLS file's contents, checked before any connection: a file that holds no PEM certificate (or
+ * key) is the user's to fix (exit 64), not a broker that cannot be reached (68, which the TLS
+ * library's error would otherwise become, and which serve would retry forever).
+ */
+function readPem(flag: string, path: string | undefined, holds: "certificate" | "private key"): Buffer | undefined {
   if (path === undefined) return undefined;
+  let pem: Buffer;
   try {
-    return readFileSync(path);
+    pem = readFileSync(path);
   } catch (err) {
     throw usageError(`cannot read --${flag} ${JSON.stringify(path)}: ${(err as Error).message}`);
   }
+  try {
+    if (holds === "private key") createPrivateKey(pem);
+    else new X509Certificate(pem);
+  } catch (err) {
+    const message = (err as Error).message;
+    const why = message.includes("NO_START_LINE") ? "no PEM block found" : message;
+    const give = holds === "private key" ? "an unencrypted private key" : "a certificate";
+    throw usageError(`--${flag} ${JSON.stringify(path)} is not a usable PEM ${holds} (${why}); give ${give} in PEM`);
+  }
+  return pem;
 }
 
 /** Where to connect: the broker URLs, in the order they are tried, and the TLS files' contents. */
 export function brokerTarget(o: BrokerOptions): BrokerTarget {
   const { tlsCa, tlsCert, tlsKey } = o;
-  const tls = { ca: readPem("tls-ca", tlsCa), cert: readPem("tls-cert", tlsCert), key: readPem("tls-key", tlsKey) };
+  const tls = {
+    ca: readPem("tls-ca", tlsCa, "certificate"),
+    cert: readPem("tls-cert", tlsCert, "certificate"),
+    key: readPem("tls-key", tlsKey, "private key"),
+  };
   return { urls: o.url, tls };
 }
 

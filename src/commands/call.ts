@@ -101,7 +101,9 @@ export default defineCommand({
                           "waiting for one (--wait-for-server, up to --timeout)",
                       ),
                   });
-            if (o.waitForServer) await serverThere;
+            // call - looks for a server before it reads a word: with none it reads nothing, and says
+            // so once, whatever the input (a race between stdin and the look made the output vary).
+            if (o.waitForServer || (streaming && !noWait)) await serverThere;
             if (streaming) return await streamStdin(o, ask, caller, serverThere, masker, log);
             const noServer = serverThere.then(() => new Promise<never>(() => {}));
             // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
@@ -112,7 +114,10 @@ export default defineCommand({
               codes.push(await print(await Promise.race([call, noServer]), o.json, masker));
               printed++;
             }
-            if (noWait) log.info(sentLine(codes, o.queue, noWait.replyTo));
+            if (noWait) {
+              const taken = codes.filter((c) => c === ExitCode.OK).length;
+              log.info(sentLine(taken, codes.length, o.queue, noWait.replyTo));
+            }
             return mostSevere(codes);
           } catch (err) {
             // No server (or another error for them all): the calls still in flight end with it, so that
@@ -193,7 +198,7 @@ async function streamStdin(
     void caller.close({ waitForBroker: false, callsEndWith: error });
   });
   const code = await stream.run();
-  if (o.replyTo !== undefined) log.info(`requests confirmed by the broker; their replies go to queue ${o.replyTo}`);
+  if (o.replyTo !== undefined) log.info(sentLine(stream.tally.ok, stream.tally.calls, o.queue, o.replyTo));
   const stopped = stream.stoppedBy;
   if (stopped && "error" in stopped) throw stopped.error;
   if (stopped && "signal" in stopped)
@@ -211,14 +216,18 @@ function pipelineOf(o: Options<"call">): { replyTo: string } | undefined {
   if (!o.noWait)
     throw usageError("--reply-to needs --no-wait: call does not wait for replies it sends to another queue");
   if (o.retry > 0) throw usageError("--retry applies to calls that wait for their reply, not to --no-wait");
+  if (o.replyTo === o.queue)
+    throw usageError(
+      `--reply-to ${JSON.stringify(o.replyTo)} is the request queue: the servers would take each reply ` +
+        "for a request and drop it; name another queue",
+    );
   return { replyTo: o.replyTo };
 }
 
 /** What --no-wait did, said once at the end (stderr): how many requests the broker took, where their replies go. */
-function sentLine(codes: readonly ExitCode[], queue: string, replyTo: string): string {
-  const taken = codes.filter((c) => c === ExitCode.OK).length;
+function sentLine(taken: number, sent: number, queue: string, replyTo: string): string {
   return (
-    `${taken} of ${codes.length} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
+    `${taken} of ${sent} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
     `their replies go to queue ${JSON.stringify(replyTo)}`
   );
 }

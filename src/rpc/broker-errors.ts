@@ -113,6 +113,14 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       `the broker at ${broker} closed the connection during the handshake (${message})`,
     );
   }
+  // amqps:// to a port that answers in plain AMQP (5672): OpenSSL reads "AMQP" as a record header.
+  if (/WRONG_VERSION_NUMBER|wrong version number|packet length too long/i.test(message)) {
+    return error(
+      "BROKER_UNREACHABLE",
+      "handshake",
+      `the broker at ${broker} did not answer in TLS: the port speaks plain AMQP (amqp://), not amqps://`,
+    );
+  }
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
 }
 

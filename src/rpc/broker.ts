@@ -10,7 +10,7 @@
 import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
-import type { FibrpcError } from "../errors.ts";
+import { ExitCode, type FibrpcError } from "../errors.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {
@@ -117,7 +117,9 @@ export class FailoverUrl {
 
 /**
  * For `call` and `bench`: connects to the first broker of the list that answers, by `deadline`.
- * Throws the FibrpcError of the last failure (each failure is logged at debug by the caller).
+ * Throws the FibrpcError of the first broker that answered and refused (a login, a vhost, a TLS
+ * certificate: what the user must fix, which a later broker being down must not hide behind "retry
+ * later"), else of the last failure (each failure is logged at debug by the caller).
  */
 export async function connectToFirst(
   target: BrokerTarget,
@@ -126,6 +128,7 @@ export async function connectToFirst(
   onFailure?: (error: FibrpcError) => void,
 ): Promise<{ model: ChannelModel; url: BrokerUrl }> {
   let last: FibrpcError | undefined;
+  let refused: FibrpcError | undefined;
   for (const url of target.urls) {
     try {
       // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
@@ -138,8 +141,9 @@ export async function connectToFirst(
     } catch (err) {
       last = connectError(err, url);
       onFailure?.(last);
+      if (last.exitCode === ExitCode.ACCESS_REFUSED || last.exitCode === ExitCode.CONFIG) refused ??= last;
       if (last.code === "ACCESS_REFUSED" && target.urls.length === 1) break;
     }
   }
-  throw last!;
+  throw refused ?? last!;
 }

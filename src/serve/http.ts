@@ -151,6 +151,13 @@ function listen(hostname: string, port: number, handler: { fetch(request: Reques
       throw usageError(`--http-port ${port} is already in use on ${hostname}; pick another port`);
     if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_NONAME")
       throw usageError(`--http-host ${hostname} is not an address of this machine`);
+    // Any other refusal of the system's (a host name that does not resolve comes back as ENOTTY
+    // from Bun 1.4.5, say) is the address or port given, not a bug of fibrpc's.
+    if (typeof code === "string")
+      throw usageError(
+        `cannot listen on --http-host ${hostname} --http-port ${port} (${code}); ` +
+          "give an IP address of this machine (127.0.0.1, or 0.0.0.0 for every interface) and a free port",
+      );
     throw err;
   }
 }

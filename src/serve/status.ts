@@ -39,7 +39,13 @@ export function writeStatus(path: string, status: ServeStatus): void {
   // Write then rename: a reader never sees half a file.
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(status));
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    // `path` a directory, say: no stray file left beside it.
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Who holds a status file: another serve that is alive and keeps it fresh, or nobody. */
@@ -97,10 +103,12 @@ export interface StatusKeeper {
 }
 
 /**
- * Claims `path` for this serve, or throws a usage error if another running serve holds it: two sharing it
- * would answer `fibrpc health` for each other, and the first to exit would delete it under the other.
- * Writing never stops serving: a file that cannot be written is one warning (until it can be again), and a
- * file another serve took over meanwhile (this one was stopped long enough to look gone) is left to it.
+ * Claims `path` for this serve, or throws a usage error if another running serve holds it (two sharing it
+ * would answer `fibrpc health` for each other, and the first to exit would delete it under the other) or
+ * if it cannot be written at all (no such directory, a directory, no permission): `fibrpc health` would
+ * then say "not running" for as long as serve runs. Once claimed, writing never stops serving: a file that
+ * cannot be written is one warning (until it can be again), and a file another serve took over meanwhile
+ * (this one was stopped long enough to look gone) is left to it.
  */
 export function keepStatus(path: string, of: { queue: string; workers: number }, log: Logger): StatusKeeper {
   const statusOf = ({ serving, workers, blocked }: ServeStatusUpdate): ServeStatus => ({
@@ -116,6 +124,12 @@ export function keepStatus(path: string, of: { queue: string; workers: number },
     throw usageError(
       `--status-file ${path} is held by another serve (pid ${claim.holder}), which is running; ` +
         "give each serve its own --status-file",
+    );
+  }
+  if (!claim.claimed) {
+    throw usageError(
+      `cannot write --status-file ${path}: ${claim.error.message}; ` +
+        "give a file path in a directory serve can write (it is replaced as a whole on each update)",
     );
   }
   let warned = false;

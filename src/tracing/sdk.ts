@@ -417,10 +417,8 @@ class WarningExporter implements SpanExporter {
   }
 }
 
-/** The endpoint without user info (a collector's credentials may be in it). */
+/** The endpoint without user info or query (a collector's credentials or token may be in either). */
 function shown(url: string): string {
   const u = new URL(url);
-  u.username = "";
-  u.password = "";
-  return u.href;
+  return `${u.origin}${u.pathname}${u.search === "" ? "" : "?…"}`;
 }

@@ -91,6 +91,37 @@ describe("reading n from stdin", () => {
     expect(code).toBe(0);
   });
 
+  test("no server: call - looks before it reads, so the same input gives the same one line and exit 69", async () => {
+    // Before, the look raced the reading of stdin: a bad word was reported or not, the exit 64 or 69.
+    const missing = uniqueQueue("call_stream_missing");
+    const noConsumer = uniqueQueue("call_stream_idle");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(noConsumer, { durable: true });
+    try {
+      for (const [target, why] of [
+        [missing, /^fibrpc: queue "call_stream_missing\S*" does not exist on the broker/],
+        [noConsumer, /^fibrpc: queue "call_stream_idle\S*" on \S+ has no consumer: no server is running/],
+      ] as const) {
+        for (const json of [[], ["--json"]]) {
+          const runs = Array.from({ length: 3 }, () => {
+            const env = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+            const cmd = [BIN, "call", "-", "--queue", target, ...json];
+            const stdin = new Blob(["abc\n1\n-1 5\n"]);
+            return finished(tracked(Bun.spawn(cmd, { cwd: "/", env, stdin, stdout: "pipe", stderr: "pipe" })));
+          });
+          for (const { stdout, stderr, code } of await Promise.all(runs)) {
+            expect(code, stderr).toBe(69);
+            expect(stdout).toBe("");
+            expect(stderr.trim().split("\n"), stderr).toHaveLength(1);
+            expect(stderr.trim()).toMatch(why);
+          }
+        }
+      }
+    } finally {
+      await ch.deleteQueue(noConsumer);
+    }
+  });
+
   test("- is given alone; --unordered and --in-flight are for call - only (exit 64)", async () => {
     for (const args of [
       ["-", "5"],

@@ -65,6 +65,14 @@ describe("failures before any server answers", () => {
     expectOneLine(stderr);
   });
 
+  test("amqps:// to the plain AMQP port: says the port is not TLS, not OpenSSL's code; exit 68", async () => {
+    const { code, stderr } = await run(["call", "5", "--url", `amqps://guest:s3cret@127.0.0.1:${BROKER_PORT}`]);
+    expect(code).toBe(68);
+    expect(stderr).toMatch(/did not answer in TLS: the port speaks plain AMQP \(amqp:\/\/\), not amqps:\/\//);
+    expect(stderr).not.toMatch(/OPENSSL|s3cret/);
+    expectOneLine(stderr);
+  });
+
   test("wrong password: access refused, exit 77", async () => {
     const { code, stderr } = await run(["call", "5", "--url", `amqp://guest:wrong@127.0.0.1:${BROKER_PORT}`]);
     expect(code).toBe(77);

@@ -20,6 +20,10 @@ function configFile(text: string): string {
   return file;
 }
 
+/** A file that is no PEM certificate or key: refused as such, not as a broker that cannot be reached. */
+const NOT_PEM = join(dir, "not-a.pem");
+writeFileSync(NOT_PEM, "garbage\n");
+
 /** A broker nobody listens on: a check that ran after connecting would give another error. */
 const NOWHERE = { FIBRPC_URL: "amqp://guest:guest@127.0.0.1:1" };
 
@@ -139,6 +143,34 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
     args: ["serve", "--http-port", "19999", "--http-host", "203.0.113.7"],
     message: /--http-host 203\.0\.113\.7 is not an address of this machine/,
   },
+  // A host name that does not resolve, or digits that are no IPv4 address.
+  {
+    args: ["serve", "--http-port", "19997", "--http-host", "nosuchhost.invalid"],
+    message: /^fibrpc: (cannot listen on )?--http-host nosuchhost\.invalid /,
+  },
+  { args: ["serve", "--http-port", "19997", "--http-host", "999.1.1.1"], message: /--http-host must be an IP address/ },
+  // A word for a command that takes none: a value whose flag was left out is not ignored.
+  { args: ["serve", "4"], message: /^fibrpc: unexpected argument "4": fibrpc serve takes options only/ },
+  { args: ["bench", "extra", "-r", "10"], message: /^fibrpc: unexpected argument "extra": fibrpc bench takes/ },
+  { args: ["health", "extra"], message: /^fibrpc: unexpected argument "extra": fibrpc health takes/ },
+  // TLS files that hold no certificate or key: the user's to fix, before any connection.
+  { args: ["call", "30", "--tls-ca", NOT_PEM], message: /^fibrpc: --tls-ca "[^"]+" is not a usable PEM certificate/ },
+  { args: ["serve", "--tls-ca", NOT_PEM], message: /--tls-ca "[^"]+" is not a usable PEM certificate/ },
+  {
+    args: ["bench", "--tls-cert", NOT_PEM, "--tls-key", NOT_PEM],
+    message: /--tls-cert "[^"]+" is not a usable PEM certificate/,
+  },
+  // A status file serve can never write: `fibrpc health` would say "not running" all along.
+  { args: ["serve", "--status-file", "/nonexistent/dir/status.json"], message: /^fibrpc: cannot write --status-file/ },
+  // --reply-to queues whose replies would be lost.
+  {
+    args: ["call", "30", "--no-wait", "--reply-to", "amq.rabbitmq.reply-to"],
+    message: /--reply-to "amq\.rabbitmq\.reply-to": names that begin with "amq\." are the broker's/,
+  },
+  {
+    args: ["call", "30", "--no-wait", "--reply-to", "jobs", "--queue", "jobs"],
+    message: /--reply-to "jobs" is the request queue/,
+  },
   // connection_timeout is one socket option for all of serve's URLs.
   {
     args: ["serve", "--url", "amqp://h1?connection_timeout=100,amqp://h2"],
@@ -172,6 +204,21 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
       expect(stdout).toBe("");
       expect(stderr.trim().split("\n")).toHaveLength(1);
       expect(stderr).toMatch(message);
+    }
+  });
+
+  test("a config-file line that is not a setting is named by its line, and its text (a password) not shown", async () => {
+    for (const text of [
+      "FIBRPC_URL amqp://guest:s3cretpw@127.0.0.1\n",
+      'FIBRPC_URL="amqp://guest:s3cretpw@127.0.0.1\n',
+    ]) {
+      const { code, stdout, stderr } = await run(["call", "30", "--config", configFile(text)]);
+      expect(code, stderr).toBe(64);
+      expect(stdout).toBe("");
+      expect(stderr.trim()).toMatch(
+        /^fibrpc: line 1 of --config "[^"]+" (is not a setting|opens a quote it never closes);/,
+      );
+      expect(stderr).not.toContain("s3cretpw");
     }
   });
 

@@ -56,7 +56,10 @@ test("100,000 requests with --no-wait, a serve SIGKILLed mid-way: the next stage
     }
   })();
   const [stderr, code] = await Promise.all([new Response(call.stderr).text(), call.exited, reading]);
-  expect(stderr).toContain(`requests confirmed by the broker; their replies go to queue ${results}`);
+  expect(stderr).toContain(
+    `${COUNT} of ${COUNT} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
+      `their replies go to queue ${JSON.stringify(results)}`,
+  );
   expect(code).toBe(0);
   expect(killed).toBe(true);
   expect(sent.size).toBe(COUNT);

@@ -115,6 +115,12 @@ describe("at connection.open: the vhost", () => {
     );
   });
 
+  test("with failover: a broker that refused is what is reported (77), not a later one that is down (68)", async () => {
+    const call = await run(["call", "--url", urlOf("noperm", "v1"), "--url", "amqp://guest:guest@127.0.0.1:1", "5"]);
+    expect(call.code).toBe(77);
+    expectOneLine(call.stderr, /refused the connection: access to vhost 'v1' refused for user 'noperm'/);
+  });
+
   test("a vhost that does not exist: 77, and how to create it", async () => {
     const call = await run(["call", "--url", urlOf("full", "nosuch"), "5"]);
     expect(call.code).toBe(77);

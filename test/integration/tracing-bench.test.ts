@@ -73,12 +73,18 @@ test("bench samples its calls at OTEL_TRACES_SAMPLER_ARG; each sampled call's tr
 test("bench with a collector that cannot be reached: every call answered, one warning", async () => {
   const queue = uniqueQueue("fibrpc_trace_bench");
   const server = await startServe(["--queue", queue, "--workers", "1"]);
+  // Credentials in the endpoint (user info, a token in the query) never reach the warning.
+  const endpoint = new URL(`${unreachableEndpoint()}/v1/traces?token=s3cretTok`);
+  endpoint.username = "collector";
+  endpoint.password = "s3cretPw";
   const benched = await run(["bench", "--queue", queue, "--requests", "1200", "--concurrency", "20", "--json"], {
-    OTEL_EXPORTER_OTLP_ENDPOINT: unreachableEndpoint(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint.href,
   });
   expect(benched.code, benched.stderr).toBe(0);
   expect(JSON.parse(benched.stdout)).toMatchObject({ calls: 1200, ok: 1200, errors: {} });
   // 1200 spans are at least three exports (512 each): the failures are said once.
   expect(benched.stderr.match(/could not export spans/g), benched.stderr).toHaveLength(1);
+  expect(benched.stderr).toContain(`could not export spans to ${endpoint.origin}/v1/traces?…: `);
+  expect(benched.stderr).not.toMatch(/s3cret|collector@/);
   expect(await server.stop()).toBe(0);
 });

@@ -34,6 +34,9 @@ describe("parseDuration", () => {
     ["600h", /--timeout must be at most 2147483647ms \(about 24\.8 days/],
     ["2147483648ms", /at most 2147483647ms/],
     ["99999999999999999999999", /at most/],
+    // A bare number is seconds: said, since a number this size looks like milliseconds.
+    ["2147483647", /at most 2147483647ms .*, got "2147483647", seconds without a unit$/],
+    ["0.0001", /at least 1ms, got "0.0001", seconds without a unit$/],
   ];
   for (const [input, message] of bad) {
     test(`refuses ${JSON.stringify(input)}`, () => expect(() => parseDuration("timeout", input)).toThrow(message));
@@ -67,7 +70,7 @@ describe("options", () => {
       ["metrics.local", "metrics.local"],
     ])
       expect(parseHost("http-host", input!)).toBe(host!);
-    for (const bad of ["", "a b", "1.2.3.4:80", "http://x", "-x", "x_y"])
+    for (const bad of ["", "a b", "1.2.3.4:80", "http://x", "-x", "x_y", "999.1.1.1", "10.0.0", "1.2.3.4."])
       expect(() => parseHost("http-host", bad)).toThrow(/--http-host must be an IP address or a host name/);
   });
 });
@@ -101,6 +104,22 @@ describe("a --config file: any command's keys, and nothing else", () => {
     const path = fileWith(text);
     return { path, options: () => loadOptions(command, { rawArgs: ["--config", path], env: {} }) };
   };
+
+  test("every form dotenv reads is a setting: export, quotes over lines, comments, blanks, ': '", async () => {
+    const text = [
+      "# fibrpc",
+      "",
+      "export FIBRPC_QUEUE='q#1' # the queue",
+      '  FIBRPC_URL="amqp://guest:guest@127.0.0.1"',
+      "FIBRPC_TIMEOUT: 2s",
+      "FIBRPC_RETRY=",
+      'FIBRPC_LOG_FORMAT="json"',
+      "FIBRPC_REPLY_QUEUE=`direct`",
+      "   ",
+    ].join("\r\n");
+    const { options } = load("call", `${text}\n`);
+    expect(await options()).toMatchObject({ queue: "q#1", timeout: 2000, logFormat: "json", replyQueue: "direct" });
+  });
 
   test("keys of another command's options are accepted (one file for serve, call and bench)", async () => {
     const { options } = load(
@@ -147,6 +166,30 @@ describe("a --config file: any command's keys, and nothing else", () => {
       text: "FIBRPC_URL=amqp://h\nexport FIBRPC_RETRYS=2\nFOO=1\nFIBRPC_JSNO=1\n",
       error: (p) =>
         `unknown key FIBRPC_RETRYS in --config ${JSON.stringify(p)} (line 2); did you mean FIBRPC_RETRY? (2 more: FOO, FIBRPC_JSNO)`,
+    },
+    {
+      name: "a line without '=': an error naming its line, never its text (it may hold a password)",
+      text: "# broker\n\nFIBRPC_URL amqp://guest:secretpw@127.0.0.1\nFIBRPC_TIMEOUT=2s\n",
+      error: (p) =>
+        `line 3 of --config ${JSON.stringify(p)} is not a setting; each line is FIBRPC_NAME=value, a # comment or blank`,
+    },
+    {
+      name: "a stray word, a key without a value's '=', a value without a key",
+      text: "FIBRPC_QUEUE=q\ngarbage\nFIBRPC_TIMEOUT\n=5s\n",
+      error: (p) =>
+        `line 2 of --config ${JSON.stringify(p)} is not a setting; each line is FIBRPC_NAME=value, a # comment or blank`,
+    },
+    {
+      name: "another kind of file (/etc/passwd's lines)",
+      text: "root:x:0:0:root:/root:/bin/bash\n",
+      error: (p) =>
+        `line 1 of --config ${JSON.stringify(p)} is not a setting; each line is FIBRPC_NAME=value, a # comment or blank`,
+    },
+    {
+      name: "a quote opened and never closed",
+      text: 'FIBRPC_QUEUE="q"\r\nFIBRPC_URL="amqp://guest:secretpw@127.0.0.1\r\nFIBRPC_TIMEOUT=2s\r\n',
+      error: (p) =>
+        `line 2 of --config ${JSON.stringify(p)} opens a quote it never closes; each line is FIBRPC_NAME=value, a # comment or blank`,
     },
     {
       name: "FIBRPC_CONFIG: a file cannot name another one",

@@ -239,19 +239,19 @@ const cases: Case[] = [
     name: "not a whole number",
     command: "call",
     file: { FIBRPC_RETRY: "2.5" },
-    error: /^--retry must be a whole number, got "2.5"$/,
+    error: /^--retry must be a whole number, got "2.5" \(from FIBRPC_RETRY in the --config file\)$/,
   },
   {
     name: "an unknown value",
     command: "call",
     env: { FIBRPC_REPLY_QUEUE: "shared" },
-    error: /^--reply-queue must be direct or exclusive, got "shared"$/,
+    error: /^--reply-queue must be direct or exclusive, got "shared" \(from FIBRPC_REPLY_QUEUE\)$/,
   },
   {
     name: "an unknown log level",
     command: "call",
     env: { FIBRPC_LOG_LEVEL: "loud" },
-    error: /^--log-level must be one of silent, error, warn, info, debug, trace, got "loud"$/,
+    error: /^--log-level must be one of silent, error, warn, info, debug, trace, got "loud" \(from FIBRPC_LOG_LEVEL\)$/,
   },
   {
     name: "variables of options the command does not take are ignored",
