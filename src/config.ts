@@ -91,11 +91,15 @@ const DOTENV_LINE = new RegExp(
  */
 function lineNotRead(text: string): { line: number; why: string } | undefined {
   const normalized = text.replace(/\r\n?/g, "\n");
+  const breaks = (text: string) => text.replace(/[^\n]/g, "");
   const rest = normalized.replace(DOTENV_LINE, (setting: string, _key: string, value: string | undefined) => {
-    const quote = value?.trim()[0];
-    const open = quote !== undefined && `'"\``.includes(quote) && !/(['"`])\s*$/.test(value!.trim().slice(1));
-    // Marks the setting whose value is an open quote; the others become their line breaks.
-    return open ? `\u0000${setting.replace(/[^\n]/g, "")}` : setting.replace(/[^\n]/g, "");
+    const v = value?.trim() ?? "";
+    const open = v !== "" && `'"\``.includes(v[0]!) && !v.slice(1).includes(v[0]!);
+    // The setting becomes its line breaks; an open quote's is marked on its key's line (the match
+    // may begin with the blank lines before it).
+    const lead = setting.length - setting.trimStart().length;
+    const keyLine = setting.lastIndexOf("\n", lead) + 1;
+    return breaks(setting.slice(0, keyLine)) + (open ? "\u0000" : "") + breaks(setting.slice(keyLine));
   });
   const lines = rest.split("\n");
   const at = lines.findIndex((l) => l.startsWith("\u0000") || !/^\s*(#.*)?$/.test(l));

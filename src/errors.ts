@@ -217,6 +217,11 @@ export interface ErrorDetails {
   /** The queue or exchange the refused permission is about. */
   resource?: { kind: "queue" | "exchange" | "topic"; name: string };
   limit?: BrokerLimit;
+  /**
+   * With several broker URLs: this broker refused, and another of the list could not be reached
+   * (down, restarting), so connecting again may still reach that one (rpc/retry.ts connectWithin).
+   */
+  anotherUnreachable?: true;
 }
 
 /** A limit the broker enforces: `rabbitmqctl set_vhost_limits` / `set_user_limits`, or the cluster's. */

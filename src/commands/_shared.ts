@@ -26,12 +26,16 @@ function readPem(flag: string, path: string | undefined, holds: "certificate" | 
   } catch (err) {
     throw usageError(`cannot read --${flag} ${JSON.stringify(path)}: ${(err as Error).message}`);
   }
+  // X509Certificate also takes DER, which TLS then refuses (as "broker unreachable"): PEM's armour first.
+  const armour =
+    holds === "private key" ? /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/ : /-----BEGIN [A-Z0-9 ]*CERTIFICATE-----/;
   try {
+    if (!armour.test(pem.toString("latin1"))) throw new Error("no PEM block found");
     if (holds === "private key") createPrivateKey(pem);
     else new X509Certificate(pem);
   } catch (err) {
     const message = (err as Error).message;
-    const why = message.includes("NO_START_LINE") ? "no PEM block found" : message;
+    const why = /NO_START_LINE|no start line/i.test(message) ? "no PEM block found" : message;
     const give = holds === "private key" ? "an unencrypted private key" : "a certificate";
     throw usageError(`--${flag} ${JSON.stringify(path)} is not a usable PEM ${holds} (${why}); give ${give} in PEM`);
   }

@@ -2,7 +2,9 @@
  * "Is a server there?", decided in one place for every caller: a server is there when the
  * request queue has at least one consumer. Without `wait`, one look: no queue is QUEUE_NOT_FOUND,
  * no consumer is NO_CONSUMER. With `wait`, the queue is polled until a consumer shows up (the
- * queue may not exist yet either: the server declares it), or TIMEOUT at `deadline`.
+ * queue may not exist yet either: the server declares it), or TIMEOUT at `deadline`. Either way
+ * a look the broker does not answer (a queue without its cluster's majority, a silent link) ends
+ * at `deadline` too.
  */
 import { FibrpcError } from "../errors.ts";
 import type { RpcClient } from "./client.ts";
@@ -10,7 +12,7 @@ import type { RpcClient } from "./client.ts";
 export const AWAIT_SERVER_POLL_MS = 50;
 
 export interface AwaitServerOptions {
-  /** ms since the epoch: with `wait`, give up (TIMEOUT) by then. */
+  /** ms since the epoch: give up (TIMEOUT) by then. */
   deadline: number;
   /** Wait for a server to start instead of failing at once. */
   wait: boolean;
@@ -29,7 +31,17 @@ export async function awaitServer(
   for (let polls = 0; ; polls++) {
     let count: number;
     try {
-      count = await client.consumerCount();
+      count = await byDeadline(
+        client.consumerCount(),
+        o.deadline,
+        () =>
+          new FibrpcError(
+            "TIMEOUT",
+            `the broker at ${broker} did not say within the timeout whether queue ${JSON.stringify(queue)} ` +
+              "has a consumer",
+            { reason: "not-confirmed", queue, broker },
+          ),
+      );
     } catch (err) {
       if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
       count = 0;
@@ -51,5 +63,18 @@ export async function awaitServer(
       );
     }
     await Bun.sleep(pollMs);
+  }
+}
+
+/** `promise`, or the error of `timedOut()` at `deadline`, whichever comes first; no timer left behind. */
+async function byDeadline<T>(promise: Promise<T>, deadline: number, timedOut: () => FibrpcError): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -10,7 +10,7 @@
 import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
-import { ExitCode, type FibrpcError } from "../errors.ts";
+import { ExitCode, FibrpcError } from "../errors.ts";
 import { connectError } from "./broker-errors.ts";
 
 export interface TlsFiles {
@@ -119,7 +119,8 @@ export class FailoverUrl {
  * For `call` and `bench`: connects to the first broker of the list that answers, by `deadline`.
  * Throws the FibrpcError of the first broker that answered and refused (a login, a vhost, a TLS
  * certificate: what the user must fix, which a later broker being down must not hide behind "retry
- * later"), else of the last failure (each failure is logged at debug by the caller).
+ * later"), marked `anotherUnreachable` if one was down (a reconnection may still reach it); else
+ * the last failure (each failure is logged at debug by the caller).
  */
 export async function connectToFirst(
   target: BrokerTarget,
@@ -129,6 +130,7 @@ export async function connectToFirst(
 ): Promise<{ model: ChannelModel; url: BrokerUrl }> {
   let last: FibrpcError | undefined;
   let refused: FibrpcError | undefined;
+  let unreachable = false;
   for (const url of target.urls) {
     try {
       // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
@@ -142,8 +144,12 @@ export async function connectToFirst(
       last = connectError(err, url);
       onFailure?.(last);
       if (last.exitCode === ExitCode.ACCESS_REFUSED || last.exitCode === ExitCode.CONFIG) refused ??= last;
+      else if (last.exitCode === ExitCode.BROKER_UNREACHABLE) unreachable = true;
       if (last.code === "ACCESS_REFUSED" && target.urls.length === 1) break;
     }
   }
-  throw refused ?? last!;
+  if (refused === undefined) throw last!;
+  throw unreachable
+    ? new FibrpcError(refused.code, refused.message, { ...refused.details, anotherUnreachable: true })
+    : refused;
 }

@@ -124,7 +124,8 @@ export interface ConnectWithinOptions {
  * later attempt may not meet (broker unreachable, connection lost), until `until()` (ms since the
  * epoch, read afresh each time: a caller may extend it, or end it by returning 0). Each attempt is
  * given `until()` as its own deadline. Rejects with the first failure retrying cannot fix (login
- * refused, TLS, ...) at once, or with the last failure once the time is up.
+ * refused, TLS, ...) at once, unless another broker of the list was only unreachable (it may come
+ * back), or with the last failure once the time is up.
  */
 export async function connectWithin<T>(
   connect: (deadline: number) => Promise<T>,
@@ -140,7 +141,8 @@ export async function connectWithin<T>(
       error = setUpError(err);
     }
     const left = until() - time.now();
-    const again = RECONNECTABLE.has(error.code) && left > 0;
+    // A refusal with another broker of the list down: that one may come back within the time.
+    const again = (RECONNECTABLE.has(error.code) || error.details.anotherUnreachable === true) && left > 0;
     o.onFailure?.(error, attempt, again);
     if (!again) throw error;
     // The last pause ends at `until`: the failure is reported then, not a back-off step early.

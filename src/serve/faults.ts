@@ -16,7 +16,8 @@
  *                       creates the file held-<pid>-<thread>-<k> in the folder given by
  *                       hold-dir=PATH (k counts the holds of that thread from 1) and ends once
  *                       release-<pid>-<thread>-<k> or release-all exists there (test/hold.ts).
- * It wraps the server's seams (the compute function and the outlet) from outside rpc/, so the
+ * It wraps the server's seams (the compute function, the outlet and the frame writer's opening)
+ * from outside rpc/, so the
  * server's code is the same in both builds. Lets tests prove that workers keep serving, crashed
  * workers are restarted, poison requests stop, and callers get exactly one answer.
  */

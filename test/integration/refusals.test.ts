@@ -116,9 +116,16 @@ describe("at connection.open: the vhost", () => {
   });
 
   test("with failover: a broker that refused is what is reported (77), not a later one that is down (68)", async () => {
-    const call = await run(["call", "--url", urlOf("noperm", "v1"), "--url", "amqp://guest:guest@127.0.0.1:1", "5"]);
+    const urls = ["--url", urlOf("noperm", "v1"), "--url", "amqp://guest:guest@127.0.0.1:1"];
+    const call = await run(["call", ...urls, "5"]);
     expect(call.code).toBe(77);
     expectOneLine(call.stderr, /refused the connection: access to vhost 'v1' refused for user 'noperm'/);
+    // With --retry the broker that is down may come back: tried again until the timeout, then the refusal.
+    const retried = await run(["call", "--retry", "1", "--timeout", "1500ms", ...urls, "5"]);
+    expect(retried.code, retried.stderr).toBe(77);
+    expectClean(retried.stderr);
+    expect(retried.stderr).toMatch(/refused for user 'noperm'.*; trying again until the timeout \(--retry\)\n/);
+    expect(retried.stderr).toMatch(/^fibrpc: the broker at .* refused the connection: access to vhost 'v1'/m);
   });
 
   test("a vhost that does not exist: 77, and how to create it", async () => {

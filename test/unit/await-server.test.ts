@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { FibrpcError } from "../../src/errors.ts";
 import { awaitServer } from "../../src/rpc/await-server.ts";
 
-type State = number | "missing" | "lost";
+type State = number | "missing" | "lost" | "silent";
 
 function fakeClient(states: State[]) {
   let i = 0;
@@ -19,6 +19,8 @@ function fakeClient(states: State[]) {
       if (state === "missing")
         throw new FibrpcError("QUEUE_NOT_FOUND", 'queue "q" does not exist', { reason: "no-server", queue: "q" });
       if (state === "lost") throw new FibrpcError("CONNECTION_LOST", "lost", { reason: "connection-lost" });
+      // A broker that never answers the look (a queue without its cluster's majority, a silent link).
+      if (state === "silent") return new Promise<number>(() => {});
       return state;
     },
   };
@@ -74,6 +76,18 @@ const cases: {
     },
     waited: true,
   },
+  ...([false, true] as const).map((wait) => ({
+    name: `a look the broker never answers, ${wait ? "waiting" : "one look"}: TIMEOUT by the deadline`,
+    states: ["silent"] as State[],
+    wait,
+    budgetMs: 30,
+    result: {
+      code: "TIMEOUT",
+      message:
+        /^the broker at amqp:\/\/guest:\*\*\*@h:5672 did not say within the timeout whether queue "q" has a consumer$/,
+    },
+    looks: 1,
+  })),
 ];
 
 describe("awaitServer", () => {

@@ -121,6 +121,11 @@ describe("a --config file: any command's keys, and nothing else", () => {
     expect(await options()).toMatchObject({ queue: "q#1", timeout: 2000, logFormat: "json", replyQueue: "direct" });
   });
 
+  test("a quote closed before the value's end is no open quote (dotenv keeps the value as written)", async () => {
+    expect(await load("call", "FIBRPC_QUEUE='a'b\n").options()).toMatchObject({ queue: "'a'b" });
+    expect(await load("call", 'FIBRPC_QUEUE="x" y\n').options()).toMatchObject({ queue: '"x" y' });
+  });
+
   test("keys of another command's options are accepted (one file for serve, call and bench)", async () => {
     const { options } = load(
       "call",
@@ -190,6 +195,12 @@ describe("a --config file: any command's keys, and nothing else", () => {
       text: 'FIBRPC_QUEUE="q"\r\nFIBRPC_URL="amqp://guest:secretpw@127.0.0.1\r\nFIBRPC_TIMEOUT=2s\r\n',
       error: (p) =>
         `line 2 of --config ${JSON.stringify(p)} opens a quote it never closes; each line is FIBRPC_NAME=value, a # comment or blank`,
+    },
+    {
+      name: "a quote never closed after blank lines: its own line, not the first blank one",
+      text: "# a\nFIBRPC_QUEUE=q\n\n\nFIBRPC_QUEUE_TYPE=\"classic'\n",
+      error: (p) =>
+        `line 5 of --config ${JSON.stringify(p)} opens a quote it never closes; each line is FIBRPC_NAME=value, a # comment or blank`,
     },
     {
       name: "FIBRPC_CONFIG: a file cannot name another one",

@@ -121,7 +121,10 @@ test("only tracing/sdk.ts imports OpenTelemetry, and it is loaded by its URL onl
  */
 const MUTABLE_AT_TOP = [
   /^(?:export\s+)?(?:let|var)\s/,
-  /^(?:export\s+)?const\s+[\w$]+\s*(?::(?!\s*Readonly(?:Set|Map)<)[^=]+)?=\s*new\s+(?:Weak)?(?:Map|Set)\b/,
+  // A collection, unless typed (or cast) read-only; a type may hold "=>" (Map<string, () => void>).
+  /^(?:export\s+)?const\s+[\w$]+\s*(?::(?!\s*Readonly(?:Set|Map)<)(?:[^=]|=>)+)?=\s*new\s+(?:Weak)?(?:Map|Set)\b(?!.*\bas\s+Readonly(?:Set|Map)<)/,
+  // A class's static field other than a readonly value: state shared by every instance.
+  /^\s+(?:(?:private|public|protected)\s+)?static\s+(?!async\b|readonly\s+[#\w$]+\s*(?::[^=]+)?=(?!\s*new\s+(?:Weak)?(?:Map|Set)\b))(?:readonly\s+)?[#\w$]+\s*[:=]/,
 ];
 const mutableAtTop = (source: string): string[] =>
   source.split("\n").filter((line) => MUTABLE_AT_TOP.some((pattern) => pattern.test(line)));
@@ -134,6 +137,10 @@ test("the check sees module-level state of every form, and not constants", () =>
     "const watched = new WeakMap<object, number>();",
     "export const names = new Set(['a']);",
     "const typed: Set<string> = new Set();",
+    "const handlers: Map<string, () => void> = new Map();",
+    "  static cache = new Map<string, number>();",
+    "  private static count = 0;",
+    "  static readonly seen = new Set<string>();",
   ];
   const constant = [
     "const NAMES: ReadonlySet<string> = new Set(['a']);",
@@ -141,6 +148,10 @@ test("the check sees module-level state of every form, and not constants", () =>
     "  let local = 0;",
     "  readonly #watched = new WeakMap<object, number>();",
     "const LIMIT = 10;",
+    "const CAST = new Set(['a']) as ReadonlySet<string>;",
+    "  static readonly LIMIT = 10;",
+    "  static async create(x: number): Promise<void> {",
+    "  static connect(options: Options): Client {",
   ];
   expect(mutableAtTop([...state, ...constant].join("\n"))).toEqual(state);
 });

@@ -143,6 +143,20 @@ describe("connectWithin: reconnecting, retried within its time", () => {
     expect(clock.now()).toBe(0);
   });
 
+  test("a refusal while another broker of the list is down is tried again: that one may come back", async () => {
+    const clock = new FakeClock();
+    let tries = 0;
+    const connect = async () => {
+      if (++tries < 3)
+        throw new FibrpcError("ACCESS_REFUSED", "the broker refused the login (scripted)", {
+          anotherUnreachable: true,
+        });
+      return "connected";
+    };
+    expect(await clock.run(connectWithin(connect, () => 60_000, { time: clock, random: MIDDLE }))).toBe("connected");
+    expect(tries).toBe(3);
+  });
+
   test("what amqplib throws past the handshake (a channel that could not be opened) is a lost connection: tried again", async () => {
     const clock = new FakeClock();
     let tries = 0;
