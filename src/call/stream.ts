@@ -119,7 +119,8 @@ export class CallStream {
 
   private badWord(token: Token, why: string): Printed {
     const shown = `${token.text}${token.cut ? "…" : ""}`;
-    const message = `invalid n ${JSON.stringify(printable(shown))}: ${why}`;
+    // Escaped once: JSON's escapes for control characters, printable's for the C1 ones it leaves.
+    const message = `invalid n ${printable(JSON.stringify(shown))}: ${why}`;
     const { json, masker } = this.job.style;
     return {
       stderr: `line ${token.line}: ${message}\n`,

@@ -140,3 +140,25 @@ describe("the window", () => {
     expect(h.waiting.get(3)).toBeUndefined();
   });
 });
+
+describe("bad words and the tally", () => {
+  test("a bad word's control characters are escaped once; the tally counts calls, not bad words", async () => {
+    const errors: string[] = [];
+    const stream = new CallStream({
+      tokens: tokensOf(chunks(["2\u0000 3 x\u0001 4\n"])),
+      call: async (n) =>
+        (n === 4
+          ? { n, ok: false, error: undefined, code: "X", message: "no", ms: 1 }
+          : { n, ok: true, result: "r", ms: 1 }) as CallOutcome,
+      out: new StdoutLines(new PassThrough()),
+      err: (line) => errors.push(line),
+      style: { json: false, named: false, masker: new Masker() },
+      inFlight: 4,
+      unordered: false,
+    });
+    await stream.run();
+    expect(errors[0]).toStartWith('line 1: invalid n "2\\u0000": ');
+    expect(errors[1]).toStartWith('line 1: invalid n "x\\u0001": ');
+    expect(stream.tally).toEqual({ calls: 2, ok: 1 });
+  });
+});
