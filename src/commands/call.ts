@@ -105,7 +105,14 @@ export default defineCommand({
             // so once, whatever the input (a race between stdin and the look made the output vary).
             if (o.waitForServer || (streaming && !noWait)) await serverThere;
             if (streaming) return await streamStdin(o, ask, caller, serverThere, masker, log);
-            const noServer = serverThere.then(() => new Promise<never>(() => {}));
+            // Alongside the calls, the look only ends them early when it finds no server. A look the
+            // broker leaves unanswered until the deadline (it stops reading a connection it blocks
+            // once it publishes) ends nothing: each call reports its own end (BROKER_BLOCKED, TIMEOUT).
+            const never = () => new Promise<never>(() => {});
+            const noServer = serverThere.then(never, (err: unknown) => {
+              if (err instanceof FibrpcError && err.code === "TIMEOUT") return never();
+              throw err;
+            });
             // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
             // and reconnections included (spread over it: rpc/retry.ts).
             calls = ns.map((n) => ask(n, deadline));
