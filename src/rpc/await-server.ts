@@ -8,6 +8,7 @@
  */
 import { FibrpcError } from "../errors.ts";
 import type { RpcClient } from "./client.ts";
+import { realTime, waitUntil } from "./retry.ts";
 
 export const AWAIT_SERVER_POLL_MS = 50;
 
@@ -31,9 +32,9 @@ export async function awaitServer(
   for (let polls = 0; ; polls++) {
     let count: number;
     try {
-      count = await byDeadline(
+      count = await waitUntil(
         client.consumerCount(),
-        o.deadline,
+        (signal) => realTime.sleep(Math.max(0, o.deadline - Date.now()), signal),
         () =>
           new FibrpcError(
             "TIMEOUT",
@@ -63,18 +64,5 @@ export async function awaitServer(
       );
     }
     await Bun.sleep(pollMs);
-  }
-}
-
-/** `promise`, or the error of `timedOut()` at `deadline`, whichever comes first; no timer left behind. */
-async function byDeadline<T>(promise: Promise<T>, deadline: number, timedOut: () => FibrpcError): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), Math.max(0, deadline - Date.now()));
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -309,7 +309,7 @@ export class RetryingCaller {
 }
 
 /** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */
-async function waitUntil<T>(
+export async function waitUntil<T>(
   promise: Promise<T>,
   timeUp: (signal: AbortSignal) => Promise<void>,
   timedOut: () => Error,
