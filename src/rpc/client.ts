@@ -9,7 +9,17 @@ import { duration } from "../duration.ts";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
 import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
-import { DEADLINE_HEADER, decodeReply, encodeRequest, type Format } from "./protocol.ts";
+import {
+  BATCH_REPLY_TYPE,
+  DEADLINE_HEADER,
+  decodeBatch,
+  decodeReply,
+  encodeRequest,
+  preview,
+  REPLY_BATCH_HEADER,
+  type DecodedReply,
+  type Format,
+} from "./protocol.ts";
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
@@ -294,7 +304,10 @@ export class RpcClient {
             contentType,
             expiration: String(budget),
             timestamp,
-            headers: span ? { [DEADLINE_HEADER]: deadline, ...span.headers } : { [DEADLINE_HEADER]: deadline },
+            // This caller reads batched replies (protocol.ts): a busy server answers several calls in one message.
+            headers: span
+              ? { [DEADLINE_HEADER]: deadline, [REPLY_BATCH_HEADER]: 1, ...span.headers }
+              : { [DEADLINE_HEADER]: deadline, [REPLY_BATCH_HEADER]: 1 },
           };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
@@ -521,20 +534,34 @@ export class RpcClient {
   }
 
   private onReply(msg: ConsumeMessage): void {
+    if (msg.properties.type === BATCH_REPLY_TYPE) {
+      // decodeBatch never throws; this runs inside amqplib's frame loop, where a throw would end the connection.
+      const results = decodeBatch(msg.content);
+      if (results === undefined) {
+        this.options.log.warn(`ignored a batched reply that is not a JSON array: ${preview(msg.content.toString())}`);
+        return;
+      }
+      for (const { correlationId, reply } of results) this.answer(correlationId, reply);
+      return;
+    }
     const correlationId = msg.properties.correlationId as string | undefined;
+    this.answer(correlationId, decodeReply(msg.content, msg.properties));
+  }
+
+  /** A reply for the call `correlationId`, if it still waits for one. */
+  private answer(correlationId: string | undefined, reply: DecodedReply): void {
     const call = correlationId === undefined ? undefined : this.pending.get(correlationId);
     if (!call || correlationId === undefined) {
       // A duplicate (the server died after replying and before acking, and the request was
       // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
       this.options.log.debug(
-        `ignored a reply with unknown or already answered correlation id ${JSON.stringify(correlationId)}`,
+        `ignored a reply with unknown or already answered correlation id ${correlationId === undefined ? "(none)" : preview(correlationId)}`,
       );
       return;
     }
     this.pending.delete(correlationId);
     clearTimeout(call.timer);
     const ms = performance.now() - call.startedAt;
-    const reply = decodeReply(msg.content, msg.properties);
     if (reply.ok) call.settle({ n: call.n, ok: true, result: reply.result, ms });
     else call.settle({ n: call.n, ok: false, code: reply.code, message: reply.message, remote: true, ms });
   }

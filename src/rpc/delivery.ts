@@ -9,6 +9,7 @@
  */
 import {
   ATTEMPTS_HEADER,
+  REPLY_BATCH_HEADER,
   CLOCK_SKEW_ALLOWANCE_MS,
   DEADLINE_HEADER,
   decodeRequest,
@@ -64,6 +65,11 @@ export interface Circumstances {
 export interface Address {
   replyTo: string;
   correlationId: string | undefined;
+  /**
+   * The caller reads batched replies (header x-fibrpc-reply-batch = 1, protocol.ts): its result may
+   * share one message with others to the same reply_to (serving-channel.ts). Set on computed requests only.
+   */
+  batch?: true;
 }
 
 export type Fate =
@@ -319,7 +325,11 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   const heavy = c.pauseForHeavy && request.n >= HEAVY_N;
   const attempts = countOf(header(headers, ATTEMPTS_HEADER));
   const trace = heavy ? traceContextOf(headers) : undefined;
-  return { kind: "compute", to, n: request.n, format: request.format, heavy, deadline: deadline.at, attempts, trace };
+  // Only the exact value: anything else a client may send there leaves its replies as they were.
+  const batched = to.correlationId !== undefined && header(headers, REPLY_BATCH_HEADER) === 1;
+  const address: Address = batched ? { ...to, batch: true } : to;
+  const { format } = request;
+  return { kind: "compute", to: address, n: request.n, format, heavy, deadline: deadline.at, attempts, trace };
 }
 
 /**

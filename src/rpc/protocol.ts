@@ -220,6 +220,67 @@ export function encodeError(format: Format, code: ErrorCode, message: string, n?
 }
 
 /**
+ * Request header, value 1: the caller reads batched replies. fibrpc's caller sets it on every call; a
+ * server then sends the results it has for that caller in one event-loop turn as one message, which
+ * saves the broker a publish and a delivery per result (docs/benchmarks.md). Without it, each
+ * request gets a reply of its own, as from the tutorial's server.
+ */
+export const REPLY_BATCH_HEADER = "x-fibrpc-reply-batch";
+/** AMQP `type` of a batched reply: its body a JSON array of [correlation_id, result] (see BatchEntry). */
+export const BATCH_REPLY_TYPE = "batch";
+/** A result longer than this goes in a reply of its own: a batch carries small results, many of them. */
+export const MAX_BATCHED_RESULT = 1024;
+/** A batch's body stops growing here, far below any broker's max_message_size (16 MiB on RabbitMQ 4). */
+export const MAX_BATCH_BYTES = 64 * 1024;
+
+/**
+ * One result of a batched reply, as JSON text: [correlation id, fib(n) in decimal], and the server span's
+ * headers with tracing on (JSON: a correlation id may hold any character). Its length is its size in the
+ * body, bar non-ASCII characters of the correlation id.
+ */
+export function encodeBatchEntry(
+  correlationId: string,
+  result: Uint8Array,
+  trace?: Readonly<Record<string, string>>,
+): string {
+  const digits = Buffer.from(result.buffer, result.byteOffset, result.byteLength).toString("latin1");
+  return JSON.stringify(trace ? [correlationId, digits, trace] : [correlationId, digits]);
+}
+
+/** The body of a batched reply: its entries (encodeBatchEntry) as one JSON array. */
+export function encodeBatchOf(entries: readonly string[]): Buffer {
+  return Buffer.from(`[${entries.join(",")}]`);
+}
+
+/**
+ * The results of a batched reply, each as decodeReply would read it alone; undefined if the body is
+ * not a JSON array. An entry without a string correlation id names no call and is left out; one whose
+ * result is not decimal text is INVALID_REPLY for its call.
+ */
+export function decodeBatch(body: Uint8Array): { correlationId: string; reply: DecodedReply }[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value)) return undefined;
+  return value.flatMap((entry: unknown): { correlationId: string; reply: DecodedReply }[] => {
+    if (!Array.isArray(entry) || typeof entry[0] !== "string") return [];
+    const result: unknown = entry[1];
+    if (typeof result === "string" && /^\d+$/.test(result))
+      return [{ correlationId: entry[0], reply: { ok: true, result } }];
+    // Whatever the server put there, described without calling into it (an object may have no toString).
+    const shown =
+      typeof result === "string"
+        ? preview(result)
+        : `a JSON ${Array.isArray(result) ? "array" : result === null ? "null" : typeof result}`;
+    const message = `the server sent a batched result that is not a decimal number: ${shown}`;
+    return [{ correlationId: entry[0], reply: { ok: false, code: "INVALID_REPLY", message } }];
+  });
+}
+
+/**
  * Decodes a reply, from fibrpc or from any server speaking the tutorial's protocol (which replies
  * with bare decimal text).
  */

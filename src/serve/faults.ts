@@ -64,7 +64,8 @@ export function withFaults(
   faults: Faults,
   compute: (n: number) => string,
 ): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
-  let computing: number | undefined;
+  /** fib(killAfterReplyOn) was computed, and its reply not yet published (it may be held to the turn's end). */
+  let replyToKillAfter = false;
   let holds = 0;
   return {
     ...(faults.noFrameWriter ? { openFrameWriter: () => undefined } : {}),
@@ -73,7 +74,7 @@ export function withFaults(
       // A crash mid-computation: the worker ends here, with no reply and no ack.
       if (n === faults.crashOn || (n === faults.crashFirstOn && firstDelivery)) process.exit(1);
       if (n === faults.holdOn) hold(faults.holdDir!, ++holds);
-      computing = n;
+      if (n === faults.killAfterReplyOn) replyToKillAfter = true;
       return compute(n);
     },
     wrapOutlet: (outlet: Outlet): Outlet => {
@@ -82,12 +83,13 @@ export function withFaults(
         kind: outlet.kind,
         publish: (routingKey, body, properties, mandatory) => {
           outlet.publish(routingKey, body, properties, mandatory);
-          if (computing !== undefined && computing === faults.killAfterReplyOn && !dying) {
+          // Its reply, alone or in a batched reply sent at the end of the same turn (serving-channel.ts, hold).
+          if (replyToKillAfter && !dying) {
             dying = true;
             // Late enough for the reply to reach the broker; nothing is acked in between.
             setTimeout(() => process.kill(process.pid, "SIGKILL"), 100);
           }
-          computing = undefined;
+          replyToKillAfter = false;
         },
         ack: (msg) => {
           if (!dying) outlet.ack(msg);

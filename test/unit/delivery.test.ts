@@ -50,7 +50,8 @@ function summary(fate: Fate): Record<string, unknown> {
   if (kind === "republish") return { kind, redeliveries: fate.redeliveries, deadline: fate.deadline };
   if (kind === "compute") {
     const { n, format, heavy, deadline, attempts } = fate;
-    return { kind, n, format, heavy, correlationId: fate.to.correlationId, deadline, attempts };
+    const batch = fate.to.batch ?? false;
+    return { kind, n, format, heavy, correlationId: fate.to.correlationId, deadline, attempts, batch };
   }
   return { kind, correlationId: fate.to.correlationId, type: fate.reply.type, body: fate.reply.body.toString() };
 }
@@ -60,6 +61,26 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
     name: "a plain request",
     delivery: delivery("30"),
     expect: { kind: "compute", n: 30, format: "text", heavy: false, correlationId: "c1" },
+  },
+  {
+    name: "a caller that reads batched replies (x-fibrpc-reply-batch = 1)",
+    delivery: delivery("30", { headers: { "x-fibrpc-reply-batch": 1 } }),
+    expect: { kind: "compute", n: 30, correlationId: "c1", batch: true },
+  },
+  ...[0, 2, "1", true, { a: 1 }, null].map((value) => ({
+    name: `x-fibrpc-reply-batch = ${JSON.stringify(value)}: replies of its own, as to any client`,
+    delivery: delivery("30", { headers: { "x-fibrpc-reply-batch": value } }),
+    expect: { kind: "compute", n: 30, batch: false },
+  })),
+  {
+    name: "batched replies asked for without a correlation id: a reply of its own (a batch names each call by it)",
+    delivery: delivery("30", { correlationId: undefined, headers: { "x-fibrpc-reply-batch": 1 } }),
+    expect: { kind: "compute", correlationId: undefined, batch: false },
+  },
+  {
+    name: "batched replies asked for, the request invalid: an error reply, never batched",
+    delivery: delivery("abc", { headers: { "x-fibrpc-reply-batch": 1 } }),
+    expect: { kind: "refuse", body: expect.stringMatching(/^NOT_AN_INTEGER/) },
   },
   {
     name: "no correlation id: answered without one",

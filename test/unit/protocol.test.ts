@@ -1,7 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import {
+  BATCH_REPLY_TYPE,
   checkN,
+  decodeBatch,
   decodeReply,
+  encodeBatchEntry,
+  encodeBatchOf,
   decodeRequest,
   encodeError,
   encodeRequest,
@@ -163,5 +167,55 @@ describe("replies", () => {
   test("requests: text as the tutorial sends, or JSON", () => {
     expect(encodeRequest(30, "text").body.toString()).toBe("30");
     expect(encodeRequest(30, "json")).toMatchObject({ contentType: "application/json" });
+  });
+});
+
+describe("batched replies", () => {
+  test("a batch round-trips: each correlation id with its result, the server span's headers ignored", () => {
+    const traced = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    const body = encodeBatchOf([
+      encodeBatchEntry("a.1", bytes("832040")),
+      encodeBatchEntry('quote " and \\ and ✓', bytes("0"), traced),
+    ]);
+    expect(JSON.parse(body.toString())[1][2]).toEqual(traced);
+    expect(BATCH_REPLY_TYPE).toBe("batch");
+    expect(decodeBatch(body)).toEqual([
+      { correlationId: "a.1", reply: { ok: true, result: "832040" } },
+      { correlationId: 'quote " and \\ and ✓', reply: { ok: true, result: "0" } },
+    ]);
+  });
+  test("an entry's length is its size in the body, escapes included", () => {
+    const entry = encodeBatchEntry("c\u0000\n1", bytes("55"));
+    expect(encodeBatchOf([entry, entry]).length).toBe(2 * entry.length + 3);
+  });
+  test("a result the server made an object, null or a nested array is INVALID_REPLY, described by its type", () => {
+    const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+    // However deep, it answers no call, and never throws (it runs inside amqplib's frame loop).
+    expect(decodeBatch(bytes(deep)) ?? []).toEqual([]);
+    const body = bytes(
+      JSON.stringify([
+        ["a", { toString: 0 }],
+        ["b", null],
+        ["c", [[1]]],
+      ]),
+    );
+    expect(decodeBatch(body)!.map((r) => (r.reply.ok ? "" : r.reply.message))).toEqual([
+      expect.stringMatching(/a JSON object$/),
+      expect.stringMatching(/a JSON null$/),
+      expect.stringMatching(/a JSON array$/),
+    ]);
+  });
+  test("a body that is not a JSON array is no batch", () => {
+    for (const text of ["", "oops", "{}", '{"0":["a","1"]}', "1", "null", "[", "\u00ff"])
+      expect(decodeBatch(bytes(text))).toBeUndefined();
+  });
+  test("an entry that names no call is left out; a result that is not decimal is INVALID_REPLY for its call", () => {
+    const body = bytes(
+      JSON.stringify([["a", "1"], "x", [], [7, "1"], [null], ["b", 5], ["c", "1e3"], ["d"], ["e", "12"]]),
+    );
+    const results = decodeBatch(body)!;
+    expect(results.map((r) => r.correlationId)).toEqual(["a", "b", "c", "d", "e"]);
+    expect(results.map((r) => r.reply.ok)).toEqual([true, false, false, false, true]);
+    expect(results[1]!.reply).toMatchObject({ code: "INVALID_REPLY" });
   });
 });
