@@ -4,7 +4,8 @@
  * no consumer is NO_CONSUMER. With `wait`, the queue is polled until a consumer shows up (the
  * queue may not exist yet either: the server declares it), or TIMEOUT at `deadline`. Either way
  * a look the broker does not answer (a queue without its cluster's majority, a silent link) ends
- * at `deadline` too.
+ * at `deadline` too; while waiting, once the broker has answered a look, a deadline that comes
+ * during the next one is the wait running out, and says so.
  */
 import { FibrpcError } from "../errors.ts";
 import type { RpcClient } from "./client.ts";
@@ -29,6 +30,12 @@ export async function awaitServer(
 ): Promise<void> {
   const pollMs = o.pollMs ?? AWAIT_SERVER_POLL_MS;
   const { queue, broker } = client;
+  const noServerInTime = () =>
+    new FibrpcError(
+      "TIMEOUT",
+      `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`,
+      { reason: "wait-timed-out", queue, broker },
+    );
   for (let polls = 0; ; polls++) {
     let count: number;
     try {
@@ -44,6 +51,10 @@ export async function awaitServer(
           ),
       );
     } catch (err) {
+      // Waiting, with the broker's answer to an earlier look: the deadline came during this one, and what
+      // ran out is the wait for a server, not the broker's answer.
+      const lookTimedOut = err instanceof FibrpcError && err.code === "TIMEOUT";
+      if (o.wait && polls > 0 && lookTimedOut) throw noServerInTime();
       if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
       count = 0;
     }
@@ -56,13 +67,7 @@ export async function awaitServer(
       );
     }
     if (polls === 0) o.onWaiting?.();
-    if (Date.now() + pollMs > o.deadline) {
-      throw new FibrpcError(
-        "TIMEOUT",
-        `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`,
-        { reason: "wait-timed-out", queue, broker },
-      );
-    }
+    if (Date.now() + pollMs > o.deadline) throw noServerInTime();
     await Bun.sleep(pollMs);
   }
 }

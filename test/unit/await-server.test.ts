@@ -76,6 +76,20 @@ const cases: {
     },
     waited: true,
   },
+  // The broker answered the first look (no consumer), then the deadline came during the second: what ran
+  // out is the wait for a server (a look slow under load, near the deadline, must not read as a silent broker).
+  ...(["missing", 0] as const).map((first) => ({
+    name: `waiting, the deadline during a later look (first look: ${first}): no server started in time`,
+    states: [first, "silent"] as State[],
+    wait: true,
+    budgetMs: 30,
+    result: {
+      code: "TIMEOUT",
+      message: /^no server started consuming queue "q" on amqp:\/\/guest:\*\*\*@h:5672 within the timeout$/,
+    },
+    looks: 2,
+    waited: true,
+  })),
   ...([false, true] as const).map((wait) => ({
     name: `a look the broker never answers, ${wait ? "waiting" : "one look"}: TIMEOUT by the deadline`,
     states: ["silent"] as State[],
