@@ -554,9 +554,8 @@ export class RpcClient {
     if (!call || correlationId === undefined) {
       // A duplicate (the server died after replying and before acking, and the request was
       // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
-      this.options.log.debug(
-        `ignored a reply with unknown or already answered correlation id ${correlationId === undefined ? "(none)" : preview(correlationId)}`,
-      );
+      const shown = correlationId === undefined ? "(none)" : preview(correlationId);
+      this.options.log.debug(`ignored a reply with unknown or already answered correlation id ${shown}`);
       return;
     }
     this.pending.delete(correlationId);

@@ -2,9 +2,10 @@
  * One channel a server consumes on, made by each connection's set-up (server.ts), and the one
  * write each of its deliveries ends with (settle): at most one publish and exactly one ack,
  * through the channel's outlet; for a caller that reads batched replies, held to the end of the
- * event-loop turn and shared with its other results (hold). When the channel closes, `open` turns false and the server drops
- * the object whole: the broker has put the channel's unacked deliveries back in the queue, so
- * nothing more is written for them, and nothing else has to be cleared.
+ * event-loop turn and shared with its other results (hold). When the channel closes, `open` turns
+ * false and the server drops the object whole: the broker has put the channel's unacked
+ * deliveries back in the queue, so nothing more is written for them, and nothing else has to be
+ * cleared.
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
@@ -127,10 +128,11 @@ export class ServingChannel {
    * Writes how `delivery` ends, at most one publish and exactly one ack, in one socket write with
    * the frame writer; a result for a caller that reads batched replies is held with its ack and
    * written at the end of this event-loop turn (hold), unless the channel closes first. False if
-   * its channel is gone (the broker has put the request back for another try): nothing is written. A copy that cannot be encoded throws, with nothing written;
-   * a reply that cannot be sent is logged, never thrown: it must not cost the channel. The ack
-   * goes only on the channel the delivery came on, and only once: an unknown or repeated delivery
-   * tag would make the broker close the channel (406 PRECONDITION_FAILED).
+   * its channel is gone (the broker has put the request back for another try): nothing is
+   * written. A copy that cannot be encoded throws, with nothing written; a reply that cannot be
+   * sent is logged, never thrown: it must not cost the channel. The ack goes only on the channel
+   * the delivery came on, and only once: an unknown or repeated delivery tag would make the broker
+   * close the channel (406 PRECONDITION_FAILED).
    *
    * The reply goes first, so a server dying in between leaves the request to be redelivered
    * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"; callers ignore the
