@@ -3,7 +3,7 @@
  * several cases) → hint. The core (rpc/) says only what happened, with a code and details; the
  * line a user reads is that message, then "; ", then the hint — one line saying what, why and
  * what to do. A hint names only options the command takes (from options.ts). Used by whatever
- * reports an error to a user: the commands (commands/_run.ts, call.ts) and serve's workers, whose
+ * reports an error to a user: the commands (commands/_run.ts; call/run.ts for --json lines) and serve's workers, whose
  * lines the supervisor logs (outside commands/, since serve/ does not import from it).
  */
 import type { ClientErrorCode, ErrorReason, FibrpcError } from "./errors.ts";

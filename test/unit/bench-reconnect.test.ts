@@ -96,7 +96,7 @@ async function benchAcross(o: {
   const broker = fakeBroker(clock, { serviceMs: 5, down: o.down, refuse: o.refuse });
   const durationMs = o.bench.durationMs;
   const caller = new ReconnectingCaller(broker.first, broker.connect, {
-    // As commands/bench.ts: the run's end bounds reconnecting with --duration, --timeout without.
+    // As bench/session.ts: the run's end bounds reconnecting with --duration, --timeout without.
     reconnectUntil: (lostAt) => (durationMs === undefined ? lostAt + base.timeoutMs : Number.POSITIVE_INFINITY),
     log: quiet,
     clock,

@@ -1,0 +1,30 @@
+/**
+ * What `fibrpc bench` does once its options are resolved (commands/bench.ts parses them and prints the
+ * summary): connect, check that a server is there, and run the loop (run.ts) through a caller that
+ * reconnects after a lost connection (reconnect.ts).
+ */
+import { awaitServer } from "../rpc/await-server.ts";
+import { RpcClient, type ClientOptions } from "../rpc/client.ts";
+import { ReconnectingCaller } from "./reconnect.ts";
+import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
+
+export async function benchServer(clientOptions: ClientOptions, loop: BenchOptions): Promise<BenchResult> {
+  const { timeoutMs, durationMs } = loop;
+  const client = await RpcClient.connect(clientOptions);
+  let caller: ReconnectingCaller | undefined;
+  try {
+    await awaitServer(client, { deadline: Date.now() + timeoutMs, wait: false });
+    const runEnd = durationMs === undefined ? undefined : Date.now() + durationMs;
+    const reconnect = (deadline: number) =>
+      RpcClient.connect(clientOptions, Math.min(deadline, Date.now() + timeoutMs));
+    caller = new ReconnectingCaller(client, reconnect, {
+      // --duration: until the run's end, when the caller is closed; --requests: a run with no
+      // broker for --timeout is cut short (no call could be answered in time any more).
+      reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + timeoutMs : Number.POSITIVE_INFINITY),
+      log: clientOptions.log,
+    });
+    return await runBench(caller, loop);
+  } finally {
+    await (caller ?? client).close();
+  }
+}

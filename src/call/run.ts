@@ -1,0 +1,185 @@
+/**
+ * What `fibrpc call` does once its options are resolved (commands/call.ts parses and checks them): connect,
+ * look for a server, send the n (given, or read from stdin by call/stream.ts) and print each outcome, in
+ * order. A plain module with a typed function, as giget keeps its work apart from its CLI file.
+ */
+import { ExitCode, FibrpcError, mostSevere } from "../errors.ts";
+import { withHint } from "../hints.ts";
+import type { Logger } from "../log.ts";
+import type { Masker } from "../mask.ts";
+import { writeStdout } from "../output.ts";
+import { awaitServer } from "../rpc/await-server.ts";
+import { RpcClient, type CallOutcome, type ClientOptions, type SendOutcome } from "../rpc/client.ts";
+import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
+import { errorLine, linesOf, traceIdOf } from "./lines.ts";
+import { StdoutLines } from "./stdout-lines.ts";
+import { CallStream } from "./stream.ts";
+import { tokensOf } from "./tokens.ts";
+
+export interface CallJob {
+  /** The n to ask for, printed in this order, or "stdin": `call -`, n read as they come. */
+  ns: readonly number[] | "stdin";
+  /** The client's options (queue, timeout, tracer…); a pipeline's requests are JSON. */
+  client: ClientOptions;
+  timeoutMs: number;
+  retry: number;
+  waitForServer: boolean;
+  json: boolean;
+  /** --reply-to QUEUE --no-wait: each request is done once the broker has it; its reply goes to this queue. */
+  pipeline?: { replyTo: string };
+  /** `call -`: calls kept in flight, and whether results are printed as they come. */
+  stream: { inFlight: number; unordered: boolean };
+  masker: Masker;
+  log: Logger;
+}
+
+type Ask = (n: number, deadline: number) => Promise<CallOutcome | SendOutcome>;
+
+/** Runs the calls and prints their outcomes; the exit code says the most severe. */
+export async function runCalls(job: CallJob): Promise<ExitCode> {
+  const { client: clientOptions, log, masker, pipeline } = job;
+  const queue = clientOptions.queue;
+  const ns = job.ns === "stdin" ? [] : job.ns;
+  // From here on, with --json, every n gets its line on stdout whatever happens (usage errors, found
+  // before, print none: nothing was asked yet).
+  const startedAt = performance.now();
+  let printed = 0;
+  let calls: Promise<CallOutcome | SendOutcome>[] = [];
+  try {
+    const deadline = Date.now() + job.timeoutMs;
+    const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
+    // With --retry, a broker that refuses the first connection (restarting) is tried again
+    // until the deadline, as a lost connection is (rpc/retry.ts).
+    const client =
+      job.retry > 0
+        ? await connectWithin(connect, () => deadline, {
+            onFailure: (error, attempt, again) =>
+              attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`),
+          })
+        : await connect(deadline);
+    const caller = new RetryingCaller(client, connect, job.retry, job.timeoutMs, log);
+    let failure: FibrpcError | undefined;
+    try {
+      if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
+      // --no-wait: each request is done once the broker has it, and the reply goes to another program.
+      const ask: Ask = pipeline ? (n, by) => client.send(n, pipeline.replyTo, by) : (n, by) => caller.call(n, by);
+      // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
+      // check runs alongside the calls, off the path of a cold call: if it finds no server,
+      // call fails at once (the requests already sent expire with their deadline). Requests of a
+      // pipeline (--no-wait) wait in the queue for a server to come, unless --wait-for-server.
+      const serverThere =
+        pipeline && !job.waitForServer
+          ? new Promise<void>(() => {})
+          : awaitServer(client, {
+              deadline,
+              wait: job.waitForServer,
+              onWaiting: () =>
+                log.info(
+                  `no server on queue ${JSON.stringify(queue)} yet; ` +
+                    "waiting for one (--wait-for-server, up to --timeout)",
+                ),
+            });
+      // call - looks for a server before it reads a word: with none it reads nothing, and says
+      // so once, whatever the input (a race between stdin and the look made the output vary).
+      if (job.waitForServer || (job.ns === "stdin" && !pipeline)) await serverThere;
+      if (job.ns === "stdin") return await streamStdin(job, ask, caller, serverThere);
+      // Alongside the calls, the look only ends them early when it finds no server. A look the
+      // broker leaves unanswered until the deadline (it stops reading a connection it blocks
+      // once it publishes) ends nothing: each call reports its own end (BROKER_BLOCKED, TIMEOUT).
+      const never = () => new Promise<never>(() => {});
+      const noServer = serverThere.then(never, (err: unknown) => {
+        if (err instanceof FibrpcError && err.code === "TIMEOUT") return never();
+        throw err;
+      });
+      // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
+      // and reconnections included (spread over it: rpc/retry.ts).
+      calls = ns.map((n) => ask(n, deadline));
+      const codes: ExitCode[] = [];
+      for (const call of calls) {
+        codes.push(await print(await Promise.race([call, noServer]), job.json, masker));
+        printed++;
+      }
+      if (pipeline) {
+        const taken = codes.filter((c) => c === ExitCode.OK).length;
+        log.info(sentLine(taken, codes.length, queue, pipeline.replyTo));
+      }
+      return mostSevere(codes);
+    } catch (err) {
+      // No server (or another error for them all): the calls still in flight end with it, so that
+      // their spans say what call says.
+      if (err instanceof FibrpcError) failure = err;
+      throw err;
+    } finally {
+      await caller.close({ waitForBroker: false, callsEndWith: failure });
+    }
+  } catch (err) {
+    // One error for all the calls not printed yet (the broker unreachable or refusing, no
+    // server): the command writes its one line on stderr, and --json a line per n on stdout,
+    // in order, shaped as any failed call's.
+    if (job.json) {
+      const ms = performance.now() - startedAt;
+      const { code, message } =
+        err instanceof FibrpcError
+          ? { code: err.code, message: withHint(err, "call") }
+          : { code: "INTERNAL", message: `internal error: ${err instanceof Error ? err.message : String(err)}` };
+      for (const [i, n] of ns.entries()) {
+        if (i < printed) continue;
+        // A call that was sent has its outcome (ended by close) and, tracing on, its trace.
+        const trace = calls[i] && traceIdOf(await calls[i]);
+        await writeStdout(errorLine({ n }, code, message, ms, masker, trace));
+      }
+    }
+    throw err;
+  }
+}
+
+async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
+  const { stdout, stderr, code } = linesOf(outcome, { json, named: false, masker });
+  if (stderr) process.stderr.write(stderr);
+  if (stdout) await writeStdout(stdout);
+  return code;
+}
+
+/**
+ * `call -`: the n of stdin, --in-flight at a time, each by its own --timeout (call/stream.ts). SIGINT or
+ * SIGTERM stops the reading and lets the calls in flight finish (exit 130 or 143); a second one ends them
+ * at once, each reported. No server: reading stops and the calls in flight end with that error.
+ */
+async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serverThere: Promise<void>) {
+  const { log, masker, pipeline } = job;
+  const stream = new CallStream({
+    tokens: tokensOf(process.stdin),
+    call: (n) => ask(n, Date.now() + job.timeoutMs),
+    out: new StdoutLines(),
+    err: (line) => process.stderr.write(line),
+    style: { json: job.json, named: job.stream.unordered, masker },
+    ...job.stream,
+  });
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+    if (stream.stoppedBy === undefined) {
+      log.info(`${signal}: reading stopped; the calls in flight finish (${signal} again to end them now)`);
+      stream.stop({ signal });
+    } else void caller.close({ waitForBroker: false });
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  serverThere.catch((error: unknown) => {
+    if (!(error instanceof FibrpcError)) return;
+    stream.stop({ error });
+    void caller.close({ waitForBroker: false, callsEndWith: error });
+  });
+  const code = await stream.run();
+  if (pipeline) log.info(sentLine(stream.tally.ok, stream.tally.calls, job.client.queue, pipeline.replyTo));
+  const stopped = stream.stoppedBy;
+  if (stopped && "error" in stopped) throw stopped.error;
+  if (stopped && "signal" in stopped)
+    return stopped.signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN;
+  return code;
+}
+
+/** What --no-wait did, said once at the end (stderr): how many requests the broker took, where their replies go. */
+function sentLine(taken: number, sent: number, queue: string, replyTo: string): string {
+  return (
+    `${taken} of ${sent} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
+    `their replies go to queue ${JSON.stringify(replyTo)}`
+  );
+}

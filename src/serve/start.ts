@@ -1,0 +1,60 @@
+/**
+ * What `fibrpc serve` does once its options are resolved (commands/serve.ts): claim the status file, open
+ * the HTTP port, say what it serves, then supervise the workers until they have drained.
+ */
+import { displayUrl } from "../broker-url.ts";
+import type { ExitCode } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { version } from "../version.ts";
+import { startHttp } from "./http.ts";
+import { keepStatus, STATUS_HEARTBEAT_MS } from "./status.ts";
+import { supervise, type Supervisor, type SupervisorOptions } from "./supervisor.ts";
+
+export interface ServeJob {
+  worker: SupervisorOptions["worker"];
+  workers: number;
+  drainTimeoutMs: number;
+  /** The file `fibrpc health` reads, kept up to date. */
+  statusFile?: string;
+  /** /metrics, /healthz and /readyz on this address. */
+  http?: { host: string; port: number };
+  /** The test build's shorter outage summary (serve/test-build.ts). */
+  outageSummaryMs?: number;
+}
+
+export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
+  const { worker, workers } = job;
+  const { queue, queueType, prefetch, maxN } = worker;
+  // The status file first, then HTTP: a file another serve holds, a port in use or an address not of this
+  // machine is a usage error before any worker starts. Requests reach the supervisor once it exists.
+  const status = job.statusFile === undefined ? undefined : keepStatus(job.statusFile, { queue, workers }, log);
+  let supervisor: Supervisor | undefined;
+  let http: { url: string; stop(): void } | undefined;
+  try {
+    if (job.http)
+      http = startHttp(job.http.host, job.http.port, {
+        collect: () => supervisor!.collect(),
+        state: () => supervisor!.state(),
+      });
+    const brokers = worker.broker.urls.map(displayUrl);
+    log.info(
+      `fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) ` +
+        `on ${brokers.join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`,
+      { version, queue, queueType, brokers, workers, prefetch, maxN },
+    );
+    if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
+    const every = { statusEveryMs: STATUS_HEARTBEAT_MS, outageSummaryMs: job.outageSummaryMs };
+    supervisor = supervise({
+      workers,
+      drainTimeoutMs: job.drainTimeoutMs,
+      log,
+      onStatus: status?.update,
+      ...every,
+      worker,
+    });
+    return await supervisor.done;
+  } finally {
+    http?.stop();
+    status?.release();
+  }
+}
