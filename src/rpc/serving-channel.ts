@@ -2,10 +2,10 @@
  * One channel a server consumes on, made by each connection's set-up (server.ts), and the one
  * write each of its deliveries ends with (settle): at most one publish and exactly one ack,
  * through the channel's outlet; for a caller that reads batched replies, held to the end of the
- * event-loop turn and shared with its other results (hold). When the channel closes, `open` turns
- * false and the server drops the object whole: the broker has put the channel's unacked
- * deliveries back in the queue, so nothing more is written for them, and nothing else has to be
- * cleared.
+ * event-loop turn and shared with its other results (reply-batches.ts). When the channel closes,
+ * `open` turns false and the server drops the object whole: the broker has put the channel's
+ * unacked deliveries back in the queue, so nothing more is written for them, and nothing else has
+ * to be cleared.
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
@@ -16,15 +16,13 @@ import {
   ATTEMPTS_HEADER,
   BATCH_REPLY_TYPE,
   DEADLINE_HEADER,
-  encodeBatchEntry,
   encodeBatchOf,
   JSON_CONTENT_TYPE,
-  MAX_BATCH_BYTES,
-  MAX_BATCHED_RESULT,
   preview,
   type EncodedMessage,
 } from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
+import { isBatchable, ReplyBatches, type Batch } from "./reply-batches.ts";
 import { TRACEPARENT, TRACESTATE, type Peer, type ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
@@ -54,15 +52,6 @@ export type Ending =
   | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext | undefined };
 
 type Requeue = Extract<Ending, { kind: "requeue" }>;
-type Reply = { delivery: InFlight; to: Address; reply: EncodedMessage };
-
-/** Results held for one reply_to during an event-loop turn (see hold): sent as one batched reply. */
-interface Batch {
-  readonly replies: Reply[];
-  /** Each reply's element of the batch's JSON array (encodeBatchEntry), and their bytes so far. */
-  readonly entries: string[];
-  bytes: number;
-}
 
 /** What a channel needs from the server that made it. */
 export interface ChannelHost {
@@ -82,9 +71,8 @@ export class ServingChannel {
   consuming = false;
   /** Set once, before the first consumer (see create). */
   private outlet!: Outlet;
-  /** This turn's results for callers that read batched replies, by reply_to (see hold). */
-  private held = new Map<string, Batch>();
-  private holding = false;
+  /** This turn's results for callers that read batched replies, sent by sendBatch (reply-batches.ts). */
+  private readonly batches = new ReplyBatches((replyTo, batch) => this.sendBatch(replyTo, batch));
 
   /**
    * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
@@ -127,7 +115,7 @@ export class ServingChannel {
   /**
    * Writes how `delivery` ends, at most one publish and exactly one ack, in one socket write with
    * the frame writer; a result for a caller that reads batched replies is held with its ack and
-   * written at the end of this event-loop turn (hold), unless the channel closes first. False if
+   * written at the end of this event-loop turn (reply-batches.ts), unless the channel closes first. False if
    * its channel is gone (the broker has put the request back for another try): nothing is
    * written. A copy that cannot be encoded throws, with nothing written; a reply that cannot be
    * sent is logged, never thrown: it must not cost the channel. The ack goes only on the channel
@@ -157,8 +145,10 @@ export class ServingChannel {
         delivery.acked = true;
         outlet.ackFirst(msg);
       }
+      // Redelivered requests and errors are never held.
       if (to.batch && delivery.firstDelivery && isBatchable(reply)) {
-        this.hold({ delivery, to, reply });
+        delivery.acked = true;
+        this.batches.hold({ delivery, to, reply });
         return true;
       }
       this.publishReply(delivery, to, reply);
@@ -183,46 +173,6 @@ export class ServingChannel {
       this.host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`, delivery.span?.ids);
     }
   }
-
-  /**
-   * Holds a result for a caller that reads batched replies until the end of this event-loop turn, with its ack:
-   * the turn's results to the same reply_to then leave as one message, its acks after it (sendHeld). The
-   * deliveries of one socket read are handled in one turn, so a busy caller's results share messages and
-   * the broker routes and delivers one message for several calls; a result alone goes as a reply of its
-   * own, so nothing waits and one call at a time is answered as before. Redelivered requests and errors
-   * are never held.
-   */
-  private hold(reply: Reply): void {
-    const { delivery, to } = reply;
-    delivery.acked = true;
-    const entry = encodeBatchEntry(to.correlationId!, reply.reply.body, delivery.span?.headers);
-    let batch = this.held.get(to.replyTo);
-    if (batch && batch.bytes + entry.length + 1 > MAX_BATCH_BYTES) {
-      this.held.delete(to.replyTo);
-      this.sendBatch(to.replyTo, batch);
-      batch = undefined;
-    }
-    if (!batch) {
-      batch = { replies: [], entries: [], bytes: 2 };
-      this.held.set(to.replyTo, batch);
-    }
-    batch.replies.push(reply);
-    batch.entries.push(entry);
-    batch.bytes += entry.length + 1;
-    if (!this.holding) {
-      this.holding = true;
-      queueMicrotask(this.sendHeld);
-    }
-  }
-
-  /** Sends the results held this turn, each reply_to's in one message (one alone as a plain reply), then their acks. */
-  private readonly sendHeld = (): void => {
-    this.holding = false;
-    const held = this.held;
-    if (held.size === 0) return;
-    this.held = new Map();
-    for (const [replyTo, batch] of held) this.sendBatch(replyTo, batch);
-  };
 
   /**
    * One reply_to's held results and then their acks. Never throws: it runs in a microtask, where a throw
@@ -252,18 +202,13 @@ export class ServingChannel {
 
   /** Resolves once the replies and acks held this turn, or while the socket was full, are written. */
   flushed(): Promise<void> {
-    this.sendHeld();
+    this.batches.flush();
     return this.outlet.flushed();
   }
 
   close(): Promise<void> {
     return this.channel.close().catch(() => {});
   }
-}
-
-/** A text result small enough to share a batched reply (an error, or JSON, goes alone: protocol.ts). */
-function isBatchable(reply: EncodedMessage): boolean {
-  return reply.type === undefined && reply.contentType === undefined && reply.body.length <= MAX_BATCHED_RESULT;
 }
 
 /**
