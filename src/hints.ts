@@ -3,8 +3,8 @@
  * several cases) → hint. The core (rpc/) says only what happened, with a code and details; the
  * line a user reads is that message, then "; ", then the hint — one line saying what, why and
  * what to do. A hint names only options the command takes (from options.ts). Used by whatever
- * reports an error to a user: the commands (commands/_run.ts; call/run.ts for --json lines) and serve's workers, whose
- * lines the supervisor logs (outside commands/, since serve/ does not import from it).
+ * reports an error to a user: report.ts (a command's one line on stderr), call/lines.ts and
+ * call/run.ts (call's lines, --json ones too) and serve's workers, whose lines the supervisor logs.
  */
 import type { ClientErrorCode, ErrorReason, FibrpcError } from "./errors.ts";
 import { OPTIONS, takes, type CommandName } from "./options.ts";

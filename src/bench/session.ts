@@ -1,14 +1,19 @@
 /**
  * What `fibrpc bench` does once its options are resolved (commands/bench.ts parses them and prints the
  * summary): connect, check that a server is there, and run the loop (run.ts) through a caller that
- * reconnects after a lost connection (reconnect.ts).
+ * reconnects after a lost connection (reconnect.ts). `report` prints the result before the connection
+ * closes: a close that waits on a broker that blocks the connection must not hold the summary back.
  */
 import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type ClientOptions } from "../rpc/client.ts";
 import { ReconnectingCaller } from "./reconnect.ts";
 import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
 
-export async function benchServer(clientOptions: ClientOptions, loop: BenchOptions): Promise<BenchResult> {
+export async function benchServer<T>(
+  clientOptions: ClientOptions,
+  loop: BenchOptions,
+  report: (result: BenchResult) => Promise<T>,
+): Promise<T> {
   const { timeoutMs, durationMs } = loop;
   const client = await RpcClient.connect(clientOptions);
   let caller: ReconnectingCaller | undefined;
@@ -23,7 +28,7 @@ export async function benchServer(clientOptions: ClientOptions, loop: BenchOptio
       reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + timeoutMs : Number.POSITIVE_INFINITY),
       log: clientOptions.log,
     });
-    return await runBench(caller, loop);
+    return await report(await runBench(caller, loop));
   } finally {
     await (caller ?? client).close();
   }

@@ -19,35 +19,37 @@ export default defineCommand({
       // With tracing on (OTEL_*), a send span per call as `call` makes them, sampled per OTEL_TRACES_SAMPLER
       // (a ratio keeps a share of the calls; each carries its sampling decision to the server).
       const tracer = await tracerOf(run, log);
+      const clientOptions = { ...clientOptionsOf(o, run, log, "direct"), tracer };
       // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
       // machine-readable, so none.
       const progress = o.json || o.logFormat === "json" ? undefined : progressDisplay(process.stderr);
       const requests = o.duration === undefined ? o.requests : undefined;
+      const loop = {
+        concurrency: o.concurrency,
+        rate: o.rate,
+        // Open loop: --concurrency only caps the calls in flight, and only when asked for.
+        maxOutstanding: o.rate !== undefined && o.from.concurrency !== "default" ? o.concurrency : undefined,
+        requests,
+        durationMs: o.duration,
+        n: o.n,
+        timeoutMs: o.timeout,
+        onProgress: progress?.onProgress,
+        progressEveryMs: progress?.everyMs,
+      };
       try {
-        const result = await benchServer(
-          { ...clientOptionsOf(o, run, log, "direct"), tracer },
-          {
-            concurrency: o.concurrency,
-            rate: o.rate,
-            // Open loop: --concurrency only caps the calls in flight, and only when asked for.
-            maxOutstanding: o.rate !== undefined && o.from.concurrency !== "default" ? o.concurrency : undefined,
-            requests,
-            durationMs: o.duration,
-            n: o.n,
-            timeoutMs: o.timeout,
-            onProgress: progress?.onProgress,
-            progressEveryMs: progress?.everyMs,
-          },
-        );
-        progress?.done();
-        // Masked: outages and a run cut short quote the broker's URL in their errors. The exit code is as
-        // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server did
-        // not keep up (bench/run.ts).
-        const { exitCode, ...shown } = result;
-        const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
-        const { masker } = run;
-        await writeStdout(o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker));
-        return exitCode;
+        return await benchServer(clientOptions, loop, async (result) => {
+          progress?.done();
+          // Masked: outages and a run cut short quote the broker's URL in their errors. The exit code is as
+          // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server
+          // did not keep up (bench/run.ts).
+          const { exitCode, ...shown } = result;
+          const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
+          const { masker } = run;
+          await writeStdout(
+            o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
+          );
+          return exitCode;
+        });
       } finally {
         // The spans exported before exit, within a bounded wait (tracing off: nothing to do).
         await tracer?.shutdown();

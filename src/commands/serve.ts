@@ -1,7 +1,6 @@
 import { defineCommand } from "citty";
 import { SDK_URL } from "../paths.ts";
 import { serve } from "../serve/start.ts";
-import { warnTracingProblems } from "../tracing/start.ts";
 import { runAction } from "./_run.ts";
 import { brokerTarget, loggerOf } from "./_shared.ts";
 
@@ -9,16 +8,15 @@ export default defineCommand({
   meta: { name: "serve", description: "Serve Fibonacci requests from the request queue until SIGTERM or SIGINT" },
   run: (context) =>
     runAction("serve", context, async (o, run) => {
+      // Reads the TLS files: a usage error, before anything starts.
+      const broker = brokerTarget(o);
       const log = loggerOf(o, run);
       const { outlet, noColor, test, tracing } = run.env;
-      // Said once for the process; the workers are sent the settings and build their tracers.
-      warnTracingProblems(tracing, log);
       const { queue, queueType, prefetch, maxN, logLevel, logFormat } = o;
       return serve(
         {
           worker: {
-            // Reads the TLS files: a usage error.
-            broker: brokerTarget(o),
+            broker,
             ...{ queue, queueType, prefetch, maxN, logLevel, logFormat, noColor, outlet },
             tracing: tracing.settings && { settings: tracing.settings, sdk: SDK_URL.href },
             faults: test.faults,
@@ -27,6 +25,7 @@ export default defineCommand({
           drainTimeoutMs: o.drainTimeout,
           statusFile: o.statusFile,
           http: o.httpPort === undefined ? undefined : { host: o.httpHost, port: o.httpPort },
+          tracing,
           outageSummaryMs: test.outageSummaryMs,
         },
         log,

@@ -83,7 +83,7 @@ export function withFaults(
         kind: outlet.kind,
         publish: (routingKey, body, properties, mandatory) => {
           outlet.publish(routingKey, body, properties, mandatory);
-          // Its reply, alone or in a batched reply sent at the end of the same turn (serving-channel.ts, hold).
+          // Its reply, alone or in a batched reply sent at the end of the same turn (reply-batches.ts).
           if (replyToKillAfter && !dying) {
             dying = true;
             // Late enough for the reply to reach the broker; nothing is acked in between.

@@ -5,6 +5,8 @@
 import { displayUrl } from "../broker-url.ts";
 import type { ExitCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { warnTracingProblems } from "../tracing/start.ts";
+import type { TracingConfig } from "../tracing/settings.ts";
 import { version } from "../version.ts";
 import { startHttp } from "./http.ts";
 import { keepStatus, STATUS_HEARTBEAT_MS } from "./status.ts";
@@ -18,6 +20,8 @@ export interface ServeJob {
   statusFile?: string;
   /** /metrics, /healthz and /readyz on this address. */
   http?: { host: string; port: number };
+  /** The OTEL_* variables as read: their problems are said once for the process, after the start lines. */
+  tracing: TracingConfig;
   /** The test build's shorter outage summary (serve/test-build.ts). */
   outageSummaryMs?: number;
 }
@@ -43,6 +47,8 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
       { version, queue, queueType, brokers, workers, prefetch, maxN },
     );
     if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);
+    // Said once for the process; the workers are sent the settings and build their tracers.
+    warnTracingProblems(job.tracing, log);
     const every = { statusEveryMs: STATUS_HEARTBEAT_MS, outageSummaryMs: job.outageSummaryMs };
     supervisor = supervise({
       workers,
