@@ -19,9 +19,8 @@ import { tokensOf } from "./tokens.ts";
 export interface CallJob {
   /** The n to ask for, printed in this order, or "stdin": `call -`, n read as they come. */
   ns: readonly number[] | "stdin";
-  /** The client's options (queue, timeout, tracer…); a pipeline's requests are JSON. */
+  /** The client's options: the queue, --timeout (the whole command's, and each streamed n's), the tracer… */
   client: ClientOptions;
-  timeoutMs: number;
   retry: number;
   waitForServer: boolean;
   json: boolean;
@@ -38,7 +37,7 @@ type Ask = (n: number, deadline: number) => Promise<CallOutcome | SendOutcome>;
 /** Runs the calls and prints their outcomes; the exit code says the most severe. */
 export async function runCalls(job: CallJob): Promise<ExitCode> {
   const { client: clientOptions, log, masker, pipeline } = job;
-  const queue = clientOptions.queue;
+  const { queue, timeoutMs } = clientOptions;
   const ns = job.ns === "stdin" ? [] : job.ns;
   // From here on, with --json, every n gets its line on stdout whatever happens (usage errors, found
   // before, print none: nothing was asked yet).
@@ -46,7 +45,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
   let printed = 0;
   let calls: Promise<CallOutcome | SendOutcome>[] = [];
   try {
-    const deadline = Date.now() + job.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
     // With --retry, a broker that refuses the first connection (restarting) is tried again
     // until the deadline, as a lost connection is (rpc/retry.ts).
@@ -57,7 +56,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
               attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`),
           })
         : await connect(deadline);
-    const caller = new RetryingCaller(client, connect, job.retry, job.timeoutMs, log);
+    const caller = new RetryingCaller(client, connect, job.retry, timeoutMs, log);
     let failure: FibrpcError | undefined;
     try {
       if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
@@ -149,7 +148,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   const { log, masker, pipeline } = job;
   const stream = new CallStream({
     tokens: tokensOf(process.stdin),
-    call: (n) => ask(n, Date.now() + job.timeoutMs),
+    call: (n) => ask(n, Date.now() + job.client.timeoutMs),
     out: new StdoutLines(),
     err: (line) => process.stderr.write(line),
     style: { json: job.json, named: job.stream.unordered, masker },

@@ -52,7 +52,6 @@ export default defineCommand({
           return await runCalls({
             ns: streaming ? "stdin" : ns,
             client,
-            timeoutMs: o.timeout,
             retry: o.retry,
             waitForServer: o.waitForServer,
             json: o.json,
