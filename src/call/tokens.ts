@@ -1,7 +1,9 @@
 /**
  * `call -`'s input: the words of a stream (n separated by spaces, tabs or newlines), read as they
  * come, never the whole stream at once. A word longer than any n (a file that is not a list of n,
- * a line without end) is cut short instead of held: memory stays flat whatever comes in.
+ * a line without end) is cut short instead of held: memory stays flat whatever comes in. Leading
+ * zeros are not length: a run of them is kept as one zero, so that `0…030` (any number of zeros)
+ * is 30 here as it is on the command line.
  */
 
 /** A word of the input, and the line it starts on (1-based), for the error line of one that is not an n. */
@@ -62,8 +64,12 @@ export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): Asy
   if (word !== "") yield [{ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut }];
 }
 
-/** The word so far and its continuation in the next chunk, kept no longer than needed to say it was cut. */
+/**
+ * The word so far and its continuation in the next chunk, a run of leading zeros as one zero, kept no
+ * longer than needed to say it was cut.
+ */
 function append(word: string, more: string): string {
-  const joined = word + more;
+  let joined = word + more;
+  if (joined.startsWith("00")) joined = joined.replace(/^0+(?=0)/, "");
   return joined.length > MAX_TOKEN_LENGTH + 1 ? joined.slice(0, MAX_TOKEN_LENGTH + 1) : joined;
 }

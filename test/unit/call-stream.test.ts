@@ -41,6 +41,17 @@ describe("the words of a stream", () => {
     ]);
   });
 
+  test("leading zeros are not length: any number of them reads as one zero, across chunks", async () => {
+    // The command line takes `0…030` with any number of zeros (as 30): the stream must not call it too long.
+    const found = await words(["0".repeat(60), `${"0".repeat(10_000)}30 0000 07 00x`]);
+    expect(found).toEqual([
+      { text: "030", line: 1, cut: false },
+      { text: "0", line: 1, cut: false },
+      { text: "07", line: 1, cut: false },
+      { text: "0x", line: 1, cut: false },
+    ]);
+  });
+
   test("a chunk of many words is handed on in batches of at most MAX_BATCH, none lost", async () => {
     const sizes: number[] = [];
     let total = 0;
