@@ -10,6 +10,7 @@ import { withHint } from "./hints.ts";
 import { showsDebug } from "./log.ts";
 import { Masker } from "./mask.ts";
 import type { CommandName } from "./options.ts";
+import { printable } from "./printable.ts";
 
 /**
  * Whether --log-level debug (or FIBRPC_LOG_LEVEL) was asked for, for a crash before the command line is
@@ -22,9 +23,12 @@ function debugAsked(): boolean {
   return showsDebug(level);
 }
 
-/** One line, masked: a message must not break the one-line rule with its own line breaks. */
+/**
+ * One line, masked: a message must not break the one-line rule with its own line breaks, nor reach the
+ * terminal with control characters of the input it quotes (an n given as an argument, a broker's reason).
+ */
 function line(text: string, masker: Masker): string {
-  return masker.mask(text.replace(/\s*[\r\n]+\s*/g, " "));
+  return printable(masker.mask(text.replace(/\s*[\r\n]+\s*/g, " ")));
 }
 
 /**

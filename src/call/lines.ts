@@ -5,6 +5,7 @@
 import { ExitCode } from "../errors.ts";
 import { withHint } from "../hints.ts";
 import type { Masker } from "../mask.ts";
+import { printable } from "../printable.ts";
 import { exitCodeOf, type CallOutcome, type SendOutcome } from "../rpc/client.ts";
 
 export interface LineStyle {
@@ -69,9 +70,4 @@ export function errorLine(
  */
 export function traceIdOf(outcome: CallOutcome | SendOutcome): string | undefined {
   return outcome.trace?.trace_id;
-}
-
-/** Text from elsewhere, safe for one line on a terminal: control characters escaped (\n, \u001b). */
-export function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }

@@ -9,7 +9,8 @@
 import { ExitCode, mostSevere, type FibrpcError } from "../errors.ts";
 import type { CallOutcome, SendOutcome } from "../rpc/client.ts";
 import { MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
-import { errorLine, linesOf, printable, type LineStyle, type Printed } from "./lines.ts";
+import { printable } from "../printable.ts";
+import { errorLine, linesOf, type LineStyle, type Printed } from "./lines.ts";
 import type { StdoutLines } from "./stdout-lines.ts";
 import type { Token } from "./tokens.ts";
 

@@ -2,8 +2,8 @@
  * `call -`'s input: the words of a stream (n separated by spaces, tabs or newlines), read as they
  * come, never the whole stream at once. A word longer than any n (a file that is not a list of n,
  * a line without end) is cut short instead of held: memory stays flat whatever comes in. Leading
- * zeros are not length: a run of them is kept as one zero, so that `0…030` (any number of zeros)
- * is 30 here as it is on the command line.
+ * zeros are not length: a long run of them is kept as one zero, so that `0…030` (any number of
+ * zeros) is 30 here as it is on the command line.
  */
 
 /** A word of the input, and the line it starts on (1-based), for the error line of one that is not an n. */
@@ -24,52 +24,76 @@ const isSpace = (code: number) => code === 32 || (code >= 9 && code <= 13);
 
 /** The words of each chunk as they come, up to MAX_BATCH together (one wait per batch, not per word). */
 export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Token[]> {
+  const words = new WordReader();
   const decoder = new TextDecoder();
-  let word = "";
-  let cut = false;
-  let line = 1;
-  let wordLine = 1;
   for await (const chunk of chunks) {
-    const text = typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    yield* words.read(typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }));
+  }
+  // Bytes of a character the input ended inside of: U+FFFD, so that the last word is refused as it would
+  // be on a line of its own (or as an argument), not read as the digits before them.
+  yield* words.read(decoder.decode());
+  yield* words.end();
+}
+
+/** Splits text, read a chunk at a time, into words, each with the line it starts on. */
+class WordReader {
+  private word = "";
+  private cut = false;
+  private line = 1;
+  private wordLine = 1;
+  /** The last chunk ended in CR: a LF starting the next one ends the same line (CRLF), not another. */
+  private afterCr = false;
+
+  *read(text: string): Generator<Token[]> {
     const found: Token[] = [];
     let start = -1;
+    let afterCr = this.afterCr;
     for (let i = 0; i <= text.length; i++) {
       const end = i === text.length;
       const code = end ? 32 : text.charCodeAt(i);
       if (!isSpace(code)) {
         if (start < 0) start = i;
+        afterCr = false;
         continue;
       }
       if (start >= 0) {
-        if (word === "") wordLine = line;
-        word = append(word, text.slice(start, i));
-        cut ||= word.length > MAX_TOKEN_LENGTH;
+        if (this.word === "") this.wordLine = this.line;
+        this.word = append(this.word, text.slice(start, i));
+        this.cut ||= this.word.length > MAX_TOKEN_LENGTH;
         start = -1;
-        if (!end) {
-          found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
-          if (found.length === MAX_BATCH) yield found.splice(0);
-          word = "";
-          cut = false;
-        }
-      } else if (!end && word !== "") {
-        found.push({ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut });
-        if (found.length === MAX_BATCH) yield found.splice(0);
-        word = "";
-        cut = false;
       }
-      if (code === 10 && !end) line++;
+      if (!end && this.word !== "") {
+        found.push(this.take());
+        if (found.length === MAX_BATCH) yield found.splice(0);
+      }
+      if (end) break;
+      // LF, CR LF and a lone CR (old Mac files) each end one line.
+      if (code === 13 || (code === 10 && !afterCr)) this.line++;
+      afterCr = code === 13;
     }
+    this.afterCr = afterCr;
     if (found.length > 0) yield found;
   }
-  if (word !== "") yield [{ text: word.slice(0, MAX_TOKEN_LENGTH), line: wordLine, cut }];
+
+  *end(): Generator<Token[]> {
+    if (this.word !== "") yield [this.take()];
+  }
+
+  private take(): Token {
+    const token = { text: this.word.slice(0, MAX_TOKEN_LENGTH), line: this.wordLine, cut: this.cut };
+    this.word = "";
+    this.cut = false;
+    return token;
+  }
 }
 
 /**
- * The word so far and its continuation in the next chunk, a run of leading zeros as one zero, kept no
- * longer than needed to say it was cut.
+ * The word so far and its continuation in the next chunk, kept no longer than needed to say it was cut. A
+ * run of leading zeros is kept as one zero once the word would be too long: not before, so that a word
+ * refused is quoted as it was written.
  */
 function append(word: string, more: string): string {
   let joined = word + more;
-  if (joined.startsWith("00")) joined = joined.replace(/^0+(?=0)/, "");
+  if (joined.length > MAX_TOKEN_LENGTH && joined.startsWith("00")) joined = joined.replace(/^0+(?=0)/, "");
   return joined.length > MAX_TOKEN_LENGTH + 1 ? joined.slice(0, MAX_TOKEN_LENGTH + 1) : joined;
 }

@@ -46,9 +46,32 @@ describe("the words of a stream", () => {
     const found = await words(["0".repeat(60), `${"0".repeat(10_000)}30 0000 07 00x`]);
     expect(found).toEqual([
       { text: "030", line: 1, cut: false },
-      { text: "0", line: 1, cut: false },
+      { text: "0000", line: 1, cut: false },
       { text: "07", line: 1, cut: false },
-      { text: "0x", line: 1, cut: false },
+      { text: "00x", line: 1, cut: false }, // short: quoted as written
+    ]);
+  });
+
+  test("a character cut off by the end of the input is U+FFFD in the last word, not dropped", async () => {
+    // "12" then the first two bytes of "€" (e2 82 ac): as an argument, or on a line of its own, it is refused.
+    const out: Token[] = [];
+    async function* raw() {
+      yield new Uint8Array([0x31, 0x32, 0xe2]);
+      yield new Uint8Array([0x82]);
+    }
+    for await (const batch of tokensOf(raw())) out.push(...batch);
+    expect(out).toEqual([{ text: "12\ufffd", line: 1, cut: false }]);
+  });
+
+  test("LF, CR LF and a lone CR each end one line, across chunks too", async () => {
+    const found = await words(["a\rb\nc\r", "\nd\r\re\r\n", "f"]);
+    expect(found.map((t) => [t.text, t.line])).toEqual([
+      ["a", 1],
+      ["b", 2],
+      ["c", 3],
+      ["d", 4],
+      ["e", 6],
+      ["f", 7],
     ]);
   });
 
@@ -156,7 +179,7 @@ describe("bad words and the tally", () => {
   test("a bad word's control characters are escaped once; the tally counts calls, not bad words", async () => {
     const errors: string[] = [];
     const stream = new CallStream({
-      tokens: tokensOf(chunks(["2\u0000 3 x\u0001 4\n"])),
+      tokens: tokensOf(chunks(["2\u0000 3 x\u0001 4\n\u009b5 \u007f\n"])),
       call: async (n) =>
         (n === 4
           ? { n, ok: false, error: undefined, code: "X", message: "no", ms: 1 }
@@ -170,6 +193,9 @@ describe("bad words and the tally", () => {
     await stream.run();
     expect(errors[0]).toStartWith('line 1: invalid n "2\\u0000": ');
     expect(errors[1]).toStartWith('line 1: invalid n "x\\u0001": ');
+    // C1 (U+009B is a terminal's CSI) and DEL, which JSON leaves as they are.
+    expect(errors[3]).toStartWith('line 2: invalid n "\\u009b5": ');
+    expect(errors[4]).toStartWith('line 2: invalid n "\\u007f": ');
     expect(stream.tally).toEqual({ calls: 2, ok: 1 });
   });
 });

@@ -1,0 +1,10 @@
+/**
+ * Text from elsewhere, safe for one line on a terminal: control characters escaped, C0 as JSON writes
+ * them (\n, \u001b), DEL and C1 (U+0080–U+009F: U+009B is a terminal's CSI) as \u007f…\u009f, which
+ * JSON leaves as they are.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) =>
+    c < "\u007f" ? JSON.stringify(c).slice(1, -1) : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

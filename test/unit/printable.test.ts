@@ -1,0 +1,36 @@
+/** Text quoted from the input reaches the terminal without its control characters (src/printable.ts). */
+import { describe, expect, spyOn, test } from "bun:test";
+import { FibrpcError } from "../../src/errors.ts";
+import { printable } from "../../src/printable.ts";
+import { reportError } from "../../src/report.ts";
+
+describe("printable", () => {
+  test("C0 as JSON escapes them, DEL and C1 as \\u escapes; other text as it is", () => {
+    expect(printable("a\nb\u001b[31m")).toBe("a\\nb\\u001b[31m");
+    expect(printable("\u007f\u0080\u009b\u009f")).toBe("\\u007f\\u0080\\u009b\\u009f");
+    expect(printable("30 € \u00a0ü")).toBe("30 € \u00a0ü");
+  });
+
+  test("escaping twice changes nothing more", () => {
+    const once = printable("x\u0000\u009by");
+    expect(printable(once)).toBe(once);
+  });
+});
+
+describe("an error's line", () => {
+  test("quotes the input with its control characters escaped, C1 included", () => {
+    const written: string[] = [];
+    const spy = spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    try {
+      const code = reportError(new FibrpcError("USAGE", 'invalid n "\u009bX\u001b": n must be a decimal integer'));
+      expect(code).toBe(64);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(written.join("")).toContain('invalid n "\\u009bX\\u001b"');
+    expect(written.join("")).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+});
