@@ -61,9 +61,11 @@ export interface Failure {
   ok: false;
   code: ErrorCode;
   message: string;
+  /** The n that was read, when it is a number this server will not compute (negative, too large, a fraction). */
+  n?: number;
 }
 export type ParsedN = { ok: true; n: number } | Failure;
-export type DecodedRequest = ({ ok: true; n: number } | (Failure & { n?: number })) & { format: Format };
+export type DecodedRequest = ({ ok: true; n: number } | Failure) & { format: Format };
 
 export interface EncodedMessage {
   body: Buffer;
@@ -75,15 +77,19 @@ export interface EncodedMessage {
 
 export type DecodedReply = { ok: true; result: string } | { ok: false; code: string; message: string };
 
-function failure(code: ErrorCode, message: string): Failure {
-  return { ok: false, code, message };
+function failure(code: ErrorCode, message: string, n?: number): Failure {
+  return n === undefined ? { ok: false, code, message } : { ok: false, code, message, n };
 }
 
-/** The one rule for n: the server's, on receipt, with its --max-n; `fibrpc call`'s, with MAX_PROTOCOL_N. */
+/**
+ * The one rule for n: the server's, on receipt, with its --max-n; `fibrpc call`'s, with MAX_PROTOCOL_N. A
+ * refused n is kept in the failure: a JSON error reply names it, for a next stage that reads replies
+ * without the caller (docs/protocol.md).
+ */
 export function checkN(n: number, maxN: number): ParsedN {
-  if (!Number.isInteger(n)) return failure("NOT_AN_INTEGER", `n must be an integer, got ${n}`);
-  if (n < 0) return failure("NEGATIVE_N", `n must not be negative, got ${n}`);
-  if (n > maxN) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${n}`);
+  if (!Number.isInteger(n)) return failure("NOT_AN_INTEGER", `n must be an integer, got ${n}`, n);
+  if (n < 0) return failure("NEGATIVE_N", `n must not be negative, got ${n}`, n);
+  if (n > maxN) return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${n}`, n);
   return { ok: true, n };
 }
 

@@ -86,6 +86,22 @@ describe("decodeRequest", () => {
     expect(decodeRequest(bytes("100"), undefined, 99)).toMatchObject({ ok: false, code: "N_TOO_LARGE" });
     expect(decodeRequest(bytes("99"), undefined, 99)).toMatchObject({ ok: true, n: 99 });
   });
+
+  test("an n refused for its value is kept, and a JSON error reply names it (a pipeline's next stage reads it)", () => {
+    for (const [n, code] of [
+      [100, "N_TOO_LARGE"],
+      [-1, "NEGATIVE_N"],
+      [1.5, "NOT_AN_INTEGER"],
+    ] as const) {
+      const request = decodeRequest(bytes(JSON.stringify({ n })), "application/json", 99);
+      expect(request).toMatchObject({ ok: false, code, n });
+      if (request.ok) continue;
+      const reply = encodeError(request.format, request.code, request.message, request.n);
+      expect(JSON.parse(reply.body.toString())).toMatchObject({ n, error: { code } });
+    }
+    // Not a number: there is no n to name.
+    expect(decodeRequest(bytes('{"n":"5"}'), "application/json", 99)).not.toHaveProperty("n");
+  });
 });
 
 describe("parseN / checkN (the client's rule is the server's)", () => {
