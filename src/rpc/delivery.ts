@@ -43,7 +43,13 @@ export const MAX_EXPIRATION_MS = 4_294_967_295;
 export interface Delivery {
   content: Uint8Array;
   fields: { redelivered: boolean };
-  properties: { replyTo?: unknown; correlationId?: unknown; contentType?: unknown; headers?: unknown };
+  properties: {
+    replyTo?: unknown;
+    correlationId?: unknown;
+    contentType?: unknown;
+    headers?: unknown;
+    deliveryMode?: unknown;
+  };
 }
 
 export interface Circumstances {
@@ -70,6 +76,8 @@ export interface Address {
    * share one message with others to the same reply_to (serving-channel.ts). Set on computed requests only.
    */
   batch?: true;
+  /** The request was persistent (delivery_mode 2), as a pipeline's are (call --no-wait): so is its answer. */
+  persistent?: true;
 }
 
 export type Fate =
@@ -238,6 +246,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     };
   }
   const headers = tableOf(delivery.properties.headers);
+  const persistent = delivery.properties.deliveryMode === 2 ? { persistent: true as const } : {};
   // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
   const readableType = typeof contentType !== "string" || isFaithfulShortString(contentType);
   const request: DecodedRequest = readableType
@@ -256,7 +265,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     return {
       kind: "refuse",
       n,
-      to: { replyTo, correlationId: undefined },
+      to: { replyTo, correlationId: undefined, ...persistent },
       reply: encodeError(
         request.format,
         "INVALID_PROPERTY",
@@ -266,7 +275,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
       ),
     };
   }
-  const to: Address = { replyTo, correlationId };
+  const to: Address = { replyTo, correlationId, ...persistent };
 
   if (headers?.[UNREADABLE_TABLE]) {
     return {

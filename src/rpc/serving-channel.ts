@@ -165,6 +165,8 @@ export class ServingChannel {
     try {
       const { contentType, type } = reply;
       const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
+      // For a durable reply queue (a pipeline's, call --no-wait), the answer of a persistent request is persistent.
+      if (to.persistent) properties.deliveryMode = 2;
       // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
       if (delivery.span) properties.headers = { ...delivery.span.headers };
       this.outlet.publish(to.replyTo, reply.body, properties);
@@ -185,8 +187,9 @@ export class ServingChannel {
     if (replies.length === 1) this.publishReply(first!.delivery, first!.to, first!.reply);
     else {
       try {
-        const body = encodeBatchOf(entries);
-        this.outlet.publish(replyTo, body, { type: BATCH_REPLY_TYPE, contentType: JSON_CONTENT_TYPE });
+        const deliveryMode = replies.some((r) => r.to.persistent) ? 2 : undefined;
+        const properties = { type: BATCH_REPLY_TYPE, contentType: JSON_CONTENT_TYPE, deliveryMode } as const;
+        this.outlet.publish(replyTo, encodeBatchOf(entries), properties);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.host.log.warn(`could not send ${replies.length} replies to ${preview(replyTo)}: ${message}`);

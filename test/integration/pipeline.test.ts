@@ -85,12 +85,15 @@ test("100,000 requests with --no-wait, a serve SIGKILLed mid-way: the next stage
     read: number;
     results: Record<string, number>;
     duplicates: number;
+    transient: number;
     wrong: unknown[];
   };
   console.log(
     `pipeline: ${report.read} replies read, ${report.duplicates} duplicates (answered again after the SIGKILL)`,
   );
   expect(report.wrong).toEqual([]);
+  // Persistent, as the requests were: results waiting in the durable queue survive a broker restart.
+  expect(report.transient).toBe(0);
   expect(Object.keys(report.results)).toHaveLength(COUNT);
   // Each result is for a request call sent, with its n.
   for (const [id, n] of Object.entries(report.results)) expect(sent.get(id)).toBe(n);

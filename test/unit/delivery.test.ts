@@ -312,6 +312,17 @@ describe("decide", () => {
   }
 });
 
+describe("a persistent request's answer", () => {
+  test("is addressed as persistent (delivery_mode 2: a pipeline's durable reply queue keeps it); a transient one's is not", () => {
+    const c = { ...base, firstDelivery: true };
+    const of = (fate: Fate) => (fate.kind === "drop" || fate.kind === "republish" ? undefined : fate.to.persistent);
+    expect(of(decide(delivery("30", { deliveryMode: 2 }), c))).toBe(true);
+    expect(of(decide(delivery("-1", { deliveryMode: 2 }), c))).toBe(true);
+    expect(of(decide(delivery("30", { deliveryMode: 1 }), c))).toBeUndefined();
+    expect(of(decide(delivery("30"), c))).toBeUndefined();
+  });
+});
+
 describe("isFaithfulShortString", () => {
   test.each([
     ["", true],

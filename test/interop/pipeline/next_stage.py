@@ -1,7 +1,8 @@
 # The next stage of a fibrpc pipeline (call --reply-to QUEUE --no-wait), in another language: reads
 # every message now in QUEUE, checks each result against its own fib, keeps the first reply of each
 # correlation id (a server that dies between reply and ack answers again: docs/protocol.md), and
-# prints one JSON line: the results by correlation id, and how many were duplicates or wrong.
+# prints one JSON line: the results by correlation id, and how many were duplicates, wrong, or not
+# persistent (a broker restart would lose those from the durable queue).
 # Usage: next_stage.py AMQP_URL QUEUE
 import json
 import sys
@@ -24,12 +25,15 @@ channel = connection.channel()
 count = channel.queue_declare(queue=queue, passive=True).method.message_count
 results = {}
 duplicates = 0
+transient = 0
 wrong = []
 for _ in range(count):
     method, properties, body = channel.basic_get(queue=queue, auto_ack=True)
     if method is None:
         break
     reply = json.loads(body)
+    if properties.delivery_mode != 2:
+        transient += 1
     if properties.correlation_id in results:
         duplicates += 1
         continue
@@ -38,4 +42,8 @@ for _ in range(count):
         wrong.append(reply)
     results[properties.correlation_id] = n
 connection.close()
-print(json.dumps({"read": count, "results": results, "duplicates": duplicates, "wrong": wrong[:10]}))
+print(
+    json.dumps(
+        {"read": count, "results": results, "duplicates": duplicates, "transient": transient, "wrong": wrong[:10]}
+    )
+)
