@@ -215,14 +215,14 @@ export class ServingChannel {
 }
 
 /**
- * A delivered request as a new message, to put back in the queue: same properties, fibrpc's own
- * headers only (the caller's `deadline`, whose remainder is also its expiration, and the count
- * `attempts`, when there are: delivery.ts read them), and the caller's W3C trace context, unchanged
- * (the message's creation context: the copy's process span belongs to the caller's trace too),
- * when delivery.ts found it printable and short. Unlike a nack, this does not count as a failed
- * delivery. The copy carries nothing else: nothing else in the request is read by a server, and a
- * client's headers could come back larger than they went in (bytes that were not UTF-8 re-encode
- * as U+FFFD) and no longer fit one frame.
+ * A delivered request as a new message, to put back in the queue: same properties (a pipeline's request
+ * stays persistent, to outlive a broker restart as its answer does), fibrpc's own headers only (the
+ * caller's `deadline`, whose remainder is also its expiration, and the count `attempts`, when there are:
+ * delivery.ts read them), and the caller's W3C trace context, unchanged (the message's creation context:
+ * the copy's process span belongs to the caller's trace too), when delivery.ts found it printable and
+ * short. Unlike a nack, this does not count as a failed delivery. The copy carries nothing else: nothing
+ * else in the request is read by a server, and a client's headers could come back larger than they went
+ * in (bytes that were not UTF-8 re-encode as U+FFFD) and no longer fit one frame.
  */
 function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): PublishProperties {
   const { properties } = msg;
@@ -236,6 +236,7 @@ function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): Pu
     correlationId: properties.correlationId as string | undefined,
     contentType: properties.contentType as string | undefined,
     headers,
+    deliveryMode: properties.deliveryMode === 2 ? 2 : undefined,
   };
   if (deadline !== undefined) {
     copy.expiration = String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - Date.now()))));
