@@ -43,7 +43,8 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
     const brokers = worker.broker.urls.map(displayUrl);
     log.info(
       `fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) ` +
-        `on ${brokers.join(", ")} with ${workers} workers, prefetch ${prefetch}, max-n ${maxN}`,
+        `on ${brokers.join(", ")} with ${workers} worker${workers === 1 ? "" : "s"}, ` +
+        `prefetch ${prefetch}, max-n ${maxN}`,
       { version, queue, queueType, brokers, workers, prefetch, maxN },
     );
     if (http) log.info(`HTTP on ${http.url}: /metrics, /healthz, /readyz`);

@@ -313,7 +313,7 @@ describe("several --url: tried in order", () => {
       `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`,
     ]);
     expect(server.log).toContain(
-      `on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:${BROKER_PORT} with 1 workers`,
+      `on amqp://guest:***@127.0.0.1:1, amqp://guest:***@127.0.0.1:${BROKER_PORT} with 1 worker,`,
     );
     expect(server.log).toContain(`connected to amqp://guest:***@127.0.0.1:${BROKER_PORT}`);
     expect(await server.stop()).toBe(0);

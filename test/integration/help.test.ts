@@ -228,7 +228,7 @@ describe("short flags end to end", () => {
   test("serve -w 1; call -t 2s -j 10; bench -r 200 -n 10 -c 4 -j", async () => {
     const queue = uniqueQueue();
     const server = await startServe(["-w", "1", "--queue", queue]);
-    expect(server.log).toContain("with 1 workers");
+    expect(server.log).toContain("with 1 worker,");
     const call = await run(["call", "--queue", queue, "-t", "2s", "-j", "10"]);
     expect(call.code, call.stderr).toBe(0);
     expect(JSON.parse(call.stdout)).toMatchObject({ n: 10, result: "55" });

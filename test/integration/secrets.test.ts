@@ -91,7 +91,7 @@ describe("the right password works, and never shows", () => {
         expect(bench.stdout).toMatch(/fibrpc bench: 10 calls/);
         expect(await server.stop()).toBe(0);
         // serve names its broker, masked, built from the parsed URL.
-        expect(server.log).toContain(`on amqp://${name}:***@127.0.0.1:${BROKER_PORT} with 1 workers`);
+        expect(server.log).toContain(`on amqp://${name}:***@127.0.0.1:${BROKER_PORT} with 1 worker,`);
         for (const output of [call.stdout + call.stderr, bench.stdout + bench.stderr, server.log])
           expectNoPassword(output, password);
       });
