@@ -33,6 +33,13 @@ export const EXIT_CODES = {
     name: "EX_SOFTWARE",
     meaning: "a bug in fibrpc (please report it); serve: a worker crashed repeatedly",
   },
+  IO_ERROR: {
+    code: 74,
+    name: "EX_IOERR",
+    meaning:
+      "stdout could not be written (no space left, a device error: the results not written are lost) " +
+      "or stdin read (call -: a directory, a read error)",
+  },
   TEMPORARY: {
     code: 75,
     name: "EX_TEMPFAIL",
@@ -63,14 +70,14 @@ export const EXIT_CODES = {
     name: "SIGINT",
     meaning:
       "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue " +
-      "(call -: SIGINT stopped the reading; the calls in flight were printed)",
+      "(call -, bench: SIGINT ended them early; what was done is printed)",
   },
   SIGTERM_AGAIN: {
     code: 143,
     name: "SIGTERM",
     meaning:
       "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue " +
-      "(call -: SIGTERM stopped the reading; the calls in flight were printed)",
+      "(call -, bench: SIGTERM ended them early; what was done is printed)",
   },
 } as const;
 
@@ -82,12 +89,13 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /**
  * When several calls of one `fibrpc call` end differently, the most severe exit code wins.
- * Order (most severe first): usage, access refused, broker unreachable, config, no server,
+ * Order (most severe first): usage, I/O error, access refused, broker unreachable, config, no server,
  * temporary (timeout / connection lost), remote error, internal, ok.
  * Internal sits low on purpose: it is only chosen when nothing more telling happened.
  */
 const SEVERITY: readonly ExitCode[] = [
   ExitCode.USAGE,
+  ExitCode.IO_ERROR,
   ExitCode.ACCESS_REFUSED,
   ExitCode.BROKER_UNREACHABLE,
   ExitCode.CONFIG,
@@ -120,6 +128,7 @@ export const ClientErrorCode = {
   BROKER_REFUSED: "BROKER_REFUSED",
   TLS_REFUSED: "TLS_REFUSED",
   REMOTE_ERROR: "REMOTE_ERROR",
+  IO_ERROR: "IO_ERROR",
   INTERNAL: "INTERNAL",
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
@@ -137,6 +146,7 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
   BROKER_REFUSED: ExitCode.CONFIG,
   TLS_REFUSED: ExitCode.CONFIG,
   REMOTE_ERROR: ExitCode.REMOTE_ERROR,
+  IO_ERROR: ExitCode.IO_ERROR,
   INTERNAL: ExitCode.INTERNAL,
 };
 
@@ -194,13 +204,19 @@ export type ErrorReason =
   | "no-server"
   | "deprecated-feature"
   | "set-up-refused"
-  | "dead-letter-queue-differs";
+  | "dead-letter-queue-differs"
+  | "write-stdout"
+  | "read-stdin";
 
 /** What an error is about, as data: for a caller to act on, and for the hint a command adds. */
 export interface ErrorDetails {
   reason?: ErrorReason;
   /** The request queue (or, for dead-letter-queue-differs, the dead-letter queue). */
   queue?: string;
+  /** The option that names `queue`, when it is not the request queue (call --reply-to's). */
+  queueOption?: "reply-to";
+  /** A pipeline's request (call --reply-to --no-wait): done once the broker has it, never sent again. */
+  pipeline?: true;
   /** The broker, as a display URL (password masked). */
   broker?: string;
   /** The time budget that ran out, in milliseconds. */

@@ -113,19 +113,24 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   BROKER_BLOCKED: (_, has) =>
     `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; ` +
     `retry once it lifts${has("retry") ? " (--retry)" : ""}`,
-  REJECTED: (_, has) =>
+  REJECTED: ({ details }, has) =>
     `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); ` +
-    `retry later${has("retry") ? " (--retry)" : ""}`,
+    // A pipeline's requests (--no-wait) are never sent again: --retry does not go with --no-wait.
+    `retry later${has("retry") && !details.pipeline ? " (--retry)" : ""}`,
   CONNECTION_LOST: { "connection-lost": retry, "not-sent": retry },
+  IO_ERROR: {
+    "write-stdout": () => "check where stdout goes (a full disk, a device gone)",
+    "read-stdin": () => "give call - the n as a file or a pipe on stdin",
+  },
   BROKER_REFUSED: {
     "deprecated-feature": (e) =>
       `fibrpc does not use it itself, so check the queue's policies and arguments, ` +
       `or permit the feature in rabbitmq.conf (deprecated_features.permit.${e.details.feature} = true)`,
     "set-up-refused": () => 'see docs/operations.md, "Broker versions"',
     limit: raiseLimit,
-    locked: ({ details: { queue } }) =>
+    locked: ({ details: { queue, queueOption = "queue" } }) =>
       `another connection holds queue ${JSON.stringify(queue)} for itself (an exclusive queue or consumer): ` +
-      `stop that client, or pick another --queue`,
+      `stop that client, or pick another --${queueOption}`,
     "precondition-failed": () =>
       "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
     "dead-letter-queue-differs": (e) =>

@@ -7,7 +7,7 @@ import { ExitCode, FibrpcError, mostSevere } from "../errors.ts";
 import { withHint } from "../hints.ts";
 import type { Logger } from "../log.ts";
 import type { Masker } from "../mask.ts";
-import { writeStdout } from "../output.ts";
+import { stdinError, stdoutError, writeResults, writeStdout } from "../output.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type CallOutcome, type ClientOptions, type SendOutcome } from "../rpc/client.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
@@ -59,28 +59,27 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
     const caller = new RetryingCaller(client, connect, job.retry, timeoutMs, log);
     let failure: FibrpcError | undefined;
     try {
-      if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
       // --no-wait: each request is done once the broker has it, and the reply goes to another program.
       const ask: Ask = pipeline ? (n, by) => client.send(n, pipeline.replyTo, by) : (n, by) => caller.call(n, by);
       // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
       // check runs alongside the calls, off the path of a cold call: if it finds no server,
       // call fails at once (the requests already sent expire with their deadline). Requests of a
-      // pipeline (--no-wait) wait in the queue for a server to come, unless --wait-for-server.
-      const serverThere =
-        pipeline && !job.waitForServer
-          ? new Promise<void>(() => {})
-          : awaitServer(client, {
-              deadline,
-              wait: job.waitForServer,
-              onWaiting: () =>
-                log.info(
-                  `no server on queue ${JSON.stringify(queue)} yet; ` +
-                    "waiting for one (--wait-for-server, up to --timeout)",
-                ),
-            });
-      // call - looks for a server before it reads a word: with none it reads nothing, and says
-      // so once, whatever the input (a race between stdin and the look made the output vary).
-      if (job.waitForServer || (job.ns === "stdin" && !pipeline)) await serverThere;
+      // pipeline (--no-wait) wait in the queue for a server to come, unless --wait-for-server: the
+      // queue itself must be there.
+      const serverThere = awaitServer(client, {
+        deadline,
+        wait: job.waitForServer,
+        queueOnly: pipeline !== undefined && !job.waitForServer,
+        onWaiting: () =>
+          log.info(
+            `no server on queue ${JSON.stringify(queue)} yet; waiting for one (--wait-for-server, up to --timeout)`,
+          ),
+      });
+      // call - and a pipeline look before they send anything: with no server (no queue) they read
+      // nothing and make no reply queue, and say so once, whatever the input (a race between stdin
+      // and the look made the output vary).
+      if (job.waitForServer || job.ns === "stdin" || pipeline) await serverThere;
+      if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
       if (job.ns === "stdin") return await streamStdin(job, ask, caller, serverThere);
       // Alongside the calls, the look only ends them early when it finds no server. A look the
       // broker leaves unanswered until the deadline (it stops reading a connection it blocks
@@ -95,7 +94,9 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       calls = ns.map((n) => ask(n, deadline));
       const codes: ExitCode[] = [];
       for (const call of calls) {
-        codes.push(await print(await Promise.race([call, noServer]), job.json, masker));
+        const code = await print(await Promise.race([call, noServer]), job.json, masker);
+        if (code === undefined) break; // stdout's reader went away (`| head`): nothing more to print
+        codes.push(code);
         printed++;
       }
       if (pipeline) {
@@ -125,18 +126,33 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
         if (i < printed) continue;
         // A call that was sent has its outcome (ended by close) and, tracing on, its trace.
         const trace = calls[i] && traceIdOf(await calls[i]);
-        await writeStdout(errorLine({ n }, code, message, ms, masker, trace));
+        // Written as far as stdout takes them: the error that ended the calls is what the user reads.
+        const written = await writeStdout(errorLine({ n }, code, message, ms, masker, trace)).then(
+          () => true,
+          () => false,
+        );
+        if (!written) break;
       }
     }
     throw err;
   }
 }
 
-async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: Masker): Promise<ExitCode> {
+/** Prints one outcome; undefined once stdout's reader has gone away (EPIPE). Other write failures throw (74). */
+async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: Masker): Promise<ExitCode | undefined> {
   const { stdout, stderr, code } = linesOf(outcome, { json, named: false, masker });
   if (stderr) process.stderr.write(stderr);
-  if (stdout) await writeStdout(stdout);
+  if (stdout && !(await writeResults(stdout))) return undefined;
   return code;
+}
+
+/** stdin's chunks; a read that fails (a directory, a device error) is the user's to fix, not a bug. */
+async function* stdinChunks(): AsyncGenerator<Uint8Array | string> {
+  try {
+    for await (const chunk of process.stdin) yield chunk;
+  } catch (err) {
+    throw stdinError(err);
+  }
 }
 
 /**
@@ -146,10 +162,11 @@ async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: 
  */
 async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serverThere: Promise<void>) {
   const { log, masker, pipeline } = job;
+  const out = new StdoutLines();
   const stream = new CallStream({
-    tokens: tokensOf(process.stdin),
+    tokens: tokensOf(stdinChunks()),
     call: (n) => ask(n, Date.now() + job.client.timeoutMs),
-    out: new StdoutLines(),
+    out,
     err: (line) => process.stderr.write(line),
     style: { json: job.json, named: job.stream.unordered, masker },
     ...job.stream,
@@ -168,6 +185,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   });
   const code = await stream.run();
   if (pipeline) log.info(sentLine(stream.tally.ok, stream.tally.calls, job.client.queue, pipeline.replyTo));
+  if (out.failure) throw stdoutError(out.failure);
   const stopped = stream.stoppedBy;
   if (stopped && "error" in stopped) throw stopped.error;
   if (stopped && "signal" in stopped)

@@ -1,8 +1,11 @@
 /**
  * stdout for a stream of results (call -): lines gathered and written once per event-loop turn, with
  * the pipe's back-pressure obeyed (a slow reader slows the calls down, nothing piles up in memory),
- * and a reader that went away (`| head -3`: EPIPE) seen as the end of the job, not as an error.
+ * and a reader that went away (`| head -3`: EPIPE) seen as the end of the job, not as an error; any other
+ * failure ends the output too, and is kept for the command to report (call/run.ts).
  */
+import { isReaderGone } from "../output.ts";
+
 export class StdoutLines {
   private pending: string[] = [];
   private scheduled = false;
@@ -11,6 +14,8 @@ export class StdoutLines {
   private releaseDrain: (() => void) | undefined;
   private gone = false;
   private readonly onGone: Array<() => void> = [];
+  /** Why stdout failed, if not because its reader went away (no space left, a device error): results were lost. */
+  failure: Error | undefined;
 
   constructor(private readonly out: NodeJS.WritableStream = process.stdout) {
     out.on("error", (err: NodeJS.ErrnoException) => {
@@ -19,7 +24,7 @@ export class StdoutLines {
       this.pending = [];
       this.releaseDrain?.();
       for (const f of this.onGone.splice(0)) f();
-      if (err.code !== "EPIPE") process.stderr.write(`fibrpc call: cannot write to stdout: ${err.message}\n`);
+      if (!isReaderGone(err)) this.failure ??= err;
     });
   }
 
@@ -61,7 +66,8 @@ export class StdoutLines {
     await new Promise<void>((resolve) => this.out.write("", () => resolve()));
   }
 
-  private flush(): void {
+  /** Writes what is queued now: before a line on stderr, so that a terminal showing both keeps their order. */
+  flush(): void {
     this.scheduled = false;
     if (this.gone || this.pending.length === 0) return;
     const text = this.pending.join("");

@@ -143,7 +143,10 @@ export class CallStream {
     // stdout's reader went away: the job is over, and the calls ended by the close that follows say nothing.
     if (this.job.out.closed) return;
     this.worst = mostSevere([this.worst, printed.code]);
-    if (printed.stderr) this.job.err(printed.stderr);
+    if (printed.stderr) {
+      this.job.out.flush();
+      this.job.err(printed.stderr);
+    }
     if (printed.stdout) this.job.out.write(printed.stdout);
   }
 

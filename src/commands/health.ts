@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { ExitCode } from "../errors.ts";
 import { checkHealth } from "../serve/status.ts";
-import { writeStdout } from "../output.ts";
+import { writeResults } from "../output.ts";
 import { runAction } from "./_run.ts";
 
 export default defineCommand({
@@ -16,7 +16,7 @@ export default defineCommand({
       // Option resolution refuses health without a status file (options-resolve.ts, CHECKS.health).
       const health = checkHealth(o.statusFile!, o.maxAge);
       if (health.healthy) {
-        await writeStdout(
+        await writeResults(
           `healthy: ${health.status.serving}/${health.status.workers} workers consuming ` +
             `queue ${JSON.stringify(health.status.queue)}\n`,
         );

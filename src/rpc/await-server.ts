@@ -1,11 +1,12 @@
 /**
  * "Is a server there?", decided in one place for every caller: a server is there when the
- * request queue has at least one consumer. Without `wait`, one look: no queue is QUEUE_NOT_FOUND,
- * no consumer is NO_CONSUMER. With `wait`, the queue is polled until a consumer shows up (the
- * queue may not exist yet either: the server declares it), or TIMEOUT at `deadline`. Either way
- * a look the broker does not answer (a queue without its cluster's majority, a silent link) ends
- * at `deadline` too; while waiting, once the broker has answered a look, a deadline that comes
- * during the next one is the wait running out, and says so.
+ * request queue has at least one consumer (for a pipeline's requests, when the queue is there).
+ * Without `wait`, one look: no queue is QUEUE_NOT_FOUND, no consumer is NO_CONSUMER. With `wait`,
+ * the queue is polled until a consumer shows up (the queue may not exist yet either: the server
+ * declares it), or TIMEOUT at `deadline`. Either way a look the broker does not answer (a queue
+ * without its cluster's majority, a silent link) ends at `deadline` too; while waiting, once the
+ * broker has answered a look, a deadline that comes during the next one is the wait running out,
+ * and says so.
  */
 import { FibrpcError } from "../errors.ts";
 import type { RpcClient } from "./client.ts";
@@ -18,6 +19,8 @@ export interface AwaitServerOptions {
   deadline: number;
   /** Wait for a server to start instead of failing at once. */
   wait: boolean;
+  /** Only the queue must be there, with or without a consumer (a pipeline's requests wait in it for one). */
+  queueOnly?: boolean;
   /** Called once, when the first look finds no server and waiting begins. */
   onWaiting?: () => void;
   pollMs?: number;
@@ -58,7 +61,7 @@ export async function awaitServer(
       if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
       count = 0;
     }
-    if (count > 0) return;
+    if (count > 0 || o.queueOnly) return;
     if (!o.wait) {
       throw new FibrpcError(
         "NO_CONSUMER",

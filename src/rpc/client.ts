@@ -341,6 +341,9 @@ export class RpcClient {
    * reserved amq. name) as a FibrpcError.
    */
   async ensureReplyQueue(name: string): Promise<void> {
+    // The queue is --reply-to's, not --queue's: what a hint tells the user to change (hints.ts).
+    const refused = (error: FibrpcError) =>
+      new FibrpcError(error.code, error.message, { ...error.details, queueOption: "reply-to" });
     // A passive declare of a missing queue closes the channel it ran on, so use throwaway ones.
     const probe = await this.connection.createChannel();
     probe.on("error", () => {});
@@ -349,7 +352,7 @@ export class RpcClient {
       probe.close().catch(() => {});
       return;
     } catch (err) {
-      if (!isNotFound(err)) throw setUpError(err, { url: this.url, queue: name });
+      if (!isNotFound(err)) throw refused(setUpError(err, { url: this.url, queue: name }));
     }
     const declare = await this.connection.createChannel();
     declare.on("error", () => {});
@@ -357,7 +360,7 @@ export class RpcClient {
       await declare.assertQueue(name, { durable: true });
       declare.close().catch(() => {});
     } catch (err) {
-      throw reservedQueueName(name, this.url) ?? setUpError(err, { url: this.url, queue: name });
+      throw refused(reservedQueueName(name, this.url) ?? setUpError(err, { url: this.url, queue: name }));
     }
   }
 
@@ -401,7 +404,7 @@ export class RpcClient {
     for (const { correlationId, call } of this.unconfirmed.confirm(deliveryTag, multiple)) {
       // Settled already (answered, timed out), or an earlier attempt of a call sent again.
       if (this.pending.get(correlationId) !== call) continue;
-      if (!accepted) this.settleError(correlationId, this.rejected());
+      if (!accepted) this.settleError(correlationId, this.rejected(call.sent));
       else if (call.sent) this.settleSent(correlationId, call);
       else call.confirmed = true;
     }
@@ -412,13 +415,13 @@ export class RpcClient {
    * length limit with `overflow: reject-publish` (RabbitMQ docs, "Queue Length Limit"), or an
    * internal error of the queue.
    */
-  private rejected(): FibrpcError {
+  private rejected(pipeline: boolean): FibrpcError {
     const { queue } = this.options;
     return new FibrpcError(
       "REJECTED",
       `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} ` +
         `is most likely full (at its length limit, with overflow reject-publish)`,
-      { reason: "queue-full", queue, broker: this.broker },
+      { reason: "queue-full", queue, broker: this.broker, ...(pipeline ? { pipeline: true } : {}) },
     );
   }
 

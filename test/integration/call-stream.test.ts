@@ -234,3 +234,75 @@ describe("ending", () => {
     }
   });
 });
+
+/** A bash script running "$BIN" (fibrpc), for its redirections (`> /dev/full`, `< /tmp`, `| head`), from `/`. */
+async function shell(script: string) {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL, BIN };
+  for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
+  return finished(tracked(Bun.spawn(["bash", "-c", script], { cwd: "/", env, stdout: "pipe", stderr: "pipe" })));
+}
+
+describe("stdin and stdout that fail", () => {
+  test("stdout that cannot be written (a full disk): one line, exit 74, with n given and streamed", async () => {
+    for (const script of [
+      `"$BIN" call --queue ${queue} 5 6 > /dev/full`,
+      `"$BIN" call --queue ${queue} --json 5 > /dev/full`,
+      `seq 1 3000 | "$BIN" call - --queue ${queue} > /dev/full`,
+    ]) {
+      const { stderr, code } = await shell(script);
+      expect(code, script).toBe(74);
+      expect(stderr.trim().split("\n"), script).toEqual([
+        expect.stringMatching(/^fibrpc: cannot write the results to stdout: ENOSPC.*; check where stdout goes/),
+      ]);
+    }
+  });
+
+  test("a reader that goes away (`| head`) ends the output, no error: exit 0 with n given, as streamed", async () => {
+    // Three results of 208,988 digits: more than the pipe holds once head has gone.
+    const { stdout, stderr } = await shell(
+      `"$BIN" call --queue ${queue} 1000000 1000000 1000000 | head -c 5; echo " \${PIPESTATUS[0]}"`,
+    );
+    expect(stdout).toBe("19532 0\n");
+    expect(stderr).toBe("");
+  });
+
+  test("stdin that cannot be read (a directory): one line, exit 74", async () => {
+    const { stderr, code } = await shell(`"$BIN" call - --queue ${queue} < /tmp`);
+    expect(code).toBe(74);
+    expect(stderr).toMatch(/^fibrpc: cannot read the n from stdin: EISDIR.*; give call - the n as a file or a pipe/);
+    noTrace(stderr);
+  });
+
+  test("input that ends inside a character is refused, as the same bytes on a line of their own", async () => {
+    for (const input of ["12\\xe2\\x82", "12\\xe2\\x82\\n"]) {
+      const { stdout, stderr, code } = await shell(`printf '${input}' | "$BIN" call - --queue ${queue}`);
+      expect(code, input).toBe(64);
+      expect(stdout, input).toBe("");
+      expect(stderr, input).toStartWith('line 1: invalid n "12\ufffd": ');
+    }
+  });
+});
+
+test("a pipeline to a request queue that does not exist: one line, exit 69, stdin unread, no reply queue made", async () => {
+  const missing = uniqueQueue("call_stream_missing");
+  const replies = uniqueQueue("call_stream_replies");
+  for (const script of [
+    `"$BIN" call --queue ${missing} --reply-to ${replies} --no-wait 4 5`,
+    `seq 1 100000 | "$BIN" call - --queue ${missing} --reply-to ${replies} --no-wait`,
+  ]) {
+    const { stderr, code } = await shell(script);
+    expect(code, script).toBe(69);
+    expect(stderr.trim().split("\n"), script).toEqual([expect.stringContaining(`queue "${missing}" does not exist`)]);
+  }
+  const { conn, ch } = await rawChannel();
+  try {
+    ch.on("error", () => {});
+    const found = await ch.checkQueue(replies).then(
+      () => "there",
+      () => "missing",
+    );
+    expect(found).toBe("missing");
+  } finally {
+    await conn.close().catch(() => {});
+  }
+});

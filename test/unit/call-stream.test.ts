@@ -4,7 +4,7 @@
  * The command itself, against a broker, is test/integration/call-stream.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { StdoutLines } from "../../src/call/stdout-lines.ts";
 import { CallStream } from "../../src/call/stream.ts";
 import { MAX_BATCH, MAX_TOKEN_LENGTH, tokensOf, type Token } from "../../src/call/tokens.ts";
@@ -176,6 +176,31 @@ describe("the window", () => {
 });
 
 describe("bad words and the tally", () => {
+  test("a bad word's line comes after the results before it, on a terminal that shows stdout and stderr", async () => {
+    const both: string[] = [];
+    const terminal = new Writable({
+      write(chunk, _encoding, done) {
+        both.push(String(chunk));
+        done();
+      },
+    });
+    const stream = new CallStream({
+      tokens: tokensOf(chunks(["5 x 6\n"])),
+      call: async (n) => ({ n, ok: true, result: String(n * 10), ms: 1 }) as CallOutcome,
+      out: new StdoutLines(terminal),
+      err: (line) => both.push(line),
+      style: { json: false, named: false, masker: new Masker() },
+      inFlight: 4,
+      unordered: false,
+    });
+    await stream.run();
+    expect(both.join("").split("\n").filter(Boolean)).toEqual([
+      "50",
+      expect.stringMatching(/^line 1: invalid n "x"/),
+      "60",
+    ]);
+  });
+
   test("a bad word's control characters are escaped once; the tally counts calls, not bad words", async () => {
     const errors: string[] = [];
     const stream = new CallStream({
