@@ -28,3 +28,22 @@ export function fib(n: number): bigint {
 export function fibDecimal(n: number): string {
   return fib(n).toString(10);
 }
+
+/** fib(n) modulo `m`, by the same fast doubling: O(log n) steps on numbers below m², whatever n is. */
+export function fibModulo(n: number, m: bigint): bigint {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`fib: n must be a non-negative safe integer, got ${n}`);
+  let a = 0n;
+  let b = 1n % m;
+  for (const bit of n.toString(2)) {
+    const f2k = (a * (((b << 1n) - a + m) % m)) % m;
+    const f2k1 = (a * a + b * b) % m;
+    if (bit === "1") {
+      a = f2k1;
+      b = (f2k + f2k1) % m;
+    } else {
+      a = f2k;
+      b = f2k1;
+    }
+  }
+  return a;
+}

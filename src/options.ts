@@ -261,7 +261,7 @@ export const OPTIONS = named({
       call:
         "Print one JSON object per n, in order, whatever the outcome: " +
         '{"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
-      bench: "Print the summary as one JSON object",
+      bench: 'Print the summary as one JSON object, or {"error": {code, message}} when the run could not start',
     },
   }),
   // call

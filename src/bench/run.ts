@@ -20,7 +20,7 @@
  *
  * The clock is a parameter so that the scheduler can be tested with a fake one.
  */
-import { fibDecimal } from "../fib.ts";
+import { expectedAnswer, isRightAnswer } from "./answers.ts";
 import { ExitCode, FibrpcError, mostSevere } from "../errors.ts";
 import { exitCodeOf, type CallOutcome } from "../rpc/client.ts";
 import { LatencyHistogram, type LatencySummary } from "./histogram.ts";
@@ -39,6 +39,11 @@ export interface BenchOptions {
   onProgress?: (progress: BenchProgress) => void;
   progressEveryMs?: number;
   clock?: Clock;
+  /**
+   * Ends the run early once aborted, its reason the signal ("SIGINT", "SIGTERM"): no call starts after it,
+   * those in flight finish, and the result says where it was cut short, with the signal's exit code.
+   */
+  stop?: AbortSignal;
 }
 
 /** What the bench needs of a client (RpcClient has it; bench/reconnect.ts adds the rest). */
@@ -134,16 +139,18 @@ export type BenchResult = BenchMode & {
 
 /** Open loop without --concurrency: enough for 10,000 calls/s at a second each. */
 export const DEFAULT_MAX_OUTSTANDING = 10_000;
+/** Open loop: a wait for the next call's start longer than this ends early if the run is stopped. */
+const LONG_WAIT_MS = 200;
 /** Open loop: calls sent back to back before replies get a turn, when the schedule is behind. */
 const BURST = 200;
 
 export async function runBench(client: Caller, o: BenchOptions): Promise<BenchResult> {
   const clock = o.clock ?? realClock;
-  // Every answer is compared with the exact value. Those are computed before the clock starts,
-  // for at most POOL values of n spread over the range, so that checking costs the load
-  // generator nothing while it measures (for heavy n it would cost as much as serving).
+  // Every answer is checked (answers.ts) against what is worked out before the clock starts, for at
+  // most POOL values of n spread over the range, so that checking costs the load generator nothing
+  // while it measures (for heavy n it would cost as much as serving).
   const pool = nPool(o.n.min, o.n.max);
-  const expected = pool.map((n) => fibDecimal(n));
+  const expected = pool.map(expectedAnswer);
   const drawIndex = pool.length === 1 ? () => 0 : () => Math.floor(Math.random() * pool.length);
   const latencies = new LatencyHistogram();
   const errors: Record<string, number> = {};
@@ -161,6 +168,16 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     if (planned) stoppedAt ??= clock.now();
     return false;
   };
+  /** When o.stop ended the run, and a promise that resolves then, to cut a wait short. */
+  let interruptedAt: number | undefined;
+  const interrupted = new Promise<void>((resolve) => {
+    const stop = () => {
+      interruptedAt ??= clock.now();
+      resolve();
+    };
+    if (o.stop?.aborted) stop();
+    else o.stop?.addEventListener("abort", stop, { once: true });
+  });
 
   /** One call, its latency measured from `from` (the send, or the intended start). */
   const callOnce = async (from: number): Promise<void> => {
@@ -172,7 +189,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
       failed++;
       errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
       worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
-    } else if (outcome.result !== expected[index]) {
+    } else if (!isRightAnswer(outcome.result, expected[index]!)) {
       // A wrong answer is an error, never a fast result.
       failed++;
       errors.WRONG_ANSWER = (errors.WRONG_ANSWER ?? 0) + 1;
@@ -196,7 +213,11 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   try {
     if (o.rate === undefined) {
       let started = 0;
-      const more = () => (o.requests === undefined || started < o.requests) && clock.now() < endAt && stillUsable();
+      const more = () =>
+        (o.requests === undefined || started < o.requests) &&
+        clock.now() < endAt &&
+        interruptedAt === undefined &&
+        stillUsable();
       const loop = async () => {
         for (;;) {
           // Without a connection, wait for the caller to reconnect rather than fail calls at once
@@ -221,6 +242,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
         sendLag,
         callOnce,
         stillUsable,
+        interrupted: { at: () => interruptedAt, promise: interrupted },
       });
       mode = {
         mode: "open-loop",
@@ -248,7 +270,14 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   const codes: ExitCode[] = [worstExitCode];
   if (mode.mode === "open-loop" && mode.missed > 0) codes.push(ExitCode.TEMPORARY);
   let cutShort: BenchResult["cutShort"];
-  if (stoppedAt !== undefined) {
+  if (interruptedAt !== undefined) {
+    const signal = String(o.stop?.reason ?? "SIGINT");
+    cutShort = {
+      atSeconds: since(interruptedAt),
+      code: signal,
+      message: "no call was started after it; the calls in flight then were finished",
+    };
+  } else if (stoppedAt !== undefined) {
     const why =
       client.failure ??
       new FibrpcError("CONNECTION_LOST", "the connection to the broker was lost", { reason: "connection-lost" });
@@ -273,7 +302,13 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     errors,
     outages,
     ...(cutShort ? { cutShort } : {}),
-    exitCode: mostSevere(codes),
+    // Stopped by a signal: the shell's code for it (130, 143), as `call -` and serve exit.
+    exitCode:
+      interruptedAt === undefined
+        ? mostSevere(codes)
+        : o.stop?.reason === "SIGTERM"
+          ? ExitCode.SIGTERM_AGAIN
+          : ExitCode.SIGINT_AGAIN,
   };
 }
 
@@ -292,6 +327,8 @@ async function openLoop(s: {
   sendLag: LatencyHistogram;
   callOnce: (from: number) => Promise<void>;
   stillUsable: () => boolean;
+  /** When the run was stopped (undefined: not), and a promise that resolves then. */
+  interrupted: { at: () => number | undefined; promise: Promise<void> };
 }): Promise<{ achievedRate: number; missed: number }> {
   const interval = 1000 / s.rate;
   let scheduled = 0;
@@ -303,11 +340,13 @@ async function openLoop(s: {
   for (;;) {
     if (s.requests !== undefined && scheduled >= s.requests) break;
     const due = s.t0 + scheduled * interval;
-    if (due >= s.endAt || !s.stillUsable()) break;
+    if (due >= s.endAt || s.interrupted.at() !== undefined || !s.stillUsable()) break;
     const now = s.clock.now();
     if (due > now) {
       burst = 0;
-      await s.clock.sleep(due - now);
+      // A long wait (a low --rate) ends when the run is stopped; a short one is not worth the promise.
+      const wait = s.clock.sleep(due - now);
+      await (due - now > LONG_WAIT_MS ? Promise.race([wait, s.interrupted.promise]) : wait);
       continue;
     }
     scheduled++;

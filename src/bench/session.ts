@@ -3,9 +3,12 @@
  * summary): connect, check that a server is there, and run the loop (run.ts) through a caller that
  * reconnects after a lost connection (reconnect.ts). `report` prints the result before the connection
  * closes: a close that waits on a broker that blocks the connection must not hold the summary back.
+ * SIGINT or SIGTERM ends the run early with its result (the calls made so far are the measurement); a
+ * second one ends the process at once.
  */
+import { ExitCode } from "../errors.ts";
 import { awaitServer } from "../rpc/await-server.ts";
-import { RpcClient, type ClientOptions } from "../rpc/client.ts";
+import { RpcClient, type ClientLog, type ClientOptions } from "../rpc/client.ts";
 import { ReconnectingCaller } from "./reconnect.ts";
 import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
 
@@ -28,8 +31,20 @@ export async function benchServer<T>(
       reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + timeoutMs : Number.POSITIVE_INFINITY),
       log: clientOptions.log,
     });
-    return await report(await runBench(caller, loop));
+    return await report(await runBench(caller, { ...loop, stop: stopOnSignals(clientOptions.log) }));
   } finally {
     await (caller ?? client).close();
   }
+}
+
+/** Aborted (its reason the signal) at the first SIGINT or SIGTERM; the second exits (130, 143). */
+function stopOnSignals(log: ClientLog): AbortSignal {
+  const stop = new AbortController();
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+    if (stop.signal.aborted) process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
+    log.info(`${signal}: no new calls; the summary once the calls in flight finish (${signal} again: exit now)`);
+    stop.abort(signal);
+  };
+  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  return stop.signal;
 }

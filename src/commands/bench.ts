@@ -2,7 +2,8 @@ import { defineCommand } from "citty";
 import { progressDisplay } from "../bench/progress.ts";
 import { benchServer } from "../bench/session.ts";
 import { formatSummary } from "../bench/summary.ts";
-import { writeStdout } from "../output.ts";
+import { FibrpcError } from "../errors.ts";
+import { writeResults } from "../output.ts";
 import { runAction } from "./_run.ts";
 import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
 
@@ -45,11 +46,19 @@ export default defineCommand({
           const { exitCode, ...shown } = result;
           const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
           const { masker } = run;
-          await writeStdout(
+          await writeResults(
             o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
           );
           return exitCode;
         });
+      } catch (err) {
+        // --json: stdout holds one object whatever happens, as call's does (`fibrpc bench --json | jq` gets
+        // the error, and the exit code says it too).
+        if (o.json && err instanceof FibrpcError) {
+          const error = { code: err.code, message: err.message };
+          await writeResults(`${run.masker.mask(JSON.stringify({ error }))}\n`);
+        }
+        throw err;
       } finally {
         // The spans exported before exit, within a bounded wait (tracing off: nothing to do).
         await tracer?.shutdown();

@@ -164,6 +164,7 @@ function startBench(args: string[]) {
   return {
     args,
     stderr: () => stderr,
+    kill: (signal: "SIGINT" | "SIGTERM") => proc.kill(signal),
     done: async () => {
       const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited, reading]);
       return { code, stdout, stderr };
@@ -256,6 +257,10 @@ test("a wrong answer is an error, never a fast result", async () => {
     ch.sendToQueue(msg.properties.replyTo, Buffer.from("42"), { correlationId: msg.properties.correlationId });
     ch.ack(msg);
   });
+  // Above EXACT_BELOW (bench/answers.ts) an answer is checked by its digits and last digits: "42" fails too.
+  const large = await run(["bench", "--queue", queue, "--requests", "10", "--n", "200000-300000", "--json"]);
+  expect(large.code).toBe(76);
+  expect(JSON.parse(large.stdout)).toMatchObject({ ok: 0, errors: { WRONG_ANSWER: 10 } });
   const { code, stdout } = await run(["bench", "--queue", queue, "--requests", "100", "--n", "30", "--json"]);
   expect(code).toBe(76); // REMOTE_ERROR, the exit code of a wrong reply
   // Nothing answered right: no rate of answers, no percentiles (not zeros that read as measured).
@@ -491,3 +496,98 @@ test("memory is flat over counted calls, closed and open loop: latencies go into
   // A bound on waiting for at most 660,000 calls (at least 186,000 are made), far above what this
   // takes here (19-35 s in the runs of 2026-12-06): the test counts calls, it does not time them.
 }, 600_000);
+
+test("a range of heavy n: every answer checked right, none computed in full by bench (bench/answers.ts)", async () => {
+  const queue = uniqueQueue();
+  const server = await startServe(["--workers", "2", "--queue", queue]);
+  try {
+    const { code, stdout, stderr } = await run([
+      "bench",
+      "--queue",
+      queue,
+      "--requests",
+      "20",
+      "--concurrency",
+      "2",
+      "--n",
+      "100000-400000",
+      "--json",
+    ]);
+    expect(code, stderr).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ calls: 20, ok: 20, failed: 0, errors: {} });
+  } finally {
+    await server.stop();
+  }
+});
+
+test("SIGINT or SIGTERM ends a run early: no call started after it, those in flight finished, the summary printed", async () => {
+  // A responder that holds every request until released: the calls in flight when the signal comes stay so.
+  const queue = uniqueQueue();
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const held: ConsumeMessage[] = [];
+  let received = 0;
+  await ch.consume(queue, (msg) => {
+    if (!msg) return;
+    received++;
+    held.push(msg);
+  });
+  const release = () => {
+    for (const msg of held.splice(0)) {
+      ch.sendToQueue(msg.properties.replyTo, Buffer.from("1"), { correlationId: msg.properties.correlationId });
+      ch.ack(msg);
+    }
+  };
+  for (const [signal, code, loop] of [
+    ["SIGINT", 130, ["--concurrency", "3"]],
+    ["SIGTERM", 143, ["--rate", "50", "--concurrency", "3"]],
+  ] as const) {
+    const before = received;
+    const bench = startBench(["--queue", queue, "--duration", "120s", "--json", "--n", "1", ...loop]);
+    await eventually(
+      async () => held.length,
+      (n) => n === 3,
+      15_000,
+      `${signal}: three calls held`,
+    );
+    bench.kill(signal);
+    await eventually(
+      async () => bench.stderr(),
+      (text) => text.includes(`${signal}: no new calls`),
+      15_000,
+      signal,
+    );
+    release();
+    const done = await bench.done();
+    expect(done.code, done.stderr).toBe(code);
+    const summary = JSON.parse(done.stdout);
+    expect(summary).toMatchObject({ calls: 3, ok: 3, failed: 0, cutShort: { code: signal } });
+    expect(received - before).toBe(3);
+  }
+  // A second signal ends it at once, its calls still held.
+  const bench = startBench(["--queue", queue, "--duration", "120s", "--json", "--concurrency", "2"]);
+  await eventually(
+    async () => held.length,
+    (n) => n === 2,
+    15_000,
+    "two calls held",
+  );
+  bench.kill("SIGINT");
+  await eventually(
+    async () => bench.stderr(),
+    (text) => text.includes("SIGINT: no new calls"),
+    15_000,
+    "SIGINT",
+  );
+  bench.kill("SIGINT");
+  expect((await bench.done()).code).toBe(130);
+  release();
+});
+
+test("--json: an object on stdout when the run cannot start, the error's code and message", async () => {
+  const { code, stdout } = await run(["bench", "--queue", uniqueQueue("bench_missing"), "--requests", "3", "--json"]);
+  expect(code).toBe(69);
+  expect(JSON.parse(stdout)).toEqual({
+    error: { code: "QUEUE_NOT_FOUND", message: expect.stringContaining("does not exist") },
+  });
+});
