@@ -5,7 +5,9 @@
  *   FIBRPC_PUBLISHER_CONFIRMS=off (the seam env-settings.ts names), to the same serve;
  * - plain amqplib: scripts/bench/ceiling-caller.ts → ceiling-responder.ts (prefetch 100), and the
  *   same caller with publisher confirms on, to the same responder: what confirms alone cost any
- *   caller that uses them, beside what fibrpc's with them reaches;
+ *   caller that uses them, beside what fibrpc's with them reaches; the same caller sending what
+ *   fibrpc's requests carry (confirms, `mandatory`, deadline, timestamp: its `fibrpc-request` mode),
+ *   and `fibrpc bench` itself, to the same responder: fibrpc's protocol and fibrpc's caller apart;
  * - the tutorial: its own Python client class (test/interop/tutorial/rpc_client.py, run as-is but
  *   for its demo lines, calling fib(1) in a loop) → three of its own rpc_server.py, on `rpc_queue`
  *   (the tutorial names no other), with Debian's python3-pika.
@@ -72,11 +74,11 @@ const baseEnv = withoutOtel();
 delete baseEnv.FIBRPC_PUBLISHER_CONFIRMS;
 const FIBRPC_QUEUE = `one_in_flight_fibrpc_${id}`;
 const PLAIN_QUEUE = `one_in_flight_plain_${id}`;
-const fibrpcBench = (calls: number) => [
+const fibrpcBench = (queue: string) => (calls: number) => [
   `${ROOT}/fibrpc`,
   "bench",
   "--queue",
-  FIBRPC_QUEUE,
+  queue,
   "-c",
   "1",
   "--n",
@@ -100,7 +102,7 @@ const pairs: Pair[] = [
     queue: FIBRPC_QUEUE,
     servers: [[`${ROOT}/fibrpc`, "serve", "--workers", "3", "--queue", FIBRPC_QUEUE]],
     consumers: 4, // a consumer per worker, and the first worker's lead consumer (rpc/scheduler.ts)
-    caller: fibrpcBench,
+    caller: fibrpcBench(FIBRPC_QUEUE),
     runs: [],
   },
   {
@@ -108,7 +110,7 @@ const pairs: Pair[] = [
     queue: FIBRPC_QUEUE,
     servers: [],
     consumers: 4,
-    caller: fibrpcBench,
+    caller: fibrpcBench(FIBRPC_QUEUE),
     env: { FIBRPC_PUBLISHER_CONFIRMS: "off" },
     runs: [],
   },
@@ -126,6 +128,22 @@ const pairs: Pair[] = [
     servers: [],
     consumers: 1,
     caller: plainCaller(["confirms"]),
+    runs: [],
+  },
+  {
+    label: "plain amqplib, the caller with confirms and fibrpc's request properties (`fibrpc-request`): the same",
+    queue: PLAIN_QUEUE,
+    servers: [],
+    consumers: 1,
+    caller: plainCaller(["fibrpc-request"]),
+    runs: [],
+  },
+  {
+    label: "fibrpc's caller alone: `bench -c 1` → the plain responder",
+    queue: PLAIN_QUEUE,
+    servers: [],
+    consumers: 1,
+    caller: fibrpcBench(PLAIN_QUEUE),
     runs: [],
   },
   ...(withTutorial ? [tutorialPair()] : []),
@@ -207,10 +225,18 @@ try {
     const each = pair.runs.map((r) => Math.round(r)).join(", ");
     console.log(`| ${pair.label} | ${Math.round(rate)} | ${each} | ${(fibrpc / rate).toFixed(2)}× |`);
   }
-  const [, fibrpcOff, plain, plainConfirms] = pairs.map((pair) => median(pair.runs)) as number[];
+  const [, fibrpcOff, plain, plainConfirms, plainAsFibrpc, fibrpcCaller] = pairs.map((pair) =>
+    median(pair.runs),
+  ) as number[];
+  const x = (a: number | undefined, b: number | undefined) => `${(a! / b!).toFixed(2)}×`;
   console.log(
-    `publisher confirms, with → without: plain amqplib ${(plainConfirms! / plain!).toFixed(2)}×, ` +
-      `fibrpc ${(fibrpc / fibrpcOff!).toFixed(2)}×`,
+    `publisher confirms, with → without: plain amqplib ${x(plainConfirms, plain)}, fibrpc ${x(fibrpc, fibrpcOff)}`,
+  );
+  // Where fibrpc's gap to the plain pair lies: what its requests carry, its caller's code, its server.
+  console.log(
+    `to the plain pair: the plain caller sending what fibrpc's requests carry ${x(plainAsFibrpc, plain)}; ` +
+      `fibrpc's caller ${x(fibrpcCaller, plain)} (${x(fibrpcCaller, plainAsFibrpc)} that caller); ` +
+      `fibrpc's serve, for fibrpc's caller, ${x(fibrpc, fibrpcCaller)} the plain responder`,
   );
 } finally {
   for (const p of processes) p.kill("SIGTERM");
