@@ -83,13 +83,13 @@ export class ReconnectingCaller implements Caller {
   }
 
   /**
-   * Resolves once a call can be sent (connected), the caller gave up or was closed, or by `until`
-   * (on the bench's clock).
+   * Undefined if a call can be sent now (connected) or never again (the caller gave up or was closed);
+   * else resolves once one can, or by `until` (on the bench's clock).
    */
-  ready(until: number): Promise<void> {
-    if (this.client.usable || !this.usable) return Promise.resolve();
+  ready(until: number): Promise<void> | undefined {
+    if (this.client.usable || !this.usable) return undefined;
     this.lost();
-    if (!this.reconnecting) return Promise.resolve();
+    if (!this.reconnecting) return undefined;
     const left = until - this.clock.now();
     return Number.isFinite(left) ? Promise.race([this.reconnecting, this.clock.sleep(left)]) : this.reconnecting;
   }

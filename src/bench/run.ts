@@ -52,10 +52,10 @@ export interface Caller {
   readonly usable: boolean;
   call(n: number, deadline: number): Promise<CallOutcome>;
   /**
-   * Resolves when a call can be sent again after a lost connection, or by `until` (the clock's): the
-   * closed loop waits on it.
+   * Undefined if a call can be sent now; else resolves when one can again after a lost connection, or by
+   * `until` (the clock's): the closed loop waits on it.
    */
-  ready?(until: number): Promise<void>;
+  ready?(until: number): Promise<void> | undefined;
   /** The times the caller had no connection, on the bench's clock. */
   readonly outages?: readonly Outage[];
   /** Why the caller stopped being usable, if it knows. */
@@ -132,7 +132,7 @@ export type BenchResult = BenchMode & {
    * The run's exit code: 0 only if every call was answered, the connection never lost and the run
    * not cut short; else the most severe of the calls' outcomes as `fibrpc call` would exit (a
    * wrong answer: REMOTE_ERROR), missed calls and outages (TEMPORARY), a cut-short run's reason,
-   * an outage that lasted to the end (its last error's).
+   * an outage that lasted to the end (its last error's). A run a signal cut short (o.stop): 130 or 143.
    */
   exitCode: ExitCode;
 };
@@ -168,16 +168,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     if (planned) stoppedAt ??= clock.now();
     return false;
   };
-  /** When o.stop ended the run, and a promise that resolves then, to cut a wait short. */
-  let interruptedAt: number | undefined;
-  const interrupted = new Promise<void>((resolve) => {
-    const stop = () => {
-      interruptedAt ??= clock.now();
-      resolve();
-    };
-    if (o.stop?.aborted) stop();
-    else o.stop?.addEventListener("abort", stop, { once: true });
-  });
+  const stopping = new Stopping(o.stop, clock);
 
   /** One call, its latency measured from `from` (the send, or the intended start). */
   const callOnce = async (from: number): Promise<void> => {
@@ -213,17 +204,15 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   try {
     if (o.rate === undefined) {
       let started = 0;
-      const more = () =>
-        (o.requests === undefined || started < o.requests) &&
-        clock.now() < endAt &&
-        interruptedAt === undefined &&
-        stillUsable();
       const loop = async () => {
         for (;;) {
-          // Without a connection, wait for the caller to reconnect rather than fail calls at once
-          // (which would only spin); a caller that cannot reconnect ends the run.
-          await client.ready?.(endAt);
-          if (!more()) break;
+          // Without a connection, wait for the caller to reconnect (or the run to be stopped) rather than
+          // fail calls at once (which would only spin); a caller that cannot reconnect ends the run.
+          const reconnecting = client.ready?.(endAt);
+          if (reconnecting) await stopping.until(reconnecting);
+          if ((o.requests !== undefined && started >= o.requests) || clock.now() >= endAt) break;
+          if (stopping.cuts()) break;
+          if (!stillUsable()) break;
           started++;
           await callOnce(clock.now());
         }
@@ -242,7 +231,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
         sendLag,
         callOnce,
         stillUsable,
-        interrupted: { at: () => interruptedAt, promise: interrupted },
+        stopping,
       });
       mode = {
         mode: "open-loop",
@@ -270,10 +259,10 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   const codes: ExitCode[] = [worstExitCode];
   if (mode.mode === "open-loop" && mode.missed > 0) codes.push(ExitCode.TEMPORARY);
   let cutShort: BenchResult["cutShort"];
-  if (interruptedAt !== undefined) {
-    const signal = String(o.stop?.reason ?? "SIGINT");
+  const signal = stopping.cut ? String(o.stop?.reason ?? "SIGINT") : undefined;
+  if (signal !== undefined) {
     cutShort = {
-      atSeconds: since(interruptedAt),
+      atSeconds: since(stopping.at!),
       code: signal,
       message: "no call was started after it; the calls in flight then were finished",
     };
@@ -304,11 +293,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     ...(cutShort ? { cutShort } : {}),
     // Stopped by a signal: the shell's code for it (130, 143), as `call -` and serve exit.
     exitCode:
-      interruptedAt === undefined
-        ? mostSevere(codes)
-        : o.stop?.reason === "SIGTERM"
-          ? ExitCode.SIGTERM_AGAIN
-          : ExitCode.SIGINT_AGAIN,
+      signal === undefined ? mostSevere(codes) : signal === "SIGTERM" ? ExitCode.SIGTERM_AGAIN : ExitCode.SIGINT_AGAIN,
   };
 }
 
@@ -327,8 +312,7 @@ async function openLoop(s: {
   sendLag: LatencyHistogram;
   callOnce: (from: number) => Promise<void>;
   stillUsable: () => boolean;
-  /** When the run was stopped (undefined: not), and a promise that resolves then. */
-  interrupted: { at: () => number | undefined; promise: Promise<void> };
+  stopping: Stopping;
 }): Promise<{ achievedRate: number; missed: number }> {
   const interval = 1000 / s.rate;
   let scheduled = 0;
@@ -340,13 +324,13 @@ async function openLoop(s: {
   for (;;) {
     if (s.requests !== undefined && scheduled >= s.requests) break;
     const due = s.t0 + scheduled * interval;
-    if (due >= s.endAt || s.interrupted.at() !== undefined || !s.stillUsable()) break;
+    if (due >= s.endAt || s.stopping.cuts() || !s.stillUsable()) break;
     const now = s.clock.now();
     if (due > now) {
       burst = 0;
       // A long wait (a low --rate) ends when the run is stopped; a short one is not worth the promise.
       const wait = s.clock.sleep(due - now);
-      await (due - now > LONG_WAIT_MS ? Promise.race([wait, s.interrupted.promise]) : wait);
+      await (due - now > LONG_WAIT_MS ? s.stopping.until(wait) : wait);
       continue;
     }
     scheduled++;
@@ -371,6 +355,47 @@ async function openLoop(s: {
   // Over the time the schedule took, at least the time it was meant to take.
   const seconds = Math.max(scheduleEnd - s.t0, scheduled * interval) / 1000;
   return { achievedRate: seconds > 0 ? sent / seconds : 0, missed };
+}
+
+/**
+ * o.stop as the loops see it: when it came (`at`), whether it kept a call of the plan from starting
+ * (`cut`: the run was cut short, not just ending), and waits that end when it comes, each unhooked once
+ * over, so that no reaction is left behind per call or per wait.
+ */
+class Stopping {
+  at: number | undefined;
+  cut = false;
+  private readonly wakers = new Set<() => void>();
+
+  constructor(signal: AbortSignal | undefined, clock: Clock) {
+    const stop = () => {
+      this.at ??= clock.now();
+      for (const wake of this.wakers) wake();
+      this.wakers.clear();
+    };
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
+  }
+
+  /** True (and the run cut short) if stopped: asked where the plan would start another call. */
+  cuts(): boolean {
+    if (this.at === undefined) return false;
+    this.cut = true;
+    return true;
+  }
+
+  /** Resolves when `wait` does, or when the run is stopped, whichever comes first. */
+  until(wait: Promise<unknown>): Promise<void> {
+    if (this.at !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.wakers.delete(done);
+        resolve();
+      };
+      this.wakers.add(done);
+      wait.then(done, done);
+    });
+  }
 }
 
 /** How many distinct n a range is sampled with. */

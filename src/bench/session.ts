@@ -31,14 +31,22 @@ export async function benchServer<T>(
       reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + timeoutMs : Number.POSITIVE_INFINITY),
       log: clientOptions.log,
     });
-    return await report(await runBench(caller, { ...loop, stop: stopOnSignals(clientOptions.log) }));
+    const stop = stopOnSignals(clientOptions.log);
+    let result: BenchResult;
+    try {
+      result = await runBench(caller, { ...loop, stop: stop.signal });
+    } finally {
+      // The run is over: a signal from here on stops the process as it would any other.
+      stop.dispose();
+    }
+    return await report(result);
   } finally {
     await (caller ?? client).close();
   }
 }
 
-/** Aborted (its reason the signal) at the first SIGINT or SIGTERM; the second exits (130, 143). */
-function stopOnSignals(log: ClientLog): AbortSignal {
+/** A signal aborted (its reason "SIGINT" or "SIGTERM") at the first of them; the second exits (130, 143). */
+function stopOnSignals(log: ClientLog): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
   const onSignal = (signal: "SIGINT" | "SIGTERM") => {
     if (stop.signal.aborted) process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
@@ -46,5 +54,5 @@ function stopOnSignals(log: ClientLog): AbortSignal {
     stop.abort(signal);
   };
   process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
-  return stop.signal;
+  return { signal: stop.signal, dispose: () => process.off("SIGINT", onSignal).off("SIGTERM", onSignal) };
 }

@@ -154,3 +154,49 @@ test("the run's exit code is the one `fibrpc call` gives the same outcomes, the 
   // QUEUE_NOT_FOUND: 69, as `fibrpc call` exits for it (it was 76 here, bench's own rule).
   expect((await runBench(caller(3), { ...base, requests: 5 })).exitCode).toBe(ExitCode.NO_SERVER);
 });
+
+test("stopped (SIGINT): no call starts after it, those in flight finish, the run says it was cut short; exit 130", async () => {
+  for (const rate of [undefined, 1000]) {
+    const clock = new FakeClock();
+    const server = fakeServer(clock, 1);
+    const stop = new AbortController();
+    clock.at(100, () => stop.abort("SIGINT"));
+    const r = await clock.run(
+      runBench(server, { ...base, concurrency: 4, rate, durationMs: 10_000, clock, stop: stop.signal }),
+    );
+    expect(r.cutShort).toMatchObject({ atSeconds: 0.1, code: "SIGINT" });
+    expect(r.exitCode).toBe(130);
+    expect(r.calls).toBe(server.sent);
+    expect(r.ok).toBe(r.calls);
+    // Nothing sent after the signal: at most what was in flight then had to finish, 1 ms each.
+    expect(r.seconds).toBeLessThan(0.2);
+  }
+});
+
+test("a signal after the plan's last call started cuts nothing: the run ends as planned, exit 0", async () => {
+  const clock = new FakeClock();
+  const server = fakeServer(clock, 10);
+  const stop = new AbortController();
+  // 4 calls in flight from t=0; the signal comes while they are, and no fifth was planned.
+  clock.at(5, () => stop.abort("SIGTERM"));
+  const r = await clock.run(runBench(server, { ...base, concurrency: 4, requests: 4, clock, stop: stop.signal }));
+  expect(r).toMatchObject({ calls: 4, ok: 4, exitCode: 0 });
+  expect(r.cutShort).toBeUndefined();
+});
+
+test("stopped while waiting for the connection to come back: the wait ends with the run", async () => {
+  const clock = new FakeClock();
+  const never = new Promise<void>(() => {});
+  const caller: Caller = {
+    usable: true,
+    call: async (n) => ({ n, ok: false, code: "CONNECTION_LOST", message: "gone", ms: 0 }) as CallOutcome,
+    // Disconnected for good: every loop waits to reconnect.
+    ready: () => never,
+  };
+  const stop = new AbortController();
+  clock.at(50, () => stop.abort("SIGINT"));
+  const r = await clock.run(
+    runBench(caller, { ...base, concurrency: 2, durationMs: 60_000, clock, stop: stop.signal }),
+  );
+  expect(r).toMatchObject({ calls: 0, exitCode: 130, cutShort: { code: "SIGINT" } });
+});
