@@ -36,7 +36,7 @@ export function isReaderGone(err: unknown): boolean {
 
 /** A write to stdout that failed otherwise (no space left, a device error): the results are lost (exit 74). */
 export function stdoutError(err: unknown): FibrpcError {
-  return new FibrpcError("IO_ERROR", `cannot write the results to stdout: ${osMessage(err)}`, {
+  return new FibrpcError("IO_ERROR", `cannot write to stdout: ${osMessage(err)}`, {
     reason: "write-stdout",
   });
 }

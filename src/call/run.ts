@@ -146,13 +146,20 @@ async function print(outcome: CallOutcome | SendOutcome, json: boolean, masker: 
   return code;
 }
 
-/** stdin's chunks; a read that fails (a directory, a device error) is the user's to fix, not a bug. */
-async function* stdinChunks(): AsyncGenerator<Uint8Array | string> {
-  try {
-    for await (const chunk of process.stdin) yield chunk;
-  } catch (err) {
-    throw stdinError(err);
+/**
+ * stdin's chunks, ended as at EOF by a read that fails (a directory, a device error): the calls in flight
+ * then finish and print as they would, and `failed` holds the error, the user's to fix (exit 74), not a bug.
+ */
+function stdinChunks(): { chunks: AsyncGenerator<Uint8Array | string>; failed: () => FibrpcError | undefined } {
+  let failure: FibrpcError | undefined;
+  async function* chunks() {
+    try {
+      for await (const chunk of process.stdin) yield chunk;
+    } catch (err) {
+      failure = stdinError(err);
+    }
   }
+  return { chunks: chunks(), failed: () => failure };
 }
 
 /**
@@ -163,8 +170,9 @@ async function* stdinChunks(): AsyncGenerator<Uint8Array | string> {
 async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serverThere: Promise<void>) {
   const { log, masker, pipeline } = job;
   const out = new StdoutLines();
+  const stdin = stdinChunks();
   const stream = new CallStream({
-    tokens: tokensOf(stdinChunks()),
+    tokens: tokensOf(stdin.chunks),
     call: (n) => ask(n, Date.now() + job.client.timeoutMs),
     out,
     err: (line) => process.stderr.write(line),
@@ -186,6 +194,8 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   const code = await stream.run();
   if (pipeline) log.info(sentLine(stream.tally.ok, stream.tally.calls, job.client.queue, pipeline.replyTo));
   if (out.failure) throw stdoutError(out.failure);
+  const unread = stdin.failed();
+  if (unread) throw unread;
   const stopped = stream.stoppedBy;
   if (stopped && "error" in stopped) throw stopped.error;
   if (stopped && "signal" in stopped)

@@ -63,7 +63,13 @@ export class StdoutLines {
     this.flush();
     await this.room();
     if (this.gone) return;
-    await new Promise<void>((resolve) => this.out.write("", () => resolve()));
+    // A failure of this last write may come to its callback before (or without) the "error" event.
+    await new Promise<void>((resolve) =>
+      this.out.write("", (err) => {
+        if (err && !isReaderGone(err)) this.failure ??= err;
+        resolve();
+      }),
+    );
   }
 
   /** Writes what is queued now: before a line on stderr, so that a terminal showing both keeps their order. */

@@ -9,7 +9,7 @@ import type { ArgsDef, CommandDef, Resolvable } from "citty";
 import { EXIT_CODES } from "../errors.ts";
 import { COMMANDS, helpOf, OPTIONS, optionOf, optionsOf, shortOf, takes } from "../options.ts";
 import type { CommandName, OptionName } from "../options.ts";
-import { writeStdout } from "../output.ts";
+import { writeResults } from "../output.ts";
 import { version } from "../version.ts";
 
 export type HelpStyle = { color: boolean; width: number };
@@ -247,13 +247,10 @@ export async function helpText(main: AnyCommand, rawArgs: readonly string[], sty
   });
 }
 
-/** Writes help to stdout, styled for it; a reader that left early (`fibrpc --help | head -3`) is no error. */
+/**
+ * Writes help to stdout, styled for it; a reader that left early (`fibrpc --help | head -3`) is no error,
+ * a stdout that cannot be written is IO_ERROR (output.ts).
+ */
 export async function printHelp(render: (style: HelpStyle) => Promise<string>): Promise<void> {
-  const text = await render(helpStyle(process.stdout, process.env));
-  // Bun reports a closed pipe both to the write's callback and as the stream's "error" event.
-  const unlessGone = (err: unknown) => {
-    if ((err as { code?: string }).code !== "EPIPE") throw err;
-  };
-  process.stdout.on("error", unlessGone);
-  await writeStdout(text).catch(unlessGone);
+  await writeResults(await render(helpStyle(process.stdout, process.env)));
 }

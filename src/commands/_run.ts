@@ -10,6 +10,7 @@ import { envSettings, type EnvSettings } from "../env-settings.ts";
 import { ExitCode } from "../errors.ts";
 import { showsDebug } from "../log.ts";
 import { Masker, maskSecrets } from "../mask.ts";
+import { writeResults } from "../output.ts";
 import { loadOptions } from "../options-resolve.ts";
 import { scanCommandLine, type OnNegativeNumber } from "../options-scan.ts";
 import type { CommandName, Options } from "../options.ts";
@@ -49,7 +50,7 @@ async function dispatch(main: AnyCommand, rawArgs: readonly string[]): Promise<v
     process.exit(ExitCode.USAGE);
   }
   // The version line (version, commit, bun, platform), not citty's bare meta.version.
-  if (rawArgs.length === 1 && (first === "--version" || first === "-v")) process.stdout.write(`${versionLine}\n`);
+  if (rawArgs.length === 1 && (first === "--version" || first === "-v")) await writeResults(`${versionLine}\n`);
   else await printHelp((style) => helpText(main, first === "help" ? rest : rawArgs, style));
 }
 

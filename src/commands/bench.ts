@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { progressDisplay } from "../bench/progress.ts";
 import { benchServer } from "../bench/session.ts";
 import { formatSummary } from "../bench/summary.ts";
-import { FibrpcError } from "../errors.ts";
+import { FibrpcError, messageOf } from "../errors.ts";
 import { writeResults } from "../output.ts";
 import { runAction } from "./_run.ts";
 import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
@@ -54,9 +54,13 @@ export default defineCommand({
       } catch (err) {
         // --json: stdout holds one object whatever happens, as call's does (`fibrpc bench --json | jq` gets
         // the error, and the exit code says it too).
-        if (o.json && err instanceof FibrpcError) {
-          const error = { code: err.code, message: err.message };
-          await writeResults(`${run.masker.mask(JSON.stringify({ error }))}\n`);
+        if (o.json) {
+          const error =
+            err instanceof FibrpcError
+              ? { code: err.code, message: err.message }
+              : { code: "INTERNAL", message: `internal error: ${messageOf(err)}` };
+          // Best effort: if stdout fails too, the error that stopped the run is still the one reported.
+          await writeResults(`${run.masker.mask(JSON.stringify({ error }))}\n`).catch(() => {});
         }
         throw err;
       } finally {

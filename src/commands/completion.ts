@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import { completionModel, SHELLS, type Shell } from "../completion/model.ts";
 import { bashScript, fishScript, zshScript } from "../completion/scripts.ts";
 import { ExitCode, usageError } from "../errors.ts";
-import { writeStdout } from "../output.ts";
+import { writeResults } from "../output.ts";
 import { version } from "../version.ts";
 import { runAction } from "./_run.ts";
 
@@ -35,7 +35,7 @@ export default defineCommand({
       if (words.length > 1) throw usageError(`name one shell (${shells}), got ${words.length}: ${words.join(" ")}`);
       if (!(SHELLS as readonly string[]).includes(shell))
         throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shells}`);
-      await writeStdout(SCRIPTS[shell as Shell](completionModel(), version));
+      await writeResults(SCRIPTS[shell as Shell](completionModel(), version));
       return ExitCode.OK;
     }),
 });

@@ -231,8 +231,9 @@ export class Executor {
       // through; if it does, answer rather than lose it.
       if (ending.kind !== "requeue") throw err;
       this.log.error(`could not put a request back in the queue: ${messageOf(err)}`, delivery.span?.ids);
-      const { replyTo, correlationId } = delivery.msg.properties;
+      const { replyTo, correlationId, deliveryMode } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
+      if (deliveryMode === 2) Object.assign(to, { persistent: true });
       const reply = encodeError("text", "INTERNAL", "the server could not requeue the request");
       const failed: Ending = { kind: "reply", to, reply };
       return delivery.via.settle(delivery, failed) ? failed : undefined;

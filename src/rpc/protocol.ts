@@ -78,7 +78,8 @@ export interface EncodedMessage {
 export type DecodedReply = { ok: true; result: string } | { ok: false; code: string; message: string };
 
 function failure(code: ErrorCode, message: string, n?: number): Failure {
-  return n === undefined ? { ok: false, code, message } : { ok: false, code, message, n };
+  // A JSON request's 1e999 is Infinity, which a JSON reply could only write as null: no n then.
+  return n === undefined || !Number.isFinite(n) ? { ok: false, code, message } : { ok: false, code, message, n };
 }
 
 /**

@@ -252,8 +252,21 @@ describe("stdin and stdout that fail", () => {
       const { stderr, code } = await shell(script);
       expect(code, script).toBe(74);
       expect(stderr.trim().split("\n"), script).toEqual([
-        expect.stringMatching(/^fibrpc: cannot write the results to stdout: ENOSPC.*; check where stdout goes/),
+        expect.stringMatching(/^fibrpc: cannot write to stdout: ENOSPC.*; check where stdout goes/),
       ]);
+    }
+  });
+
+  test("the same for help, --version and completion: one line, exit 74", async () => {
+    for (const script of [
+      `"$BIN" --help > /dev/full`,
+      `"$BIN" call --help > /dev/full`,
+      `"$BIN" --version > /dev/full`,
+      `"$BIN" completion bash > /dev/full`,
+    ]) {
+      const { stderr, code } = await shell(script);
+      expect(code, script).toBe(74);
+      expect(stderr, script).toMatch(/^fibrpc: cannot write to stdout: ENOSPC[^\n]*\n$/);
     }
   });
 

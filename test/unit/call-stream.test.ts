@@ -176,6 +176,20 @@ describe("the window", () => {
 });
 
 describe("bad words and the tally", () => {
+  test("stdout that fails (a full disk) ends the output and is kept for the command to report", async () => {
+    const full = new Writable({
+      write(_chunk, _encoding, done) {
+        done(Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC" }));
+      },
+    });
+    full.on("error", () => {});
+    const out = new StdoutLines(full);
+    out.write("1\n");
+    await out.end();
+    expect(out.failure?.message).toContain("ENOSPC");
+    expect(out.closed).toBe(true);
+  });
+
   test("a bad word's line comes after the results before it, on a terminal that shows stdout and stderr", async () => {
     const both: string[] = [];
     const terminal = new Writable({

@@ -99,8 +99,9 @@ describe("decodeRequest", () => {
       const reply = encodeError(request.format, request.code, request.message, request.n);
       expect(JSON.parse(reply.body.toString())).toMatchObject({ n, error: { code } });
     }
-    // Not a number: there is no n to name.
+    // Not a number, or one JSON cannot write back (1e999 is Infinity): there is no n to name.
     expect(decodeRequest(bytes('{"n":"5"}'), "application/json", 99)).not.toHaveProperty("n");
+    expect(decodeRequest(bytes('{"n":1e999}'), "application/json", 99)).not.toHaveProperty("n");
   });
 });
 
