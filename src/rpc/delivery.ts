@@ -246,7 +246,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     };
   }
   const headers = tableOf(delivery.properties.headers);
-  const persistent = delivery.properties.deliveryMode === 2 ? { persistent: true as const } : {};
+  const persistent = delivery.properties.deliveryMode === 2;
   // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
   const readableType = typeof contentType !== "string" || isFaithfulShortString(contentType);
   const request: DecodedRequest = readableType
@@ -265,7 +265,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     return {
       kind: "refuse",
       n,
-      to: { replyTo, correlationId: undefined, ...persistent },
+      to: persistent ? { replyTo, correlationId: undefined, persistent } : { replyTo, correlationId: undefined },
       reply: encodeError(
         request.format,
         "INVALID_PROPERTY",
@@ -275,7 +275,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
       ),
     };
   }
-  const to: Address = { replyTo, correlationId, ...persistent };
+  const to: Address = persistent ? { replyTo, correlationId, persistent } : { replyTo, correlationId };
 
   if (headers?.[UNREADABLE_TABLE]) {
     return {

@@ -138,6 +138,40 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     line: "--timeout must be a duration",
     exitCode: 64,
   },
+  // A call's full queue may be tried again (--retry); a pipeline's (--no-wait) may not: --retry goes with no --no-wait.
+  {
+    error: new FibrpcError("REJECTED", "rejected", { reason: "queue-full", queue: "q" }),
+    command: "call",
+    line:
+      "rejected; the servers are not keeping up, or the queue's length limit is too small " +
+      "(rabbitmqctl list_policies); retry later (--retry)",
+    exitCode: 75,
+  },
+  {
+    error: new FibrpcError("REJECTED", "rejected", { reason: "queue-full", queue: "q", pipeline: true }),
+    command: "call",
+    line:
+      "rejected; the servers are not keeping up, or the queue's length limit is too small " +
+      "(rabbitmqctl list_policies); retry later",
+    exitCode: 75,
+  },
+  // The queue locked is --reply-to's, not --queue's: the hint names the option to change.
+  {
+    error: new FibrpcError("BROKER_REFUSED", "locked", { reason: "locked", queue: "r", queueOption: "reply-to" }),
+    command: "call",
+    line:
+      'locked; another connection holds queue "r" for itself (an exclusive queue or consumer): ' +
+      "stop that client, or pick another --reply-to",
+    exitCode: 78,
+  },
+  {
+    error: new FibrpcError("IO_ERROR", "cannot write to stdout: ENOSPC: no space left on device", {
+      reason: "write-stdout",
+    }),
+    command: "call",
+    line: "cannot write to stdout: ENOSPC: no space left on device; check where stdout goes (a full disk, a device gone)",
+    exitCode: 74,
+  },
 ];
 
 describe("the line a user reads: what, why, what to do", () => {
