@@ -245,6 +245,8 @@ export function brokerClose(err: unknown): BrokerClose | undefined {
 export interface RefusalContext {
   url: BrokerUrl;
   queue?: string;
+  /** The option that names `queue` when it is not the request queue (ErrorDetails.queueOption). */
+  queueOption?: "reply-to";
 }
 
 /**
@@ -286,6 +288,7 @@ function refused(
     user: context.url.username,
     vhost: context.url.vhost,
     ...(context.queue === undefined ? {} : { queue: context.queue }),
+    ...(context.queueOption === undefined ? {} : { queueOption: context.queueOption }),
     ...details,
   });
 }

@@ -342,8 +342,7 @@ export class RpcClient {
    */
   async ensureReplyQueue(name: string): Promise<void> {
     // The queue is --reply-to's, not --queue's: what a hint tells the user to change (hints.ts).
-    const refused = (error: FibrpcError) =>
-      new FibrpcError(error.code, error.message, { ...error.details, queueOption: "reply-to" });
+    const context = { url: this.url, queue: name, queueOption: "reply-to" } as const;
     // A passive declare of a missing queue closes the channel it ran on, so use throwaway ones.
     const probe = await this.connection.createChannel();
     probe.on("error", () => {});
@@ -352,7 +351,7 @@ export class RpcClient {
       probe.close().catch(() => {});
       return;
     } catch (err) {
-      if (!isNotFound(err)) throw refused(setUpError(err, { url: this.url, queue: name }));
+      if (!isNotFound(err)) throw setUpError(err, context);
     }
     const declare = await this.connection.createChannel();
     declare.on("error", () => {});
@@ -360,7 +359,7 @@ export class RpcClient {
       await declare.assertQueue(name, { durable: true });
       declare.close().catch(() => {});
     } catch (err) {
-      throw refused(reservedQueueName(name, this.url) ?? setUpError(err, { url: this.url, queue: name }));
+      throw reservedQueueName(name, this.url) ?? setUpError(err, context);
     }
   }
 

@@ -319,3 +319,16 @@ test("a pipeline to a request queue that does not exist: one line, exit 69, stdi
     await conn.close().catch(() => {});
   }
 });
+
+test("a --reply-to queue another connection holds: one line naming --reply-to, exit 78", async () => {
+  const replies = uniqueQueue("call_stream_held");
+  const { conn, ch } = await rawChannel();
+  try {
+    await ch.assertQueue(replies, { exclusive: true });
+    const { stderr, code } = await shell(`"$BIN" call --queue ${queue} --reply-to ${replies} --no-wait 4`);
+    expect(code).toBe(78);
+    expect(stderr.trim().split("\n")).toEqual([expect.stringMatching(/stop that client, or pick another --reply-to$/)]);
+  } finally {
+    await conn.close().catch(() => {});
+  }
+});
