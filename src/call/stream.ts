@@ -98,7 +98,7 @@ export class CallStream {
   private start(token: Token): void {
     const entry: Entry = {};
     if (!this.job.unordered) this.queue.push(entry);
-    const parsed = token.cut ? undefined : parseN(token.text, MAX_PROTOCOL_N);
+    const parsed = token.cut ? undefined : parseN(token.text, MAX_PROTOCOL_N, token.written);
     if (parsed?.ok) {
       this.running++;
       void this.job.call(parsed.n).then((outcome) => {
@@ -119,7 +119,7 @@ export class CallStream {
   }
 
   private badWord(token: Token, why: string): Printed {
-    const shown = `${token.text}${token.cut ? "…" : ""}`;
+    const shown = token.written;
     // Escaped once: JSON's escapes for control characters, printable's for the C1 ones it leaves.
     const message = `invalid n ${printable(JSON.stringify(shown))}: ${why}`;
     const { json, masker } = this.job.style;

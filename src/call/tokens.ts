@@ -12,6 +12,11 @@ export interface Token {
   line: number;
   /** It went on beyond MAX_TOKEN_LENGTH characters: `text` is its start. */
   cut: boolean;
+  /**
+   * The word as written, to quote in an error line: its first MAX_TOKEN_LENGTH characters, and "…" if it
+   * went on. It differs from `text` when a long run of leading zeros was kept as one.
+   */
+  written: string;
 }
 
 /** Far beyond the longest n a request carries (2^53 − 1: 16 digits), short enough to quote in an error line. */
@@ -38,6 +43,8 @@ export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): Asy
 /** Splits text, read a chunk at a time, into words, each with the line it starts on. */
 class WordReader {
   private word = "";
+  /** The word's start as written, leading zeros and all (for `written`). */
+  private head = "";
   private cut = false;
   private line = 1;
   private wordLine = 1;
@@ -58,7 +65,9 @@ class WordReader {
       }
       if (start >= 0) {
         if (this.word === "") this.wordLine = this.line;
-        this.word = append(this.word, text.slice(start, i));
+        const more = text.slice(start, i);
+        this.word = append(this.word, more);
+        if (this.head.length <= MAX_TOKEN_LENGTH) this.head = (this.head + more).slice(0, MAX_TOKEN_LENGTH + 1);
         this.cut ||= this.word.length > MAX_TOKEN_LENGTH;
         start = -1;
       }
@@ -80,8 +89,11 @@ class WordReader {
   }
 
   private take(): Token {
-    const token = { text: this.word.slice(0, MAX_TOKEN_LENGTH), line: this.wordLine, cut: this.cut };
+    const { word, head } = this;
+    const written = head.length > MAX_TOKEN_LENGTH ? `${head.slice(0, MAX_TOKEN_LENGTH)}…` : head;
+    const token = { text: word.slice(0, MAX_TOKEN_LENGTH), line: this.wordLine, cut: this.cut, written };
     this.word = "";
+    this.head = "";
     this.cut = false;
     return token;
   }
@@ -89,8 +101,8 @@ class WordReader {
 
 /**
  * The word so far and its continuation in the next chunk, kept no longer than needed to say it was cut. A
- * run of leading zeros is kept as one zero once the word would be too long: not before, so that a word
- * refused is quoted as it was written.
+ * run of leading zeros is kept as one zero once the word would be too long (the word as written is kept
+ * apart, to quote).
  */
 function append(word: string, more: string): string {
   let joined = word + more;

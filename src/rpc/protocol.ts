@@ -99,19 +99,20 @@ const DECIMAL = /^\s*(-?)(\d+)\s*$/;
 /**
  * Parses n written as decimal text. Surrounding whitespace and leading zeros are accepted, as
  * Python's int() (the tutorial's server) accepts them; signs other than "-", fractions and
- * exponents are not.
+ * exponents are not. A message quotes `written`, the word as the user wrote it, where `text` is it
+ * shortened (call -'s long runs of leading zeros, call/tokens.ts).
  */
-export function parseN(text: string, maxN: number): ParsedN {
+export function parseN(text: string, maxN: number, written = text): ParsedN {
   if (text.trim() === "") return failure("EMPTY_REQUEST", "n is empty");
   const match = DECIMAL.exec(text);
-  if (!match) return failure("NOT_AN_INTEGER", `n must be a decimal integer, got ${preview(text)}`);
+  if (!match) return failure("NOT_AN_INTEGER", `n must be a decimal integer, got ${preview(written)}`);
   const [, sign, digits = ""] = match;
   if (sign) return failure("NEGATIVE_N", `n must not be negative, got ${preview(text.trim())}`);
   // More than 16 digits cannot be a safe integer; nor can some of 16. Above 2^53 - 1, Number()
   // rounds: the message quotes the digits as given, not a neighbour of them.
   const significant = digits.replace(/^0+(?=\d)/, "");
   if (significant.length > 16 || !Number.isSafeInteger(Number(significant)))
-    return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(digits)}`);
+    return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(written === text ? digits : written)}`);
   return checkN(Number(significant), maxN);
 }
 

@@ -10,6 +10,7 @@ import { CallStream } from "../../src/call/stream.ts";
 import { MAX_BATCH, MAX_TOKEN_LENGTH, tokensOf, type Token } from "../../src/call/tokens.ts";
 import { Masker } from "../../src/mask.ts";
 import type { CallOutcome } from "../../src/rpc/client.ts";
+import { MAX_PROTOCOL_N } from "../../src/rpc/protocol.ts";
 
 async function* chunks(parts: string[]) {
   for (const p of parts) yield new TextEncoder().encode(p);
@@ -36,19 +37,27 @@ describe("the words of a stream", () => {
   test("a word longer than any n is cut, not held: its start, marked cut, then the next word", async () => {
     const found = await words(["x".repeat(30), "y".repeat(10_000), "z 9"]);
     expect(found).toEqual([
-      { text: ("x".repeat(30) + "y".repeat(10_000)).slice(0, MAX_TOKEN_LENGTH), line: 1, cut: true },
-      { text: "9", line: 1, cut: false },
+      {
+        text: ("x".repeat(30) + "y".repeat(10_000)).slice(0, MAX_TOKEN_LENGTH),
+        line: 1,
+        cut: true,
+        written: `${("x".repeat(30) + "y".repeat(10_000)).slice(0, MAX_TOKEN_LENGTH)}…`,
+      },
+      { text: "9", line: 1, cut: false, written: "9" },
     ]);
   });
 
   test("leading zeros are not length: any number of them reads as one zero, across chunks", async () => {
     // The command line takes `0…030` with any number of zeros (as 30): the stream must not call it too long.
-    const found = await words(["0".repeat(60), `${"0".repeat(10_000)}30 0000 07 00x`]);
+    const found = await words(["0".repeat(60), `${"0".repeat(10_000)}30 0000 07 00x ${"0".repeat(50)}abc`]);
+    const zeros = `${"0".repeat(MAX_TOKEN_LENGTH)}…`;
     expect(found).toEqual([
-      { text: "030", line: 1, cut: false },
-      { text: "0000", line: 1, cut: false },
-      { text: "07", line: 1, cut: false },
-      { text: "00x", line: 1, cut: false }, // short: quoted as written
+      { text: "030", line: 1, cut: false, written: zeros },
+      { text: "0000", line: 1, cut: false, written: "0000" },
+      { text: "07", line: 1, cut: false, written: "07" },
+      { text: "00x", line: 1, cut: false, written: "00x" },
+      // Long: read as "0abc", quoted as written (its start), never as "0abc", which nobody wrote.
+      { text: "0abc", line: 1, cut: false, written: zeros },
     ]);
   });
 
@@ -60,7 +69,7 @@ describe("the words of a stream", () => {
       yield new Uint8Array([0x82]);
     }
     for await (const batch of tokensOf(raw())) out.push(...batch);
-    expect(out).toEqual([{ text: "12\ufffd", line: 1, cut: false }]);
+    expect(out).toEqual([{ text: "12\ufffd", line: 1, cut: false, written: "12\ufffd" }]);
   });
 
   test("LF, CR LF and a lone CR each end one line, across chunks too", async () => {
@@ -212,6 +221,25 @@ describe("bad words and the tally", () => {
       "50",
       expect.stringMatching(/^line 1: invalid n "x"/),
       "60",
+    ]);
+  });
+
+  test("a long word of leading zeros that is not an n is quoted as written, never as what was read", async () => {
+    const errors: string[] = [];
+    const stream = new CallStream({
+      tokens: tokensOf(chunks([`${"0".repeat(50)}abc ${"0".repeat(50)}12345678901234567\n`])),
+      call: async (n) => ({ n, ok: true, result: "r", ms: 1 }) as CallOutcome,
+      out: new StdoutLines(new PassThrough()),
+      err: (line) => errors.push(line),
+      style: { json: false, named: false, masker: new Masker() },
+      inFlight: 4,
+      unordered: false,
+    });
+    await stream.run();
+    const zeros = JSON.stringify(`${"0".repeat(MAX_TOKEN_LENGTH)}…`);
+    expect(errors).toEqual([
+      `line 1: invalid n ${zeros}: n must be a decimal integer, got ${zeros}\n`,
+      `line 1: invalid n ${zeros}: n must be at most ${MAX_PROTOCOL_N}, got ${zeros}\n`,
     ]);
   });
 
