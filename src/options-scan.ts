@@ -25,14 +25,14 @@ export interface Scanned {
   operands: readonly string[];
   /** --help or -h was given (anywhere before "--"). */
   help: boolean;
+  /** --version or -v was given (anywhere before "--"): the version line, not the command, as for --help. */
+  version: boolean;
   problem?: FibrpcError;
 }
 
 /** How a token like "-5" is reported (call: an invalid n); without it, it is an unknown option. */
 export type OnNegativeNumber = (token: string) => never;
 
-/** Flags every command takes, handled before its options; no option's short form may be h or v. */
-const ALWAYS: ReadonlySet<string> = new Set(["help", "h", "version", "v"]);
 /** The commands that take operands (call: the n; completion: the shell); the others take none. */
 const TAKE_OPERANDS: ReadonlySet<CommandName> = new Set(["call", "completion"]);
 /** The next token is a flag's value unless it is another flag ("-5" and "-" are values). */
@@ -49,6 +49,7 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
   const flags: Record<string, string | boolean | string[]> = {};
   const operands: string[] = [];
   let help = false;
+  let version = false;
   let problem: FibrpcError | undefined;
   const fail = (error: unknown) => {
     if (!(error instanceof FibrpcError)) throw error;
@@ -72,11 +73,21 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
       }
       continue;
     }
+    // Every command takes these spellings (not --h, -help, --help=…), before its options: no option's
+    // short form may be h or v.
+    if (token === "--help" || token === "-h") {
+      help = true;
+      continue;
+    }
+    if (token === "--version" || token === "-v") {
+      version = true;
+      continue;
+    }
     const eq = token.indexOf("=");
     const flag = eq === -1 ? token : token.slice(0, eq);
     const bare = flag.replace(/^--?/, "");
-    if (ALWAYS.has(bare) && (flag.startsWith("--") || bare.length === 1)) {
-      help ||= token === "--help" || token === "-h";
+    if (flag === "--help" || flag === "--version") {
+      fail(usageError(`${flag} takes no value (got ${token}); give ${flag}`));
       continue;
     }
     // -w is --workers: one letter after one dash, its value next or after "=" (never -w3, -jt).
@@ -120,7 +131,7 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
       ),
     );
   }
-  return { flags: flags as GivenFlags, operands, help, problem };
+  return { flags: flags as GivenFlags, operands, help, version, problem };
 }
 
 /**
@@ -132,6 +143,11 @@ function unknownFlag(command: CommandName, flag: string): FibrpcError {
   const names = optionsOf(command);
   const long = flag.startsWith("--");
   const bare = flag.replace(/^--?/, "");
+  // A short flag written with two dashes (--c 5): its one-dash form, not the long name closest to "c".
+  const byShort = (letter: string) =>
+    letter === "h" ? "help" : letter === "v" ? "version" : names.find((n) => shortOf(n) === `-${letter}`);
+  const meant = long && bare.length === 1 ? byShort(bare) : undefined;
+  if (meant !== undefined) return usageError(`unknown option ${flag}; did you mean -${bare} (--${meant})? ${see}`);
   if (long || bare.length > 1) {
     const longs = names.flatMap((n) => (optionOf(n).kind === "switch" ? [n, `no-${n}`] : [n]));
     const guess = closest(bare, [...longs, "help", "version"]);

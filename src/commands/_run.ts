@@ -121,6 +121,11 @@ export async function runAction<C extends CommandName>(
       await printHelp((style) => renderCommandHelp(command, cmd, style));
       process.exit(ExitCode.OK);
     }
+    // `fibrpc serve -v` asks what version this is: never a reason to start serving (nor to ignore the flag).
+    if (line.version) {
+      await writeResults(`${versionLine}\n`);
+      process.exit(ExitCode.OK);
+    }
     if (line.problem) throw line.problem;
     const options = await loadOptions(command, { flags: line.flags, env: process.env });
     masker = new Masker((options as { url?: readonly BrokerUrl[] }).url);

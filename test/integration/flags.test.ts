@@ -273,6 +273,23 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
   });
 });
 
+describe("--version after a command", () => {
+  test("prints the version line and runs nothing: serve -v neither connects nor serves", async () => {
+    const root = await run(["--version"]);
+    for (const args of [
+      ["serve", "-v"],
+      ["call", "30", "--version"],
+      ["bench", "-r", "5", "-v"],
+      ["health", "-v"],
+    ]) {
+      // A broker nobody listens on: serve would say it cannot reach it, call would fail with exit 68.
+      const r = await run(args, NOWHERE);
+      expect([r.code, r.stdout, r.stderr], args.join(" ")).toEqual([0, root.stdout, ""]);
+    }
+    expect(root.stdout).toMatch(/^fibrpc \d+\.\d+\.\d+ \(/);
+  });
+});
+
 describe("several --url: tried in order", () => {
   for (const [name, urls] of [
     ["repeated", ["--url", "amqp://guest:guest@127.0.0.1:1", "--url", `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`]],

@@ -10,6 +10,7 @@ import { availableParallelism } from "node:os";
 import { DEFAULT_PREFETCH, envNameOf } from "../../src/config.ts";
 import { FibrpcError } from "../../src/errors.ts";
 import { resolveOptions } from "../../src/options-resolve.ts";
+import { scanCommandLine } from "../../src/options-scan.ts";
 import {
   COMMAND_OPTIONS,
   COMMANDS,
@@ -482,6 +483,24 @@ const cases: Case[] = [
   },
   { name: "nothing after --", command: "call", argv: ["--", "--bogus"], options: { timeout: 30_000 } },
   { name: "help and version pass", command: "serve", argv: ["--help", "-h"], options: { queue: "rpc_queue" } },
+  {
+    name: "a short flag written with two dashes: its one-dash form",
+    command: "bench",
+    argv: ["--c", "5"],
+    error: /^unknown option --c; did you mean -c \(--concurrency\)\? see fibrpc bench --help$/,
+  },
+  {
+    name: "-v written with two dashes",
+    command: "call",
+    argv: ["--v"],
+    error: /^unknown option --v; did you mean -v \(--version\)\? see fibrpc call --help$/,
+  },
+  {
+    name: "a value for --help",
+    command: "call",
+    argv: ["--help=yes"],
+    error: /^--help takes no value \(got --help=yes\); give --help$/,
+  },
 ];
 
 describe("resolveOptions: { command, argv, env, file } → options | error", () => {
@@ -524,6 +543,16 @@ describe("resolveOptions: { command, argv, env, file } → options | error", () 
     const mode: "direct" | "exclusive" = o.replyQueue;
     const tlsCa: string | undefined = o.tlsCa;
     expect([timeout, json, mode, tlsCa]).toEqual([30_000, false, "direct", undefined]);
+  });
+});
+
+describe("--help and --version after the command", () => {
+  test("are seen anywhere before --, in their four spellings only", () => {
+    expect(scanCommandLine("serve", ["--queue", "q", "-v"])).toMatchObject({ version: true, help: false });
+    expect(scanCommandLine("call", ["30", "--version"])).toMatchObject({ version: true, operands: ["30"] });
+    expect(scanCommandLine("call", ["-h"])).toMatchObject({ help: true, version: false });
+    expect(scanCommandLine("call", ["--", "-v"])).toMatchObject({ version: false, operands: ["-v"] });
+    expect(scanCommandLine("call", ["--h"]).problem?.message).toStartWith("unknown option --h; did you mean -h");
   });
 });
 
