@@ -144,6 +144,10 @@ export function parseBrokerUrl(text: string, which = "the broker URL"): BrokerUr
   }
 
   const { hostname, port } = parseHostPort(hostPort, protocol, fail, hint);
+  // amqp://admin:5672/s3cret@host reads as host "admin", vhost "s3cret@host": a password with a "/" in it, which
+  // error lines would then quote as a vhost. URL_FORM asks for "@" as %40 in the vhost too: refused before
+  // anything names the vhost.
+  if (after.includes("@")) throw fail(`has an "@" after the host${hint}; an "@" in the vhost is written %40`);
 
   let vhost = "/";
   let query = "";

@@ -129,6 +129,14 @@ const bad: { input: string; error: RegExp; secret?: string }[] = [
     secret: "pa/ss",
   },
   { input: "amqp://u:pa?ss@h", error: /%2F or %3F/, secret: "pa?ss" },
+  // A password that starts with digits reads as a port: then its "@" is in the vhost.
+  {
+    input: "amqp://admin:5672/Xy9secret@127.0.0.1",
+    error:
+      /has an "@" after the host \(a "\/" or "\?" in a user name or password must be written %2F or %3F\); an "@" in the vhost is written %40/,
+    secret: "Xy9secret",
+  },
+  { input: "amqp://127.0.0.1:5672/Xy9secret@127.0.0.1", error: /"@" after the host/, secret: "Xy9secret" },
   { input: "amqp://u:pa#ss@h", error: /contains "#".*write "#" as %23/, secret: "pa#ss" },
   { input: "amqp://u:s3cr\net@h", error: /control character/, secret: "s3cr" },
   { input: "amqp://h:0", error: /port that is not a number from 1 to 65535/ },
