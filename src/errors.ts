@@ -194,6 +194,7 @@ export type ErrorReason =
   | "precondition-failed"
   | "certificate"
   | "reply-timed-out"
+  | "connect-timed-out"
   | "not-confirmed"
   | "blocked"
   | "queue-full"

@@ -104,6 +104,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   NO_CONSUMER: startServer,
   TIMEOUT: {
     "reply-timed-out": () => "raise --timeout, or check that the servers keep up",
+    "connect-timed-out": () => "raise --timeout (connecting is part of it), or check that the broker can be reached",
     "wait-timed-out": () => "start one with `fibrpc serve`, or raise --timeout",
     "not-confirmed": () =>
       "check the queue's state on the broker (rabbitmqctl list_queues name type state; " +

@@ -124,6 +124,16 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
 }
 
+/** A connection attempt that the caller's deadline ended (the call's --timeout), whatever its error was. */
+export function connectTimedOut(cause: FibrpcError, url: BrokerUrl): FibrpcError {
+  const broker = displayUrl(url);
+  return new FibrpcError("TIMEOUT", `the timeout ran out while connecting to the broker at ${broker}`, {
+    ...cause.details,
+    reason: "connect-timed-out",
+    broker,
+  });
+}
+
 const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN",
   "DEPTH_ZERO_SELF_SIGNED_CERT",

@@ -11,7 +11,7 @@ import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
-import { connectError } from "./broker-errors.ts";
+import { connectError, connectTimedOut } from "./broker-errors.ts";
 
 export interface TlsFiles {
   ca?: Uint8Array;
@@ -142,6 +142,9 @@ export async function connectToFirst(
       return { model, url };
     } catch (err) {
       last = connectError(err, url);
+      // The caller's deadline cut the attempt short (call -t 2ms): its time ran out, whether or not the broker
+      // can be reached; "cannot reach the broker" (68) would send the user looking for an outage.
+      if (last.code === "BROKER_UNREACHABLE" && Date.now() >= deadline) last = connectTimedOut(last, url);
       onFailure?.(last);
       if (last.exitCode === ExitCode.ACCESS_REFUSED || last.exitCode === ExitCode.CONFIG) refused ??= last;
       else if (last.exitCode === ExitCode.BROKER_UNREACHABLE) unreachable = true;

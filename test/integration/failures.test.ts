@@ -101,6 +101,25 @@ describe("timeouts and deadlines", () => {
     twin.kill();
   });
 
+  test("a broker that does not answer the handshake within --timeout: TIMEOUT (75), not 'cannot reach' (68)", async () => {
+    // A listener that takes the connection and says nothing: the call's deadline ends the attempt.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const url = `amqp://guest:guest@127.0.0.1:${silent.port}`;
+      const r = await run(["call", "--timeout", "300ms", "--url", url, "5"]);
+      expect([r.code, r.stdout]).toEqual([75, ""]);
+      expect(r.stderr).toBe(
+        `fibrpc: the timeout ran out while connecting to the broker at amqp://guest:***@127.0.0.1:${silent.port}; ` +
+          "raise --timeout (connecting is part of it), or check that the broker can be reached\n",
+      );
+      // The URL's own connection_timeout, shorter than --timeout, is the broker's to answer within: unreachable.
+      const own = await run(["call", "--timeout", "20s", "--url", `${url}?connection_timeout=200`, "5"]);
+      expect(own.code, own.stderr).toBe(68);
+    } finally {
+      silent.stop(true);
+    }
+  });
+
   test("a request nobody picked up in time is dropped by the broker, never computed", async () => {
     const queue = uniqueQueue();
     // A consumer that holds the first request and takes no more (prefetch 1, never acks), so
