@@ -4,10 +4,10 @@
  * flag > FIBRPC_* environment variable > config file > default, are in options.ts. Broker URLs
  * are read in broker-url.ts, and masked in mask.ts. Nothing here keeps state.
  */
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { MAX_TIMER_MS } from "./broker-url.ts";
-import { usageError } from "./errors.ts";
+import { messageOf, usageError } from "./errors.ts";
+import { FileTooLarge, readSmallFile } from "./small-file.ts";
 import { closest } from "./suggest.ts";
 
 /** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
@@ -41,25 +41,35 @@ export interface ConfigKeys {
   notInFile: readonly string[];
 }
 
+/** Far beyond any config file of FIBRPC_* settings. */
+const CONFIG_FILE_LIMIT = 1 << 20;
+
 /**
- * The FIBRPC_* settings of a --config file (dotenv format), read once and handed on as a value.
+ * The FIBRPC_* settings of a --config file (dotenv format), read once and handed on as a value; `named` is how
+ * messages name the file's source (--config, or FIBRPC_CONFIG).
  * dotenv is loaded only when a config file is given, to keep it off a cold `fibrpc call`.
  * A key that sets no option is a usage error, as an unknown flag is: a mistyped key
  * (FIBRPC_TIMOUT) would otherwise be ignored silently and its value never used. A key of another
  * command's option (FIBRPC_WORKERS read by call) is fine: one file may serve every command.
  */
-export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Readonly<Record<string, string>>> {
+export async function readConfigFile(
+  path: string,
+  keys: ConfigKeys,
+  named = "--config",
+): Promise<Readonly<Record<string, string>>> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readSmallFile(path, CONFIG_FILE_LIMIT).toString("utf8");
   } catch (err) {
-    throw usageError(`cannot read --config ${JSON.stringify(path)}: ${(err as Error).message}`);
+    const why =
+      err instanceof FileTooLarge ? `${err.message}: a config file is a few FIBRPC_*=value lines` : messageOf(err);
+    throw usageError(`cannot read ${named} ${JSON.stringify(path)}: ${why}`);
   }
   const unread = lineNotRead(text);
   if (unread !== undefined) {
     // The line itself is not shown: it may hold a password (FIBRPC_URL amqp://user:secret@…).
     throw usageError(
-      `line ${unread.line} of --config ${JSON.stringify(path)} ${unread.why}; ` +
+      `line ${unread.line} of ${named} ${JSON.stringify(path)} ${unread.why}; ` +
         "each line is FIBRPC_NAME=value, a # comment or blank",
     );
   }
@@ -69,7 +79,7 @@ export async function readConfigFile(path: string, keys: ConfigKeys): Promise<Re
     .filter((key) => !keys.known.includes(key))
     .map((key) => ({ key, line: lineOf(text, key) }))
     .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
-  if (wrong.length > 0) throw unknownKey(path, wrong, keys);
+  if (wrong.length > 0) throw unknownKey(`${named} ${JSON.stringify(path)}`, wrong, keys);
   return Object.freeze(values);
 }
 
@@ -109,9 +119,9 @@ function lineNotRead(text: string): { line: number; why: string } | undefined {
 }
 
 /** The usage error for the first wrong key of a config file (by line), the others counted. */
-function unknownKey(path: string, wrong: readonly { key: string; line: number | undefined }[], keys: ConfigKeys) {
+function unknownKey(file: string, wrong: readonly { key: string; line: number | undefined }[], keys: ConfigKeys) {
   const at = ({ key, line }: { key: string; line: number | undefined }) =>
-    `${key} in --config ${JSON.stringify(path)}${line === undefined ? "" : ` (line ${line})`}`;
+    `${key} in ${file}${line === undefined ? "" : ` (line ${line})`}`;
   const first = wrong[0]!;
   const more =
     wrong.length === 1
@@ -140,17 +150,18 @@ function lineOf(text: string, key: string): number | undefined {
 }
 
 /** An on/off value from the environment or a config file: 1, true, yes, on / 0, false, no, off. */
-export function parseSwitch(envName: string, value: string): boolean {
+export function parseSwitch(where: string, value: string): boolean {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw usageError(`${envName} must be true or false, got ${JSON.stringify(value)}`);
+  throw usageError(`${where} must be true or false, got ${JSON.stringify(value)}`);
 }
 
 /** Parses a whole number option such as --workers, within [min, max]. */
 export function parseWholeNumber(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(value.trim())) throw usageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
   const n = Number(value.trim());
-  if (n < min || n > max) throw usageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  // Quoted as given: a number beyond 2^53 would come back rounded (1e+20).
+  if (n < min || n > max) throw usageError(`--${name} must be between ${min} and ${max}, got ${value.trim()}`);
   return n;
 }
 

@@ -122,7 +122,9 @@ export async function loadOptions<C extends CommandName>(
   input: CommandLine & { env: Env },
 ): Promise<Options<C>> {
   const flags = flagsOf(command, input);
-  const path = takes(command, "config") ? resolveOne("config", flags.config, input.env, {}).value : undefined;
-  const file = path === undefined ? {} : await readConfigFile(path as string, CONFIG_KEYS);
+  const config = takes(command, "config") ? resolveOne("config", flags.config, input.env, {}) : undefined;
+  const path = config?.value as string | undefined;
+  const named = config?.source === "env" ? OPTIONS.config.env : "--config";
+  const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS, named);
   return resolveOptions(command, { flags, env: input.env, file });
 }

@@ -85,7 +85,8 @@ type Default = { default: string | (() => string) };
 const withDefault = <T>(spec: Spec<T> & Default): Written<T> => ({ kind: "value", ...spec });
 const optional = <T>(spec: Spec<T> & { defaultText: string }): Written<T | undefined> => ({ kind: "value", ...spec });
 function onOff(spec: { short?: string; help: OptionDef<boolean>["help"] }): Written<boolean> {
-  const parse = (text: string, at: ValueAt) => parseSwitch(at.env, text);
+  // Named by where the value came from: FIBRPC_JSON, or FIBRPC_JSON in the --config file (a flag takes no value).
+  const parse = (text: string, at: ValueAt) => parseSwitch(at.where, text);
   return { ...spec, kind: "switch", default: "false", defaultText: "off", parse };
 }
 

@@ -1,7 +1,7 @@
 /** What several commands make of their resolved options (options.ts): where to connect, the logger, the client. */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { usageError } from "../errors.ts";
+import { readSmallFile } from "../small-file.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { Options } from "../options.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
@@ -22,7 +22,8 @@ function readPem(flag: string, path: string | undefined, holds: "certificate" | 
   if (path === undefined) return undefined;
   let pem: Buffer;
   try {
-    pem = readFileSync(path);
+    // 4 MiB: twenty times a system's whole CA bundle; /dev/zero given by mistake is refused, not read on.
+    pem = readSmallFile(path, 4 << 20);
   } catch (err) {
     throw usageError(`cannot read --${flag} ${JSON.stringify(path)}: ${(err as Error).message}`);
   }

@@ -10,7 +10,8 @@
  * serve never rewrites or deletes a file another live serve holds.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { usageError } from "../errors.ts";
+import { messageOf, usageError } from "../errors.ts";
+import { FileTooLarge, readSmallFile } from "../small-file.ts";
 import type { Logger } from "../log.ts";
 import type { ServeStatusUpdate } from "./supervisor.ts";
 
@@ -160,25 +161,34 @@ export type Health = { healthy: true; status: ServeStatus } | { healthy: false; 
 
 /** The verdict of `fibrpc health`, from the status file alone. */
 export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): Health {
+  const notStatus = `${path} is not a status file serve wrote`;
+  let text: string;
+  try {
+    text = readSmallFile(path, STATUS_FILE_LIMIT).toString("utf8");
+  } catch (err) {
+    return { healthy: false, reason: unreadable(path, err, notStatus) };
+  }
   let status: unknown;
   try {
-    status = JSON.parse(readFileSync(path, "utf8"));
-  } catch (err) {
-    const missing = (err as { code?: string }).code === "ENOENT";
-    return {
-      healthy: false,
-      reason: missing
-        ? `no status file at ${path}: serve is not running, or runs without --status-file`
-        : `unreadable status file ${path}`,
-    };
+    status = JSON.parse(text);
+  } catch {
+    return { healthy: false, reason: `${notStatus} (${text.trim() === "" ? "it is empty" : "it is not JSON"})` };
   }
-  // Valid JSON that is not what writeStatus writes (null, a pid of 0 or -1, which signal 0
-  // reaches as a process group, a missing count or time) is unreadable too, never healthy.
-  if (!isServeStatus(status)) return { healthy: false, reason: `unreadable status file ${path}` };
+  // Valid JSON that is not what writeStatus writes (null, a pid of 0 or -1, which signal 0 reaches as a process
+  // group, a missing count or time, more serving than workers) is never healthy.
+  if (!isServeStatus(status))
+    return { healthy: false, reason: `${notStatus} (not an object of pid, queue, workers, serving, updatedAt)` };
   if (!isAlive(status.pid)) return { healthy: false, reason: `serve (pid ${status.pid}) is not running any more` };
   const age = now - status.updatedAt;
   if (age > maxAgeMs)
     return { healthy: false, reason: `serve's status is ${Math.round(age / 1000)} s old: the process is stuck` };
+  // serve rewrites the file every few seconds by the clock health reads: a time further ahead than --max-age is
+  // a clock set back meanwhile, or a file serve did not write.
+  if (-age > maxAgeMs)
+    return {
+      healthy: false,
+      reason: `serve's status is dated ${Math.round(-age / 1000)} s ahead of this machine's clock: not trusted`,
+    };
   if (status.serving < status.workers) {
     return {
       healthy: false,
@@ -198,6 +208,26 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
   return { healthy: true, status };
 }
 
+/** Far beyond the status serve writes (~150 bytes). */
+const STATUS_FILE_LIMIT = 64 << 10;
+
+/** Why the status file could not be read, and what to do. */
+function unreadable(path: string, err: unknown, notStatus: string): string {
+  if (err instanceof FileTooLarge) return `${notStatus} (${err.message})`;
+  switch ((err as { code?: string }).code) {
+    case "ENOENT":
+    case "ENOTDIR":
+      return `no status file at ${path}: serve is not running, or runs without --status-file`;
+    case "EACCES":
+    case "EPERM":
+      return `cannot read the status file ${path}: permission denied; run health as serve's user (or one who may)`;
+    case "EISDIR":
+      return `${path} is a directory; give the file serve's --status-file names`;
+    default:
+      return `cannot read the status file ${path}: ${messageOf(err)}`;
+  }
+}
+
 function isServeStatus(value: unknown): value is ServeStatus {
   if (typeof value !== "object" || value === null) return false;
   const s = value as Record<string, unknown>;
@@ -207,7 +237,9 @@ function isServeStatus(value: unknown): value is ServeStatus {
     (s.pid as number) > 0 &&
     typeof s.queue === "string" &&
     count(s.workers) &&
+    (s.workers as number) >= 1 &&
     count(s.serving) &&
+    (s.serving as number) <= (s.workers as number) &&
     (s.blocked === undefined || typeof s.blocked === "string") &&
     Number.isFinite(s.updatedAt)
   );

@@ -207,6 +207,19 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
     }
   });
 
+  test("a config file is named as it was given (--config or FIBRPC_CONFIG), and read only so far", async () => {
+    const fromEnv = await run(["call", "30"], { FIBRPC_CONFIG: join(dir, "missing.env") });
+    expect([fromEnv.code, fromEnv.stderr]).toEqual([64, expect.stringMatching(/^fibrpc: cannot read FIBRPC_CONFIG "/)]);
+    const bad = await run(["call", "30", "--config", configFile("FIBRPC_JSON=maybe\n")]);
+    expect(bad.stderr).toBe('fibrpc: FIBRPC_JSON in the --config file must be true or false, got "maybe"\n');
+    // /dev/zero given by mistake: refused at its first MiB, not read until memory runs out.
+    const endless = await run(["call", "30", "--config", "/dev/zero"]);
+    expect([endless.code, endless.stderr]).toEqual([
+      64,
+      'fibrpc: cannot read --config "/dev/zero": larger than 1 MiB: a config file is a few FIBRPC_*=value lines\n',
+    ]);
+  });
+
   test("a config-file line that is not a setting is named by its line, and its text (a password) not shown", async () => {
     for (const text of [
       "FIBRPC_URL amqp://guest:s3cretpw@127.0.0.1\n",

@@ -166,27 +166,42 @@ describe("fibrpc health against a real serve", () => {
     });
   });
 
-  const unreadable: { name: string; make: (path: string) => void }[] = [
-    { name: "not JSON", make: (path) => writeFileSync(path, "not json\n") },
-    { name: "JSON null (was an internal error, exit 70)", make: (path) => writeFileSync(path, "null") },
+  const notStatus = "is not a status file serve wrote";
+  const unreadable: { name: string; make: (path: string) => void; says: string }[] = [
+    { name: "not JSON", make: (path) => writeFileSync(path, "not json\n"), says: `${notStatus} (it is not JSON)` },
+    {
+      name: "JSON null (was an internal error, exit 70)",
+      make: (path) => writeFileSync(path, "null"),
+      says: `${notStatus} (not an object of pid, queue, workers, serving, updatedAt)`,
+    },
     {
       name: "a status without its time (was healthy)",
       make: (path) => writeFileSync(path, JSON.stringify({ pid: process.pid, queue: "q", workers: 1, serving: 1 })),
+      says: `${notStatus} (not an object of pid, queue, workers, serving, updatedAt)`,
     },
-    { name: "a folder", make: (path) => mkdirSync(path) },
+    {
+      name: "a folder",
+      make: (path) => mkdirSync(path),
+      says: "is a directory; give the file serve's --status-file names",
+    },
   ];
   for (const c of unreadable) {
-    test(`an unreadable status file (${c.name}): unhealthy, exit 69, one line`, async () => {
+    test(`an unreadable status file (${c.name}): unhealthy, exit 69, one line saying what it is`, async () => {
       const statusFile = join(tempFolder("fibrpc-lifecycle-"), "status.json");
       c.make(statusFile);
       const result = await run(["health", "--status-file", statusFile]);
-      expect(result).toMatchObject({
-        code: 69,
-        stdout: "",
-        stderr: `fibrpc: unhealthy: unreadable status file ${statusFile}\n`,
-      });
+      expect(result).toMatchObject({ code: 69, stdout: "", stderr: `fibrpc: unhealthy: ${statusFile} ${c.says}\n` });
     });
   }
+
+  test("a status file given as /dev/zero: an answer at once, not a hang filling memory", async () => {
+    const result = await run(["health", "--status-file", "/dev/zero"]);
+    expect(result).toMatchObject({
+      code: 69,
+      stdout: "",
+      stderr: `fibrpc: unhealthy: /dev/zero ${notStatus} (larger than 64 KiB)\n`,
+    });
+  });
 });
 
 describe("the supervisor gives up on a crash loop", () => {

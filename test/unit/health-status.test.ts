@@ -137,19 +137,54 @@ describe("checkHealth: a file that is not a status of serve is unreadable (unhea
     { name: "updatedAt missing", content: JSON.stringify({ ...fresh(), updatedAt: undefined }) },
     { name: "serving missing", content: JSON.stringify({ ...fresh(), serving: undefined }) },
     { name: "blocked not a string", content: JSON.stringify({ ...fresh(), blocked: true }) },
+    // serve refuses 0 workers, and never counts more serving than it has.
+    { name: "no workers", content: JSON.stringify(fresh({ workers: 0, serving: 0 })) },
+    { name: "more serving than workers", content: JSON.stringify(fresh({ workers: 1, serving: 5 })) },
+    // Not read past 64 KiB: /dev/zero given by mistake is an answer, not a hang.
+    { name: "far larger than any status", content: " ".repeat(65 << 10) },
   ];
+  const why = (content: string) =>
+    content.length > 64 << 10
+      ? "larger than 64 KiB"
+      : content === ""
+        ? "it is empty"
+        : /^(garbage|\{"pid)/.test(content) && !content.endsWith("}")
+          ? "it is not JSON"
+          : "not an object of pid, queue, workers, serving, updatedAt";
   for (const c of cases) {
     test(c.name, () => {
       const path = newPath();
       writeFileSync(path, c.content);
-      expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `unreadable status file ${path}` });
+      expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+        healthy: false,
+        reason: `${path} is not a status file serve wrote (${why(c.content)})`,
+      });
     });
   }
 
-  test("a folder where the file should be", () => {
+  test("a folder where the file should be, or a path through a file: each said as what it is", () => {
     const path = newPath();
     mkdirSync(path);
-    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({ healthy: false, reason: `unreadable status file ${path}` });
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: `${path} is a directory; give the file serve's --status-file names`,
+    });
+    const file = newPath();
+    writeFileSync(file, JSON.stringify(fresh()));
+    expect(checkHealth(join(file, "x"), MAX_AGE, NOW)).toMatchObject({
+      reason: expect.stringMatching(/^no status file at /),
+    });
+  });
+
+  test("a status dated further ahead of the clock than --max-age is not trusted", () => {
+    const path = newPath();
+    writeFileSync(path, JSON.stringify(fresh({ updatedAt: NOW + MAX_AGE + 10_000 })));
+    expect(checkHealth(path, MAX_AGE, NOW)).toMatchObject({
+      healthy: false,
+      reason: expect.stringMatching(/^serve's status is dated \d+ s ahead of this machine's clock: not trusted$/),
+    });
+    writeFileSync(path, JSON.stringify(fresh({ updatedAt: NOW + 1000 })));
+    expect(checkHealth(path, MAX_AGE, NOW).healthy).toBe(true);
   });
 });
 

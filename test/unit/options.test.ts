@@ -186,6 +186,18 @@ const cases: Case[] = [
     env: { FIBRPC_JSON: "maybe" },
     error: /^FIBRPC_JSON must be true or false, got "maybe"$/,
   },
+  {
+    name: "a bad on/off value from the file names the file",
+    command: "call",
+    file: { FIBRPC_JSON: "maybe" },
+    error: /^FIBRPC_JSON in the --config file must be true or false, got "maybe"$/,
+  },
+  {
+    name: "a count out of range is quoted as given",
+    command: "call",
+    argv: ["--retry", "99999999999999999999"],
+    error: /^--retry must be between 0 and 100, got 99999999999999999999$/,
+  },
   // Broker URLs: every --url, in order; else one source.
   {
     name: "--url repeated and comma-separated",
