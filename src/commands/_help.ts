@@ -26,7 +26,8 @@ export const MAX_WIDTH = 100;
  */
 export function helpStyle(out: { isTTY?: boolean; columns?: number }, env: NodeJS.ProcessEnv): HelpStyle {
   const tty = out.isTTY === true;
-  const force = env.FORCE_COLOR !== undefined && !["", "0", "false"].includes(env.FORCE_COLOR);
+  // Set and empty is on, as Node.js and supports-color read it.
+  const force = env.FORCE_COLOR !== undefined && !["0", "false"].includes(env.FORCE_COLOR);
   const color = env.NO_COLOR === undefined && (force || (tty && env.TERM !== "dumb"));
   const columns = /^[1-9]\d*$/.test(env.COLUMNS ?? "") ? Number(env.COLUMNS) : tty && out.columns ? out.columns : 80;
   return { color, width: Math.min(MAX_WIDTH, Math.max(MIN_WIDTH, columns)) };

@@ -74,6 +74,13 @@ describe("helpStyle: colour and width", () => {
     { name: "a pipe, FORCE_COLOR=1", out: {}, env: { FORCE_COLOR: "1" }, color: true, width: 80 },
     { name: "a pipe, FORCE_COLOR=0", out: {}, env: { FORCE_COLOR: "0" }, color: false, width: 80 },
     {
+      name: "a pipe, FORCE_COLOR set empty (on, as Node.js reads it)",
+      out: {},
+      env: { FORCE_COLOR: "" },
+      color: true,
+      width: 80,
+    },
+    {
       name: "NO_COLOR wins over FORCE_COLOR",
       out: {},
       env: { FORCE_COLOR: "1", NO_COLOR: "" },
