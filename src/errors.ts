@@ -70,14 +70,14 @@ export const EXIT_CODES = {
     name: "SIGINT",
     meaning:
       "serve: a second SIGINT during the drain stopped it at once; the requests in progress go back to the queue " +
-      "(call -, bench: SIGINT ended them early; what was done is printed)",
+      "(call, bench: SIGINT ended them early; what was done is printed)",
   },
   SIGTERM_AGAIN: {
     code: 143,
     name: "SIGTERM",
     meaning:
       "serve: a second SIGTERM during the drain stopped it at once; the requests in progress go back to the queue " +
-      "(call -, bench: SIGTERM ended them early; what was done is printed)",
+      "(call, bench: SIGTERM ended them early; what was done is printed)",
   },
 } as const;
 
@@ -129,6 +129,8 @@ export const ClientErrorCode = {
   TLS_REFUSED: "TLS_REFUSED",
   REMOTE_ERROR: "REMOTE_ERROR",
   IO_ERROR: "IO_ERROR",
+  /** A call ended by a second SIGINT or SIGTERM (the run exits 130 or 143). */
+  INTERRUPTED: "INTERRUPTED",
   INTERNAL: "INTERNAL",
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
@@ -147,6 +149,8 @@ const EXIT_FOR: Record<ClientErrorCode, ExitCode> = {
   TLS_REFUSED: ExitCode.CONFIG,
   REMOTE_ERROR: ExitCode.REMOTE_ERROR,
   IO_ERROR: ExitCode.IO_ERROR,
+  // The run's own exit code is the signal's (call/run.ts); this is the code of the one call.
+  INTERRUPTED: ExitCode.TEMPORARY,
   INTERNAL: ExitCode.INTERNAL,
 };
 

@@ -92,18 +92,26 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
       // and reconnections included (spread over it: rpc/retry.ts).
       calls = ns.map((n) => ask(n, deadline));
+      // Every call is sent: a signal lets them finish and print (with --json, a line per n whatever happens).
+      const signals = onSignals(caller, (signal) =>
+        log.info(`${signal}: the calls in flight finish (${signal} again to end them now)`),
+      );
       const codes: ExitCode[] = [];
-      for (const call of calls) {
-        const code = await print(await Promise.race([call, noServer]), job.json, masker);
-        if (code === undefined) break; // stdout's reader went away (`| head`): nothing more to print
-        codes.push(code);
-        printed++;
+      try {
+        for (const call of calls) {
+          const code = await print(await Promise.race([call, noServer]), job.json, masker);
+          if (code === undefined) break; // stdout's reader went away (`| head`): nothing more to print
+          codes.push(code);
+          printed++;
+        }
+      } finally {
+        signals.remove();
       }
       if (pipeline) {
         const taken = codes.filter((c) => c === ExitCode.OK).length;
         log.info(sentLine(taken, codes.length, queue, pipeline.replyTo));
       }
-      return mostSevere(codes);
+      return signals.caught === undefined ? mostSevere(codes) : signalExit(signals.caught);
     } catch (err) {
       // No server (or another error for them all): the calls still in flight end with it, so that
       // their spans say what call says.
@@ -179,13 +187,10 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     style: { json: job.json, named: job.stream.unordered, masker },
     ...job.stream,
   });
-  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
-    if (stream.stoppedBy === undefined) {
-      log.info(`${signal}: reading stopped; the calls in flight finish (${signal} again to end them now)`);
-      stream.stop({ signal });
-    } else void caller.close({ waitForBroker: false });
-  };
-  process.on("SIGINT", onSignal).on("SIGTERM", onSignal);
+  onSignals(caller, (signal) => {
+    log.info(`${signal}: reading stopped; the calls in flight finish (${signal} again to end them now)`);
+    stream.stop({ signal });
+  });
   serverThere.catch((error: unknown) => {
     if (!(error instanceof FibrpcError)) return;
     stream.stop({ error });
@@ -198,10 +203,38 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   if (unread) throw unread;
   const stopped = stream.stoppedBy;
   if (stopped && "error" in stopped) throw stopped.error;
-  if (stopped && "signal" in stopped)
-    return stopped.signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN;
+  if (stopped && "signal" in stopped) return signalExit(stopped.signal);
   return code;
 }
+
+type Signal = "SIGINT" | "SIGTERM";
+
+/**
+ * SIGINT and SIGTERM while calls are in flight: the first is `first`'s to act on (the calls go on), a second
+ * ends every call still in flight at once, each as INTERRUPTED. `caught` is the first signal, if any.
+ */
+function onSignals(caller: RetryingCaller, first: (signal: Signal) => void) {
+  let caught: Signal | undefined;
+  const handler = (signal: Signal) => {
+    if (caught !== undefined) {
+      const why = new FibrpcError("INTERRUPTED", `ended by a second ${signal} before its reply came`);
+      void caller.close({ waitForBroker: false, callsEndWith: why });
+      return;
+    }
+    caught = signal;
+    first(signal);
+  };
+  process.on("SIGINT", handler).on("SIGTERM", handler);
+  return {
+    get caught() {
+      return caught;
+    },
+    remove: () => process.off("SIGINT", handler).off("SIGTERM", handler),
+  };
+}
+
+/** The exit code of a run a signal cut short: the shell's 128 + its number, as if it had killed the process. */
+const signalExit = (signal: Signal) => (signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
 
 /** What --no-wait did, said once at the end (stderr): how many requests the broker took, where their replies go. */
 function sentLine(taken: number, sent: number, queue: string, replyTo: string): string {

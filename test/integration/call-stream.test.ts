@@ -227,7 +227,8 @@ describe("ending", () => {
       }
       const code = await proc.exited;
       expect(code).toBe(130);
-      for (const n of [1, 2, 3]) expect(stderr).toContain(`fib(${n}): CONNECTION_LOST`);
+      // INTERRUPTED, not CONNECTION_LOST: the user ended them, and nothing says a retry would help.
+      for (const n of [1, 2, 3]) expect(stderr).toContain(`fib(${n}): INTERRUPTED: ended by a second SIGINT`);
       noTrace(stderr);
     } finally {
       await conn.close();

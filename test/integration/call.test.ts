@@ -3,7 +3,17 @@
  * caller can meet before any server answers.
  */
 import { describe, expect, test } from "bun:test";
-import { rawChannel, run, startServe, uniqueQueue, cleanupAfterFile, BROKER_PORT } from "../helpers.ts";
+import {
+  BIN,
+  BROKER_PORT,
+  cleanupAfterFile,
+  rawChannel,
+  run,
+  startServe,
+  tracked,
+  uniqueQueue,
+  URL,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -173,6 +183,56 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
     // Each call may be refused on its own (its request returned unroutable: a line per n on
     // stderr), or all at once by the look at the queue, whichever the broker answers first.
     for (const line of r.stderr.trim().split("\n")) expect(line).toContain(`queue "${queue}" does not exist`);
+  });
+});
+
+describe("signals", () => {
+  test("SIGINT lets the calls sent finish; a second one ends them at once: --json's line per n, INTERRUPTED, exit 130", async () => {
+    // A consumer that takes requests and never answers: the calls stay in flight until a signal ends them.
+    const queue = uniqueQueue("call_signals");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    let taken = 0;
+    const allTaken = Promise.withResolvers<void>();
+    await ch.consume(queue, () => ++taken === 3 && allTaken.resolve(), { noAck: true });
+    const proc = tracked(
+      Bun.spawn([BIN, "call", "-j", "-t", "60s", "--queue", queue, "1", "2", "3"], {
+        cwd: "/",
+        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    await allTaken.promise;
+    proc.kill("SIGINT");
+    const errors = proc.stderr.getReader();
+    let stderr = "";
+    while (!/the calls in flight finish/.test(stderr)) {
+      const chunk = await errors.read();
+      if (chunk.done) break;
+      stderr += new TextDecoder().decode(chunk.value);
+    }
+    // Still running after the first: it waits for the calls (up to their 60 s).
+    expect(proc.exitCode).toBeNull();
+    proc.kill("SIGINT");
+    for (;;) {
+      const chunk = await errors.read();
+      if (chunk.done) break;
+      stderr += new TextDecoder().decode(chunk.value);
+    }
+    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    expect(code).toBe(130);
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines.map((l) => [l.n, l.error?.code])).toEqual([
+      [1, "INTERRUPTED"],
+      [2, "INTERRUPTED"],
+      [3, "INTERRUPTED"],
+    ]);
+    expect(lines[0].error.message).toBe("ended by a second SIGINT before its reply came");
+    expect(stderr).not.toMatch(/\n\s+at /);
   });
 });
 
