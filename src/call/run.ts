@@ -49,13 +49,20 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
     const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
     // With --retry, a broker that refuses the first connection (restarting) is tried again
     // until the deadline, as a lost connection is (rpc/retry.ts).
+    let brokerWasDown = false;
     const client =
       job.retry > 0
         ? await connectWithin(connect, () => deadline, {
-            onFailure: (error, attempt, again) =>
-              attempt === 0 && again && log.info(`${error.message}; trying again until the timeout (--retry)`),
+            onFailure: (error, attempt, again) => {
+              brokerWasDown = true;
+              if (attempt === 0 && again) log.info(`${error.message}; trying again until the timeout (--retry)`);
+            },
           })
         : await connect(deadline);
+    // A broker that has just come back (--retry waited for it) has no servers yet: they reconnect on their
+    // own schedule (serve's back-off, up to seconds). Waited for within the deadline, as --wait-for-server
+    // would, rather than failing with NO_CONSUMER in the gap.
+    const waitForServer = job.waitForServer || brokerWasDown;
     const caller = new RetryingCaller(client, connect, job.retry, timeoutMs, log);
     let failure: FibrpcError | undefined;
     try {
@@ -68,17 +75,19 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       // queue itself must be there.
       const serverThere = awaitServer(client, {
         deadline,
-        wait: job.waitForServer,
-        queueOnly: pipeline !== undefined && !job.waitForServer,
+        wait: waitForServer,
+        queueOnly: pipeline !== undefined && !waitForServer,
         onWaiting: () =>
           log.info(
-            `no server on queue ${JSON.stringify(queue)} yet; waiting for one (--wait-for-server, up to --timeout)`,
+            `no server on queue ${JSON.stringify(queue)} yet; waiting for one ` +
+              `(${job.waitForServer ? "--wait-for-server" : "the broker is back, its servers may still be reconnecting"}, ` +
+              "up to --timeout)",
           ),
       });
       // call - and a pipeline look before they send anything: with no server (no queue) they read
       // nothing and make no reply queue, and say so once, whatever the input (a race between stdin
       // and the look made the output vary).
-      if (job.waitForServer || job.ns === "stdin" || pipeline) await serverThere;
+      if (waitForServer || job.ns === "stdin" || pipeline) await serverThere;
       if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
       if (job.ns === "stdin") return await streamStdin(job, ask, caller, serverThere);
       // Alongside the calls, the look only ends them early when it finds no server. A look the

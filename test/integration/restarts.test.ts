@@ -205,3 +205,19 @@ test("call --retry 3 -t 20s across a broker restart: the request in flight lost,
     );
   expect(await server.stop()).toBe(0);
 }, 120_000);
+
+test("call --retry started while the broker is down: once it is back, waits for a server to reconnect instead of failing NO_CONSUMER", async () => {
+  // The request queue exists (durable, declared by a serve), and no serve runs until the call waits for one: a
+  // server that reconnects after the broker is back (serve's back-off) is then sure to come after the call.
+  const first = await startServe(["--workers", "1", "--url", node.url]);
+  expect(await first.stop()).toBe(0);
+  await stopApp();
+  const call = start(["call", "--retry", "3", "-t", "60s", "25"]);
+  await call.waitFor(/trying again until the timeout \(--retry\)$/m, 20_000);
+  await startApp();
+  await call.waitFor(/no server on queue "rpc_queue" yet; waiting for one \(the broker is back/, 30_000);
+  servers.current = await startServe(["--workers", "1", "--url", node.url]);
+  const r = await call.done();
+  expect(r, r.stderr).toMatchObject({ code: 0, stdout: `${fibDecimal(25)}\n` });
+  expect(await servers.current.stop()).toBe(0);
+}, 120_000);
