@@ -37,21 +37,31 @@ function line(text: string, masker: Masker): string {
  */
 export function reportError(
   err: unknown,
-  o: { command?: CommandName; debug?: boolean; masker?: Masker } = {},
+  o: { command?: CommandName; debug?: boolean; masker?: Masker; json?: boolean } = {},
 ): ExitCode {
   const masker = o.masker ?? new Masker();
+  // serve --log-format json: the line that says why serve did not start is a log entry a pipeline can parse,
+  // shaped as serve's other error entries (log.ts); a stack trace goes in it as one more field.
+  const write = (text: string, stack?: string) =>
+    process.stderr.write(
+      o.json
+        ? `${JSON.stringify({ time: new Date().toISOString(), level: "error", message: text, ...(stack && { stack }) })}\n`
+        : `fibrpc: ${text}\n${stack === undefined ? "" : `${stack}\n`}`,
+    );
   if (err instanceof FibrpcError) {
-    process.stderr.write(`fibrpc: ${line(withHint(err, o.command), masker)}\n`);
+    write(line(withHint(err, o.command), masker));
     return err.exitCode;
   }
   const message = err instanceof Error ? `${err.name === "Error" ? "" : `${err.name}: `}${err.message}` : String(err);
   if (o.debug ?? debugAsked()) {
     const stack = err instanceof Error && err.stack ? err.stack : message;
-    const head = `fibrpc: internal error: ${line(message, masker)} (a bug; please report it with this stack trace)`;
-    process.stderr.write(`${head}\n${masker.mask(stack)}\n`);
+    write(
+      `internal error: ${line(message, masker)} (a bug; please report it with this stack trace)`,
+      masker.mask(stack),
+    );
   } else {
     const hint = "(rerun with --log-level debug for the stack trace; please report it)";
-    process.stderr.write(`fibrpc: internal error: ${line(message, masker)} ${hint}\n`);
+    write(`internal error: ${line(message, masker)} ${hint}`);
   }
   return ExitCode.INTERNAL;
 }

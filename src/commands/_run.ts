@@ -113,6 +113,7 @@ export async function runAction<C extends CommandName>(
 ): Promise<never> {
   const { rawArgs, cmd } = "rawArgs" in from ? from : { rawArgs: from, cmd: undefined };
   let debug: boolean | undefined;
+  let json = false;
   let masker = new Masker();
   let code: ExitCode;
   try {
@@ -131,6 +132,9 @@ export async function runAction<C extends CommandName>(
     masker = new Masker((options as { url?: readonly BrokerUrl[] }).url);
     const level = (options as { logLevel?: string }).logLevel;
     if (level !== undefined) debug = showsDebug(level);
+    // serve's stderr is a log: with JSON logs, what stops it is a JSON entry too. call's and bench's error line
+    // is their answer, for the person or script that ran them (docs/operations.md).
+    json = command === "serve" && (options as { logFormat?: string }).logFormat === "json";
     // Crashes from here on follow the level resolved (it may come from the config file), and
     // mask the URLs the options hold.
     installCrashHandlers(debug, masker);
@@ -140,7 +144,7 @@ export async function runAction<C extends CommandName>(
       line.operands,
     );
   } catch (err) {
-    code = reportError(err, { command, debug, masker });
+    code = reportError(err, { command, debug, masker, json });
   }
   process.exit(code);
 }

@@ -286,6 +286,20 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
   });
 });
 
+describe("serve --log-format json", () => {
+  test("what stops serve at start-up is a JSON log entry too, as its other errors are", async () => {
+    const r = await run(["serve", "--log-format", "json", "--tls-ca", join(dir, "missing.pem")], NOWHERE);
+    expect(r.code).toBe(64);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toEqual({
+      time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      level: "error",
+      message: expect.stringMatching(/^cannot read --tls-ca ".*missing\.pem": ENOENT/),
+    });
+  });
+});
+
 describe("--version after a command", () => {
   test("prints the version line and runs nothing: serve -v neither connects nor serves", async () => {
     const root = await run(["--version"]);
