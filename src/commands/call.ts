@@ -32,9 +32,10 @@ export default defineCommand({
           throw usageError("give at least one n, e.g. `fibrpc call 30`, or - to read them from stdin");
         const streaming = tokens.length === 1 && tokens[0] === "-";
         if (!streaming && tokens.includes("-")) throw usageError("give - alone, to read every n from stdin");
-        for (const flag of ["unordered", "inFlight"] as const)
-          if (!streaming && o.from[flag] === "flag")
-            throw usageError(`--${flag === "inFlight" ? "in-flight" : flag} applies to \`fibrpc call -\` only`);
+        // Given on the command line (--no-unordered says nothing to refuse).
+        if (!streaming && o.from.inFlight === "flag") throw usageError("--in-flight applies to `fibrpc call -` only");
+        if (!streaming && o.from.unordered === "flag" && o.unordered)
+          throw usageError("--unordered applies to `fibrpc call -` only");
         const pipeline = pipelineOf(o);
         // Checked before connecting, against what the protocol carries only: how large an n may
         // be is the server's to say (serve --max-n; above it an N_TOO_LARGE error reply, exit 76).
