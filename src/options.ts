@@ -262,7 +262,9 @@ export const OPTIONS = named({
       call:
         "Print one JSON object per n, in order, whatever the outcome: " +
         '{"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
-      bench: 'Print the summary as one JSON object, or {"error": {code, message}} when the run could not start',
+      bench:
+        'Print the summary as one JSON object, or {"error": {code, message}} when the run could not start; ' +
+        "none for a usage error (exit 64)",
     },
   }),
   // call
