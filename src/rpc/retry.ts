@@ -181,7 +181,15 @@ export class RetryingCaller {
    */
   async call(n: number, deadline = this.time.now() + this.timeoutMs): Promise<CallOutcome & { attempts: number }> {
     const correlationId = this.client.newCorrelationId();
-    const ends = attemptEnds(this.time.now(), deadline, this.retries, this.seams.random);
+    const started = this.time.now();
+    const ends = attemptEnds(started, deadline, this.retries, this.seams.random);
+    // `ms` is the whole call's, retries and back-off included (call --json prints it as the call's time); a
+    // first attempt keeps its own, finer measure.
+    const done = (outcome: CallOutcome, attempt: number) => ({
+      ...outcome,
+      attempts: attempt,
+      ms: attempt === 1 ? outcome.ms : this.time.now() - started,
+    });
     /** With tracing on, the first attempt's span: a retry's span links to it. */
     let first: string | undefined;
     for (let attempt = 1; ; attempt++) {
@@ -197,11 +205,11 @@ export class RetryingCaller {
         const error = err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err));
         outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
       }
-      if (outcome.ok || outcome.remote || attempt > this.retries) return { ...outcome, attempts: attempt };
+      if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
       // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
       // refusals, usage errors and error replies are never retried.
       const retryable = outcome.error?.retryable === true || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
-      if (!retryable) return { ...outcome, attempts: attempt };
+      if (!retryable) return done(outcome, attempt);
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
       // quorum queue's leader died): send the retry over a new connection.
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();

@@ -255,6 +255,8 @@ describe("RetryingCaller", () => {
     const caller = new RetryingCaller(f.make(), connect, 3, 20_000, log, { random: MIDDLE, time: clock });
     const outcome = await clock.run(caller.call(30, 20_000));
     expect(outcome).toMatchObject({ n: 30, ok: true, result: "fib-30", attempts: 3 });
+    // The whole call's time, from its first attempt to its answer (not the last attempt's 1 ms).
+    expect(outcome.ms).toBe(f.attempts.at(-1)!.at);
     // Windows end at 1333, 4000, 9333 and 20000 ms. The first attempt lost its connection at
     // once and waited for the end of its window; the second spent its window reconnecting (refused
     // each time); the third got the connection, the same reconnection going on, once the broker
@@ -308,7 +310,10 @@ describe("RetryingCaller", () => {
     const clock = new FakeClock();
     const f = fakes(clock, ["TIMEOUT", "ok"]);
     const caller = new RetryingCaller(f.make(), async () => f.make(), 3, HOUR, logLines().log, { time: clock });
-    expect(await clock.run(caller.call(9, 30_000))).toEqual({ n: 9, ok: true, result: "fib-9", ms: 1, attempts: 2 });
+    // ms: the whole call's, to the second attempt's answer (sent as its window opened), not that attempt's 1 ms.
+    const outcome = await clock.run(caller.call(9, 30_000));
+    expect(outcome).toEqual({ n: 9, ok: true, result: "fib-9", ms: f.attempts[1]!.at, attempts: 2 });
+    expect(outcome.ms).toBeGreaterThan(1_000);
     expect(f.attempts.map((a) => a.correlationId)).toEqual(["id-1", "id-1"]);
   });
 
