@@ -306,6 +306,9 @@ export function supervise(options: SupervisorOptions): Supervisor {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // A hangup (the terminal of a serve run by hand closed) is taken as SIGTERM: a drain, not the abrupt
+  // end the default action would be (a heavy computation lost, the status file left behind).
+  process.on("SIGHUP", onSignal);
 
   const state = () => ({
     workers: slots.length,
@@ -347,6 +350,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       if (drainTimer) clearTimeout(drainTimer);
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);
+      process.off("SIGHUP", onSignal);
     }),
     state,
     collect,

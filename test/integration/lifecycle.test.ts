@@ -262,6 +262,20 @@ describe("drain", () => {
     expect(lines.at(-1)).toMatch(/drained: 2 workers stopped/);
   });
 
+  test("SIGHUP (a terminal closed) drains as SIGTERM does: exit 0, the status file removed", async () => {
+    const queue = uniqueQueue();
+    const statusFile = join(tempFolder("fibrpc-lifecycle-"), "status.json");
+    const server = await startServe(["--workers", "1", "--queue", queue, "--status-file", statusFile]);
+    expect(await run(["call", "--queue", queue, "10"])).toMatchObject({ code: 0, stdout: "55\n" });
+    server.proc.kill("SIGHUP");
+    expect(await server.proc.exited).toBe(0);
+    expect(linesOf(server, /draining|drained/)).toEqual([
+      expect.stringMatching(/ INFO {2}SIGHUP: draining \(no new requests/),
+      expect.stringMatching(/ INFO {2}drained: 1 worker stopped, 1 request answered$/),
+    ]);
+    expect(existsSync(statusFile)).toBe(false);
+  });
+
   test("--drain-timeout expires: one warning, exit 75, the status file removed; requests in flight go back to the queue and another server answers them", async () => {
     const proxy = await startFreezableProxy();
     try {
