@@ -42,12 +42,12 @@ export function reportError(
   const masker = o.masker ?? new Masker();
   // serve --log-format json: the line that says why serve did not start is a log entry a pipeline can parse,
   // shaped as serve's other error entries (log.ts); a stack trace goes in it as one more field.
-  const write = (text: string, stack?: string) =>
+  const write = (text: string, stack?: string) => {
+    const entry = { time: new Date().toISOString(), level: "error", message: text, ...(stack && { stack }) };
     process.stderr.write(
-      o.json
-        ? `${JSON.stringify({ time: new Date().toISOString(), level: "error", message: text, ...(stack && { stack }) })}\n`
-        : `fibrpc: ${text}\n${stack === undefined ? "" : `${stack}\n`}`,
+      o.json ? `${JSON.stringify(entry)}\n` : `fibrpc: ${text}\n${stack === undefined ? "" : `${stack}\n`}`,
     );
+  };
   if (err instanceof FibrpcError) {
     write(line(withHint(err, o.command), masker));
     return err.exitCode;

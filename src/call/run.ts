@@ -77,12 +77,12 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
         deadline,
         wait: waitForServer,
         queueOnly: pipeline !== undefined && !waitForServer,
-        onWaiting: () =>
-          log.info(
-            `no server on queue ${JSON.stringify(queue)} yet; waiting for one ` +
-              `(${job.waitForServer ? "--wait-for-server" : "the broker is back, its servers may still be reconnecting"}, ` +
-              "up to --timeout)",
-          ),
+        onWaiting: () => {
+          const why = job.waitForServer
+            ? "--wait-for-server"
+            : "the broker is back, its servers may still be reconnecting";
+          log.info(`no server on queue ${JSON.stringify(queue)} yet; waiting for one (${why}, up to --timeout)`);
+        },
       });
       // call - and a pipeline look before they send anything: with no server (no queue) they read
       // nothing and make no reply queue, and say so once, whatever the input (a race between stdin
