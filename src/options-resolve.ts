@@ -8,6 +8,7 @@ import { ordinal } from "./broker-url.ts";
 import { FibrpcError, usageError } from "./errors.ts";
 import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
 import { camelName, OPTIONS, optionOf, optionsOf, takes } from "./options.ts";
+import { closest } from "./suggest.ts";
 import type { CommandName, OptionName, Options, Source } from "./options.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -91,6 +92,27 @@ const CONFIG_KEYS: ConfigKeys = {
   known: ALL.flatMap((o) => (o.inFile === false ? [] : [o.env])),
   notInFile: ALL.flatMap((o) => (o.inFile === false ? [o.env] : [])),
 };
+
+/** FIBRPC_* variables fibrpc reads that are not options: measuring switches (env-settings.ts), the build's commit. */
+const OTHER_VARIABLES: readonly string[] = ["FIBRPC_OUTLET", "FIBRPC_PUBLISHER_CONFIRMS", "FIBRPC_COMMIT"];
+
+/**
+ * A warning for each FIBRPC_* variable that sets nothing (FIBRPC_TIMOUT), with the closest name. A flag or a
+ * config-file key misspelled is an error; the environment is shared with other programs (and other versions of
+ * this one), so it is a warning. The test build's FIBRPC_TEST_* settings are not options either.
+ */
+export function unusedVariables(env: Env): string[] {
+  const names = [...CONFIG_KEYS.known, ...CONFIG_KEYS.notInFile, ...OTHER_VARIABLES];
+  const bare = (name: string) => name.slice("FIBRPC_".length);
+  return Object.keys(env)
+    .filter((name) => name.startsWith("FIBRPC_") && !name.startsWith("FIBRPC_TEST_") && !names.includes(name))
+    .sort()
+    .map((name) => {
+      const guess = closest(bare(name), names.map(bare));
+      const meant = guess === undefined ? "" : ` (did you mean FIBRPC_${guess}?)`;
+      return `${name} is set, but fibrpc has no such variable${meant}; it is ignored`;
+    });
+}
 
 /** The flags given, or those of the command line, scanned strictly: its first problem thrown. */
 function flagsOf(command: CommandName, input: CommandLine): GivenFlags {

@@ -11,7 +11,7 @@ import { ExitCode } from "../errors.ts";
 import { showsDebug } from "../log.ts";
 import { Masker, maskSecrets } from "../mask.ts";
 import { writeResults } from "../output.ts";
-import { loadOptions } from "../options-resolve.ts";
+import { loadOptions, unusedVariables } from "../options-resolve.ts";
 import { scanCommandLine, type OnNegativeNumber } from "../options-scan.ts";
 import type { CommandName, Options } from "../options.ts";
 import { installCrashHandlers, reportError } from "../report.ts";
@@ -60,6 +60,8 @@ export interface RunContext {
   masker: Masker;
   /** What the run reads from the environment that is not an option. */
   env: EnvSettings;
+  /** FIBRPC_* variables that set nothing (a misspelt name): the run's logger warns of each (_shared.ts loggerOf). */
+  unusedVariables: readonly string[];
 }
 
 /**
@@ -140,7 +142,11 @@ export async function runAction<C extends CommandName>(
     installCrashHandlers(debug, masker);
     code = await body(
       options,
-      { masker, env: envSettings(process.env, (options as { otlpEndpoint?: string }).otlpEndpoint) },
+      {
+        masker,
+        env: envSettings(process.env, (options as { otlpEndpoint?: string }).otlpEndpoint),
+        unusedVariables: unusedVariables(process.env),
+      },
       line.operands,
     );
   } catch (err) {

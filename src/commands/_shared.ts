@@ -54,9 +54,14 @@ export function brokerTarget(o: BrokerOptions): BrokerTarget {
   return { urls: o.url, tls };
 }
 
-/** The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. */
+/**
+ * The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. It warns first of the
+ * FIBRPC_* variables that set nothing.
+ */
 export function loggerOf(o: Pick<Options<"call">, "logLevel" | "logFormat">, run: RunContext): Logger {
-  return createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
+  const log = createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
+  for (const warning of run.unusedVariables) log.warn(warning);
+  return log;
 }
 
 /** call's and bench's client: text requests on the options' queue, with the run's outlet and confirms. */

@@ -16,10 +16,13 @@ export function bashScript({ commands }: CompletionModel, version: string): stri
       return to === undefined ? [] : [`    ${spellings.map((s) => `'${name} ${s}'`).join("|")}) ${to};;`];
     }),
   );
+  // An operand's words (completion's shell) are offered for the first word after the command only.
   const commandCases = commands.map(({ name, flags, operand }) => {
     const spelled = flags.flatMap((flag) => flag.spellings).join(" ");
-    return `      ${name}) flags='${spelled}' operands='${operand?.words ?? ""}' ;;`;
+    const operands = operand ? `; (( COMP_CWORD == 2 )) && operands='${operand.words}'` : "";
+    return `      ${name}) flags='${spelled}'${operands} ;;`;
   });
+  const names = commands.map((c) => c.name).join(" ");
   return `# bash completion for fibrpc ${version}, printed by \`fibrpc completion bash\`.
 # Load it with: source <(fibrpc completion bash)   (e.g. in ~/.bashrc)
 # It is generated from fibrpc's option table: print it again after upgrading.
@@ -31,7 +34,7 @@ _fibrpc_completion() {
 
   # Before a command: fibrpc's own flags, or the command. After: the flag whose value is being typed,
   # "--flag value" or "--flag=value", which bash splits at "=" or not depending on COMP_WORDBREAKS.
-  if (( COMP_CWORD == 1 )); then flags='--help -h --version -v' operands='${commands.map((c) => c.name).join(" ")}'
+  if (( COMP_CWORD == 1 )); then flags='--help -h --version -v' operands='${names}'
   elif [[ $cur == = ]]; then flag=$prev; cur=""
   elif [[ $prev == = ]] && (( COMP_CWORD > 2 )); then flag=\${COMP_WORDS[COMP_CWORD-2]}
   elif [[ $cur == --*=* ]]; then flag=\${cur%%=*}; prefix="$flag="; cur=\${cur#*=}
@@ -45,6 +48,7 @@ ${valueCases.join("\n")}
       prefix=""
       case "$cmd" in
 ${commandCases.join("\n")}
+      help) (( COMP_CWORD == 2 )) && operands='${names}' ;;
       esac
       if [[ $cur == -* ]]; then words=$flags; else words=$operands; fi ;;
   esac
@@ -107,6 +111,8 @@ _fibrpc() {
       curcontext="\${curcontext%:*:*}:fibrpc-$words[1]:"
       case $words[1] in
 ${cases.join("\n")}
+        help)
+          _arguments '1:command:(${commands.map((c) => c.name).join(" ")})' && ret=0 ;;
       esac ;;
   esac
   return ret
@@ -134,8 +140,11 @@ export function fishScript({ commands }: CompletionModel, version: string): stri
       const line = `${when}${short ? ` -s ${short}` : ""} -l ${long}${takes} -d ${quoted(description)}`;
       return negatable ? [line, `${when} -l no-${long} -d ${quoted(`Turn off --${long}`)}`] : [line];
     });
-    return [...flagLines, ...(operand ? [`${when} -a '${operand.words}'`] : [])];
+    const first = `'__fibrpc_using_command ${name}; and __fibrpc_first_operand'`;
+    const operandLine = `complete -c fibrpc -n ${first} -a '${operand?.words}'`;
+    return [...flagLines, ...(operand ? [operandLine] : [])];
   });
+  const names = commands.map((c) => c.name).join(" ");
   return `# fish completion for fibrpc ${version}, printed by \`fibrpc completion fish\`.
 # Install: fibrpc completion fish > ~/.config/fish/completions/fibrpc.fish
 # It is generated from fibrpc's option table: print it again after upgrading.
@@ -149,6 +158,10 @@ function __fibrpc_using_command
     test (count $words) -ge 2; and test "$words[2]" = "$argv[1]"
 end
 
+function __fibrpc_first_operand
+    test (count (commandline -opc)) -eq 2
+end
+
 # Sourcing again replaces the completions; no file names unless a flag takes one.
 complete -c fibrpc -e
 complete -c fibrpc -f
@@ -156,5 +169,6 @@ complete -c fibrpc -n __fibrpc_needs_command -s h -l help -d 'Show help'
 complete -c fibrpc -n __fibrpc_needs_command -s v -l version -d 'Show the version'
 ${commands.map((c) => `complete -c fibrpc -n __fibrpc_needs_command -a ${c.name}`).join("\n")}
 ${lines.join("\n")}
+complete -c fibrpc -n '__fibrpc_using_command help; and __fibrpc_first_operand' -a '${names}'
 `;
 }

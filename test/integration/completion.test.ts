@@ -140,6 +140,11 @@ describe("bash", () => {
     expect(replies.at(-1)).toEqual([]); // a duration: nothing to offer, and not file names
   });
 
+  test("help completes a command; completion's shell is offered once", async () => {
+    const replies = await complete(["fibrpc help ", "fibrpc help c", "fibrpc help call ", "fibrpc completion bash "]);
+    expect(replies).toEqual([[...COMMANDS], ["call", "completion"], [], []]);
+  });
+
   test("--flag=value, split at '=' by bash or not", async () => {
     const script = `
       source <(fibrpc completion bash)
@@ -230,6 +235,10 @@ describe("zsh", () => {
     expect(matches).toEqual([["serve"], ["--workers"], [...option("log-level").choices!], ["bash", "zsh", "fish"]]);
   });
 
+  test("help completes a command", async () => {
+    expect(await complete("source", ["fibrpc help "])).toEqual([[...COMMANDS]]);
+  });
+
   // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, named in the test's title
   test('saved as "${fpath[1]}/_fibrpc" and autoloaded: the same', async () => {
     const dir = join(binDir, "zsh-functions");
@@ -268,6 +277,13 @@ describe("fish", () => {
     const { code, stderr } = await shell(["fish", "--no-config", "-n", file]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
+  });
+
+  test("help completes a command; completion's shell is offered once", async () => {
+    const [help, shells, again] = await complete(["fibrpc help ", "fibrpc completion ", "fibrpc completion bash "]);
+    expect(help!.sort()).toEqual([...COMMANDS].sort());
+    expect(shells!.sort()).toEqual(["bash", "fish", "zsh"]);
+    expect(again).toEqual([]);
   });
 
   test("completes a command, every flag of each command, and fixed sets of values", async () => {

@@ -286,6 +286,18 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
   });
 });
 
+describe("a FIBRPC_* variable that sets nothing", () => {
+  test("is a warning naming the closest variable, and the run goes on", async () => {
+    const r = await run(["call", "30"], { ...NOWHERE, FIBRPC_TIMOUT: "5s" });
+    expect(r.code).toBe(68);
+    const lines = r.stderr.trimEnd().split("\n");
+    expect(lines[0]).toMatch(
+      / WARN {2}FIBRPC_TIMOUT is set, but fibrpc has no such variable \(did you mean FIBRPC_TIMEOUT\?\); it is ignored$/,
+    );
+    expect(lines.at(-1)).toMatch(/^fibrpc: cannot reach the broker/);
+  });
+});
+
 describe("serve --log-format json", () => {
   test("what stops serve at start-up is a JSON log entry too, as its other errors are", async () => {
     const r = await run(["serve", "--log-format", "json", "--tls-ca", join(dir, "missing.pem")], NOWHERE);

@@ -9,7 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { availableParallelism } from "node:os";
 import { DEFAULT_PREFETCH, envNameOf } from "../../src/config.ts";
 import { FibrpcError } from "../../src/errors.ts";
-import { resolveOptions } from "../../src/options-resolve.ts";
+import { resolveOptions, unusedVariables } from "../../src/options-resolve.ts";
 import { scanCommandLine } from "../../src/options-scan.ts";
 import {
   COMMAND_OPTIONS,
@@ -575,5 +575,25 @@ describe("a switch whose own name starts with no- (--no-wait)", () => {
     expect(resolveOptions("call", { rawArgs: ["--no-no-wait"], env: {} }).noWait).toBe(false);
     expect(resolveOptions("call", { rawArgs: [], env: {} }).noWait).toBe(false);
     expect(resolveOptions("call", { rawArgs: [], env: { FIBRPC_NO_WAIT: "true" } }).noWait).toBe(true);
+  });
+});
+
+describe("unusedVariables: FIBRPC_* variables that set nothing", () => {
+  test("each named, with the closest variable; options, measuring switches and the test build's are not", () => {
+    const env = {
+      FIBRPC_TIMOUT: "5s",
+      FIBRPC_TIMEOUT: "5s",
+      FIBRPC_OUTLET: "amqplib",
+      FIBRPC_PUBLISHER_CONFIRMS: "off",
+      FIBRPC_TEST_FAULTS: "crash=3",
+      FIBRPC_CONFIG: "/x",
+      FIBRPC_ZZZZZZZZZZ: "1",
+      OTHER: "1",
+    };
+    expect(unusedVariables(env)).toEqual([
+      "FIBRPC_TIMOUT is set, but fibrpc has no such variable (did you mean FIBRPC_TIMEOUT?); it is ignored",
+      "FIBRPC_ZZZZZZZZZZ is set, but fibrpc has no such variable; it is ignored",
+    ]);
+    expect(unusedVariables({})).toEqual([]);
   });
 });
