@@ -131,6 +131,8 @@ export async function connectToFirst(
   let last: FibrpcError | undefined;
   let refused: FibrpcError | undefined;
   let unreachable = false;
+  /** The URL whose attempt the caller's deadline cut short, if one was. */
+  let cut: BrokerUrl | undefined;
   for (const url of target.urls) {
     try {
       // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
@@ -142,16 +144,19 @@ export async function connectToFirst(
       return { model, url };
     } catch (err) {
       last = connectError(err, url);
-      // The caller's deadline cut the attempt short (call -t 2ms): its time ran out, whether or not the broker
-      // can be reached; "cannot reach the broker" (68) would send the user looking for an outage.
-      if (last.code === "BROKER_UNREACHABLE" && Date.now() >= deadline) last = connectTimedOut(last, url);
       onFailure?.(last);
       if (last.exitCode === ExitCode.ACCESS_REFUSED || last.exitCode === ExitCode.CONFIG) refused ??= last;
-      else if (last.exitCode === ExitCode.BROKER_UNREACHABLE) unreachable = true;
+      else if (last.exitCode === ExitCode.BROKER_UNREACHABLE) {
+        unreachable = true;
+        if (Date.now() >= deadline) cut ??= url;
+      }
       if (last.code === "ACCESS_REFUSED" && target.urls.length === 1) break;
     }
   }
-  if (refused === undefined) throw last!;
+  // The caller's deadline cut an attempt short (call -t 2ms): its time ran out, whether or not the broker can be
+  // reached; "cannot reach the broker" (68) would send the user looking for an outage. A reconnection loop
+  // (rpc/retry.ts connectWithin) takes it as it takes an unreachable broker.
+  if (refused === undefined) throw cut === undefined ? last! : connectTimedOut(last!, cut);
   throw unreachable
     ? new FibrpcError(refused.code, refused.message, { ...refused.details, anotherUnreachable: true })
     : refused;

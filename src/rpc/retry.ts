@@ -120,9 +120,9 @@ export interface ConnectWithinOptions {
 }
 
 /**
- * Connects with `connect`, trying again after a pause (reconnectDelay) while the failure is one a
- * later attempt may not meet (broker unreachable, connection lost), until `until()` (ms since the
- * epoch, read afresh each time: a caller may extend it, or end it by returning 0). Each attempt is
+ * Connects with `connect`, trying again after a pause (reconnectDelay) while the failure is one a later attempt
+ * may not meet (broker unreachable, connection lost, an attempt its deadline cut short), until `until()` (ms
+ * since the epoch, read afresh each time: a caller may extend it, or end it by returning 0). Each attempt is
  * given `until()` as its own deadline. Rejects with the first failure retrying cannot fix (login
  * refused, TLS, ...) at once, unless another broker of the list was only unreachable (it may come
  * back), or with the last failure once the time is up.
@@ -142,7 +142,11 @@ export async function connectWithin<T>(
     }
     const left = until() - time.now();
     // A refusal with another broker of the list down: that one may come back within the time.
-    const again = (RECONNECTABLE.has(error.code) || error.details.anotherUnreachable === true) && left > 0;
+    const again =
+      (RECONNECTABLE.has(error.code) ||
+        error.details.reason === "connect-timed-out" ||
+        error.details.anotherUnreachable === true) &&
+      left > 0;
     o.onFailure?.(error, attempt, again);
     if (!again) throw error;
     // The last pause ends at `until`: the failure is reported then, not a back-off step early.
@@ -159,6 +163,12 @@ export class RetryingCaller {
   /** The last failure to reconnect, what an attempt that ran out of time waiting for a connection reports. */
   private lastConnectError: FibrpcError | undefined;
   private closed = false;
+  /** Settles at close(): a call pausing between attempts stops then, with `endedWith`. */
+  private readonly closing = Promise.withResolvers<void>();
+  /** Why close() ended the calls (a second SIGINT: INTERRUPTED), else the client's own CONNECTION_LOST. */
+  private endedWith = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
+    reason: "client-closed",
+  });
   /** Calls in flight per client: a replaced client is closed once none is left on it. */
   private readonly inFlight = new Map<RpcClient, number>();
 
@@ -184,17 +194,19 @@ export class RetryingCaller {
     const started = this.time.now();
     const ends = attemptEnds(started, deadline, this.retries, this.seams.random);
     // `ms` is the whole call's, retries and back-off included (call --json prints it as the call's time); a
-    // first attempt keeps its own, finer measure.
-    const done = (outcome: CallOutcome, attempt: number) => ({
+    // first attempt's outcome keeps its own, finer measure.
+    const done = (outcome: CallOutcome, attempts: number) => ({
       ...outcome,
-      attempts: attempt,
-      ms: attempt === 1 ? outcome.ms : this.time.now() - started,
+      attempts,
+      ms: attempts === 1 && outcome.ms > 0 ? outcome.ms : this.time.now() - started,
     });
     /** With tracing on, the first attempt's span: a retry's span links to it. */
     let first: string | undefined;
     for (let attempt = 1; ; attempt++) {
       const attemptEnd = ends[attempt - 1]!;
       let outcome: CallOutcome;
+      // Closed before it was sent at all.
+      if (this.closed) return done(failedWith(n, this.endedWith), 0);
       let client: RpcClient | undefined;
       try {
         client = await this.currentClient(attemptEnd);
@@ -202,14 +214,14 @@ export class RetryingCaller {
         outcome = await this.send(client, n, attemptEnd, correlationId, retry);
         first ??= outcome.traceparent;
       } catch (err) {
-        const error = err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err));
-        outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
+        outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
       }
       if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
       // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
       // refusals, usage errors and error replies are never retried.
       const retryable = outcome.error?.retryable === true || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
       if (!retryable) return done(outcome, attempt);
+      if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
       // quorum queue's leader died): send the retry over a new connection.
       if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
@@ -220,7 +232,13 @@ export class RetryingCaller {
         `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
         outcome.trace,
       );
-      if (pause > 0) await this.time.sleep(pause);
+      // Not past close(): a call between attempts ends with the others (the loop's first look).
+      if (pause > 0) {
+        const paused = new AbortController();
+        await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise]);
+        paused.abort();
+      }
+      if (this.closed) return done(failedWith(n, this.endedWith), attempt);
     }
   }
 
@@ -266,6 +284,7 @@ export class RetryingCaller {
    */
   private currentClient(until: number): Promise<RpcClient> {
     if (this.client.usable) return Promise.resolve(this.client);
+    if (this.closed) return Promise.reject(this.endedWith);
     this.reconnectUntil = Math.max(this.reconnectUntil, until);
     this.reconnecting ??= connectWithin(this.connectAgain, () => this.reconnectUntil, {
       random: this.seams.random,
@@ -279,9 +298,7 @@ export class RetryingCaller {
         this.reconnecting = undefined;
         if (this.closed) {
           void client.close({ waitForBroker: false });
-          throw new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
-            reason: "client-closed",
-          });
+          throw this.endedWith;
         }
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
@@ -310,10 +327,17 @@ export class RetryingCaller {
     // A reconnection still under way stops at its next look at the time.
     this.closed = true;
     this.reconnectUntil = 0;
+    if (options?.callsEndWith) this.endedWith = options.callsEndWith;
+    this.closing.resolve();
     // Replaced clients still waiting for calls go too (their calls end, as the current one's do).
     const others = [...this.inFlight.keys()].filter((client) => client !== this.client);
     return Promise.all([this.client.close(options), ...others.map((client) => client.close(options))]).then(() => {});
   }
+}
+
+/** A call's outcome that is `error`, without an answer. */
+function failedWith(n: number, error: FibrpcError): CallOutcome {
+  return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
 }
 
 /** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */

@@ -103,6 +103,21 @@ describe("connectWithin: reconnecting, retried within its time", () => {
     expect(tries.every((t) => t.deadline === 10_000)).toBe(true);
   });
 
+  test("an attempt its own deadline cut short (a broker that never answers the handshake) is tried again while time is left", async () => {
+    // bench --duration reconnects with a deadline per attempt and no end: one hanging attempt must not end it.
+    const clock = new FakeClock();
+    let tries = 0;
+    const connect = async () => {
+      if (++tries < 3)
+        throw new FibrpcError("TIMEOUT", "the timeout ran out while connecting (scripted)", {
+          reason: "connect-timed-out",
+        });
+      return "connected";
+    };
+    expect(await clock.run(connectWithin(connect, () => 10_000, { time: clock, random: MIDDLE }))).toBe("connected");
+    expect(tries).toBe(3);
+  });
+
   test("still refused when the time is up: the last failure, at that time (not a back-off step before)", async () => {
     const clock = new FakeClock();
     let tries = 0;
@@ -304,6 +319,18 @@ describe("RetryingCaller", () => {
       "fib(7): TIMEOUT; retrying in 0 ms (retry 1/2)",
       "fib(7): TIMEOUT; retrying in 0 ms (retry 2/2)",
     ]);
+  });
+
+  test("closed while a call waits to try again: it ends then, with close's reason, and is not sent again", async () => {
+    const clock = new FakeClock();
+    const f = fakes(clock, ["CONNECTION_LOST", "ok"]);
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 3, HOUR, logLines().log, { time: clock });
+    const interrupted = new FibrpcError("INTERRUPTED", "ended by a second SIGINT before its reply came");
+    clock.at(500, () => void caller.close({ waitForBroker: false, callsEndWith: interrupted }));
+    const outcome = await clock.run(caller.call(9, 30_000));
+    expect(outcome).toMatchObject({ n: 9, ok: false, code: "INTERRUPTED", attempts: 1 });
+    expect(clock.now()).toBe(500);
+    expect(f.attempts).toHaveLength(1);
   });
 
   test("the retry's answer is the outcome, with the number of attempts", async () => {
