@@ -3,6 +3,7 @@
  * look for a server, send the n (given, or read from stdin by call/stream.ts) and print each outcome, in
  * order. A plain module with a typed function, as giget keeps its work apart from its CLI file.
  */
+import { writeSync } from "node:fs";
 import { ExitCode, FibrpcError, mostSevere } from "../errors.ts";
 import { withHint } from "../hints.ts";
 import type { Logger } from "../log.ts";
@@ -44,6 +45,17 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
   const startedAt = performance.now();
   let printed = 0;
   let calls: Promise<CallOutcome | SendOutcome>[] = [];
+  // Until the calls are sent (connecting, waiting for a server: up to --timeout), a signal ends the run at once:
+  // nothing is in flight to finish. --json still gets its line per n.
+  const beforeSending = (signal: Signal) => {
+    const message = `${signal} before the calls were sent`;
+    const ms = performance.now() - startedAt;
+    if (job.json) for (const n of ns) writeSync(1, errorLine({ n }, "INTERRUPTED", message, ms, masker));
+    process.stderr.write(`fibrpc: ${message}; nothing was sent\n`);
+    process.exit(signalExit(signal));
+  };
+  const sending = () => process.off("SIGINT", beforeSending).off("SIGTERM", beforeSending);
+  process.on("SIGINT", beforeSending).on("SIGTERM", beforeSending);
   try {
     const deadline = Date.now() + timeoutMs;
     const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
@@ -89,7 +101,10 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       // and the look made the output vary).
       if (waitForServer || job.ns === "stdin" || pipeline) await serverThere;
       if (pipeline) await client.ensureReplyQueue(pipeline.replyTo);
-      if (job.ns === "stdin") return await streamStdin(job, ask, caller, serverThere);
+      if (job.ns === "stdin") {
+        sending();
+        return await streamStdin(job, ask, caller, serverThere);
+      }
       // Alongside the calls, the look only ends them early when it finds no server. A look the
       // broker leaves unanswered until the deadline (it stops reading a connection it blocks
       // once it publishes) ends nothing: each call reports its own end (BROKER_BLOCKED, TIMEOUT).
@@ -100,6 +115,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       });
       // One deadline for the whole command: --timeout bounds it end to end, --retry's attempts
       // and reconnections included (spread over it: rpc/retry.ts).
+      sending();
       calls = ns.map((n) => ask(n, deadline));
       // Every call is sent: a signal lets them finish and print (with --json, a line per n whatever happens).
       const signals = onSignals(caller, (signal) =>
@@ -130,6 +146,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       await caller.close({ waitForBroker: false, callsEndWith: failure });
     }
   } catch (err) {
+    sending();
     // One error for all the calls not printed yet (the broker unreachable or refusing, no
     // server): the command writes its one line on stderr, and --json a line per n on stdout,
     // in order, shaped as any failed call's.
@@ -196,7 +213,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     style: { json: job.json, named: job.stream.unordered, masker },
     ...job.stream,
   });
-  onSignals(caller, (signal) => {
+  const signals = onSignals(caller, (signal) => {
     log.info(`${signal}: reading stopped; the calls in flight finish (${signal} again to end them now)`);
     stream.stop({ signal });
   });
@@ -206,6 +223,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     void caller.close({ waitForBroker: false, callsEndWith: error });
   });
   const code = await stream.run();
+  signals.remove();
   if (pipeline) log.info(sentLine(stream.tally.ok, stream.tally.calls, job.client.queue, pipeline.replyTo));
   if (out.failure) throw stdoutError(out.failure);
   const unread = stdin.failed();

@@ -152,6 +152,14 @@ export function supervise(options: SupervisorOptions): Supervisor {
     });
   };
 
+  /** The error that stops serve: shown even at --log-level silent, as call's and bench's own error line is. */
+  const sayFatal = (text: string) => {
+    const level = log.level;
+    log.level = Math.max(level, 0);
+    log.error(text);
+    log.level = level;
+  };
+
   const onWorkerMessage = (slot: Slot, message: FromWorker) => {
     switch (message.type) {
       case "serving": {
@@ -172,7 +180,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
         break;
       case "fatal":
         // Every worker meets the same problem; say it once.
-        if (!stopping) log.error(message.message);
+        if (!stopping) sayFatal(message.message);
         shutdown(message.exitCode);
         break;
       case "notice":
@@ -231,7 +239,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
     const now = Date.now();
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     if (slot.crashes.length >= CRASH_LIMIT) {
-      log.error(
+      sayFatal(
         `worker ${slot.id} died ${slot.crashes.length} times within ${CRASH_WINDOW_MS / 1000}s; ` +
           `giving up (see the errors above)`,
       );
@@ -297,6 +305,9 @@ export function supervise(options: SupervisorOptions): Supervisor {
   };
 
   const onSignal = (signal: NodeJS.Signals) => {
+    // A closed terminal may send SIGHUP more than once (the shell passes it on to its jobs): only SIGINT and
+    // SIGTERM cut a drain short.
+    if (stopping && signal === "SIGHUP") return;
     if (stopping) {
       log.warn(`${signal} again: exiting now`);
       process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);

@@ -236,6 +236,48 @@ describe("signals", () => {
   });
 });
 
+describe("signals before the calls are sent", () => {
+  test("SIGTERM while waiting for a server: at once, --json's line per n (INTERRUPTED), exit 143", async () => {
+    const queue = uniqueQueue("call_signals_wait");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true }); // and no consumer: --wait-for-server waits
+    const proc = tracked(
+      Bun.spawn([BIN, "call", "-j", "-t", "60s", "--wait-for-server", "--queue", queue, "1", "2"], {
+        cwd: "/",
+        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    const errors = proc.stderr.getReader();
+    let stderr = "";
+    while (!/waiting for one/.test(stderr)) {
+      const chunk = await errors.read();
+      if (chunk.done) break;
+      stderr += new TextDecoder().decode(chunk.value);
+    }
+    proc.kill("SIGTERM");
+    for (;;) {
+      const chunk = await errors.read();
+      if (chunk.done) break;
+      stderr += new TextDecoder().decode(chunk.value);
+    }
+    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    expect(code).toBe(143);
+    const lines = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines.map((l) => [l.n, l.error?.code, l.error?.message])).toEqual([
+      [1, "INTERRUPTED", "SIGTERM before the calls were sent"],
+      [2, "INTERRUPTED", "SIGTERM before the calls were sent"],
+    ]);
+    expect(stderr.trimEnd().split("\n").at(-1)).toBe("fibrpc: SIGTERM before the calls were sent; nothing was sent");
+    // Nothing was sent: the queue holds no request.
+    expect((await ch.checkQueue(queue)).messageCount).toBe(0);
+  });
+});
+
 describe("a hand-made responder on the real broker", () => {
   test("calls are pipelined, matched by correlation id, printed in argument order; duplicates ignored", async () => {
     const queue = uniqueQueue();
@@ -306,5 +348,17 @@ describe("serve refuses what it cannot fix by waiting", () => {
     expect(await server.proc.exited).toBe(77);
     expect(server.log).toMatch(/refused the login/);
     expect(server.log).not.toContain("nope@");
+  });
+
+  test("--log-level silent: no log line but the one saying why serve stopped", async () => {
+    const server = await startServe(
+      ["--workers", "1", "--queue", uniqueQueue(), "--log-level", "silent"],
+      { FIBRPC_URL: `amqp://guest:nope@127.0.0.1:${BROKER_PORT}` },
+      null,
+    );
+    expect(await server.proc.exited).toBe(77);
+    const lines = server.log.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ ERROR .*refused the login/);
   });
 });
