@@ -71,16 +71,16 @@ const CRASH_HANDLER = Symbol.for("fibrpc.crashHandler");
 /**
  * Errors nothing caught (an exception in a callback, a rejected promise nobody awaited) in the main thread:
  * reported like any internal error, then exit 70; with the stack if `debug` (undefined: if asked for on the
- * command line). Installing again replaces the handlers installed before (runAction does, once it knows the
- * log level and the URLs to mask). In serve's worker threads an uncaught error ends the worker; the
- * supervisor logs it in one line and restarts it.
+ * command line), as a JSON log entry if `json` (serve --log-format json). Installing again replaces the
+ * handlers installed before (runAction does, once it knows the log level and format and the URLs to mask). In
+ * serve's worker threads an uncaught error ends the worker; the supervisor logs it in one line and restarts it.
  */
-export function installCrashHandlers(debug?: boolean, masker = new Masker()): void {
+export function installCrashHandlers(debug?: boolean, masker = new Masker(), json = false): void {
   for (const event of ["uncaughtException", "unhandledRejection"] as const) {
     for (const listener of process.listeners(event)) {
       if (CRASH_HANDLER in listener) process.off(event, listener as never);
     }
-    const crash = (err: unknown) => process.exit(reportError(err, { debug, masker }));
+    const crash = (err: unknown) => process.exit(reportError(err, { debug, masker, json }));
     process.on(event, Object.assign(crash, { [CRASH_HANDLER]: true }));
   }
 }

@@ -139,7 +139,7 @@ export async function runAction<C extends CommandName>(
     json = command === "serve" && (options as { logFormat?: string }).logFormat === "json";
     // Crashes from here on follow the level resolved (it may come from the config file), and
     // mask the URLs the options hold.
-    installCrashHandlers(debug, masker);
+    installCrashHandlers(debug, masker, json);
     code = await body(
       options,
       {
