@@ -12,19 +12,24 @@ export class FileTooLarge extends Error {
   }
 }
 
+/** Read a piece at a time: what is kept is the file's own size, not the limit's (a PEM file goes to every worker). */
+const PIECE = 64 << 10;
+
 /** The file's bytes, if there are at most `limit`; else FileTooLarge. A failure to open or read is thrown as is. */
 export function readSmallFile(path: string, limit: number): Buffer {
   const fd = openSync(path, "r");
   try {
-    const bytes = Buffer.allocUnsafe(limit + 1);
+    const pieces: Buffer[] = [];
     let size = 0;
     while (size <= limit) {
-      const read = readSync(fd, bytes, size, limit + 1 - size, null);
+      const piece = Buffer.allocUnsafe(Math.min(PIECE, limit + 1 - size));
+      const read = readSync(fd, piece, 0, piece.length, null);
       if (read === 0) break;
+      pieces.push(piece.subarray(0, read));
       size += read;
     }
     if (size > limit) throw new FileTooLarge(limit);
-    return bytes.subarray(0, size);
+    return Buffer.concat(pieces, size);
   } finally {
     closeSync(fd);
   }

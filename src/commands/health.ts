@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { ExitCode } from "../errors.ts";
-import { checkHealth } from "../serve/status.ts";
+import { checkHealth } from "../serve/health.ts";
 import { writeResults } from "../output.ts";
 import { runAction } from "./_run.ts";
 

@@ -9,9 +9,9 @@
  * path refuses to start while the first one lives and keeps the file fresh (claimStatus), and a
  * serve never rewrites or deletes a file another live serve holds.
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { messageOf, usageError } from "../errors.ts";
-import { FileTooLarge, readSmallFile } from "../small-file.ts";
+import { renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { usageError } from "../errors.ts";
+import { readSmallFile } from "../small-file.ts";
 import type { Logger } from "../log.ts";
 import type { ServeStatusUpdate } from "./supervisor.ts";
 
@@ -36,6 +36,14 @@ export const STATUS_HEARTBEAT_MS = 5_000;
  */
 export const STATUS_STALE_MS = 3 * STATUS_HEARTBEAT_MS;
 
+/** Far beyond the status serve writes (~150 bytes): a file that holds more is not one (health.ts says so). */
+export const STATUS_FILE_LIMIT = 64 << 10;
+
+/** The status file's text, read no further than STATUS_FILE_LIMIT (FileTooLarge past it). */
+export function readStatusText(path: string): string {
+  return readSmallFile(path, STATUS_FILE_LIMIT).toString("utf8");
+}
+
 export function writeStatus(path: string, status: ServeStatus): void {
   // Write then rename: a reader never sees half a file.
   const tmp = `${path}.${process.pid}.tmp`;
@@ -53,9 +61,9 @@ export function writeStatus(path: string, status: ServeStatus): void {
 export function holderOf(path: string, now = Date.now()): number | undefined {
   let status: unknown;
   try {
-    status = JSON.parse(readFileSync(path, "utf8"));
+    status = JSON.parse(readStatusText(path));
   } catch {
-    return undefined; // missing or unreadable: nobody's
+    return undefined; // missing, unreadable, or no status at all (/dev/zero): nobody's
   }
   if (!isServeStatus(status) || status.pid === process.pid) return undefined;
   return isAlive(status.pid) && now - status.updatedAt <= STATUS_STALE_MS ? status.pid : undefined;
@@ -76,6 +84,9 @@ export function claimStatus(path: string, status: ServeStatus): Claim {
   } catch (err) {
     if ((err as { code?: string }).code !== "EEXIST") return { claimed: false, error: err as Error };
   }
+  // Only a regular file is ever read, then replaced: a device (/dev/zero, /dev/null) or a pipe given by mistake
+  // would be replaced by a file (serve often runs as root), and a pipe's open would wait for a writer.
+  if (!isRegularFile(path)) return { claimed: false, error: new Error("it exists and is not a regular file") };
   const holder = holderOf(path);
   if (holder !== undefined) return { claimed: false, holder };
   try {
@@ -86,10 +97,18 @@ export function claimStatus(path: string, status: ServeStatus): Claim {
   }
 }
 
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** Removes the status file if it is still this process's (a file another serve wrote is left alone). */
 export function removeStatus(path: string): void {
   try {
-    const status: unknown = JSON.parse(readFileSync(path, "utf8"));
+    const status: unknown = JSON.parse(readStatusText(path));
     if (!isServeStatus(status) || status.pid !== process.pid) return;
   } catch {
     return;
@@ -157,78 +176,8 @@ export function keepStatus(path: string, of: { queue: string; workers: number },
   return { update, release: () => removeStatus(path) };
 }
 
-export type Health = { healthy: true; status: ServeStatus } | { healthy: false; reason: string };
-
-/** The verdict of `fibrpc health`, from the status file alone. */
-export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): Health {
-  const notStatus = `${path} is not a status file serve wrote`;
-  let text: string;
-  try {
-    text = readSmallFile(path, STATUS_FILE_LIMIT).toString("utf8");
-  } catch (err) {
-    return { healthy: false, reason: unreadable(path, err, notStatus) };
-  }
-  let status: unknown;
-  try {
-    status = JSON.parse(text);
-  } catch {
-    return { healthy: false, reason: `${notStatus} (${text.trim() === "" ? "it is empty" : "it is not JSON"})` };
-  }
-  // Valid JSON that is not what writeStatus writes (null, a pid of 0 or -1, which signal 0 reaches as a process
-  // group, a missing count or time, more serving than workers) is never healthy.
-  if (!isServeStatus(status))
-    return { healthy: false, reason: `${notStatus} (not an object of pid, queue, workers, serving, updatedAt)` };
-  if (!isAlive(status.pid)) return { healthy: false, reason: `serve (pid ${status.pid}) is not running any more` };
-  const age = now - status.updatedAt;
-  if (age > maxAgeMs)
-    return { healthy: false, reason: `serve's status is ${Math.round(age / 1000)} s old: the process is stuck` };
-  // serve rewrites the file every few seconds by the clock health reads: a time further ahead than --max-age is
-  // a clock set back meanwhile, or a file serve did not write.
-  if (-age > maxAgeMs)
-    return {
-      healthy: false,
-      reason: `serve's status is dated ${Math.round(-age / 1000)} s ahead of this machine's clock: not trusted`,
-    };
-  if (status.serving < status.workers) {
-    return {
-      healthy: false,
-      reason:
-        `${status.serving}/${status.workers} workers consuming queue ${JSON.stringify(status.queue)}: ` +
-        `the broker is unreachable or a worker is restarting`,
-    };
-  }
-  if (status.blocked !== undefined) {
-    return {
-      healthy: false,
-      reason:
-        `broker is blocking publishers: ${status.blocked}; ` +
-        `serve's replies wait until the broker's resource alarm clears`,
-    };
-  }
-  return { healthy: true, status };
-}
-
-/** Far beyond the status serve writes (~150 bytes). */
-const STATUS_FILE_LIMIT = 64 << 10;
-
-/** Why the status file could not be read, and what to do. */
-function unreadable(path: string, err: unknown, notStatus: string): string {
-  if (err instanceof FileTooLarge) return `${notStatus} (${err.message})`;
-  switch ((err as { code?: string }).code) {
-    case "ENOENT":
-    case "ENOTDIR":
-      return `no status file at ${path}: serve is not running, or runs without --status-file`;
-    case "EACCES":
-    case "EPERM":
-      return `cannot read the status file ${path}: permission denied; run health as serve's user (or one who may)`;
-    case "EISDIR":
-      return `${path} is a directory; give the file serve's --status-file names`;
-    default:
-      return `cannot read the status file ${path}: ${messageOf(err)}`;
-  }
-}
-
-function isServeStatus(value: unknown): value is ServeStatus {
+/** What writeStatus writes, and nothing else (health.ts: anything else is never healthy). */
+export function isServeStatus(value: unknown): value is ServeStatus {
   if (typeof value !== "object" || value === null) return false;
   const s = value as Record<string, unknown>;
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -245,7 +194,7 @@ function isServeStatus(value: unknown): value is ServeStatus {
   );
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

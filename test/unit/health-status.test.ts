@@ -1,15 +1,15 @@
 /**
- * serve/status.ts checkHealth, the verdict of `fibrpc health`, from the status file alone: a
+ * serve/health.ts checkHealth, the verdict of `fibrpc health`, from the status file alone: a
  * table of files (written by writeStatus, or by hand for the malformed ones) and clocks (`now` is
  * injected) → healthy, or unhealthy with the documented reason.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { existsSync, readFileSync } from "node:fs";
+import { checkHealth } from "../../src/serve/health.ts";
 import {
-  checkHealth,
   claimStatus,
   holderOf,
   removeStatus,
@@ -238,6 +238,14 @@ describe("a status file belongs to the serve that wrote it", () => {
     const path = newPath();
     writeFileSync(path, "garbage");
     expect(claimStatus(path, status())).toEqual({ claimed: true });
+  });
+
+  test("something that is not a regular file (a pipe, like /dev/zero a device) is never read nor replaced", () => {
+    const path = newPath();
+    expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+    const claim = claimStatus(path, status());
+    expect(claim).toMatchObject({ claimed: false, error: { message: "it exists and is not a regular file" } });
+    expect(statSync(path).isFIFO()).toBe(true);
   });
 
   test("its own file is removed on exit; a folder that does not exist is an error to report, not a refusal", () => {
