@@ -93,19 +93,32 @@ const CONFIG_KEYS: ConfigKeys = {
   notInFile: ALL.flatMap((o) => (o.inFile === false ? [o.env] : [])),
 };
 
-/** FIBRPC_* variables fibrpc reads that are not options: measuring switches (env-settings.ts), the build's commit. */
-const OTHER_VARIABLES: readonly string[] = ["FIBRPC_OUTLET", "FIBRPC_PUBLISHER_CONFIRMS", "FIBRPC_COMMIT"];
+/**
+ * FIBRPC_* variables that are not options but are the project's: measuring switches (env-settings.ts), the
+ * build's commit, and the settings of scripts/ (a developer may export them); by name, or by prefix for the
+ * test build's and the broker scripts' families.
+ */
+const OTHER_VARIABLES: readonly string[] = [
+  "FIBRPC_OUTLET",
+  "FIBRPC_PUBLISHER_CONFIRMS",
+  "FIBRPC_COMMIT",
+  "FIBRPC_CLUSTER_PREFIX",
+  "FIBRPC_DEBIAN_MIRROR",
+  "FIBRPC_ROOTFS_CACHE",
+];
+const OTHER_PREFIXES: readonly string[] = ["FIBRPC_TEST_", "FIBRPC_BROKER_"];
 
 /**
  * A warning for each FIBRPC_* variable that sets nothing (FIBRPC_TIMOUT), with the closest name. A flag or a
  * config-file key misspelled is an error; the environment is shared with other programs (and other versions of
- * this one), so it is a warning. The test build's FIBRPC_TEST_* settings are not options either.
+ * this one), so it is a warning.
  */
 export function unusedVariables(env: Env): string[] {
   const names = [...CONFIG_KEYS.known, ...CONFIG_KEYS.notInFile, ...OTHER_VARIABLES];
   const bare = (name: string) => name.slice("FIBRPC_".length);
   return Object.keys(env)
-    .filter((name) => name.startsWith("FIBRPC_") && !name.startsWith("FIBRPC_TEST_") && !names.includes(name))
+    .filter((name) => name.startsWith("FIBRPC_") && !names.includes(name))
+    .filter((name) => !OTHER_PREFIXES.some((prefix) => name.startsWith(prefix)))
     .sort()
     .map((name) => {
       const guess = closest(bare(name), names.map(bare));
