@@ -104,6 +104,25 @@ export function tempFolder(prefix: string): string {
  * A process a test started itself (not through run/startServe): killed at the end of the test
  * file if it is still running, even when the test failed half-way.
  */
+/**
+ * A process's stderr read as it comes: `until` resolves once what was read matches (or the stream ended: the
+ * caller's next expectation then fails with what it got), `all` once the process closed it.
+ */
+export function stderrOf(proc: { stderr: ReadableStream<Uint8Array> }) {
+  const reader = proc.stderr.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const readUntil = async (done: () => boolean) => {
+    while (!done()) {
+      const chunk = await reader.read();
+      if (chunk.done) return text;
+      text += decoder.decode(chunk.value, { stream: true });
+    }
+    return text;
+  };
+  return { until: (pattern: RegExp) => readUntil(() => pattern.test(text)), all: () => readUntil(() => false) };
+}
+
 export function tracked<T extends Subprocess>(proc: T): T {
   processes.add(proc);
   void proc.exited.then(() => processes.delete(proc));

@@ -5,7 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
-import { BIN, cleanupAfterFile, rawChannel, startServe, tracked, uniqueQueue, URL, type Server } from "../helpers.ts";
+import {
+  BIN,
+  cleanupAfterFile,
+  rawChannel,
+  startServe,
+  stderrOf,
+  tracked,
+  uniqueQueue,
+  URL,
+  type Server,
+} from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -212,20 +222,10 @@ describe("ending", () => {
       proc.stdin.flush();
       await allTaken.promise;
       proc.kill("SIGINT");
-      const errText = proc.stderr.getReader();
-      let stderr = "";
-      while (!/reading stopped/.test(stderr)) {
-        const chunk = await errText.read();
-        if (chunk.done) break;
-        stderr += new TextDecoder().decode(chunk.value);
-      }
+      const errors = stderrOf(proc);
+      await errors.until(/reading stopped/);
       proc.kill("SIGINT");
-      for (;;) {
-        const chunk = await errText.read();
-        if (chunk.done) break;
-        stderr += new TextDecoder().decode(chunk.value);
-      }
-      const code = await proc.exited;
+      const [stderr, code] = await Promise.all([errors.all(), proc.exited]);
       expect(code).toBe(130);
       // INTERRUPTED, not CONNECTION_LOST: the user ended them, and nothing says a retry would help.
       for (const n of [1, 2, 3]) expect(stderr).toContain(`fib(${n}): INTERRUPTED: ended by a second SIGINT`);

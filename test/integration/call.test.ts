@@ -10,6 +10,7 @@ import {
   rawChannel,
   run,
   startServe,
+  stderrOf,
   tracked,
   uniqueQueue,
   URL,
@@ -63,6 +64,14 @@ describe("arguments are checked before connecting", () => {
       expectOneLine(stderr);
     });
   }
+
+  test("--no-unordered (off, as it is by default) is not refused without -: the call goes on to connect", async () => {
+    const r = await run(["call", "--no-unordered", "5"], { FIBRPC_URL: "amqp://guest:guest@127.0.0.1:1" });
+    expect(r.code, r.stderr).toBe(68);
+    expect((await run(["call", "--unordered", "5"])).stderr).toBe(
+      "fibrpc: --unordered applies to `fibrpc call -` only\n",
+    );
+  });
 });
 
 describe("failures before any server answers", () => {
@@ -205,22 +214,12 @@ describe("signals", () => {
     );
     await allTaken.promise;
     proc.kill("SIGINT");
-    const errors = proc.stderr.getReader();
-    let stderr = "";
-    while (!/the calls in flight finish/.test(stderr)) {
-      const chunk = await errors.read();
-      if (chunk.done) break;
-      stderr += new TextDecoder().decode(chunk.value);
-    }
+    const errors = stderrOf(proc);
+    await errors.until(/the calls in flight finish/);
     // Still running after the first: it waits for the calls (up to their 60 s).
     expect(proc.exitCode).toBeNull();
     proc.kill("SIGINT");
-    for (;;) {
-      const chunk = await errors.read();
-      if (chunk.done) break;
-      stderr += new TextDecoder().decode(chunk.value);
-    }
-    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), errors.all(), proc.exited]);
     expect(code).toBe(130);
     const lines = stdout
       .trim()
@@ -249,20 +248,10 @@ describe("signals before the calls are sent", () => {
         stderr: "pipe",
       }),
     );
-    const errors = proc.stderr.getReader();
-    let stderr = "";
-    while (!/waiting for one/.test(stderr)) {
-      const chunk = await errors.read();
-      if (chunk.done) break;
-      stderr += new TextDecoder().decode(chunk.value);
-    }
+    const errors = stderrOf(proc);
+    await errors.until(/waiting for one/);
     proc.kill("SIGTERM");
-    for (;;) {
-      const chunk = await errors.read();
-      if (chunk.done) break;
-      stderr += new TextDecoder().decode(chunk.value);
-    }
-    const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), errors.all(), proc.exited]);
     expect(code).toBe(143);
     const lines = stdout
       .trim()
