@@ -101,10 +101,6 @@ export function tempFolder(prefix: string): string {
 }
 
 /**
- * A process a test started itself (not through run/startServe): killed at the end of the test
- * file if it is still running, even when the test failed half-way.
- */
-/**
  * A process's stderr read as it comes: `until` resolves once what was read matches (or the stream ended: the
  * caller's next expectation then fails with what it got), `all` once the process closed it.
  */
@@ -123,6 +119,10 @@ export function stderrOf(proc: { stderr: ReadableStream<Uint8Array> }) {
   return { until: (pattern: RegExp) => readUntil(() => pattern.test(text)), all: () => readUntil(() => false) };
 }
 
+/**
+ * A process a test started itself (not through run/startServe): killed at the end of the test
+ * file if it is still running, even when the test failed half-way.
+ */
 export function tracked<T extends Subprocess>(proc: T): T {
   processes.add(proc);
   void proc.exited.then(() => processes.delete(proc));

@@ -3,6 +3,7 @@
  * caller can meet before any server answers.
  */
 import { describe, expect, test } from "bun:test";
+import type { ConsumeMessage } from "amqplib";
 import {
   BIN,
   BROKER_PORT,
@@ -232,6 +233,39 @@ describe("signals", () => {
     ]);
     expect(lines[0].error.message).toBe("ended by a second SIGINT before its reply came");
     expect(stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe("signals, the calls answered after the first", () => {
+  test("SIGINT: the calls sent finish, their results print, exit 130", async () => {
+    // A hand-made responder that answers only once the test says so: after the signal.
+    const queue = uniqueQueue("call_signals_answer");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    const taken: ConsumeMessage[] = [];
+    const allTaken = Promise.withResolvers<void>();
+    await ch.consume(queue, (msg) => msg && taken.push(msg) === 2 && allTaken.resolve(), { noAck: true });
+    const proc = tracked(
+      Bun.spawn([BIN, "call", "-t", "60s", "--queue", queue, "10", "11"], {
+        cwd: "/",
+        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    await allTaken.promise;
+    proc.kill("SIGINT");
+    const errors = stderrOf(proc);
+    await errors.until(/the calls in flight finish/);
+    for (const msg of taken) {
+      const n = Number(msg.content.toString());
+      const answer = n === 10 ? "55" : "89";
+      ch.sendToQueue(msg.properties.replyTo, Buffer.from(answer), { correlationId: msg.properties.correlationId });
+    }
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), errors.all(), proc.exited]);
+    expect(code).toBe(130);
+    expect(stdout).toBe("55\n89\n");
+    expect(stderr).not.toMatch(/fib\(/);
   });
 });
 

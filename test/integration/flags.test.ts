@@ -212,6 +212,9 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
     expect([fromEnv.code, fromEnv.stderr]).toEqual([64, expect.stringMatching(/^fibrpc: cannot read FIBRPC_CONFIG "/)]);
     const bad = await run(["call", "30", "--config", configFile("FIBRPC_JSON=maybe\n")]);
     expect(bad.stderr).toBe('fibrpc: FIBRPC_JSON in the --config file must be true or false, got "maybe"\n');
+    // A PEM file too: /dev/zero is refused at 4 MiB.
+    const pem = await run(["call", "30", "--tls-ca", "/dev/zero"], NOWHERE);
+    expect([pem.code, pem.stderr]).toEqual([64, 'fibrpc: cannot read --tls-ca "/dev/zero": larger than 4 MiB\n']);
     // /dev/zero given by mistake: refused at its first MiB, not read until memory runs out.
     const endless = await run(["call", "30", "--config", "/dev/zero"]);
     expect([endless.code, endless.stderr]).toEqual([

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Options } from "amqplib";
 import { requestQueueOptions, type QueueType } from "../../src/rpc/queue.ts";
 import { rabbitmqctlJson } from "../broker.ts";
+import { Hold } from "../hold.ts";
 import {
   alsoDelete,
   cleanupAfterFile,
@@ -274,6 +275,23 @@ describe("drain", () => {
       expect.stringMatching(/ INFO {2}drained: 1 worker stopped, 1 request answered$/),
     ]);
     expect(existsSync(statusFile)).toBe(false);
+  });
+
+  test("a second SIGHUP (a closed terminal's shell passing it on) does not cut the drain short", async () => {
+    // The request is held in serve's worker: the drain cannot end before the test releases it.
+    const hold = new Hold(26);
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const call = run(["call", "--queue", queue, "26"]);
+    await hold.next();
+    server.proc.kill("SIGHUP");
+    await server.waitForLog(/SIGHUP: draining/);
+    server.proc.kill("SIGHUP");
+    // Still draining: the held computation is released, answered, and serve exits 0 (143 had it been cut).
+    hold.releaseAll();
+    expect(await call).toMatchObject({ code: 0, stdout: "121393\n" });
+    expect(await server.proc.exited).toBe(0);
+    expect(server.log).not.toMatch(/again: exiting now/);
   });
 
   test("--drain-timeout expires: one warning, exit 75, the status file removed; requests in flight go back to the queue and another server answers them", async () => {
