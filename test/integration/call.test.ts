@@ -196,6 +196,12 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
   });
 });
 
+/** `fibrpc call ARGS` on the suite's broker, started now and left running, its output piped. */
+function startCall(args: string[]) {
+  const env = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+  return tracked(Bun.spawn([BIN, "call", ...args], { cwd: "/", env, stdout: "pipe", stderr: "pipe" }));
+}
+
 describe("signals", () => {
   test("SIGINT lets the calls sent finish; a second one ends them at once: --json's line per n, INTERRUPTED, exit 130", async () => {
     // A consumer that takes requests and never answers: the calls stay in flight until a signal ends them.
@@ -205,14 +211,7 @@ describe("signals", () => {
     let taken = 0;
     const allTaken = Promise.withResolvers<void>();
     await ch.consume(queue, () => ++taken === 3 && allTaken.resolve(), { noAck: true });
-    const proc = tracked(
-      Bun.spawn([BIN, "call", "-j", "-t", "60s", "--queue", queue, "1", "2", "3"], {
-        cwd: "/",
-        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
-        stdout: "pipe",
-        stderr: "pipe",
-      }),
-    );
+    const proc = startCall(["-j", "-t", "60s", "--queue", queue, "1", "2", "3"]);
     await allTaken.promise;
     proc.kill("SIGINT");
     const errors = stderrOf(proc);
@@ -245,14 +244,7 @@ describe("signals, the calls answered after the first", () => {
     const taken: ConsumeMessage[] = [];
     const allTaken = Promise.withResolvers<void>();
     await ch.consume(queue, (msg) => msg && taken.push(msg) === 2 && allTaken.resolve(), { noAck: true });
-    const proc = tracked(
-      Bun.spawn([BIN, "call", "-t", "60s", "--queue", queue, "10", "11"], {
-        cwd: "/",
-        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
-        stdout: "pipe",
-        stderr: "pipe",
-      }),
-    );
+    const proc = startCall(["-t", "60s", "--queue", queue, "10", "11"]);
     await allTaken.promise;
     proc.kill("SIGINT");
     const errors = stderrOf(proc);
@@ -274,14 +266,7 @@ describe("signals before the calls are sent", () => {
     const queue = uniqueQueue("call_signals_wait");
     const { ch } = await rawChannel();
     await ch.assertQueue(queue, { durable: true }); // and no consumer: --wait-for-server waits
-    const proc = tracked(
-      Bun.spawn([BIN, "call", "-j", "-t", "60s", "--wait-for-server", "--queue", queue, "1", "2"], {
-        cwd: "/",
-        env: { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL },
-        stdout: "pipe",
-        stderr: "pipe",
-      }),
-    );
+    const proc = startCall(["-j", "-t", "60s", "--wait-for-server", "--queue", queue, "1", "2"]);
     const errors = stderrOf(proc);
     await errors.until(/waiting for one/);
     proc.kill("SIGTERM");

@@ -21,6 +21,22 @@ async function words(parts: string[]): Promise<Token[]> {
   return out;
 }
 
+/** A stream of `text` (plain output, in order, 4 in flight) run to its end with `call`; its stderr lines. */
+async function runStream(text: string, call: (n: number) => Promise<CallOutcome>) {
+  const errors: string[] = [];
+  const stream = new CallStream({
+    tokens: tokensOf(chunks([text])),
+    call,
+    out: new StdoutLines(new PassThrough()),
+    err: (line) => errors.push(line),
+    style: { json: false, named: false, masker: new Masker() },
+    inFlight: 4,
+    unordered: false,
+  });
+  await stream.run();
+  return { errors, stream };
+}
+
 describe("the words of a stream", () => {
   test("any whitespace separates; a word split across chunks is one; line numbers count newlines", async () => {
     const found = await words(["  1", "2 3\t4\r\n\n5", "6\n 7"]);
@@ -225,17 +241,8 @@ describe("bad words and the tally", () => {
   });
 
   test("a long word of leading zeros that is not an n is quoted as written, never as what was read", async () => {
-    const errors: string[] = [];
-    const stream = new CallStream({
-      tokens: tokensOf(chunks([`${"0".repeat(50)}abc ${"0".repeat(50)}12345678901234567\n`])),
-      call: async (n) => ({ n, ok: true, result: "r", ms: 1 }) as CallOutcome,
-      out: new StdoutLines(new PassThrough()),
-      err: (line) => errors.push(line),
-      style: { json: false, named: false, masker: new Masker() },
-      inFlight: 4,
-      unordered: false,
-    });
-    await stream.run();
+    const text = `${"0".repeat(50)}abc ${"0".repeat(50)}12345678901234567\n`;
+    const { errors } = await runStream(text, async (n) => ({ n, ok: true, result: "r", ms: 1 }));
     const zeros = JSON.stringify(`${"0".repeat(MAX_TOKEN_LENGTH)}…`);
     expect(errors).toEqual([
       `line 1: invalid n ${zeros}: n must be a decimal integer, got ${zeros}\n`,
@@ -244,20 +251,11 @@ describe("bad words and the tally", () => {
   });
 
   test("a bad word's control characters are escaped once; the tally counts calls, not bad words", async () => {
-    const errors: string[] = [];
-    const stream = new CallStream({
-      tokens: tokensOf(chunks(["2\u0000 3 x\u0001 4\n\u009b5 \u007f\n"])),
-      call: async (n) =>
-        (n === 4
-          ? { n, ok: false, error: undefined, code: "X", message: "no", ms: 1 }
-          : { n, ok: true, result: "r", ms: 1 }) as CallOutcome,
-      out: new StdoutLines(new PassThrough()),
-      err: (line) => errors.push(line),
-      style: { json: false, named: false, masker: new Masker() },
-      inFlight: 4,
-      unordered: false,
-    });
-    await stream.run();
+    const { errors, stream } = await runStream("2\u0000 3 x\u0001 4\n\u009b5 \u007f\n", async (n) =>
+      n === 4
+        ? ({ n, ok: false, error: undefined, code: "X", message: "no", ms: 1 } as unknown as CallOutcome)
+        : { n, ok: true, result: "r", ms: 1 },
+    );
     expect(errors[0]).toStartWith('line 1: invalid n "2\\u0000": ');
     expect(errors[1]).toStartWith('line 1: invalid n "x\\u0001": ');
     // C1 (U+009B is a terminal's CSI) and DEL, which JSON leaves as they are.
