@@ -36,8 +36,11 @@ export class Masker {
 
   constructor(urls: readonly BrokerUrl[] = []) {
     for (const url of urls) {
-      this.add(url.text, displayUrl(url));
       const { password, passwordText } = url;
+      // Only a URL with a password needs hiding as written. One without is left alone: its display form
+      // begins with its text (amqp://h → amqp://h:5672), and a line that already shows that form would be
+      // replaced again (amqp://h:5672:5672).
+      if (url.userinfo && password !== "") this.add(url.text, displayUrl(url));
       if (password.length < MIN_SECRET_LENGTH || PUBLIC_PASSWORDS.has(password)) continue;
       const encoded = encodeURIComponent(password);
       const lower = encoded.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase());

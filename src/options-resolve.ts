@@ -18,11 +18,20 @@ type Resolved = { value: unknown; source: Source };
 /** The command line after the command's name, or its flags scanned already (options-scan.ts). */
 type CommandLine = { rawArgs: readonly string[]; onNegativeNumber?: OnNegativeNumber } | { flags: GivenFlags };
 
-/** The environment (process.env), and the FIBRPC_* settings of the --config file, if any (readConfigFile). */
-export type OptionInput = CommandLine & { env: Env; file?: File };
+/**
+ * The environment (process.env), and the FIBRPC_* settings of the --config file, if any (readConfigFile), with
+ * how messages name the file (--config, or FIBRPC_CONFIG).
+ */
+export type OptionInput = CommandLine & { env: Env; file?: File; fileNamed?: string };
 
 /** A value and where it came from: flag > environment > config file > default. */
-function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, file: File): Resolved {
+function resolveOne(
+  name: OptionName,
+  flag: GivenFlags[OptionName],
+  env: Env,
+  file: File,
+  fileNamed = "--config",
+): Resolved {
   const option = optionOf(name);
   const at = (where: string) => ({ flag: name, env: option.env, where });
   if (typeof flag === "boolean") return { value: flag, source: "flag" };
@@ -44,7 +53,7 @@ function resolveOne(name: OptionName, flag: GivenFlags[OptionName], env: Env, fi
   if (fromEnv !== undefined && fromEnv !== "") return { value: parseFrom(fromEnv, option.env), source: "env" };
   const fromFile = option.inFile === false ? undefined : file[option.env];
   if (fromFile !== undefined && fromFile !== "") {
-    return { value: parseFrom(fromFile, `${option.env} in the --config file`), source: "file" };
+    return { value: parseFrom(fromFile, `${option.env} in the ${fileNamed} file`), source: "file" };
   }
   const fallback = typeof option.default === "function" ? option.default() : option.default;
   return { value: fallback === undefined ? undefined : option.parse(fallback, at("default")), source: "default" };
@@ -137,12 +146,12 @@ function flagsOf(command: CommandName, input: CommandLine): GivenFlags {
 
 /** A command's options from its command line, the environment and the config file's settings (given). */
 export function resolveOptions<C extends CommandName>(command: C, input: OptionInput): Options<C> {
-  const { env, file = {} } = input;
+  const { env, file = {}, fileNamed } = input;
   const flags = flagsOf(command, input);
   const values: Record<string, unknown> = {};
   const from: Record<string, Source> = {};
   for (const name of optionsOf(command)) {
-    const { value, source } = resolveOne(name, flags[name], env, file);
+    const { value, source } = resolveOne(name, flags[name], env, file, fileNamed);
     values[camelName(name)] = value;
     from[camelName(name)] = source;
   }
@@ -161,5 +170,5 @@ export async function loadOptions<C extends CommandName>(
   const path = config?.value as string | undefined;
   const named = config?.source === "env" ? OPTIONS.config.env : "--config";
   const file = path === undefined ? {} : await readConfigFile(path, CONFIG_KEYS, named);
-  return resolveOptions(command, { flags, env: input.env, file });
+  return resolveOptions(command, { flags, env: input.env, file, fileNamed: named });
 }

@@ -86,7 +86,7 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     const eq = token.indexOf("=");
     const flag = eq === -1 ? token : token.slice(0, eq);
     const bare = flag.replace(/^--?/, "");
-    if (flag === "--help" || flag === "--version") {
+    if (["--help", "-h", "--version", "-v"].includes(flag)) {
       fail(usageError(`${flag} takes no value (got ${token}); give ${flag}`));
       continue;
     }

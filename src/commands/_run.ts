@@ -79,6 +79,8 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
       return rawArgs.length === 1 ? undefined : `give ${first} alone; see fibrpc --help`;
     }
     const flag = first.split("=", 1)[0]!;
+    if (["--help", "-h", "--version", "-v"].includes(flag))
+      return `${flag} takes no value (got ${first}); give ${flag}`;
     const guess = closest(flag.replace(/^--?/, ""), ["help", "version"]);
     if (guess !== undefined) return `unknown option ${flag}; did you mean --${guess}? see fibrpc --help`;
     const command = rawArgs.find((a) => names.includes(a));

@@ -113,6 +113,15 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       `the broker at ${broker} closed the connection during the handshake (${message})`,
     );
   }
+  // A port of another protocol that answers first (an HTTP server, the management UI on 15672, a proxy): amqplib
+  // reads its first bytes as a frame header and finds an absurd size ("HTTP/1.1" gives 1345270062).
+  if (/^Frame size \d+ exceeds maxFrameSize/.test(message)) {
+    return error(
+      "BROKER_UNREACHABLE",
+      "handshake",
+      `the server at ${broker} did not answer in AMQP 0-9-1: another service listens on that port`,
+    );
+  }
   // amqps:// to a port that answers in plain AMQP (5672): OpenSSL reads "AMQP" as a record header.
   if (/WRONG_VERSION_NUMBER|wrong version number|packet length too long/i.test(message)) {
     return error(

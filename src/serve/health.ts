@@ -5,7 +5,7 @@
  */
 import { messageOf } from "../errors.ts";
 import { FileTooLarge } from "../small-file.ts";
-import { isAlive, isServeStatus, readStatusText, type ServeStatus } from "./status.ts";
+import { isAlive, isServeStatus, NotRegularFile, readStatusText, type ServeStatus } from "./status.ts";
 
 export type Health = { healthy: true; status: ServeStatus } | { healthy: false; reason: string };
 
@@ -60,7 +60,9 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
 
 /** Why the status file could not be read, and what to do. */
 function unreadable(path: string, err: unknown, notStatus: string): string {
-  if (err instanceof FileTooLarge) return `${notStatus} (${err.message})`;
+  if (err instanceof NotRegularFile && err.directory)
+    return `${path} is a directory; give the file serve's --status-file names`;
+  if (err instanceof FileTooLarge || err instanceof NotRegularFile) return `${notStatus} (${err.message})`;
   switch ((err as { code?: string }).code) {
     case "ENOENT":
     case "ENOTDIR":
@@ -68,8 +70,6 @@ function unreadable(path: string, err: unknown, notStatus: string): string {
     case "EACCES":
     case "EPERM":
       return `cannot read the status file ${path}: permission denied; run health as serve's user (or one who may)`;
-    case "EISDIR":
-      return `${path} is a directory; give the file serve's --status-file names`;
     default:
       return `cannot read the status file ${path}: ${messageOf(err)}`;
   }

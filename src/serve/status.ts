@@ -39,8 +39,20 @@ export const STATUS_STALE_MS = 3 * STATUS_HEARTBEAT_MS;
 /** Far beyond the status serve writes (~150 bytes): a file that holds more is not one (health.ts says so). */
 export const STATUS_FILE_LIMIT = 64 << 10;
 
-/** The status file's text, read no further than STATUS_FILE_LIMIT (FileTooLarge past it). */
+/** The path exists and is not a regular file (a pipe, a device, a directory): never a status file. */
+export class NotRegularFile extends Error {
+  constructor(readonly directory: boolean) {
+    super(directory ? "it is a directory" : "it is not a regular file");
+  }
+}
+
+/**
+ * The status file's text, read no further than STATUS_FILE_LIMIT (FileTooLarge past it). Only a regular file is
+ * read: opening a named pipe waits for a writer, and serve's supervisor and `health` must never wait.
+ */
 export function readStatusText(path: string): string {
+  const stat = statSync(path);
+  if (!stat.isFile()) throw new NotRegularFile(stat.isDirectory());
   return readSmallFile(path, STATUS_FILE_LIMIT).toString("utf8");
 }
 

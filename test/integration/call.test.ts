@@ -83,6 +83,10 @@ describe("failures before any server answers", () => {
     expect(stderr).toContain("connection refused");
     expect(stderr).not.toContain("s3cret");
     expectOneLine(stderr);
+    // A URL without a port or a password is shown with its port, once (it read amqp://127.0.0.2:5672:5672).
+    // (.invalid never resolves, RFC 6761.)
+    const portless = await run(["call", "5", "--url", "amqp://nowhere.invalid"]);
+    expect(portless.stderr).toStartWith("fibrpc: cannot reach the broker at amqp://nowhere.invalid:5672: host name");
   });
 
   test("amqps:// to the plain AMQP port: says the port is not TLS, not OpenSSL's code; exit 68", async () => {
@@ -91,6 +95,24 @@ describe("failures before any server answers", () => {
     expect(stderr).toMatch(/did not answer in TLS: the port speaks plain AMQP \(amqp:\/\/\), not amqps:\/\//);
     expect(stderr).not.toMatch(/OPENSSL|s3cret/);
     expectOneLine(stderr);
+  });
+
+  test("a port of another protocol (an HTTP server answering first): says so, not amqplib's frame size; exit 68", async () => {
+    const http = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (socket) => void socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n") },
+    });
+    try {
+      const { code, stderr } = await run(["call", "5", "--url", `amqp://127.0.0.1:${http.port}`]);
+      expect([code, stderr]).toEqual([
+        68,
+        `fibrpc: the server at amqp://127.0.0.1:${http.port} did not answer in AMQP 0-9-1: another service listens ` +
+          "on that port; is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?\n",
+      ]);
+    } finally {
+      http.stop(true);
+    }
   });
 
   test("wrong password: access refused, exit 77", async () => {

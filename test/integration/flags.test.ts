@@ -92,6 +92,9 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["serve", "-w", "1", "-w", "2"], message: /^fibrpc: --workers given twice \(1, 2\); give it once$/ },
   { args: ["bench", "-j", "--json"], message: /^fibrpc: --json given twice; give it once$/ },
   { args: ["call", "-j=yes", "30"], message: /^fibrpc: --json takes no value \(got -j=yes\)/ },
+  { args: ["call", "-h=x", "30"], message: /^fibrpc: -h takes no value \(got -h=x\); give -h$/ },
+  { args: ["-h=x"], message: /^fibrpc: -h takes no value \(got -h=x\); give -h$/ },
+  { args: ["--version=2", "call"], message: /^fibrpc: --version takes no value \(got --version=2\); give --version$/ },
   { args: ["bench", "-r", "0"], message: /--requests must be/ },
   // -n is --n (fib's n), as its letter says; not the number of calls (that is -r).
   // bench checks every answer against fib(n) it computes itself: n up to the largest --max-n.
@@ -212,6 +215,10 @@ describe("misread flags are usage errors: exit 64, one line, nothing on stdout",
     expect([fromEnv.code, fromEnv.stderr]).toEqual([64, expect.stringMatching(/^fibrpc: cannot read FIBRPC_CONFIG "/)]);
     const bad = await run(["call", "30", "--config", configFile("FIBRPC_JSON=maybe\n")]);
     expect(bad.stderr).toBe('fibrpc: FIBRPC_JSON in the --config file must be true or false, got "maybe"\n');
+    const badFromEnv = await run(["call", "30"], { FIBRPC_CONFIG: configFile("FIBRPC_TIMEOUT=soon\n") });
+    expect(badFromEnv.stderr).toBe(
+      'fibrpc: --timeout must be a duration like 500ms, 5s or 2m, got "soon" (from FIBRPC_TIMEOUT in the FIBRPC_CONFIG file)\n',
+    );
     // A PEM file too: /dev/zero is refused at 4 MiB.
     const pem = await run(["call", "30", "--tls-ca", "/dev/zero"], NOWHERE);
     expect([pem.code, pem.stderr]).toEqual([64, 'fibrpc: cannot read --tls-ca "/dev/zero": larger than 4 MiB\n']);

@@ -162,12 +162,19 @@ describe("checkHealth: a file that is not a status of serve is unreadable (unhea
     });
   }
 
-  test("a folder where the file should be, or a path through a file: each said as what it is", () => {
+  test("a folder where the file should be, a pipe, or a path through a file: each said as what it is", () => {
     const path = newPath();
     mkdirSync(path);
     expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
       healthy: false,
       reason: `${path} is a directory; give the file serve's --status-file names`,
+    });
+    // A named pipe with no writer: opening it would wait for one, forever.
+    const pipe = newPath();
+    expect(Bun.spawnSync(["mkfifo", pipe]).exitCode).toBe(0);
+    expect(checkHealth(pipe, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: `${pipe} is not a status file serve wrote (it is not a regular file)`,
     });
     const file = newPath();
     writeFileSync(file, JSON.stringify(fresh()));
@@ -245,6 +252,10 @@ describe("a status file belongs to the serve that wrote it", () => {
     expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
     const claim = claimStatus(path, status());
     expect(claim).toMatchObject({ claimed: false, error: { message: "it exists and is not a regular file" } });
+    expect(statSync(path).isFIFO()).toBe(true);
+    // Nor read when serve looks for another holder, nor when it cleans up: either would wait for a writer.
+    expect(holderOf(path)).toBeUndefined();
+    removeStatus(path);
     expect(statSync(path).isFIFO()).toBe(true);
   });
 

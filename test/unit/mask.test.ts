@@ -49,6 +49,12 @@ describe("parsed URLs: every form of the password, anywhere", () => {
   });
 });
 
+test("a URL without a password is left as it is, even where its display form already shows it", () => {
+  const masker = new Masker([parseBrokerUrl("amqp://127.0.0.2"), parseBrokerUrl("amqp://u@h/v")]);
+  const line = "cannot reach the broker at amqp://127.0.0.2:5672 (or amqp://u@h:5672/v), given as amqp://127.0.0.2";
+  expect(masker.mask(line)).toBe(line);
+});
+
 test("a Masker masks only its own URLs' passwords on their own; every one masks URLs by shape", () => {
   const mine = new Masker([parseBrokerUrl("amqp://u:my-secret@h")]);
   const other = new Masker([parseBrokerUrl("amqp://u:their-secret@h")]);

@@ -513,6 +513,12 @@ const cases: Case[] = [
     argv: ["--help=yes"],
     error: /^--help takes no value \(got --help=yes\); give --help$/,
   },
+  {
+    name: "a value for -h or -v: said as such, not an unknown option",
+    command: "call",
+    argv: ["-v=1"],
+    error: /^-v takes no value \(got -v=1\); give -v$/,
+  },
 ];
 
 describe("resolveOptions: { command, argv, env, file } → options | error", () => {
