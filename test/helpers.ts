@@ -34,6 +34,7 @@ export const UNMASKED_PASSWORD = /amqps?:\/\/[^:/\s@]+:(?!\*\*\*@)[^@\s/]+@/;
 const queues = new Set<string>();
 const connections = new Set<ChannelModel>();
 const folders = new Set<string>();
+const tcpListeners = new Set<{ stop(closeActive?: boolean): void }>();
 
 /**
  * Kills the processes, deletes the queues and checks the outputs of the calling test file.
@@ -76,6 +77,8 @@ async function cleanup(): Promise<void> {
   for (const conn of connections) await conn.close().catch(() => {});
   connections.clear();
   await step(stopPrivateBrokers);
+  for (const listener of tcpListeners) listener.stop(true);
+  tcpListeners.clear();
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
   folders.clear();
   // No log line or error message of fibrpc shows a password given in a URL.
@@ -91,6 +94,21 @@ export async function freePort(): Promise<number> {
   const { port } = listener;
   listener.stop(true);
   return port;
+}
+
+/**
+ * A port on 127.0.0.1 that accepts connections and never answers (a broker hung in its handshake): `connected`
+ * resolves once a client's connection arrives, so a test knows it is connecting. Stopped after the test file.
+ */
+export function silentPort(): { port: number; connected: Promise<void> } {
+  const connected = Promise.withResolvers<void>();
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: { open: () => connected.resolve(), data() {} },
+  });
+  tcpListeners.add(listener);
+  return { port: listener.port, connected: connected.promise };
 }
 
 /** A new empty folder under the system's temporary folder, removed at the end of the test file. */

@@ -12,16 +12,35 @@ import { RpcClient, type ClientLog, type ClientOptions } from "../rpc/client.ts"
 import { ReconnectingCaller } from "./reconnect.ts";
 import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
 
+type Signal = "SIGINT" | "SIGTERM";
+
+/**
+ * `beforeStart` is called on a signal while connecting or looking for a server (up to --timeout): no call is
+ * made yet, so there is nothing to finish and no result to print; it ends the process (130, 143).
+ */
 export async function benchServer<T>(
   clientOptions: ClientOptions,
   loop: BenchOptions,
   report: (result: BenchResult) => Promise<T>,
+  beforeStart: (signal: Signal) => never,
 ): Promise<T> {
   const { timeoutMs, durationMs } = loop;
-  const client = await RpcClient.connect(clientOptions);
+  process.on("SIGINT", beforeStart).on("SIGTERM", beforeStart);
+  const started = () => process.off("SIGINT", beforeStart).off("SIGTERM", beforeStart);
+  let client: RpcClient;
+  try {
+    client = await RpcClient.connect(clientOptions);
+  } catch (err) {
+    started();
+    throw err;
+  }
   let caller: ReconnectingCaller | undefined;
   try {
-    await awaitServer(client, { deadline: Date.now() + timeoutMs, wait: false });
+    try {
+      await awaitServer(client, { deadline: Date.now() + timeoutMs, wait: false });
+    } finally {
+      started();
+    }
     const runEnd = durationMs === undefined ? undefined : Date.now() + durationMs;
     const reconnect = (deadline: number) =>
       RpcClient.connect(clientOptions, Math.min(deadline, Date.now() + timeoutMs));
@@ -48,7 +67,7 @@ export async function benchServer<T>(
 /** A signal aborted (its reason "SIGINT" or "SIGTERM") at the first of them; the second exits (130, 143). */
 function stopOnSignals(log: ClientLog): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
-  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+  const onSignal = (signal: Signal) => {
     if (stop.signal.aborted) process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
     log.info(`${signal}: no new calls; the summary once the calls in flight finish (${signal} again: exit now)`);
     stop.abort(signal);

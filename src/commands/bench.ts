@@ -2,7 +2,8 @@ import { defineCommand } from "citty";
 import { progressDisplay } from "../bench/progress.ts";
 import { benchServer } from "../bench/session.ts";
 import { formatSummary } from "../bench/summary.ts";
-import { FibrpcError, messageOf } from "../errors.ts";
+import { writeSync } from "node:fs";
+import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
 import { writeResults } from "../output.ts";
 import { runAction } from "./_run.ts";
 import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
@@ -37,20 +38,32 @@ export default defineCommand({
         onProgress: progress?.onProgress,
         progressEveryMs: progress?.everyMs,
       };
+      // A signal before the run starts: --json still gets its object, as for any run that could not start.
+      const beforeStart = (signal: "SIGINT" | "SIGTERM"): never => {
+        const message = `${signal} before the run started`;
+        if (o.json) writeSync(1, `${run.masker.mask(JSON.stringify({ error: { code: "INTERRUPTED", message } }))}\n`);
+        process.stderr.write(`fibrpc: ${message}; no call was made\n`);
+        process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
+      };
       try {
-        return await benchServer(clientOptions, loop, async (result) => {
-          progress?.done();
-          // Masked: outages and a run cut short quote the broker's URL in their errors. The exit code is as
-          // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server
-          // did not keep up (bench/run.ts).
-          const { exitCode, ...shown } = result;
-          const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
-          const { masker } = run;
-          await writeResults(
-            o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
-          );
-          return exitCode;
-        });
+        return await benchServer(
+          clientOptions,
+          loop,
+          async (result) => {
+            progress?.done();
+            // Masked: outages and a run cut short quote the broker's URL in their errors. The exit code is as
+            // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server
+            // did not keep up (bench/run.ts).
+            const { exitCode, ...shown } = result;
+            const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
+            const { masker } = run;
+            await writeResults(
+              o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
+            );
+            return exitCode;
+          },
+          beforeStart,
+        );
       } catch (err) {
         // --json: stdout holds one object whatever happens, as call's does (`fibrpc bench --json | jq` gets
         // the error, and the exit code says it too).

@@ -17,6 +17,7 @@ import {
   eventually,
   rawChannel,
   run,
+  silentPort,
   startServe,
   tracked,
   uniqueQueue,
@@ -582,6 +583,34 @@ test("SIGINT or SIGTERM ends a run early: no call started after it, those in fli
   bench.kill("SIGINT");
   expect((await bench.done()).code).toBe(130);
   release();
+});
+
+test("a signal while connecting (a broker that never answers its handshake): at once, --json's error object", async () => {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    const broker = silentPort();
+    const proc = tracked(
+      Bun.spawn([BIN, "bench", "--json", "-t", "60s", "--url", `amqp://127.0.0.1:${broker.port}`], {
+        cwd: "/",
+        env: { ...process.env, NO_COLOR: "1" },
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    await broker.connected;
+    proc.kill(signal);
+    const [stdout, stderr, exited] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    expect(exited, signal).toBe(code);
+    expect(JSON.parse(stdout)).toEqual({ error: { code: "INTERRUPTED", message: `${signal} before the run started` } });
+    expect(stderr).toBe(`fibrpc: ${signal} before the run started; no call was made\n`);
+  }
 });
 
 test("--json: an object on stdout when the run cannot start, the error's code and message", async () => {

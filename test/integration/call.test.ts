@@ -10,6 +10,7 @@ import {
   cleanupAfterFile,
   rawChannel,
   run,
+  silentPort,
   startServe,
   stderrOf,
   tracked,
@@ -305,6 +306,21 @@ describe("signals before the calls are sent", () => {
     expect(stderr.trimEnd().split("\n").at(-1)).toBe("fibrpc: SIGTERM before the calls were sent; nothing was sent");
     // Nothing was sent: the queue holds no request.
     expect((await ch.checkQueue(queue)).messageCount).toBe(0);
+  });
+
+  test("SIGINT while connecting (a broker that never answers its handshake): at once, exit 130", async () => {
+    const broker = silentPort();
+    const proc = startCall(["-j", "-t", "60s", "--url", `amqp://127.0.0.1:${broker.port}`, "7"]);
+    await broker.connected;
+    proc.kill("SIGINT");
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    expect(code).toBe(130);
+    expect(JSON.parse(stdout)).toMatchObject({ n: 7, error: { code: "INTERRUPTED" } });
+    expect(stderr).toBe("fibrpc: SIGINT before the calls were sent; nothing was sent\n");
   });
 });
 
