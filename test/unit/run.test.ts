@@ -19,9 +19,10 @@ import { runAction } from ${JSON.stringify(RUN)};
 import { installCrashHandlers } from ${JSON.stringify(REPORT)};
 import { Masker } from ${JSON.stringify(MASK)};
 import { parseBrokerUrl } from ${JSON.stringify(URL_MODULE)};
-installCrashHandlers(undefined, new Masker([parseBrokerUrl("amqp://u:pa%20ss-w0rd@h")]));
 const kind = process.argv[2];
-if (kind === "throw") setTimeout(() => { throw new TypeError("boom with pa ss-w0rd\\nand a second line"); }, 1);
+// serve --log-format json installs them so: the crash is a JSON log entry.
+installCrashHandlers(undefined, new Masker([parseBrokerUrl("amqp://u:pa%20ss-w0rd@h")]), kind === "throw-json");
+if (kind === "throw" || kind === "throw-json") setTimeout(() => { throw new TypeError("boom with pa ss-w0rd\\nand a second line"); }, 1);
 if (kind === "reject") Promise.reject(new Error("rejected at amqp://x:y0ur-s3cret@h"));
 if (kind === "action") runAction("call", process.argv.slice(3), async () => { throw new RangeError("out of range"); });
 `;
@@ -77,4 +78,18 @@ describe("unexpected errors", () => {
       expect(stderr).not.toContain("y0ur-s3cret");
     });
   }
+});
+
+test("an uncaught error with JSON logs (serve --log-format json): one JSON entry, masked, exit 70", async () => {
+  const { code, stdout, stderr } = await crash("throw-json");
+  expect(code).toBe(70);
+  expect(stdout).toBe("");
+  expect(stderr.trimEnd().split("\n")).toHaveLength(1);
+  expect(JSON.parse(stderr)).toEqual({
+    time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    level: "error",
+    message:
+      "internal error: TypeError: boom with *** and a second line " +
+      "(rerun with --log-level debug for the stack trace; please report it)",
+  });
 });
