@@ -105,6 +105,8 @@ interface ConfirmFields {
 interface PendingCall {
   n: number;
   startedAt: number;
+  /** This attempt's deadline (ms since the epoch), as its request carries it. */
+  deadline: number;
   timer: ReturnType<typeof setTimeout>;
   settle: (outcome: CallOutcome) => void;
   /** The broker confirmed it took the request (publisher confirms): an answer is up to the servers now. */
@@ -291,7 +293,7 @@ export class RpcClient {
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
       const sent = replyTo !== undefined;
-      const call: PendingCall = { n, startedAt, timer, settle, confirmed: false, sent };
+      const call: PendingCall = { n, startedAt, deadline, timer, settle, confirmed: false, sent };
       this.pending.set(correlationId, call);
       // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
       // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
@@ -558,6 +560,12 @@ export class RpcClient {
       // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
       const shown = correlationId === undefined ? "(none)" : preview(correlationId);
       this.options.log.debug(`ignored a reply with unknown or already answered correlation id ${shown}`);
+      return;
+    }
+    // A retry keeps its correlation id: a server that picked up an earlier attempt late answers it with
+    // DEADLINE_EXCEEDED, which is not this attempt's answer while its own deadline is still ahead.
+    if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < call.deadline) {
+      this.options.log.debug(`ignored DEADLINE_EXCEEDED for fib(${call.n}): an earlier attempt's, this one has time`);
       return;
     }
     this.pending.delete(correlationId);

@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { ConsumeMessage } from "amqplib";
+import { encodeError } from "../../src/rpc/protocol.ts";
 import {
   BIN,
   BROKER_PORT,
@@ -366,6 +367,35 @@ describe("a hand-made responder on the real broker", () => {
     expect(code).toBe(0);
     expect(stdout).toBe(`${expected.join("\n")}\n`);
     expect(stderr).toContain('ignored a reply with unknown or already answered correlation id "not-one-of-ours"');
+  });
+});
+
+describe("a DEADLINE_EXCEEDED reply while the call still has time", () => {
+  test("is an earlier attempt's (a retry keeps its correlation id), not this one's answer", async () => {
+    // After a resource alarm, a server picks up a call's earlier attempts past their deadlines and answers each
+    // with DEADLINE_EXCEEDED, under the correlation id the retry shares, on the connection the retry waits on.
+    // Here a hand-made responder sends that reply first, then the answer.
+    const queue = uniqueQueue("call_late_attempt");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    await ch.consume(
+      queue,
+      (msg) => {
+        if (!msg) return;
+        const { replyTo, correlationId } = msg.properties;
+        const late = encodeError(
+          "text",
+          "DEADLINE_EXCEEDED",
+          "the caller's deadline passed before a server picked it up",
+        );
+        ch.sendToQueue(replyTo, late.body, { correlationId, type: late.type });
+        ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
+      },
+      { noAck: true },
+    );
+    const { code, stdout, stderr } = await run(["call", "--queue", queue, "-t", "30s", "--log-level", "debug", "30"]);
+    expect([code, stdout]).toEqual([0, "832040\n"]);
+    expect(stderr).toContain("ignored DEADLINE_EXCEEDED for fib(30): an earlier attempt's, this one has time");
   });
 });
 
