@@ -210,6 +210,7 @@ export type ErrorReason =
   | "deprecated-feature"
   | "set-up-refused"
   | "dead-letter-queue-differs"
+  | "channel-max"
   | "write-stdout"
   | "read-stdin";
 

@@ -134,6 +134,8 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
       `stop that client, or pick another --${queueOption}`,
     "precondition-failed": () =>
       "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
+    "channel-max": () =>
+      "raise channel_max in the broker's rabbitmq.conf, or drop a ?channel_max=1 from the broker URL",
     "dead-letter-queue-differs": (e) =>
       `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
   },

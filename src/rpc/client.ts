@@ -346,7 +346,7 @@ export class RpcClient {
     // The queue is --reply-to's, not --queue's: what a hint tells the user to change (hints.ts).
     const context = { url: this.url, queue: name, queueOption: "reply-to" } as const;
     // A passive declare of a missing queue closes the channel it ran on, so use throwaway ones.
-    const probe = await this.connection.createChannel();
+    const probe = await this.throwawayChannel();
     probe.on("error", () => {});
     try {
       await probe.checkQueue(name);
@@ -355,7 +355,7 @@ export class RpcClient {
     } catch (err) {
       if (!isNotFound(err)) throw setUpError(err, context);
     }
-    const declare = await this.connection.createChannel();
+    const declare = await this.throwawayChannel();
     declare.on("error", () => {});
     try {
       await declare.assertQueue(name, { durable: true });
@@ -509,9 +509,28 @@ export class RpcClient {
     return first ?? this.probeConsumerCount();
   }
 
+  /**
+   * A second channel, for what may close it (a passive declare of a missing queue). amqplib throws a plain Error
+   * when the connection's channel_max (the broker's, or the URL's ?channel_max) leaves none: that is a limit to
+   * raise, said so, not an internal error.
+   */
+  private async throwawayChannel(): Promise<Channel> {
+    try {
+      return await this.connection.createChannel();
+    } catch (err) {
+      if (!/No channels left to allocate/.test(messageOf(err))) throw err;
+      throw new FibrpcError(
+        "BROKER_REFUSED",
+        `the connection to the broker at ${this.broker} allows no second channel (channel_max), ` +
+          "and fibrpc's caller needs two: one for its calls, one to look at the queue",
+        { reason: "channel-max", broker: this.broker },
+      );
+    }
+  }
+
   private async probeConsumerCount(): Promise<number> {
     // A passive declare of a missing queue closes the channel it ran on, so use a throwaway one.
-    const probe = await this.connection.createChannel();
+    const probe = await this.throwawayChannel();
     probe.on("error", () => {});
     try {
       const { consumerCount } = await probe.checkQueue(this.options.queue);

@@ -117,6 +117,21 @@ describe("failures before any server answers", () => {
     }
   });
 
+  test("a connection of one channel (channel_max=1): the limit said as such, exit 78, not an internal error", async () => {
+    const queue = uniqueQueue("call_channel_max");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    for (const args of [
+      ["call", "5"],
+      ["bench", "-r", "5"],
+    ]) {
+      const { code, stderr } = await run([...args, "--queue", queue, "--url", `${URL}?channel_max=1`]);
+      expect(code, args[0]).toBe(78);
+      expect(stderr).toMatch(/^fibrpc: the connection to the broker at .* allows no second channel \(channel_max\), /);
+      expectOneLine(stderr);
+    }
+  });
+
   test("wrong password: access refused, exit 77", async () => {
     const { code, stderr } = await run(["call", "5", "--url", `amqp://guest:wrong@127.0.0.1:${BROKER_PORT}`]);
     expect(code).toBe(77);
