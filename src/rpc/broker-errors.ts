@@ -11,7 +11,7 @@
  * to release (3.10: "access to queue 'q' in vhost 'v' refused for user 'u'", 4.x: "configure
  * access to queue ..."; "user limit of (0)" and "of 0"): the patterns below take both.
  */
-import { displayUrl, type BrokerUrl } from "../broker-url.ts";
+import { connectionTimeoutOf, displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { FibrpcError, type BrokerLimit, type ErrorDetails, type ErrorReason } from "../errors.ts";
 
 interface ErrorLike {
@@ -111,6 +111,15 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       "BROKER_UNREACHABLE",
       "handshake",
       `the broker at ${broker} closed the connection during the handshake (${message})`,
+    );
+  }
+  // amqplib's bound on the attempt (connection_timeout) ran out before the handshake was done: a frozen broker,
+  // or the port of a service that waits for its client to speak first.
+  if (message === "connect ETIMEDOUT") {
+    return error(
+      "BROKER_UNREACHABLE",
+      "handshake",
+      `the broker at ${broker} did not answer within ${connectionTimeoutOf(url)} ms (connection_timeout)`,
     );
   }
   // A port of another protocol that answers first (an HTTP server, the management UI on 15672, a proxy): amqplib

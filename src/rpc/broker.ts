@@ -9,7 +9,7 @@
 // Before amqplib: the broker's reasons for a refused connection.open (amqplib-internals.ts).
 import "./amqplib-internals.ts";
 import { connect, type ChannelModel, type Options } from "amqplib";
-import { displayUrl, type BrokerUrl } from "../broker-url.ts";
+import { connectionTimeoutOf, displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { ExitCode, FibrpcError } from "../errors.ts";
 import { connectError, connectTimedOut } from "./broker-errors.ts";
 
@@ -95,9 +95,8 @@ export class FailoverUrl {
    * Socket options of serve's recovering connection: amqplib takes them once for every attempt,
    * so a connection_timeout is one for all the URLs (serve's option rules, options.ts, check they agree).
    */
-  get socketTimeout(): { timeout?: number } {
-    const ms = this.urls[0]?.connectionTimeoutMs;
-    return ms === undefined ? {} : { timeout: ms };
+  get socketTimeout(): { timeout: number } {
+    return { timeout: connectionTimeoutOf(this.urls[0]!) };
   }
 
   /** Moves on to the next broker (after a failed attempt or a lost connection). */
@@ -135,8 +134,8 @@ export async function connectToFirst(
   let cut: BrokerUrl | undefined;
   for (const url of target.urls) {
     try {
-      // The attempt ends by the deadline, and within the URL's connection_timeout if it has one.
-      const timeout = Math.max(1, Math.min(deadline - Date.now(), url.connectionTimeoutMs ?? Number.POSITIVE_INFINITY));
+      // The attempt ends by the deadline, and within the URL's connection_timeout.
+      const timeout = Math.max(1, Math.min(deadline - Date.now(), connectionTimeoutOf(url)));
       const model = await connect(
         connectFields(url),
         socketOptions(target.tls, { timeout, clientProperties: { connection_name: connectionName } }),

@@ -19,6 +19,7 @@ import {
   queueStats,
   rawChannel,
   run,
+  silentPort,
   startServe,
   uniqueQueue,
   URL,
@@ -118,6 +119,24 @@ describe("timeouts and deadlines", () => {
     } finally {
       silent.stop(true);
     }
+  });
+
+  test("a first URL that takes the connection and never answers: given up after 10 s by default, the next used", async () => {
+    const silent = silentPort();
+    const queue = uniqueQueue("failover_silent");
+    const urls = ["--url", `amqp://guest:guest@127.0.0.1:${silent.port}`, "--url", URL];
+    // serve warns once it gives the first up, and serves from the second.
+    const server = await startServe(["--workers", "1", "--queue", queue, ...urls], {}, null);
+    await server.waitForLog(/1\/1 workers serving/, 30_000);
+    expect(server.log).toContain(
+      `the broker at amqp://guest:***@127.0.0.1:${silent.port} did not answer within 10000 ms (connection_timeout)`,
+    );
+    // call, its --timeout longer than the default bound: the second URL answers within it.
+    const started = Date.now();
+    const call = await run(["call", "--timeout", "30s", "--queue", queue, ...urls, "30"]);
+    expect([call.code, call.stdout], call.stderr).toEqual([0, "832040\n"]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(10_000);
+    expect(await server.stop()).toBe(0);
   });
 
   test("a request nobody picked up in time is dropped by the broker, never computed", async () => {
