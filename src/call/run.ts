@@ -204,12 +204,19 @@ function stdinChunks(): { chunks: AsyncGenerator<Uint8Array | string>; failed: (
 async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serverThere: Promise<void>) {
   const { log, masker, pipeline } = job;
   const out = new StdoutLines();
+  // stderr too: a slow reader of the error lines (input of words that are not n) slows the reading down
+  // instead of piling lines up in memory, and what is queued is written before the process exits.
+  const errors = new StdoutLines(process.stderr);
   const stdin = stdinChunks();
   const stream = new CallStream({
     tokens: tokensOf(stdin.chunks),
     call: (n) => ask(n, Date.now() + job.client.timeoutMs),
     out,
-    err: (line) => process.stderr.write(line),
+    err: (line) => {
+      errors.write(line);
+      errors.flush();
+    },
+    errRoom: () => (errors.blocked ? errors.room() : undefined),
     style: { json: job.json, named: job.stream.unordered, masker },
     ...job.stream,
   });
@@ -224,6 +231,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   });
   const code = await stream.run();
   signals.remove();
+  await errors.end();
   if (pipeline) log.info(sentLine(stream.tally.ok, stream.tally.calls, job.client.queue, pipeline.replyTo));
   if (out.failure) throw stdoutError(out.failure);
   const unread = stdin.failed();

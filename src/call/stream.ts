@@ -22,6 +22,8 @@ export interface StreamJob {
   out: StdoutLines;
   /** A line for stderr. */
   err(line: string): void;
+  /** While stderr's reader is behind, what resolves once it takes more: a wait before making more lines. */
+  errRoom?(): Promise<void> | undefined;
   style: LineStyle;
   inFlight: number;
   unordered: boolean;
@@ -74,6 +76,8 @@ export class CallStream {
     for (;;) {
       while (!this.done() && (this.running >= job.inFlight || this.queue.length >= window)) await this.next();
       if (job.out.blocked) await this.unlessHalted(job.out.room());
+      const errBehind = job.errRoom?.();
+      if (errBehind) await this.unlessHalted(errBehind);
       if (this.done()) break;
       if (next === words.length) {
         const chunk = await this.unlessHalted(chunks.next());

@@ -27,12 +27,20 @@ export const MAX_BATCH = 1024;
 /** Space, tab, newline, vertical tab, form feed, carriage return: what separates n. */
 const isSpace = (code: number) => code === 32 || (code >= 9 && code <= 13);
 
-/** The words of each chunk as they come, up to MAX_BATCH together (one wait per batch, not per word). */
+/** Lets the event loop run: a signal's handler, a reply, a timer. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The words of each chunk as they come, up to MAX_BATCH together (one wait per batch, not per word). Between
+ * chunks the event loop gets a turn: input that is always there (`yes x`, /dev/zero, a big file of words that
+ * are not n) is read without waiting on anything else, and would otherwise keep SIGINT and SIGTERM waiting.
+ */
 export async function* tokensOf(chunks: AsyncIterable<Uint8Array | string>): AsyncGenerator<Token[]> {
   const words = new WordReader();
   const decoder = new TextDecoder();
   for await (const chunk of chunks) {
     yield* words.read(typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }));
+    await turn();
   }
   // Bytes of a character the input ended inside of: U+FFFD, so that the last word is refused as it would
   // be on a line of its own (or as an argument), not read as the digits before them.

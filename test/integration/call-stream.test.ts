@@ -5,12 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
+import { join } from "node:path";
 import {
   BIN,
   cleanupAfterFile,
+  eventually,
   rawChannel,
   startServe,
   stderrOf,
+  tempFolder,
   tracked,
   uniqueQueue,
   URL,
@@ -30,11 +33,11 @@ afterAll(async () => {
   await serve.stop();
 });
 
-/** `fibrpc call - ARGS` with `input` on stdin (a string, or a command's stdout) from `/`. */
-function callStream(args: string[], input: string | ReadableStream<Uint8Array>) {
+/** `fibrpc call - ARGS` with `input` on stdin (a string, or a command's stdout) from `/`, run by `through` if given. */
+function callStream(args: string[], input: string | ReadableStream<Uint8Array>, through: string[] = []) {
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
   for (const k of Object.keys(env)) if (k.startsWith("OTEL_")) delete env[k];
-  const cmd = [BIN, "call", "-", "--queue", queue, ...args];
+  const cmd = [...through, BIN, "call", "-", "--queue", queue, ...args];
   const stdin = typeof input === "string" ? new Blob([input]) : input;
   return tracked(Bun.spawn(cmd, { cwd: "/", env, stdin, stdout: "pipe", stderr: "pipe" }));
 }
@@ -195,6 +198,31 @@ describe("ending", () => {
       noTrace(stderr);
     });
   }
+
+  test("SIGTERM while reading input that is always there and holds no n (/dev/zero, `yes x`): it stops, exit 143", async () => {
+    // Read without ever waiting on anything (the input always there, the error lines written to a file at once),
+    // such input kept the signal's handler from running. It comes from outside the test process, as fast as the
+    // kernel gives it: /dev/zero, and `yes` through a FIFO.
+    const folder = tempFolder("fibrpc-stream-");
+    const fifo = join(folder, "input");
+    const errors = join(folder, "errors");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    for (const producer of ["cat /dev/zero", "yes x"]) {
+      const writer = tracked(Bun.spawn(["sh", "-c", `exec ${producer} > ${fifo}`]));
+      // As `fibrpc call - < fifo 2> errors` is run; exec: the shell's pid is fibrpc's.
+      const proc = callStream([], "", ["sh", "-c", `exec "$0" "$@" < ${fifo} 2> ${errors}`]);
+      // Well into it: the producer has written 1 MiB, which a pipe holds only 64 KiB of.
+      const written = async () => Number(/wchar: (\d+)/.exec(await Bun.file(`/proc/${writer.pid}/io`).text())?.[1]);
+      await eventually(written, (bytes) => bytes > 1 << 20, 15_000, `${producer}: 1 MiB read`);
+      proc.kill("SIGTERM");
+      const code = await proc.exited;
+      writer.kill();
+      expect(code, producer).toBe(143);
+      expect((await Bun.file(errors).text()).trimEnd().split("\n").at(-1), producer).toMatch(
+        /INFO {2}SIGTERM: reading stopped; the calls in flight finish/,
+      );
+    }
+  });
 
   test("a second SIGINT ends the calls in flight at once, each reported; exit 130", async () => {
     // A consumer that takes requests and never answers: the calls stay in flight.
