@@ -211,6 +211,7 @@ export type ErrorReason =
   | "set-up-refused"
   | "dead-letter-queue-differs"
   | "channel-max"
+  | "consumer-timeout"
   | "write-stdout"
   | "read-stdin";
 

@@ -74,6 +74,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   }
   const refused = refusal(err, { url });
   if (refused) return refused;
+  if (isConsumerTimeout(err)) return error("BROKER_UNREACHABLE", "consumer-timeout", channelClosedReason(err));
   // RabbitMQ 4.x on Khepri: a node cut off from the majority of its cluster cannot change the
   // cluster's metadata (declare a queue) and closes the connection, 541, after its timeout.
   if (/metadata store operation timed out/i.test(message)) {
@@ -187,7 +188,27 @@ export function deprecatedFeature(err: unknown): string | undefined {
  * naming the refusal (the remedy is the command's hint). Undefined for other errors. With the
  * broker's URL, every kind of refusal (refusal()); without it, deprecated features and 406s.
  */
+/**
+ * The broker closed a channel because a delivery stayed unacknowledged past its consumer_timeout (406, "delivery
+ * acknowledgement on channel 1 timed out"): a request computed for longer than that, or replies (and the acks
+ * after them) held back by a resource alarm. Not a refusal: the deliveries go back to the queue, and a new
+ * channel consumes them again.
+ */
+export function isConsumerTimeout(err: unknown): boolean {
+  return /delivery acknowledgement on channel \d+ timed out/i.test(describe(err).message);
+}
+
+/** What serve says when the broker closed its channel: the broker's reason, and for a consumer timeout the remedy. */
+export function channelClosedReason(err: unknown): string {
+  const why = `the broker closed the channel: ${brokerReason(err)}`;
+  return isConsumerTimeout(err)
+    ? `${why}; a request was not acknowledged within the broker's consumer_timeout (a long computation, or ` +
+        "replies held by a resource alarm): raise consumer_timeout, or lower --prefetch or --max-n"
+    : why;
+}
+
 export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): FibrpcError | undefined {
+  if (isConsumerTimeout(err)) return undefined;
   const refused = url === undefined ? undefined : refusal(err, { url, queue });
   // A 406 of no known kind is said as serve's set-up refused (below), with its own hint.
   if (refused && refused.details.reason !== "precondition-failed") return refused;
@@ -466,7 +487,7 @@ const PERMISSION_OF: Record<string, "configure" | "write" | "read"> = {
  */
 export function preconditionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   // A deprecated feature the broker denies has its own words and remedy (brokerRefusal).
-  if (close.code !== 406 || /is deprecated/i.test(close.text)) return undefined;
+  if (close.code !== 406 || /is deprecated/i.test(close.text) || isConsumerTimeout(close.text)) return undefined;
   return refused("BROKER_REFUSED", "precondition-failed", close, context, attempted(close, context));
 }
 

@@ -7,7 +7,7 @@
 import { connect, type ChannelModel, type RecoveringChannelModel } from "amqplib";
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { brokerRefusal, connectError } from "./broker-errors.ts";
+import { brokerRefusal, channelClosedReason, connectError } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 
 export interface ServerEvents {
@@ -54,6 +54,8 @@ export class ServeConnection {
   private connectedOnce = false;
   /** The failure of the attempt that just failed, reported with the retry amqplib schedules next. */
   private lastFailure: FibrpcError | undefined;
+  /** Why the broker closed the current connection's channel, if it did: the connection closed after it says so. */
+  private channelError: Error | undefined;
   /** Whether the broker blocks the current connection (connection.blocked, see start). */
   private blocked = false;
 
@@ -92,7 +94,10 @@ export class ServeConnection {
       const lost = target.current;
       // With several brokers, the next attempt goes to the next one (failover).
       target.advance();
-      if (!host.draining()) this.events.onInterrupted(lost, err.message);
+      // serve closes the connection itself after the broker closed its channel (server.ts): the channel's reason.
+      const reason = this.channelError === undefined ? err.message : channelClosedReason(this.channelError);
+      this.channelError = undefined;
+      if (!host.draining()) this.events.onInterrupted(lost, reason);
     });
     conn.on("connect-failed", (err: Error) => this.onConnectFailed(err));
     // amqplib emits this right after "disconnect" or "connect-failed" (node_modules/amqplib/lib/
@@ -182,6 +187,11 @@ export class ServeConnection {
     // The broker is down or restarting: serve waits for it, it never gives up on an outage.
     // (Reported with the retry amqplib schedules next, which says when.)
     this.lastFailure = error;
+  }
+
+  /** The broker closed this connection's channel with `err`: the lost connection that follows says why. */
+  channelClosedBy(err: Error): void {
+    this.channelError ??= err;
   }
 
   close(): Promise<void> {

@@ -130,6 +130,7 @@ export class RpcServer {
    * redelivered each time: stop with the broker's reason instead.
    */
   private channelFailed(err: Error): void {
+    this.connection.channelClosedBy(err);
     const refused = refusal(err, { url: this.connection.target.currentUrl, queue: this.options.queue });
     if (refused?.code === "ACCESS_REFUSED" && !this.draining) this.fatal(refused);
   }

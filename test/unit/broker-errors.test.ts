@@ -9,6 +9,7 @@ import { FibrpcError } from "../../src/errors.ts";
 import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-internals.ts";
 import {
   brokerRefusal,
+  channelClosedReason,
   connectError,
   isInequivalent,
   refusal,
@@ -476,5 +477,31 @@ describe("the broker's refusals", () => {
     })!;
     expect(error.details).toMatchObject({ user: "o'brien", vhost: "my vhost" });
     expect(withHint(error)).toContain(`rabbitmqctl set_permissions -p 'my vhost' 'o'\\''brien' CONFIGURE WRITE READ`);
+  });
+});
+
+describe("a consumer timeout (the broker closed the channel: a delivery unacknowledged past consumer_timeout)", () => {
+  const CONSUMER_TIMEOUT =
+    'Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 3000 ms. This timeout value can be configured, see consumers doc guide to learn more"';
+  const url = parseBrokerUrl("amqp://guest:guest@127.0.0.1:5672");
+
+  test("is not a refusal of serve's set-up: serve waits and consumes again (it exited 78)", () => {
+    expect(brokerRefusal(new Error(CONSUMER_TIMEOUT), "rpc_queue", url)).toBeUndefined();
+    const error = connectError(new Error(CONSUMER_TIMEOUT), url);
+    expect([error.code, error.refusal, error.details.reason]).toEqual([
+      "BROKER_UNREACHABLE",
+      false,
+      "consumer-timeout",
+    ]);
+  });
+
+  test("said with the broker's reason and the remedy", () => {
+    expect(channelClosedReason(new Error(CONSUMER_TIMEOUT))).toBe(
+      "the broker closed the channel: delivery acknowledgement on channel 1 timed out. Timeout value used: 3000 ms. " +
+        "This timeout value can be configured, see consumers doc guide to learn more; a request was not acknowledged " +
+        "within the broker's consumer_timeout (a long computation, or replies held by a resource alarm): " +
+        "raise consumer_timeout, or lower --prefetch or --max-n",
+    );
+    expect(channelClosedReason(new Error(INEQUIVALENT))).toStartWith("the broker closed the channel: inequivalent arg");
   });
 });
