@@ -46,6 +46,13 @@ export class Scheduler {
   private starting: Promise<void> | undefined;
   /** The loop computing the backlog, while there is one. */
   private running: Promise<void> | undefined;
+  /**
+   * Deliveries that came while consume() was still starting consumers, held until it is done. A reply published
+   * meanwhile would, during a resource alarm, make the broker stop reading the connection: the next basic.consume
+   * (the lead consumer's) would never be read, and the set-up never end (serve never serving, its status and
+   * /readyz never ready, while the worker answers).
+   */
+  private held: ConsumeMessage[] | undefined;
 
   constructor(
     private readonly options: SchedulerOptions,
@@ -67,12 +74,25 @@ export class Scheduler {
     this.consumers.clear();
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.options.draining()) return;
+    this.held = [];
     const started = this.consumeNormally(via);
     this.starting = started.then(
       () => {},
       () => {},
     );
-    for (const tag of await started) this.consumers.add(tag);
+    let tags: string[];
+    try {
+      tags = await started;
+    } finally {
+      // On a failure, the channel is gone and the broker has the held deliveries back.
+      const held = this.held;
+      this.held = undefined;
+      if (via.open)
+        queueMicrotask(() => {
+          for (const msg of held ?? []) this.executor.deliver(via, msg);
+        });
+    }
+    for (const tag of tags) this.consumers.add(tag);
     via.consuming = true;
     // A drain that began while consume was on its way did not see this consumer.
     if (this.options.draining()) await this.cancelConsumers(via);
@@ -99,7 +119,8 @@ export class Scheduler {
 
   private handler(via: ServingChannel): (msg: ConsumeMessage | null) => void {
     return (msg) => {
-      if (msg) this.executor.deliver(via, msg);
+      if (msg && this.held) this.held.push(msg);
+      else if (msg) this.executor.deliver(via, msg);
       else if (!this.options.draining()) {
         // The broker cancelled our consumer (queue deleted, or a node of the cluster went away):
         // reconnect, which declares the queue and consumes again.

@@ -203,6 +203,48 @@ test("a memory alarm with requests in flight: said once, not ready while it last
   }
 }, 120_000);
 
+test("serve started during a memory alarm with requests waiting: it consumes, says it is blocked, answers them all once the alarm lifts", async () => {
+  const queue = `fibrpc_flow_start_${crypto.randomUUID().slice(0, 8)}`;
+  const port = await freePort();
+  const conn = await connect(node.url);
+  try {
+    // Requests in the queue before serve exists, sent before the alarm.
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue(queue, { durable: true });
+    const { queue: replyTo } = await ch.assertQueue("", { exclusive: true });
+    const replies: string[] = [];
+    await ch.consume(replyTo, (msg) => msg && replies.push(msg.content.toString()), { noAck: true });
+    for (const n of [1, 2, 3, 4, 5]) ch.sendToQueue(queue, Buffer.from(String(n)), { replyTo, correlationId: `c${n}` });
+    await ch.waitForConfirms();
+    await ctl("set_vm_memory_high_watermark", "0.0000001");
+    try {
+      // One worker: the lead consumer too, whose set-up a reply published half-way through left unfinished.
+      const server = await startServe(
+        ["--workers", "1", "--queue", queue, "--url", node.url, "--http-port", String(port)],
+        {},
+        null,
+      );
+      await server.waitForLog(/1\/1 workers serving/, 30_000);
+      await server.waitForLog(/broker is blocking publishers: /, 30_000);
+      const readyz = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(5000) });
+      expect(await readyz.text()).toMatch(/^not ready: 1\/1 workers consuming; broker is blocking publishers: /);
+      await ctl("set_vm_memory_high_watermark", "0.4");
+      await eventually(
+        async () => replies.length,
+        (count) => count >= 5,
+        20_000,
+        "every request answered",
+      );
+      expect(replies.sort()).toEqual(["1", "1", "2", "3", "5"]);
+      expect(await server.stop()).toBe(0);
+    } finally {
+      await ctl("set_vm_memory_high_watermark", "0.4");
+    }
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}, 120_000);
+
 test("a consumer timeout (a computation longer than the broker's consumer_timeout): said with its remedy, serve consumes again, the call is answered", async () => {
   // consumer_timeout is the node's, read by each channel as it opens (and checked at each channel tick): set
   // short for this test only, and back to RabbitMQ's defaults after it.
@@ -216,11 +258,12 @@ test("a consumer timeout (a computation longer than the broker's consumer_timeou
     const server = await startServe(["--workers", "1", "--queue", queue, "--url", node.url], {
       FIBRPC_TEST_FAULTS: hold.faults(),
     });
-    const call = run(["call", "--url", node.url, "--queue", queue, "--timeout", "60s", "25"]);
+    const call = run(["call", "--url", node.url, "--queue", queue, "--timeout", "150s", "25"]);
     await hold.next();
     // Unacknowledged past 2 s, the delivery is taken back: the broker closed the channel, the request waits.
     const ready = async () => (await ctl("-q", "list_queues", "name", "messages_ready", "--no-table-headers")).trim();
-    await eventually(ready, (lines) => lines.includes(`${queue}\t1`), 30_000, "the request back in the queue");
+    // (Checked at the channel's tick: 500 ms as set here, but a channel may keep RabbitMQ's 60 s one.)
+    await eventually(ready, (lines) => lines.includes(`${queue}\t1`), 90_000, "the request back in the queue");
     hold.releaseAll();
     expect(await call).toMatchObject({ code: 0, stdout: "75025\n" });
     const lost = linesOf(server, /lost \(the broker closed the channel: /);
@@ -234,4 +277,4 @@ test("a consumer timeout (a computation longer than the broker's consumer_timeou
       "application:set_env(rabbit, consumer_timeout, 1800000), application:set_env(rabbit, channel_tick_interval, 60000).",
     );
   }
-}, 120_000);
+}, 180_000);
