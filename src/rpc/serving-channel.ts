@@ -9,21 +9,15 @@
  */
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
-import { MAX_EXPIRATION_MS, type Address, type TraceContext } from "./delivery.ts";
+import type { Address, TraceContext } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
-import {
-  ATTEMPTS_HEADER,
-  BATCH_REPLY_TYPE,
-  DEADLINE_HEADER,
-  encodeBatchOf,
-  JSON_CONTENT_TYPE,
-  preview,
-  type EncodedMessage,
-} from "./protocol.ts";
+import { BATCH_REPLY_TYPE, encodeBatchOf, JSON_CONTENT_TYPE, preview, type EncodedMessage } from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
 import { isBatchable, ReplyBatches, type Batch } from "./reply-batches.ts";
-import { TRACEPARENT, TRACESTATE, type Peer, type ProcessSpan } from "../tracing/tracer.ts";
+import { onReturnedReply } from "./returned-replies.ts";
+import { copyOf } from "./requeue-copy.ts";
+import type { Peer, ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
 export interface InFlight {
@@ -48,10 +42,10 @@ export type Ending =
   | { kind: "ack" }
   /** A reply to `to` (nobody, if undefined) and the ack. */
   | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
-  /** A copy of the request put back in the queue (see copyOf), then the ack. */
+  /** A copy of the request put back in the queue (requeue-copy.ts), then the ack. */
   | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext | undefined };
 
-type Requeue = Extract<Ending, { kind: "requeue" }>;
+export type Requeue = Extract<Ending, { kind: "requeue" }>;
 
 /** What a channel needs from the server that made it. */
 export interface ChannelHost {
@@ -110,6 +104,7 @@ export class ServingChannel {
       this.open = false;
       host.closed(this);
     });
+    channel.on("return", onReturnedReply(host.log));
   }
 
   /**
@@ -169,7 +164,9 @@ export class ServingChannel {
       if (to.persistent) properties.deliveryMode = 2;
       // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
       if (delivery.span) properties.headers = { ...delivery.span.headers };
-      this.outlet.publish(to.replyTo, reply.body, properties);
+      // Mandatory too: a pipeline's reply queue deleted meanwhile sends it back (see the "return" listener), where
+      // it would vanish unsaid. A waiting caller's reply is not: its caller may have left, as the tutorial allows.
+      this.outlet.publish(to.replyTo, reply.body, properties, to.persistent === true);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`, delivery.span?.ids);
@@ -187,9 +184,10 @@ export class ServingChannel {
     if (replies.length === 1) this.publishReply(first!.delivery, first!.to, first!.reply);
     else {
       try {
-        const deliveryMode = replies.some((r) => r.to.persistent) ? 2 : undefined;
+        const persistent = replies.some((r) => r.to.persistent);
+        const deliveryMode = persistent ? 2 : undefined;
         const properties = { type: BATCH_REPLY_TYPE, contentType: JSON_CONTENT_TYPE, deliveryMode } as const;
-        this.outlet.publish(replyTo, encodeBatchOf(entries), properties);
+        this.outlet.publish(replyTo, encodeBatchOf(entries), properties, persistent);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.host.log.warn(`could not send ${replies.length} replies to ${preview(replyTo)}: ${message}`);
@@ -212,39 +210,4 @@ export class ServingChannel {
   close(): Promise<void> {
     return this.channel.close().catch(() => {});
   }
-}
-
-/**
- * A delivered request as a new message, to put back in the queue: same properties (a pipeline's request
- * stays persistent, to outlive a broker restart as its answer does), fibrpc's own headers only (the
- * caller's `deadline`, whose remainder is also its expiration, and the count `attempts`, when there are:
- * delivery.ts read them), and the caller's W3C trace context, unchanged (the message's creation context:
- * the copy's process span belongs to the caller's trace too), when delivery.ts found it printable and
- * short. Unlike a nack, this does not count as a failed delivery. The copy carries nothing else: nothing
- * else in the request is read by a server, and a client's headers could come back larger than they went
- * in (bytes that were not UTF-8 re-encode as U+FFFD) and no longer fit one frame.
- */
-function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): PublishProperties {
-  const { properties } = msg;
-  const headers: Record<string, string | number> = {};
-  if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
-  if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
-  if (trace?.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;
-  if (trace?.tracestate !== undefined) headers[TRACESTATE] = trace.tracestate;
-  const copy: PublishProperties = {
-    replyTo: properties.replyTo as string,
-    correlationId: properties.correlationId as string | undefined,
-    contentType: properties.contentType as string | undefined,
-    headers,
-    deliveryMode: properties.deliveryMode === 2 ? 2 : undefined,
-  };
-  if (deadline !== undefined) {
-    copy.expiration = String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - Date.now()))));
-  }
-  return copy;
-}
-
-/** A deadline as an integer header value (a client may have sent 1e300 or a fraction). */
-function clampToSafeInteger(value: number): number {
-  return Math.max(Number.MIN_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math.round(value)));
 }

@@ -11,7 +11,9 @@ import {
   cleanupAfterFile,
   eventually,
   queueStats,
+  rawChannel,
   ROOT,
+  run,
   startServe,
   tracked,
   uniqueQueue,
@@ -99,3 +101,29 @@ test("100,000 requests with --no-wait, a serve SIGKILLed mid-way: the next stage
   for (const [id, n] of Object.entries(report.results)) expect(sent.get(id)).toBe(n);
   expect(report.read).toBe(COUNT + report.duplicates);
 }, 300_000);
+
+test("a pipeline's reply queue deleted before its replies: serve says so once, the results are not silently gone", async () => {
+  const queue = uniqueQueue("pipeline_gone_requests");
+  const replyTo = uniqueQueue("pipeline_gone_replies");
+  // The requests wait in the queue: no server yet.
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const sent = await run(["call", "--queue", queue, "--reply-to", replyTo, "--no-wait", "1", "2", "3"]);
+  expect(sent.code, sent.stderr).toBe(0);
+  await ch.deleteQueue(replyTo);
+  const server = await startServe(["--workers", "1", "--queue", queue]);
+  await server.waitForLog(/came back from the broker/, 20_000);
+  await eventually(
+    () => queueStats(queue),
+    (s) => s.messageCount === 0,
+    20_000,
+    "the requests taken",
+  );
+  expect(await server.stop()).toBe(0);
+  const lines = server.log.split("\n").filter((line) => line.includes("came back from the broker"));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain(
+    `WARN  [worker-1] a reply to queue "${replyTo}" came back from the broker (NO_ROUTE): no such queue, so its result is lost; ` +
+      "declare the queue again (call --reply-to declares it) and send those n again",
+  );
+});

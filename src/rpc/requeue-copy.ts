@@ -1,0 +1,45 @@
+/**
+ * The copy of a delivered request that serve puts back in the queue (a heavy request waiting its turn at a drain,
+ * a request past its redelivery count): serving-channel.ts publishes it in place of a nack.
+ */
+import type { ConsumeMessage } from "amqplib";
+import { MAX_EXPIRATION_MS } from "./delivery.ts";
+import type { PublishProperties } from "./outlet.ts";
+import type { Requeue } from "./serving-channel.ts";
+import { ATTEMPTS_HEADER, DEADLINE_HEADER } from "./protocol.ts";
+import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
+
+/**
+ * A delivered request as a new message, to put back in the queue: same properties (a pipeline's request
+ * stays persistent, to outlive a broker restart as its answer does), fibrpc's own headers only (the
+ * caller's `deadline`, whose remainder is also its expiration, and the count `attempts`, when there are:
+ * delivery.ts read them), and the caller's W3C trace context, unchanged (the message's creation context:
+ * the copy's process span belongs to the caller's trace too), when delivery.ts found it printable and
+ * short. Unlike a nack, this does not count as a failed delivery. The copy carries nothing else: nothing
+ * else in the request is read by a server, and a client's headers could come back larger than they went
+ * in (bytes that were not UTF-8 re-encode as U+FFFD) and no longer fit one frame.
+ */
+export function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): PublishProperties {
+  const { properties } = msg;
+  const headers: Record<string, string | number> = {};
+  if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
+  if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
+  if (trace?.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;
+  if (trace?.tracestate !== undefined) headers[TRACESTATE] = trace.tracestate;
+  const copy: PublishProperties = {
+    replyTo: properties.replyTo as string,
+    correlationId: properties.correlationId as string | undefined,
+    contentType: properties.contentType as string | undefined,
+    headers,
+    deliveryMode: properties.deliveryMode === 2 ? 2 : undefined,
+  };
+  if (deadline !== undefined) {
+    copy.expiration = String(Math.min(MAX_EXPIRATION_MS, Math.max(1, Math.ceil(deadline - Date.now()))));
+  }
+  return copy;
+}
+
+/** A deadline as an integer header value (a client may have sent 1e300 or a fraction). */
+function clampToSafeInteger(value: number): number {
+  return Math.max(Number.MIN_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math.round(value)));
+}
