@@ -8,3 +8,14 @@ export function printable(text: string): string {
     c < "\u007f" ? JSON.stringify(c).slice(1, -1) : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
+
+/**
+ * Input quoted in an error line: JSON-quoted, and what would not show escaped too (\u00a0 for a no-break space, \ufeff
+ * for a byte-order mark, zero-width and other format characters): `"5\u00a06"` says why 5 6 is not an n.
+ */
+export function quote(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\p{Cf}\p{Zl}\p{Zp}]|(?! )\p{Zs}/gu,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

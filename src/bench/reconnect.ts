@@ -102,7 +102,8 @@ export class ReconnectingCaller implements Caller {
     this.outages.push(outage);
     const broker = this.client.broker;
     const until = this.o.reconnectUntil((this.o.time ?? realTime).now());
-    this.o.log.warn(`lost the connection to the broker at ${broker}; reconnecting`);
+    const because = this.client.lostBecause;
+    this.o.log.warn(`lost the connection to the broker at ${broker}${because ? ` (${because})` : ""}; reconnecting`);
     let attempts = 0;
     this.reconnecting = connectWithin(this.connect, () => (this.closed ? 0 : until), {
       time: this.o.time,

@@ -6,7 +6,6 @@
  * SIGINT or SIGTERM ends the run early with its result (the calls made so far are the measurement); a
  * second one ends the process at once.
  */
-import { ExitCode } from "../errors.ts";
 import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type ClientLog, type ClientOptions } from "../rpc/client.ts";
 import { ReconnectingCaller } from "./reconnect.ts";
@@ -15,16 +14,17 @@ import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
 type Signal = "SIGINT" | "SIGTERM";
 
 /**
- * `beforeStart` is called on a signal while connecting or looking for a server (up to --timeout): no call is
- * made yet, so there is nothing to finish and no result to print; it ends the process (130, 143).
+ * `interrupted` ends the process (130, 143) on a signal that leaves no summary to print, saying why: one while
+ * connecting or looking for a server (up to --timeout; no call made yet), or a second one during the run.
  */
 export async function benchServer<T>(
   clientOptions: ClientOptions,
   loop: BenchOptions,
   report: (result: BenchResult) => Promise<T>,
-  beforeStart: (signal: Signal) => never,
+  interrupted: (signal: Signal, why: string) => never,
 ): Promise<T> {
   const { timeoutMs, durationMs } = loop;
+  const beforeStart = (signal: Signal) => interrupted(signal, `${signal} before the run started: no call was made`);
   process.on("SIGINT", beforeStart).on("SIGTERM", beforeStart);
   const started = () => process.off("SIGINT", beforeStart).off("SIGTERM", beforeStart);
   let client: RpcClient;
@@ -50,7 +50,7 @@ export async function benchServer<T>(
       reconnectUntil: (lostAt) => (runEnd === undefined ? lostAt + timeoutMs : Number.POSITIVE_INFINITY),
       log: clientOptions.log,
     });
-    const stop = stopOnSignals(clientOptions.log);
+    const stop = stopOnSignals(clientOptions.log, interrupted);
     let result: BenchResult;
     try {
       result = await runBench(caller, { ...loop, stop: stop.signal });
@@ -65,10 +65,13 @@ export async function benchServer<T>(
 }
 
 /** A signal aborted (its reason "SIGINT" or "SIGTERM") at the first of them; the second exits (130, 143). */
-function stopOnSignals(log: ClientLog): { signal: AbortSignal; dispose(): void } {
+function stopOnSignals(
+  log: ClientLog,
+  interrupted: (signal: Signal, why: string) => never,
+): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
   const onSignal = (signal: Signal) => {
-    if (stop.signal.aborted) process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
+    if (stop.signal.aborted) interrupted(signal, `a second ${signal} ended the run before its summary`);
     log.info(`${signal}: no new calls; the summary once the calls in flight finish (${signal} again: exit now)`);
     stop.abort(signal);
   };

@@ -5,6 +5,7 @@
  * never reads like a clean one.
  */
 import { Masker } from "../mask.ts";
+import { EXACT_BELOW, TAIL_DIGITS } from "./answers.ts";
 import type { LatencySummary } from "./histogram.ts";
 import type { BenchResult } from "./run.ts";
 
@@ -15,15 +16,21 @@ import type { BenchResult } from "./run.ts";
  */
 export function modeText(r: BenchResult): string {
   if (r.mode === "closed-loop") return `closed-loop, ${r.concurrency} in flight`;
-  return `open-loop at ${r.rate} calls/s (achieved: ${Math.round(r.achievedRate)} sent/s)`;
+  return `open-loop at ${r.rate} calls/s (achieved: ${perSecond(r.achievedRate)} sent/s)`;
 }
 
 const ms = (v: number) => `${v.toFixed(3)} ms`;
 const at = (seconds: number) => `t=${seconds.toFixed(1)} s`;
+/** A span of time: a short one in ms, so that it never reads "0.0 s". */
+const span = (seconds: number) => (seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(1)} s`);
+/** Calls per second: whole from 10 on, two significant digits below (a --rate of 0.3 is not "0"). */
+export const perSecond = (v: number) => (v >= 10 || v === 0 ? String(Math.round(v)) : String(Number(v.toPrecision(2))));
 
 /** What the run was meant to do, for the cut-short line. */
 export interface Planned {
   n: string;
+  /** The largest n asked for: above EXACT_BELOW an answer is checked by its digits, not whole. */
+  nMax?: number;
   queue: string;
   requests?: number;
   durationMs?: number;
@@ -38,9 +45,9 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
     // Open loop: answers over the whole run, which ends when the calls still in flight after the
     // schedule are answered, so it can be well under the rate sent; named apart from it.
     r.mode === "open-loop"
-      ? `  answered/s ${Math.round(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, ` +
+      ? `  answered/s ${perSecond(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, ` +
         `incl. the drain of the calls in flight at the end${notCounted})`
-      : `  calls/s   ${Math.round(r.callsPerSecond)}${notCounted ? `  (answered calls only${notCounted})` : ""}`,
+      : `  calls/s   ${perSecond(r.callsPerSecond)}${notCounted ? `  (answered calls only${notCounted})` : ""}`,
     // A percentile of nothing is not 0 ms.
     r.latencyMs === null
       ? "  latency   none: no answered calls"
@@ -62,7 +69,10 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   lines.push(
     `  errors    ${
       errors.length === 0
-        ? "none (every answer checked against the exact value)"
+        ? (o.nMax ?? 0) < EXACT_BELOW
+          ? "none (every answer checked against the exact value)"
+          : `none (every answer checked: whole below n = ${EXACT_BELOW}, ` +
+            `by its number of digits and last ${TAIL_DIGITS} digits above)`
         : errors.map(([code, count]) => `${code} ${count}`).join(", ")
     }`,
   );
@@ -70,7 +80,8 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
     const until = outage.toSeconds === null ? `the end of the run (${at(r.seconds)})` : at(outage.toSeconds);
     const why = outage.lastError ? `; last error: ${outage.lastError.message}` : "";
     lines.push(
-      `  outage    broker unreachable from ${at(outage.fromSeconds)} to ${until} (${outage.seconds.toFixed(1)} s): ` +
+      // Not "unreachable": an operator closing the connection, or a refused login, is an outage too.
+      `  outage    no connection to the broker from ${at(outage.fromSeconds)} to ${until} (${span(outage.seconds)}): ` +
         `${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`,
     );
   }

@@ -9,7 +9,7 @@
 import { ExitCode, mostSevere, type FibrpcError } from "../errors.ts";
 import type { CallOutcome, SendOutcome } from "../rpc/client.ts";
 import { MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
-import { printable } from "../printable.ts";
+import { printable, quote } from "../printable.ts";
 import { errorLine, linesOf, type LineStyle, type Printed } from "./lines.ts";
 import type { StdoutLines } from "./stdout-lines.ts";
 import type { Token } from "./tokens.ts";
@@ -125,7 +125,7 @@ export class CallStream {
   private badWord(token: Token, why: string): Printed {
     const shown = token.written;
     // Escaped once: JSON's escapes for control characters, printable's for the C1 ones it leaves.
-    const message = `invalid n ${printable(JSON.stringify(shown))}: ${why}`;
+    const message = `invalid n ${printable(quote(shown))}: ${why}`;
     const { json, masker } = this.job.style;
     return {
       stderr: `line ${token.line}: ${message}\n`,

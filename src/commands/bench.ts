@@ -38,11 +38,10 @@ export default defineCommand({
         onProgress: progress?.onProgress,
         progressEveryMs: progress?.everyMs,
       };
-      // A signal before the run starts: --json still gets its object, as for any run that could not start.
-      const beforeStart = (signal: "SIGINT" | "SIGTERM"): never => {
-        const message = `${signal} before the run started`;
-        if (o.json) writeSync(1, `${run.masker.mask(JSON.stringify({ error: { code: "INTERRUPTED", message } }))}\n`);
-        process.stderr.write(`fibrpc: ${message}; no call was made\n`);
+      // A signal that leaves no summary (before the run starts, or a second one): --json still gets its object.
+      const interrupted = (signal: "SIGINT" | "SIGTERM", why: string): never => {
+        if (o.json) writeSync(1, `${JSON.stringify({ error: { code: "INTERRUPTED", message: why } })}\n`);
+        process.stderr.write(`fibrpc: ${why}\n`);
         process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
       };
       try {
@@ -55,14 +54,14 @@ export default defineCommand({
             // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server
             // did not keep up (bench/run.ts).
             const { exitCode, ...shown } = result;
-            const planned = { n: o.n.text, queue: o.queue, requests, durationMs: o.duration };
+            const planned = { n: o.n.text, nMax: o.n.max, queue: o.queue, requests, durationMs: o.duration };
             const { masker } = run;
             await writeResults(
               o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
             );
             return exitCode;
           },
-          beforeStart,
+          interrupted,
         );
       } catch (err) {
         // --json: stdout holds one object whatever happens, as call's does (`fibrpc bench --json | jq` gets

@@ -1,13 +1,15 @@
 import { defineCommand } from "citty";
 import { runCalls } from "../call/run.ts";
 import { type FibrpcError, usageError } from "../errors.ts";
-import type { Options } from "../options.ts";
+import { envNameOf } from "../config.ts";
+import type { Options, Source } from "../options.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
+import { quote } from "../printable.ts";
 import { runAction } from "./_run.ts";
 import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
 
 function invalidN(token: string, why: string): FibrpcError {
-  return usageError(`invalid n ${JSON.stringify(token)}: ${why}`);
+  return usageError(`invalid n ${quote(token)}: ${why}`);
 }
 
 export default defineCommand({
@@ -78,10 +80,17 @@ export default defineCommand({
  */
 function pipelineOf(o: Options<"call">): { replyTo: string } | undefined {
   if (o.replyTo === undefined && !o.noWait) return undefined;
-  if (o.replyTo === undefined) throw usageError("--no-wait needs --reply-to QUEUE: the queue the replies go to");
+  // Named as given: FIBRPC_REPLY_TO set in a shell's profile is not "--reply-to" on this command line.
+  const named = (flag: string, source: Source) =>
+    source === "flag" ? `--${flag}` : `${envNameOf(flag)}${source === "file" ? " in the config file" : ""}`;
+  if (o.replyTo === undefined)
+    throw usageError(`${named("no-wait", o.from.noWait)} needs --reply-to QUEUE: the queue the replies go to`);
   if (!o.noWait)
-    throw usageError("--reply-to needs --no-wait: call does not wait for replies it sends to another queue");
-  if (o.retry > 0) throw usageError("--retry applies to calls that wait for their reply, not to --no-wait");
+    throw usageError(
+      `${named("reply-to", o.from.replyTo)} needs --no-wait: call does not wait for replies it sends to another queue`,
+    );
+  if (o.retry > 0)
+    throw usageError(`${named("retry", o.from.retry)} applies to calls that wait for their reply, not to --no-wait`);
   if (o.replyTo === o.queue)
     throw usageError(
       `--reply-to ${JSON.stringify(o.replyTo)} is the request queue: the servers would take each reply ` +

@@ -296,6 +296,8 @@ export interface RefusalContext {
   queue?: string;
   /** The option that names `queue` when it is not the request queue (ErrorDetails.queueOption). */
   queueOption?: "reply-to";
+  /** The queue.declare refused was a passive one (call looks at the request queue; it never declares it). */
+  passive?: true;
 }
 
 /**
@@ -351,7 +353,7 @@ function attempted(close: BrokerClose, context: RefusalContext, queue = context.
     case "channel.open":
       return "to open a channel";
     case "queue.declare":
-      return `to declare ${named}`;
+      return context.passive ? `access to ${named}` : `to declare ${named}`;
     case "basic.consume":
       return `to consume from ${named}`;
     case "basic.publish":

@@ -7,7 +7,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { duration } from "../duration.ts";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
-import { isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
+import { brokerClose, isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import {
   BATCH_REPLY_TYPE,
@@ -201,8 +201,14 @@ export class RpcClient {
       this.lost = true;
       this.failAll(this.lostError());
     };
-    channel.on("close", onLost);
-    this.connection.on("close", onLost);
+    // A connection the broker closes (an operator's close_connection, a restart) closes its channels first, then
+    // itself with the broker's reason (amqplib emits no "error" for 320 CONNECTION_FORCED): the channel's close
+    // waits for that reason, a microtask later, so that the calls and bench's line say why.
+    channel.on("close", () => queueMicrotask(onLost));
+    this.connection.on("close", (err?: Error) => {
+      if (err) this.closedBy ??= err;
+      onLost();
+    });
     // A mandatory request that no queue could take comes back here (before its confirm).
     channel.on("return", (msg: Message) => this.onReturned(msg));
     channel.on("ack", (fields: ConfirmFields) => this.onConfirm(fields, true));
@@ -377,13 +383,16 @@ export class RpcClient {
     if (this.blocked) {
       const { reason, since } = this.blocked;
       // Confirmed before the block: the broker has the request, and holds the reply.
+      // Not confirmed is not lost: the broker reads what the connection sent once the alarm clears, even after
+      // this caller has gone (a pipeline run again would send it twice).
       const what = confirmed
-        ? `queue ${JSON.stringify(queue)} took the request, but its reply was held`
-        : `the request to queue ${JSON.stringify(queue)} was not taken`;
+        ? `queue ${JSON.stringify(queue)} took the request, but its reply was held within the timeout`
+        : `the request to queue ${JSON.stringify(queue)} was not confirmed within the timeout ` +
+          "(it may still reach the queue once the alarm clears)";
       return new FibrpcError(
         "BROKER_BLOCKED",
         `the broker at ${this.broker} has been blocking publishers for ${duration(Date.now() - since)} ` +
-          `(${reason}), so ${what} within the timeout`,
+          `(${reason}), so ${what}`,
         { ...details, reason: "blocked", blockedBecause: reason },
       );
     }
@@ -489,12 +498,22 @@ export class RpcClient {
     return !this.lost && !this.closing;
   }
 
+  /** Why the connection or channel is gone, as far as known: the broker's words if it closed it. */
+  get lostBecause(): string | undefined {
+    const cause = this.closedBy;
+    if (cause === undefined) return undefined;
+    const close = brokerClose(cause);
+    return close ? `closed by the broker: ${close.text} (${close.code} ${close.name})` : messageOf(cause);
+  }
+
   private lostError(cause?: unknown): FibrpcError {
     // The broker closed it to refuse something (403 on a publish: no write permission):
     // retrying would meet the same refusal.
-    const refused = refusal(cause ?? this.closedBy, { url: this.url, queue: this.options.queue });
+    // A queue.declare of this client's is its passive look at the request queue (probeConsumerCount).
+    const refused = refusal(cause ?? this.closedBy, { url: this.url, queue: this.options.queue, passive: true });
     if (refused) return refused;
-    const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
+    const because = cause === undefined ? this.lostBecause : messageOf(cause);
+    const why = because === undefined ? "" : ` (${because})`;
     return new FibrpcError(
       "CONNECTION_LOST",
       `the connection to the broker at ${this.broker} was lost while the call was in flight${why}`,

@@ -11,6 +11,7 @@
  */
 // The error codes live apart, so that the library's types (index.ts) can name them without this module's.
 import { ErrorCode } from "./error-codes.ts";
+import { quote } from "../printable.ts";
 
 /** Largest n served unless the server says otherwise (`serve --max-n`). */
 export const DEFAULT_MAX_N = 1_000_000;
@@ -119,7 +120,7 @@ export function parseN(text: string, maxN: number, written = text): ParsedN {
 /** Shortens untrusted text for an error message. */
 export function preview(value: unknown): string {
   const text = typeof value === "string" ? value : String(value);
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+  return quote(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });

@@ -581,7 +581,12 @@ test("SIGINT or SIGTERM ends a run early: no call started after it, those in fli
     "SIGINT",
   );
   bench.kill("SIGINT");
-  expect((await bench.done()).code).toBe(130);
+  const again = await bench.done();
+  expect(again.code).toBe(130);
+  // --json: stdout still holds one object, though there is no summary to print.
+  expect(JSON.parse(again.stdout)).toEqual({
+    error: { code: "INTERRUPTED", message: "a second SIGINT ended the run before its summary" },
+  });
   release();
 });
 
@@ -608,8 +613,9 @@ test("a signal while connecting (a broker that never answers its handshake): at 
       proc.exited,
     ]);
     expect(exited, signal).toBe(code);
-    expect(JSON.parse(stdout)).toEqual({ error: { code: "INTERRUPTED", message: `${signal} before the run started` } });
-    expect(stderr).toBe(`fibrpc: ${signal} before the run started; no call was made\n`);
+    const message = `${signal} before the run started: no call was made`;
+    expect(JSON.parse(stdout)).toEqual({ error: { code: "INTERRUPTED", message } });
+    expect(stderr).toBe(`fibrpc: ${message}\n`);
   }
 });
 

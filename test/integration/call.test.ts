@@ -34,6 +34,9 @@ describe("arguments are checked before connecting", () => {
     { args: ["call", "abc"], message: /invalid n "abc": n must be a decimal integer/ },
     { args: ["call", "-5"], message: /invalid n "-5": n must not be negative/ },
     { args: ["call", "3.5"], message: /invalid n "3.5"/ },
+    // What would not show is escaped: a no-break space, a byte-order mark.
+    { args: ["call", "5\u00a06"], message: /invalid n "5\\u00a06": n must be a decimal integer, got "5\\u00a06"/ },
+    { args: ["call", "\ufeffz"], message: /invalid n "\\ufeffz"/ },
     // The protocol's bound; below it, how large an n may be is the server's to say (max-n.test.ts).
     {
       args: ["call", "9007199254740992"],

@@ -165,6 +165,8 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   },
   // A status file serve can never write: `fibrpc health` would say "not running" all along.
   { args: ["serve", "--status-file", "/nonexistent/dir/status.json"], message: /^fibrpc: cannot write --status-file/ },
+  // An option of the pipeline set in the environment is named as such, not as a flag nobody gave.
+  { args: ["call", "30"], env: { FIBRPC_REPLY_TO: "jobs" }, message: /^fibrpc: FIBRPC_REPLY_TO needs --no-wait: / },
   // --reply-to queues whose replies would be lost.
   {
     args: ["call", "30", "--no-wait", "--reply-to", "amq.rabbitmq.reply-to"],

@@ -53,7 +53,7 @@ describe("a resource alarm (connection.blocked)", () => {
         expect(lines).toContainEqual(
           expect.stringMatching(
             new RegExp(
-              `^fib\\(${n}\\): BROKER_BLOCKED: the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${node.port} has been blocking publishers for [\\d.]+ s \\(.*memory.*\\), so the request to queue "${queue}" was not taken within the timeout; .*free memory or disk`,
+              `^fib\\(${n}\\): BROKER_BLOCKED: the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${node.port} has been blocking publishers for [\\d.]+ s \\(.*memory.*\\), so the request to queue "${queue}" was not confirmed within the timeout \\(it may still reach the queue once the alarm clears\\); .*free memory or disk`,
             ),
           ),
         );

@@ -195,12 +195,12 @@ describe("fibrpc health against a real serve", () => {
     });
   }
 
-  test("a status file given as /dev/zero: an answer at once, not a hang filling memory", async () => {
+  test("a status file given as /dev/zero: an answer at once (not a regular file), not a hang filling memory", async () => {
     const result = await run(["health", "--status-file", "/dev/zero"]);
     expect(result).toMatchObject({
       code: 69,
       stdout: "",
-      stderr: `fibrpc: unhealthy: /dev/zero ${notStatus} (larger than 64 KiB)\n`,
+      stderr: `fibrpc: unhealthy: /dev/zero ${notStatus} (it is not a regular file)\n`,
     });
   });
 });

@@ -386,7 +386,8 @@ describe("names and queues the broker keeps from fibrpc", () => {
         expectOneLine(
           call.stderr,
           new RegExp(
-            `^(fib\\(5\\): BROKER_REFUSED: |fibrpc: )the broker at .* refused .*queue "${queue}": cannot obtain exclusive access .* \\(405 RESOURCE_LOCKED\\); another connection holds queue`,
+            // call never declares the request queue: it looks at it (a passive declare).
+            `^(fib\\(5\\): BROKER_REFUSED: |fibrpc: )the broker at .* refused access to queue "${queue}": cannot obtain exclusive access .* \\(405 RESOURCE_LOCKED\\); another connection holds queue`,
           ),
         );
       } finally {

@@ -90,7 +90,7 @@ const progress = (text: string) =>
 /** The summary's outage line: from, to, calls failed. */
 function outages(stdout: string) {
   const line =
-    /^ {2}outage {4}broker unreachable from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
+    /^ {2}outage {4}no connection to the broker from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
   return [...stdout.matchAll(line)].map((m) => ({
     from: Number(m[1]),
     to: Number(m[2]),
@@ -119,7 +119,9 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
   }
 
   await stopApp();
-  const lost = /WARN {2}lost the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+; reconnecting$/m;
+  // With the broker's reason: stop_app closes connections with 320 CONNECTION_FORCED.
+  const lost =
+    /WARN {2}lost the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ \(closed by the broker: .*\(320 CONNECTION_FORCED\)\); reconnecting$/m;
   for (const bench of benches) await bench.waitFor(lost, 20_000);
   await startApp();
   const reconnected =

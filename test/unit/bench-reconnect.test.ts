@@ -144,7 +144,7 @@ test("open loop, --rate 20 for 20 s across a 4.4 s outage: the schedule kept, th
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
   expect(summary).toMatch(
     new RegExp(
-      `^ {2}outage {4}broker unreachable from t=3\\.[01] s to t=\\d\\.\\d s \\(\\d\\.\\d s\\): ${result.failed} calls failed; last error: cannot reach the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:5672: connection refused$`,
+      `^ {2}outage {4}no connection to the broker from t=3\\.[01] s to t=\\d\\.\\d s \\(\\d\\.\\d s\\): ${result.failed} calls failed; last error: cannot reach the broker at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:5672: connection refused$`,
       "m",
     ),
   );
@@ -171,7 +171,7 @@ test("closed loop, 3 in flight for 20 s across the same outage: the calls in fli
   expect(result.ok).toBeGreaterThan(3 * ((20 - away) * 200 - 10));
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
   expect(summary).toMatch(
-    /^ {2}outage {4}broker unreachable from t=3\.0 s to t=\d\.\d s \(\d\.\d s\): 3 calls failed; last error: /m,
+    /^ {2}outage {4}no connection to the broker from t=3\.0 s to t=\d\.\d s \(\d\.\d s\): 3 calls failed; last error: /m,
   );
 });
 
@@ -197,7 +197,7 @@ test("the broker not back within --timeout of the loss (a run of --requests): cu
   ]);
   expect(result.exitCode).toBe(ExitCode.BROKER_UNREACHABLE);
   expect(summary).toMatch(
-    /^ {2}outage {4}broker unreachable from t=1\.0 s to the end of the run \(t=6\.0 s\) \(5\.0 s\): 2 calls failed; last error: /m,
+    /^ {2}outage {4}no connection to the broker from t=1\.0 s to the end of the run \(t=6\.0 s\) \(5\.0 s\): 2 calls failed; last error: /m,
   );
   expect(summary).toMatch(
     new RegExp(

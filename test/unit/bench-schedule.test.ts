@@ -184,6 +184,15 @@ test("a signal after the plan's last call started cuts nothing: the run ends as 
   expect(r.cutShort).toBeUndefined();
 });
 
+test("a signal before --duration's end cuts the run short, even when the calls in flight outlast that end", async () => {
+  const clock = new FakeClock();
+  const server = fakeServer(clock, 5_000); // each call held 5 s, as by a broker's resource alarm
+  const stop = new AbortController();
+  clock.at(2_000, () => stop.abort("SIGINT"));
+  const r = await clock.run(runBench(server, { ...base, concurrency: 1, durationMs: 4_000, clock, stop: stop.signal }));
+  expect(r).toMatchObject({ calls: 1, exitCode: 130, cutShort: { code: "SIGINT", atSeconds: 2 } });
+});
+
 test("stopped while waiting for the connection to come back: the wait ends with the run", async () => {
   const clock = new FakeClock();
   const never = new Promise<void>(() => {});

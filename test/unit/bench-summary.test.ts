@@ -5,7 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { runBench, type BenchOptions, type Caller } from "../../src/bench/run.ts";
-import { formatSummary } from "../../src/bench/summary.ts";
+import { formatSummary, perSecond } from "../../src/bench/summary.ts";
 import { ExitCode, FibrpcError } from "../../src/errors.ts";
 import type { CallOutcome } from "../../src/rpc/client.ts";
 import { FakeClock } from "./fake-clock.ts";
@@ -102,6 +102,14 @@ test("every call answered: the summary as before, exit 0", async () => {
   expect(summary).toMatch(/^ {2}calls\/s {3}\d+$/m);
   expect(summary).toMatch(/^ {2}errors {4}none \(every answer checked against the exact value\)$/m);
   expect(summary).not.toMatch(/not counted|outage|cut short/);
+  // Above n = 100000 an answer is checked by its digits: the line does not claim more.
+  expect(formatSummary(result, { n: "200000", nMax: 200_000, queue: "q" })).toMatch(
+    /^ {2}errors {4}none \(every answer checked: whole below n = 100000, by its number of digits and last 12 digits above\)$/m,
+  );
+});
+
+test("rates below 10 calls/s keep two significant digits (a --rate of 0.3 is not 0)", () => {
+  expect([0.3, 1.4985, 0.049, 0, 9.96, 12.4].map(perSecond)).toEqual(["0.3", "1.5", "0.049", "0", "10", "12"]);
 });
 
 test("a caller that stops (a lost connection, no reconnecting) before the calls planned: cut short, never exit 0", async () => {
@@ -166,6 +174,6 @@ test("an outage in which no call failed (none was in flight): still shown, and t
   ]);
   expect(result.exitCode).toBe(ExitCode.TEMPORARY);
   expect(formatSummary(result, { n: "1", queue: "q" })).toMatch(
-    /^ {2}outage {4}broker unreachable from t=0\.0 s to t=0\.0 s \(0\.0 s\): 0 calls failed; last error: cannot reach the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: connection refused$/m,
+    /^ {2}outage {4}no connection to the broker from t=0\.0 s to t=0\.0 s \(2 ms\): 0 calls failed; last error: cannot reach the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672: connection refused$/m,
   );
 });

@@ -1,7 +1,7 @@
 /** Text quoted from the input reaches the terminal without its control characters (src/printable.ts). */
 import { describe, expect, spyOn, test } from "bun:test";
 import { FibrpcError } from "../../src/errors.ts";
-import { printable } from "../../src/printable.ts";
+import { printable, quote } from "../../src/printable.ts";
 import { reportError } from "../../src/report.ts";
 
 describe("printable", () => {
@@ -9,6 +9,13 @@ describe("printable", () => {
     expect(printable("a\nb\u001b[31m")).toBe("a\\nb\\u001b[31m");
     expect(printable("\u007f\u0080\u009b\u009f")).toBe("\\u007f\\u0080\\u009b\\u009f");
     expect(printable("30 € \u00a0ü")).toBe("30 € \u00a0ü");
+  });
+
+  test("quote: JSON-quoted, and what would not show escaped (no-break and other spaces, format characters)", () => {
+    expect(quote("5\u00a06")).toBe('"5\\u00a06"');
+    expect(quote("\ufeffz\u200b")).toBe('"\\ufeffz\\u200b"');
+    expect(quote("a b\u2028")).toBe('"a b\\u2028"');
+    expect(quote('q"\n€')).toBe('"q\\"\\n€"');
   });
 
   test("escaping twice changes nothing more", () => {
