@@ -48,14 +48,14 @@ export interface BrokerUrl {
 export const DEFAULT_PORTS = { amqp: 5672, amqps: 5671 } as const;
 
 /**
- * How long a connection attempt may take, TCP and the AMQP handshake, when ?connection_timeout does not say:
- * without a bound, a peer that takes the connection and never answers (a frozen broker, the port of a service
- * that waits for its client to speak first) held serve silently and kept it from the next URL. RabbitMQ gives
- * a client's handshake 10 s too (handshake_timeout).
+ * How long a connection attempt may stay silent, TCP and the AMQP handshake, when ?connection_timeout does not say
+ * (amqplib's socket timeout: each byte from the broker starts it again): without it, a peer that takes the
+ * connection and never answers (a frozen broker, the port of a service that waits for its client to speak first)
+ * held serve silently and kept it from the next URL. RabbitMQ gives a client's handshake 10 s too.
  */
 export const DEFAULT_CONNECTION_TIMEOUT_MS = 10_000;
 
-/** The bound of a connection attempt to `url`: its ?connection_timeout, else the default. */
+/** How long a connection attempt to `url` may stay silent: its ?connection_timeout, else the default. */
 export function connectionTimeoutOf(url: BrokerUrl): number {
   return url.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS;
 }

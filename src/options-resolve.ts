@@ -4,7 +4,7 @@
  * once (--config, else FIBRPC_CONFIG) and passed on as a value. Usage errors (exit 64) for anything wrong.
  */
 import { readConfigFile, type ConfigKeys } from "./config.ts";
-import { ordinal } from "./broker-url.ts";
+import { DEFAULT_CONNECTION_TIMEOUT_MS, ordinal } from "./broker-url.ts";
 import { FibrpcError, usageError } from "./errors.ts";
 import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
 import { camelName, OPTIONS, optionOf, optionsOf, takes } from "./options.ts";
@@ -64,14 +64,16 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
   serve: (o) => {
     tlsPair(o);
     // amqplib's recovering connection takes its socket options once, for every URL.
-    const timeouts = o.url.map((u) => u.connectionTimeoutMs);
+    // One not given is the default: the same as one that gives it.
+    const given = o.url.map((u) => u.connectionTimeoutMs);
+    const timeouts = given.map((t) => t ?? DEFAULT_CONNECTION_TIMEOUT_MS);
     const differs = timeouts.findIndex((t) => t !== timeouts[0]);
     if (differs !== -1) {
-      const shown = (t: number | undefined) => (t === undefined ? "none" : `${t}`);
+      const shown = (t: number | undefined) => (t === undefined ? `none (${DEFAULT_CONNECTION_TIMEOUT_MS})` : `${t}`);
       throw usageError(
         `serve uses one connection_timeout for all its broker URLs; ` +
-          `the 1st gives ${shown(timeouts[0])}, ` +
-          `the ${ordinal(differs + 1)} ${shown(timeouts[differs])}: give the same on each`,
+          `the 1st gives ${shown(given[0])}, ` +
+          `the ${ordinal(differs + 1)} ${shown(given[differs])}: give the same on each`,
       );
     }
     // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.

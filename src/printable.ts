@@ -16,6 +16,7 @@ export function printable(text: string): string {
 export function quote(text: string): string {
   return JSON.stringify(text).replace(
     /[\p{Cf}\p{Zl}\p{Zp}]|(?! )\p{Zs}/gu,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    // Each UTF-16 unit: a character beyond U+FFFF (a tag character) is two escapes, as JSON writes it.
+    (c) => [...Array(c.length).keys()].map((i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, "0")}`).join(""),
   );
 }

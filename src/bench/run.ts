@@ -262,7 +262,8 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
   // A signal cut the run short if the plan then asked for another call (cuts()), or if it came before --duration's
   // end while the calls in flight outlasted that end (a broker holding them): none was started after it either.
   // One after the last call of --requests started cuts nothing.
-  const beforeEnd = stopping.at !== undefined && o.durationMs !== undefined && stopping.at < endAt;
+  const beforeEnd =
+    stopping.at !== undefined && o.durationMs !== undefined && stopping.at < endAt && stoppedAt === undefined;
   const signal = stopping.cut || beforeEnd ? String(o.stop?.reason ?? "SIGINT") : undefined;
   if (signal !== undefined) {
     cutShort = {

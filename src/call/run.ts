@@ -212,10 +212,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     tokens: tokensOf(stdin.chunks),
     call: (n) => ask(n, Date.now() + job.client.timeoutMs),
     out,
-    err: (line) => {
-      errors.write(line);
-      errors.flush();
-    },
+    err: (line) => errors.writeNow(line),
     errRoom: () => (errors.blocked ? errors.room() : undefined),
     style: { json: job.json, named: job.stream.unordered, masker },
     ...job.stream,

@@ -72,6 +72,13 @@ export class StdoutLines {
     );
   }
 
+  /** Writes `text` now, after what is queued (stderr's lines: each in its place between stdout's). */
+  writeNow(text: string): void {
+    if (this.gone) return;
+    this.pending.push(text);
+    this.flush();
+  }
+
   /** Writes what is queued now: before a line on stderr, so that a terminal showing both keeps their order. */
   flush(): void {
     this.scheduled = false;

@@ -40,7 +40,11 @@ export default defineCommand({
       };
       // A signal that leaves no summary (before the run starts, or a second one): --json still gets its object.
       const interrupted = (signal: "SIGINT" | "SIGTERM", why: string): never => {
-        if (o.json) writeSync(1, `${JSON.stringify({ error: { code: "INTERRUPTED", message: why } })}\n`);
+        try {
+          if (o.json) writeSync(1, `${JSON.stringify({ error: { code: "INTERRUPTED", message: why } })}\n`);
+        } catch {
+          // stdout closed or full: the exit code and the line below still say it.
+        }
         process.stderr.write(`fibrpc: ${why}\n`);
         process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
       };

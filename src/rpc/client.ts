@@ -107,6 +107,8 @@ interface PendingCall {
   startedAt: number;
   /** This attempt's deadline (ms since the epoch), as its request carries it. */
   deadline: number;
+  /** A retry (not a call's first attempt): an earlier attempt's late answer may come under its correlation id. */
+  retried: boolean;
   timer: ReturnType<typeof setTimeout>;
   settle: (outcome: CallOutcome) => void;
   /** The broker confirmed it took the request (publisher confirms): an answer is up to the servers now. */
@@ -244,8 +246,9 @@ export class RpcClient {
     deadline = Date.now() + this.options.timeoutMs,
     correlationId = this.newCorrelationId(),
     retry?: RetryOf,
+    attempt = 1,
   ): Promise<CallOutcome> {
-    return this.request(n, deadline, correlationId, retry, undefined);
+    return this.request(n, deadline, correlationId, retry, undefined, attempt);
   }
 
   /**
@@ -268,6 +271,7 @@ export class RpcClient {
     correlationId: string,
     retry: RetryOf | undefined,
     replyTo: string | undefined,
+    attempt = 1,
   ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
@@ -299,7 +303,8 @@ export class RpcClient {
       const startedAt = performance.now();
       const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
       const sent = replyTo !== undefined;
-      const call: PendingCall = { n, startedAt, deadline, timer, settle, confirmed: false, sent };
+      const retried = attempt > 1;
+      const call: PendingCall = { n, startedAt, deadline, retried, timer, settle, confirmed: false, sent };
       this.pending.set(correlationId, call);
       // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
       // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
@@ -540,8 +545,8 @@ export class RpcClient {
       if (!/No channels left to allocate/.test(messageOf(err))) throw err;
       throw new FibrpcError(
         "BROKER_REFUSED",
-        `the connection to the broker at ${this.broker} allows no second channel (channel_max), ` +
-          "and fibrpc's caller needs two: one for its calls, one to look at the queue",
+        `the connection to the broker at ${this.broker} has no channel left to open (channel_max), ` +
+          "and fibrpc's caller needs two at once: one for its calls, one to look at a queue",
         { reason: "channel-max", broker: this.broker },
       );
     }
@@ -601,8 +606,9 @@ export class RpcClient {
       return;
     }
     // A retry keeps its correlation id: a server that picked up an earlier attempt late answers it with
-    // DEADLINE_EXCEEDED, which is not this attempt's answer while its own deadline is still ahead.
-    if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < call.deadline) {
+    // DEADLINE_EXCEEDED, which is not this attempt's answer while its own deadline is still ahead. A first
+    // attempt's is its own (a server's clock ahead of this one's): taken, it says so.
+    if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && call.retried && Date.now() < call.deadline) {
       this.options.log.debug(`ignored DEADLINE_EXCEEDED for fib(${call.n}): an earlier attempt's, this one has time`);
       return;
     }

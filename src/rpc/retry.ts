@@ -211,7 +211,7 @@ export class RetryingCaller {
       try {
         client = await this.currentClient(attemptEnd);
         const retry = first === undefined ? undefined : { attempt, traceparent: first };
-        outcome = await this.send(client, n, attemptEnd, correlationId, retry);
+        outcome = await this.send(client, n, attemptEnd, correlationId, retry, attempt);
         first ??= outcome.traceparent;
       } catch (err) {
         outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
@@ -253,10 +253,11 @@ export class RetryingCaller {
     deadline: number,
     correlationId: string,
     retry: RetryOf | undefined,
+    attempt: number,
   ): Promise<CallOutcome> {
     this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
     try {
-      return await client.call(n, deadline, correlationId, retry);
+      return await client.call(n, deadline, correlationId, retry, attempt);
     } finally {
       const left = this.inFlight.get(client)! - 1;
       if (left > 0) this.inFlight.set(client, left);

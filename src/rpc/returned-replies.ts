@@ -14,12 +14,15 @@ export function onReturnedReply(log: Logger): (msg: Message) => void {
   return (msg) => {
     const queue = msg.fields.routingKey;
     const why = (msg.fields as { replyText?: string }).replyText ?? "unroutable";
-    const what = `a reply to queue ${preview(queue)} came back from the broker (${why}): no such queue, so its result is lost`;
-    if (said.has(queue)) {
+    const what =
+      `a persistent reply to queue ${preview(queue)} came back from the broker (${why}): ` +
+      "the queue is gone, so its result is lost";
+    // At most a few hundred queues remembered: a channel that sees more says the others at debug level.
+    if (said.has(queue) || said.size >= 256) {
       log.debug(what);
       return;
     }
     said.add(queue);
-    log.warn(`${what}; declare the queue again (call --reply-to declares it) and send those n again`);
+    log.warn(`${what}; declare it again (call --reply-to declares it) and send those requests again`);
   };
 }

@@ -74,28 +74,35 @@ export class Scheduler {
     this.consumers.clear();
     // A reconnection while draining: stay connected for the acks still to come, take nothing new.
     if (this.options.draining()) return;
-    this.held = [];
-    const started = this.consumeNormally(via);
+    const started = this.withDeliveriesHeld(via, () => this.consumeNormally(via));
     this.starting = started.then(
       () => {},
       () => {},
     );
-    let tags: string[];
-    try {
-      tags = await started;
-    } finally {
-      // On a failure, the channel is gone and the broker has the held deliveries back.
-      const held = this.held;
-      this.held = undefined;
-      if (via.open)
-        queueMicrotask(() => {
-          for (const msg of held ?? []) this.executor.deliver(via, msg);
-        });
-    }
+    const tags = await started;
     for (const tag of tags) this.consumers.add(tag);
     via.consuming = true;
     // A drain that began while consume was on its way did not see this consumer.
     if (this.options.draining()) await this.cancelConsumers(via);
+  }
+
+  /**
+   * Runs `start` (basic.qos and basic.consume, awaited one by one) with the deliveries that come meanwhile held,
+   * then hands them on in a microtask: see `held`. On a failure or a drain, the channel closes and the broker has
+   * them back.
+   */
+  private async withDeliveriesHeld<T>(via: ServingChannel, start: () => Promise<T>): Promise<T> {
+    this.held = [];
+    try {
+      return await start();
+    } finally {
+      const held = this.held;
+      this.held = undefined;
+      queueMicrotask(() => {
+        if (!via.open || this.options.draining()) return;
+        for (const msg of held) this.executor.deliver(via, msg);
+      });
+    }
   }
 
   /** A heavy request waits for its turn; the standby consumer takes over meanwhile. */
@@ -190,7 +197,7 @@ export class Scheduler {
         tags = [(await channel.consume(options.queue, this.handler(via), { priority: -1 })).consumerTag];
       } else {
         if (options.draining()) return;
-        tags = await this.consumeNormally(via);
+        tags = await this.withDeliveriesHeld(via, () => this.consumeNormally(via));
       }
       if (!via.open) return;
       const previous = [...this.consumers];

@@ -164,9 +164,7 @@ export class ServingChannel {
       if (to.persistent) properties.deliveryMode = 2;
       // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
       if (delivery.span) properties.headers = { ...delivery.span.headers };
-      // Mandatory too: a pipeline's reply queue deleted meanwhile sends it back (see the "return" listener), where
-      // it would vanish unsaid. A waiting caller's reply is not: its caller may have left, as the tutorial allows.
-      this.outlet.publish(to.replyTo, reply.body, properties, to.persistent === true);
+      this.outlet.publish(to.replyTo, reply.body, properties, mandatoryFor(to));
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`, delivery.span?.ids);
@@ -184,10 +182,14 @@ export class ServingChannel {
     if (replies.length === 1) this.publishReply(first!.delivery, first!.to, first!.reply);
     else {
       try {
-        const persistent = replies.some((r) => r.to.persistent);
-        const deliveryMode = persistent ? 2 : undefined;
+        const deliveryMode = replies.some((r) => r.to.persistent) ? 2 : undefined;
         const properties = { type: BATCH_REPLY_TYPE, contentType: JSON_CONTENT_TYPE, deliveryMode } as const;
-        this.outlet.publish(replyTo, encodeBatchOf(entries), properties, persistent);
+        this.outlet.publish(
+          replyTo,
+          encodeBatchOf(entries),
+          properties,
+          replies.some((r) => mandatoryFor(r.to)),
+        );
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.host.log.warn(`could not send ${replies.length} replies to ${preview(replyTo)}: ${message}`);
@@ -210,4 +212,13 @@ export class ServingChannel {
   close(): Promise<void> {
     return this.channel.close().catch(() => {});
   }
+}
+
+/**
+ * A persistent request's reply (a pipeline's: call --no-wait) is mandatory: if its queue was deleted meanwhile the
+ * broker sends it back (returned-replies.ts) instead of dropping it unsaid. Not a waiting caller's (its caller may
+ * have left, as the tutorial allows), nor a Direct Reply-to address (the broker returns every mandatory one).
+ */
+function mandatoryFor(to: Address): boolean {
+  return to.persistent === true && !isDirectReplyTo(to.replyTo);
 }

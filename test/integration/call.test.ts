@@ -130,7 +130,9 @@ describe("failures before any server answers", () => {
     ]) {
       const { code, stderr } = await run([...args, "--queue", queue, "--url", `${URL}?channel_max=1`]);
       expect(code, args[0]).toBe(78);
-      expect(stderr).toMatch(/^fibrpc: the connection to the broker at .* allows no second channel \(channel_max\), /);
+      expect(stderr).toMatch(
+        /^fibrpc: the connection to the broker at .* has no channel left to open \(channel_max\), /,
+      );
       expectOneLine(stderr);
     }
   });
@@ -388,32 +390,51 @@ describe("a hand-made responder on the real broker", () => {
   });
 });
 
-describe("a DEADLINE_EXCEEDED reply while the call still has time", () => {
-  test("is an earlier attempt's (a retry keeps its correlation id), not this one's answer", async () => {
+describe("a DEADLINE_EXCEEDED reply", () => {
+  const late = encodeError("text", "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked it up");
+
+  test("to a retry, while it still has time: an earlier attempt's (same correlation id), not its answer", async () => {
     // After a resource alarm, a server picks up a call's earlier attempts past their deadlines and answers each
-    // with DEADLINE_EXCEEDED, under the correlation id the retry shares, on the connection the retry waits on.
-    // Here a hand-made responder sends that reply first, then the answer.
+    // with DEADLINE_EXCEEDED, under the correlation id the retry shares. Here a hand-made responder holds the
+    // first attempt and, once the retry comes, sends that late answer to the retry's address, then the result.
     const queue = uniqueQueue("call_late_attempt");
     const { ch } = await rawChannel();
     await ch.assertQueue(queue, { durable: true });
+    const taken: ConsumeMessage[] = [];
     await ch.consume(
       queue,
       (msg) => {
-        if (!msg) return;
+        if (!msg || taken.push(msg) < 2) return;
         const { replyTo, correlationId } = msg.properties;
-        const late = encodeError(
-          "text",
-          "DEADLINE_EXCEEDED",
-          "the caller's deadline passed before a server picked it up",
-        );
         ch.sendToQueue(replyTo, late.body, { correlationId, type: late.type });
         ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
       },
       { noAck: true },
     );
-    const { code, stdout, stderr } = await run(["call", "--queue", queue, "-t", "30s", "--log-level", "debug", "30"]);
+    const args = ["call", "--queue", queue, "--retry", "1", "-t", "6s", "--log-level", "debug", "30"];
+    const { code, stdout, stderr } = await run(args);
     expect([code, stdout]).toEqual([0, "832040\n"]);
+    expect(taken[1]!.properties.correlationId).toBe(taken[0]!.properties.correlationId);
     expect(stderr).toContain("ignored DEADLINE_EXCEEDED for fib(30): an earlier attempt's, this one has time");
+  });
+
+  test("to a first attempt: its own (a server's clock ahead of the caller's), taken at once, exit 76", async () => {
+    const queue = uniqueQueue("call_deadline_first");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    await ch.consume(
+      queue,
+      (msg) =>
+        msg &&
+        ch.sendToQueue(msg.properties.replyTo, late.body, {
+          correlationId: msg.properties.correlationId,
+          type: late.type,
+        }),
+      { noAck: true },
+    );
+    const { code, stderr } = await run(["call", "--queue", queue, "-t", "30s", "30"]);
+    expect(code).toBe(76);
+    expect(stderr).toStartWith("fib(30): DEADLINE_EXCEEDED: ");
   });
 });
 

@@ -123,7 +123,7 @@ test("a pipeline's reply queue deleted before its replies: serve says so once, t
   const lines = server.log.split("\n").filter((line) => line.includes("came back from the broker"));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain(
-    `WARN  [worker-1] a reply to queue "${replyTo}" came back from the broker (NO_ROUTE): no such queue, so its result is lost; ` +
-      "declare the queue again (call --reply-to declares it) and send those n again",
+    `WARN  [worker-1] a persistent reply to queue "${replyTo}" came back from the broker (NO_ROUTE): the queue is gone, ` +
+      "so its result is lost; declare it again (call --reply-to declares it) and send those requests again",
   );
 });

@@ -90,7 +90,7 @@ const progress = (text: string) =>
 /** The summary's outage line: from, to, calls failed. */
 function outages(stdout: string) {
   const line =
-    /^ {2}outage {4}no connection to the broker from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d) s\): (\d+) calls? failed; last error: (.*)$/gm;
+    /^ {2}outage {4}no connection to the broker from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d s|\d+ ms)\): (\d+) calls? failed; last error: (.*)$/gm;
   return [...stdout.matchAll(line)].map((m) => ({
     from: Number(m[1]),
     to: Number(m[2]),

@@ -8,7 +8,7 @@
 import { beforeAll, expect, test } from "bun:test";
 import { connect } from "amqplib";
 import { join } from "node:path";
-import { startPrivateNode, type PrivateNode } from "../broker.ts";
+import { releaseAtLeast, startPrivateNode, type PrivateNode } from "../broker.ts";
 import { Hold } from "../hold.ts";
 import {
   cleanupAfterFile,
@@ -245,36 +245,43 @@ test("serve started during a memory alarm with requests waiting: it consumes, sa
   }
 }, 120_000);
 
-test("a consumer timeout (a computation longer than the broker's consumer_timeout): said with its remedy, serve consumes again, the call is answered", async () => {
-  // consumer_timeout is the node's, read by each channel as it opens (and checked at each channel tick): set
-  // short for this test only, and back to RabbitMQ's defaults after it.
-  await ctl(
-    "eval",
-    "application:set_env(rabbit, consumer_timeout, 2000), application:set_env(rabbit, channel_tick_interval, 500).",
-  );
-  try {
-    const queue = `fibrpc_consumer_timeout_${crypto.randomUUID().slice(0, 8)}`;
-    const hold = new Hold(25);
-    const server = await startServe(["--workers", "1", "--queue", queue, "--url", node.url], {
-      FIBRPC_TEST_FAULTS: hold.faults(),
-    });
-    const call = run(["call", "--url", node.url, "--queue", queue, "--timeout", "150s", "25"]);
-    await hold.next();
-    // Unacknowledged past 2 s, the delivery is taken back: the broker closed the channel, the request waits.
-    const ready = async () => (await ctl("-q", "list_queues", "name", "messages_ready", "--no-table-headers")).trim();
-    // (Checked at the channel's tick: 500 ms as set here, but a channel may keep RabbitMQ's 60 s one.)
-    await eventually(ready, (lines) => lines.includes(`${queue}\t1`), 90_000, "the request back in the queue");
-    hold.releaseAll();
-    expect(await call).toMatchObject({ code: 0, stdout: "75025\n" });
-    const lost = linesOf(server, /lost \(the broker closed the channel: /);
-    expect(lost).toHaveLength(1);
-    expect(lost[0]).toContain("delivery acknowledgement on channel");
-    expect(lost[0]).toContain("not acknowledged within the broker's consumer_timeout");
-    expect(await server.stop()).toBe(0);
-  } finally {
+// RabbitMQ 4.3 times out no consumer of a classic queue, and in a quorum queue's consumer timeout (tried here)
+// the request was not taken back within 90 s: the channel closed for a consumer timeout is a path of the
+// releases before it (3.10 here, and 4.0), which the suite's 3.10 run covers.
+test.skipIf(releaseAtLeast(4, 3))(
+  "a consumer timeout (a computation longer than the broker's consumer_timeout): said with its remedy, serve consumes again, the call is answered",
+  async () => {
+    // consumer_timeout is the node's, read by each channel as it opens (and checked at each channel tick): set
+    // short for this test only, and back to RabbitMQ's defaults after it.
     await ctl(
       "eval",
-      "application:set_env(rabbit, consumer_timeout, 1800000), application:set_env(rabbit, channel_tick_interval, 60000).",
+      "application:set_env(rabbit, consumer_timeout, 2000), application:set_env(rabbit, channel_tick_interval, 500).",
     );
-  }
-}, 180_000);
+    try {
+      const queue = `fibrpc_consumer_timeout_${crypto.randomUUID().slice(0, 8)}`;
+      const hold = new Hold(25);
+      const server = await startServe(["--workers", "1", "--queue", queue, "--url", node.url], {
+        FIBRPC_TEST_FAULTS: hold.faults(),
+      });
+      const call = run(["call", "--url", node.url, "--queue", queue, "--timeout", "150s", "25"]);
+      await hold.next();
+      // Unacknowledged past 2 s, the delivery is taken back: the broker closed the channel, the request waits.
+      const ready = async () => (await ctl("-q", "list_queues", "name", "messages_ready", "--no-table-headers")).trim();
+      // (Checked at the channel's tick: 500 ms as set here, but a channel may keep RabbitMQ's 60 s one.)
+      await eventually(ready, (lines) => lines.includes(`${queue}\t1`), 90_000, "the request back in the queue");
+      hold.releaseAll();
+      expect(await call).toMatchObject({ code: 0, stdout: "75025\n" });
+      const lost = linesOf(server, /lost \(the broker closed the channel: /);
+      expect(lost).toHaveLength(1);
+      expect(lost[0]).toContain("delivery acknowledgement on channel");
+      expect(lost[0]).toContain("not acknowledged within the broker's consumer_timeout");
+      expect(await server.stop()).toBe(0);
+    } finally {
+      await ctl(
+        "eval",
+        "application:set_env(rabbit, consumer_timeout, 1800000), application:set_env(rabbit, channel_tick_interval, 60000).",
+      );
+    }
+  },
+  180_000,
+);

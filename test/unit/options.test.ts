@@ -232,7 +232,13 @@ const cases: Case[] = [
     name: "one connection_timeout for serve",
     command: "serve",
     argv: ["--url", "amqp://h1?connection_timeout=100,amqp://h2"],
-    error: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none/,
+    error: /serve uses one connection_timeout for all its broker URLs; the 1st gives 100, the 2nd none \(10000\)/,
+  },
+  {
+    name: "a connection_timeout equal to the default is the same as none",
+    command: "serve",
+    argv: ["--url", "amqp://h1?connection_timeout=10000,amqp://h2"],
+    options: {},
   },
   // Values.
   { name: "durations", command: "call", argv: ["--timeout", "1.5s"], options: { timeout: 1500 } },

@@ -16,6 +16,8 @@ describe("printable", () => {
     expect(quote("\ufeffz\u200b")).toBe('"\\ufeffz\\u200b"');
     expect(quote("a b\u2028")).toBe('"a b\\u2028"');
     expect(quote('q"\n€')).toBe('"q\\"\\n€"');
+    // Beyond U+FFFF (a tag character): both UTF-16 units, as JSON writes it, not half of it.
+    expect(quote("a\u{e0041}")).toBe('"a\\udb40\\udc41"');
   });
 
   test("escaping twice changes nothing more", () => {
