@@ -101,11 +101,19 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   },
   TLS_REFUSED: () => "pass --tls-ca with the CA that signed it, or check the host name in the URL",
   QUEUE_NOT_FOUND: () => "start one with `fibrpc serve` (or check --queue)",
-  NO_CONSUMER: startServer,
+  NO_CONSUMER: {
+    "no-server": startServer,
+    // Gone while the calls waited: --wait-for-server waits only before sending; --retry sends again.
+    "server-gone": (_, has) => {
+      const retrying = has("retry") ? " (--retry sends calls again until the timeout, for a server that restarts)" : "";
+      return `start one with \`fibrpc serve\`${retrying}`;
+    },
+  },
   TIMEOUT: {
     "reply-timed-out": () => "raise --timeout, or check that the servers keep up",
     "connect-timed-out": () => "raise --timeout (connecting is part of it), or check that the broker can be reached",
     "wait-timed-out": () => "start one with `fibrpc serve`, or raise --timeout",
+    "too-short": () => "raise --timeout (connecting is part of it)",
     "not-confirmed": () =>
       "check the queue's state on the broker (rabbitmqctl list_queues name type state; " +
       "a quorum queue needs a majority of its nodes), " +

@@ -16,6 +16,7 @@ import { DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS, DEFAULT_URL } from "./config.ts";
 import { EXIT_CODES, FibrpcError, usageError } from "./errors.ts";
 import { RpcClient, type CallOutcome, type ClientOptions } from "./rpc/client.ts";
 import { MAX_PROTOCOL_N } from "./rpc/protocol.ts";
+import { queueNameProblem } from "./rpc/queue.ts";
 
 export { FibrpcError, type ClientErrorCode, type ErrorDetails, type ErrorReason } from "./errors.ts";
 export { ErrorCode as ServerErrorCode } from "./rpc/error-codes.ts";
@@ -75,14 +76,37 @@ export class ServerError extends Error {
 
 const noLog = { debug() {}, info() {}, warn() {} };
 
+/** A value as a message quotes it: a string in quotes ("5000" is not 5000), else as JavaScript writes it. */
+const shown = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : String(value));
+
 function timeoutOf(ms: unknown, what: string): number {
   if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_TIMER_MS)
-    throw usageError(`${what} must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${String(ms)}`);
+    throw usageError(`${what} must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, got ${shown(ms)}`);
   return ms;
 }
 
-function bytesOf(pem: string | Uint8Array | undefined): Uint8Array | undefined {
-  return typeof pem === "string" ? new TextEncoder().encode(pem) : pem;
+function bytesOf(pem: unknown, what: string): Uint8Array | undefined {
+  if (pem === undefined || pem instanceof Uint8Array) return pem;
+  if (typeof pem === "string") return new TextEncoder().encode(pem);
+  throw usageError(`${what} must be PEM text (a string or a Uint8Array), got ${shown(pem)}`);
+}
+
+/**
+ * connect()'s options, checked as the CLI checks its flags: a caller in plain JavaScript gets a USAGE error
+ * naming the option, not a TypeError from deep inside, nor a broker's refusal at the first call.
+ */
+function checked(options: unknown): ConnectOptions {
+  if (options === undefined) return {};
+  if (typeof options !== "object" || options === null || Array.isArray(options))
+    throw usageError(`connect() takes an options object, got ${shown(options)}`);
+  const { url, queue } = options as Record<string, unknown>;
+  const urls = typeof url === "string" ? [url] : url;
+  if (urls !== undefined && !(Array.isArray(urls) && urls.every((u) => typeof u === "string")))
+    throw usageError(`url must be an amqp:// or amqps:// URL or an array of them, got ${shown(url)}`);
+  if (queue !== undefined && typeof queue !== "string") throw usageError(`queue must be a string, got ${shown(queue)}`);
+  const problem = queue === undefined ? undefined : queueNameProblem(queue);
+  if (problem !== undefined) throw usageError(`queue ${problem}`);
+  return options as ConnectOptions;
 }
 
 /** What a call's outcome means to a caller of fib(): the number, or the error it throws. */
@@ -93,13 +117,15 @@ function resultOf(outcome: CallOutcome): bigint {
 }
 
 /** Connects to the broker and returns a client; rejects with a FibrpcError (BROKER_UNREACHABLE, ACCESS_REFUSED, …). */
-export async function connect(options: ConnectOptions = {}): Promise<FibClient> {
+export async function connect(given?: ConnectOptions): Promise<FibClient> {
+  const options = checked(given);
   const urls = typeof options.url === "string" ? [options.url] : (options.url ?? [DEFAULT_URL]);
   if (urls.length === 0) throw usageError("url names no broker: give an amqp:// or amqps:// URL, or a list of them");
+  const tls = options.tls;
   const clientOptions: ClientOptions = {
     broker: {
       urls: parseBrokerUrls(urls.map((text) => ({ text, source: "url" }))),
-      tls: { ca: bytesOf(options.tls?.ca), cert: bytesOf(options.tls?.cert), key: bytesOf(options.tls?.key) },
+      tls: { ca: bytesOf(tls?.ca, "tls.ca"), cert: bytesOf(tls?.cert, "tls.cert"), key: bytesOf(tls?.key, "tls.key") },
     },
     queue: options.queue ?? DEFAULT_QUEUE,
     replyQueue: "direct",
@@ -149,7 +175,7 @@ class Client implements FibClient {
 
   async fib(n: number, options: CallOptions = {}): Promise<bigint> {
     if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
-      throw usageError(`invalid n ${String(n)}: n must be a whole number from 0 to ${MAX_PROTOCOL_N}`);
+      throw usageError(`invalid n ${shown(n)}: n must be a whole number from 0 to ${MAX_PROTOCOL_N}`);
     const budget = timeoutOf(options.timeout ?? this.#options.timeoutMs, "timeout");
     const { signal } = options;
     if (signal?.aborted) throw signal.reason;

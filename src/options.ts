@@ -29,7 +29,7 @@ import { maskSecrets } from "./mask.ts";
 import type { ReplyQueueMode } from "./rpc/client.ts";
 import { HEAVY_N } from "./rpc/delivery.ts";
 import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
-import { QUEUE_TYPES } from "./rpc/queue.ts";
+import { QUEUE_TYPES, queueNameProblem } from "./rpc/queue.ts";
 import { STATUS_HEARTBEAT_MS } from "./serve/status.ts";
 import { otlpEndpointProblem } from "./tracing/settings.ts";
 
@@ -141,7 +141,8 @@ export const OPTIONS = named({
     help: "Request queue",
     default: DEFAULT_QUEUE,
     parse: (value) => {
-      if (Buffer.byteLength(value, "utf8") > 255) throw usageError("--queue must be at most 255 bytes long (UTF-8)");
+      const problem = queueNameProblem(value);
+      if (problem !== undefined) throw usageError(`--queue ${problem}`);
       return value;
     },
   }),
@@ -261,7 +262,8 @@ export const OPTIONS = named({
     help: {
       call:
         "Print one JSON object per n, in order, whatever the outcome: " +
-        '{"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}; none for a usage error (exit 64)',
+        '{"n", "result" (a string), "ms"}, or {"n", "error": {code, message}, "ms"}, "ms" counted from sending ' +
+        "the request (connecting not included); none for a usage error (exit 64)",
       bench:
         'Print the summary as one JSON object, or {"error": {code, message}} when the run could not start; ' +
         "none for a usage error (exit 64)",

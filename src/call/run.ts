@@ -12,6 +12,7 @@ import { stdinError, stdoutError, writeResults, writeStdout } from "../output.ts
 import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type CallOutcome, type ClientOptions, type SendOutcome } from "../rpc/client.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
+import { ServerWatch } from "../rpc/server-gone.ts";
 import { errorLine, linesOf, traceIdOf } from "./lines.ts";
 import { StdoutLines } from "./stdout-lines.ts";
 import { CallStream } from "./stream.ts";
@@ -79,7 +80,11 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
     let failure: FibrpcError | undefined;
     try {
       // --no-wait: each request is done once the broker has it, and the reply goes to another program.
-      const ask: Ask = pipeline ? (n, by) => client.send(n, pipeline.replyTo, by) : (n, by) => caller.call(n, by);
+      // A call that times out on a queue whose server has gone since the look below: NO_CONSUMER, not TIMEOUT.
+      const watch = new ServerWatch(() => caller.current);
+      const ask: Ask = pipeline
+        ? (n, by) => client.send(n, pipeline.replyTo, by)
+        : (n, by) => caller.call(n, by).then((outcome) => watch.explain(outcome));
       // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
       // check runs alongside the calls, off the path of a cold call: if it finds no server,
       // call fails at once (the requests already sent expire with their deadline). Requests of a
@@ -208,9 +213,18 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
   // instead of piling lines up in memory, and what is queued is written before the process exits.
   const errors = new StdoutLines(process.stderr);
   const stdin = stdinChunks();
+  // Reading stops with the error, and the calls in flight end with it: no server (at the start, or gone since).
+  const stopWith = (error: FibrpcError) => {
+    stream.stop({ error });
+    void caller.close({ waitForBroker: false, callsEndWith: error });
+  };
   const stream = new CallStream({
     tokens: tokensOf(stdin.chunks),
-    call: (n) => ask(n, Date.now() + job.client.timeoutMs),
+    call: async (n) => {
+      const outcome = await ask(n, Date.now() + job.client.timeoutMs);
+      if (!outcome.ok && outcome.error?.details.reason === "server-gone" && !stream.stoppedBy) stopWith(outcome.error);
+      return outcome;
+    },
     out,
     err: (line) => errors.writeNow(line),
     errRoom: () => (errors.blocked ? errors.room() : undefined),
@@ -222,9 +236,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     stream.stop({ signal });
   });
   serverThere.catch((error: unknown) => {
-    if (!(error instanceof FibrpcError)) return;
-    stream.stop({ error });
-    void caller.close({ waitForBroker: false, callsEndWith: error });
+    if (error instanceof FibrpcError) stopWith(error);
   });
   const code = await stream.run();
   signals.remove();

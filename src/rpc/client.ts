@@ -27,6 +27,11 @@ import type { RetryOf, SendSpan, TraceIds, Tracer } from "../tracing/tracer.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
+/**
+ * Below this, a request the broker did not confirm in time says the timeout was too short rather than
+ * blaming the broker: a healthy one confirms a request in about a millisecond (docs/benchmarks.md, p50).
+ */
+const TOO_SHORT_TO_CONFIRM_MS = 100;
 
 export type ReplyQueueMode = "direct" | "exclusive";
 
@@ -399,6 +404,15 @@ export class RpcClient {
         `the broker at ${this.broker} has been blocking publishers for ${duration(Date.now() - since)} ` +
           `(${reason}), so ${what}`,
         { ...details, reason: "blocked", blockedBecause: reason },
+      );
+    }
+    if (this.confirms && !confirmed && budget < TOO_SHORT_TO_CONFIRM_MS) {
+      // `call -t 30ms` spends most of it connecting: the broker is not to blame for a confirm that had 4 ms.
+      return new FibrpcError(
+        "TIMEOUT",
+        `no reply within the timeout: ${budget} ms of it were left for the call once connected, too few ` +
+          `for the broker at ${this.broker} to confirm that queue ${JSON.stringify(queue)} took the request`,
+        { ...details, reason: "too-short" },
       );
     }
     if (this.confirms && !confirmed) {

@@ -206,6 +206,9 @@ function readCount(value: unknown): number {
 
 function describeValue(value: unknown): string {
   if (value === null) return "void";
+  // amqplib decodes a decimal and a timestamp as {"!": "decimal" | "timestamp", value}.
+  const tagged = (value as { "!"?: unknown } | undefined)?.["!"];
+  if (tagged === "decimal" || tagged === "timestamp") return `a ${tagged}`;
   if (typeof value === "object")
     return Buffer.isBuffer(value) ? "a byte array" : Array.isArray(value) ? "an array" : "a table";
   return `${typeof value} ${preview(value)}`;

@@ -190,7 +190,27 @@ function decodeJsonRequest(text: string, maxN: number): ParsedN {
       "INVALID_JSON_SHAPE",
       `"n" must be a JSON number, got ${typeof n === "string" ? "a string" : JSON.stringify(n)}`,
     );
+  // Beyond 2^53 - 1 the number read is not the one sent (9007199254740993 reads as ...992): the message
+  // quotes the request's own digits, and the reply names no n rather than a neighbour of the caller's.
+  if (Math.abs(n) > Number.MAX_SAFE_INTEGER) {
+    const written = preview(sourceOfN(text) ?? String(n));
+    return n < 0
+      ? failure("NEGATIVE_N", `n must not be negative, got ${written}`)
+      : failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${written}`);
+  }
   return checkN(n, maxN);
+}
+
+/** The text of a JSON request's top-level "n" as written, from the reviver's source text (Bun has it). */
+function sourceOfN(text: string): string | undefined {
+  const sources = new Map<object, string | undefined>();
+  type Reviver = (this: object, key: string, value: unknown, context?: { source?: string }) => unknown;
+  const note: Reviver = function (key, value, context) {
+    if (key === "n") sources.set(this, context?.source);
+    return value;
+  };
+  const root = JSON.parse(text, note as Parameters<typeof JSON.parse>[1]) as object;
+  return sources.get(root);
 }
 
 function mediaType(contentType: string): string {

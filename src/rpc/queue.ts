@@ -25,6 +25,11 @@ export type QueueType = (typeof QUEUE_TYPES)[number];
  */
 export const QUORUM_DELIVERY_LIMIT = REDELIVERY_LIMIT + 5;
 
+/** What is wrong with a queue name, for "--queue …" or "queue …": AMQP's short string holds 255 bytes. */
+export function queueNameProblem(name: string): string | undefined {
+  return Buffer.byteLength(name, "utf8") > 255 ? "must be at most 255 bytes long (UTF-8)" : undefined;
+}
+
 /** Where a quorum request queue dead-letters requests that hit the delivery limit. */
 export function deadLetterQueueName(queue: string): string {
   return `${queue}.dead-letter`;

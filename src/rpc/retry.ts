@@ -185,6 +185,11 @@ export class RetryingCaller {
     this.client = first;
   }
 
+  /** The client calls go through now (a lost one is replaced by the next call). */
+  get current(): RpcClient {
+    return this.client;
+  }
+
   /**
    * Calls fib(n), trying again as the module's comment says, by `deadline` (ms since the epoch)
    * for all its attempts. The promise never rejects.

@@ -264,6 +264,52 @@ describe("ending", () => {
   });
 });
 
+describe("the server goes away while calls wait", () => {
+  test("reading stops at the first call that times out on a queue with no consumer now: NO_CONSUMER, exit 69", async () => {
+    // A hand-made server that answers, then goes (its channel closed): the later requests wait in a queue
+    // nobody consumes. Before, each n went on to wait out its --timeout, the whole stream through.
+    const gone = uniqueQueue("call_stream_gone");
+    const { conn, ch } = await rawChannel();
+    conn.on("error", () => {});
+    try {
+      await ch.assertQueue(gone, { durable: true });
+      const server = await conn.createChannel();
+      await server.consume(gone, (msg) => {
+        if (!msg) return;
+        server.sendToQueue(msg.properties.replyTo, Buffer.from("1"), { correlationId: msg.properties.correlationId });
+        server.ack(msg);
+      });
+      const env = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL };
+      const proc = tracked(
+        Bun.spawn([BIN, "call", "-", "--queue", gone, "--timeout", "1s"], {
+          cwd: "/",
+          env,
+          stdin: "pipe",
+          stdout: "pipe",
+          stderr: "pipe",
+        }),
+      );
+      const stdout = proc.stdout.getReader();
+      proc.stdin.write("1\n");
+      proc.stdin.flush();
+      expect(new TextDecoder().decode((await stdout.read()).value)).toBe("1\n");
+      await server.close();
+      // stdin stays open: the stream ends by itself, not at EOF.
+      proc.stdin.write("2\n1\n");
+      proc.stdin.flush();
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(code).toBe(69);
+      expect(stderr).toMatch(
+        /^fibrpc: no reply within the timeout, and queue "call_stream_gone_\w+" on amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ has no consumer now: the server the call went to has stopped; start one with `fibrpc serve`/,
+      );
+      expect(stderr.trim().split("\n")).toHaveLength(1);
+      expect((await stdout.read()).done).toBe(true);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
 /** A bash script running "$BIN" (fibrpc), for its redirections (`> /dev/full`, `< /tmp`, `| head`), from `/`. */
 async function shell(script: string) {
   const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", FIBRPC_URL: URL, BIN };
@@ -305,6 +351,15 @@ describe("stdin and stdout that fail", () => {
       `"$BIN" call --queue ${queue} 1000000 1000000 1000000 | head -c 5; echo " \${PIPESTATUS[0]}"`,
     );
     expect(stdout).toBe("19532 0\n");
+    expect(stderr).toBe("");
+  });
+
+  test("stderr whose reader goes away: the stream goes on to its end, its results on stdout; exit 64", async () => {
+    // 50,000 bad words, a line on stderr each (far more than a pipe holds once head has gone), then 30.
+    const { stdout, stderr } = await shell(
+      `{ yes x | head -50000; echo 30; } | "$BIN" call - --queue ${queue} 2> >(head -1 >/dev/null); echo "exit $?"`,
+    );
+    expect(stdout).toBe("832040\nexit 64\n");
     expect(stderr).toBe("");
   });
 

@@ -3,8 +3,10 @@
  * caller can meet before any server answers.
  */
 import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { ConsumeMessage } from "amqplib";
 import { encodeError } from "../../src/rpc/protocol.ts";
+import { rabbitmqctlOk } from "../broker.ts";
 import {
   BIN,
   BROKER_PORT,
@@ -475,5 +477,48 @@ describe("serve refuses what it cannot fix by waiting", () => {
     const lines = server.log.trimEnd().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/ ERROR .*refused the login/);
+  });
+});
+
+/** The local ports of a process's TCP sockets: its descriptors' socket inodes, looked up in /proc/net/tcp. */
+function localPortsOf(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode) inodes.add(inode);
+    } catch {} // closed meanwhile
+  }
+  const rows = readFileSync(`/proc/${pid}/net/tcp`, "utf8").trim().split("\n").slice(1);
+  return rows
+    .map((row) => row.trim().split(/\s+/))
+    .filter((fields) => inodes.has(fields[9]!))
+    .map((fields) => Number.parseInt(fields[1]!.split(":")[1]!, 16));
+}
+
+describe("the broker closes a call's connection", () => {
+  test("the calls in flight fail with CONNECTION_LOST and the broker's reason, exit 75", async () => {
+    const queue = uniqueQueue("call_closed");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    // A consumer that takes the request and never answers: the call waits for its reply.
+    const taken = new Promise<void>((resolve) => {
+      void ch.consume(queue, (msg) => msg && resolve(), { noAck: false });
+    });
+    const call = startCall(["--queue", queue, "--timeout", "60s", "30"]);
+    const stderr = stderrOf(call);
+    await taken;
+    const ports = localPortsOf(call.pid);
+    // Tab-separated rows: close_connection takes the pid as written there (<rabbit@host.1.2.3>), not as JSON has it.
+    const rows = (await rabbitmqctlOk(["-q", "list_connections", "pid", "peer_port"])).trim().split("\n");
+    const ours = rows.map((row) => row.split("\t")).filter(([, port]) => ports.includes(Number(port)));
+    expect(ours).toHaveLength(1);
+    await rabbitmqctlOk(["close_connection", ours[0]![0]!, "closed by the test"]);
+    expect(await call.exited).toBe(75);
+    const text = await stderr.all();
+    expectOneLine(text);
+    expect(text).toMatch(
+      /^fib\(30\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost while the call was in flight \(closed by the broker: .*closed by the test \(320 CONNECTION_FORCED\)\)/,
+    );
   });
 });

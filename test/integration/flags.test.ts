@@ -167,6 +167,12 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["serve", "--status-file", "/nonexistent/dir/status.json"], message: /^fibrpc: cannot write --status-file/ },
   // An option of the pipeline set in the environment is named as such, not as a flag nobody gave.
   { args: ["call", "30"], env: { FIBRPC_REPLY_TO: "jobs" }, message: /^fibrpc: FIBRPC_REPLY_TO needs --no-wait: / },
+  { args: ["call", "30"], env: { FIBRPC_NO_WAIT: "1" }, message: /^fibrpc: FIBRPC_NO_WAIT needs --reply-to QUEUE: / },
+  {
+    args: ["call", "30", "--reply-to", "jobs", "--no-wait"],
+    env: { FIBRPC_RETRY: "2" },
+    message: /^fibrpc: FIBRPC_RETRY applies to calls that wait for their reply, not to --no-wait$/m,
+  },
   // --reply-to queues whose replies would be lost.
   {
     args: ["call", "30", "--no-wait", "--reply-to", "amq.rabbitmq.reply-to"],

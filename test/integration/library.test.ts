@@ -6,7 +6,7 @@
  * built, installed from a registry and run under node and bun: test/release/release.test.ts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { connect, type FibClient, FibrpcError, ServerError } from "../../src/index.ts";
+import { type ConnectOptions, connect, type FibClient, FibrpcError, ServerError } from "../../src/index.ts";
 import {
   BROKER_PORT,
   cleanupAfterFile,
@@ -157,12 +157,34 @@ describe("fib()", () => {
       expect([err.code, err.exitCode, err.message]).toEqual([
         "USAGE",
         64,
-        `invalid n ${String(n)}: n must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`,
+        // A string is quoted: "30" is not the number 30.
+        `invalid n ${typeof n === "string" ? '"30"' : String(n)}: n must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`,
       ]);
     }
     expect(((await rejection(c.fib(1, { timeout: 0 }))) as FibrpcError).code).toBe("USAGE");
     expect(((await rejection(connect({ url: [] }))) as FibrpcError).code).toBe("USAGE");
     expect(((await rejection(connect({ url: "http://x" }))) as FibrpcError).code).toBe("USAGE");
+  });
+
+  test("connect()'s options are checked as the CLI checks its flags: USAGE naming the option, nothing sent", async () => {
+    // As plain JavaScript may pass them: the types would not let TypeScript.
+    const bad = (options: unknown) => rejection(connect(options as ConnectOptions)) as Promise<FibrpcError>;
+    for (const [options, message] of [
+      [{ url: URL, queue: "x".repeat(300) }, "queue must be at most 255 bytes long (UTF-8)"],
+      [{ url: URL, queue: 5 }, "queue must be a string, got 5"],
+      [{ url: 5 }, "url must be an amqp:// or amqps:// URL or an array of them, got 5"],
+      [{ url: [URL, 5] }, `url must be an amqp:// or amqps:// URL or an array of them, got ${URL},5`],
+      [null, "connect() takes an options object, got null"],
+      ["amqp://h", 'connect() takes an options object, got "amqp://h"'],
+      [
+        { url: URL, timeout: "5000" },
+        'timeout must be a whole number of milliseconds from 1 to 2147483647, got "5000"',
+      ],
+      [{ url: URL, tls: { ca: 5 } }, "tls.ca must be PEM text (a string or a Uint8Array), got 5"],
+    ] as const) {
+      const err = await bad(options);
+      expect([err.code, err.exitCode, err.message]).toEqual(["USAGE", 64, message]);
+    }
   });
 
   test("an unreachable broker: connect() rejects with BROKER_UNREACHABLE, its password masked", async () => {

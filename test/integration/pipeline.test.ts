@@ -127,3 +127,29 @@ test("a pipeline's reply queue deleted before its replies: serve says so once, t
       "so its result is lost; declare it again (call --reply-to declares it) and send those requests again",
   );
 });
+
+test("a persistent request answered through Direct Reply-to: its reply is delivered, not sent back as unroutable", async () => {
+  // The broker returns every mandatory message to a Direct Reply-to address though it delivers it: serve
+  // publishes only a named queue's persistent replies mandatory, else each such reply would warn of a loss.
+  const queue = uniqueQueue("pipeline_direct_requests");
+  const gone = uniqueQueue("pipeline_direct_gone");
+  const server = await startServe(["--workers", "1", "--queue", queue]);
+  const { ch } = await rawChannel();
+  const answered = new Promise<string>((resolve) => {
+    void ch.consume("amq.rabbitmq.reply-to", (msg) => msg && resolve(msg.content.toString()), { noAck: true });
+  });
+  ch.sendToQueue(queue, Buffer.from("21"), {
+    replyTo: "amq.rabbitmq.reply-to",
+    correlationId: "direct-1",
+    persistent: true,
+  });
+  expect(await answered).toBe("10946");
+  // Then one to a queue that does not exist, from the same channel: its warning, which comes after any
+  // for the first reply, shows serve has read the broker's returns that far.
+  ch.sendToQueue(queue, Buffer.from("3"), { replyTo: gone, correlationId: "gone-1", persistent: true });
+  await server.waitForLog(/came back from the broker/, 20_000);
+  expect(await server.stop()).toBe(0);
+  const lines = server.log.split("\n").filter((line) => line.includes("came back from the broker"));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain(`a persistent reply to queue "${gone}" came back`);
+});

@@ -186,6 +186,22 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
   {
     name: "deadline a decimal",
     delivery: delivery("30", { headers: { "x-fibrpc-deadline": { "!": "decimal", value: { places: 1, digits: 5 } } } }),
+    expect: {
+      kind: "refuse",
+      body: expect.stringMatching(/must be a number \(ms since the Unix epoch\), got a decimal$/),
+    },
+  },
+  {
+    name: "deadline a timestamp (seconds, not ms)",
+    delivery: delivery("30", { headers: { "x-fibrpc-deadline": { "!": "timestamp", value: 1_900_000_000 } } }),
+    expect: {
+      kind: "refuse",
+      body: expect.stringMatching(/must be a number \(ms since the Unix epoch\), got a timestamp$/),
+    },
+  },
+  {
+    name: "deadline a table",
+    delivery: delivery("30", { headers: { "x-fibrpc-deadline": { at: 5 } } }),
     expect: { kind: "refuse", body: expect.stringMatching(/got a table$/) },
   },
   { name: "headers not a table", delivery: delivery("30", { headers: "nope" }), expect: { kind: "compute" } },

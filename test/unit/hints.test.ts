@@ -102,6 +102,28 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     exitCode: 69,
   },
   {
+    // Gone after the look before sending: --wait-for-server (which waits only then) would not help.
+    error: new FibrpcError(
+      "NO_CONSUMER",
+      "no reply within the timeout, and queue …: the server the call went to has stopped",
+      {
+        reason: "server-gone",
+        queue: "q",
+      },
+    ),
+    command: "call",
+    line:
+      "no reply within the timeout, and queue …: the server the call went to has stopped; start one with `fibrpc serve` " +
+      "(--retry sends calls again until the timeout, for a server that restarts)",
+    exitCode: 69,
+  },
+  {
+    error: new FibrpcError("TIMEOUT", "no reply within the timeout: 4 ms of it were left …", { reason: "too-short" }),
+    command: "call",
+    line: "no reply within the timeout: 4 ms of it were left …; raise --timeout (connecting is part of it)",
+    exitCode: 75,
+  },
+  {
     error: new FibrpcError("TIMEOUT", 'no reply within the timeout from a server on queue "q"', {
       reason: "reply-timed-out",
       queue: "q",

@@ -149,6 +149,21 @@ describe("the protocol's bound on n (what `fibrpc call` lets through; the server
         message: `n must be at most ${MAX}, got ${quoted}`,
       });
     }
+    // As JSON, the same: the request's own digits quoted, and no n in the error reply rather than the
+    // neighbour the number rounds to (a next stage matching replies by n would find one never sent).
+    for (const [json, quoted, code] of [
+      ['{"n": 9007199254740993}', '"9007199254740993"', "N_TOO_LARGE"],
+      ['{"x": {"n": 1}, "n": 12345678901234567890}', '"12345678901234567890"', "N_TOO_LARGE"],
+      ['{"n": -9007199254740993}', '"-9007199254740993"', "NEGATIVE_N"],
+      ['{"n": 1e999}', '"1e999"', "N_TOO_LARGE"],
+    ] as const) {
+      const request = decodeRequest(bytes(json), "application/json", MAX);
+      const rule = code === "N_TOO_LARGE" ? `n must be at most ${MAX}` : "n must not be negative";
+      expect(request).toEqual({ ok: false, code, message: `${rule}, got ${quoted}`, format: "json" });
+      if (request.ok) continue;
+      const reply = JSON.parse(encodeError(request.format, request.code, request.message, request.n).body.toString());
+      expect(reply).not.toHaveProperty("n");
+    }
     // Leading zeros do not count: a safe integer written with them is still that integer.
     expect(parseN("0009007199254740991", MAX_PROTOCOL_N)).toEqual({ ok: true, n: MAX_PROTOCOL_N });
   });
