@@ -73,6 +73,15 @@ export async function readConfigFile(
         "each line is FIBRPC_NAME=value, a # comment or blank",
     );
   }
+  const twice = repeatedKey(text);
+  if (twice !== undefined) {
+    // As a flag given twice is: the file's reader may mean either value (dotenv keeps the last).
+    throw usageError(
+      `${twice.key} is set twice in ${named} ${JSON.stringify(path)} ` +
+        `(lines ${twice.lines[0]} and ${twice.lines[1]}); ` +
+        "keep one (several broker URLs go in one FIBRPC_URL, comma-separated)",
+    );
+  }
   const { parse: parseDotenv } = await import("dotenv");
   const values = parseDotenv(text);
   const wrong = Object.keys(values)
@@ -116,6 +125,21 @@ function lineNotRead(text: string): { line: number; why: string } | undefined {
   if (at === -1) return undefined;
   if (lines[at]!.startsWith("\u0000")) return { line: at + 1, why: "opens a quote it never closes" };
   return { line: at + 1, why: "is not a setting" };
+}
+
+/** The first key a dotenv text sets twice, with the lines (from 1) of its first two settings. */
+function repeatedKey(text: string): { key: string; lines: [number, number] } | undefined {
+  const normalized = text.replace(/\r\n?/g, "\n");
+  const seen = new Map<string, number>();
+  for (const match of normalized.matchAll(DOTENV_LINE)) {
+    const [setting, key] = match as unknown as [string, string];
+    const lead = setting.length - setting.trimStart().length;
+    const line = normalized.slice(0, match.index + lead).split("\n").length;
+    const before = seen.get(key);
+    if (before !== undefined) return { key, lines: [before, line] };
+    seen.set(key, line);
+  }
+  return undefined;
 }
 
 /** The usage error for the first wrong key of a config file (by line), the others counted. */

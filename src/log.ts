@@ -8,6 +8,7 @@
  */
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola/core";
 import type { Masker } from "./mask.ts";
+import { printable } from "./printable.ts";
 
 export const LOG_LEVELS = ["silent", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -67,7 +68,9 @@ function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
       const head = color
         ? `\u001b[2m${logObj.date.toISOString()}\u001b[22m \u001b[${COLORS[level] ?? "39"}m${label}\u001b[39m`
         : `${logObj.date.toISOString()} ${label}`;
-      process.stderr.write(`${head}${tag} ${text(logObj, masker)}\n`);
+      // Escaped: text from the broker or a request (a queue name with a newline) cannot break the entry in
+      // two, forge a line of its own, or send a terminal its escape sequences.
+      process.stderr.write(`${head}${tag} ${printable(text(logObj, masker))}\n`);
     },
   };
 }

@@ -8,6 +8,7 @@ import { DEFAULT_CONNECTION_TIMEOUT_MS, ordinal } from "./broker-url.ts";
 import { FibrpcError, usageError } from "./errors.ts";
 import { scanCommandLine, type GivenFlags, type OnNegativeNumber } from "./options-scan.ts";
 import { camelName, OPTIONS, optionOf, optionsOf, takes } from "./options.ts";
+import { MAX_QUORUM_QUEUE_BYTES } from "./rpc/queue.ts";
 import { closest } from "./suggest.ts";
 import type { CommandName, OptionName, Options, Source } from "./options.ts";
 
@@ -76,6 +77,11 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
           `the ${ordinal(differs + 1)} ${shown(given[differs])}: give the same on each`,
       );
     }
+    if (o.queueType === "quorum" && Buffer.byteLength(o.queue, "utf8") > MAX_QUORUM_QUEUE_BYTES)
+      throw usageError(
+        `--queue must be at most ${MAX_QUORUM_QUEUE_BYTES} bytes long (UTF-8) with --queue-type quorum: ` +
+          `serve also declares its dead-letter queue, named "<queue>.dead-letter"`,
+      );
     // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
     if (o.from.httpHost === "flag" && o.httpPort === undefined)
       throw usageError("--http-host has no effect without --http-port (or FIBRPC_HTTP_PORT)");

@@ -355,9 +355,22 @@ export const OPTIONS = named({
   }),
   // health
   "max-age": withDefault({
-    ...DURATION,
-    help: "How old the status may be before serve counts as stuck",
+    valueHint: "duration",
+    help:
+      "How old the status may be before serve counts as stuck " +
+      `(serve rewrites it every ${formatDuration(STATUS_HEARTBEAT_MS)})`,
     default: formatDuration(3 * STATUS_HEARTBEAT_MS),
+    parse: (value, at) => {
+      // Shorter than serve's rewrite (and a second of slack) would call a healthy serve stuck half the time.
+      const ms = duration(value, at);
+      const least = STATUS_HEARTBEAT_MS + 1_000;
+      if (ms < least)
+        throw usageError(
+          `--${at.flag} must be at least ${formatDuration(least)}: serve rewrites its status every ` +
+            `${formatDuration(STATUS_HEARTBEAT_MS)}, so a shorter one calls a healthy serve stuck`,
+        );
+      return ms;
+    },
   }),
 });
 

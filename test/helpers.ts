@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { connect, type Channel, type ChannelModel } from "amqplib";
 import type { Subprocess } from "bun";
 import { stopPrivateBrokers } from "./broker.ts";
+import { ECHO_MS } from "../src/signals.ts";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const BIN = resolve(ROOT, "fibrpc");
@@ -145,6 +146,15 @@ export function tracked<T extends Subprocess>(proc: T): T {
   processes.add(proc);
   void proc.exited.then(() => processes.delete(proc));
   return proc;
+}
+
+/**
+ * Waits out the window in which the same signal again is taken for the first one's echo (src/signals.ts:
+ * GNU timeout signals its child and then the child's group): a test's second signal is a second one
+ * only after it. Not a wait for an event: the time itself is what the program reads.
+ */
+export function pastEchoWindow(): Promise<void> {
+  return Bun.sleep(ECHO_MS + 20);
 }
 
 /** A fresh queue name, deleted after the test file. */

@@ -10,6 +10,7 @@ import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type ClientLog, type ClientOptions } from "../rpc/client.ts";
 import { ReconnectingCaller } from "./reconnect.ts";
 import { runBench, type BenchOptions, type BenchResult } from "./run.ts";
+import { type FirstSignal, firstSignal, isEcho } from "../signals.ts";
 
 type Signal = "SIGINT" | "SIGTERM";
 
@@ -70,8 +71,12 @@ function stopOnSignals(
   interrupted: (signal: Signal, why: string) => never,
 ): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
+  let first: FirstSignal | undefined;
   const onSignal = (signal: Signal) => {
+    // The first one's echo (GNU timeout signals the process and its group) is not a second signal.
+    if (first !== undefined && isEcho(first, signal)) return;
     if (stop.signal.aborted) interrupted(signal, `a second ${signal} ended the run before its summary`);
+    first = firstSignal(signal);
     log.info(`${signal}: no new calls; the summary once the calls in flight finish (${signal} again: exit now)`);
     stop.abort(signal);
   };

@@ -13,6 +13,7 @@ import { awaitServer } from "../rpc/await-server.ts";
 import { RpcClient, type CallOutcome, type ClientOptions, type SendOutcome } from "../rpc/client.ts";
 import { connectWithin, RetryingCaller } from "../rpc/retry.ts";
 import { ServerWatch } from "../rpc/server-gone.ts";
+import { type FirstSignal, firstSignal, isEcho } from "../signals.ts";
 import { errorLine, linesOf, traceIdOf } from "./lines.ts";
 import { StdoutLines } from "./stdout-lines.ts";
 import { CallStream } from "./stream.ts";
@@ -259,13 +260,17 @@ type Signal = "SIGINT" | "SIGTERM";
  */
 function onSignals(caller: RetryingCaller, first: (signal: Signal) => void) {
   let caught: Signal | undefined;
+  let stamp: FirstSignal | undefined;
   const handler = (signal: Signal) => {
-    if (caught !== undefined) {
+    if (stamp !== undefined) {
+      // The first one's echo (GNU timeout signals the process and its group) is not a second signal.
+      if (isEcho(stamp, signal)) return;
       const why = new FibrpcError("INTERRUPTED", `ended by a second ${signal} before its reply came`);
       void caller.close({ waitForBroker: false, callsEndWith: why });
       return;
     }
     caught = signal;
+    stamp = firstSignal(signal);
     first(signal);
   };
   process.on("SIGINT", handler).on("SIGTERM", handler);

@@ -24,7 +24,11 @@ function flagOf(long: string, option: Option, command?: CommandName) {
   const spellings = names.filter((name) => typeof name === "string");
   const value = { kind: completionOf(option), choices: choices ?? [], words: choices?.join(" ") ?? "", hint };
   for (const word of [...spellings, ...value.choices]) checkWord(word);
-  const description = shortDescription(typeof help === "string" ? help : (help[command!] ?? ""));
+  const text = typeof help === "string" ? help : (help[command!] ?? "");
+  // Help that explains each choice in turn ("classic: …; quorum: …") would be cut to the first one's
+  // explanation, which fish then shows beside every value: the choices themselves say more.
+  const perChoice = choices?.some((choice) => text.startsWith(`${choice}: `));
+  const description = perChoice ? `${choices!.join(" or ")}` : shortDescription(text);
   return { long, short, spellings, description, value, negatable, repeatable };
 }
 

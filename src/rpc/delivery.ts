@@ -204,6 +204,11 @@ function readCount(value: unknown): number {
   return countOf(value) ?? 0;
 }
 
+/** A request's correlation id in a log line: quoted, or "none" when it has none (not "null"). */
+function idShown(correlationId: unknown): string {
+  return correlationId === undefined || correlationId === null ? "none" : preview(correlationId);
+}
+
 function describeValue(value: unknown): string {
   if (value === null) return "void";
   // amqplib decodes a decimal and a timestamp as {"!": "decimal" | "timestamp", value}.
@@ -229,7 +234,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   if (typeof replyTo !== "string" || replyTo === "") {
     return {
       kind: "drop",
-      reason: `it has no reply_to (correlation id ${preview(correlationId ?? null)}): a caller must say where to reply`,
+      reason: `it has no reply_to (correlation id ${idShown(correlationId)}): a caller must say where to reply`,
     };
   }
   if (!isFaithfulShortString(replyTo)) {
@@ -364,5 +369,5 @@ function countRedeliveries(
 function poison(to: Address, request: { format: Format; n: number }, o: { why: string; message: string }): Fate {
   const { why, message } = o;
   const reply = encodeError(request.format, "POISON_REQUEST", message, request.n);
-  return { kind: "poison", to, reply, why: `correlation id ${preview(to.correlationId ?? null)}: ${why}` };
+  return { kind: "poison", to, reply, why: `correlation id ${idShown(to.correlationId)}: ${why}` };
 }

@@ -25,10 +25,19 @@ export type QueueType = (typeof QUEUE_TYPES)[number];
  */
 export const QUORUM_DELIVERY_LIMIT = REDELIVERY_LIMIT + 5;
 
-/** What is wrong with a queue name, for "--queue …" or "queue …": AMQP's short string holds 255 bytes. */
+/**
+ * What is wrong with a queue name, for "--queue …" or "queue …": AMQP's short string holds 255 bytes, and
+ * a control character (a newline) is dropped by RabbitMQ from the name it declares, so that the queue
+ * made is not the one then consumed.
+ */
 export function queueNameProblem(name: string): string | undefined {
-  return Buffer.byteLength(name, "utf8") > 255 ? "must be at most 255 bytes long (UTF-8)" : undefined;
+  if (Buffer.byteLength(name, "utf8") > 255) return "must be at most 255 bytes long (UTF-8)";
+  if (/[\u0000-\u001f\u007f]/.test(name)) return "must not hold control characters (a newline, a tab)";
+  return undefined;
 }
+
+/** The longest name a quorum request queue may have: its dead-letter queue's name is 12 bytes longer. */
+export const MAX_QUORUM_QUEUE_BYTES = 255 - ".dead-letter".length;
 
 /** Where a quorum request queue dead-letters requests that hit the delivery limit. */
 export function deadLetterQueueName(queue: string): string {

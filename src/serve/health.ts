@@ -39,6 +39,11 @@ export function checkHealth(path: string, maxAgeMs: number, now = Date.now()): H
       healthy: false,
       reason: `serve's status is dated ${Math.round(-age / 1000)} s ahead of this machine's clock: not trusted`,
     };
+  if (status.draining === true)
+    return {
+      healthy: false,
+      reason: "serve is stopping (draining): it finishes the requests it holds and takes no new ones",
+    };
   if (status.serving < status.workers) {
     return {
       healthy: false,

@@ -5,6 +5,7 @@
  * summed on each scrape (supervisor.collect); the process metrics (process-metrics.ts) are read on
  * the main thread, for the whole process.
  */
+import { isIP } from "node:net";
 import { Registry } from "prom-client";
 import { usageError } from "../errors.ts";
 import { bunVersion, commit, version } from "../version.ts";
@@ -151,8 +152,13 @@ function listen(hostname: string, port: number, handler: { fetch(request: Reques
       throw usageError(`--http-port ${port} is already in use on ${hostname}; pick another port`);
     if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_NONAME")
       throw usageError(`--http-host ${hostname} is not an address of this machine`);
-    // Any other refusal of the system's (a host name that does not resolve comes back as ENOTTY
-    // from Bun 1.4.5, say) is the address or port given, not a bug of fibrpc's.
+    // Bun 1.4.5 reports a host name that does not resolve as ENOTTY, or EINVAL, by the run.
+    if (typeof code === "string" && isIP(hostname) === 0)
+      throw usageError(
+        `--http-host ${hostname} does not resolve to an address of this machine (${code}); ` +
+          "give an IP address of this machine (127.0.0.1, or 0.0.0.0 for every interface)",
+      );
+    // Any other refusal of the system's is the address or port given, not a bug of fibrpc's.
     if (typeof code === "string")
       throw usageError(
         `cannot listen on --http-host ${hostname} --http-port ${port} (${code}); ` +

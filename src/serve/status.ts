@@ -22,6 +22,8 @@ export interface ServeStatus {
   serving: number;
   /** The broker's reason, while it blocks the publishes of a worker (flow control). */
   blocked?: string;
+  /** serve is stopping (a signal): finishing what it holds, consuming nothing. */
+  draining?: true;
   /** ms since the epoch of the last write. */
   updatedAt: number;
 }
@@ -143,12 +145,13 @@ export interface StatusKeeper {
  * (this one was stopped long enough to look gone) is left to it.
  */
 export function keepStatus(path: string, of: { queue: string; workers: number }, log: Logger): StatusKeeper {
-  const statusOf = ({ serving, workers, blocked }: ServeStatusUpdate): ServeStatus => ({
+  const statusOf = ({ serving, workers, blocked, draining }: ServeStatusUpdate): ServeStatus => ({
     pid: process.pid,
     queue: of.queue,
     workers,
     serving,
     ...(blocked === undefined ? {} : { blocked }),
+    ...(draining ? { draining } : {}),
     updatedAt: Date.now(),
   });
   const claim = claimStatus(path, statusOf({ serving: 0, workers: of.workers }));

@@ -11,6 +11,7 @@ import { CrashBook } from "./crash-ledger.ts";
 import { addStats, AnsweredTally, countersOf, emptyStats, type WorkerStats } from "./stats.ts";
 import { BlockedLog } from "./flow-control.ts";
 import { OutageLog, SUMMARY_EVERY_MS, type OutageLine } from "./outage.ts";
+import { type FirstSignal, firstSignal, isEcho, secondSignalName } from "../signals.ts";
 
 export interface SupervisorOptions {
   workers: number;
@@ -32,6 +33,8 @@ export interface ServeStatusUpdate {
   workers: number;
   /** The broker's reason, while it blocks a worker's connection (flow control). */
   blocked?: string;
+  /** Stopping on a signal: finishing the requests in progress, taking no new ones. */
+  draining?: true;
 }
 
 /** A worker that crashes this many times within CRASH_WINDOW_MS makes serve give up. */
@@ -128,6 +131,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       serving: stopping ? 0 : servingCount(),
       workers: slots.length,
       ...(flow.reason === undefined ? {} : { blocked: flow.reason }),
+      ...(stopping ? { draining: true as const } : {}),
     });
 
   const post = (slot: Slot, message: ToWorker) => slot.worker?.postMessage(message);
@@ -304,14 +308,16 @@ export function supervise(options: SupervisorOptions): Supervisor {
     }, options.drainTimeoutMs);
   };
 
+  let first: FirstSignal | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     // A closed terminal may send SIGHUP more than once (the shell passes it on to its jobs): only SIGINT and
-    // SIGTERM cut a drain short.
-    if (stopping && signal === "SIGHUP") return;
+    // SIGTERM cut a drain short, and not the first one's echo (signals.ts).
+    if (stopping && (signal === "SIGHUP" || (first !== undefined && isEcho(first, signal)))) return;
     if (stopping) {
-      log.warn(`${signal} again: exiting now`);
+      log.warn(`${first ? secondSignalName(first, signal) : signal}: exiting now`);
       process.exit(signal === "SIGINT" ? ExitCode.SIGINT_AGAIN : ExitCode.SIGTERM_AGAIN);
     }
+    first = firstSignal(signal);
     log.info(`${signal}: draining (no new requests; finishing those in progress; up to ${options.drainTimeoutMs} ms)`);
     shutdown(ExitCode.OK, true);
   };

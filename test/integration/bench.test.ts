@@ -14,7 +14,9 @@ import { runBench, type BenchOptions, type Caller } from "../../src/bench/run.ts
 import { RpcClient, type CallOutcome } from "../../src/rpc/client.ts";
 import {
   BIN,
+  cleanupAfterFile,
   eventually,
+  pastEchoWindow,
   rawChannel,
   run,
   silentPort,
@@ -22,7 +24,6 @@ import {
   tracked,
   uniqueQueue,
   URL,
-  cleanupAfterFile,
 } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -580,6 +581,7 @@ test("SIGINT or SIGTERM ends a run early: no call started after it, those in fli
     15_000,
     "SIGINT",
   );
+  await pastEchoWindow();
   bench.kill("SIGINT");
   const again = await bench.done();
   expect(again.code).toBe(130);

@@ -10,14 +10,15 @@ import {
   BIN,
   cleanupAfterFile,
   eventually,
+  pastEchoWindow,
   rawChannel,
+  type Server,
   startServe,
   stderrOf,
   tempFolder,
   tracked,
   uniqueQueue,
   URL,
-  type Server,
 } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -252,6 +253,7 @@ describe("ending", () => {
       proc.kill("SIGINT");
       const errors = stderrOf(proc);
       await errors.until(/reading stopped/);
+      await pastEchoWindow();
       proc.kill("SIGINT");
       const [stderr, code] = await Promise.all([errors.all(), proc.exited]);
       expect(code).toBe(130);

@@ -11,6 +11,7 @@ import {
   BIN,
   BROKER_PORT,
   cleanupAfterFile,
+  pastEchoWindow,
   rawChannel,
   run,
   silentPort,
@@ -264,6 +265,7 @@ describe("signals", () => {
     await errors.until(/the calls in flight finish/);
     // Still running after the first: it waits for the calls (up to their 60 s).
     expect(proc.exitCode).toBeNull();
+    await pastEchoWindow();
     proc.kill("SIGINT");
     const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), errors.all(), proc.exited]);
     expect(code).toBe(130);

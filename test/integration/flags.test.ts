@@ -128,6 +128,11 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
     args: ["health", "--status-file", "/nonexistent", "--max-age", "600h"],
     message: /--max-age must be at most 2147483647ms/,
   },
+  {
+    args: ["health", "--status-file", "/nonexistent", "--max-age", "3s"],
+    message:
+      /^fibrpc: --max-age must be at least 6s: serve rewrites its status every 5s, so a shorter one calls a healthy serve stuck$/m,
+  },
   { args: ["call", "30", "--timeout", "0"], message: /--timeout must be at least 1ms/ },
   { args: ["call", "30", "--timeout", "1e3"], message: /--timeout must be a duration like 500ms, 5s or 2m, got "1e3"/ },
   { args: ["call", "30", "--timeout", "Infinity"], message: /--timeout must be a duration/ },
@@ -149,7 +154,7 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   // A host name that does not resolve, or digits that are no IPv4 address.
   {
     args: ["serve", "--http-port", "19997", "--http-host", "nosuchhost.invalid"],
-    message: /^fibrpc: (cannot listen on )?--http-host nosuchhost\.invalid /,
+    message: /^fibrpc: --http-host nosuchhost\.invalid (does not resolve|is not an address of this machine)/,
   },
   { args: ["serve", "--http-port", "19997", "--http-host", "999.1.1.1"], message: /--http-host must be an IP address/ },
   // A word for a command that takes none: a value whose flag was left out is not ignored.
@@ -165,6 +170,14 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   },
   // A status file serve can never write: `fibrpc health` would say "not running" all along.
   { args: ["serve", "--status-file", "/nonexistent/dir/status.json"], message: /^fibrpc: cannot write --status-file/ },
+  // Queue names the broker would not declare as given (a newline dropped), or whose dead-letter
+  // queue's name would be too long: serve used to retry them as if the broker were down.
+  { args: ["serve", "--queue", "jobs\nX"], message: /^fibrpc: --queue must not hold control characters/ },
+  { args: ["call", "5", "--queue", "a\tb"], message: /^fibrpc: --queue must not hold control characters/ },
+  {
+    args: ["serve", "--queue-type", "quorum", "--queue", "q".repeat(244)],
+    message: /^fibrpc: --queue must be at most 243 bytes long \(UTF-8\) with --queue-type quorum: /,
+  },
   // An option of the pipeline set in the environment is named as such, not as a flag nobody gave.
   { args: ["call", "30"], env: { FIBRPC_REPLY_TO: "jobs" }, message: /^fibrpc: FIBRPC_REPLY_TO needs --no-wait: / },
   { args: ["call", "30"], env: { FIBRPC_NO_WAIT: "1" }, message: /^fibrpc: FIBRPC_NO_WAIT needs --reply-to QUEUE: / },

@@ -14,16 +14,17 @@ import { rabbitmqctlJson } from "../broker.ts";
 import { Hold } from "../hold.ts";
 import {
   alsoDelete,
+  BROKER_PORT,
   cleanupAfterFile,
   eventually,
+  pastEchoWindow,
   queueStats,
   rawChannel,
   run,
+  type Server,
   startServe,
   tempFolder,
   uniqueQueue,
-  type Server,
-  BROKER_PORT,
 } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -294,6 +295,21 @@ describe("drain", () => {
     expect(server.log).not.toMatch(/again: exiting now/);
   });
 
+  test("SIGTERM twice at once (GNU timeout signals serve and then its process group) is one stop: a drain, exit 0", async () => {
+    const hold = new Hold(26);
+    const queue = uniqueQueue();
+    const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
+    const call = run(["call", "--queue", queue, "26"]);
+    await hold.next();
+    server.proc.kill("SIGTERM");
+    server.proc.kill("SIGTERM");
+    await server.waitForLog(/SIGTERM: draining/);
+    hold.releaseAll();
+    expect(await call).toMatchObject({ code: 0, stdout: "121393\n" });
+    expect(await server.proc.exited).toBe(0);
+    expect(server.log).not.toMatch(/exiting now/);
+  });
+
   test("--drain-timeout expires: one warning, exit 75, the status file removed; requests in flight go back to the queue and another server answers them", async () => {
     const proxy = await startFreezableProxy();
     try {
@@ -408,8 +424,10 @@ describe("drain", () => {
 
         server.proc.kill(first);
         await server.waitForLog(new RegExp(`${first}: draining`), 15_000);
+        await pastEchoWindow();
         server.proc.kill(second);
-        await server.waitForLog(new RegExp(`${second} again: exiting now`), 15_000);
+        const named = second === first ? `${second} again` : `${second} after ${first}`;
+        await server.waitForLog(new RegExp(`${named}: exiting now`), 15_000);
         expect(await server.proc.exited).toBe(code);
         expect(linesOf(server, /draining/)).toEqual([
           expect.stringMatching(
@@ -418,8 +436,8 @@ describe("drain", () => {
             ),
           ),
         ]);
-        expect(linesOf(server, /again: exiting now/)).toEqual([
-          expect.stringMatching(new RegExp(` WARN  ${second} again: exiting now$`)),
+        expect(linesOf(server, /: exiting now/)).toEqual([
+          expect.stringMatching(new RegExp(` WARN  ${named}: exiting now$`)),
         ]);
         expect(server.log).not.toMatch(/drain timed out|drained/);
 

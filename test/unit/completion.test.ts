@@ -64,6 +64,15 @@ describe("the completion model is the option table", () => {
     expect(shortDescription("x".repeat(100))).toHaveLength(80);
   });
 
+  test("a flag whose help explains each choice in turn is described by its choices, not the first one's text", () => {
+    const flags = completionModel().commands.flatMap((c) => c.flags);
+    const describedAs = (long: string) => new Set(flags.filter((f) => f.long === long).map((f) => f.description));
+    expect(describedAs("queue-type")).toEqual(new Set(["classic or quorum"]));
+    expect(describedAs("reply-queue")).toEqual(new Set(["direct or exclusive"]));
+    expect(describedAs("log-format")).toEqual(new Set(["pretty or json"]));
+    expect(describedAs("log-level")).toEqual(new Set(["Log level on stderr"]));
+  });
+
   test("a word that would need quoting in a script is refused, not embedded", () => {
     for (const word of ["serve", "--log-level", "-w", "1.5"]) expect(checkWord(word)).toBe(word);
     for (const word of ["a b", "$(id)", "x'y", "", "`id`", "a;b"])

@@ -203,6 +203,13 @@ describe("a --config file: any command's keys, and nothing else", () => {
         `line 5 of --config ${JSON.stringify(p)} opens a quote it never closes; each line is FIBRPC_NAME=value, a # comment or blank`,
     },
     {
+      name: "a key set twice, as a flag given twice: both lines named (blank lines and CRLF counted right)",
+      text: "FIBRPC_URL=amqp://a\r\n\r\n# b\r\n  export FIBRPC_URL='amqp://b'\r\n",
+      error: (p) =>
+        `FIBRPC_URL is set twice in --config ${JSON.stringify(p)} (lines 1 and 4); ` +
+        "keep one (several broker URLs go in one FIBRPC_URL, comma-separated)",
+    },
+    {
       name: "FIBRPC_CONFIG: a file cannot name another one",
       text: "FIBRPC_QUEUE=q\nFIBRPC_CONFIG=/elsewhere.env\n",
       error: (p) =>

@@ -104,6 +104,11 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
     delivery: delivery("30", { replyTo: undefined }),
     expect: { kind: "drop", reason: 'it has no reply_to (correlation id "c1"): a caller must say where to reply' },
   },
+  {
+    name: "no reply_to, nor correlation id",
+    delivery: delivery("30", { replyTo: undefined, correlationId: undefined }),
+    expect: { kind: "drop", reason: "it has no reply_to (correlation id none): a caller must say where to reply" },
+  },
   { name: "empty reply_to", delivery: delivery("30", { replyTo: "" }), expect: { kind: "drop" } },
   { name: "reply_to not UTF-8", delivery: delivery("30", { replyTo: LOSSY }), expect: { kind: "drop" } },
   {

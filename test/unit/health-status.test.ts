@@ -98,6 +98,15 @@ describe("checkHealth: a status file serve wrote", () => {
     });
   });
 
+  test("serve draining (0 workers consuming): unhealthy, saying it is stopping, not that the broker is gone", () => {
+    const path = newPath();
+    writeStatus(path, fresh({ serving: 0, draining: true }));
+    expect(checkHealth(path, MAX_AGE, NOW)).toEqual({
+      healthy: false,
+      reason: "serve is stopping (draining): it finishes the requests it holds and takes no new ones",
+    });
+  });
+
   test("the broker blocks serve's publishes (flow control): unhealthy, with the broker's reason", () => {
     const path = newPath();
     writeStatus(path, fresh({ blocked: "low on memory" }));

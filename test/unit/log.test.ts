@@ -71,4 +71,12 @@ describe("pretty", () => {
     expect(without).toBe(withIds);
     expect(undef).toBe(withIds);
   });
+
+  test("one line per entry: text from the broker cannot break it, forge a line, or reach the terminal raw", () => {
+    const broker = "NOT_FOUND - no queue 'jobs\n2026-12-07T00:00:00.000Z INFO  forged' in vhost '/' \u001b[2J";
+    const lines = linesOf("pretty", (log) => log.warn(`cannot connect: ${broker}`));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.split("\n")).toEqual([expect.any(String), ""]);
+    expect(lines[0]).toContain("no queue 'jobs\\n2026-12-07T00:00:00.000Z INFO  forged' in vhost '/' \\u001b[2J\n");
+  });
 });
