@@ -91,6 +91,16 @@ export class FailoverUrl {
     return this.urls[this.index]!;
   }
 
+  /** How many brokers there are to fail over between. */
+  get count(): number {
+    return this.urls.length;
+  }
+
+  /** Which of them the next attempt goes to (from 0, in the order given). */
+  get position(): number {
+    return this.index;
+  }
+
   /**
    * Socket options of serve's recovering connection: amqplib takes them once for every attempt,
    * so a connection_timeout is one for all the URLs (serve's option rules, options.ts, check they agree).

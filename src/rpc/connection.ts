@@ -58,6 +58,12 @@ export class ServeConnection {
   private channelError: Error | undefined;
   /** Whether the broker blocks the current connection (connection.blocked, see start). */
   private blocked = false;
+  /**
+   * The brokers that refused the login, the vhost or the certificate before serve ever served: the next URL is
+   * tried (a node of a cluster with stale definitions must not stop every server), and once every one has
+   * refused, serve stops, as with one URL.
+   */
+  private readonly refusedAtStart = new Set<number>();
 
   constructor(
     private readonly host: ConnectionHost,
@@ -176,12 +182,20 @@ export class ServeConnection {
       return;
     }
     const error = refusal ?? connectError(err, this.target.currentUrl);
+    const refusedBy = this.target.position;
     this.target.advance();
     // Waiting will not fix a refused login, vhost or connection limit, or an unverifiable
-    // certificate at start-up: say so and stop. Once serving, the same errors may be passing (a
-    // broker restarting, its definitions not loaded yet): keep trying, with the broker's reason.
+    // certificate at start-up: say so and stop, once every broker has refused (the others are tried
+    // first, as call tries them). Once serving, the same errors may be passing (a broker restarting,
+    // its definitions not loaded yet): keep trying, with the broker's reason.
     if (!this.connectedOnce && error.refusal) {
-      host.fatal(error);
+      this.refusedAtStart.add(refusedBy);
+      if (this.refusedAtStart.size >= this.target.count) {
+        host.fatal(error);
+        return;
+      }
+      // Said once per process (every worker meets the same refusal).
+      this.events.onNotice(`${error.message}; trying the next broker URL`);
       return;
     }
     // The broker is down or restarting: serve waits for it, it never gives up on an outage.

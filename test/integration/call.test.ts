@@ -469,6 +469,29 @@ describe("serve refuses what it cannot fix by waiting", () => {
     expect(server.log).not.toContain("nope@");
   });
 
+  test("a broker URL that refuses the login: serve tries the next one, and stops (77) only once every one has refused", async () => {
+    const refusing = `amqp://guest:nope@127.0.0.1:${BROKER_PORT}`;
+    const queue = uniqueQueue();
+    // A node of a cluster with stale definitions (mid rolling upgrade) must not stop every server.
+    const server = await startServe(["--workers", "2", "--queue", queue, "--url", `${refusing},${URL}`]);
+    expect(await run(["call", "--queue", queue, "30"])).toMatchObject({ code: 0, stdout: "832040\n" });
+    expect(await server.stop()).toBe(0);
+    const tried = server.log.split("\n").filter((line) => line.includes("trying the next broker URL"));
+    // Said once for the process, though both workers met it.
+    expect(tried).toEqual([
+      expect.stringMatching(/ WARN {2}the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ refused the login/),
+    ]);
+    expect(server.log).not.toContain("nope@");
+
+    const allRefuse = await startServe(
+      ["--workers", "1", "--queue", queue, "--url", `${refusing},${refusing}`],
+      {},
+      null,
+    );
+    expect(await allRefuse.proc.exited).toBe(77);
+    expect(allRefuse.log).toMatch(/ ERROR .*refused the login/);
+  });
+
   test("--log-level silent: no log line but the one saying why serve stopped", async () => {
     const server = await startServe(
       ["--workers", "1", "--queue", uniqueQueue(), "--log-level", "silent"],
