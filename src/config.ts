@@ -73,15 +73,6 @@ export async function readConfigFile(
         "each line is FIBRPC_NAME=value, a # comment or blank",
     );
   }
-  const twice = repeatedKey(text);
-  if (twice !== undefined) {
-    // As a flag given twice is: the file's reader may mean either value (dotenv keeps the last).
-    throw usageError(
-      `${twice.key} is set twice in ${named} ${JSON.stringify(path)} ` +
-        `(lines ${twice.lines[0]} and ${twice.lines[1]}); ` +
-        "keep one (several broker URLs go in one FIBRPC_URL, comma-separated)",
-    );
-  }
   const { parse: parseDotenv } = await import("dotenv");
   const values = parseDotenv(text);
   const wrong = Object.keys(values)
@@ -89,6 +80,15 @@ export async function readConfigFile(
     .map((key) => ({ key, line: lineOf(text, key) }))
     .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
   if (wrong.length > 0) throw unknownKey(`${named} ${JSON.stringify(path)}`, wrong, keys);
+  const twice = repeatedKey(text);
+  if (twice !== undefined) {
+    // As a flag given twice is: the file's reader may mean either value (dotenv keeps the last).
+    throw usageError(
+      `${twice.key} is set twice in ${named} ${JSON.stringify(path)} ` +
+        `(lines ${twice.lines[0]} and ${twice.lines[1]}); keep one` +
+        (twice.key === "FIBRPC_URL" ? " (several broker URLs go in one FIBRPC_URL, comma-separated)" : ""),
+    );
+  }
   return Object.freeze(values);
 }
 

@@ -226,6 +226,8 @@ export interface ErrorDetails {
   queueOption?: "reply-to";
   /** A pipeline's request (call --reply-to --no-wait): done once the broker has it, never sent again. */
   pipeline?: true;
+  /** The call was sent again already (--retry): its hint does not suggest retrying. */
+  retried?: true;
   /** The broker, as a display URL (password masked). */
   broker?: string;
   /** The time budget that ran out, in milliseconds. */

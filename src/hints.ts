@@ -104,8 +104,9 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   NO_CONSUMER: {
     "no-server": startServer,
     // Gone while the calls waited: --wait-for-server waits only before sending; --retry sends again.
-    "server-gone": (_, has) => {
-      const retrying = has("retry") ? " (--retry sends calls again until the timeout, for a server that restarts)" : "";
+    "server-gone": ({ details }, has) => {
+      const suggest = has("retry") && !details.retried;
+      const retrying = suggest ? " (--retry sends calls again until the timeout, for a server that restarts)" : "";
       return `start one with \`fibrpc serve\`${retrying}`;
     },
   },

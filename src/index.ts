@@ -76,8 +76,23 @@ export class ServerError extends Error {
 
 const noLog = { debug() {}, info() {}, warn() {} };
 
-/** A value as a message quotes it: a string in quotes ("5000" is not 5000), else as JavaScript writes it. */
-const shown = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : String(value));
+/** What kind of value it is (`a number`, `an array`, `a URL object`), for a value of the wrong type. */
+function kindOf(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof URL) return "a URL object";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+/**
+ * A value as a message quotes it: a string in quotes ("5000" is not 5000), a bigint with its n (30n is not
+ * 30), a number as it is, anything else by its kind. Never for a URL or a value that may hold a password.
+ */
+function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  return typeof value === "number" || typeof value === "boolean" ? String(value) : kindOf(value);
+}
 
 function timeoutOf(ms: unknown, what: string): number {
   if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_TIMER_MS)
@@ -88,24 +103,32 @@ function timeoutOf(ms: unknown, what: string): number {
 function bytesOf(pem: unknown, what: string): Uint8Array | undefined {
   if (pem === undefined || pem instanceof Uint8Array) return pem;
   if (typeof pem === "string") return new TextEncoder().encode(pem);
-  throw usageError(`${what} must be PEM text (a string or a Uint8Array), got ${shown(pem)}`);
+  // Not the value: it may be a private key.
+  throw usageError(`${what} must be PEM text (a string or a Uint8Array), got ${kindOf(pem)}`);
 }
 
 /**
  * connect()'s options, checked as the CLI checks its flags: a caller in plain JavaScript gets a USAGE error
- * naming the option, not a TypeError from deep inside, nor a broker's refusal at the first call.
+ * naming the option, not a TypeError from deep inside, nor a broker's refusal at the first call. A URL of the
+ * wrong type is named by its kind and place, never written out: it may hold a password.
  */
 function checked(options: unknown): ConnectOptions {
   if (options === undefined) return {};
   if (typeof options !== "object" || options === null || Array.isArray(options))
-    throw usageError(`connect() takes an options object, got ${shown(options)}`);
-  const { url, queue } = options as Record<string, unknown>;
-  const urls = typeof url === "string" ? [url] : url;
-  if (urls !== undefined && !(Array.isArray(urls) && urls.every((u) => typeof u === "string")))
-    throw usageError(`url must be an amqp:// or amqps:// URL or an array of them, got ${shown(url)}`);
-  if (queue !== undefined && typeof queue !== "string") throw usageError(`queue must be a string, got ${shown(queue)}`);
+    throw usageError(`connect() takes an options object ({ url, queue, timeout, tls }), got ${kindOf(options)}`);
+  const { url, queue, tls } = options as Record<string, unknown>;
+  if (url !== undefined && typeof url !== "string") {
+    if (!Array.isArray(url)) throw usageError(`url must be a string or an array of strings, got ${kindOf(url)}`);
+    const at = url.findIndex((u) => typeof u !== "string");
+    if (at !== -1) throw usageError(`url[${at}] must be a string (an amqp:// or amqps:// URL), got ${kindOf(url[at])}`);
+  }
+  if (queue !== undefined && typeof queue !== "string")
+    throw usageError(`queue must be a string, got ${kindOf(queue)}`);
+  if (queue === "") throw usageError("queue must not be empty: name the queue the servers consume");
   const problem = queue === undefined ? undefined : queueNameProblem(queue);
   if (problem !== undefined) throw usageError(`queue ${problem}`);
+  if (tls !== undefined && (typeof tls !== "object" || tls === null || Array.isArray(tls)))
+    throw usageError(`tls must be an object ({ ca, cert, key }), got ${kindOf(tls)}`);
   return options as ConnectOptions;
 }
 

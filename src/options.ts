@@ -308,6 +308,8 @@ export const OPTIONS = named({
     parse: (value) => {
       if (value === "" || Buffer.byteLength(value, "utf8") > 255)
         throw usageError("--reply-to must be a queue name of 1 to 255 bytes (UTF-8)");
+      const problem = queueNameProblem(value);
+      if (problem !== undefined) throw usageError(`--reply-to ${problem}`);
       // amq.rabbitmq.reply-to is Direct Reply-to, whose replies die with this caller, which does not
       // wait for them; any other amq.* name is reserved by the broker and cannot be declared.
       if (value.startsWith("amq."))

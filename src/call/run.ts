@@ -82,7 +82,11 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
     try {
       // --no-wait: each request is done once the broker has it, and the reply goes to another program.
       // A call that times out on a queue whose server has gone since the look below: NO_CONSUMER, not TIMEOUT.
-      const watch = new ServerWatch(() => caller.current);
+      // call - stops on it: a second look a second later must agree (a server reconnecting is no server gone).
+      const watch = new ServerWatch(() => caller.current, {
+        confirmMs: job.ns === "stdin" ? 1_000 : 0,
+        retried: job.retry > 0,
+      });
       const ask: Ask = pipeline
         ? (n, by) => client.send(n, pipeline.replyTo, by)
         : (n, by) => caller.call(n, by).then((outcome) => watch.explain(outcome));
@@ -223,7 +227,9 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     tokens: tokensOf(stdin.chunks),
     call: async (n) => {
       const outcome = await ask(n, Date.now() + job.client.timeoutMs);
-      if (!outcome.ok && outcome.error?.details.reason === "server-gone" && !stream.stoppedBy) stopWith(outcome.error);
+      // With --retry the stream goes on: its next calls are retried until a server comes back, as asked.
+      const gone = !outcome.ok && outcome.error?.details.reason === "server-gone";
+      if (gone && job.retry === 0 && !stream.stoppedBy) stopWith(outcome.error!);
       return outcome;
     },
     out,

@@ -59,11 +59,13 @@ export class ServeConnection {
   /** Whether the broker blocks the current connection (connection.blocked, see start). */
   private blocked = false;
   /**
-   * The brokers that refused the login, the vhost or the certificate before serve ever served: the next URL is
-   * tried (a node of a cluster with stale definitions must not stop every server), and once every one has
-   * refused, serve stops, as with one URL.
+   * Before serve ever served: the brokers (by place) whose attempt failed, and the first refusal of the login,
+   * the vhost or the certificate. A refusing broker is passed over for the next (a node of a cluster with stale
+   * definitions must not stop every server); once every one has failed, refused or unreachable, serve stops
+   * with that refusal, as with one URL, and as call does.
    */
-  private readonly refusedAtStart = new Set<number>();
+  private readonly failedAtStart = new Set<number>();
+  private firstRefusal: FibrpcError | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -182,21 +184,24 @@ export class ServeConnection {
       return;
     }
     const error = refusal ?? connectError(err, this.target.currentUrl);
-    const refusedBy = this.target.position;
+    const failed = this.target.position;
     this.target.advance();
     // Waiting will not fix a refused login, vhost or connection limit, or an unverifiable
-    // certificate at start-up: say so and stop, once every broker has refused (the others are tried
-    // first, as call tries them). Once serving, the same errors may be passing (a broker restarting,
-    // its definitions not loaded yet): keep trying, with the broker's reason.
-    if (!this.connectedOnce && error.refusal) {
-      this.refusedAtStart.add(refusedBy);
-      if (this.refusedAtStart.size >= this.target.count) {
-        host.fatal(error);
+    // certificate at start-up: say so and stop, once every broker has been tried (the others first,
+    // as call tries them). Once serving, the same errors may be passing (a broker restarting, its
+    // definitions not loaded yet): keep trying, with the broker's reason.
+    if (!this.connectedOnce) {
+      this.failedAtStart.add(failed);
+      if (error.refusal) this.firstRefusal ??= error;
+      if (this.firstRefusal && this.failedAtStart.size >= this.target.count) {
+        host.fatal(this.firstRefusal);
         return;
       }
-      // Said once per process (every worker meets the same refusal).
-      this.events.onNotice(`${error.message}; trying the next broker URL`);
-      return;
+      if (error.refusal) {
+        // Said once per process (every worker meets the same refusal).
+        this.events.onNotice(`${error.message}; trying the next broker URL`);
+        return;
+      }
     }
     // The broker is down or restarting: serve waits for it, it never gives up on an outage.
     // (Reported with the retry amqplib schedules next, which says when.)

@@ -1,23 +1,37 @@
 /**
  * A call that ran out of time waiting for its reply on a queue that has no server now: the server it went
  * to stopped (killed, scaled to zero) after the look call makes before sending. Said as NO_CONSUMER, as
- * that look says it, rather than as a slow server; `call -` then stops reading (call/run.ts), since every
- * n after it would wait out its whole --timeout in turn (hours, for a long stream). The request itself
- * expires in the queue at its deadline (its `expiration`), so no server answers it later for nobody.
- * The calls that time out together share one look at the queue.
+ * that look says it, rather than as a slow server. The request itself expires in the queue at its deadline
+ * (its `expiration`), so no server answers it later for nobody.
+ *
+ * `call -` also stops reading on it (call/run.ts), since every n after it would wait out its whole --timeout
+ * in turn (hours, for a long stream); for that, a second look a little later must agree (`confirmMs`), so
+ * that a server reconnecting at that moment (its consumer gone for a second) does not end the stream.
+ * The calls that time out together share one look; each look is a fresh passive declare (never the count a
+ * client took when it connected) and waits at most LOOK_MS, which is what it adds to --timeout.
  */
 import { FibrpcError } from "../errors.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
 import { realTime, waitUntil } from "./retry.ts";
 
-/** How long the look may take: a broker that does not answer it leaves the TIMEOUT as it was. */
-const LOOK_MS = 2_000;
+/** How long a look may take: a broker that does not answer it leaves the TIMEOUT as it was. */
+export const LOOK_MS = 500;
+
+type Looked = Pick<RpcClient, "freshConsumerCount" | "queue" | "broker">;
 
 export class ServerWatch {
   /** The look under way: NO_CONSUMER if the queue has none, one error for every call that shares the look. */
   private looking: Promise<FibrpcError | undefined> | undefined;
 
-  constructor(private readonly client: () => Pick<RpcClient, "consumerCount" | "queue" | "broker">) {}
+  constructor(
+    private readonly client: () => Looked,
+    private readonly o: {
+      /** A second look this long after a first that found no consumer, which must find none either (0: none). */
+      confirmMs?: number;
+      /** The calls are retried (--retry): what the error says does not suggest it. */
+      retried?: boolean;
+    } = {},
+  ) {}
 
   /** The outcome, unless it is a reply that timed out on a queue with no consumer now: then NO_CONSUMER. */
   async explain<T extends CallOutcome>(outcome: T): Promise<T> {
@@ -31,18 +45,26 @@ export class ServerWatch {
 
   private async look(): Promise<FibrpcError | undefined> {
     const client = this.client();
-    const count = await waitUntil(
-      client.consumerCount(),
-      (signal) => realTime.sleep(LOOK_MS, signal),
-      () => new Error("no answer"),
-    ).catch(() => undefined);
-    if (count !== 0) return undefined;
+    if ((await countOf(client)) !== 0) return undefined;
+    if (this.o.confirmMs) {
+      await realTime.sleep(this.o.confirmMs);
+      if ((await countOf(this.client())) !== 0) return undefined;
+    }
     const { queue, broker } = client;
     return new FibrpcError(
       "NO_CONSUMER",
       `no reply within the timeout, and queue ${JSON.stringify(queue)} on ${broker} has no consumer now: ` +
         "the server the call went to has stopped",
-      { reason: "server-gone", queue, broker },
+      { reason: "server-gone", queue, broker, ...(this.o.retried ? { retried: true as const } : {}) },
     );
   }
+}
+
+/** The queue's consumers, or undefined if the broker did not say within LOOK_MS (or the connection is gone). */
+function countOf(client: Looked): Promise<number | undefined> {
+  return waitUntil(
+    client.freshConsumerCount(),
+    (signal) => realTime.sleep(LOOK_MS, signal),
+    () => new Error("no answer"),
+  ).catch(() => undefined);
 }

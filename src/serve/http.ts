@@ -153,7 +153,7 @@ function listen(hostname: string, port: number, handler: { fetch(request: Reques
     if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_NONAME")
       throw usageError(`--http-host ${hostname} is not an address of this machine`);
     // Bun 1.4.5 reports a host name that does not resolve as ENOTTY, or EINVAL, by the run.
-    if (typeof code === "string" && isIP(hostname) === 0)
+    if ((code === "ENOTTY" || code === "EINVAL") && isIP(hostname) === 0)
       throw usageError(
         `--http-host ${hostname} does not resolve to an address of this machine (${code}); ` +
           "give an IP address of this machine (127.0.0.1, or 0.0.0.0 for every interface)",

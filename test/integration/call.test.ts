@@ -483,13 +483,12 @@ describe("serve refuses what it cannot fix by waiting", () => {
     ]);
     expect(server.log).not.toContain("nope@");
 
-    const allRefuse = await startServe(
-      ["--workers", "1", "--queue", queue, "--url", `${refusing},${refusing}`],
-      {},
-      null,
-    );
-    expect(await allRefuse.proc.exited).toBe(77);
-    expect(allRefuse.log).toMatch(/ ERROR .*refused the login/);
+    // Every URL refused, or refused and unreachable: nothing left to try, so no endless wait either.
+    for (const urls of [`${refusing},${refusing}`, `${refusing},amqp://guest:guest@127.0.0.1:1`]) {
+      const stopped = await startServe(["--workers", "1", "--queue", queue, "--url", urls], {}, null);
+      expect(await stopped.proc.exited).toBe(77);
+      expect(stopped.log).toMatch(/ ERROR .*refused the login/);
+    }
   });
 
   test("--log-level silent: no log line but the one saying why serve stopped", async () => {

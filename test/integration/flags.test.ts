@@ -175,6 +175,10 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   { args: ["serve", "--queue", "jobs\nX"], message: /^fibrpc: --queue must not hold control characters/ },
   { args: ["call", "5", "--queue", "a\tb"], message: /^fibrpc: --queue must not hold control characters/ },
   {
+    args: ["call", "5", "--no-wait", "--reply-to", "results\n"],
+    message: /^fibrpc: --reply-to must not hold control characters/,
+  },
+  {
     args: ["serve", "--queue-type", "quorum", "--queue", "q".repeat(244)],
     message: /^fibrpc: --queue must be at most 243 bytes long \(UTF-8\) with --queue-type quorum: /,
   },

@@ -171,19 +171,28 @@ describe("fib()", () => {
     const bad = (options: unknown) => rejection(connect(options as ConnectOptions)) as Promise<FibrpcError>;
     for (const [options, message] of [
       [{ url: URL, queue: "x".repeat(300) }, "queue must be at most 255 bytes long (UTF-8)"],
-      [{ url: URL, queue: 5 }, "queue must be a string, got 5"],
-      [{ url: 5 }, "url must be an amqp:// or amqps:// URL or an array of them, got 5"],
-      [{ url: [URL, 5] }, `url must be an amqp:// or amqps:// URL or an array of them, got ${URL},5`],
-      [null, "connect() takes an options object, got null"],
-      ["amqp://h", 'connect() takes an options object, got "amqp://h"'],
+      [{ url: URL, queue: "" }, "queue must not be empty: name the queue the servers consume"],
+      [{ url: URL, queue: 5 }, "queue must be a string, got a number"],
+      [{ url: 5 }, "url must be a string or an array of strings, got a number"],
+      // A URL of the wrong type is never written out: it may hold a password.
+      [
+        { url: new globalThis.URL("amqp://app:s3cret@h") },
+        "url must be a string or an array of strings, got a URL object",
+      ],
+      [{ url: ["amqp://app:s3cret@h", 5] }, "url[1] must be a string (an amqp:// or amqps:// URL), got a number"],
+      [null, "connect() takes an options object ({ url, queue, timeout, tls }), got null"],
+      ["amqp://app:s3cret@h", "connect() takes an options object ({ url, queue, timeout, tls }), got a string"],
       [
         { url: URL, timeout: "5000" },
         'timeout must be a whole number of milliseconds from 1 to 2147483647, got "5000"',
       ],
-      [{ url: URL, tls: { ca: 5 } }, "tls.ca must be PEM text (a string or a Uint8Array), got 5"],
+      [{ url: URL, timeout: 5000n }, "timeout must be a whole number of milliseconds from 1 to 2147483647, got 5000n"],
+      [{ url: URL, tls: "x" }, "tls must be an object ({ ca, cert, key }), got a string"],
+      [{ url: URL, tls: { ca: 5 } }, "tls.ca must be PEM text (a string or a Uint8Array), got a number"],
     ] as const) {
       const err = await bad(options);
       expect([err.code, err.exitCode, err.message]).toEqual(["USAGE", 64, message]);
+      expect(err.message).not.toContain("s3cret");
     }
   });
 

@@ -279,8 +279,11 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
         ` ERROR the broker at ${esc(shown("nowrite", "v1"))} refused to publish to exchange "amq\\.default": ${access("write")} exchange 'amq\\.default' in vhost 'v1' refused for user 'nowrite' \\(403 ACCESS_REFUSED\\); give user "nowrite" the write permission`,
       ),
     );
-    // The request is not answered (it is back in the queue, for a server that may reply).
-    expect((await call).code).toBe(75);
+    // The request is not answered (it is back in the queue, for a server that may reply), and the call,
+    // timing out on a queue whose server has gone, says so: NO_CONSUMER, 69.
+    const called = await call;
+    expect(called.code).toBe(69);
+    expect(called.stderr).toMatch(/has no consumer now: the server the call went to has stopped/);
   });
 
   test("no read permission: serve cannot consume the request queue; call cannot consume its exclusive reply queue", async () => {

@@ -210,6 +210,16 @@ describe("a --config file: any command's keys, and nothing else", () => {
         "keep one (several broker URLs go in one FIBRPC_URL, comma-separated)",
     },
     {
+      name: "another key set twice: no word of URLs",
+      text: "FIBRPC_TIMEOUT=1s\nFIBRPC_TIMEOUT=2s\n",
+      error: (p) => `FIBRPC_TIMEOUT is set twice in --config ${JSON.stringify(p)} (lines 1 and 2); keep one`,
+    },
+    {
+      name: "a mistyped key set twice: the unknown key is said first, with its closest",
+      text: "FIBRPC_TIMOUT=1s\nFIBRPC_TIMOUT=2s\n",
+      error: (p) => `unknown key FIBRPC_TIMOUT in --config ${JSON.stringify(p)} (line 1); did you mean FIBRPC_TIMEOUT?`,
+    },
+    {
       name: "FIBRPC_CONFIG: a file cannot name another one",
       text: "FIBRPC_QUEUE=q\nFIBRPC_CONFIG=/elsewhere.env\n",
       error: (p) =>

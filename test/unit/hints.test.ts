@@ -118,6 +118,20 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     exitCode: 69,
   },
   {
+    // Sent again already (--retry given): not told to retry.
+    error: new FibrpcError(
+      "NO_CONSUMER",
+      "no reply within the timeout, and queue …: the server the call went to has stopped",
+      {
+        reason: "server-gone",
+        retried: true,
+      },
+    ),
+    command: "call",
+    line: "no reply within the timeout, and queue …: the server the call went to has stopped; start one with `fibrpc serve`",
+    exitCode: 69,
+  },
+  {
     error: new FibrpcError("TIMEOUT", "no reply within the timeout: 4 ms of it were left …", { reason: "too-short" }),
     command: "call",
     line: "no reply within the timeout: 4 ms of it were left …; raise --timeout (connecting is part of it)",
