@@ -165,7 +165,14 @@ export async function connectToFirst(
   // The caller's deadline cut an attempt short (call -t 2ms): its time ran out, whether or not the broker can be
   // reached; "cannot reach the broker" (68) would send the user looking for an outage. A reconnection loop
   // (rpc/retry.ts connectWithin) takes it as it takes an unreachable broker.
-  if (refused === undefined) throw cut === undefined ? last! : connectTimedOut(last!, cut);
+  if (refused === undefined && cut !== undefined) throw connectTimedOut(last!, cut);
+  if (refused === undefined) {
+    // Named by the last URL tried; the line must not read as if the others had not been.
+    const before = target.urls.length - 1;
+    if (before === 0) throw last!;
+    const others = before === 1 ? "the broker URL before it" : `the ${before} broker URLs before it`;
+    throw new FibrpcError(last!.code, `${last!.message} (nor ${others})`, last!.details);
+  }
   throw unreachable
     ? new FibrpcError(refused.code, refused.message, { ...refused.details, anotherUnreachable: true })
     : refused;

@@ -105,7 +105,9 @@ export class ServeConnection {
       // serve closes the connection itself after the broker closed its channel (server.ts): the channel's reason.
       const reason = this.channelError === undefined ? err.message : channelClosedReason(this.channelError);
       this.channelError = undefined;
-      if (!host.draining()) this.events.onInterrupted(lost, reason);
+      // Said while draining too: the requests in progress then go back to the queue, not answered by this serve
+      // (the supervisor's drain line says so). serve's own close at the drain's end emits no disconnect.
+      this.events.onInterrupted(lost, reason);
     });
     conn.on("connect-failed", (err: Error) => this.onConnectFailed(err));
     // amqplib emits this right after "disconnect" or "connect-failed" (node_modules/amqplib/lib/

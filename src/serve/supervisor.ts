@@ -177,6 +177,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       case "interrupted":
         slot.serving = false;
         if (!stopping) say(outage.lost(slot.id, message.broker, message.reason, Date.now()));
+        else lostInDrain(message.broker, message.reason);
         reportServing();
         break;
       case "retrying":
@@ -265,6 +266,20 @@ export function supervise(options: SupervisorOptions): Supervisor {
   let draining = 0;
   let timedOut = false;
   let bySignal = false;
+  let lostDuringDrain = false;
+  /**
+   * A connection lost while draining: what its worker held goes back to the queue, and a reply it wrote just
+   * before may not have reached the broker. Not a clean drain (75, as a timed-out one), said once.
+   */
+  const lostInDrain = (broker: string, reason: string) => {
+    if (exitCode === ExitCode.OK) exitCode = ExitCode.TEMPORARY;
+    if (lostDuringDrain) return;
+    lostDuringDrain = true;
+    log.warn(
+      `lost the connection to the broker at ${broker} during the drain (${reason}): ` +
+        "the requests in progress go back to the queue, for another server",
+    );
+  };
   /** `signalled`: a signal asked for the drain (its line said "draining"; this one closes it). */
   const shutdown = (code: ExitCode, signalled = false) => {
     if (stopping) return;

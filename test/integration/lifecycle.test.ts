@@ -12,6 +12,7 @@ import type { Options } from "amqplib";
 import { requestQueueOptions, type QueueType } from "../../src/rpc/queue.ts";
 import { rabbitmqctlJson } from "../broker.ts";
 import { Hold } from "../hold.ts";
+import { startProxy } from "../proxy.ts";
 import {
   alsoDelete,
   BROKER_PORT,
@@ -308,6 +309,39 @@ describe("drain", () => {
     expect(await call).toMatchObject({ code: 0, stdout: "121393\n" });
     expect(await server.proc.exited).toBe(0);
     expect(server.log).not.toMatch(/exiting now/);
+  });
+
+  test("the connection lost during a drain: said once, exit 75 (not a clean drain); the request goes back to the queue", async () => {
+    const proxy = await startProxy(BROKER_PORT);
+    try {
+      const hold = new Hold(26);
+      const queue = uniqueQueue();
+      const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
+      const server = await startServe(["--workers", "1", "--queue", queue, "--url", url], {
+        FIBRPC_TEST_FAULTS: hold.faults(),
+      });
+      const call = run(["call", "--queue", queue, "--timeout", "60s", "26"]);
+      await hold.next();
+      server.proc.kill("SIGTERM");
+      await server.waitForLog(/SIGTERM: draining/);
+      // The broker goes away and stays away for the rest of the drain; the held computation then ends (the
+      // worker notices the lost connection once its thread is free again).
+      proxy.refuse(true);
+      proxy.cut();
+      hold.releaseAll();
+      expect(await server.proc.exited).toBe(75);
+      expect(linesOf(server, /during the drain/)).toEqual([
+        expect.stringMatching(
+          / WARN {2}lost the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ during the drain \(.+\): the requests in progress go back to the queue, for another server$/,
+        ),
+      ]);
+      // Back in the queue, not lost: another serve answers it.
+      const other = await startServe(["--workers", "1", "--queue", queue]);
+      expect(await call).toMatchObject({ code: 0, stdout: "121393\n" });
+      expect(await other.stop()).toBe(0);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test("--drain-timeout expires: one warning, exit 75, the status file removed; requests in flight go back to the queue and another server answers them", async () => {

@@ -225,6 +225,12 @@ describe("several broker URLs", () => {
       expect(code).toBe(0);
       expect(stdout).toBe("832040\n");
       expect(await server.stop()).toBe(0);
+      // None reachable: the line names the last one tried, and says the others were tried too.
+      const none = await run(["call", "--url", `amqp://guest:guest@127.0.0.1:1,${viaProxy},amqp://127.0.0.1:2`, "30"]);
+      expect(none.code).toBe(68);
+      expect(none.stderr).toStartWith(
+        "fibrpc: cannot reach the broker at amqp://127.0.0.1:2: connection refused (nor the 2 broker URLs before it); ",
+      );
     } finally {
       await proxy.close();
     }
