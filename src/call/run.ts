@@ -60,7 +60,11 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
   process.on("SIGINT", beforeSending).on("SIGTERM", beforeSending);
   try {
     const deadline = Date.now() + timeoutMs;
-    const connect = (by: number) => RpcClient.connect(clientOptions, Math.min(by, deadline));
+    // `call N …`: one --timeout for the whole command, reconnections included. `call -`: each n has its own,
+    // so a reconnection (--retry) is bounded by the calls waiting for it: bounded by the first deadline, every
+    // reconnection after the stream's first --timeout got 1 ms and failed, and the stream never recovered.
+    const streaming = job.ns === "stdin";
+    const connect = (by: number) => RpcClient.connect(clientOptions, streaming ? by : Math.min(by, deadline));
     // With --retry, a broker that refuses the first connection (restarting) is tried again
     // until the deadline, as a lost connection is (rpc/retry.ts).
     let brokerWasDown = false;

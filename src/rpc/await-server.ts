@@ -26,6 +26,9 @@ export interface AwaitServerOptions {
   pollMs?: number;
 }
 
+/** Below this, a look the broker did not answer in time says the timeout was too short (a healthy one takes ~1 ms). */
+const TOO_SHORT_TO_ANSWER_MS = 100;
+
 /** Resolves once the client's request queue has a consumer; otherwise throws a FibrpcError. */
 export async function awaitServer(
   client: Pick<RpcClient, "consumerCount" | "queue" | "broker">,
@@ -41,17 +44,26 @@ export async function awaitServer(
     );
   for (let polls = 0; ; polls++) {
     let count: number;
+    // A look begun with a few ms left (call -t 10ms: connecting took the rest) is the timeout's to blame.
+    const left = o.deadline - Date.now();
     try {
       count = await waitUntil(
         client.consumerCount(),
-        (signal) => realTime.sleep(Math.max(0, o.deadline - Date.now()), signal),
+        (signal) => realTime.sleep(Math.max(0, left), signal),
         () =>
-          new FibrpcError(
-            "TIMEOUT",
-            `the broker at ${broker} did not say within the timeout whether queue ${JSON.stringify(queue)} ` +
-              "has a consumer",
-            { reason: "not-confirmed", queue, broker },
-          ),
+          left < TOO_SHORT_TO_ANSWER_MS
+            ? new FibrpcError(
+                "TIMEOUT",
+                `only ${Math.max(0, Math.round(left))} ms of the timeout were left to look for a server on ` +
+                  `queue ${JSON.stringify(queue)}, too few for the broker at ${broker} to answer`,
+                { reason: "too-short", queue, broker },
+              )
+            : new FibrpcError(
+                "TIMEOUT",
+                `the broker at ${broker} did not say within the timeout whether queue ${JSON.stringify(queue)} ` +
+                  "has a consumer",
+                { reason: "not-confirmed", queue, broker },
+              ),
       );
     } catch (err) {
       // Waiting, with the broker's answer to an earlier look: the deadline came during this one, and what

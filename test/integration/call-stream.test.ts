@@ -6,8 +6,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { startProxy } from "../proxy.ts";
 import {
   BIN,
+  BROKER_PORT,
   cleanupAfterFile,
   eventually,
   pastEchoWindow,
@@ -308,6 +310,38 @@ describe("the server goes away while calls wait", () => {
       expect((await stdout.read()).done).toBe(true);
     } finally {
       await conn.close();
+    }
+  });
+});
+
+describe("--retry over a long stream", () => {
+  test("a connection lost after the stream's first --timeout is made again, and the stream goes on", async () => {
+    // Before: reconnections were bounded by the deadline of the command's start, long past in a stream
+    // (each n has its own --timeout): every one got 1 ms, and no n after the loss was answered.
+    const proxy = await startProxy(BROKER_PORT);
+    try {
+      const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" };
+      for (const k of Object.keys(env)) if (k.startsWith("OTEL_") || k.startsWith("FIBRPC_")) delete env[k];
+      const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
+      const cmd = [BIN, "call", "-", "--queue", queue, "--url", url, "--timeout", "1s", "--retry", "2"];
+      const proc = tracked(Bun.spawn(cmd, { cwd: "/", env, stdin: "pipe", stdout: "pipe", stderr: "pipe" }));
+      const stdout = proc.stdout.getReader();
+      proc.stdin.write("10\n");
+      proc.stdin.flush();
+      expect(new TextDecoder().decode((await stdout.read()).value)).toBe("55\n");
+      // The condition itself, not a wait for an event: the stream has now run longer than its --timeout.
+      await Bun.sleep(1_200);
+      proxy.cut();
+      proc.stdin.write("11\n");
+      proc.stdin.end();
+      let rest = "";
+      for (let chunk = await stdout.read(); !chunk.done; chunk = await stdout.read())
+        rest += new TextDecoder().decode(chunk.value);
+      const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+      expect(rest, stderr).toBe("89\n");
+      expect(code, stderr).toBe(0);
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -94,7 +94,7 @@ const cases: {
     name: `a look the broker never answers, ${wait ? "waiting" : "one look"}: TIMEOUT by the deadline`,
     states: ["silent"] as State[],
     wait,
-    budgetMs: 30,
+    budgetMs: 150,
     result: {
       code: "TIMEOUT",
       message:
@@ -102,6 +102,19 @@ const cases: {
     },
     looks: 1,
   })),
+  {
+    // call -t 10ms: connecting took the rest; the broker is not to blame for a look it had 10 ms to answer.
+    name: "a look begun with under 100 ms left, unanswered: the timeout was too short",
+    states: ["silent"] as State[],
+    wait: false,
+    budgetMs: 30,
+    result: {
+      code: "TIMEOUT",
+      message:
+        /^only \d+ ms of the timeout were left to look for a server on queue "q", too few for the broker at amqp:\/\/guest:\*\*\*@h:5672 to answer$/,
+    },
+    looks: 1,
+  },
 ];
 
 describe("awaitServer", () => {
