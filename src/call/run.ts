@@ -93,7 +93,8 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       });
       const ask: Ask = pipeline
         ? (n, by) => client.send(n, pipeline.replyTo, by)
-        : (n, by) => caller.call(n, by).then((outcome) => watch.explain(outcome));
+        : (n, by) =>
+            caller.call(n, by).then((outcome) => (ServerWatch.concerns(outcome) ? watch.explain(outcome) : outcome));
       // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the
       // check runs alongside the calls, off the path of a cold call: if it finds no server,
       // call fails at once (the requests already sent expire with their deadline). Requests of a

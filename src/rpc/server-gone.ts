@@ -33,9 +33,14 @@ export class ServerWatch {
     } = {},
   ) {}
 
+  /** Whether `outcome` is one explain() may change: a reply that timed out. Cheap, for the per-call path. */
+  static concerns(outcome: CallOutcome): boolean {
+    return !outcome.ok && outcome.error?.details.reason === "reply-timed-out";
+  }
+
   /** The outcome, unless it is a reply that timed out on a queue with no consumer now: then NO_CONSUMER. */
   async explain<T extends CallOutcome>(outcome: T): Promise<T> {
-    if (outcome.ok || outcome.error?.details.reason !== "reply-timed-out") return outcome;
+    if (!ServerWatch.concerns(outcome)) return outcome;
     this.looking ??= this.look().finally(() => {
       this.looking = undefined;
     });
