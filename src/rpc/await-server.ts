@@ -9,7 +9,7 @@
  * and says so.
  */
 import { FibrpcError } from "../errors.ts";
-import type { RpcClient } from "./client.ts";
+import { type RpcClient, TOO_SHORT_TO_CONFIRM_MS } from "./client.ts";
 import { realTime, waitUntil } from "./retry.ts";
 
 export const AWAIT_SERVER_POLL_MS = 50;
@@ -25,9 +25,6 @@ export interface AwaitServerOptions {
   onWaiting?: () => void;
   pollMs?: number;
 }
-
-/** Below this, a look the broker did not answer in time says the timeout was too short (a healthy one takes ~1 ms). */
-const TOO_SHORT_TO_ANSWER_MS = 100;
 
 /** Resolves once the client's request queue has a consumer; otherwise throws a FibrpcError. */
 export async function awaitServer(
@@ -51,7 +48,7 @@ export async function awaitServer(
         client.consumerCount(),
         (signal) => realTime.sleep(Math.max(0, left), signal),
         () =>
-          left < TOO_SHORT_TO_ANSWER_MS
+          left < TOO_SHORT_TO_CONFIRM_MS
             ? new FibrpcError(
                 "TIMEOUT",
                 `only ${Math.max(0, Math.round(left))} ms of the timeout were left to look for a server on ` +

@@ -28,10 +28,11 @@ import type { RetryOf, SendSpan, TraceIds, Tracer } from "../tracing/tracer.ts";
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
 /**
- * Below this, a request the broker did not confirm in time says the timeout was too short rather than
+ * Below this, a request the broker did not confirm in time (or a look at the queue it did not answer, await-server.ts)
+ * says the timeout was too short rather than
  * blaming the broker: a healthy one confirms a request in about a millisecond (docs/benchmarks.md, p50).
  */
-const TOO_SHORT_TO_CONFIRM_MS = 100;
+export const TOO_SHORT_TO_CONFIRM_MS = 100;
 
 export type ReplyQueueMode = "direct" | "exclusive";
 
