@@ -9,6 +9,7 @@ import { MAX_TIMER_MS } from "./broker-url.ts";
 import { messageOf, usageError } from "./errors.ts";
 import { FileTooLarge, readSmallFile } from "./small-file.ts";
 import { closest } from "./suggest.ts";
+import { quote } from "./printable.ts";
 
 /** 127.0.0.1, not localhost: localhost may resolve to ::1 first, where the broker may not listen. */
 export const DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672";
@@ -63,13 +64,13 @@ export async function readConfigFile(
   } catch (err) {
     const why =
       err instanceof FileTooLarge ? `${err.message}: a config file is a few FIBRPC_*=value lines` : messageOf(err);
-    throw usageError(`cannot read ${named} ${JSON.stringify(path)}: ${why}`);
+    throw usageError(`cannot read ${named} ${quote(path)}: ${why}`);
   }
   const unread = lineNotRead(text);
   if (unread !== undefined) {
     // The line itself is not shown: it may hold a password (FIBRPC_URL amqp://user:secret@…).
     throw usageError(
-      `line ${unread.line} of ${named} ${JSON.stringify(path)} ${unread.why}; ` +
+      `line ${unread.line} of ${named} ${quote(path)} ${unread.why}; ` +
         "each line is FIBRPC_NAME=value, a # comment or blank",
     );
   }
@@ -79,12 +80,12 @@ export async function readConfigFile(
     .filter((key) => !keys.known.includes(key))
     .map((key) => ({ key, line: lineOf(text, key) }))
     .sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
-  if (wrong.length > 0) throw unknownKey(`${named} ${JSON.stringify(path)}`, wrong, keys);
+  if (wrong.length > 0) throw unknownKey(`${named} ${quote(path)}`, wrong, keys);
   const twice = repeatedKey(text);
   if (twice !== undefined) {
     // As a flag given twice is: the file's reader may mean either value (dotenv keeps the last).
     throw usageError(
-      `${twice.key} is set twice in ${named} ${JSON.stringify(path)} ` +
+      `${twice.key} is set twice in ${named} ${quote(path)} ` +
         `(lines ${twice.lines[0]} and ${twice.lines[1]}); keep one` +
         (twice.key === "FIBRPC_URL" ? " (several broker URLs go in one FIBRPC_URL, comma-separated)" : ""),
     );
@@ -177,12 +178,12 @@ function lineOf(text: string, key: string): number | undefined {
 export function parseSwitch(where: string, value: string): boolean {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
-  throw usageError(`${where} must be true or false, got ${JSON.stringify(value)}`);
+  throw usageError(`${where} must be true or false, got ${quote(value)}`);
 }
 
 /** Parses a whole number option such as --workers, within [min, max]. */
 export function parseWholeNumber(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!/^\d+$/.test(value.trim())) throw usageError(`--${name} must be a whole number, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value.trim())) throw usageError(`--${name} must be a whole number, got ${quote(value)}`);
   const n = Number(value.trim());
   // Quoted as given: a number beyond 2^53 would come back rounded (1e+20).
   if (n < min || n > max) throw usageError(`--${name} must be between ${min} and ${max}, got ${value.trim()}`);
@@ -193,16 +194,19 @@ const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_0
 
 /**
  * Parses a duration such as 500ms, 5s, 1.5s, 2m or 1h (a bare number means seconds), from 1 ms
- * to the longest timer the runtime holds (2^31 - 1 ms, about 24.8 days): beyond it, a timer
+ * (or `least`, said with why) to the longest timer the runtime holds (2^31 - 1 ms, about 24.8 days): beyond it, a timer
  * would fire at once. "0", "-1s", "1e3" and "Infinity" are refused.
  */
-export function parseDuration(name: string, value: string): number {
+export function parseDuration(name: string, value: string, least: { ms: number; why?: string } = { ms: 1 }): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
-  if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${JSON.stringify(value)}`);
+  if (!match) throw usageError(`--${name} must be a duration like 500ms, 5s or 2m, got ${quote(value)}`);
   const ms = Math.round(Number(match[1]) * UNITS_MS[match[2] ?? "s"]!);
   // A number without a unit is seconds (as sleep(1) reads it): said, since 2147483647 reads as ms.
-  const got = `got ${JSON.stringify(value)}${match[2] === undefined ? ", seconds without a unit" : ""}`;
-  if (!(ms >= 1)) throw usageError(`--${name} must be at least 1ms, ${got}`);
+  const got = `got ${quote(value)}${match[2] === undefined ? ", seconds without a unit" : ""}`;
+  if (!(ms >= least.ms))
+    throw usageError(
+      `--${name} must be at least ${formatDuration(least.ms)}, ${got}${least.why ? `: ${least.why}` : ""}`,
+    );
   if (ms > MAX_TIMER_MS)
     throw usageError(
       `--${name} must be at most ${MAX_TIMER_MS}ms (about 24.8 days, the longest timer the runtime holds), ${got}`,
@@ -229,7 +233,5 @@ export function parseHost(name: string, value: string): string {
   const isHostName =
     !/^[\d.]+$/.test(host) && host.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`).test(host);
   if (isIP(host) !== 0 || isHostName) return host;
-  throw usageError(
-    `--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${JSON.stringify(value)}`,
-  );
+  throw usageError(`--${name} must be an IP address or a host name, e.g. 127.0.0.1 or 0.0.0.0, got ${quote(value)}`);
 }

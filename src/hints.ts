@@ -8,6 +8,7 @@
  */
 import type { ClientErrorCode, ErrorReason, FibrpcError } from "./errors.ts";
 import { OPTIONS, takes, type CommandName } from "./options.ts";
+import { quote } from "./printable.ts";
 
 type Hint = (error: FibrpcError, takes: (flag: string) => boolean) => string | undefined;
 
@@ -35,7 +36,7 @@ const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, 
     ? `${resource.kind} ${JSON.stringify(resource.name)}`
     : queue === undefined
       ? "the queue"
-      : `queue ${JSON.stringify(queue)}`;
+      : `queue ${quote(queue)}`;
   return (
     `give user ${JSON.stringify(user)} ${permission ? `the ${permission} permission` : "the permission it lacks"}` +
     ` on ${on} in vhost ${JSON.stringify(vhost)} ` +
@@ -139,7 +140,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "set-up-refused": () => 'see docs/operations.md, "Broker versions"',
     limit: raiseLimit,
     locked: ({ details: { queue, queueOption = "queue" } }) =>
-      `another connection holds queue ${JSON.stringify(queue)} for itself (an exclusive queue or consumer): ` +
+      `another connection holds queue ${quote(queue ?? "")} for itself (an exclusive queue or consumer): ` +
       `stop that client, or pick another --${queueOption}`,
     "precondition-failed": () =>
       "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",

@@ -79,7 +79,8 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
     }
     if (o.queueType === "quorum" && Buffer.byteLength(o.queue, "utf8") > MAX_QUORUM_QUEUE_BYTES)
       throw usageError(
-        `--queue must be at most ${MAX_QUORUM_QUEUE_BYTES} bytes long (UTF-8) with --queue-type quorum: ` +
+        `${givenAs("queue", o.from.queue)} must be at most ${MAX_QUORUM_QUEUE_BYTES} bytes long (UTF-8) ` +
+          "with --queue-type quorum: " +
           `serve also declares its dead-letter queue, named "<queue>.dead-letter"`,
       );
     // The image sets FIBRPC_HTTP_HOST for when a port is given; on the command line it is a mistake.
@@ -98,6 +99,15 @@ const CHECKS: { readonly [C in CommandName]: (o: Options<C>) => void } = {
   },
   completion: () => {},
 };
+
+/**
+ * An option as the user gave it, for a rule between options: FIBRPC_QUEUE set in a shell's profile is not
+ * "--queue" on this command line.
+ */
+export function givenAs(flag: OptionName, source: Source): string {
+  if (source === "flag" || source === "default") return `--${flag}`;
+  return `${optionOf(flag).env}${source === "file" ? " in the config file" : ""}`;
+}
 
 function tlsPair(o: { tlsCert: string | undefined; tlsKey: string | undefined }): void {
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw usageError("--tls-cert and --tls-key go together");

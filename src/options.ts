@@ -32,6 +32,7 @@ import { DEFAULT_MAX_N } from "./rpc/protocol.ts";
 import { QUEUE_TYPES, queueNameProblem } from "./rpc/queue.ts";
 import { STATUS_HEARTBEAT_MS } from "./serve/status.ts";
 import { otlpEndpointProblem } from "./tracing/settings.ts";
+import { quote } from "./printable.ts";
 
 export const COMMANDS = ["serve", "call", "bench", "health", "completion"] as const;
 export type CommandName = (typeof COMMANDS)[number];
@@ -105,7 +106,7 @@ const count = (min: number, max?: number) => ({ valueHint: "count", parse: whole
 function choiceOf<const V extends string>(values: readonly V[], say = `one of ${values.join(", ")}`) {
   const parse = (value: string, at: ValueAt): V => {
     if ((values as readonly string[]).includes(value)) return value as V;
-    throw usageError(`--${at.flag} must be ${say}, got ${JSON.stringify(value)}`);
+    throw usageError(`--${at.flag} must be ${say}, got ${quote(value)}`);
   };
   return { valueHint: values.join("|"), choices: values, parse };
 }
@@ -314,7 +315,7 @@ export const OPTIONS = named({
       // wait for them; any other amq.* name is reserved by the broker and cannot be declared.
       if (value.startsWith("amq."))
         throw usageError(
-          `--reply-to ${JSON.stringify(value)}: names that begin with "amq." are the broker's ` +
+          `--reply-to ${quote(value)}: names that begin with "amq." are the broker's ` +
             "(amq.rabbitmq.reply-to is Direct Reply-to, for a caller that waits); name a queue of your own",
         );
       return value;
@@ -362,17 +363,14 @@ export const OPTIONS = named({
       "How old the status may be before serve counts as stuck " +
       `(serve rewrites it every ${formatDuration(STATUS_HEARTBEAT_MS)})`,
     default: formatDuration(3 * STATUS_HEARTBEAT_MS),
-    parse: (value, at) => {
-      // Shorter than serve's rewrite (and a second of slack) would call a healthy serve stuck half the time.
-      const ms = duration(value, at);
-      const least = STATUS_HEARTBEAT_MS + 1_000;
-      if (ms < least)
-        throw usageError(
-          `--${at.flag} must be at least ${formatDuration(least)}: serve rewrites its status every ` +
-            `${formatDuration(STATUS_HEARTBEAT_MS)}, so a shorter one calls a healthy serve stuck`,
-        );
-      return ms;
-    },
+    // Shorter than serve's rewrite (and a second of slack) would call a healthy serve stuck half the time.
+    parse: (value, at) =>
+      parseDuration(at.flag, value, {
+        ms: STATUS_HEARTBEAT_MS + 1_000,
+        why:
+          `serve rewrites its status every ${formatDuration(STATUS_HEARTBEAT_MS)}, ` +
+          "so a shorter one calls a healthy serve stuck",
+      }),
   }),
 });
 

@@ -1,6 +1,7 @@
 /** The bench's --n (a number or a range) and --rate, read by the option table (src/options.ts). */
 import { MAX_MAX_N } from "../config.ts";
 import { usageError } from "../errors.ts";
+import { quote } from "../printable.ts";
 
 /** "1" → always 1; "10-20" → uniformly drawn from 10..20. */
 export function parseNSpec(spec: string): { min: number; max: number } | undefined {
@@ -14,7 +15,7 @@ export function parseNSpec(spec: string): { min: number; max: number } | undefin
 /** --n as the option table keeps it: the range, and the text as given (the summary shows it). */
 export function parseNOption(value: string): { min: number; max: number; text: string } {
   const range = parseNSpec(value);
-  if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${JSON.stringify(value)}`);
+  if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${quote(value)}`);
   // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
   // bench computes every expected answer itself before the run: up to the largest --max-n
   // any fibrpc server takes, not beyond (fib of a much larger n would never finish).
@@ -27,7 +28,5 @@ export function parseNOption(value: string): { min: number; max: number; text: s
 export function parseRate(value: string): number {
   const rate = /^\s*\d+(?:\.\d+)?\s*$/.test(value) ? Number(value) : Number.NaN;
   if (rate > 0 && rate <= 1_000_000) return rate;
-  throw usageError(
-    `--rate must be a number of calls per second above 0 and at most 1000000, got ${JSON.stringify(value)}`,
-  );
+  throw usageError(`--rate must be a number of calls per second above 0 and at most 1000000, got ${quote(value)}`);
 }

@@ -8,6 +8,7 @@ import { Masker } from "../mask.ts";
 import { EXACT_BELOW, TAIL_DIGITS } from "./answers.ts";
 import type { LatencySummary } from "./histogram.ts";
 import type { BenchResult } from "./run.ts";
+import { quote } from "../printable.ts";
 
 /**
  * "closed-loop, 100 in flight" or "open-loop at 2000 calls/s (achieved: 1998 sent/s)". The
@@ -40,7 +41,7 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   const errors = Object.entries(r.errors);
   const notCounted = r.failed > 0 ? `; ${r.failed} failed call${r.failed === 1 ? "" : "s"} not counted` : "";
   const lines = [
-    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${JSON.stringify(o.queue)}, ` +
+    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${quote(o.queue)}, ` +
       `${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
     // Open loop: answers over the whole run, which ends when the calls still in flight after the
     // schedule are answered, so it can be well under the rate sent; named apart from it.

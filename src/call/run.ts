@@ -18,6 +18,7 @@ import { errorLine, linesOf, traceIdOf } from "./lines.ts";
 import { StdoutLines } from "./stdout-lines.ts";
 import { CallStream } from "./stream.ts";
 import { tokensOf } from "./tokens.ts";
+import { quote } from "../printable.ts";
 
 export interface CallJob {
   /** The n to ask for, printed in this order, or "stdin": `call -`, n read as they come. */
@@ -108,7 +109,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
           const why = job.waitForServer
             ? "--wait-for-server"
             : "the broker is back, its servers may still be reconnecting";
-          log.info(`no server on queue ${JSON.stringify(queue)} yet; waiting for one (${why}, up to --timeout)`);
+          log.info(`no server on queue ${quote(queue)} yet; waiting for one (${why}, up to --timeout)`);
         },
       });
       // call - and a pipeline look before they send anything: with no server (no queue) they read
@@ -299,7 +300,7 @@ const signalExit = (signal: Signal) => (signal === "SIGINT" ? ExitCode.SIGINT_AG
 /** What --no-wait did, said once at the end (stderr): how many requests the broker took, where their replies go. */
 function sentLine(taken: number, sent: number, queue: string, replyTo: string): string {
   return (
-    `${taken} of ${sent} requests taken by the broker (confirmed) on queue ${JSON.stringify(queue)}; ` +
-    `their replies go to queue ${JSON.stringify(replyTo)}`
+    `${taken} of ${sent} requests taken by the broker (confirmed) on queue ${quote(queue)}; ` +
+    `their replies go to queue ${quote(replyTo)}`
   );
 }

@@ -2,6 +2,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { usageError } from "../errors.ts";
 import { readSmallFile } from "../small-file.ts";
+import { quote } from "../printable.ts";
 import { createLogger, type Logger } from "../log.ts";
 import type { Options } from "../options.ts";
 import type { BrokerTarget } from "../rpc/broker.ts";
@@ -25,7 +26,7 @@ function readPem(flag: string, path: string | undefined, holds: "certificate" | 
     // 4 MiB: twenty times a system's whole CA bundle; /dev/zero given by mistake is refused, not read on.
     pem = readSmallFile(path, 4 << 20);
   } catch (err) {
-    throw usageError(`cannot read --${flag} ${JSON.stringify(path)}: ${(err as Error).message}`);
+    throw usageError(`cannot read --${flag} ${quote(path)}: ${(err as Error).message}`);
   }
   // X509Certificate also takes DER, which TLS then refuses (as "broker unreachable"): PEM's armour first.
   const armour =
@@ -38,7 +39,7 @@ function readPem(flag: string, path: string | undefined, holds: "certificate" | 
     const message = (err as Error).message;
     const why = /NO_START_LINE|no start line/i.test(message) ? "no PEM block found" : message;
     const give = holds === "private key" ? "an unencrypted private key" : "a certificate";
-    throw usageError(`--${flag} ${JSON.stringify(path)} is not a usable PEM ${holds} (${why}); give ${give} in PEM`);
+    throw usageError(`--${flag} ${quote(path)} is not a usable PEM ${holds} (${why}); give ${give} in PEM`);
   }
   return pem;
 }

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import { runCalls } from "../call/run.ts";
 import { type FibrpcError, usageError } from "../errors.ts";
-import { envNameOf } from "../config.ts";
-import type { Options, Source } from "../options.ts";
+import type { Options } from "../options.ts";
+import { givenAs } from "../options-resolve.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { quote } from "../printable.ts";
 import { runAction } from "./_run.ts";
@@ -80,20 +80,18 @@ export default defineCommand({
  */
 function pipelineOf(o: Options<"call">): { replyTo: string } | undefined {
   if (o.replyTo === undefined && !o.noWait) return undefined;
-  // Named as given: FIBRPC_REPLY_TO set in a shell's profile is not "--reply-to" on this command line.
-  const named = (flag: string, source: Source) =>
-    source === "flag" ? `--${flag}` : `${envNameOf(flag)}${source === "file" ? " in the config file" : ""}`;
   if (o.replyTo === undefined)
-    throw usageError(`${named("no-wait", o.from.noWait)} needs --reply-to QUEUE: the queue the replies go to`);
+    throw usageError(`${givenAs("no-wait", o.from.noWait)} needs --reply-to QUEUE: the queue the replies go to`);
   if (!o.noWait)
     throw usageError(
-      `${named("reply-to", o.from.replyTo)} needs --no-wait: call does not wait for replies it sends to another queue`,
+      `${givenAs("reply-to", o.from.replyTo)} needs --no-wait: ` +
+        "call does not wait for replies it sends to another queue",
     );
   if (o.retry > 0)
-    throw usageError(`${named("retry", o.from.retry)} applies to calls that wait for their reply, not to --no-wait`);
+    throw usageError(`${givenAs("retry", o.from.retry)} applies to calls that wait for their reply, not to --no-wait`);
   if (o.replyTo === o.queue)
     throw usageError(
-      `--reply-to ${JSON.stringify(o.replyTo)} is the request queue: the servers would take each reply ` +
+      `--reply-to ${quote(o.replyTo)} is the request queue: the servers would take each reply ` +
         "for a request and drop it; name another queue",
     );
   return { replyTo: o.replyTo };

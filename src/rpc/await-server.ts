@@ -11,6 +11,7 @@
 import { FibrpcError } from "../errors.ts";
 import { type RpcClient, TOO_SHORT_TO_CONFIRM_MS } from "./client.ts";
 import { realTime, waitUntil } from "./retry.ts";
+import { quote } from "../printable.ts";
 
 export const AWAIT_SERVER_POLL_MS = 50;
 
@@ -34,11 +35,11 @@ export async function awaitServer(
   const pollMs = o.pollMs ?? AWAIT_SERVER_POLL_MS;
   const { queue, broker } = client;
   const noServerInTime = () =>
-    new FibrpcError(
-      "TIMEOUT",
-      `no server started consuming queue ${JSON.stringify(queue)} on ${broker} within the timeout`,
-      { reason: "wait-timed-out", queue, broker },
-    );
+    new FibrpcError("TIMEOUT", `no server started consuming queue ${quote(queue)} on ${broker} within the timeout`, {
+      reason: "wait-timed-out",
+      queue,
+      broker,
+    });
   for (let polls = 0; ; polls++) {
     let count: number;
     // A look begun with a few ms left (call -t 10ms: connecting took the rest) is the timeout's to blame.
@@ -52,12 +53,12 @@ export async function awaitServer(
             ? new FibrpcError(
                 "TIMEOUT",
                 `only ${Math.max(0, Math.round(left))} ms of the timeout were left to look for a server on ` +
-                  `queue ${JSON.stringify(queue)}, too few for the broker at ${broker} to answer`,
+                  `queue ${quote(queue)}, too few for the broker at ${broker} to answer`,
                 { reason: "too-short", queue, broker },
               )
             : new FibrpcError(
                 "TIMEOUT",
-                `the broker at ${broker} did not say within the timeout whether queue ${JSON.stringify(queue)} ` +
+                `the broker at ${broker} did not say within the timeout whether queue ${quote(queue)} ` +
                   "has a consumer",
                 { reason: "not-confirmed", queue, broker },
               ),
@@ -72,11 +73,11 @@ export async function awaitServer(
     }
     if (count > 0 || o.queueOnly) return;
     if (!o.wait) {
-      throw new FibrpcError(
-        "NO_CONSUMER",
-        `queue ${JSON.stringify(queue)} on ${broker} has no consumer: no server is running`,
-        { reason: "no-server", queue, broker },
-      );
+      throw new FibrpcError("NO_CONSUMER", `queue ${quote(queue)} on ${broker} has no consumer: no server is running`, {
+        reason: "no-server",
+        queue,
+        broker,
+      });
     }
     if (polls === 0) o.onWaiting?.();
     if (Date.now() + pollMs > o.deadline) throw noServerInTime();

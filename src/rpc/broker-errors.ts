@@ -13,6 +13,7 @@
  */
 import { connectionTimeoutOf, displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { FibrpcError, type BrokerLimit, type ErrorDetails, type ErrorReason } from "../errors.ts";
+import { quote } from "../printable.ts";
 
 interface ErrorLike {
   code?: unknown;
@@ -216,7 +217,7 @@ export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): Fib
   if (feature !== undefined) {
     return new FibrpcError(
       "BROKER_REFUSED",
-      `the broker refused serve's set-up on queue ${JSON.stringify(queue)}: ` +
+      `the broker refused serve's set-up on queue ${quote(queue)}: ` +
         `it denies the deprecated feature ${JSON.stringify(feature)} (${brokerReason(err)})`,
       {
         reason: "deprecated-feature",
@@ -228,7 +229,7 @@ export function brokerRefusal(err: unknown, queue: string, url?: BrokerUrl): Fib
   if (isPreconditionFailed(err)) {
     return new FibrpcError(
       "BROKER_REFUSED",
-      `the broker refused serve's set-up on queue ${JSON.stringify(queue)} (${brokerReason(err)})`,
+      `the broker refused serve's set-up on queue ${quote(queue)} (${brokerReason(err)})`,
       { reason: "set-up-refused", queue },
     );
   }
@@ -346,7 +347,7 @@ function refused(
 
 /** What fibrpc asked for, in words, from the method the broker refused. */
 function attempted(close: BrokerClose, context: RefusalContext, queue = context.queue): string {
-  const named = queue === undefined ? "the queue" : `queue ${JSON.stringify(queue)}`;
+  const named = queue === undefined ? "the queue" : `queue ${quote(queue)}`;
   switch (close.method) {
     case "connection.open":
       return "the connection";
@@ -502,7 +503,7 @@ export function reservedQueueName(queue: string, url: BrokerUrl): FibrpcError | 
   const broker = displayUrl(url);
   return new FibrpcError(
     "ACCESS_REFUSED",
-    `queue ${JSON.stringify(queue)} does not exist on the broker at ${broker}, and no server can declare it: ` +
+    `queue ${quote(queue)} does not exist on the broker at ${broker}, and no server can declare it: ` +
       `the broker reserves names beginning with "amq." to itself`,
     {
       reason: "reserved-name",

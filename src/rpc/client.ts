@@ -24,6 +24,7 @@ import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { openWire } from "./wire.ts";
 import type { RetryOf, SendSpan, TraceIds, Tracer } from "../tracing/tracer.ts";
+import { quote } from "../printable.ts";
 
 /** RabbitMQ's Direct Reply-to pseudo-queue: replies come straight back on this channel, no queue declared. */
 export const DIRECT_REPLY_TO = "amq.rabbitmq.reply-to";
@@ -397,8 +398,8 @@ export class RpcClient {
       // Not confirmed is not lost: the broker reads what the connection sent once the alarm clears, even after
       // this caller has gone (a pipeline run again would send it twice).
       const what = confirmed
-        ? `queue ${JSON.stringify(queue)} took the request, but its reply was held within the timeout`
-        : `the request to queue ${JSON.stringify(queue)} was not confirmed within the timeout ` +
+        ? `queue ${quote(queue)} took the request, but its reply was held within the timeout`
+        : `the request to queue ${quote(queue)} was not confirmed within the timeout ` +
           "(it may still reach the queue once the alarm clears)";
       return new FibrpcError(
         "BROKER_BLOCKED",
@@ -414,7 +415,7 @@ export class RpcClient {
       return new FibrpcError(
         "TIMEOUT",
         `no reply within the timeout: only ${budget} ms of it were left when the request was sent, too few ` +
-          `for the broker at ${this.broker} to confirm that queue ${JSON.stringify(queue)} took the request`,
+          `for the broker at ${this.broker} to confirm that queue ${quote(queue)} took the request`,
         { ...details, reason: "too-short" },
       );
     }
@@ -422,11 +423,11 @@ export class RpcClient {
       return new FibrpcError(
         "TIMEOUT",
         `no reply within the timeout: the broker at ${this.broker} ` +
-          `did not confirm that queue ${JSON.stringify(queue)} took the request`,
+          `did not confirm that queue ${quote(queue)} took the request`,
         { ...details, reason: "not-confirmed" },
       );
     }
-    return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${JSON.stringify(queue)}`, {
+    return new FibrpcError("TIMEOUT", `no reply within the timeout from a server on queue ${quote(queue)}`, {
       ...details,
       reason: "reply-timed-out",
     });
@@ -451,7 +452,7 @@ export class RpcClient {
     const { queue } = this.options;
     return new FibrpcError(
       "REJECTED",
-      `the broker at ${this.broker} rejected the request (basic.nack): queue ${JSON.stringify(queue)} ` +
+      `the broker at ${this.broker} rejected the request (basic.nack): queue ${quote(queue)} ` +
         `is most likely full (at its length limit, with overflow reject-publish)`,
       { reason: "queue-full", queue, broker: this.broker, ...(pipeline ? { pipeline: true } : {}) },
     );
@@ -596,7 +597,7 @@ export class RpcClient {
       reservedQueueName(queue, this.url) ??
       new FibrpcError(
         "QUEUE_NOT_FOUND",
-        `queue ${JSON.stringify(queue)} does not exist on the broker at ${this.broker}: no server has declared it`,
+        `queue ${quote(queue)} does not exist on the broker at ${this.broker}: no server has declared it`,
         { reason: "no-server", queue, broker: this.broker },
       )
     );

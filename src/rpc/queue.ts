@@ -14,6 +14,7 @@ import type { ChannelModel, Options } from "amqplib";
 import { brokerReason, isInequivalent } from "./broker-errors.ts";
 import { FibrpcError } from "../errors.ts";
 import { REDELIVERY_LIMIT } from "./protocol.ts";
+import { quote } from "../printable.ts";
 
 export const QUEUE_TYPES = ["classic", "quorum"] as const;
 export type QueueType = (typeof QUEUE_TYPES)[number];
@@ -141,7 +142,7 @@ export async function declareOrJoinRequestQueue(
 
 /** The line serve logs when it joins an existing queue as it is, saying its type when it is not the one asked for. */
 export function joinedNotice(queue: string, asked: QueueType, setup: Extract<QueueSetup, { declared: false }>): string {
-  const name = JSON.stringify(queue);
+  const name = quote(queue);
   if (setup.existingType !== undefined && setup.existingType !== asked) {
     return (
       `queue ${name} already exists as a ${setup.existingType} queue, not the ${asked} queue asked for ` +

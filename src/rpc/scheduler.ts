@@ -24,6 +24,7 @@ import type { Logger } from "../log.ts";
 import type { Executor, HeavyJob } from "./executor.ts";
 import { endAbandoned } from "./process-span.ts";
 import type { ServingChannel } from "./serving-channel.ts";
+import { quote } from "../printable.ts";
 
 export interface SchedulerOptions {
   queue: string;
@@ -131,7 +132,7 @@ export class Scheduler {
       else if (!this.options.draining()) {
         // The broker cancelled our consumer (queue deleted, or a node of the cluster went away):
         // reconnect, which declares the queue and consumes again.
-        const queue = JSON.stringify(this.options.queue);
+        const queue = quote(this.options.queue);
         this.options.log.warn(`the broker cancelled the consumer on queue ${queue}; re-subscribing`);
         via.model.close().catch(() => {});
       }

@@ -13,6 +13,7 @@
 import { FibrpcError } from "../errors.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
 import { realTime, waitUntil } from "./retry.ts";
+import { quote } from "../printable.ts";
 
 /** How long a look may take: a broker that does not answer it leaves the TIMEOUT as it was. */
 export const LOOK_MS = 500;
@@ -58,7 +59,7 @@ export class ServerWatch {
     const { queue, broker } = client;
     return new FibrpcError(
       "NO_CONSUMER",
-      `no reply within the timeout, and queue ${JSON.stringify(queue)} on ${broker} has no consumer now: ` +
+      `no reply within the timeout, and queue ${quote(queue)} on ${broker} has no consumer now: ` +
         "the server the call went to has stopped",
       { reason: "server-gone", queue, broker, ...(this.o.retried ? { retried: true as const } : {}) },
     );

@@ -11,6 +11,7 @@ import { version } from "../version.ts";
 import { startHttp } from "./http.ts";
 import { keepStatus, STATUS_HEARTBEAT_MS } from "./status.ts";
 import { supervise, type Supervisor, type SupervisorOptions } from "./supervisor.ts";
+import { quote } from "../printable.ts";
 
 export interface ServeJob {
   worker: SupervisorOptions["worker"];
@@ -42,7 +43,7 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
       });
     const brokers = worker.broker.urls.map(displayUrl);
     log.info(
-      `fibrpc ${version} serving queue ${JSON.stringify(queue)} (${queueType}) ` +
+      `fibrpc ${version} serving queue ${quote(queue)} (${queueType}) ` +
         `on ${brokers.join(", ")} with ${workers} worker${workers === 1 ? "" : "s"}, ` +
         `prefetch ${prefetch}, max-n ${maxN}`,
       { version, queue, queueType, brokers, workers, prefetch, maxN },

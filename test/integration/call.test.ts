@@ -241,6 +241,14 @@ describe("--json: one line per n on stdout, in order, whatever the outcome", () 
     // stderr), or all at once by the look at the queue, whichever the broker answers first.
     for (const line of r.stderr.trim().split("\n")) expect(line).toContain(`queue "${queue}" does not exist`);
   });
+
+  test("a queue name with a line separator (U+2028) is quoted with it escaped, on one line", async () => {
+    const queue = `${uniqueQueue()}\u2028x`;
+    const r = await run(["call", "--queue", queue, "5"]);
+    expect(r.code).toBe(69);
+    expect(r.stderr).not.toContain("\u2028");
+    expect(r.stderr).toContain(`queue ${JSON.stringify(queue).replace("\u2028", "\\u2028")} does not exist`);
+  });
 });
 
 /** `fibrpc call ARGS` on the suite's broker, started now and left running, its output piped. */

@@ -131,9 +131,18 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   {
     args: ["health", "--status-file", "/nonexistent", "--max-age", "3s"],
     message:
-      /^fibrpc: --max-age must be at least 6s: serve rewrites its status every 5s, so a shorter one calls a healthy serve stuck$/m,
+      /^fibrpc: --max-age must be at least 6s, got "3s": serve rewrites its status every 5s, so a shorter one calls a healthy serve stuck$/m,
   },
   { args: ["call", "30", "--timeout", "0"], message: /--timeout must be at least 1ms/ },
+  {
+    args: ["health", "--status-file", "/nonexistent", "--max-age", "0"],
+    message: /^fibrpc: --max-age must be at least 6s, got "0", seconds without a unit: serve rewrites/m,
+  },
+  {
+    args: ["serve", "--queue-type", "quorum"],
+    env: { FIBRPC_QUEUE: "q".repeat(244) },
+    message: /^fibrpc: FIBRPC_QUEUE must be at most 243 bytes long \(UTF-8\) with --queue-type quorum/m,
+  },
   { args: ["call", "30", "--timeout", "1e3"], message: /--timeout must be a duration like 500ms, 5s or 2m, got "1e3"/ },
   { args: ["call", "30", "--timeout", "Infinity"], message: /--timeout must be a duration/ },
   { args: ["call", "30", "--timeout", "-1s"], message: /--timeout must be a duration/ },
