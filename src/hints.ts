@@ -75,7 +75,13 @@ const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
 
 const startServer: Hint = (_, has) =>
   `start one with \`fibrpc serve\`${has("wait-for-server") ? ", or pass --wait-for-server" : ""}`;
-const retry: Hint = (_, has) => (has("retry") ? "it is safe to retry (--retry)" : undefined);
+/** A lost connection: --retry, or, for calls that had it, more time for it to come back. */
+const retry: Hint = ({ details }, has) =>
+  details.retried
+    ? "raise --timeout, which --retry's reconnections share"
+    : has("retry")
+      ? "it is safe to retry (--retry)"
+      : undefined;
 
 const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorReason]?: Hint } } = {
   BROKER_UNREACHABLE: {
@@ -121,13 +127,13 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
       "a quorum queue needs a majority of its nodes), " +
       "or raise --timeout",
   },
-  BROKER_BLOCKED: (_, has) =>
+  BROKER_BLOCKED: ({ details }, has) =>
     `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; ` +
-    `retry once it lifts${has("retry") ? " (--retry)" : ""}`,
+    `retry once it lifts${has("retry") && !details.retried ? " (--retry)" : ""}`,
   REJECTED: ({ details }, has) =>
     `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); ` +
     // A pipeline's requests (--no-wait) are never sent again: --retry does not go with --no-wait.
-    `retry later${has("retry") && !details.pipeline ? " (--retry)" : ""}`,
+    `retry later${has("retry") && !details.pipeline && !details.retried ? " (--retry)" : ""}`,
   CONNECTION_LOST: { "connection-lost": retry, "not-sent": retry },
   IO_ERROR: {
     "write-stdout": () => "check where stdout goes (a full disk, a device gone)",

@@ -15,7 +15,13 @@
  */
 import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
-import type { CallOutcome, ClientLog, CloseOptions, RpcClient } from "./client.ts";
+import {
+  TOO_SHORT_TO_CONFIRM_MS,
+  type CallOutcome,
+  type ClientLog,
+  type CloseOptions,
+  type RpcClient,
+} from "./client.ts";
 import type { RetryOf } from "../tracing/tracer.ts";
 
 /**
@@ -202,6 +208,8 @@ export class RetryingCaller {
     // first attempt's outcome keeps its own, finer measure.
     const done = (outcome: CallOutcome, attempts: number) => ({
       ...outcome,
+      // What the error says must not suggest --retry to a call that had it (hints.ts reads `retried`).
+      ...(!outcome.ok && outcome.error && this.retries > 0 ? { error: retriedError(outcome.error) } : {}),
       attempts,
       ms: attempts === 1 && outcome.ms > 0 ? outcome.ms : this.time.now() - started,
     });
@@ -227,9 +235,17 @@ export class RetryingCaller {
       const retryable = outcome.error?.retryable === true || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
       if (!retryable) return done(outcome, attempt);
       if (this.closed) return done(failedWith(n, this.endedWith), attempt);
+      // A first attempt sent with too little time to be confirmed (`-t 30ms`: connecting took the rest): with
+      // less than that left of the whole call, no retry can do better; with more, it goes on the same
+      // connection, which nothing suggests is at fault.
+      const tooShort = outcome.error?.details.reason === "too-short";
+      if (tooShort && deadline - this.time.now() < TOO_SHORT_TO_CONFIRM_MS) return done(outcome, attempt);
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
-      // quorum queue's leader died): send the retry over a new connection.
-      if (outcome.code === "TIMEOUT" && client === this.client) client.retire();
+      // quorum queue's leader died): send the retry over a new connection. Not after a window too short
+      // to tell (a reply may take longer than a few ms): a new connection would cost more than the window.
+      const window = outcome.error?.details.timeoutMs ?? Number.POSITIVE_INFINITY;
+      const telling = !tooShort && window >= TOO_SHORT_TO_CONFIRM_MS;
+      if (outcome.code === "TIMEOUT" && telling && client === this.client) client.retire();
       // The back-off: the rest of this attempt's window.
       const pause = Math.max(0, attemptEnd - this.time.now());
       // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
@@ -339,6 +355,12 @@ export class RetryingCaller {
     const others = [...this.inFlight.keys()].filter((client) => client !== this.client);
     return Promise.all([this.client.close(options), ...others.map((client) => client.close(options))]).then(() => {});
   }
+}
+
+/** `error`, marked as the last of a call's attempts under --retry. */
+function retriedError(error: FibrpcError): FibrpcError {
+  if (error.details.retried) return error;
+  return new FibrpcError(error.code, error.message, { ...error.details, retried: true });
 }
 
 /** A call's outcome that is `error`, without an answer. */

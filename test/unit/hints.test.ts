@@ -150,6 +150,21 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   { error: lost, command: "call", line: `${lost.message}; it is safe to retry (--retry)`, exitCode: 75 },
   { error: lost, command: "bench", line: lost.message, exitCode: 75 }, // bench has no --retry
   {
+    // Lost to the end of --retry's attempts: more time, not --retry, is what may help.
+    error: new FibrpcError("CONNECTION_LOST", lost.message, { ...lost.details, retried: true }),
+    command: "call",
+    line: `${lost.message}; raise --timeout, which --retry's reconnections share`,
+    exitCode: 75,
+  },
+  {
+    error: new FibrpcError("REJECTED", "the broker rejected the request (basic.nack)", { retried: true }),
+    command: "call",
+    line:
+      "the broker rejected the request (basic.nack); the servers are not keeping up, or the queue's length limit " +
+      "is too small (rabbitmqctl list_policies); retry later",
+    exitCode: 75,
+  },
+  {
     error: new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
       reason: "client-closed",
     }),

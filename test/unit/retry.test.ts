@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { createConsola } from "consola/core";
-import { FibrpcError, type ClientErrorCode } from "../../src/errors.ts";
+import { FibrpcError, type ClientErrorCode, type ErrorDetails } from "../../src/errors.ts";
 import type { CallOutcome, RpcClient } from "../../src/rpc/client.ts";
 import {
   attemptEnds,
@@ -184,7 +184,8 @@ describe("connectWithin: reconnecting, retried within its time", () => {
   });
 });
 
-type Step = "ok" | "remote" | ClientErrorCode;
+/** An outcome: an answer, an error reply, or a failure (with the details the client would give it). */
+type Step = "ok" | "remote" | ClientErrorCode | { code: ClientErrorCode; details: ErrorDetails };
 
 interface Attempt {
   client: number;
@@ -221,13 +222,14 @@ function fakes(clock: FakeClock, script: Step[]) {
       },
       call: (n: number, deadline: number, correlationId: string): Promise<CallOutcome> => {
         attempts.push({ client: id, n, at: clock.now(), deadline, correlationId });
-        const step = script[attempts.length - 1] ?? "ok";
+        const scripted = script[attempts.length - 1] ?? "ok";
+        const { code: step, details } = typeof scripted === "string" ? { code: scripted, details: {} } : scripted;
         if (step === "ok") return Promise.resolve({ n, ok: true, result: `fib-${n}`, ms: 1 });
         if (step === "remote")
           return Promise.resolve({ n, ok: false, code: "N_TOO_LARGE", message: "too large", remote: true, ms: 1 });
         // A lost connection leaves the client unusable, as RpcClient does.
         if (step === "CONNECTION_LOST") usable = false;
-        const error = new FibrpcError(step, `${step} (scripted)`);
+        const error = new FibrpcError(step, `${step} (scripted)`, details);
         const outcome: CallOutcome = {
           n,
           ok: false,
@@ -351,6 +353,41 @@ describe("RetryingCaller", () => {
     expect(await clock.run(caller.call(1, 5_000))).toMatchObject({ code: "TIMEOUT", attempts: 1 });
     expect(f.attempts.map((a) => a.deadline)).toEqual([5_000]);
     expect(f.retired).toEqual([]);
+  });
+
+  test("a first attempt sent with too little time to be confirmed (`-t 30ms`), less than that left of the call: no retry, nor a new connection", async () => {
+    const clock = new FakeClock();
+    const f = fakes(clock, [{ code: "TIMEOUT", details: { reason: "too-short", timeoutMs: 1 } }]);
+    const { log, lines } = logLines();
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 2, HOUR, log, { random: MIDDLE, time: clock });
+    const outcome = await clock.run(caller.call(30, 70));
+    expect(outcome).toMatchObject({ code: "TIMEOUT", attempts: 1, error: { details: { reason: "too-short" } } });
+    expect(f.attempts.length).toBe(1);
+    expect(f.retired).toEqual([]);
+    expect(lines).toEqual([]);
+  });
+
+  test("a window too short to tell a stuck connection (< 100 ms): retried on the same client, not a new one", async () => {
+    const clock = new FakeClock();
+    const short = { code: "TIMEOUT" as const, details: { reason: "reply-timed-out" as const, timeoutMs: 40 } };
+    const f = fakes(clock, [short, { code: "TIMEOUT", details: { reason: "too-short", timeoutMs: 60 } }, "ok"]);
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 2, HOUR, logLines().log, { time: clock });
+    const outcome = await clock.run(caller.call(30, 10_000));
+    expect(outcome).toMatchObject({ ok: true, attempts: 3 });
+    expect(f.attempts.map((a) => a.client)).toEqual([1, 1, 1]);
+    expect(f.retired).toEqual([]);
+  });
+
+  test("the last attempt's error says the call was retried (its hint then suggests no --retry); without --retry it does not", async () => {
+    const clock = new FakeClock();
+    const f = fakes(clock, ["CONNECTION_LOST", "CONNECTION_LOST"]);
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 1, HOUR, logLines().log, { time: clock });
+    const retried = await clock.run(caller.call(3, 5_000));
+    expect(retried).toMatchObject({ code: "CONNECTION_LOST", attempts: 2, error: { details: { retried: true } } });
+    const once = fakes(clock, ["CONNECTION_LOST"]);
+    const plain = new RetryingCaller(once.make(), async () => once.make(), 0, HOUR, logLines().log, { time: clock });
+    const outcome = await clock.run(plain.call(3, clock.now() + 5_000));
+    expect(outcome.ok ? undefined : outcome.error?.details.retried).toBeUndefined();
   });
 
   const notRetried: { name: string; step: Step; code: string }[] = [
