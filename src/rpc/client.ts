@@ -112,8 +112,17 @@ interface ConfirmFields {
 interface PendingCall {
   n: number;
   startedAt: number;
-  /** This attempt's deadline (ms since the epoch), as its request carries it. */
+  /** The deadline its request carries (ms since the epoch): the whole call's under --retry (see `holdUntil`). */
   deadline: number;
+  /** Its order among this client's requests: a reply to a later one means this one was overtaken. */
+  seq: number;
+  /**
+   * Under --retry, the call's deadline (ms since the epoch): past the attempt's window, the request is kept
+   * waiting while it is queued behind requests being answered (onWindowEnd), not sent again.
+   */
+  holdUntil?: number;
+  /** When its window last ended with it kept waiting (ms since the epoch; its sending at first). */
+  checkedAt: number;
   /** A retry (not a call's first attempt): an earlier attempt's late answer may come under its correlation id. */
   retried: boolean;
   timer: ReturnType<typeof setTimeout>;
@@ -144,6 +153,11 @@ export class RpcClient {
    * undefined when not blocked.
    */
   private blocked: { reason: string; since: number } | undefined;
+  /** Requests published, numbering them (PendingCall.seq). */
+  private published = 0;
+  /** When a reply last answered a call (ms since the epoch), and the latest-sent call answered (its seq). */
+  private lastAnswerAt = 0;
+  private latestAnswered = 0;
 
   private constructor(
     private readonly options: ClientOptions,
@@ -246,7 +260,8 @@ export class RpcClient {
    * Sends one request; the promise settles with its outcome by `deadline` (ms since the epoch)
    * and never rejects. The request carries its deadline: as AMQP `expiration`, so the broker
    * drops it if no server picked it up in time, and as a header, so a server skips work whose
-   * caller has given up.
+   * caller has given up. Under --retry, `deadline` ends the attempt's window and `holdUntil` the call:
+   * the request carries the latter, and may be kept waiting past the window (see onWindowEnd).
    */
   call(
     n: number,
@@ -254,8 +269,9 @@ export class RpcClient {
     correlationId = this.newCorrelationId(),
     retry?: RetryOf,
     attempt = 1,
+    holdUntil?: number,
   ): Promise<CallOutcome> {
-    return this.request(n, deadline, correlationId, retry, undefined, attempt);
+    return this.request(n, deadline, correlationId, retry, undefined, attempt, holdUntil);
   }
 
   /**
@@ -279,6 +295,7 @@ export class RpcClient {
     retry: RetryOf | undefined,
     replyTo: string | undefined,
     attempt = 1,
+    holdUntil?: number,
   ): Promise<CallOutcome> {
     if (this.lost || this.closing) {
       const error = this.lostError();
@@ -286,7 +303,10 @@ export class RpcClient {
     }
     const { body, contentType } = encodeRequest(n, this.options.format);
     const now = Date.now();
-    const budget = Math.max(1, deadline - now);
+    // The attempt's window, and the time its request carries (the whole call's, under --retry).
+    const window = Math.max(1, deadline - now);
+    const carried = Math.max(deadline, holdUntil ?? deadline);
+    const budget = Math.max(1, carried - now);
     const { tracer } = this.options;
     return new Promise<CallOutcome>((resolve) => {
       // Tracing must cost no call its answer: a span that cannot start is none, and the outcome is
@@ -308,10 +328,23 @@ export class RpcClient {
           }
         : resolve;
       const startedAt = performance.now();
-      const timer = setTimeout(() => this.settleError(correlationId, this.timedOut(correlationId, budget)), budget);
+      const timer = setTimeout(() => this.onWindowEnd(correlationId, window), window);
       const sent = replyTo !== undefined;
       const retried = attempt > 1;
-      const call: PendingCall = { n, startedAt, deadline, retried, timer, settle, confirmed: false, sent };
+      const seq = ++this.published;
+      const call: PendingCall = {
+        n,
+        startedAt,
+        deadline: carried,
+        seq,
+        holdUntil: holdUntil === undefined ? undefined : carried,
+        checkedAt: now,
+        retried,
+        timer,
+        settle,
+        confirmed: false,
+        sent,
+      };
       this.pending.set(correlationId, call);
       // When it was sent, so a server can tell how long it waited in the queue. AMQP's timestamp is
       // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
@@ -326,8 +359,8 @@ export class RpcClient {
             timestamp,
             // This caller reads batched replies (protocol.ts): a busy server answers several calls in one message.
             headers: span
-              ? { [DEADLINE_HEADER]: deadline, [REPLY_BATCH_HEADER]: 1, ...span.headers }
-              : { [DEADLINE_HEADER]: deadline, [REPLY_BATCH_HEADER]: 1 },
+              ? { [DEADLINE_HEADER]: carried, [REPLY_BATCH_HEADER]: 1, ...span.headers }
+              : { [DEADLINE_HEADER]: carried, [REPLY_BATCH_HEADER]: 1 },
           };
       // mandatory: a request no queue can take comes back (see onReturned) instead of vanishing.
       try {
@@ -381,6 +414,28 @@ export class RpcClient {
     } catch (err) {
       throw reservedQueueName(name, this.url) ?? setUpError(err, context);
     }
+  }
+
+  /**
+   * The end of a call's window. Under --retry (holdUntil), a request the broker took that waits its turn
+   * behind requests being answered (a batch larger than the servers clear in one window) is kept waiting,
+   * a window at a time, up to the call's deadline: sent again, it would go to the back of the queue, and the
+   * copy left behind be computed too (a batch of 120 heavy calls: 48 answered with --retry 3, all without).
+   * A request that later ones overtook (held by a server that stopped), or that saw no reply come in its
+   * window, times out: --retry then sends it again.
+   */
+  private onWindowEnd(correlationId: string, window: number): void {
+    const call = this.pending.get(correlationId);
+    if (call === undefined) return;
+    const now = Date.now();
+    const taken = call.confirmed || !this.confirms;
+    const moving = this.lastAnswerAt > call.checkedAt && this.latestAnswered < call.seq;
+    if (call.holdUntil !== undefined && now < call.holdUntil && taken && moving) {
+      call.checkedAt = now;
+      call.timer = setTimeout(() => this.onWindowEnd(correlationId, window), Math.min(window, call.holdUntil - now));
+      return;
+    }
+    this.settleError(correlationId, this.timedOut(correlationId, window));
   }
 
   /**
@@ -637,6 +692,8 @@ export class RpcClient {
     }
     this.pending.delete(correlationId);
     clearTimeout(call.timer);
+    this.lastAnswerAt = Date.now();
+    this.latestAnswered = Math.max(this.latestAnswered, call.seq);
     const ms = performance.now() - call.startedAt;
     if (reply.ok) call.settle({ n: call.n, ok: true, result: reply.result, ms });
     else call.settle({ n: call.n, ok: false, code: reply.code, message: reply.message, remote: true, ms });

@@ -216,7 +216,8 @@ export class RetryingCaller {
     /** With tracing on, the first attempt's span: a retry's span links to it. */
     let first: string | undefined;
     for (let attempt = 1; ; attempt++) {
-      const attemptEnd = ends[attempt - 1]!;
+      // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped.
+      const attemptEnd = ends.slice(attempt - 1).find((end) => end > this.time.now()) ?? deadline;
       let outcome: CallOutcome;
       // Closed before it was sent at all.
       if (this.closed) return done(failedWith(n, this.endedWith), 0);
@@ -224,7 +225,9 @@ export class RetryingCaller {
       try {
         client = await this.currentClient(attemptEnd);
         const retry = first === undefined ? undefined : { attempt, traceparent: first };
-        outcome = await this.send(client, n, attemptEnd, correlationId, retry, attempt);
+        // The request carries the call's deadline, and may wait past its window (client.ts onWindowEnd).
+        const holdUntil = this.retries > 0 ? deadline : undefined;
+        outcome = await this.send(client, n, attemptEnd, correlationId, retry, attempt, holdUntil);
         first ??= outcome.traceparent;
       } catch (err) {
         outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
@@ -241,11 +244,9 @@ export class RetryingCaller {
       const tooShort = outcome.error?.details.reason === "too-short";
       if (tooShort && deadline - this.time.now() < TOO_SHORT_TO_CONFIRM_MS) return done(outcome, attempt);
       // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
-      // quorum queue's leader died): send the retry over a new connection. Not after a window too short
-      // to tell (a reply may take longer than a few ms): a new connection would cost more than the window.
-      const window = outcome.error?.details.timeoutMs ?? Number.POSITIVE_INFINITY;
-      const telling = !tooShort && window >= TOO_SHORT_TO_CONFIRM_MS;
-      if (outcome.code === "TIMEOUT" && telling && client === this.client) client.retire();
+      // quorum queue's leader died): send the retry over a new connection. Not one sent too late to be
+      // confirmed: nothing says the connection is at fault.
+      if (outcome.code === "TIMEOUT" && !tooShort && client === this.client) client.retire();
       // The back-off: the rest of this attempt's window.
       const pause = Math.max(0, attemptEnd - this.time.now());
       // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
@@ -267,7 +268,7 @@ export class RetryingCaller {
     return this.seams.time ?? realTime;
   }
 
-  /** One attempt on `client`, counted in flight there. */
+  /** One attempt on `client`, counted in flight there; its window ends at `deadline`, its call at `holdUntil`. */
   private async send(
     client: RpcClient,
     n: number,
@@ -275,10 +276,11 @@ export class RetryingCaller {
     correlationId: string,
     retry: RetryOf | undefined,
     attempt: number,
+    holdUntil: number | undefined,
   ): Promise<CallOutcome> {
     this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
     try {
-      return await client.call(n, deadline, correlationId, retry, attempt);
+      return await client.call(n, deadline, correlationId, retry, attempt, holdUntil);
     } finally {
       const left = this.inFlight.get(client)! - 1;
       if (left > 0) this.inFlight.set(client, left);

@@ -537,7 +537,7 @@ describe("call --retry, seen from the request queue", () => {
     return { queue, seen };
   }
 
-  test("--retry 2, no reply ever: sent 3 times with one correlation id, each with a new deadline and reply address; then TIMEOUT, exit 75", async () => {
+  test("--retry 2, no reply ever: sent 3 times with one correlation id and the call's deadline, each over a new connection; then TIMEOUT, exit 75", async () => {
     const { queue, seen } = await fakeServer(() => false);
     const result = await run(["call", "--retry", "2", "--timeout", "300ms", "--queue", queue, "5"]);
     expect(result.code).toBe(75);
@@ -562,9 +562,56 @@ describe("call --retry, seen from the request queue", () => {
     expect(seen.map((s) => s.correlationId)).toEqual([id, id, id]);
     // A timed-out attempt's connection is retired: each retry comes over a new one.
     expect(new Set(seen.map((s) => s.replyTo)).size).toBe(3);
+    // Each attempt carries the whole call's deadline: a server that takes an earlier one late still answers it.
     const deadlines = seen.map((s) => Number(s.deadline));
-    expect(deadlines[1]).toBeGreaterThan(deadlines[0]!);
-    expect(deadlines[2]).toBeGreaterThan(deadlines[1]!);
+    expect(deadlines[1]).toBe(deadlines[0]!);
+    expect(deadlines[2]).toBe(deadlines[0]!);
+  });
+
+  /**
+   * A server that answers one request at a time, one every `paceMs`, in the order they come (a batch
+   * larger than it clears in one of --retry's windows); `answer` says whether to answer a request
+   * (by its n and how many copies of it came before), else it is acked and left unanswered. It answers n with n.
+   */
+  async function pacedServer(paceMs: number, answer: (n: string, copy: number) => boolean = () => true) {
+    const queue = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(queue, { durable: true });
+    await ch.prefetch(1);
+    const seen: string[] = [];
+    await ch.consume(queue, (msg) => {
+      if (!msg) return;
+      const { correlationId, replyTo } = msg.properties;
+      const n = msg.content.toString();
+      const copy = seen.filter((m) => m === n).length;
+      seen.push(n);
+      // The pace is the work being modelled (a server busy for paceMs a request), not a wait for an event.
+      setTimeout(() => {
+        if (answer(n, copy)) ch.sendToQueue(replyTo, Buffer.from(n), { correlationId });
+        ch.ack(msg);
+      }, paceMs);
+    });
+    return { queue, seen };
+  }
+
+  test("--retry 3, a batch queued behind itself (answered one by one, slower than the first window): no request sent twice, every call answered", async () => {
+    // 12 requests answered 150 ms apart (1.8 s) against a first window of 6 s / 15 = 400 ms: before, the
+    // requests still queued timed out and were sent again, each copy joining the back of the queue.
+    const { queue, seen } = await pacedServer(150);
+    const ns = Array.from({ length: 12 }, (_, i) => String(i + 1));
+    const result = await run(["call", "--retry", "3", "--timeout", "6s", "--queue", queue, ...ns]);
+    expect(result).toMatchObject({ code: 0, stderr: "" });
+    expect(result.stdout).toBe(ns.map((n) => `${n}\n`).join(""));
+    expect(seen).toEqual(ns);
+  });
+
+  test("--retry 1, a request later ones overtook (held by a server that stopped answering): sent again, and answered", async () => {
+    // fib(1)'s first copy is never answered; the requests sent after it are: it is not waiting its turn.
+    const { queue, seen } = await pacedServer(10, (n, copy) => n !== "1" || copy > 0);
+    const result = await run(["call", "--retry", "1", "--timeout", "3s", "--queue", queue, "1", "2", "3"]);
+    expect(result).toMatchObject({ code: 0, stdout: "1\n2\n3\n" });
+    expect(result.stderr).toMatch(/^\S+ INFO {2}fib\(1\): TIMEOUT; retrying in \d+ ms \(retry 1\/1\)\n$/);
+    expect(seen).toEqual(["1", "2", "3", "1"]);
   });
 
   test("--retry 1, the retry answered: the result once, exit 0", async () => {
