@@ -4,13 +4,16 @@
  * end) while the run goes on: the open loop keeps its schedule and each call due meanwhile fails
  * at once (CONNECTION_LOST, "not sent"); the closed loop waits (ready) instead of spinning. Each
  * time without a connection is an Outage: when it began and ended on the bench's clock, how many
- * calls failed during it, and the last reason a reconnection failed; the summary prints them.
+ * calls failed during it, and the last reason a reconnection failed; the summary prints them. An outage
+ * lasts until a server consumes the queue again: the broker back, or the next of the list, may have none yet.
  */
 import { FibrpcError } from "../errors.ts";
 import type { CallOutcome, ClientLog, RpcClient } from "../rpc/client.ts";
 import { duration } from "../duration.ts";
 import { setUpError } from "../rpc/broker-errors.ts";
 import { connectWithin, realTime, type Time } from "../rpc/retry.ts";
+import { awaitServer } from "../rpc/await-server.ts";
+import { quote } from "../printable.ts";
 import { realClock, type Caller, type Clock, type Outage } from "./run.ts";
 
 export interface ReconnectingOptions {
@@ -113,7 +116,19 @@ export class ReconnectingCaller implements Caller {
         this.o.log.debug(`reconnecting: ${error.message}`);
       },
     }).then(
-      (client) => {
+      async (client) => {
+        // The broker back (or the next one of the list) may have no server yet, not even the queue: until one
+        // consumes it, within the same bound, the outage goes on, rather than every call failing at once.
+        await awaitServer(client, {
+          deadline: until,
+          wait: true,
+          onWaiting: () =>
+            this.o.log.info(
+              `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet; waiting for one`,
+            ),
+        }).catch(() => {
+          // None by then: the calls go on, and say what is missing (NO_CONSUMER, QUEUE_NOT_FOUND).
+        });
         if (this.closed) {
           void client.close({ waitForBroker: false });
           return;

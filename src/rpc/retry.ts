@@ -15,6 +15,8 @@
  */
 import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
+import { awaitServer } from "./await-server.ts";
+import { quote } from "../printable.ts";
 import {
   TOO_SHORT_TO_CONFIRM_MS,
   type CallOutcome,
@@ -103,13 +105,18 @@ export function reconnectDelay(attempt: number, random: () => number = Math.rand
 /** Wall-clock time (ms since the epoch, as deadlines are) and waiting: a seam for tests. */
 export interface Time {
   now(): number;
-  /** Resolves after `ms`; never, once `signal` is aborted (its timer cleared, so it keeps no process alive). */
+  /**
+   * Resolves after `ms` (never for Infinity); never, once `signal` is aborted (its timer cleared, so it keeps
+   * no process alive).
+   */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 export const realTime: Time = {
   now: () => Date.now(),
   sleep: (ms, signal) =>
     new Promise((resolve) => {
+      // No end (bench --duration reconnects until it is closed): a timer would fire at once, and warn.
+      if (ms === Number.POSITIVE_INFINITY) return;
       const timer = setTimeout(resolve, ms);
       signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
     }),
@@ -177,6 +184,14 @@ export class RetryingCaller {
   });
   /** Calls in flight per client: a replaced client is closed once none is left on it. */
   private readonly inFlight = new Map<RpcClient, number>();
+  /**
+   * After a reconnection, until a server consumes the queue there (serve reconnects on its own schedule; a
+   * broker failed over to may not even have the queue until serve declares it): calls wait for it, each until
+   * its attempt's end, instead of failing QUEUE_NOT_FOUND or NO_CONSUMER in the gap.
+   */
+  private serverBack: Promise<void> | undefined;
+  /** A reconnection happened: a missing queue or consumer is then a server not back yet, worth another attempt. */
+  private faulted = false;
 
   constructor(
     first: RpcClient,
@@ -235,7 +250,8 @@ export class RetryingCaller {
       if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
       // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
       // refusals, usage errors and error replies are never retried.
-      const retryable = outcome.error?.retryable === true || (attempt > 1 && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
+      const afterAFault = attempt > 1 || this.faulted;
+      const retryable = outcome.error?.retryable === true || (afterAFault && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
       if (!retryable) return done(outcome, attempt);
       if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       // A first attempt sent with too little time to be confirmed (`-t 30ms`: connecting took the rest): with
@@ -306,7 +322,20 @@ export class RetryingCaller {
    * reconnection is shared by every call that needs it and goes on (connectWithin) until the
    * latest of their attempts ends; each call waits for it until its own attempt's end.
    */
-  private currentClient(until: number): Promise<RpcClient> {
+  private async currentClient(until: number): Promise<RpcClient> {
+    const client = await this.connected(until);
+    const back = this.serverBack;
+    if (back === undefined) return client;
+    // Waited for until this attempt's end at the latest: then sent anyway (NO_CONSUMER, QUEUE_NOT_FOUND are
+    // worth another attempt after a fault).
+    const done = new AbortController();
+    await Promise.race([back, this.time.sleep(Math.max(0, until - this.time.now()), done.signal)]);
+    done.abort();
+    return this.client.usable ? this.client : client;
+  }
+
+  /** The client once connected: the current one, or the reconnection's (see currentClient). */
+  private connected(until: number): Promise<RpcClient> {
     if (this.client.usable) return Promise.resolve(this.client);
     if (this.closed) return Promise.reject(this.endedWith);
     this.reconnectUntil = Math.max(this.reconnectUntil, until);
@@ -326,6 +355,8 @@ export class RetryingCaller {
         }
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
+        this.faulted = true;
+        this.awaitServerOn(client);
         return client;
       },
       (err) => {
@@ -345,6 +376,24 @@ export class RetryingCaller {
       (signal) => this.time.sleep(Math.max(0, until - this.time.now()), signal),
       timedOut,
     );
+  }
+
+  /** Waits in the background, up to the latest attempt's end, for a server on the queue of `client`, a new one. */
+  private awaitServerOn(client: RpcClient): void {
+    const back: Promise<void> = awaitServer(client, {
+      deadline: this.reconnectUntil,
+      wait: true,
+      onWaiting: () =>
+        this.log.info(
+          `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet; ` +
+            "the calls wait for one (--retry)",
+        ),
+    })
+      .catch(() => {})
+      .finally(() => {
+        if (this.serverBack === back) this.serverBack = undefined;
+      });
+    this.serverBack = back;
   }
 
   close(options?: CloseOptions): Promise<void> {

@@ -197,8 +197,13 @@ test("call --retry 3 -t 20s across a broker restart: the request in flight lost,
   const r = await call.done();
   console.log(`[restarts] call --retry 3 -t 20s ${N}: exit ${r.code}, stdout ${JSON.stringify(r.stdout)}\n${r.stderr}`);
   expect(r, r.stderr).toMatchObject({ code: 0, stdout: `${fibDecimal(N)}\n` });
-  // Only the retries' lines on stderr: no failure reported, however long the broker was away.
-  const lines = r.stderr.trimEnd().split("\n");
+  // Only the retries' lines on stderr, and maybe the wait for serve to reconnect too: no failure reported,
+  // however long the broker was away.
+  const waited = /^\S+ INFO {2}reconnected to \S+, where queue "rpc_queue" has no server yet; the calls wait for one/;
+  const lines = r.stderr
+    .trimEnd()
+    .split("\n")
+    .filter((line) => !waited.test(line));
   expect(lines.length).toBeLessThanOrEqual(3);
   for (const line of lines)
     expect(line).toMatch(
@@ -224,3 +229,104 @@ test("call --retry started while the broker is down: once it is back, waits for 
   expect(r, r.stderr).toMatchObject({ code: 0, stdout: `${fibDecimal(25)}\n` });
   expect(await servers.current.stop()).toBe(0);
 }, 120_000);
+
+test("call - --retry failing over to a broker where serve has not declared the queue yet: the calls wait for a server there, none fails QUEUE_NOT_FOUND", async () => {
+  // Two brokers, not clustered: the second has the request queue only once serve, failing over, declares it. serve
+  // is stopped (SIGSTOP) while the first broker goes, so the call surely reaches the second before it.
+  const second = await startPrivateNode("fibrpc-failover-b"); // stopped by the file's cleanup
+  const urls = `${node.url},${second.url}`;
+  const queue = `failover-${process.pid}`;
+  const server = await startServe(["--workers", "1", "--queue", queue, "--url", urls]);
+  servers.current = server;
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
+  const call = tracked(
+    Bun.spawn([BIN, "call", "-", "--retry", "3", "-t", "60s", "--queue", queue, "--url", urls], {
+      ...{ cwd: "/", env, stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    }),
+  );
+  let stdout = "";
+  let stderr = "";
+  const reading = Promise.all([
+    (async () => {
+      for await (const chunk of call.stdout) stdout += new TextDecoder().decode(chunk);
+    })(),
+    (async () => {
+      for await (const chunk of call.stderr) stderr += new TextDecoder().decode(chunk);
+    })(),
+  ]);
+  const lines = (text: string) => text.split("\n").filter(Boolean);
+  call.stdin.write("1\n2\n3\n");
+  await call.stdin.flush();
+  await eventually(
+    async () => lines(stdout).length,
+    (count) => count === 3,
+    20_000,
+    "the first 3 results",
+  );
+  server.proc.kill("SIGSTOP");
+  try {
+    await stopApp();
+    call.stdin.write("4\n5\n6\n");
+    await call.stdin.flush();
+    await eventually(
+      async () => stderr,
+      (text) =>
+        /where queue "[^"]+" has no server yet; the calls wait for one \(--retry\)$/m.test(text) ||
+        /QUEUE_NOT_FOUND/.test(text),
+      30_000,
+      "call waiting for a server on the second broker",
+    );
+  } finally {
+    server.proc.kill("SIGCONT");
+  }
+  call.stdin.end();
+  const code = await call.exited;
+  await reading;
+  expect({ code, stdout, stderr }).toMatchObject({ code: 0, stdout: "1\n1\n2\n3\n5\n8\n" });
+  expect(stderr).not.toContain("QUEUE_NOT_FOUND");
+  await startApp();
+  expect(await server.stop()).toBe(0);
+}, 180_000);
+
+test("bench failing over to a broker where serve has not declared the queue yet: the outage lasts until a server is there, no call fails QUEUE_NOT_FOUND", async () => {
+  const second = await startPrivateNode("fibrpc-failover-c"); // stopped by the file's cleanup
+  const urls = `${node.url},${second.url}`;
+  const queue = `failover-bench-${process.pid}`;
+  const server = await startServe(["--workers", "1", "--queue", queue, "--url", urls]);
+  servers.current = server;
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
+  const args = ["bench", "-c", "4", "--duration", "15s", "--queue", queue, "--url", urls];
+  const bench = tracked(Bun.spawn([BIN, ...args], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+  let stderr = "";
+  const stdout = new Response(bench.stdout).text();
+  const reading = (async () => {
+    for await (const chunk of bench.stderr) stderr += new TextDecoder().decode(chunk);
+  })();
+  const seen = (pattern: RegExp, what: string) =>
+    eventually(
+      async () => ({ seen: pattern.test(stderr), exited: bench.exitCode !== null }),
+      (s) => s.seen || s.exited,
+      30_000,
+      what,
+    );
+  await seen(/^1\.\ds: [1-9]\d* calls/m, "bench's first progress line");
+  server.proc.kill("SIGSTOP");
+  try {
+    await stopApp();
+    await seen(
+      /where queue "[^"]+" has no server yet; waiting for one$/m,
+      "bench waiting for a server on the second broker",
+    );
+  } finally {
+    server.proc.kill("SIGCONT");
+  }
+  const [code, out] = await Promise.all([bench.exited, stdout, reading]);
+  // Calls in flight when the first broker went failed (CONNECTION_LOST): not exit 0, and not 69 either.
+  expect({ code, out, stderr }).toMatchObject({ code: 75 });
+  expect(out).not.toContain("QUEUE_NOT_FOUND");
+  expect(out).toMatch(/^ {2}outage {4}no connection to the broker from t=/m);
+  await startApp();
+  expect(await server.stop()).toBe(0);
+}, 180_000);
