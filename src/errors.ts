@@ -197,6 +197,7 @@ export type ErrorReason =
   | "locked"
   | "precondition-failed"
   | "certificate"
+  | "client-certificate"
   | "reply-timed-out"
   | "connect-timed-out"
   | "not-confirmed"
@@ -219,6 +220,8 @@ export type ErrorReason =
 
 /** What an error is about, as data: for a caller to act on, and for the hint a command adds. */
 export interface ErrorDetails {
+  /** The TLS alert the broker sent about this client's certificate (TLS_REFUSED, client-certificate). */
+  alert?: string;
   reason?: ErrorReason;
   /** The request queue (or, for dead-letter-queue-differs, the dead-letter queue). */
   queue?: string;

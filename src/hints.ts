@@ -106,7 +106,13 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     permission: grant,
     "reserved-name": () => 'pick a --queue that does not begin with "amq." (for serve and call alike)',
   },
-  TLS_REFUSED: () => "pass --tls-ca with the CA that signed it, or check the host name in the URL",
+  TLS_REFUSED: {
+    certificate: () => "pass --tls-ca with the CA that signed it, or check the host name in the URL",
+    "client-certificate": ({ details }) =>
+      details.alert === "CERTIFICATE_REQUIRED"
+        ? "pass --tls-cert and --tls-key"
+        : "check --tls-cert: issued by a CA the broker trusts (its ssl_options.cacertfile), and still valid",
+  },
   QUEUE_NOT_FOUND: () => "start one with `fibrpc serve` (or check --queue)",
   NO_CONSUMER: {
     "no-server": startServer,

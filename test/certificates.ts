@@ -86,6 +86,30 @@ export function makeCertificates(prefix: string, commonName = "localhost"): Cert
   return { dir, pem };
 }
 
+/**
+ * A client certificate for mutual TLS, `<name>.pem` and `<name>.key` in the folder: signed by the CA of
+ * `makeCertificates` (a broker verifying peers against ca.pem takes it).
+ */
+export function makeClientCertificate(certificates: Certificates, name: string): void {
+  const { dir } = certificates;
+  openssl(dir, [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    `/CN=${name}`,
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+  ]);
+  openssl(dir, [
+    ...["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+    ...["-days", "2", "-out", `${name}.pem`],
+  ]);
+}
+
 /** `openssl rehash` of a folder: a directory of certificates by subject hash, as /etc/ssl/certs is. */
 export function rehash(dir: string): void {
   openssl(dir, ["rehash", dir]);

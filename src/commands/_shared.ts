@@ -52,6 +52,12 @@ export function brokerTarget(o: BrokerOptions): BrokerTarget {
     cert: readPem("tls-cert", tlsCert, "certificate"),
     key: readPem("tls-key", tlsKey, "private key"),
   };
+  // A key of another certificate: the TLS library says only "key values mismatch" at the first connection,
+  // which would read as the broker's refusal. (The first certificate of --tls-cert is the client's own.)
+  if (tls.cert && tls.key && !new X509Certificate(tls.cert).checkPrivateKey(createPrivateKey(tls.key)))
+    throw usageError(
+      `--tls-key ${quote(tlsKey!)} is not the private key of --tls-cert ${quote(tlsCert!)}; give the key made with it`,
+    );
   return { urls: o.url, tls };
 }
 

@@ -35,6 +35,20 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   const host = url.hostname;
   const error = (errorCode: FibrpcError["code"], reason: ErrorReason, text: string) =>
     new FibrpcError(errorCode, text, { reason, broker });
+  // A TLS alert from the broker about this client's certificate (missing, unknown CA, expired): not the broker's
+  // certificate, and not a broker out of reach (OpenSSL's "…ALERT_UNKNOWN_CA" carries no code of Node's).
+  const alert = CLIENT_CERTIFICATE_ALERT.exec(`${code} ${message}`)?.[1];
+  if (alert !== undefined) {
+    const what =
+      alert === "CERTIFICATE_REQUIRED"
+        ? "requires a client certificate, and none was given"
+        : `refused this client's TLS certificate (${alert.toLowerCase().replaceAll("_", " ")})`;
+    return new FibrpcError("TLS_REFUSED", `the broker at ${broker} ${what}`, {
+      reason: "client-certificate",
+      broker,
+      alert,
+    });
+  }
   if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
     return error(
       "TLS_REFUSED",
@@ -153,6 +167,10 @@ export function connectTimedOut(cause: FibrpcError, url: BrokerUrl): FibrpcError
     broker,
   });
 }
+
+/** The alerts a TLS server sends about the client's certificate (RFC 8446 6.2), as OpenSSL names them. */
+const CLIENT_CERTIFICATE_ALERT =
+  /ALERT_(CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)/;
 
 const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN",

@@ -3,10 +3,10 @@
  * listener, and a CA and certificates made here with openssl. serve and call work over amqps://
  * with --tls-ca; a wrong CA is refused with one clear line.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { startPrivateNode } from "../broker.ts";
-import { makeCertificates, type Certificates } from "../certificates.ts";
+import { makeCertificates, makeClientCertificate, type Certificates } from "../certificates.ts";
 import { freePort, run, startServe, cleanupAfterFile } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -70,4 +70,70 @@ test("without --tls-ca the system CAs do not know this broker: refused", async (
   const { code, stderr } = await run(["call", "--url", url().replace("tls-s3cret", "guest"), "30"]);
   expect(code).toBe(78);
   expect(stderr).toContain("could not be verified");
+});
+
+describe("a broker that requires a client certificate (mutual TLS)", () => {
+  let mutualPort = 0;
+  beforeAll(async () => {
+    makeClientCertificate(certificates, "client");
+    mutualPort = await freePort();
+    const extraConf = [
+      `listeners.ssl.default = 127.0.0.1:${mutualPort}`,
+      `ssl_options.cacertfile = ${pem("ca.pem")}`,
+      `ssl_options.certfile = ${pem("server.pem")}`,
+      `ssl_options.keyfile = ${pem("server.key")}`,
+      "ssl_options.verify = verify_peer",
+      "ssl_options.fail_if_no_peer_cert = true",
+    ].join("\n");
+    await startPrivateNode("fibrpc-mtls", { extraConf }); // stopped by the file's cleanup
+  }, 300_000);
+  const mutualUrl = () => `amqps://guest:guest@127.0.0.1:${mutualPort}`;
+  const tls = (cert: string, key: string) => [
+    "--tls-ca",
+    pem("ca.pem"),
+    "--tls-cert",
+    pem(cert),
+    "--tls-key",
+    pem(key),
+  ];
+
+  test("with a client certificate the broker's CA issued: answered", async () => {
+    const server = await startServe(["--workers", "1", "--url", mutualUrl(), ...tls("client.pem", "client.key")]);
+    const r = await run(["call", "--url", mutualUrl(), ...tls("client.pem", "client.key"), "30"]);
+    expect(r).toMatchObject({ code: 0, stdout: "832040\n", stderr: "" });
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("without one: the broker requires it, exit 78, and the line says to pass --tls-cert", async () => {
+    const r = await run(["call", "--url", mutualUrl(), "--tls-ca", pem("ca.pem"), "30"]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(
+      /^fibrpc: the broker at amqps:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ requires a client certificate, and none was given; pass --tls-cert and --tls-key\n$/,
+    );
+  });
+
+  test("one from a CA the broker does not trust: refused as this client's certificate (78), and serve does not retry it forever", async () => {
+    // other-ca.pem is self-signed: the broker knows no CA of it (Erlang's TLS says "bad certificate" or "unknown ca").
+    const r = await run(["call", "--url", mutualUrl(), ...tls("other-ca.pem", "other.key"), "30"]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(
+      /refused this client's TLS certificate \((unknown ca|bad certificate)\); check --tls-cert: issued by a CA/,
+    );
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    const server = await startServe(
+      ["--workers", "1", "--url", mutualUrl(), ...tls("other-ca.pem", "other.key")],
+      {},
+      null,
+    );
+    expect(await server.proc.exited).toBe(78);
+    expect(server.log).toContain("refused this client's TLS certificate");
+  });
+
+  test("a --tls-key that is not the key of --tls-cert: a usage error before connecting (64)", async () => {
+    const r = await run(["call", "--url", mutualUrl(), ...tls("client.pem", "other.key"), "30"]);
+    expect(r).toMatchObject({ code: 64, stdout: "" });
+    expect(r.stderr).toMatch(
+      /^fibrpc: --tls-key "[^"]+other\.key" is not the private key of --tls-cert "[^"]+client\.pem"; give the key made with it\n$/,
+    );
+  });
 });

@@ -505,3 +505,31 @@ describe("a consumer timeout (the broker closed the channel: a delivery unacknow
     expect(channelClosedReason(new Error(INEQUIVALENT))).toStartWith("the broker closed the channel: inequivalent arg");
   });
 });
+
+describe("connectError: a TLS alert about this client's certificate", () => {
+  const url = parseBrokerUrl("amqps://guest:guest@127.0.0.1:5671");
+  const cases = [
+    // What Bun's TLS gives for a certificate from a CA the broker does not know: OpenSSL's text, no code of Node's.
+    { err: new Error("error:10000418:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA"), alert: "UNKNOWN_CA" },
+    {
+      err: Object.assign(new Error("certificate required"), { code: "ERR_SSL_TLSV1_ALERT_CERTIFICATE_REQUIRED" }),
+      alert: "CERTIFICATE_REQUIRED",
+    },
+    {
+      err: Object.assign(new Error("certificate expired"), { code: "ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED" }),
+      alert: "CERTIFICATE_EXPIRED",
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.alert}: TLS_REFUSED (78) as this client's certificate, not the broker's, nor a broker out of reach`, () => {
+      const error = connectError(c.err, url);
+      expect([error.code, error.exitCode, error.details.reason, error.details.alert]).toEqual([
+        "TLS_REFUSED",
+        78,
+        "client-certificate",
+        c.alert,
+      ]);
+      expect(error.message).not.toContain("could not be verified");
+    });
+  }
+});
