@@ -75,13 +75,18 @@ const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
 
 const startServer: Hint = (_, has) =>
   `start one with \`fibrpc serve\`${has("wait-for-server") ? ", or pass --wait-for-server" : ""}`;
-/** A lost connection: --retry, or, for calls that had it, more time for it to come back. */
+/**
+ * A lost connection: --retry, or, for calls that had it, more time for it to come back; a pipeline's requests
+ * (--no-wait, which takes no --retry) are to be sent again by hand.
+ */
 const retry: Hint = ({ details }, has) =>
-  details.retried
-    ? "raise --timeout, which --retry's reconnections share"
-    : has("retry")
-      ? "it is safe to retry (--retry)"
-      : undefined;
+  details.pipeline
+    ? "send the n that failed again (one the broker took unconfirmed may then be answered twice)"
+    : details.retried
+      ? "raise --timeout, which --retry's reconnections share"
+      : has("retry")
+        ? "it is safe to retry (--retry)"
+        : undefined;
 
 const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorReason]?: Hint } } = {
   BROKER_UNREACHABLE: {

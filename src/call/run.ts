@@ -93,7 +93,7 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
         retried: job.retry > 0,
       });
       const ask: Ask = pipeline
-        ? (n, by) => client.send(n, pipeline.replyTo, by)
+        ? (n, by) => caller.sendTo(n, pipeline.replyTo, by)
         : (n, by) =>
             caller.call(n, by).then((outcome) => (ServerWatch.concerns(outcome) ? watch.explain(outcome) : outcome));
       // Is a server there? With --wait-for-server, wait for one before publishing. Otherwise the

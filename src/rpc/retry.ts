@@ -23,6 +23,7 @@ import {
   type ClientLog,
   type CloseOptions,
   type RpcClient,
+  type SendOutcome,
 } from "./client.ts";
 import type { RetryOf } from "../tracing/tracer.ts";
 
@@ -192,6 +193,10 @@ export class RetryingCaller {
   private serverBack: Promise<void> | undefined;
   /** A reconnection happened: a missing queue or consumer is then a server not back yet, worth another attempt. */
   private faulted = false;
+  /** The client a pipeline's reply queue was last made sure of on: the first, by call/run.ts before the stream. */
+  private replyQueueOn: RpcClient;
+  /** It sends a pipeline's requests (sendTo): they wait in the queue for a server, nothing waits for one here. */
+  private pipeline = false;
 
   constructor(
     first: RpcClient,
@@ -204,6 +209,7 @@ export class RetryingCaller {
     private readonly seams: { random?: () => number; time?: Time } = {},
   ) {
     this.client = first;
+    this.replyQueueOn = first;
   }
 
   /** The client calls go through now (a lost one is replaced by the next call). */
@@ -278,6 +284,31 @@ export class RetryingCaller {
       }
       if (this.closed) return done(failedWith(n, this.endedWith), attempt);
     }
+  }
+
+  /**
+   * Sends a pipeline's request (call --reply-to --no-wait): on the current client, or on a new one once it
+   * is lost, its reply queue made sure of there first (a broker failed over to may not have it). Never sent
+   * again: a request whose confirm a lost connection took may have reached the queue.
+   */
+  async sendTo(n: number, replyTo: string, deadline: number): Promise<SendOutcome> {
+    this.pipeline = true;
+    const outcome = await (async (): Promise<SendOutcome> => {
+      try {
+        const client = await this.connected(deadline);
+        if (client !== this.replyQueueOn) {
+          await client.ensureReplyQueue(replyTo);
+          this.replyQueueOn = client;
+        }
+        return await client.send(n, replyTo, deadline);
+      } catch (err) {
+        return failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
+      }
+    })();
+    // Its hint must not suggest --retry, which a pipeline does not take (hints.ts reads `pipeline`).
+    if (outcome.ok || outcome.error === undefined || outcome.error.details.pipeline) return outcome;
+    const { code, message, details } = outcome.error;
+    return { ...outcome, error: new FibrpcError(code, message, { ...details, pipeline: true }) };
   }
 
   private get time(): Time {
@@ -356,7 +387,7 @@ export class RetryingCaller {
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
         this.faulted = true;
-        this.awaitServerOn(client);
+        if (!this.pipeline) this.awaitServerOn(client);
         return client;
       },
       (err) => {
@@ -386,7 +417,7 @@ export class RetryingCaller {
       onWaiting: () =>
         this.log.info(
           `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet; ` +
-            "the calls wait for one (--retry)",
+            "the calls wait for one",
         ),
     })
       .catch(() => {})
@@ -415,7 +446,7 @@ function retriedError(error: FibrpcError): FibrpcError {
 }
 
 /** A call's outcome that is `error`, without an answer. */
-function failedWith(n: number, error: FibrpcError): CallOutcome {
+function failedWith(n: number, error: FibrpcError): Extract<CallOutcome, { ok: false }> {
   return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
 }
 

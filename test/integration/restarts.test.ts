@@ -272,8 +272,7 @@ test("call - --retry failing over to a broker where serve has not declared the q
     await eventually(
       async () => stderr,
       (text) =>
-        /where queue "[^"]+" has no server yet; the calls wait for one \(--retry\)$/m.test(text) ||
-        /QUEUE_NOT_FOUND/.test(text),
+        /where queue "[^"]+" has no server yet; the calls wait for one$/m.test(text) || /QUEUE_NOT_FOUND/.test(text),
       30_000,
       "call waiting for a server on the second broker",
     );
@@ -329,4 +328,44 @@ test("bench failing over to a broker where serve has not declared the queue yet:
   expect(out).toMatch(/^ {2}outage {4}no connection to the broker from t=/m);
   await startApp();
   expect(await server.stop()).toBe(0);
+}, 180_000);
+
+test("call - --reply-to --no-wait across a broker restart: the n read after it are sent on a new connection, not failed as lost", async () => {
+  const queue = `pipeline-restart-${process.pid}`;
+  const replies = `${queue}.replies`;
+  const server = await startServe(["--workers", "1", "--queue", queue, "--url", node.url]);
+  servers.current = server;
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
+  const args = ["call", "-", "--reply-to", replies, "--no-wait", "--json", "--queue", queue, "--url", node.url];
+  const call = tracked(Bun.spawn([BIN, ...args], { cwd: "/", env, stdin: "pipe", stdout: "pipe", stderr: "pipe" }));
+  let stdout = "";
+  const reading = (async () => {
+    for await (const chunk of call.stdout) stdout += new TextDecoder().decode(chunk);
+  })();
+  const stderr = new Response(call.stderr).text();
+  const results = () =>
+    stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { n: number; error?: unknown });
+  call.stdin.write("1\n2\n3\n");
+  await call.stdin.flush();
+  await eventually(
+    async () => results().length,
+    (count) => count === 3,
+    20_000,
+    "the first 3 requests confirmed",
+  );
+  await stopApp();
+  await startApp();
+  call.stdin.write("4\n5\n6\n");
+  call.stdin.end();
+  const [code] = await Promise.all([call.exited, reading]);
+  const text = await stderr;
+  expect({ code, stdout, stderr: text }).toMatchObject({ code: 0 });
+  expect(results().map((r) => [r.n, r.error])).toEqual([1, 2, 3, 4, 5, 6].map((n) => [n, undefined]));
+  expect(text).toMatch(/INFO {2}6 of 6 requests taken by the broker \(confirmed\)/);
+  expect(await server.stop()).toBe(0);
+  expect((await node.ctl(["delete_queue", replies])).code).toBe(0);
 }, 180_000);

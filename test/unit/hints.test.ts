@@ -150,6 +150,13 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   { error: lost, command: "call", line: `${lost.message}; it is safe to retry (--retry)`, exitCode: 75 },
   { error: lost, command: "bench", line: lost.message, exitCode: 75 }, // bench has no --retry
   {
+    // A pipeline's request (--no-wait takes no --retry): sent again by hand.
+    error: new FibrpcError("CONNECTION_LOST", lost.message, { ...lost.details, pipeline: true }),
+    command: "call",
+    line: `${lost.message}; send the n that failed again (one the broker took unconfirmed may then be answered twice)`,
+    exitCode: 75,
+  },
+  {
     // Lost to the end of --retry's attempts: more time, not --retry, is what may help.
     error: new FibrpcError("CONNECTION_LOST", lost.message, { ...lost.details, retried: true }),
     command: "call",
