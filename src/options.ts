@@ -39,6 +39,8 @@ export type CommandName = (typeof COMMANDS)[number];
 
 /** Where a value came from: a flag, the environment, the --config file, or the default. */
 export type Source = "flag" | "env" | "file" | "default";
+/** How near to the command a source is: the nearer wins where two options exclude each other. */
+export const NEARNESS: Readonly<Record<Source, number>> = { default: 0, file: 1, env: 2, flag: 3 };
 
 /** What a parser is told about the value it reads. */
 export interface ValueAt {

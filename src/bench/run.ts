@@ -105,7 +105,15 @@ export interface BenchProgress {
 
 export type BenchMode =
   | { mode: "closed-loop"; concurrency: number }
-  | { mode: "open-loop"; rate: number; achievedRate: number; maxOutstanding: number; missed: number };
+  | {
+      mode: "open-loop";
+      rate: number;
+      achievedRate: number;
+      maxOutstanding: number;
+      missed: number;
+      /** How long its schedule was meant to take (calls × 1/rate): answered/s is over at least that. */
+      scheduleSeconds: number;
+    };
 
 export type BenchResult = BenchMode & {
   /** Where each latency is measured from: the send (closed loop) or the intended start (open loop). */
@@ -117,7 +125,10 @@ export type BenchResult = BenchMode & {
   /** Failed (any error, a wrong answer included): calls - ok. */
   failed: number;
   seconds: number;
-  /** Answered calls per second (failed ones are not counted). */
+  /**
+   * Answered calls per second (failed ones are not counted); open loop, over the run or its schedule, whichever
+   * is longer (`--rate 1 --duration 3s`, the last call answered at 2.0 s: 1/s, not 1.5).
+   */
   callsPerSecond: number;
   /** Of the answered calls; null when none was answered. */
   latencyMs: LatencySummary | null;
@@ -136,6 +147,11 @@ export type BenchResult = BenchMode & {
    */
   exitCode: ExitCode;
 };
+
+/** What answered/s is over: the run, or an open loop's schedule if that is longer. */
+export function rateSeconds(mode: BenchMode, seconds: number): number {
+  return mode.mode === "open-loop" ? Math.max(seconds, mode.scheduleSeconds) : seconds;
+}
 
 /** Open loop without --concurrency: enough for 10,000 calls/s at a second each. */
 export const DEFAULT_MAX_OUTSTANDING = 10_000;
@@ -237,6 +253,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
         mode: "open-loop",
         rate: o.rate,
         achievedRate: open.achievedRate,
+        scheduleSeconds: open.scheduleSeconds,
         maxOutstanding: o.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING,
         missed: open.missed,
       };
@@ -290,7 +307,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     ok: done - failed,
     failed,
     seconds,
-    callsPerSecond: seconds > 0 ? (done - failed) / seconds : 0,
+    callsPerSecond: rateSeconds(mode, seconds) > 0 ? (done - failed) / rateSeconds(mode, seconds) : 0,
     latencyMs: latencies.summary() ?? null,
     ...(sendLag ? { sendLagMs: sendLag.summary() ?? null } : {}),
     errors,
@@ -318,7 +335,7 @@ async function openLoop(s: {
   callOnce: (from: number) => Promise<void>;
   stillUsable: () => boolean;
   stopping: Stopping;
-}): Promise<{ achievedRate: number; missed: number }> {
+}): Promise<{ achievedRate: number; missed: number; scheduleSeconds: number }> {
   const interval = 1000 / s.rate;
   let scheduled = 0;
   let sent = 0;
@@ -359,7 +376,7 @@ async function openLoop(s: {
   if (outstanding > 0) await new Promise<void>((resolve) => (drained = resolve));
   // Over the time the schedule took, at least the time it was meant to take.
   const seconds = Math.max(scheduleEnd - s.t0, scheduled * interval) / 1000;
-  return { achievedRate: seconds > 0 ? sent / seconds : 0, missed };
+  return { achievedRate: seconds > 0 ? sent / seconds : 0, missed, scheduleSeconds: (scheduled * interval) / 1000 };
 }
 
 /**

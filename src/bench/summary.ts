@@ -7,7 +7,7 @@
 import { Masker } from "../mask.ts";
 import { EXACT_BELOW, TAIL_DIGITS } from "./answers.ts";
 import type { LatencySummary } from "./histogram.ts";
-import type { BenchResult } from "./run.ts";
+import { rateSeconds, type BenchResult } from "./run.ts";
 import { quote } from "../printable.ts";
 
 /**
@@ -46,14 +46,16 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
     // Open loop: answers over the whole run, which ends when the calls still in flight after the
     // schedule are answered, so it can be well under the rate sent; named apart from it.
     r.mode === "open-loop"
-      ? `  answered/s ${perSecond(r.callsPerSecond)}  (over all ${r.seconds.toFixed(2)} s, ` +
+      ? `  answered/s ${perSecond(r.callsPerSecond)}  (over ${overall(r)}, ` +
         `incl. the drain of the calls in flight at the end${notCounted})`
       : `  calls/s   ${perSecond(r.callsPerSecond)}${notCounted ? `  (answered calls only${notCounted})` : ""}`,
-    // A percentile of nothing is not 0 ms.
+    // A percentile of nothing is not 0 ms. Failed calls (a timeout among them) have no latency: said when there
+    // were some, as the rate line says it.
     r.latencyMs === null
       ? "  latency   none: no answered calls"
       : `  latency   ${percentiles(r.latencyMs)}  ` +
-        `(from ${r.latencyFrom === "send" ? "each send" : "each intended start"})`,
+        `(from ${r.latencyFrom === "send" ? "each send" : "each intended start"}` +
+        `${r.failed > 0 ? `; answered calls only, ${r.failed} failed` : ""})`,
   ];
   if (r.mode === "open-loop") {
     if (r.sendLagMs)
@@ -100,6 +102,13 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   lines.push("");
   // Messages may quote a broker URL: passwords masked, whatever their source.
   return masker.mask(lines.join("\n"));
+}
+
+/** The span answered/s is over: "all 2.00 s", or the schedule's when the run took less (its last answer came early). */
+function overall(r: BenchResult): string {
+  const over = rateSeconds(r, r.seconds);
+  const [shown, run] = [over.toFixed(2), r.seconds.toFixed(2)];
+  return shown === run ? `all ${run} s` : `the ${shown} s of its schedule`;
 }
 
 function percentiles(l: LatencySummary): string {

@@ -5,6 +5,7 @@ import { formatSummary } from "../bench/summary.ts";
 import { writeSync } from "node:fs";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
 import { writeResults } from "../output.ts";
+import { NEARNESS } from "../options.ts";
 import { runAction } from "./_run.ts";
 import { clientOptionsOf, loggerOf, tracerOf } from "./_shared.ts";
 
@@ -25,14 +26,17 @@ export default defineCommand({
       // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
       // machine-readable, so none.
       const progress = o.json || o.logFormat === "json" ? undefined : progressDisplay(process.stderr);
-      const requests = o.duration === undefined ? o.requests : undefined;
+      // --requests and --duration given at two levels (options-resolve.ts refuses them at one): the nearer wins.
+      const byDuration = o.duration !== undefined && NEARNESS[o.from.duration] >= NEARNESS[o.from.requests];
+      const requests = byDuration ? undefined : o.requests;
+      const durationMs = byDuration ? o.duration : undefined;
       const loop = {
         concurrency: o.concurrency,
         rate: o.rate,
         // Open loop: --concurrency only caps the calls in flight, and only when asked for.
         maxOutstanding: o.rate !== undefined && o.from.concurrency !== "default" ? o.concurrency : undefined,
         requests,
-        durationMs: o.duration,
+        durationMs,
         n: o.n,
         timeoutMs: o.timeout,
         onProgress: progress?.onProgress,
@@ -58,7 +62,7 @@ export default defineCommand({
             // `fibrpc call`'s for the same outcomes (errors.ts); missed calls, like timeouts, say the server
             // did not keep up (bench/run.ts).
             const { exitCode, ...shown } = result;
-            const planned = { n: o.n.text, nMax: o.n.max, queue: o.queue, requests, durationMs: o.duration };
+            const planned = { n: o.n.text, nMax: o.n.max, queue: o.queue, requests, durationMs };
             const { masker } = run;
             await writeResults(
               o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),

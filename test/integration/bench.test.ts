@@ -628,3 +628,15 @@ test("--json: an object on stdout when the run cannot start, the error's code an
     error: { code: "QUEUE_NOT_FOUND", message: expect.stringContaining("does not exist") },
   });
 });
+
+test("--duration on the command line wins over FIBRPC_REQUESTS (from a profile or a shared config file)", async () => {
+  const queue = uniqueQueue();
+  const server = await startServe(["--workers", "1", "--queue", queue]);
+  const r = await run(["bench", "--queue", queue, "-c", "2", "--duration", "1s", "--json"], { FIBRPC_REQUESTS: "3" });
+  expect(r, r.stderr).toMatchObject({ code: 0 });
+  const result = JSON.parse(r.stdout);
+  // Run for its second, not stopped after 3 calls.
+  expect(result.seconds).toBeGreaterThanOrEqual(1);
+  expect(result.calls).toBeGreaterThan(3);
+  expect(await server.stop()).toBe(0);
+});

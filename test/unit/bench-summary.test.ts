@@ -94,6 +94,19 @@ test("some answered: the rate is of the answered calls only, the percentiles of 
   expect(summary).toMatch(/^ {2}calls\/s {3}\d+ {2}\(answered calls only; 10 failed calls not counted\)$/m);
 });
 
+test("some failed: the latency line says its percentiles are of the answered calls only (a timeout has none)", async () => {
+  const { summary } = await bench((i) => i % 4 === 0, { requests: 40 });
+  expect(summary).toMatch(/^ {2}latency {3}p50 10\.000 ms .*\(from each send; answered calls only, 10 failed\)$/m);
+});
+
+test("open loop whose last answer comes before its schedule's end: answered/s is over the schedule, never above the rate", async () => {
+  // --rate 1 for 3 calls: sent at 0, 1 and 2 s, the last answered at 2.01 s; the schedule is 3 s long.
+  const { result, summary } = await bench(() => false, { rate: 1, requests: 3 });
+  expect(result.seconds).toBeCloseTo(2.01, 6);
+  expect(result.callsPerSecond).toBeCloseTo(1, 9);
+  expect(summary).toMatch(/^ {2}answered\/s 1 {2}\(over the 3\.00 s of its schedule, incl\. the drain/m);
+});
+
 test("every call answered: the summary as before, exit 0", async () => {
   const { result, summary } = await bench(() => false, {});
   expect(result).toMatchObject({ calls: 10, ok: 10, failed: 0, errors: {}, outages: [] });

@@ -307,11 +307,26 @@ const cases: Case[] = [
   },
   // Rules between options.
   {
-    name: "--requests and --duration",
+    name: "--requests and --duration, both flags",
+    command: "bench",
+    argv: ["--duration", "1s", "--requests", "5"],
+    error: /^give --requests or --duration, not both$/,
+  },
+  {
+    name: "FIBRPC_REQUESTS and FIBRPC_DURATION, both variables",
+    command: "bench",
+    argv: [],
+    env: { FIBRPC_REQUESTS: "5", FIBRPC_DURATION: "1s" },
+    error: /^give FIBRPC_REQUESTS or FIBRPC_DURATION, not both$/,
+  },
+  {
+    // A config file or profile shared by every command sets one, the command line the other: the flag wins
+    // (commands/bench.ts), not a usage error.
+    name: "--duration given, FIBRPC_REQUESTS set",
     command: "bench",
     argv: ["--duration", "1s"],
     env: { FIBRPC_REQUESTS: "5" },
-    error: /^give --requests or --duration, not both$/,
+    options: { duration: 1000, requests: 5, from: expect.objectContaining({ requests: "env", duration: "flag" }) },
   },
   {
     name: "--duration alone",
