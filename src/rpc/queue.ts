@@ -45,6 +45,22 @@ export function deadLetterQueueName(queue: string): string {
   return `${queue}.dead-letter`;
 }
 
+/**
+ * The dead-letter queue, bounded. A quorum queue dead-letters what expires in it too, and every request carries
+ * its caller's deadline as its expiration: each request that waited out its caller would stay there, unread, for
+ * ever. Kept: the newest 10,000, none older than a week (the poison requests it is there for are few). Without
+ * dead-lettering of its own, what it drops is gone.
+ */
+export const DEAD_LETTER_QUEUE_OPTIONS: Options.AssertQueue = {
+  durable: true,
+  arguments: {
+    "x-queue-type": "quorum",
+    "x-max-length": 10_000,
+    "x-overflow": "drop-head",
+    "x-message-ttl": 7 * 24 * 3_600_000,
+  },
+};
+
 export function requestQueueOptions(queue: string, type: QueueType, classicStorageV2 = false): Options.AssertQueue {
   if (type === "quorum") {
     return {
@@ -85,7 +101,9 @@ export function wantsClassicStorageV2(serverVersion: unknown): boolean {
  * Declared as asked, or joined as it is: `differences` is the broker's word on what differs, and
  * `existingType` the existing queue's type where the broker's answers tell it (see existingTypeOf).
  */
-export type QueueSetup = { declared: true } | { declared: false; differences: string; existingType?: string };
+export type QueueSetup =
+  | { declared: true; notice?: string }
+  | { declared: false; differences: string; existingType?: string };
 
 /**
  * Declares the request queue, or joins it as it is if it already exists with other settings.
@@ -121,23 +139,36 @@ export async function declareOrJoinRequestQueue(
     }
     throw declared.error;
   }
-  if (type === "quorum") {
-    const dlq = await onThrowawayChannel(model, (ch) =>
-      ch.assertQueue(deadLetterQueueName(queue), { durable: true, arguments: { "x-queue-type": "quorum" } }),
-    );
-    if (!dlq.ok) {
-      if (isInequivalent(dlq.error)) {
-        const dead = deadLetterQueueName(queue);
-        throw new FibrpcError(
-          "BROKER_REFUSED",
-          `the dead-letter queue ${JSON.stringify(dead)} exists with other settings (${brokerReason(dlq.error)})`,
-          { reason: "dead-letter-queue-differs", queue: dead },
-        );
-      }
-      throw dlq.error;
-    }
-  }
+  if (type === "quorum") return declareDeadLetterQueue(model, deadLetterQueueName(queue));
   return { declared: true };
+}
+
+/**
+ * Declares the dead-letter queue of a quorum request queue, bounded; one an older fibrpc declared without bounds
+ * (a quorum queue with no other argument) is kept as it is, said in a notice; one of another type is refused.
+ */
+async function declareDeadLetterQueue(model: ChannelModel, dead: string): Promise<QueueSetup> {
+  const dlq = await onThrowawayChannel(model, (ch) => ch.assertQueue(dead, DEAD_LETTER_QUEUE_OPTIONS));
+  if (dlq.ok) return { declared: true };
+  if (!isInequivalent(dlq.error)) throw dlq.error;
+  const unbounded = await onThrowawayChannel(model, (ch) =>
+    ch.assertQueue(dead, { durable: true, arguments: { "x-queue-type": "quorum" } }),
+  );
+  if (unbounded.ok) {
+    return {
+      declared: true,
+      notice:
+        `the dead-letter queue ${quote(dead)} has no length limit (declared by an older fibrpc): requests that ` +
+        "expire in the request queue collect in it; delete it when empty for serve to declare it bounded, " +
+        `or bound it by a policy (rabbitmqctl set_policy … '{"max-length":10000}' --apply-to queues)`,
+    };
+  }
+  // The second refusal names the type when that is what differs (the first may name a bound first).
+  throw new FibrpcError(
+    "BROKER_REFUSED",
+    `the dead-letter queue ${quote(dead)} exists with other settings (${brokerReason(unbounded.error)})`,
+    { reason: "dead-letter-queue-differs", queue: dead },
+  );
 }
 
 /** The line serve logs when it joins an existing queue as it is, saying its type when it is not the one asked for. */

@@ -104,6 +104,7 @@ export class RpcServer {
     // sets x-delivery-count.
     const countAs = queue.declared ? options.queueType : "classic";
     if (!queue.declared) this.events.onNotice(joinedNotice(options.queue, options.queueType, queue));
+    else if (queue.notice !== undefined) this.events.onNotice(queue.notice);
     const { hostname: address, port } = this.connection.target.currentUrl;
     const outletFor = (ch: Channel) => this.outletFor(model, ch);
     const channel = await ServingChannel.create(model, this.host, countAs, outletFor, { address, port });

@@ -63,7 +63,28 @@ describe("what serve declares", () => {
     expect(JSON.stringify(row?.arguments)).toContain('["x-queue-type","longstr","quorum"]');
     const dlq = await queueRow(deadLetterQueueName(queue));
     expect(dlq).toMatchObject({ durable: true, exclusive: "" });
-    expect(JSON.stringify(dlq?.arguments)).toContain('["x-queue-type","longstr","quorum"]');
+    // Bounded: requests that expire in the request queue are dead-lettered there too.
+    const dlqArguments = Object.fromEntries((dlq!.arguments as unknown[][]).map((a) => [a[0], a[2]]));
+    expect(dlqArguments).toEqual({
+      "x-queue-type": "quorum",
+      "x-max-length": 10_000,
+      "x-overflow": "drop-head",
+      "x-message-ttl": 604_800_000,
+    });
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("quorum: a dead-letter queue an older fibrpc declared without bounds is kept, and serve says how to bound it", async () => {
+    const queue = uniqueQueue();
+    const dlq = deadLetterQueueName(queue);
+    alsoDelete(dlq);
+    const { ch } = await rawChannel();
+    await ch.assertQueue(dlq, { durable: true, arguments: { "x-queue-type": "quorum" } });
+    const server = await startServe(["--workers", "1", "--queue", queue, "--queue-type", "quorum"]);
+    expect(server.log).toMatch(
+      new RegExp(`WARN .*the dead-letter queue "${dlq}" has no length limit \\(declared by an older fibrpc\\)`),
+    );
+    expect(JSON.stringify((await queueRow(dlq))?.arguments)).not.toContain("x-max-length");
     expect(await server.stop()).toBe(0);
   });
 
