@@ -423,7 +423,8 @@ export function limitRefusal(close: BrokerClose, context: RefusalContext): Fibrp
       close,
       context,
       key === "max-queues"
-        ? attempted(close, context)
+        ? // The queue the broker names: an exclusive reply queue (amq.gen-…) is not the request queue.
+          attempted(close, context, /cannot declare queue '([^']*)'/.exec(text)?.[1] ?? context.queue)
         : key === "max-connections"
           ? "the connection"
           : "to open a channel",
