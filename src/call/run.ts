@@ -242,6 +242,7 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
     err: (line) => errors.writeNow(line),
     errRoom: () => (errors.blocked ? errors.room() : undefined),
     style: { json: job.json, named: job.stream.unordered, masker },
+    settleAll: pipeline !== undefined,
     ...job.stream,
   });
   const signals = onSignals(caller, (signal) => {

@@ -27,6 +27,8 @@ export interface StreamJob {
   style: LineStyle;
   inFlight: number;
   unordered: boolean;
+  /** Wait for the calls in flight even once stdout's reader is gone (a pipeline's sends, whose confirms count). */
+  settleAll?: boolean;
 }
 
 /** Why reading stopped early: a signal (the calls in flight finish), or an error all of them end with. */
@@ -90,7 +92,8 @@ export class CallStream {
     }
     // Not awaited: a read under way (a terminal, an idle producer) may never end.
     void chunks.return?.(undefined);
-    while (this.running > 0 && !job.out.closed) await this.next();
+    // A pipeline's requests are published already: their confirms are what the command counts, reader or not.
+    while (this.running > 0 && (!job.out.closed || job.settleAll)) await this.next();
     await job.out.end();
     return this.worst;
   }

@@ -171,6 +171,33 @@ describe("ending", () => {
     expect(code).toBe(0);
   }, 30_000);
 
+  test("a pipeline whose stdout closes (| head -3): the requests it published are all confirmed and counted", async () => {
+    // A queue without a consumer: every request the broker took waits in it, to be counted there.
+    const requests = uniqueQueue();
+    const replies = uniqueQueue();
+    const { ch } = await rawChannel();
+    await ch.assertQueue(requests, { durable: true });
+    const script =
+      `seq 1 5000 | "${BIN}" call - --reply-to ${replies} --no-wait --json --queue ${requests} | head -3 > /dev/null; ` +
+      `echo "exit $\{PIPESTATUS[1]}" >&2`;
+    const proc = tracked(
+      Bun.spawn(["bash", "-c", script], {
+        cwd: "/",
+        env: { ...process.env, FIBRPC_URL: URL, NO_COLOR: "1" },
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+    );
+    const { stderr } = await finished(proc);
+    const said = /INFO {2}(\d+) of (\d+) requests taken by the broker \(confirmed\)/.exec(stderr);
+    expect(said, stderr).not.toBeNull();
+    expect(stderr).toContain("exit 0");
+    const [taken, sent] = [Number(said![1]), Number(said![2])];
+    expect(taken).toBe(sent);
+    // Every request in the queue was counted: none published and left out of the count.
+    expect((await ch.checkQueue(requests)).messageCount).toBe(taken);
+  }, 30_000);
+
   for (const [signal, exit] of [
     ["SIGINT", 130],
     ["SIGTERM", 143],
