@@ -186,6 +186,7 @@ export type ErrorReason =
   | "host-not-found"
   | "network"
   | "handshake"
+  | "wrong-protocol"
   | "no-majority"
   | "queue-unresponsive"
   | "login"

@@ -143,7 +143,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (/^Frame size \d+ exceeds maxFrameSize/.test(message)) {
     return error(
       "BROKER_UNREACHABLE",
-      "handshake",
+      "wrong-protocol",
       `the server at ${broker} did not answer in AMQP 0-9-1: another service listens on that port`,
     );
   }
@@ -151,7 +151,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   if (/WRONG_VERSION_NUMBER|wrong version number|packet length too long/i.test(message)) {
     return error(
       "BROKER_UNREACHABLE",
-      "handshake",
+      "wrong-protocol",
       `the broker at ${broker} did not answer in TLS: the port speaks plain AMQP (amqp://), not amqps://`,
     );
   }

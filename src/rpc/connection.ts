@@ -194,12 +194,14 @@ export class ServeConnection {
     // definitions not loaded yet): keep trying, with the broker's reason.
     if (!this.connectedOnce) {
       this.failedAtStart.add(failed);
-      if (error.refusal) this.firstRefusal ??= error;
+      // A port that speaks another protocol (amqps:// to a plain port, an HTTP server) is a URL to fix too.
+      const fixable = error.refusal || error.details.reason === "wrong-protocol";
+      if (fixable) this.firstRefusal ??= error;
       if (this.firstRefusal && this.failedAtStart.size >= this.target.count) {
         host.fatal(this.firstRefusal);
         return;
       }
-      if (error.refusal) {
+      if (fixable) {
         // Said once per process (every worker meets the same refusal).
         this.events.onNotice(`${error.message}; trying the next broker URL`);
         return;

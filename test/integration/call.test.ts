@@ -105,6 +105,18 @@ describe("failures before any server answers", () => {
     expectOneLine(stderr);
   });
 
+  test("amqps:// to the plain AMQP port: serve stops at start-up (68) instead of retrying forever; call --retry does not retry it", async () => {
+    const url = `amqps://guest:s3cret@127.0.0.1:${BROKER_PORT}`;
+    const server = await startServe(["--workers", "1", "--url", url], {}, null);
+    expect(await server.proc.exited).toBe(68);
+    expect(server.log).toMatch(/did not answer in TLS: the port speaks plain AMQP/);
+    expect(server.log).not.toContain("s3cret");
+    const retried = await run(["call", "5", "--retry", "3", "-t", "20s", "--url", url]);
+    expect(retried.code).toBe(68);
+    expect(retried.ms).toBeLessThan(10_000);
+    expect(retried.stderr).not.toContain("trying again");
+  });
+
   test("a port of another protocol (an HTTP server answering first): says so, not amqplib's frame size; exit 68", async () => {
     const http = Bun.listen({
       hostname: "127.0.0.1",
