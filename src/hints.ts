@@ -94,6 +94,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "host-not-found": () => `check the host in ${both("url")}`,
     network: () => `check the network and ${both("url")}`,
     handshake: () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
+    "wrong-protocol": () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
     "queue-unresponsive": (e) =>
       `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
     "no-majority": () =>
@@ -140,7 +141,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
   },
   BROKER_BLOCKED: ({ details }, has) =>
     `a resource alarm is on (rabbitmqctl status shows it): the broker's operator must free memory or disk; ` +
-    `retry once it lifts${has("retry") && !details.retried ? " (--retry)" : ""}`,
+    `retry once it lifts${has("retry") && !details.retried && !details.pipeline ? " (--retry)" : ""}`,
   REJECTED: ({ details }, has) =>
     `the servers are not keeping up, or the queue's length limit is too small (rabbitmqctl list_policies); ` +
     // A pipeline's requests (--no-wait) are never sent again: --retry does not go with --no-wait.

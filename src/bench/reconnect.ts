@@ -39,6 +39,10 @@ export class ReconnectingCaller implements Caller {
   readonly outages: Outage[] = [];
   /** Why the caller gave up: no new connection within its time, or a refusal retrying cannot fix. */
   failure: FibrpcError | undefined;
+  /** Reconnected, the queue has no server yet (see lost()): what the calls not sent meanwhile say. */
+  private noServerOn: string | undefined;
+  /** Ends a wait for a server at close(). */
+  private readonly closing = new AbortController();
 
   constructor(
     first: RpcClient,
@@ -74,11 +78,14 @@ export class ReconnectingCaller implements Caller {
       }
     } else {
       this.lost();
-      const error = new FibrpcError(
-        "CONNECTION_LOST",
-        `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`,
-        { reason: "not-sent", broker: client.broker },
-      );
+      const why =
+        this.noServerOn === undefined
+          ? `no connection to the broker at ${client.broker} (reconnecting)`
+          : `reconnected to ${this.noServerOn}, where the queue has no server yet`;
+      const error = new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${why}`, {
+        reason: "not-sent",
+        broker: client.broker,
+      });
       outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
     }
     if (!outcome.ok && this.current) this.current.failed++;
@@ -119,16 +126,28 @@ export class ReconnectingCaller implements Caller {
       async (client) => {
         // The broker back (or the next one of the list) may have no server yet, not even the queue: until one
         // consumes it, within the same bound, the outage goes on, rather than every call failing at once.
+        // Why the connection could not be reopened: the outage's last error again once a server is back.
+        const unreachable = outage.lastError;
         await awaitServer(client, {
           deadline: until,
           wait: true,
-          onWaiting: () =>
-            this.o.log.info(
-              `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet; waiting for one`,
-            ),
-        }).catch(() => {
-          // None by then: the calls go on, and say what is missing (NO_CONSUMER, QUEUE_NOT_FOUND).
-        });
+          signal: this.closing.signal,
+          onWaiting: () => {
+            const what = `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet`;
+            this.o.log.info(`${what}; waiting for one`);
+            this.noServerOn = client.broker;
+            // If it lasts to the run's end, this is what the outage ended on (exit 69, as call's).
+            outage.lastError = new FibrpcError("NO_CONSUMER", what, { reason: "no-server", broker: client.broker });
+          },
+        }).then(
+          () => {
+            outage.lastError = unreachable;
+          },
+          () => {
+            // None by then: the calls go on, and say what is missing (NO_CONSUMER, QUEUE_NOT_FOUND).
+          },
+        );
+        this.noServerOn = undefined;
         if (this.closed) {
           void client.close({ waitForBroker: false });
           return;
@@ -155,6 +174,7 @@ export class ReconnectingCaller implements Caller {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     await this.client.close();
   }
 }

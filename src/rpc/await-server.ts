@@ -25,6 +25,8 @@ export interface AwaitServerOptions {
   /** Called once, when the first look finds no server and waiting begins. */
   onWaiting?: () => void;
   pollMs?: number;
+  /** Ends the wait (its owner closed): a FibrpcError, CONNECTION_LOST. */
+  signal?: AbortSignal;
 }
 
 /** Resolves once the client's request queue has a consumer; otherwise throws a FibrpcError. */
@@ -42,6 +44,8 @@ export async function awaitServer(
     });
   for (let polls = 0; ; polls++) {
     let count: number;
+    /** Waiting, the queue is not there yet (the server declares it): not even `queueOnly` is met. */
+    let missing = false;
     // A look begun with a few ms left (call -t 10ms: connecting took the rest) is the timeout's to blame.
     const left = o.deadline - Date.now();
     try {
@@ -70,8 +74,9 @@ export async function awaitServer(
       if (o.wait && polls > 0 && lookTimedOut) throw noServerInTime();
       if (!(o.wait && err instanceof FibrpcError && err.code === "QUEUE_NOT_FOUND")) throw err;
       count = 0;
+      missing = true;
     }
-    if (count > 0 || o.queueOnly) return;
+    if (count > 0 || (o.queueOnly && !missing)) return;
     if (!o.wait) {
       throw new FibrpcError("NO_CONSUMER", `queue ${quote(queue)} on ${broker} has no consumer: no server is running`, {
         reason: "no-server",
@@ -82,5 +87,7 @@ export async function awaitServer(
     if (polls === 0) o.onWaiting?.();
     if (Date.now() + pollMs > o.deadline) throw noServerInTime();
     await Bun.sleep(pollMs);
+    if (o.signal?.aborted)
+      throw new FibrpcError("CONNECTION_LOST", "closed while waiting for a server", { reason: "client-closed" });
   }
 }

@@ -156,8 +156,9 @@ export async function connectWithin<T>(
     }
     const left = until() - time.now();
     // A refusal with another broker of the list down: that one may come back within the time.
+    // A port that speaks another protocol (amqps:// to 5672, an HTTP server) will not speak AMQP a moment later.
     const again =
-      (RECONNECTABLE.has(error.code) ||
+      ((RECONNECTABLE.has(error.code) && error.details.reason !== "wrong-protocol") ||
         error.details.reason === "connect-timed-out" ||
         error.details.anotherUnreachable === true) &&
       left > 0;
@@ -193,9 +194,12 @@ export class RetryingCaller {
   private serverBack: Promise<void> | undefined;
   /** A reconnection happened: a missing queue or consumer is then a server not back yet, worth another attempt. */
   private faulted = false;
-  /** The client a pipeline's reply queue was last made sure of on: the first, by call/run.ts before the stream. */
-  private replyQueueOn: RpcClient;
-  /** It sends a pipeline's requests (sendTo): they wait in the queue for a server, nothing waits for one here. */
+  /**
+   * A pipeline's reply queue made sure of on a client, once for all the sends on it: the first client's by
+   * call/run.ts before the stream.
+   */
+  private replyQueue: { on: RpcClient; ready: Promise<void> };
+  /** It sends a pipeline's requests (sendTo): they wait in the queue for a server; only the queue must be there. */
   private pipeline = false;
 
   constructor(
@@ -209,7 +213,7 @@ export class RetryingCaller {
     private readonly seams: { random?: () => number; time?: Time } = {},
   ) {
     this.client = first;
-    this.replyQueueOn = first;
+    this.replyQueue = { on: first, ready: Promise.resolve() };
   }
 
   /** The client calls go through now (a lost one is replaced by the next call). */
@@ -237,8 +241,14 @@ export class RetryingCaller {
     /** With tracing on, the first attempt's span: a retry's span links to it. */
     let first: string | undefined;
     for (let attempt = 1; ; attempt++) {
-      // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped.
-      const attemptEnd = ends.slice(attempt - 1).find((end) => end > this.time.now()) ?? deadline;
+      // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped, and
+      // so is one it left too short to be confirmed in (under half its length, and 100 ms): the attempt takes the next.
+      const now = this.time.now();
+      const enough = (i: number) =>
+        Math.min(TOO_SHORT_TO_CONFIRM_MS, (ends[i]! - (i === 0 ? started : ends[i - 1]!)) / 2);
+      let next = attempt - 1;
+      while (next < ends.length - 1 && ends[next]! - now < enough(next)) next++;
+      const attemptEnd = ends[next] ?? deadline;
       let outcome: CallOutcome;
       // Closed before it was sent at all.
       if (this.closed) return done(failedWith(n, this.endedWith), 0);
@@ -254,6 +264,8 @@ export class RetryingCaller {
         outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
       }
       if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
+      // Kept waiting to the call's deadline (client.ts onWindowEnd): no time is left for another attempt.
+      if (this.time.now() >= deadline) return done(outcome, attempt);
       // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
       // refusals, usage errors and error replies are never retried.
       const afterAFault = attempt > 1 || this.faulted;
@@ -295,11 +307,9 @@ export class RetryingCaller {
     this.pipeline = true;
     const outcome = await (async (): Promise<SendOutcome> => {
       try {
-        const client = await this.connected(deadline);
-        if (client !== this.replyQueueOn) {
-          await client.ensureReplyQueue(replyTo);
-          this.replyQueueOn = client;
-        }
+        const client = await this.currentClient(deadline);
+        if (client !== this.replyQueue.on) this.replyQueue = { on: client, ready: client.ensureReplyQueue(replyTo) };
+        await this.replyQueue.ready;
         return await client.send(n, replyTo, deadline);
       } catch (err) {
         return failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
@@ -357,11 +367,24 @@ export class RetryingCaller {
     const client = await this.connected(until);
     const back = this.serverBack;
     if (back === undefined) return client;
-    // Waited for until this attempt's end at the latest: then sent anyway (NO_CONSUMER, QUEUE_NOT_FOUND are
-    // worth another attempt after a fault).
+    // Waited for until this attempt's end at the latest (or close()); none by then: the attempt fails without
+    // sending (a request sent with a few ms left would be blamed on the broker), NO_CONSUMER, which is worth
+    // another attempt after a fault.
     const done = new AbortController();
-    await Promise.race([back, this.time.sleep(Math.max(0, until - this.time.now()), done.signal)]);
+    const timeUp = this.time.sleep(Math.max(0, until - this.time.now()), done.signal).then(() => "time-up" as const);
+    const ended = await Promise.race([back.then(() => "back" as const), timeUp, this.closing.promise]);
     done.abort();
+    if (this.closed) throw this.endedWith;
+    if (ended === "time-up") {
+      const [code, what] = this.pipeline
+        ? (["QUEUE_NOT_FOUND", "has not been declared since"] as const)
+        : (["NO_CONSUMER", "has had no server since"] as const);
+      throw new FibrpcError(
+        code,
+        `reconnected to ${client.broker}, where queue ${quote(client.queue)} ${what}, within the timeout`,
+        { reason: "no-server", queue: client.queue, broker: client.broker },
+      );
+    }
     return this.client.usable ? this.client : client;
   }
 
@@ -387,7 +410,7 @@ export class RetryingCaller {
         // The old connection may still be open (only its channel died, or it was retired).
         this.replace(client);
         this.faulted = true;
-        if (!this.pipeline) this.awaitServerOn(client);
+        this.awaitServerOn(client);
         return client;
       },
       (err) => {
@@ -411,14 +434,17 @@ export class RetryingCaller {
 
   /** Waits in the background, up to the latest attempt's end, for a server on the queue of `client`, a new one. */
   private awaitServerOn(client: RpcClient): void {
+    // A pipeline's requests wait in the queue for a server: only the queue must be there (a broker failed over to
+    // has it once a serve declares it).
+    const queueOnly = this.pipeline;
+    const waiting = queueOnly
+      ? `is not there yet; the requests wait for a server to declare it`
+      : "has no server yet; the calls wait for one";
     const back: Promise<void> = awaitServer(client, {
       deadline: this.reconnectUntil,
       wait: true,
-      onWaiting: () =>
-        this.log.info(
-          `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet; ` +
-            "the calls wait for one",
-        ),
+      queueOnly,
+      onWaiting: () => this.log.info(`reconnected to ${client.broker}, where queue ${quote(client.queue)} ${waiting}`),
     })
       .catch(() => {})
       .finally(() => {

@@ -595,7 +595,7 @@ describe("call --retry, seen from the request queue", () => {
   }
 
   test("--retry 3, a batch queued behind itself (answered one by one, slower than the first window): no request sent twice, every call answered", async () => {
-    // 12 requests answered 150 ms apart (1.8 s) against a first window of 6 s / 15 = 400 ms: before, the
+    // 12 requests answered 150 ms apart (1.8 s) against a first window of about 1 s (MIN_FIRST_WINDOW_MS): before, the
     // requests still queued timed out and were sent again, each copy joining the back of the queue.
     const { queue, seen } = await pacedServer(150);
     const ns = Array.from({ length: 12 }, (_, i) => String(i + 1));

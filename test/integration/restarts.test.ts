@@ -296,7 +296,8 @@ test("bench failing over to a broker where serve has not declared the queue yet:
   servers.current = server;
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("FIBRPC_") && v !== undefined) env[k] ??= v;
-  const args = ["bench", "-c", "4", "--duration", "15s", "--queue", queue, "--url", urls];
+  // Long enough for the failover (a few seconds here) to end well before the run does, on a slow machine too.
+  const args = ["bench", "-c", "4", "--duration", "25s", "--queue", queue, "--url", urls];
   const bench = tracked(Bun.spawn([BIN, ...args], { cwd: "/", env, stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
   let stderr = "";
   const stdout = new Response(bench.stdout).text();

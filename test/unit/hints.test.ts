@@ -150,6 +150,15 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   { error: lost, command: "call", line: `${lost.message}; it is safe to retry (--retry)`, exitCode: 75 },
   { error: lost, command: "bench", line: lost.message, exitCode: 75 }, // bench has no --retry
   {
+    // A pipeline's request blocked by an alarm: --no-wait takes no --retry.
+    error: new FibrpcError("BROKER_BLOCKED", "the broker has been blocking publishers", { pipeline: true }),
+    command: "call",
+    line:
+      "the broker has been blocking publishers; a resource alarm is on (rabbitmqctl status shows it): the broker's " +
+      "operator must free memory or disk; retry once it lifts",
+    exitCode: 75,
+  },
+  {
     // A pipeline's request (--no-wait takes no --retry): sent again by hand.
     error: new FibrpcError("CONNECTION_LOST", lost.message, { ...lost.details, pipeline: true }),
     command: "call",

@@ -185,7 +185,7 @@ describe("connectWithin: reconnecting, retried within its time", () => {
 });
 
 /** An outcome: an answer, an error reply, or a failure (with the details the client would give it). */
-type Step = "ok" | "remote" | ClientErrorCode | { code: ClientErrorCode; details: ErrorDetails };
+type Step = "ok" | "remote" | ClientErrorCode | { code: ClientErrorCode; details: ErrorDetails; at?: number };
 
 interface Attempt {
   client: number;
@@ -223,7 +223,11 @@ function fakes(clock: FakeClock, script: Step[]) {
       call: (n: number, deadline: number, correlationId: string): Promise<CallOutcome> => {
         attempts.push({ client: id, n, at: clock.now(), deadline, correlationId });
         const scripted = script[attempts.length - 1] ?? "ok";
-        const { code: step, details } = typeof scripted === "string" ? { code: scripted, details: {} } : scripted;
+        const {
+          code: step,
+          details,
+          at,
+        } = typeof scripted === "string" ? { code: scripted, details: {}, at: undefined } : scripted;
         if (step === "ok") return Promise.resolve({ n, ok: true, result: `fib-${n}`, ms: 1 });
         if (step === "remote")
           return Promise.resolve({ n, ok: false, code: "N_TOO_LARGE", message: "too large", remote: true, ms: 1 });
@@ -240,7 +244,8 @@ function fakes(clock: FakeClock, script: Step[]) {
           ms: 1,
         };
         if (step !== "TIMEOUT") return Promise.resolve(outcome);
-        return new Promise((resolve) => clock.at(deadline, () => resolve(outcome)));
+        // `at`: later than its window's end, as a request kept waiting behind answered ones (client.ts onWindowEnd).
+        return new Promise((resolve) => clock.at(at ?? deadline, () => resolve(outcome)));
       },
     };
     return client as unknown as RpcClient;
@@ -375,6 +380,30 @@ describe("RetryingCaller", () => {
     expect(outcome).toMatchObject({ ok: true, attempts: 2 });
     expect(f.attempts.map((a) => a.client)).toEqual([1, 1]);
     expect(f.retired).toEqual([]);
+  });
+
+  test("an attempt kept waiting to the call's deadline (a request queued behind answered ones): no retry after it, no new connection", async () => {
+    const clock = new FakeClock();
+    const f = fakes(clock, [{ code: "TIMEOUT", details: { reason: "reply-timed-out" }, at: 6_000 }]);
+    const { log, lines } = logLines();
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 3, HOUR, log, { random: MIDDLE, time: clock });
+    const outcome = await clock.run(caller.call(5, 6_000));
+    expect(outcome).toMatchObject({ code: "TIMEOUT", attempts: 1 });
+    expect([f.attempts.length, f.made(), f.retired]).toEqual([1, 1, []]);
+    expect(lines).toEqual([]);
+  });
+
+  test("an attempt kept waiting past a window: the next takes a window with room to be confirmed in, not its few ms", async () => {
+    const clock = new FakeClock();
+    const ends = attemptEnds(0, 6_000, 3, MIDDLE);
+    // Back 20 ms before the second window's end: the retry takes the third.
+    const f = fakes(clock, [{ code: "TIMEOUT", details: { reason: "reply-timed-out" }, at: ends[1]! - 20 }, "ok"]);
+    const caller = new RetryingCaller(f.make(), async () => f.make(), 3, HOUR, logLines().log, {
+      random: MIDDLE,
+      time: clock,
+    });
+    expect(await clock.run(caller.call(5, 6_000))).toMatchObject({ ok: true, attempts: 2 });
+    expect(f.attempts.map((a) => a.deadline)).toEqual([ends[0]!, ends[2]!]);
   });
 
   test("the last attempt's error says the call was retried (its hint then suggests no --retry); without --retry it does not", async () => {
