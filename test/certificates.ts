@@ -36,36 +36,8 @@ export function makeCertificates(prefix: string, commonName = "localhost"): Cert
     "-out",
     "ca.pem",
   ]);
-  openssl(dir, [
-    "req",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-subj",
-    `/CN=${commonName}`,
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-  ]);
   writeFileSync(pem("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  openssl(dir, [
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    "san.ext",
-    "-out",
-    "server.pem",
-  ]);
+  signedByCa(dir, "server", commonName, "san.ext");
   openssl(dir, [
     "req",
     "-x509",
@@ -91,22 +63,28 @@ export function makeCertificates(prefix: string, commonName = "localhost"): Cert
  * `makeCertificates` (a broker verifying peers against ca.pem takes it).
  */
 export function makeClientCertificate(certificates: Certificates, name: string): void {
-  const { dir } = certificates;
+  signedByCa(certificates.dir, name, name);
+}
+
+/** `<name>.key` and `<name>.pem`, a certificate for `commonName` that ca.pem signs (with extensions from `extfile`). */
+function signedByCa(dir: string, name: string, commonName: string, extfile?: string): void {
+  const subject = `/CN=${commonName}`;
   openssl(dir, [
     "req",
     "-newkey",
     "rsa:2048",
     "-nodes",
     "-subj",
-    `/CN=${name}`,
+    subject,
     "-keyout",
     `${name}.key`,
     "-out",
     `${name}.csr`,
   ]);
   openssl(dir, [
-    ...["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
-    ...["-days", "2", "-out", `${name}.pem`],
+    ...["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2"],
+    ...(extfile ? ["-extfile", extfile] : []),
+    ...["-out", `${name}.pem`],
   ]);
 }
 

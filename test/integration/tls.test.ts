@@ -20,16 +20,20 @@ beforeAll(async () => {
   // unrelated CA for the "wrong CA" case.
   certificates = makeCertificates("fibrpc-tls-");
   tlsPort = await freePort();
-  const extraConf = [
-    `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
+  await startPrivateNode("fibrpc-tls", { extraConf: tlsListener(tlsPort, false) }); // stopped by the file's cleanup
+}, 300_000);
+
+/** rabbitmq.conf lines for a TLS listener on `port` with the server certificate; `mutual`: clients must show one too. */
+function tlsListener(port: number, mutual: boolean): string {
+  return [
+    `listeners.ssl.default = 127.0.0.1:${port}`,
     `ssl_options.cacertfile = ${pem("ca.pem")}`,
     `ssl_options.certfile = ${pem("server.pem")}`,
     `ssl_options.keyfile = ${pem("server.key")}`,
-    "ssl_options.verify = verify_none",
-    "ssl_options.fail_if_no_peer_cert = false",
+    `ssl_options.verify = ${mutual ? "verify_peer" : "verify_none"}`,
+    `ssl_options.fail_if_no_peer_cert = ${mutual}`,
   ].join("\n");
-  await startPrivateNode("fibrpc-tls", { extraConf }); // stopped by the file's cleanup
-}, 300_000);
+}
 
 afterAll(() => {
   if (certificates) rmSync(certificates.dir, { recursive: true, force: true });
@@ -77,15 +81,7 @@ describe("a broker that requires a client certificate (mutual TLS)", () => {
   beforeAll(async () => {
     makeClientCertificate(certificates, "client");
     mutualPort = await freePort();
-    const extraConf = [
-      `listeners.ssl.default = 127.0.0.1:${mutualPort}`,
-      `ssl_options.cacertfile = ${pem("ca.pem")}`,
-      `ssl_options.certfile = ${pem("server.pem")}`,
-      `ssl_options.keyfile = ${pem("server.key")}`,
-      "ssl_options.verify = verify_peer",
-      "ssl_options.fail_if_no_peer_cert = true",
-    ].join("\n");
-    await startPrivateNode("fibrpc-mtls", { extraConf }); // stopped by the file's cleanup
+    await startPrivateNode("fibrpc-mtls", { extraConf: tlsListener(mutualPort, true) }); // stopped by the file's cleanup
   }, 300_000);
   const mutualUrl = () => `amqps://guest:guest@127.0.0.1:${mutualPort}`;
   const tls = (cert: string, key: string) => [
