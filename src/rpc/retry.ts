@@ -234,7 +234,7 @@ export class RetryingCaller {
     const done = (outcome: CallOutcome, attempts: number) => ({
       ...outcome,
       // What the error says must not suggest --retry to a call that had it (hints.ts reads `retried`).
-      ...(!outcome.ok && outcome.error && this.retries > 0 ? { error: retriedError(outcome.error) } : {}),
+      ...(!outcome.ok && outcome.error && this.retries > 0 ? { error: marked(outcome.error, "retried") } : {}),
       attempts,
       ms: attempts === 1 && outcome.ms > 0 ? outcome.ms : this.time.now() - started,
     });
@@ -316,9 +316,9 @@ export class RetryingCaller {
       }
     })();
     // Its hint must not suggest --retry, which a pipeline does not take (hints.ts reads `pipeline`).
-    if (outcome.ok || outcome.error === undefined || outcome.error.details.pipeline) return outcome;
-    const { code, message, details } = outcome.error;
-    return { ...outcome, error: new FibrpcError(code, message, { ...details, pipeline: true }) };
+    return outcome.ok || outcome.error === undefined
+      ? outcome
+      : { ...outcome, error: marked(outcome.error, "pipeline") };
   }
 
   private get time(): Time {
@@ -465,10 +465,13 @@ export class RetryingCaller {
   }
 }
 
-/** `error`, marked as the last of a call's attempts under --retry. */
-function retriedError(error: FibrpcError): FibrpcError {
-  if (error.details.retried) return error;
-  return new FibrpcError(error.code, error.message, { ...error.details, retried: true });
+/**
+ * `error` marked for hints.ts: the last of a call's attempts under --retry, or a pipeline's send (neither
+ * hint suggests --retry).
+ */
+function marked(error: FibrpcError, mark: "retried" | "pipeline"): FibrpcError {
+  if (error.details[mark]) return error;
+  return new FibrpcError(error.code, error.message, { ...error.details, [mark]: true });
 }
 
 /** A call's outcome that is `error`, without an answer. */
