@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { runCalls } from "../call/run.ts";
 import { type FibrpcError, usageError } from "../errors.ts";
-import type { Options } from "../options.ts";
+import { NEARNESS, type Options } from "../options.ts";
 import { givenAs } from "../options-resolve.ts";
 import { DEFAULT_MAX_N, MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
 import { quote } from "../printable.ts";
@@ -55,7 +55,8 @@ export default defineCommand({
           return await runCalls({
             ns: streaming ? "stdin" : ns,
             client,
-            retry: o.retry,
+            // A pipeline's farther FIBRPC_RETRY is not for it (pipelineOf).
+            retry: pipeline ? 0 : o.retry,
             waitForServer: o.waitForServer,
             json: o.json,
             pipeline,
@@ -76,19 +77,32 @@ export default defineCommand({
 
 /**
  * --reply-to QUEUE --no-wait, given together (an asynchronous pipeline: the replies go to QUEUE, for
- * another program); neither alone, nor with --retry, which retries calls that wait for their reply.
+ * another program); neither alone. Options that exclude each other follow one rule (as bench's --requests
+ * and --duration): given at one level (two flags, two variables) it is an error, since which was meant is not
+ * known; at two, the nearer wins, so that a config file shared by every call can hold either kind of call's
+ * settings: `--no-no-wait` turns its FIBRPC_REPLY_TO off, and its FIBRPC_RETRY is no reason to refuse a
+ * pipeline asked for on the command line.
  */
 function pipelineOf(o: Options<"call">): { replyTo: string } | undefined {
   if (o.replyTo === undefined && !o.noWait) return undefined;
   if (o.replyTo === undefined)
     throw usageError(`${givenAs("no-wait", o.from.noWait)} needs --reply-to QUEUE: the queue the replies go to`);
-  if (!o.noWait)
+  if (!o.noWait) {
+    if (NEARNESS[o.from.noWait] > NEARNESS[o.from.replyTo]) return undefined;
     throw usageError(
       `${givenAs("reply-to", o.from.replyTo)} needs --no-wait: ` +
         "call does not wait for replies it sends to another queue",
     );
-  if (o.retry > 0)
+  }
+  // Where the pipeline was asked for: its nearer option.
+  const level = Math.max(NEARNESS[o.from.replyTo], NEARNESS[o.from.noWait]);
+  if (o.retry > 0 && NEARNESS[o.from.retry] >= level)
     throw usageError(`${givenAs("retry", o.from.retry)} applies to calls that wait for their reply, not to --no-wait`);
+  if (o.from.replyQueue !== "default" && NEARNESS[o.from.replyQueue] >= level)
+    throw usageError(
+      `${givenAs("reply-queue", o.from.replyQueue)} chooses where a waiting call's replies come back; ` +
+        "with --no-wait they go to --reply-to",
+    );
   if (o.replyTo === o.queue)
     throw usageError(
       `--reply-to ${quote(o.replyTo)} is the request queue: the servers would take each reply ` +

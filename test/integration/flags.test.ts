@@ -194,10 +194,25 @@ const cases: { args: string[]; env?: Record<string, string>; message: RegExp }[]
   // An option of the pipeline set in the environment is named as such, not as a flag nobody gave.
   { args: ["call", "30"], env: { FIBRPC_REPLY_TO: "jobs" }, message: /^fibrpc: FIBRPC_REPLY_TO needs --no-wait: / },
   { args: ["call", "30"], env: { FIBRPC_NO_WAIT: "1" }, message: /^fibrpc: FIBRPC_NO_WAIT needs --reply-to QUEUE: / },
+  // Given as near as the pipeline: which was meant is not known (a farther one is ignored: pipeline.test.ts).
   {
-    args: ["call", "30", "--reply-to", "jobs", "--no-wait"],
-    env: { FIBRPC_RETRY: "2" },
+    args: ["call", "30"],
+    env: { FIBRPC_RETRY: "2", FIBRPC_REPLY_TO: "jobs", FIBRPC_NO_WAIT: "1" },
     message: /^fibrpc: FIBRPC_RETRY applies to calls that wait for their reply, not to --no-wait$/m,
+  },
+  {
+    args: ["call", "30", "--retry", "2", "--reply-to", "jobs"],
+    env: { FIBRPC_NO_WAIT: "1" },
+    message: /^fibrpc: --retry applies to calls that wait for their reply, not to --no-wait$/m,
+  },
+  {
+    args: ["call", "30", "--reply-queue", "exclusive", "--reply-to", "jobs", "--no-wait"],
+    message: /^fibrpc: --reply-queue chooses where a waiting call's replies come back; with --no-wait they go to/,
+  },
+  // Turned off as near as it was set: still a --reply-to without --no-wait.
+  {
+    args: ["call", "30", "--reply-to", "jobs", "--no-no-wait"],
+    message: /^fibrpc: --reply-to needs --no-wait: /,
   },
   // --reply-to queues whose replies would be lost.
   {

@@ -5,6 +5,7 @@
  * though a serve was SIGKILLed in the middle (its unacked requests redelivered to the other one).
  */
 import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BIN,
@@ -15,6 +16,7 @@ import {
   ROOT,
   run,
   startServe,
+  tempFolder,
   tracked,
   uniqueQueue,
   URL,
@@ -152,4 +154,35 @@ test("a persistent request answered through Direct Reply-to: its reply is delive
   const lines = server.log.split("\n").filter((line) => line.includes("came back from the broker"));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain(`a persistent reply to queue "${gone}" came back`);
+});
+
+test("a config file shared by waiting calls and pipelines: the option given nearer wins", async () => {
+  const queue = uniqueQueue("pipeline_shared_config");
+  const replyTo = uniqueQueue("pipeline_shared_results");
+  // A team's file for its pipelines, with a --retry for its waiting calls.
+  const config = join(tempFolder("fibrpc-pipeline-config-"), "fibrpc.env");
+  writeFileSync(
+    config,
+    `FIBRPC_URL=${URL}\nFIBRPC_QUEUE=${queue}\nFIBRPC_REPLY_TO=${replyTo}\nFIBRPC_NO_WAIT=true\nFIBRPC_RETRY=2\n`,
+  );
+  const server = await startServe(["--workers", "1", "--queue", queue]);
+  // The pipeline the file asks for: its FIBRPC_RETRY is for waiting calls, and refused only on their line.
+  const piped = await run(["call", "--config", config, "7"]);
+  expect(piped.code, piped.stderr).toBe(64);
+  expect(piped.stderr).toMatch(/FIBRPC_RETRY in the config file applies to calls that wait for their reply/);
+  // Asked for on the command line: the file's FIBRPC_RETRY is farther, so it is not for this call.
+  const sent = await run(["call", "--config", config, "--reply-to", replyTo, "--no-wait", "7"]);
+  expect(sent.code, sent.stderr).toBe(0);
+  await eventually(
+    () => queueStats(replyTo),
+    (s) => s.messageCount === 1,
+    20_000,
+    "the pipeline's one result",
+  );
+  // --no-no-wait, nearer than the file's FIBRPC_REPLY_TO: a call that waits for its reply, with the file's --retry.
+  const waited = await run(["call", "--config", config, "--no-no-wait", "30"]);
+  expect(waited.code, waited.stderr).toBe(0);
+  expect(waited.stdout).toBe("832040\n");
+  expect((await queueStats(replyTo)).messageCount).toBe(1);
+  expect(await server.stop()).toBe(0);
 });
