@@ -223,6 +223,8 @@ export type ErrorReason =
 export interface ErrorDetails {
   /** The TLS alert the broker sent about this client's certificate (TLS_REFUSED, client-certificate). */
   alert?: string;
+  /** What a port of the wrong protocol answered in (wrong-protocol): TLS to amqp://, plain AMQP to amqps://. */
+  speaks?: "tls" | "amqp";
   reason?: ErrorReason;
   /** The request queue (or, for dead-letter-queue-differs, the dead-letter queue). */
   queue?: string;

@@ -94,7 +94,12 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "host-not-found": () => `check the host in ${both("url")}`,
     network: () => `check the network and ${both("url")}`,
     handshake: () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
-    "wrong-protocol": () => "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
+    "wrong-protocol": ({ details: { speaks } }) =>
+      speaks === "tls"
+        ? `write amqps:// in ${both("url")} for that port, or give the broker's plain port (5672 by default)`
+        : speaks === "amqp"
+          ? `write amqp:// in ${both("url")} for that port, or give the broker's TLS port (5671 by default)`
+          : "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
     "queue-unresponsive": (e) =>
       `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
     "no-majority": () =>

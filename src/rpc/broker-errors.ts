@@ -140,7 +140,18 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   }
   // A port of another protocol that answers first (an HTTP server, the management UI on 15672, a proxy): amqplib
   // reads its first bytes as a frame header and finds an absurd size ("HTTP/1.1" gives 1345270062).
-  if (/^Frame size \d+ exceeds maxFrameSize/.test(message)) {
+  const frameSize = /^Frame size (\d+) exceeds maxFrameSize/.exec(message);
+  if (frameSize) {
+    // amqp:// to a TLS port (RabbitMQ's 5671): its TLS stack answers AMQP's header with an alert record,
+    // 15 03 0v 00 02 LL DD, whose bytes 3 to 6 read as a frame size of 0x0002LLDD (LL: level 1 or 2), above
+    // the frame_max connectFields bounds inbound frames by (131072 unless the URL raises it).
+    const size = Number(frameSize[1]);
+    if (url.protocol === "amqp" && size >= 0x2_01_00 && size <= 0x2_02_ff)
+      return new FibrpcError(
+        "BROKER_UNREACHABLE",
+        `the broker at ${broker} answered in TLS: the port is an amqps:// listener, not plain AMQP (amqp://)`,
+        { reason: "wrong-protocol", broker, speaks: "tls" },
+      );
     return error(
       "BROKER_UNREACHABLE",
       "wrong-protocol",
@@ -149,10 +160,10 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   }
   // amqps:// to a port that answers in plain AMQP (5672): OpenSSL reads "AMQP" as a record header.
   if (/WRONG_VERSION_NUMBER|wrong version number|packet length too long/i.test(message)) {
-    return error(
+    return new FibrpcError(
       "BROKER_UNREACHABLE",
-      "wrong-protocol",
       `the broker at ${broker} did not answer in TLS: the port speaks plain AMQP (amqp://), not amqps://`,
+      { reason: "wrong-protocol", broker, speaks: "amqp" },
     );
   }
   return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });

@@ -44,6 +44,11 @@ export function connectFields(url: BrokerUrl): Options.Connect {
     vhost: encodeURIComponent(url.vhost),
     heartbeat: url.heartbeat,
     frameMax: url.frameMax ?? DEFAULT_FRAME_MAX,
+    // No frame the broker sends is larger than the frame_max asked for (it may only lower it), so amqplib's
+    // bound on an inbound frame is that, not its 64 MiB: bytes of another protocol read as a frame header
+    // are refused at once, among them a TLS port's alert (connectError: "wrong-protocol"). frame_max=0 (the
+    // broker's) leaves amqplib's bound, raised to what the broker tunes.
+    maxFrameSize: url.frameMax === 0 ? undefined : (url.frameMax ?? DEFAULT_FRAME_MAX),
     channelMax: url.channelMax,
     locale: url.locale,
   };
@@ -69,6 +74,7 @@ const CONNECT_FIELDS = [
   "vhost",
   "heartbeat",
   "frameMax",
+  "maxFrameSize",
   "channelMax",
   "locale",
 ] as const;

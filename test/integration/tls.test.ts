@@ -76,6 +76,25 @@ test("without --tls-ca the system CAs do not know this broker: refused", async (
   expect(stderr).toContain("could not be verified");
 });
 
+test("amqp:// to the TLS port: says the port answered in TLS and to write amqps://, exit 68; not retried, serve stops", async () => {
+  const plain = url().replace("amqps://", "amqp://");
+  const { code, stdout, stderr } = await run(["call", "--url", plain, "30"]);
+  expect([code, stdout]).toEqual([68, ""]);
+  expect(stderr).toBe(
+    `fibrpc: the broker at amqp://guest:***@127.0.0.1:${tlsPort} answered in TLS: the port is an amqps:// listener, ` +
+      "not plain AMQP (amqp://); write amqps:// in --url / FIBRPC_URL for that port, or give the broker's plain port " +
+      "(5672 by default)\n",
+  );
+  // A URL to fix: --retry does not spend its timeout on it, and serve stops at start-up.
+  const retried = await run(["call", "--retry", "3", "-t", "20s", "--url", plain, "30"]);
+  expect(retried.code).toBe(68);
+  expect(retried.stderr).not.toContain("trying again");
+  const server = await startServe(["--workers", "1", "--url", plain], {}, null);
+  expect(await server.proc.exited).toBe(68);
+  expect(server.log).toContain("answered in TLS: the port is an amqps:// listener");
+  expect(server.log).not.toContain("tls-s3cret");
+});
+
 describe("a broker that requires a client certificate (mutual TLS)", () => {
   let mutualPort = 0;
   beforeAll(async () => {

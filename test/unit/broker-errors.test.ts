@@ -533,3 +533,33 @@ describe("connectError: a TLS alert about this client's certificate", () => {
     });
   }
 });
+
+describe("connectError: a port of the wrong protocol", () => {
+  // RabbitMQ's TLS listener answers AMQP's header with an alert record (15 03 01 00 02 02 0a, seen on 3.10):
+  // amqplib reads bytes 3 to 6 as the frame's size, 0x0002020a, above connectFields' bound (frame_max).
+  const tlsAlert = new Error("Frame size 131594 exceeds maxFrameSize 131072");
+  test("amqp:// to a TLS port: it answered in TLS; the hint says to write amqps://", () => {
+    const error = connectError(tlsAlert, parseBrokerUrl("amqp://guest:s3cret@127.0.0.1:5671"));
+    expect([error.code, error.exitCode, error.details.reason, error.details.speaks]).toEqual([
+      "BROKER_UNREACHABLE",
+      68,
+      "wrong-protocol",
+      "tls",
+    ]);
+    expect(withHint(error, "call")).toBe(
+      "the broker at amqp://guest:***@127.0.0.1:5671 answered in TLS: the port is an amqps:// listener, not plain " +
+        "AMQP (amqp://); write amqps:// in --url / FIBRPC_URL for that port, or give the broker's plain port " +
+        "(5672 by default)",
+    );
+  });
+  test("the same size over amqps://, or a size no alert has (HTTP's): another service, not TLS", () => {
+    for (const [message, url] of [
+      ["Frame size 131594 exceeds maxFrameSize 131072", "amqps://127.0.0.1:5671"],
+      ["Frame size 1345270062 exceeds maxFrameSize 131072", "amqp://127.0.0.1:8080"],
+    ] as const) {
+      const error = connectError(new Error(message), parseBrokerUrl(url));
+      expect([error.details.reason, error.details.speaks]).toEqual(["wrong-protocol", undefined]);
+      expect(error.message).toContain("another service listens on that port");
+    }
+  });
+});
