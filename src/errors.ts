@@ -199,6 +199,7 @@ export type ErrorReason =
   | "precondition-failed"
   | "certificate"
   | "client-certificate"
+  | "tls-handshake"
   | "reply-timed-out"
   | "connect-timed-out"
   | "not-confirmed"

@@ -123,6 +123,9 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
       details.alert === "CERTIFICATE_REQUIRED"
         ? "pass --tls-cert and --tls-key"
         : "check --tls-cert: issued by a CA the broker trusts (its ssl_options.cacertfile), and still valid",
+    "tls-handshake": () =>
+      "if it requires a client certificate, pass --tls-cert and --tls-key (a TLS 1.2 broker refuses a missing one " +
+      "this way); else it allows no TLS version or cipher this client offers (its ssl_options.versions, ciphers)",
   },
   QUEUE_NOT_FOUND: () => "start one with `fibrpc serve` (or check --queue)",
   NO_CONSUMER: {

@@ -49,6 +49,16 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       alert,
     });
   }
+  // A handshake failure alert: how a TLS 1.2 broker refuses a client without a certificate when it requires one
+  // (1.3 says CERTIFICATE_REQUIRED), or one whose TLS versions or ciphers it shares none of. Neither passes by
+  // waiting: not an outage, not retried.
+  if (/ALERT_HANDSHAKE_FAILURE/.test(`${code} ${message}`)) {
+    return error(
+      "TLS_REFUSED",
+      "tls-handshake",
+      `the broker at ${broker} refused the TLS handshake (handshake failure)`,
+    );
+  }
   if (TLS_VERIFY_CODES.has(code) || /certificate|self.signed/i.test(message)) {
     return error(
       "TLS_REFUSED",

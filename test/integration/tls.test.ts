@@ -23,8 +23,11 @@ beforeAll(async () => {
   await startPrivateNode("fibrpc-tls", { extraConf: tlsListener(tlsPort, false) }); // stopped by the file's cleanup
 }, 300_000);
 
-/** rabbitmq.conf lines for a TLS listener on `port` with the server certificate; `mutual`: clients must show one too. */
-function tlsListener(port: number, mutual: boolean): string {
+/**
+ * rabbitmq.conf lines for a TLS listener on `port` with the server certificate; `mutual`: clients must show one
+ * too; `tls12`: TLS 1.2 only, as many operators pin it.
+ */
+function tlsListener(port: number, mutual: boolean, tls12 = false): string {
   return [
     `listeners.ssl.default = 127.0.0.1:${port}`,
     `ssl_options.cacertfile = ${pem("ca.pem")}`,
@@ -32,6 +35,7 @@ function tlsListener(port: number, mutual: boolean): string {
     `ssl_options.keyfile = ${pem("server.key")}`,
     `ssl_options.verify = ${mutual ? "verify_peer" : "verify_none"}`,
     `ssl_options.fail_if_no_peer_cert = ${mutual}`,
+    ...(tls12 ? ["ssl_options.versions.1 = tlsv1.2"] : []),
   ].join("\n");
 }
 
@@ -150,5 +154,28 @@ describe("a broker that requires a client certificate (mutual TLS)", () => {
     expect(r.stderr).toMatch(
       /^fibrpc: --tls-key "[^"]+other\.key" is not the private key of --tls-cert "[^"]+client\.pem"; give the key made with it\n$/,
     );
+  });
+});
+
+describe("a TLS 1.2 broker that requires a client certificate", () => {
+  let port = 0;
+  beforeAll(async () => {
+    port = await freePort();
+    await startPrivateNode("fibrpc-mtls12", { extraConf: tlsListener(port, true, true) }); // stopped by the file's cleanup
+  }, 300_000);
+
+  test("without one: TLS 1.2 says only 'handshake failure'; refused (78) with what to check, not retried, serve stops", async () => {
+    const url = `amqps://guest:tls-s3cret@127.0.0.1:${port}`;
+    const r = await run(["call", "--url", url, "--tls-ca", pem("ca.pem"), "--retry", "3", "-t", "20s", "30"]);
+    expect([r.code, r.stdout]).toEqual([78, ""]);
+    expect(r.stderr).toBe(
+      `fibrpc: the broker at amqps://guest:***@127.0.0.1:${port} refused the TLS handshake (handshake failure); ` +
+        "if it requires a client certificate, pass --tls-cert and --tls-key (a TLS 1.2 broker refuses a missing one " +
+        "this way); else it allows no TLS version or cipher this client offers (its ssl_options.versions, ciphers)\n",
+    );
+    const server = await startServe(["--workers", "1", "--url", url, "--tls-ca", pem("ca.pem")], {}, null);
+    expect(await server.proc.exited).toBe(78);
+    expect(server.log).toContain("refused the TLS handshake (handshake failure)");
+    expect(server.log).not.toContain("tls-s3cret");
   });
 });

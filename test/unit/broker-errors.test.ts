@@ -520,6 +520,13 @@ describe("connectError: a TLS alert about this client's certificate", () => {
       alert: "CERTIFICATE_EXPIRED",
     },
   ];
+  test("a handshake failure (a TLS 1.2 broker's answer to no certificate): TLS_REFUSED (78), not an outage", () => {
+    // Bun's words, seen against RabbitMQ 3.10 with ssl_options.versions.1 = tlsv1.2 and fail_if_no_peer_cert.
+    const err = new Error("error:10000410:SSL routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE");
+    const error = connectError(err, url);
+    expect([error.code, error.exitCode, error.details.reason]).toEqual(["TLS_REFUSED", 78, "tls-handshake"]);
+    expect(withHint(error, "call")).toContain("pass --tls-cert and --tls-key");
+  });
   for (const c of cases) {
     test(`${c.alert}: TLS_REFUSED (78) as this client's certificate, not the broker's, nor a broker out of reach`, () => {
       const error = connectError(c.err, url);
