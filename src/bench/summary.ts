@@ -41,7 +41,7 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   const errors = Object.entries(r.errors);
   const notCounted = r.failed > 0 ? `; ${r.failed} failed call${r.failed === 1 ? "" : "s"} not counted` : "";
   const lines = [
-    `fibrpc bench: ${r.calls} calls of fib(${o.n}) on queue ${quote(o.queue)}, ` +
+    `fibrpc bench: ${r.calls} call${r.calls === 1 ? "" : "s"} of fib(${o.n}) on queue ${quote(o.queue)}, ` +
       `${modeText(r)}, in ${r.seconds.toFixed(2)} s`,
     // Open loop: answers over the whole run, which ends when the calls still in flight after the
     // schedule are answered, so it can be well under the rate sent; named apart from it.
@@ -65,7 +65,7 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
       );
     if (r.missed > 0)
       lines.push(
-        `  missed    ${r.missed} calls not sent: ${r.maxOutstanding} were already in flight ` +
+        `  missed    ${r.missed} call${r.missed === 1 ? "" : "s"} not sent: ${r.maxOutstanding} were already in flight ` +
           "(failures, not in the latencies)",
       );
   }

@@ -121,6 +121,11 @@ test("every call answered: the summary as before, exit 0", async () => {
   );
 });
 
+test('one call is said as one, not "1 calls"', async () => {
+  const { summary } = await bench(() => false, { requests: 1, concurrency: 1 });
+  expect(summary).toStartWith('fibrpc bench: 1 call of fib(1) on queue "rpc_queue", closed-loop, 1 in flight, in ');
+});
+
 test("rates below 10 calls/s keep two significant digits (a --rate of 0.3 is not 0)", () => {
   expect([0.3, 1.4985, 0.049, 0, 9.96, 12.4].map(perSecond)).toEqual(["0.3", "1.5", "0.049", "0", "10", "12"]);
 });
