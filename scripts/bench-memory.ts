@@ -102,7 +102,6 @@ const client = await RpcClient.connect({
   broker: { urls: [parseBrokerUrl(URL)], tls: {} },
   queue,
   replyQueue: "direct",
-  format: "text",
   timeoutMs: 10_000,
   log: createConsola({ level: 1 }),
 });

@@ -152,7 +152,6 @@ export async function connect(given?: ConnectOptions): Promise<FibClient> {
     },
     queue: options.queue ?? DEFAULT_QUEUE,
     replyQueue: "direct",
-    format: "text",
     timeoutMs: timeoutOf(options.timeout ?? DEFAULT_TIMEOUT_MS, "timeout"),
     log: noLog,
     connectionName: "fibrpc library",

@@ -65,7 +65,8 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
       );
     if (r.missed > 0)
       lines.push(
-        `  missed    ${r.missed} call${r.missed === 1 ? "" : "s"} not sent: ${r.maxOutstanding} were already in flight ` +
+        `  missed    ${r.missed} call${r.missed === 1 ? "" : "s"} not sent: ` +
+          `${r.maxOutstanding} were already in flight ` +
           "(failures, not in the latencies)",
       );
   }

@@ -80,7 +80,7 @@ export function clientOptionsOf(
 ): ClientOptions {
   const { outlet, publisherConfirms } = run.env;
   const broker = brokerTarget(o);
-  return { broker, queue: o.queue, replyQueue, format: "text", timeoutMs: o.timeout, log, publisherConfirms, outlet };
+  return { broker, queue: o.queue, replyQueue, timeoutMs: o.timeout, log, publisherConfirms, outlet };
 }
 
 /**

@@ -49,8 +49,6 @@ export default defineCommand({
         const log = loggerOf(o, run);
         // Reads the TLS files: a usage error.
         const client = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer: await tracerOf(run, log) };
-        // Requests of a pipeline in JSON: each reply then says its n (docs/protocol.md, "Replies to a named queue").
-        if (pipeline) client.format = "json";
         try {
           return await runCalls({
             ns: streaming ? "stdin" : ns,

@@ -17,8 +17,8 @@ import {
   encodeRequest,
   preview,
   REPLY_BATCH_HEADER,
+  REPLY_FORMAT_HEADER,
   type DecodedReply,
-  type Format,
 } from "./protocol.ts";
 import { ConfirmTracker } from "./confirms.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
@@ -54,7 +54,6 @@ export interface ClientOptions {
   broker: BrokerTarget;
   queue: string;
   replyQueue: ReplyQueueMode;
-  format: Format;
   /** Each call's budget, end to end, unless call() is given its own deadline. */
   timeoutMs: number;
   log: ClientLog;
@@ -109,6 +108,14 @@ interface ConfirmFields {
   multiple: boolean;
 }
 
+/** A call whose attempt here timed out, still answerable by a reply to it (awaitLate). */
+interface LateAnswer {
+  n: number;
+  /** The call's deadline (ms since the epoch). */
+  deadline: number;
+  deliver: (outcome: CallOutcome) => void;
+}
+
 interface PendingCall {
   n: number;
   startedAt: number;
@@ -135,6 +142,11 @@ interface PendingCall {
 
 export class RpcClient {
   private readonly pending = new Map<string, PendingCall>();
+  /**
+   * Calls whose attempt on this client timed out while --retry sends another (rpc/retry.ts): their request may
+   * still be answered here, to this client's reply address, before the call's deadline; the answer is the call's.
+   */
+  private readonly late = new Map<string, LateAnswer>();
   private readonly idPrefix = `${crypto.randomUUID()}.`;
   private nextId = 0;
   private closing = false;
@@ -301,7 +313,8 @@ export class RpcClient {
       const error = this.lostError();
       return Promise.resolve({ n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 });
     }
-    const { body, contentType } = encodeRequest(n, this.options.format);
+    // Decimal text, as the tutorial's servers read it, also for a pipeline (its header asks fibrpc's for JSON).
+    const { body } = encodeRequest(n, "text");
     const now = Date.now();
     // The attempt's window, and the time its request carries (the whole call's, under --retry).
     const window = Math.max(1, deadline - now);
@@ -350,11 +363,17 @@ export class RpcClient {
       // whole seconds: truncated, it makes a wait read up to 1 s long (docs/operations.md, "Tracing").
       const timestamp = Math.floor(now / 1000);
       const properties = sent
-        ? { replyTo, correlationId, contentType, timestamp, deliveryMode: 2 as const, headers: span?.headers }
+        ? {
+            replyTo,
+            correlationId,
+            timestamp,
+            deliveryMode: 2 as const,
+            // The next stage reads each reply without the caller: JSON, naming its n (docs/protocol.md).
+            headers: { [REPLY_FORMAT_HEADER]: "json", ...span?.headers },
+          }
         : {
             replyTo: this.replyTo,
             correlationId,
-            contentType,
             expiration: String(budget),
             timestamp,
             // This caller reads batched replies (protocol.ts): a busy server answers several calls in one message.
@@ -564,6 +583,24 @@ export class RpcClient {
   }
 
   /**
+   * After the attempt `correlationId` made here ended unanswered (its window ran out), a reply to it that comes
+   * before `deadline` goes to `deliver`, until forgetLate: the server may only have been slow, and its answer is
+   * as good as a later attempt's. A reply to a call in flight here with the same id is that call's.
+   */
+  awaitLate(correlationId: string, n: number, deadline: number, deliver: (outcome: CallOutcome) => void): void {
+    this.late.set(correlationId, { n, deadline, deliver });
+  }
+
+  forgetLate(correlationId: string): void {
+    this.late.delete(correlationId);
+  }
+
+  /** Ends the call `correlationId` in flight here with `error` (its answer came another way). */
+  cancel(correlationId: string, error: FibrpcError): void {
+    this.settleError(correlationId, error);
+  }
+
+  /**
    * Stops using this client for new calls (it may be stuck: a call on it timed out); calls in
    * flight on it still get their replies until it is closed.
    */
@@ -676,6 +713,20 @@ export class RpcClient {
   /** A reply for the call `correlationId`, if it still waits for one. */
   private answer(correlationId: string | undefined, reply: DecodedReply): void {
     const call = correlationId === undefined ? undefined : this.pending.get(correlationId);
+    const late = call || correlationId === undefined ? undefined : this.late.get(correlationId);
+    if (late && correlationId !== undefined) {
+      // As below: DEADLINE_EXCEEDED before the call's deadline is not the call's answer.
+      if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < late.deadline) return;
+      this.late.delete(correlationId);
+      // Its time is the whole call's (rpc/retry.ts counts it).
+      const ms = 0;
+      late.deliver(
+        reply.ok
+          ? { n: late.n, ok: true, result: reply.result, ms }
+          : { n: late.n, ok: false, code: reply.code, message: reply.message, remote: true, ms },
+      );
+      return;
+    }
     if (!call || correlationId === undefined) {
       // A duplicate (the server died after replying and before acking, and the request was
       // redelivered), or a reply to a call that already timed out: ignore it, as the tutorial says.
@@ -737,6 +788,7 @@ export class RpcClient {
       callsEndWith ??
       new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", { reason: "client-closed" });
     for (const id of [...this.pending.keys()]) this.settleError(id, ended);
+    this.late.clear();
     this.closing = true;
     const closed = this.connection.close().catch(() => {
       // already closed: nothing to release

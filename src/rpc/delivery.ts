@@ -10,6 +10,7 @@
 import {
   ATTEMPTS_HEADER,
   REPLY_BATCH_HEADER,
+  REPLY_FORMAT_HEADER,
   CLOCK_SKEW_ALLOWANCE_MS,
   DEADLINE_HEADER,
   decodeRequest,
@@ -26,6 +27,7 @@ import {
 import { UNREADABLE_TABLE } from "./amqplib-internals.ts";
 import { isDirectReplyTo, isWellFormedDirectReplyTo, type DirectReplyToChecks } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
+import type { Requeue } from "./serving-channel.ts";
 import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */
@@ -92,8 +94,8 @@ export type Fate =
    * the request by its correlation id, shown safely for a log line.
    */
   | { kind: "poison"; to: Address; reply: EncodedMessage; why: string }
-  /** Classic queue, redelivered: put back a copy that carries the count, ack this one. */
-  | { kind: "republish"; redeliveries: number; deadline: number | undefined; trace: TraceContext }
+  /** Classic queue, redelivered: put back a copy that carries the count (requeue-copy.ts), ack this one. */
+  | { kind: "republish"; copy: Requeue }
   /**
    * Compute and reply. `deadline` and `attempts` are what a copy keeps if the request goes back
    * to the queue before it is computed (a heavy one, when the server drains).
@@ -257,7 +259,7 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
   const persistent = delivery.properties.deliveryMode === 2;
   // A content type that is not UTF-8 names no format fibrpc knows (and could not be copied back).
   const readableType = typeof contentType !== "string" || isFaithfulShortString(contentType);
-  const request: DecodedRequest = readableType
+  const decoded: DecodedRequest = readableType
     ? decodeRequest(delivery.content, typeof contentType === "string" ? contentType : undefined, c.maxN)
     : {
         ok: false,
@@ -267,6 +269,9 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
           `send decimal text with no content type, or ${JSON_CONTENT_TYPE}`,
         format: "text",
       };
+  // Every reply to it, a refusal included, in the format asked for (a pipeline's plain request: JSON).
+  const request: DecodedRequest =
+    header(headers, REPLY_FORMAT_HEADER) === "json" ? { ...decoded, format: "json" } : decoded;
   const n = request.n;
 
   if (correlationId !== undefined && (typeof correlationId !== "string" || !isFaithfulShortString(correlationId))) {
@@ -336,7 +341,8 @@ export function decide(delivery: Delivery, c: Circumstances): Fate {
     }
     // A classic queue keeps no count: carry it on a copy.
     if (c.queueType === "classic" && delivery.fields.redelivered) {
-      return { kind: "republish", redeliveries, deadline: deadline.at, trace: traceContextOf(headers) };
+      const copy = { deadline: deadline.at, attempts: redeliveries, trace: traceContextOf(headers) };
+      return { kind: "republish", copy: { kind: "requeue", ...copy, replyFormat: request.format } };
     }
   }
   const heavy = c.pauseForHeavy && request.n >= HEAVY_N;

@@ -114,8 +114,8 @@ export class Executor {
     waiting?.end();
     // Draining: not started yet, so it goes back to the queue for another server.
     if (this.draining()) {
-      const { deadline, attempts, trace } = fate;
-      this.end(delivery, { kind: "requeue", deadline, attempts, trace }, fate);
+      const { deadline, attempts, trace, format } = fate;
+      this.end(delivery, { kind: "requeue", deadline, attempts, trace, replyFormat: format }, fate);
       return;
     }
     this.log.debug(`computing heavy fib(${fate.n}), taking no new requests meanwhile`, delivery.span?.ids);
@@ -170,7 +170,7 @@ export class Executor {
         log.warn(`refused a request (${fate.why}); it is not tried again`, ids);
         return { kind: "reply", to: fate.to, reply: fate.reply };
       case "republish":
-        return { kind: "requeue", deadline: fate.deadline, attempts: fate.redeliveries, trace: fate.trace };
+        return fate.copy;
       case "compute": {
         const { n, format, to } = fate;
         let reply: EncodedMessage;

@@ -255,6 +255,13 @@ export function encodeError(format: Format, code: ErrorCode, message: string, n?
  * request gets a reply of its own, as from the tutorial's server.
  */
 export const REPLY_BATCH_HEADER = "x-fibrpc-reply-batch";
+/**
+ * Request header, value "json": reply in JSON, naming the n, whatever the request's format. A pipeline's
+ * requests (call --reply-to --no-wait) carry it with a plain decimal body, so that a server of the tutorial's
+ * on the same queue still reads them (it parses the body as an integer, and dies on JSON), and a next stage gets
+ * the n from fibrpc's servers. Any other value is ignored, as an unknown header is.
+ */
+export const REPLY_FORMAT_HEADER = "x-fibrpc-reply-format";
 /** AMQP `type` of a batched reply: its body a JSON array of [correlation_id, result] (see BatchEntry). */
 export const BATCH_REPLY_TYPE = "batch";
 /** A result longer than this goes in a reply of its own: a batch carries small results, many of them. */

@@ -6,22 +6,24 @@ import type { ConsumeMessage } from "amqplib";
 import { MAX_EXPIRATION_MS } from "./delivery.ts";
 import type { PublishProperties } from "./outlet.ts";
 import type { Requeue } from "./serving-channel.ts";
-import { ATTEMPTS_HEADER, DEADLINE_HEADER } from "./protocol.ts";
+import { ATTEMPTS_HEADER, DEADLINE_HEADER, REPLY_FORMAT_HEADER } from "./protocol.ts";
 import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
 
 /**
  * A delivered request as a new message, to put back in the queue: same properties (a pipeline's request
  * stays persistent, to outlive a broker restart as its answer does), fibrpc's own headers only (the
- * caller's `deadline`, whose remainder is also its expiration, and the count `attempts`, when there are:
- * delivery.ts read them), and the caller's W3C trace context, unchanged (the message's creation context:
- * the copy's process span belongs to the caller's trace too), when delivery.ts found it printable and
- * short. Unlike a nack, this does not count as a failed delivery. The copy carries nothing else: nothing
- * else in the request is read by a server, and a client's headers could come back larger than they went
- * in (bytes that were not UTF-8 re-encode as U+FFFD) and no longer fit one frame.
+ * caller's `deadline`, whose remainder is also its expiration, the count `attempts`, when there are:
+ * delivery.ts read them, and the reply format a pipeline's request asked for), and the caller's W3C trace
+ * context, unchanged (the message's creation context: the copy's process span belongs to the caller's trace
+ * too), when delivery.ts found it printable and short. Unlike a nack, this does not count as a failed
+ * delivery. The copy carries nothing else: nothing else in the request is read by a server, and a client's
+ * headers could come back larger than they went in (bytes that were not UTF-8 re-encode as U+FFFD) and no
+ * longer fit one frame.
  */
-export function copyOf(msg: ConsumeMessage, { deadline, attempts, trace }: Requeue): PublishProperties {
+export function copyOf(msg: ConsumeMessage, { deadline, attempts, trace, replyFormat }: Requeue): PublishProperties {
   const { properties } = msg;
   const headers: Record<string, string | number> = {};
+  if (replyFormat === "json") headers[REPLY_FORMAT_HEADER] = "json";
   if (deadline !== undefined) headers[DEADLINE_HEADER] = clampToSafeInteger(deadline);
   if (attempts !== undefined) headers[ATTEMPTS_HEADER] = attempts;
   if (trace?.traceparent !== undefined) headers[TRACEPARENT] = trace.traceparent;

@@ -32,6 +32,15 @@ import type { RetryOf } from "../tracing/tracer.ts";
  * queue until a server declares it again): on a retry, these are worth another attempt too.
  */
 const RETRYABLE_AFTER_A_FAULT: ReadonlySet<string> = new Set(["QUEUE_NOT_FOUND", "NO_CONSUMER"]);
+/**
+ * Outcomes after which the attempt's request may still be answered where it was sent: the broker took it and no
+ * reply came in its window (a slow server), or the broker held it (blocking publishers) and may let it through.
+ */
+const ANSWERABLE_LATE: ReadonlySet<string> = new Set(["TIMEOUT", "BROKER_BLOCKED"]);
+/** How the attempt under way ends when an earlier one's answer came first (nothing reads it: the call is done). */
+const ANSWERED_EARLIER = new FibrpcError("CONNECTION_LOST", "an earlier attempt of the call was answered first", {
+  reason: "client-closed",
+});
 /** Connection failures worth another connection attempt (a broker restarting refuses, then lets in). */
 const RECONNECTABLE: ReadonlySet<string> = new Set(["BROKER_UNREACHABLE", "CONNECTION_LOST"]);
 
@@ -184,7 +193,10 @@ export class RetryingCaller {
   private endedWith = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came", {
     reason: "client-closed",
   });
-  /** Calls in flight per client: a replaced client is closed once none is left on it. */
+  /**
+   * Calls in flight per client, and calls listening there for a late answer: a replaced client is closed once none
+   * is left on it.
+   */
   private readonly inFlight = new Map<RpcClient, number>();
   /**
    * After a reconnection, until a server consumes the queue there (serve reconnects on its own schedule; a
@@ -240,61 +252,98 @@ export class RetryingCaller {
     });
     /** With tracing on, the first attempt's span: a retry's span links to it. */
     let first: string | undefined;
-    for (let attempt = 1; ; attempt++) {
-      // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped, and
-      // so is one it left too short to be confirmed in (under half its length, and 100 ms): the attempt takes the next.
-      const now = this.time.now();
-      const enough = (i: number) =>
-        Math.min(TOO_SHORT_TO_CONFIRM_MS, (ends[i]! - (i === 0 ? started : ends[i - 1]!)) / 2);
-      let next = attempt - 1;
-      while (next < ends.length - 1 && ends[next]! - now < enough(next)) next++;
-      const attemptEnd = ends[next] ?? deadline;
-      let outcome: CallOutcome;
-      // Closed before it was sent at all.
-      if (this.closed) return done(failedWith(n, this.endedWith), 0);
-      let client: RpcClient | undefined;
-      try {
-        client = await this.currentClient(attemptEnd);
-        const retry = first === undefined ? undefined : { attempt, traceparent: first };
-        // The request carries the call's deadline, and may wait past its window (client.ts onWindowEnd).
-        const holdUntil = this.retries > 0 ? deadline : undefined;
-        outcome = await this.send(client, n, attemptEnd, correlationId, retry, attempt, holdUntil);
-        first ??= outcome.traceparent;
-      } catch (err) {
-        outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
+    // An attempt whose window ran out may still be answered (a slow server: its reply on the way to the address
+    // that attempt gave, which a retry on a new connection does not share): the first answer to any attempt before
+    // the deadline is the call's (client.ts awaitLate), and ends the attempt under way.
+    const late = Promise.withResolvers<CallOutcome>();
+    let lateAnswer: CallOutcome | undefined;
+    const answeredLate = (outcome: CallOutcome) => {
+      lateAnswer ??= outcome;
+      late.resolve(outcome);
+    };
+    const listening = new Set<RpcClient>();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped, and
+        // so is one it left too short to be confirmed in (under half its length, and 100 ms): the attempt takes the
+        // next.
+        const now = this.time.now();
+        const enough = (i: number) =>
+          Math.min(TOO_SHORT_TO_CONFIRM_MS, (ends[i]! - (i === 0 ? started : ends[i - 1]!)) / 2);
+        let next = attempt - 1;
+        while (next < ends.length - 1 && ends[next]! - now < enough(next)) next++;
+        const attemptEnd = ends[next] ?? deadline;
+        let outcome: CallOutcome;
+        // Closed before it was sent at all.
+        if (this.closed) return done(failedWith(n, this.endedWith), 0);
+        let client: RpcClient | undefined;
+        try {
+          const ready = this.currentClient(attemptEnd);
+          ready.catch(() => {}); // an earlier attempt's answer may win the race below
+          client = await Promise.race([ready, late.promise.then(() => undefined)]);
+          if (lateAnswer) return done(lateAnswer, attempt - 1);
+          const retry = first === undefined ? undefined : { attempt, traceparent: first };
+          // The request carries the call's deadline, and may wait past its window (client.ts onWindowEnd).
+          const holdUntil = this.retries > 0 ? deadline : undefined;
+          const sent = client!;
+          outcome = await Promise.race([
+            this.send(sent, n, attemptEnd, correlationId, retry, attempt, holdUntil),
+            late.promise,
+          ]);
+          if (lateAnswer) {
+            sent.cancel(correlationId, ANSWERED_EARLIER);
+            return done(lateAnswer, attempt);
+          }
+          first ??= outcome.traceparent;
+        } catch (err) {
+          outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
+        }
+        if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
+        // Kept waiting to the call's deadline (client.ts onWindowEnd): no time is left for another attempt.
+        if (this.time.now() >= deadline) return done(outcome, attempt);
+        // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
+        // refusals, usage errors and error replies are never retried.
+        const afterAFault = attempt > 1 || this.faulted;
+        const retryable =
+          outcome.error?.retryable === true || (afterAFault && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
+        if (!retryable) return done(outcome, attempt);
+        if (this.closed) return done(failedWith(n, this.endedWith), attempt);
+        // A first attempt sent with too little time to be confirmed (`-t 30ms`: connecting took the rest): with
+        // less than that left of the whole call, no retry can do better; with more, it goes on the same
+        // connection, which nothing suggests is at fault.
+        const tooShort = outcome.error?.details.reason === "too-short";
+        if (tooShort && deadline - this.time.now() < TOO_SHORT_TO_CONFIRM_MS) return done(outcome, attempt);
+        // Taken by the broker (or held by it, blocked), the request may still be answered on this client.
+        if (client && ANSWERABLE_LATE.has(outcome.code) && !listening.has(client)) {
+          client.awaitLate(correlationId, n, deadline, answeredLate);
+          this.hold(client);
+          listening.add(client);
+        }
+        // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
+        // quorum queue's leader died): send the retry over a new connection. Not one sent too late to be
+        // confirmed: nothing says the connection is at fault.
+        if (outcome.code === "TIMEOUT" && !tooShort && client === this.client) client.retire();
+        // The back-off: the rest of this attempt's window.
+        const pause = Math.max(0, attemptEnd - this.time.now());
+        // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
+        this.log.info(
+          `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
+          outcome.trace,
+        );
+        // Not past close(): a call between attempts ends with the others (the loop's first look).
+        if (pause > 0) {
+          const paused = new AbortController();
+          await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise, late.promise]);
+          paused.abort();
+        }
+        if (lateAnswer) return done(lateAnswer, attempt);
+        if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       }
-      if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
-      // Kept waiting to the call's deadline (client.ts onWindowEnd): no time is left for another attempt.
-      if (this.time.now() >= deadline) return done(outcome, attempt);
-      // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
-      // refusals, usage errors and error replies are never retried.
-      const afterAFault = attempt > 1 || this.faulted;
-      const retryable = outcome.error?.retryable === true || (afterAFault && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
-      if (!retryable) return done(outcome, attempt);
-      if (this.closed) return done(failedWith(n, this.endedWith), attempt);
-      // A first attempt sent with too little time to be confirmed (`-t 30ms`: connecting took the rest): with
-      // less than that left of the whole call, no retry can do better; with more, it goes on the same
-      // connection, which nothing suggests is at fault.
-      const tooShort = outcome.error?.details.reason === "too-short";
-      if (tooShort && deadline - this.time.now() < TOO_SHORT_TO_CONFIRM_MS) return done(outcome, attempt);
-      // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
-      // quorum queue's leader died): send the retry over a new connection. Not one sent too late to be
-      // confirmed: nothing says the connection is at fault.
-      if (outcome.code === "TIMEOUT" && !tooShort && client === this.client) client.retire();
-      // The back-off: the rest of this attempt's window.
-      const pause = Math.max(0, attemptEnd - this.time.now());
-      // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
-      this.log.info(
-        `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
-        outcome.trace,
-      );
-      // Not past close(): a call between attempts ends with the others (the loop's first look).
-      if (pause > 0) {
-        const paused = new AbortController();
-        await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise]);
-        paused.abort();
+    } finally {
+      for (const client of listening) {
+        client.forgetLate(correlationId);
+        this.release(client);
       }
-      if (this.closed) return done(failedWith(n, this.endedWith), attempt);
     }
   }
 
@@ -335,16 +384,26 @@ export class RetryingCaller {
     attempt: number,
     holdUntil: number | undefined,
   ): Promise<CallOutcome> {
-    this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
+    this.hold(client);
     try {
       return await client.call(n, deadline, correlationId, retry, attempt, holdUntil);
     } finally {
-      const left = this.inFlight.get(client)! - 1;
-      if (left > 0) this.inFlight.set(client, left);
-      else {
-        this.inFlight.delete(client);
-        if (client !== this.client) void client.close({ waitForBroker: false });
-      }
+      this.release(client);
+    }
+  }
+
+  /** A call in flight on `client`, or listening there for a late answer: it stays open. */
+  private hold(client: RpcClient): void {
+    this.inFlight.set(client, (this.inFlight.get(client) ?? 0) + 1);
+  }
+
+  /** The end of a hold: a client replaced meanwhile is closed once none is left on it. */
+  private release(client: RpcClient): void {
+    const left = this.inFlight.get(client)! - 1;
+    if (left > 0) this.inFlight.set(client, left);
+    else {
+      this.inFlight.delete(client);
+      if (client !== this.client) void client.close({ waitForBroker: false });
     }
   }
 

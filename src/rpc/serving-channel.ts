@@ -12,7 +12,14 @@ import type { Logger } from "../log.ts";
 import type { Address, TraceContext } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
-import { BATCH_REPLY_TYPE, encodeBatchOf, JSON_CONTENT_TYPE, preview, type EncodedMessage } from "./protocol.ts";
+import {
+  BATCH_REPLY_TYPE,
+  encodeBatchOf,
+  JSON_CONTENT_TYPE,
+  preview,
+  type EncodedMessage,
+  type Format,
+} from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
 import { isBatchable, ReplyBatches, type Batch } from "./reply-batches.ts";
 import { onReturnedReply } from "./returned-replies.ts";
@@ -43,7 +50,14 @@ export type Ending =
   /** A reply to `to` (nobody, if undefined) and the ack. */
   | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
   /** A copy of the request put back in the queue (requeue-copy.ts), then the ack. */
-  | { kind: "requeue"; deadline: number | undefined; attempts: number | undefined; trace: TraceContext | undefined };
+  | {
+      kind: "requeue";
+      deadline: number | undefined;
+      attempts: number | undefined;
+      trace: TraceContext | undefined;
+      /** The format its replies take (a pipeline's decimal request asks for JSON): the copy asks the same. */
+      replyFormat: Format;
+    };
 
 export type Requeue = Extract<Ending, { kind: "requeue" }>;
 

@@ -428,7 +428,6 @@ test("memory is flat over counted calls, closed and open loop: latencies go into
     broker: { urls: [parseBrokerUrl(URL)], tls: {} },
     queue,
     replyQueue: "direct",
-    format: "text",
     timeoutMs: 10_000,
     log: createConsola({ level: 1 }),
   });

@@ -414,6 +414,31 @@ describe("a hand-made responder on the real broker", () => {
   });
 });
 
+test("--retry: an attempt answered after its window (a slow server) is the call's answer, sent to that attempt's address", async () => {
+  // A timeout retires the connection, so the retry comes with another reply address. A hand-made responder
+  // holds the first attempt until the retry comes, then answers the first to its own address, never the retry:
+  // --retry once made such a call fail (TIMEOUT) though a server had answered it in time.
+  const queue = uniqueQueue("call_late_answer");
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const taken: ConsumeMessage[] = [];
+  await ch.consume(
+    queue,
+    (msg) => {
+      if (!msg || taken.push(msg) < 2) return;
+      const { replyTo, correlationId } = taken[0]!.properties;
+      ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
+    },
+    { noAck: true },
+  );
+  const { code, stdout, stderr } = await run(["call", "--queue", queue, "--retry", "2", "-t", "20s", "30"]);
+  expect([code, stdout], stderr).toEqual([0, "832040\n"]);
+  expect(stderr).toContain("fib(30): TIMEOUT; retrying in 0 ms (retry 1/2)");
+  expect(taken).toHaveLength(2);
+  expect(taken[1]!.properties.correlationId).toBe(taken[0]!.properties.correlationId);
+  expect(taken[1]!.properties.replyTo).not.toBe(taken[0]!.properties.replyTo);
+});
+
 describe("a DEADLINE_EXCEEDED reply", () => {
   const late = encodeError("text", "DEADLINE_EXCEEDED", "the caller's deadline passed before a server picked it up");
 

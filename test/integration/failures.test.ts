@@ -209,7 +209,6 @@ describe("timeouts and deadlines", () => {
       broker: { urls: [parseBrokerUrl(URL)], tls: {} },
       queue,
       replyQueue: "direct",
-      format: "text",
       timeoutMs: 200,
       log,
     });

@@ -19,6 +19,7 @@ import {
   run,
   startServe,
   cleanupAfterFile,
+  uniqueQueue,
 } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -139,6 +140,22 @@ describe("interop on rpc_queue", () => {
       expect(direct.stdout).toBe("832040\n0\n1\n55\n");
       const exclusive = await run(["call", "--reply-queue", "exclusive", "20"]);
       expect(exclusive.stdout).toBe("6765\n");
+      // A pipeline's request is the tutorial's decimal text (it died on JSON, and so did every server of its kind
+      // started after, the request back in the queue): answered as the tutorial answers, the result alone.
+      const results = uniqueQueue("interop_pipeline_results");
+      const piped = await run(["call", "--reply-to", results, "--no-wait", "--json", "30"]);
+      expect(piped.code, piped.stderr).toBe(0);
+      const { correlation_id: sent } = JSON.parse(piped.stdout) as { correlation_id: string };
+      const { ch } = await rawChannel();
+      const reply = await eventually(
+        () => ch.get(results, { noAck: true }),
+        (message) => message !== false,
+        15_000,
+        "the tutorial server's reply in the pipeline's queue",
+      );
+      expect(reply && [reply.content.toString(), reply.properties.correlationId]).toEqual(["832040", sent]);
+      expect((await run(["call", "10"])).stdout).toBe("55\n");
+      expect(pyServer.exitCode).toBeNull();
     } finally {
       pyServer.kill("SIGTERM");
       await pyServer.exited;

@@ -47,7 +47,7 @@ function delivery(body: string | Uint8Array, properties: Delivery["properties"] 
 function summary(fate: Fate): Record<string, unknown> {
   const { kind } = fate;
   if (kind === "drop") return { kind, reason: fate.reason };
-  if (kind === "republish") return { kind, redeliveries: fate.redeliveries, deadline: fate.deadline };
+  if (kind === "republish") return { kind, redeliveries: fate.copy.attempts, deadline: fate.copy.deadline };
   if (kind === "compute") {
     const { n, format, heavy, deadline, attempts } = fate;
     const batch = fate.to.batch ?? false;
@@ -82,6 +82,21 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
     delivery: delivery("abc", { headers: { "x-fibrpc-reply-batch": 1 } }),
     expect: { kind: "refuse", body: expect.stringMatching(/^NOT_AN_INTEGER/) },
   },
+  {
+    name: 'x-fibrpc-reply-format = "json" on a decimal request (a pipeline\'s): a JSON reply, naming its n',
+    delivery: delivery("30", { headers: { "x-fibrpc-reply-format": "json" } }),
+    expect: { kind: "compute", n: 30, format: "json" },
+  },
+  {
+    name: 'x-fibrpc-reply-format = "json", the request invalid: the error reply in JSON too',
+    delivery: delivery("abc", { headers: { "x-fibrpc-reply-format": "json" } }),
+    expect: { kind: "refuse", body: expect.stringMatching(/^\{"error":\{"code":"NOT_AN_INTEGER"/) },
+  },
+  ...["JSON", "text", 1, Buffer.from("json"), { json: true }].map((value) => ({
+    name: `x-fibrpc-reply-format = ${JSON.stringify(value)}: ignored, the reply in the request's format`,
+    delivery: delivery("30", { headers: { "x-fibrpc-reply-format": value } }),
+    expect: { kind: "compute", n: 30, format: "text" },
+  })),
   {
     name: "no correlation id: answered without one",
     delivery: delivery("30", { correlationId: undefined }),

@@ -220,6 +220,9 @@ function fakes(clock: FakeClock, script: Step[]) {
       close: async () => {
         closed.push(id);
       },
+      awaitLate: () => {},
+      forgetLate: () => {},
+      cancel: () => {},
       call: (n: number, deadline: number, correlationId: string): Promise<CallOutcome> => {
         attempts.push({ client: id, n, at: clock.now(), deadline, correlationId });
         const scripted = script[attempts.length - 1] ?? "ok";
@@ -498,6 +501,62 @@ describe("RetryingCaller", () => {
     expect(f.attempts.slice(3).map((a) => a.client)).toEqual([2, 2, 2]);
   });
 
+  test("an attempt whose window ran out, answered late (a slow server), is the call's answer though its retry went over a new client", async () => {
+    const clock = new FakeClock();
+    const cancelled: number[] = [];
+    const closedAt: (number | undefined)[] = [];
+    const failed = (n: number, error: FibrpcError): CallOutcome => ({
+      n,
+      ok: false,
+      code: error.code,
+      message: error.message,
+      remote: false,
+      error,
+      ms: 0,
+    });
+    /** Client 1's request is answered at 1.5 s, after its 1 s window (to its reply address); later clients never. */
+    const make = (): RpcClient => {
+      const id = closedAt.push(undefined);
+      let usable = true;
+      let late: ((outcome: CallOutcome) => void) | undefined;
+      let pending: ((outcome: CallOutcome) => void) | undefined;
+      return {
+        get usable() {
+          return usable;
+        },
+        newCorrelationId: () => "id-1",
+        retire: () => (usable = false),
+        close: async () => {
+          closedAt[id - 1] = clock.now();
+        },
+        awaitLate: (_: string, _n: number, _deadline: number, deliver: (outcome: CallOutcome) => void) => {
+          late = deliver;
+        },
+        forgetLate: () => (late = undefined),
+        cancel: (_: string, error: FibrpcError) => {
+          cancelled.push(id);
+          pending?.(failed(0, error));
+        },
+        call: (n: number, deadline: number): Promise<CallOutcome> =>
+          new Promise((resolve) => {
+            pending = resolve;
+            if (id === 1) clock.at(1_500, () => late?.({ n, ok: true, result: `fib-${n}`, ms: 0 }));
+            clock.at(deadline, () => resolve(failed(n, new FibrpcError("TIMEOUT", "no reply within the timeout"))));
+          }),
+      } as unknown as RpcClient;
+    };
+    const caller = new RetryingCaller(make(), async () => make(), 3, HOUR, logLines().log, {
+      random: MIDDLE,
+      time: clock,
+    });
+    // A 15 s budget: the first window ends at 1 s; the retry goes over client 2 (client 1 retired by its timeout).
+    const outcome = await clock.run(caller.call(7, 15_000));
+    expect(outcome).toMatchObject({ ok: true, result: "fib-7", attempts: 2, ms: 1_500 });
+    // The retry under way ends; client 1, kept open for the late answer, is let go once it came.
+    expect(cancelled).toEqual([2]);
+    expect(closedAt).toEqual([1_500, undefined]);
+  });
+
   test("a timeout retires its client for new attempts, but the other calls waiting on it keep it until they are answered", async () => {
     const clock = new FakeClock();
     const made: { id: number; closedAt?: number; usable: boolean }[] = [];
@@ -514,6 +573,9 @@ describe("RetryingCaller", () => {
         close: async () => {
           self.closedAt = clock.now();
         },
+        awaitLate: () => {},
+        forgetLate: () => {},
+        cancel: () => {},
         call: (n: number, deadline: number): Promise<CallOutcome> =>
           new Promise((resolve) => {
             const closed = () => {
