@@ -149,12 +149,13 @@ function unknownFlag(command: CommandName, flag: string): FibrpcError {
   const meant = long && bare.length === 1 ? byShort(bare) : undefined;
   if (meant !== undefined) return usageError(`unknown option ${flag}; did you mean -${bare} (--${meant})? ${see}`);
   if (long || bare.length > 1) {
-    const longs = names.flatMap((n) => (optionOf(n).kind === "switch" ? [n, `no-${n}`] : [n]));
-    const guess = closest(bare, [...longs, "help", "version"]);
-    if (guess !== undefined) return usageError(`unknown option ${flag}; did you mean --${guess}? ${see}`);
+    // Another command's option, as written (`call --queue-type`): said so, not taken for a typo of a near one.
     const others = COMMANDS.filter((c) => c !== command && takes(c, bare));
     if (others.length > 0)
       return usageError(`unknown option ${flag}: it is an option of ${others.join(", ")}, not of ${command}; ${see}`);
+    const longs = names.flatMap((n) => (optionOf(n).kind === "switch" ? [n, `no-${n}`] : [n]));
+    const guess = closest(bare, [...longs, "help", "version"]);
+    if (guess !== undefined) return usageError(`unknown option ${flag}; did you mean --${guess}? ${see}`);
   }
   if (!long) {
     const shorts = names.map(shortOf).filter((s) => s !== undefined);

@@ -140,7 +140,17 @@ export async function runCalls(job: CallJob): Promise<ExitCode> {
       const codes: ExitCode[] = [];
       try {
         for (const call of calls) {
-          const code = await print(await Promise.race([call, noServer]), job.json, masker);
+          const outcome = await Promise.race([call, noServer]);
+          // The broker returned the request (no queue) before the look said so: the look's one line, for every n,
+          // as for a queue with no consumer (rather than the same line once per n).
+          if (!outcome.ok && outcome.code === "QUEUE_NOT_FOUND") {
+            const missing = await serverThere.then(
+              () => undefined,
+              (err: unknown) => err,
+            );
+            if (missing instanceof FibrpcError && missing.code !== "TIMEOUT") throw missing;
+          }
+          const code = await print(outcome, job.json, masker);
           if (code === undefined) break; // stdout's reader went away (`| head`): nothing more to print
           codes.push(code);
           printed++;

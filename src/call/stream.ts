@@ -9,7 +9,7 @@
 import { ExitCode, mostSevere, type FibrpcError } from "../errors.ts";
 import type { CallOutcome, SendOutcome } from "../rpc/client.ts";
 import { MAX_PROTOCOL_N, parseN } from "../rpc/protocol.ts";
-import { printable, quote } from "../printable.ts";
+import { quote } from "../printable.ts";
 import { errorLine, linesOf, type LineStyle, type Printed } from "./lines.ts";
 import type { StdoutLines } from "./stdout-lines.ts";
 import type { Token } from "./tokens.ts";
@@ -127,8 +127,8 @@ export class CallStream {
 
   private badWord(token: Token, why: string): Printed {
     const shown = token.written;
-    // Escaped once: JSON's escapes for control characters, printable's for the C1 ones it leaves.
-    const message = `invalid n ${printable(quote(shown))}: ${why}`;
+    // The word and `why` (which quotes it too) with every control character escaped (quote).
+    const message = `invalid n ${quote(shown)}: ${why}`;
     const { json, masker } = this.job.style;
     return {
       stderr: `line ${token.line}: ${message}\n`,

@@ -46,13 +46,17 @@ function completionOf({ kind, choices, valueHint = "" }: Option): "none" | "choi
   return valueHint === "file" || valueHint === "path" ? "file" : "any";
 }
 
-/** Every command: its flags (the table's, in its order, then --help), and the words its operand completes to. */
+/**
+ * Every command: its flags (the table's, in its order, then --help), the words its operand completes to, and
+ * what its operands are called when they complete to nothing but may come before flags (call's n: `call 5 --json`).
+ */
 export function completionModel() {
   return {
     commands: COMMANDS.map((command) => ({
       name: checkWord(command),
       flags: [...optionsOf(command).map((name) => flagOf(name, optionOf(name), command)), HELP],
       operand: command === "completion" ? { name: "shell", words: SHELLS.map(checkWord).join(" ") } : undefined,
+      operands: command === "call" ? "n" : undefined,
     })),
   };
 }

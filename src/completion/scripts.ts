@@ -83,8 +83,10 @@ function zshSpecs({ long, spellings, description, value: { kind, words, hint }, 
 
 /** zsh: an `_arguments` spec per command. It works autoloaded from $fpath (`#compdef`) and sourced after compinit. */
 export function zshScript({ commands }: CompletionModel, version: string): string {
-  const cases = commands.map(({ name, flags, operand }) => {
-    const operands = operand ? [`'1:${operand.name}:(${operand.words})'`] : [];
+  const cases = commands.map(({ name, flags, operand, operands: free }) => {
+    // Operands that complete to nothing (call's n) are declared all the same: without a spec for them,
+    // _arguments offers nothing after the first (`call 5 --js`).
+    const operands = operand ? [`'1:${operand.name}:(${operand.words})'`] : free ? [`'*:${free}: '`] : [];
     const lines = [...flags.flatMap(zshSpecs), ...operands, "&& ret=0 ;;"].map((line) => `            ${line}`);
     return `        ${name})\n          _arguments \\\n${lines.join(" \\\n")}`;
   });

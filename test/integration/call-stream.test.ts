@@ -75,12 +75,14 @@ describe("reading n from stdin", () => {
 
   test("a bad word gets its own line, on stderr with its line number, and the stream goes on; exit 64", async () => {
     const long = "9".repeat(100);
-    const { stdout, stderr, code } = await finished(callStream([], `5 x\n-3 ${long} 6\n7`));
+    const { stdout, stderr, code } = await finished(callStream([], `5 x\n-3 ${long} 6\n7 a\u007f\u009b31m`));
     expect(stdout).toBe(`${FIB[5]}\n${FIB[6]}\n${FIB[7]}\n`);
     expect(stderr.trim().split("\n")).toEqual([
       'line 1: invalid n "x": n must be a decimal integer, got "x"',
       'line 2: invalid n "-3": n must not be negative, got "-3"',
       `line 2: invalid n "${"9".repeat(40)}…": longer than any n`,
+      // DEL and C1 (U+009B: a terminal's CSI) escaped where the word is quoted, twice.
+      'line 3: invalid n "a\\u007f\\u009b31m": n must be a decimal integer, got "a\\u007f\\u009b31m"',
     ]);
     expect(code).toBe(64);
   });

@@ -239,6 +239,15 @@ describe("zsh", () => {
     expect(await complete("source", ["fibrpc help "])).toEqual([[...COMMANDS]]);
   });
 
+  test("after call's n (or -), flags and their values still complete", async () => {
+    const matches = await complete("source", [
+      "fibrpc call 5 --js",
+      "fibrpc call - --un",
+      "fibrpc call 30 --log-level ",
+    ]);
+    expect(matches).toEqual([["--json"], ["--unordered"], [...option("log-level").choices!]]);
+  });
+
   // biome-ignore lint/suspicious/noTemplateCurlyInString: zsh's ${fpath[1]}, named in the test's title
   test('saved as "${fpath[1]}/_fibrpc" and autoloaded: the same', async () => {
     const dir = join(binDir, "zsh-functions");

@@ -396,6 +396,12 @@ const cases: Case[] = [
     argv: ["--workers", "2"],
     error: /^unknown option --workers: it is an option of serve, not of call; see fibrpc call --help$/,
   },
+  {
+    name: "an option of another command, near one of this one's (--queue-type, --queue): the other command's",
+    command: "call",
+    argv: ["--queue-type", "quorum", "5"],
+    error: /^unknown option --queue-type: it is an option of serve, not of call; see fibrpc call --help$/,
+  },
   // Short flags: the same scan as the long ones.
   {
     name: "short flags",

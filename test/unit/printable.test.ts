@@ -43,3 +43,7 @@ describe("an error's line", () => {
     expect(written.join("")).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   });
 });
+
+test("quote escapes the control characters JSON leaves: DEL and C1 (U+009B is a terminal's CSI)", () => {
+  expect(quote("a\u007fb\u0085c\u009b31m")).toBe('"a\\u007fb\\u0085c\\u009b31m"');
+});
