@@ -288,7 +288,8 @@ export const OPTIONS = named({
       "a full queue (REJECTED) or a blocked broker (BROKER_BLOCKED) (same correlation id). " +
       "--timeout bounds the whole call: " +
       "its attempts share it, each twice as long as the one before " +
-      "(--retry 3: 1/15, 2/15, 4/15, 8/15 of it), a lost connection reopened within it. " +
+      "(--retry 3: 1/15, 2/15, 4/15, 8/15 of it; the first at least 1 s if the timeout allows), " +
+      "a lost connection reopened within it. " +
       "Refusals and error replies are not retried",
     default: "0",
   }),

@@ -64,6 +64,11 @@ export const EXAMPLES: Readonly<Record<string, readonly { what: string; run: rea
       what: "Wait for a server to come up, and retry twice after a timeout",
       run: ["fibrpc call --wait-for-server --retry 2 30"],
     },
+    { what: "n from stdin, 100 in flight, results in input order", run: ["seq 1 1000 | fibrpc call -"] },
+    {
+      what: "A pipeline: the results go to queue results, for another program; exits once all are confirmed",
+      run: ["seq 1 1000 | fibrpc call - --reply-to results --no-wait"],
+    },
   ],
   bench: [
     { what: "10000 calls of fib(1), 100 in flight (the defaults)", run: ["fibrpc bench"] },
