@@ -16,6 +16,7 @@ import { DEFAULT_QUEUE, DEFAULT_TIMEOUT_MS, DEFAULT_URL } from "./config.ts";
 import { EXIT_CODES, FibrpcError, usageError } from "./errors.ts";
 import { RpcClient, type CallOutcome, type ClientOptions } from "./rpc/client.ts";
 import { MAX_PROTOCOL_N } from "./rpc/protocol.ts";
+import { ServerWatch } from "./rpc/server-gone.ts";
 import { queueNameProblem } from "./rpc/queue.ts";
 
 export { FibrpcError, type ClientErrorCode, type ErrorDetails, type ErrorReason } from "./errors.ts";
@@ -188,11 +189,19 @@ class Client implements FibClient {
   #connecting = false;
   readonly #aborts = new AbortWatch();
   #closed = false;
+  /** The client of the latest call: where a call that timed out looks for a consumer (one look for them all). */
+  #latest: RpcClient;
+  /**
+   * A call that timed out on a queue with no consumer is NO_CONSUMER (exit 69), as `fibrpc call` says it, not a slow
+   * server's TIMEOUT. (call also looks before sending; a library call does not, to cost nothing per call.)
+   */
+  readonly #watch = new ServerWatch(() => this.#latest, { unlooked: true });
 
   constructor(options: ClientOptions, client: RpcClient) {
     this.#options = options;
     this.#client = Promise.resolve(client);
     this.#ready = client;
+    this.#latest = client;
   }
 
   async fib(n: number, options: CallOptions = {}): Promise<bigint> {
@@ -204,8 +213,12 @@ class Client implements FibClient {
     if (this.#closed) throw closedError();
     const deadline = Date.now() + budget;
     const client = this.#ready?.usable ? this.#ready : await this.#usable(deadline, budget, signal);
+    this.#latest = client;
     const id = client.newCorrelationId();
-    const outcome = client.call(n, deadline, id);
+    const watch = this.#watch;
+    const outcome = client
+      .call(n, deadline, id)
+      .then((settled) => (ServerWatch.concerns(settled) ? watch.explain(settled) : settled));
     if (!signal) return resultOf(await outcome);
     return new Promise<bigint>((resolve, reject) => {
       const onAbort = () => {

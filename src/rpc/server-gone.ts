@@ -31,6 +31,11 @@ export class ServerWatch {
       confirmMs?: number;
       /** The calls are retried (--retry): what the error says does not suggest it. */
       retried?: boolean;
+      /**
+       * No look was made before sending (the library's calls): a queue without a consumer may never have had one,
+       * so the error says no server is there, not that one stopped.
+       */
+      unlooked?: boolean;
     } = {},
   ) {}
 
@@ -57,11 +62,16 @@ export class ServerWatch {
       if ((await countOf(this.client())) !== 0) return undefined;
     }
     const { queue, broker } = client;
+    const why = this.o.unlooked ? "no server consumes it" : "the server the call went to has stopped";
     return new FibrpcError(
       "NO_CONSUMER",
-      `no reply within the timeout, and queue ${quote(queue)} on ${broker} has no consumer now: ` +
-        "the server the call went to has stopped",
-      { reason: "server-gone", queue, broker, ...(this.o.retried ? { retried: true as const } : {}) },
+      `no reply within the timeout, and queue ${quote(queue)} on ${broker} has no consumer now: ${why}`,
+      {
+        reason: this.o.unlooked ? "no-server" : "server-gone",
+        queue,
+        broker,
+        ...(this.o.retried ? { retried: true as const } : {}),
+      },
     );
   }
 }

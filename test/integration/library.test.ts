@@ -138,11 +138,28 @@ describe("fib()", () => {
     });
   });
 
-  test("no reply within the call's timeout: FibrpcError TIMEOUT, exit code 75", async () => {
-    const c = await client({ url: URL, queue: idle });
+  test("no reply within the call's timeout from a server that took it: FibrpcError TIMEOUT, exit code 75", async () => {
+    // A consumer that takes requests and never answers: a server too slow for the timeout.
+    const silent = uniqueQueue("fibrpc_library_silent");
+    const { ch } = await rawChannel();
+    await ch.assertQueue(silent, { durable: true });
+    await ch.consume(silent, () => {}, { noAck: true });
+    const c = await client({ url: URL, queue: silent });
     const err = await rejection(c.fib(5, { timeout: 200 }));
     expect(err).toBeInstanceOf(FibrpcError);
     expect([(err as FibrpcError).code, (err as FibrpcError).exitCode]).toEqual(["TIMEOUT", 75]);
+  });
+
+  test("no reply within the timeout on a queue with no consumer: NO_CONSUMER, exit code 69, as `fibrpc call` says", async () => {
+    const c = await client({ url: URL, queue: idle });
+    const err = (await rejection(c.fib(5, { timeout: 200 }))) as FibrpcError;
+    expect([err.code, err.exitCode]).toEqual(["NO_CONSUMER", 69]);
+    expect(err.message).toMatch(
+      new RegExp(
+        `^no reply within the timeout, and queue "${idle}" on amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:\\d+ has no consumer ` +
+          "now: no server consumes it$",
+      ),
+    );
   });
 
   test("a queue nobody declared: QUEUE_NOT_FOUND at once", async () => {

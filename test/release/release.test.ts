@@ -384,7 +384,8 @@ export const use = async (options: CallOptions): Promise<bigint> => {
         serverError: ["N_TOO_LARGE", 76],
         aborted: "AbortError",
         after: "55",
-        timeout: ["TIMEOUT", 75],
+        // A queue with no consumer: the call's timeout says so, as `fibrpc call` does.
+        timeout: ["NO_CONSUMER", 69],
       };
       for (const runtime of ["node", process.execPath]) {
         const ran = spawn([runtime, "out/main.js"], project);
