@@ -203,6 +203,7 @@ export type ErrorReason =
   | "reply-timed-out"
   | "connect-timed-out"
   | "not-confirmed"
+  | "confirm-backlog"
   | "too-short"
   | "blocked"
   | "queue-full"

@@ -142,6 +142,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
     "connect-timed-out": () => "raise --timeout (connecting is part of it), or check that the broker can be reached",
     "wait-timed-out": () => "start one with `fibrpc serve`, or raise --timeout",
     "too-short": () => "raise --timeout (connecting is part of it)",
+    "confirm-backlog": () => "send fewer at once (`fibrpc call -` keeps --in-flight of them), or raise --timeout",
     "not-confirmed": () =>
       "check the queue's state on the broker (rabbitmqctl list_queues name type state; " +
       "a quorum queue needs a majority of its nodes), " +

@@ -169,6 +169,8 @@ export class RpcClient {
   private published = 0;
   /** When a reply last answered a call (ms since the epoch), and the latest-sent call answered (its seq). */
   private lastAnswerAt = 0;
+  /** When the broker last confirmed a request of this client's (performance.now()). */
+  private lastConfirmAt = Number.NEGATIVE_INFINITY;
   private latestAnswered = 0;
 
   private constructor(
@@ -493,6 +495,17 @@ export class RpcClient {
         { ...details, reason: "too-short" },
       );
     }
+    // Confirms kept coming since it was sent, for the requests ahead of it: the broker is behind, not stuck (a
+    // caller that sent thousands at once with a short timeout), and the queue's state is not the thing to check.
+    const sentAt = this.pending.get(correlationId)?.startedAt ?? Number.POSITIVE_INFINITY;
+    if (this.confirms && !confirmed && this.lastConfirmAt > sentAt) {
+      return new FibrpcError(
+        "TIMEOUT",
+        `no reply within the timeout: the broker at ${this.broker} was still confirming the requests sent before ` +
+          `it (${this.unconfirmed.outstanding} of this caller's were waiting for their confirm)`,
+        { ...details, reason: "confirm-backlog" },
+      );
+    }
     if (this.confirms && !confirmed) {
       return new FibrpcError(
         "TIMEOUT",
@@ -508,6 +521,7 @@ export class RpcClient {
   }
 
   private onConfirm({ deliveryTag, multiple }: ConfirmFields, accepted: boolean): void {
+    this.lastConfirmAt = performance.now();
     for (const { correlationId, call } of this.unconfirmed.confirm(deliveryTag, multiple)) {
       // Settled already (answered, timed out), or an earlier attempt of a call sent again.
       if (this.pending.get(correlationId) !== call) continue;
