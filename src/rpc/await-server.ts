@@ -10,7 +10,7 @@
  */
 import { FibrpcError } from "../errors.ts";
 import { type RpcClient, TOO_SHORT_TO_CONFIRM_MS } from "./client.ts";
-import { realTime, waitUntil } from "./retry.ts";
+import { realTime, waitUntil } from "./time.ts";
 import { quote } from "../printable.ts";
 
 export const AWAIT_SERVER_POLL_MS = 50;
@@ -86,7 +86,7 @@ export async function awaitServer(
     }
     if (polls === 0) o.onWaiting?.();
     if (Date.now() + pollMs > o.deadline) throw noServerInTime();
-    await Bun.sleep(pollMs);
+    await realTime.sleep(pollMs);
     if (o.signal?.aborted)
       throw new FibrpcError("CONNECTION_LOST", "closed while waiting for a server", { reason: "client-closed" });
   }

@@ -16,6 +16,7 @@
 import { FibrpcError } from "../errors.ts";
 import { setUpError } from "./broker-errors.ts";
 import { awaitServer } from "./await-server.ts";
+import { realTime, waitUntil, type Time } from "./time.ts";
 import { quote } from "../printable.ts";
 import {
   TOO_SHORT_TO_CONFIRM_MS,
@@ -111,26 +112,6 @@ export function windowRatio(budget: number, count: number): number {
 export function reconnectDelay(attempt: number, random: () => number = Math.random): number {
   return Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** attempt) * (0.5 + random());
 }
-
-/** Wall-clock time (ms since the epoch, as deadlines are) and waiting: a seam for tests. */
-export interface Time {
-  now(): number;
-  /**
-   * Resolves after `ms` (never for Infinity); never, once `signal` is aborted (its timer cleared, so it keeps
-   * no process alive).
-   */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-export const realTime: Time = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      // No end (bench --duration reconnects until it is closed): a timer would fire at once, and warn.
-      if (ms === Number.POSITIVE_INFINITY) return;
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
-    }),
-};
 
 export interface ConnectWithinOptions {
   /**
@@ -536,18 +517,4 @@ function marked(error: FibrpcError, mark: "retried" | "pipeline"): FibrpcError {
 /** A call's outcome that is `error`, without an answer. */
 function failedWith(n: number, error: FibrpcError): Extract<CallOutcome, { ok: false }> {
   return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
-}
-
-/** `promise`, or a rejection with `timedOut()` if `timeUp` resolves first (its wait ended once `promise` settles). */
-export async function waitUntil<T>(
-  promise: Promise<T>,
-  timeUp: (signal: AbortSignal) => Promise<void>,
-  timedOut: () => Error,
-): Promise<T> {
-  const done = new AbortController();
-  try {
-    return await Promise.race([promise, timeUp(done.signal).then(() => Promise.reject(timedOut()))]);
-  } finally {
-    done.abort();
-  }
 }

@@ -12,7 +12,7 @@
  */
 import { FibrpcError } from "../errors.ts";
 import type { CallOutcome, RpcClient } from "./client.ts";
-import { realTime, waitUntil } from "./retry.ts";
+import { realTime, waitUntil } from "./time.ts";
 import { quote } from "../printable.ts";
 
 /** How long a look may take: a broker that does not answer it leaves the TIMEOUT as it was. */
