@@ -100,7 +100,9 @@ export function scanCommandLine(command: CommandName, args: readonly string[], n
     const display = `--${name}`;
     const before = Object.hasOwn(flags, name) ? flags[name] : undefined;
     if (option.kind === "switch") {
-      if (eq !== -1) fail(usageError(`${display} takes no value (got ${token}); give ${display}, or leave it out`));
+      // `--no-json=false` is told to give --no-json, not --json.
+      const named = bare === `no-${name}` ? `--no-${name}` : display;
+      if (eq !== -1) fail(usageError(`${named} takes no value (got ${token}); give ${named}, or leave it out`));
       else if (before !== undefined) fail(usageError(`${display} given twice; give it once`));
       // --json is on, --no-json off; an option named no-… (--no-wait) is on as given, off as --no-no-wait.
       flags[name] = bare !== `no-${name}`;

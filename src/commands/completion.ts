@@ -7,6 +7,7 @@ import { completionModel, SHELLS, type Shell } from "../completion/model.ts";
 import { bashScript, fishScript, zshScript } from "../completion/scripts.ts";
 import { ExitCode, usageError } from "../errors.ts";
 import { writeResults } from "../output.ts";
+import { closest } from "../suggest.ts";
 import { version } from "../version.ts";
 import { runAction } from "./_run.ts";
 
@@ -33,8 +34,11 @@ export default defineCommand({
       const [shell = ""] = words;
       if (words.length === 0) throw usageError(`name a shell: fibrpc completion ${SHELLS.join("|")}`);
       if (words.length > 1) throw usageError(`name one shell (${shells}), got ${words.length}: ${words.join(" ")}`);
-      if (!(SHELLS as readonly string[]).includes(shell))
-        throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shells}`);
+      if (!(SHELLS as readonly string[]).includes(shell)) {
+        const guess = closest(shell, SHELLS);
+        const meant = guess === undefined ? "" : `; did you mean ${guess}?`;
+        throw usageError(`unknown shell ${JSON.stringify(shell)}: fibrpc completion supports ${shells}${meant}`);
+      }
       await writeResults(SCRIPTS[shell as Shell](completionModel(), version));
       return ExitCode.OK;
     }),

@@ -74,6 +74,9 @@ describe("fibrpc completion", () => {
       'fibrpc: unknown shell "tcsh": fibrpc completion supports bash, zsh or fish\n',
     );
     expect((await run(["completion", "--shell", "bash"])).code).toBe(64);
+    expect((await run(["completion", "bsh"])).stderr).toBe(
+      'fibrpc: unknown shell "bsh": fibrpc completion supports bash, zsh or fish; did you mean bash?\n',
+    );
   });
 
   test("--help says how to install each", async () => {

@@ -515,6 +515,12 @@ const cases: Case[] = [
     error: /^--json takes no value \(got --json=yes\); give --json, or leave it out$/,
   },
   {
+    name: "a value for the off form of an on/off flag: named as given",
+    command: "call",
+    argv: ["--no-json=false", "5"],
+    error: /^--no-json takes no value \(got --no-json=false\); give --no-json, or leave it out$/,
+  },
+  {
     name: "a value that starts with a dash and a digit",
     command: "call",
     argv: ["--timeout", "-1s"],
