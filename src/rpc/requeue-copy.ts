@@ -2,7 +2,8 @@
  * The copy of a delivered request that serve puts back in the queue (a heavy request waiting its turn at a drain,
  * a request past its redelivery count): serving-channel.ts publishes it in place of a nack.
  */
-import type { ConsumeMessage } from "amqplib";
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import type { Logger } from "../log.ts";
 import { MAX_EXPIRATION_MS } from "./delivery.ts";
 import type { PublishProperties } from "./outlet.ts";
 import type { Requeue } from "./serving-channel.ts";
@@ -44,4 +45,61 @@ export function copyOf(msg: ConsumeMessage, { deadline, attempts, trace, replyFo
 /** A deadline as an integer header value (a client may have sent 1e300 or a fraction). */
 function clampToSafeInteger(value: number): number {
   return Math.max(Number.MIN_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math.round(value)));
+}
+
+/**
+ * Where copies go back to a quorum queue (those of a drain): a confirm channel of their own, on the serving
+ * channel's connection, each original acked only once the broker has confirmed its copy. On one channel, the acks
+ * waited behind the copies' enqueues: past 32 of them in flight, RabbitMQ holds a channel's settles back, and the
+ * channel a drain closes right after loses them, so that each original came back beside its copy and was answered
+ * twice. A classic queue's copies (a drain's, and a redelivery's that carries its count) go on the serving channel,
+ * in one write with the ack: a copy of a request that crashes its worker must not leave its original unacked
+ * while it does, or each crash would double it.
+ */
+export class CopyChannel {
+  private channel: Promise<ConfirmChannel> | undefined;
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly model: ChannelModel,
+    private readonly log: Logger,
+  ) {}
+
+  /** Puts `copy` of `msg` in `queue`, then `ack`s the original; on a refusal, leaves it to the broker. Never throws. */
+  putBack(queue: string, msg: ConsumeMessage, copy: PublishProperties, ack: () => void): void {
+    const why = (err: unknown) => (err instanceof Error ? err.message : String(err));
+    const done = this.publish(queue, msg, copy).then(
+      () => {
+        try {
+          ack();
+        } catch (err) {
+          // The channel is going: the broker puts the original back too (a duplicate, as after any lost ack).
+          this.log.debug(`could not ack a request put back as a copy: ${why(err)}`);
+        }
+      },
+      (err: unknown) =>
+        this.log.warn(
+          `could not put a request back in the queue as a copy (${why(err)}); the broker puts it back instead`,
+        ),
+    );
+    this.pending.add(done);
+    void done.finally(() => this.pending.delete(done));
+  }
+
+  /** Resolves once every copy put back so far is confirmed and its original acked (or left to the broker). */
+  async settled(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  private async publish(queue: string, msg: ConsumeMessage, copy: PublishProperties): Promise<void> {
+    this.channel ??= this.model.createConfirmChannel().then((channel) => {
+      // Its failures are each copy's (below); the connection's are the serving channel's to report.
+      channel.on("error", () => {});
+      return channel;
+    });
+    const channel = await this.channel;
+    await new Promise<void>((resolve, reject) =>
+      channel.publish("", queue, msg.content, copy, (err: unknown) => (err ? reject(err) : resolve())),
+    );
+  }
 }

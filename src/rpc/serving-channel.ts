@@ -23,7 +23,7 @@ import {
 import type { QueueType } from "./queue.ts";
 import { isBatchable, ReplyBatches, type Batch } from "./reply-batches.ts";
 import { onReturnedReply } from "./returned-replies.ts";
-import { copyOf } from "./requeue-copy.ts";
+import { CopyChannel, copyOf } from "./requeue-copy.ts";
 import type { Peer, ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
@@ -81,6 +81,8 @@ export class ServingChannel {
   private outlet!: Outlet;
   /** This turn's results for callers that read batched replies, sent by sendBatch (reply-batches.ts). */
   private readonly batches = new ReplyBatches((replyTo, batch) => this.sendBatch(replyTo, batch));
+  /** Copies put back in a quorum queue, each original acked once its copy is confirmed (requeue-copy.ts). */
+  private readonly copies: CopyChannel;
 
   /**
    * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
@@ -109,6 +111,7 @@ export class ServingChannel {
     readonly countAs: QueueType,
     readonly peer: Peer | undefined,
   ) {
+    this.copies = new CopyChannel(model, host.log);
     channel.on("error", (err: Error) => {
       host.log.debug(`channel error: ${err.message}`);
       // During set-up, the failed operation says what went wrong (connection.ts, setup).
@@ -147,6 +150,11 @@ export class ServingChannel {
     const { msg } = delivery;
     if (ending.kind === "requeue") {
       const copy = copyOf(msg, ending);
+      if (this.countAs === "quorum") {
+        delivery.acked = true; // once its copy is confirmed, if the channel is open (else the broker has it back)
+        this.copies.putBack(host.queue, msg, copy, () => this.open && outlet.ack(msg));
+        return true;
+      }
       outlet.publish(host.queue, msg.content, copy);
     } else if (ending.kind === "reply" && ending.to) {
       const { to, reply } = ending;
@@ -217,9 +225,13 @@ export class ServingChannel {
     }
   }
 
-  /** Resolves once the replies and acks held this turn, or while the socket was full, are written. */
-  flushed(): Promise<void> {
+  /**
+   * Resolves once the replies and acks held this turn, or while the socket was full, are written, and the copies
+   * put back are confirmed and their originals acked.
+   */
+  async flushed(): Promise<void> {
     this.batches.flush();
+    await this.copies.settled();
     return this.outlet.flushed();
   }
 

@@ -33,6 +33,9 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
   // The status file first, then HTTP: a file another serve holds, a port in use or an address not of this
   // machine is a usage error before any worker starts. Requests reach the supervisor once it exists.
   const status = job.statusFile === undefined ? undefined : keepStatus(job.statusFile, { queue, workers }, log);
+  // A second signal ends serve at once (process.exit, supervisor.ts), past the `finally` below: the file goes then too.
+  const releaseAtExit = () => status?.release();
+  process.once("exit", releaseAtExit);
   let supervisor: Supervisor | undefined;
   let http: { url: string; stop(): void } | undefined;
   try {
@@ -64,5 +67,6 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
   } finally {
     http?.stop();
     status?.release();
+    process.off("exit", releaseAtExit);
   }
 }

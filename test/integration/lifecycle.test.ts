@@ -434,6 +434,7 @@ describe("drain", () => {
       const proxy = await startFreezableProxy();
       try {
         const queue = uniqueQueue();
+        const statusFile = join(tempFolder("fibrpc-lifecycle-"), "status.json");
         // A drain that cannot end (frozen link) and a drain timeout far away: only the second
         // signal can end serve.
         const server = await startServe([
@@ -445,6 +446,8 @@ describe("drain", () => {
           proxy.url,
           "--drain-timeout",
           "10m",
+          "--status-file",
+          statusFile,
         ]);
         const { send, answered } = await replyQueue();
         proxy.freeze();
@@ -474,6 +477,8 @@ describe("drain", () => {
           expect.stringMatching(new RegExp(` WARN  ${named}: exiting now$`)),
         ]);
         expect(server.log).not.toMatch(/drain timed out|drained/);
+        // Gone with serve, as after a drain (it was left behind, reading "draining").
+        expect(existsSync(statusFile)).toBe(false);
 
         expect(answered()).toBe(0);
         await eventually(
@@ -485,6 +490,53 @@ describe("drain", () => {
       } finally {
         await proxy.close();
       }
+    });
+  }
+});
+
+describe("a drain that puts back hundreds of heavy requests", () => {
+  for (const type of ["quorum", "classic"] as const) {
+    test(`${type} queue: each request ends answered once or back in the queue once, never both`, async () => {
+      // A quorum queue lost the acks of the originals when the channel closed right after their copies (RabbitMQ
+      // holds back a channel's settles past 32 enqueues in flight): each came back beside its copy, or was lost.
+      const queue = uniqueQueue(`drain_copies_${type}`);
+      const results = uniqueQueue(`drain_copies_${type}_results`);
+      const hold = new Hold(100_000);
+      const server = await startServe(["--workers", "1", "--prefetch", "400", "--queue", queue, "--queue-type", type], {
+        FIBRPC_TEST_FAULTS: hold.faults(),
+      });
+      alsoDelete(`${queue}.dead-letter`);
+      // 100000 first: its computation holds the worker while the broker delivers it the others (prefetch 400).
+      const ns = Array.from({ length: 401 }, (_, i) => String(100_000 + i));
+      const sent = await run(["call", "--queue", queue, "--reply-to", results, "--no-wait", "--json", ...ns]);
+      expect(sent.code, sent.stderr).toBe(0);
+      const ids = sent.stdout
+        .trimEnd()
+        .split("\n")
+        .map((line) => (JSON.parse(line) as { correlation_id: string }).correlation_id);
+      const held = await hold.next();
+      await eventually(
+        () => queueStats(queue),
+        (s) => s.messageCount <= ns.length - 400,
+        15_000,
+        "400 requests delivered to the held worker",
+      );
+      server.proc.kill("SIGTERM");
+      await server.waitForLog(/SIGTERM: draining/);
+      hold.release(held);
+      hold.releaseAll();
+      expect(await server.proc.exited).toBe(0);
+      const { ch } = await rawChannel();
+      const idsIn = async (name: string) => {
+        const found: string[] = [];
+        for (let m = await ch.get(name, { noAck: true }); m !== false; m = await ch.get(name, { noAck: true }))
+          found.push(m.properties.correlationId as string);
+        return found;
+      };
+      const answered = await idsIn(results);
+      const left = await idsIn(queue);
+      expect(answered.length).toBeGreaterThan(0);
+      expect([...answered, ...left].sort()).toEqual([...ids].sort());
     });
   }
 });
