@@ -114,17 +114,30 @@ function lineNotRead(text: string): { line: number; why: string } | undefined {
   const breaks = (text: string) => text.replace(/[^\n]/g, "");
   const rest = normalized.replace(DOTENV_LINE, (setting: string, _key: string, value: string | undefined) => {
     const v = value?.trim() ?? "";
-    const open = v !== "" && `'"\``.includes(v[0]!) && !v.slice(1).includes(v[0]!);
-    // The setting becomes its line breaks; an open quote's is marked on its key's line (the match
-    // may begin with the blank lines before it).
+    const quoted = v !== "" && `'"\``.includes(v[0]!);
+    const open = quoted && !v.slice(1).includes(v[0]!);
+    // An unquoted value with a # right after it (FIBRPC_QUEUE=jobs#1): dotenv ends the value there, silently
+    // (docker compose's env_file keeps it whole). Key, = and value hold no #: the first one is where it cut.
+    const hash = setting.indexOf("#");
+    const cut = v !== "" && !quoted && hash > 0 && !/\s/.test(setting[hash - 1]!);
+    // The setting becomes its line breaks; an open quote's, or a cut value's, is marked on its key's line (the
+    // match may begin with the blank lines before it).
     const lead = setting.length - setting.trimStart().length;
     const keyLine = setting.lastIndexOf("\n", lead) + 1;
-    return breaks(setting.slice(0, keyLine)) + (open ? "\u0000" : "") + breaks(setting.slice(keyLine));
+    const mark = open ? "\u0000" : cut ? "\u0001" : "";
+    return breaks(setting.slice(0, keyLine)) + mark + breaks(setting.slice(keyLine));
   });
   const lines = rest.split("\n");
-  const at = lines.findIndex((l) => l.startsWith("\u0000") || !/^\s*(#.*)?$/.test(l));
+  const at = lines.findIndex((l) => /^[\u0000\u0001]/.test(l) || !/^\s*(#.*)?$/.test(l));
   if (at === -1) return undefined;
   if (lines[at]!.startsWith("\u0000")) return { line: at + 1, why: "opens a quote it never closes" };
+  if (lines[at]!.startsWith("\u0001"))
+    return {
+      line: at + 1,
+      why:
+        "has a # right after its value, which starts a comment in this format and would cut the value there: " +
+        'quote the value (FIBRPC_QUEUE="jobs#1"), or put a space before a comment',
+    };
   return { line: at + 1, why: "is not a setting" };
 }
 

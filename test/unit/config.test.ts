@@ -203,6 +203,14 @@ describe("a --config file: any command's keys, and nothing else", () => {
         `line 5 of --config ${JSON.stringify(p)} opens a quote it never closes; each line is FIBRPC_NAME=value, a # comment or blank`,
     },
     {
+      name: "a # right after an unquoted value: dotenv would cut the value there (serving queue jobs, not jobs#1)",
+      text: "FIBRPC_TIMEOUT=2s # fine\nFIBRPC_QUEUE=jobs#1\n",
+      error: (p) =>
+        `line 2 of --config ${JSON.stringify(p)} has a # right after its value, which starts a comment in this ` +
+        'format and would cut the value there: quote the value (FIBRPC_QUEUE="jobs#1"), or put a space before a ' +
+        "comment; each line is FIBRPC_NAME=value, a # comment or blank",
+    },
+    {
       name: "a key set twice, as a flag given twice: both lines named (blank lines and CRLF counted right)",
       text: "FIBRPC_URL=amqp://a\r\n\r\n# b\r\n  export FIBRPC_URL='amqp://b'\r\n",
       error: (p) =>
