@@ -321,14 +321,16 @@ describe("SIGKILL of a server under load, a second server running", () => {
 describe("client under faults", () => {
   test("calls in flight when the client's connection drops fail at once (exit 75); --retry completes them", async () => {
     const queue = uniqueQueue();
-    // fib(30) is answered at once; each fib(999,999) is held in the server until the test lets it
-    // go, so the calls after the first are surely in flight when the connection is cut.
-    const hold = new Hold(999_999);
+    // fib(30) is answered at once; each fib(100,000) is held in the server until the test lets it
+    // go, so the calls after the first are surely in flight when the connection is cut. (Heavy, and quick to
+    // compute once let go: the retried calls and the originals are computed one after the other by one worker,
+    // within the --retry run's timeout, however busy the machine is; fib(999,999) took seconds each.)
+    const hold = new Hold(100_000);
     const server = await startServe(["--workers", "1", "--queue", queue], { FIBRPC_TEST_FAULTS: hold.faults() });
     const proxy = await startProxy(BROKER_PORT);
     try {
       const url = `amqp://guest:guest@127.0.0.1:${proxy.port}`;
-      const ns = ["30", "999999", "999999", "999999"];
+      const ns = ["30", "100000", "100000", "100000"];
       const run = (extra: string[]) =>
         tracked(
           Bun.spawn(
@@ -353,7 +355,7 @@ describe("client under faults", () => {
       expect(failures).toHaveLength(3);
       for (const line of failures)
         expect(line).toMatch(
-          /^fib\(999999\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/,
+          /^fib\(100000\): CONNECTION_LOST: the connection to the broker at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+ was lost/,
         );
       // The server still holds those three requests: let them through (their replies go nowhere).
       hold.release(firstHeld);
@@ -377,7 +379,7 @@ describe("client under faults", () => {
           .trim()
           .split("\n")
           .map((line) => line.length),
-      ).toEqual([6, 208988, 208988, 208988]);
+      ).toEqual([6, 20899, 20899, 20899]);
       record("client connection cut", { failFastMs, withRetry: "4/4 answered" });
     } finally {
       await proxy.close();
