@@ -155,7 +155,8 @@ function listen(hostname: string, port: number, handler: { fetch(request: Reques
     // Bun 1.4.5 reports a host name that does not resolve as ENOTTY, or EINVAL, by the run.
     if ((code === "ENOTTY" || code === "EINVAL") && isIP(hostname) === 0)
       throw usageError(
-        `--http-host ${hostname} does not resolve to an address of this machine (${code}); ` +
+        // Bun's code, not a resolver's, would mislead (ENOTTY): left out.
+        `--http-host ${hostname} does not resolve to an address of this machine; ` +
           "give an IP address of this machine (127.0.0.1, or 0.0.0.0 for every interface)",
       );
     // Any other refusal of the system's is the address or port given, not a bug of fibrpc's.

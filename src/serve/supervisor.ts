@@ -202,7 +202,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
         status();
         break;
       case "drained":
-        log.debug(`worker ${slot.id} drained after serving ${message.served} requests`);
+        log.debug(`worker ${slot.id} drained after serving ${plural(message.served, "request")}`);
         break;
       case "stats":
         slot.lastStats = message.stats;
