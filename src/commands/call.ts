@@ -48,7 +48,9 @@ export default defineCommand({
         });
         const log = loggerOf(o, run);
         // Reads the TLS files: a usage error.
-        const client = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer: await tracerOf(run, log) };
+        // A pipeline reads no replies: no reply queue of its own, whatever a farther FIBRPC_REPLY_QUEUE says.
+        const replyQueue = pipeline ? "direct" : o.replyQueue;
+        const client = { ...clientOptionsOf(o, run, log, replyQueue), tracer: await tracerOf(run, log) };
         try {
           return await runCalls({
             ns: streaming ? "stdin" : ns,

@@ -497,8 +497,10 @@ export class RpcClient {
     }
     // Confirms kept coming since it was sent, for the requests ahead of it: the broker is behind, not stuck (a
     // caller that sent thousands at once with a short timeout), and the queue's state is not the thing to check.
+    // Recently, too: a confirm long before the window's end says nothing of a queue that stopped confirming since.
     const sentAt = this.pending.get(correlationId)?.startedAt ?? Number.POSITIVE_INFINITY;
-    if (this.confirms && !confirmed && this.lastConfirmAt > sentAt) {
+    const recently = performance.now() - this.lastConfirmAt < Math.max(TOO_SHORT_TO_CONFIRM_MS, budget / 4);
+    if (this.confirms && !confirmed && this.lastConfirmAt > sentAt && recently) {
       return new FibrpcError(
         "TIMEOUT",
         `no reply within the timeout: the broker at ${this.broker} was still confirming the requests sent before ` +
@@ -732,6 +734,8 @@ export class RpcClient {
       // As below: DEADLINE_EXCEEDED before the call's deadline is not the call's answer.
       if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < late.deadline) return;
       this.late.delete(correlationId);
+      // Replies come in on this client: its other calls are moving too (onWindowEnd).
+      this.lastAnswerAt = Date.now();
       // Its time is the whole call's (rpc/retry.ts counts it).
       const ms = 0;
       late.deliver(

@@ -234,7 +234,7 @@ export class Executor {
       const { replyTo, correlationId, deliveryMode } = delivery.msg.properties;
       const to = { replyTo: replyTo as string, correlationId: correlationId as string | undefined };
       if (deliveryMode === 2) Object.assign(to, { persistent: true });
-      const reply = encodeError("text", "INTERNAL", "the server could not requeue the request");
+      const reply = encodeError(ending.replyFormat, "INTERNAL", "the server could not requeue the request");
       const failed: Ending = { kind: "reply", to, reply };
       return delivery.via.settle(delivery, failed) ? failed : undefined;
     }

@@ -5,7 +5,7 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
 import { MAX_EXPIRATION_MS } from "./delivery.ts";
-import type { PublishProperties } from "./outlet.ts";
+import type { Outlet, PublishProperties } from "./outlet.ts";
 import type { Requeue } from "./serving-channel.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, REPLY_FORMAT_HEADER } from "./protocol.ts";
 import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
@@ -57,7 +57,7 @@ function clampToSafeInteger(value: number): number {
  * while it does, or each crash would double it.
  */
 export class CopyChannel {
-  private channel: Promise<ConfirmChannel> | undefined;
+  private channel: Promise<ConfirmChannel | undefined> | undefined;
   private readonly pending = new Set<Promise<void>>();
 
   constructor(
@@ -65,16 +65,26 @@ export class CopyChannel {
     private readonly log: Logger,
   ) {}
 
-  /** Puts `copy` of `msg` in `queue`, then `ack`s the original; on a refusal, leaves it to the broker. Never throws. */
-  putBack(queue: string, msg: ConsumeMessage, copy: PublishProperties, ack: () => void): void {
+  /**
+   * Puts `copy` of `msg` in `queue`, then acks the original on the serving channel (`via`, while it is open); on a
+   * refusal, or without a channel of its own (a connection of one channel, channel_max=1: on the serving channel
+   * the acks would be lost again), leaves the original to the broker, which puts it back when the channel closes
+   * (counted as a delivery). Never throws.
+   */
+  putBack(
+    queue: string,
+    msg: ConsumeMessage,
+    copy: PublishProperties,
+    via: { outlet: Pick<Outlet, "ack">; open: () => boolean },
+  ): void {
     const why = (err: unknown) => (err instanceof Error ? err.message : String(err));
     const done = this.publish(queue, msg, copy).then(
-      () => {
+      (confirmed) => {
         try {
-          ack();
+          if (confirmed && via.open()) via.outlet.ack(msg);
         } catch (err) {
           // The channel is going: the broker puts the original back too (a duplicate, as after any lost ack).
-          this.log.debug(`could not ack a request put back as a copy: ${why(err)}`);
+          this.log.debug(`could not settle a request put back as a copy: ${why(err)}`);
         }
       },
       (err: unknown) =>
@@ -91,15 +101,28 @@ export class CopyChannel {
     await Promise.all(this.pending);
   }
 
-  private async publish(queue: string, msg: ConsumeMessage, copy: PublishProperties): Promise<void> {
-    this.channel ??= this.model.createConfirmChannel().then((channel) => {
-      // Its failures are each copy's (below); the connection's are the serving channel's to report.
-      channel.on("error", () => {});
-      return channel;
-    });
+  /** True once the copy is confirmed; false if there is no channel to publish it on (said once). */
+  private async publish(queue: string, msg: ConsumeMessage, copy: PublishProperties): Promise<boolean> {
+    this.channel ??= this.model.createConfirmChannel().then(
+      (channel) => {
+        // Its failures are each copy's (below); the connection's are the serving channel's to report.
+        channel.on("error", () => {});
+        return channel;
+      },
+      (err: unknown) => {
+        const why = err instanceof Error ? err.message : String(err);
+        this.log.warn(
+          `no channel to put requests back on (${why}): the broker puts them back when this one closes, ` +
+            "each counted as a delivery",
+        );
+        return undefined;
+      },
+    );
     const channel = await this.channel;
+    if (channel === undefined) return false;
     await new Promise<void>((resolve, reject) =>
       channel.publish("", queue, msg.content, copy, (err: unknown) => (err ? reject(err) : resolve())),
     );
+    return true;
   }
 }

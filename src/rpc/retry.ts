@@ -243,6 +243,13 @@ export class RetryingCaller {
       late.resolve(outcome);
     };
     const listening = new Set<RpcClient>();
+    // The attempt's client, held from its send until it listens for a late answer or the attempt is over: the send's
+    // own hold ends first, and a client replaced meanwhile would be closed before it could listen.
+    let held: RpcClient | undefined;
+    const letGo = () => {
+      if (held) this.release(held);
+      held = undefined;
+    };
     try {
       for (let attempt = 1; ; attempt++) {
         // A window an earlier attempt outlived, kept waiting behind a queue (client.ts onWindowEnd), is skipped, and
@@ -267,6 +274,8 @@ export class RetryingCaller {
           // The request carries the call's deadline, and may wait past its window (client.ts onWindowEnd).
           const holdUntil = this.retries > 0 ? deadline : undefined;
           const sent = client!;
+          this.hold(sent);
+          held = sent;
           outcome = await Promise.race([
             this.send(sent, n, attemptEnd, correlationId, retry, attempt, holdUntil),
             late.promise,
@@ -294,12 +303,14 @@ export class RetryingCaller {
         // connection, which nothing suggests is at fault.
         const tooShort = outcome.error?.details.reason === "too-short";
         if (tooShort && deadline - this.time.now() < TOO_SHORT_TO_CONFIRM_MS) return done(outcome, attempt);
-        // Taken by the broker (or held by it, blocked), the request may still be answered on this client.
-        if (client && ANSWERABLE_LATE.has(outcome.code) && !listening.has(client)) {
-          client.awaitLate(correlationId, n, deadline, answeredLate);
-          this.hold(client);
-          listening.add(client);
+        // Taken by the broker (or held by it, blocked), the request may still be answered on this client: its
+        // hold is now the listening one (released when the call ends).
+        if (held && ANSWERABLE_LATE.has(outcome.code) && !listening.has(held)) {
+          held.awaitLate(correlationId, n, deadline, answeredLate);
+          listening.add(held);
+          held = undefined;
         }
+        letGo();
         // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a
         // quorum queue's leader died): send the retry over a new connection. Not one sent too late to be
         // confirmed: nothing says the connection is at fault.
@@ -321,6 +332,7 @@ export class RetryingCaller {
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       }
     } finally {
+      letGo();
       for (const client of listening) {
         client.forgetLate(correlationId);
         this.release(client);

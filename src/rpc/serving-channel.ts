@@ -152,7 +152,7 @@ export class ServingChannel {
       const copy = copyOf(msg, ending);
       if (this.countAs === "quorum") {
         delivery.acked = true; // once its copy is confirmed, if the channel is open (else the broker has it back)
-        this.copies.putBack(host.queue, msg, copy, () => this.open && outlet.ack(msg));
+        this.copies.putBack(host.queue, msg, copy, { outlet, open: () => this.open });
         return true;
       }
       outlet.publish(host.queue, msg.content, copy);

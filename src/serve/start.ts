@@ -34,7 +34,13 @@ export async function serve(job: ServeJob, log: Logger): Promise<ExitCode> {
   // machine is a usage error before any worker starts. Requests reach the supervisor once it exists.
   const status = job.statusFile === undefined ? undefined : keepStatus(job.statusFile, { queue, workers }, log);
   // A second signal ends serve at once (process.exit, supervisor.ts), past the `finally` below: the file goes then too.
-  const releaseAtExit = () => status?.release();
+  const releaseAtExit = () => {
+    try {
+      status?.release();
+    } catch {
+      // Exiting anyway (its code must stay the signal's): `fibrpc health` tells a dead pid from a live one.
+    }
+  };
   process.once("exit", releaseAtExit);
   let supervisor: Supervisor | undefined;
   let http: { url: string; stop(): void } | undefined;

@@ -26,6 +26,7 @@ import {
   startServe,
   tempFolder,
   uniqueQueue,
+  URL,
 } from "../helpers.ts";
 
 cleanupAfterFile();
@@ -495,16 +496,23 @@ describe("drain", () => {
 });
 
 describe("a drain that puts back hundreds of heavy requests", () => {
-  for (const type of ["quorum", "classic"] as const) {
-    test(`${type} queue: each request ends answered once or back in the queue once, never both`, async () => {
+  const cases = [
+    { type: "quorum", oneChannel: false },
+    { type: "classic", oneChannel: false },
+    // No second channel for the copies: they go back on the serving one, with a warning.
+    { type: "quorum", oneChannel: true },
+  ] as const;
+  for (const { type, oneChannel } of cases) {
+    const on = oneChannel ? " (a connection of one channel: channel_max=1)" : "";
+    test(`${type} queue${on}: each request ends answered once or back in the queue once, never both`, async () => {
       // A quorum queue lost the acks of the originals when the channel closed right after their copies (RabbitMQ
       // holds back a channel's settles past 32 enqueues in flight): each came back beside its copy, or was lost.
       const queue = uniqueQueue(`drain_copies_${type}`);
       const results = uniqueQueue(`drain_copies_${type}_results`);
       const hold = new Hold(100_000);
-      const server = await startServe(["--workers", "1", "--prefetch", "400", "--queue", queue, "--queue-type", type], {
-        FIBRPC_TEST_FAULTS: hold.faults(),
-      });
+      const url = oneChannel ? ["--url", `${URL}?channel_max=1`] : [];
+      const args = ["--workers", "1", "--prefetch", "400", "--queue", queue, "--queue-type", type, ...url];
+      const server = await startServe(args, { FIBRPC_TEST_FAULTS: hold.faults() });
       alsoDelete(`${queue}.dead-letter`);
       // 100000 first: its computation holds the worker while the broker delivers it the others (prefetch 400).
       const ns = Array.from({ length: 401 }, (_, i) => String(100_000 + i));
@@ -537,6 +545,7 @@ describe("a drain that puts back hundreds of heavy requests", () => {
       const left = await idsIn(queue);
       expect(answered.length).toBeGreaterThan(0);
       expect([...answered, ...left].sort()).toEqual([...ids].sort());
+      expect(server.log.includes("no channel to put requests back on")).toBe(oneChannel);
     });
   }
 });

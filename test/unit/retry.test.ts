@@ -557,6 +557,53 @@ describe("RetryingCaller", () => {
     expect(closedAt).toEqual([1_500, undefined]);
   });
 
+  test("a replaced client stays open for every call still listening on it for a late answer, not only the first", async () => {
+    const clock = new FakeClock();
+    const closedAt: (number | undefined)[] = [];
+    const timeout = (n: number): CallOutcome => {
+      const error = new FibrpcError("TIMEOUT", "no reply within the timeout");
+      return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
+    };
+    /** Client 1 answers fib(1) at 1.5 s and fib(2) at 2.5 s, each after its window; later clients never answer. */
+    const make = (): RpcClient => {
+      const id = closedAt.push(undefined);
+      const late = new Map<string, (outcome: CallOutcome) => void>();
+      let usable = true;
+      let ids = 0;
+      return {
+        get usable() {
+          return usable && closedAt[id - 1] === undefined;
+        },
+        newCorrelationId: () => `c${id}-${++ids}`,
+        retire: () => (usable = false),
+        close: async () => {
+          closedAt[id - 1] ??= clock.now();
+          late.clear();
+        },
+        awaitLate: (cid: string, _n: number, _deadline: number, deliver: (outcome: CallOutcome) => void) =>
+          late.set(cid, deliver),
+        forgetLate: (cid: string) => late.delete(cid),
+        cancel: () => {},
+        call: (n: number, deadline: number, cid: string): Promise<CallOutcome> =>
+          new Promise((resolve) => {
+            if (id === 1)
+              clock.at(n === 1 ? 1_500 : 2_500, () => late.get(cid)?.({ n, ok: true, result: `fib-${n}`, ms: 0 }));
+            clock.at(deadline, () => resolve(timeout(n)));
+          }),
+      } as unknown as RpcClient;
+    };
+    const caller = new RetryingCaller(make(), async () => make(), 3, HOUR, logLines().log, {
+      random: MIDDLE,
+      time: clock,
+    });
+    // First windows: fib(1)'s ends at 1 s (a 15 s budget), fib(2)'s at 2 s (30 s): both retried on client 2.
+    const [one, two] = await clock.run(Promise.all([caller.call(1, 15_000), caller.call(2, 30_000)]));
+    expect(one).toMatchObject({ ok: true, result: "fib-1", attempts: 2 });
+    expect(two).toMatchObject({ ok: true, result: "fib-2", attempts: 2 });
+    // Client 1 went once fib(2)'s late answer came, not when fib(2)'s own attempt on it ended (2 s).
+    expect(closedAt[0]).toBe(2_500);
+  });
+
   test("a timeout retires its client for new attempts, but the other calls waiting on it keep it until they are answered", async () => {
     const clock = new FakeClock();
     const made: { id: number; closedAt?: number; usable: boolean }[] = [];
