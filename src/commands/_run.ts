@@ -89,8 +89,12 @@ export async function commandLineProblem(main: AnyCommand, rawArgs: readonly str
   }
   if (first === "help") {
     // `fibrpc help` and `fibrpc help call`; `fibrpc help cal` is a mistyped command like any other.
-    const topic = rawArgs.slice(1).find((a) => !a.startsWith("-"));
-    return topic === undefined ? undefined : commandLineProblem(main, [topic]);
+    const rest = rawArgs.slice(1);
+    const flag = rest.find((a) => a.startsWith("-") && a !== "--help" && a !== "-h");
+    if (flag !== undefined) return `help takes no option (got ${flag}); give fibrpc help [command]`;
+    const topics = rest.filter((a) => !a.startsWith("-"));
+    if (topics.length > 1) return `help takes one command, got ${topics.join(" ")}; give fibrpc help [command]`;
+    return topics[0] === undefined ? undefined : commandLineProblem(main, [topics[0]]);
   }
   const guess = closest(first, [...names, "help"]);
   const say = guess === undefined ? `the commands are ${names.join(", ")};` : `did you mean ${JSON.stringify(guess)}?`;

@@ -279,6 +279,9 @@ describe("the start of the command line", () => {
       'unknown command "frobnicate"; the commands are serve, call, bench, health, completion; see fibrpc --help',
     ],
     [["hlep"], 'unknown command "hlep"; did you mean "help"? see fibrpc --help'],
+    [["help", "--bogus"], "help takes no option (got --bogus); give fibrpc help [command]"],
+    [["help", "call", "extra"], "help takes one command, got call extra; give fibrpc help [command]"],
+    [["help", "call", "--help"], undefined],
   ];
   for (const [argv, problem] of cases) {
     test(argv.join(" ") || "(nothing)", async () => expect(await commandLineProblem(main, argv)).toBe(problem));
