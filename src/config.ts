@@ -116,10 +116,12 @@ function lineNotRead(text: string): { line: number; why: string } | undefined {
     const v = value?.trim() ?? "";
     const quoted = v !== "" && `'"\``.includes(v[0]!);
     const open = quoted && !v.slice(1).includes(v[0]!);
-    // An unquoted value with a # right after it (FIBRPC_QUEUE=jobs#1): dotenv ends the value there, silently
-    // (docker compose's env_file keeps it whole). Key, = and value hold no #: the first one is where it cut.
+    // A value not wholly quoted with a # right after it (FIBRPC_QUEUE=jobs#1, A='a'b#c): dotenv ends the value
+    // there, silently (docker compose's env_file keeps it whole). Key, = and such a value hold no #: the first one
+    // is where it cut.
+    const whole = quoted && v.length > 1 && v.at(-1) === v[0];
     const hash = setting.indexOf("#");
-    const cut = v !== "" && !quoted && hash > 0 && !/\s/.test(setting[hash - 1]!);
+    const cut = v !== "" && !whole && !open && hash > 0 && !/\s/.test(setting[hash - 1]!);
     // The setting becomes its line breaks; an open quote's, or a cut value's, is marked on its key's line (the
     // match may begin with the blank lines before it).
     const lead = setting.length - setting.trimStart().length;

@@ -211,6 +211,14 @@ describe("a --config file: any command's keys, and nothing else", () => {
         "comment; each line is FIBRPC_NAME=value, a # comment or blank",
     },
     {
+      name: "the same after a value that opens and closes a quote and goes on (dotenv keeps it as written)",
+      text: "FIBRPC_QUEUE='a'b#c\n",
+      error: (p) =>
+        `line 1 of --config ${JSON.stringify(p)} has a # right after its value, which starts a comment in this ` +
+        'format and would cut the value there: quote the value (FIBRPC_QUEUE="jobs#1"), or put a space before a ' +
+        "comment; each line is FIBRPC_NAME=value, a # comment or blank",
+    },
+    {
       name: "a key set twice, as a flag given twice: both lines named (blank lines and CRLF counted right)",
       text: "FIBRPC_URL=amqp://a\r\n\r\n# b\r\n  export FIBRPC_URL='amqp://b'\r\n",
       error: (p) =>
