@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import type { ConsumeMessage } from "amqplib";
+import type { Channel, ConsumeMessage } from "amqplib";
 import { encodeError } from "../../src/rpc/protocol.ts";
 import { rabbitmqctlOk } from "../broker.ts";
 import {
@@ -415,23 +415,32 @@ describe("a hand-made responder on the real broker", () => {
   });
 });
 
+/**
+ * A hand-made responder on `queue` (declared here): it holds a call's first attempt, answers nothing, and once the
+ * retry comes calls `respond` with both requests. Returns the requests taken, in order.
+ */
+async function respondOnRetry(
+  queue: string,
+  respond: (ch: Channel, requests: [ConsumeMessage, ConsumeMessage]) => void,
+): Promise<ConsumeMessage[]> {
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const taken: ConsumeMessage[] = [];
+  await ch.consume(queue, (msg) => msg && taken.push(msg) === 2 && respond(ch, [taken[0]!, taken[1]!]), {
+    noAck: true,
+  });
+  return taken;
+}
+
 test("--retry: an attempt answered after its window (a slow server) is the call's answer, sent to that attempt's address", async () => {
   // A timeout retires the connection, so the retry comes with another reply address. A hand-made responder
   // holds the first attempt until the retry comes, then answers the first to its own address, never the retry:
   // --retry once made such a call fail (TIMEOUT) though a server had answered it in time.
   const queue = uniqueQueue("call_late_answer");
-  const { ch } = await rawChannel();
-  await ch.assertQueue(queue, { durable: true });
-  const taken: ConsumeMessage[] = [];
-  await ch.consume(
-    queue,
-    (msg) => {
-      if (!msg || taken.push(msg) < 2) return;
-      const { replyTo, correlationId } = taken[0]!.properties;
-      ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
-    },
-    { noAck: true },
-  );
+  const taken = await respondOnRetry(queue, (ch, [first]) => {
+    const { replyTo, correlationId } = first.properties;
+    ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
+  });
   const { code, stdout, stderr } = await run(["call", "--queue", queue, "--retry", "2", "-t", "20s", "30"]);
   expect([code, stdout], stderr).toEqual([0, "832040\n"]);
   expect(stderr).toContain("fib(30): TIMEOUT; retrying in 0 ms (retry 1/2)");
@@ -448,19 +457,11 @@ describe("a DEADLINE_EXCEEDED reply", () => {
     // with DEADLINE_EXCEEDED, under the correlation id the retry shares. Here a hand-made responder holds the
     // first attempt and, once the retry comes, sends that late answer to the retry's address, then the result.
     const queue = uniqueQueue("call_late_attempt");
-    const { ch } = await rawChannel();
-    await ch.assertQueue(queue, { durable: true });
-    const taken: ConsumeMessage[] = [];
-    await ch.consume(
-      queue,
-      (msg) => {
-        if (!msg || taken.push(msg) < 2) return;
-        const { replyTo, correlationId } = msg.properties;
-        ch.sendToQueue(replyTo, late.body, { correlationId, type: late.type });
-        ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
-      },
-      { noAck: true },
-    );
+    const taken = await respondOnRetry(queue, (ch, [, retry]) => {
+      const { replyTo, correlationId } = retry.properties;
+      ch.sendToQueue(replyTo, late.body, { correlationId, type: late.type });
+      ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
+    });
     const args = ["call", "--queue", queue, "--retry", "1", "-t", "6s", "--log-level", "debug", "30"];
     const { code, stdout, stderr } = await run(args);
     expect([code, stdout]).toEqual([0, "832040\n"]);

@@ -266,6 +266,17 @@ function logLines() {
 
 const HOUR = 3_600_000;
 
+/** A call's outcome that failed locally with `error` (no reply). */
+const failedOutcome = (n: number, error: FibrpcError): CallOutcome => ({
+  n,
+  ok: false,
+  code: error.code,
+  message: error.message,
+  remote: false,
+  error,
+  ms: 0,
+});
+
 describe("RetryingCaller", () => {
   test("the issue's case, --retry 3 -t 20s across a broker restart (connection lost, then refused for 6 s): answered within the budget, reconnecting retried all along", async () => {
     const clock = new FakeClock();
@@ -505,15 +516,6 @@ describe("RetryingCaller", () => {
     const clock = new FakeClock();
     const cancelled: number[] = [];
     const closedAt: (number | undefined)[] = [];
-    const failed = (n: number, error: FibrpcError): CallOutcome => ({
-      n,
-      ok: false,
-      code: error.code,
-      message: error.message,
-      remote: false,
-      error,
-      ms: 0,
-    });
     /** Client 1's request is answered at 1.5 s, after its 1 s window (to its reply address); later clients never. */
     const make = (): RpcClient => {
       const id = closedAt.push(undefined);
@@ -535,13 +537,15 @@ describe("RetryingCaller", () => {
         forgetLate: () => (late = undefined),
         cancel: (_: string, error: FibrpcError) => {
           cancelled.push(id);
-          pending?.(failed(0, error));
+          pending?.(failedOutcome(0, error));
         },
         call: (n: number, deadline: number): Promise<CallOutcome> =>
           new Promise((resolve) => {
             pending = resolve;
             if (id === 1) clock.at(1_500, () => late?.({ n, ok: true, result: `fib-${n}`, ms: 0 }));
-            clock.at(deadline, () => resolve(failed(n, new FibrpcError("TIMEOUT", "no reply within the timeout"))));
+            clock.at(deadline, () =>
+              resolve(failedOutcome(n, new FibrpcError("TIMEOUT", "no reply within the timeout"))),
+            );
           }),
       } as unknown as RpcClient;
     };
@@ -560,10 +564,7 @@ describe("RetryingCaller", () => {
   test("a replaced client stays open for every call still listening on it for a late answer, not only the first", async () => {
     const clock = new FakeClock();
     const closedAt: (number | undefined)[] = [];
-    const timeout = (n: number): CallOutcome => {
-      const error = new FibrpcError("TIMEOUT", "no reply within the timeout");
-      return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
-    };
+    const timeout = (n: number) => failedOutcome(n, new FibrpcError("TIMEOUT", "no reply within the timeout"));
     /** Client 1 answers fib(1) at 1.5 s and fib(2) at 2.5 s, each after its window; later clients never answer. */
     const make = (): RpcClient => {
       const id = closedAt.push(undefined);
@@ -625,18 +626,8 @@ describe("RetryingCaller", () => {
         cancel: () => {},
         call: (n: number, deadline: number): Promise<CallOutcome> =>
           new Promise((resolve) => {
-            const closed = () => {
-              const error = new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came");
-              return {
-                n,
-                ok: false,
-                code: error.code,
-                message: error.message,
-                remote: false,
-                error,
-                ms: 0,
-              } as CallOutcome;
-            };
+            const closed = () =>
+              failedOutcome(n, new FibrpcError("CONNECTION_LOST", "the client was closed before the reply came"));
             const answerAt = self.id > 1 ? clock.now() : n === 2 ? clock.now() + 1_500 : Infinity;
             const timeout = new FibrpcError("TIMEOUT", "no reply within the timeout");
             clock.at(Math.min(answerAt, deadline), () => {
