@@ -732,17 +732,12 @@ export class RpcClient {
     const late = call || correlationId === undefined ? undefined : this.late.get(correlationId);
     if (late && correlationId !== undefined) {
       // As below: DEADLINE_EXCEEDED before the call's deadline is not the call's answer.
-      if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < late.deadline) return;
+      if (isEarlierAttempts(reply, late.deadline)) return;
       this.late.delete(correlationId);
       // Replies come in on this client: its other calls are moving too (onWindowEnd).
       this.lastAnswerAt = Date.now();
       // Its time is the whole call's (rpc/retry.ts counts it).
-      const ms = 0;
-      late.deliver(
-        reply.ok
-          ? { n: late.n, ok: true, result: reply.result, ms }
-          : { n: late.n, ok: false, code: reply.code, message: reply.message, remote: true, ms },
-      );
+      late.deliver(outcomeOf(late.n, reply, 0));
       return;
     }
     if (!call || correlationId === undefined) {
@@ -755,7 +750,7 @@ export class RpcClient {
     // A retry keeps its correlation id: a server that picked up an earlier attempt late answers it with
     // DEADLINE_EXCEEDED, which is not this attempt's answer while its own deadline is still ahead. A first
     // attempt's is its own (a server's clock ahead of this one's): taken, it says so.
-    if (!reply.ok && reply.code === "DEADLINE_EXCEEDED" && call.retried && Date.now() < call.deadline) {
+    if (call.retried && isEarlierAttempts(reply, call.deadline)) {
       this.options.log.debug(`ignored DEADLINE_EXCEEDED for fib(${call.n}): an earlier attempt's, this one has time`);
       return;
     }
@@ -763,9 +758,7 @@ export class RpcClient {
     clearTimeout(call.timer);
     this.lastAnswerAt = Date.now();
     this.latestAnswered = Math.max(this.latestAnswered, call.seq);
-    const ms = performance.now() - call.startedAt;
-    if (reply.ok) call.settle({ n: call.n, ok: true, result: reply.result, ms });
-    else call.settle({ n: call.n, ok: false, code: reply.code, message: reply.message, remote: true, ms });
+    call.settle(outcomeOf(call.n, reply, performance.now() - call.startedAt));
   }
 
   private onReturned(msg: Message): void {
@@ -816,4 +809,18 @@ export class RpcClient {
     await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/** A server's reply as the outcome of the call for `n`. */
+function outcomeOf(n: number, reply: DecodedReply, ms: number): CallOutcome {
+  if (reply.ok) return { n, ok: true, result: reply.result, ms };
+  return { n, ok: false, code: reply.code, message: reply.message, remote: true, ms };
+}
+
+/**
+ * DEADLINE_EXCEEDED while the call's own `deadline` is still ahead: a server that picked up an earlier attempt
+ * (same correlation id) too late says so, and that is not this call's answer.
+ */
+function isEarlierAttempts(reply: DecodedReply, deadline: number): boolean {
+  return !reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < deadline;
 }

@@ -288,7 +288,8 @@ export class RetryingCaller {
         } catch (err) {
           outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
         }
-        if (outcome.ok || outcome.remote || attempt > this.retries) return done(outcome, attempt);
+        if (lateAnswer) return done(lateAnswer, attempt);
+        if (outcome.ok || outcome.remote) return done(outcome, attempt);
         // Kept waiting to the call's deadline (client.ts onWindowEnd): no time is left for another attempt.
         if (this.time.now() >= deadline) return done(outcome, attempt);
         // Which outcomes another attempt may turn into an answer is one table (errors.ts RETRYABLE):
@@ -297,6 +298,13 @@ export class RetryingCaller {
         const retryable =
           outcome.error?.retryable === true || (afterAFault && RETRYABLE_AFTER_A_FAULT.has(outcome.code));
         if (!retryable) return done(outcome, attempt);
+        // The last attempt failed before the deadline (its connection lost, say), while an earlier one may still be
+        // answered where it was sent: that answer is the call's until the deadline, as it would be were the last
+        // attempt still under way.
+        if (attempt > this.retries) {
+          if (listening.size > 0) await this.waitUntil(deadline, late.promise);
+          return done(lateAnswer ?? outcome, attempt);
+        }
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
         // A first attempt sent with too little time to be confirmed (`-t 30ms`: connecting took the rest): with
         // less than that left of the whole call, no retry can do better; with more, it goes on the same
@@ -323,11 +331,7 @@ export class RetryingCaller {
           outcome.trace,
         );
         // Not past close(): a call between attempts ends with the others (the loop's first look).
-        if (pause > 0) {
-          const paused = new AbortController();
-          await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise, late.promise]);
-          paused.abort();
-        }
+        if (pause > 0) await this.waitUntil(this.time.now() + pause, late.promise);
         if (lateAnswer) return done(lateAnswer, attempt);
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       }
@@ -365,6 +369,14 @@ export class RetryingCaller {
 
   private get time(): Time {
     return this.seams.time ?? realTime;
+  }
+
+  /** Until `end`, `answered` or close(), whichever comes first. */
+  private async waitUntil(end: number, answered: Promise<unknown>): Promise<void> {
+    const paused = new AbortController();
+    const pause = Math.max(0, end - this.time.now());
+    await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise, answered]);
+    paused.abort();
   }
 
   /** One attempt on `client`, counted in flight there; its window ends at `deadline`, its call at `holdUntil`. */

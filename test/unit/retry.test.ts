@@ -561,6 +561,49 @@ describe("RetryingCaller", () => {
     expect(closedAt).toEqual([1_500, undefined]);
   });
 
+  test("the last attempt lost before the deadline: an earlier attempt's late answer is still the call's", async () => {
+    /** Client 1 times its request out, then answers it at `answerAt`; client 2 loses its connection at 6 s. */
+    const caller = (clock: FakeClock, answerAt: number | undefined) => {
+      let clients = 0;
+      const make = (): RpcClient => {
+        const id = ++clients;
+        let usable = true;
+        let late: ((outcome: CallOutcome) => void) | undefined;
+        return {
+          get usable() {
+            return usable;
+          },
+          newCorrelationId: () => "id-1",
+          retire: () => (usable = false),
+          close: async () => {},
+          awaitLate: (_: string, _n: number, _deadline: number, deliver: (outcome: CallOutcome) => void) => {
+            late = deliver;
+          },
+          forgetLate: () => (late = undefined),
+          cancel: () => {},
+          call: (n: number, deadline: number): Promise<CallOutcome> =>
+            new Promise((resolve) => {
+              if (id === 1 && answerAt !== undefined)
+                clock.at(answerAt, () => late?.({ n, ok: true, result: `fib-${n}`, ms: 0 }));
+              const lost = new FibrpcError("CONNECTION_LOST", "the connection was lost", { reason: "connection-lost" });
+              if (id === 2) clock.at(6_000, () => resolve(failedOutcome(n, lost)));
+              else clock.at(deadline, () => resolve(failedOutcome(n, new FibrpcError("TIMEOUT", "no reply"))));
+            }),
+        } as unknown as RpcClient;
+      };
+      return new RetryingCaller(make(), async () => make(), 1, HOUR, logLines().log, { random: MIDDLE, time: clock });
+    };
+    // A 15 s budget, one retry: the first window ends at 5 s, the retry's connection is lost at 6 s.
+    expect(attemptEnds(0, 15_000, 1, MIDDLE)[0]).toBe(5_000);
+    const clock = new FakeClock();
+    const answered = await clock.run(caller(clock, 8_000).call(7, 15_000));
+    expect(answered).toMatchObject({ ok: true, result: "fib-7", attempts: 2, ms: 8_000 });
+    // Never answered: the last attempt's own failure, at the deadline (the earlier attempt could have been answered).
+    const other = new FakeClock();
+    const lost = await other.run(caller(other, undefined).call(7, 15_000));
+    expect(lost).toMatchObject({ ok: false, code: "CONNECTION_LOST", attempts: 2, ms: 15_000 });
+  });
+
   test("a replaced client stays open for every call still listening on it for a late answer, not only the first", async () => {
     const clock = new FakeClock();
     const closedAt: (number | undefined)[] = [];
