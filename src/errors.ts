@@ -211,6 +211,7 @@ export type ErrorReason =
   | "server-gone"
   | "connection-lost"
   | "client-closed"
+  | "answered-earlier"
   | "not-sent"
   | "no-server"
   | "deprecated-feature"

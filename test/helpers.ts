@@ -6,7 +6,7 @@ import { afterAll } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, type Channel, type ChannelModel } from "amqplib";
+import { connect, type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Subprocess } from "bun";
 import { stopPrivateBrokers } from "./broker.ts";
 import { ECHO_MS } from "../src/signals.ts";
@@ -293,6 +293,23 @@ export async function rawChannel(): Promise<{ conn: ChannelModel; ch: Channel }>
   connections.add(conn);
   const ch = await conn.createChannel();
   return { conn, ch };
+}
+
+/**
+ * A hand-made responder on `queue` (declared here): it holds a call's first attempt, answers nothing, and once the
+ * retry comes calls `respond` with both requests. Returns the requests taken, in order.
+ */
+export async function respondOnRetry(
+  queue: string,
+  respond: (ch: Channel, requests: [ConsumeMessage, ConsumeMessage]) => void,
+): Promise<ConsumeMessage[]> {
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const taken: ConsumeMessage[] = [];
+  await ch.consume(queue, (msg) => msg && taken.push(msg) === 2 && respond(ch, [taken[0]!, taken[1]!]), {
+    noAck: true,
+  });
+  return taken;
 }
 
 /** Resolves with the value of `probe` once it satisfies `done`, polling; rejects after `ms`. */

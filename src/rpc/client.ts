@@ -336,7 +336,7 @@ export class RpcClient {
         ? (outcome: CallOutcome) => {
             resolve({ ...outcome, traceparent: span.headers.traceparent, trace: span.ids });
             try {
-              span.end(outcome.ok ? outcome : { ok: false, code: outcome.code, remote: outcome.remote });
+              span.end(outcome.ok ? outcome : { ok: false, code: spanErrorOf(outcome), remote: outcome.remote });
             } catch {
               // The caller has its outcome already.
             }
@@ -823,4 +823,9 @@ function outcomeOf(n: number, reply: DecodedReply, ms: number): CallOutcome {
  */
 function isEarlierAttempts(reply: DecodedReply, deadline: number): boolean {
   return !reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < deadline;
+}
+
+/** A failed attempt's error.type in its span: one ended because an earlier attempt was answered says so. */
+function spanErrorOf(outcome: Extract<CallOutcome, { ok: false }>): string {
+  return outcome.error?.details.reason === "answered-earlier" ? "ANSWERED_EARLIER" : outcome.code;
 }

@@ -38,9 +38,9 @@ const RETRYABLE_AFTER_A_FAULT: ReadonlySet<string> = new Set(["QUEUE_NOT_FOUND",
  * reply came in its window (a slow server), or the broker held it (blocking publishers) and may let it through.
  */
 const ANSWERABLE_LATE: ReadonlySet<string> = new Set(["TIMEOUT", "BROKER_BLOCKED"]);
-/** How the attempt under way ends when an earlier one's answer came first (nothing reads it: the call is done). */
+/** How the attempt under way ends when an earlier one's answer came first: the call is done; its span says so. */
 const ANSWERED_EARLIER = new FibrpcError("CONNECTION_LOST", "an earlier attempt of the call was answered first", {
-  reason: "client-closed",
+  reason: "answered-earlier",
 });
 /** Connection failures worth another connection attempt (a broker restarting refuses, then lets in). */
 const RECONNECTABLE: ReadonlySet<string> = new Set(["BROKER_UNREACHABLE", "CONNECTION_LOST"]);
@@ -314,7 +314,9 @@ export class RetryingCaller {
         // Taken by the broker (or held by it, blocked), the request may still be answered on this client: its
         // hold is now the listening one (released when the call ends).
         if (held && ANSWERABLE_LATE.has(outcome.code) && !listening.has(held)) {
-          held.awaitLate(correlationId, n, deadline, answeredLate);
+          // A late answer is to this attempt: with tracing on, the call's lines and --json name its trace.
+          const { trace, traceparent } = outcome;
+          held.awaitLate(correlationId, n, deadline, (answer) => answeredLate({ ...answer, trace, traceparent }));
           listening.add(held);
           held = undefined;
         }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import type { Channel, ConsumeMessage } from "amqplib";
+import type { ConsumeMessage } from "amqplib";
 import { encodeError } from "../../src/rpc/protocol.ts";
 import { rabbitmqctlOk } from "../broker.ts";
 import {
@@ -13,6 +13,7 @@ import {
   cleanupAfterFile,
   pastEchoWindow,
   rawChannel,
+  respondOnRetry,
   run,
   silentPort,
   startServe,
@@ -414,23 +415,6 @@ describe("a hand-made responder on the real broker", () => {
     expect(stderr).toContain('ignored a reply with unknown or already answered correlation id "not-one-of-ours"');
   });
 });
-
-/**
- * A hand-made responder on `queue` (declared here): it holds a call's first attempt, answers nothing, and once the
- * retry comes calls `respond` with both requests. Returns the requests taken, in order.
- */
-async function respondOnRetry(
-  queue: string,
-  respond: (ch: Channel, requests: [ConsumeMessage, ConsumeMessage]) => void,
-): Promise<ConsumeMessage[]> {
-  const { ch } = await rawChannel();
-  await ch.assertQueue(queue, { durable: true });
-  const taken: ConsumeMessage[] = [];
-  await ch.consume(queue, (msg) => msg && taken.push(msg) === 2 && respond(ch, [taken[0]!, taken[1]!]), {
-    noAck: true,
-  });
-  return taken;
-}
 
 test("--retry: an attempt answered after its window (a slow server) is the call's answer, sent to that attempt's address", async () => {
   // A timeout retires the connection, so the retry comes with another reply address. A hand-made responder

@@ -7,7 +7,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { HEAVY_N } from "../../src/rpc/delivery.ts";
-import { cleanupAfterFile, rawChannel, run, startServe, uniqueQueue } from "../helpers.ts";
+import { cleanupAfterFile, rawChannel, respondOnRetry, run, startServe, uniqueQueue } from "../helpers.ts";
 import { describeSpans, type OtlpSpan, startOtlpReceiver, unreachableEndpoint } from "../otlp-receiver.ts";
 
 cleanupAfterFile();
@@ -136,4 +136,30 @@ test("--otlp-endpoint: traces go there, ahead of the OTEL_* endpoint variables",
     .map((s) => s.kind);
   expect(kinds).toContain("PRODUCER");
   expect(kinds).toContain("CONSUMER");
+});
+
+test("--retry: an attempt answered late names the call's trace; the attempt it ended says ANSWERED_EARLIER", async () => {
+  // As in call.test.ts: a hand-made responder answers the first attempt, to its own address, once the retry came.
+  const queue = uniqueQueue("fibrpc_spans_late");
+  await respondOnRetry(queue, (ch, [first]) => {
+    const { replyTo, correlationId } = first.properties;
+    ch.sendToQueue(replyTo, Buffer.from("832040"), { correlationId });
+  });
+  const flag = ["--otlp-endpoint", receiver.endpoint];
+  const called = await run(["call", "--queue", queue, "--retry", "2", "-t", "20s", "--json", ...flag, "30"]);
+  expect(called.code, called.stderr).toBe(0);
+  const { result, trace_id } = JSON.parse(called.stdout);
+  expect(result).toBe("832040");
+  // The first attempt's trace: its send span ended at its window (TIMEOUT); the retry's is a trace of its own.
+  const spans = await receiver.waitForSpans(
+    (all) => all.filter((s) => s.attributes["messaging.destination.name"] === queue).length >= 2,
+    10_000,
+  );
+  const sends = spans
+    .filter((s) => s.attributes["messaging.destination.name"] === queue && s.kind === "PRODUCER")
+    .sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano));
+  expect(sends.map((s) => [s.traceId === trace_id, s.attributes["error.type"]])).toEqual([
+    [true, "TIMEOUT"],
+    [false, "ANSWERED_EARLIER"],
+  ]);
 });

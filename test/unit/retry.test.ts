@@ -563,6 +563,7 @@ describe("RetryingCaller", () => {
 
   test("the last attempt lost before the deadline: an earlier attempt's late answer is still the call's", async () => {
     /** Client 1 times its request out, then answers it at `answerAt`; client 2 loses its connection at 6 s. */
+    const trace = { trace_id: "1".repeat(32), span_id: "2".repeat(16), trace_flags: "01" };
     const caller = (clock: FakeClock, answerAt: number | undefined) => {
       let clients = 0;
       const make = (): RpcClient => {
@@ -587,7 +588,10 @@ describe("RetryingCaller", () => {
                 clock.at(answerAt, () => late?.({ n, ok: true, result: `fib-${n}`, ms: 0 }));
               const lost = new FibrpcError("CONNECTION_LOST", "the connection was lost", { reason: "connection-lost" });
               if (id === 2) clock.at(6_000, () => resolve(failedOutcome(n, lost)));
-              else clock.at(deadline, () => resolve(failedOutcome(n, new FibrpcError("TIMEOUT", "no reply"))));
+              else
+                clock.at(deadline, () =>
+                  resolve({ ...failedOutcome(n, new FibrpcError("TIMEOUT", "no reply")), trace }),
+                );
             }),
         } as unknown as RpcClient;
       };
@@ -597,7 +601,8 @@ describe("RetryingCaller", () => {
     expect(attemptEnds(0, 15_000, 1, MIDDLE)[0]).toBe(5_000);
     const clock = new FakeClock();
     const answered = await clock.run(caller(clock, 8_000).call(7, 15_000));
-    expect(answered).toMatchObject({ ok: true, result: "fib-7", attempts: 2, ms: 8_000 });
+    // With tracing on, it names the trace of the attempt it answers (call --json's trace_id).
+    expect(answered).toMatchObject({ ok: true, result: "fib-7", attempts: 2, ms: 8_000, trace });
     // Never answered: the last attempt's own failure, at the deadline (the earlier attempt could have been answered).
     const other = new FakeClock();
     const lost = await other.run(caller(other, undefined).call(7, 15_000));
