@@ -79,14 +79,20 @@ export class ReconnectingCaller implements Caller {
       }
     } else {
       this.lost();
-      const why =
+      // Connected again, with no server on the queue yet: the call's error says that, not a lost connection.
+      const error =
         this.noServerOn === undefined
-          ? `no connection to the broker at ${client.broker} (reconnecting)`
-          : `reconnected to ${this.noServerOn}, where the queue has no server yet`;
-      const error = new FibrpcError("CONNECTION_LOST", `the request could not be sent: ${why}`, {
-        reason: "not-sent",
-        broker: client.broker,
-      });
+          ? new FibrpcError(
+              "CONNECTION_LOST",
+              `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`,
+              { reason: "not-sent", broker: client.broker },
+            )
+          : new FibrpcError(
+              "NO_CONSUMER",
+              `the request was not sent: reconnected to ${this.noServerOn}, ` +
+                `where queue ${quote(client.queue)} has no server yet`,
+              { reason: "not-sent", broker: this.noServerOn, queue: client.queue },
+            );
       outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
     }
     if (!outcome.ok && this.current) this.current.failed++;
@@ -137,6 +143,7 @@ export class ReconnectingCaller implements Caller {
             const what = `reconnected to ${client.broker}, where queue ${quote(client.queue)} has no server yet`;
             this.o.log.info(`${what}; waiting for one`);
             this.noServerOn = client.broker;
+            outage.noServerFrom = this.clock.now();
             // If it lasts to the run's end, this is what the outage ended on (exit 69, as call's).
             outage.lastError = new FibrpcError("NO_CONSUMER", what, { reason: "no-server", broker: client.broker });
           },

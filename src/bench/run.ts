@@ -71,6 +71,8 @@ export interface Outage {
   failed: number;
   /** Why the last attempt to reconnect failed. */
   lastError?: FibrpcError;
+  /** When a connection was open again, with no server on the queue yet (the outage went on until one came). */
+  noServerFrom?: number;
 }
 
 /** An outage as the result reports it, in seconds from the run's start. */
@@ -81,6 +83,8 @@ export interface OutageReport {
   seconds: number;
   failed: number;
   lastError?: { code: string; message: string };
+  /** Connected again from then on, but the queue had no server yet: the rest of the outage was that. */
+  noServerFromSeconds?: number;
 }
 
 export interface Clock {
@@ -195,7 +199,10 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
     if (!outcome.ok) {
       failed++;
       errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
-      worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
+      // A call an outage kept from being sent counts toward the outage's exit code (75 once it ended; its last
+      // error's if it lasted to the end), not its own: NO_CONSUMER while the servers reconnect is no 69.
+      if (outcome.error?.details.reason !== "not-sent")
+        worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
     } else if (!isRightAnswer(outcome.result, expected[index]!)) {
       // A wrong answer is an error, never a fast result.
       failed++;
@@ -271,6 +278,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
       seconds: ((outage.to ?? end) - outage.from) / 1000,
       failed: outage.failed,
       ...(outage.lastError ? { lastError: { code: outage.lastError.code, message: outage.lastError.message } } : {}),
+      ...(outage.noServerFrom === undefined ? {} : { noServerFromSeconds: since(outage.noServerFrom) }),
     }),
   );
   const codes: ExitCode[] = [worstExitCode];

@@ -83,10 +83,15 @@ export function formatSummary(r: BenchResult, o: Planned, masker: Masker = new M
   for (const outage of r.outages) {
     const until = outage.toSeconds === null ? `the end of the run (${at(r.seconds)})` : at(outage.toSeconds);
     const why = outage.lastError ? `; last error: ${outage.lastError.message}` : "";
+    // Connected again before its end, but with no server on the queue until it ended.
+    const noServer =
+      outage.noServerFromSeconds === undefined
+        ? ""
+        : `, no server on queue ${quote(o.queue)} from ${at(outage.noServerFromSeconds)},`;
     lines.push(
       // Not "unreachable": an operator closing the connection, or a refused login, is an outage too.
-      `  outage    no connection to the broker from ${at(outage.fromSeconds)} to ${until} (${span(outage.seconds)}): ` +
-        `${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`,
+      `  outage    no connection to the broker from ${at(outage.fromSeconds)}${noServer} to ${until} ` +
+        `(${span(outage.seconds)}): ${outage.failed} call${outage.failed === 1 ? "" : "s"} failed${why}`,
     );
   }
   if (r.cutShort) {

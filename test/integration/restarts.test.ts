@@ -87,16 +87,24 @@ const progress = (text: string) =>
     errors: Number(m[4]),
   }));
 
-/** The summary's outage line: from, to, calls failed. */
+/** The summary's outage line: from, when the queue had no server yet (reconnected before a server), to, calls failed. */
 function outages(stdout: string) {
   const line =
-    /^ {2}outage {4}no connection to the broker from t=(\d+\.\d) s to t=(\d+\.\d) s \((\d+\.\d s|\d+ ms)\): (\d+) calls? failed; last error: (.*)$/gm;
+    /^ {2}outage {4}no connection to the broker from t=(\d+\.\d) s(?:, no server on queue "[^"]+" from t=(\d+\.\d) s,)? to t=(\d+\.\d) s \((\d+\.\d s|\d+ ms)\): (\d+) calls? failed; last error: (.*)$/gm;
   return [...stdout.matchAll(line)].map((m) => ({
     from: Number(m[1]),
-    to: Number(m[2]),
-    failed: Number(m[4]),
-    lastError: m[5]!,
+    noServerFrom: m[2] === undefined ? undefined : Number(m[2]),
+    to: Number(m[3]),
+    failed: Number(m[5]),
+    lastError: m[6]!,
   }));
+}
+
+/** The summary's errors line as counts by code ({} for "none …"). */
+function errorCounts(stdout: string): Record<string, number> {
+  const errors = /^ {2}errors {4}(.*)$/m.exec(stdout)![1]!;
+  if (errors.startsWith("none")) return {};
+  return Object.fromEntries(errors.split(", ").map((part) => [part.split(" ")[0]!, Number(part.split(" ")[1])]));
 }
 
 const DURATION_S = 20;
@@ -151,10 +159,13 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
     expect(gap!.to).toBeGreaterThan(gap!.from);
     expect(gap!.to).toBeLessThan(seconds);
     expect(gap!.lastError, what).toStartWith(`cannot reach the broker at amqp://guest:***@127.0.0.1:${node.port}`);
-    // Every failure a lost connection, all in the gap, said apart from the rate of answers.
-    const errors = /^ {2}errors {4}(.*)$/m.exec(r.stdout)![1]!;
-    const failed = errors.startsWith("none") ? 0 : Number(/^CONNECTION_LOST (\d+)$/.exec(errors)?.[1]);
-    expect(gap!.failed, `${what}: ${errors}`).toBe(failed);
+    // Every failure a lost connection (or, reconnected before serve was, no server yet), all in the gap, said apart
+    // from the rate of answers.
+    const errors = errorCounts(r.stdout);
+    const { CONNECTION_LOST = 0, NO_CONSUMER = 0, ...others } = errors;
+    expect(others, what).toEqual({});
+    const failed = CONNECTION_LOST + NO_CONSUMER;
+    expect(gap!.failed, `${what}: ${JSON.stringify(errors)}`).toBe(failed);
     if (failed > 0) expect(r.stdout, what).toContain(`; ${failed} failed call${failed === 1 ? "" : "s"} not counted)`);
     // Answers came again after the reconnection.
     expect(
@@ -177,6 +188,42 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
   // broker was away.
   expect(outages(closedResult!.stdout)[0]!.failed).toBeLessThanOrEqual(2);
   expect(await server.stop()).toBe(0);
+}, 120_000);
+
+test("bench across a restart the servers come back from later than bench: the wait for them is in the outage, its calls NO_CONSUMER, exit 75", async () => {
+  const first = await startServe(["--workers", "1", "--url", node.url]);
+  servers.current = first;
+  const bench = start(["bench", "--rate", String(RATE), "--duration", `${DURATION_S}s`]);
+  await eventually(
+    async () => progress(bench.stderr()).some((p) => p.answeredPerSecond > 0),
+    Boolean,
+    20_000,
+    "bench: answers",
+  );
+  // The broker goes, and its server with it; bench reconnects to a broker with no server.
+  await stopApp();
+  await first.stop();
+  await startApp();
+  const waiting = /INFO {2}reconnected to \S+, where queue "rpc_queue" has no server yet; waiting for one$/m;
+  await bench.waitFor(waiting, 30_000);
+  // A progress line after that one: calls were due (and failed) while there was no server.
+  const from = bench.stderr().search(waiting);
+  await bench.waitFor(/^\d+\.\ds: \d+ calls/m, 10_000, from);
+  servers.current = await startServe(["--workers", "1", "--url", node.url]);
+  await bench.waitFor(/INFO {2}reconnected to \S+ after \d+\.\d s/, 30_000);
+  const r = await bench.done();
+  console.log(`[restarts] bench, servers back later: exit ${r.code}\n${r.stdout}`);
+  // Recovered: 75, not NO_CONSUMER's 69.
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(75);
+  const gaps = outages(r.stdout);
+  expect(gaps, r.stdout).toHaveLength(1);
+  const [gap] = gaps;
+  expect(gap!.noServerFrom, r.stdout).toBeGreaterThan(gap!.from);
+  expect(gap!.to).toBeGreaterThan(gap!.noServerFrom!);
+  const { CONNECTION_LOST = 0, NO_CONSUMER = 0 } = errorCounts(r.stdout);
+  expect(NO_CONSUMER, r.stdout).toBeGreaterThan(0);
+  expect(gap!.failed).toBe(CONNECTION_LOST + NO_CONSUMER);
+  expect(await servers.current.stop()).toBe(0);
 }, 120_000);
 
 test("call --retry 3 -t 20s across a broker restart: the request in flight lost, reconnecting retried, the call answered once the broker is back", async () => {

@@ -8,7 +8,7 @@
 import { expect, test } from "bun:test";
 import { createConsola } from "consola/core";
 import { ReconnectingCaller } from "../../src/bench/reconnect.ts";
-import { rateSeconds, runBench, type BenchOptions } from "../../src/bench/run.ts";
+import { type Caller, type Outage, rateSeconds, runBench, type BenchOptions } from "../../src/bench/run.ts";
 import { formatSummary } from "../../src/bench/summary.ts";
 import { ExitCode, FibrpcError } from "../../src/errors.ts";
 import type { CallOutcome, RpcClient } from "../../src/rpc/client.ts";
@@ -221,4 +221,68 @@ test("reconnecting refused for a reason waiting cannot fix (the login): cut shor
   expect(result.cutShort).toMatchObject({ code: "ACCESS_REFUSED" });
   expect(result.cutShort!.atSeconds).toBeLessThan(2.1);
   expect(result.exitCode).toBe(ExitCode.ACCESS_REFUSED);
+});
+
+/**
+ * A caller whose connection is lost at 1 s and open again at 2 s (bench/reconnect.ts), where the queue has no
+ * server until `serverAt` (never, if undefined): the calls meanwhile are not sent, as ReconnectingCaller fails them.
+ */
+function noServerYet(clock: FakeClock, serverAt: number | undefined): Caller {
+  const outage: Outage = { from: 1_000, failed: 0, lastError: undefined };
+  const outages: Outage[] = [];
+  const notSent = (code: "CONNECTION_LOST" | "NO_CONSUMER") =>
+    new FibrpcError(code, code === "NO_CONSUMER" ? "reconnected; the queue has no server yet" : "no connection", {
+      reason: "not-sent",
+    });
+  return {
+    usable: true,
+    outages,
+    async call(n: number): Promise<CallOutcome> {
+      const now = clock.now();
+      if (now >= 1_000 && (serverAt === undefined || now < serverAt)) {
+        if (outages.length === 0) outages.push(outage);
+        if (now >= 2_000) {
+          outage.noServerFrom ??= 2_000;
+          outage.lastError = new FibrpcError("NO_CONSUMER", "reconnected; the queue has no server yet");
+        }
+        const error = notSent(now < 2_000 ? "CONNECTION_LOST" : "NO_CONSUMER");
+        outage.failed++;
+        return { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
+      }
+      if (outages.length > 0 && outage.to === undefined) outage.to = serverAt;
+      await clock.sleep(5);
+      return { n, ok: true, result: "1", ms: 5 };
+    },
+  };
+}
+
+test("reconnected, no server on the queue yet: the calls meanwhile are NO_CONSUMER and the outage says so; exit 75 once one came, 69 if none did", async () => {
+  for (const serverAt of [4_000, undefined]) {
+    const clock = new FakeClock();
+    const result = await clock.run(
+      runBench(noServerYet(clock, serverAt), { ...base, rate: 10, durationMs: 6_000, clock }),
+    );
+    const summary = formatSummary(result, { n: "1", queue: "rpc_queue", durationMs: 6_000 });
+    const noServerCalls = ((serverAt ?? 6_000) - 2_000) / 100;
+    expect(result.errors).toEqual({ CONNECTION_LOST: 10, NO_CONSUMER: noServerCalls });
+    expect(result.outages).toEqual([
+      {
+        fromSeconds: 1,
+        toSeconds: serverAt === undefined ? null : serverAt / 1_000,
+        seconds: expect.any(Number),
+        failed: 10 + noServerCalls,
+        lastError: { code: "NO_CONSUMER", message: "reconnected; the queue has no server yet" },
+        noServerFromSeconds: 2,
+      },
+    ]);
+    const until = serverAt === undefined ? "the end of the run \\(t=5\\.9 s\\)" : "t=4\\.0 s";
+    expect(summary).toMatch(
+      new RegExp(
+        `^ {2}outage {4}no connection to the broker from t=1\\.0 s, no server on queue "rpc_queue" from t=2\\.0 s, to ${until} `,
+        "m",
+      ),
+    );
+    // Recovered: the calls not sent count as the outage does (75), not as NO_CONSUMER's 69.
+    expect(result.exitCode).toBe(serverAt === undefined ? ExitCode.NO_SERVER : ExitCode.TEMPORARY);
+  }
 });
