@@ -23,6 +23,11 @@ process.stderr.on("error", () => {});
 
 const LEVEL_NUMBER: Record<LogLevelName, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 
+/** Whether `level` shows info entries (info, debug or trace): bench's progress is shown at those only. */
+export function showsInfo(level: LogLevelName): boolean {
+  return LEVEL_NUMBER[level] >= LEVEL_NUMBER.info;
+}
+
 /** Whether `level` shows debug entries (debug or trace). */
 export function showsDebug(level: string | undefined): boolean {
   return level === "debug" || level === "trace";
@@ -58,8 +63,13 @@ function levelName(logObj: LogObject): string {
 
 const COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90", trace: "90" };
 
-/** "<ISO time> <LEVEL> [tag] message", one line per entry; colored on a terminal. */
-function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
+/**
+ * "<ISO time> <LEVEL> [tag] message", one line per entry; colored on a terminal. On a terminal each entry first
+ * erases the line it starts on: one drawn in place (bench's progress bar, no newline) would otherwise end in the
+ * entry's first words; the bar is drawn again below it.
+ */
+function prettyReporter(color: boolean, masker: Masker, tty: boolean): ConsolaReporter {
+  const erase = tty ? "\r\u001b[K" : "";
   return {
     log: (logObj) => {
       const level = levelName(logObj);
@@ -70,7 +80,7 @@ function prettyReporter(color: boolean, masker: Masker): ConsolaReporter {
         : `${logObj.date.toISOString()} ${label}`;
       // Escaped: text from the broker or a request (a queue name with a newline) cannot break the entry in
       // two, forge a line of its own, or send a terminal its escape sequences.
-      process.stderr.write(`${head}${tag} ${printable(text(logObj, masker))}\n`);
+      process.stderr.write(`${erase}${head}${tag} ${printable(text(logObj, masker))}\n`);
     },
   };
 }
@@ -107,13 +117,14 @@ export interface LoggerOptions {
 }
 
 export function createLogger({ level, format, tag, masker, noColor }: LoggerOptions): Logger {
-  const color = process.stderr.isTTY === true && !noColor;
+  const tty = process.stderr.isTTY === true;
+  const color = tty && !noColor;
   const logger = createConsola({
     level: LEVEL_NUMBER[level],
     // No folding of repeated lines into "(repeated N times)": each event is its own line (a
     // dropped request is one line, and counting them must work).
     throttle: 0,
-    reporters: [format === "json" ? jsonReporter(masker) : prettyReporter(color, masker)],
+    reporters: [format === "json" ? jsonReporter(masker) : prettyReporter(color, masker, tty)],
   });
   return tag ? logger.withTag(tag) : logger;
 }

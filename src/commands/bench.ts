@@ -4,6 +4,7 @@ import { benchServer } from "../bench/session.ts";
 import { formatSummary } from "../bench/summary.ts";
 import { writeSync } from "node:fs";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
+import { showsInfo } from "../log.ts";
 import { writeResults } from "../output.ts";
 import { NEARNESS } from "../options.ts";
 import { runAction } from "./_run.ts";
@@ -24,8 +25,9 @@ export default defineCommand({
       const tracer = await tracerOf(run, log);
       const clientOptions = { ...clientOptionsOf(o, run, log, "direct"), tracer };
       // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
-      // machine-readable, so none.
-      const progress = o.json || o.logFormat === "json" ? undefined : progressDisplay(process.stderr);
+      // machine-readable, so none; and none below --log-level info, which asks for a quieter stderr.
+      const quiet = o.json || o.logFormat === "json" || !showsInfo(o.logLevel);
+      const progress = quiet ? undefined : progressDisplay(process.stderr);
       // --requests and --duration given at two levels (options-resolve.ts refuses them at one): the nearer wins.
       const byDuration = o.duration !== undefined && NEARNESS[o.from.duration] >= NEARNESS[o.from.requests];
       const requests = byDuration ? undefined : o.requests;

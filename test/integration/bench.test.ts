@@ -174,7 +174,7 @@ function startBench(args: string[]) {
   };
 }
 
-test("off a terminal, progress is a plain line every second while calls are in flight; none with --json or --log-format json", async () => {
+test("off a terminal, progress is a plain line every second while calls are in flight; none with --json, --log-format json or --log-level warn", async () => {
   // A responder that holds every request until released: the calls stay in flight, however fast
   // or slow this machine is, until each bench has printed what the test waits for.
   const queue = uniqueQueue();
@@ -193,12 +193,13 @@ test("off a terminal, progress is a plain line every second while calls are in f
   const quiet = [
     startBench(["--queue", queue, "--requests", "5", "--concurrency", "5", "--json"]),
     startBench(["--queue", queue, "--rate", "300", "--requests", "5", "--log-format", "json"]),
+    startBench(["--queue", queue, "--requests", "5", "--concurrency", "5", "--log-level", "warn"]),
   ];
   await eventually(
     async () => callers(),
-    (n) => n === 2,
+    (n) => n === 3,
     15_000,
-    "the calls of the two quiet benches held",
+    "the calls of the three quiet benches held",
   );
   // Then the ones that show progress, closed and open loop. Each prints its first line a second
   // after it started, later than the quiet ones started: by then they would have printed theirs.
@@ -213,7 +214,7 @@ test("off a terminal, progress is a plain line every second while calls are in f
     20_000,
     "two progress lines from each bench",
   );
-  expect(callers()).toBe(4);
+  expect(callers()).toBe(5);
   released = true;
   for (const msg of held.splice(0)) answer(msg);
 
@@ -229,13 +230,15 @@ test("off a terminal, progress is a plain line every second while calls are in f
     const elapsed = lines.map((line) => Number(line.split("s:")[0]));
     for (let i = 1; i < elapsed.length; i++) expect(elapsed[i]).toBeGreaterThan(elapsed[i - 1]!);
   }
-  const [json, jsonLogs] = await Promise.all(quiet.map((b) => b.done()));
+  const [json, jsonLogs, warnOnly] = await Promise.all(quiet.map((b) => b.done()));
   expect(json!.code).toBe(0);
   expect(JSON.parse(json!.stdout)).toMatchObject({ calls: 5, ok: 5 });
   expect(json!.stderr).toBe("");
   expect(jsonLogs!.code).toBe(0);
   expect(jsonLogs!.stderr).not.toMatch(PROGRESS);
   expect(jsonLogs!.stderr).not.toMatch(/calls\/s/);
+  expect(warnOnly!.code).toBe(0);
+  expect(warnOnly!.stderr).toBe("");
 });
 
 test("--rate must be a positive number: one line, exit 64", async () => {

@@ -80,3 +80,18 @@ describe("pretty", () => {
     expect(lines[0]).toContain("no queue 'jobs\\n2026-12-07T00:00:00.000Z INFO  forged' in vhost '/' \\u001b[2J\n");
   });
 });
+
+test("on a terminal a pretty line first erases the line it starts on (bench's progress bar, drawn in place)", () => {
+  const tty = Object.getOwnPropertyDescriptor(process.stderr, "isTTY");
+  for (const isTTY of [true, false]) {
+    Object.defineProperty(process.stderr, "isTTY", { value: isTTY, configurable: true });
+    try {
+      const [line] = linesOf("pretty", (log) => log.info("SIGINT: no new calls"));
+      expect(line!.startsWith("\r\u001b[K")).toBe(isTTY);
+      expect(line).toEndWith(" INFO  [worker-1] SIGINT: no new calls\n");
+    } finally {
+      if (tty) Object.defineProperty(process.stderr, "isTTY", tty);
+      else delete (process.stderr as { isTTY?: boolean }).isTTY;
+    }
+  }
+});
