@@ -51,10 +51,11 @@ export class LatencyHistogram {
    */
   summary(): LatencySummary | undefined {
     if (this.count === 0) return undefined;
-    // Rounded to the tick, so that the division leaves no float noise in --json.
+    // Rounded to the tick, so that the division leaves no float noise in --json; the maximum too, which caps them.
+    const max = Math.round(this.maxMs * TICKS_PER_MS) / TICKS_PER_MS;
     const at = (percentile: number) =>
-      Math.min(this.maxMs, Math.round(this.histogram.getValueAtPercentile(percentile)) / TICKS_PER_MS);
-    return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: this.maxMs };
+      Math.min(max, Math.round(this.histogram.getValueAtPercentile(percentile)) / TICKS_PER_MS);
+    return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max };
   }
 }
 

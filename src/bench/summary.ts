@@ -120,3 +120,11 @@ function overall(r: BenchResult): string {
 function percentiles(l: LatencySummary): string {
   return `p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}`;
 }
+
+/**
+ * --json's numbers to 12 significant digits: a time in seconds or a rate is the result of float arithmetic, and
+ * its binary noise (0.02495078600000001) is no precision the measurement has.
+ */
+export function withoutFloatNoise(_key: string, value: unknown): unknown {
+  return typeof value === "number" && !Number.isInteger(value) ? Number(value.toPrecision(12)) : value;
+}

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { progressDisplay } from "../bench/progress.ts";
 import { benchServer } from "../bench/session.ts";
-import { formatSummary } from "../bench/summary.ts";
+import { formatSummary, withoutFloatNoise } from "../bench/summary.ts";
 import { writeSync } from "node:fs";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
 import { showsInfo } from "../log.ts";
@@ -67,7 +67,9 @@ export default defineCommand({
             const planned = { n: o.n.text, nMax: o.n.max, queue: o.queue, requests, durationMs };
             const { masker } = run;
             await writeResults(
-              o.json ? `${masker.mask(JSON.stringify(shown))}\n` : formatSummary(result, planned, masker),
+              o.json
+                ? `${masker.mask(JSON.stringify(shown, withoutFloatNoise))}\n`
+                : formatSummary(result, planned, masker),
             );
             return exitCode;
           },

@@ -104,6 +104,8 @@ export function metricsRegistry(current: () => ServeSnapshot): Registry {
   return registry;
 }
 
+const ENDPOINTS = ["/metrics", "/healthz", "/readyz"];
+
 /** Listens on `hostname` (serve's --http-host: loopback unless told otherwise); a usage error if it cannot. */
 export function startHttp(
   hostname: string,
@@ -114,6 +116,12 @@ export function startHttp(
   const server = listen(hostname, port, {
     async fetch(request) {
       const { pathname } = new URL(request.url);
+      // Read-only endpoints: a POST or DELETE is a client's mistake, said as such (Bun answers HEAD from GET).
+      if (request.method !== "GET" && request.method !== "HEAD" && ENDPOINTS.includes(pathname))
+        return new Response(`method ${request.method} not allowed: ${pathname} answers GET\n`, {
+          status: 405,
+          headers: { allow: "GET, HEAD" },
+        });
       if (pathname === "/metrics") {
         // One registry per scrape: overlapping scrapes never mix their figures.
         const snapshot = await supervisor.collect();

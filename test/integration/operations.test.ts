@@ -77,6 +77,16 @@ describe("metrics", () => {
     expect(delta('fibrpc_request_duration_seconds_bucket{le="+Inf"}')).toBe(30);
     expect(after.fibrpc_worker_restarts_total).toBe(0);
     expect(after.fibrpc_requests_in_flight).toBe(0);
+    // Read-only endpoints: another method is 405, naming the one they answer; HEAD is GET without the body.
+    for (const path of ["/metrics", "/healthz", "/readyz"]) {
+      const posted = await fetch(`http://127.0.0.1:${port}${path}`, { method: "POST" });
+      expect([posted.status, posted.headers.get("allow"), await posted.text()]).toEqual([
+        405,
+        "GET, HEAD",
+        `method POST not allowed: ${path} answers GET\n`,
+      ]);
+      expect((await fetch(`http://127.0.0.1:${port}${path}`, { method: "HEAD" })).status).toBe(200);
+    }
     expect(await server.stop()).toBe(0);
   });
 

@@ -1,6 +1,8 @@
 /** The bench's latency histogram against exact percentiles of the same samples. */
 import { expect, test } from "bun:test";
 import { LatencyHistogram } from "../../src/bench/histogram.ts";
+import { parseNOption, parseRate } from "../../src/bench/stats.ts";
+import { withoutFloatNoise } from "../../src/bench/summary.ts";
 import { prng } from "./prng.ts";
 
 /** The ⌈q·n⌉-th smallest value (nearest rank), q in 0..1. */
@@ -68,4 +70,27 @@ test("1..1000 ms added in shuffled order: the nearest-rank percentiles, to 0.1%"
 
 test("no samples: no percentiles at all (not zeros that read as measured, not NaN)", () => {
   expect(new LatencyHistogram().summary()).toBeUndefined();
+});
+
+test("--n: a number or a range, shown plainly in the summary; one too large quoted as given", () => {
+  expect(parseNOption(" 5")).toEqual({ min: 5, max: 5, text: "5" });
+  expect(parseNOption("01")).toEqual({ min: 1, max: 1, text: "1" });
+  expect(parseNOption("3-3")).toEqual({ min: 3, max: 3, text: "3" });
+  expect(parseNOption("10..20")).toEqual({ min: 10, max: 20, text: "10-20" });
+  expect(() => parseNOption("9007199254740993")).toThrow(/, got "9007199254740993"$/);
+});
+
+test("--rate: decimal, .5 as 0.5; anything else says what it takes", () => {
+  expect([parseRate("2000"), parseRate("0.5"), parseRate(".5"), parseRate(" 12.25 ")]).toEqual([2000, 0.5, 0.5, 12.25]);
+  for (const bad of ["0", "1e3", "5.", "-1", "2000000"])
+    expect(() => parseRate(bad)).toThrow(/in decimal \(e\.g\. 2000 or 0\.5\)/);
+});
+
+test("the histogram's maximum is rounded to its tick like the percentiles it caps (no float noise in --json)", () => {
+  const histogram = new LatencyHistogram();
+  histogram.add(22.845466000000002);
+  expect(histogram.summary()).toEqual({ p50: 22.8455, p90: 22.8455, p99: 22.8455, p999: 22.8455, max: 22.8455 });
+  expect(JSON.stringify({ seconds: 0.02495078600000001, calls: 3 }, withoutFloatNoise)).toBe(
+    '{"seconds":0.024950786,"calls":3}',
+  );
 });
