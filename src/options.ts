@@ -183,7 +183,8 @@ export const OPTIONS = named({
     valueHint: "url",
     help:
       "Send traces to this OpenTelemetry collector's OTLP/HTTP endpoint, e.g. http://otel-collector:4318 " +
-      "(/v1/traces appended), instead of OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; the other OTEL_* variables apply",
+      "(/v1/traces appended, unless the URL ends in it), instead of OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT; " +
+      "the other OTEL_* variables apply",
     defaultText: "off, unless OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set",
     parse: (value, at) => {
       const problem = otlpEndpointProblem(value);

@@ -181,9 +181,13 @@ export function otlpEndpointProblem(given: string): string | undefined {
 /**
  * The environment as tracing reads it, with the --otlp-endpoint option's value, when given, in place of
  * both OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: a flag wins over the variables.
+ * It is a base URL (/v1/traces appended), or the traces URL itself.
  */
 export function withOtlpEndpoint(env: Env, endpoint: string | undefined): Env {
   if (endpoint === undefined) return env;
+  // The traces URL itself (…/v1/traces, as a collector's docs print it) is taken as it is, not doubled.
+  if (/\/v1\/traces\/?$/.test(new URL(endpoint).pathname))
+    return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint };
   return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined };
 }
 

@@ -6,7 +6,12 @@
 import { describe, expect, test } from "bun:test";
 import { traceContextOf } from "../../src/rpc/delivery.ts";
 import { callerOf, createTracer } from "../../src/tracing/sdk.ts";
-import { DEFAULT_SERVICE_NAME, tracingConfig, type TracingSettings } from "../../src/tracing/settings.ts";
+import {
+  DEFAULT_SERVICE_NAME,
+  tracingConfig,
+  type TracingSettings,
+  withOtlpEndpoint,
+} from "../../src/tracing/settings.ts";
 import type { ProcessRequest } from "../../src/tracing/tracer.ts";
 
 const ENDPOINT = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" };
@@ -32,6 +37,15 @@ describe("tracingConfig", () => {
     );
     const both = { ...ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:9/custom" };
     expect(tracingConfig(both).settings?.url).toBe("http://127.0.0.1:9/custom");
+  });
+
+  test("--otlp-endpoint: a base URL gets /v1/traces; the traces URL itself is not doubled; either wins over both variables", () => {
+    const env = { ...ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:9/custom" };
+    const urlOf = (flag: string) => tracingConfig(withOtlpEndpoint(env, flag)).settings?.url;
+    expect(urlOf("http://c:4318")).toBe("http://c:4318/v1/traces");
+    expect(urlOf("http://c:4318/otlp/")).toBe("http://c:4318/otlp/v1/traces");
+    expect(urlOf("http://c:4318/v1/traces")).toBe("http://c:4318/v1/traces");
+    expect(urlOf("http://c:4318/v1/traces/")).toBe("http://c:4318/v1/traces/");
   });
 
   test("an endpoint that is not an http(s) URL: off, and said", () => {
