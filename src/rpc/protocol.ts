@@ -108,11 +108,22 @@ export function parseN(text: string, maxN: number, written = text): ParsedN {
   const match = DECIMAL.exec(text);
   if (!match) return failure("NOT_AN_INTEGER", `n must be a decimal integer, got ${preview(written)}`);
   const [, sign, digits = ""] = match;
-  if (sign) return failure("NEGATIVE_N", `n must not be negative, got ${preview(text.trim())}`);
   // More than 16 digits cannot be a safe integer; nor can some of 16. Above 2^53 - 1, Number()
   // rounds: the message quotes the digits as given, not a neighbour of them.
   const significant = digits.replace(/^0+(?=\d)/, "");
-  if (significant.length > 16 || !Number.isSafeInteger(Number(significant)))
+  const exact = significant.length <= 16 && Number.isSafeInteger(Number(significant));
+  if (sign) {
+    // "-0" is no negative number, only a sign that the rule does not allow.
+    if (significant === "0")
+      return failure("NOT_AN_INTEGER", `n must be a decimal integer without a sign, got ${preview(written)}`);
+    // Read exactly, the n goes in a JSON error reply, as a JSON request's -1 does.
+    return failure(
+      "NEGATIVE_N",
+      `n must not be negative, got ${preview(text.trim())}`,
+      exact ? -Number(significant) : undefined,
+    );
+  }
+  if (!exact)
     return failure("N_TOO_LARGE", `n must be at most ${maxN}, got ${preview(written === text ? digits : written)}`);
   return checkN(Number(significant), maxN);
 }

@@ -92,6 +92,11 @@ const cases: { name: string; delivery: Delivery; c?: Partial<Circumstances>; exp
     delivery: delivery("abc", { headers: { "x-fibrpc-reply-format": "json" } }),
     expect: { kind: "refuse", body: expect.stringMatching(/^\{"error":\{"code":"NOT_AN_INTEGER"/) },
   },
+  {
+    name: 'x-fibrpc-reply-format = "json", a negative decimal n: the error reply names it, as for a JSON request',
+    delivery: delivery("-1", { headers: { "x-fibrpc-reply-format": "json" } }),
+    expect: { kind: "refuse", body: expect.stringMatching(/^\{"n":-1,"error":\{"code":"NEGATIVE_N"/) },
+  },
   ...["JSON", "text", 1, Buffer.from("json"), { json: true }].map((value) => ({
     name: `x-fibrpc-reply-format = ${JSON.stringify(value)}: ignored, the reply in the request's format`,
     delivery: delivery("30", { headers: { "x-fibrpc-reply-format": value } }),

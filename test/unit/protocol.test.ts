@@ -164,6 +164,21 @@ describe("the protocol's bound on n (what `fibrpc call` lets through; the server
       const reply = JSON.parse(encodeError(request.format, request.code, request.message, request.n).body.toString());
       expect(reply).not.toHaveProperty("n");
     }
+    // A negative text n read exactly is kept for the JSON error reply (x-fibrpc-reply-format), as a JSON request's;
+    // past 2^53 it is not; "-0" is a sign the rule does not allow, not a negative number.
+    expect(parseN(" -5 ", MAX)).toEqual({
+      ok: false,
+      code: "NEGATIVE_N",
+      message: 'n must not be negative, got "-5"',
+      n: -5,
+    });
+    expect(parseN("-9007199254740993", MAX)).not.toHaveProperty("n");
+    for (const zero of ["-0", " -000 "])
+      expect(parseN(zero, MAX)).toEqual({
+        ok: false,
+        code: "NOT_AN_INTEGER",
+        message: `n must be a decimal integer without a sign, got ${JSON.stringify(zero)}`,
+      });
     // Leading zeros do not count: a safe integer written with them is still that integer.
     expect(parseN("0009007199254740991", MAX_PROTOCOL_N)).toEqual({ ok: true, n: MAX_PROTOCOL_N });
   });
