@@ -217,6 +217,7 @@ export type ErrorReason =
   | "deprecated-feature"
   | "set-up-refused"
   | "dead-letter-queue-differs"
+  | "stream-queue"
   | "channel-max"
   | "consumer-timeout"
   | "write-stdout"

@@ -173,6 +173,8 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
       "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
     "channel-max": () =>
       "raise channel_max in the broker's rabbitmq.conf, or drop a ?channel_max=1 from the broker URL",
+    "stream-queue": ({ details: { queue = "" } }) =>
+      `serve a classic or quorum queue: another --queue, or delete this one (rabbitmqctl delete_queue ${queue})`,
     "dead-letter-queue-differs": (e) =>
       `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
   },

@@ -131,6 +131,15 @@ export async function declareOrJoinRequestQueue(
     // someone else's, and consuming from it works whatever its settings.
     if (isInequivalent(declared.error)) {
       const existing = await existingTypeOf(model, queue, type, storageV2, declared.error);
+      // A stream is read from an offset, never consumed and acked a request at a time: there is nothing to serve.
+      if (existing.type === "stream") {
+        throw new FibrpcError(
+          "BROKER_REFUSED",
+          `queue ${quote(queue)} exists as a stream, which serve cannot consume requests from (a stream is read ` +
+            "from an offset, not acked a request at a time)",
+          { reason: "stream-queue", queue },
+        );
+      }
       return {
         declared: false,
         differences: brokerReason(existing.said ?? declared.error),
@@ -221,7 +230,8 @@ async function existingTypeOf(
 export function typeTold(refusal: unknown): string | undefined {
   if (!isInequivalent(refusal)) return undefined;
   const reason = brokerReason(refusal);
-  const type = /inequivalent arg 'x-queue-type'.*but current is (?:none|the value '([^']*)')/.exec(reason);
+  // 3.10 says "… but current is the value 'quorum'"; 4.x "… received 'classic' but current is 'stream'".
+  const type = /inequivalent arg 'x-queue-type'.*but current is (?:none|(?:the value )?'([^']*)')/.exec(reason);
   // "none": declared without a type, so of the default type, classic.
   if (type) return type[1] ?? "classic";
   // Quorum queues and streams are always durable.

@@ -360,6 +360,29 @@ describe("names and queues the broker keeps from fibrpc", () => {
     );
   });
 
+  test("a stream of that name: 78, said as a stream, whichever --queue-type is asked for", async () => {
+    const queue = queueName("stream");
+    const conn = await connect(urlOf("full", "v1"));
+    try {
+      await (await conn.createChannel()).assertQueue(queue, { durable: true, arguments: { "x-queue-type": "stream" } });
+      for (const type of ["classic", "quorum"]) {
+        const serve = await serveUntilExit(["--url", urlOf("full", "v1"), "--queue", queue, "--queue-type", type]);
+        expect(serve.code, type).toBe(78);
+        expectServeRefused(
+          serve.log,
+          new RegExp(
+            ` ERROR queue "${queue}" exists as a stream, which serve cannot consume requests from \\(a stream is read from an offset, not acked a request at a time\\); serve a classic or quorum queue: another --queue, or delete this one \\(rabbitmqctl delete_queue ${queue}\\)$`,
+            "m",
+          ),
+        );
+        expect(serve.log, type).not.toContain("serving it as it is");
+      }
+    } finally {
+      await (await conn.createChannel()).deleteQueue(queue).catch(() => {});
+      await conn.close().catch(() => {});
+    }
+  });
+
   describe("a queue another connection holds: 78", () => {
     let holder: ChannelModel | undefined;
     const hold = async (declare: (ch: Awaited<ReturnType<ChannelModel["createChannel"]>>) => Promise<unknown>) => {

@@ -55,6 +55,9 @@ test.each([
     "inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received the value 'quorum' of type 'longstr' but current is the value 'stream' of type 'longstr'",
     "stream",
   ],
+  // RabbitMQ 4.3's, as a black-box test on a 4.3.6 node quoted them: no "the value".
+  ["inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received 'classic' but current is 'stream'", "stream"],
+  ["inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received 'classic' but current is 'quorum'", "quorum"],
   ["inequivalent arg 'durable' for queue 'q' in vhost '/': received 'true' but current is 'false'", "classic"],
   ["inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'", undefined],
   [
