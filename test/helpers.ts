@@ -194,14 +194,14 @@ export interface RunResult {
 }
 
 /** Runs `fibrpc ARGS` from `/` to completion. */
-export async function run(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+export async function run(args: string[], env: Record<string, string> = {}, input?: string): Promise<RunResult> {
   const started = performance.now();
   const proc = Bun.spawn([BIN, ...args], {
     cwd: "/",
     env: cleanEnv(env, args),
     stdout: "pipe",
     stderr: "pipe",
-    stdin: "ignore",
+    stdin: input === undefined ? "ignore" : new Blob([input]),
   });
   processes.add(proc);
   const [stdout, stderr, code] = await Promise.all([

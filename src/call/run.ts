@@ -225,7 +225,7 @@ function stdinChunks(): { chunks: AsyncGenerator<Uint8Array | string>; failed: (
 /**
  * `call -`: the n of stdin, --in-flight at a time, each by its own --timeout (call/stream.ts). SIGINT or
  * SIGTERM stops the reading and lets the calls in flight finish (exit 130 or 143); a second one ends them
- * at once, each reported. No server: reading stops and the calls in flight end with that error.
+ * at once, each reported. No server, or a refusal: reading stops and the calls in flight end with that error.
  */
 async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serverThere: Promise<void>) {
   const { log, masker, pipeline } = job;
@@ -246,6 +246,9 @@ async function streamStdin(job: CallJob, ask: Ask, caller: RetryingCaller, serve
       // With --retry the stream goes on: its next calls are retried until a server comes back, as asked.
       const gone = !outcome.ok && outcome.error?.details.reason === "server-gone";
       if (gone && job.retry === 0 && !stream.stoppedBy) stopWith(outcome.error!);
+      // A refusal (no write permission, a limit, a certificate) meets every n after it too: said once, and the
+      // reading stops, rather than a line per n for as long as stdin lasts.
+      if (!outcome.ok && outcome.error?.refusal && !stream.stoppedBy) stopWith(outcome.error);
       return outcome;
     },
     out,

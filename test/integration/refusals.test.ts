@@ -239,6 +239,11 @@ describe("permissions on queues and exchanges: 77, which permission, and how to 
       expect(retried.code).toBe(77);
       expectOneLine(retried.stderr, new RegExp(`^${line(7)}\\n$`));
       expect(retried.stderr).not.toMatch(/retrying|safe to retry/);
+      // call -: the refusal once, and the reading stops, rather than a line per n of stdin.
+      const n = Array.from({ length: 2000 }, (_, i) => i + 1).join("\n");
+      const streamed = await run(["call", "-", "--url", urlOf("nowrite", "v1"), "--queue", queue], {}, `${n}\n`);
+      expect(streamed.code).toBe(77);
+      expectOneLine(streamed.stderr, /ACCESS_REFUSED|refused to publish to exchange "amq\.default"/);
       // bench: the run is cut short with the refusal, not reconnected over and over for its duration.
       const bench = await run([
         "bench",
