@@ -7,7 +7,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Message } from "amqplib";
 import { displayUrl, type BrokerUrl } from "../broker-url.ts";
 import { duration } from "../duration.ts";
 import { ExitCode, FibrpcError, messageOf } from "../errors.ts";
-import { brokerClose, isNotFound, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
+import { isNotFound, lostReason, refusal, reservedQueueName, setUpError } from "./broker-errors.ts";
 import { connectToFirst, type BrokerTarget } from "./broker.ts";
 import {
   BATCH_REPLY_TYPE,
@@ -631,10 +631,7 @@ export class RpcClient {
 
   /** Why the connection or channel is gone, as far as known: the broker's words if it closed it. */
   get lostBecause(): string | undefined {
-    const cause = this.closedBy;
-    if (cause === undefined) return undefined;
-    const close = brokerClose(cause);
-    return close ? `closed by the broker: ${close.text} (${close.code} ${close.name})` : messageOf(cause);
+    return this.closedBy === undefined ? undefined : lostReason(this.closedBy);
   }
 
   private lostError(cause?: unknown): FibrpcError {

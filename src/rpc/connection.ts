@@ -7,7 +7,7 @@
 import { connect, type ChannelModel, type RecoveringChannelModel } from "amqplib";
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { brokerRefusal, channelClosedReason, connectError } from "./broker-errors.ts";
+import { brokerRefusal, channelClosedReason, connectError, lostReason } from "./broker-errors.ts";
 import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 
 export interface ServerEvents {
@@ -103,7 +103,7 @@ export class ServeConnection {
       // With several brokers, the next attempt goes to the next one (failover).
       target.advance();
       // serve closes the connection itself after the broker closed its channel (server.ts): the channel's reason.
-      const reason = this.channelError === undefined ? err.message : channelClosedReason(this.channelError);
+      const reason = this.channelError === undefined ? lostReason(err) : channelClosedReason(this.channelError);
       this.channelError = undefined;
       // Said while draining too: the requests in progress then go back to the queue, not answered by this serve
       // (the supervisor's drain line says so). serve's own close at the drain's end emits no disconnect.

@@ -141,6 +141,11 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
     reconnectedAt.push(bench.stderr().length);
   }
   await server.waitForLog(/lost[\s\S]*reconnected[^\n]*2\/2 workers serving/, 30_000);
+  // serve words the loss as bench does: the broker's reason and code, not amqplib's raw "Connection closed: …".
+  await server.waitForLog(
+    / lost \((closed by the broker: .*\(320 CONNECTION_FORCED\)|(read|write) ECONNRESET)\); reconnecting$/m,
+    1_000,
+  );
 
   const [openResult, closedResult] = await Promise.all(benches.map((b) => b.done()));
   for (const [i, r] of [openResult!, closedResult!].entries()) {
