@@ -18,6 +18,7 @@ import { setUpError } from "./broker-errors.ts";
 import { awaitServer } from "./await-server.ts";
 import { realTime, waitUntil, type Time } from "./time.ts";
 import { quote } from "../printable.ts";
+import { RetryLines } from "./retry-lines.ts";
 import {
   TOO_SHORT_TO_CONFIRM_MS,
   type CallOutcome,
@@ -194,6 +195,8 @@ export class RetryingCaller {
   private replyQueue: { on: RpcClient; ready: Promise<void> };
   /** It sends a pipeline's requests (sendTo): they wait in the queue for a server; only the queue must be there. */
   private pipeline = false;
+  /** The "retrying" lines, one a second per code for calls not followed yet (retry-lines.ts). */
+  private readonly lines: RetryLines;
 
   constructor(
     first: RpcClient,
@@ -207,6 +210,7 @@ export class RetryingCaller {
   ) {
     this.client = first;
     this.replyQueue = { on: first, ready: Promise.resolve() };
+    this.lines = new RetryLines(log, () => this.time.now());
   }
 
   /** The client calls go through now (a lost one is replaced by the next call). */
@@ -302,7 +306,7 @@ export class RetryingCaller {
         // answered where it was sent: that answer is the call's until the deadline, as it would be were the last
         // attempt still under way.
         if (attempt > this.retries) {
-          if (listening.size > 0) await this.waitUntil(deadline, late.promise);
+          if (listening.size > 0) await this.pauseUntil(deadline, late.promise);
           return done(lateAnswer ?? outcome, attempt);
         }
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
@@ -328,17 +332,20 @@ export class RetryingCaller {
         // The back-off: the rest of this attempt's window.
         const pause = Math.max(0, attemptEnd - this.time.now());
         // With tracing on, the line names the attempt that failed (its send span); a retry is a trace of its own.
-        this.log.info(
+        this.lines.retrying(
+          correlationId,
+          outcome.code,
           `fib(${n}): ${outcome.code}; retrying in ${Math.round(pause)} ms (retry ${attempt}/${this.retries})`,
           outcome.trace,
         );
         // Not past close(): a call between attempts ends with the others (the loop's first look).
-        if (pause > 0) await this.waitUntil(this.time.now() + pause, late.promise);
+        if (pause > 0) await this.pauseUntil(this.time.now() + pause, late.promise);
         if (lateAnswer) return done(lateAnswer, attempt);
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
       }
     } finally {
       letGo();
+      this.lines.ended(correlationId);
       for (const client of listening) {
         client.forgetLate(correlationId);
         this.release(client);
@@ -374,7 +381,7 @@ export class RetryingCaller {
   }
 
   /** Until `end`, `answered` or close(), whichever comes first. */
-  private async waitUntil(end: number, answered: Promise<unknown>): Promise<void> {
+  private async pauseUntil(end: number, answered: Promise<unknown>): Promise<void> {
     const paused = new AbortController();
     const pause = Math.max(0, end - this.time.now());
     await Promise.race([this.time.sleep(pause, paused.signal), this.closing.promise, answered]);
@@ -523,6 +530,7 @@ export class RetryingCaller {
     // A reconnection still under way stops at its next look at the time.
     this.closed = true;
     this.reconnectUntil = 0;
+    this.lines.flush();
     if (options?.callsEndWith) this.endedWith = options.callsEndWith;
     this.closing.resolve();
     // Replaced clients still waiting for calls go too (their calls end, as the current one's do).

@@ -77,7 +77,7 @@ test("--n: a number or a range, shown plainly in the summary; one too large quot
   expect(parseNOption("01")).toEqual({ min: 1, max: 1, text: "1" });
   expect(parseNOption("3-3")).toEqual({ min: 3, max: 3, text: "3" });
   expect(parseNOption("10..20")).toEqual({ min: 10, max: 20, text: "10-20" });
-  expect(() => parseNOption("9007199254740993")).toThrow(/, got "9007199254740993"$/);
+  expect(() => parseNOption("9007199254740993")).toThrow(/, got 9007199254740993$/);
 });
 
 test("--rate: decimal, .5 as 0.5; anything else says what it takes", () => {
