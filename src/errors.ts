@@ -238,6 +238,8 @@ export interface ErrorDetails {
   pipeline?: true;
   /** The call was sent again already (--retry): its hint does not suggest retrying. */
   retried?: true;
+  /** bench: not sent, during an outage (bench/reconnect.ts), whose exit code stands for it. */
+  outage?: true;
   /** The broker, as a display URL (password masked). */
   broker?: string;
   /** The time budget that ran out, in milliseconds. */

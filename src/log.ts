@@ -64,12 +64,12 @@ function levelName(logObj: LogObject): string {
 const COLORS: Record<string, string> = { error: "31", warn: "33", info: "36", debug: "90", trace: "90" };
 
 /**
- * "<ISO time> <LEVEL> [tag] message", one line per entry; colored on a terminal. On a terminal each entry first
+ * "<ISO time> <LEVEL> [tag] message", one line per entry; colored on a terminal. With `erase`, each entry first
  * erases the line it starts on: one drawn in place (bench's progress bar, no newline) would otherwise end in the
  * entry's first words; the bar is drawn again below it.
  */
-function prettyReporter(color: boolean, masker: Masker, tty: boolean): ConsolaReporter {
-  const erase = tty ? "\r\u001b[K" : "";
+function prettyReporter(color: boolean, masker: Masker, erase: boolean): ConsolaReporter {
+  const erasing = erase ? "\r\u001b[K" : "";
   return {
     log: (logObj) => {
       const level = levelName(logObj);
@@ -80,7 +80,7 @@ function prettyReporter(color: boolean, masker: Masker, tty: boolean): ConsolaRe
         : `${logObj.date.toISOString()} ${label}`;
       // Escaped: text from the broker or a request (a queue name with a newline) cannot break the entry in
       // two, forge a line of its own, or send a terminal its escape sequences.
-      process.stderr.write(`${erase}${head}${tag} ${printable(text(logObj, masker))}\n`);
+      process.stderr.write(`${erasing}${head}${tag} ${printable(text(logObj, masker))}\n`);
     },
   };
 }
@@ -114,9 +114,11 @@ export interface LoggerOptions {
   masker: Masker;
   /** NO_COLOR was set (env-settings.ts): no colors, even on a terminal. */
   noColor: boolean;
+  /** Something draws a line in place on stderr when it is a terminal (bench's progress bar): entries erase it. */
+  drawsInPlace?: boolean;
 }
 
-export function createLogger({ level, format, tag, masker, noColor }: LoggerOptions): Logger {
+export function createLogger({ level, format, tag, masker, noColor, drawsInPlace = false }: LoggerOptions): Logger {
   const tty = process.stderr.isTTY === true;
   const color = tty && !noColor;
   const logger = createConsola({
@@ -124,7 +126,7 @@ export function createLogger({ level, format, tag, masker, noColor }: LoggerOpti
     // No folding of repeated lines into "(repeated N times)": each event is its own line (a
     // dropped request is one line, and counting them must work).
     throttle: 0,
-    reporters: [format === "json" ? jsonReporter(masker) : prettyReporter(color, masker, tty)],
+    reporters: [format === "json" ? jsonReporter(masker) : prettyReporter(color, masker, tty && drawsInPlace)],
   });
   return tag ? logger.withTag(tag) : logger;
 }

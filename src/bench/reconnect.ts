@@ -1,11 +1,11 @@
 /**
  * bench's connection, kept through a broker restart. When the client's connection is lost, a new
  * one is opened in the background (rpc/retry.ts connectWithin: back-off, bounded by the run's
- * end) while the run goes on: the open loop keeps its schedule and each call due meanwhile fails
- * at once (CONNECTION_LOST, "not sent"); the closed loop waits (ready) instead of spinning. Each
- * time without a connection is an Outage: when it began and ended on the bench's clock, how many
- * calls failed during it, and the last reason a reconnection failed; the summary prints them. An outage
- * lasts until a server consumes the queue again: the broker back, or the next of the list, may have none yet.
+ * end) while the run goes on: the open loop keeps its schedule and each call due meanwhile fails at once, not
+ * sent (CONNECTION_LOST; NO_CONSUMER once connected again to a queue with no server yet); the closed loop waits
+ * (ready) instead of spinning. Each time without a connection is an Outage: when it began and ended on the bench's
+ * clock, how many calls failed during it, and the last reason a reconnection failed; the summary prints them. An
+ * outage lasts until a server consumes the queue again: the broker back, or the next of the list, may have none yet.
  */
 import { FibrpcError } from "../errors.ts";
 import type { CallOutcome, ClientLog, RpcClient } from "../rpc/client.ts";
@@ -85,13 +85,13 @@ export class ReconnectingCaller implements Caller {
           ? new FibrpcError(
               "CONNECTION_LOST",
               `the request could not be sent: no connection to the broker at ${client.broker} (reconnecting)`,
-              { reason: "not-sent", broker: client.broker },
+              { reason: "not-sent", broker: client.broker, outage: true },
             )
           : new FibrpcError(
               "NO_CONSUMER",
               `the request was not sent: reconnected to ${this.noServerOn}, ` +
                 `where queue ${quote(client.queue)} has no server yet`,
-              { reason: "not-sent", broker: this.noServerOn, queue: client.queue },
+              { reason: "not-sent", broker: this.noServerOn, queue: client.queue, outage: true },
             );
       outcome = { n, ok: false, code: error.code, message: error.message, remote: false, error, ms: 0 };
     }

@@ -201,8 +201,7 @@ export async function runBench(client: Caller, o: BenchOptions): Promise<BenchRe
       errors[outcome.code] = (errors[outcome.code] ?? 0) + 1;
       // A call an outage kept from being sent counts toward the outage's exit code (75 once it ended; its last
       // error's if it lasted to the end), not its own: NO_CONSUMER while the servers reconnect is no 69.
-      if (outcome.error?.details.reason !== "not-sent")
-        worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
+      if (!outcome.error?.details.outage) worstExitCode = mostSevere([worstExitCode, exitCodeOf(outcome)]);
     } else if (!isRightAnswer(outcome.result, expected[index]!)) {
       // A wrong answer is an error, never a fast result.
       failed++;

@@ -65,8 +65,13 @@ export function brokerTarget(o: BrokerOptions): BrokerTarget {
  * The run's logger: its level and format, its secrets masked, colored unless NO_COLOR. It warns first of the
  * FIBRPC_* variables that set nothing.
  */
-export function loggerOf(o: Pick<Options<"call">, "logLevel" | "logFormat">, run: RunContext): Logger {
-  const log = createLogger({ level: o.logLevel, format: o.logFormat, masker: run.masker, noColor: run.env.noColor });
+export function loggerOf(
+  o: Pick<Options<"call">, "logLevel" | "logFormat">,
+  run: RunContext,
+  drawsInPlace = false,
+): Logger {
+  const { masker, env } = run;
+  const log = createLogger({ level: o.logLevel, format: o.logFormat, masker, noColor: env.noColor, drawsInPlace });
   for (const warning of run.unusedVariables) log.warn(warning);
   return log;
 }

@@ -19,14 +19,15 @@ export default defineCommand({
   },
   run: (context) =>
     runAction("bench", context, async (o, run) => {
-      const log = loggerOf(o, run);
+      // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
+      // machine-readable, so none; and none below --log-level info, which asks for a quieter stderr.
+      const quiet = o.json || o.logFormat === "json" || !showsInfo(o.logLevel);
+      // On a terminal its bar is drawn in place: a log line erases it first (the bar comes back below).
+      const log = loggerOf(o, run, !quiet);
       // With tracing on (OTEL_*), a send span per call as `call` makes them, sampled per OTEL_TRACES_SAMPLER
       // (a ratio keeps a share of the calls; each carries its sampling decision to the server).
       const tracer = await tracerOf(run, log);
       const clientOptions = { ...clientOptionsOf(o, run, log, "direct"), tracer };
-      // Progress is for a person watching; with JSON on stdout or in the logs, stderr stays
-      // machine-readable, so none; and none below --log-level info, which asks for a quieter stderr.
-      const quiet = o.json || o.logFormat === "json" || !showsInfo(o.logLevel);
       const progress = quiet ? undefined : progressDisplay(process.stderr);
       // --requests and --duration given at two levels (options-resolve.ts refuses them at one): the nearer wins.
       const byDuration = o.duration !== undefined && NEARNESS[o.from.duration] >= NEARNESS[o.from.requests];

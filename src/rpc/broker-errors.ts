@@ -319,12 +319,6 @@ const METHODS: Record<string, string> = {
  * ...", "Handshake terminated by server: 403 ..." (amqplib-internals.ts gives connection.open's
  * the same form). Undefined for anything else (a socket error, a timeout).
  */
-/** Why a connection was lost, as call, bench and serve say it: the broker's words if it closed it, else the error's. */
-export function lostReason(err: unknown): string {
-  const close = brokerClose(err);
-  return close ? `closed by the broker: ${close.text} (${close.code} ${close.name})` : describe(err).message;
-}
-
 export function brokerClose(err: unknown): BrokerClose | undefined {
   const { message } = describe(err);
   const match = /\b(\d{3}) \(([A-Z-]+)\) with message "([\s\S]*)"$/.exec(message);
@@ -338,6 +332,12 @@ export function brokerClose(err: unknown): BrokerClose | undefined {
     text: match[3]!.replace(/^[A-Z_]+ - /, ""),
     method,
   };
+}
+
+/** Why a connection was lost, as call, bench and serve say it: the broker's words if it closed it, else the error's. */
+export function lostReason(err: unknown): string {
+  const close = brokerClose(err);
+  return close ? `closed by the broker: ${close.text} (${close.code} ${close.name})` : describe(err).message;
 }
 
 /** Where a refusal happened: the broker connected to, and the request queue in use. */

@@ -114,6 +114,8 @@ interface LateAnswer {
   /** The call's deadline (ms since the epoch). */
   deadline: number;
   deliver: (outcome: CallOutcome) => void;
+  /** The connection or channel is gone: no reply to it can come here any more. */
+  gone: () => void;
 }
 
 interface PendingCall {
@@ -151,6 +153,8 @@ export class RpcClient {
   private nextId = 0;
   private closing = false;
   private lost = false;
+  /** The connection or channel is gone (lost: also a client retired, whose connection still answers). */
+  private gone = false;
   private replyTo = DIRECT_REPLY_TO;
   /** Where requests are published, chosen once (see outlet.ts). */
   private outlet: Outlet | undefined;
@@ -236,7 +240,12 @@ export class RpcClient {
     // (Direct Reply-to and exclusive reply queues die with the channel).
     const onLost = () => {
       this.lost = true;
+      this.gone = true;
       this.failAll(this.lostError());
+      // Nor can a late answer come now.
+      const late = [...this.late.values()];
+      this.late.clear();
+      for (const call of late) call.gone();
     };
     // A connection the broker closes (an operator's close_connection, a restart) closes its channels first, then
     // itself with the broker's reason (amqplib emits no "error" for 320 CONNECTION_FORCED): the channel's close
@@ -601,10 +610,21 @@ export class RpcClient {
   /**
    * After the attempt `correlationId` made here ended unanswered (its window ran out), a reply to it that comes
    * before `deadline` goes to `deliver`, until forgetLate: the server may only have been slow, and its answer is
-   * as good as a later attempt's. A reply to a call in flight here with the same id is that call's.
+   * as good as a later attempt's. A reply to a call in flight here with the same id is that call's. `gone` is
+   * called, and the wait ends, once no reply can come here (the connection or channel lost, now or later).
    */
-  awaitLate(correlationId: string, n: number, deadline: number, deliver: (outcome: CallOutcome) => void): void {
-    this.late.set(correlationId, { n, deadline, deliver });
+  awaitLate(
+    correlationId: string,
+    n: number,
+    deadline: number,
+    deliver: (outcome: CallOutcome) => void,
+    gone: () => void,
+  ): void {
+    if (this.gone) {
+      gone();
+      return;
+    }
+    this.late.set(correlationId, { n, deadline, deliver, gone });
   }
 
   forgetLate(correlationId: string): void {
@@ -729,7 +749,7 @@ export class RpcClient {
     const late = call || correlationId === undefined ? undefined : this.late.get(correlationId);
     if (late && correlationId !== undefined) {
       // As below: DEADLINE_EXCEEDED before the call's deadline is not the call's answer.
-      if (isEarlierAttempts(reply, late.deadline)) return;
+      if (isEarlierAttemptsExpiry(reply, late.deadline)) return;
       this.late.delete(correlationId);
       // Replies come in on this client: its other calls are moving too (onWindowEnd).
       this.lastAnswerAt = Date.now();
@@ -747,7 +767,7 @@ export class RpcClient {
     // A retry keeps its correlation id: a server that picked up an earlier attempt late answers it with
     // DEADLINE_EXCEEDED, which is not this attempt's answer while its own deadline is still ahead. A first
     // attempt's is its own (a server's clock ahead of this one's): taken, it says so.
-    if (call.retried && isEarlierAttempts(reply, call.deadline)) {
+    if (call.retried && isEarlierAttemptsExpiry(reply, call.deadline)) {
       this.options.log.debug(`ignored DEADLINE_EXCEEDED for fib(${call.n}): an earlier attempt's, this one has time`);
       return;
     }
@@ -818,7 +838,7 @@ function outcomeOf(n: number, reply: DecodedReply, ms: number): CallOutcome {
  * DEADLINE_EXCEEDED while the call's own `deadline` is still ahead: a server that picked up an earlier attempt
  * (same correlation id) too late says so, and that is not this call's answer.
  */
-function isEarlierAttempts(reply: DecodedReply, deadline: number): boolean {
+function isEarlierAttemptsExpiry(reply: DecodedReply, deadline: number): boolean {
   return !reply.ok && reply.code === "DEADLINE_EXCEEDED" && Date.now() < deadline;
 }
 

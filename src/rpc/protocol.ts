@@ -115,7 +115,7 @@ export function parseN(text: string, maxN: number, written = text): ParsedN {
   if (sign) {
     // "-0" is no negative number, only a sign that the rule does not allow.
     if (significant === "0")
-      return failure("NOT_AN_INTEGER", `n must be a decimal integer without a sign, got ${preview(written)}`);
+      return failure("NOT_AN_INTEGER", `n must be a decimal integer without a sign, got ${preview(written.trim())}`);
     // Read exactly, the n goes in a JSON error reply, as a JSON request's -1 does.
     return failure(
       "NEGATIVE_N",

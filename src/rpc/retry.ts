@@ -247,6 +247,8 @@ export class RetryingCaller {
       late.resolve(outcome);
     };
     const listening = new Set<RpcClient>();
+    /** Called once the last listening client is gone (its connection lost): no late answer can come any more. */
+    let noneListening: (() => void) | undefined;
     // The attempt's client, held from its send until it listens for a late answer or the attempt is over: the send's
     // own hold ends first, and a client replaced meanwhile would be closed before it could listen.
     let held: RpcClient | undefined;
@@ -292,7 +294,6 @@ export class RetryingCaller {
         } catch (err) {
           outcome = failedWith(n, err instanceof FibrpcError ? err : new FibrpcError("INTERNAL", String(err)));
         }
-        if (lateAnswer) return done(lateAnswer, attempt);
         if (outcome.ok || outcome.remote) return done(outcome, attempt);
         // Kept waiting to the call's deadline (client.ts onWindowEnd): no time is left for another attempt.
         if (this.time.now() >= deadline) return done(outcome, attempt);
@@ -304,9 +305,13 @@ export class RetryingCaller {
         if (!retryable) return done(outcome, attempt);
         // The last attempt failed before the deadline (its connection lost, say), while an earlier one may still be
         // answered where it was sent: that answer is the call's until the deadline, as it would be were the last
-        // attempt still under way.
+        // attempt still under way, unless no connection it could come on is left.
         if (attempt > this.retries) {
-          if (listening.size > 0) await this.pauseUntil(deadline, late.promise);
+          if (listening.size > 0) {
+            const emptied = new Promise<void>((resolve) => (noneListening = resolve));
+            await this.pauseUntil(deadline, Promise.race([late.promise, emptied]));
+          }
+          if (!lateAnswer && this.closed) return done(failedWith(n, this.endedWith), attempt);
           return done(lateAnswer ?? outcome, attempt);
         }
         if (this.closed) return done(failedWith(n, this.endedWith), attempt);
@@ -320,9 +325,15 @@ export class RetryingCaller {
         if (held && ANSWERABLE_LATE.has(outcome.code) && !listening.has(held)) {
           // A late answer is to this attempt: with tracing on, the call's lines and --json name its trace.
           const { trace, traceparent } = outcome;
-          held.awaitLate(correlationId, n, deadline, (answer) => answeredLate({ ...answer, trace, traceparent }));
-          listening.add(held);
+          const on = held;
           held = undefined;
+          listening.add(on);
+          const gone = () => {
+            // Its connection lost: no answer can come there, and its hold ends now.
+            if (listening.delete(on)) this.release(on);
+            if (listening.size === 0) noneListening?.();
+          };
+          on.awaitLate(correlationId, n, deadline, (answer) => answeredLate({ ...answer, trace, traceparent }), gone);
         }
         letGo();
         // A timeout may be the connection's fault (seen on a cluster: a channel stuck after a

@@ -118,7 +118,7 @@ export function startHttp(
       const { pathname } = new URL(request.url);
       // Read-only endpoints: a POST or DELETE is a client's mistake, said as such (Bun answers HEAD from GET).
       if (request.method !== "GET" && request.method !== "HEAD" && ENDPOINTS.includes(pathname))
-        return new Response(`method ${request.method} not allowed: ${pathname} answers GET\n`, {
+        return new Response(`method ${request.method} not allowed: ${pathname} answers GET and HEAD\n`, {
           status: 405,
           headers: { allow: "GET, HEAD" },
         });

@@ -186,8 +186,12 @@ export function otlpEndpointProblem(given: string): string | undefined {
 export function withOtlpEndpoint(env: Env, endpoint: string | undefined): Env {
   if (endpoint === undefined) return env;
   // The traces URL itself (…/v1/traces, as a collector's docs print it) is taken as it is, not doubled.
-  if (/\/v1\/traces\/?$/.test(new URL(endpoint).pathname))
-    return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint };
+  const url = new URL(endpoint);
+  if (/\/v1\/traces\/?$/.test(url.pathname)) {
+    // Without a trailing slash, which some collectors answer with 404.
+    url.pathname = url.pathname.replace(/\/$/, "");
+    return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url.href };
+  }
   return { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined };
 }
 

@@ -83,7 +83,7 @@ describe("metrics", () => {
       expect([posted.status, posted.headers.get("allow"), await posted.text()]).toEqual([
         405,
         "GET, HEAD",
-        `method POST not allowed: ${path} answers GET\n`,
+        `method POST not allowed: ${path} answers GET and HEAD\n`,
       ]);
       expect((await fetch(`http://127.0.0.1:${port}${path}`, { method: "HEAD" })).status).toBe(200);
     }

@@ -146,6 +146,7 @@ test("bench across a broker restart, open loop (--rate) and closed loop (-c): re
     / lost \((closed by the broker: .*\(320 CONNECTION_FORCED\)|(read|write) ECONNRESET)\); reconnecting$/m,
     1_000,
   );
+  expect(server.log).not.toMatch(/Connection closed: 320/);
 
   const [openResult, closedResult] = await Promise.all(benches.map((b) => b.done()));
   for (const [i, r] of [openResult!, closedResult!].entries()) {

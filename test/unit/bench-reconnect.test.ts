@@ -233,6 +233,7 @@ function noServerYet(clock: FakeClock, serverAt: number | undefined): Caller {
   const notSent = (code: "CONNECTION_LOST" | "NO_CONSUMER") =>
     new FibrpcError(code, code === "NO_CONSUMER" ? "reconnected; the queue has no server yet" : "no connection", {
       reason: "not-sent",
+      outage: true,
     });
   return {
     usable: true,

@@ -8,8 +8,19 @@ import { createLogger, type LogFormat } from "../../src/log.ts";
 import { Masker } from "../../src/mask.ts";
 
 /** The lines `log` writes to stderr while `body` runs (the reporters write synchronously). */
-function linesOf(format: LogFormat, body: (log: ReturnType<typeof createLogger>) => void): string[] {
-  const log = createLogger({ level: "debug", format, tag: "worker-1", masker: new Masker([]), noColor: true });
+function linesOf(
+  format: LogFormat,
+  body: (log: ReturnType<typeof createLogger>) => void,
+  drawsInPlace = false,
+): string[] {
+  const log = createLogger({
+    level: "debug",
+    format,
+    tag: "worker-1",
+    masker: new Masker([]),
+    noColor: true,
+    drawsInPlace,
+  });
   const lines: string[] = [];
   const write = process.stderr.write;
   process.stderr.write = ((chunk: string) => lines.push(chunk) > 0) as typeof process.stderr.write;
@@ -81,13 +92,18 @@ describe("pretty", () => {
   });
 });
 
-test("on a terminal a pretty line first erases the line it starts on (bench's progress bar, drawn in place)", () => {
+test("with a line drawn in place on a terminal (bench's progress bar), a pretty line first erases it", () => {
   const tty = Object.getOwnPropertyDescriptor(process.stderr, "isTTY");
-  for (const isTTY of [true, false]) {
+  const cases: [isTTY: boolean, drawsInPlace: boolean][] = [
+    [true, true],
+    [true, false],
+    [false, true],
+  ];
+  for (const [isTTY, drawsInPlace] of cases) {
     Object.defineProperty(process.stderr, "isTTY", { value: isTTY, configurable: true });
     try {
-      const [line] = linesOf("pretty", (log) => log.info("SIGINT: no new calls"));
-      expect(line!.startsWith("\r\u001b[K")).toBe(isTTY);
+      const [line] = linesOf("pretty", (log) => log.info("SIGINT: no new calls"), drawsInPlace);
+      expect(line!.startsWith("\r\u001b[K")).toBe(isTTY && drawsInPlace);
       expect(line).toEndWith(" INFO  [worker-1] SIGINT: no new calls\n");
     } finally {
       if (tty) Object.defineProperty(process.stderr, "isTTY", tty);

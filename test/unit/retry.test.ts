@@ -562,9 +562,12 @@ describe("RetryingCaller", () => {
   });
 
   test("the last attempt lost before the deadline: an earlier attempt's late answer is still the call's", async () => {
-    /** Client 1 times its request out, then answers it at `answerAt`; client 2 loses its connection at 6 s. */
+    /**
+     * Client 1 times its request out, then answers it at `answerAt`, or loses its connection at `goneAt`; client 2
+     * loses its connection at 6 s.
+     */
     const trace = { trace_id: "1".repeat(32), span_id: "2".repeat(16), trace_flags: "01" };
-    const caller = (clock: FakeClock, answerAt: number | undefined) => {
+    const caller = (clock: FakeClock, answerAt: number | undefined, goneAt?: number) => {
       let clients = 0;
       const make = (): RpcClient => {
         const id = ++clients;
@@ -577,8 +580,9 @@ describe("RetryingCaller", () => {
           newCorrelationId: () => "id-1",
           retire: () => (usable = false),
           close: async () => {},
-          awaitLate: (_: string, _n: number, _deadline: number, deliver: (outcome: CallOutcome) => void) => {
+          awaitLate: (_: string, _n: number, _d: number, deliver: (o: CallOutcome) => void, gone: () => void) => {
             late = deliver;
+            if (goneAt !== undefined) clock.at(goneAt, gone);
           },
           forgetLate: () => (late = undefined),
           cancel: () => {},
@@ -607,6 +611,16 @@ describe("RetryingCaller", () => {
     const other = new FakeClock();
     const lost = await other.run(caller(other, undefined).call(7, 15_000));
     expect(lost).toMatchObject({ ok: false, code: "CONNECTION_LOST", attempts: 2, ms: 15_000 });
+    // The earlier attempt's connection lost too (at 5.5 s): no answer can come, the failure is said at once (6 s).
+    const third = new FakeClock();
+    const bothLost = await third.run(caller(third, undefined, 5_500).call(7, 15_000));
+    expect(bothLost).toMatchObject({ ok: false, code: "CONNECTION_LOST", attempts: 2, ms: 6_000 });
+    // Closed while it waits (a second SIGINT): the call ends then, with close()'s reason.
+    const fourth = new FakeClock();
+    const closing = caller(fourth, undefined);
+    const interrupted = new FibrpcError("INTERRUPTED", "ended by a second SIGINT before its reply came");
+    fourth.at(9_000, () => void closing.close({ callsEndWith: interrupted }));
+    expect(await fourth.run(closing.call(7, 15_000))).toMatchObject({ ok: false, code: "INTERRUPTED", ms: 9_000 });
   });
 
   test("a replaced client stays open for every call still listening on it for a late answer, not only the first", async () => {

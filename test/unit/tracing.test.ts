@@ -45,7 +45,7 @@ describe("tracingConfig", () => {
     expect(urlOf("http://c:4318")).toBe("http://c:4318/v1/traces");
     expect(urlOf("http://c:4318/otlp/")).toBe("http://c:4318/otlp/v1/traces");
     expect(urlOf("http://c:4318/v1/traces")).toBe("http://c:4318/v1/traces");
-    expect(urlOf("http://c:4318/v1/traces/")).toBe("http://c:4318/v1/traces/");
+    expect(urlOf("http://c:4318/v1/traces/")).toBe("http://c:4318/v1/traces");
   });
 
   test("an endpoint that is not an http(s) URL: off, and said", () => {
