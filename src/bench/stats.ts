@@ -21,10 +21,12 @@ export function parseNOption(value: string): { min: number; max: number; text: s
   if (!range) throw usageError(`--n must be a number or a range like 10-20, got ${quote(value)}`);
   // The server decides what it computes (serve --max-n; above it, N_TOO_LARGE replies), but
   // bench computes every expected answer itself before the run: up to the largest --max-n
-  // any fibrpc server takes, not beyond (fib of a much larger n would never finish). Shown as given (digits and a
-  // dash, nothing to escape): a number past 2^53 read as one is not the one given.
-  if (range.max > MAX_MAX_N)
-    throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${value.trim()}`);
+  // any fibrpc server takes, not beyond (fib of a much larger n would never finish). The largest n shown by its
+  // digits as given (nothing to escape): a number past 2^53 read as one is not the one given.
+  if (range.max > MAX_MAX_N) {
+    const given = /(\d+)\s*$/.exec(value)?.[1] ?? String(range.max);
+    throw usageError(`--n must be at most ${MAX_MAX_N} (the largest serve --max-n), got ${given}`);
+  }
   return { ...range, text: range.min === range.max ? String(range.min) : `${range.min}-${range.max}` };
 }
 
