@@ -311,7 +311,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       if (exitCode === ExitCode.OK) exitCode = ExitCode.TEMPORARY;
       log.warn(
         `drain timed out after ${options.drainTimeoutMs} ms: ${plural(left.length, "worker")} stopped abruptly; ` +
-          `their unacked requests go back to the queue`,
+          `${left.length === 1 ? "its" : "their"} unacked requests go back to the queue`,
         {
           workers: left.length,
           answered: answered.total,

@@ -386,7 +386,7 @@ describe("drain", () => {
       ]);
       expect(linesOf(server, /drain timed out|drained/, from)).toEqual([
         expect.stringMatching(
-          / WARN {2}drain timed out after 500 ms: 1 worker stopped abruptly; their unacked requests go back to the queue$/,
+          / WARN {2}drain timed out after 500 ms: 1 worker stopped abruptly; its unacked requests go back to the queue$/,
         ),
       ]);
       // The last word: no "drained" line after it.
