@@ -176,7 +176,16 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       { reason: "wrong-protocol", broker, speaks: "amqp" },
     );
   }
-  return new FibrpcError("BROKER_UNREACHABLE", `cannot connect to the broker at ${broker}: ${message}`, { broker });
+  // Closed by the broker for a reason of no known kind: its words, as a lost connection is said (lostReason). A 541
+  // at this point was seen on a RabbitMQ 3.10 cluster whose quorum request queue had lost its majority.
+  const internal = brokerClose(err)?.code === 541 ? "; on a cluster, check that a majority of its nodes run" : "";
+  return new FibrpcError(
+    "BROKER_UNREACHABLE",
+    `cannot connect to the broker at ${broker}: ${lostReason(err)}${internal}`,
+    {
+      broker,
+    },
+  );
 }
 
 /** A connection attempt that the caller's deadline ended (the call's --timeout), whatever its error was. */

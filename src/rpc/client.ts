@@ -552,7 +552,8 @@ export class RpcClient {
     return new FibrpcError(
       "REJECTED",
       `the broker at ${this.broker} rejected the request (basic.nack): queue ${quote(queue)} ` +
-        `is most likely full (at its length limit, with overflow reject-publish)`,
+        "is most likely full (at its length limit, with overflow reject-publish), or could not store it " +
+        "(a quorum queue without a majority of its nodes)",
       { reason: "queue-full", queue, broker: this.broker, ...(pipeline ? { pipeline: true } : {}) },
     );
   }

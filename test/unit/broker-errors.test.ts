@@ -442,6 +442,17 @@ describe("the broker's refusals", () => {
     expect(error.message).toContain("its reason is in the broker's log");
   });
 
+  test("a close of no known kind while connecting: the broker's words, as a lost connection is said; a 541 names the majority", () => {
+    const close = new Error('Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR"');
+    expect(connectError(close, url).message).toBe(
+      "cannot connect to the broker at amqp://u:***@h:5672/v1: closed by the broker: INTERNAL_ERROR " +
+        "(541 INTERNAL_ERROR); on a cluster, check that a majority of its nodes run",
+    );
+    expect(connectError(new Error("something odd"), url).message).toBe(
+      "cannot connect to the broker at amqp://u:***@h:5672/v1: something odd",
+    );
+  });
+
   test("serve's set-up: a refusal with the broker's URL is one of the kinds above; a 406 of no known kind is serve's set-up refused", () => {
     expect(
       brokerRefusal(
