@@ -27,7 +27,7 @@ export default defineCommand({
       // With tracing on (OTEL_*), a send span per call as `call` makes them, sampled per OTEL_TRACES_SAMPLER
       // (a ratio keeps a share of the calls; each carries its sampling decision to the server).
       const tracer = await tracerOf(run, log);
-      const clientOptions = { ...clientOptionsOf(o, run, log, "direct"), tracer };
+      const clientOptions = { ...clientOptionsOf(o, run, log, o.replyQueue), tracer };
       const progress = quiet ? undefined : progressDisplay(process.stderr);
       // --requests and --duration given at two levels (options-resolve.ts refuses them at one): the nearer wins.
       const byDuration = o.duration !== undefined && NEARNESS[o.from.duration] >= NEARNESS[o.from.requests];

@@ -241,6 +241,24 @@ test("off a terminal, progress is a plain line every second while calls are in f
   expect(warnOnly!.stderr).toBe("");
 });
 
+test("--reply-queue exclusive: the replies come back to a queue of bench's own, not Direct Reply-to", async () => {
+  // A hand-made responder that answers every request and notes where its reply goes.
+  const queue = uniqueQueue();
+  const { ch } = await rawChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const replyTo = new Set<string>();
+  await ch.consume(queue, (msg) => {
+    if (!msg) return;
+    replyTo.add(msg.properties.replyTo);
+    ch.sendToQueue(msg.properties.replyTo, Buffer.from("1"), { correlationId: msg.properties.correlationId });
+    ch.ack(msg);
+  });
+  const r = await run(["bench", "--queue", queue, "--reply-queue", "exclusive", "-r", "200", "-c", "10", "--json"]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(JSON.parse(r.stdout)).toMatchObject({ calls: 200, ok: 200 });
+  expect([...replyTo].map((to) => to.replace(/^(amq\.gen-).*$/, "$1…"))).toEqual(["amq.gen-…"]);
+});
+
 test("--rate must be a positive number: one line, exit 64", async () => {
   for (const bad of ["0", "-5", "abc", "1e3", "2000000"]) {
     const r = await run(["bench", "--rate", bad, "--requests", "1"]);
