@@ -277,7 +277,7 @@ describe("AbortSignal", () => {
     await requestWaiting();
     const { ch } = await rawChannel();
     const first = await ch.get(idle, { noAck: true });
-    expect(first && first.content.toString()).toBe("6");
+    expect(first?.content.toString()).toBe("6");
     if (!first) return;
     ch.publish("", first.properties.replyTo, Buffer.from("8"), { correlationId: first.properties.correlationId });
     expect(await next).toBe(8n);
