@@ -6,6 +6,7 @@
 #   scripts/broker-node.sh start NAME PORT     # AMQP on 127.0.0.1:PORT, distribution on PORT+20000
 #   scripts/broker-node.sh stop NAME           # stops it and deletes its data
 #   scripts/broker-node.sh halt NAME           # stops it, keeps its data (start it again with start)
+#   scripts/broker-node.sh kill NAME           # kills its VM (SIGKILL), keeps its data, as a machine dies
 #   scripts/broker-node.sh ctl NAME ARGS...    # rabbitmqctl (of the node's release) against it
 #   scripts/broker-node.sh prepare             # makes the release's rootfs now (else on first start)
 #   scripts/broker-node.sh version             # the release's exact version (e.g. 4.3.6)
@@ -29,7 +30,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 base=${FIBRPC_BROKER_BASE:-/tmp/fibrpc-brokers}
-cmd=${1:?usage: broker-node.sh start|stop|halt|ctl NAME [PORT|ARGS] | prepare | version}
+cmd=${1:?usage: broker-node.sh start|stop|halt|kill|ctl NAME [PORT|ARGS] | prepare | version}
 export PATH="$PATH:/usr/sbin"
 
 if [ "$cmd" = prepare ] || [ "$cmd" = version ]; then
@@ -214,6 +215,17 @@ case "$cmd" in
     stop_epmd_if_unused
     # The base folder goes with its last node (another node still running keeps it).
     rmdir "$base" 2>/dev/null || true
+    ;;
+  kill)
+    # SIGKILL, as when its machine dies: the other nodes get no word of its going (halt stops it cleanly).
+    if pid=$(node_pid); then
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        node_pid >/dev/null || break
+        sleep 0.2
+      done
+    fi
+    stop_epmd_if_unused
     ;;
   halt)
     stop_node

@@ -165,6 +165,8 @@ export interface PrivateCluster {
   urls: string[];
   /** Stops node i (0-based), keeping its data and membership. */
   halt(i: number): Promise<void>;
+  /** Kills node i's VM (SIGKILL), as when its machine dies; its data and membership stay. */
+  kill(i: number): Promise<void>;
   /** Starts node i (0-based) again; it rejoins the cluster. */
   start(i: number): Promise<void>;
   /** rabbitmqctl against node i (0-based). */
@@ -183,6 +185,7 @@ export async function startPrivateCluster(prefix: string): Promise<PrivateCluste
     ports,
     urls: ports.map((p) => `amqp://guest:guest@127.0.0.1:${p}`),
     halt: (i) => script([BROKER_NODE, "halt", `${clusterPrefix}${i + 1}`], env),
+    kill: (i) => script([BROKER_NODE, "kill", `${clusterPrefix}${i + 1}`], env),
     start: (i) => script([BROKER_NODE, "start", `${clusterPrefix}${i + 1}`, String(ports[i])], env),
     ctl: (i, args, ms) => rabbitmqctl(args, { node: `${clusterPrefix}${i + 1}`, ms }),
     // The three nodes stop at once, each bounded by broker-node.sh (under 2 minutes).

@@ -8,7 +8,7 @@ import { connect, type ChannelModel, type RecoveringChannelModel } from "amqplib
 import { FibrpcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { brokerRefusal, channelClosedReason, connectError, lostReason } from "./broker-errors.ts";
-import { FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
+import { connectFields, FailoverUrl, socketOptions, type BrokerTarget } from "./broker.ts";
 
 export interface ServerEvents {
   /** Consuming (again), on `broker` (password masked): after the first connection and after every recovery. */
@@ -215,6 +215,18 @@ export class ServeConnection {
   /** The broker closed this connection's channel with `err`: the lost connection that follows says why. */
   channelClosedBy(err: Error): void {
     this.channelError ??= err;
+  }
+
+  /**
+   * A connection of its own, without recovery, to the broker this one is on now (isolated-replies.ts: for
+   * replies that may make the broker close the connection they go on).
+   */
+  openBeside(name: string): Promise<ChannelModel> {
+    const { host, target } = this;
+    return connect(connectFields(target.currentUrl), {
+      ...socketOptions(host.broker.tls, target.socketTimeout),
+      clientProperties: { connection_name: name },
+    });
   }
 
   close(): Promise<void> {

@@ -27,7 +27,7 @@ import {
 import { UNREADABLE_TABLE } from "./amqplib-internals.ts";
 import { isDirectReplyTo, isWellFormedDirectReplyTo, type DirectReplyToChecks } from "./direct-reply-to.ts";
 import type { QueueType } from "./queue.ts";
-import type { Requeue } from "./serving-channel.ts";
+import type { Requeue } from "./in-flight.ts";
 import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
 
 /** From this n on, a request takes a millisecond or more of CPU (fib(100000): ~1 ms here). */

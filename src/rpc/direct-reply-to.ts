@@ -25,8 +25,8 @@ const PID_EXT = 103; // node atom, then ID, Serial (4 bytes each), Creation (1 b
  * of a pid term whose node name is `name@host`, and, for the synthetic `reply@<hash>` node names
  * of the v2 encoding, a decimal hash. An address of the right shape may still name a channel that
  * is gone: the broker then drops the reply (RabbitMQ 3.10 still closes the connection if the
- * caller's node has left the cluster; a server acks a request it has seen before ahead of its
- * reply to such an address, so it cannot loop: serving-channel.ts, settle).
+ * caller's node has died or left the cluster; a server answers a request it has seen before on a
+ * connection of its own, so it cannot loop: isolated-replies.ts).
  */
 export function isWellFormedDirectReplyTo(replyTo: string): boolean {
   const parts = replyTo

@@ -12,7 +12,8 @@ import { requestKey, type CrashLedger } from "./crash-ledger.ts";
 import { decide, deliveryTraceContext, isFirstDelivery, type Compute, type Fate } from "./delivery.ts";
 import { DirectReplyToChecks } from "./direct-reply-to.ts";
 import { encodeError, encodeResult, preview, type EncodedMessage } from "./protocol.ts";
-import type { Ending, InFlight, ServingChannel } from "./serving-channel.ts";
+import type { Ending, InFlight } from "./in-flight.ts";
+import type { ServingChannel } from "./serving-channel.ts";
 import type { Phase, Tracer } from "../tracing/tracer.ts";
 import { endProcessSpan, startProcessSpan } from "./process-span.ts";
 

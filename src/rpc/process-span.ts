@@ -9,7 +9,8 @@ import type { Logger } from "../log.ts";
 import type { ProcessEnd, ProcessSpan, Tracer } from "../tracing/tracer.ts";
 import type { Fate, TraceContext } from "./delivery.ts";
 import type { HeavyJob } from "./executor.ts";
-import type { Ending, ServingChannel } from "./serving-channel.ts";
+import type { Ending } from "./in-flight.ts";
+import type { ServingChannel } from "./serving-channel.ts";
 
 export function startProcessSpan(
   tracer: Tracer,

@@ -7,7 +7,7 @@
  */
 import type { Address } from "./delivery.ts";
 import { encodeBatchEntry, MAX_BATCH_BYTES, MAX_BATCHED_RESULT, type EncodedMessage } from "./protocol.ts";
-import type { InFlight } from "./serving-channel.ts";
+import type { InFlight } from "./in-flight.ts";
 
 /** A result on its way to a caller, and the delivery it answers. */
 export type Reply = { delivery: InFlight; to: Address; reply: EncodedMessage };

@@ -6,7 +6,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import type { Logger } from "../log.ts";
 import { MAX_EXPIRATION_MS } from "./delivery.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
-import type { Requeue } from "./serving-channel.ts";
+import type { Requeue } from "./in-flight.ts";
 import { ATTEMPTS_HEADER, DEADLINE_HEADER, REPLY_FORMAT_HEADER } from "./protocol.ts";
 import { TRACEPARENT, TRACESTATE } from "../tracing/tracer.ts";
 

@@ -11,6 +11,7 @@ import { refusal } from "./broker-errors.ts";
 import type { BrokerTarget } from "./broker.ts";
 import { ServeConnection, type ServerEvents } from "./connection.ts";
 import { Executor, type DeliveryMetrics, type ExecutorOptions } from "./executor.ts";
+import { IsolatedReplies } from "./isolated-replies.ts";
 import { chooseOutlet, OUTLET_FALLBACK_MESSAGE, type Outlet, type OutletMode } from "./outlet.ts";
 import { declareOrJoinRequestQueue, joinedNotice, type QueueType } from "./queue.ts";
 import { Scheduler } from "./scheduler.ts";
@@ -85,6 +86,7 @@ export class RpcServer {
       queue,
       prefetch,
       log,
+      isolated: new IsolatedReplies(() => this.connection.openBeside("fibrpc serve (replies apart)"), log),
       failed: (err) => this.channelFailed(err),
       closed: (via) => this.channelClosed(via),
     };
@@ -149,6 +151,7 @@ export class RpcServer {
   /** A refusal that waiting will not fix: stop, and say why. */
   private fatal(error: FibrpcError): void {
     this.draining = true;
+    void this.host.isolated.close();
     void this.connection.close();
     this.events.onFatal(error);
   }
@@ -181,6 +184,7 @@ export class RpcServer {
     // channel.close goes through amqplib's muxer, after any frame still queued there; the
     // connection's close frame does not, so close the channel first.
     await channel?.close();
+    await this.host.isolated.close();
     await this.connection.close();
   }
 }

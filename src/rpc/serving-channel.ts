@@ -7,65 +7,27 @@
  * unacked deliveries back in the queue, so nothing more is written for them, and nothing else has
  * to be cleared.
  */
-import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
+import type { Channel, ChannelModel } from "amqplib";
 import type { Logger } from "../log.ts";
-import type { Address, TraceContext } from "./delivery.ts";
+import type { Address } from "./delivery.ts";
 import { isDirectReplyTo } from "./direct-reply-to.ts";
+import type { Ending, InFlight } from "./in-flight.ts";
+import type { IsolatedReplies } from "./isolated-replies.ts";
 import type { Outlet, PublishProperties } from "./outlet.ts";
-import {
-  BATCH_REPLY_TYPE,
-  encodeBatchOf,
-  JSON_CONTENT_TYPE,
-  preview,
-  type EncodedMessage,
-  type Format,
-} from "./protocol.ts";
+import { BATCH_REPLY_TYPE, encodeBatchOf, JSON_CONTENT_TYPE, preview, type EncodedMessage } from "./protocol.ts";
 import type { QueueType } from "./queue.ts";
 import { isBatchable, ReplyBatches, type Batch } from "./reply-batches.ts";
 import { onReturnedReply } from "./returned-replies.ts";
 import { CopyChannel, copyOf } from "./requeue-copy.ts";
-import type { Peer, ProcessSpan } from "../tracing/tracer.ts";
-
-/** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
-export interface InFlight {
-  /** The channel it came on: answered and acked there, or not at all once that channel is gone. */
-  readonly via: ServingChannel;
-  readonly msg: ConsumeMessage;
-  /** performance.now() on arrival: the answer's latency is measured from here. */
-  readonly receivedAt: number;
-  /** Not redelivered, and not a copy fibrpc put back (delivery.ts, isFirstDelivery). */
-  readonly firstDelivery: boolean;
-  /** The request's key in the crash ledger (crash-ledger.ts); undefined without a ledger. */
-  readonly key: bigint | undefined;
-  /** Acked already: each delivery is acked exactly once. */
-  acked: boolean;
-  /** Its process span, with tracing on (tracing/tracer.ts): its context goes in the reply's headers. */
-  readonly span: ProcessSpan | undefined;
-}
-
-/** How a delivery ends, as the executor (executor.ts) decided it: what settle writes. */
-export type Ending =
-  /** Nobody can be answered: the ack alone. */
-  | { kind: "ack" }
-  /** A reply to `to` (nobody, if undefined) and the ack. */
-  | { kind: "reply"; to: Address | undefined; reply: EncodedMessage }
-  /** A copy of the request put back in the queue (requeue-copy.ts), then the ack. */
-  | {
-      kind: "requeue";
-      deadline: number | undefined;
-      attempts: number | undefined;
-      trace: TraceContext | undefined;
-      /** The format its replies take (a pipeline's decimal request asks for JSON): the copy asks the same. */
-      replyFormat: Format;
-    };
-
-export type Requeue = Extract<Ending, { kind: "requeue" }>;
+import type { Peer } from "../tracing/tracer.ts";
 
 /** What a channel needs from the server that made it. */
 export interface ChannelHost {
   readonly queue: string;
   readonly prefetch: number;
   readonly log: Logger;
+  /** Where replies of requests seen before go to Direct Reply-to addresses (see settle). */
+  readonly isolated: IsolatedReplies;
   /** The broker closed the channel with an error while it was consuming. */
   failed(err: Error): void;
   /** The channel closed (its `open` is false already). */
@@ -83,6 +45,8 @@ export class ServingChannel {
   private readonly batches = new ReplyBatches((replyTo, batch) => this.sendBatch(replyTo, batch));
   /** Copies put back in a quorum queue, each original acked once its copy is confirmed (requeue-copy.ts). */
   private readonly copies: CopyChannel;
+  /** Replies under way on the server's isolated connection (see settle), each acked here once sent. */
+  private readonly apart = new Set<Promise<void>>();
 
   /**
    * A new channel on `model`, its prefetch set and its outlet chosen (`outletFor`, outlet.ts).
@@ -136,13 +100,9 @@ export class ServingChannel {
    *
    * The reply goes first, so a server dying in between leaves the request to be redelivered
    * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"; callers ignore the
-   * duplicate reply that may follow). One exception: a request seen before whose reply goes to a
-   * Direct Reply-to address is acked first. RabbitMQ 3.x closes the replying connection when that
-   * caller's node has left the cluster, which loses an ack written after the reply: the request
-   * would come back and close the next server's connection too, forever. Acked first (the broker
-   * handles the ack before the publish that follows it in the same write), it comes back once at
-   * most. Only requests seen before pay for it: acking first delays the reply by the broker's
-   * handling of the ack (a few % of calls/s at one call in flight, docs/benchmarks.md).
+   * duplicate reply that may follow). A request seen before whose reply goes to a Direct Reply-to
+   * address is answered on a connection of its own, and acked here once that is done: RabbitMQ 3.x
+   * closes the connection that replies to a caller whose node has died (isolated-replies.ts).
    */
   settle(delivery: InFlight, ending: Ending): boolean {
     if (!this.open) return false;
@@ -160,7 +120,8 @@ export class ServingChannel {
       const { to, reply } = ending;
       if (isDirectReplyTo(to.replyTo) && !delivery.firstDelivery && !delivery.acked) {
         delivery.acked = true;
-        outlet.ackFirst(msg);
+        this.replyApart(delivery, to, reply);
+        return true;
       }
       // Redelivered requests and errors are never held.
       if (to.batch && delivery.firstDelivery && isBatchable(reply)) {
@@ -177,16 +138,27 @@ export class ServingChannel {
     return true;
   }
 
+  /**
+   * A reply on the server's isolated connection, then the ack here; a reply that could not be sent there is sent
+   * here, acked first: the broker handles the ack before the publish that follows it in the same write.
+   */
+  private replyApart(delivery: InFlight, to: Address, reply: EncodedMessage): void {
+    const sent = this.host.isolated.send(to.replyTo, reply.body, propertiesOf(delivery, to, reply)).then((outcome) => {
+      // Closed meanwhile: the broker has put the request back in the queue; nothing is written.
+      if (!this.open) return;
+      if (outcome !== "failed") return this.outlet.ack(delivery.msg);
+      this.outlet.ackFirst(delivery.msg);
+      this.publishReply(delivery, to, reply);
+    });
+    const settled = sent.catch((err) => this.host.log.debug(`could not ack a request answered apart: ${err}`));
+    this.apart.add(settled);
+    void settled.finally(() => this.apart.delete(settled));
+  }
+
   /** One reply, as the tutorial's server sends it (plus the process span's context, with tracing on). */
   private publishReply(delivery: InFlight, to: Address, reply: EncodedMessage): void {
     try {
-      const { contentType, type } = reply;
-      const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
-      // For a durable reply queue (a pipeline's, call --no-wait), the answer of a persistent request is persistent.
-      if (to.persistent) properties.deliveryMode = 2;
-      // With tracing on, the process span's context (tracing/tracer.ts); else no headers at all.
-      if (delivery.span) properties.headers = { ...delivery.span.headers };
-      this.outlet.publish(to.replyTo, reply.body, properties, mandatoryFor(to));
+      this.outlet.publish(to.replyTo, reply.body, propertiesOf(delivery, to, reply), mandatoryFor(to));
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       this.host.log.warn(`could not send a reply to ${preview(to.replyTo)}: ${message}`, delivery.span?.ids);
@@ -231,6 +203,7 @@ export class ServingChannel {
    */
   async flushed(): Promise<void> {
     this.batches.flush();
+    await Promise.all(this.apart);
     await this.copies.settled();
     return this.outlet.flushed();
   }
@@ -238,6 +211,16 @@ export class ServingChannel {
   close(): Promise<void> {
     return this.channel.close().catch(() => {});
   }
+}
+
+/** A reply's properties: the tutorial's, plus the process span's context with tracing on (tracing/tracer.ts). */
+function propertiesOf(delivery: InFlight, to: Address, reply: EncodedMessage): PublishProperties {
+  const { contentType, type } = reply;
+  const properties: PublishProperties = { correlationId: to.correlationId, contentType, type };
+  // For a durable reply queue (a pipeline's, call --no-wait), the answer of a persistent request is persistent.
+  if (to.persistent) properties.deliveryMode = 2;
+  if (delivery.span) properties.headers = { ...delivery.span.headers };
+  return properties;
 }
 
 /**

@@ -102,6 +102,73 @@ test("a node stopped and started under load: with --retry, zero calls lost", asy
 }, 180_000);
 
 /**
+ * A caller on Direct Reply-to whose node dies with its requests in the queue (docs/operations.md, "Callers on a
+ * cluster"). RabbitMQ 3.10 closes the connection of a server that replies to such a caller (541). A reply to a
+ * request seen before goes on a connection of the server's own (src/rpc/isolated-replies.ts), so each of the
+ * dead caller's requests closes a serving connection once at most, where on a quorum queue it used to come back
+ * and close one after another until the poison backstop refused it.
+ */
+test("a Direct Reply-to caller's node killed under load: its requests close a serving connection once each at most", async () => {
+  const queue = "rpc_direct_reply_to";
+  const servers: Server[] = [];
+  for (const i of [0, 1, 2])
+    servers.push(await startServe(["--workers", "1", "--queue", queue, "--queue-type", "quorum", "--url", rotated(i)]));
+  let answered = 0;
+  let outage: Promise<void> | undefined;
+  let back = false;
+  let answeredWhenBack = 0;
+  const concurrency = 10;
+  const report = await runLoad({
+    url: urls.join(","), // node 1 first: the node killed below (the queue's leader and a server's node too)
+    queue,
+    requests: 1_000_000,
+    concurrency,
+    n: (i) => i % 1000,
+    timeoutMs: 5_000,
+    retries: 10,
+    replyQueue: "direct",
+    onAnswer: (count) => {
+      answered = count;
+      if (count === 500 && !outage) {
+        outage = (async () => {
+          // As when its machine dies (after a clean stop, halt, no reply met the crash in five runs).
+          await cluster.kill(0);
+          const until = answered + 1000;
+          const stoppedAt = performance.now();
+          while (answered < until && performance.now() - stoppedAt < 30_000) await Bun.sleep(50);
+          await cluster.start(0);
+          answeredWhenBack = answered;
+          back = true;
+        })();
+      }
+    },
+    stopWhen: () => back && answered > answeredWhenBack + 500,
+  });
+  await outage;
+  // Each close of a serving connection by a reply to the dead caller: one per request at most, and it had
+  // `concurrency` requests in flight.
+  const closes = servers.map(
+    (s) => s.log.match(/ lost \(closed by the broker: [^\n]*541 INTERNAL_ERROR/g)?.length ?? 0,
+  );
+  record("a Direct Reply-to caller's node killed (quorum queue, 3 servers, --retry 10)", {
+    sent: report.sent,
+    answered: report.answered,
+    failed: report.failed,
+    retried: report.retried,
+    serveConnectionsClosedBy541: closes,
+  });
+  expect(report.wrong).toBe(0);
+  expect(report.failed).toEqual({}); // none refused POISON_REQUEST, none lost
+  expect(report.answered).toBe(report.sent);
+  expect(report.retried).toBeGreaterThan(0); // the caller's node did go
+  expect(closes.reduce((a, b) => a + b)).toBeLessThanOrEqual(concurrency);
+  for (const server of servers) {
+    expect(server.log).not.toMatch(/died|refused a request/);
+    expect(await server.stop()).toBe(0);
+  }
+}, 180_000);
+
+/**
  * Whether the cluster's metadata store is Khepri (a Raft store: changes need a majority of the
  * nodes) or Mnesia (no majority needed). Per release, as the nodes of scripts/broker-node.sh run
  * them: RabbitMQ 4.3 enables khepri_db by default, 3.10 and 4.0 run Mnesia.

@@ -36,6 +36,25 @@ const NACK_COUNTS = !releaseAtLeast(4, 3);
 /** Whether a mandatory publish to a Direct Reply-to address whose caller has gone comes back (before 4.2). */
 const DEAD_REPLY_ADDRESS_RETURNED = !releaseAtLeast(4, 2);
 
+/**
+ * `address` (a Direct Reply-to address the broker gave a caller) with its node changed to one no node of the
+ * cluster has, as if the caller's node had died or left: the last digit of the `reply@<hash>` name of the
+ * encoding RabbitMQ 3.10 to 4.x use, or the letter before the `@` of a plain node name.
+ */
+function addressOfAGoneNode(address: string): string {
+  const prefix = "amq.rabbitmq.reply-to.";
+  const [pid, key] = address.slice(prefix.length).split(".");
+  const term = Buffer.from(pid!, "base64");
+  // 131, the pid tag, then the node atom: its tag, its length (2 bytes for 118 and 100, else 1), its name.
+  const nameAt = term[2] === 118 || term[2] === 100 ? 5 : 4;
+  const length = nameAt === 5 ? term.readUInt16BE(3) : term[3]!;
+  const name = term.toString("latin1", nameAt, nameAt + length);
+  const changed = name.startsWith("reply@") ? nameAt + length - 1 : nameAt + name.indexOf("@") - 1;
+  const digit = term[changed]! >= 48 && term[changed]! <= 57;
+  term[changed] = digit ? 48 + ((term[changed]! - 48 + 1) % 10) : term[changed] === 122 ? 121 : term[changed]! + 1;
+  return `${prefix}${term.toString("base64")}.${key}`;
+}
+
 const header = (msg: ConsumeMessage, name: string) => msg.properties.headers?.[name] as number | undefined;
 
 /** A quorum request queue declared by serve (with its delivery limit and dead-letter queue), and no server on it. */
@@ -210,4 +229,60 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
       expect((await queueStats(queue)).messageCount).toBe(0);
     },
   );
+
+  // RabbitMQ 3.10 closes the connection that publishes to such an address with 541 INTERNAL_ERROR (its channel
+  // crashes: rabbit_channel, deliver_reply, case_clause): a caller on a cluster node that has just died. The
+  // request's first reply costs serve that connection; it comes back redelivered, and its reply then goes on a
+  // connection of its own (src/rpc/isolated-replies.ts), so it is acked and closes no other. On a quorum queue
+  // it used to come back again and again (the ack written ahead of its reply lost with the connection), closing
+  // each new connection, until the poison backstop refused it.
+  for (const queueType of ["classic", "quorum"] as const)
+    test(`a reply to a caller whose node is gone (${queueType} queue): it closes serve's connection once at most, and the request is acked`, async () => {
+      const queue = uniqueQueue();
+      const conn = await connect(URL);
+      const caller = await conn.createChannel();
+      await caller.consume("amq.rabbitmq.reply-to", () => {}, { noAck: true });
+      const { ch: admin } = await rawChannel();
+      const probe = uniqueQueue();
+      await admin.assertQueue(probe, { durable: true });
+      caller.sendToQueue(probe, Buffer.from("probe"), { replyTo: "amq.rabbitmq.reply-to" });
+      const seen = await eventually(
+        () => admin.get(probe, { noAck: true }),
+        (msg) => msg !== false,
+        10_000,
+        "the caller's address",
+      );
+      await conn.close();
+      if (!seen) throw new Error("the probe is not in the queue");
+      const gone = addressOfAGoneNode(seen.properties.replyTo as string);
+
+      const server = await startServe([
+        "--workers",
+        "1",
+        "--queue",
+        queue,
+        "--queue-type",
+        queueType,
+        "--log-level",
+        "debug",
+      ]);
+      admin.sendToQueue(queue, Buffer.from("30"), { replyTo: gone, correlationId: "gone-node", deliveryMode: 2 });
+      // Answered (the caller's node gone or not) and acked: a call after it is answered, and once serve has
+      // stopped the queue is empty (a request still unacked would be back in it).
+      await eventually(
+        () => queueStats(queue),
+        (stats) => stats.messageCount === 0,
+        10_000,
+        "the request taken",
+      );
+      const call = await run(["call", "--queue", queue, "--timeout", "20s", "--wait-for-server", "8"]);
+      expect(call.stdout).toBe("21\n");
+      const closes = server.log.match(/ lost \(closed by the broker: [^\n]*541 INTERNAL_ERROR/g)?.length ?? 0;
+      console.log(`[direct reply-to] ${queueType}: serve's connection closed ${closes} time(s) by the reply`);
+      if (closes > 1) console.log(server.log);
+      expect(closes).toBeLessThanOrEqual(1);
+      expect(server.log).not.toMatch(/refused a request|died/);
+      expect(await server.stop()).toBe(0);
+      expect((await queueStats(queue)).messageCount).toBe(0);
+    });
 });
