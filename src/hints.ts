@@ -19,6 +19,10 @@ const both = (flag: keyof typeof OPTIONS) => `--${flag} / ${OPTIONS[flag].env}`;
 const sh = (name: string | undefined) =>
   name === undefined ? "?" : /^[\w./:@%+=-]+$/.test(name) ? name : `'${name.replace(/'/g, "'\\''")}'`;
 
+/** The rabbitmqctl command that deletes `queue` of `vhost` (its -p left out for the default vhost, /). */
+const deleteQueue = (queue: string | undefined, vhost: string | undefined) =>
+  `rabbitmqctl delete_queue${vhost === undefined || vhost === "/" ? "" : ` -p ${sh(vhost)}`} ${sh(queue)}`;
+
 /** What to do about a permission the broker refused: the user's patterns, and how to set them. */
 const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, has) => {
   // `call --reply-queue exclusive` declares and consumes a server-named queue: a pattern
@@ -101,7 +105,7 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
           ? `write amqp:// in ${both("url")} for that port, or give the broker's TLS port (5671 by default)`
           : "is it an AMQP 0-9-1 port (5672, or 5671 for amqps)?",
     "queue-unresponsive": (e) =>
-      `if it lasts, delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve declares it afresh`,
+      `if it lasts, delete it (${deleteQueue(e.details.queue, e.details.vhost)}) so that serve declares it afresh`,
     "no-majority": () =>
       `bring the cluster's other nodes back (rabbitmqctl cluster_status), ` +
       `or point ${both("url")} at a node that is part of the majority`,
@@ -173,10 +177,10 @@ const HINTS: { readonly [C in ClientErrorCode]?: Hint | { readonly [R in ErrorRe
       "check the queue's arguments and policies (rabbitmqctl list_queues name arguments policy)",
     "channel-max": () =>
       "raise channel_max in the broker's rabbitmq.conf, or drop a ?channel_max=1 from the broker URL",
-    "stream-queue": ({ details: { queue = "" } }) =>
-      `serve a classic or quorum queue: another --queue, or delete this one (rabbitmqctl delete_queue ${queue})`,
+    "stream-queue": ({ details: { queue, vhost } }) =>
+      `serve a classic or quorum queue: another --queue, or delete this one (${deleteQueue(queue, vhost)})`,
     "dead-letter-queue-differs": (e) =>
-      `delete it (rabbitmqctl delete_queue ${e.details.queue}) so that serve can declare it as a quorum queue`,
+      `delete it (${deleteQueue(e.details.queue, e.details.vhost)}) so that serve can declare it as a quorum queue`,
   },
 };
 

@@ -119,7 +119,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
       "BROKER_UNREACHABLE",
       `the broker at ${broker} could not declare queue ${JSON.stringify(unresponsive[1])}: ` +
         `it has a record of the queue, but the queue does not answer (${brokerReason(err)})`,
-      { reason: "queue-unresponsive", broker, queue: unresponsive[1] },
+      { reason: "queue-unresponsive", broker, queue: unresponsive[1], vhost: url.vhost },
     );
   }
   // Without amqplib-internals.ts (another amqplib), a close at connection.open comes without its

@@ -114,6 +114,8 @@ export async function declareOrJoinRequestQueue(
   model: ChannelModel,
   queue: string,
   type: QueueType,
+  /** The connection's vhost: a refusal names it, for the hint's rabbitmqctl command (hints.ts). */
+  vhost?: string,
 ): Promise<QueueSetup> {
   const serverVersion = (model as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection
     ?.serverProperties?.version;
@@ -137,7 +139,7 @@ export async function declareOrJoinRequestQueue(
           "BROKER_REFUSED",
           `queue ${quote(queue)} exists as a stream, which serve cannot consume requests from (a stream is read ` +
             "from an offset, not acked a request at a time)",
-          { reason: "stream-queue", queue },
+          { reason: "stream-queue", queue, vhost },
         );
       }
       return {
@@ -148,7 +150,7 @@ export async function declareOrJoinRequestQueue(
     }
     throw declared.error;
   }
-  if (type === "quorum") return declareDeadLetterQueue(model, deadLetterQueueName(queue));
+  if (type === "quorum") return declareDeadLetterQueue(model, deadLetterQueueName(queue), vhost);
   return { declared: true };
 }
 
@@ -156,7 +158,7 @@ export async function declareOrJoinRequestQueue(
  * Declares the dead-letter queue of a quorum request queue, bounded; one an older fibrpc declared without bounds
  * (a quorum queue with no other argument) is kept as it is, said in a notice; one of another type is refused.
  */
-async function declareDeadLetterQueue(model: ChannelModel, dead: string): Promise<QueueSetup> {
+async function declareDeadLetterQueue(model: ChannelModel, dead: string, vhost?: string): Promise<QueueSetup> {
   const dlq = await onThrowawayChannel(model, (ch) => ch.assertQueue(dead, DEAD_LETTER_QUEUE_OPTIONS));
   if (dlq.ok) return { declared: true };
   if (!isInequivalent(dlq.error)) throw dlq.error;
@@ -176,7 +178,7 @@ async function declareDeadLetterQueue(model: ChannelModel, dead: string): Promis
   throw new FibrpcError(
     "BROKER_REFUSED",
     `the dead-letter queue ${quote(dead)} exists with other settings (${brokerReason(unbounded.error)})`,
-    { reason: "dead-letter-queue-differs", queue: dead },
+    { reason: "dead-letter-queue-differs", queue: dead, vhost },
   );
 }
 

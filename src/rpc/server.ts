@@ -100,7 +100,8 @@ export class RpcServer {
   /** Runs on every (re)connection: queue, channel, prefetch, consumer (connection.ts, setup). */
   private async declareAndConsume(model: ChannelModel): Promise<void> {
     const { options } = this;
-    const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType);
+    const { vhost } = this.connection.target.currentUrl;
+    const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType, vhost);
     // Redeliveries are counted the classic way (a copy with fibrpc's own count) unless fibrpc
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
     // sets x-delivery-count.

@@ -70,12 +70,31 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
   {
     error: connectError(
       new Error(
-        `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'q' in vhost '/' due to timeout"`,
+        `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'q' in vhost 'v' due to timeout"`,
       ),
       url,
     ),
-    line: `the broker at amqp://u:***@h:5672/v could not declare queue "q": it has a record of the queue, but the queue does not answer (failed to perform operation on queue 'q' in vhost '/' due to timeout); if it lasts, delete it (rabbitmqctl delete_queue q) so that serve declares it afresh`,
+    // The URL's vhost, for rabbitmqctl's -p (else it would delete a queue of that name in /, or none).
+    line: `the broker at amqp://u:***@h:5672/v could not declare queue "q": it has a record of the queue, but the queue does not answer (failed to perform operation on queue 'q' in vhost 'v' due to timeout); if it lasts, delete it (rabbitmqctl delete_queue -p v q) so that serve declares it afresh`,
     exitCode: 68,
+  },
+  {
+    error: new FibrpcError("BROKER_REFUSED", 'queue "my q" exists as a stream, …', {
+      reason: "stream-queue",
+      queue: "my q",
+      vhost: "team a",
+    }),
+    line: `queue "my q" exists as a stream, …; serve a classic or quorum queue: another --queue, or delete this one (rabbitmqctl delete_queue -p 'team a' 'my q')`,
+    exitCode: 78,
+  },
+  {
+    error: new FibrpcError("BROKER_REFUSED", 'the dead-letter queue "q.dead-letter" exists with other settings (…)', {
+      reason: "dead-letter-queue-differs",
+      queue: "q.dead-letter",
+      vhost: "/",
+    }),
+    line: 'the dead-letter queue "q.dead-letter" exists with other settings (…); delete it (rabbitmqctl delete_queue q.dead-letter) so that serve can declare it as a quorum queue',
+    exitCode: 78,
   },
   // An error nothing is known to help with is its message alone.
   {
