@@ -10,7 +10,7 @@ import type { ProcessSpan } from "../tracing/tracer.ts";
 
 /** One delivery, made into a record once as it arrives (executor.ts) and carried whole to its ack. */
 export interface InFlight {
-  /** The channel it came on: answered and acked there, or not at all once that channel is gone. */
+  /** The channel it came on: acked there (answered there, or apart: isolated-replies.ts), or never once it is gone. */
   readonly via: ServingChannel;
   readonly msg: ConsumeMessage;
   /** performance.now() on arrival: the answer's latency is measured from here. */

@@ -26,8 +26,14 @@ import { preview } from "./protocol.ts";
  */
 export type IsolatedOutcome = "confirmed" | "caller-gone" | "failed";
 
-/** How long a reply may wait for the broker's confirm before the serving channel sends it instead. */
-const CONFIRM_MS = 10_000;
+/**
+ * How long one reply may take here, connecting included, before the serving channel sends it instead (a broker
+ * that neither confirms nor closes: a resource alarm holds the publish). The connection is then given up, so
+ * that a confirm or close still to come cannot be taken for the next reply's.
+ */
+const REPLY_MS = 5_000;
+/** After a connection could not be opened (a connection limit), none is tried for this long: replies fail at once. */
+const RETRY_OPEN_MS = 30_000;
 /** A connection unused this long is closed: a redelivery is rare, and each server would keep one more. */
 const IDLE_MS = 30_000;
 /** Addresses whose reply closed the connection: their other requests are acked without trying again. */
@@ -35,9 +41,10 @@ const GONE_KEPT = 256;
 
 interface Opened {
   model: ChannelModel;
-  channel: ConfirmChannel;
+  channel?: ConfirmChannel;
   /** Set by the connection's close: why it closed (undefined: closed by this side). */
   closedBy?: Error;
+  /** The connection or its channel closed: not to be used again. */
   closed: boolean;
 }
 
@@ -48,6 +55,8 @@ export class IsolatedReplies {
   private last: Promise<unknown> = Promise.resolve();
   private readonly gone = new Set<string>();
   private idle: ReturnType<typeof setTimeout> | undefined;
+  /** performance.now() before which no connection is tried (see RETRY_OPEN_MS). */
+  private noOpenUntil = 0;
   private stopped = false;
 
   /** `open`: a new connection to the broker the server is on (connection.ts, openBeside). */
@@ -56,75 +65,126 @@ export class IsolatedReplies {
     private readonly log: Logger,
   ) {}
 
+  /** Whether a reply to `replyTo` closed the connection lately: its caller's node is gone, nobody to answer. */
+  isGone(replyTo: string): boolean {
+    return this.gone.has(replyTo);
+  }
+
   /** Sends one reply, after those sent before it; never rejects. */
   send(replyTo: string, body: Uint8Array, properties: PublishProperties): Promise<IsolatedOutcome> {
     const content = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    const outcome = this.last.then(() => this.sendNow(replyTo, content, properties));
+    const outcome = this.last.then(() => this.sendWithin(replyTo, content, properties));
     this.last = outcome;
     return outcome;
   }
 
-  /** Closes the connection, if open, once the replies under way are sent; later ones fail (see send). */
+  /**
+   * Takes no more replies (those still queued fail at once, for the serving channel to send), and closes the
+   * connection once the reply under way is done.
+   */
   async close(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.idle);
     await this.last;
-    await this.current?.model.close().catch(() => {});
-    this.current = undefined;
+    if (this.current) this.retire(this.current);
   }
 
-  private async sendNow(replyTo: string, body: Buffer, properties: PublishProperties): Promise<IsolatedOutcome> {
+  /** sendNow, bounded by REPLY_MS: past it, the reply fails and its connection is given up. */
+  private async sendWithin(replyTo: string, body: Buffer, properties: PublishProperties): Promise<IsolatedOutcome> {
     if (this.gone.has(replyTo)) return "caller-gone";
-    if (this.stopped) return "failed";
+    if (this.stopped || performance.now() < this.noOpenUntil) return "failed";
     clearTimeout(this.idle);
-    if (!this.current || this.current.closed) this.current = await this.connect();
-    const opened = this.current;
-    if (!opened) return "failed";
-    const outcome = await new Promise<IsolatedOutcome>((resolve) => {
-      const timer = setTimeout(() => resolve("failed"), CONFIRM_MS);
-      const ended = (outcome: IsolatedOutcome) => {
-        clearTimeout(timer);
-        resolve(outcome);
-      };
-      try {
-        opened.channel.publish("", replyTo, body, properties, (err) => {
-          if (!err) return ended("confirmed");
-          // A closed connection rejects its unconfirmed publishes first, then says why it closed, in the same
-          // turn (node_modules/amqplib/lib/connection.js, toClosed): look at the reason once that has run.
-          setImmediate(() => ended(brokerClose(opened.closedBy)?.code === 541 ? "caller-gone" : "failed"));
-        });
-      } catch {
-        ended("failed");
-      }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = { late: false };
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => {
+        attempt.late = true;
+        resolve("late");
+      }, REPLY_MS);
     });
+    const outcome = await Promise.race([this.sendNow(replyTo, body, properties, attempt), late]);
+    clearTimeout(timer);
+    const opened = this.current;
+    if (outcome === "late") {
+      this.log.debug(`a reply to ${preview(replyTo)} took over ${REPLY_MS} ms; sent on the serving channel instead`);
+      if (opened) this.retire(opened);
+      return "failed";
+    }
     if (outcome === "caller-gone") {
       if (this.gone.size >= GONE_KEPT) this.gone.delete(this.gone.values().next().value!);
       this.gone.add(replyTo);
       this.log.debug(`a reply to ${preview(replyTo)} closed its connection (541): its caller's node is gone`);
     }
-    if (!this.stopped && !opened.closed) this.idle = setTimeout(() => this.closeIdle(opened), IDLE_MS).unref();
+    if (opened && !opened.closed && !this.stopped) {
+      this.idle = setTimeout(() => this.retire(opened), IDLE_MS).unref();
+    }
     return outcome;
   }
 
+  private async sendNow(
+    replyTo: string,
+    body: Buffer,
+    properties: PublishProperties,
+    attempt: { late: boolean },
+  ): Promise<IsolatedOutcome> {
+    if (!this.current || this.current.closed) {
+      const fresh = await this.connect();
+      // Given up while connecting: the serving channel has sent it, and the next reply may be connecting already.
+      if (attempt.late) {
+        if (fresh) this.retire(fresh);
+        return "failed";
+      }
+      this.current = fresh;
+    }
+    const opened = this.current;
+    const channel = opened?.channel;
+    if (!opened || !channel) return "failed";
+    return new Promise<IsolatedOutcome>((resolve) => {
+      try {
+        channel.publish("", replyTo, body, properties, (err) => {
+          if (!err) return resolve("confirmed");
+          // A closed connection rejects its unconfirmed publishes first, then says why it closed, in the same
+          // turn (node_modules/amqplib/lib/connection.js, toClosed): look at the reason once that has run. This
+          // reply is the connection's only unconfirmed one (one at a time; a late one retires its connection).
+          setImmediate(() => resolve(brokerClose(opened.closedBy)?.code === 541 ? "caller-gone" : "failed"));
+        });
+      } catch {
+        resolve("failed");
+      }
+    });
+  }
+
   private async connect(): Promise<Opened | undefined> {
+    let opened: Opened | undefined;
     try {
       const model = await this.open();
-      const opened: Opened = { model, channel: await model.createConfirmChannel(), closed: false };
-      // Listened to: an error event without a listener would end the worker.
-      model.on("error", (err: Error) => this.log.debug(`reply connection: ${lostReason(err)}`));
-      opened.channel.on("error", () => {});
+      opened = { model, closed: false };
+      const it = opened;
+      // Listened to from the start: an error event without a listener would end the worker.
+      model.on("error", (err: Error) => this.log.debug(`connection for replies apart: ${lostReason(err)}`));
       model.on("close", (err?: Error) => {
-        opened.closed = true;
-        opened.closedBy = err;
+        it.closed = true;
+        it.closedBy = err;
       });
+      const channel = await model.createConfirmChannel();
+      channel.on("error", (err: Error) => this.log.debug(`channel for replies apart: ${err.message}`));
+      // The broker closed the channel alone (the connection lives on): give the connection up with it.
+      channel.on("close", () => {
+        if (!it.closed) this.retire(it);
+      });
+      opened.channel = channel;
       return opened;
     } catch (err) {
       this.log.debug(`could not open a connection for replies to callers seen before: ${lostReason(err)}`);
+      this.noOpenUntil = performance.now() + RETRY_OPEN_MS;
+      if (opened) this.retire(opened);
       return undefined;
     }
   }
 
-  private closeIdle(opened: Opened): void {
+  /** Closes `opened` and forgets it; a reply still waiting on it is told (its confirm rejected). */
+  private retire(opened: Opened): void {
+    opened.closed = true;
     if (this.current === opened) this.current = undefined;
     opened.model.close().catch(() => {});
   }

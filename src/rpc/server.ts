@@ -17,6 +17,7 @@ import { declareOrJoinRequestQueue, joinedNotice, type QueueType } from "./queue
 import { Scheduler } from "./scheduler.ts";
 import { ServingChannel, type ChannelHost } from "./serving-channel.ts";
 import { openWire } from "./wire.ts";
+import { quote } from "../printable.ts";
 
 export type { ServerEvents } from "./connection.ts";
 
@@ -33,6 +34,8 @@ export interface ServerOptions extends ExecutorOptions {
   openFrameWriter?: (model: ChannelModel, channel: Channel) => Outlet | undefined;
   /** The process's lead worker: a lead consumer beside the normal one (scheduler.ts). */
   lead?: boolean;
+  /** Opens the connection for replies apart (default: one to the serving connection's broker; isolated-replies.ts). */
+  openIsolated?: (open: () => Promise<ChannelModel>) => Promise<ChannelModel>;
 }
 
 /** What a server reports as it goes (serve/stats.ts keeps the counters). */
@@ -40,6 +43,22 @@ export interface ServerMetrics extends DeliveryMetrics {
   reconnected(): void;
   /** A channel publishes and acks through amqplib's own methods: the frame writer could not attach. */
   outletFallback(): void;
+}
+
+/** A declaration unanswered this long is said (once per process): serve would otherwise be silent meanwhile. */
+const SLOW_MS = 10_000;
+
+/**
+ * RabbitMQ answers a declaration only once a majority of the nodes agree where it must: a quorum queue's
+ * members on any release, and on Khepri (4.3) the cluster's metadata for any queue. A node cut off from its
+ * majority leaves it unanswered (about 30 s to a minute before it gives up).
+ */
+function slowDeclarationNotice(queue: string, connection: ServeConnection): string {
+  return (
+    `the broker at ${connection.target.current} has not answered the declaration of queue ${quote(queue)} ` +
+    `for ${SLOW_MS / 1000} s: a node cut off from its cluster's majority cannot declare a quorum queue ` +
+    "(nor, on RabbitMQ 4.3, any queue); bring the other nodes back (rabbitmqctl cluster_status); serve waits"
+  );
 }
 
 const NOTHING = () => {};
@@ -86,7 +105,10 @@ export class RpcServer {
       queue,
       prefetch,
       log,
-      isolated: new IsolatedReplies(() => this.connection.openBeside("fibrpc serve (replies apart)"), log),
+      isolated: new IsolatedReplies(() => {
+        const open = () => this.connection.openBeside("fibrpc serve (replies apart)");
+        return options.openIsolated ? options.openIsolated(open) : open();
+      }, log),
       failed: (err) => this.channelFailed(err),
       closed: (via) => this.channelClosed(via),
     };
@@ -101,7 +123,13 @@ export class RpcServer {
   private async declareAndConsume(model: ChannelModel): Promise<void> {
     const { options } = this;
     const { vhost } = this.connection.target.currentUrl;
-    const queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType, vhost);
+    const slow = setTimeout(() => this.events.onNotice(slowDeclarationNotice(options.queue, this.connection)), SLOW_MS);
+    let queue: Awaited<ReturnType<typeof declareOrJoinRequestQueue>>;
+    try {
+      queue = await declareOrJoinRequestQueue(model, options.queue, options.queueType, vhost);
+    } finally {
+      clearTimeout(slow);
+    }
     // Redeliveries are counted the classic way (a copy with fibrpc's own count) unless fibrpc
     // declared the queue itself: a joined queue's type is the operator's, and only a quorum queue
     // sets x-delivery-count.
@@ -179,13 +207,15 @@ export class RpcServer {
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
     // which wait their turn: the one being computed finishes, the others go back to the queue.
     await this.scheduler.done;
+    // Replies apart still queued are sent on the channel instead, at once (isolated-replies.ts).
+    const isolatedClosed = this.host.isolated.close();
     // Replies and acks held while the socket was full go out before the channel closes (else
     // the broker would requeue requests already answered).
     await this.channel?.flushed();
     // channel.close goes through amqplib's muxer, after any frame still queued there; the
     // connection's close frame does not, so close the channel first.
     await channel?.close();
-    await this.host.isolated.close();
+    await isolatedClosed;
     await this.connection.close();
   }
 }

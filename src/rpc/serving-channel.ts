@@ -2,10 +2,11 @@
  * One channel a server consumes on, made by each connection's set-up (server.ts), and the one
  * write each of its deliveries ends with (settle): at most one publish and exactly one ack,
  * through the channel's outlet; for a caller that reads batched replies, held to the end of the
- * event-loop turn and shared with its other results (reply-batches.ts). When the channel closes,
- * `open` turns false and the server drops the object whole: the broker has put the channel's
- * unacked deliveries back in the queue, so nothing more is written for them, and nothing else has
- * to be cleared.
+ * event-loop turn and shared with its other results (reply-batches.ts); for a request seen before
+ * that replies to Direct Reply-to, the reply apart and the ack once it is done (isolated-replies.ts).
+ * When the channel closes, `open` turns false and the server drops the object whole: the broker
+ * has put the channel's unacked deliveries back in the queue, so nothing more is written for them,
+ * and nothing else has to be cleared.
  */
 import type { Channel, ChannelModel } from "amqplib";
 import type { Logger } from "../log.ts";
@@ -91,7 +92,8 @@ export class ServingChannel {
   /**
    * Writes how `delivery` ends, at most one publish and exactly one ack, in one socket write with
    * the frame writer; a result for a caller that reads batched replies is held with its ack and
-   * written at the end of this event-loop turn (reply-batches.ts), unless the channel closes first. False if
+   * written at the end of this event-loop turn (reply-batches.ts), and a reply apart's ack once the
+   * reply is done (below), unless the channel closes first. False if
    * its channel is gone (the broker has put the request back for another try): nothing is
    * written. A copy that cannot be encoded throws, with nothing written; a reply that cannot be
    * sent is logged, never thrown: it must not cost the channel. The ack goes only on the channel
@@ -102,7 +104,8 @@ export class ServingChannel {
    * (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms"; callers ignore the
    * duplicate reply that may follow). A request seen before whose reply goes to a Direct Reply-to
    * address is answered on a connection of its own, and acked here once that is done: RabbitMQ 3.x
-   * closes the connection that replies to a caller whose node has died (isolated-replies.ts).
+   * closes the connection that replies to a caller whose node has died (isolated-replies.ts). A reply
+   * to an address found so is not sent at all: the request is acked.
    */
   settle(delivery: InFlight, ending: Ending): boolean {
     if (!this.open) return false;
@@ -118,10 +121,18 @@ export class ServingChannel {
       outlet.publish(host.queue, msg.content, copy);
     } else if (ending.kind === "reply" && ending.to) {
       const { to, reply } = ending;
-      if (isDirectReplyTo(to.replyTo) && !delivery.firstDelivery && !delivery.acked) {
-        delivery.acked = true;
-        this.replyApart(delivery, to, reply);
-        return true;
+      if (isDirectReplyTo(to.replyTo) && !delivery.acked) {
+        // A caller whose node is gone, as a reply apart found: nobody to answer, and a reply would close this.
+        if (host.isolated.isGone(to.replyTo)) {
+          delivery.acked = true;
+          outlet.ack(msg);
+          return true;
+        }
+        if (!delivery.firstDelivery) {
+          delivery.acked = true;
+          this.replyApart(delivery, to, reply);
+          return true;
+        }
       }
       // Redelivered requests and errors are never held.
       if (to.batch && delivery.firstDelivery && isBatchable(reply)) {

@@ -10,6 +10,8 @@
  *                       redelivered although answered;
  *   no-frame-writer=1   the frame writer cannot attach (as with an amqplib whose internals
  *                       changed): serve falls back to amqplib's own publish and ack;
+ *   no-isolated-connection=1  the connection for replies apart cannot be opened (as under a
+ *                       connection limit): those replies go on the serving channel, acked first;
  *   hold=N              computing fib(N) first holds the worker's thread (blocked, as by a long
  *                       computation) until the test lets it go, so that a test can act while a
  *                       computation is surely under way, however fast the machine. Each hold
@@ -33,6 +35,7 @@ export interface Faults {
   crashFirstOn?: number;
   killAfterReplyOn?: number;
   noFrameWriter?: boolean;
+  noIsolatedConnection?: boolean;
   holdOn?: number;
   holdDir?: string;
 }
@@ -51,6 +54,7 @@ export function parseFaults(spec: string | undefined): Faults | undefined {
     else if (kind === "crash-first") faults.crashFirstOn = n;
     else if (kind === "kill-after-reply") faults.killAfterReplyOn = n;
     else if (kind === "no-frame-writer") faults.noFrameWriter = value === "1";
+    else if (kind === "no-isolated-connection") faults.noIsolatedConnection = value === "1";
     else if (kind === "hold") faults.holdOn = n;
     else if (kind === "hold-dir") faults.holdDir = value;
     else throw new Error(`FIBRPC_TEST_FAULTS: unknown fault ${JSON.stringify(kind)}`);
@@ -63,12 +67,15 @@ export function parseFaults(spec: string | undefined): Faults | undefined {
 export function withFaults(
   faults: Faults,
   compute: (n: number) => string,
-): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter"> {
+): Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter" | "openIsolated"> {
   /** fib(killAfterReplyOn) was computed, and its reply not yet published (it may be held to the turn's end). */
   let replyToKillAfter = false;
   let holds = 0;
   return {
     ...(faults.noFrameWriter ? { openFrameWriter: () => undefined } : {}),
+    ...(faults.noIsolatedConnection
+      ? { openIsolated: () => Promise.reject(new Error("injected: no connection for replies apart")) }
+      : {}),
     compute: (n, { firstDelivery }) => {
       if (n === faults.throwOn) throw new Error(`injected exception for n=${n}`);
       // A crash mid-computation: the worker ends here, with no reply and no ack.

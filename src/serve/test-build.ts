@@ -25,7 +25,7 @@ export function testSettings(env: Readonly<Record<string, string | undefined>>):
   return {};
 }
 
-type Seams = Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter">;
+type Seams = Pick<ServerOptions, "compute" | "wrapOutlet" | "openFrameWriter" | "openIsolated">;
 
 /** A worker's fault injection around the server's seams, for `faults` (see TestSettings); none in the release build. */
 export async function testFaults(faults: string | undefined, compute: (n: number) => string): Promise<Seams> {

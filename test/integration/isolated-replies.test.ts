@@ -1,0 +1,124 @@
+/**
+ * rpc/isolated-replies.ts against the suite's broker: a reply apart to a caller that is there is confirmed and
+ * delivered; to a caller whose node is gone (test/gone-caller.ts) it closes its connection on RabbitMQ 3.x
+ * ("caller-gone", remembered: the next reply there opens nothing) and is dropped on 4.3; a connection that cannot
+ * be opened fails the reply at once, and no other is tried for a while; after close() replies fail at once.
+ */
+import { expect, test } from "bun:test";
+import { type ChannelModel, connect } from "amqplib";
+import type { Logger } from "../../src/log.ts";
+import { IsolatedReplies } from "../../src/rpc/isolated-replies.ts";
+import { addressOfACallerWhoseNodeIsGone, REPLY_TO_A_GONE_NODE_CLOSES } from "../gone-caller.ts";
+import { cleanupAfterFile, eventually, URL } from "../helpers.ts";
+
+cleanupAfterFile();
+
+function recorder() {
+  const debug: string[] = [];
+  const log = { debug: (text: string) => debug.push(text) } as unknown as Logger;
+  return { debug, log };
+}
+
+/** IsolatedReplies on connections to the suite's broker, counting those opened. */
+function isolated(open: () => Promise<ChannelModel> = () => connect(URL)) {
+  const { debug, log } = recorder();
+  let opened = 0;
+  const replies = new IsolatedReplies(() => {
+    opened++;
+    return open();
+  }, log);
+  return { replies, debug, opened: () => opened };
+}
+
+test("a caller that is there: the reply is confirmed and delivered, on one connection for several", async () => {
+  const conn = await connect(URL);
+  try {
+    const caller = await conn.createChannel();
+    const received: string[] = [];
+    const both = Promise.withResolvers<void>();
+    await caller.consume(
+      "amq.rabbitmq.reply-to",
+      (msg) => {
+        if (msg) received.push(msg.content.toString());
+        if (received.length === 2) both.resolve();
+      },
+      { noAck: true },
+    );
+    // The broker's address for this caller: a request to ourselves through a queue of the broker's naming.
+    const { queue } = await caller.assertQueue("", { exclusive: true });
+    caller.sendToQueue(queue, Buffer.from("probe"), { replyTo: "amq.rabbitmq.reply-to" });
+    const probe = await eventually(
+      () => caller.get(queue, { noAck: true }),
+      (msg) => msg !== false,
+      10_000,
+      "the probe",
+    );
+    if (!probe) throw new Error("the probe is not in the queue");
+    const address = probe.properties.replyTo as string;
+    expect(address).toStartWith("amq.rabbitmq.reply-to.");
+    const { replies, opened } = isolated();
+    try {
+      expect(await replies.send(address, Buffer.from("832040"), { correlationId: "a" })).toBe("confirmed");
+      expect(await replies.send(address, Buffer.from("21"), { correlationId: "b" })).toBe("confirmed");
+      expect(opened()).toBe(1);
+      const timeout = setTimeout(() => both.reject(new Error(`replies received: ${received.join(", ")}`)), 10_000);
+      await both.promise.finally(() => clearTimeout(timeout));
+      expect(received).toEqual(["832040", "21"]);
+    } finally {
+      await replies.close();
+    }
+  } finally {
+    await conn.close();
+  }
+});
+
+test(`a caller whose node is gone: ${REPLY_TO_A_GONE_NODE_CLOSES ? "caller-gone, remembered (the next reply there opens nothing)" : "dropped and confirmed (RabbitMQ 4.3)"}`, async () => {
+  const gone = await addressOfACallerWhoseNodeIsGone();
+  const { replies, debug, opened } = isolated();
+  try {
+    const first = await replies.send(gone, Buffer.from("832040"), { correlationId: "a" });
+    if (!REPLY_TO_A_GONE_NODE_CLOSES) {
+      expect(first).toBe("confirmed");
+      expect(replies.isGone(gone)).toBe(false);
+      return;
+    }
+    expect(first).toBe("caller-gone");
+    expect(replies.isGone(gone)).toBe(true);
+    expect(debug.join("\n")).toContain("closed its connection (541): its caller's node is gone");
+    expect(await replies.send(gone, Buffer.from("21"), { correlationId: "b" })).toBe("caller-gone");
+    expect(opened()).toBe(1);
+  } finally {
+    await replies.close();
+  }
+});
+
+test("a connection that cannot be opened: the reply fails at once, and none is tried again for a while", async () => {
+  const { replies, debug, opened } = isolated(() => Promise.reject(new Error("connection limit reached")));
+  const address = await addressOfACallerWhoseNodeIsGone();
+  expect(await replies.send(address, Buffer.from("1"), {})).toBe("failed");
+  expect(await replies.send(address, Buffer.from("1"), {})).toBe("failed");
+  expect(opened()).toBe(1);
+  expect(debug).toEqual(["could not open a connection for replies to callers seen before: connection limit reached"]);
+  await replies.close();
+});
+
+test("after close(), replies fail at once without connecting", async () => {
+  const { replies, opened } = isolated();
+  await replies.close();
+  expect(await replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("1"), {})).toBe("failed");
+  expect(opened()).toBe(0);
+});
+
+test("a connection that opens too late: the reply fails after 5 s, and the connection is closed once it comes", async () => {
+  let connected: ((model: ChannelModel) => void) | undefined;
+  const { replies, debug } = isolated(() => new Promise((resolve) => (connected = resolve)));
+  const started = performance.now();
+  expect(await replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("1"), {})).toBe("failed");
+  expect(performance.now() - started).toBeGreaterThanOrEqual(4_900);
+  expect(debug.join("\n")).toContain("took over 5000 ms; sent on the serving channel instead");
+  const model = await connect(URL);
+  const closed = new Promise<void>((resolve) => model.once("close", () => resolve()));
+  connected!(model);
+  await closed; // not kept, nor used for the next reply: closed (the test's timeout bounds the wait)
+  await replies.close();
+}, 20_000);
