@@ -275,7 +275,9 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
       ["--queue-type", "classic"],
       { FIBRPC_TEST_FAULTS: "no-isolated-connection=1" },
     );
-    expect(log).toContain("could not open a connection for replies to callers seen before: injected");
+    // On 4.3 the first reply goes through and no request is seen twice: nothing is sent apart.
+    if (REPLY_TO_A_GONE_NODE_CLOSES)
+      expect(log).toContain("could not open a connection for replies to callers seen before: injected");
     // 3.x: each request's first reply closes it, then its redelivery's (acked ahead of it: it does not come back).
     expect(closes).toBe(REPLY_TO_A_GONE_NODE_CLOSES ? 4 : 0);
   });
