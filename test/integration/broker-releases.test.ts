@@ -224,6 +224,7 @@ describe(`Direct Reply-to on RabbitMQ ${BROKER_RELEASE}`, () => {
    */
   async function serveTwoRequestsTo(replyTo: string, args: string[], env: Record<string, string> = {}) {
     const queue = uniqueQueue();
+    alsoDelete(deadLetterQueueName(queue)); // a quorum request queue's, declared by serve
     const server = await startServe(["--workers", "1", "--queue", queue, "--log-level", "debug", ...args], env);
     const { ch: admin } = await rawChannel();
     // Acked, not merely taken: no message of the queue's is left, ready or unacknowledged.
