@@ -21,7 +21,9 @@ const sh = (name: string | undefined) =>
 
 /** The rabbitmqctl command that deletes `queue` of `vhost` (its -p left out for the default vhost, /). */
 const deleteQueue = (queue: string | undefined, vhost: string | undefined) =>
-  `rabbitmqctl delete_queue${vhost === undefined || vhost === "/" ? "" : ` -p ${sh(vhost)}`} ${sh(queue)}`;
+  `rabbitmqctl delete_queue${vhost === undefined || vhost === "/" ? "" : ` -p ${sh(vhost)}`} ` +
+  // A name that begins with "-" would be read as an option.
+  `${queue?.startsWith("-") ? "-- " : ""}${sh(queue)}`;
 
 /** What to do about a permission the broker refused: the user's patterns, and how to set them. */
 const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, has) => {
@@ -49,6 +51,9 @@ const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, 
   );
 };
 
+/** How many connections serve opens (isolated-replies.ts: the one more). */
+const SERVE_CONNECTIONS = "(serve opens one per worker, and one more for a while to answer redelivered requests)";
+
 /** What to do about a broker limit reached: which setting, and the command that raises it. */
 const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
   if (!limit) return undefined;
@@ -60,15 +65,13 @@ const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {
         `${
           limit.key === "max-queues"
             ? " or delete queues it no longer needs"
-            : " or close other connections to it (serve opens one per worker)"
+            : ` or close other connections to it ${SERVE_CONNECTIONS}`
         }`
       );
     case "user":
       return (
         `raise the user's limit (rabbitmqctl set_user_limits ${sh(user)} ${value}, -1 for none)` +
-        `${
-          limit.key === "max-connections" ? " or close other connections of the user (serve opens one per worker)" : ""
-        }`
+        `${limit.key === "max-connections" ? ` or close other connections of the user ${SERVE_CONNECTIONS}` : ""}`
       );
     case "cluster":
       return "raise cluster_queue_limit in rabbitmq.conf, or delete queues no longer needed";

@@ -113,7 +113,7 @@ export function connectError(err: unknown, url: BrokerUrl): FibrpcError {
   // A queue whose record the broker has but whose process does not answer: seen on RabbitMQ 4.3
   // after a declaration that timed out while the node lacked its cluster's majority was committed
   // once the majority came back (404 "failed to perform operation on queue … due to timeout").
-  const unresponsive = /failed to perform operation on queue '([^']*)'.*due to timeout/i.exec(message);
+  const unresponsive = /failed to perform operation on queue '(.*)' in vhost '.*' due to timeout/i.exec(message);
   if (unresponsive) {
     return new FibrpcError(
       "BROKER_UNREACHABLE",
@@ -296,7 +296,8 @@ export function isNotFound(err: unknown): boolean {
 /** The broker's own words from a channel error, e.g. "inequivalent arg 'durable' for queue ...". */
 export function brokerReason(err: unknown): string {
   const { message } = describe(err);
-  const match = /with message "([^"]*)"/.exec(message);
+  // To the last quote: a vhost or queue name may hold one.
+  const match = /with message "([\s\S]*)"/.exec(message);
   return (match?.[1] ?? message).replace(/^[A-Z_]+ - /, "");
 }
 
@@ -460,25 +461,26 @@ export function limitRefusal(close: BrokerClose, context: RefusalContext): Fibrp
       context,
       key === "max-queues"
         ? // The queue the broker names: an exclusive reply queue (amq.gen-…) is not the request queue.
-          attempted(close, context, /cannot declare queue '([^']*)'/.exec(text)?.[1] ?? context.queue)
+          attempted(close, context, /cannot declare queue '(.*)': queue limit/.exec(text)?.[1] ?? context.queue)
         : key === "max-connections"
           ? "the connection"
           : "to open a channel",
       { limit: { scope, key }, ...extra },
     );
-  const vhostConnections =
-    /access to vhost '([^']*)' refused for user '([^']*)': connection limit \(\d+\) is reached/.exec(text);
+  const vhostConnections = /access to vhost '(.*)' refused for user '(.*)': connection limit \(\d+\) is reached/.exec(
+    text,
+  );
   if (vhostConnections)
     return limit("vhost", "max-connections", { vhost: vhostConnections[1], user: vhostConnections[2] });
-  const userConnections = /for user '([^']*)': user connection limit \(\d+\) is reached/.exec(text);
+  const userConnections = /for user '(.*)': user connection limit \(\d+\) is reached/.exec(text);
   if (userConnections) return limit("user", "max-connections", { user: userConnections[1] });
-  const userChannels = /number of channels opened for user '([^']*)' has reached the maximum allowed user limit/.exec(
+  const userChannels = /number of channels opened for user '(.*)' has reached the maximum allowed user limit/.exec(
     text,
   );
   if (userChannels) return limit("user", "max-channels", { user: userChannels[1] });
   if (/number of channels opened \(\d+\) has reached the negotiated channel_max/.test(text))
     return limit("connection", "channel_max");
-  const vhostQueues = /queue limit in vhost '([^']*)' \(\d+\) is reached/.exec(text);
+  const vhostQueues = /queue limit in vhost '(.*)' \(\d+\) is reached/.exec(text);
   if (vhostQueues) return limit("vhost", "max-queues", { vhost: vhostQueues[1] });
   if (/queue limit in cluster \(\d+\) is reached/.test(text)) return limit("cluster", "max-queues");
   return undefined;
@@ -487,7 +489,7 @@ export function limitRefusal(close: BrokerClose, context: RefusalContext): Fibrp
 /** 403 on a queue name beginning with "amq.": the broker keeps those for itself. */
 export function reservedNameRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   if (close.code !== 403) return undefined;
-  const m = /name '([^']*)' contains reserved prefix/.exec(close.text);
+  const m = /name '(.*)' contains reserved prefix/.exec(close.text);
   if (!m) return undefined;
   return refused("ACCESS_REFUSED", "reserved-name", close, context, attempted(close, context, m[1]), { queue: m[1] });
 }
@@ -499,9 +501,9 @@ export function reservedNameRefusal(close: BrokerClose, context: RefusalContext)
 export function lockRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   const m =
     close.code === 405
-      ? /queue '([^']*)'/.exec(close.text)
+      ? /queue '(.*)' in vhost '/.exec(close.text)
       : close.code === 403
-        ? /queue '([^']*)' in vhost '[^']*' in exclusive use/.exec(close.text)
+        ? /queue '(.*)' in vhost '.*' in exclusive use/.exec(close.text)
         : null;
   if (!m) return undefined;
   return refused("BROKER_REFUSED", "locked", close, context, attempted(close, context, m[1]), { queue: m[1] });
@@ -515,8 +517,8 @@ export function lockRefusal(close: BrokerClose, context: RefusalContext): Fibrpc
 export function permissionRefusal(close: BrokerClose, context: RefusalContext): FibrpcError | undefined {
   if (close.code !== 403) return undefined;
   const m = new RegExp(
-    String.raw`(?:\b(configure|write|read) )?access to (queue|exchange|topic) '([^']*)' ` +
-      "in vhost '([^']*)' refused for user '([^']*)'",
+    String.raw`(?:\b(configure|write|read) )?access to (queue|exchange|topic) '(.*)' ` +
+      "in vhost '(.*)' refused for user '(.*)'$",
   ).exec(close.text);
   const permission = (m?.[1] ??
     PERMISSION_OF[close.method ?? ""] ??

@@ -175,7 +175,12 @@ export class IsolatedReplies {
       opened.channel = channel;
       return opened;
     } catch (err) {
-      this.log.debug(`could not open a connection for replies to callers seen before: ${lostReason(err)}`);
+      // Said each time (at most once in RETRY_OPEN_MS): the fallback can bring the quorum queue's loop back.
+      this.log.warn(
+        `could not open a connection for replies to callers seen before: ${lostReason(err)}; for ` +
+          `${RETRY_OPEN_MS / 1000} s their replies go on the serving connection, acked ahead of them ` +
+          '(docs/operations.md, "Callers on a cluster")',
+      );
       this.noOpenUntil = performance.now() + RETRY_OPEN_MS;
       if (opened) this.retire(opened);
       return undefined;

@@ -15,19 +15,23 @@ cleanupAfterFile();
 
 function recorder() {
   const debug: string[] = [];
-  const log = { debug: (text: string) => debug.push(text) } as unknown as Logger;
-  return { debug, log };
+  const warn: string[] = [];
+  const log = {
+    debug: (text: string) => debug.push(text),
+    warn: (text: string) => warn.push(text),
+  } as unknown as Logger;
+  return { debug, warn, log };
 }
 
 /** IsolatedReplies on connections to the suite's broker, counting those opened. */
 function isolated(open: () => Promise<ChannelModel> = () => connect(URL)) {
-  const { debug, log } = recorder();
+  const { debug, warn, log } = recorder();
   let opened = 0;
   const replies = new IsolatedReplies(() => {
     opened++;
     return open();
   }, log);
-  return { replies, debug, opened: () => opened };
+  return { replies, debug, warn, opened: () => opened };
 }
 
 test("a caller that is there: the reply is confirmed and delivered, on one connection for several", async () => {
@@ -93,12 +97,16 @@ test(`a caller whose node is gone: ${REPLY_TO_A_GONE_NODE_CLOSES ? "caller-gone,
 });
 
 test("a connection that cannot be opened: the reply fails at once, and none is tried again for a while", async () => {
-  const { replies, debug, opened } = isolated(() => Promise.reject(new Error("connection limit reached")));
+  const { replies, warn, opened } = isolated(() => Promise.reject(new Error("connection limit reached")));
   const address = await addressOfACallerWhoseNodeIsGone();
   expect(await replies.send(address, Buffer.from("1"), {})).toBe("failed");
   expect(await replies.send(address, Buffer.from("1"), {})).toBe("failed");
   expect(opened()).toBe(1);
-  expect(debug).toEqual(["could not open a connection for replies to callers seen before: connection limit reached"]);
+  // Said once, as a warning: the fallback can bring back what the connection apart is for.
+  expect(warn).toEqual([
+    "could not open a connection for replies to callers seen before: connection limit reached; for 30 s their " +
+      'replies go on the serving connection, acked ahead of them (docs/operations.md, "Callers on a cluster")',
+  ]);
   await replies.close();
 });
 

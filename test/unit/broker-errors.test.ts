@@ -8,6 +8,7 @@ import { withHint } from "../../src/hints.ts";
 import { FibrpcError } from "../../src/errors.ts";
 import { HANDSHAKE_REASONS } from "../../src/rpc/amqplib-internals.ts";
 import {
+  brokerReason,
   brokerRefusal,
   channelClosedReason,
   connectError,
@@ -159,6 +160,21 @@ const cases: Case[] = [
       "the connection: access to vhost 'vlim' refused for user 'full': connection limit (2) is reached (530 NOT_ALLOWED)",
     details: { vhost: "vlim", user: "full", limit: { scope: "vhost", key: "max-connections" } },
     hint: `raise the vhost's limit (rabbitmqctl set_vhost_limits -p vlim '{"max-connections": N}', -1 for none)`,
+  },
+  {
+    // Names may hold quotes: each is read to the literal text that follows it, not to its first quote.
+    name: "the vhost's connection limit, a vhost and a user with quotes in their names",
+    error: handshake(
+      530,
+      "NOT_ALLOWED",
+      `access to vhost 'team a's "q" é' refused for user 'o'brien': connection limit (0) is reached`,
+    ),
+    code: "BROKER_REFUSED",
+    reason: "limit",
+    exit: 78,
+    refused: `the connection: access to vhost 'team a's "q" é' refused for user 'o'brien': connection limit (0) is reached (530 NOT_ALLOWED)`,
+    details: { vhost: `team a's "q" é`, user: "o'brien", limit: { scope: "vhost", key: "max-connections" } },
+    hint: `raise the vhost's limit (rabbitmqctl set_vhost_limits -p 'team a'\\''s "q" é' '{"max-connections": N}', -1 for none) or close other connections to it (serve opens one per worker, and one more for a while to answer redelivered requests)`,
   },
   {
     name: "the user's connection limit",
@@ -579,5 +595,31 @@ describe("connectError: a port of the wrong protocol", () => {
       expect([error.details.reason, error.details.speaks]).toEqual(["wrong-protocol", undefined]);
       expect(error.message).toContain("another service listens on that port");
     }
+  });
+});
+
+describe("names with quotes in the broker's words", () => {
+  test("brokerReason reads the broker's message to its last quote: a name may hold a \"", () => {
+    const said = `inequivalent arg 'x-queue-type' for queue 'q' in vhost 'a"b': received 'classic' but current is 'stream'`;
+    const err = new Error(
+      `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ${said}"`,
+    );
+    expect(brokerReason(err)).toBe(said);
+  });
+  test("a queue that does not answer is named whole, quotes and all, not to its first quote", () => {
+    const error = connectError(
+      new Error(
+        `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - failed to perform operation on queue 'k q'1' in vhost 'team a's "q" é' due to timeout"`,
+      ),
+      parseBrokerUrl("amqp://u:p@h:5672/team%20a's%20%22q%22%20%C3%A9"),
+    );
+    expect([error.details.reason, error.details.queue, error.details.vhost]).toEqual([
+      "queue-unresponsive",
+      "k q'1",
+      `team a's "q" é`,
+    ]);
+    expect(withHint(error, "serve")).toEndWith(
+      `if it lasts, delete it (rabbitmqctl delete_queue -p 'team a'\\''s "q" é' 'k q'\\''1') so that serve declares it afresh`,
+    );
   });
 });

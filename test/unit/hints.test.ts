@@ -96,6 +96,14 @@ const cases: { error: FibrpcError; command?: CommandName; line: string; exitCode
     line: 'the dead-letter queue "q.dead-letter" exists with other settings (…); delete it (rabbitmqctl delete_queue q.dead-letter) so that serve can declare it as a quorum queue',
     exitCode: 78,
   },
+  {
+    error: new FibrpcError("BROKER_REFUSED", 'queue "-v" exists as a stream, …', {
+      reason: "stream-queue",
+      queue: "-v",
+    }),
+    line: 'queue "-v" exists as a stream, …; serve a classic or quorum queue: another --queue, or delete this one (rabbitmqctl delete_queue -- -v)',
+    exitCode: 78,
+  },
   // An error nothing is known to help with is its message alone.
   {
     error: connectError(new Error("something odd"), url),
