@@ -22,9 +22,10 @@ import { preview } from "./protocol.ts";
 
 /**
  * How a reply sent here ended: "confirmed" and "caller-gone" let the request be acked; "failed" (not sent, or
- * not known to be) leaves it to the serving channel.
+ * not known to be) leaves it to the serving channel; "stopped" (closed: the server drains or stops) leaves it
+ * unacked, for the broker to put back when the channel closes.
  */
-export type IsolatedOutcome = "confirmed" | "caller-gone" | "failed";
+export type IsolatedOutcome = "confirmed" | "caller-gone" | "failed" | "stopped";
 
 /**
  * How long one reply may take here, connecting included, before the serving channel sends it instead (a broker
@@ -79,8 +80,8 @@ export class IsolatedReplies {
   }
 
   /**
-   * Takes no more replies (those still queued fail at once, for the serving channel to send), and closes the
-   * connection once the reply under way is done.
+   * Takes no more replies (those still queued end "stopped" at once), and closes the connection once the reply
+   * under way is done.
    */
   async close(): Promise<void> {
     this.stopped = true;
@@ -92,7 +93,8 @@ export class IsolatedReplies {
   /** sendNow, bounded by REPLY_MS: past it, the reply fails and its connection is given up. */
   private async sendWithin(replyTo: string, body: Buffer, properties: PublishProperties): Promise<IsolatedOutcome> {
     if (this.gone.has(replyTo)) return "caller-gone";
-    if (this.stopped || performance.now() < this.noOpenUntil) return "failed";
+    if (this.stopped) return "stopped";
+    if (performance.now() < this.noOpenUntil) return "failed";
     clearTimeout(this.idle);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const attempt = { late: false };
@@ -108,8 +110,10 @@ export class IsolatedReplies {
     if (outcome === "late") {
       this.log.debug(`a reply to ${preview(replyTo)} took over ${REPLY_MS} ms; sent on the serving channel instead`);
       if (opened) this.retire(opened);
-      return "failed";
     }
+    // Stopped meanwhile (a drain): not for the serving channel to send either.
+    if ((outcome === "late" || outcome === "failed") && this.stopped) return "stopped";
+    if (outcome === "late") return "failed";
     if (outcome === "caller-gone") {
       if (this.gone.size >= GONE_KEPT) this.gone.delete(this.gone.values().next().value!);
       this.gone.add(replyTo);

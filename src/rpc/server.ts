@@ -207,7 +207,7 @@ export class RpcServer {
     // Requests already delivered are answered synchronously as they arrive, except heavy ones,
     // which wait their turn: the one being computed finishes, the others go back to the queue.
     await this.scheduler.done;
-    // Replies apart still queued are sent on the channel instead, at once (isolated-replies.ts).
+    // Replies apart still queued are not sent: their requests go back to the queue (isolated-replies.ts).
     const isolatedClosed = this.host.isolated.close();
     // Replies and acks held while the socket was full go out before the channel closes (else
     // the broker would requeue requests already answered).

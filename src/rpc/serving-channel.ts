@@ -155,8 +155,9 @@ export class ServingChannel {
    */
   private replyApart(delivery: InFlight, to: Address, reply: EncodedMessage): void {
     const sent = this.host.isolated.send(to.replyTo, reply.body, propertiesOf(delivery, to, reply)).then((outcome) => {
-      // Closed meanwhile: the broker has put the request back in the queue; nothing is written.
-      if (!this.open) return;
+      // Closed meanwhile: the broker has put the request back in the queue; nothing is written. Stopped (a drain):
+      // left unacked for the broker to put back, not sent here (a dead caller's reply would close this connection).
+      if (!this.open || outcome === "stopped") return;
       if (outcome !== "failed") return this.outlet.ack(delivery.msg);
       this.outlet.ackFirst(delivery.msg);
       this.publishReply(delivery, to, reply);

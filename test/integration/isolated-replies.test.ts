@@ -110,12 +110,27 @@ test("a connection that cannot be opened: the reply fails at once, and none is t
   await replies.close();
 });
 
-test("after close(), replies fail at once without connecting", async () => {
+test("after close(), replies end stopped at once without connecting (a drain leaves their requests unacked)", async () => {
   const { replies, opened } = isolated();
   await replies.close();
-  expect(await replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("1"), {})).toBe("failed");
+  expect(await replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("1"), {})).toBe("stopped");
   expect(opened()).toBe(0);
 });
+
+test("close() while a reply is under way and another waits: both end stopped (the first once its 5 s ran out)", async () => {
+  const connecting = Promise.withResolvers<void>();
+  // A connection that never opens: the first reply is under way (connecting) once it is asked for.
+  const { replies } = isolated(() => {
+    connecting.resolve();
+    return new Promise(() => {});
+  });
+  const first = replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("1"), {});
+  const second = replies.send("amq.rabbitmq.reply-to.x.y", Buffer.from("2"), {});
+  await connecting.promise;
+  await replies.close();
+  expect(await first).toBe("stopped");
+  expect(await second).toBe("stopped");
+}, 20_000);
 
 test("a connection that opens too late: the reply fails after 5 s, and the connection is closed once it comes", async () => {
   let connected: ((model: ChannelModel) => void) | undefined;
