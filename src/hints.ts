@@ -52,7 +52,8 @@ const grant: Hint = ({ details: { user, vhost, permission, resource, queue } }, 
 };
 
 /** How many connections serve opens (isolated-replies.ts: the one more). */
-const SERVE_CONNECTIONS = "(serve opens one per worker, and one more for a while to answer redelivered requests)";
+const SERVE_CONNECTIONS =
+  "(serve opens one per worker, and each worker one more for a while to answer redelivered requests)";
 
 /** What to do about a broker limit reached: which setting, and the command that raises it. */
 const raiseLimit: Hint = ({ details: { limit, user, vhost } }) => {

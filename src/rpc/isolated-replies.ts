@@ -39,6 +39,11 @@ const RETRY_OPEN_MS = 30_000;
 const IDLE_MS = 30_000;
 /** Addresses whose reply closed the connection: their other requests are acked without trying again. */
 const GONE_KEPT = 256;
+/**
+ * For this long: a caller whose node died sends nothing new, and a 541 from a passing partition must not
+ * silence a caller that is still there for good.
+ */
+const GONE_MS = 5 * 60_000;
 
 interface Opened {
   model: ChannelModel;
@@ -54,7 +59,10 @@ export class IsolatedReplies {
   private current: Opened | undefined;
   /** The reply being sent: one at a time, so a connection closed by a reply names that reply. */
   private last: Promise<unknown> = Promise.resolve();
-  private readonly gone = new Set<string>();
+  /** Address → when its reply closed the connection (performance.now()). */
+  private readonly gone = new Map<string, number>();
+  /** Ends the reply under way as late, if it has not been published yet (see close). */
+  private giveUpConnecting: (() => void) | undefined;
   private idle: ReturnType<typeof setTimeout> | undefined;
   /** performance.now() before which no connection is tried (see RETRY_OPEN_MS). */
   private noOpenUntil = 0;
@@ -68,7 +76,11 @@ export class IsolatedReplies {
 
   /** Whether a reply to `replyTo` closed the connection lately: its caller's node is gone, nobody to answer. */
   isGone(replyTo: string): boolean {
-    return this.gone.has(replyTo);
+    const at = this.gone.get(replyTo);
+    if (at === undefined) return false;
+    if (performance.now() - at < GONE_MS) return true;
+    this.gone.delete(replyTo);
+    return false;
   }
 
   /** Sends one reply, after those sent before it; never rejects. */
@@ -86,37 +98,44 @@ export class IsolatedReplies {
   async close(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.idle);
+    // A reply still connecting would hold the drain up to REPLY_MS for nothing: it ends now, stopped.
+    this.giveUpConnecting?.();
     await this.last;
     if (this.current) this.retire(this.current);
   }
 
   /** sendNow, bounded by REPLY_MS: past it, the reply fails and its connection is given up. */
   private async sendWithin(replyTo: string, body: Buffer, properties: PublishProperties): Promise<IsolatedOutcome> {
-    if (this.gone.has(replyTo)) return "caller-gone";
+    if (this.isGone(replyTo)) return "caller-gone";
     if (this.stopped) return "stopped";
     if (performance.now() < this.noOpenUntil) return "failed";
     clearTimeout(this.idle);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const attempt = { late: false };
-    const late = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => {
+    const attempt = { late: false, published: false };
+    const late = new Promise<"late" | "stopped">((resolve) => {
+      const giveUp = (why: "late" | "stopped") => {
         attempt.late = true;
-        resolve("late");
-      }, REPLY_MS);
+        resolve(why);
+      };
+      timer = setTimeout(() => giveUp("late"), REPLY_MS);
+      this.giveUpConnecting = () => {
+        if (!attempt.published) giveUp("stopped");
+      };
     });
     const outcome = await Promise.race([this.sendNow(replyTo, body, properties, attempt), late]);
     clearTimeout(timer);
+    this.giveUpConnecting = undefined;
     const opened = this.current;
     if (outcome === "late") {
-      this.log.debug(`a reply to ${preview(replyTo)} took over ${REPLY_MS} ms; sent on the serving channel instead`);
+      this.log.debug(`a reply to ${preview(replyTo)} took over ${REPLY_MS} ms on its connection apart: given up there`);
       if (opened) this.retire(opened);
     }
     // Stopped meanwhile (a drain): not for the serving channel to send either.
     if ((outcome === "late" || outcome === "failed") && this.stopped) return "stopped";
     if (outcome === "late") return "failed";
     if (outcome === "caller-gone") {
-      if (this.gone.size >= GONE_KEPT) this.gone.delete(this.gone.values().next().value!);
-      this.gone.add(replyTo);
+      if (this.gone.size >= GONE_KEPT) this.gone.delete(this.gone.keys().next().value!);
+      this.gone.set(replyTo, performance.now());
       this.log.debug(`a reply to ${preview(replyTo)} closed its connection (541): its caller's node is gone`);
     }
     if (opened && !opened.closed && !this.stopped) {
@@ -129,7 +148,7 @@ export class IsolatedReplies {
     replyTo: string,
     body: Buffer,
     properties: PublishProperties,
-    attempt: { late: boolean },
+    attempt: { late: boolean; published: boolean },
   ): Promise<IsolatedOutcome> {
     if (!this.current || this.current.closed) {
       const fresh = await this.connect();
@@ -145,6 +164,7 @@ export class IsolatedReplies {
     if (!opened || !channel) return "failed";
     return new Promise<IsolatedOutcome>((resolve) => {
       try {
+        attempt.published = true;
         channel.publish("", replyTo, body, properties, (err) => {
           if (!err) return resolve("confirmed");
           // A closed connection rejects its unconfirmed publishes first, then says why it closed, in the same
