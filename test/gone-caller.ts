@@ -5,7 +5,7 @@
  * rabbit_channel:deliver_reply, case_clause), as it does for a caller on a cluster node just killed
  * (test/cluster/cluster.test.ts); RabbitMQ 4.3.6 drops such a reply.
  */
-import { connect } from "amqplib";
+import { type Channel, connect } from "amqplib";
 import { releaseAtLeast } from "./broker.ts";
 import { eventually, rawChannel, uniqueQueue, URL } from "./helpers.ts";
 
@@ -30,24 +30,32 @@ export function addressOfAGoneNode(address: string): string {
   return `${prefix}${term.toString("base64")}.${key}`;
 }
 
+/**
+ * The address the broker gives `caller`, a channel consuming from amq.rabbitmq.reply-to: the reply_to of a probe
+ * it sends through a queue of the test's.
+ */
+export async function directReplyToAddressOf(caller: Channel): Promise<string> {
+  const { ch: admin } = await rawChannel();
+  const probe = uniqueQueue();
+  await admin.assertQueue(probe, { durable: true });
+  caller.sendToQueue(probe, Buffer.from("probe"), { replyTo: "amq.rabbitmq.reply-to" });
+  const seen = await eventually(
+    () => admin.get(probe, { noAck: true }),
+    (msg) => msg !== false,
+    10_000,
+    "the caller's address",
+  );
+  if (!seen) throw new Error("the probe is not in the queue");
+  return seen.properties.replyTo as string;
+}
+
 /** The address the broker gives a Direct Reply-to caller (which then goes), with its node changed (above). */
 export async function addressOfACallerWhoseNodeIsGone(): Promise<string> {
   const conn = await connect(URL);
   try {
     const caller = await conn.createChannel();
     await caller.consume("amq.rabbitmq.reply-to", () => {}, { noAck: true });
-    const { ch: admin } = await rawChannel();
-    const probe = uniqueQueue();
-    await admin.assertQueue(probe, { durable: true });
-    caller.sendToQueue(probe, Buffer.from("probe"), { replyTo: "amq.rabbitmq.reply-to" });
-    const seen = await eventually(
-      () => admin.get(probe, { noAck: true }),
-      (msg) => msg !== false,
-      10_000,
-      "the caller's address",
-    );
-    if (!seen) throw new Error("the probe is not in the queue");
-    return addressOfAGoneNode(seen.properties.replyTo as string);
+    return addressOfAGoneNode(await directReplyToAddressOf(caller));
   } finally {
     await conn.close();
   }

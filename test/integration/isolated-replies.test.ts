@@ -8,8 +8,12 @@ import { expect, test } from "bun:test";
 import { type ChannelModel, connect } from "amqplib";
 import type { Logger } from "../../src/log.ts";
 import { IsolatedReplies } from "../../src/rpc/isolated-replies.ts";
-import { addressOfACallerWhoseNodeIsGone, REPLY_TO_A_GONE_NODE_CLOSES } from "../gone-caller.ts";
-import { cleanupAfterFile, eventually, URL } from "../helpers.ts";
+import {
+  addressOfACallerWhoseNodeIsGone,
+  directReplyToAddressOf,
+  REPLY_TO_A_GONE_NODE_CLOSES,
+} from "../gone-caller.ts";
+import { cleanupAfterFile, URL } from "../helpers.ts";
 
 cleanupAfterFile();
 
@@ -48,17 +52,7 @@ test("a caller that is there: the reply is confirmed and delivered, on one conne
       },
       { noAck: true },
     );
-    // The broker's address for this caller: a request to ourselves through a queue of the broker's naming.
-    const { queue } = await caller.assertQueue("", { exclusive: true });
-    caller.sendToQueue(queue, Buffer.from("probe"), { replyTo: "amq.rabbitmq.reply-to" });
-    const probe = await eventually(
-      () => caller.get(queue, { noAck: true }),
-      (msg) => msg !== false,
-      10_000,
-      "the probe",
-    );
-    if (!probe) throw new Error("the probe is not in the queue");
-    const address = probe.properties.replyTo as string;
+    const address = await directReplyToAddressOf(caller);
     expect(address).toStartWith("amq.rabbitmq.reply-to.");
     const { replies, opened } = isolated();
     try {
