@@ -376,7 +376,7 @@ describe("names and queues the broker keeps from fibrpc", () => {
         expectServeRefused(
           serve.log,
           new RegExp(
-            ` ERROR queue "${queue}" exists as a stream, which serve cannot consume requests from \\(a stream is read from an offset, not acked a request at a time\\); serve a classic or quorum queue: another --queue, or delete this one \\(rabbitmqctl delete_queue ${queue}\\)$`,
+            ` ERROR queue "${queue}" exists as a stream, which serve cannot consume requests from \\(a stream is read from an offset, not acked a request at a time\\); serve a classic or quorum queue: another --queue, or delete this one \\(rabbitmqctl delete_queue -p v1 ${queue}\\)$`,
             "m",
           ),
         );
