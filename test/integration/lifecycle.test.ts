@@ -523,11 +523,13 @@ describe("a drain that puts back hundreds of heavy requests", () => {
         .split("\n")
         .map((line) => (JSON.parse(line) as { correlation_id: string }).correlation_id);
       const held = await hold.next();
+      // As many as the socket's buffers take while the worker's thread is held: 400 on 3.10, from 250 on 4.3 (its
+      // deliveries are larger); well past the 32 settles in flight the quorum queue holds back.
       await eventually(
         () => queueStats(queue),
-        (s) => s.messageCount <= ns.length - 400,
+        (s) => s.messageCount <= ns.length - 100,
         15_000,
-        "400 requests delivered to the held worker",
+        "at least 100 requests delivered to the held worker",
       );
       server.proc.kill("SIGTERM");
       await server.waitForLog(/SIGTERM: draining/);
