@@ -226,7 +226,7 @@ export class Executor {
   /** Writes `ending`, or an INTERNAL reply for a copy that cannot be put back: what was written, if anything. */
   private write(delivery: InFlight, ending: Ending): Ending | undefined {
     try {
-      return delivery.via.settle(delivery, ending) ? ending : undefined;
+      return delivery.via.settle(delivery, ending);
     } catch (err) {
       // Only a copy put back can fail to encode, which cannot happen with what decide() lets
       // through; if it does, answer rather than lose it.
@@ -237,7 +237,7 @@ export class Executor {
       if (deliveryMode === 2) Object.assign(to, { persistent: true });
       const reply = encodeError(ending.replyFormat, "INTERNAL", "the server could not requeue the request");
       const failed: Ending = { kind: "reply", to, reply };
-      return delivery.via.settle(delivery, failed) ? failed : undefined;
+      return delivery.via.settle(delivery, failed);
     }
   }
 }

@@ -93,7 +93,8 @@ export class ServingChannel {
    * Writes how `delivery` ends, at most one publish and exactly one ack, in one socket write with
    * the frame writer; a result for a caller that reads batched replies is held with its ack and
    * written at the end of this event-loop turn (reply-batches.ts), and a reply apart's ack once the
-   * reply is done (below), unless the channel closes first. False if
+   * reply is done (below), unless the channel closes first. Returns what it did: `ending`, or the ack
+   * alone for a caller known to be gone; undefined if
    * its channel is gone (the broker has put the request back for another try): nothing is
    * written. A copy that cannot be encoded throws, with nothing written; a reply that cannot be
    * sent is logged, never thrown: it must not cost the channel. The ack goes only on the channel
@@ -107,8 +108,8 @@ export class ServingChannel {
    * closes the connection that replies to a caller whose node has died (isolated-replies.ts). A reply
    * to an address found so is not sent at all: the request is acked.
    */
-  settle(delivery: InFlight, ending: Ending): boolean {
-    if (!this.open) return false;
+  settle(delivery: InFlight, ending: Ending): Ending | undefined {
+    if (!this.open) return undefined;
     const { outlet, host } = this;
     const { msg } = delivery;
     if (ending.kind === "requeue") {
@@ -116,7 +117,7 @@ export class ServingChannel {
       if (this.countAs === "quorum") {
         delivery.acked = true; // once its copy is confirmed, if the channel is open (else the broker has it back)
         this.copies.putBack(host.queue, msg, copy, { outlet, open: () => this.open });
-        return true;
+        return ending;
       }
       outlet.publish(host.queue, msg.content, copy);
     } else if (ending.kind === "reply" && ending.to) {
@@ -126,19 +127,19 @@ export class ServingChannel {
         if (host.isolated.isGone(to.replyTo)) {
           delivery.acked = true;
           outlet.ack(msg);
-          return true;
+          return { kind: "ack" };
         }
         if (!delivery.firstDelivery) {
           delivery.acked = true;
           this.replyApart(delivery, to, reply);
-          return true;
+          return ending;
         }
       }
       // Redelivered requests and errors are never held.
       if (to.batch && delivery.firstDelivery && isBatchable(reply)) {
         delivery.acked = true;
         this.batches.hold({ delivery, to, reply });
-        return true;
+        return ending;
       }
       this.publishReply(delivery, to, reply);
     }
@@ -146,7 +147,7 @@ export class ServingChannel {
       delivery.acked = true;
       outlet.ack(msg);
     }
-    return true;
+    return ending;
   }
 
   /**
