@@ -115,7 +115,10 @@ export type BenchMode =
       achievedRate: number;
       maxOutstanding: number;
       missed: number;
-      /** How long its schedule was meant to take (calls × 1/rate): answered/s is over at least that. */
+      /**
+       * How long its schedule was meant to take (calls × 1/rate; cut short, up to the cut): answered/s is over at
+       * least that.
+       */
       scheduleSeconds: number;
     };
 
@@ -350,10 +353,16 @@ async function openLoop(s: {
   let outstanding = 0;
   let drained: (() => void) | undefined;
   let burst = 0;
+  /** When a signal or a lost connection ended the schedule: it then covers only the time up to there. */
+  let cutAt: number | undefined;
   for (;;) {
     if (s.requests !== undefined && scheduled >= s.requests) break;
     const due = s.t0 + scheduled * interval;
-    if (due >= s.endAt || s.stopping.cuts() || !s.stillUsable()) break;
+    if (due >= s.endAt) break;
+    if (s.stopping.cuts() || !s.stillUsable()) {
+      cutAt = s.clock.now();
+      break;
+    }
     const now = s.clock.now();
     if (due > now) {
       burst = 0;
@@ -381,9 +390,11 @@ async function openLoop(s: {
   }
   const scheduleEnd = s.clock.now();
   if (outstanding > 0) await new Promise<void>((resolve) => (drained = resolve));
-  // Over the time the schedule took, at least the time it was meant to take.
-  const seconds = Math.max(scheduleEnd - s.t0, scheduled * interval) / 1000;
-  return { achievedRate: seconds > 0 ? sent / seconds : 0, missed, scheduleSeconds: (scheduled * interval) / 1000 };
+  // Over the time the schedule took, at least the time it was meant to take: the calls it started, one interval
+  // each, or, cut short, up to the cut (`--rate 0.001` stopped after 15 s ran 15 s, not the 1000 s of its one call).
+  const meantMs = Math.min(scheduled * interval, (cutAt ?? Number.POSITIVE_INFINITY) - s.t0);
+  const seconds = Math.max(scheduleEnd - s.t0, meantMs) / 1000;
+  return { achievedRate: seconds > 0 ? sent / seconds : 0, missed, scheduleSeconds: meantMs / 1000 };
 }
 
 /**

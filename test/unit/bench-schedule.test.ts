@@ -173,6 +173,18 @@ test("stopped (SIGINT): no call starts after it, those in flight finish, the run
   }
 });
 
+test("open loop at a low rate, stopped between two calls: answered/s is over the time run, not the next call's due time", async () => {
+  const clock = new FakeClock();
+  const server = fakeServer(clock, 10);
+  const stop = new AbortController();
+  // One call per 1000 s: the first goes at t=0, the signal comes at 15 s, long before the second is due.
+  clock.at(15_000, () => stop.abort("SIGTERM"));
+  const r = await clock.run(runBench(server, { ...base, rate: 0.001, requests: 2, clock, stop: stop.signal }));
+  expect(r).toMatchObject({ calls: 1, ok: 1, exitCode: 143, cutShort: { code: "SIGTERM", atSeconds: 15 } });
+  expect(r.mode === "open-loop" && r.scheduleSeconds).toBeCloseTo(15, 3);
+  expect(r.callsPerSecond).toBeCloseTo(1 / 15, 4);
+});
+
 test("a signal after the plan's last call started cuts nothing: the run ends as planned, exit 0", async () => {
   const clock = new FakeClock();
   const server = fakeServer(clock, 10);
